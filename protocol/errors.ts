@@ -1,0 +1,49 @@
+/**
+ * The one registry of Osprey error codes. Every error that crosses a component boundary is an
+ * OspreyError with one of these codes; callers branch on `code`, never on the message.
+ */
+export const ErrorCodes = {
+  OSP_ERR_CONFIG: 'a configuration file is missing, unreadable or invalid',
+  OSP_ERR_MESSAGE_INVALID: 'an MQTT payload is not JSON or does not match its schema',
+  OSP_ERR_TOPIC: 'an MQTT topic is not an Osprey topic',
+  OSP_ERR_IMAGE_EMPTY: 'the image has zero bytes',
+  OSP_ERR_IMAGE_DECODE: 'the bytes are not a decodable image (truncated, corrupt or not an image)',
+  OSP_ERR_IMAGE_TOO_LARGE: 'the image is larger than the configured pixel limit',
+  OSP_ERR_CONTENT_TYPE: 'the request content type is not an accepted image type',
+  OSP_ERR_QUEUE_FULL: 'the inspection queue is full; retry later',
+  OSP_ERR_SHUTTING_DOWN: 'the agent is shutting down',
+  OSP_ERR_MODEL_MANIFEST: 'a model manifest is missing or invalid',
+  OSP_ERR_MODEL_CHECKSUM: 'model.onnx does not match the sha256 in its manifest',
+  OSP_ERR_MODEL_LOAD: 'onnxruntime could not load the model',
+  OSP_ERR_MODEL_SIGNATURE: 'a model package is not signed by the fleet key',
+  OSP_ERR_MODEL_INPUT: 'the model input does not match the manifest',
+  OSP_ERR_MODEL_OUTPUT: 'the model output cannot be read for the manifest task',
+  OSP_ERR_MODEL_PLUGIN: 'a post-processing plug-in failed',
+  OSP_ERR_INFERENCE: 'onnxruntime failed while running the model',
+  OSP_ERR_NOT_FOUND: 'the requested resource does not exist',
+  OSP_ERR_BAD_REQUEST: 'the request is malformed',
+  OSP_ERR_USAGE: 'a command-line argument is missing or invalid',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** An error with a stable code; the original error, if any, is kept as `cause`. */
+export class OspreyError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'OspreyError';
+    this.code = code;
+  }
+}
+
+/** True when `err` is an OspreyError, optionally with the given code. */
+export function isOspreyError(err: unknown, code?: ErrorCode): err is OspreyError {
+  return err instanceof OspreyError && (code === undefined || err.code === code);
+}
+
+/** One line, for logs and HTTP answers: the message with newlines folded. */
+export function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.replace(/\s*\n\s*/g, ' ').trim();
+}

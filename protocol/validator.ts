@@ -1,0 +1,73 @@
+/**
+ * The one ajv instance of a process. Every received message (and every config file) is checked
+ * here; failures come back as values with a one-line reason, never as thrown crashes.
+ */
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { randomUUID } from 'node:crypto';
+import type { TSchema, Static } from '@sinclair/typebox';
+import { MessageSchemas, PROTOCOL_VERSION, type MessageByKind } from './messages.js';
+import type { MessageKind } from './topics.js';
+
+export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
+
+const compiled = new Map<TSchema, ValidateFunction>();
+
+/** Compiles once per schema object, then reuses. */
+export function validatorFor<T extends TSchema>(schema: T): ValidateFunction<Static<T>> {
+  let fn = compiled.get(schema);
+  if (!fn) {
+    fn = ajv.compile(schema);
+    compiled.set(schema, fn);
+  }
+  return fn as ValidateFunction<Static<T>>;
+}
+
+/** Formats ajv errors as one line: `/results/0/seq must be >= 1; /ts must be integer`. */
+export function formatErrors(errors: ErrorObject[] | null | undefined, max = 5): string {
+  if (!errors || errors.length === 0) return 'invalid';
+  const parts = errors.slice(0, max).map((e) => {
+    const where = e.instancePath || '/';
+    const extra =
+      e.keyword === 'additionalProperties'
+        ? ` (${String((e.params as { additionalProperty?: string }).additionalProperty)})`
+        : '';
+    return `${where} ${e.message ?? e.keyword}${extra}`;
+  });
+  if (errors.length > max) parts.push(`and ${errors.length - max} more`);
+  return parts.join('; ');
+}
+
+export type Checked<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** Validates a value against a schema. */
+export function check<T extends TSchema>(schema: T, value: unknown): Checked<Static<T>> {
+  const fn = validatorFor(schema);
+  if (fn(value)) return { ok: true, value: value as Static<T> };
+  return { ok: false, error: formatErrors(fn.errors) };
+}
+
+/** Parses and validates an MQTT payload of the given kind. */
+export function decodeMessage<K extends MessageKind>(kind: K, payload: Buffer | string): Checked<MessageByKind[K]> {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
+  } catch (err) {
+    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+  }
+  return check(MessageSchemas[kind], value) as Checked<MessageByKind[K]>;
+}
+
+/** Builds a message with its envelope filled in. */
+export function envelope<K extends MessageKind>(
+  _kind: K,
+  edgeId: string,
+  body: Omit<MessageByKind[K], 'v' | 'id' | 'ts' | 'edgeId'>,
+  now = Date.now(),
+): MessageByKind[K] {
+  return { v: PROTOCOL_VERSION, id: randomUUID(), ts: now, edgeId, ...body } as MessageByKind[K];
+}
+
+/** Encodes a message for MQTT. */
+export function encodeMessage(message: object): Buffer {
+  return Buffer.from(JSON.stringify(message));
+}

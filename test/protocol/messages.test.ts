@@ -1,0 +1,62 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  allEdgesFilter,
+  decodeMessage,
+  edgeTopic,
+  encodeMessage,
+  envelope,
+  parseEdgeTopic,
+} from '../../protocol/index.js';
+
+test('topics put the edge id at a fixed level and round-trip', () => {
+  assert.equal(edgeTopic('press-3', 'results'), 'osprey/v1/edges/press-3/results');
+  assert.deepEqual(parseEdgeTopic('osprey/v1/edges/press-3/ack'), { edgeId: 'press-3', kind: 'ack' });
+  assert.equal(allEdgesFilter('state'), 'osprey/v1/edges/+/state');
+  assert.equal(parseEdgeTopic('osprey/v1/edges/press-3/unknown'), null);
+  assert.equal(parseEdgeTopic('osprey/v2/edges/press-3/ack'), null);
+  assert.equal(parseEdgeTopic('osprey/v1/edges/a/b/ack'), null);
+  assert.throws(() => edgeTopic('bad/id', 'ack'), /invalid edge id/);
+  assert.throws(() => edgeTopic('+', 'ack'), /invalid edge id/);
+});
+
+test('a valid results batch decodes', () => {
+  const msg = envelope('results', 'e1', {
+    fromSeq: 1,
+    toSeq: 1,
+    results: [
+      { seq: 1, ts: 1, camera: 'cam1', source: 'http', model: 'm@1', verdict: 'ok', label: 'good', score: 0.1, latencyMs: 3 },
+    ],
+  });
+  const decoded = decodeMessage('results', encodeMessage(msg));
+  assert.equal(decoded.ok, true);
+});
+
+test('invalid payloads come back as one-line reasons, not exceptions', () => {
+  const notJson = decodeMessage('results', Buffer.from('{"v":1,'));
+  assert.equal(notJson.ok, false);
+  assert.match(!notJson.ok ? notJson.error : '', /^not JSON/);
+
+  const badSeq = decodeMessage('ack', JSON.stringify({ v: 1, id: 'x', ts: 1, edgeId: 'e1', ackSeq: -1 }));
+  assert.equal(badSeq.ok, false);
+  assert.match(!badSeq.ok ? badSeq.error : '', /\/ackSeq must be >= 0/);
+
+  const extra = decodeMessage('ack', JSON.stringify({ v: 1, id: 'x', ts: 1, edgeId: 'e1', ackSeq: 1, oops: true }));
+  assert.equal(extra.ok, false);
+  assert.match(!extra.ok ? extra.error : '', /additional properties \(oops\)/);
+
+  const badVerdict = decodeMessage(
+    'results',
+    JSON.stringify({
+      v: 1, id: 'x', ts: 1, edgeId: 'e1', fromSeq: 1, toSeq: 1,
+      results: [{ seq: 1, ts: 1, camera: 'c', source: 'http', model: 'm', verdict: 'maybe', label: 'l', score: 0, latencyMs: 0 }],
+    }),
+  );
+  assert.equal(badVerdict.ok, false);
+  assert.doesNotMatch(!badVerdict.ok ? badVerdict.error : '', /\n/);
+});
+
+test('the last-will state (online:false only) is a valid state message', () => {
+  const will = envelope('state', 'e1', { online: false });
+  assert.equal(decodeMessage('state', encodeMessage(will)).ok, true);
+});
