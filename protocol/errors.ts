@@ -12,6 +12,8 @@ export const ErrorCodes = {
   OSP_ERR_CONTENT_TYPE: 'the request content type is not an accepted image type',
   OSP_ERR_QUEUE_FULL: 'the inspection queue is full; retry later',
   OSP_ERR_SHUTTING_DOWN: 'the agent is shutting down',
+  OSP_ERR_STORE: 'the local result store could not read or write',
+  OSP_ERR_INPUT_READ: 'an input file could not be read or moved',
   OSP_ERR_MODEL_MANIFEST: 'a model manifest is missing or invalid',
   OSP_ERR_MODEL_CHECKSUM: 'model.onnx does not match the sha256 in its manifest',
   OSP_ERR_MODEL_LOAD: 'onnxruntime could not load the model',
@@ -19,10 +21,13 @@ export const ErrorCodes = {
   OSP_ERR_MODEL_INPUT: 'the model input does not match the manifest',
   OSP_ERR_MODEL_OUTPUT: 'the model output cannot be read for the manifest task',
   OSP_ERR_MODEL_PLUGIN: 'a post-processing plug-in failed',
+  OSP_ERR_MODEL_CLOSED: 'the model runner was closed',
   OSP_ERR_INFERENCE: 'onnxruntime failed while running the model',
   OSP_ERR_NOT_FOUND: 'the requested resource does not exist',
   OSP_ERR_BAD_REQUEST: 'the request is malformed',
+  OSP_ERR_INTERNAL: 'an unexpected error inside Osprey (a bug; see the log)',
   OSP_ERR_USAGE: 'a command-line argument is missing or invalid',
+  OSP_ERR_BROKER: 'the MQTT broker cannot be started or reached',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -2,6 +2,8 @@
  * JSON Schemas of every MQTT message (DESIGN.md "Messages"). Types are derived from the schemas
  * with TypeBox's Static, never written twice. Every payload is an envelope {v, id, ts, edgeId}
  * plus the fields of its kind; `additionalProperties: false` everywhere so typos are caught.
+ * Only whole messages carry a `$id`: building blocks are embedded more than once (ModelRef three
+ * times in state) and ajv refuses a schema in which one `$id` occurs twice.
  */
 import { Type, type Static, type TSchema, type TProperties } from '@sinclair/typebox';
 import { EDGE_ID_PATTERN } from './topics.js';
@@ -30,7 +32,7 @@ export const ModelRefSchema = Type.Object(
     version: Type.String({ minLength: 1, maxLength: 64 }),
     sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
   },
-  { $id: 'osprey.v1.modelRef', ...strict },
+  strict,
 );
 export type ModelRef = Static<typeof ModelRefSchema>;
 
@@ -43,7 +45,7 @@ export const ModelArtifactSchema = Type.Object(
     url: Type.String({ minLength: 1 }),
     signature: Type.String({ minLength: 1 }),
   },
-  { $id: 'osprey.v1.modelArtifact', ...strict },
+  strict,
 );
 export type ModelArtifact = Static<typeof ModelArtifactSchema>;
 
@@ -53,7 +55,7 @@ export const ThresholdsSchema = Type.Object(
     default: Type.Optional(Type.Number({ minimum: 0 })),
     perLabel: Type.Optional(Type.Record(Type.String(), Type.Number({ minimum: 0 }))),
   },
-  { $id: 'osprey.v1.thresholds', ...strict },
+  strict,
 );
 export type Thresholds = Static<typeof ThresholdsSchema>;
 
@@ -72,7 +74,7 @@ export const EdgeSettingsSchema = Type.Object(
       ),
     ),
   },
-  { $id: 'osprey.v1.edgeSettings', ...strict },
+  strict,
 );
 export type EdgeSettings = Static<typeof EdgeSettingsSchema>;
 
@@ -84,7 +86,7 @@ export const DetectionSchema = Type.Object(
       description: '[x1, y1, x2, y2] in original image pixels',
     }),
   },
-  { $id: 'osprey.v1.detection', ...strict },
+  strict,
 );
 export type Detection = Static<typeof DetectionSchema>;
 
@@ -106,7 +108,7 @@ export const ResultRecordSchema = Type.Object(
     latencyMs: Type.Number({ minimum: 0 }),
     detections: Type.Optional(Type.Array(DetectionSchema, { maxItems: 1000 })),
   },
-  { $id: 'osprey.v1.resultRecord', ...strict },
+  strict,
 );
 export type ResultRecord = Static<typeof ResultRecordSchema>;
 

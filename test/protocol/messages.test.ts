@@ -60,3 +60,12 @@ test('the last-will state (online:false only) is a valid state message', () => {
   const will = envelope('state', 'e1', { online: false });
   assert.equal(decodeMessage('state', encodeMessage(will)).ok, true);
 });
+
+test('state and desired messages, which embed shared parts several times, decode', () => {
+  const ref = { name: 'm', version: '2', sha256: 'a'.repeat(64) };
+  const state = envelope('state', 'e1', { online: true, line: 'l', active: ref, previous: { ...ref, version: '1' }, shadow: null, configVersion: 3 });
+  assert.equal(decodeMessage('state', encodeMessage(state)).ok, true);
+  const artifact = { ...ref, size: 10, url: 'http://fleet/a', signature: 'sig' };
+  const desired = envelope('desired', 'e1', { active: artifact, shadow: { ...artifact, version: '3' }, config: { thresholds: { default: 0.4 } }, configVersion: 3 });
+  assert.equal(decodeMessage('desired', encodeMessage(desired)).ok, true);
+});

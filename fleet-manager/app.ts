@@ -1,0 +1,85 @@
+/**
+ * The fleet manager's HTTP API as a Fastify app. `buildApp` only assembles it (no listen), so
+ * tests drive it with `inject()` and the fleet manager adds listen and shutdown around it.
+ * HTTP API reference: docs/fleet-manager.md.
+ */
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
+import type { Logger } from 'pino';
+import { OspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
+import type { ErrorBody } from './http-schemas.js';
+import type { FleetStore } from './store.js';
+import type { IngestCounters } from './ingest.js';
+import { healthRoutes } from './routes/health.js';
+import { edgeRoutes } from './routes/edges.js';
+import { statsRoutes } from './routes/stats.js';
+import { resultRoutes } from './routes/results.js';
+import { dashboardRoutes } from './routes/dashboard.js';
+import type { RouteDeps } from './routes/deps.js';
+
+export interface AppDeps {
+  store: FleetStore;
+  logger: Logger;
+  /** Live MQTT and ingest status for /health; omitted when the app runs without MQTT. */
+  status?: () => { mqttConnected: boolean; ingest: IngestCounters };
+  /** Clock for default time ranges and uptime; Date.now by default. */
+  now?: () => number;
+}
+
+const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
+  OSP_ERR_BAD_REQUEST: 400,
+  OSP_ERR_NOT_FOUND: 404,
+};
+
+/** Builds the app with every route registered; the caller listens (or injects) and closes it. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const now = deps.now ?? Date.now;
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // The dashboard polls every few seconds; per-request info lines would drown everything else.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Fastify's own ajv (not protocol's) because query strings need type coercion.
+    ajv: { customOptions: { removeAdditional: false } },
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.debug({ method: req.method, url: req.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request completed');
+  });
+
+  app.setErrorHandler<FastifyError | OspreyError>(async (err, req, reply) => {
+    const body = errorBody(err);
+    const status =
+      err instanceof OspreyError ? (STATUS_BY_CODE[err.code] ?? 500) : err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
+    if (status >= 500) req.log.error({ err, url: req.url }, 'request failed');
+    return reply.code(status).send(status >= 500 ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
+  });
+
+  app.setNotFoundHandler(async (req, reply) =>
+    reply.code(404).send({ error: 'OSP_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } satisfies ErrorBody),
+  );
+
+  const routeDeps: RouteDeps = { store: deps.store, now, startedAt: now() };
+  if (deps.status) routeDeps.status = deps.status;
+  await app.register(healthRoutes, routeDeps);
+  await app.register(edgeRoutes, routeDeps);
+  await app.register(statsRoutes, routeDeps);
+  await app.register(resultRoutes, routeDeps);
+  await app.register(dashboardRoutes);
+  return app;
+}
+
+/** Maps any error to the one error shape; validation messages already name the field. */
+function errorBody(err: FastifyError | OspreyError): ErrorBody {
+  if (err instanceof OspreyError) return { error: err.code, message: oneLine(err) };
+  if (err.validation && err.validation.length > 0) {
+    // Fastify's message leaves out which property was unexpected; ajv's params have it.
+    const message = err.validation
+      .slice(0, 3)
+      .map((v) => {
+        const extra = v.keyword === 'additionalProperties' ? ` (${String(v.params.additionalProperty)})` : '';
+        return `${err.validationContext ?? 'request'}${v.instancePath} ${v.message ?? v.keyword}${extra}`;
+      })
+      .join('; ');
+    return { error: 'OSP_ERR_BAD_REQUEST', message };
+  }
+  return { error: 'OSP_ERR_BAD_REQUEST', message: oneLine(err) };
+}

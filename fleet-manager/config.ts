@@ -1,0 +1,114 @@
+/**
+ * Fleet manager configuration: a JSON file (or the same object from code) checked against a
+ * schema by protocol's one ajv instance, then completed with defaults.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { Type, type Static } from '@sinclair/typebox';
+import { check } from '../protocol/validator.js';
+import { OspreyError } from '../protocol/errors.js';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const strict = { additionalProperties: false } as const;
+const Host = Type.String({ minLength: 1, maxLength: 255 });
+const Port = Type.Integer({ minimum: 0, maximum: 65535, description: '0 picks a free port' });
+
+/** What a fleet config file may contain; every field is optional. */
+export const FleetConfigSchema = Type.Object(
+  {
+    dataDir: Type.Optional(Type.String({ minLength: 1, description: 'SQLite file and artifacts; relative to the config file' })),
+    http: Type.Optional(Type.Object({ host: Type.Optional(Host), port: Type.Optional(Port) }, strict)),
+    mqtt: Type.Optional(
+      Type.Object({ host: Type.Optional(Host), port: Type.Optional(Port) }, { ...strict, description: 'the embedded broker' }),
+    ),
+    brokerUrl: Type.Optional(
+      Type.String({ pattern: '^(mqtts?|tcp|tls|wss?)://[^\\s]+$', description: 'external broker; no embedded one is started' }),
+    ),
+    // An enum rather than a union of literals: ajv then reports one error, not one per literal.
+    logLevel: Type.Optional(Type.Unsafe<LogLevel>({ type: 'string', enum: [...LOG_LEVELS] })),
+  },
+  { $id: 'osprey.fleetConfig', ...strict },
+);
+export type FleetConfigInput = Static<typeof FleetConfigSchema>;
+
+/** A complete configuration: every default filled in, dataDir absolute. */
+export interface FleetConfig {
+  dataDir: string;
+  http: { host: string; port: number };
+  mqtt: { host: string; port: number };
+  brokerUrl: string | null;
+  logLevel: LogLevel;
+}
+
+export const FLEET_DEFAULTS = {
+  dataDir: 'data',
+  // Edges on the plant network must reach both ports, hence every interface by default.
+  http: { host: '0.0.0.0', port: 8080 },
+  mqtt: { host: '0.0.0.0', port: 1883 },
+  logLevel: 'info',
+} as const;
+
+/**
+ * Validates a config object and fills in defaults; relative dataDir resolves against baseDir.
+ * Throws OspreyError OSP_ERR_CONFIG naming the offending field.
+ */
+export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), source = 'fleet config'): FleetConfig {
+  const checked = check(FleetConfigSchema, input);
+  if (!checked.ok) throw new OspreyError('OSP_ERR_CONFIG', `${source}: ${checked.error}`);
+  const c = checked.value;
+  return {
+    dataDir: resolve(baseDir, c.dataDir ?? FLEET_DEFAULTS.dataDir),
+    http: { ...FLEET_DEFAULTS.http, ...c.http },
+    mqtt: { ...FLEET_DEFAULTS.mqtt, ...c.mqtt },
+    brokerUrl: c.brokerUrl ?? null,
+    logLevel: c.logLevel ?? FLEET_DEFAULTS.logLevel,
+  };
+}
+
+/** Command-line overrides (`--port`, `--mqtt-port`, `--broker`, `--data`), applied over the file. */
+export interface FleetConfigOverrides {
+  httpPort?: number;
+  mqttPort?: number;
+  brokerUrl?: string;
+  /** Relative to the current directory, like any path typed on a command line. */
+  dataDir?: string;
+}
+
+/**
+ * Reads a JSON config file (none: defaults only) and applies overrides; a relative dataDir in the
+ * file is relative to the file, not the cwd. The merged result is validated as one config.
+ */
+export async function loadFleetConfig(file?: string, overrides: FleetConfigOverrides = {}): Promise<FleetConfig> {
+  let value: unknown = {};
+  let source = 'fleet config';
+  if (file !== undefined) {
+    source = `fleet config ${file}`;
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      throw new OspreyError('OSP_ERR_CONFIG', `${source} cannot be read: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      throw new OspreyError('OSP_ERR_CONFIG', `${source} is not JSON: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const merged = applyOverrides(value, overrides);
+  return resolveFleetConfig(merged, file === undefined ? process.cwd() : dirname(resolve(file)), source);
+}
+
+function applyOverrides(value: unknown, o: FleetConfigOverrides): unknown {
+  // Not an object: leave it for the schema check to report.
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return value;
+  const c = { ...(value as Record<string, unknown>) };
+  const section = (key: string) => ({ ...((c[key] as Record<string, unknown> | undefined) ?? {}) });
+  if (o.httpPort !== undefined) c.http = { ...section('http'), port: o.httpPort };
+  if (o.mqttPort !== undefined) c.mqtt = { ...section('mqtt'), port: o.mqttPort };
+  if (o.brokerUrl !== undefined) c.brokerUrl = o.brokerUrl;
+  if (o.dataDir !== undefined) c.dataDir = resolve(o.dataDir);
+  return c;
+}

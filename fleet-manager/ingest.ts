@@ -1,0 +1,171 @@
+/**
+ * Ingest: everything edges publish reaches the fleet here. Each payload is decoded and checked
+ * against its schema, stored, and (for results) acknowledged with the highest contiguous seq.
+ * A bad message is logged and dropped; nothing an edge sends can stop the fleet manager.
+ */
+import type { MqttClient, IPublishPacket } from 'mqtt';
+import type { Logger } from 'pino';
+import { allEdgesFilter, edgeTopic, parseEdgeTopic } from '../protocol/topics.js';
+import { decodeMessage, encodeMessage, envelope } from '../protocol/validator.js';
+import type { MessageByKind } from '../protocol/messages.js';
+import type { FleetStore, ReportMeta } from './store.js';
+
+/** The kinds of message edges send to the fleet. */
+const INBOUND = ['results', 'state', 'telemetry', 'events'] as const;
+type InboundKind = (typeof INBOUND)[number];
+
+export interface IngestOptions {
+  /** A connected mqtt.js client; ingest subscribes on it but does not own it. */
+  client: MqttClient;
+  store: FleetStore;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** Counters since start, for /health and tests. */
+export interface IngestCounters {
+  messages: number;
+  dropped: number;
+  resultsStored: number;
+  acksSent: number;
+  storeErrors: number;
+}
+
+export interface Ingest {
+  /** Subscribes (QoS 1) to every inbound edge topic; retained states arrive right after. */
+  start(): Promise<void>;
+  /** Stops taking messages and waits for those being stored. Idempotent. */
+  stop(): Promise<void>;
+  counters(): IngestCounters;
+}
+
+/** Creates the ingest component on an existing MQTT connection. */
+export function createIngest(opts: IngestOptions): Ingest {
+  const { client, store } = opts;
+  const log = opts.logger;
+  const now = opts.now ?? Date.now;
+  const counters: IngestCounters = { messages: 0, dropped: 0, resultsStored: 0, acksSent: 0, storeErrors: 0 };
+  // Messages of one edge are handled in arrival order, so two batches never race on its ack.
+  const tails = new Map<string, Promise<void>>();
+  let stopped = false;
+  let stopping: Promise<void> | undefined;
+
+  function drop(topic: string, reason: string, edgeId?: string): void {
+    counters.dropped++;
+    log.warn({ topic, edgeId, reason }, 'message dropped');
+  }
+
+  function onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (stopped) return;
+    counters.messages++;
+    try {
+      accept(topic, payload, packet);
+    } catch (err) {
+      // A throw here would escape into mqtt.js and stall every later message.
+      counters.dropped++;
+      log.error({ err, topic }, 'message handling failed');
+    }
+  }
+
+  function accept(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const parsed = parseEdgeTopic(topic);
+    if (!parsed || !(INBOUND as readonly string[]).includes(parsed.kind)) {
+      drop(topic, 'not an inbound osprey edge topic');
+      return;
+    }
+    const kind = parsed.kind as InboundKind;
+    const { edgeId } = parsed;
+    const decoded = decodeMessage(kind, payload);
+    if (!decoded.ok) {
+      drop(topic, decoded.error, edgeId);
+      return;
+    }
+    const msg = decoded.value;
+    // The topic is what the broker's ACL vouches for; an envelope naming another edge is forged or broken.
+    if (msg.edgeId !== edgeId) {
+      drop(topic, `envelope edgeId "${msg.edgeId}" does not match the topic`, edgeId);
+      return;
+    }
+    // [MQTT-3.3.1-8] retain is set only on messages replayed because of our subscription.
+    const meta: ReportMeta = { receivedAt: now(), replay: packet.retain };
+    enqueue(edgeId, () => handle(kind, edgeId, msg, meta, topic));
+  }
+
+  function enqueue(edgeId: string, task: () => Promise<void>): void {
+    const tail = (tails.get(edgeId) ?? Promise.resolve()).then(task);
+    tails.set(edgeId, tail);
+    void tail.then(() => {
+      if (tails.get(edgeId) === tail) tails.delete(edgeId);
+    });
+  }
+
+  async function handle(kind: InboundKind, edgeId: string, msg: MessageByKind[InboundKind], meta: ReportMeta, topic: string) {
+    try {
+      switch (kind) {
+        case 'results':
+          return await handleResults(edgeId, msg as MessageByKind['results'], meta, topic);
+        case 'state': {
+          const state = msg as MessageByKind['state'];
+          await store.recordState(edgeId, state, meta);
+          log.info({ edgeId, online: state.online, line: state.line, replay: meta.replay }, 'edge state');
+          return;
+        }
+        case 'telemetry':
+          return await store.recordTelemetry(edgeId, msg as MessageByKind['telemetry'], meta);
+        case 'events': {
+          const ev = msg as MessageByKind['events'];
+          await store.recordEvent(edgeId, ev, meta);
+          log.info({ edgeId, kind: ev.kind, level: ev.level, message: ev.message }, 'edge event');
+          return;
+        }
+      }
+    } catch (err) {
+      // Not acked, so the edge sends the batch again; the fleet keeps serving.
+      counters.storeErrors++;
+      log.error({ err, edgeId, kind }, 'message not stored');
+    }
+  }
+
+  async function handleResults(edgeId: string, msg: MessageByKind['results'], meta: ReportMeta, topic: string) {
+    const outside = msg.results.find((r) => r.seq < msg.fromSeq || r.seq > msg.toSeq);
+    if (outside || msg.fromSeq > msg.toSeq) {
+      drop(topic, `seq ${outside?.seq ?? msg.fromSeq} outside the batch range ${msg.fromSeq}..${msg.toSeq}`, edgeId);
+      return;
+    }
+    const { ackedSeq, inserted } = await store.ingestResults(edgeId, msg.results, meta);
+    counters.resultsStored += inserted;
+    log.debug({ edgeId, fromSeq: msg.fromSeq, toSeq: msg.toSeq, inserted, ackedSeq }, 'results stored');
+    const ack = envelope('ack', edgeId, { ackSeq: ackedSeq }, now());
+    // Not awaited: the PUBACK round trip must not hold up the next batch of this edge.
+    client.publishAsync(edgeTopic(edgeId, 'ack'), encodeMessage(ack), { qos: 1 }).then(
+      () => {
+        counters.acksSent++;
+      },
+      (err: unknown) => log.warn({ err, edgeId, ackSeq: ackedSeq }, 'ack not sent'),
+    );
+  }
+
+  return {
+    async start() {
+      client.on('message', onMessage);
+      const grants = await client.subscribeAsync(
+        Object.fromEntries(INBOUND.map((kind) => [allEdgesFilter(kind), { qos: 1 as const }])),
+      );
+      // [MQTT-3.9.3] return code 0x80 means the broker refused the subscription.
+      const refused = grants.filter((g) => g.qos === 128).map((g) => g.topic);
+      if (refused.length > 0) throw new Error(`broker refused subscriptions: ${refused.join(', ')}`);
+      log.info({ topics: grants.map((g) => g.topic) }, 'ingest subscribed');
+    },
+    stop() {
+      stopping ??= (async () => {
+        stopped = true;
+        client.removeListener('message', onMessage);
+        await Promise.all(tails.values());
+      })();
+      return stopping;
+    },
+    counters() {
+      return { ...counters };
+    },
+  };
+}

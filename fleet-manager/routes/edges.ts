@@ -1,0 +1,50 @@
+/** `GET /api/edges` and `GET /api/lines`: who is in the fleet, where, and how they are doing. */
+import type { FastifyPluginAsync } from 'fastify';
+import { EdgesSchema, LinesSchema, errorResponses, type EdgeView } from '../http-schemas.js';
+import type { EdgeRecord } from '../store.js';
+import type { RouteDeps } from './deps.js';
+
+/** Registers the edge and line listings. */
+export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
+  app.get('/api/edges', { schema: { response: { 200: EdgesSchema, ...errorResponses } } }, async () => {
+    const edges = await deps.store.listEdges();
+    return { edges: edges.map(toEdgeView) };
+  });
+
+  app.get('/api/lines', { schema: { response: { 200: LinesSchema, ...errorResponses } } }, async () => {
+    return { lines: await deps.store.listLines() };
+  });
+};
+
+function toEdgeView(e: EdgeRecord): EdgeView {
+  const t = e.telemetry;
+  const lastSeqs = [t?.lastSeq, e.state?.lastSeq].filter((n): n is number => typeof n === 'number');
+  const active = e.state?.active;
+  return {
+    id: e.id,
+    line: e.line,
+    cameras: e.cameras,
+    online: e.online,
+    firstSeen: e.firstSeen,
+    lastSeen: e.lastSeen,
+    ackedSeq: e.ackedSeq,
+    lastSeq: lastSeqs.length > 0 ? Math.max(...lastSeqs) : null,
+    activeModel: active ? `${active.name}@${active.version}` : null,
+    agentVersion: e.state?.agentVersion ?? null,
+    telemetry:
+      t && e.telemetryAt !== null
+        ? {
+            at: e.telemetryAt,
+            fps: t.fps,
+            frames: t.frames,
+            defects: t.defects,
+            failed: t.failed,
+            queueDepth: t.queueDepth,
+            pendingResults: t.pendingResults,
+            latencyP95Ms: t.latencyMs.p95,
+            cpuPercent: t.cpuPercent,
+            rssBytes: t.rssBytes,
+          }
+        : null,
+  };
+}

@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadFleetConfig, resolveFleetConfig } from '../../fleet-manager/config.js';
+import { isOspreyError } from '../../protocol/errors.js';
+import { tempDir } from './helpers.js';
+
+test('config: an empty config gets every default', () => {
+  assert.deepEqual(resolveFleetConfig({}, '/srv/osprey'), {
+    dataDir: '/srv/osprey/data',
+    http: { host: '0.0.0.0', port: 8080 },
+    mqtt: { host: '0.0.0.0', port: 1883 },
+    brokerUrl: null,
+    logLevel: 'info',
+  });
+  const partial = resolveFleetConfig({ http: { port: 0 }, brokerUrl: 'mqtt://broker:1883', logLevel: 'warn' }, '/x');
+  assert.deepEqual(partial.http, { host: '0.0.0.0', port: 0 });
+  assert.equal(partial.brokerUrl, 'mqtt://broker:1883');
+});
+
+test('config: a bad value is OSP_ERR_CONFIG naming the field', () => {
+  const cases: [unknown, RegExp][] = [
+    [{ http: { port: 70000 } }, /\/http\/port must be <= 65535/],
+    [{ mqtt: { port: 'x' } }, /\/mqtt\/port must be integer/],
+    [{ htpp: {} }, /additional properties \(htpp\)/],
+    [{ logLevel: 'loud' }, /\/logLevel must be equal to one of the allowed values/],
+    [{ brokerUrl: 'localhost:1883' }, /\/brokerUrl must match pattern/],
+    [[], /must be object/],
+  ];
+  for (const [input, message] of cases) {
+    assert.throws(
+      () => resolveFleetConfig(input),
+      (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && message.test(err.message),
+      JSON.stringify(input),
+    );
+  }
+});
+
+test('config file: dataDir is relative to the file; unreadable or non-JSON files are named', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'fleet.json');
+  await writeFile(file, JSON.stringify({ dataDir: 'state', http: { port: 9000 } }));
+  const config = await loadFleetConfig(file);
+  assert.equal(config.dataDir, join(dir, 'state'));
+  assert.equal(config.http.port, 9000);
+
+  await writeFile(file, '{ "http": ');
+  await assert.rejects(loadFleetConfig(file), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && err.message.includes(`fleet config ${file} is not JSON`));
+  await writeFile(file, JSON.stringify({ http: { port: -1 } }));
+  await assert.rejects(loadFleetConfig(file), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && err.message === `fleet config ${file}: /http/port must be >= 0`);
+  await assert.rejects(loadFleetConfig(join(dir, 'missing.json')), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /cannot be read/.test(err.message));
+});
+
+test('config: command-line overrides win over the file and are checked with it', async (t) => {
+  const dir = await tempDir(t);
+  const file = join(dir, 'fleet.json');
+  await writeFile(file, JSON.stringify({ http: { host: '127.0.0.1', port: 9000 }, logLevel: 'debug' }));
+  const config = await loadFleetConfig(file, { httpPort: 0, mqttPort: 1884, brokerUrl: 'mqtt://b:1883', dataDir: 'here' });
+  assert.deepEqual(config, {
+    dataDir: join(process.cwd(), 'here'),
+    http: { host: '127.0.0.1', port: 0 },
+    mqtt: { host: '0.0.0.0', port: 1884 },
+    brokerUrl: 'mqtt://b:1883',
+    logLevel: 'debug',
+  });
+  assert.equal((await loadFleetConfig(undefined, { httpPort: 1 })).http.port, 1);
+  await assert.rejects(loadFleetConfig(undefined, { brokerUrl: 'nope' }), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /\/brokerUrl/.test(err.message));
+  // A resolved config can be resolved again unchanged (the CLI passes one to createFleetManager).
+  assert.deepEqual(resolveFleetConfig({ ...config }), config);
+});
