@@ -27,6 +27,7 @@ const Probability = Type.Number({ minimum: 0 });
 export const Tasks = ['classification', 'anomaly', 'detection'] as const;
 export type Task = (typeof Tasks)[number];
 
+/** The model input and how an image becomes it (see docs/models.md for each resize mode). */
 export const ManifestInputSchema = Type.Object(
   {
     name: Type.String({ minLength: 1, description: 'name of the model input tensor' }),
@@ -52,6 +53,7 @@ export const ManifestInputSchema = Type.Object(
 );
 export type ManifestInput = Static<typeof ManifestInputSchema>;
 
+/** How a classifier's output is read: one value per label. */
 export const ClassificationOutputSchema = Type.Object(
   {
     output: Type.String({ minLength: 1, description: 'output tensor holding one value per label' }),
@@ -63,6 +65,7 @@ export const ClassificationOutputSchema = Type.Object(
   strict,
 );
 
+/** How an anomaly model's outputs are read and put on the normalised (0.5 = threshold) scale. */
 export const AnomalyOutputSchema = Type.Object(
   {
     format: StringEnum(['osprey', 'anomalib-v2', 'raw'], {
@@ -87,6 +90,7 @@ export const AnomalyOutputSchema = Type.Object(
   strict,
 );
 
+/** How a detector's output is decoded, filtered (confidence, NMS) and judged (expected counts). */
 export const DetectionOutputSchema = Type.Object(
   {
     format: StringEnum(['yolov8', 'end2end', 'plugin'], {
@@ -110,6 +114,7 @@ export const DetectionOutputSchema = Type.Object(
   strict,
 );
 
+/** The package's default thresholds; edges may override them (InspectOptions.thresholds). */
 export const ManifestThresholdsSchema = Type.Object(
   {
     default: Probability,
@@ -118,6 +123,7 @@ export const ManifestThresholdsSchema = Type.Object(
   strict,
 );
 
+/** manifest.json of a model package. */
 export const ManifestSchema = Type.Object(
   {
     schemaVersion: Type.Literal(MANIFEST_SCHEMA_VERSION),

@@ -1,0 +1,47 @@
+/**
+ * models/: everything that turns an image into a verdict. Users (edge agent, CLI, benchmarks)
+ * import from here; the contract is in types.ts.
+ */
+export type { Inspection, InspectOptions, LoadOptions, ModelRunner } from './types.js';
+export type { Manifest, ManifestInput, Task } from '../protocol/manifest.js';
+export { ManifestSchema, MANIFEST_SCHEMA_VERSION } from '../protocol/manifest.js';
+
+export { loadModelPackage } from './package.js';
+export { readManifest, readVerifiedModel, verifyModelPackage, sha256Hex, MANIFEST_FILE } from './package-reader.js';
+export { writeModelPackage, type ManifestDraft } from './package-writer.js';
+export { parseManifest, resolveInput, type ResolvedInput } from './manifest-check.js';
+
+export { probeImage, decodePixels, DEFAULT_MAX_PIXELS, type ImageHeader, type DecodeOptions } from './decode.js';
+export { preprocessImage, type Preprocessed } from './preprocess.js';
+export { planResize, boxToOriginal, roundHalfEven, type ResizePlan, type InputTransform } from './geometry.js';
+export { pixelsToTensor, luma, type RawImage, type InputTensor, type TensorData } from './tensor.js';
+export {
+  float32ToFloat16,
+  float16ToFloat32,
+  float32ArrayToFloat16,
+  float16ArrayToFloat32,
+  halfBitsFromFloatBits,
+} from './float16.js';
+
+export { classify, softmax, sigmoid, toProbabilities, createClassificationReader, type Activation } from './postprocess/classification.js';
+export { createAnomalyReader, normalizeAnomalyScore, mapSize } from './postprocess/anomaly.js';
+export { renderHeatmap, jet } from './postprocess/heatmap.js';
+export { resolveThreshold, defaultThreshold, hasOwnThreshold } from './postprocess/thresholds.js';
+export type { OutputReader, RawOutput, RawOutputs, Judgement } from './postprocess/output-reader.js';
+
+export {
+  OnnxModelBuilder,
+  OnnxElementTypes,
+  encodeTensorValues,
+  type OnnxElementType,
+  type Dim,
+  type TensorValues,
+  type TensorSpec,
+  type AttributeValue,
+  type NodeOptions,
+  type BuilderOptions,
+} from './onnx-builder.js';
+export { fitBuiltinAnomalyModel, boxMean, type BuiltinAnomalyOptions, type BuiltinAnomalyFit } from './builtin-anomaly.js';
+export { generatePartImage, SYNTHETIC_DEFECTS, type SyntheticDefect, type DefectKind, type PartImageOptions } from './synthetic.js';
+export { createRng, type Rng } from './prng.js';
+export { ensureDemoModel, DEMO_MODEL_NAME, DEMO_TRAIN_SEEDS } from './demo-model.js';

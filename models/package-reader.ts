@@ -1,0 +1,66 @@
+/**
+ * Reads a model package directory and verifies it: manifest.json valid, model file present and
+ * matching its sha256. No onnxruntime here, so the fleet manager and `osprey model validate`
+ * can use it without loading the model.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { OspreyError } from '../protocol/errors.js';
+import type { Manifest } from '../protocol/manifest.js';
+import { parseManifest } from './manifest-check.js';
+
+export const MANIFEST_FILE = 'manifest.json';
+
+/** sha256 of bytes, lowercase hex. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** Reads and validates `dir/manifest.json`. Throws OSP_ERR_MODEL_MANIFEST. */
+export async function readManifest(dir: string): Promise<Manifest> {
+  const file = join(dir, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (err as Error).message;
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `cannot read ${file}: ${why}`, { cause: err });
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${file} is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  return parseManifest(value, file);
+}
+
+/**
+ * Reads the package's model file and checks it against the manifest's sha256. The bytes are
+ * returned so the session is created from exactly what was hashed (no re-read in between).
+ */
+export async function readVerifiedModel(dir: string, manifest: Manifest): Promise<Uint8Array> {
+  const file = join(dir, manifest.model.file);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (err as Error).message;
+    throw new OspreyError('OSP_ERR_MODEL_LOAD', `cannot read model file ${file}: ${why}`, { cause: err });
+  }
+  const actual = sha256Hex(bytes);
+  if (actual !== manifest.model.sha256) {
+    throw new OspreyError(
+      'OSP_ERR_MODEL_CHECKSUM',
+      `${file} has sha256 ${actual} but the manifest says ${manifest.model.sha256}`,
+    );
+  }
+  return bytes;
+}
+
+/** Reads and verifies a whole package without loading it into onnxruntime. */
+export async function verifyModelPackage(dir: string): Promise<{ manifest: Manifest; modelBytes: Uint8Array }> {
+  const manifest = await readManifest(dir);
+  return { manifest, modelBytes: await readVerifiedModel(dir, manifest) };
+}

@@ -1,0 +1,183 @@
+/**
+ * Loads a model package into a ModelRunner: verify, create the onnxruntime session once, check
+ * the model against the manifest, warm it up, and then reuse it for every frame.
+ */
+import { performance } from 'node:perf_hooks';
+import * as ort from 'onnxruntime-node';
+import { OspreyError } from '../protocol/errors.js';
+import type { Manifest } from '../protocol/manifest.js';
+import { float16ArrayToFloat32 } from './float16.js';
+import { planResize } from './geometry.js';
+import { resolveInput, type ResolvedInput } from './manifest-check.js';
+import { readManifest, readVerifiedModel } from './package-reader.js';
+import { createAnomalyReader } from './postprocess/anomaly.js';
+import { createClassificationReader } from './postprocess/classification.js';
+import type { OutputReader, RawOutputs } from './postprocess/output-reader.js';
+import { preprocessImage, type Preprocessed } from './preprocess.js';
+import { pixelsToTensor, type InputTensor } from './tensor.js';
+import type { Inspection, InspectOptions, LoadOptions, ModelRunner } from './types.js';
+
+function createOutputReader(manifest: Manifest): OutputReader {
+  switch (manifest.task) {
+    case 'classification':
+      return createClassificationReader(manifest);
+    case 'anomaly':
+      return createAnomalyReader(manifest);
+    case 'detection':
+      throw new OspreyError('OSP_ERR_MODEL_MANIFEST', 'task detection is not supported by this version of Osprey');
+  }
+}
+
+function describeShape(shape: readonly (number | string)[]): string {
+  return `[${shape.join(',')}]`;
+}
+
+/** Checks the session's only input against the manifest (name, dtype, rank, C/H/W). */
+function checkInput(session: ort.InferenceSession, input: ResolvedInput): void {
+  const names = session.inputNames;
+  const meta = session.inputMetadata.find((m) => m.name === input.name);
+  if (!meta) {
+    throw new OspreyError('OSP_ERR_MODEL_INPUT', `model has no input ${input.name} (its inputs: ${names.join(', ')})`);
+  }
+  if (names.length !== 1) {
+    throw new OspreyError('OSP_ERR_MODEL_INPUT', `model has ${names.length} inputs (${names.join(', ')}); Osprey feeds exactly one image`);
+  }
+  if (!meta.isTensor) throw new OspreyError('OSP_ERR_MODEL_INPUT', `model input ${input.name} is not a tensor`);
+  const want = input.layout === 'nchw' ? [1, input.channels, input.height, input.width] : [1, input.height, input.width, input.channels];
+  const shape = meta.shape;
+  // Symbolic dims (batch, or dynamic H/W) accept the manifest's size; fixed ones must match it.
+  const fits = shape.length === 4 && shape.every((d, i) => typeof d !== 'number' || d < 0 || d === want[i]);
+  if (meta.type !== input.dtype || !fits) {
+    throw new OspreyError(
+      'OSP_ERR_MODEL_INPUT',
+      `model input ${input.name} is ${meta.type}${describeShape(shape)} but the manifest says ${input.dtype}` +
+        `${describeShape(want)} (${input.layout}, ${input.color})`,
+    );
+  }
+}
+
+function checkOutputs(session: ort.InferenceSession, reader: OutputReader, task: string): void {
+  const missing = reader.outputNames.filter((n) => !session.outputNames.includes(n));
+  if (missing.length > 0) {
+    throw new OspreyError(
+      'OSP_ERR_MODEL_OUTPUT',
+      `model has no output ${missing.join(', ')} needed for task ${task} (its outputs: ${session.outputNames.join(', ')})`,
+    );
+  }
+}
+
+/** Converts an onnxruntime output to float32, whatever its element type. */
+function toRawOutputs(results: ort.InferenceSession.ReturnType, names: readonly string[]): RawOutputs {
+  const out: RawOutputs = {};
+  for (const name of names) {
+    const t = results[name];
+    if (!t) continue;
+    let data: Float32Array;
+    if (t.type === 'float32') data = t.data as Float32Array;
+    else if (t.type === 'float16' && t.data instanceof Uint16Array) data = float16ArrayToFloat32(t.data);
+    else if (t.type === 'string') throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `output ${name} is a string tensor`);
+    else data = Float32Array.from(t.data as ArrayLike<number | bigint>, (v) => Number(v));
+    out[name] = { dims: t.dims, data };
+  }
+  return out;
+}
+
+function toOrtTensor(t: InputTensor): ort.Tensor {
+  return new ort.Tensor(t.dtype, t.data, t.dims);
+}
+
+/**
+ * Loads the package in `dir`: validates manifest.json (OSP_ERR_MODEL_MANIFEST), checks the
+ * model's sha256 (OSP_ERR_MODEL_CHECKSUM), creates the onnxruntime session once
+ * (OSP_ERR_MODEL_LOAD), checks its input (OSP_ERR_MODEL_INPUT) and outputs
+ * (OSP_ERR_MODEL_OUTPUT), and runs one warm-up frame so a model that cannot be read for its task
+ * fails here rather than on the line.
+ */
+export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Promise<ModelRunner> {
+  const manifest = await readManifest(dir);
+  const modelBytes = await readVerifiedModel(dir, manifest);
+  const input = resolveInput(manifest.input);
+  const reader = createOutputReader(manifest);
+  const maxPixels = opts.maxPixels;
+
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(modelBytes, {
+      executionProviders: ['cpu'],
+      intraOpNumThreads: opts.intraOpThreads ?? 1,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      graphOptimizationLevel: 'all',
+      logSeverityLevel: 3,
+    });
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_MODEL_LOAD', `onnxruntime cannot load ${manifest.model.file}: ${firstLine(err)}`, {
+      cause: err,
+    });
+  }
+
+  const run = async (tensor: InputTensor): Promise<RawOutputs> => {
+    try {
+      const results = await session.run({ [input.name]: toOrtTensor(tensor) }, [...reader.outputNames]);
+      return toRawOutputs(results, reader.outputNames);
+    } catch (err) {
+      if (err instanceof OspreyError) throw err;
+      throw new OspreyError('OSP_ERR_INFERENCE', `inference failed: ${firstLine(err)}`, { cause: err });
+    }
+  };
+
+  try {
+    checkInput(session, input);
+    checkOutputs(session, reader, manifest.task);
+    if (opts.warmup !== false) {
+      // A frame of pure padding: exercises the session and the reader (output shapes) once.
+      const plan = planResize(input.width, input.height, input);
+      const tensor = pixelsToTensor({ data: new Uint8Array(0), width: 0, height: 0, channels: 1 }, plan, input);
+      const pre: Preprocessed = { tensor, plan, source: { format: 'raw', width: input.width, height: input.height, channels: input.channels } };
+      await reader.read(await run(tensor), {}, pre);
+    }
+  } catch (err) {
+    await session.release().catch(() => undefined);
+    throw err;
+  }
+
+  const inflight = new Set<Promise<unknown>>();
+  let closing: Promise<void> | undefined;
+
+  const inspectOnce = async (image: Buffer, options: InspectOptions): Promise<Inspection> => {
+    const t0 = performance.now();
+    const pre = await preprocessImage(image, input, { maxPixels });
+    const t1 = performance.now();
+    const outputs = await run(pre.tensor);
+    const t2 = performance.now();
+    const judgement = await reader.read(outputs, options, pre);
+    const t3 = performance.now();
+    return {
+      ...judgement,
+      timings: { decodeMs: t1 - t0, inferMs: t2 - t1, postMs: t3 - t2, totalMs: t3 - t0 },
+    };
+  };
+
+  return {
+    manifest,
+    id: `${manifest.name}@${manifest.version}`,
+    inspect(image: Buffer, options: InspectOptions = {}): Promise<Inspection> {
+      if (closing) return Promise.reject(new OspreyError('OSP_ERR_MODEL_CLOSED', `model ${manifest.name}@${manifest.version} is closed`));
+      const p = inspectOnce(image, options);
+      inflight.add(p);
+      const done = () => inflight.delete(p);
+      p.then(done, done);
+      return p;
+    },
+    close(): Promise<void> {
+      // Frames already running finish first; releasing the session under them would crash.
+      closing ??= Promise.allSettled([...inflight]).then(() => session.release());
+      return closing;
+    },
+  };
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n')[0]!.trim();
+}

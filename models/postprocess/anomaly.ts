@@ -1,0 +1,72 @@
+/**
+ * Anomaly models: an image score (and optionally a map) → 'anomaly'/'good'.
+ *
+ * Scores are compared on anomalib's normalised scale, where 0.5 is the threshold chosen at
+ * export: Osprey's built-in model and anomalib v2 emit it directly; raw-score models are mapped
+ * onto it with anomalib's min-max normalisation from the manifest.
+ */
+import { OspreyError } from '../../protocol/errors.js';
+import type { Manifest } from '../../protocol/manifest.js';
+import { renderHeatmap } from './heatmap.js';
+import type { Judgement, OutputReader, RawOutput, RawOutputs } from './output-reader.js';
+import { resolveThreshold } from './thresholds.js';
+
+export type AnomalyNormalization = NonNullable<NonNullable<Manifest['outputs']['anomaly']>['normalization']>;
+
+/** anomalib's min-max normalisation: ((x − threshold) / (max − min)) + 0.5, clipped to [0, 1]. */
+export function normalizeAnomalyScore(raw: number, n: { min: number; max: number; threshold: number }): number {
+  const v = (raw - n.threshold) / (n.max - n.min) + 0.5;
+  return Math.min(1, Math.max(0, v));
+}
+
+/** Height and width of an anomaly map: the last two dims of [1,1,H,W], [1,H,W] or [H,W]. */
+export function mapSize(out: RawOutput): { width: number; height: number } {
+  const dims = out.dims;
+  if (dims.length < 2 || dims.slice(0, -2).some((d) => d !== 1)) {
+    throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `anomaly map has shape [${dims.join(',')}], expected [1,1,H,W], [1,H,W] or [H,W]`);
+  }
+  return { height: dims[dims.length - 2], width: dims[dims.length - 1] };
+}
+
+/** The anomaly reader for a validated manifest (task anomaly). */
+export function createAnomalyReader(manifest: Manifest): OutputReader {
+  const spec = manifest.outputs.anomaly!;
+  const names = [spec.score, spec.map].filter((n): n is string => Boolean(n));
+  const norm = spec.format === 'raw' ? spec.normalization : undefined;
+  const pixelNorm = norm ? { ...norm, threshold: norm.pixelThreshold ?? norm.threshold } : undefined;
+
+  const get = (outputs: RawOutputs, name: string) => {
+    const out = outputs[name];
+    if (!out) throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `model produced no output ${name}`);
+    return out;
+  };
+
+  return {
+    outputNames: names,
+    async read(outputs, options): Promise<Judgement> {
+      const map = spec.map ? get(outputs, spec.map) : undefined;
+      const size = map ? mapSize(map) : undefined;
+      let raw: number;
+      if (spec.score) {
+        const s = get(outputs, spec.score);
+        if (s.data.length !== 1) {
+          throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `score output ${spec.score} has ${s.data.length} values, expected 1`);
+        }
+        raw = s.data[0];
+      } else {
+        raw = -Infinity;
+        for (const v of map!.data) raw = Math.max(raw, v);
+      }
+      if (Number.isNaN(raw)) throw new OspreyError('OSP_ERR_INFERENCE', 'anomaly score is NaN');
+      const score = norm ? normalizeAnomalyScore(raw, norm) : raw;
+      const threshold = resolveThreshold('anomaly', manifest.thresholds, options.thresholds);
+      const defect = score >= threshold;
+      const result: Judgement = { verdict: defect ? 'defect' : 'ok', label: defect ? 'anomaly' : 'good', score, threshold };
+      if (defect && options.heatmap && map && size) {
+        const values = pixelNorm ? map.data.map((v) => normalizeAnomalyScore(v, pixelNorm)) : map.data;
+        result.heatmapPng = await renderHeatmap(values, size.width, size.height);
+      }
+      return result;
+    },
+  };
+}

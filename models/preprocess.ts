@@ -1,0 +1,33 @@
+/**
+ * Encoded image → model input tensor, driven by the manifest: probe the header, plan the resize
+ * (geometry.ts), decode and resize with sharp in one pass, then place, normalise and lay out the
+ * pixels (tensor.ts).
+ */
+import { decodePixels, probeImage, type ImageHeader } from './decode.js';
+import { planResize, type ResizePlan } from './geometry.js';
+import type { ResolvedInput } from './manifest-check.js';
+import { pixelsToTensor, type InputTensor } from './tensor.js';
+
+export interface Preprocessed {
+  tensor: InputTensor;
+  plan: ResizePlan;
+  /** The source image's header: size for mapping boxes back. */
+  source: ImageHeader;
+}
+
+/** Pre-processes one encoded image for a model input. Throws OSP_ERR_IMAGE_* on bad images. */
+export async function preprocessImage(
+  bytes: Uint8Array,
+  input: ResolvedInput,
+  opts: { maxPixels?: number } = {},
+): Promise<Preprocessed> {
+  const source = await probeImage(bytes, opts.maxPixels);
+  const plan = planResize(source.width, source.height, input);
+  const pixels = await decodePixels(bytes, source, {
+    width: plan.resizeWidth,
+    height: plan.resizeHeight,
+    kernel: input.interpolation,
+    maxPixels: opts.maxPixels,
+  });
+  return { tensor: pixelsToTensor(pixels, plan, input), plan, source };
+}

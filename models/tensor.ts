@@ -1,0 +1,103 @@
+/**
+ * Raw pixels → model input tensor, as a pure function so every value can be checked by hand:
+ * placement (crop/pad), channel order, value = (pixel·scale − mean[c]) / std[c], layout and dtype.
+ */
+import { float32ArrayToFloat16 } from './float16.js';
+import type { ResolvedInput } from './manifest-check.js';
+import type { ResizePlan } from './geometry.js';
+
+/** 8-bit interleaved pixels: 1 channel (gray) or 3 (R, G, B). */
+export interface RawImage {
+  data: Uint8Array;
+  width: number;
+  height: number;
+  channels: 1 | 3;
+}
+
+export type TensorData = Float32Array | Uint16Array | Uint8Array;
+
+export interface InputTensor {
+  dtype: ResolvedInput['dtype'];
+  data: TensorData;
+  /** [1, C, H, W] (nchw) or [1, H, W, C] (nhwc). */
+  dims: [number, number, number, number];
+}
+
+/** ITU-R BT.601 luma, rounded, as OpenCV's cvtColor and Pillow's convert('L') compute it. */
+export function luma(r: number, g: number, b: number): number {
+  return Math.round(0.299 * r + 0.587 * g + 0.114 * b);
+}
+
+/**
+ * Writes `image` (already resized to plan.resizeWidth×plan.resizeHeight) into a tensor of
+ * plan.width×plan.height: pixel (x, y) of the input takes resized pixel
+ * (x − padLeft + cropLeft, y − padTop + cropTop), or padValue outside the image.
+ */
+export function pixelsToTensor(
+  image: RawImage,
+  plan: Pick<ResizePlan, 'width' | 'height' | 'cropLeft' | 'cropTop' | 'padLeft' | 'padTop'>,
+  input: Pick<ResolvedInput, 'layout' | 'dtype' | 'color' | 'channels' | 'padValue' | 'scale' | 'mean' | 'std'>,
+): InputTensor {
+  const { width: W, height: H } = plan;
+  const C = input.channels;
+  const n = W * H * C;
+  // One 256-entry lookup table per channel, already in the output dtype: a load per value
+  // instead of a multiply-add (and a float16 rounding) per value.
+  let data: TensorData;
+  let lut: TensorData;
+  if (input.dtype === 'uint8') {
+    data = new Uint8Array(n);
+    lut = new Uint8Array(256 * C);
+    for (let c = 0; c < C; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = v;
+  } else {
+    const values = new Float32Array(256 * C);
+    for (let c = 0; c < C; c++) {
+      for (let v = 0; v < 256; v++) values[c * 256 + v] = (v * input.scale - input.mean[c]) / input.std[c];
+    }
+    if (input.dtype === 'float16') {
+      data = new Uint16Array(n);
+      lut = float32ArrayToFloat16(values);
+    } else {
+      data = new Float32Array(n);
+      lut = values;
+    }
+  }
+
+  const nchw = input.layout === 'nchw';
+  const plane = W * H;
+  const src = image.data;
+  const sc = image.channels;
+  const pad = input.padValue;
+  // Source channel feeding each model channel (bgr reverses rgb).
+  const order = input.color === 'bgr' ? [2, 1, 0] : [0, 1, 2];
+  // Per-value strides so one loop serves both layouts.
+  const pixelStride = nchw ? 1 : C;
+  const channelStride = nchw ? plane : 1;
+  for (let y = 0; y < H; y++) {
+    const sy = y - plan.padTop + plan.cropTop;
+    const rowInside = sy >= 0 && sy < image.height;
+    for (let x = 0; x < W; x++) {
+      const sx = x - plan.padLeft + plan.cropLeft;
+      const o = (y * W + x) * pixelStride;
+      if (!rowInside || sx < 0 || sx >= image.width) {
+        for (let c = 0; c < C; c++) data[o + c * channelStride] = lut[c * 256 + pad];
+        continue;
+      }
+      const s = (sy * image.width + sx) * sc;
+      if (C === 1) {
+        data[o] = lut[sc === 1 ? src[s] : luma(src[s], src[s + 1], src[s + 2])];
+      } else if (sc === 1) {
+        const v = src[s];
+        data[o] = lut[v];
+        data[o + channelStride] = lut[256 + v];
+        data[o + 2 * channelStride] = lut[512 + v];
+      } else {
+        data[o] = lut[src[s + order[0]]];
+        data[o + channelStride] = lut[256 + src[s + 1]];
+        data[o + 2 * channelStride] = lut[512 + src[s + order[2]]];
+      }
+    }
+  }
+  const dims: [number, number, number, number] = nchw ? [1, C, H, W] : [1, H, W, C];
+  return { dtype: input.dtype, data, dims };
+}

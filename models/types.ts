@@ -1,0 +1,50 @@
+/**
+ * The contract between models/ and its users (edge agent, `osprey infer`, benchmarks).
+ * The manifest schema itself lives in protocol/manifest.ts.
+ */
+import type { Detection, Thresholds, Verdict } from '../protocol/messages.js';
+import type { Manifest } from '../protocol/manifest.js';
+
+export interface InspectOptions {
+  /** Per-edge overrides of the package's thresholds (default and per label). */
+  thresholds?: Thresholds;
+  /** Produce a small PNG heatmap for anomaly models (only used for defect frames). */
+  heatmap?: boolean;
+}
+
+export interface Inspection {
+  verdict: Verdict;
+  /**
+   * Classification: the defect label that fired, else the top non-defect label ('ok' if every
+   * label is a defect label). Anomaly: 'anomaly'/'good'. Detection: worst defect label or 'ok'.
+   */
+  label: string;
+  /** Defect score compared against the threshold (probability, normalised anomaly score, confidence). */
+  score: number;
+  /** The threshold the score was compared against. */
+  threshold: number;
+  detections?: Detection[];
+  /** Top-k labels for classification. */
+  top?: { label: string; score: number }[];
+  heatmapPng?: Buffer;
+  timings: { decodeMs: number; inferMs: number; postMs: number; totalMs: number };
+}
+
+/** A loaded package: ORT session created once and reused for every frame. */
+export interface ModelRunner {
+  readonly manifest: Manifest;
+  /** `name@version` — recorded with every result. */
+  readonly id: string;
+  /** Decode → pre-process → run → post-process one encoded image (JPEG/PNG/...). */
+  inspect(image: Buffer, options?: InspectOptions): Promise<Inspection>;
+  close(): Promise<void>;
+}
+
+export interface LoadOptions {
+  /** onnxruntime intra-op threads (default: 1; the edge runs frames concurrently instead). */
+  intraOpThreads?: number;
+  /** Reject images above this many pixels before decoding (default 50 megapixels). */
+  maxPixels?: number;
+  /** Run one frame of padding at load so unreadable outputs fail at load, not on the line (default true). */
+  warmup?: boolean;
+}

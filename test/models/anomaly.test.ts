@@ -1,0 +1,61 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import sharp from 'sharp';
+import { loadModelPackage } from '../../models/package.js';
+import { normalizeAnomalyScore, mapSize } from '../../models/postprocess/anomaly.js';
+import { jet, renderHeatmap } from '../../models/postprocess/heatmap.js';
+import { meanAnomalyModel } from './fixtures.js';
+import { pngFromPixels, tempDir, writePackage } from './helpers.js';
+
+const close = (a: number, b: number, eps = 1e-6) => assert.ok(Math.abs(a - b) <= eps, `${a} ≉ ${b}`);
+
+test('anomalib min-max normalisation puts the threshold at 0.5 and clips', () => {
+  const n = { min: 10, max: 30, threshold: 18 };
+  assert.equal(normalizeAnomalyScore(18, n), 0.5);
+  assert.equal(normalizeAnomalyScore(23, n), 0.75); // (23 − 18)/20 + 0.5
+  assert.equal(normalizeAnomalyScore(100, n), 1);
+  assert.equal(normalizeAnomalyScore(-100, n), 0);
+});
+
+test('anomaly map shapes', () => {
+  assert.deepEqual(mapSize({ dims: [1, 1, 3, 5], data: new Float32Array(15) }), { width: 5, height: 3 });
+  assert.deepEqual(mapSize({ dims: [3, 5], data: new Float32Array(15) }), { width: 5, height: 3 });
+  assert.throws(() => mapSize({ dims: [2, 1, 3, 5], data: new Float32Array(30) }), /anomaly map has shape \[2,1,3,5\]/);
+});
+
+test('heatmap: jet ramp and a small PNG', async () => {
+  assert.deepEqual(jet(0), [0, 0, 128]);
+  assert.deepEqual(jet(0.5), [128, 255, 128]);
+  assert.deepEqual(jet(1), [128, 0, 0]);
+  const png = await renderHeatmap(new Float32Array([0, 0.5, 1, 0.25]), 2, 2, 64);
+  const meta = await sharp(png).metadata();
+  assert.deepEqual([meta.format, meta.width, meta.height], ['png', 64, 64]);
+});
+
+test('a raw-score model through loadModelPackage: normalised score, thresholds, heatmap on defects', async (t) => {
+  const dir = await tempDir(t);
+  const { model, manifest } = meanAnomalyModel();
+  await writePackage(dir, manifest, model);
+  const runner = await loadModelPackage(dir);
+  t.after(() => runner.close());
+
+  // Mean pixel 51/255 = 0.2 → (0.2 − 0.4)/1 + 0.5 = 0.3: good.
+  const dark = await pngFromPixels([51, 51, 51, 51], 2, 2, 1);
+  const a = await runner.inspect(dark, { heatmap: true });
+  assert.deepEqual([a.verdict, a.label, a.threshold], ['ok', 'good', 0.5]);
+  close(a.score, 0.3);
+  assert.equal(a.heatmapPng, undefined, 'no heatmap for good frames');
+
+  // Mean (0 + 255·3)/4/255 = 0.75 → 0.85: anomaly.
+  const bright = await pngFromPixels([0, 255, 255, 255], 2, 2, 1);
+  const b = await runner.inspect(bright, { heatmap: true });
+  assert.deepEqual([b.verdict, b.label], ['defect', 'anomaly']);
+  close(b.score, 0.85);
+  const meta = await sharp(b.heatmapPng!).metadata();
+  assert.deepEqual([meta.format, meta.width], ['png', 64]);
+  assert.equal((await runner.inspect(bright)).heatmapPng, undefined, 'heatmap only when asked');
+
+  // Per-edge override: the 'anomaly' label or the default.
+  assert.equal((await runner.inspect(dark, { thresholds: { default: 0.25 } })).verdict, 'defect');
+  assert.equal((await runner.inspect(bright, { thresholds: { perLabel: { anomaly: 0.9 } } })).verdict, 'ok');
+});

@@ -1,0 +1,93 @@
+/** Small ONNX models built in code, with outputs that can be worked out by hand. */
+import { OnnxModelBuilder } from '../../models/onnx-builder.js';
+import type { ManifestDraft } from '../../models/package-writer.js';
+
+export interface ColourClassifierOptions {
+  dtype?: 'float32' | 'float16' | 'uint8';
+  layout?: 'nchw' | 'nhwc';
+  /** Put Softmax in the graph (output 'probs'); otherwise the output is 'logits'. */
+  softmax?: boolean;
+}
+
+/**
+ * A classifier over 2×2 RGB inputs whose logits are the mean of each channel (in 0..1 after
+ * the manifest's scale 1/255): a solid colour (r, g, b) gives logits (r, g, b)/255.
+ * float16 models output float16 too, so both conversions are exercised.
+ */
+export function colourClassifier(opts: ColourClassifierOptions = {}): { model: OnnxModelBuilder; manifest: ManifestDraft } {
+  const dtype = opts.dtype ?? 'float32';
+  const layout = opts.layout ?? 'nchw';
+  const b = new OnnxModelBuilder({ opset: 13 });
+  b.input('x', dtype, layout === 'nchw' ? ['batch', 3, 2, 2] : ['batch', 2, 2, 3]);
+  let t = 'x';
+  if (dtype !== 'float32') {
+    b.node('Cast', [t], ['x_f32'], { to: 1 });
+    t = 'x_f32';
+  }
+  if (dtype === 'uint8') {
+    // uint8 models do their own scaling inside the graph.
+    b.initializer('inv255', 'float32', [], [1 / 255]);
+    b.node('Mul', [t, 'inv255'], ['x_scaled']);
+    t = 'x_scaled';
+  }
+  if (layout === 'nhwc') {
+    b.node('Transpose', [t], ['x_nchw'], { perm: [0, 3, 1, 2] });
+    t = 'x_nchw';
+  }
+  b.node('GlobalAveragePool', [t], ['pooled']);
+  b.node('Flatten', ['pooled'], ['flat'], { axis: 1 });
+  const out = opts.softmax ? 'probs' : 'logits';
+  if (opts.softmax) b.node('Softmax', ['flat'], [dtype === 'float16' ? 'out_f32' : out], { axis: 1 });
+  else b.node('Identity', ['flat'], [dtype === 'float16' ? 'out_f32' : out]);
+  if (dtype === 'float16') b.node('Cast', ['out_f32'], [out], { to: 10 });
+  b.output(out, dtype === 'float16' ? 'float16' : 'float32', ['batch', 3]);
+  const manifest: ManifestDraft = {
+    schemaVersion: 1,
+    name: 'colour-classifier',
+    version: '1.0.0',
+    task: 'classification',
+    input: {
+      name: 'x',
+      layout,
+      width: 2,
+      height: 2,
+      dtype,
+      color: 'rgb',
+      resize: 'stretch',
+      ...(dtype === 'uint8' ? {} : { scale: 1 / 255 }),
+    },
+    outputs: { classification: { output: out, activation: opts.softmax ? 'none' : 'softmax', topK: 3 } },
+    labels: ['good', 'scratch', 'dent'],
+    defectLabels: ['scratch', 'dent'],
+    thresholds: { default: 0.5 },
+  };
+  return { model: b, manifest };
+}
+
+/**
+ * A raw-score anomaly model over 2×2 gray inputs: score = mean pixel (0..1), map = the pixels.
+ */
+export function meanAnomalyModel(): { model: OnnxModelBuilder; manifest: ManifestDraft } {
+  const b = new OnnxModelBuilder({ opset: 13 });
+  b.input('img', 'float32', [1, 1, 2, 2])
+    .initializer('shape1', 'int64', [1], [1])
+    .node('ReduceMean', ['img'], ['m'], { keepdims: 0 })
+    .node('Reshape', ['m', 'shape1'], ['raw_score'])
+    .node('Identity', ['img'], ['raw_map'])
+    .output('raw_score', 'float32', [1])
+    .output('raw_map', 'float32', [1, 1, 2, 2]);
+  const manifest: ManifestDraft = {
+    schemaVersion: 1,
+    name: 'mean-anomaly',
+    version: '0.1.0',
+    task: 'anomaly',
+    input: { name: 'img', layout: 'nchw', width: 2, height: 2, dtype: 'float32', color: 'gray', resize: 'stretch', scale: 1 / 255 },
+    outputs: {
+      anomaly: { format: 'raw', score: 'raw_score', map: 'raw_map', normalization: { min: 0, max: 1, threshold: 0.4 } },
+    },
+    labels: [],
+    defectLabels: ['anomaly'],
+    thresholds: { default: 0.5 },
+  };
+  return { model: b, manifest };
+}
