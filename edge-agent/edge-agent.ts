@@ -1,0 +1,310 @@
+/**
+ * The edge agent: wires the result store, the model, the inspection pipeline, the HTTP API, the
+ * hot folder and the fleet link, and takes them down again in reverse order.
+ */
+import { readFile } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { oneLine, type OspreyError } from '../protocol/errors.js';
+import type { ModelRef, Thresholds } from '../protocol/messages.js';
+import { loadModelPackage } from '../models/index.js';
+import type { ModelRunner } from '../models/types.js';
+import { loadEdgeConfig, type EdgeConfig } from './config.js';
+import { createFleetLink, type FleetLink } from './fleet-link.js';
+import { createHotFolder, type HotFolder } from './hot-folder.js';
+import { buildHttpServer, type Health } from './http-server.js';
+import { createMetrics } from './metrics.js';
+import { createPipeline, type Pipeline } from './pipeline.js';
+import { openResultStore, type ResultStore } from './result-store.js';
+
+export interface EdgeAgentOptions {
+  /** Parent logger; the agent logs under `component: 'edge-agent'`. Default: pino at config.logLevel. */
+  logger?: Logger;
+  /** An already loaded model to use instead of loading config.model.dir (the caller closes it). */
+  model?: ModelRunner;
+  /** Longest wait for queued frames at close (default 10 s). */
+  drainTimeoutMs?: number;
+  /** Longest wait for the fleet to ack the last results at close (default 2 s). */
+  finalSyncMs?: number;
+  /** mqtt.js reconnect period (default 1 s). */
+  reconnectPeriodMs?: number;
+}
+
+export interface EdgeAgent {
+  readonly id: string;
+  /** Opens the store, loads the model, listens, connects; resolves once frames are accepted. */
+  start(): Promise<{ httpUrl: string }>;
+  /** Stops inputs, drains the queue, syncs briefly, says offline, closes all. Idempotent. */
+  close(): Promise<void>;
+  /** The same figures as GET /health (only after start). */
+  health(): Health;
+  /** Switches the active model for frames not yet started (issue 4); returns the previous one. */
+  setModel(runner: ModelRunner): ModelRunner;
+  /** Replaces the edge thresholds (from desired state, issue 4). */
+  setThresholds(thresholds: Thresholds | undefined): void;
+}
+
+const INPUT_REJECTED_EVERY_MS = 10_000;
+
+async function readAgentVersion(): Promise<string> {
+  try {
+    // dist/edge-agent/edge-agent.js → package.json at the project root.
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** What the reported state says about a loaded model. */
+function modelRef(runner: ModelRunner): ModelRef {
+  const { name, version, model } = runner.manifest;
+  return { name, version, sha256: model.sha256 };
+}
+
+function urlOf(address: AddressInfo | string | null, host: string): string {
+  if (!address || typeof address === 'string') return `http://${host}`;
+  const wildcard = address.address === '0.0.0.0' || address.address === '::';
+  const h = wildcard ? '127.0.0.1' : address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${h}:${address.port}`;
+}
+
+/** Creates an edge agent for a validated config; nothing runs until start(). */
+export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {}): EdgeAgent {
+  const base = opts.logger ?? pino({ level: config.logLevel ?? 'info' });
+  // Children of the base, not of `log`: pino would otherwise print `component` twice.
+  const log = base.child({ component: 'edge-agent' });
+  const metrics = createMetrics();
+  const startedAt = Date.now();
+  let agentVersion = '0.0.0';
+  let store: ResultStore | undefined;
+  let runner: ModelRunner | undefined;
+  let ownsRunner = false;
+  let pipeline: Pipeline | undefined;
+  let app: FastifyInstance | undefined;
+  let link: FleetLink | undefined;
+  let hotFolder: HotFolder | undefined;
+  let starting: Promise<{ httpUrl: string }> | undefined;
+  let closing: Promise<void> | undefined;
+  let stopping = false;
+  const rejectionLimiter = new Map<string, { sentAt: number; suppressed: number }>();
+
+  /** Every refused frame: counted always; an input-rejected event at most every 10 s per code. */
+  function onRejected(err: OspreyError, source: string): void {
+    metrics.failure(err.code);
+    if (!link || err.code === 'OSP_ERR_SHUTTING_DOWN') return;
+    const now = Date.now();
+    const slot = rejectionLimiter.get(err.code) ?? { sentAt: 0, suppressed: 0 };
+    if (now - slot.sentAt < INPUT_REJECTED_EVERY_MS) {
+      slot.suppressed++;
+      rejectionLimiter.set(err.code, slot);
+      return;
+    }
+    link.publishEvent('input-rejected', 'warn', oneLine(err), { code: err.code, source, suppressed: slot.suppressed });
+    rejectionLimiter.set(err.code, { sentAt: now, suppressed: 0 });
+  }
+
+  function health(): Health {
+    if (!pipeline || !store) throw new Error('edge agent not started');
+    return {
+      status: stopping ? 'stopping' : 'ok',
+      edgeId: config.edgeId,
+      line: config.line,
+      agentVersion,
+      uptimeS: Math.round((Date.now() - startedAt) / 1000),
+      model: pipeline.model.id,
+      queue: { depth: pipeline.depth, running: pipeline.running, max: pipeline.maxDepth },
+      lastSeq: store.lastSeq,
+      ackedSeq: store.ackedSeq,
+      pendingResults: store.pending,
+      fleet: {
+        configured: config.fleet !== undefined,
+        connected: link?.connected ?? false,
+        messagesDropped: link?.stats.messagesDropped ?? 0,
+      },
+      failures: metrics.failures(),
+    };
+  }
+
+  async function shutdown(): Promise<void> {
+    stopping = true;
+    const step = async (what: string, fn: () => Promise<unknown> | unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        log.error({ err, step: what }, 'close step failed');
+      }
+    };
+    link?.publishEvent('stopping', 'info', 'edge agent stopping');
+    // Inputs first: new HTTP frames get 503, the hot folder stops taking files.
+    pipeline?.stop();
+    await step('hot folder', () => hotFolder?.close());
+    await step('drain', async () => {
+      if (!pipeline) return;
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        pipeline.drain().then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), opts.drainTimeoutMs ?? 10_000);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) log.warn({ depth: pipeline.depth }, 'queue not drained in time');
+    });
+    await step('http', () => app?.close());
+    await step('fleet link', () => link?.close({ finalSyncMs: opts.finalSyncMs ?? 2000 }));
+    if (ownsRunner) await step('model', () => runner?.close());
+    await step('store', () => store?.close());
+    log.info({ lastSeq: store?.lastSeq, ackedSeq: store?.ackedSeq }, 'edge agent stopped');
+  }
+
+  async function startup(): Promise<{ httpUrl: string }> {
+    agentVersion = await readAgentVersion();
+    store = openResultStore(config.dataDir);
+    const active = opts.model ?? (await loadModelPackage(config.model.dir, { maxPixels: config.maxPixels, intraOpThreads: 1 }));
+    ownsRunner = opts.model === undefined;
+    runner = active;
+    log.info({ model: active.id, lastSeq: store.lastSeq, ackedSeq: store.ackedSeq }, 'model loaded');
+    const s = store;
+    pipeline = createPipeline({
+      store: s,
+      model: active,
+      ...(config.thresholds ? { thresholds: config.thresholds } : {}),
+      concurrency: config.queue.concurrency,
+      maxDepth: config.queue.maxDepth,
+      maxBytes: config.queue.maxBytes,
+      logger: base.child({ component: 'pipeline' }),
+      onResult: ({ record }) => {
+        metrics.result(record);
+        link?.notifyResults();
+      },
+      onFailure: (err, meta) => onRejected(err, meta.source),
+      onSlotFree: () => hotFolder?.poke(),
+    });
+    const p = pipeline;
+
+    app = buildHttpServer({
+      pipeline: p,
+      cameras: config.cameras,
+      bodyLimitBytes: config.http.bodyLimitBytes,
+      logger: base.child({ component: 'http' }),
+      health,
+      onReject: (err) => onRejected(err, 'http'),
+    });
+    await app.listen({ host: config.http.host, port: config.http.port });
+    const httpUrl = urlOf(app.server.address(), config.http.host);
+
+    if (config.fleet) {
+      link = createFleetLink({
+        edgeId: config.edgeId,
+        mqttUrl: config.fleet.mqttUrl,
+        store: s,
+        sync: config.sync,
+        telemetryIntervalMs: config.telemetry.intervalMs,
+        logger: base.child({ component: 'fleet-link' }),
+        ...(opts.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: opts.reconnectPeriodMs } : {}),
+        state: () => ({
+          line: config.line,
+          cameras: config.cameras,
+          agentVersion,
+          startedAt,
+          active: modelRef(p.model),
+        }),
+        telemetry: () => ({
+          ...metrics.snapshot(),
+          queueDepth: p.depth,
+          lastSeq: s.lastSeq,
+          ackedSeq: s.ackedSeq,
+          pendingResults: s.pending,
+        }),
+        onDesired: (desired) => {
+          // Issue 4 acts on it (download, verify, activate); for now it is validated and logged.
+          log.debug({ configVersion: desired.configVersion }, 'desired state not yet applied');
+        },
+      });
+      link.start();
+      link.publishEvent('started', 'info', 'edge agent started', { httpUrl, model: active.id, lastSeq: s.lastSeq });
+    }
+
+    if (config.inputDir) {
+      hotFolder = createHotFolder({
+        dir: config.inputDir,
+        pipeline: p,
+        camera: config.cameras[0]!,
+        settleMs: config.hotFolder.settleMs,
+        rescanMs: config.hotFolder.rescanMs,
+        inFlight: config.hotFolder.inFlight,
+        maxFileBytes: config.http.bodyLimitBytes,
+        logger: base.child({ component: 'hot-folder' }),
+        onFailure: (err) => onRejected(err, 'folder'),
+      });
+      await hotFolder.start();
+    }
+    log.info({ httpUrl, fleet: config.fleet?.mqttUrl ?? null, inputDir: config.inputDir ?? null }, 'edge agent ready');
+    return { httpUrl };
+  }
+
+  return {
+    id: config.edgeId,
+    start() {
+      if (closing) return Promise.reject(new Error('edge agent closed'));
+      starting ??= startup().catch(async (err: unknown) => {
+        log.error({ err }, 'edge agent failed to start');
+        await shutdown();
+        throw err;
+      });
+      return starting;
+    },
+    close() {
+      closing ??= (starting ?? Promise.resolve()).then(
+        () => shutdown(),
+        () => undefined, // a failed start already closed what it had opened
+      );
+      return closing;
+    },
+    health,
+    setModel(next) {
+      if (!pipeline) throw new Error('edge agent not started');
+      const previous = pipeline.setModel(next);
+      link?.publishState();
+      return previous;
+    },
+    setThresholds(thresholds) {
+      if (!pipeline) throw new Error('edge agent not started');
+      pipeline.setThresholds(thresholds);
+    },
+  };
+}
+
+/**
+ * `osprey edge start --config FILE` in one call: loads the config (OSP_ERR_CONFIG on a bad file),
+ * starts the agent, and on SIGINT/SIGTERM closes it gracefully and exits 0 (a second signal
+ * exits at once with 130).
+ */
+export async function runEdgeAgentProcess(
+  configFile: string,
+  opts: { logger?: Logger } = {},
+): Promise<{ agent: EdgeAgent; httpUrl: string }> {
+  const config = await loadEdgeConfig(configFile);
+  const logger = (opts.logger ?? pino({ level: config.logLevel ?? 'info' })).child({ edgeId: config.edgeId });
+  const agent = createEdgeAgent(config, { logger });
+  const { httpUrl } = await agent.start();
+  logger.info({ httpUrl }, 'edge agent started');
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) process.exit(130);
+    signalled = true;
+    logger.info({ signal }, 'edge agent stopping');
+    agent.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'edge agent close failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return { agent, httpUrl };
+}

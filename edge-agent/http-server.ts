@@ -1,0 +1,214 @@
+/**
+ * The edge's local HTTP API (the sidecar pattern for PLC gateways and line software):
+ * `POST /inspect` takes raw image bytes and answers the verdict once the result is persisted;
+ * `GET /health` reports the agent's state. Every route has a schema; every error answers
+ * `{ error: CODE, message: one line }`.
+ */
+import { fastify, LogController, type FastifyError, type FastifyInstance } from 'fastify';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import type { Logger } from 'pino';
+import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
+import { DetectionSchema, Verdict } from '../protocol/messages.js';
+import { validatorFor } from '../protocol/validator.js';
+import type { Pipeline } from './pipeline.js';
+
+/** Content types accepted by POST /inspect; anything else is 415. */
+export const IMAGE_CONTENT_TYPES = [
+  'image/jpeg',
+  'image/png',
+  'image/webp',
+  'image/tiff',
+  'image/bmp',
+  'application/octet-stream',
+] as const;
+
+const ErrorBody = Type.Object({ error: Type.String(), message: Type.String() }, { additionalProperties: false });
+export type ErrorBody = Static<typeof ErrorBody>;
+
+export const InspectResponseSchema = Type.Object(
+  {
+    seq: Type.Integer({ minimum: 1 }),
+    verdict: Verdict,
+    label: Type.String(),
+    score: Type.Number(),
+    threshold: Type.Number(),
+    model: Type.String(),
+    camera: Type.String(),
+    latencyMs: Type.Number(),
+    detections: Type.Optional(Type.Array(DetectionSchema)),
+  },
+  { additionalProperties: false },
+);
+export type InspectResponse = Static<typeof InspectResponseSchema>;
+
+const InspectQuery = Type.Object(
+  {
+    camera: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    frame: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+  },
+  { additionalProperties: false },
+);
+const InspectHeaders = Type.Object({
+  'x-osprey-camera': Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  'x-osprey-frame': Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+});
+
+export const HealthSchema = Type.Object(
+  {
+    status: Type.Union([Type.Literal('ok'), Type.Literal('stopping')]),
+    edgeId: Type.String(),
+    line: Type.String(),
+    agentVersion: Type.String(),
+    uptimeS: Type.Number(),
+    model: Type.String(),
+    queue: Type.Object({ depth: Type.Integer(), running: Type.Integer(), max: Type.Integer() }),
+    lastSeq: Type.Integer(),
+    ackedSeq: Type.Integer(),
+    pendingResults: Type.Integer(),
+    fleet: Type.Object({ configured: Type.Boolean(), connected: Type.Boolean(), messagesDropped: Type.Integer() }),
+    failures: Type.Record(Type.String(), Type.Integer()),
+  },
+  { additionalProperties: false },
+);
+export type Health = Static<typeof HealthSchema>;
+
+/** HTTP status per error code; codes not listed are 500. */
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  OSP_ERR_IMAGE_EMPTY: 400,
+  OSP_ERR_BAD_REQUEST: 400,
+  OSP_ERR_IMAGE_DECODE: 422,
+  OSP_ERR_IMAGE_TOO_LARGE: 413,
+  OSP_ERR_CONTENT_TYPE: 415,
+  OSP_ERR_NOT_FOUND: 404,
+  OSP_ERR_QUEUE_FULL: 503,
+  OSP_ERR_SHUTTING_DOWN: 503,
+};
+
+/** The HTTP status for an OspreyError code. */
+export function httpStatusFor(code: ErrorCode): number {
+  return STATUS[code] ?? 500;
+}
+
+export interface HttpServerOptions {
+  pipeline: Pipeline;
+  cameras: string[];
+  bodyLimitBytes: number;
+  logger: Logger;
+  health(): Health;
+  /** Requests refused before reaching the pipeline (415, 413, 400). Must not throw. */
+  onReject?: (err: OspreyError) => void;
+}
+
+/** Translates fastify's own errors (parsing, limits, validation) into Osprey codes. */
+function fromFastifyError(err: FastifyError, bodyLimit: number, contentType: string | undefined): OspreyError {
+  switch (err.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new OspreyError(
+        'OSP_ERR_CONTENT_TYPE',
+        `unsupported content type ${JSON.stringify(contentType ?? '(none)')}; send one of ${IMAGE_CONTENT_TYPES.join(', ')}`,
+      );
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new OspreyError('OSP_ERR_IMAGE_TOO_LARGE', `request body exceeds ${bodyLimit} bytes`);
+  }
+  if (err.validation) return new OspreyError('OSP_ERR_BAD_REQUEST', oneLine(err), { cause: err });
+  if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
+    return new OspreyError('OSP_ERR_BAD_REQUEST', oneLine(err), { cause: err });
+  }
+  return new OspreyError('OSP_ERR_INTERNAL', oneLine(err), { cause: err });
+}
+
+/**
+ * Builds the Fastify app (not listening yet). Route validation uses the protocol's one ajv
+ * instance, so HTTP and MQTT inputs are checked by the same code.
+ */
+export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
+  const log = opts.logger;
+  const app = fastify({
+    loggerInstance: log,
+    // One line per frame at info would drown the log; failures are logged below.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimitBytes,
+    forceCloseConnections: 'idle',
+  }) as unknown as FastifyInstance;
+
+  app.setValidatorCompiler(({ schema }) => validatorFor(schema as TSchema));
+  // Only image bytes are accepted: without the default JSON/text parsers those are 415 too.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(
+    [...IMAGE_CONTENT_TYPES],
+    { parseAs: 'buffer', bodyLimit: opts.bodyLimitBytes },
+    (_req, body, done) => done(null, body),
+  );
+
+  const send = (reply: { code(n: number): unknown; header(k: string, v: string): unknown }, err: OspreyError) => {
+    reply.code(httpStatusFor(err.code));
+    if (err.code === 'OSP_ERR_QUEUE_FULL') reply.header('retry-after', '1');
+    return { error: err.code, message: oneLine(err) } satisfies ErrorBody;
+  };
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    const err = fromFastifyError(error, opts.bodyLimitBytes, request.headers['content-type']);
+    if (err.code === 'OSP_ERR_INTERNAL') log.error({ err: error, url: request.url }, 'request failed');
+    else log.warn({ code: err.code, reason: err.message, url: request.url }, 'request rejected');
+    opts.onReject?.(err);
+    return reply.send(send(reply, err));
+  });
+  app.setNotFoundHandler((request, reply) =>
+    reply.send(send(reply, new OspreyError('OSP_ERR_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`))),
+  );
+
+  app.post<{ Querystring: Static<typeof InspectQuery>; Headers: Static<typeof InspectHeaders> }>(
+    '/inspect',
+    {
+      // The body is raw image bytes (no JSON schema can describe it); query, headers and answers are checked.
+      schema: {
+        querystring: InspectQuery,
+        headers: InspectHeaders,
+        response: { 200: InspectResponseSchema, '4xx': ErrorBody, '5xx': ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const camera = request.query.camera ?? request.headers['x-osprey-camera'] ?? opts.cameras[0]!;
+      const frame = request.query.frame ?? request.headers['x-osprey-frame'];
+      if (!opts.cameras.includes(camera)) {
+        const err = new OspreyError('OSP_ERR_BAD_REQUEST', `unknown camera "${camera}"; this edge has ${opts.cameras.join(', ')}`);
+        log.warn({ code: err.code, reason: err.message, camera }, 'inspection rejected');
+        opts.onReject?.(err);
+        return send(reply, err);
+      }
+      const image = Buffer.isBuffer(request.body) ? request.body : Buffer.alloc(0);
+      try {
+        const { record, inspection } = await opts.pipeline.submit(image, {
+          camera,
+          source: 'http',
+          ...(frame !== undefined ? { frame } : {}),
+        });
+        const body: InspectResponse = {
+          seq: record.seq,
+          verdict: record.verdict,
+          label: record.label,
+          score: record.score,
+          threshold: inspection.threshold,
+          model: record.model,
+          camera: record.camera,
+          latencyMs: record.latencyMs,
+        };
+        if (record.detections) body.detections = record.detections;
+        return body;
+      } catch (err) {
+        // The pipeline has already counted it; only answer and log.
+        const ospErr = isOspreyError(err) ? err : new OspreyError('OSP_ERR_INTERNAL', oneLine(err), { cause: err });
+        if (httpStatusFor(ospErr.code) >= 500 && ospErr.code !== 'OSP_ERR_QUEUE_FULL' && ospErr.code !== 'OSP_ERR_SHUTTING_DOWN') {
+          log.error({ err: ospErr, camera }, 'inspection failed');
+        } else {
+          log.warn({ code: ospErr.code, reason: ospErr.message, camera }, 'inspection rejected');
+        }
+        return send(reply, ospErr);
+      }
+    },
+  );
+
+  app.get('/health', { schema: { response: { 200: HealthSchema } } }, async () => opts.health());
+
+  return app;
+}

@@ -1,0 +1,216 @@
+/**
+ * The edge's inspection pipeline: a bounded queue in front of the model. Each frame is decoded
+ * and inferred by the active ModelRunner, thresholded with the edge's thresholds, written to the
+ * result store with the next seq, and only then resolved to the caller.
+ */
+import type { Logger } from 'pino';
+import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
+import type { ResultRecord, Thresholds } from '../protocol/messages.js';
+import type { Inspection, ModelRunner } from '../models/types.js';
+import type { ResultStore } from './result-store.js';
+
+/** Where a frame came from; stored with its result. */
+export interface FrameMeta {
+  camera: string;
+  source: ResultRecord['source'];
+  /** Caller's frame id or file name (traceability), at most 512 characters. */
+  frame?: string;
+}
+
+export interface InspectOutcome {
+  record: ResultRecord;
+  inspection: Inspection;
+}
+
+export interface PipelineOptions {
+  store: ResultStore;
+  model: ModelRunner;
+  thresholds?: Thresholds;
+  /** Frames inspected at once (one per core keeps both cores busy: decode and ORT run off-thread). */
+  concurrency: number;
+  /** Frames queued plus running before submit() refuses with OSP_ERR_QUEUE_FULL. */
+  maxDepth: number;
+  /** Encoded bytes queued plus running before refusing (bounds memory, not just count). */
+  maxBytes: number;
+  logger: Logger;
+  /** Called after each result is persisted. Must not throw. */
+  onResult?: (outcome: InspectOutcome) => void;
+  /** Called for each refused or failed frame. Must not throw. */
+  onFailure?: (err: OspreyError, meta: FrameMeta) => void;
+  /** Called whenever a slot frees up (hot folder uses it to pull the next file). */
+  onSlotFree?: () => void;
+}
+
+export interface Pipeline {
+  /** Queues one encoded image; resolves once its result is persisted. Rejects with OspreyError. */
+  submit(image: Buffer, meta: FrameMeta): Promise<InspectOutcome>;
+  /**
+   * Swaps the model for frames not yet started; frames already running finish on the runner they
+   * started with, and each result names the runner that produced it. Returns the previous runner
+   * (the caller decides when to close it).
+   */
+  setModel(runner: ModelRunner): ModelRunner;
+  readonly model: ModelRunner;
+  setThresholds(thresholds: Thresholds | undefined): void;
+  readonly thresholds: Thresholds | undefined;
+  /** Frames queued plus running. */
+  readonly depth: number;
+  readonly running: number;
+  readonly maxDepth: number;
+  /** How many more frames submit() would accept now. */
+  readonly capacity: number;
+  /** Refuse new frames (OSP_ERR_SHUTTING_DOWN); queued ones still complete. */
+  stop(): void;
+  /** Resolves when nothing is queued or running. */
+  drain(): Promise<void>;
+}
+
+interface Job {
+  image: Buffer;
+  meta: FrameMeta;
+  submittedAt: number;
+  resolve: (outcome: InspectOutcome) => void;
+  reject: (err: OspreyError) => void;
+}
+
+function asOspreyError(err: unknown): OspreyError {
+  if (isOspreyError(err)) return err;
+  return new OspreyError('OSP_ERR_INFERENCE', `inference failed: ${oneLine(err)}`, { cause: err });
+}
+
+/** Creates a pipeline; it starts idle and needs no start(). */
+export function createPipeline(opts: PipelineOptions): Pipeline {
+  const log = opts.logger;
+  const queue: Job[] = [];
+  let model = opts.model;
+  let thresholds = opts.thresholds;
+  let running = 0;
+  let queuedBytes = 0;
+  let accepting = true;
+  let drainWaiters: (() => void)[] = [];
+
+  const depth = () => queue.length + running;
+
+  function fail(err: OspreyError, meta: FrameMeta): OspreyError {
+    try {
+      opts.onFailure?.(err, meta);
+    } catch (hookErr) {
+      log.error({ err: hookErr }, 'failure hook threw');
+    }
+    return err;
+  }
+
+  function settle(): void {
+    if (depth() === 0 && drainWaiters.length > 0) {
+      const waiters = drainWaiters;
+      drainWaiters = [];
+      for (const w of waiters) w();
+    }
+  }
+
+  async function run(job: Job): Promise<void> {
+    // Captured once: a setModel() during this frame must not change whose result it is.
+    const runner = model;
+    const frameThresholds = thresholds;
+    try {
+      const inspection = await runner.inspect(job.image, frameThresholds ? { thresholds: frameThresholds } : {});
+      const record: Omit<ResultRecord, 'seq'> = {
+        ts: Date.now(),
+        camera: job.meta.camera,
+        source: job.meta.source,
+        model: runner.id,
+        verdict: inspection.verdict,
+        label: inspection.label,
+        score: inspection.score,
+        // What the line experiences: queue wait + decode + inference + post-processing.
+        latencyMs: Math.round((performance.now() - job.submittedAt) * 1000) / 1000,
+      };
+      if (job.meta.frame !== undefined) record.frame = job.meta.frame.slice(0, 512);
+      if (inspection.detections) record.detections = inspection.detections.slice(0, 1000);
+      const seq = opts.store.append(record);
+      const outcome = { record: { seq, ...record }, inspection };
+      try {
+        opts.onResult?.(outcome);
+      } catch (hookErr) {
+        log.error({ err: hookErr }, 'result hook threw');
+      }
+      job.resolve(outcome);
+    } catch (err) {
+      const ospErr = asOspreyError(err);
+      if (!isOspreyError(err)) log.error({ err, model: runner.id }, 'frame failed unexpectedly');
+      job.reject(fail(ospErr, job.meta));
+    }
+  }
+
+  function pump(): void {
+    while (running < opts.concurrency && queue.length > 0) {
+      const job = queue.shift()!;
+      running++;
+      void run(job).finally(() => {
+        running--;
+        queuedBytes -= job.image.length;
+        pump();
+        settle();
+        try {
+          opts.onSlotFree?.();
+        } catch (hookErr) {
+          log.error({ err: hookErr }, 'slot hook threw');
+        }
+      });
+    }
+  }
+
+  return {
+    submit(image, meta) {
+      const refuse = (code: ErrorCode, message: string) => Promise.reject(fail(new OspreyError(code, message), meta));
+      if (!accepting) return refuse('OSP_ERR_SHUTTING_DOWN', 'the agent is shutting down');
+      if (image.length === 0) return refuse('OSP_ERR_IMAGE_EMPTY', 'the image has zero bytes');
+      if (depth() >= opts.maxDepth) {
+        return refuse('OSP_ERR_QUEUE_FULL', `inspection queue full (${opts.maxDepth} frames); retry later`);
+      }
+      // A single frame larger than the budget is still taken when the queue is empty.
+      if (depth() > 0 && queuedBytes + image.length > opts.maxBytes) {
+        return refuse('OSP_ERR_QUEUE_FULL', `inspection queue full (${opts.maxBytes} bytes); retry later`);
+      }
+      return new Promise<InspectOutcome>((resolve, reject) => {
+        queuedBytes += image.length;
+        queue.push({ image, meta, submittedAt: performance.now(), resolve, reject });
+        pump();
+      });
+    },
+    setModel(runner) {
+      const previous = model;
+      model = runner;
+      log.info({ model: runner.id, previous: previous.id }, 'model switched');
+      return previous;
+    },
+    get model() {
+      return model;
+    },
+    setThresholds(next) {
+      thresholds = next;
+    },
+    get thresholds() {
+      return thresholds;
+    },
+    get depth() {
+      return depth();
+    },
+    get running() {
+      return running;
+    },
+    get maxDepth() {
+      return opts.maxDepth;
+    },
+    get capacity() {
+      return accepting ? Math.max(0, opts.maxDepth - depth()) : 0;
+    },
+    stop() {
+      accepting = false;
+    },
+    drain() {
+      if (depth() === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => drainWaiters.push(resolve));
+    },
+  };
+}

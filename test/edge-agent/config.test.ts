@@ -1,0 +1,97 @@
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { loadEdgeConfig } from '../../edge-agent/config.js';
+import { isOspreyError } from '../../protocol/errors.js';
+import { tempDir } from './fixtures.js';
+
+const minimal = { edgeId: 'press-1', line: 'line-A', dataDir: 'data', model: { dir: 'models/demo' } };
+
+async function writeConfig(dir: string, value: unknown, name = 'edge.json'): Promise<string> {
+  const file = path.join(dir, name);
+  await writeFile(file, typeof value === 'string' ? value : JSON.stringify(value));
+  return file;
+}
+
+/** Loads `value` as a config file and returns the one-line OSP_ERR_CONFIG message it fails with. */
+async function configError(dir: string, value: unknown): Promise<string> {
+  const file = await writeConfig(dir, value);
+  try {
+    await loadEdgeConfig(file);
+  } catch (err) {
+    assert.ok(isOspreyError(err, 'OSP_ERR_CONFIG'), `expected OSP_ERR_CONFIG, got ${String(err)}`);
+    assert.doesNotMatch(err.message, /\n/, 'one line');
+    assert.ok(err.message.includes(file), `names the file: ${err.message}`);
+    return err.message;
+  }
+  assert.fail('config was accepted');
+}
+
+test('a minimal config gets every default, and relative paths resolve against the file', async (t) => {
+  const dir = await tempDir(t);
+  const config = await loadEdgeConfig(await writeConfig(dir, { ...minimal, inputDir: './inbox' }));
+  assert.equal(config.edgeId, 'press-1');
+  assert.deepEqual(config.cameras, ['cam1']);
+  assert.equal(config.dataDir, path.join(dir, 'data'));
+  assert.equal(config.inputDir, path.join(dir, 'inbox'));
+  assert.equal(config.model.dir, path.join(dir, 'models/demo'));
+  assert.deepEqual(config.http, { host: '127.0.0.1', port: 8480, bodyLimitBytes: 32 * 1024 * 1024 });
+  assert.equal(config.fleet, undefined, 'no fleet: the edge only inspects and stores');
+  assert.deepEqual(config.queue, { concurrency: 2, maxDepth: 64, maxBytes: 256 * 1024 * 1024 });
+  assert.equal(config.sync.batchSize, 500);
+  assert.equal(config.telemetry.intervalMs, 10_000);
+  assert.equal(config.maxPixels, 50_000_000);
+});
+
+test('absolute paths, port 0 and a fleet are kept as given', async (t) => {
+  const dir = await tempDir(t);
+  const config = await loadEdgeConfig(
+    await writeConfig(dir, {
+      ...minimal,
+      dataDir: '/var/lib/osprey',
+      http: { port: 0 },
+      fleet: { mqttUrl: 'mqtt://fleet.local:1883' },
+      thresholds: { default: 0.4, perLabel: { scratch: 0.2 } },
+    }),
+  );
+  assert.equal(config.dataDir, '/var/lib/osprey');
+  assert.equal(config.http.port, 0);
+  assert.equal(config.http.host, '127.0.0.1');
+  assert.equal(config.fleet?.mqttUrl, 'mqtt://fleet.local:1883');
+  assert.deepEqual(config.thresholds, { default: 0.4, perLabel: { scratch: 0.2 } });
+});
+
+test('a bad config stops start-up with a one-line message naming the field', async (t) => {
+  const dir = await tempDir(t);
+  const cases: [unknown, RegExp][] = [
+    [{ ...minimal, http: { port: 70000 } }, /^config http\.port: must be <= 65535 /],
+    [{ ...minimal, http: { port: 'eighty' } }, /^config http\.port: must be integer/],
+    [{ line: 'line-A', dataDir: 'd', model: { dir: 'm' } }, /^config edgeId: is required/],
+    [{ ...minimal, edgeId: 'bad/id' }, /^config edgeId: must match pattern/],
+    [{ ...minimal, htpp: { port: 1 } }, /^config htpp: is not a known field/],
+    [{ ...minimal, cameras: [] }, /^config cameras: must NOT have fewer than 1 items/],
+    [{ ...minimal, cameras: ['cam1', ''] }, /^config cameras\[1\]: must NOT have fewer than 1 characters/],
+    [{ ...minimal, model: {} }, /^config model\.dir: is required/],
+    [{ ...minimal, queue: { concurrency: 0 } }, /^config queue\.concurrency: must be >= 1/],
+    [{ ...minimal, fleet: { mqttUrl: 'http://x' } }, /^config fleet\.mqttUrl: must match pattern/],
+    [{ ...minimal, thresholds: { default: -1 } }, /^config thresholds\.default: must be >= 0/],
+    [{ ...minimal, logLevel: 'loud' }, /^config logLevel: must be equal to one of the allowed values/],
+    [[1, 2], /^config: must be a JSON object/],
+    ['{ "edgeId": ', /^config: not valid JSON/],
+  ];
+  for (const [value, expected] of cases) {
+    const message = await configError(dir, value);
+    assert.match(message, expected);
+  }
+});
+
+test('a missing file is OSP_ERR_CONFIG naming the file', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'nope.json');
+  await assert.rejects(loadEdgeConfig(file), (err: unknown) => {
+    assert.ok(isOspreyError(err, 'OSP_ERR_CONFIG'));
+    assert.equal(err.message, `config: cannot read ${file} (ENOENT)`);
+    return true;
+  });
+});
