@@ -1,0 +1,156 @@
+/**
+ * `osprey demo`: a fleet manager, N edge agents on two lines and a frame generator, all in this
+ * process with embedded defaults (aedes, SQLite under ./data, the built-in anomaly model).
+ */
+import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { request } from 'undici';
+import { createEdgeAgent } from '../edge-agent/edge-agent.js';
+import { parseEdgeConfig } from '../edge-agent/config.js';
+import { createFleetManager } from '../fleet-manager/fleet-manager.js';
+import { ensureDemoModel, generatePartImage, type DefectKind } from '../models/index.js';
+import { intOption, parse } from './args.js';
+import { onShutdownSignal } from './signals.js';
+
+export const demoHelp = `Usage: osprey demo [options]
+
+Starts a fleet manager, N edge agents on two lines (line-A, line-B) and a generator that feeds
+them synthetic part images (about 10 % defective) through their hot folders and POST /inspect.
+Prints the dashboard URL; Ctrl-C stops everything cleanly.
+
+Options:
+  --port N       fleet manager HTTP port (default 8080; 0 picks a free one)
+  --edges N      number of edges (default 3)
+  --fps N        frames per second per edge (default 2)
+  --data DIR     data directory (default ./data)
+  --log-level L  log level for the components' logs (default warn)
+  -h, --help     this text`;
+
+const DEFECTS: DefectKind[] = ['scratch', 'spot', 'dent', 'missing'];
+
+/** A seeded pool of images so the generator costs nothing per frame. */
+async function imagePool(size: number): Promise<{ bytes: Buffer; defect: boolean }[]> {
+  const pool: { bytes: Buffer; defect: boolean }[] = [];
+  for (let i = 0; i < size; i++) {
+    const defect = i % 10 === 9 ? DEFECTS[(i / 10) % DEFECTS.length | 0]! : null;
+    pool.push({ bytes: await generatePartImage({ seed: 10_000 + i, defect, format: 'jpeg' }), defect: defect !== null });
+  }
+  return pool;
+}
+
+export async function demoCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    port: { type: 'string' },
+    edges: { type: 'string' },
+    fps: { type: 'string' },
+    data: { type: 'string' },
+    'log-level': { type: 'string' },
+  });
+  if (values.help) {
+    console.log(demoHelp);
+    return 0;
+  }
+  const port = intOption('port', values.port, 8080, 0, 65535);
+  const edges = intOption('edges', values.edges, 3, 1, 50);
+  const fps = intOption('fps', values.fps, 2, 1, 100);
+  const dataDir = resolve(values.data ?? 'data');
+  const log: Logger = pino({ level: values['log-level'] ?? 'warn' }, pino.destination(2));
+
+  console.log(`osprey demo: preparing the built-in model and sample images under ${dataDir}`);
+  const modelDir = await ensureDemoModel(join(dataDir, 'models'));
+  const pool = await imagePool(60);
+
+  const closers: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const close of closers.reverse()) await close().catch((err: unknown) => log.error({ err }, 'close failed'));
+  };
+  try {
+    const fleet = createFleetManager({
+      dataDir: join(dataDir, 'fleet'),
+      http: { host: '127.0.0.1', port },
+      mqtt: { host: '127.0.0.1', port: 0 },
+      logger: log.child({ component: 'fleet' }),
+    });
+    const { httpUrl, mqttUrl } = await fleet.start();
+    closers.push(() => fleet.close());
+
+    const agents: { id: string; inbox: string; httpUrl: string }[] = [];
+    for (let i = 1; i <= edges; i++) {
+      const id = `edge-${i}`;
+      const edgeDir = join(dataDir, 'edges', id);
+      const inbox = join(edgeDir, 'inbox');
+      await mkdir(inbox, { recursive: true });
+      const config = parseEdgeConfig(
+        {
+          edgeId: id,
+          line: i % 2 === 1 ? 'line-A' : 'line-B',
+          cameras: ['cam1'],
+          dataDir: edgeDir,
+          inputDir: inbox,
+          http: { host: '127.0.0.1', port: 0 },
+          fleet: { mqttUrl },
+          model: { dir: modelDir },
+          telemetry: { intervalMs: 5000 },
+        },
+        `demo ${id}`,
+      );
+      const agent = createEdgeAgent(config, { logger: log.child({ component: 'edge', edgeId: id }) });
+      const started = await agent.start();
+      closers.push(() => agent.close());
+      agents.push({ id, inbox, httpUrl: started.httpUrl });
+    }
+
+    console.log(`osprey demo: ${edges} edges on line-A and line-B, ${fps} frames/s each`);
+    console.log(`osprey demo: dashboard ${httpUrl}/`);
+    console.log(`osprey demo: stats     ${httpUrl}/api/lines/line-A/stats?bucket=1m`);
+    console.log('osprey demo: Ctrl-C to stop');
+
+    // Frames alternate between the hot folder (written then renamed, as camera software does)
+    // and POST /inspect, so both inputs run.
+    let frame = 0;
+    const tick = setInterval(() => {
+      for (const agent of agents) {
+        const { bytes } = pool[(frame * 7 + agent.id.length * 13 + Math.floor(Math.random() * pool.length)) % pool.length]!;
+        const name = `${agent.id}-${String(frame).padStart(7, '0')}.jpg`;
+        if (frame % 2 === 0) {
+          const tmp = join(agent.inbox, `.${name}.part`);
+          writeFile(tmp, bytes)
+            .then(() => rename(tmp, join(agent.inbox, name)))
+            .catch((err: unknown) => log.warn({ err, edgeId: agent.id }, 'demo frame write failed'));
+        } else {
+          request(`${agent.httpUrl}/inspect?camera=cam1`, { method: 'POST', body: bytes, headers: { 'content-type': 'image/jpeg' } })
+            .then((res) => res.body.dump())
+            .catch((err: unknown) => log.warn({ err, edgeId: agent.id }, 'demo POST /inspect failed'));
+        }
+      }
+      frame++;
+    }, Math.max(10, Math.round(1000 / fps)));
+    closers.push(async () => clearInterval(tick));
+
+    const status = setInterval(() => {
+      void printStatus(httpUrl).catch(() => undefined);
+    }, 5000);
+    closers.push(async () => clearInterval(status));
+
+    await onShutdownSignal();
+    console.log('osprey demo: stopping');
+    await closeAll();
+    return 0;
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/** One line per production line from the fleet's own stats API. */
+async function printStatus(httpUrl: string): Promise<void> {
+  const parts: string[] = [];
+  for (const line of ['line-A', 'line-B']) {
+    const res = await request(`${httpUrl}/api/lines/${line}/stats?bucket=1h`);
+    const body = (await res.body.json()) as { totals?: { total: number; defect: number; defectRate: number } };
+    const t = body.totals;
+    if (t) parts.push(`${line}: ${t.total} inspected, ${t.defect} defects (${(t.defectRate * 100).toFixed(1)} %)`);
+  }
+  if (parts.length) console.log(`osprey demo: ${parts.join(' | ')}`);
+}

@@ -1,0 +1,58 @@
+/** `osprey infer --model DIR IMAGE...`: the edge's exact pipeline, one JSON line per image. */
+import { readFile } from 'node:fs/promises';
+import { loadModelPackage } from '../models/index.js';
+import { OspreyError, oneLine } from '../protocol/errors.js';
+import { parse } from './args.js';
+
+export const inferHelp = `Usage: osprey infer --model DIR IMAGE...
+
+Runs the model package in DIR on each image exactly as the edge agent does and prints one JSON
+line per image: {file, verdict, label, score, threshold, detections?, latencyMs}.
+An image that cannot be inspected prints {file, error, message}; the exit code is then 1.
+
+Options:
+  --model DIR        model package directory (manifest.json + model.onnx)
+  --threshold X      override the package's default threshold
+  -h, --help         this text`;
+
+/** Runs the command; returns the process exit code. */
+export async function inferCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { model: { type: 'string' }, threshold: { type: 'string' } }, true);
+  if (values.help) {
+    console.log(inferHelp);
+    return 0;
+  }
+  if (!values.model) throw new OspreyError('OSP_ERR_USAGE', 'infer needs --model DIR');
+  if (positionals.length === 0) throw new OspreyError('OSP_ERR_USAGE', 'infer needs at least one IMAGE');
+  let threshold: number | undefined;
+  if (values.threshold !== undefined) {
+    threshold = Number(values.threshold);
+    if (!Number.isFinite(threshold) || threshold < 0) {
+      throw new OspreyError('OSP_ERR_USAGE', `--threshold must be a non-negative number, got "${values.threshold}"`);
+    }
+  }
+  const runner = await loadModelPackage(values.model);
+  let failures = 0;
+  try {
+    for (const file of positionals) {
+      try {
+        const bytes = await readFile(file);
+        const started = performance.now();
+        const r = await runner.inspect(bytes, threshold === undefined ? {} : { thresholds: { default: threshold } });
+        const latencyMs = Math.round((performance.now() - started) * 100) / 100;
+        const line: Record<string, unknown> = { file, verdict: r.verdict, label: r.label, score: r.score, threshold: r.threshold };
+        if (r.detections) line.detections = r.detections;
+        if (r.top) line.top = r.top;
+        line.latencyMs = latencyMs;
+        console.log(JSON.stringify(line));
+      } catch (err) {
+        failures++;
+        const code = err instanceof OspreyError ? err.code : ((err as NodeJS.ErrnoException).code ?? 'ERROR');
+        console.log(JSON.stringify({ file, error: code, message: oneLine(err) }));
+      }
+    }
+  } finally {
+    await runner.close();
+  }
+  return failures === 0 ? 0 : 1;
+}

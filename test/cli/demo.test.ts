@@ -1,0 +1,41 @@
+/** `osprey demo` as a user runs it: per-line statistics through the API within 15 s of start. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { startOsprey } from '../helpers/osprey-process.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+test('osprey demo serves per-line statistics within 15 s and stops cleanly on Ctrl-C', { timeout: 60_000 }, async (t) => {
+  const data = await mkdtemp(join(tmpdir(), 'osprey-demo-'));
+  t.after(() => rm(data, { recursive: true, force: true }));
+  const startedAt = Date.now();
+  const demo = startOsprey(['demo', '--port', '0', '--edges', '3', '--data', data]);
+  t.after(() => demo.stop('SIGKILL'));
+
+  const line = await demo.waitForLine((l) => typeof l.text === 'string' && l.text.includes('dashboard http'), 15_000);
+  const url = String(line.text).match(/(http:\/\/\S+?)\/?$/)![1]!;
+
+  const stats = await waitFor(
+    async () => {
+      const res = await request(`${url}/api/lines/line-A/stats?bucket=1m`);
+      const body = (await res.body.json()) as { totals: { total: number; defect: number; defectRate: number } };
+      return body.totals.total > 0 ? body : undefined;
+    },
+    'line-A statistics',
+    Math.max(1, 15_000 - (Date.now() - startedAt)),
+    200,
+  );
+  assert.ok(stats.totals.total > 0);
+  assert.ok(stats.totals.defectRate >= 0 && stats.totals.defectRate <= 1);
+
+  const page = await request(`${url}/`);
+  assert.equal(page.statusCode, 200);
+  assert.match(String(page.headers['content-type']), /text\/html/);
+  await page.body.dump();
+
+  assert.equal(await demo.stop('SIGINT'), 0);
+  assert.ok(demo.lines.some((l) => typeof l.text === 'string' && l.text.includes('stopping')));
+});
