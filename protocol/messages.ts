@@ -107,6 +107,19 @@ export const ResultRecordSchema = Type.Object(
     score: Type.Number(),
     latencyMs: Type.Number({ minimum: 0 }),
     detections: Type.Optional(Type.Array(DetectionSchema, { maxItems: 1000 })),
+    shadow: Type.Optional(
+      Type.Object(
+        {
+          model: Type.String({ minLength: 1, maxLength: 200 }),
+          verdict: Type.Optional(Verdict),
+          label: Type.Optional(Label),
+          score: Type.Optional(Type.Number()),
+          latencyMs: Type.Optional(Type.Number({ minimum: 0 })),
+          error: Type.Optional(Type.String({ maxLength: 200, description: 'error code when the candidate failed' })),
+        },
+        { ...strict, description: 'the shadow candidate on the same frame; never decides the verdict' },
+      ),
+    ),
   },
   strict,
 );
@@ -183,7 +196,14 @@ export const TelemetryMessageSchema = message(
     pendingResults: Int(),
     cpuPercent: Type.Number({ minimum: 0 }),
     rssBytes: Int(),
-    perModel: Type.Record(Type.String(), Type.Object({ frames: Int(), defects: Int() }, strict)),
+    perModel: Type.Record(
+      Type.String(),
+      Type.Object(
+        { frames: Int(), defects: Int(), errors: Type.Optional(Int()), latencyP95Ms: Type.Optional(Type.Number({ minimum: 0 })) },
+        strict,
+      ),
+      { description: 'per model id (name@version) in the interval, shadow candidates included' },
+    ),
   },
   'edge → fleet periodic health',
 );
