@@ -3,9 +3,9 @@
  * error with a non-zero exit on bad input (DESIGN.md "Command line").
  */
 import { OspreyError, oneLine } from '../protocol/errors.js';
-import { demoCommand, demoHelp } from './demo.js';
+import { demoCommand } from './demo.js';
 import { edgeCommand, edgeHelp, fleetCommand, fleetHelp } from './daemons.js';
-import { inferCommand, inferHelp } from './infer.js';
+import { inferCommand } from './infer.js';
 import { modelCommands, modelHelp } from './model.js';
 
 const usage = `Usage: osprey <command> [options]

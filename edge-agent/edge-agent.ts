@@ -10,7 +10,7 @@ import { oneLine, type OspreyError } from '../protocol/errors.js';
 import type { ModelRef, Thresholds } from '../protocol/messages.js';
 import { loadModelPackage } from '../models/index.js';
 import type { ModelRunner } from '../models/types.js';
-import { loadEdgeConfig, type EdgeConfig } from './config.js';
+import type { EdgeConfig } from './config.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';
 import { createHotFolder, type HotFolder } from './hot-folder.js';
 import { buildHttpServer, type Health } from './http-server.js';
@@ -275,36 +275,4 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       pipeline.setThresholds(thresholds);
     },
   };
-}
-
-/**
- * `osprey edge start --config FILE` in one call: loads the config (OSP_ERR_CONFIG on a bad file),
- * starts the agent, and on SIGINT/SIGTERM closes it gracefully and exits 0 (a second signal
- * exits at once with 130).
- */
-export async function runEdgeAgentProcess(
-  configFile: string,
-  opts: { logger?: Logger } = {},
-): Promise<{ agent: EdgeAgent; httpUrl: string }> {
-  const config = await loadEdgeConfig(configFile);
-  const logger = (opts.logger ?? pino({ level: config.logLevel ?? 'info' })).child({ edgeId: config.edgeId });
-  const agent = createEdgeAgent(config, { logger });
-  const { httpUrl } = await agent.start();
-  logger.info({ httpUrl }, 'edge agent started');
-  let signalled = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (signalled) process.exit(130);
-    signalled = true;
-    logger.info({ signal }, 'edge agent stopping');
-    agent.close().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ err }, 'edge agent close failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  return { agent, httpUrl };
 }

@@ -1,11 +1,9 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { request } from 'undici';
+import { startOsprey } from '../helpers/osprey-process.js';
 import { loadEdgeConfig } from '../../edge-agent/config.js';
 import { createEdgeAgent } from '../../edge-agent/edge-agent.js';
 import { generatePartImage } from '../../models/index.js';
@@ -80,37 +78,18 @@ test('a model directory that does not load stops start-up with a coded error and
   await agent.close();
 });
 
-test('runEdgeAgentProcess serves until SIGTERM, then closes cleanly and exits 0', async (t) => {
+test('osprey edge start serves until SIGTERM, then closes cleanly and exits 0', async (t) => {
   const dir = await tempDir(t);
   const configFile = path.join(dir, 'edge.json');
   await writeFile(
     configFile,
     JSON.stringify({ edgeId: 'proc-1', line: 'line-P', dataDir: 'data', http: { port: 0 }, model: { dir: await modelDir } }),
   );
-  const entry = new URL('../../edge-agent/edge-agent.js', import.meta.url).href;
-  const child = spawn(
-    process.execPath,
-    ['--input-type=module', '-e', `import { runEdgeAgentProcess } from ${JSON.stringify(entry)}; await runEdgeAgentProcess(process.argv[1]);`, configFile],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  t.after(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  const exited = once(child, 'exit');
-  const lines: Record<string, unknown>[] = [];
-  const started = new Promise<Record<string, unknown>>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (text) => {
-      const line = JSON.parse(text) as Record<string, unknown>;
-      lines.push(line);
-      if (line.msg === 'edge agent started') resolve(line);
-    });
-    void exited.then(() => reject(new Error('exited before starting')));
-  });
-  const { httpUrl } = (await started) as { httpUrl: string };
+  const proc = startOsprey(['edge', 'start', '--config', configFile]);
+  t.after(() => proc.stop('SIGKILL'));
+  const { httpUrl } = (await proc.waitForLine((l) => l.msg === 'edge agent started')) as { httpUrl: string };
   const res = await request(`${httpUrl}/health`);
   assert.equal(((await res.body.json()) as { edgeId: string }).edgeId, 'proc-1');
-  child.kill('SIGTERM');
-  const [code] = await exited;
-  assert.equal(code, 0);
-  assert.ok(lines.some((l) => l.msg === 'edge agent stopped'));
+  assert.equal(await proc.stop('SIGTERM'), 0);
+  assert.ok(proc.lines.some((l) => l.msg === 'edge agent stopped'));
 });
