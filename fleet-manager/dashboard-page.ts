@@ -26,7 +26,7 @@ table { width: 100%; border-collapse: collapse; font-size: .85rem; }
 td, th { text-align: left; padding: .25rem .4rem; border-bottom: 1px solid var(--line); }
 th { color: var(--muted); font-weight: normal; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.bar { height: .5rem; background: var(--defect); border-radius: .25rem; min-width: 1px; }
+.bar { height: .5rem; background: var(--muted); border-radius: .25rem; min-width: 1px; }
 .barcell { width: 40%; }
 .dot { display: inline-block; width: .6rem; height: .6rem; border-radius: 50%; background: var(--muted); }
 .dot.on { background: var(--ok); }
