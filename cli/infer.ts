@@ -1,5 +1,6 @@
 /** `osprey infer --model DIR IMAGE...`: the edge's exact pipeline, one JSON line per image. */
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { loadModelPackage } from '../models/index.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
 import { parse } from './args.js';
@@ -13,11 +14,13 @@ An image that cannot be inspected prints {file, error, message}; the exit code i
 Options:
   --model DIR        model package directory (manifest.json + model.onnx)
   --threshold X      override the package's default threshold
+  --heatmaps DIR     anomaly models: write a small heatmap PNG of each defect image to DIR
+                     (<image name>.heatmap.png) and name it in the line as "heatmap"
   -h, --help         this text`;
 
 /** Runs the command; returns the process exit code. */
 export async function inferCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { model: { type: 'string' }, threshold: { type: 'string' } }, true);
+  const { values, positionals } = parse(argv, { model: { type: 'string' }, threshold: { type: 'string' }, heatmaps: { type: 'string' } }, true);
   if (values.help) {
     console.log(inferHelp);
     return 0;
@@ -31,6 +34,8 @@ export async function inferCommand(argv: string[]): Promise<number> {
       throw new OspreyError('OSP_ERR_USAGE', `--threshold must be a non-negative number, got "${values.threshold}"`);
     }
   }
+  const heatmaps = values.heatmaps;
+  if (heatmaps) await mkdir(heatmaps, { recursive: true });
   const runner = await loadModelPackage(values.model);
   let failures = 0;
   try {
@@ -38,12 +43,19 @@ export async function inferCommand(argv: string[]): Promise<number> {
       try {
         const bytes = await readFile(file);
         const started = performance.now();
-        const r = await runner.inspect(bytes, threshold === undefined ? {} : { thresholds: { default: threshold } });
+        const r = await runner.inspect(bytes, {
+          ...(threshold !== undefined && { thresholds: { default: threshold } }),
+          ...(heatmaps && { heatmap: true }),
+        });
         const latencyMs = Math.round((performance.now() - started) * 100) / 100;
         const line: Record<string, unknown> = { file, verdict: r.verdict, label: r.label, score: r.score, threshold: r.threshold };
         if (r.detections) line.detections = r.detections;
         if (r.top) line.top = r.top;
         line.latencyMs = latencyMs;
+        if (heatmaps && r.heatmapPng) {
+          line.heatmap = join(heatmaps, `${basename(file)}.heatmap.png`);
+          await writeFile(line.heatmap as string, r.heatmapPng);
+        }
         console.log(JSON.stringify(line));
       } catch (err) {
         failures++;

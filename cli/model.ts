@@ -1,37 +1,44 @@
 /** `osprey model inspect|pack|validate`: turning an exported ONNX file into a model package. */
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile, rename, rm } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import sharp from 'sharp';
-import { loadModelPackage } from '../models/index.js';
+import { loadModelPackage, verifyModelPackage } from '../models/index.js';
 import { inspectOnnxFile } from '../models/onnx-inspect.js';
 import { packModel } from '../models/pack.js';
 import { proposeManifest } from '../models/propose-manifest.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
-import type { Task } from '../protocol/manifest.js';
+import type { Manifest, Task } from '../protocol/manifest.js';
 import { parse } from './args.js';
 
 export const modelHelp = `Usage: osprey model <inspect|pack|validate> ...
 
   osprey model inspect FILE.onnx
       Inputs and outputs (names, dtypes, shapes), opset, metadata_props, the convention
-      recognised and a proposed manifest, as JSON.
+      recognised (ultralytics, anomalib-v2, anomalib-raw, classifier-softmax, classifier-logits,
+      unknown) and a proposed manifest, as JSON.
 
-  osprey model pack FILE.onnx --task classification|anomaly|detection --out DIR [options]
+  osprey model pack FILE.onnx --out DIR [options]
+      --task classification|anomaly|detection   (default: what the model says)
       --name NAME --version V        package identity (default: file name, 1)
       --labels FILE|a,b,c            class names (a file: one per line, or "index,name" lines)
-      --defect-labels a,b            labels that make a frame defective (default: all; anomaly: anomaly)
+      --defect-labels a,b            labels that make a frame defective (default: none;
+                                     anomaly: anomaly)
+      --threshold X                  default defect threshold (default 0.5)
       --size WxH                     input size (must agree with a fixed-size model)
-      --resize stretch|letterbox|center-crop   --crop-fraction F
+      --resize stretch|letterbox|center-crop   --crop-fraction F   --pad-value N
       --color rgb|bgr|gray           --layout nchw|nhwc
       --scale N --mean a,b,c --std a,b,c       value = (pixel*scale - mean) / std
       --activation softmax|sigmoid|none        classifier output (default: detected)
-      --normalization min,max,threshold        raw anomaly scores
-      --confidence X --iou X                   detection filtering and NMS
-      --postprocess MODULE           plug-in (.js) copied into the package
-      --threshold X                  default defect threshold
-      Writes the package, then loads it and runs it once to prove it computes.
+      --normalization min,max,threshold        raw anomaly scores (anomalib min-max)
+      --confidence X --iou X --max-detections N --agnostic-nms   detection filtering and NMS
+      --expect LABEL=N|LABEL=MIN..MAX[,...]     detection counts (e.g. screw=4): missing:/extra:
+      --postprocess MODULE.js        plug-in ES module, copied into the package (format plugin)
+      --force                        replace a non-empty --out DIR
+      Writes the package, loads it and runs it once to prove it computes; only then does it
+      appear at --out.
 
   osprey model validate DIR
-      Checks a package: manifest schema, sha256, ONNX input/outputs, one inference.`;
+      Checks a package: manifest schema, checksums, ONNX input/outputs, plug-in, one inference.`;
 
 function list(value: string | undefined): string[] | undefined {
   return value === undefined ? undefined : value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -53,17 +60,42 @@ function oneOf<T extends string>(flag: string, value: string | undefined, allowe
   return value as T;
 }
 
-/** Labels from a comma list, or from a file (one per line, or "index,name" lines). */
+/**
+ * Labels from a file (one per line; "index,name" lines when every line has its index, in order,
+ * as ImageNet label files do) or from a comma list.
+ */
 async function labelsOption(value: string | undefined): Promise<string[] | undefined> {
   if (value === undefined) return undefined;
-  let text: string | undefined;
+  let text: string;
   try {
     text = await readFile(value, 'utf8');
-  } catch {
+  } catch (err) {
+    if (/[\\/]|\.(txt|names|csv|labels)$/i.test(value)) {
+      throw new OspreyError('OSP_ERR_USAGE', `cannot read --labels file ${value}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, { cause: err });
+    }
     return list(value);
   }
   const lines = text.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
-  return lines.map((l) => l.match(/^\d+\s*[,:\t ]\s*(.+)$/)?.[1] ?? l);
+  const indexed = lines.map((l) => l.match(/^(\d+)\s*[,:\t ]\s*(.+)$/));
+  if (indexed.every((m, i) => m && Number(m[1]) === i)) return indexed.map((m) => m![2]!);
+  return lines;
+}
+
+/** `screw=4,nut=1..2,washer=2..` → expected counts per label. */
+function expectOption(value: string | undefined): Record<string, { min?: number; max?: number }> | undefined {
+  if (value === undefined) return undefined;
+  const out: Record<string, { min?: number; max?: number }> = {};
+  for (const part of list(value) ?? []) {
+    const m = part.match(/^(.+?)=(\d+)?(\.\.)?(\d+)?$/);
+    if (!m || (m[2] === undefined && m[4] === undefined) || (!m[3] && m[4] !== undefined)) {
+      throw new OspreyError('OSP_ERR_USAGE', `--expect needs LABEL=N or LABEL=MIN..MAX, got "${part}"`);
+    }
+    const min = m[2] === undefined ? undefined : Number(m[2]);
+    const max = m[3] ? (m[4] === undefined ? undefined : Number(m[4])) : min;
+    if (min !== undefined && max !== undefined && min > max) throw new OspreyError('OSP_ERR_USAGE', `--expect ${part}: MIN exceeds MAX`);
+    out[m[1]!] = { ...(min !== undefined && { min }), ...(max !== undefined && { max }) };
+  }
+  return out;
 }
 
 /** Runs one frame through a package to prove that its outputs can be read. */
@@ -78,12 +110,29 @@ export async function smokeTest(dir: string): Promise<{ verdict: string; label: 
   }
 }
 
+/** The facts about a package a person checks after packing or validating it. */
+function summary(m: Manifest) {
+  const out = m.outputs[m.task]!;
+  return {
+    name: m.name,
+    version: m.version,
+    task: m.task,
+    ...('format' in out && { format: out.format }),
+    input: `${m.input.dtype}[${m.input.layout}] ${m.input.width}x${m.input.height} ${m.input.color} ${m.input.resize}`,
+    labels: m.labels.length,
+    defectLabels: m.defectLabels,
+    sha256: m.model.sha256,
+    ...(m.postprocess && { postprocess: m.postprocess.module }),
+  };
+}
+
 async function inspect(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {}, true);
-  if (values.help || positionals.length !== 1) {
+  if (values.help) {
     console.log(modelHelp);
-    return values.help ? 0 : 2;
+    return 0;
   }
+  if (positionals.length !== 1) throw new OspreyError('OSP_ERR_USAGE', 'model inspect needs exactly one FILE.onnx');
   const desc = await inspectOnnxFile(positionals[0]!);
   let proposedManifest: unknown = null;
   let proposalError: string | undefined;
@@ -106,6 +155,8 @@ async function pack(argv: string[]): Promise<number> {
       scale: { type: 'string' }, mean: { type: 'string' }, std: { type: 'string' }, layout: { type: 'string' },
       postprocess: { type: 'string' }, threshold: { type: 'string' }, activation: { type: 'string' },
       normalization: { type: 'string' }, confidence: { type: 'string' }, iou: { type: 'string' },
+      'max-detections': { type: 'string' }, 'agnostic-nms': { type: 'boolean' }, expect: { type: 'string' },
+      'pad-value': { type: 'string' }, force: { type: 'boolean' },
     },
     true,
   );
@@ -124,8 +175,7 @@ async function pack(argv: string[]): Promise<number> {
   }
   const norm = numbers('normalization', values.normalization, 3);
   const single = (flag: string, v: string | undefined) => numbers(flag, v, 1)?.[0];
-  const manifest = await packModel(file, {
-    out: values.out,
+  const declarations = {
     name: values.name ?? file.replace(/^.*\//, '').replace(/\.onnx$/i, '').replace(/[^A-Za-z0-9._-]/g, '-'),
     ...(values.version && { version: values.version }),
     task: oneOf<Task>('task', values.task, ['classification', 'anomaly', 'detection']),
@@ -143,22 +193,46 @@ async function pack(argv: string[]): Promise<number> {
     threshold: single('threshold', values.threshold),
     confidence: single('confidence', values.confidence),
     iou: single('iou', values.iou),
+    maxDetections: single('max-detections', values['max-detections']),
+    padValue: single('pad-value', values['pad-value']),
+    ...(values['agnostic-nms'] && { classAgnosticNms: true }),
+    expectedCounts: expectOption(values.expect),
     ...(norm && { normalization: { min: norm[0]!, max: norm[1]!, threshold: norm[2]! } }),
     ...(values.postprocess && { postprocessFile: values.postprocess }),
-  });
-  const smoke = await smokeTest(values.out);
-  console.log(JSON.stringify({ packed: values.out, name: manifest.name, version: manifest.version, task: manifest.task, sha256: manifest.model.sha256, smokeTest: smoke }));
+  };
+  const out = resolve(values.out);
+  if (!values.force && (await readdir(out).catch(() => [])).length > 0) {
+    throw new OspreyError('OSP_ERR_USAGE', `--out ${values.out} exists and is not empty; add --force to replace it`);
+  }
+  // Packed and proven in a sibling directory first: a package that fails its smoke test never
+  // appears at --out, and an existing one is only replaced by one that works.
+  const stage = `${out}.packing-${process.pid}`;
+  await rm(stage, { recursive: true, force: true });
+  let manifest: Manifest;
+  let smoke: Awaited<ReturnType<typeof smokeTest>>;
+  try {
+    manifest = await packModel(file, { ...declarations, out: stage });
+    smoke = await smokeTest(stage);
+  } catch (err) {
+    await rm(stage, { recursive: true, force: true });
+    throw err;
+  }
+  await rm(out, { recursive: true, force: true });
+  await rename(stage, out);
+  console.log(JSON.stringify({ packed: values.out, ...summary(manifest), smokeTest: smoke }));
   return 0;
 }
 
 async function validate(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, {}, true);
-  if (values.help || positionals.length !== 1) {
+  if (values.help) {
     console.log(modelHelp);
-    return values.help ? 0 : 2;
+    return 0;
   }
+  if (positionals.length !== 1) throw new OspreyError('OSP_ERR_USAGE', 'model validate needs exactly one package DIR');
+  const { manifest } = await verifyModelPackage(positionals[0]!);
   const smoke = await smokeTest(positionals[0]!);
-  console.log(JSON.stringify({ valid: true, package: positionals[0], smokeTest: smoke }));
+  console.log(JSON.stringify({ valid: true, package: positionals[0], ...summary(manifest), smokeTest: smoke }));
   return 0;
 }
 

@@ -7,8 +7,12 @@ export type { Manifest, ManifestInput, Task } from '../protocol/manifest.js';
 export { ManifestSchema, MANIFEST_SCHEMA_VERSION } from '../protocol/manifest.js';
 
 export { loadModelPackage } from './package.js';
-export { readManifest, readVerifiedModel, verifyModelPackage, sha256Hex, MANIFEST_FILE } from './package-reader.js';
-export { writeModelPackage, type ManifestDraft } from './package-writer.js';
+export { readManifest, readVerifiedModel, verifyModelPackage, verifyPlugin, sha256Hex, MANIFEST_FILE } from './package-reader.js';
+export { writeModelPackage, type ManifestDraft, type PackageFiles } from './package-writer.js';
+export { describeOnnx, decodeOnnx, inspectOnnxFile, parsePythonNames, type OnnxDescription, type TensorInfo, type Convention } from './onnx-inspect.js';
+export { proposeManifest, type PackDeclarations } from './propose-manifest.js';
+export { packModel, type PackOptions } from './pack.js';
+export { loadPlugin, pluginBoxes, pluginAnomaly, type Plugin, type PluginContext } from './plugin.js';
 export { parseManifest, resolveInput, type ResolvedInput } from './manifest-check.js';
 
 export { probeImage, decodePixels, DEFAULT_MAX_PIXELS, type ImageHeader, type DecodeOptions } from './decode.js';
@@ -25,6 +29,18 @@ export {
 
 export { classify, softmax, sigmoid, toProbabilities, createClassificationReader, type Activation } from './postprocess/classification.js';
 export { createAnomalyReader, normalizeAnomalyScore, mapSize } from './postprocess/anomaly.js';
+export {
+  createDetectionReader,
+  decodeYolov8,
+  decodeEnd2End,
+  nms,
+  iou,
+  labelBoxes,
+  detectionVerdict,
+  type RawBox,
+  type DetectionRules,
+  type ExpectedCount,
+} from './postprocess/detection.js';
 export { renderHeatmap, jet } from './postprocess/heatmap.js';
 export { resolveThreshold, defaultThreshold, hasOwnThreshold } from './postprocess/thresholds.js';
 export type { OutputReader, RawOutput, RawOutputs, Judgement } from './postprocess/output-reader.js';

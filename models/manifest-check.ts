@@ -85,7 +85,8 @@ export function parseManifest(value: unknown, where = 'manifest.json'): Manifest
   }
   if (m.task === 'anomaly') {
     const a = m.outputs.anomaly!;
-    if (!a.score && !a.map) fail(where, 'outputs.anomaly needs score or map (or both)');
+    if (a.format === 'plugin' && !m.postprocess) fail(where, 'missing field postprocess (required for anomaly format plugin)');
+    if (a.format !== 'plugin' && !a.score && !a.map) fail(where, 'outputs.anomaly needs score or map (or both)');
     if (a.format === 'raw' && !a.normalization) fail(where, 'missing field outputs.anomaly.normalization (required for format raw)');
     if (a.normalization && !(a.normalization.max > a.normalization.min)) {
       fail(where, 'outputs.anomaly.normalization.max must be greater than min');
@@ -103,6 +104,10 @@ export function parseManifest(value: unknown, where = 'manifest.json'): Manifest
       }
     }
   }
+
+  // A module that nothing calls is a mistake, and code shipped to every edge for nothing.
+  const usesPlugin = (m.task === 'detection' && m.outputs.detection?.format === 'plugin') || (m.task === 'anomaly' && m.outputs.anomaly?.format === 'plugin');
+  if (m.postprocess && !usesPlugin) fail(where, `postprocess is only used by format plugin (outputs.${m.task}${'format' in out ? `.format is ${out.format}` : ' has no format'})`);
 
   // An anomaly model's verdict label is 'anomaly'; everything else must name a declared label.
   const known = (label: string) => labels.has(label) || (m.task === 'anomaly' && label === 'anomaly');

@@ -46,6 +46,8 @@ export interface OnnxDescription {
     stride?: number;
     detectionFormat?: 'yolov8' | 'end2end';
     activation?: 'softmax' | 'none';
+    /** Why a recognised export cannot be packed (e.g. an Ultralytics segmentation model). */
+    unsupported?: string;
   };
 }
 
@@ -114,16 +116,24 @@ export function describeOnnx(bytes: Uint8Array, file = 'model'): OnnxDescription
     desc.convention = 'ultralytics';
     const task = metadata.task;
     desc.hints.task = task === 'classify' ? 'classification' : task === 'detect' || task === undefined ? 'detection' : undefined;
+    if (task !== undefined && desc.hints.task === undefined) desc.hints.unsupported = `Ultralytics task ${task} (Osprey reads detect and classify)`;
     desc.hints.labels = metadata.names ? parsePythonNames(metadata.names) : undefined;
-    const size = (metadata.imgsz ?? '').match(/(\d+)\D+(\d+)/);
-    if (size) desc.hints.size = { height: Number(size[1]), width: Number(size[2]) };
+    // imgsz is [height, width] (a Python list); a single number means square.
+    const size = (metadata.imgsz ?? '').match(/(\d+)(?:\D+(\d+))?/);
+    if (size) desc.hints.size = { height: Number(size[1]), width: Number(size[2] ?? size[1]) };
     if (metadata.stride) desc.hints.stride = Number(metadata.stride);
     const out = outputs[0]?.shape ?? [];
     if (desc.hints.task === 'detection') {
-      desc.hints.detectionFormat = out.length === 3 && out[2] === 6 ? 'end2end' : 'yolov8';
+      const nc = desc.hints.labels?.length;
+      // [1, 4+nc, N] unless the export says end2end (YOLOv10/YOLO26, nms=True): [1, N, 6].
+      const yolo = nc !== undefined && out[1] === 4 + nc;
+      const e2e = /^true$/i.test(metadata.end2end ?? '') || (!yolo && out.length === 3 && out[2] === 6);
+      desc.hints.detectionFormat = e2e ? 'end2end' : 'yolov8';
     }
+    // Ultralytics classifiers end in Softmax when exported.
     if (desc.hints.task === 'classification') desc.hints.activation = 'none';
   } else if (outNames.has('pred_score') && (outNames.has('pred_label') || outNames.has('pred_mask'))) {
+    // anomalib ≥ 2 exports its PostProcessor with the model: scores are already normalised.
     desc.convention = 'anomalib-v2';
     desc.hints.task = 'anomaly';
   } else if (outNames.has('anomaly_map') || outNames.has('pred_score') || outNames.has('anomaly_score')) {
@@ -132,10 +142,8 @@ export function describeOnnx(bytes: Uint8Array, file = 'model'): OnnxDescription
   } else if (outputs.length === 1) {
     const shape = outputs[0]!.shape;
     const classes = shape.filter((d) => typeof d === 'number' && d > 1);
-    if (classes.length === 1) {
-      const producer = (graph.node ?? []).find((n) => n.output?.includes(outputs[0]!.name));
-      // A Softmax that feeds the output directly (possibly through a Reshape/Flatten) means probabilities.
-      const softmax = producer && (producer.opType === 'Softmax' || isSoftmaxThroughReshape(graph, producer));
+    if (classes.length === 1 && shape.length <= 4) {
+      const softmax = endsInSoftmax(graph, outputs[0]!.name);
       desc.convention = softmax ? 'classifier-softmax' : 'classifier-logits';
       desc.hints.task = 'classification';
       desc.hints.activation = softmax ? 'none' : 'softmax';
@@ -152,13 +160,20 @@ export function describeOnnx(bytes: Uint8Array, file = 'model'): OnnxDescription
   return desc;
 }
 
-function isSoftmaxThroughReshape(
-  graph: onnxProto.onnx.IGraphProto,
-  node: onnxProto.onnx.INodeProto,
-): boolean {
-  if (!['Reshape', 'Flatten', 'Squeeze', 'Identity'].includes(node.opType ?? '')) return false;
-  const prev = (graph.node ?? []).find((n) => n.output?.includes(node.input?.[0] ?? ''));
-  return prev?.opType === 'Softmax';
+/** Ops that change neither values' order nor their meaning: a Softmax before them still means probabilities. */
+const PASS_THROUGH = new Set(['Reshape', 'Flatten', 'Squeeze', 'Unsqueeze', 'Identity', 'Cast', 'Transpose', 'Dropout']);
+
+/** True when the value `name` is produced by a Softmax, possibly through reshapes and casts. */
+function endsInSoftmax(graph: onnxProto.onnx.IGraphProto, name: string): boolean {
+  const producers = new Map<string, onnxProto.onnx.INodeProto>();
+  for (const n of graph.node ?? []) for (const o of n.output ?? []) producers.set(o, n);
+  let node = producers.get(name);
+  for (let hops = 0; node && hops < 8; hops++) {
+    if (node.opType === 'Softmax') return true;
+    if (!PASS_THROUGH.has(node.opType ?? '')) return false;
+    node = producers.get(node.input?.[0] ?? '');
+  }
+  return false;
 }
 
 /** Reads and describes an ONNX file. */

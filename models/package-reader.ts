@@ -1,6 +1,6 @@
 /**
- * Reads a model package directory and verifies it: manifest.json valid, model file present and
- * matching its sha256. No onnxruntime here, so the fleet manager and `osprey model validate`
+ * Reads a model package directory and verifies it: manifest.json valid, model file (and plug-in
+ * module, if any) present and matching its sha256. No onnxruntime here, so the fleet manager and `osprey model validate`
  * can use it without loading the model.
  */
 import { createHash } from 'node:crypto';
@@ -59,8 +59,34 @@ export async function readVerifiedModel(dir: string, manifest: Manifest): Promis
   return bytes;
 }
 
-/** Reads and verifies a whole package without loading it into onnxruntime. */
+/**
+ * Checks the package's plug-in module (if any) against its sha256 in the manifest, so a signed
+ * manifest covers the code the edge runs as well as the model. Returns the module's path.
+ */
+export async function verifyPlugin(dir: string, manifest: Manifest): Promise<string | undefined> {
+  if (!manifest.postprocess) return undefined;
+  const file = join(dir, manifest.postprocess.module);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (err as Error).message;
+    throw new OspreyError('OSP_ERR_MODEL_PLUGIN', `cannot read plug-in ${file}: ${why}`, { cause: err });
+  }
+  const actual = sha256Hex(bytes);
+  if (actual !== manifest.postprocess.sha256) {
+    throw new OspreyError(
+      'OSP_ERR_MODEL_CHECKSUM',
+      `${file} has sha256 ${actual} but the manifest says ${manifest.postprocess.sha256}`,
+    );
+  }
+  return file;
+}
+
+/** Reads and verifies a whole package (manifest, model, plug-in) without loading it into onnxruntime. */
 export async function verifyModelPackage(dir: string): Promise<{ manifest: Manifest; modelBytes: Uint8Array }> {
   const manifest = await readManifest(dir);
-  return { manifest, modelBytes: await readVerifiedModel(dir, manifest) };
+  const modelBytes = await readVerifiedModel(dir, manifest);
+  await verifyPlugin(dir, manifest);
+  return { manifest, modelBytes };
 }

@@ -1,6 +1,7 @@
 /**
- * Loads a model package into a ModelRunner: verify, create the onnxruntime session once, check
- * the model against the manifest, warm it up, and then reuse it for every frame.
+ * Loads a model package into a ModelRunner: verify, import the plug-in if any, create the
+ * onnxruntime session once, check the model against the manifest, warm it up, and then reuse it
+ * for every frame. Every task's reading of the outputs sits behind OutputReader.
  */
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
@@ -9,22 +10,25 @@ import type { Manifest } from '../protocol/manifest.js';
 import { float16ArrayToFloat32 } from './float16.js';
 import { planResize } from './geometry.js';
 import { resolveInput, type ResolvedInput } from './manifest-check.js';
-import { readManifest, readVerifiedModel } from './package-reader.js';
+import { readManifest, readVerifiedModel, verifyPlugin } from './package-reader.js';
+import { loadPlugin, type Plugin } from './plugin.js';
 import { createAnomalyReader } from './postprocess/anomaly.js';
 import { createClassificationReader } from './postprocess/classification.js';
+import { createDetectionReader } from './postprocess/detection.js';
 import type { OutputReader, RawOutputs } from './postprocess/output-reader.js';
 import { preprocessImage, type Preprocessed } from './preprocess.js';
 import { pixelsToTensor, type InputTensor } from './tensor.js';
 import type { Inspection, InspectOptions, LoadOptions, ModelRunner } from './types.js';
 
-function createOutputReader(manifest: Manifest): OutputReader {
+/** The task's reader; a plug-in, when the format is plugin, gets every output of the session. */
+function createOutputReader(manifest: Manifest, sessionOutputs: readonly string[], plugin: Plugin | undefined): OutputReader {
   switch (manifest.task) {
     case 'classification':
       return createClassificationReader(manifest);
     case 'anomaly':
-      return createAnomalyReader(manifest);
+      return createAnomalyReader(manifest, { plugin, sessionOutputs });
     case 'detection':
-      throw new OspreyError('OSP_ERR_MODEL_MANIFEST', 'task detection is not supported by this version of Osprey');
+      return createDetectionReader(manifest, { plugin, sessionOutputs });
   }
 }
 
@@ -88,16 +92,18 @@ function toOrtTensor(t: InputTensor): ort.Tensor {
 
 /**
  * Loads the package in `dir`: validates manifest.json (OSP_ERR_MODEL_MANIFEST), checks the
- * model's sha256 (OSP_ERR_MODEL_CHECKSUM), creates the onnxruntime session once
- * (OSP_ERR_MODEL_LOAD), checks its input (OSP_ERR_MODEL_INPUT) and outputs
- * (OSP_ERR_MODEL_OUTPUT), and runs one warm-up frame so a model that cannot be read for its task
- * fails here rather than on the line.
+ * model's and the plug-in's sha256 (OSP_ERR_MODEL_CHECKSUM), imports the plug-in
+ * (OSP_ERR_MODEL_PLUGIN), creates the onnxruntime session once (OSP_ERR_MODEL_LOAD), checks its
+ * input (OSP_ERR_MODEL_INPUT) and outputs (OSP_ERR_MODEL_OUTPUT), and runs one warm-up frame so
+ * a model (or plug-in) whose outputs cannot be read for its task fails here rather than on the line.
  */
 export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Promise<ModelRunner> {
   const manifest = await readManifest(dir);
   const modelBytes = await readVerifiedModel(dir, manifest);
+  const pluginFile = await verifyPlugin(dir, manifest);
+  // Imported before the session exists: a module that does not load costs no onnxruntime memory.
+  const plugin = pluginFile ? await loadPlugin(pluginFile, manifest.postprocess!.sha256, { timeoutMs: opts.pluginTimeoutMs }) : undefined;
   const input = resolveInput(manifest.input);
-  const reader = createOutputReader(manifest);
   const maxPixels = opts.maxPixels;
 
   let session: ort.InferenceSession;
@@ -114,6 +120,14 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
     throw new OspreyError('OSP_ERR_MODEL_LOAD', `onnxruntime cannot load ${manifest.model.file}: ${firstLine(err)}`, {
       cause: err,
     });
+  }
+
+  let reader: OutputReader;
+  try {
+    reader = createOutputReader(manifest, session.outputNames, plugin);
+  } catch (err) {
+    await session.release().catch(() => undefined);
+    throw err;
   }
 
   const run = async (tensor: InputTensor): Promise<RawOutputs> => {
@@ -134,11 +148,15 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
       const plan = planResize(input.width, input.height, input);
       const tensor = pixelsToTensor({ data: new Uint8Array(0), width: 0, height: 0, channels: 1 }, plan, input);
       const pre: Preprocessed = { tensor, plan, source: { format: 'raw', width: input.width, height: input.height, channels: input.channels } };
-      await reader.read(await run(tensor), {}, pre);
+      const outputs = await run(tensor);
+      reader.verify?.(outputs);
+      await reader.read(outputs, {}, pre);
     }
   } catch (err) {
     await session.release().catch(() => undefined);
-    throw err;
+    if (err instanceof OspreyError) throw err;
+    // A reader bug must still fail the load as a coded, one-line error, not a stray exception.
+    throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `warm-up frame failed: ${firstLine(err)}`, { cause: err });
   }
 
   const inflight = new Set<Promise<unknown>>();

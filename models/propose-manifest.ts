@@ -8,6 +8,9 @@ import type { Manifest, Task } from '../protocol/manifest.js';
 import { MANIFEST_SCHEMA_VERSION } from '../protocol/manifest.js';
 import { OspreyError } from '../protocol/errors.js';
 import type { OnnxDescription, TensorInfo } from './onnx-inspect.js';
+import type { ManifestDraft } from './package-writer.js';
+
+type DetectionSpec = NonNullable<Manifest['outputs']['detection']>;
 
 /** What a person may declare (all optional; `osprey model pack` flags). */
 export interface PackDeclarations {
@@ -30,12 +33,19 @@ export interface PackDeclarations {
   /** Raw anomaly scores: min, max and threshold seen on validation data. */
   normalization?: { min: number; max: number; threshold: number };
   cropFraction?: number;
+  padValue?: number;
   confidence?: number;
   iou?: number;
+  maxDetections?: number;
+  classAgnosticNms?: boolean;
+  /** Detection: per label, how many must be found (e.g. exactly 4 screws). */
+  expectedCounts?: DetectionSpec['expectedCounts'];
 }
 
 const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 const IMAGENET_STD = [0.229, 0.224, 0.225];
+/** Conventions read from the export itself (metadata, output names), strong enough to refuse a contradicting --task. */
+const EXPLICIT = new Set(['ultralytics', 'anomalib-v2']);
 
 function fail(message: string): never {
   throw new OspreyError('OSP_ERR_MODEL_MANIFEST', message);
@@ -60,25 +70,30 @@ function fixedSize(input: TensorInfo, layout: 'nchw' | 'nhwc'): { width: number;
   return typeof h === 'number' && typeof w === 'number' ? { width: w, height: h } : undefined;
 }
 
-/** Number of classes an output carries (the one non-unit dimension), when it can be told. */
+/** Number of classes an output carries (the one non-unit dimension past the batch), when it can be told. */
 function classCount(output: TensorInfo): number | undefined {
-  const dims = output.shape.filter((d) => d !== 1);
+  const dims = output.shape.slice(1).filter((d) => d !== 1);
   return dims.length === 1 && typeof dims[0] === 'number' ? dims[0] : undefined;
 }
 
-/** Proposes a manifest (without model.sha256, which pack fills in). */
-export function proposeManifest(desc: OnnxDescription, d: PackDeclarations, modelFile = 'model.onnx'): Manifest {
+/**
+ * Proposes a manifest from a model description and declarations; model.sha256 (and the plug-in's)
+ * are filled in by writeModelPackage. Throws OSP_ERR_MODEL_MANIFEST with one line when the
+ * declarations contradict the model or something needed cannot be told.
+ */
+export function proposeManifest(desc: OnnxDescription, d: PackDeclarations, modelFile = 'model.onnx'): ManifestDraft {
   const input = desc.inputs[0];
   if (!input) fail('the model has no input tensor');
   if (desc.inputs.length > 1) fail(`the model has ${desc.inputs.length} inputs; Osprey feeds exactly one image tensor`);
   if (input.shape.length !== 4) fail(`input ${input.name} has shape [${input.shape.join(', ')}]; an image input must be 4-D`);
   if (!['float32', 'float16', 'uint8'].includes(input.dtype)) fail(`input ${input.name} is ${input.dtype}; Osprey feeds float32, float16 or uint8`);
 
+  if (desc.hints.unsupported && !d.postprocess) fail(`${desc.hints.unsupported}; supply a --postprocess plug-in to decode it`);
   const hinted = desc.hints.task;
   const task = d.task ?? hinted;
   if (!task) fail(`cannot tell the task of this model (convention: ${desc.convention}); declare --task classification|anomaly|detection`);
-  if (d.task && hinted && d.task !== hinted && desc.convention !== 'unknown') {
-    fail(`--task ${d.task} contradicts the model, which looks like ${hinted} (${desc.convention})`);
+  if (d.task && hinted && d.task !== hinted && EXPLICIT.has(desc.convention)) {
+    fail(`--task ${d.task} contradicts the model, which is ${hinted} (${desc.convention} export)`);
   }
 
   const layout = inputLayout(input, d.layout);
@@ -89,31 +104,46 @@ export function proposeManifest(desc: OnnxDescription, d: PackDeclarations, mode
   }
   const size = d.size ?? modelSize ?? desc.hints.size;
   if (!size) fail(`input ${input.name} has a dynamic size; declare --size WxH`);
+  if (channels !== undefined && channels !== 1 && channels !== 3) fail(`input ${input.name} has ${channels} channels; Osprey feeds 1 (gray) or 3`);
   if (d.color === 'gray' && channels === 3) fail(`--color gray contradicts the model input ${input.name}, which has 3 channels`);
   if (d.color && d.color !== 'gray' && channels === 1) fail(`--color ${d.color} contradicts the model input ${input.name}, which has 1 channel`);
   const color = d.color ?? (channels === 1 ? 'gray' : 'rgb');
 
   const ultralytics = desc.convention === 'ultralytics';
-  const anomalib = desc.convention === 'anomalib-v2' || desc.convention === 'anomalib-raw';
-  // Each framework's own pre-processing definition; documented in docs/MODELS.md.
-  const resize = d.resize ?? (ultralytics ? (task === 'classification' ? 'center-crop' : 'letterbox') : task === 'classification' && !anomalib ? 'center-crop' : 'stretch');
-  const imagenet = task === 'classification' && !ultralytics && input.dtype !== 'uint8';
-  const scale = d.scale ?? (input.dtype === 'uint8' ? 1 : 1 / 255);
+  const uint8 = input.dtype === 'uint8';
+  // Each framework's own pre-processing (docs/models.md "Resize modes"): Ultralytics letterboxes
+  // detectors and centre-crops classifiers; torchvision/timm classifiers centre-crop; anomalib
+  // (and anything else) resizes.
+  const resize = d.resize ?? (task === 'detection' ? (ultralytics ? 'letterbox' : 'stretch') : task === 'classification' ? 'center-crop' : 'stretch');
+  // ImageNet statistics are the torchvision/timm default; Ultralytics and anomalib v2 (which
+  // normalises inside the graph) take plain 0..1 values.
+  const imagenet = task === 'classification' && !ultralytics && !uint8;
+  if (uint8 && ((d.scale ?? 1) !== 1 || (d.mean ?? [0]).some((v) => v !== 0) || (d.std ?? [1]).some((v) => v !== 1))) {
+    fail(`input ${input.name} is uint8: the model receives raw pixels, so --scale/--mean/--std cannot apply`);
+  }
+  const scale = d.scale ?? (uint8 ? 1 : 1 / 255);
   const mean = d.mean ?? (imagenet ? (color === 'gray' ? [0.449] : IMAGENET_MEAN) : [0]);
   const std = d.std ?? (imagenet ? (color === 'gray' ? [0.226] : IMAGENET_STD) : [1]);
   const channelCount = color === 'gray' ? 1 : 3;
   for (const [flag, v] of [['mean', mean], ['std', std]] as const) {
     if (v.length !== 1 && v.length !== channelCount) fail(`--${flag} has ${v.length} values; give 1 or ${channelCount} for ${color} input`);
   }
-  if (d.postprocess && task !== 'detection' && task !== 'anomaly') fail(`--postprocess is for detection or anomaly models, not ${task}`);
+  if (d.postprocess && task === 'classification') fail('--postprocess is for detection or anomaly models, not classification');
+  if (d.cropFraction !== undefined && resize !== 'center-crop') fail(`--crop-fraction applies to --resize center-crop, not ${resize}`);
+  if (d.padValue !== undefined && resize !== 'letterbox') fail(`--pad-value applies to --resize letterbox, not ${resize}`);
+  if (task !== 'detection' && (d.expectedCounts || d.confidence !== undefined || d.iou !== undefined || d.classAgnosticNms || d.maxDetections)) {
+    fail(`--expect/--confidence/--iou/--agnostic-nms/--max-detections are for detection models, not ${task}`);
+  }
+  if (task !== 'anomaly' && d.normalization) fail(`--normalization is for anomaly models, not ${task}`);
+  if (task !== 'classification' && d.activation) fail(`--activation is for classification models, not ${task}`);
 
   let labels = d.labels ?? desc.hints.labels;
-  const manifest: Manifest = {
+  const manifest: ManifestDraft = {
     schemaVersion: MANIFEST_SCHEMA_VERSION,
     name: d.name ?? 'model',
     version: d.version ?? '1',
     task,
-    model: { file: modelFile, sha256: '0'.repeat(64) },
+    model: { file: modelFile },
     input: {
       name: input.name,
       layout,
@@ -122,7 +152,8 @@ export function proposeManifest(desc: OnnxDescription, d: PackDeclarations, mode
       dtype: input.dtype as 'float32' | 'float16' | 'uint8',
       color,
       resize,
-      ...(resize === 'letterbox' && { padValue: 114 }),
+      ...(resize === 'letterbox' && { padValue: d.padValue ?? 114 }),
+      // timm/torchvision evaluate at crop_pct 0.875 (resize 256 → crop 224); Ultralytics at 1.
       ...(resize === 'center-crop' && { cropFraction: d.cropFraction ?? (imagenet ? 0.875 : 1) }),
       scale,
       mean,
@@ -137,53 +168,73 @@ export function proposeManifest(desc: OnnxDescription, d: PackDeclarations, mode
 
   if (task === 'classification') {
     const out = desc.outputs[0]!;
-    const n = classCount(out);
     if (desc.outputs.length !== 1) fail(`a classifier must have one output; this model has ${desc.outputs.length}`);
+    const n = classCount(out);
     if (n === undefined) fail(`output ${out.name} [${out.shape.join(', ')}] is not one score per class`);
     labels ??= Array.from({ length: n }, (_, i) => `class_${i}`);
     if (labels.length !== n) fail(`${labels.length} labels given but output ${out.name} has ${n} classes`);
     const detected = desc.hints.activation;
-    if (d.activation && detected && desc.convention !== 'unknown' && d.activation !== detected && !(d.activation === 'sigmoid' && detected === 'softmax')) {
-      fail(`--activation ${d.activation} contradicts the model, whose output is ${detected === 'none' ? 'already softmaxed' : 'logits'}`);
+    // sigmoid over logits is a legitimate reading (multi-label); anything else that disagrees is not.
+    if (d.activation && detected && d.activation !== detected && !(d.activation === 'sigmoid' && detected === 'softmax')) {
+      fail(`--activation ${d.activation} contradicts the model, whose output is ${detected === 'none' ? 'already a softmax' : 'logits'}`);
     }
     manifest.outputs.classification = { output: out.name, activation: d.activation ?? detected ?? 'softmax', topK: Math.min(5, n) };
   } else if (task === 'anomaly') {
     labels ??= ['good', 'anomaly'];
-    const names = new Set(desc.outputs.map((o) => o.name));
-    const score = ['pred_score', 'anomaly_score', 'score'].find((n) => names.has(n));
-    const map = ['anomaly_map', 'map'].find((n) => names.has(n));
-    if (!score && !map && !d.postprocess) fail('an anomaly model needs a score or anomaly_map output (or a --postprocess plug-in)');
-    const raw = desc.convention === 'anomalib-raw' || desc.convention === 'unknown';
-    if (raw && !d.normalization && !d.postprocess) {
-      fail('raw anomaly scores need --normalization min,max,threshold (from validation data) to be thresholded');
+    if (d.postprocess) {
+      manifest.outputs.anomaly = { format: 'plugin', ...(d.normalization && { normalization: d.normalization }) };
+    } else {
+      const names = new Set(desc.outputs.map((o) => o.name));
+      const score = ['pred_score', 'anomaly_score', 'score'].find((n) => names.has(n));
+      const map = ['anomaly_map', 'map'].find((n) => names.has(n));
+      if (!score && !map) fail('an anomaly model needs a pred_score/anomaly_score or anomaly_map output (or a --postprocess plug-in)');
+      const v2 = desc.convention === 'anomalib-v2';
+      if (v2 && d.normalization) fail('--normalization contradicts the model: anomalib v2 exports already normalised scores (threshold 0.5)');
+      if (!v2 && !d.normalization) {
+        fail('raw anomaly scores need --normalization min,max,threshold (from validation data, e.g. anomalib metadata) to be thresholded');
+      }
+      manifest.outputs.anomaly = {
+        format: v2 ? 'anomalib-v2' : 'raw',
+        ...(score && { score }),
+        ...(map && { map }),
+        ...(!v2 && { normalization: d.normalization! }),
+      };
     }
-    manifest.outputs.anomaly = {
-      format: raw ? 'raw' : desc.convention === 'anomalib-v2' ? 'anomalib-v2' : 'osprey',
-      ...(score && { score }),
-      ...(map && { map }),
-      ...(raw && d.normalization && { normalization: d.normalization }),
-    };
   } else {
+    const common = {
+      iou: d.iou ?? (d.postprocess ? 0.45 : 0.7),
+      confidence: d.confidence ?? 0.25,
+      ...(d.maxDetections !== undefined && { maxDetections: d.maxDetections }),
+      ...(d.classAgnosticNms && { classAgnosticNms: true }),
+      ...(d.expectedCounts && { expectedCounts: d.expectedCounts }),
+    };
     if (!d.postprocess) {
       const out = desc.outputs[0]!;
-      const format = desc.hints.detectionFormat ?? (out.shape.length === 3 && out.shape[2] === 6 ? 'end2end' : out.shape.length === 3 ? 'yolov8' : undefined);
+      const shape3 = out.shape.length === 3;
+      const format = desc.hints.detectionFormat ?? (shape3 && out.shape[2] === 6 ? 'end2end' : shape3 ? 'yolov8' : undefined);
       if (!format) fail(`output ${out.name} [${out.shape.join(', ')}] is neither [1, 4+classes, N] nor [1, N, 6]; supply a --postprocess plug-in`);
       if (format === 'yolov8' && typeof out.shape[1] === 'number') {
         const n = out.shape[1] - 4;
         labels ??= Array.from({ length: n }, (_, i) => `class_${i}`);
         if (labels.length !== n) fail(`${labels.length} labels given but output ${out.name} has ${n} classes (4+${n} rows)`);
       }
-      manifest.outputs.detection = { format, output: out.name, iou: d.iou ?? 0.7, confidence: d.confidence ?? 0.25 };
+      manifest.outputs.detection = { format, output: out.name, ...common };
     } else {
-      manifest.outputs.detection = { format: 'plugin', iou: d.iou ?? 0.45, confidence: d.confidence ?? 0.25 };
+      manifest.outputs.detection = { format: 'plugin', ...common };
     }
     if (!labels) fail('declare --labels for this detector (none in its metadata)');
+    for (const label of Object.keys(d.expectedCounts ?? {})) {
+      if (!labels.includes(label)) fail(`--expect names "${label}", not among the model's labels`);
+    }
   }
   if (d.postprocess) manifest.postprocess = { module: d.postprocess };
 
   manifest.labels = labels!;
-  const defects = d.defectLabels ?? (task === 'anomaly' ? ['anomaly'] : labels!);
-  const unknown = defects.filter((l) => !labels!.includes(l));
+  // Which classes are defects is a decision about the line, not the model: none unless declared
+  // (the verdict is then always ok and the label says what was seen). Anomaly models have one.
+  const defects = d.defectLabels ?? (task === 'anomaly' ? ['anomaly'] : []);
+  const known = (l: string) => labels!.includes(l) || (task === 'anomaly' && l === 'anomaly');
+  const unknown = defects.filter((l) => !known(l));
   if (unknown.length) fail(`--defect-labels names ${unknown.map((l) => `"${l}"`).join(', ')}, not among the model's labels`);
   manifest.defectLabels = defects;
   return manifest;

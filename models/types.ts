@@ -16,13 +16,18 @@ export interface Inspection {
   verdict: Verdict;
   /**
    * Classification: the defect label that fired, else the top non-defect label ('ok' if every
-   * label is a defect label). Anomaly: 'anomaly'/'good'. Detection: worst defect label or 'ok'.
+   * label is a defect label). Anomaly: 'anomaly'/'good'. Detection: the defect label that fired
+   * (highest score), else `missing:<label>`/`extra:<label>` for a broken expected count, else 'ok'.
    */
   label: string;
-  /** Defect score compared against the threshold (probability, normalised anomaly score, confidence). */
+  /**
+   * Defect score compared against the threshold (probability, normalised anomaly score,
+   * confidence; for a broken expected count, the count found against the bound broken).
+   */
   score: number;
   /** The threshold the score was compared against. */
   threshold: number;
+  /** Detection: every box kept after confidence and NMS, in original image pixels, best first. */
   detections?: Detection[];
   /** Top-k labels for classification. */
   top?: { label: string; score: number }[];
@@ -47,4 +52,6 @@ export interface LoadOptions {
   maxPixels?: number;
   /** Run one frame of padding at load so unreadable outputs fail at load, not on the line (default true). */
   warmup?: boolean;
+  /** Longest wait for a post-processing plug-in that returns a Promise, per frame (default 10 s). */
+  pluginTimeoutMs?: number;
 }

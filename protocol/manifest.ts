@@ -20,6 +20,11 @@ function StringEnum<T extends string[]>(values: [...T], opts: object = {}) {
 
 /** A file inside the package directory: no separators, no `..`, so it cannot escape the package. */
 const PackageFile = Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$' });
+/**
+ * A plug-in module inside the package. `.mjs` so Node loads it as an ES module wherever the
+ * package directory lives (a `.js` file's module type depends on the nearest package.json).
+ */
+const PluginFile = Type.String({ pattern: '^[A-Za-z0-9_][A-Za-z0-9._-]{0,123}\\.mjs$' });
 const Name = Type.String({ minLength: 1, maxLength: 128 });
 const Sha256 = Type.String({ pattern: '^[0-9a-f]{64}$' });
 const Probability = Type.Number({ minimum: 0 });
@@ -68,10 +73,11 @@ export const ClassificationOutputSchema = Type.Object(
 /** How an anomaly model's outputs are read and put on the normalised (0.5 = threshold) scale. */
 export const AnomalyOutputSchema = Type.Object(
   {
-    format: StringEnum(['osprey', 'anomalib-v2', 'raw'], {
+    format: StringEnum(['osprey', 'anomalib-v2', 'raw', 'plugin'], {
       description:
         'osprey/anomalib-v2: the score is already normalised (exported threshold 0.5); raw: normalised ' +
-        'here with anomalib min-max normalisation ((x − threshold)/(max − min) + 0.5, clipped to [0, 1])',
+        'here with anomalib min-max normalisation ((x − threshold)/(max − min) + 0.5, clipped to [0, 1]); ' +
+        'plugin: postprocess.module returns { score, map? }, normalised with `normalization` when given',
     }),
     score: Type.Optional(Type.String({ minLength: 1, description: 'image score output; max of the map when absent' })),
     map: Type.Optional(Type.String({ minLength: 1, description: 'anomaly map output ([1,1,H,W], [1,H,W] or [H,W])' })),
@@ -154,10 +160,14 @@ export const ManifestSchema = Type.Object(
     postprocess: Type.Optional(
       Type.Object(
         {
-          module: PackageFile,
-          options: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+          module: PluginFile,
+          sha256: Type.String({ pattern: '^[0-9a-f]{64}$', description: 'sha256 of the module: the signature covers the code the edge runs' }),
+          options: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'passed to the plug-in as context.options' })),
         },
-        { ...strict, description: 'plug-in module (a file in the package) that decodes raw outputs' },
+        {
+          ...strict,
+          description: 'plug-in module (an ES module file in the package) that decodes raw outputs; used by format plugin',
+        },
       ),
     ),
     metadata: Type.Optional(

@@ -3,8 +3,12 @@
  * Written from the layout in ../shared/data/README.md. A plug-in is copied into the model package
  * and loaded for that package only, so this file imports nothing.
  *
- * Contract: `default(outputs, context)` returns `{ boxes }` in model-input pixels; Osprey maps
- * them back to the original image and applies the verdict rules.
+ * Contract (docs/models.md "Plug-in post-processing"): `default(outputs, context)` returns
+ * `{ boxes }` in model-input pixels; Osprey maps them back to the original image and applies the
+ * verdict rules. Packed with:
+ *
+ *   osprey model pack model.onnx --task detection --labels coco.names --color bgr --resize stretch \
+ *     --postprocess dist/models/plugins/yolo-fastestv2.js --confidence 0.3 --iou 0.4 --agnostic-nms --out DIR
  */
 
 interface OutputTensor {

@@ -7,6 +7,7 @@
  */
 import { OspreyError } from '../../protocol/errors.js';
 import type { Manifest } from '../../protocol/manifest.js';
+import { pluginAnomaly, type Plugin } from '../plugin.js';
 import { renderHeatmap } from './heatmap.js';
 import type { Judgement, OutputReader, RawOutput, RawOutputs } from './output-reader.js';
 import { resolveThreshold } from './thresholds.js';
@@ -28,9 +29,17 @@ export function mapSize(out: RawOutput): { width: number; height: number } {
   return { height: dims[dims.length - 2], width: dims[dims.length - 1] };
 }
 
+/** What the anomaly reader needs besides the manifest (format plugin). */
+export interface AnomalyReaderOptions {
+  plugin?: Plugin;
+  /** Every output of the session: a plug-in receives them all. */
+  sessionOutputs?: readonly string[];
+}
+
 /** The anomaly reader for a validated manifest (task anomaly). */
-export function createAnomalyReader(manifest: Manifest): OutputReader {
+export function createAnomalyReader(manifest: Manifest, opts: AnomalyReaderOptions = {}): OutputReader {
   const spec = manifest.outputs.anomaly!;
+  if (spec.format === 'plugin') return createPluginAnomalyReader(manifest, opts);
   const names = [spec.score, spec.map].filter((n): n is string => Boolean(n));
   const norm = spec.format === 'raw' ? spec.normalization : undefined;
   const pixelNorm = norm ? { ...norm, threshold: norm.pixelThreshold ?? norm.threshold } : undefined;
@@ -67,6 +76,39 @@ export function createAnomalyReader(manifest: Manifest): OutputReader {
         result.heatmapPng = await renderHeatmap(values, size.width, size.height);
       }
       return result;
+    },
+  };
+}
+
+/** Format plugin: the module computes { score, map? }; `normalization`, when given, applies to both. */
+function createPluginAnomalyReader(manifest: Manifest, opts: AnomalyReaderOptions): OutputReader {
+  const spec = manifest.outputs.anomaly!;
+  const plugin = opts.plugin;
+  if (!plugin) throw new OspreyError('OSP_ERR_MODEL_PLUGIN', 'anomaly format plugin needs its plug-in module loaded');
+  const norm = spec.normalization;
+  const pixelNorm = norm ? { ...norm, threshold: norm.pixelThreshold ?? norm.threshold } : undefined;
+  return {
+    outputNames: [...(opts.sessionOutputs ?? [])],
+    async read(outputs, options, pre): Promise<Judgement> {
+      const result = await plugin.run(outputs, {
+        task: 'anomaly',
+        inputWidth: pre.plan.width,
+        inputHeight: pre.plan.height,
+        labels: manifest.labels,
+        confidence: 0,
+        iou: 0,
+        options: manifest.postprocess?.options ?? {},
+      });
+      const { score: raw, map } = pluginAnomaly(result, plugin.name);
+      const score = norm ? normalizeAnomalyScore(raw, norm) : raw;
+      const threshold = resolveThreshold('anomaly', manifest.thresholds, options.thresholds);
+      const defect = score >= threshold;
+      const judgement: Judgement = { verdict: defect ? 'defect' : 'ok', label: defect ? 'anomaly' : 'good', score, threshold };
+      if (defect && options.heatmap && map) {
+        const values = pixelNorm ? map.data.map((v) => normalizeAnomalyScore(v, pixelNorm)) : map.data;
+        judgement.heatmapPng = await renderHeatmap(values, map.width, map.height);
+      }
+      return judgement;
     },
   };
 }

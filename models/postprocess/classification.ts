@@ -98,19 +98,38 @@ export function classify(
 /** The classification reader for a validated manifest (task classification). */
 export function createClassificationReader(manifest: Manifest): OutputReader {
   const spec = manifest.outputs.classification!;
+  const values = (outputs: RawOutputs) => {
+    const out = outputs[spec.output];
+    if (!out) throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `model produced no output ${spec.output}`);
+    // [1, N], [N] and SqueezeNet-style [1, N, 1, 1] all hold N values in label order.
+    if (out.data.length !== manifest.labels.length) {
+      throw new OspreyError(
+        'OSP_ERR_MODEL_OUTPUT',
+        `output ${spec.output} has ${out.data.length} values [${out.dims.join(',')}] but the manifest has ${manifest.labels.length} labels`,
+      );
+    }
+    return out.data;
+  };
+  // float16 probabilities can round a hair past 0 or 1.
+  const EPS = 1e-3;
   return {
     outputNames: [spec.output],
-    async read(outputs: RawOutputs, options) {
-      const out = outputs[spec.output];
-      if (!out) throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `model produced no output ${spec.output}`);
-      // [1, N], [N] and SqueezeNet-style [1, N, 1, 1] all hold N values in label order.
-      if (out.data.length !== manifest.labels.length) {
-        throw new OspreyError(
-          'OSP_ERR_MODEL_OUTPUT',
-          `output ${spec.output} has ${out.data.length} values [${out.dims.join(',')}] but the manifest has ${manifest.labels.length} labels`,
-        );
+    verify(outputs) {
+      const v = values(outputs);
+      const sum = v.reduce((a, b) => a + b, 0);
+      if (spec.activation === 'softmax' && v.length >= 3 && v.every((x) => x >= 0 && x <= 1) && Math.abs(sum - 1) < EPS) {
+        throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `output ${spec.output} is already probabilities (sums to 1), but the manifest applies softmax; use activation none`);
       }
-      const probs = toProbabilities(out.data, spec.activation);
+    },
+    async read(outputs: RawOutputs, options) {
+      const v = values(outputs);
+      if (spec.activation === 'none') {
+        const bad = v.find((x) => !(x >= -EPS && x <= 1 + EPS));
+        if (bad !== undefined) {
+          throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `output ${spec.output} has value ${bad}, not a probability, but the manifest says activation none (use softmax for logits)`);
+        }
+      }
+      const probs = toProbabilities(v, spec.activation);
       return classify(probs, manifest, { activation: spec.activation, topK: spec.topK, thresholds: options.thresholds });
     },
   };

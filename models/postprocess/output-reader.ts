@@ -24,4 +24,10 @@ export interface OutputReader {
    * the task (wrong shape or size), which the loader also hits on its warm-up run.
    */
   read(outputs: RawOutputs, options: InspectOptions, pre: Preprocessed): Promise<Judgement>;
+  /**
+   * Extra checks on the warm-up frame's outputs only: signs that the manifest misreads the model
+   * (e.g. a softmax declared over outputs that are already probabilities) that would be too
+   * costly or too bold to judge on every frame. Throws OSP_ERR_MODEL_OUTPUT.
+   */
+  verify?(outputs: RawOutputs): void;
 }

@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import { loadModelPackage } from '../../models/package.js';
 import { normalizeAnomalyScore, mapSize } from '../../models/postprocess/anomaly.js';
 import { jet, renderHeatmap } from '../../models/postprocess/heatmap.js';
+import { anomalibModel, redSpotPixels } from './fixtures-anomaly.js';
 import { meanAnomalyModel } from './fixtures.js';
 import { pngFromPixels, tempDir, writePackage } from './helpers.js';
 
@@ -58,4 +59,42 @@ test('a raw-score model through loadModelPackage: normalised score, thresholds, 
   // Per-edge override: the 'anomaly' label or the default.
   assert.equal((await runner.inspect(dark, { thresholds: { default: 0.25 } })).verdict, 'defect');
   assert.equal((await runner.inspect(bright, { thresholds: { perLabel: { anomaly: 0.9 } } })).verdict, 'ok');
+});
+
+test('anomalib v2: pred_score is used as exported (0.5 = threshold), for every input dtype; heatmap for defects', async (t) => {
+  for (const dtype of ['float32', 'float16', 'uint8'] as const) {
+    const dir = await tempDir(t);
+    const { model, manifest } = anomalibModel({ dtype });
+    await writePackage(dir, manifest, model);
+    const runner = await loadModelPackage(dir);
+    t.after(() => runner.close());
+    const eps = dtype === 'float16' ? 1e-3 : 1e-6;
+    // Red 102/255 = 0.4 everywhere: below the exported threshold.
+    const good = await runner.inspect(await pngFromPixels(redSpotPixels(102), 4, 4, 3), { heatmap: true });
+    assert.deepEqual([good.verdict, good.label, good.threshold], ['ok', 'good', 0.5], dtype);
+    close(good.score, 0.4, eps);
+    assert.equal(good.heatmapPng, undefined);
+    // One pixel at 204/255 = 0.8: score 0.8 exactly, not renormalised.
+    const bad = await runner.inspect(await pngFromPixels(redSpotPixels(51, 204), 4, 4, 3), { heatmap: true });
+    assert.deepEqual([bad.verdict, bad.label], ['defect', 'anomaly'], dtype);
+    close(bad.score, 0.8, eps);
+    const meta = await sharp(bad.heatmapPng!).metadata();
+    assert.deepEqual([meta.format, meta.width, meta.height], ['png', 64, 64]);
+  }
+});
+
+test('anomalib v1-style raw scores are normalised with min/max/threshold from the manifest', async (t) => {
+  const dir = await tempDir(t);
+  const { model, manifest } = anomalibModel({ raw: true });
+  await writePackage(dir, manifest, model);
+  const runner = await loadModelPackage(dir);
+  t.after(() => runner.close());
+  // raw = 10 × 0.4 = 4 → (4 − 6)/(10 − 0) + 0.5 = 0.3
+  const good = await runner.inspect(await pngFromPixels(redSpotPixels(102), 4, 4, 3));
+  assert.equal(good.verdict, 'ok');
+  close(good.score, 0.3, 1e-6);
+  // raw 8 → 0.7
+  const bad = await runner.inspect(await pngFromPixels(redSpotPixels(51, 204), 4, 4, 3));
+  assert.equal(bad.verdict, 'defect');
+  close(bad.score, 0.7, 1e-6);
 });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadModelPackage } from '../../models/package.js';
+import { isOspreyError } from '../../protocol/errors.js';
 import { classify, softmax, toProbabilities } from '../../models/postprocess/classification.js';
 import { resolveThreshold } from '../../models/postprocess/thresholds.js';
 import { colourClassifier } from './fixtures.js';
@@ -107,4 +108,17 @@ test('float16, uint8 and nhwc inputs run through onnxruntime', async (t) => {
     // fp16 keeps ~3 significant digits.
     close(r.top![0].score, HIGH, opts.dtype === 'float16' ? 2e-3 : 1e-6);
   }
+});
+
+test('a manifest that misreads the classifier output is refused at load', async (t) => {
+  // Softmax in the graph, softmax again in the manifest: the warm-up output already sums to 1.
+  const soft = colourClassifier({ softmax: true });
+  const dir1 = await tempDir(t);
+  await writePackage(dir1, { ...soft.manifest, outputs: { classification: { output: 'probs', activation: 'softmax' } } }, soft.model);
+  await assert.rejects(loadModelPackage(dir1), (err: unknown) => isOspreyError(err, 'OSP_ERR_MODEL_OUTPUT') && /already probabilities \(sums to 1\).*use activation none/.test((err as Error).message));
+  // "Probabilities" of 114 (pixels fed unscaled to a logits model declared as probabilities).
+  const logits = colourClassifier();
+  const dir2 = await tempDir(t);
+  await writePackage(dir2, { ...logits.manifest, input: { ...logits.manifest.input, scale: 1 }, outputs: { classification: { output: 'logits', activation: 'none' } } }, logits.model);
+  await assert.rejects(loadModelPackage(dir2), (err: unknown) => isOspreyError(err, 'OSP_ERR_MODEL_OUTPUT') && /has value 114, not a probability/.test((err as Error).message));
 });

@@ -91,3 +91,53 @@ export function meanAnomalyModel(): { model: OnnxModelBuilder; manifest: Manifes
   };
   return { model: b, manifest };
 }
+
+export type InputDtype = 'float32' | 'float16' | 'uint8';
+
+/**
+ * Declares a [1, C, H, W] image input of `dtype` and returns the name of a float32 value holding
+ * it in 0..1: float inputs arrive scaled by the manifest (scale 1/255); uint8 models, as exported
+ * with the normalisation inside, divide by 255 themselves.
+ */
+export function imageInput(b: OnnxModelBuilder, name: string, dtype: InputDtype, dims: readonly (number | string)[]): string {
+  b.input(name, dtype, dims);
+  if (dtype === 'float32') return name;
+  b.node('Cast', [name], [`${name}_f32`], { to: 1 });
+  if (dtype === 'float16') return `${name}_f32`;
+  b.initializer(`${name}_inv255`, 'float32', [], [1 / 255]);
+  b.node('Mul', [`${name}_f32`, `${name}_inv255`], [`${name}_01`]);
+  return `${name}_01`;
+}
+
+/** The manifest's input scaling for an `imageInput` of `dtype`. */
+export function inputScale(dtype: InputDtype): { scale?: number } {
+  return dtype === 'uint8' ? {} : { scale: 1 / 255 };
+}
+
+/**
+ * A linear "head": out = reshape(channelMeans(x) · W + bias, dims), with x the 0..1 image. Each
+ * output value is `bias + wR·R̄ + wG·Ḡ + wB·B̄` (R̄ the mean of the red channel), so outputs are
+ * known from the image's colour alone. `terms[i]` = [bias, wR, wG, wB] for flat output index i.
+ */
+export function colourHead(
+  b: OnnxModelBuilder,
+  x: string,
+  terms: readonly (readonly [number, number, number, number])[],
+  out: string,
+  dims: readonly number[],
+): void {
+  const n = terms.length;
+  const w = new Float32Array(3 * n);
+  terms.forEach(([, r, g, bl], i) => {
+    w[i] = r;
+    w[n + i] = g;
+    w[2 * n + i] = bl;
+  });
+  b.node('GlobalAveragePool', [x], [`${out}_pooled`])
+    .node('Flatten', [`${out}_pooled`], [`${out}_means`], { axis: 1 })
+    .initializer(`${out}_w`, 'float32', [3, n], w)
+    .initializer(`${out}_b`, 'float32', [n], terms.map((t) => t[0]))
+    .initializer(`${out}_shape`, 'int64', [dims.length], dims)
+    .node('Gemm', [`${out}_means`, `${out}_w`, `${out}_b`], [`${out}_flat`])
+    .node('Reshape', [`${out}_flat`, `${out}_shape`], [out]);
+}

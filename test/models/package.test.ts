@@ -100,11 +100,23 @@ test('outputs the task cannot read are refused at load', async (t) => {
   await assert.rejects(loadModelPackage(dir2), expectCode('OSP_ERR_MODEL_OUTPUT', /3 values \[1,3\] but the manifest has 4 labels/));
 });
 
-test('a model file that is not ONNX → OSP_ERR_MODEL_LOAD', async (t) => {
-  const dir = await tempDir(t);
-  const { manifest } = colourClassifier();
-  await writeModelPackage(dir, manifest, new TextEncoder().encode('this is not a model'));
-  await assert.rejects(loadModelPackage(dir), expectCode('OSP_ERR_MODEL_LOAD'));
+test('a model file that is not ONNX, or is truncated → OSP_ERR_MODEL_LOAD', async (t) => {
+  const { model, manifest } = colourClassifier();
+  const bytes = model.toBytes();
+  for (const data of [new TextEncoder().encode('this is not a model'), bytes.subarray(0, bytes.length - 20)]) {
+    const dir = await tempDir(t);
+    // Checksummed as written: the package is consistent, the model inside it is not.
+    await writeModelPackage(dir, manifest, data);
+    await assert.rejects(loadModelPackage(dir), expectCode('OSP_ERR_MODEL_LOAD', /^onnxruntime cannot load model\.onnx: /));
+  }
+});
+
+test('a postprocess module is refused unless the format is plugin', async (t) => {
+  const dir = await validPackage(t);
+  await editManifest(dir, (m) => (m.postprocess = { module: 'p.mjs', sha256: '0'.repeat(64) }));
+  await assert.rejects(loadModelPackage(dir), expectCode('OSP_ERR_MODEL_MANIFEST', /postprocess is only used by format plugin/));
+  await editManifest(dir, (m) => (m.postprocess = { module: 'p.js', sha256: '0'.repeat(64) }));
+  await assert.rejects(loadModelPackage(dir), expectCode('OSP_ERR_MODEL_MANIFEST', /postprocess\.module must match pattern/));
 });
 
 test('bad images are clear errors and the runner keeps working; closed runners refuse', async (t) => {
