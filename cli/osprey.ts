@@ -3,10 +3,6 @@
  * error with a non-zero exit on bad input (DESIGN.md "Command line").
  */
 import { OspreyError, oneLine } from '../protocol/errors.js';
-import { demoCommand } from './demo.js';
-import { edgeCommand, edgeHelp, fleetCommand, fleetHelp } from './daemons.js';
-import { inferCommand } from './infer.js';
-import { modelCommands, modelHelp } from './model.js';
 
 const usage = `Usage: osprey <command> [options]
 
@@ -21,25 +17,36 @@ Run "osprey <command> --help" for the options of one command.`;
 
 type Command = (argv: string[]) => Promise<number>;
 
-function sub(name: string, help: string, commands: Record<string, Command>): Command {
+/** A command group (`osprey fleet start`): its help text and verbs. */
+function sub(name: string, help: string, verbs: Record<string, Command>): Command {
   return async (argv) => {
     const [verb, ...rest] = argv;
     if (verb === undefined || verb === '--help' || verb === '-h') {
       console.log(help);
       return verb === undefined ? 2 : 0;
     }
-    const cmd = commands[verb];
+    const cmd = verbs[verb];
     if (!cmd) throw new OspreyError('OSP_ERR_USAGE', `unknown command "${name} ${verb}"; try "osprey ${name} --help"`);
     return cmd(rest);
   };
 }
 
-const commands: Record<string, Command> = {
-  demo: demoCommand,
-  fleet: sub('fleet', fleetHelp, { start: fleetCommand }),
-  edge: sub('edge', edgeHelp, { start: edgeCommand }),
-  infer: inferCommand,
-  model: sub('model', modelHelp, modelCommands),
+// Loaded on demand: `osprey infer` need not pay for fastify, aedes and SQLite at start-up.
+const commands: Record<string, () => Promise<Command>> = {
+  demo: async () => (await import('./demo.js')).demoCommand,
+  fleet: async () => {
+    const m = await import('./daemons.js');
+    return sub('fleet', m.fleetHelp, { start: m.fleetCommand });
+  },
+  edge: async () => {
+    const m = await import('./daemons.js');
+    return sub('edge', m.edgeHelp, { start: m.edgeCommand });
+  },
+  infer: async () => (await import('./infer.js')).inferCommand,
+  model: async () => {
+    const m = await import('./model.js');
+    return sub('model', m.modelHelp, m.modelCommands);
+  },
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -50,13 +57,12 @@ async function main(argv: string[]): Promise<number> {
   }
   const cmd = commands[name];
   if (!cmd) throw new OspreyError('OSP_ERR_USAGE', `unknown command "${name}"; try "osprey --help"`);
-  return cmd(rest);
+  return (await cmd())(rest);
 }
 
 main(process.argv.slice(2)).then(
   (code) => {
-    // Daemons keep running until a signal; one-shot commands end here.
-    if (code !== -1) process.exitCode = code;
+    process.exitCode = code;
   },
   (err: unknown) => {
     const code = err instanceof OspreyError ? err.code : undefined;
