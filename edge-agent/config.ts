@@ -3,6 +3,7 @@
  * protocol's one ajv instance. Defaults live in the schema (`default`), so the schema is the
  * documentation of every knob.
  */
+import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
@@ -54,15 +55,36 @@ export const EdgeConfigFileSchema = Type.Object(
       Type.Object(
         {
           mqttUrl: Type.String({ pattern: '^(mqtt|mqtts|tcp|tls|ssl|ws|wss)://[^\\s]+$' }),
+          publicKey: Type.Optional(
+            Type.String({ minLength: 1, maxLength: 16_384, description: "the fleet's Ed25519 public key (PEM); model artifacts must be signed by it" }),
+          ),
+          publicKeyFile: Type.Optional(Path('file holding the fleet public key (PEM); alternative to publicKey')),
+          httpUrl: Type.Optional(
+            Type.String({ pattern: '^https?://[^\\s]+$', description: 'fleet HTTP base, for artifact URLs in desired state that are relative' }),
+          ),
         },
         { ...strict, description: 'absent: the edge inspects and stores, and syncs nothing' },
       ),
     ),
-    model: Type.Object({ dir: Path('model package directory') }, strict),
+    model: Type.Object(
+      {
+        dir: Path('model package directory: the initial model, and the one used while desired state names none'),
+        cacheVersions: Int({ minimum: 1, maximum: 100, default: 3, description: 'downloaded versions kept on disk (active, previous and shadow always kept)' }),
+        probationFrames: Int({ minimum: 1, maximum: 100_000, default: 20, description: 'first frames of a new active or shadow model watched for errors' }),
+        probationErrors: Int({ minimum: 1, maximum: 100_000, default: 3, description: 'errors among the probation frames that revert (active) or drop (shadow) a model' }),
+        shadowWaitMs: Int({ maximum: 600_000, default: 500, description: 'longest the verdict waits for the shadow candidate after the active model answered' }),
+        downloadTimeoutMs: Int({ minimum: 100, maximum: 86_400_000, default: 600_000, description: 'one download attempt; stalls end sooner (30 s without bytes)' }),
+        retryBaseMs: Int({ minimum: 1, maximum: 3_600_000, default: 500, description: 'first retry delay of a failed download (doubles, with jitter)' }),
+        retryMaxMs: Int({ minimum: 1, maximum: 3_600_000, default: 60_000, description: 'longest delay between download attempts' }),
+      },
+      strict,
+    ),
     thresholds: Type.Optional(ThresholdsSchema),
     queue: Type.Object(
       {
-        concurrency: Int({ minimum: 1, maximum: 64, default: 2, description: 'frames inspected at once' }),
+        // 4, not 2: decoding runs on libuv's 4 threads while inference holds the JS thread, so a light
+        // model stays decode-bound with 2 in flight (bench/edge-pipeline.ts); heavy models lose nothing.
+        concurrency: Int({ minimum: 1, maximum: 64, default: 4, description: 'frames inspected at once' }),
         maxDepth: Int({ minimum: 1, maximum: 100_000, default: 64, description: 'frames queued or running before 503' }),
         maxBytes: Int({ minimum: 1, default: 256 * 1024 * 1024, description: 'encoded bytes queued before 503' }),
       },
@@ -74,6 +96,38 @@ export const EdgeConfigFileSchema = Type.Object(
         window: Int({ minimum: 1, maximum: 64, default: 2, description: 'batches in flight before waiting for an ack' }),
         intervalMs: Int({ minimum: 10, maximum: 3_600_000, default: 2000, description: 'fallback tick of the sync loop' }),
         ackTimeoutMs: Int({ minimum: 50, maximum: 3_600_000, default: 10_000, description: 'resend when no ack came' }),
+        maxResultsPerSecond: Int({
+          maximum: 10_000_000,
+          default: 20_000,
+          description: 'cap on results sent per second, so a catch-up after an outage leaves the CPU to inspection; 0: no cap',
+        }),
+      },
+      { ...strict, default: {} },
+    ),
+    retention: Type.Object(
+      {
+        ackedMaxAgeMs: Int({ default: 7 * 24 * 3_600_000, description: 'acknowledged results older than this are deleted' }),
+        maxBytes: Int({ minimum: 1 << 20, default: 1 << 30, description: 'result store quota in bytes; unacknowledged results are never deleted to stay under it' }),
+        maxRows: Int({ default: 0, description: 'result store quota in rows; 0: bytes only' }),
+        intervalMs: Int({ minimum: 10, maximum: 3_600_000, default: 10_000, description: 'how often acknowledged results are pruned' }),
+      },
+      { ...strict, default: {}, description: 'edge result retention and quota (docs/edge-agent.md, Retention)' },
+    ),
+    images: Type.Object(
+      {
+        maxBytes: Int({ default: 1 << 30, description: 'image store quota; the oldest images go first (uploaded ones before the rest); 0: keep no images' }),
+        upload: Type.Boolean({ default: true, description: 'upload kept images to the fleet (needs fleet.httpUrl)' }),
+        sampling: Type.Object(
+          {
+            keepDefectImages: Type.Boolean({ default: true }),
+            uncertainBand: Type.Number({ minimum: 0, maximum: 1, default: 0.05, description: 'keep frames whose score is within this of the threshold' }),
+            keepGoodEvery: Int({ default: 0, description: 'keep every Nth good frame; 0: none' }),
+          },
+          { ...strict, default: {}, description: 'local policy until the fleet pushes one in desired state' },
+        ),
+        retryBaseMs: Int({ minimum: 1, maximum: 3_600_000, default: 1000, description: 'first retry delay of a failed upload (doubles)' }),
+        retryMaxMs: Int({ minimum: 1, maximum: 3_600_000, default: 60_000 }),
+        timeoutMs: Int({ minimum: 100, maximum: 3_600_000, default: 30_000, description: 'one upload attempt' }),
       },
       { ...strict, default: {} },
     ),
@@ -91,6 +145,22 @@ export const EdgeConfigFileSchema = Type.Object(
 );
 export type EdgeConfigFile = Static<typeof EdgeConfigFileSchema>;
 
+export interface RetentionConfig {
+  ackedMaxAgeMs: number;
+  maxBytes: number;
+  maxRows: number;
+  intervalMs: number;
+}
+
+export interface ImagesConfig {
+  maxBytes: number;
+  upload: boolean;
+  sampling: { keepDefectImages: boolean; uncertainBand: number; keepGoodEvery: number };
+  retryBaseMs: number;
+  retryMaxMs: number;
+  timeoutMs: number;
+}
+
 /** A validated config with every default filled in and every path absolute. */
 export interface EdgeConfig {
   edgeId: string;
@@ -100,11 +170,24 @@ export interface EdgeConfig {
   inputDir?: string;
   hotFolder: { settleMs: number; rescanMs: number; inFlight: number };
   http: { host: string; port: number; bodyLimitBytes: number };
-  fleet?: { mqttUrl: string };
-  model: { dir: string };
+  fleet?: { mqttUrl: string; publicKey?: string; publicKeyFile?: string; httpUrl?: string };
+  /** `dir` is required; the other knobs default in the schema (optional here for hand-built configs). */
+  model: {
+    dir: string;
+    cacheVersions?: number;
+    probationFrames?: number;
+    probationErrors?: number;
+    shadowWaitMs?: number;
+    downloadTimeoutMs?: number;
+    retryBaseMs?: number;
+    retryMaxMs?: number;
+  };
   thresholds?: Thresholds;
   queue: { concurrency: number; maxDepth: number; maxBytes: number };
-  sync: { batchSize: number; window: number; intervalMs: number; ackTimeoutMs: number };
+  sync: { batchSize: number; window: number; intervalMs: number; ackTimeoutMs: number; maxResultsPerSecond?: number };
+  /** Optional for hand-built configs; the schema fills it in (issue 5). */
+  retention?: RetentionConfig;
+  images?: ImagesConfig;
   telemetry: { intervalMs: number };
   maxPixels: number;
   logLevel?: LogLevel;
@@ -152,11 +235,52 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
   const config: EdgeConfig = {
     ...(file as Omit<EdgeConfig, 'dataDir' | 'inputDir' | 'model'>),
     dataDir: abs(file.dataDir),
-    model: { dir: abs(file.model.dir) },
+    model: { ...file.model, dir: abs(file.model.dir) },
   };
   if (file.inputDir !== undefined) config.inputDir = abs(file.inputDir);
   else delete config.inputDir;
+  if (file.fleet) {
+    const fleet = { ...file.fleet };
+    if (fleet.publicKey !== undefined && fleet.publicKeyFile !== undefined) {
+      throw new OspreyError('OSP_ERR_CONFIG', `config fleet: set publicKey or publicKeyFile, not both${where}`);
+    }
+    if (fleet.publicKeyFile !== undefined) fleet.publicKeyFile = abs(fleet.publicKeyFile);
+    if (fleet.publicKey !== undefined) checkPublicKey(fleet.publicKey, `config fleet.publicKey${where}`);
+    config.fleet = fleet;
+  }
   return config;
+}
+
+/** Throws OSP_ERR_CONFIG unless `pem` is an Ed25519 public key. */
+function checkPublicKey(pem: string, what: string): void {
+  let type: string | undefined;
+  try {
+    type = createPublicKey(pem).asymmetricKeyType;
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_CONFIG', `${what}: not a PEM public key (${(err as Error).message})`, { cause: err });
+  }
+  if (type !== 'ed25519') throw new OspreyError('OSP_ERR_CONFIG', `${what}: must be an Ed25519 key, got ${type ?? 'unknown'}`);
+}
+
+/**
+ * The fleet's public key (PEM) from `fleet.publicKey` or the file named by `fleet.publicKeyFile`;
+ * undefined when neither is set (the edge then refuses every artifact the fleet names).
+ * A missing, unreadable or wrong key is OSP_ERR_CONFIG.
+ */
+export async function readFleetPublicKey(config: Pick<EdgeConfig, 'fleet'>): Promise<string | undefined> {
+  const fleet = config.fleet;
+  if (!fleet) return undefined;
+  if (fleet.publicKey !== undefined) return fleet.publicKey;
+  if (fleet.publicKeyFile === undefined) return undefined;
+  let pem: string;
+  try {
+    pem = await readFile(fleet.publicKeyFile, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    throw new OspreyError('OSP_ERR_CONFIG', `config fleet.publicKeyFile: cannot read ${fleet.publicKeyFile} (${code})`, { cause: err });
+  }
+  checkPublicKey(pem, `config fleet.publicKeyFile (${fleet.publicKeyFile})`);
+  return pem;
 }
 
 /**

@@ -6,15 +6,18 @@ import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
+import type { Dispatcher } from 'undici';
 import { oneLine, type OspreyError } from '../protocol/errors.js';
-import type { ModelRef, Thresholds } from '../protocol/messages.js';
+import type { Thresholds } from '../protocol/messages.js';
 import { loadModelPackage } from '../models/index.js';
 import type { ModelRunner } from '../models/types.js';
-import type { EdgeConfig } from './config.js';
+import { readFleetPublicKey, type EdgeConfig } from './config.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';
 import { createHotFolder, type HotFolder } from './hot-folder.js';
 import { buildHttpServer, type Health } from './http-server.js';
 import { createMetrics } from './metrics.js';
+import { createModelManager, isModelFault, type ModelManager } from './model-manager.js';
+import { createEdgeStorage, type EdgeStorage } from './edge-storage.js';
 import { createPipeline, type Pipeline } from './pipeline.js';
 import { openResultStore, type ResultStore } from './result-store.js';
 
@@ -29,6 +32,8 @@ export interface EdgeAgentOptions {
   finalSyncMs?: number;
   /** mqtt.js reconnect period (default 1 s). */
   reconnectPeriodMs?: number;
+  /** undici dispatcher for artifact downloads (default: the global one). */
+  downloadDispatcher?: Dispatcher;
 }
 
 export interface EdgeAgent {
@@ -41,8 +46,10 @@ export interface EdgeAgent {
   health(): Health;
   /** Switches the active model for frames not yet started (issue 4); returns the previous one. */
   setModel(runner: ModelRunner): ModelRunner;
-  /** Replaces the edge thresholds (from desired state, issue 4). */
+  /** Replaces the edge thresholds (desired state does this through the model manager). */
   setThresholds(thresholds: Thresholds | undefined): void;
+  /** The desired-state side (model-manager.ts), once started: state(), status(), idle(). */
+  readonly models: ModelManager | undefined;
 }
 
 const INPUT_REJECTED_EVERY_MS = 10_000;
@@ -55,12 +62,6 @@ async function readAgentVersion(): Promise<string> {
   } catch {
     return '0.0.0';
   }
-}
-
-/** What the reported state says about a loaded model. */
-function modelRef(runner: ModelRunner): ModelRef {
-  const { name, version, model } = runner.manifest;
-  return { name, version, sha256: model.sha256 };
 }
 
 function urlOf(address: AddressInfo | string | null, host: string): string {
@@ -82,6 +83,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   let runner: ModelRunner | undefined;
   let ownsRunner = false;
   let pipeline: Pipeline | undefined;
+  let storage: EdgeStorage | undefined;
+  let models: ModelManager | undefined;
   let app: FastifyInstance | undefined;
   let link: FleetLink | undefined;
   let hotFolder: HotFolder | undefined;
@@ -124,6 +127,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         messagesDropped: link?.stats.messagesDropped ?? 0,
       },
       failures: metrics.failures(),
+      ...(storage ? { storeId: store.storeId ?? null, alarms: storage.alarms(), storage: storage.figures() } : {}),
     };
   }
 
@@ -154,35 +158,86 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     });
     await step('http', () => app?.close());
     await step('fleet link', () => link?.close({ finalSyncMs: opts.finalSyncMs ?? 2000 }));
-    if (ownsRunner) await step('model', () => runner?.close());
+    await step('storage', () => storage?.close());
+    // The manager closes every runner it holds, the config's model included when it loaded it.
+    if (models) await step('models', () => models?.close());
+    else if (ownsRunner) await step('model', () => runner?.close());
     await step('store', () => store?.close());
     log.info({ lastSeq: store?.lastSeq, ackedSeq: store?.ackedSeq }, 'edge agent stopped');
   }
 
   async function startup(): Promise<{ httpUrl: string }> {
     agentVersion = await readAgentVersion();
+    const publicKey = await readFleetPublicKey(config);
     store = openResultStore(config.dataDir);
-    const active = opts.model ?? (await loadModelPackage(config.model.dir, { maxPixels: config.maxPixels, intraOpThreads: 1 }));
+    const loadLocal = () => loadModelPackage(config.model.dir, { maxPixels: config.maxPixels });
+    const active = opts.model ?? (await loadLocal());
     ownsRunner = opts.model === undefined;
     runner = active;
     log.info({ model: active.id, lastSeq: store.lastSeq, ackedSeq: store.ackedSeq }, 'model loaded');
     const s = store;
-    pipeline = createPipeline({
+    // Retention, the result quota and kept images (issue 5); the pipeline writes through its quota.
+    const st = (storage = createEdgeStorage({
+      edgeId: config.edgeId,
+      dataDir: config.dataDir,
       store: s,
+      ...(config.retention ? { retention: config.retention } : {}),
+      ...(config.images ? { images: config.images } : {}),
+      ...(config.fleet?.httpUrl ? { fleetHttpUrl: config.fleet.httpUrl } : {}),
+      logger: base.child({ component: 'storage' }),
+      publishEvent: (kind, level, message, data) => link?.publishEvent(kind, level, message, data),
+    }));
+    await st.start();
+    pipeline = createPipeline({
+      store: st.pipelineStore,
       model: active,
       ...(config.thresholds ? { thresholds: config.thresholds } : {}),
       concurrency: config.queue.concurrency,
       maxDepth: config.queue.maxDepth,
       maxBytes: config.queue.maxBytes,
       logger: base.child({ component: 'pipeline' }),
-      onResult: ({ record }) => {
-        metrics.result(record);
+      ...(config.model.shadowWaitMs !== undefined ? { shadowWaitMs: config.model.shadowWaitMs } : {}),
+      onResult: (outcome, image) => {
+        const { record, inspection } = outcome;
+        st.onResult(outcome, image);
+        metrics.result(record, inspection.timings.totalMs);
+        models?.observeResult(record);
         link?.notifyResults();
       },
-      onFailure: (err, meta) => onRejected(err, meta.source),
+      onFailure: (err, meta, model) => {
+        onRejected(err, meta.source);
+        if (model !== undefined && isModelFault(err.code)) metrics.modelError(model);
+        models?.observeFailure(err, model);
+      },
       onSlotFree: () => hotFolder?.poke(),
     });
     const p = pipeline;
+
+    // Desired state: restores the last active version before the first frame is accepted.
+    const m = (models = createModelManager({
+      dataDir: config.dataDir,
+      slots: p,
+      localModel: active,
+      ...(ownsRunner ? { loadLocalModel: loadLocal } : {}),
+      ...(config.thresholds ? { localThresholds: config.thresholds } : {}),
+      ...(publicKey ? { publicKey } : {}),
+      maxPixels: config.maxPixels,
+      ...(config.model.cacheVersions !== undefined ? { cacheVersions: config.model.cacheVersions } : {}),
+      ...(config.model.probationFrames !== undefined ? { probationFrames: config.model.probationFrames } : {}),
+      ...(config.model.probationErrors !== undefined ? { probationErrors: config.model.probationErrors } : {}),
+      download: {
+        ...(opts.downloadDispatcher ? { dispatcher: opts.downloadDispatcher } : {}),
+        ...(config.model.downloadTimeoutMs !== undefined ? { attemptTimeoutMs: config.model.downloadTimeoutMs } : {}),
+        ...(config.model.retryBaseMs !== undefined ? { retryBaseMs: config.model.retryBaseMs } : {}),
+        ...(config.model.retryMaxMs !== undefined ? { retryMaxMs: config.model.retryMaxMs } : {}),
+        ...(config.fleet?.httpUrl ? { baseUrl: config.fleet.httpUrl } : {}),
+      },
+      logger: base.child({ component: 'model-manager' }),
+      onEvent: (kind, level, message, data) => link?.publishEvent(kind, level, message, data),
+      onStateChange: () => link?.publishState(),
+      onConfigApplied: (settings) => st.setSampling(settings.sampling),
+    }));
+    await m.start();
 
     app = buildHttpServer({
       pipeline: p,
@@ -209,7 +264,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
           cameras: config.cameras,
           agentVersion,
           startedAt,
-          active: modelRef(p.model),
+          ...m.state(),
         }),
         telemetry: () => ({
           ...metrics.snapshot(),
@@ -217,14 +272,14 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
           lastSeq: s.lastSeq,
           ackedSeq: s.ackedSeq,
           pendingResults: s.pending,
+          alarms: st.alarms(),
+          storage: st.figures(),
         }),
-        onDesired: (desired) => {
-          // Issue 4 acts on it (download, verify, activate); for now it is validated and logged.
-          log.debug({ configVersion: desired.configVersion }, 'desired state not yet applied');
-        },
+        onUp: () => st.online(),
+        onDesired: (desired) => m.applyDesired(desired),
       });
       link.start();
-      link.publishEvent('started', 'info', 'edge agent started', { httpUrl, model: active.id, lastSeq: s.lastSeq });
+      link.publishEvent('started', 'info', 'edge agent started', { httpUrl, model: p.model.id, lastSeq: s.lastSeq });
     }
 
     if (config.inputDir) {
@@ -273,6 +328,9 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     setThresholds(thresholds) {
       if (!pipeline) throw new Error('edge agent not started');
       pipeline.setThresholds(thresholds);
+    },
+    get models() {
+      return models;
     },
   };
 }

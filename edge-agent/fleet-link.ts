@@ -14,18 +14,23 @@ import type { DesiredMessage, EventMessage } from '../protocol/messages.js';
 import { edgeTopic, parseEdgeTopic, type MessageKind } from '../protocol/topics.js';
 import { decodeMessage, encodeMessage, envelope } from '../protocol/validator.js';
 import type { MessageByKind } from '../protocol/messages.js';
+import { createRateLimiter } from './rate-limiter.js';
 import type { ResultStore } from './result-store.js';
 
 type Body<K extends MessageKind> = Omit<MessageByKind[K], 'v' | 'id' | 'ts' | 'edgeId'>;
 
-/** Reported-state fields the agent supplies; online/lastSeq/ackedSeq are added by the link. */
-export type StateFields = Omit<Body<'state'>, 'online' | 'lastSeq' | 'ackedSeq'>;
+/** Reported-state fields the agent supplies; online/lastSeq/ackedSeq/storeId are added by the link. */
+export type StateFields = Omit<Body<'state'>, 'online' | 'lastSeq' | 'ackedSeq' | 'storeId'>;
 
 export interface FleetLinkOptions {
   edgeId: string;
   mqttUrl: string;
   store: ResultStore;
-  sync: { batchSize: number; window: number; intervalMs: number; ackTimeoutMs: number };
+  /**
+   * `maxResultsPerSecond` caps what is sent (0 or absent: no cap), so a catch-up after an outage
+   * leaves the main thread to live inspection; live results arrive far below any sensible cap.
+   */
+  sync: { batchSize: number; window: number; intervalMs: number; ackTimeoutMs: number; maxResultsPerSecond?: number };
   telemetryIntervalMs: number;
   logger: Logger;
   state(): StateFields;
@@ -35,6 +40,8 @@ export interface FleetLinkOptions {
   onDesired?: (desired: DesiredMessage) => void | Promise<void>;
   /** mqtt.js reconnect period (default 1000 ms). */
   reconnectPeriodMs?: number;
+  /** The link is up (connected, subscribed, state published). Must not throw. */
+  onUp?: () => void;
   /** Events kept while offline and sent on reconnect (default 100; oldest dropped first). */
   maxBufferedEvents?: number;
 }
@@ -44,6 +51,10 @@ export interface FleetLinkStats {
   resultsSent: number;
   acks: number;
   resends: number;
+  /** Acks naming another result store (one from before this database was wiped): ignored. */
+  foreignAcks: number;
+  /** Times the sync loop waited for the catch-up rate cap. */
+  rateLimited: number;
   messagesDropped: number;
   eventsDropped: number;
   connects: number;
@@ -94,6 +105,8 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     resultsSent: 0,
     acks: 0,
     resends: 0,
+    foreignAcks: 0,
+    rateLimited: 0,
     messagesDropped: 0,
     eventsDropped: 0,
     connects: 0,
@@ -110,6 +123,8 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
   let tickTimer: NodeJS.Timeout | undefined;
   let telemetryTimer: NodeJS.Timeout | undefined;
   let pumpScheduled = false;
+  let rateTimer: NodeJS.Timeout | undefined;
+  const limiter = createRateLimiter(sync.maxResultsPerSecond ?? 0, Math.max(sync.batchSize, sync.maxResultsPerSecond ?? 0));
   let lastErrorCode: string | undefined;
   const events: Body<'events'>[] = [];
   const ackWaiters = new Set<() => void>();
@@ -131,7 +146,9 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
   }
 
   function stateBody(online: boolean): Body<'state'> {
-    return { ...opts.state(), online, lastSeq: store.lastSeq, ackedSeq: store.ackedSeq };
+    const body: Body<'state'> = { ...opts.state(), online, lastSeq: store.lastSeq, ackedSeq: store.ackedSeq };
+    if (store.storeId !== undefined) body.storeId = store.storeId;
+    return body;
   }
 
   function resetFlight(): void {
@@ -164,6 +181,18 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     inflight = inflight.filter((b) => b.toSeq > acked);
     if (sentUpTo < acked) sentUpTo = acked;
     while (inflight.length < sync.window) {
+      const wait = limiter.delayMs();
+      if (wait > 0) {
+        // Over the catch-up cap: look again once the budget allows one more batch.
+        if (!rateTimer) {
+          stats.rateLimited++;
+          rateTimer = setTimeout(() => {
+            rateTimer = undefined;
+            pump();
+          }, wait);
+        }
+        break;
+      }
       let rows;
       try {
         rows = store.pendingAfter(sentUpTo, sync.batchSize);
@@ -174,7 +203,10 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
       if (rows.length === 0) break;
       const fromSeq = rows[0]!.seq;
       const toSeq = rows[rows.length - 1]!.seq;
-      publish('results', { fromSeq, toSeq, results: rows }, 1).catch((err: unknown) => {
+      const body: Body<'results'> = { fromSeq, toSeq, results: rows };
+      if (store.storeId !== undefined) body.storeId = store.storeId;
+      limiter.take(rows.length);
+      publish('results', body, 1).catch((err: unknown) => {
         // The ack timer or the next reconnect sends it again.
         log.debug({ err, fromSeq, toSeq }, 'results publish failed');
       });
@@ -254,7 +286,15 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
       return;
     }
     if (parsed.kind === 'ack') {
-      onAck((decoded.value as MessageByKind['ack']).ackSeq);
+      const ack = decoded.value as MessageByKind['ack'];
+      // An ack for another store (the one before this database was wiped) says nothing about ours.
+      // Acks without a storeId come from fleets older than storeIds and are taken as before.
+      if (ack.storeId !== undefined && ack.storeId !== store.storeId) {
+        stats.foreignAcks++;
+        log.debug({ storeId: ack.storeId, ackSeq: ack.ackSeq }, 'ack for another result store ignored');
+        return;
+      }
+      onAck(ack.ackSeq);
       return;
     }
     const desired = decoded.value as DesiredMessage;
@@ -283,6 +323,11 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     if (!client.connected || closing) return;
     ready = true;
     log.info({ lastSeq: store.lastSeq, ackedSeq: store.ackedSeq, pending: store.pending }, 'fleet link up');
+    try {
+      opts.onUp?.();
+    } catch (err) {
+      log.error({ err }, 'link-up hook threw');
+    }
     // What was in flight before may be lost: start again from the ack.
     resetFlight();
     pump();
@@ -368,6 +413,8 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
         const finalSyncMs = closeOpts.finalSyncMs ?? 2000;
         clearInterval(tickTimer);
         clearInterval(telemetryTimer);
+        clearTimeout(rateTimer);
+        rateTimer = undefined;
         if (!client) return;
         if (ready && store.pending > 0 && finalSyncMs > 0) {
           pump();

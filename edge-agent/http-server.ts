@@ -8,7 +8,7 @@ import { fastify, LogController, type FastifyError, type FastifyInstance } from 
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
 import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
-import { DetectionSchema, Verdict } from '../protocol/messages.js';
+import { DetectionSchema, TelemetryMessageSchema, Verdict } from '../protocol/messages.js';
 import { validatorFor } from '../protocol/validator.js';
 import type { Pipeline } from './pipeline.js';
 
@@ -27,7 +27,7 @@ export type ErrorBody = Static<typeof ErrorBody>;
 
 export const InspectResponseSchema = Type.Object(
   {
-    seq: Type.Integer({ minimum: 1 }),
+    seq: Type.Integer({ minimum: 0, description: '0: answered but not stored (result quota full; see docs/edge-agent.md)' }),
     verdict: Verdict,
     label: Type.String(),
     score: Type.Number(),
@@ -67,6 +67,9 @@ export const HealthSchema = Type.Object(
     pendingResults: Type.Integer(),
     fleet: Type.Object({ configured: Type.Boolean(), connected: Type.Boolean(), messagesDropped: Type.Integer() }),
     failures: Type.Record(Type.String(), Type.Integer()),
+    storeId: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'the result store identity; null for a store from before storeIds' })),
+    alarms: Type.Optional(Type.Array(Type.String(), { description: 'e.g. result-quota: verdicts answered but not stored' })),
+    storage: Type.Optional(TelemetryMessageSchema.properties.storage),
   },
   { additionalProperties: false },
 );

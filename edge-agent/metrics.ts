@@ -17,11 +17,31 @@ export interface MetricsSnapshot {
   /** Percent of the whole machine (all cores = 100). */
   cpuPercent: number;
   rssBytes: number;
-  perModel: Record<string, { frames: number; defects: number }>;
+  /**
+   * Per model id in the interval, the shadow candidate included: frames it judged, its defects,
+   * frames it failed, p95 of its own inspect time (decode → post-process, no queue wait, so the
+   * active model and a shadow candidate compare like for like) and, for a shadow candidate,
+   * frames whose verdict matched the active model's.
+   */
+  perModel: Record<string, ModelFigures>;
+}
+
+export interface ModelFigures {
+  frames: number;
+  defects: number;
+  errors?: number;
+  latencyP95Ms?: number;
+  agreed?: number;
 }
 
 export interface Metrics {
-  result(record: Pick<ResultRecord, 'verdict' | 'model' | 'latencyMs'>): void;
+  /**
+   * One stored result; `modelMs` is the active model's own inspect time. A `shadow` outcome on the
+   * record is counted for the candidate.
+   */
+  result(record: Pick<ResultRecord, 'verdict' | 'model' | 'latencyMs' | 'shadow'>, modelMs?: number): void;
+  /** A frame that model `model` (name@version) failed. */
+  modelError(model: string): void;
   failure(code: string): void;
   /** Cumulative rejections by error code since start. */
   failures(): Record<string, number>;
@@ -31,6 +51,35 @@ export interface Metrics {
 
 /** Latency samples kept per interval; beyond it, reservoir sampling keeps percentiles honest. */
 const MAX_SAMPLES = 10_000;
+/** The same per model (a p95 needs far fewer). */
+const MAX_MODEL_SAMPLES = 1000;
+
+interface ModelCounters {
+  frames: number;
+  defects: number;
+  errors: number;
+  agreed: number;
+  shadow: boolean;
+  seen: number;
+  samples: number[];
+}
+
+function sample(c: ModelCounters, ms: number): void {
+  c.seen++;
+  if (c.samples.length < MAX_MODEL_SAMPLES) c.samples.push(ms);
+  else {
+    const j = Math.floor(Math.random() * c.seen);
+    if (j < MAX_MODEL_SAMPLES) c.samples[j] = ms;
+  }
+}
+
+function modelFigures(c: ModelCounters): ModelFigures {
+  const out: ModelFigures = { frames: c.frames, defects: c.defects };
+  if (c.errors > 0) out.errors = c.errors;
+  if (c.samples.length > 0) out.latencyP95Ms = round(percentile(c.samples.sort((a, b) => a - b), 95));
+  if (c.shadow) out.agreed = c.agreed;
+  return out;
+}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -52,16 +101,33 @@ export function createMetrics(now: () => number = () => performance.now()): Metr
   let seen = 0;
   let maxLatency = 0;
   let samples: number[] = [];
-  let perModel: Record<string, { frames: number; defects: number }> = {};
+  let perModel = new Map<string, ModelCounters>();
+  const counters = (model: string) => {
+    let c = perModel.get(model);
+    if (!c) perModel.set(model, (c = { frames: 0, defects: 0, errors: 0, agreed: 0, shadow: false, seen: 0, samples: [] }));
+    return c;
+  };
 
   return {
-    result(record) {
+    result(record, modelMs) {
       frames++;
-      const m = (perModel[record.model] ??= { frames: 0, defects: 0 });
+      const m = counters(record.model);
       m.frames++;
+      if (modelMs !== undefined) sample(m, modelMs);
       if (record.verdict === 'defect') {
         defects++;
         m.defects++;
+      }
+      if (record.shadow) {
+        const s = counters(record.shadow.model);
+        s.shadow = true;
+        if (record.shadow.error !== undefined || record.shadow.verdict === undefined) s.errors++;
+        else {
+          s.frames++;
+          if (record.shadow.verdict === 'defect') s.defects++;
+          if (record.shadow.verdict === record.verdict) s.agreed++;
+          if (record.shadow.latencyMs !== undefined) sample(s, record.shadow.latencyMs);
+        }
       }
       seen++;
       maxLatency = Math.max(maxLatency, record.latencyMs);
@@ -70,6 +136,9 @@ export function createMetrics(now: () => number = () => performance.now()): Metr
         const j = Math.floor(Math.random() * seen);
         if (j < MAX_SAMPLES) samples[j] = record.latencyMs;
       }
+    },
+    modelError(model) {
+      counters(model).errors++;
     },
     failure(code) {
       failed++;
@@ -99,13 +168,13 @@ export function createMetrics(now: () => number = () => performance.now()): Metr
         },
         cpuPercent: round(((cpu.user + cpu.system) / 1000 / elapsed / cores) * 100),
         rssBytes: process.memoryUsage.rss(),
-        perModel,
+        perModel: Object.fromEntries([...perModel].map(([id, c]) => [id, modelFigures(c)])),
       };
       start = t;
       cpuStart = process.cpuUsage();
       frames = defects = failed = seen = maxLatency = 0;
       samples = [];
-      perModel = {};
+      perModel = new Map();
       return snap;
     },
   };

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
 import type { ResultRecord, Thresholds } from '../protocol/messages.js';
-import type { Inspection, ModelRunner } from '../models/types.js';
+import type { Inspection, InspectOptions, ModelRunner } from '../models/types.js';
 import type { ResultStore } from './result-store.js';
 
 /** Where a frame came from; stored with its result. */
@@ -33,10 +33,22 @@ export interface PipelineOptions {
   /** Encoded bytes queued plus running before refusing (bounds memory, not just count). */
   maxBytes: number;
   logger: Logger;
-  /** Called after each result is persisted. Must not throw. */
-  onResult?: (outcome: InspectOutcome) => void;
-  /** Called for each refused or failed frame. Must not throw. */
-  onFailure?: (err: OspreyError, meta: FrameMeta) => void;
+  /**
+   * Called after each result is persisted; with a shadow candidate, once its outcome is stored
+   * too (after the frame was answered). `image` is the frame's encoded bytes (the image store
+   * keeps some); seq 0 means the store's quota policy answered without storing. Must not throw.
+   */
+  onResult?: (outcome: InspectOutcome, image: Buffer) => void;
+  /**
+   * Called for each refused or failed frame, with the id of the runner that failed it (absent
+   * when the frame was refused before reaching a model). Must not throw.
+   */
+  onFailure?: (err: OspreyError, meta: FrameMeta, model?: string) => void;
+  /**
+   * Longest a result row waits for the shadow candidate's outcome (default 500 ms); past it the
+   * row records OSP_ERR_SHADOW_TIMEOUT for the candidate. The verdict never waits for the shadow.
+   */
+  shadowWaitMs?: number;
   /** Called whenever a slot frees up (hot folder uses it to pull the next file). */
   onSlotFree?: () => void;
 }
@@ -51,6 +63,14 @@ export interface Pipeline {
    */
   setModel(runner: ModelRunner): ModelRunner;
   readonly model: ModelRunner;
+  /**
+   * Sets (or clears) the shadow candidate for frames not yet started: it inspects the same bytes
+   * right after the active model answered, its outcome goes into the stored row's `shadow` (the
+   * row is held out of sync until then), and it never decides or delays a verdict. Returns the
+   * previous candidate (the caller decides when to close it).
+   */
+  setShadow(runner: ModelRunner | undefined): ModelRunner | undefined;
+  readonly shadow: ModelRunner | undefined;
   setThresholds(thresholds: Thresholds | undefined): void;
   readonly thresholds: Thresholds | undefined;
   /** Frames queued plus running. */
@@ -61,7 +81,7 @@ export interface Pipeline {
   readonly capacity: number;
   /** Refuse new frames (OSP_ERR_SHUTTING_DOWN); queued ones still complete. */
   stop(): void;
-  /** Resolves when nothing is queued or running. */
+  /** Resolves when nothing is queued or running and no answered row waits for its shadow outcome. */
   drain(): Promise<void>;
 }
 
@@ -73,6 +93,10 @@ interface Job {
   reject: (err: OspreyError) => void;
 }
 
+type ShadowOutcome = NonNullable<ResultRecord['shadow']>;
+
+const ms3 = (ms: number) => Math.round(ms * 1000) / 1000;
+
 function asOspreyError(err: unknown): OspreyError {
   if (isOspreyError(err)) return err;
   return new OspreyError('OSP_ERR_INFERENCE', `inference failed: ${oneLine(err)}`, { cause: err });
@@ -83,6 +107,12 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   const log = opts.logger;
   const queue: Job[] = [];
   let model = opts.model;
+  let shadow: ModelRunner | undefined;
+  // Shadow inspections still running, including those whose row stopped waiting for them.
+  let shadowRunning = 0;
+  // Rows answered and waiting for their shadow outcome (drain waits for them).
+  let shadowPending = 0;
+  const shadowWaitMs = opts.shadowWaitMs ?? 500;
   let thresholds = opts.thresholds;
   let running = 0;
   let queuedBytes = 0;
@@ -91,9 +121,9 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
 
   const depth = () => queue.length + running;
 
-  function fail(err: OspreyError, meta: FrameMeta): OspreyError {
+  function fail(err: OspreyError, meta: FrameMeta, modelId?: string): OspreyError {
     try {
-      opts.onFailure?.(err, meta);
+      opts.onFailure?.(err, meta, modelId);
     } catch (hookErr) {
       log.error({ err: hookErr }, 'failure hook threw');
     }
@@ -101,19 +131,51 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   }
 
   function settle(): void {
-    if (depth() === 0 && drainWaiters.length > 0) {
+    if (depth() === 0 && shadowPending === 0 && drainWaiters.length > 0) {
       const waiters = drainWaiters;
       drainWaiters = [];
       for (const w of waiters) w();
     }
   }
 
-  async function run(job: Job): Promise<void> {
-    // Captured once: a setModel() during this frame must not change whose result it is.
-    const runner = model;
-    const frameThresholds = thresholds;
+  function report(outcome: InspectOutcome, image: Buffer): void {
     try {
-      const inspection = await runner.inspect(job.image, frameThresholds ? { thresholds: frameThresholds } : {});
+      opts.onResult?.(outcome, image);
+    } catch (hookErr) {
+      log.error({ err: hookErr }, 'result hook threw');
+    }
+  }
+
+  /**
+   * The candidate's outcome on the frame's bytes, or OSP_ERR_SHADOW_TIMEOUT after shadowWaitMs
+   * (the frame itself then finishes in the background, still counted in shadowRunning). The
+   * edge's thresholds apply to it too: the shadow shows what the candidate would answer here live.
+   */
+  function shadowOutcome(candidate: ModelRunner, image: Buffer, options: InspectOptions): Promise<ShadowOutcome> {
+    shadowRunning++;
+    const t0 = performance.now();
+    const done = candidate
+      .inspect(image, options)
+      .then(
+        (ins): ShadowOutcome => ({ model: candidate.id, verdict: ins.verdict, label: ins.label, score: ins.score, latencyMs: ms3(performance.now() - t0) }),
+        (err: unknown): ShadowOutcome => ({ model: candidate.id, error: asOspreyError(err).code, latencyMs: ms3(performance.now() - t0) }),
+      )
+      .finally(() => shadowRunning--);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<ShadowOutcome>((resolve) => {
+      timer = setTimeout(() => resolve({ model: candidate.id, error: 'OSP_ERR_SHADOW_TIMEOUT' }), shadowWaitMs);
+    });
+    return Promise.race([done, late]).finally(() => clearTimeout(timer));
+  }
+
+  async function run(job: Job): Promise<void> {
+    // Captured once: a setModel()/setShadow() during this frame must not change whose result it is.
+    const runner = model;
+    const candidate = shadow;
+    const frameThresholds = thresholds;
+    const options: InspectOptions = frameThresholds ? { thresholds: frameThresholds } : {};
+    try {
+      const inspection = await runner.inspect(job.image, options);
       const record: Omit<ResultRecord, 'seq'> = {
         ts: Date.now(),
         camera: job.meta.camera,
@@ -129,16 +191,29 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       if (inspection.detections) record.detections = inspection.detections.slice(0, 1000);
       const seq = opts.store.append(record);
       const outcome = { record: { seq, ...record }, inspection };
-      try {
-        opts.onResult?.(outcome);
-      } catch (hookErr) {
-        log.error({ err: hookErr }, 'result hook threw');
-      }
+      // Answer first, then the shadow: onnxruntime runs a session on the main thread, so running
+      // both together would make the line wait for the candidate's inference too. The row is held
+      // out of sync until its shadow outcome is stored. A candidate slower than the line must not
+      // pile up work: beyond one per slot, frames skip it (as do rows the store did not keep).
+      if (candidate && seq > 0 && shadowRunning < opts.concurrency) {
+        opts.store.hold(seq); // same tick as append: the sync loop cannot have read the row yet
+        shadowPending++;
+        void shadowOutcome(candidate, job.image, options).then((result) => {
+          try {
+            opts.store.completeShadow(seq, result);
+          } catch (err) {
+            log.error({ err, seq, model: candidate.id }, 'shadow outcome not stored');
+          }
+          shadowPending--;
+          report({ record: { ...outcome.record, shadow: result }, inspection }, job.image);
+          settle();
+        });
+      } else report(outcome, job.image);
       job.resolve(outcome);
     } catch (err) {
       const ospErr = asOspreyError(err);
       if (!isOspreyError(err)) log.error({ err, model: runner.id }, 'frame failed unexpectedly');
-      job.reject(fail(ospErr, job.meta));
+      job.reject(fail(ospErr, job.meta, runner.id));
     }
   }
 
@@ -187,6 +262,15 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     get model() {
       return model;
     },
+    setShadow(runner) {
+      const previous = shadow;
+      shadow = runner;
+      log.info({ shadow: runner?.id ?? null, previous: previous?.id ?? null }, 'shadow model set');
+      return previous;
+    },
+    get shadow() {
+      return shadow;
+    },
     setThresholds(next) {
       thresholds = next;
     },
@@ -209,7 +293,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
       accepting = false;
     },
     drain() {
-      if (depth() === 0) return Promise.resolve();
+      if (depth() === 0 && shadowPending === 0) return Promise.resolve();
       return new Promise<void>((resolve) => drainWaiters.push(resolve));
     },
   };

@@ -2,6 +2,7 @@
  * The edge's durable result log: one SQLite file (better-sqlite3, WAL) holding every result with
  * its per-edge `seq`, and the highest seq the fleet has acknowledged.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -22,6 +23,15 @@ export interface ResultStore {
   append(record: NewResult): number;
   /** Up to `limit` results with seq > `afterSeq`, ascending. */
   pendingAfter(afterSeq: number, limit: number): ResultRecord[];
+  /**
+   * Keeps row `seq` and every later one out of pendingAfter until completeShadow(seq): its shadow
+   * outcome is still coming (issue 4: the verdict is answered first). Call it in the same tick as
+   * append, before the sync loop can read the row. In memory only: after a crash the row goes
+   * without its shadow.
+   */
+  hold(seq: number): void;
+  /** Stores the shadow outcome of a held row (undefined: none) and releases it. */
+  completeShadow(seq: number, shadow: ResultRecord['shadow']): void;
   /** Records the fleet's ack; never moves backwards, never past lastSeq. Returns the acked seq now. */
   markAcked(seq: number): number;
   /** Highest seq ever assigned (0 when none). */
@@ -31,6 +41,20 @@ export interface ResultStore {
   /** Results not yet acknowledged. */
   readonly pending: number;
   counts(): ResultCounts;
+  /**
+   * This store's random identity, created with the database (issue 5): a wiped or replaced
+   * database is a new store whose seqs restart at 1, and the fleet keys results by
+   * (edgeId, storeId, seq). Undefined only for a database that held results before storeIds.
+   */
+  readonly storeId: string | undefined;
+  /**
+   * Deletes acknowledged rows, oldest first: among the `limit` oldest rows, those with
+   * seq ≤ min(`maxSeq`, ackedSeq) and ts < `beforeTs` (default: any age). Returns rows deleted.
+   * Never touches an unacknowledged row.
+   */
+  prune(opts: { maxSeq?: number; beforeTs?: number; limit: number }): number;
+  /** Rows held and bytes used by the database's live pages (cheap: no table scan). */
+  usage(): { rows: number; bytes: number };
   readonly file: string;
   /** The durability settings in force, as SQLite reports them. */
   readonly settings: { journalMode: string; synchronous: 'FULL' | 'NORMAL' | 'OFF' | 'EXTRA' };
@@ -59,6 +83,7 @@ interface Row {
   score: number;
   latency_ms: number;
   detections: string | null;
+  shadow: string | null;
 }
 
 function toRecord(row: Row): ResultRecord {
@@ -75,6 +100,7 @@ function toRecord(row: Row): ResultRecord {
   };
   if (row.frame !== null) rec.frame = row.frame;
   if (row.detections !== null) rec.detections = JSON.parse(row.detections) as Detection[];
+  if (row.shadow !== null) rec.shadow = JSON.parse(row.shadow) as NonNullable<ResultRecord['shadow']>;
   return rec;
 }
 
@@ -83,6 +109,7 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
   mkdirSync(dataDir, { recursive: true });
   const file = path.join(dataDir, 'results.db');
   let db: Database.Database;
+  let storeId: string | undefined;
   try {
     db = new Database(file);
   } catch (err) {
@@ -108,11 +135,16 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
         label TEXT NOT NULL,
         score REAL NOT NULL,
         latency_ms REAL NOT NULL,
-        detections TEXT
+        detections TEXT,
+        shadow TEXT
       );
       CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
       INSERT OR IGNORE INTO meta (key, value) VALUES ('acked_seq', 0);
     `);
+    storeId = ensureStoreId(db);
+    // Files from before shadow mode (issue 4) lack the column; NULL reads as "no shadow".
+    const columns = db.prepare<[], { name: string }>('PRAGMA table_info(results)').all();
+    if (!columns.some((c) => c.name === 'shadow')) db.exec('ALTER TABLE results ADD COLUMN shadow TEXT');
   } catch (err) {
     db.close();
     throw new OspreyError('OSP_ERR_STORE', `cannot initialise result store ${file}: ${(err as Error).message}`, {
@@ -121,12 +153,23 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
   }
 
   const insert = db.prepare(`
-    INSERT INTO results (ts, camera, source, frame, model, verdict, label, score, latency_ms, detections)
-    VALUES (@ts, @camera, @source, @frame, @model, @verdict, @label, @score, @latencyMs, @detections)`);
+    INSERT INTO results (ts, camera, source, frame, model, verdict, label, score, latency_ms, detections, shadow)
+    VALUES (@ts, @camera, @source, @frame, @model, @verdict, @label, @score, @latencyMs, @detections, @shadow)`);
   const selectAfter = db.prepare<[number, number], Row>('SELECT * FROM results WHERE seq > ? ORDER BY seq LIMIT ?');
+  const updateShadow = db.prepare<[string | null, number]>('UPDATE results SET shadow = ? WHERE seq = ?');
+  // Rows whose shadow outcome is still coming; few (at most one per pipeline slot) and short-lived.
+  const held = new Set<number>();
   const selectLast = db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'results'");
   const selectAcked = db.prepare<[], { value: number }>("SELECT value FROM meta WHERE key = 'acked_seq'");
   const updateAcked = db.prepare<[number]>("UPDATE meta SET value = max(value, ?) WHERE key = 'acked_seq'");
+  const deleteAcked = db.prepare<{ maxSeq: number; beforeTs: number; limit: number }>(
+    // Bounded to the `limit` oldest rows, so a young head never makes this scan the whole table.
+    `DELETE FROM results WHERE seq IN (SELECT seq FROM results WHERE seq <= @maxSeq ORDER BY seq LIMIT @limit)
+       AND ts < @beforeTs`,
+  );
+  const selectPages = db.prepare<[], { pages: number; free: number; size: number }>(
+    'SELECT p.page_count AS pages, f.freelist_count AS free, s.page_size AS size FROM pragma_page_count() p, pragma_freelist_count() f, pragma_page_size() s',
+  );
   const selectCounts = db.prepare<[number], { results: number; defects: number | null; pending: number | null }>(
     `SELECT count(*) AS results, sum(verdict = 'defect') AS defects, sum(seq > ?) AS pending FROM results`,
   );
@@ -140,6 +183,8 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
   // One writer process owns the file, so the cached values are the truth after open.
   let lastSeq = selectLast.get()?.seq ?? 0;
   let ackedSeq = selectAcked.get()?.value ?? 0;
+  // Counted once at open (one index scan), then kept by append and prune.
+  let rows = db.prepare<[], number>('SELECT count(*) FROM results').pluck().get() ?? 0;
   let closed = false;
 
   return {
@@ -158,15 +203,34 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
           score: record.score,
           latencyMs: record.latencyMs,
           detections: record.detections ? JSON.stringify(record.detections) : null,
+          shadow: record.shadow ? JSON.stringify(record.shadow) : null,
         });
         lastSeq = Number(info.lastInsertRowid);
+        rows++;
         return lastSeq;
       } catch (err) {
         throw new OspreyError('OSP_ERR_STORE', `cannot write result: ${(err as Error).message}`, { cause: err });
       }
     },
     pendingAfter(afterSeq, limit) {
-      return selectAfter.all(afterSeq, limit).map(toRecord);
+      const rows = selectAfter.all(afterSeq, limit).map(toRecord);
+      if (held.size === 0) return rows;
+      // Seqs go out in order, so nothing from the first held row on.
+      const firstHeld = Math.min(...held);
+      const cut = rows.findIndex((r) => r.seq >= firstHeld);
+      return cut === -1 ? rows : rows.slice(0, cut);
+    },
+    hold(seq) {
+      held.add(seq);
+    },
+    completeShadow(seq, shadow) {
+      try {
+        if (shadow) updateShadow.run(JSON.stringify(shadow), seq);
+      } catch (err) {
+        throw new OspreyError('OSP_ERR_STORE', `cannot write shadow outcome: ${(err as Error).message}`, { cause: err });
+      } finally {
+        held.delete(seq);
+      }
     },
     markAcked(seq) {
       // An ack past lastSeq means the fleet holds seqs this file never issued (a wiped edge?):
@@ -177,6 +241,24 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
         ackedSeq = target;
       }
       return ackedSeq;
+    },
+    get storeId() {
+      return storeId;
+    },
+    prune({ maxSeq = Number.MAX_SAFE_INTEGER, beforeTs = Number.MAX_SAFE_INTEGER, limit }) {
+      const upTo = Math.min(maxSeq, ackedSeq);
+      if (upTo <= 0 || limit <= 0) return 0;
+      try {
+        const deleted = deleteAcked.run({ maxSeq: upTo, beforeTs, limit }).changes;
+        rows -= deleted;
+        return deleted;
+      } catch (err) {
+        throw new OspreyError('OSP_ERR_STORE', `cannot prune results: ${(err as Error).message}`, { cause: err });
+      }
+    },
+    usage() {
+      const p = selectPages.get()!;
+      return { rows, bytes: (p.pages - p.free) * p.size };
     },
     get lastSeq() {
       return lastSeq;
@@ -197,4 +279,21 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
       db.close();
     },
   };
+}
+
+/**
+ * Reads the store's identity, creating it when the database holds no result yet (a new file, or
+ * one that never stored anything). A file that already held results before storeIds existed keeps
+ * none: its seqs were sent without one, and giving it one now would make the fleet treat its next
+ * rows as a new store starting above 1.
+ */
+function ensureStoreId(db: Database.Database): string | undefined {
+  db.exec('CREATE TABLE IF NOT EXISTS store_info (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID');
+  const existing = db.prepare<[], string>("SELECT value FROM store_info WHERE key = 'store_id'").pluck().get();
+  if (existing !== undefined) return existing;
+  const used = db.prepare<[], number>("SELECT count(*) FROM sqlite_sequence WHERE name = 'results'").pluck().get() ?? 0;
+  if (used > 0) return undefined;
+  const id = randomBytes(12).toString('base64url');
+  db.prepare("INSERT INTO store_info (key, value) VALUES ('store_id', ?)").run(id);
+  return id;
 }

@@ -22,12 +22,19 @@ export const ErrorCodes = {
   OSP_ERR_MODEL_OUTPUT: 'the model output cannot be read for the manifest task',
   OSP_ERR_MODEL_PLUGIN: 'a post-processing plug-in failed',
   OSP_ERR_MODEL_CLOSED: 'the model runner was closed',
+  OSP_ERR_MODEL_DOWNLOAD: 'a model artifact could not be downloaded (network, HTTP status, size); retried with backoff',
+  OSP_ERR_ARTIFACT_CHECKSUM: 'the downloaded artifact bytes do not match the sha256 named in the desired state',
+  OSP_ERR_MODEL_PROBATION: 'a newly activated model failed too many of its first frames and was reverted',
+  OSP_ERR_SHADOW_TIMEOUT: 'the shadow candidate did not answer within its wait budget (the verdict did not wait longer)',
   OSP_ERR_INFERENCE: 'onnxruntime failed while running the model',
   OSP_ERR_NOT_FOUND: 'the requested resource does not exist',
   OSP_ERR_BAD_REQUEST: 'the request is malformed',
   OSP_ERR_INTERNAL: 'an unexpected error inside Osprey (a bug; see the log)',
   OSP_ERR_USAGE: 'a command-line argument is missing or invalid',
   OSP_ERR_BROKER: 'the MQTT broker cannot be started or reached',
+  OSP_ERR_CONFLICT: 'the request conflicts with stored state (an immutable model version, a rollout that does not allow the action, overlapping rollouts)',
+  OSP_ERR_RANGE: 'the requested byte range cannot be satisfied',
+  OSP_ERR_IMAGE_CHECKSUM: 'an uploaded image does not match the sha256 its sender named',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -125,9 +125,18 @@ export const ResultRecordSchema = Type.Object(
 );
 export type ResultRecord = Static<typeof ResultRecordSchema>;
 
+/**
+ * Identity of an edge's result store, created at random with its database (issue 5). A wiped or
+ * replaced database restarts seqs at 1; the fleet keys results by (edgeId, storeId, seq), so the
+ * new store's seqs never collide with the old one's. Absent only from stores created before it
+ * existed.
+ */
+export const StoreIdSchema = Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$', description: "the edge result store's random identity" });
+
 export const ResultsMessageSchema = message(
   'results',
   {
+    storeId: Type.Optional(StoreIdSchema),
     fromSeq: Int({ minimum: 1 }),
     toSeq: Int({ minimum: 1 }),
     results: Type.Array(ResultRecordSchema, { minItems: 1, maxItems: 10000 }),
@@ -138,7 +147,10 @@ export type ResultsMessage = Static<typeof ResultsMessageSchema>;
 
 export const AckMessageSchema = message(
   'ack',
-  { ackSeq: Int({ description: 'highest contiguous seq durably stored by the fleet' }) },
+  {
+    ackSeq: Int({ description: 'highest contiguous seq durably stored by the fleet' }),
+    storeId: Type.Optional(StoreIdSchema),
+  },
   'fleet → edge acknowledgement of stored results',
 );
 export type AckMessage = Static<typeof AckMessageSchema>;
@@ -157,6 +169,7 @@ export const StateMessageSchema = message(
     configVersion: Type.Optional(Int()),
     lastSeq: Type.Optional(Int()),
     ackedSeq: Type.Optional(Int()),
+    storeId: Type.Optional(StoreIdSchema),
     errors: Type.Optional(Type.Array(Type.String(), { maxItems: 50 })),
   },
   'edge → fleet reported state (retained; the last will publishes online:false)',
@@ -194,12 +207,39 @@ export const TelemetryMessageSchema = message(
     lastSeq: Int(),
     ackedSeq: Int(),
     pendingResults: Int(),
+    alarms: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+        maxItems: 20,
+        description: 'conditions in force now, e.g. result-quota (results answered but not stored), image-quota',
+      }),
+    ),
+    storage: Type.Optional(
+      Type.Object(
+        {
+          resultRows: Int({ description: 'rows in the result store' }),
+          resultBytes: Int({ description: 'bytes used by the result store' }),
+          notStored: Int({ description: 'since start: verdicts answered while the result quota was full, never stored' }),
+          notStoredDefects: Int({ description: 'since start: defects among notStored' }),
+          images: Int({ description: 'images kept at the edge' }),
+          imageBytes: Int(),
+          imagesPending: Int({ description: 'kept images not yet uploaded' }),
+          imagesEvicted: Int({ description: 'since start: images removed by the image quota before they were uploaded' }),
+        },
+        { ...strict, description: 'the edge store and its quotas (issue 5)' },
+      ),
+    ),
     cpuPercent: Type.Number({ minimum: 0 }),
     rssBytes: Int(),
     perModel: Type.Record(
       Type.String(),
       Type.Object(
-        { frames: Int(), defects: Int(), errors: Type.Optional(Int()), latencyP95Ms: Type.Optional(Type.Number({ minimum: 0 })) },
+        {
+          frames: Int(),
+          defects: Int(),
+          errors: Type.Optional(Int()),
+          latencyP95Ms: Type.Optional(Type.Number({ minimum: 0 })),
+          agreed: Type.Optional(Int({ description: 'shadow candidates: frames whose verdict matched the active model' })),
+        },
         strict,
       ),
       { description: 'per model id (name@version) in the interval, shadow candidates included' },

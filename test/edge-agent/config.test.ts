@@ -38,7 +38,7 @@ test('a minimal config gets every default, and relative paths resolve against th
   assert.equal(config.model.dir, path.join(dir, 'models/demo'));
   assert.deepEqual(config.http, { host: '127.0.0.1', port: 8480, bodyLimitBytes: 32 * 1024 * 1024 });
   assert.equal(config.fleet, undefined, 'no fleet: the edge only inspects and stores');
-  assert.deepEqual(config.queue, { concurrency: 2, maxDepth: 64, maxBytes: 256 * 1024 * 1024 });
+  assert.deepEqual(config.queue, { concurrency: 4, maxDepth: 64, maxBytes: 256 * 1024 * 1024 });
   assert.equal(config.sync.batchSize, 500);
   assert.equal(config.telemetry.intervalMs, 10_000);
   assert.equal(config.maxPixels, 50_000_000);

@@ -67,7 +67,9 @@ test('results reach the fleet in batches, acks are recorded, and the state is re
   assert.equal(state.msg.line, 'line-T');
   assert.deepEqual(state.msg.cameras, ['cam1', 'cam2']);
   assert.equal(state.msg.active?.name, 'osprey-demo-anomaly');
-  assert.match(state.msg.active?.sha256 ?? '', /^[0-9a-f]{64}$/);
+  // The config's own model has no archive sha256 (issue 4: sha256 names fleet artifacts only).
+  assert.equal(state.msg.active?.sha256, undefined);
+  assert.equal(state.msg.previous, null);
   assert.equal(typeof state.msg.agentVersion, 'string');
 
   const seqs: number[] = [];

@@ -1,0 +1,222 @@
+/**
+ * Downloads one model artifact over HTTP with undici into a partial file: resumes from the
+ * partial file's size with `Range`, retries transient failures with exponential backoff and
+ * jitter, bounds each attempt in time, and resolves only once the file's sha256 is the one the
+ * desired state names. Nothing here touches the pipeline: a download never blocks inspection.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream, ftruncateSync, writeSync } from 'node:fs';
+import { open, rm, stat } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import { request, type Dispatcher } from 'undici';
+import { OspreyError, isOspreyError, oneLine } from '../protocol/errors.js';
+
+export interface DownloadOptions {
+  url: string;
+  /** sha256 (hex) the complete file must have. */
+  sha256: string;
+  /** Exact size in bytes; more bytes than this are never written. */
+  size: number;
+  /** The partial file: appended to when resuming, complete and verified when the promise resolves. */
+  file: string;
+  /** Aborts the download (the partial file is kept for a later resume). */
+  signal?: AbortSignal;
+  /** undici dispatcher (default: the global one); many simulated edges can share one Agent. */
+  dispatcher?: Dispatcher;
+  /** Longest one attempt may take, headers to last byte (default 10 min). */
+  attemptTimeoutMs?: number;
+  /** Longest wait for headers or for the next body chunk (default 30 s): a stalled link fails fast. */
+  idleTimeoutMs?: number;
+  /** First retry delay (default 500 ms); doubles per failed attempt without progress. */
+  retryBaseMs?: number;
+  /** Longest retry delay (default 60 s). */
+  retryMaxMs?: number;
+  /** Attempts before giving up (default: unlimited; the caller aborts when the desired state moves on). */
+  maxAttempts?: number;
+  logger: Logger;
+  /** Called after each failed attempt, before the backoff wait. */
+  onAttemptFailed?: (info: { attempt: number; delayMs: number; err: OspreyError }) => void;
+  /** Jitter source (tests). */
+  random?: () => number;
+}
+
+export interface DownloadResult {
+  bytes: number;
+  attempts: number;
+  /** Attempts that continued a partial file with a Range request. */
+  resumed: number;
+  ms: number;
+}
+
+/** sha256 (hex) of a file, streamed. */
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+async function sizeOf(file: string): Promise<number> {
+  try {
+    return (await stat(file)).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** `bytes 100-199/1000` → { start: 100, total: 1000 }. */
+function parseContentRange(value: string | string[] | undefined): { start: number; total: number | undefined } | undefined {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(String(value ?? '').trim());
+  if (!m) return undefined;
+  return { start: Number(m[1]), total: m[3] === '*' ? undefined : Number(m[3]) };
+}
+
+type AttemptOutcome = { done: true } | { done: false; progressed: boolean; err: OspreyError; fatal: boolean; restart?: boolean };
+
+/**
+ * Downloads (or finishes downloading) `opts.url` into `opts.file` and verifies it. Rejects with
+ * OSP_ERR_ARTIFACT_CHECKSUM when the bytes are not the artifact (after one fresh retry, since a
+ * resume may splice two different files), OSP_ERR_MODEL_DOWNLOAD after `maxAttempts`, or the
+ * abort reason when `signal` fires.
+ */
+export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadResult> {
+  const log = opts.logger;
+  const t0 = performance.now();
+  const idle = opts.idleTimeoutMs ?? 30_000;
+  const base = opts.retryBaseMs ?? 500;
+  const cap = opts.retryMaxMs ?? 60_000;
+  const random = opts.random ?? Math.random;
+  let attempts = 0;
+  let resumed = 0;
+  let mismatches = 0;
+  let failuresInARow = 0;
+
+  async function verifyComplete(): Promise<AttemptOutcome> {
+    const actual = await sha256File(opts.file);
+    if (actual === opts.sha256) return { done: true };
+    await rm(opts.file, { force: true });
+    mismatches++;
+    const err = new OspreyError(
+      'OSP_ERR_ARTIFACT_CHECKSUM',
+      `downloaded bytes have sha256 ${actual.slice(0, 12)}…, the desired state names ${opts.sha256.slice(0, 12)}…`,
+    );
+    return { done: false, progressed: false, err, fatal: mismatches >= 2, restart: true };
+  }
+
+  async function attempt(signal: AbortSignal): Promise<AttemptOutcome> {
+    let offset = await sizeOf(opts.file);
+    if (offset > opts.size) {
+      await rm(opts.file, { force: true });
+      offset = 0;
+    }
+    if (offset === opts.size && offset > 0) return verifyComplete();
+    const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
+    let progressed = false;
+    // Opened before the request: between the response and the first read of its body there must
+    // be no await, or a body that fails early (a cut) would be dropped with what it had received.
+    const fh = await open(opts.file, 'a');
+    try {
+      const res = await request(opts.url, {
+        method: 'GET',
+        headers,
+        signal,
+        headersTimeout: idle,
+        bodyTimeout: idle,
+        ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
+      });
+      if (res.statusCode === 200) {
+        // The server ignored Range (or we asked for none): the body is the whole file.
+        if (offset > 0) ftruncateSync(fh.fd, 0);
+        offset = 0;
+      } else if (res.statusCode === 206) {
+        const range = parseContentRange(res.headers['content-range']);
+        if (!range || range.start !== offset || (range.total !== undefined && range.total !== opts.size)) {
+          await res.body.dump().catch(() => undefined);
+          ftruncateSync(fh.fd, 0);
+          throw new OspreyError('OSP_ERR_MODEL_DOWNLOAD', `HTTP 206 with content-range ${String(res.headers['content-range'])} for a resume at ${offset}; restarting`);
+        }
+        resumed++;
+      } else if (res.statusCode === 416) {
+        // The partial file is at least as long as the server's copy: start over.
+        await res.body.dump().catch(() => undefined);
+        ftruncateSync(fh.fd, 0);
+        throw new OspreyError('OSP_ERR_MODEL_DOWNLOAD', `HTTP 416 resuming at byte ${offset}; restarting`);
+      } else {
+        await res.body.dump().catch(() => undefined);
+        throw new OspreyError('OSP_ERR_MODEL_DOWNLOAD', `HTTP ${res.statusCode} from ${opts.url}`);
+      }
+      // Written synchronously as each chunk arrives: everything received before a cut is on disk
+      // for the resume (a body destroyed by an error drops whatever it still buffers).
+      const limit = opts.size - offset;
+      let written = 0;
+      const body = res.body;
+      await new Promise<void>((resolve, reject) => {
+        body.on('data', (chunk: Buffer) => {
+          written += chunk.length;
+          if (written > limit) {
+            body.destroy(new OspreyError('OSP_ERR_ARTIFACT_CHECKSUM', `artifact is larger than the ${opts.size} bytes expected`));
+            return;
+          }
+          writeSync(fh.fd, chunk);
+          progressed = true;
+        });
+        body.once('end', resolve);
+        body.once('error', reject);
+      });
+    } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason ?? err;
+      const ospErr = isOspreyError(err)
+        ? err
+        : new OspreyError('OSP_ERR_MODEL_DOWNLOAD', `download from ${opts.url} failed: ${oneLine(err)}`, { cause: err });
+      // Too many bytes: the server does not hold this artifact; count it like a checksum mismatch.
+      if (ospErr.code === 'OSP_ERR_ARTIFACT_CHECKSUM') {
+        await rm(opts.file, { force: true });
+        mismatches++;
+        return { done: false, progressed: false, err: ospErr, fatal: mismatches >= 2, restart: true };
+      }
+      return { done: false, progressed, err: ospErr, fatal: false };
+    } finally {
+      await fh.close();
+    }
+    const have = await sizeOf(opts.file);
+    if (have !== opts.size) {
+      return {
+        done: false,
+        progressed,
+        err: new OspreyError('OSP_ERR_MODEL_DOWNLOAD', `body ended at byte ${have} of ${opts.size}`),
+        fatal: false,
+      };
+    }
+    return verifyComplete();
+  }
+
+  for (;;) {
+    opts.signal?.throwIfAborted();
+    attempts++;
+    const timeout = AbortSignal.timeout(opts.attemptTimeoutMs ?? 600_000);
+    const signal = opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout;
+    const outcome = await attempt(signal);
+    if (outcome.done) {
+      const ms = Math.round(performance.now() - t0);
+      log.info({ url: opts.url, bytes: opts.size, attempts, resumed, ms }, 'artifact downloaded');
+      return { bytes: opts.size, attempts, resumed, ms };
+    }
+    if (outcome.fatal) throw outcome.err;
+    if (opts.maxAttempts !== undefined && attempts >= opts.maxAttempts) {
+      throw new OspreyError('OSP_ERR_MODEL_DOWNLOAD', `gave up after ${attempts} attempts: ${outcome.err.message}`, { cause: outcome.err });
+    }
+    // Progress means the link works and merely broke: resume soon. A fresh restart after a
+    // mismatch goes at once. Otherwise back off exponentially, with jitter so a line of edges
+    // does not retry in step.
+    failuresInARow = outcome.progressed || outcome.restart ? 0 : failuresInARow + 1;
+    const ceiling = Math.min(cap, base * 2 ** Math.max(0, failuresInARow - 1));
+    const delayMs = outcome.restart ? 0 : Math.round(ceiling / 2 + (random() * ceiling) / 2);
+    log.warn({ url: opts.url, attempt: attempts, delayMs, code: outcome.err.code, reason: outcome.err.message }, 'artifact download attempt failed');
+    try {
+      opts.onAttemptFailed?.({ attempt: attempts, delayMs, err: outcome.err });
+    } catch (hookErr) {
+      log.error({ err: hookErr }, 'download hook threw');
+    }
+    if (delayMs > 0) await sleep(delayMs, undefined, opts.signal ? { signal: opts.signal } : {});
+  }
+}

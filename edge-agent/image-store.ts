@@ -1,0 +1,244 @@
+/**
+ * The edge's bounded store of kept images (issue 5): the encoded bytes of frames the sampling
+ * policy keeps (defects, uncertain scores, every Nth good part), one file per result, until the
+ * uploader has handed them to the fleet manager.
+ *
+ * Layout: `<dir>/<store>/pending/<seq>.<ext>` until uploaded, then `<dir>/<store>/sent/<seq>.<ext>`,
+ * where `<store>` is the result store's id (`legacy` for a store without one), so images of a
+ * wiped database never collide with the new one's seqs. The directory is the index: a rename is
+ * atomic, a file is written under a `.tmp` name first, and a start-up scan rebuilds everything,
+ * so a crash at any moment leaves either the whole image or nothing. Images are not fsynced: they
+ * are evidence next to the result, and a power cut may cost the last few (the result is intact).
+ *
+ * The quota (`maxBytes`) evicts oldest first: uploaded images before any pending one; a pending
+ * image evicted is counted (`evicted`) and raises the `image-quota` alarm.
+ */
+import { mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+
+export const IMAGE_QUOTA_ALARM = 'image-quota';
+
+/** One kept image. */
+export interface KeptImage {
+  /** Result store id, or undefined for a store without one. */
+  storeId: string | undefined;
+  seq: number;
+  file: string;
+  bytes: number;
+  contentType: string;
+  /** When it was kept (ms); eviction order. */
+  at: number;
+}
+
+export interface ImageStoreStats {
+  images: number;
+  bytes: number;
+  pending: number;
+  /** Pending images removed by the quota since start (never uploaded). */
+  evicted: number;
+}
+
+export interface ImageStore {
+  /** Scans the directory (removing partial files) and rebuilds the index. */
+  start(): Promise<void>;
+  /** Keeps one image for result `seq` of store `storeId`; evicts the oldest while over quota. */
+  keep(storeId: string | undefined, seq: number, image: Buffer): Promise<void>;
+  /** The oldest image not yet uploaded, or undefined. */
+  nextPending(): KeptImage | undefined;
+  /** Moves an image to the uploaded side. */
+  markSent(image: KeptImage): Promise<void>;
+  /** Forgets a pending image that cannot be uploaded (file gone, refused by the fleet). */
+  discard(image: KeptImage): Promise<void>;
+  /** Resolves when a pending image exists (now or later), or when close() is called. */
+  waitForPending(): Promise<void>;
+  stats(): ImageStoreStats;
+  alarms(): string[];
+  close(): void;
+}
+
+export interface ImageStoreOptions {
+  dir: string;
+  maxBytes: number;
+  logger: Logger;
+  /** A pending image was evicted by the quota. Must not throw. */
+  onEvicted?: (image: KeptImage, evictedSinceStart: number) => void;
+}
+
+const LEGACY = 'legacy';
+const NAME = /^(\d+)\.(jpg|png|webp|tif|bmp|bin)$/;
+
+const TYPES: Record<string, string> = {
+  jpg: 'image/jpeg',
+  png: 'image/png',
+  webp: 'image/webp',
+  tif: 'image/tiff',
+  bmp: 'image/bmp',
+  bin: 'application/octet-stream',
+};
+
+/** File extension from the image's magic bytes (the bytes are what the camera sent). */
+export function imageExtension(image: Buffer): string {
+  if (image[0] === 0xff && image[1] === 0xd8) return 'jpg';
+  if (image.subarray(0, 4).toString('latin1') === '\x89PNG') return 'png';
+  if (image.subarray(0, 4).toString('latin1') === 'RIFF' && image.subarray(8, 12).toString('latin1') === 'WEBP') return 'webp';
+  const tiff = image.subarray(0, 4).toString('latin1');
+  if (tiff === 'II*\0' || tiff === 'MM\0*') return 'tif';
+  if (image[0] === 0x42 && image[1] === 0x4d) return 'bmp';
+  return 'bin';
+}
+
+/** Creates the image store; call start() before use. */
+export function createImageStore(opts: ImageStoreOptions): ImageStore {
+  const log = opts.logger;
+  // Oldest first within each side; keep() appends, so the lists stay ordered without sorting.
+  let pending: KeptImage[] = [];
+  let sent: KeptImage[] = [];
+  let bytes = 0;
+  let evicted = 0;
+  let evictedRecently = false;
+  let closed = false;
+  let waiters: (() => void)[] = [];
+  let seqTmp = 0;
+
+  const storeDir = (storeId: string | undefined) => path.join(opts.dir, storeId ?? LEGACY);
+
+  async function scan(side: 'pending' | 'sent'): Promise<KeptImage[]> {
+    const found: KeptImage[] = [];
+    let stores: string[];
+    try {
+      stores = await readdir(opts.dir);
+    } catch {
+      return found;
+    }
+    for (const store of stores) {
+      const dir = path.join(opts.dir, store, side);
+      let names: string[];
+      try {
+        names = await readdir(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        const file = path.join(dir, name);
+        const m = NAME.exec(name);
+        if (!m) {
+          // A write cut short by a crash; never a whole image.
+          if (name.endsWith('.tmp')) await unlink(file).catch(() => undefined);
+          continue;
+        }
+        const st = await stat(file).catch(() => undefined);
+        if (!st) continue;
+        found.push({
+          storeId: store === LEGACY ? undefined : store,
+          seq: Number(m[1]),
+          file,
+          bytes: st.size,
+          contentType: TYPES[m[2]!]!,
+          at: st.mtimeMs,
+        });
+      }
+    }
+    return found.sort((a, b) => a.at - b.at || a.seq - b.seq);
+  }
+
+  async function remove(img: KeptImage): Promise<void> {
+    bytes -= img.bytes;
+    await unlink(img.file).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') log.warn({ err, file: img.file }, 'cannot delete image');
+    });
+  }
+
+  async function evict(): Promise<void> {
+    while (bytes > opts.maxBytes) {
+      const victim = sent.shift();
+      if (victim) {
+        await remove(victim);
+        continue;
+      }
+      const lost = pending.shift();
+      if (!lost) break;
+      await remove(lost);
+      evicted++;
+      evictedRecently = true;
+      log.warn({ seq: lost.seq, storeId: lost.storeId, evicted }, 'image quota full; oldest unsent image evicted');
+      try {
+        opts.onEvicted?.(lost, evicted);
+      } catch (err) {
+        log.error({ err }, 'eviction hook threw');
+      }
+    }
+  }
+
+  function wake(): void {
+    const w = waiters;
+    waiters = [];
+    for (const fn of w) fn();
+  }
+
+  return {
+    async start() {
+      pending = await scan('pending');
+      sent = await scan('sent');
+      bytes = [...pending, ...sent].reduce((sum, i) => sum + i.bytes, 0);
+      log.info({ pending: pending.length, sent: sent.length, bytes }, 'image store opened');
+      await evict();
+      if (pending.length > 0) wake();
+    },
+    async keep(storeId, seq, image) {
+      if (closed || opts.maxBytes <= 0 || image.length > opts.maxBytes) return;
+      const ext = imageExtension(image);
+      const dir = path.join(storeDir(storeId), 'pending');
+      await mkdir(dir, { recursive: true });
+      const file = path.join(dir, `${seq}.${ext}`);
+      const tmp = `${file}.${process.pid}.${seqTmp++}.tmp`;
+      await writeFile(tmp, image);
+      await rename(tmp, file);
+      pending.push({ storeId, seq, file, bytes: image.length, contentType: TYPES[ext]!, at: Date.now() });
+      bytes += image.length;
+      await evict();
+      wake();
+    },
+    nextPending() {
+      return pending[0];
+    },
+    async markSent(img) {
+      const i = pending.indexOf(img);
+      if (i < 0) return; // evicted meanwhile
+      const dir = path.join(storeDir(img.storeId), 'sent');
+      await mkdir(dir, { recursive: true });
+      const target = path.join(dir, path.basename(img.file));
+      try {
+        await rename(img.file, target);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // evicted while we waited
+        throw err;
+      }
+      // Re-find: keep() or evict() may have moved entries while we awaited.
+      const j = pending.indexOf(img);
+      if (j >= 0) pending.splice(j, 1);
+      sent.push({ ...img, file: target });
+      if (pending.length === 0) evictedRecently = false;
+    },
+    async discard(img) {
+      const i = pending.indexOf(img);
+      if (i < 0) return;
+      pending.splice(i, 1);
+      await remove(img);
+    },
+    waitForPending() {
+      if (pending.length > 0 || closed) return Promise.resolve();
+      return new Promise((resolve) => waiters.push(resolve));
+    },
+    stats() {
+      return { images: pending.length + sent.length, bytes, pending: pending.length, evicted };
+    },
+    alarms() {
+      return evictedRecently ? [IMAGE_QUOTA_ALARM] : [];
+    },
+    close() {
+      closed = true;
+      wake();
+    },
+  };
+}
