@@ -14,7 +14,11 @@ import { edgeRoutes } from './routes/edges.js';
 import { statsRoutes } from './routes/stats.js';
 import { resultRoutes } from './routes/results.js';
 import { dashboardRoutes } from './routes/dashboard.js';
-import type { RouteDeps } from './routes/deps.js';
+import { modelRoutes } from './routes/models.js';
+import { configRoutes } from './routes/config.js';
+import { rolloutRoutes } from './routes/rollouts.js';
+import { imageRoutes, type ImageRouteDeps } from './routes/images.js';
+import type { ControlDeps, RouteDeps } from './routes/deps.js';
 
 export interface AppDeps {
   store: FleetStore;
@@ -23,11 +27,22 @@ export interface AppDeps {
   status?: () => { mqttConnected: boolean; ingest: IngestCounters };
   /** Clock for default time ranges and uptime; Date.now by default. */
   now?: () => number;
+  /** Registry, configuration layers and rollouts; their routes exist only when given. */
+  control?: ControlDeps;
+  /** Result images (upload and download routes, `hasImage` in result views); absent: no image routes. */
+  images?: ImageRouteDeps;
 }
 
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   OSP_ERR_BAD_REQUEST: 400,
   OSP_ERR_NOT_FOUND: 404,
+  OSP_ERR_CONFLICT: 409,
+  OSP_ERR_CONTENT_TYPE: 415,
+  OSP_ERR_RANGE: 416,
+  OSP_ERR_IMAGE_CHECKSUM: 422,
+  // A package that is well-formed HTTP but not an acceptable model package.
+  OSP_ERR_MODEL_MANIFEST: 422,
+  OSP_ERR_MODEL_CHECKSUM: 422,
 };
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -59,11 +74,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const routeDeps: RouteDeps = { store: deps.store, now, startedAt: now() };
   if (deps.status) routeDeps.status = deps.status;
+  if (deps.control) routeDeps.control = deps.control;
+  if (deps.images) routeDeps.images = deps.images.images;
   await app.register(healthRoutes, routeDeps);
   await app.register(edgeRoutes, routeDeps);
   await app.register(statsRoutes, routeDeps);
   await app.register(resultRoutes, routeDeps);
   await app.register(dashboardRoutes);
+  if (deps.images) await app.register(imageRoutes, deps.images);
+  if (deps.control) {
+    await app.register(modelRoutes, routeDeps);
+    await app.register(configRoutes, routeDeps);
+    await app.register(rolloutRoutes, routeDeps);
+  }
   return app;
 }
 

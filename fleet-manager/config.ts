@@ -28,6 +28,25 @@ export const FleetConfigSchema = Type.Object(
     ),
     // An enum rather than a union of literals: ajv then reports one error, not one per literal.
     logLevel: Type.Optional(Type.Unsafe<LogLevel>({ type: 'string', enum: [...LOG_LEVELS] })),
+    // Null allowed so a resolved config can be passed back in as is.
+    publicUrl: Type.Optional(
+      Type.Union([
+        Type.String({ pattern: '^https?://[^\\s/]+(/[^\\s]*)?$', description: 'base URL edges use to download artifacts' }),
+        Type.Null(),
+      ], { description: 'default: the HTTP listen address (set it when edges reach the fleet by another name)' }),
+    ),
+    registry: Type.Optional(
+      Type.Object(
+        { maxPackageBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'largest accepted model package upload' })) },
+        strict,
+      ),
+    ),
+    rollouts: Type.Optional(
+      Type.Object(
+        { tickMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 60_000, description: 'how often rollout gates are evaluated' })) },
+        strict,
+      ),
+    ),
   },
   { $id: 'osprey.fleetConfig', ...strict },
 );
@@ -40,6 +59,10 @@ export interface FleetConfig {
   mqtt: { host: string; port: number };
   brokerUrl: string | null;
   logLevel: LogLevel;
+  /** Base URL of artifact downloads in desired states; null: derived from the HTTP listen address. */
+  publicUrl: string | null;
+  registry: { maxPackageBytes: number };
+  rollouts: { tickMs: number };
 }
 
 export const FLEET_DEFAULTS = {
@@ -48,6 +71,8 @@ export const FLEET_DEFAULTS = {
   http: { host: '0.0.0.0', port: 8080 },
   mqtt: { host: '0.0.0.0', port: 1883 },
   logLevel: 'info',
+  registry: { maxPackageBytes: 512 * 1024 * 1024 },
+  rollouts: { tickMs: 1000 },
 } as const;
 
 /**
@@ -64,6 +89,9 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     mqtt: { ...FLEET_DEFAULTS.mqtt, ...c.mqtt },
     brokerUrl: c.brokerUrl ?? null,
     logLevel: c.logLevel ?? FLEET_DEFAULTS.logLevel,
+    publicUrl: c.publicUrl ? c.publicUrl.replace(/\/+$/, '') : null,
+    registry: { ...FLEET_DEFAULTS.registry, ...c.registry },
+    rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
   };
 }
 

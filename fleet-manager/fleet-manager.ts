@@ -16,6 +16,12 @@ import { openSqliteStore, type FleetStore } from './store.js';
 import { localHost, startBroker, type EmbeddedBroker } from './broker.js';
 import { createIngest, type Ingest } from './ingest.js';
 import { buildApp } from './app.js';
+import { openSqliteImageStore, type FleetImageStore } from './image-store.js';
+import { openSqliteControlStore, type ControlStore } from './control-store.js';
+import { loadOrCreateSigningKeys } from './signing-keys.js';
+import { createRegistry } from './registry.js';
+import { createDesiredPublisher } from './desired-state.js';
+import { createRolloutEngine } from './rollout-engine.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -27,6 +33,9 @@ export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'>
   /** Base for a relative dataDir (default: the current directory). */
   baseDir?: string;
 }
+
+/** Largest image an edge may upload (edges keep the camera's encoded frame, well below this). */
+const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
 
 export interface FleetManagerAddresses {
   /** Where the HTTP API and dashboard answer, reachable from this machine. */
@@ -60,11 +69,20 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   let closing: Promise<void> | undefined;
 
   async function startAll(): Promise<FleetManagerAddresses> {
+    let baseUrl = config.publicUrl ?? '';
     mkdirSync(config.dataDir, { recursive: true });
     const dbFile = join(config.dataDir, 'fleet.db');
     const store: FleetStore = openSqliteStore({ file: dbFile, logger: child('store') });
     started.push({ name: 'store', close: () => store.close() });
     log.info({ dbFile }, 'fleet store opened');
+    // Same file, own connection: the registry and rollouts live beside the results they judge.
+    const control: ControlStore = openSqliteControlStore({ file: dbFile, logger: child('control-store') });
+    started.push({ name: 'control-store', close: () => control.close() });
+    // Result images: blobs by sha256 under dataDir/images, links in fleet.db (issue 5).
+    const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images') });
+    started.push({ name: 'images', close: () => images.close() });
+    const keys = await loadOrCreateSigningKeys(config.dataDir, child('registry'));
+    const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry') });
 
     let mqttUrl = config.brokerUrl;
     if (mqttUrl === null) {
@@ -85,7 +103,9 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, child('mqtt'));
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
-    const ingest: Ingest = createIngest({ client, store, logger: child('ingest') });
+    const publisher = createDesiredPublisher({ client, store: control, fleet: store, registry, logger: child('desired') });
+    const engine = createRolloutEngine({ control, fleet: store, publisher, logger: child('rollouts'), tickMs: config.rollouts.tickMs });
+    const ingest: Ingest = createIngest({ client, store, logger: child('ingest'), onReport: (report) => engine.onReport(report) });
     started.push({ name: 'ingest', close: () => ingest.stop() });
     await ingest.start();
 
@@ -93,11 +113,19 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       store,
       logger: child('http'),
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
+      control: { store: control, registry, publisher, engine, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
+      images: { images, maxImageBytes: MAX_IMAGE_BYTES },
     });
     started.push({ name: 'http', close: () => app.close() });
     await app.listen({ host: config.http.host, port: config.http.port });
     const { port } = app.server.address() as AddressInfo;
     const httpUrl = `http://${localHost(config.http.host)}:${port}`;
+    // Artifact URLs go to edges on other machines: the listen address is only a default.
+    baseUrl = config.publicUrl ?? httpUrl;
+    publisher.setBaseUrl(baseUrl);
+    if (!config.publicUrl) log.info({ baseUrl }, 'artifact URLs use the listen address; set publicUrl if edges reach the fleet by another name');
+    await engine.start();
+    started.push({ name: 'rollouts', close: () => engine.stop() });
     log.info({ httpUrl, mqttUrl }, 'fleet manager started');
     return { httpUrl, mqttUrl };
   }

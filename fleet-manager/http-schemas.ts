@@ -4,7 +4,7 @@
  * route's schema separately and would otherwise see the same id twice.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { DetectionSchema, ResultRecordSchema, Verdict } from '../protocol/messages.js';
+import { DetectionSchema, ResultRecordSchema, TelemetryMessageSchema, Verdict } from '../protocol/messages.js';
 import { BUCKET_PATTERN } from './line-stats.js';
 
 const strict = { additionalProperties: false } as const;
@@ -38,6 +38,8 @@ export const ResultViewSchema = Type.Object(
     score: rp.score,
     latencyMs: rp.latencyMs,
     detections: Type.Optional(Type.Array(DetectionSchema)),
+    storeId: Type.Optional(Type.String({ description: 'the edge result store; absent for edges that send none' })),
+    hasImage: Type.Boolean({ description: 'an image is stored: GET /api/results/:edgeId/:seq/image (?store= when given)' }),
   },
   strict,
 );
@@ -79,6 +81,8 @@ export const TelemetrySummarySchema = Type.Object(
     latencyP95Ms: Type.Number(),
     cpuPercent: Type.Number(),
     rssBytes: Type.Integer(),
+    alarms: Type.Array(Type.String(), { description: 'alarms in force at the edge, e.g. result-quota' }),
+    storage: Type.Optional(TelemetryMessageSchema.properties.storage),
   },
   strict,
 );
@@ -93,6 +97,7 @@ export const EdgeViewSchema = Type.Object(
     lastSeen: EpochMs,
     ackedSeq: Type.Integer({ description: 'highest contiguous seq stored by the fleet' }),
     lastSeq: Nullable(Type.Integer({ description: 'highest seq the edge has reported producing' })),
+    storeId: Nullable(Type.String({ description: "the edge's current result store; null for edges that send none" })),
     activeModel: Nullable(Type.String({ description: 'name@version' })),
     agentVersion: Nullable(Type.String()),
     telemetry: Nullable(TelemetrySummarySchema),
@@ -164,6 +169,7 @@ export const HealthSchema = Type.Object(
         resultsStored: Type.Integer(),
         acksSent: Type.Integer(),
         storeErrors: Type.Integer(),
+        conflicts: Type.Integer({ description: 'results whose (edge, store, seq) was already stored as another frame' }),
       },
       strict,
     ),

@@ -14,12 +14,22 @@ import type { FleetStore, ReportMeta } from './store.js';
 const INBOUND = ['results', 'state', 'telemetry', 'events'] as const;
 type InboundKind = (typeof INBOUND)[number];
 
+/** A message from an edge, after it was stored. */
+export type InboundReport = {
+  [K in InboundKind]: { kind: K; edgeId: string; message: MessageByKind[K]; meta: ReportMeta };
+}[InboundKind];
+
 export interface IngestOptions {
   /** A connected mqtt.js client; ingest subscribes on it but does not own it. */
   client: MqttClient;
   store: FleetStore;
   logger: Logger;
   now?: () => number;
+  /**
+   * Called with every message once stored (the rollout engine watches states, telemetry, events and
+   * results arriving). Synchronous and must not throw; it runs inside the edge's ordered chain.
+   */
+  onReport?: (report: InboundReport) => void;
 }
 
 /** Counters since start, for /health and tests. */
@@ -29,6 +39,8 @@ export interface IngestCounters {
   resultsStored: number;
   acksSent: number;
   storeErrors: number;
+  /** Results whose (edge, store, seq) was already stored as another frame (see IngestOutcome). */
+  conflicts: number;
 }
 
 export interface Ingest {
@@ -44,7 +56,7 @@ export function createIngest(opts: IngestOptions): Ingest {
   const { client, store } = opts;
   const log = opts.logger;
   const now = opts.now ?? Date.now;
-  const counters: IngestCounters = { messages: 0, dropped: 0, resultsStored: 0, acksSent: 0, storeErrors: 0 };
+  const counters: IngestCounters = { messages: 0, dropped: 0, resultsStored: 0, acksSent: 0, storeErrors: 0, conflicts: 0 };
   // Messages of one edge are handled in arrival order, so two batches never race on its ack.
   const tails = new Map<string, Promise<void>>();
   let stopped = false;
@@ -101,28 +113,39 @@ export function createIngest(opts: IngestOptions): Ingest {
 
   async function handle(kind: InboundKind, edgeId: string, msg: MessageByKind[InboundKind], meta: ReportMeta, topic: string) {
     try {
-      switch (kind) {
-        case 'results':
-          return await handleResults(edgeId, msg as MessageByKind['results'], meta, topic);
-        case 'state': {
-          const state = msg as MessageByKind['state'];
-          await store.recordState(edgeId, state, meta);
-          log.info({ edgeId, online: state.online, line: state.line, replay: meta.replay }, 'edge state');
-          return;
-        }
-        case 'telemetry':
-          return await store.recordTelemetry(edgeId, msg as MessageByKind['telemetry'], meta);
-        case 'events': {
-          const ev = msg as MessageByKind['events'];
-          await store.recordEvent(edgeId, ev, meta);
-          log.info({ edgeId, kind: ev.kind, level: ev.level, message: ev.message }, 'edge event');
-          return;
-        }
-      }
+      await record(kind, edgeId, msg, meta, topic);
     } catch (err) {
       // Not acked, so the edge sends the batch again; the fleet keeps serving.
       counters.storeErrors++;
       log.error({ err, edgeId, kind }, 'message not stored');
+      return;
+    }
+    try {
+      opts.onReport?.({ kind, edgeId, message: msg, meta } as InboundReport);
+    } catch (err) {
+      log.error({ err, edgeId, kind }, 'report listener failed');
+    }
+  }
+
+  /** Stores one message; throws when the store fails. */
+  async function record(kind: InboundKind, edgeId: string, msg: MessageByKind[InboundKind], meta: ReportMeta, topic: string) {
+    switch (kind) {
+      case 'results':
+        return await handleResults(edgeId, msg as MessageByKind['results'], meta, topic);
+      case 'state': {
+        const state = msg as MessageByKind['state'];
+        await store.recordState(edgeId, state, meta);
+        log.info({ edgeId, online: state.online, line: state.line, replay: meta.replay }, 'edge state');
+        return;
+      }
+      case 'telemetry':
+        return await store.recordTelemetry(edgeId, msg as MessageByKind['telemetry'], meta);
+      case 'events': {
+        const ev = msg as MessageByKind['events'];
+        await store.recordEvent(edgeId, ev, meta);
+        log.info({ edgeId, kind: ev.kind, level: ev.level, message: ev.message }, 'edge event');
+        return;
+      }
     }
   }
 
@@ -132,10 +155,25 @@ export function createIngest(opts: IngestOptions): Ingest {
       drop(topic, `seq ${outside?.seq ?? msg.fromSeq} outside the batch range ${msg.fromSeq}..${msg.toSeq}`, edgeId);
       return;
     }
-    const { ackedSeq, inserted } = await store.ingestResults(edgeId, msg.results, meta);
+    const { storeId } = msg;
+    const { ackedSeq, inserted, conflicts } = await store.ingestResults(edgeId, msg.results, meta, storeId);
     counters.resultsStored += inserted;
-    log.debug({ edgeId, fromSeq: msg.fromSeq, toSeq: msg.toSeq, inserted, ackedSeq }, 'results stored');
-    const ack = envelope('ack', edgeId, { ackSeq: ackedSeq }, now());
+    log.debug({ edgeId, storeId, fromSeq: msg.fromSeq, toSeq: msg.toSeq, inserted, ackedSeq }, 'results stored');
+    if (conflicts > 0) {
+      // Same (edge, store, seq), another frame: the edge's results.db was restored or copied.
+      counters.conflicts += conflicts;
+      log.error({ edgeId, storeId, fromSeq: msg.fromSeq, toSeq: msg.toSeq, conflicts }, 'results conflict with stored ones');
+      // Kept with the edge's own events, so whoever looks at the edge sees it, not only the log.
+      const alert = envelope('events', edgeId, {
+        kind: 'alert',
+        level: 'error',
+        message: `${conflicts} results reuse stored (edge, store, seq) keys with other content: the edge's results.db was restored or copied; delete it so the edge starts a new store`,
+        data: { storeId: storeId ?? null, fromSeq: msg.fromSeq, toSeq: msg.toSeq, conflicts },
+      }, now());
+      await store.recordEvent(edgeId, alert, meta);
+    }
+    // The ack names the store it is for, so an edge never takes another store's ack as its own.
+    const ack = envelope('ack', edgeId, storeId === undefined ? { ackSeq: ackedSeq } : { ackSeq: ackedSeq, storeId }, now());
     // Not awaited: the PUBACK round trip must not hold up the next batch of this edge.
     client.publishAsync(edgeTopic(edgeId, 'ack'), encodeMessage(ack), { qos: 1 }).then(
       () => {

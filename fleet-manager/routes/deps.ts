@@ -4,6 +4,23 @@
  */
 import type { FleetStore } from '../store.js';
 import type { IngestCounters } from '../ingest.js';
+import type { ControlStore } from '../control-store.js';
+import type { Registry } from '../registry.js';
+import type { DesiredPublisher } from '../desired-state.js';
+import type { RolloutEngine } from '../rollout-engine.js';
+import type { FleetImageStore } from '../image-store.js';
+
+/** The control plane behind the registry, config and rollout routes. */
+export interface ControlDeps {
+  store: ControlStore;
+  registry: Registry;
+  publisher: DesiredPublisher;
+  engine: RolloutEngine;
+  /** Largest accepted package upload in bytes. */
+  maxPackageBytes: number;
+  /** Base URL of artifact downloads, as desired states carry it. */
+  baseUrl: () => string;
+}
 
 export interface RouteDeps {
   store: FleetStore;
@@ -13,4 +30,8 @@ export interface RouteDeps {
   now: () => number;
   /** When the fleet manager started (epoch ms). */
   startedAt: number;
+  /** Registry, configuration and rollouts; absent when the app runs without them. */
+  control?: ControlDeps;
+  /** Result images; absent: result views say hasImage false. */
+  images?: FleetImageStore;
 }

@@ -18,7 +18,9 @@ export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
 function toEdgeView(e: EdgeRecord): EdgeView {
   const t = e.telemetry;
-  const lastSeqs = [t?.lastSeq, e.state?.lastSeq].filter((n): n is number => typeof n === 'number');
+  // The newer report wins: after a wiped edge database the old store's higher seqs are history.
+  const reports = [t, e.state].filter((r) => typeof r?.lastSeq === 'number') as { lastSeq: number; ts?: number }[];
+  reports.sort((a, b) => (b.ts ?? 0) - (a.ts ?? 0));
   const active = e.state?.active;
   return {
     id: e.id,
@@ -28,7 +30,8 @@ function toEdgeView(e: EdgeRecord): EdgeView {
     firstSeen: e.firstSeen,
     lastSeen: e.lastSeen,
     ackedSeq: e.ackedSeq,
-    lastSeq: lastSeqs.length > 0 ? Math.max(...lastSeqs) : null,
+    lastSeq: reports[0]?.lastSeq ?? null,
+    storeId: e.storeId || null,
     activeModel: active ? `${active.name}@${active.version}` : null,
     agentVersion: e.state?.agentVersion ?? null,
     telemetry:
@@ -44,6 +47,8 @@ function toEdgeView(e: EdgeRecord): EdgeView {
             latencyP95Ms: t.latencyMs.p95,
             cpuPercent: t.cpuPercent,
             rssBytes: t.rssBytes,
+            alarms: t.alarms ?? [],
+            ...(t.storage ? { storage: t.storage } : {}),
           }
         : null,
   };

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { HealthSchema, errorResponses, type Health } from '../http-schemas.js';
 import type { RouteDeps } from './deps.js';
 
-const NO_INGEST = { messages: 0, dropped: 0, resultsStored: 0, acksSent: 0, storeErrors: 0 };
+const NO_INGEST = { messages: 0, dropped: 0, resultsStored: 0, acksSent: 0, storeErrors: 0, conflicts: 0 };
 
 /** Registers the health route. */
 export const healthRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {

@@ -4,6 +4,7 @@ import { OspreyError } from '../../protocol/errors.js';
 import { ResultsPageSchema, ResultsQuerySchema, errorResponses, type ResultsQueryString } from '../http-schemas.js';
 import { parseTime } from '../line-stats.js';
 import type { ResultsCursor, ResultsQuery, StoredResult } from '../store.js';
+import { resultKeyString } from '../image-store.js';
 import type { RouteDeps } from './deps.js';
 
 /** Registers the results listing. */
@@ -27,7 +28,10 @@ export const resultRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => 
       if (q.cursor !== undefined) query.after = decodeCursor(q.cursor);
       if (q.offset !== undefined) query.offset = q.offset;
       const page = await deps.store.listResults(query);
-      return { items: page.items.map(toView), nextCursor: page.next ? encodeCursor(page.next) : null };
+      const keys = page.items.map((r) => ({ edgeId: r.edgeId, storeId: r.storeId ?? '', seq: r.seq }));
+      const withImage = deps.images ? await deps.images.has(keys) : new Set<string>();
+      const items = page.items.map((r, i) => ({ ...toView(r), hasImage: withImage.has(resultKeyString(keys[i]!)) }));
+      return { items, nextCursor: page.next ? encodeCursor(page.next) : null };
     },
   );
 };

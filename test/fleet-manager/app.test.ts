@@ -142,7 +142,7 @@ test('stats: bad parameters get 400 naming the parameter, unknown lines 404', as
 /** Every stored result as the API shows it, newest first. */
 function allNewestFirst() {
   return Object.entries(DATA)
-    .flatMap(([edgeId, d]) => d.results.map((r) => ({ edgeId, line: d.line, ...r })))
+    .flatMap(([edgeId, d]) => d.results.map((r) => ({ edgeId, line: d.line, ...r, hasImage: false })))
     .sort((a, b) => b.ts - a.ts);
 }
 const keyOf = (r: { edgeId: string; seq: number }) => `${r.edgeId}#${r.seq}`;
@@ -211,7 +211,7 @@ test('GET /api/edges and /api/lines describe the fleet', async (t) => {
   const edges = (await app.inject('/api/edges')).json().edges;
   assert.deepEqual(edges[0], {
     id: 'e1', line: 'L1', cameras: ['cam-1'], online: true, firstSeen: T0, lastSeen: T0 + 200 * S,
-    ackedSeq: 4, lastSeq: null, activeModel: 'm@2', agentVersion: '0.1.0', telemetry: null,
+    ackedSeq: 4, lastSeq: null, storeId: null, activeModel: 'm@2', agentVersion: '0.1.0', telemetry: null,
   });
   assert.deepEqual(edges.map((e: { id: string; online: boolean }) => [e.id, e.online]), [['e1', true], ['e2', true], ['e3', false]]);
   assert.deepEqual((await app.inject('/api/lines')).json(), {
@@ -221,7 +221,7 @@ test('GET /api/edges and /api/lines describe the fleet', async (t) => {
 
 test('GET /health reports the database and MQTT; 503 when degraded', async (t) => {
   let mqttConnected = true;
-  const ingest = { messages: 3, dropped: 1, resultsStored: 2, acksSent: 1, storeErrors: 0 };
+  const ingest = { messages: 3, dropped: 1, resultsStored: 2, acksSent: 1, storeErrors: 0, conflicts: 0 };
   const { app, store } = await build(t, { status: () => ({ mqttConnected, ingest }) as never });
   const ok = await app.inject('/health');
   assert.equal(ok.statusCode, 200);

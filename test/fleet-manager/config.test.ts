@@ -13,6 +13,9 @@ test('config: an empty config gets every default', () => {
     mqtt: { host: '0.0.0.0', port: 1883 },
     brokerUrl: null,
     logLevel: 'info',
+    publicUrl: null,
+    registry: { maxPackageBytes: 512 * 1024 * 1024 },
+    rollouts: { tickMs: 1000 },
   });
   const partial = resolveFleetConfig({ http: { port: 0 }, brokerUrl: 'mqtt://broker:1883', logLevel: 'warn' }, '/x');
   assert.deepEqual(partial.http, { host: '0.0.0.0', port: 0 });
@@ -26,6 +29,8 @@ test('config: a bad value is OSP_ERR_CONFIG naming the field', () => {
     [{ htpp: {} }, /additional properties \(htpp\)/],
     [{ logLevel: 'loud' }, /\/logLevel must be equal to one of the allowed values/],
     [{ brokerUrl: 'localhost:1883' }, /\/brokerUrl must match pattern/],
+    [{ publicUrl: 'fleet:8080' }, /\/publicUrl must match pattern/],
+    [{ rollouts: { tickMs: 1 } }, /\/rollouts\/tickMs must be >= 10/],
     [[], /must be object/],
   ];
   for (const [input, message] of cases) {
@@ -63,6 +68,9 @@ test('config: command-line overrides win over the file and are checked with it',
     mqtt: { host: '0.0.0.0', port: 1884 },
     brokerUrl: 'mqtt://b:1883',
     logLevel: 'debug',
+    publicUrl: null,
+    registry: { maxPackageBytes: 512 * 1024 * 1024 },
+    rollouts: { tickMs: 1000 },
   });
   assert.equal((await loadFleetConfig(undefined, { httpPort: 1 })).http.port, 1);
   await assert.rejects(loadFleetConfig(undefined, { brokerUrl: 'nope' }), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /\/brokerUrl/.test(err.message));

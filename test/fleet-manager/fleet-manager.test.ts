@@ -61,7 +61,7 @@ test('an edge reports state, then results are stored and acked', { timeout: 10_0
   const page = await get('/api/results?edge=edge-a&limit=100');
   assert.deepEqual(page.body.items.map((r: { seq: number }) => r.seq), [15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1]);
   assert.ok(page.body.items.every((r: { line: string }) => r.line === 'line-1'));
-  assert.deepEqual(page.body.items.at(-1), { edgeId: 'edge-a', line: 'line-1', ...result(1) });
+  assert.deepEqual(page.body.items.at(-1), { edgeId: 'edge-a', line: 'line-1', ...result(1), hasImage: false });
 
   const edges = await get('/api/edges');
   const a = edges.body.edges.find((e: { id: string }) => e.id === 'edge-a');

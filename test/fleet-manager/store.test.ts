@@ -19,16 +19,16 @@ async function openStore(t: import('node:test').TestContext) {
 
 test('store: ack is the highest contiguous seq and never skips a gap', async (t) => {
   const { store } = await openStore(t);
-  assert.deepEqual(await store.ingestResults('e1', results(11, 20), meta()), { ackedSeq: 0, inserted: 10 });
-  assert.deepEqual(await store.ingestResults('e1', results(21, 25), meta()), { ackedSeq: 0, inserted: 5 });
+  assert.deepEqual(await store.ingestResults('e1', results(11, 20), meta()), { ackedSeq: 0, inserted: 10, conflicts: 0 });
+  assert.deepEqual(await store.ingestResults('e1', results(21, 25), meta()), { ackedSeq: 0, inserted: 5, conflicts: 0 });
   // Filling 1..10 closes the gap: the walk goes on through 11..25.
-  assert.deepEqual(await store.ingestResults('e1', results(1, 10), meta()), { ackedSeq: 25, inserted: 10 });
+  assert.deepEqual(await store.ingestResults('e1', results(1, 10), meta()), { ackedSeq: 25, inserted: 10, conflicts: 0 });
   // A duplicate batch inserts nothing and acks the same.
-  assert.deepEqual(await store.ingestResults('e1', results(1, 10), meta()), { ackedSeq: 25, inserted: 0 });
+  assert.deepEqual(await store.ingestResults('e1', results(1, 10), meta()), { ackedSeq: 25, inserted: 0, conflicts: 0 });
   // A batch overlapping the ack stores only its new rows.
-  assert.deepEqual(await store.ingestResults('e1', results(20, 30), meta()), { ackedSeq: 30, inserted: 5 });
+  assert.deepEqual(await store.ingestResults('e1', results(20, 30), meta()), { ackedSeq: 30, inserted: 5, conflicts: 0 });
   // Another edge has its own sequence.
-  assert.deepEqual(await store.ingestResults('e2', results(1, 3), meta()), { ackedSeq: 3, inserted: 3 });
+  assert.deepEqual(await store.ingestResults('e2', results(1, 3), meta()), { ackedSeq: 3, inserted: 3, conflicts: 0 });
   const edges = await store.listEdges();
   assert.deepEqual(edges.map((e) => [e.id, e.ackedSeq]), [['e1', 30], ['e2', 3]]);
 });

@@ -1,0 +1,386 @@
+/**
+ * The fleet's control-plane storage: model registry, configuration layers, per-edge desired
+ * state and pins, rollouts, and the two result aggregations rollout gates need. One narrow,
+ * asynchronous interface (`ControlStore`) like `FleetStore`, so PostgreSQL can replace SQLite;
+ * the SQLite implementation opens its own connection to the fleet database (`fleet.db`), whose
+ * `results` table `FleetStore` owns and must have created first.
+ */
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import type { Manifest } from '../protocol/manifest.js';
+import type { DesiredMessage, EdgeSettings } from '../protocol/messages.js';
+import { ACTIVE_STATUSES, type RolloutDoc, type RolloutStatus } from './rollout-spec.js';
+
+/** A registered, immutable model version. */
+export interface ModelVersionRecord {
+  name: string;
+  version: string;
+  /** sha256 of the canonical package archive: the artifact's address. */
+  sha256: string;
+  size: number;
+  /** Base64 Ed25519 signature by the fleet key (models/artifact-signature.ts). */
+  signature: string;
+  manifest: Manifest;
+  createdAt: number;
+}
+
+export interface ModelSummary {
+  name: string;
+  versions: number;
+  latestVersion: string;
+  updatedAt: number;
+}
+
+export type ConfigScope = 'fleet' | 'line' | 'edge';
+
+/** One configuration layer as set by people. */
+export interface ConfigLayer {
+  settings: EdgeSettings;
+  /** Counts the puts of this layer. */
+  version: number;
+  updatedAt: number;
+}
+
+/** A desired message without its envelope. */
+export type DesiredBody = Omit<DesiredMessage, 'v' | 'id' | 'ts' | 'edgeId'>;
+
+export interface DesiredRecord {
+  edgeId: string;
+  body: DesiredBody;
+  /** Canonical JSON of body.config, to tell whether the effective config changed. */
+  configJson: string;
+  updatedAt: number;
+}
+
+/** Which registered artifact an edge should run outside rollouts, and the one before it. */
+export interface EdgePin {
+  edgeId: string;
+  /** sha256 of the artifact; null: the edge's locally configured model. */
+  active: string | null;
+  previous: string | null;
+  updatedAt: number;
+}
+
+/** Candidate results of some edges, counted per edge (see StageEdgeState for the meanings). */
+export interface CandidateCounts {
+  edgeId: string;
+  frames: number;
+  defects: number;
+  paired: number;
+  agree: number;
+  baseDefects: number;
+  errors: number;
+}
+
+export interface CandidateScan {
+  /** Count result rows with after < id <= upTo. */
+  after: number;
+  upTo: number;
+  edges: readonly string[];
+  /** name@version of the candidate. */
+  model: string;
+  mode: 'live' | 'shadow';
+}
+
+export interface ControlStore {
+  getVersion(name: string, version: string): Promise<ModelVersionRecord | null>;
+  getVersionBySha(sha256: string): Promise<ModelVersionRecord | null>;
+  /** Inserts a new version; false when (name, version) or the sha256 already exists. */
+  insertVersion(rec: ModelVersionRecord): Promise<boolean>;
+  listModels(): Promise<ModelSummary[]>;
+  /** Versions of one model, oldest first. */
+  listVersions(name: string): Promise<ModelVersionRecord[]>;
+
+  getConfigLayer(scope: ConfigScope, key: string): Promise<ConfigLayer | null>;
+  /** Replaces a layer and returns it with its new version. */
+  putConfigLayer(scope: ConfigScope, key: string, settings: EdgeSettings, now: number): Promise<ConfigLayer>;
+  deleteConfigLayer(scope: ConfigScope, key: string): Promise<boolean>;
+
+  getDesired(edgeId: string): Promise<DesiredRecord | null>;
+  /** Stores desired states in one transaction (one fsync for a whole line). */
+  putDesired(recs: readonly DesiredRecord[]): Promise<void>;
+  listDesired(): Promise<DesiredRecord[]>;
+
+  getPin(edgeId: string): Promise<EdgePin | null>;
+  listPins(): Promise<EdgePin[]>;
+  setPins(pins: readonly EdgePin[]): Promise<void>;
+
+  /** Saves a rollout document and, in the same transaction, the pins it changed. */
+  saveRollout(doc: RolloutDoc, pins?: readonly EdgePin[]): Promise<void>;
+  getRollout(id: string): Promise<RolloutDoc | null>;
+  /** Newest first; `active` limits to rollouts that still own their edges. */
+  listRollouts(opts?: { active?: boolean; limit?: number }): Promise<RolloutDoc[]>;
+
+  /** Highest result row id so far (0 before any): the start line of a stage. */
+  maxResultRow(): Promise<number>;
+  scanCandidate(q: CandidateScan): Promise<CandidateCounts[]>;
+  /** Defect rate inputs of the edge's latest `limit` results not produced by `excludeModel`. */
+  baseline(edgeId: string, excludeModel: string, limit: number): Promise<{ frames: number; defects: number }>;
+
+  close(): Promise<void>;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS model_versions (
+  name TEXT NOT NULL,
+  version TEXT NOT NULL,
+  sha256 TEXT NOT NULL UNIQUE,
+  size INTEGER NOT NULL,
+  signature TEXT NOT NULL,
+  manifest TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (name, version)
+);
+CREATE TABLE IF NOT EXISTS config_layers (
+  scope TEXT NOT NULL,
+  key TEXT NOT NULL,
+  settings TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (scope, key)
+);
+CREATE TABLE IF NOT EXISTS edge_desired (
+  edge_id TEXT PRIMARY KEY,
+  body TEXT NOT NULL,
+  config_json TEXT NOT NULL,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS edge_pins (
+  edge_id TEXT PRIMARY KEY,
+  active_sha256 TEXT,
+  previous_sha256 TEXT,
+  updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollouts (
+  id TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS rollouts_status ON rollouts (status);
+`;
+
+interface VersionRow {
+  name: string;
+  version: string;
+  sha256: string;
+  size: number;
+  signature: string;
+  manifest: string;
+  created_at: number;
+}
+
+interface PinRow {
+  edge_id: string;
+  active_sha256: string | null;
+  previous_sha256: string | null;
+  updated_at: number;
+}
+
+interface DesiredRow {
+  edge_id: string;
+  body: string;
+  config_json: string;
+  updated_at: number;
+}
+
+export interface SqliteControlStoreOptions {
+  /** The fleet database file, already created by openSqliteStore. */
+  file: string;
+  logger: Logger;
+}
+
+/** Opens the control-plane tables in the fleet database (WAL and synchronous=FULL, like FleetStore). */
+export function openSqliteControlStore(opts: SqliteControlStoreOptions): ControlStore {
+  const db = new Database(opts.file, { fileMustExist: true });
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  db.exec(SCHEMA);
+  const activeList = ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ');
+
+  const st = {
+    getVersion: db.prepare<[string, string], VersionRow>('SELECT * FROM model_versions WHERE name = ? AND version = ?'),
+    getVersionBySha: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE sha256 = ?'),
+    insertVersion: db.prepare(
+      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, manifest, created_at)
+       VALUES (@name, @version, @sha256, @size, @signature, @manifest, @createdAt)`,
+    ),
+    listModels: db.prepare<[], { name: string; versions: number; latest: string; updated: number }>(
+      // The newest version per model: SQLite returns the bare column of the row holding max().
+      `SELECT name, count(*) AS versions, version AS latest, max(created_at) AS updated
+       FROM model_versions GROUP BY name ORDER BY name`,
+    ),
+    listVersions: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE name = ? ORDER BY created_at, rowid'),
+    getLayer: db.prepare<[string, string], { settings: string; version: number; updated_at: number }>(
+      'SELECT settings, version, updated_at FROM config_layers WHERE scope = ? AND key = ?',
+    ),
+    putLayer: db.prepare<{ scope: string; key: string; settings: string; now: number }>(
+      `INSERT INTO config_layers (scope, key, settings, version, updated_at) VALUES (@scope, @key, @settings, 1, @now)
+       ON CONFLICT (scope, key) DO UPDATE SET settings = excluded.settings, version = version + 1, updated_at = excluded.updated_at`,
+    ),
+    deleteLayer: db.prepare<[string, string]>('DELETE FROM config_layers WHERE scope = ? AND key = ?'),
+    getDesired: db.prepare<[string], DesiredRow>('SELECT * FROM edge_desired WHERE edge_id = ?'),
+    putDesired: db.prepare<DesiredRow>(
+      `INSERT INTO edge_desired (edge_id, body, config_json, updated_at) VALUES (@edge_id, @body, @config_json, @updated_at)
+       ON CONFLICT (edge_id) DO UPDATE SET body = excluded.body, config_json = excluded.config_json, updated_at = excluded.updated_at`,
+    ),
+    listDesired: db.prepare<[], DesiredRow>('SELECT * FROM edge_desired ORDER BY edge_id'),
+    getPin: db.prepare<[string], PinRow>('SELECT * FROM edge_pins WHERE edge_id = ?'),
+    listPins: db.prepare<[], PinRow>('SELECT * FROM edge_pins ORDER BY edge_id'),
+    setPin: db.prepare<PinRow>(
+      `INSERT INTO edge_pins (edge_id, active_sha256, previous_sha256, updated_at) VALUES (@edge_id, @active_sha256, @previous_sha256, @updated_at)
+       ON CONFLICT (edge_id) DO UPDATE SET active_sha256 = excluded.active_sha256, previous_sha256 = excluded.previous_sha256, updated_at = excluded.updated_at`,
+    ),
+    saveRollout: db.prepare<{ id: string; status: RolloutStatus; created_at: number; doc: string }>(
+      `INSERT INTO rollouts (id, status, created_at, doc) VALUES (@id, @status, @created_at, @doc)
+       ON CONFLICT (id) DO UPDATE SET status = excluded.status, doc = excluded.doc`,
+    ),
+    getRollout: db.prepare<[string], string>('SELECT doc FROM rollouts WHERE id = ?').pluck(),
+    listRollouts: db.prepare<[number], string>('SELECT doc FROM rollouts ORDER BY created_at DESC, id DESC LIMIT ?').pluck(),
+    listActive: db.prepare<[], string>(`SELECT doc FROM rollouts WHERE status IN (${activeList}) ORDER BY created_at, id`).pluck(),
+    maxResultRow: db.prepare<[], number>('SELECT coalesce(max(id), 0) FROM results').pluck(),
+    // Row-id ranges: each tick reads only the rows stored since the last one, whatever the clocks.
+    // `+edge_id` keeps the planner off results_edge_ts, which would walk each edge's whole history.
+    scanLive: db.prepare<{ after: number; upTo: number; edges: string; model: string }, CandidateCounts>(
+      `SELECT edge_id AS edgeId, count(*) AS frames, sum(verdict = 'defect') AS defects,
+              0 AS paired, 0 AS agree, 0 AS baseDefects, 0 AS errors
+       FROM results
+       WHERE id > @after AND id <= @upTo AND model = @model AND +edge_id IN (SELECT value FROM json_each(@edges))
+       GROUP BY edge_id`,
+    ),
+    scanShadow: db.prepare<{ after: number; upTo: number; edges: string; model: string }, CandidateCounts>(
+      `SELECT edge_id AS edgeId, count(*) AS frames,
+              coalesce(sum(shadow_verdict = 'defect'), 0) AS defects,
+              sum(shadow_verdict IS NOT NULL) AS paired,
+              coalesce(sum(shadow_verdict = verdict), 0) AS agree,
+              sum(shadow_verdict IS NOT NULL AND verdict = 'defect') AS baseDefects,
+              sum(shadow_error IS NOT NULL) AS errors
+       FROM results
+       WHERE id > @after AND id <= @upTo AND shadow_model = @model AND +edge_id IN (SELECT value FROM json_each(@edges))
+       GROUP BY edge_id`,
+    ),
+    // results_edge_ts (edge_id, ts) serves the newest-first walk of one edge.
+    baseline: db.prepare<[string, string, number], { frames: number; defects: number | null }>(
+      `SELECT count(*) AS frames, sum(verdict = 'defect') AS defects
+       FROM (SELECT verdict FROM results WHERE edge_id = ? AND model != ? ORDER BY ts DESC LIMIT ?)`,
+    ),
+  };
+
+  const putDesired = db.transaction((recs: readonly DesiredRecord[]) => {
+    for (const r of recs) st.putDesired.run({ edge_id: r.edgeId, body: JSON.stringify(r.body), config_json: r.configJson, updated_at: r.updatedAt });
+  });
+  const setPins = db.transaction((pins: readonly EdgePin[]) => {
+    for (const p of pins) st.setPin.run(toPinRow(p));
+  });
+  const saveRollout = db.transaction((doc: RolloutDoc, pins: readonly EdgePin[]) => {
+    st.saveRollout.run({ id: doc.id, status: doc.status, created_at: doc.createdAt, doc: JSON.stringify(doc) });
+    for (const p of pins) st.setPin.run(toPinRow(p));
+  });
+
+  let closed = false;
+  return {
+    async getVersion(name, version) {
+      const row = st.getVersion.get(name, version);
+      return row ? toVersion(row) : null;
+    },
+    async getVersionBySha(sha256) {
+      const row = st.getVersionBySha.get(sha256);
+      return row ? toVersion(row) : null;
+    },
+    async insertVersion(rec) {
+      const changes = st.insertVersion.run({ ...rec, manifest: JSON.stringify(rec.manifest) }).changes;
+      return changes === 1;
+    },
+    async listModels() {
+      return st.listModels.all().map((r) => ({ name: r.name, versions: r.versions, latestVersion: r.latest, updatedAt: r.updated }));
+    },
+    async listVersions(name) {
+      return st.listVersions.all(name).map(toVersion);
+    },
+    async getConfigLayer(scope, key) {
+      const row = st.getLayer.get(scope, key);
+      return row ? { settings: JSON.parse(row.settings) as EdgeSettings, version: row.version, updatedAt: row.updated_at } : null;
+    },
+    async putConfigLayer(scope, key, settings, now) {
+      st.putLayer.run({ scope, key, settings: JSON.stringify(settings), now });
+      const row = st.getLayer.get(scope, key)!;
+      return { settings: JSON.parse(row.settings) as EdgeSettings, version: row.version, updatedAt: row.updated_at };
+    },
+    async deleteConfigLayer(scope, key) {
+      return st.deleteLayer.run(scope, key).changes > 0;
+    },
+    async getDesired(edgeId) {
+      const row = st.getDesired.get(edgeId);
+      return row ? toDesired(row) : null;
+    },
+    async putDesired(recs) {
+      putDesired(recs);
+    },
+    async listDesired() {
+      return st.listDesired.all().map(toDesired);
+    },
+    async getPin(edgeId) {
+      const row = st.getPin.get(edgeId);
+      return row ? toPin(row) : null;
+    },
+    async listPins() {
+      return st.listPins.all().map(toPin);
+    },
+    async setPins(pins) {
+      setPins(pins);
+    },
+    async saveRollout(doc, pins = []) {
+      saveRollout(doc, pins);
+    },
+    async getRollout(id) {
+      const doc = st.getRollout.get(id);
+      return doc ? (JSON.parse(doc) as RolloutDoc) : null;
+    },
+    async listRollouts(o = {}) {
+      const docs = o.active ? st.listActive.all() : st.listRollouts.all(o.limit ?? 1000);
+      return docs.map((d) => JSON.parse(d) as RolloutDoc);
+    },
+    async maxResultRow() {
+      return st.maxResultRow.get()!;
+    },
+    async scanCandidate(q) {
+      if (q.edges.length === 0 || q.upTo <= q.after) return [];
+      const params = { after: q.after, upTo: q.upTo, edges: JSON.stringify(q.edges), model: q.model };
+      return (q.mode === 'live' ? st.scanLive : st.scanShadow).all(params);
+    },
+    async baseline(edgeId, excludeModel, limit) {
+      const row = st.baseline.get(edgeId, excludeModel, limit)!;
+      return { frames: row.frames, defects: row.defects ?? 0 };
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}
+
+function toVersion(row: VersionRow): ModelVersionRecord {
+  return {
+    name: row.name,
+    version: row.version,
+    sha256: row.sha256,
+    size: row.size,
+    signature: row.signature,
+    manifest: JSON.parse(row.manifest) as Manifest,
+    createdAt: row.created_at,
+  };
+}
+
+function toPin(row: PinRow): EdgePin {
+  return { edgeId: row.edge_id, active: row.active_sha256, previous: row.previous_sha256, updatedAt: row.updated_at };
+}
+
+function toPinRow(p: EdgePin): PinRow {
+  return { edge_id: p.edgeId, active_sha256: p.active, previous_sha256: p.previous, updated_at: p.updatedAt };
+}
+
+function toDesired(row: DesiredRow): DesiredRecord {
+  return { edgeId: row.edge_id, body: JSON.parse(row.body) as DesiredBody, configJson: row.config_json, updatedAt: row.updated_at };
+}

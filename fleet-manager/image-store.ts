@@ -1,0 +1,205 @@
+/**
+ * Images uploaded by edges (issue 5): blobs stored content-addressed by sha256 under
+ * `<dataDir>/images/<first two hex>/<sha256>`, and a link table `result_images` from each result
+ * key (edge, store, seq) to its blob. The link is independent of the `results` row, so an image
+ * may arrive before or after its result. One narrow, asynchronous interface like FleetStore; the
+ * SQLite implementation opens its own connection to `fleet.db`.
+ *
+ * Idempotent: uploading the same bytes for the same result again changes nothing; the same
+ * bytes for another result share the blob. A different image for a result that already has one
+ * is a conflict (the edge's store went back in time), never a silent replacement.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import { OspreyError } from '../protocol/errors.js';
+
+/** The key of one result. `storeId` '' is the store of edges that send no storeId. */
+export interface ResultKey {
+  edgeId: string;
+  storeId: string;
+  seq: number;
+}
+
+export interface StoredImage extends ResultKey {
+  sha256: string;
+  contentType: string;
+  bytes: number;
+  receivedAt: number;
+  /** The blob on disk. */
+  file: string;
+}
+
+export interface PutImageOutcome {
+  image: StoredImage;
+  /** False when this exact image was already linked to this result (a repeated upload). */
+  created: boolean;
+}
+
+export interface FleetImageStore {
+  /**
+   * Stores `bytes` for a result. `sha256` (hex), when given, must match the bytes
+   * (OSP_ERR_IMAGE_CHECKSUM otherwise); another image already linked to the result is
+   * OSP_ERR_CONFLICT.
+   */
+  put(key: ResultKey, bytes: Buffer, contentType: string, sha256?: string): Promise<PutImageOutcome>;
+  /** The image of one result, or null. */
+  get(key: ResultKey): Promise<StoredImage | null>;
+  /** Images linked to (edge, seq) in any store (more than one only after an edge database was replaced). */
+  find(edgeId: string, seq: number): Promise<StoredImage[]>;
+  /** Which of these results have an image, as `edgeId/storeId/seq` strings. */
+  has(keys: readonly ResultKey[]): Promise<Set<string>>;
+  close(): Promise<void>;
+}
+
+/** The string `has` answers with. */
+export const resultKeyString = (k: ResultKey) => `${k.edgeId}/${k.storeId}/${k.seq}`;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS result_images (
+  edge_id TEXT NOT NULL,
+  store_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  PRIMARY KEY (edge_id, store_id, seq)
+) WITHOUT ROWID;
+-- (edge, seq) lookups without the store, for GET /api/results/:edgeId/:seq/image.
+CREATE INDEX IF NOT EXISTS result_images_edge_seq ON result_images (edge_id, seq);
+`;
+
+interface Row {
+  edge_id: string;
+  store_id: string;
+  seq: number;
+  sha256: string;
+  content_type: string;
+  bytes: number;
+  received_at: number;
+}
+
+export interface SqliteImageStoreOptions {
+  /** The fleet database file (created by openSqliteStore first). */
+  file: string;
+  /** Where blobs live: `<dir>/<aa>/<sha256>`. */
+  dir: string;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** Opens the image store on the fleet database and a blob directory. */
+export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageStore {
+  const log = opts.logger;
+  const now = opts.now ?? Date.now;
+  mkdirSync(opts.dir, { recursive: true });
+  const db = new Database(opts.file);
+  db.pragma('journal_mode = WAL');
+  // An upload answered 2xx lets the edge forget the image: the link must survive a power cut.
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  db.exec(SCHEMA);
+
+  const st = {
+    get: db.prepare<[string, string, number], Row>('SELECT * FROM result_images WHERE edge_id = ? AND store_id = ? AND seq = ?'),
+    find: db.prepare<[string, number], Row>('SELECT * FROM result_images WHERE edge_id = ? AND seq = ? ORDER BY received_at'),
+    insert: db.prepare<Row>(
+      `INSERT OR IGNORE INTO result_images (edge_id, store_id, seq, sha256, content_type, bytes, received_at)
+       VALUES (@edge_id, @store_id, @seq, @sha256, @content_type, @bytes, @received_at)`,
+    ),
+  };
+
+  const blobPath = (sha: string) => join(opts.dir, sha.slice(0, 2), sha);
+  const toImage = (r: Row): StoredImage => ({
+    edgeId: r.edge_id,
+    storeId: r.store_id,
+    seq: r.seq,
+    sha256: r.sha256,
+    contentType: r.content_type,
+    bytes: r.bytes,
+    receivedAt: r.received_at,
+    file: blobPath(r.sha256),
+  });
+
+  /** Writes the blob once: temp file, fsync, rename (a crash leaves the whole blob or none). */
+  async function writeBlob(sha: string, bytes: Buffer): Promise<void> {
+    const file = blobPath(sha);
+    const existing = await stat(file).catch(() => undefined);
+    if (existing && existing.size === bytes.length) return;
+    await mkdir(join(opts.dir, sha.slice(0, 2)), { recursive: true });
+    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await rename(tmp, file);
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  let closed = false;
+
+  return {
+    async put(key, bytes, contentType, claimed) {
+      const sha = createHash('sha256').update(bytes).digest('hex');
+      if (claimed !== undefined && claimed.toLowerCase() !== sha) {
+        throw new OspreyError('OSP_ERR_IMAGE_CHECKSUM', `image sha256 is ${sha}, the sender named ${claimed}`);
+      }
+      const before = st.get.get(key.edgeId, key.storeId, key.seq);
+      if (before) {
+        if (before.sha256 !== sha) {
+          throw new OspreyError(
+            'OSP_ERR_CONFLICT',
+            `result ${key.edgeId}/${key.seq}${key.storeId ? ` (store ${key.storeId})` : ''} already has another image (${before.sha256})`,
+          );
+        }
+        // Repeated upload; make sure the blob is still there (it is written before the link).
+        await writeBlob(sha, bytes);
+        return { image: toImage(before), created: false };
+      }
+      // Blob first, link second: a link never points at a missing blob.
+      await writeBlob(sha, bytes);
+      const row: Row = {
+        edge_id: key.edgeId,
+        store_id: key.storeId,
+        seq: key.seq,
+        sha256: sha,
+        content_type: contentType,
+        bytes: bytes.length,
+        received_at: now(),
+      };
+      const created = st.insert.run(row).changes === 1;
+      const stored = created ? row : st.get.get(key.edgeId, key.storeId, key.seq)!;
+      if (stored.sha256 !== sha) throw new OspreyError('OSP_ERR_CONFLICT', `result ${key.edgeId}/${key.seq} already has another image`);
+      log.debug({ edgeId: key.edgeId, storeId: key.storeId, seq: key.seq, sha256: sha, bytes: bytes.length }, 'image stored');
+      return { image: toImage(stored), created };
+    },
+    async get(key) {
+      const r = st.get.get(key.edgeId, key.storeId, key.seq);
+      return r ? toImage(r) : null;
+    },
+    async find(edgeId, seq) {
+      return st.find.all(edgeId, seq).map(toImage);
+    },
+    async has(keys) {
+      const found = new Set<string>();
+      for (const k of keys) if (st.get.get(k.edgeId, k.storeId, k.seq)) found.add(resultKeyString(k));
+      return found;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}

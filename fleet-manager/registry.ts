@@ -1,0 +1,162 @@
+/**
+ * The model registry: validates an uploaded package, stores its canonical archive
+ * content-addressed on disk (`artifacts/ab/abcdef…`), signs it with the fleet key and records the
+ * version. Versions are immutable: the same package again is a no-op, a different one under an
+ * existing version is refused.
+ */
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { packArchive, unpackArchive } from '../models/package-archive.js';
+import { parseManifest } from '../models/manifest-check.js';
+import { MANIFEST_FILE, sha256Hex } from '../models/package-reader.js';
+import { signArtifact } from '../models/artifact-signature.js';
+import { OspreyError } from '../protocol/errors.js';
+import type { Manifest } from '../protocol/manifest.js';
+import type { ModelArtifact } from '../protocol/messages.js';
+import type { ControlStore, ModelVersionRecord } from './control-store.js';
+import type { SigningKeys } from './signing-keys.js';
+
+/** A package as uploaded: one archive (application/x-tar) or its files (multipart). */
+export type PackageUpload = { archive: Uint8Array } | { files: Map<string, Uint8Array> };
+
+export interface RegistryOptions {
+  store: ControlStore;
+  /** The fleet's data directory; artifacts go under `artifacts/`. */
+  dataDir: string;
+  keys: SigningKeys;
+  logger: Logger;
+  now?: () => number;
+}
+
+export interface AddVersionResult {
+  record: ModelVersionRecord;
+  /** False when exactly this package was already registered under this version. */
+  created: boolean;
+}
+
+export interface Registry {
+  /** Validates, stores, signs and records a package as a version of `name`. */
+  addVersion(name: string, upload: PackageUpload): Promise<AddVersionResult>;
+  /** Path of an artifact's archive on disk (whether or not it exists). */
+  artifactPath(sha256: string): string;
+  /** The artifact as desired states name it, downloadable under `baseUrl`. */
+  artifact(rec: ModelVersionRecord, baseUrl: string): ModelArtifact;
+  readonly publicKeyPem: string;
+}
+
+/** Creates the registry over a control store and a data directory. */
+export function createRegistry(opts: RegistryOptions): Registry {
+  const { store, keys } = opts;
+  const log = opts.logger;
+  const now = opts.now ?? Date.now;
+  const root = join(opts.dataDir, 'artifacts');
+  // One upload at a time: two racing uploads of one version must not both pass the immutability check.
+  let tail: Promise<unknown> = Promise.resolve();
+
+  const artifactPath = (sha256: string) => join(root, sha256.slice(0, 2), sha256);
+
+  async function writeArtifact(sha256: string, archive: Buffer): Promise<void> {
+    const file = artifactPath(sha256);
+    const existing = await stat(file).catch(() => null);
+    if (existing?.size === archive.length) return; // content-addressed: same name, same bytes
+    await mkdir(join(root, sha256.slice(0, 2)), { recursive: true });
+    const tmp = `${file}.${process.pid}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(archive);
+      // The version row is committed next; its bytes must be on disk first.
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    try {
+      await rename(tmp, file);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+  }
+
+  async function add(name: string, upload: PackageUpload): Promise<AddVersionResult> {
+    const files = 'archive' in upload ? unpackArchive(upload.archive) : upload.files;
+    const manifest = checkPackage(name, files);
+    // Re-packed canonically: the same package has one sha256 however it was tarred or uploaded.
+    const archive = packArchive(files);
+    const sha256 = sha256Hex(archive);
+    const existing = await store.getVersion(name, manifest.version);
+    if (existing) {
+      if (existing.sha256 === sha256) return { record: existing, created: false };
+      throw new OspreyError(
+        'OSP_ERR_CONFLICT',
+        `${name}@${manifest.version} already exists with a different package (sha256 ${existing.sha256.slice(0, 12)}…); versions are immutable, upload a new version`,
+      );
+    }
+    await writeArtifact(sha256, archive);
+    const record: ModelVersionRecord = {
+      name,
+      version: manifest.version,
+      sha256,
+      size: archive.length,
+      signature: signArtifact({ name, version: manifest.version, sha256 }, keys.privateKey),
+      manifest,
+      createdAt: now(),
+    };
+    if (!(await store.insertVersion(record))) {
+      throw new OspreyError('OSP_ERR_CONFLICT', `${name}@${manifest.version} or an identical package is already registered`);
+    }
+    log.info({ model: name, version: manifest.version, sha256, size: archive.length }, 'model version registered');
+    return { record, created: true };
+  }
+
+  return {
+    publicKeyPem: keys.publicKeyPem,
+    artifactPath,
+    addVersion(name, upload) {
+      const result = tail.then(() => add(name, upload));
+      tail = result.catch(() => undefined);
+      return result;
+    },
+    artifact(rec, baseUrl) {
+      return {
+        name: rec.name,
+        version: rec.version,
+        sha256: rec.sha256,
+        size: rec.size,
+        url: `${baseUrl}/api/artifacts/${rec.sha256}`,
+        signature: rec.signature,
+      };
+    },
+  };
+}
+
+/**
+ * What makes a package acceptable: a valid manifest naming this model, and every file it names
+ * present with the sha256 it states (model and plug-in), so an edge never receives a package
+ * that could not load.
+ */
+export function checkPackage(name: string, files: Map<string, Uint8Array>): Manifest {
+  const text = files.get(MANIFEST_FILE);
+  if (!text) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `the package has no ${MANIFEST_FILE} (files: ${[...files.keys()].join(', ') || 'none'})`);
+  let value: unknown;
+  try {
+    value = JSON.parse(Buffer.from(text).toString('utf8'));
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${MANIFEST_FILE} is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  const manifest = parseManifest(value, MANIFEST_FILE);
+  if (manifest.name !== name) {
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `the manifest names model "${manifest.name}", not "${name}"`);
+  }
+  const named: [string, string, string][] = [['model.file', manifest.model.file, manifest.model.sha256]];
+  if (manifest.postprocess) named.push(['postprocess.module', manifest.postprocess.module, manifest.postprocess.sha256]);
+  for (const [field, file, expected] of named) {
+    const bytes = files.get(file);
+    if (!bytes) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${field} "${file}" is not in the package`);
+    const actual = sha256Hex(bytes);
+    if (actual !== expected) {
+      throw new OspreyError('OSP_ERR_MODEL_CHECKSUM', `${file} has sha256 ${actual} but the manifest says ${expected}`);
+    }
+  }
+  return manifest;
+}

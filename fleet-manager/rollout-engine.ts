@@ -1,0 +1,652 @@
+/**
+ * The rollout engine: moves edges to a candidate version stage by stage, measures each stage
+ * against its gates, promotes, pauses or rolls back, and remembers everything in the control
+ * store so a restarted fleet manager resumes where it stopped. It ticks on a timer and soon after
+ * edges report; every change of what an edge should run goes out through the desired-state
+ * publisher. Semantics: docs/fleet-manager.md "Rollouts".
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { OspreyError } from '../protocol/errors.js';
+import type { EventMessage, TelemetryMessage } from '../protocol/messages.js';
+import type { EdgeRecord, FleetStore } from './store.js';
+import type { ControlStore, EdgePin } from './control-store.js';
+import type { DesiredPublisher } from './desired-state.js';
+import type { InboundReport } from './ingest.js';
+import {
+  ACTIVE_STATUSES,
+  candidateId,
+  normalizeRolloutSpec,
+  type CreateRolloutBody,
+  type RolloutDoc,
+  type RolloutTarget,
+  type StageEdgeState,
+  type StageSelect,
+  type StageState,
+} from './rollout-spec.js';
+import { edgeProgress, evaluateStage, reportsCandidate, type EdgeObservation, type EdgeProgress } from './rollout-gates.js';
+
+export type RolloutAction = 'promote' | 'pause' | 'resume' | 'abort' | 'rollback';
+
+export interface RolloutEngineOptions {
+  control: ControlStore;
+  fleet: FleetStore;
+  publisher: DesiredPublisher;
+  logger: Logger;
+  now?: () => number;
+  /** Evaluation period (default 1000 ms); reports from edges also trigger an evaluation. */
+  tickMs?: number;
+  /** Results per edge that make the live baseline defect rate (default 1000). */
+  baselineFrames?: number;
+}
+
+export interface LineRollbackEdge {
+  edgeId: string;
+  /** name@version (null: the edge's local model) before and after. */
+  from: string | null;
+  to: string | null;
+}
+
+export interface LineRollback {
+  line: string;
+  edges: LineRollbackEdge[];
+  /** Active rollouts that had edges on the line; they are paused. */
+  pausedRollouts: string[];
+}
+
+export interface RolloutEngine {
+  /** Loads the active rollouts, publishes every edge's desired state, starts ticking. */
+  start(): Promise<void>;
+  /** Stops ticking and waits for the running evaluation. Idempotent. */
+  stop(): Promise<void>;
+  create(body: CreateRolloutBody): Promise<RolloutDoc>;
+  get(id: string): Promise<RolloutDoc | null>;
+  list(): Promise<RolloutDoc[]>;
+  act(id: string, action: RolloutAction): Promise<RolloutDoc>;
+  /** Every edge of the line back to its previous version (a pin swap). */
+  rollbackLine(line: string): Promise<LineRollback>;
+  /** Feeds a stored edge message in (ingest's onReport). */
+  onReport(report: InboundReport): void;
+  /** Evaluates every running rollout now (tests; the timer does this otherwise). */
+  tick(): Promise<void>;
+  /** The artifact (sha256) an active rollout runs in shadow on this edge. */
+  shadowOf(edgeId: string): string | null;
+  /** When the engine started (silence is counted from no earlier). */
+  readonly startedAt: number;
+}
+
+const BASELINE_FRAMES = 1000;
+/** Reports arrive in bursts; one evaluation shortly after a burst serves them all. */
+const POKE_DELAY_MS = 25;
+
+/** Creates the engine; nothing runs until start(). */
+export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
+  const { control, fleet, publisher } = opts;
+  const log = opts.logger;
+  const now = opts.now ?? Date.now;
+  const tickMs = opts.tickMs ?? 1000;
+  const baselineFrames = opts.baselineFrames ?? BASELINE_FRAMES;
+  /** Rollouts that own edges (running, awaiting promotion, paused), by id. */
+  const active = new Map<string, RolloutDoc>();
+  /** Docs changed outside a tick (telemetry, events) that the next tick must save. */
+  const dirty = new Set<string>();
+  /** Last line seen per edge: a new edge or a moved one needs its desired state (re)computed. */
+  const knownLines = new Map<string, string | null>();
+  let startedAt = now();
+  let timer: NodeJS.Timeout | undefined;
+  let poked: NodeJS.Timeout | undefined;
+  let running = false;
+  /** Set before the first full publish, so an edge appearing during it is not missed. */
+  let publishing = false;
+  let tail: Promise<unknown> = Promise.resolve();
+
+  /** Everything that reads and writes rollouts runs one at a time. */
+  function exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const result = tail.then(fn);
+    tail = result.catch(() => undefined);
+    return result;
+  }
+
+  function owner(edgeId: string): RolloutDoc | undefined {
+    for (const doc of active.values()) {
+      const m = doc.members[edgeId];
+      if (m && m.mode !== 'removed') return doc;
+    }
+    return undefined;
+  }
+
+  function shadowOf(edgeId: string): string | null {
+    const doc = owner(edgeId);
+    return doc && doc.members[edgeId]!.mode === 'shadow' ? doc.sha256 : null;
+  }
+
+  function observe(e: EdgeRecord): EdgeObservation {
+    return { lastSeen: e.lastSeen, online: e.online, active: e.state?.active ?? null, shadow: e.state?.shadow ?? null };
+  }
+
+  function emptyStage(): StageState {
+    return { status: 'pending', startedAt: null, endedAt: null, measuringSince: null, startRow: 0, watermark: 0, attempt: 0, edges: {}, evaluation: null };
+  }
+
+  /** Opens a stage attempt: results stored from here on count, soak and silence start again. */
+  async function openStage(doc: RolloutDoc, index: number): Promise<void> {
+    const st = doc.stages[index]!;
+    const row = await control.maxResultRow();
+    st.status = 'running';
+    st.startedAt = now();
+    st.endedAt = null;
+    st.measuringSince = null;
+    st.startRow = row;
+    st.watermark = row;
+    st.attempt += 1;
+    st.evaluation = null;
+    const live = doc.spec.stages[index]!.mode === 'live';
+    for (const [id, se] of Object.entries(st.edges)) {
+      Object.assign(se, zeroCounters(), { failed: null });
+      // The candidate's own results are excluded, so the history before it is still the base.
+      if (live && !se.removed) Object.assign(se, baseCounters(await control.baseline(id, candidateId(doc), baselineFrames)));
+    }
+    doc.stageIndex = index;
+  }
+
+  function targetIds(doc: RolloutDoc, edges: EdgeRecord[]): string[] {
+    const t: RolloutTarget = doc.spec.target;
+    let ids: string[];
+    if (t.edges) ids = [...t.edges];
+    else if (t.lines) ids = edges.filter((e) => e.line !== null && t.lines!.includes(e.line)).map((e) => e.id);
+    else ids = edges.map((e) => e.id);
+    // A fixed pseudo-random order per rollout: 10 % then 50 % then 100 % are nested sets.
+    const key = (id: string) => createHash('sha256').update(`${doc.id}\0${id}`).digest('hex');
+    return ids.map((id) => [key(id), id] as const).sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, id]) => id);
+  }
+
+  function selectIds(select: StageSelect, targets: string[], byId: Map<string, EdgeRecord>): string[] {
+    if (select.edges) return select.edges.filter((id) => targets.includes(id));
+    if (select.line !== undefined) return targets.filter((id) => byId.get(id)?.line === select.line);
+    if (select.percent !== undefined) return targets.slice(0, Math.ceil((targets.length * select.percent) / 100));
+    return targets;
+  }
+
+  /**
+   * What the edge runs now, to return to on rollback: its pin, or null for the model in its own
+   * config. Null rather than the registry's copy of that model, even when one exists: the edge
+   * keeps its local model loaded as "previous", so going back to it is a pointer switch, while an
+   * artifact would be a download.
+   */
+  async function previousOf(edgeId: string, e: EdgeRecord | undefined, candidateSha: string): Promise<{ sha: string | null; model: string | null }> {
+    const pin = await control.getPin(edgeId);
+    // Already on the candidate (an earlier, aborted rollout of it): what it ran before that.
+    const sha = pin?.active === candidateSha ? pin.previous : (pin?.active ?? null);
+    if (sha) {
+      const v = await control.getVersionBySha(sha);
+      return { sha, model: v ? `${v.name}@${v.version}` : null };
+    }
+    const ref = pin?.active === candidateSha ? null : e?.state?.active;
+    return { sha: null, model: ref ? `${ref.name}@${ref.version}` : null };
+  }
+
+  interface TickOutput {
+    pins: EdgePin[];
+    refresh: Set<string>;
+  }
+
+  /** Assigns the current stage's edges that are not yet in it. */
+  async function assign(doc: RolloutDoc, edges: EdgeRecord[], byId: Map<string, EdgeRecord>, out: TickOutput): Promise<void> {
+    const index = doc.stageIndex;
+    const stage = doc.spec.stages[index]!;
+    const st = doc.stages[index]!;
+    const ids = selectIds(stage.select, targetIds(doc, edges), byId);
+    for (const id of ids) {
+      if (st.edges[id]) continue;
+      const other = owner(id);
+      if (other && other !== doc) continue; // another rollout has it; this one leaves it alone
+      if (doc.members[id]?.mode === 'removed') continue; // its line was rolled back by hand
+      const t = now();
+      const se: StageEdgeState = { assignedAt: t, convergedAt: null, removed: false, failed: null, ...zeroCounters() };
+      let member = doc.members[id];
+      if (!member) {
+        const prev = await previousOf(id, byId.get(id), doc.sha256);
+        member = { mode: stage.mode, stage: index, joinedAt: t, previous: prev.sha, previousModel: prev.model };
+        doc.members[id] = member;
+      }
+      member.mode = stage.mode;
+      member.stage = index;
+      if (stage.mode === 'live') {
+        Object.assign(se, baseCounters(await control.baseline(id, candidateId(doc), baselineFrames)));
+        out.pins.push({ edgeId: id, active: doc.sha256, previous: member.previous, updatedAt: t });
+      }
+      st.edges[id] = se;
+      out.refresh.add(id);
+      log.info({ rollout: doc.id, edgeId: id, stage: stage.name, mode: stage.mode }, 'edge assigned');
+    }
+  }
+
+  /** Adds the candidate results stored since the last look. */
+  async function count(doc: RolloutDoc): Promise<void> {
+    const st = doc.stages[doc.stageIndex]!;
+    const ids = Object.keys(st.edges).filter((id) => !st.edges[id]!.removed);
+    const upTo = await control.maxResultRow();
+    const rows = await control.scanCandidate({ after: st.watermark, upTo, edges: ids, model: candidateId(doc), mode: doc.spec.stages[doc.stageIndex]!.mode });
+    for (const r of rows) {
+      const se = st.edges[r.edgeId];
+      if (!se) continue;
+      se.frames += r.frames;
+      se.defects += r.defects;
+      se.paired += r.paired;
+      se.agree += r.agree;
+      se.resultErrors += r.errors;
+      if (doc.spec.stages[doc.stageIndex]!.mode === 'shadow') {
+        se.baseFrames += r.paired;
+        se.baseDefects += r.baseDefects;
+      }
+    }
+    st.watermark = Math.max(st.watermark, upTo);
+  }
+
+  function progressOf(doc: RolloutDoc, byId: Map<string, EdgeRecord>): [string, StageEdgeState, EdgeProgress][] {
+    const st = doc.stages[doc.stageIndex]!;
+    const ctx = { now: now(), silenceMs: doc.spec.silenceTimeoutSeconds * 1000, since: Math.max(st.startedAt ?? 0, startedAt) };
+    return Object.entries(st.edges).map(([id, se]) => {
+      const e = byId.get(id);
+      return [id, se, edgeProgress(se, e ? observe(e) : undefined, ctx)];
+    });
+  }
+
+  /**
+   * One rollout, one step: assign, notice convergence, count, judge, act. A stage awaiting
+   * promotion is still watched: it can still fail (a refusing edge, a gate), though not for an
+   * edge going quiet while people take their time.
+   */
+  async function step(doc: RolloutDoc, edges: EdgeRecord[], byId: Map<string, EdgeRecord>, out: TickOutput): Promise<boolean> {
+    if (!measured(doc)) return false;
+    const awaiting = doc.status === 'awaiting-promotion';
+    const stage = doc.spec.stages[doc.stageIndex]!;
+    const st = doc.stages[doc.stageIndex]!;
+    await assign(doc, edges, byId, out);
+    for (const [id, se] of Object.entries(st.edges)) {
+      const e = byId.get(id);
+      const reports = reportsCandidate(e && observe(e), stage.mode, doc.model, doc.version);
+      if (se.convergedAt === null && reports) {
+        se.convergedAt = now();
+        log.info({ rollout: doc.id, edgeId: id, stage: stage.name }, 'edge reports the candidate');
+      } else if (se.convergedAt !== null && !reports) {
+        // It stopped running the candidate (a restart still loading it, or a local revert):
+        // pending again, with a fresh silence clock.
+        se.convergedAt = null;
+        se.waitingSince = now();
+        log.warn({ rollout: doc.id, edgeId: id, stage: stage.name }, 'edge no longer reports the candidate');
+      }
+    }
+    await count(doc);
+    const edgesNow = progressOf(doc, byId);
+    const inStage = edgesNow.filter(([, , p]) => p !== 'removed').length;
+    const reporting = edgesNow.filter(([, , p]) => p === 'reporting').length;
+    if (st.measuringSince === null && inStage > 0 && reporting >= Math.min(doc.spec.minSample, inStage)) st.measuringSince = now();
+    const evaluation = evaluateStage(doc.spec, stage, st, edgesNow, now(), { ignoreSilence: awaiting });
+    st.evaluation = evaluation;
+    doc.updatedAt = now();
+    if (evaluation.decision === 'fail') {
+      log.warn({ rollout: doc.id, stage: stage.name, reason: evaluation.reason, policy: doc.spec.onFailure }, 'stage failed');
+      st.status = 'failed';
+      st.endedAt = now();
+      doc.reason = `stage ${stage.name}: ${evaluation.reason}`;
+      if (doc.spec.onFailure === 'rollback') await rollBack(doc, out);
+      else doc.status = 'paused';
+      return false;
+    }
+    if (awaiting) return false;
+    if (evaluation.decision === 'pass') {
+      if (stage.promotion === 'manual') {
+        if (st.status !== 'awaiting-promotion') log.info({ rollout: doc.id, stage: stage.name }, 'stage awaits promotion');
+        st.status = 'awaiting-promotion';
+        doc.status = 'awaiting-promotion';
+        return false;
+      }
+      await advance(doc, 'passed', out);
+      return doc.status === 'running';
+    }
+    return false;
+  }
+
+  /** Ends the current stage and opens the next, or completes the rollout. */
+  async function advance(doc: RolloutDoc, how: 'passed' | 'promoted', out: TickOutput): Promise<void> {
+    const st = doc.stages[doc.stageIndex]!;
+    st.status = how;
+    st.endedAt = now();
+    log.info({ rollout: doc.id, stage: doc.spec.stages[doc.stageIndex]!.name, how }, 'stage ended');
+    doc.reason = null;
+    if (doc.stageIndex + 1 >= doc.stages.length) {
+      doc.status = 'completed';
+      doc.finishedAt = now();
+      // Shadow-only edges drop the candidate; live edges keep it as their pin.
+      for (const [id, m] of Object.entries(doc.members)) if (m.mode === 'shadow') out.refresh.add(id);
+      log.info({ rollout: doc.id, model: candidateId(doc) }, 'rollout completed');
+      return;
+    }
+    doc.status = 'running';
+    await openStage(doc, doc.stageIndex + 1);
+  }
+
+  /** Every member still pinned to the candidate goes back to what it ran before the rollout. */
+  async function rollBack(doc: RolloutDoc, out: TickOutput): Promise<void> {
+    const t = now();
+    for (const [id, m] of Object.entries(doc.members)) {
+      out.refresh.add(id);
+      const pin = await control.getPin(id);
+      if (pin?.active === doc.sha256) out.pins.push({ edgeId: id, active: m.previous, previous: doc.sha256, updatedAt: t });
+    }
+    stopStage(doc);
+    doc.status = 'rolled-back';
+    doc.finishedAt = t;
+    doc.updatedAt = t;
+    log.warn({ rollout: doc.id, model: candidateId(doc), edges: Object.keys(doc.members).length, reason: doc.reason }, 'rollout rolled back');
+  }
+
+  function stopStage(doc: RolloutDoc): void {
+    const st = doc.stages[doc.stageIndex];
+    if (st && (st.status === 'running' || st.status === 'awaiting-promotion')) {
+      st.status = 'stopped';
+      st.endedAt = now();
+    }
+  }
+
+  /** Saves docs (and pins) and publishes the desired states that changed. */
+  async function commit(docs: RolloutDoc[], out: TickOutput): Promise<void> {
+    const pins = [...out.pins];
+    for (const doc of docs) {
+      // Pins ride with the doc that changed them, in one transaction.
+      const own = pins.filter((p) => doc.members[p.edgeId]);
+      await control.saveRollout(doc, own);
+      for (const p of own) pins.splice(pins.indexOf(p), 1);
+      dirty.delete(doc.id);
+      if (ACTIVE_STATUSES.includes(doc.status)) active.set(doc.id, doc);
+      else active.delete(doc.id);
+    }
+    if (pins.length > 0) await control.setPins(pins);
+    if (out.refresh.size > 0) await publisher.refresh([...out.refresh]);
+  }
+
+  async function edgesNow(): Promise<{ edges: EdgeRecord[]; byId: Map<string, EdgeRecord> }> {
+    const edges = await fleet.listEdges();
+    return { edges, byId: new Map(edges.map((e) => [e.id, e])) };
+  }
+
+  async function tickAll(): Promise<void> {
+    const touched = [...active.values()].filter((d) => measured(d) || dirty.has(d.id));
+    if (touched.length === 0) return;
+    const { edges, byId } = await edgesNow();
+    const out: TickOutput = { pins: [], refresh: new Set() };
+    for (const doc of touched) {
+      // A stage that passes at once (no gates) hands over to the next in the same tick.
+      for (let i = 0; i <= doc.stages.length && (await step(doc, edges, byId, out)); i++);
+    }
+    await commit(touched, out);
+  }
+
+  function poke(): void {
+    if (!running || poked) return;
+    if (![...active.values()].some(measured)) return;
+    poked = setTimeout(() => {
+      poked = undefined;
+      void exclusive(tickAll).catch((err: unknown) => log.error({ err }, 'rollout evaluation failed'));
+    }, POKE_DELAY_MS);
+    poked.unref();
+  }
+
+  function onTelemetry(edgeId: string, msg: TelemetryMessage): void {
+    for (const doc of active.values()) {
+      if (!measured(doc)) continue;
+      const se = doc.stages[doc.stageIndex]!.edges[edgeId];
+      const pm = msg.perModel[candidateId(doc)];
+      if (!se || se.removed || !pm) continue;
+      se.telFrames += pm.frames;
+      se.telErrors += pm.errors ?? 0;
+      if (pm.latencyP95Ms !== undefined && pm.frames > 0) {
+        se.p95Sum += pm.latencyP95Ms * pm.frames;
+        se.p95Frames += pm.frames;
+      }
+      dirty.add(doc.id);
+    }
+  }
+
+  function onEvent(edgeId: string, ev: EventMessage): void {
+    if (ev.kind !== 'model-failed' && ev.kind !== 'model-rolled-back') return;
+    const data = ev.data ?? {};
+    for (const doc of active.values()) {
+      if (data.name !== doc.model || data.version !== doc.version) continue;
+      const se = doc.stages[doc.stageIndex]?.edges[edgeId];
+      if (!se || se.removed || se.failed) continue;
+      const code = typeof data.code === 'string' ? data.code : typeof data.reason === 'string' ? data.reason : ev.kind;
+      se.failed = `${ev.kind} ${code}: ${ev.message}`.slice(0, 300);
+      dirty.add(doc.id);
+      log.warn({ rollout: doc.id, edgeId, kind: ev.kind, reason: code }, 'edge refused the candidate');
+    }
+  }
+
+  async function loadDoc(id: string): Promise<RolloutDoc> {
+    const doc = active.get(id) ?? (await control.getRollout(id));
+    if (!doc) throw new OspreyError('OSP_ERR_NOT_FOUND', `no rollout ${id}`);
+    return doc;
+  }
+
+  function conflict(doc: RolloutDoc, action: string): never {
+    throw new OspreyError('OSP_ERR_CONFLICT', `rollout ${doc.id} is ${doc.status}; cannot ${action}`);
+  }
+
+  return {
+    get startedAt() {
+      return startedAt;
+    },
+    shadowOf,
+    async start() {
+      startedAt = now();
+      for (const doc of await control.listRollouts({ active: true })) active.set(doc.id, doc);
+      publisher.setShadowSource(shadowOf);
+      publishing = true;
+      // The embedded broker keeps retained messages in memory only, and the URL may have changed.
+      await publisher.refreshAll({ force: true });
+      running = true;
+      timer = setInterval(() => {
+        void exclusive(tickAll).catch((err: unknown) => log.error({ err }, 'rollout evaluation failed'));
+      }, tickMs);
+      timer.unref();
+      log.info({ active: active.size, tickMs }, 'rollout engine started');
+      await exclusive(tickAll);
+    },
+    async stop() {
+      running = false;
+      publishing = false;
+      clearInterval(timer);
+      clearTimeout(poked);
+      poked = undefined;
+      await exclusive(async () => {
+        // Telemetry counted since the last tick is kept.
+        const docs = [...active.values()].filter((d) => dirty.has(d.id));
+        for (const doc of docs) await control.saveRollout(doc);
+        dirty.clear();
+      });
+    },
+    tick() {
+      return exclusive(tickAll);
+    },
+    create(body) {
+      return exclusive(async () => {
+        const spec = normalizeRolloutSpec(body);
+        if (typeof spec === 'string') throw new OspreyError('OSP_ERR_BAD_REQUEST', spec);
+        const version = await control.getVersion(body.model, body.version);
+        if (!version) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model version ${body.model}@${body.version}`);
+        const { edges, byId } = await edgesNow();
+        for (const other of active.values()) {
+          if (overlaps(spec.target, other.spec.target, byId)) {
+            throw new OspreyError('OSP_ERR_CONFLICT', `rollout ${other.id} (${candidateId(other)}, ${other.status}) already targets some of these edges; finish, abort or roll it back first`);
+          }
+        }
+        const t = now();
+        const doc: RolloutDoc = {
+          id: `ro-${randomUUID().slice(0, 8)}`,
+          model: version.name,
+          version: version.version,
+          sha256: version.sha256,
+          spec,
+          status: 'running',
+          reason: null,
+          stageIndex: 0,
+          createdAt: t,
+          updatedAt: t,
+          finishedAt: null,
+          stages: spec.stages.map(emptyStage),
+          members: {},
+        };
+        await openStage(doc, 0);
+        active.set(doc.id, doc);
+        log.info({ rollout: doc.id, model: candidateId(doc), stages: spec.stages.length }, 'rollout created');
+        const out: TickOutput = { pins: [], refresh: new Set() };
+        for (let i = 0; i <= doc.stages.length && (await step(doc, edges, byId, out)); i++);
+        await commit([doc], out);
+        return doc;
+      });
+    },
+    async get(id) {
+      return active.get(id) ?? control.getRollout(id);
+    },
+    async list() {
+      const stored = await control.listRollouts();
+      // In-memory docs carry counters not yet saved.
+      return stored.map((d) => active.get(d.id) ?? d);
+    },
+    act(id, action) {
+      return exclusive(async () => {
+        const doc = await loadDoc(id);
+        const out: TickOutput = { pins: [], refresh: new Set() };
+        const isActive = ACTIVE_STATUSES.includes(doc.status);
+        switch (action) {
+          case 'promote':
+            if (!isActive) conflict(doc, 'promote');
+            await advance(doc, 'promoted', out);
+            break;
+          case 'pause':
+            if (doc.status !== 'running' && doc.status !== 'awaiting-promotion') conflict(doc, 'pause');
+            doc.status = 'paused';
+            doc.reason = 'paused by a person';
+            break;
+          case 'resume':
+            if (doc.status !== 'paused') conflict(doc, 'resume');
+            // A fresh measurement: the data that failed (or was paused on) does not count again.
+            await openStage(doc, doc.stageIndex);
+            doc.status = 'running';
+            doc.reason = null;
+            break;
+          case 'abort':
+            if (!isActive) conflict(doc, 'abort');
+            stopStage(doc);
+            doc.status = 'aborted';
+            doc.reason = 'aborted by a person';
+            doc.finishedAt = now();
+            for (const [mid, m] of Object.entries(doc.members)) if (m.mode === 'shadow') out.refresh.add(mid);
+            break;
+          case 'rollback':
+            if (doc.status === 'rolled-back') conflict(doc, 'roll back');
+            doc.reason = 'rolled back by a person';
+            await rollBack(doc, out);
+            break;
+        }
+        doc.updatedAt = now();
+        log.info({ rollout: doc.id, action, status: doc.status }, 'rollout action');
+        if (doc.status === 'running') {
+          const { edges, byId } = await edgesNow();
+          for (let i = 0; i <= doc.stages.length && (await step(doc, edges, byId, out)); i++);
+        }
+        await commit([doc], out);
+        return doc;
+      });
+    },
+    rollbackLine(line) {
+      return exclusive(async () => {
+        const { edges } = await edgesNow();
+        const onLine = edges.filter((e) => e.line === line);
+        if (onLine.length === 0 && !(await fleet.hasLine(line))) throw new OspreyError('OSP_ERR_NOT_FOUND', `no line ${line}`);
+        const t = now();
+        const out: TickOutput = { pins: [], refresh: new Set() };
+        const result: LineRollback = { line, edges: [], pausedRollouts: [] };
+        const name = async (sha: string | null) => {
+          if (!sha) return null;
+          const v = await control.getVersionBySha(sha);
+          return v ? `${v.name}@${v.version}` : sha;
+        };
+        const docs = new Set<RolloutDoc>();
+        for (const e of onLine) {
+          // The edge leaves any rollout it is in: people have taken over this line.
+          const doc = owner(e.id);
+          if (doc) {
+            doc.members[e.id]!.mode = 'removed';
+            const se = doc.stages[doc.stageIndex]?.edges[e.id];
+            if (se) se.removed = true;
+            if (doc.status !== 'paused') {
+              doc.status = 'paused';
+              doc.reason = `line ${line} rolled back by hand`;
+            }
+            doc.updatedAt = t;
+            docs.add(doc);
+            out.refresh.add(e.id);
+          }
+          const pin = await control.getPin(e.id);
+          if (!pin || pin.active === pin.previous) continue;
+          out.pins.push({ edgeId: e.id, active: pin.previous, previous: pin.active, updatedAt: t });
+          out.refresh.add(e.id);
+          result.edges.push({ edgeId: e.id, from: await name(pin.active), to: await name(pin.previous) });
+        }
+        result.pausedRollouts = [...docs].map((d) => d.id);
+        await commit([...docs], out);
+        log.info({ line, edges: result.edges.length, pausedRollouts: result.pausedRollouts }, 'line rolled back');
+        return result;
+      });
+    },
+    onReport(report) {
+      switch (report.kind) {
+        case 'telemetry':
+          onTelemetry(report.edgeId, report.message);
+          break;
+        case 'events':
+          onEvent(report.edgeId, report.message);
+          break;
+        case 'state': {
+          const line = report.message.line ?? knownLines.get(report.edgeId) ?? null;
+          if (publishing && (!knownLines.has(report.edgeId) || knownLines.get(report.edgeId) !== line)) {
+            // A new edge gets its desired state at once; a moved one gets its new line's config.
+            void publisher.refresh([report.edgeId]).catch((err: unknown) => log.error({ err, edgeId: report.edgeId }, 'desired state refresh failed'));
+          }
+          if (publishing) knownLines.set(report.edgeId, line);
+          break;
+        }
+        case 'results':
+          break;
+      }
+      poke();
+    },
+  };
+}
+
+/** Rollouts whose current stage is being measured. */
+function measured(doc: RolloutDoc): boolean {
+  return doc.status === 'running' || doc.status === 'awaiting-promotion';
+}
+
+function baseCounters(b: { frames: number; defects: number }) {
+  return { baseFrames: b.frames, baseDefects: b.defects };
+}
+
+function zeroCounters() {
+  return { frames: 0, paired: 0, agree: 0, defects: 0, baseFrames: 0, baseDefects: 0, resultErrors: 0, telFrames: 0, telErrors: 0, p95Sum: 0, p95Frames: 0 };
+}
+
+/** Whether two targets may share an edge (known edges decide between edge lists and lines). */
+function overlaps(a: RolloutTarget, b: RolloutTarget, byId: Map<string, EdgeRecord>): boolean {
+  if (a.all || b.all) return true;
+  if (a.lines && b.lines) return a.lines.some((l) => b.lines!.includes(l));
+  if (a.edges && b.edges) return a.edges.some((id) => b.edges!.includes(id));
+  const [edges, lines] = a.edges ? [a.edges, b.lines!] : [b.edges!, a.lines!];
+  return edges.some((id) => {
+    const line = byId.get(id)?.line;
+    return line !== undefined && line !== null && lines.includes(line);
+  });
+}

@@ -1,0 +1,114 @@
+/**
+ * Result images over HTTP (issue 5): edges upload kept images with
+ * `PUT /api/results/:edgeId/:seq/image?store=ID` (idempotent), people and tools fetch them with
+ * `GET /api/results/:edgeId/:seq/image[?store=ID]`.
+ */
+import { createReadStream } from 'node:fs';
+import type { FastifyPluginAsync } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { OspreyError } from '../../protocol/errors.js';
+import { StoreIdSchema } from '../../protocol/messages.js';
+import { EDGE_ID_PATTERN } from '../../protocol/topics.js';
+import { errorResponses } from '../http-schemas.js';
+import type { FleetImageStore, StoredImage } from '../image-store.js';
+
+/** Content types an image upload may carry (what cameras produce). */
+export const IMAGE_UPLOAD_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/tiff', 'image/bmp', 'application/octet-stream'];
+
+export interface ImageRouteDeps {
+  images: FleetImageStore;
+  /** Largest accepted image upload in bytes. */
+  maxImageBytes: number;
+}
+
+const ParamsSchema = Type.Object(
+  { edgeId: Type.String({ pattern: EDGE_ID_PATTERN }), seq: Type.Integer({ minimum: 1 }) },
+  { additionalProperties: false },
+);
+const QuerySchema = Type.Object({ store: Type.Optional(StoreIdSchema) }, { additionalProperties: false });
+const HeadersSchema = Type.Object({ 'x-osprey-sha256': Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })) });
+
+export const ImageReceiptSchema = Type.Object(
+  {
+    edgeId: Type.String(),
+    storeId: Type.Union([Type.String(), Type.Null()]),
+    seq: Type.Integer(),
+    sha256: Type.String(),
+    bytes: Type.Integer(),
+    contentType: Type.String(),
+    created: Type.Boolean({ description: 'false: this image was already stored for this result' }),
+  },
+  { additionalProperties: false },
+);
+
+type Req = { Params: Static<typeof ParamsSchema>; Querystring: Static<typeof QuerySchema>; Headers: Static<typeof HeadersSchema> };
+
+const describe = (p: { edgeId: string; seq: number }, store?: string) => `${p.edgeId}/${p.seq}${store ? ` (store ${store})` : ''}`;
+
+/** Registers the image upload and download routes. */
+export const imageRoutes: FastifyPluginAsync<ImageRouteDeps> = async (app, deps) => {
+  // Raw bytes; only this plugin's routes see these parsers.
+  app.addContentTypeParser(IMAGE_UPLOAD_TYPES, { parseAs: 'buffer', bodyLimit: deps.maxImageBytes }, (_req, body, done) => done(null, body));
+
+  app.put<Req>(
+    '/api/results/:edgeId/:seq/image',
+    {
+      bodyLimit: deps.maxImageBytes,
+      schema: {
+        params: ParamsSchema,
+        querystring: QuerySchema,
+        headers: HeadersSchema,
+        response: { 200: ImageReceiptSchema, 201: ImageReceiptSchema, ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      if (!Buffer.isBuffer(req.body)) {
+        throw new OspreyError('OSP_ERR_CONTENT_TYPE', `send the image bytes as one of ${IMAGE_UPLOAD_TYPES.join(', ')}`);
+      }
+      if (req.body.length === 0) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'the image has zero bytes');
+      const contentType = String(req.headers['content-type']).split(';')[0]!.trim().toLowerCase();
+      const key = { edgeId: req.params.edgeId, storeId: req.query.store ?? '', seq: req.params.seq };
+      const { image, created } = await deps.images.put(key, req.body, contentType, req.headers['x-osprey-sha256']);
+      return reply.code(created ? 201 : 200).send({
+        edgeId: image.edgeId,
+        storeId: image.storeId || null,
+        seq: image.seq,
+        sha256: image.sha256,
+        bytes: image.bytes,
+        contentType: image.contentType,
+        created,
+      });
+    },
+  );
+
+  app.get<Req>(
+    '/api/results/:edgeId/:seq/image',
+    { schema: { params: ParamsSchema, querystring: QuerySchema, response: errorResponses } },
+    async (req, reply) => {
+      const { store } = req.query;
+      let image: StoredImage | null;
+      if (store !== undefined) image = await deps.images.get({ edgeId: req.params.edgeId, storeId: store, seq: req.params.seq });
+      else {
+        const found = await deps.images.find(req.params.edgeId, req.params.seq);
+        // Two stores of one edge (a replaced database) can both have this seq: never guess which.
+        if (found.length > 1) {
+          throw new OspreyError(
+            'OSP_ERR_CONFLICT',
+            `result ${describe(req.params)} exists in ${found.length} stores of this edge; add ?store= (${found.map((i) => i.storeId || "''").join(', ')})`,
+          );
+        }
+        image = found[0] ?? null;
+      }
+      if (!image) throw new OspreyError('OSP_ERR_NOT_FOUND', `no image for result ${describe(req.params, store)}`);
+      const stream = createReadStream(image.file);
+      // The bytes of a result never change: cache them for good, keyed by their hash.
+      return reply
+        .header('content-type', image.contentType)
+        .header('content-length', String(image.bytes))
+        .header('etag', `"${image.sha256}"`)
+        .header('cache-control', 'private, max-age=31536000, immutable')
+        .header('x-osprey-sha256', image.sha256)
+        .send(stream);
+    },
+  );
+};

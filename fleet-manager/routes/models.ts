@@ -1,0 +1,163 @@
+/**
+ * The model registry over HTTP: upload a version (a tar archive or the package files as
+ * multipart), list models and versions, download artifacts by sha256 (with Range), and the fleet
+ * public key edges verify signatures with.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { OspreyError } from '../../protocol/errors.js';
+import { errorResponses } from '../http-schemas.js';
+import {
+  ArtifactParamsSchema,
+  ModelParamsSchema,
+  ModelsSchema,
+  ModelVersionsSchema,
+  ModelVersionViewSchema,
+  VersionParamsSchema,
+  type ModelVersionView,
+} from '../control-schemas.js';
+import type { ModelVersionRecord } from '../control-store.js';
+import type { PackageUpload } from '../registry.js';
+import type { RouteDeps } from './deps.js';
+
+const TAR_TYPES = ['application/x-tar', 'application/tar'];
+
+/** Registers the registry routes; needs deps.control. */
+export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
+  const control = deps.control!;
+  const { store, registry } = control;
+  const view = (rec: ModelVersionRecord): ModelVersionView => {
+    const a = registry.artifact(rec, control.baseUrl());
+    return { ...a, task: rec.manifest.task, createdAt: rec.createdAt, manifest: rec.manifest };
+  };
+
+  // Raw bytes for both upload forms; only this plugin's routes see these parsers.
+  const raw = { parseAs: 'buffer' as const, bodyLimit: control.maxPackageBytes };
+  app.addContentTypeParser(TAR_TYPES, raw, (_req, body, done) => done(null, body));
+  app.addContentTypeParser('multipart/form-data', raw, (_req, body, done) => done(null, body));
+
+  app.post<{ Params: Static<typeof ModelParamsSchema> }>(
+    '/api/models/:name/versions',
+    { schema: { params: ModelParamsSchema, response: { 200: ModelVersionViewSchema, 201: ModelVersionViewSchema, ...errorResponses } } },
+    async (req, reply) => {
+      const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if (!Buffer.isBuffer(req.body)) {
+        throw new OspreyError('OSP_ERR_CONTENT_TYPE', `upload the package as application/x-tar or multipart/form-data, not ${type || 'nothing'}`);
+      }
+      const upload: PackageUpload =
+        type === 'multipart/form-data' ? { files: await multipartFiles(req.body, String(req.headers['content-type'])) } : { archive: req.body };
+      const { record, created } = await registry.addVersion(req.params.name, upload);
+      return reply.code(created ? 201 : 200).send(view(record));
+    },
+  );
+
+  app.get('/api/models', { schema: { response: { 200: ModelsSchema, ...errorResponses } } }, async () => ({ models: await store.listModels() }));
+
+  app.get<{ Params: Static<typeof ModelParamsSchema> }>(
+    '/api/models/:name/versions',
+    { schema: { params: ModelParamsSchema, response: { 200: ModelVersionsSchema, ...errorResponses } } },
+    async (req) => {
+      const versions = await store.listVersions(req.params.name);
+      if (versions.length === 0) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model ${req.params.name}`);
+      return { name: req.params.name, versions: versions.map(view) };
+    },
+  );
+
+  app.get<{ Params: Static<typeof VersionParamsSchema> }>(
+    '/api/models/:name/versions/:version',
+    { schema: { params: VersionParamsSchema, response: { 200: ModelVersionViewSchema, ...errorResponses } } },
+    async (req) => {
+      const rec = await store.getVersion(req.params.name, req.params.version);
+      if (!rec) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model version ${req.params.name}@${req.params.version}`);
+      return view(rec);
+    },
+  );
+
+  app.get<{ Params: Static<typeof ArtifactParamsSchema> }>(
+    '/api/artifacts/:sha256',
+    { schema: { params: ArtifactParamsSchema, response: errorResponses } },
+    async (req, reply) => {
+      const { sha256 } = req.params;
+      const rec = await store.getVersionBySha(sha256);
+      if (!rec) throw new OspreyError('OSP_ERR_NOT_FOUND', `no artifact ${sha256}`);
+      const file = registry.artifactPath(sha256);
+      const size = (await stat(file)).size; // missing file: a 500, logged — the registry lost bytes it promised
+      const etag = `"${sha256}"`;
+      reply
+        .header('etag', etag)
+        .header('accept-ranges', 'bytes')
+        // Content-addressed: the bytes behind this URL never change.
+        .header('cache-control', 'public, max-age=31536000, immutable')
+        .type('application/x-tar');
+      const inm = req.headers['if-none-match'];
+      if (inm && (inm === '*' || inm.split(',').some((t) => t.trim().replace(/^W\//, '') === etag))) return reply.code(304).send();
+      // [RFC 9110 13.1.5] If-Range that does not match means "send it all".
+      const ifRange = req.headers['if-range'];
+      const range = ifRange && ifRange !== etag ? null : parseRange(req.headers.range, size);
+      if (range === 'unsatisfiable') return rangeNotSatisfiable(reply, size, String(req.headers.range));
+      if (range) {
+        reply.code(206).header('content-range', `bytes ${range.start}-${range.end}/${size}`).header('content-length', range.end - range.start + 1);
+        return reply.send(createReadStream(file, { start: range.start, end: range.end }));
+      }
+      reply.header('content-length', size);
+      return reply.send(createReadStream(file));
+    },
+  );
+
+  app.get(
+    '/api/fleet/public-key',
+    { schema: { response: { 200: Type.String({ description: 'SPKI PEM of the fleet artifact-signing key' }), ...errorResponses } } },
+    async (_req, reply) => reply.type('text/plain; charset=utf-8').send(registry.publicKeyPem),
+  );
+};
+
+function rangeNotSatisfiable(reply: FastifyReply, size: number, header: string) {
+  return reply
+    .code(416)
+    .header('content-range', `bytes */${size}`)
+    .type('application/json; charset=utf-8')
+    .send({ error: 'OSP_ERR_RANGE', message: `range ${header} is outside the artifact's ${size} bytes` });
+}
+
+/**
+ * One `bytes=` range per RFC 9110 14.2: `a-b`, `a-`, or the suffix `-n`. Anything else (several
+ * ranges, other units, bad syntax) is ignored and the whole artifact is sent, as the RFC allows.
+ */
+export function parseRange(header: string | undefined, size: number): { start: number; end: number } | 'unsatisfiable' | null {
+  if (!header) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (!m || (m[1] === '' && m[2] === '')) return null;
+  if (m[1] === '') {
+    const n = Number(m[2]);
+    if (n === 0 || size === 0) return 'unsatisfiable';
+    return { start: Math.max(0, size - n), end: size - 1 };
+  }
+  const start = Number(m[1]);
+  if (m[2] !== '' && Number(m[2]) < start) return null;
+  if (start >= size) return 'unsatisfiable';
+  const last = m[2] === '' ? size - 1 : Number(m[2]);
+  return { start, end: Math.min(last, size - 1) };
+}
+
+/** The files of a multipart upload, each under its own file name (the package is flat). */
+async function multipartFiles(body: Buffer, contentType: string): Promise<Map<string, Uint8Array>> {
+  let form: FormData;
+  try {
+    // Node's built-in parser (undici); a dependency would add nothing for a body already in memory.
+    form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_BAD_REQUEST', `body is not valid multipart/form-data: ${(err as Error).message}`, { cause: err });
+  }
+  const files = new Map<string, Uint8Array>();
+  for (const [field, value] of form) {
+    if (typeof value === 'string') throw new OspreyError('OSP_ERR_BAD_REQUEST', `multipart field "${field}" is not a file; send each package file as a file part`);
+    const name = value.name;
+    if (!name) throw new OspreyError('OSP_ERR_BAD_REQUEST', `multipart field "${field}" has no file name`);
+    if (files.has(name)) throw new OspreyError('OSP_ERR_BAD_REQUEST', `file ${name} appears twice in the upload`);
+    files.set(name, new Uint8Array(await value.arrayBuffer()));
+  }
+  if (files.size === 0) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'the upload holds no files');
+  return files;
+}

@@ -1,0 +1,45 @@
+/**
+ * Schema changes of the fleet database that `CREATE TABLE IF NOT EXISTS` cannot make on a file
+ * created by an older build. Each step checks the shape it finds rather than trusting
+ * `user_version` alone, so a file of any age converges on the current shape.
+ */
+import type Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+
+/** The indexes `results` carries; they move with a renamed table and must be dropped before rebuilding. */
+const RESULT_INDEXES = ['results_line_ts', 'results_ts', 'results_edge_ts'];
+
+function columnsOf(db: Database.Database, table: string): string[] {
+  return (db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name);
+}
+
+/**
+ * Issue 5: results are keyed by (edge_id, store_id, seq) instead of (edge_id, seq), so a wiped
+ * edge database (a new store, seqs from 1 again) never collides with the rows of the old one.
+ * SQLite cannot change a UNIQUE constraint in place, so an old `results` table is rebuilt:
+ * renamed, recreated by `createTables` (the current schema), copied with store_id '' (the store
+ * of edges that send no storeId), and dropped, in one transaction. Per-store acks move into
+ * `edge_stores` under the same '' store.
+ */
+export function migrateToStoreIds(db: Database.Database, createTables: () => void, log: Logger): void {
+  const resultColumns = columnsOf(db, 'results');
+  if (!resultColumns.includes('store_id')) {
+    db.transaction(() => {
+      db.exec('ALTER TABLE results RENAME TO results_before_store_id');
+      for (const index of RESULT_INDEXES) db.exec(`DROP INDEX IF EXISTS ${index}`);
+      createTables();
+      const target = new Set(columnsOf(db, 'results'));
+      const shared = resultColumns.filter((c) => target.has(c)).join(', ');
+      const copied = db.prepare(`INSERT INTO results (${shared}) SELECT ${shared} FROM results_before_store_id`).run().changes;
+      db.exec('DROP TABLE results_before_store_id');
+      log.info({ results: copied }, 'results table migrated to per-store keys');
+    })();
+  }
+  if (!columnsOf(db, 'edges').includes('store_id')) {
+    db.transaction(() => {
+      db.exec("ALTER TABLE edges ADD COLUMN store_id TEXT NOT NULL DEFAULT ''");
+      db.exec(`INSERT OR IGNORE INTO edge_stores (edge_id, store_id, acked_seq, first_seen, last_seen)
+               SELECT id, '', acked_seq, first_seen, last_seen FROM edges`);
+    })();
+  }
+}

@@ -1,0 +1,94 @@
+/**
+ * Helpers of the registry, config and rollout tests: a real fleet manager on port 0 in a temp
+ * dir, JSON over real HTTP, and model packages that pass the registry's checks without an ONNX
+ * runtime (the registry verifies manifests and checksums, it never loads models).
+ */
+import type { TestContext } from 'node:test';
+import { pino, type Logger } from 'pino';
+import { createFleetManager, type FleetManager, type FleetManagerOptions } from '../../fleet-manager/fleet-manager.js';
+import { packArchive } from '../../models/package-archive.js';
+import { sha256Hex } from '../../models/package-reader.js';
+import { parseManifest } from '../../models/manifest-check.js';
+import { tempDir } from './helpers.js';
+
+export interface TestFleet {
+  fm: FleetManager;
+  httpUrl: string;
+  mqttUrl: string;
+  dataDir: string;
+  /** JSON (or text) over real HTTP. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- bodies are checked by the asserts
+  api(method: string, path: string, body?: unknown): Promise<{ status: number; headers: Headers; body: any }>;
+}
+
+/** Starts a fleet manager (HTTP and MQTT on port 0) closed after the test. */
+export async function startFleet(
+  t: TestContext,
+  opts: Partial<FleetManagerOptions> & { logger?: Logger } = {},
+): Promise<TestFleet> {
+  const dataDir = opts.dataDir ?? (await tempDir(t));
+  const fm = createFleetManager({
+    http: { host: '127.0.0.1', port: 0 },
+    mqtt: { host: '127.0.0.1', port: 0 },
+    rollouts: { tickMs: 50 },
+    logger: pino({ level: 'silent' }),
+    ...opts,
+    dataDir,
+  });
+  const { httpUrl, mqttUrl } = await fm.start();
+  t.after(() => fm.close());
+  return {
+    fm,
+    httpUrl,
+    mqttUrl,
+    dataDir,
+    async api(method, path, body) {
+      const init: RequestInit = { method };
+      if (body !== undefined) {
+        init.body = JSON.stringify(body);
+        init.headers = { 'content-type': 'application/json' };
+      }
+      const res = await fetch(`${httpUrl}${path}`, init);
+      const text = await res.text();
+      const json = (res.headers.get('content-type') ?? '').includes('json') && text ? (JSON.parse(text) as unknown) : text;
+      return { status: res.status, headers: res.headers, body: json };
+    },
+  };
+}
+
+/** The files of a valid anomaly-model package whose model bytes are `modelBytes` (not a real ONNX graph). */
+export function packageFiles(name: string, version: string, modelBytes: Uint8Array = Buffer.from(`model ${name}@${version}`)): Map<string, Uint8Array> {
+  const manifest = parseManifest({
+    schemaVersion: 1,
+    name,
+    version,
+    task: 'anomaly',
+    model: { file: 'model.onnx', sha256: sha256Hex(modelBytes), size: modelBytes.length },
+    input: { name: 'image', layout: 'nchw', width: 8, height: 8, dtype: 'float32', color: 'gray', resize: 'stretch' },
+    outputs: { anomaly: { format: 'osprey', score: 'score' } },
+    labels: [],
+    defectLabels: ['anomaly'],
+    thresholds: { default: 0.5 },
+  });
+  return new Map<string, Uint8Array>([
+    ['manifest.json', Buffer.from(JSON.stringify(manifest, null, 2))],
+    ['model.onnx', modelBytes],
+  ]);
+}
+
+/** Uploads a package as a tar body; returns the answer. */
+export async function uploadTar(httpUrl: string, name: string, archive: Uint8Array): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${httpUrl}/api/models/${name}/versions`, {
+    method: 'POST',
+    body: archive,
+    headers: { 'content-type': 'application/x-tar' },
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+/** Registers name@version (fake model bytes) and returns its sha256. */
+export async function register(httpUrl: string, name: string, version: string): Promise<string> {
+  const res = await uploadTar(httpUrl, name, packArchive(packageFiles(name, version)));
+  if (res.status !== 201 && res.status !== 200) throw new Error(`upload ${name}@${version}: ${res.status} ${JSON.stringify(res.body)}`);
+  return String(res.body.sha256);
+}
