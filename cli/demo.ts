@@ -89,7 +89,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
           dataDir: edgeDir,
           inputDir: inbox,
           http: { host: '127.0.0.1', port: 0 },
-          fleet: { mqttUrl },
+          // httpUrl: kept defect images are uploaded there and served with their results.
+          fleet: { mqttUrl, httpUrl },
           model: { dir: modelDir },
           telemetry: { intervalMs: 5000 },
         },

@@ -3,6 +3,7 @@
  * onnxruntime session once, check the model against the manifest, warm it up, and then reuse it
  * for every frame. Every task's reading of the outputs sits behind OutputReader.
  */
+import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { OspreyError } from '../protocol/errors.js';
@@ -110,11 +111,17 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
   try {
     session = await ort.InferenceSession.create(modelBytes, {
       executionProviders: ['cpu'],
-      intraOpNumThreads: opts.intraOpThreads ?? 1,
+      // onnxruntime-node runs session.run() on the JS thread, so frames never infer in parallel
+      // within a process: only intra-op threads put the other cores to work (bench/edge-pipeline.ts).
+      intraOpNumThreads: opts.intraOpThreads ?? os.availableParallelism(),
       interOpNumThreads: 1,
       executionMode: 'sequential',
       graphOptimizationLevel: 'all',
       logSeverityLevel: 3,
+      // Idle intra-op threads sleep instead of spin-waiting: as fast on an idle machine, but a
+      // spinning pool slows every other session in the process (active + shadow: each run 2.2×
+      // slower) and collapses when anything else wants the cores (bench/edge-pipeline.ts).
+      extra: { session: { intra_op: { allow_spinning: '0' } } },
     });
   } catch (err) {
     throw new OspreyError('OSP_ERR_MODEL_LOAD', `onnxruntime cannot load ${manifest.model.file}: ${firstLine(err)}`, {

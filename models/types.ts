@@ -46,7 +46,10 @@ export interface ModelRunner {
 }
 
 export interface LoadOptions {
-  /** onnxruntime intra-op threads (default: 1; the edge runs frames concurrently instead). */
+  /**
+   * onnxruntime intra-op threads (default: one per core). session.run() blocks the JS thread, so
+   * concurrent frames overlap decoding with inference but never run two inferences at once.
+   */
   intraOpThreads?: number;
   /** Reject images above this many pixels before decoding (default 50 megapixels). */
   maxPixels?: number;

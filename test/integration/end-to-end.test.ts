@@ -1,10 +1,10 @@
 /**
- * The whole path with every real part: a fleet manager (Fastify + embedded aedes + SQLite) and
- * two edge agents run as separate `osprey edge start` processes; frames go in through the hot
- * folder and POST /inspect; the fleet's per-line statistics must equal exactly what the edges
- * stored.
+ * The whole path with every real part: a fleet manager (Fastify + SQLite + embedded aedes, or
+ * Mosquitto as an independent broker) and two edge agents run as separate `osprey edge start`
+ * processes; frames go in through the hot folder and POST /inspect; the fleet's per-line
+ * statistics must equal exactly what the edges stored.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,7 @@ import { ensureDemoModel, generatePartImage } from '../../models/index.js';
 import { decodeMessage } from '../../protocol/validator.js';
 import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { mosquittoSkip, startMosquitto } from '../helpers/mosquitto.js';
 
 interface EdgeRow {
   seq: number;
@@ -27,20 +28,34 @@ interface EdgeRow {
   model: string;
 }
 
-test('frames at two edges become exact per-line statistics at the fleet', { timeout: 120_000 }, async (t) => {
+test('frames at two edges become exact per-line statistics at the fleet (embedded aedes)', { timeout: 120_000 }, (t) => framesToStatistics(t));
+
+// The same run with an independent broker: the fleet manager is one more MQTT client of Mosquitto.
+test('frames at two edges become exact per-line statistics at the fleet (Mosquitto)', { timeout: 120_000, skip: mosquittoSkip() }, async (t) => {
+  const broker = await startMosquitto();
+  t.after(() => broker.close());
+  await framesToStatistics(t, broker.url);
+});
+
+async function framesToStatistics(t: TestContext, brokerUrl?: string): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'osprey-e2e-'));
   t.after(() => rm(root, { recursive: true, force: true }));
   const modelDir = await ensureDemoModel(join(root, 'models'));
 
   const fleet = createFleetManager({
-    ...resolveFleetConfig({ dataDir: join(root, 'fleet'), http: { host: '127.0.0.1', port: 0 }, mqtt: { host: '127.0.0.1', port: 0 } }),
+    ...resolveFleetConfig({
+      dataDir: join(root, 'fleet'),
+      http: { host: '127.0.0.1', port: 0 },
+      mqtt: { host: '127.0.0.1', port: 0 },
+      ...(brokerUrl ? { brokerUrl } : {}),
+    }),
     logger: pino({ level: 'silent' }),
   });
   const { httpUrl, mqttUrl } = await fleet.start();
   t.after(() => fleet.close());
 
   // An observer on the broker: acks are events we can await instead of sleeping.
-  const observer = await mqtt.connectAsync(mqttUrl, { clientId: 'test-observer' });
+  const observer = await mqtt.connectAsync(mqttUrl, { clientId: `test-observer-${process.pid}` });
   t.after(() => observer.endAsync());
   const acked = new Map<string, number>();
   const ackWaiters: (() => void)[] = [];
@@ -172,4 +187,4 @@ test('frames at two edges become exact per-line statistics at the fleet', { time
 
   // Graceful shutdown on SIGTERM: exit code 0.
   for (const e of edges) assert.equal(await procs.get(e.id)!.proc.stop('SIGTERM'), 0);
-});
+}
