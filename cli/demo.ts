@@ -74,6 +74,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     });
     const { httpUrl, mqttUrl } = await fleet.start();
     closers.push(() => fleet.close());
+    // The demo's edges trust this fleet's signing key, so rollouts work out of the box.
+    const publicKey = await (await request(`${httpUrl}/api/fleet/public-key`)).body.text();
 
     const agents: { id: string; inbox: string; httpUrl: string }[] = [];
     for (let i = 1; i <= edges; i++) {
@@ -90,7 +92,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
           inputDir: inbox,
           http: { host: '127.0.0.1', port: 0 },
           // httpUrl: kept defect images are uploaded there and served with their results.
-          fleet: { mqttUrl, httpUrl },
+          fleet: { mqttUrl, httpUrl, publicKey },
           model: { dir: modelDir },
           telemetry: { intervalMs: 5000 },
         },
