@@ -9,13 +9,12 @@
  * bytes for another result share the blob. A different image for a result that already has one
  * is a conflict (the edge's store went back in time), never a silent replacement.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { OspreyError } from '../protocol/errors.js';
+import { blobPath as blobFile, writeBlob as writeBlobFile } from './blob-files.js';
 
 /** The key of one result. `storeId` '' is the store of edges that send no storeId. */
 export interface ResultKey {
@@ -113,7 +112,8 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
     ),
   };
 
-  const blobPath = (sha: string) => join(opts.dir, sha.slice(0, 2), sha);
+  const blobPath = (sha: string) => blobFile(opts.dir, sha);
+  const writeBlob = (sha: string, bytes: Buffer) => writeBlobFile(opts.dir, sha, bytes);
   const toImage = (r: Row): StoredImage => ({
     edgeId: r.edge_id,
     storeId: r.store_id,
@@ -124,28 +124,6 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
     receivedAt: r.received_at,
     file: blobPath(r.sha256),
   });
-
-  /** Writes the blob once: temp file, fsync, rename (a crash leaves the whole blob or none). */
-  async function writeBlob(sha: string, bytes: Buffer): Promise<void> {
-    const file = blobPath(sha);
-    const existing = await stat(file).catch(() => undefined);
-    if (existing && existing.size === bytes.length) return;
-    await mkdir(join(opts.dir, sha.slice(0, 2)), { recursive: true });
-    const tmp = `${file}.${randomBytes(6).toString('hex')}.tmp`;
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await rename(tmp, file);
-    } catch (err) {
-      await unlink(tmp).catch(() => undefined);
-      throw err;
-    }
-  }
 
   let closed = false;
 

@@ -4,7 +4,6 @@
  * version. Versions are immutable: the same package again is a no-op, a different one under an
  * existing version is refused.
  */
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { packArchive, unpackArchive } from '../models/package-archive.js';
@@ -12,6 +11,7 @@ import { parseManifest } from '../models/manifest-check.js';
 import { MANIFEST_FILE, sha256Hex } from '../models/package-reader.js';
 import { signArtifact } from '../models/artifact-signature.js';
 import { OspreyError } from '../protocol/errors.js';
+import { blobPath, writeBlob } from './blob-files.js';
 import type { Manifest } from '../protocol/manifest.js';
 import type { ModelArtifact } from '../protocol/messages.js';
 import type { ControlStore, ModelVersionRecord } from './control-store.js';
@@ -54,29 +54,10 @@ export function createRegistry(opts: RegistryOptions): Registry {
   // One upload at a time: two racing uploads of one version must not both pass the immutability check.
   let tail: Promise<unknown> = Promise.resolve();
 
-  const artifactPath = (sha256: string) => join(root, sha256.slice(0, 2), sha256);
+  const artifactPath = (sha256: string) => blobPath(root, sha256);
 
-  async function writeArtifact(sha256: string, archive: Buffer): Promise<void> {
-    const file = artifactPath(sha256);
-    const existing = await stat(file).catch(() => null);
-    if (existing?.size === archive.length) return; // content-addressed: same name, same bytes
-    await mkdir(join(root, sha256.slice(0, 2)), { recursive: true });
-    const tmp = `${file}.${process.pid}.tmp`;
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(archive);
-      // The version row is committed next; its bytes must be on disk first.
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    try {
-      await rename(tmp, file);
-    } catch (err) {
-      await rm(tmp, { force: true });
-      throw err;
-    }
-  }
+  const writeArtifact = (sha256: string, archive: Buffer) => writeBlob(root, sha256, archive);
+
 
   async function add(name: string, upload: PackageUpload): Promise<AddVersionResult> {
     const files = 'archive' in upload ? unpackArchive(upload.archive) : upload.files;
