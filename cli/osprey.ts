@@ -12,6 +12,7 @@ Commands:
   edge start --config F     run an edge agent
   infer --model DIR IMG...  run a model package on images, one JSON line each
   model inspect|pack|validate  turn an exported ONNX file into a model package
+  simulate --edges N        many simulated edges against a fleet manager (load test)
 
 Run "osprey <command> --help" for the options of one command.`;
 
@@ -43,6 +44,7 @@ const commands: Record<string, () => Promise<Command>> = {
     return sub('edge', m.edgeHelp, { start: m.edgeCommand });
   },
   infer: async () => (await import('./infer.js')).inferCommand,
+  simulate: async () => (await import('./simulate.js')).simulateCommand,
   model: async () => {
     const m = await import('./model.js');
     return sub('model', m.modelHelp, m.modelCommands);

@@ -72,6 +72,11 @@ export const EdgeConfigFileSchema = Type.Object(
         cacheVersions: Int({ minimum: 1, maximum: 100, default: 3, description: 'downloaded versions kept on disk (active, previous and shadow always kept)' }),
         probationFrames: Int({ minimum: 1, maximum: 100_000, default: 20, description: 'first frames of a new active or shadow model watched for errors' }),
         probationErrors: Int({ minimum: 1, maximum: 100_000, default: 3, description: 'errors among the probation frames that revert (active) or drop (shadow) a model' }),
+        threads: Int({
+          maximum: 256,
+          default: 0,
+          description: 'onnxruntime intra-op threads per model; 0: one per core (several agents or other software on one PC: lower it)',
+        }),
         shadowWaitMs: Int({ maximum: 600_000, default: 500, description: 'longest the verdict waits for the shadow candidate after the active model answered' }),
         downloadTimeoutMs: Int({ minimum: 100, maximum: 86_400_000, default: 600_000, description: 'one download attempt; stalls end sooner (30 s without bytes)' }),
         retryBaseMs: Int({ minimum: 1, maximum: 3_600_000, default: 500, description: 'first retry delay of a failed download (doubles, with jitter)' }),
@@ -174,6 +179,8 @@ export interface EdgeConfig {
   /** `dir` is required; the other knobs default in the schema (optional here for hand-built configs). */
   model: {
     dir: string;
+    /** onnxruntime intra-op threads per model; 0 or absent: one per core. */
+    threads?: number;
     cacheVersions?: number;
     probationFrames?: number;
     probationErrors?: number;

@@ -18,7 +18,7 @@ import { buildHttpServer, type Health } from './http-server.js';
 import { createMetrics } from './metrics.js';
 import { createModelManager, isModelFault, type ModelManager } from './model-manager.js';
 import { createEdgeStorage, type EdgeStorage } from './edge-storage.js';
-import { createPipeline, type Pipeline } from './pipeline.js';
+import { createPipeline, type FrameMeta, type InspectOutcome, type Pipeline } from './pipeline.js';
 import { openResultStore, type ResultStore } from './result-store.js';
 
 export interface EdgeAgentOptions {
@@ -34,6 +34,11 @@ export interface EdgeAgentOptions {
   reconnectPeriodMs?: number;
   /** undici dispatcher for artifact downloads (default: the global one). */
   downloadDispatcher?: Dispatcher;
+  /**
+   * false: no HTTP server (frames come through the hot folder or `inspect()`); start() then
+   * resolves `httpUrl: ''`. The fleet simulator runs hundreds of agents in one process this way.
+   */
+  listen?: boolean;
 }
 
 export interface EdgeAgent {
@@ -44,6 +49,8 @@ export interface EdgeAgent {
   close(): Promise<void>;
   /** The same figures as GET /health (only after start). */
   health(): Health;
+  /** Inspects one encoded image, as POST /inspect does: resolves once its result is stored. */
+  inspect(image: Buffer, meta: FrameMeta): Promise<InspectOutcome>;
   /** Switches the active model for frames not yet started (issue 4); returns the previous one. */
   setModel(runner: ModelRunner): ModelRunner;
   /** Replaces the edge thresholds (desired state does this through the model manager). */
@@ -170,7 +177,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     agentVersion = await readAgentVersion();
     const publicKey = await readFleetPublicKey(config);
     store = openResultStore(config.dataDir);
-    const loadLocal = () => loadModelPackage(config.model.dir, { maxPixels: config.maxPixels });
+    const loadOptions = { maxPixels: config.maxPixels, ...(config.model.threads ? { intraOpThreads: config.model.threads } : {}) };
+    const loadLocal = () => loadModelPackage(config.model.dir, loadOptions);
     const active = opts.model ?? (await loadLocal());
     ownsRunner = opts.model === undefined;
     runner = active;
@@ -222,6 +230,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       ...(config.thresholds ? { localThresholds: config.thresholds } : {}),
       ...(publicKey ? { publicKey } : {}),
       maxPixels: config.maxPixels,
+      loadModel: (dir) => loadModelPackage(dir, loadOptions),
       ...(config.model.cacheVersions !== undefined ? { cacheVersions: config.model.cacheVersions } : {}),
       ...(config.model.probationFrames !== undefined ? { probationFrames: config.model.probationFrames } : {}),
       ...(config.model.probationErrors !== undefined ? { probationErrors: config.model.probationErrors } : {}),
@@ -239,16 +248,19 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     }));
     await m.start();
 
-    app = buildHttpServer({
-      pipeline: p,
-      cameras: config.cameras,
-      bodyLimitBytes: config.http.bodyLimitBytes,
-      logger: base.child({ component: 'http' }),
-      health,
-      onReject: (err) => onRejected(err, 'http'),
-    });
-    await app.listen({ host: config.http.host, port: config.http.port });
-    const httpUrl = urlOf(app.server.address(), config.http.host);
+    let httpUrl = '';
+    if (opts.listen !== false) {
+      app = buildHttpServer({
+        pipeline: p,
+        cameras: config.cameras,
+        bodyLimitBytes: config.http.bodyLimitBytes,
+        logger: base.child({ component: 'http' }),
+        health,
+        onReject: (err) => onRejected(err, 'http'),
+      });
+      await app.listen({ host: config.http.host, port: config.http.port });
+      httpUrl = urlOf(app.server.address(), config.http.host);
+    }
 
     if (config.fleet) {
       link = createFleetLink({
@@ -319,6 +331,10 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       return closing;
     },
     health,
+    inspect(image, meta) {
+      if (!pipeline) return Promise.reject(new Error('edge agent not started'));
+      return pipeline.submit(image, meta);
+    },
     setModel(next) {
       if (!pipeline) throw new Error('edge agent not started');
       const previous = pipeline.setModel(next);

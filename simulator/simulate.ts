@@ -1,0 +1,254 @@
+/**
+ * A simulated fleet: N real edge agents spread over a few processes (sim-worker.ts), talking to a
+ * fleet manager over MQTT and HTTP like any edge — the user's own fleet manager (load testing),
+ * or one started here on embedded defaults. Used by `osprey simulate`, the rollout benchmark and
+ * the tests.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Level, Logger } from 'pino';
+import { request } from 'undici';
+import { createFleetManager, type FleetManager } from '../fleet-manager/fleet-manager.js';
+import { ensureDemoModel } from '../models/demo-model.js';
+import { OspreyError, oneLine } from '../protocol/errors.js';
+import type { SimEdgeSpec, SimEdgesStats } from './sim-edges.js';
+import type { SimWorkerSpec } from './sim-worker.js';
+
+export interface SimulateOptions {
+  edges: number;
+  /** Processes the edges are spread over (default: one per core, at most one per edge). */
+  processes?: number;
+  /** Lines the edges are spread over, in contiguous blocks (default: one per 50 edges). */
+  lines?: number;
+  /** Edge ids are `<edgePrefix>-001`…, lines `<linePrefix>-1`… (defaults `sim`, `sim-line`). */
+  edgePrefix?: string;
+  linePrefix?: string;
+  /** The fleet manager to load; absent: one is started in this process on free ports. */
+  fleet?: { httpUrl: string; mqttUrl: string };
+  /** Frames per second per edge (0: none). */
+  fps: number;
+  /** Edge data (and the embedded fleet's) lives here. */
+  dataDir: string;
+  /** The edges' local model package (default: the built-in demo model, built under dataDir/models). */
+  modelDir?: string;
+  threads?: number;
+  telemetryIntervalMs?: number;
+  images?: boolean;
+  /** Log level of the simulated edges (stderr; default warn). */
+  logLevel?: Level | 'silent';
+  /** Logger of the embedded fleet manager. */
+  logger?: Logger;
+  /** Longest wait for every process to have started its edges (default 10 min). */
+  startTimeoutMs?: number;
+}
+
+/** Every process's figures summed; histograms merged. */
+export interface SimTotals extends Omit<SimEdgesStats, 'latencyMs'> {
+  processes: number;
+  /** Frame latency: the mean of the processes' medians and the worst process's p99. */
+  latencyMs: { count: number; p50: number; p99: number };
+  /** RSS per process (bytes). */
+  processRss: number[];
+}
+
+export interface Simulation {
+  readonly fleet: { httpUrl: string; mqttUrl: string; embedded: boolean };
+  readonly edges: readonly SimEdgeSpec[];
+  /** Asks every process for its figures. */
+  stats(): Promise<SimTotals>;
+  /** Changes the frame rate of every edge. */
+  setFps(fps: number): void;
+  /** Closes the edges (and the embedded fleet). Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Ids and lines of `count` edges in `lines` contiguous blocks. */
+export function simEdgeSpecs(count: number, lines: number, edgePrefix = 'sim', linePrefix = 'sim-line'): SimEdgeSpec[] {
+  const width = Math.max(3, String(count).length);
+  return Array.from({ length: count }, (_, i) => ({
+    id: `${edgePrefix}-${String(i + 1).padStart(width, '0')}`,
+    line: `${linePrefix}-${Math.floor((i * lines) / count) + 1}`,
+  }));
+}
+
+interface Worker {
+  child: ChildProcess;
+  exited: Promise<unknown>;
+  next<T>(type: string, timeoutMs: number): Promise<T>;
+}
+
+function startWorker(spec: SimWorkerSpec, timeoutMs: number): Promise<Worker> {
+  const child = fork(fileURLToPath(new URL('./sim-worker.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const exited = once(child, 'exit');
+  const next = <T>(type: string, ms: number) =>
+    new Promise<T>((resolve, reject) => {
+      const onMessage = (msg: { type?: string; message?: string }) => {
+        if (msg.type === type) done(() => resolve(msg as T));
+        else if (msg.type === 'error') done(() => reject(new OspreyError('OSP_ERR_INTERNAL', `simulated edges: ${msg.message ?? 'failed'}`)));
+      };
+      const onExit = () => done(() => reject(new OspreyError('OSP_ERR_INTERNAL', `a simulator process exited (code ${child.exitCode}) before "${type}"`)));
+      const timer = setTimeout(() => done(() => reject(new OspreyError('OSP_ERR_INTERNAL', `a simulator process sent no "${type}" in ${ms} ms`))), ms);
+      const done = (settle: () => void) => {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        settle();
+      };
+      child.on('message', onMessage);
+      child.on('exit', onExit);
+    });
+  const ready = next('ready', timeoutMs);
+  child.send({ type: 'start', spec });
+  return ready.then(
+    () => ({ child, exited, next }),
+    async (err: unknown) => {
+      child.kill('SIGKILL');
+      await exited;
+      throw err;
+    },
+  );
+}
+
+async function fetchPublicKey(httpUrl: string): Promise<string> {
+  try {
+    const res = await request(`${httpUrl}/api/fleet/public-key`);
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
+    return text;
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_USAGE', `cannot read the fleet's public key from ${httpUrl}/api/fleet/public-key: ${oneLine(err)}`, { cause: err });
+  }
+}
+
+/** Starts the fleet (if none was given) and every simulated edge; resolves once all run. */
+export async function startSimulation(opts: SimulateOptions): Promise<Simulation> {
+  const edges = simEdgeSpecs(opts.edges, opts.lines ?? Math.max(1, Math.ceil(opts.edges / 50)), opts.edgePrefix, opts.linePrefix);
+  const processes = Math.max(1, Math.min(opts.processes ?? os.availableParallelism(), edges.length));
+  await mkdir(opts.dataDir, { recursive: true });
+  const modelDir = opts.modelDir ?? (await ensureDemoModel(join(opts.dataDir, 'models')));
+
+  let fleetManager: FleetManager | undefined;
+  let fleet = opts.fleet;
+  if (!fleet) {
+    fleetManager = createFleetManager({
+      dataDir: join(opts.dataDir, 'fleet'),
+      http: { host: '127.0.0.1', port: 0 },
+      mqtt: { host: '127.0.0.1', port: 0 },
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
+    fleet = await fleetManager.start();
+  }
+  const workers: Worker[] = [];
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      await Promise.all(
+        workers.map(async (w) => {
+          if (w.child.exitCode === null && w.child.signalCode === null) {
+            w.child.send({ type: 'close' });
+            const timer = setTimeout(() => w.child.kill('SIGKILL'), 60_000);
+            await w.exited;
+            clearTimeout(timer);
+          }
+        }),
+      );
+      await fleetManager?.close();
+    })());
+
+  try {
+    const publicKey = await fetchPublicKey(fleet.httpUrl);
+    const per = Math.ceil(edges.length / processes);
+    const started = await Promise.allSettled(
+      Array.from({ length: processes }, (_, p) =>
+        startWorker(
+          {
+            edges: edges.slice(p * per, (p + 1) * per),
+            dataDir: join(opts.dataDir, 'edges'),
+            modelDir,
+            mqttUrl: fleet!.mqttUrl,
+            httpUrl: fleet!.httpUrl,
+            publicKey,
+            fps: opts.fps,
+            ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
+            ...(opts.telemetryIntervalMs !== undefined ? { telemetryIntervalMs: opts.telemetryIntervalMs } : {}),
+            ...(opts.images !== undefined ? { images: opts.images } : {}),
+            logLevel: opts.logLevel ?? 'warn',
+          },
+          opts.startTimeoutMs ?? 600_000,
+        ),
+      ),
+    );
+    for (const s of started) if (s.status === 'fulfilled') workers.push(s.value);
+    const failed = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+    if (failed) throw failed.reason;
+  } catch (err) {
+    await close();
+    throw err;
+  }
+
+  return {
+    fleet: { ...fleet, embedded: fleetManager !== undefined },
+    edges,
+    async stats() {
+      const all = await Promise.all(
+        workers.map((w) => {
+          const p = w.next<{ stats: SimEdgesStats }>('stats', 30_000);
+          w.child.send({ type: 'stats' });
+          return p.then((m) => m.stats);
+        }),
+      );
+      return sumStats(all);
+    },
+    setFps(fps) {
+      for (const w of workers) w.child.send({ type: 'fps', fps });
+    },
+    close,
+  };
+}
+
+function merge(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+/** Sums the figures of several processes. */
+export function sumStats(all: SimEdgesStats[]): SimTotals {
+  const total: SimTotals = {
+    processes: all.length,
+    edges: 0,
+    started: 0,
+    connected: 0,
+    frames: 0,
+    stored: 0,
+    failed: 0,
+    failures: {},
+    pending: 0,
+    acked: 0,
+    active: {},
+    shadow: {},
+    downloading: 0,
+    refusing: 0,
+    latencyMs: { count: 0, p50: 0, p99: 0 },
+    rssBytes: 0,
+    cpuUs: 0,
+    processRss: [],
+  };
+  let p50Sum = 0;
+  for (const s of all) {
+    for (const k of ['edges', 'started', 'connected', 'frames', 'stored', 'failed', 'pending', 'acked', 'downloading', 'refusing', 'rssBytes', 'cpuUs'] as const) {
+      total[k] += s[k];
+    }
+    merge(total.failures, s.failures);
+    merge(total.active, s.active);
+    merge(total.shadow, s.shadow);
+    total.latencyMs.count += s.latencyMs.count;
+    p50Sum += s.latencyMs.p50 * s.latencyMs.count;
+    total.latencyMs.p99 = Math.max(total.latencyMs.p99, s.latencyMs.p99);
+    total.processRss.push(s.rssBytes);
+  }
+  if (total.latencyMs.count > 0) total.latencyMs.p50 = p50Sum / total.latencyMs.count;
+  return total;
+}
