@@ -34,8 +34,8 @@ import { readManifest, sha256Hex } from '../models/package-reader.js';
 import { parseManifest } from '../models/manifest-check.js';
 import type { Manifest } from '../protocol/manifest.js';
 import type { ModelRunner } from '../models/types.js';
-import { decodeMessage } from '../protocol/validator.js';
 import { benchScript, startChild } from './child.js';
+import { watchStates, type StateWatch } from './state-watch.js';
 import { percentile } from './stats.js';
 import type { BenchOptions, BenchRun, BenchSection } from './types.js';
 
@@ -142,41 +142,6 @@ function parseLocal(): Manifest {
   });
 }
 
-/** Latest reported active version per edge, and a way to await "all of them on version X". */
-async function watchStates(mqttUrl: string) {
-  const client: MqttClient = await connectAsync(mqttUrl, { clientId: 'bench-rollback-observer' });
-  const active = new Map<string, string>();
-  let waiter: { version: string; count: number; resolve: (t: number) => void } | undefined;
-  const check = () => {
-    if (!waiter) return;
-    let n = 0;
-    for (const v of active.values()) if (v === waiter.version) n++;
-    if (n >= waiter.count) {
-      const w = waiter;
-      waiter = undefined;
-      w.resolve(performance.now());
-    }
-  };
-  client.on('message', (_topic, payload) => {
-    const m = decodeMessage('state', payload);
-    if (!m.ok || !m.value.online || !m.value.active) return;
-    active.set(m.value.edgeId, m.value.active.version);
-    check();
-  });
-  await client.subscribeAsync('osprey/v1/edges/+/state', { qos: 1 });
-  return {
-    client,
-    /** Resolves with performance.now() when `count` edges report `version` active. */
-    allOn(version: string, count: number, timeoutMs = 60_000): Promise<number> {
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`not every edge reported ${MODEL}@${version} within ${timeoutMs} ms`)), timeoutMs);
-        waiter = { version, count, resolve: (t) => (clearTimeout(timer), resolve(t)) };
-        check();
-      });
-    },
-  };
-}
-
 /**
  * The floor under any rollback: the same broker carrying one message to each of `n` plain
  * mqtt.js clients and one back from each, with no Osprey code on either side. Median of `rounds`.
@@ -222,7 +187,7 @@ export async function measureRollback(opts: { edges: number; rounds: number; wor
   const quiet = pino({ level: 'warn' }, destination(2));
   const fleet = await startChild<{ httpUrl: string; mqttUrl: string }>(benchScript('fleet-child.js'), [join(opts.workDir, 'fleet')]);
   const edges: SimEdge[] = [];
-  let observer: Awaited<ReturnType<typeof watchStates>> | undefined;
+  let observer: StateWatch | undefined;
   try {
     const { httpUrl, mqttUrl } = fleet.ready;
     const post = (path: string, body?: unknown) =>
@@ -231,19 +196,19 @@ export async function measureRollback(opts: { edges: number; rounds: number; wor
       await json(await fetch(`${httpUrl}/api/models/${MODEL}/versions`, { method: 'POST', body: fakePackage(version), headers: { 'content-type': 'application/x-tar' } }));
     }
     const publicKey = await (await fetch(`${httpUrl}/api/fleet/public-key`)).text();
-    observer = await watchStates(mqttUrl);
+    observer = await watchStates(mqttUrl, 'bench-rollback-observer');
 
     opts.log(`starting ${opts.edges} edges`);
     for (let i = 0; i < opts.edges; i++) {
       const id = `r${String(i).padStart(3, '0')}`;
       edges.push(await startEdge(id, join(opts.workDir, 'edges', id), mqttUrl, httpUrl, publicKey, quiet));
     }
-    await observer.allOn('0', opts.edges);
+    await observer.allOn(`${MODEL}@0`, opts.edges);
 
     // v1 then v2 everywhere: each edge ends with v2 active and v1 loaded as previous.
     for (const version of ['1', '2']) {
       const r = await json<{ id: string }>(await post('/api/rollouts', { model: MODEL, version, target: { lines: [LINE] }, stages: [{ mode: 'live' }] }));
-      await observer.allOn(version, opts.edges);
+      await observer.allOn(`${MODEL}@${version}`, opts.edges);
       // The next rollout may only start once this one has let go of the edges.
       for (let status = ''; status !== 'completed'; ) {
         status = (await json<{ status: string }>(await fetch(`${httpUrl}/api/rollouts/${r.id}`))).status;
@@ -260,7 +225,7 @@ export async function measureRollback(opts: { edges: number; rounds: number; wor
       const res = await json<{ edges: unknown[] }>(await post(`/api/lines/${LINE}/rollback`));
       const httpMs = performance.now() - t0;
       if (res.edges.length !== opts.edges) throw new Error(`rollback moved ${res.edges.length} edges, expected ${opts.edges}`);
-      const t1 = await observer.allOn(target, opts.edges);
+      const t1 = await observer.allOn(`${MODEL}@${target}`, opts.edges);
       samples.push({ totalMs: t1 - t0, httpMs, to: target });
       opts.log(`round ${round + 1}: ${opts.edges} edges on ${MODEL}@${target} after ${(t1 - t0).toFixed(0)} ms (HTTP answer ${httpMs.toFixed(0)} ms)`);
       current = target;
@@ -269,7 +234,7 @@ export async function measureRollback(opts: { edges: number; rounds: number; wor
     opts.log(`bare MQTT fan-out and echo, ${opts.edges} clients: ${bareMs.toFixed(0)} ms`);
     return { samples, bareMs };
   } finally {
-    await observer?.client.endAsync(true);
+    await observer?.close();
     await Promise.all(edges.map(async (e) => {
       await e.link.close();
       await e.models.close();

@@ -32,8 +32,10 @@ export interface BenchEntry {
 export const BENCHMARKS: readonly BenchEntry[] = [
   { id: 'edge-pipeline', module: './edge-pipeline.js' },
   { id: 'fleet-ingest', module: './fleet-ingest.js' },
-  { id: 'rollback', module: './rollback.js', optional: true },
-  { id: 'catch-up', module: './catch-up.js', optional: true },
+  { id: 'rollback', module: './rollback.js' },
+  { id: 'rollout-scale', module: './rollout-scale.js' },
+  { id: 'catch-up', module: './catch-up.js' },
+  { id: 'edge-write', module: './edge-write.js' },
   { id: 'capacity', module: './capacity.js' },
 ];
 

@@ -31,6 +31,8 @@ Options:
   --data DIR       edge data directory (default: a temporary one, removed at the end)
   --prefix P       edge ids P-001, P-002, ... and lines P-line-1, ... (default: sim)
   --threads N      onnxruntime threads per model (default 1)
+  --durable        fsync every result as real edges do (default off: one disk under
+                   hundreds of simulated edges would measure the disk, not the fleet)
   --interval S     seconds between status lines (default 5)
   --json           print the summary as one JSON object on stdout
   --log-level L    log level of the edges' logs on stderr (default warn)
@@ -96,6 +98,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     threads: { type: 'string' },
     interval: { type: 'string' },
     json: { type: 'boolean' },
+    durable: { type: 'boolean' },
     'log-level': { type: 'string' },
   });
   if (values.help) {
@@ -141,6 +144,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     linePrefix: `${prefix}-line`,
     ...(fleet ? { fleet } : {}),
     ...(values.model ? { modelDir: resolve(values.model) } : {}),
+    durability: values.durable ? 'full' : 'normal',
     logLevel,
     logger: pino({ level: logLevel }, pino.destination(2)),
   }).catch(async (err: unknown) => {
@@ -166,8 +170,10 @@ export async function simulateCommand(argv: string[]): Promise<number> {
       ...(duration !== undefined ? [new Promise<string>((r) => setTimeout(() => r('duration reached'), duration * 1000).unref())] : []),
     ]);
     clearInterval(timer);
+    say(`osprey simulate: stopping (${stop}); waiting up to 10 s for the fleet to acknowledge every result`);
+    const drained = await sim.drain(10_000).catch(() => false);
     latest = (await sim.stats().catch(() => undefined)) ?? latest;
-    say(`osprey simulate: stopping (${stop})`);
+    if (!drained) say('osprey simulate: not every result was acknowledged in time (see "pending" below)');
   } finally {
     await sim.close();
     if (tempData) await rm(dataDir, { recursive: true, force: true });

@@ -39,6 +39,12 @@ export interface EdgeAgentOptions {
    * resolves `httpUrl: ''`. The fleet simulator runs hundreds of agents in one process this way.
    */
   listen?: boolean;
+  /**
+   * The result store's fsync policy (default 'full': a stored result survives a power cut).
+   * 'normal' is for simulators only, where hundreds of agents share one disk and a power cut is
+   * not part of the experiment.
+   */
+  durability?: 'full' | 'normal';
 }
 
 export interface EdgeAgent {
@@ -176,7 +182,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   async function startup(): Promise<{ httpUrl: string }> {
     agentVersion = await readAgentVersion();
     const publicKey = await readFleetPublicKey(config);
-    store = openResultStore(config.dataDir);
+    store = openResultStore(config.dataDir, opts.durability ? { durability: opts.durability } : {});
     const loadOptions = { maxPixels: config.maxPixels, ...(config.model.threads ? { intraOpThreads: config.model.threads } : {}) };
     const loadLocal = () => loadModelPackage(config.model.dir, loadOptions);
     const active = opts.model ?? (await loadLocal());

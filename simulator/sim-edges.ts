@@ -36,6 +36,11 @@ export interface SimEdgesOptions {
   telemetryIntervalMs?: number;
   /** Keep and upload defect images as a real edge does (default true). */
   images?: boolean;
+  /**
+   * Result store fsync policy (default 'normal'): one disk under hundreds of agents would
+   * otherwise measure the disk's fsync rate rather than the fleet. 'full' is what edges ship with.
+   */
+  durability?: 'full' | 'normal';
   /** Agents started at once (default 8). */
   startConcurrency?: number;
   logger: Logger;
@@ -68,6 +73,11 @@ export interface SimEdgesStats {
 export interface SimEdges {
   stats(): SimEdgesStats;
   setFps(fps: number): void;
+  /**
+   * Stops the frames and waits until every frame in flight is stored and every stored result is
+   * acknowledged by the fleet; false when `timeoutMs` passed first.
+   */
+  drain(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
 
@@ -123,7 +133,9 @@ export async function startSimEdges(opts: SimEdgesOptions): Promise<SimEdges> {
       },
       `simulated ${edge.id}`,
     );
-    agents.push(createEdgeAgent(config, { logger: opts.logger.child({ edgeId: edge.id }), listen: false, finalSyncMs: 500 }));
+    agents.push(
+      createEdgeAgent(config, { logger: opts.logger.child({ edgeId: edge.id }), listen: false, finalSyncMs: 500, durability: opts.durability ?? 'normal' }),
+    );
   }
 
   // Bounded start: hundreds of agents opening SQLite, loading a model and connecting at once
@@ -222,6 +234,16 @@ export async function startSimEdges(opts: SimEdgesOptions): Promise<SimEdges> {
         rssBytes: mem.rss,
         cpuUs: cpu.user + cpu.system,
       };
+    },
+    async drain(timeoutMs) {
+      fps = 0;
+      const end = performance.now() + timeoutMs;
+      const settled = () => frames === stored + failed && started.every((a) => a.health().pendingResults === 0);
+      while (!settled()) {
+        if (closing || performance.now() > end) return false;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return true;
     },
     setFps(value) {
       fps = value;

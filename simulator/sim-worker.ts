@@ -1,8 +1,8 @@
 /**
  * One simulator process (forked by simulate.ts): runs its share of the edges with
  * startSimEdges. Messages: parent → `{ type: 'start', spec: SimWorkerSpec }` (first), `{ type:
- * 'stats' }`, `{ type: 'fps', fps }`, `{ type: 'close' }`; child → `{ type: 'ready' }`, `{ type:
- * 'stats', stats }`, `{ type: 'error', message }`. The child exits once its edges are closed.
+ * 'stats' }`, `{ type: 'fps', fps }`, `{ type: 'drain', timeoutMs }`, `{ type: 'close' }`; child → `{ type:
+ * 'ready' }`, `{ type: 'stats', stats }`, `{ type: 'drained', drained }`, `{ type: 'error', message }`. The child exits once its edges are closed.
  */
 import { destination, pino, type Level } from 'pino';
 import { oneLine } from '../protocol/errors.js';
@@ -29,7 +29,7 @@ function fail(err: unknown): void {
   void close(1);
 }
 
-process.on('message', (msg: { type?: string; spec?: SimWorkerSpec; fps?: number }) => {
+process.on('message', (msg: { type?: string; spec?: SimWorkerSpec; fps?: number; timeoutMs?: number }) => {
   if (msg.type === 'start' && msg.spec && !starting) {
     const spec = msg.spec;
     const logger = pino({ level: spec.logLevel, base: { pid: process.pid } }, destination(2));
@@ -40,6 +40,9 @@ process.on('message', (msg: { type?: string; spec?: SimWorkerSpec; fps?: number 
     starting.catch(fail);
   } else if (msg.type === 'stats' && edges) process.send?.({ type: 'stats', stats: edges.stats() });
   else if (msg.type === 'fps' && edges && typeof msg.fps === 'number') edges.setFps(msg.fps);
+  else if (msg.type === 'drain' && edges && typeof msg.timeoutMs === 'number') {
+    void edges.drain(msg.timeoutMs).then((drained) => process.send?.({ type: 'drained', drained }));
+  }
   else if (msg.type === 'close') void close();
 });
 // The parent is gone: close cleanly all the same.

@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Level, Logger } from 'pino';
+import { pino, type Level, type Logger } from 'pino';
 import { request } from 'undici';
 import { createFleetManager, type FleetManager } from '../fleet-manager/fleet-manager.js';
 import { ensureDemoModel } from '../models/demo-model.js';
@@ -38,9 +38,11 @@ export interface SimulateOptions {
   threads?: number;
   telemetryIntervalMs?: number;
   images?: boolean;
+  /** Result store fsync policy of the simulated edges (default 'normal'; see sim-edges.ts). */
+  durability?: 'full' | 'normal';
   /** Log level of the simulated edges (stderr; default warn). */
   logLevel?: Level | 'silent';
-  /** Logger of the embedded fleet manager. */
+  /** Logger of the embedded fleet manager (default: pino at logLevel on stderr). */
   logger?: Logger;
   /** Longest wait for every process to have started its edges (default 10 min). */
   startTimeoutMs?: number;
@@ -62,6 +64,8 @@ export interface Simulation {
   stats(): Promise<SimTotals>;
   /** Changes the frame rate of every edge. */
   setFps(fps: number): void;
+  /** Stops the frames and waits for every result to be stored and acked; false on timeout. */
+  drain(timeoutMs: number): Promise<boolean>;
   /** Closes the edges (and the embedded fleet). Idempotent. */
   close(): Promise<void>;
 }
@@ -79,11 +83,15 @@ interface Worker {
   child: ChildProcess;
   exited: Promise<unknown>;
   next<T>(type: string, timeoutMs: number): Promise<T>;
+  /** Sends when the process is still there (next() then reports its exit). */
+  send(msg: object): void;
 }
 
 function startWorker(spec: SimWorkerSpec, timeoutMs: number): Promise<Worker> {
   const child = fork(fileURLToPath(new URL('./sim-worker.js', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const exited = once(child, 'exit');
+  // A send to a process that has exited emits 'error'; the exit itself is reported by next().
+  child.on('error', () => undefined);
   const next = <T>(type: string, ms: number) =>
     new Promise<T>((resolve, reject) => {
       const onMessage = (msg: { type?: string; message?: string }) => {
@@ -104,7 +112,7 @@ function startWorker(spec: SimWorkerSpec, timeoutMs: number): Promise<Worker> {
   const ready = next('ready', timeoutMs);
   child.send({ type: 'start', spec });
   return ready.then(
-    () => ({ child, exited, next }),
+    () => ({ child, exited, next, send: (msg: object) => child.connected && child.send(msg) }),
     async (err: unknown) => {
       child.kill('SIGKILL');
       await exited;
@@ -138,7 +146,7 @@ export async function startSimulation(opts: SimulateOptions): Promise<Simulation
       dataDir: join(opts.dataDir, 'fleet'),
       http: { host: '127.0.0.1', port: 0 },
       mqtt: { host: '127.0.0.1', port: 0 },
-      ...(opts.logger ? { logger: opts.logger } : {}),
+      logger: opts.logger ?? pino({ level: opts.logLevel ?? 'warn' }, pino.destination(2)),
     });
     fleet = await fleetManager.start();
   }
@@ -149,7 +157,7 @@ export async function startSimulation(opts: SimulateOptions): Promise<Simulation
       await Promise.all(
         workers.map(async (w) => {
           if (w.child.exitCode === null && w.child.signalCode === null) {
-            w.child.send({ type: 'close' });
+            w.send({ type: 'close' });
             const timer = setTimeout(() => w.child.kill('SIGKILL'), 60_000);
             await w.exited;
             clearTimeout(timer);
@@ -176,6 +184,7 @@ export async function startSimulation(opts: SimulateOptions): Promise<Simulation
             ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
             ...(opts.telemetryIntervalMs !== undefined ? { telemetryIntervalMs: opts.telemetryIntervalMs } : {}),
             ...(opts.images !== undefined ? { images: opts.images } : {}),
+            ...(opts.durability ? { durability: opts.durability } : {}),
             logLevel: opts.logLevel ?? 'warn',
           },
           opts.startTimeoutMs ?? 600_000,
@@ -197,14 +206,24 @@ export async function startSimulation(opts: SimulateOptions): Promise<Simulation
       const all = await Promise.all(
         workers.map((w) => {
           const p = w.next<{ stats: SimEdgesStats }>('stats', 30_000);
-          w.child.send({ type: 'stats' });
+          w.send({ type: 'stats' });
           return p.then((m) => m.stats);
         }),
       );
       return sumStats(all);
     },
     setFps(fps) {
-      for (const w of workers) w.child.send({ type: 'fps', fps });
+      for (const w of workers) w.send({ type: 'fps', fps });
+    },
+    async drain(timeoutMs) {
+      const all = await Promise.all(
+        workers.map((w) => {
+          const p = w.next<{ drained: boolean }>('drained', timeoutMs + 30_000);
+          w.send({ type: 'drain', timeoutMs });
+          return p.then((m) => m.drained);
+        }),
+      );
+      return all.every(Boolean);
     },
     close,
   };
