@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pino, type Level, type Logger } from 'pino';
+import { destination, pino, type Level, type Logger } from 'pino';
 import { request } from 'undici';
 import { createFleetManager, type FleetManager } from '../fleet-manager/fleet-manager.js';
 import { ensureDemoModel } from '../models/demo-model.js';
@@ -146,7 +146,7 @@ export async function startSimulation(opts: SimulateOptions): Promise<Simulation
       dataDir: join(opts.dataDir, 'fleet'),
       http: { host: '127.0.0.1', port: 0 },
       mqtt: { host: '127.0.0.1', port: 0 },
-      logger: opts.logger ?? pino({ level: opts.logLevel ?? 'warn' }, pino.destination(2)),
+      logger: opts.logger ?? pino({ level: opts.logLevel ?? 'warn' }, destination(2)),
     });
     fleet = await fleetManager.start();
   }
