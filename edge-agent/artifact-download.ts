@@ -4,7 +4,7 @@
  * jitter, bounds each attempt in time, and resolves only once the file's sha256 is the one the
  * desired state names. Nothing here touches the pipeline: a download never blocks inspection.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, ftruncateSync, writeSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -51,9 +51,14 @@ export interface DownloadResult {
 
 /** sha256 (hex) of a file, streamed. */
 export async function sha256File(file: string): Promise<string> {
+  return (await hashPrefix(file, Infinity)).digest('hex');
+}
+
+/** A sha256 fed with the first `bytes` bytes of `file` (the part a resume continues). */
+async function hashPrefix(file: string, bytes: number): Promise<Hash> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
+  if (bytes > 0) for await (const chunk of createReadStream(file, Number.isFinite(bytes) ? { end: bytes - 1 } : {})) hash.update(chunk as Buffer);
+  return hash;
 }
 
 async function sizeOf(file: string): Promise<number> {
@@ -91,8 +96,9 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
   let mismatches = 0;
   let failuresInARow = 0;
 
-  async function verifyComplete(): Promise<AttemptOutcome> {
-    const actual = await sha256File(opts.file);
+  /** `actual`: the digest computed while writing; absent: read the file back. */
+  async function verifyComplete(actual?: string): Promise<AttemptOutcome> {
+    actual ??= await sha256File(opts.file);
     if (actual === opts.sha256) return { done: true };
     await rm(opts.file, { force: true });
     mismatches++;
@@ -112,6 +118,8 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     if (offset === opts.size && offset > 0) return verifyComplete();
     const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
     let progressed = false;
+    // Hashed as written, so a complete download is not read back to be checked.
+    let hash = await hashPrefix(opts.file, offset);
     // Opened before the request: between the response and the first read of its body there must
     // be no await, or a body that fails early (a cut) would be dropped with what it had received.
     const fh = await open(opts.file, 'a');
@@ -126,7 +134,10 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       });
       if (res.statusCode === 200) {
         // The server ignored Range (or we asked for none): the body is the whole file.
-        if (offset > 0) ftruncateSync(fh.fd, 0);
+        if (offset > 0) {
+          ftruncateSync(fh.fd, 0);
+          hash = createHash('sha256');
+        }
         offset = 0;
       } else if (res.statusCode === 206) {
         const range = parseContentRange(res.headers['content-range']);
@@ -158,6 +169,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
             return;
           }
           writeSync(fh.fd, chunk);
+          hash.update(chunk);
           progressed = true;
         });
         body.once('end', resolve);
@@ -187,7 +199,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
         fatal: false,
       };
     }
-    return verifyComplete();
+    return verifyComplete(hash.digest('hex'));
   }
 
   for (;;) {

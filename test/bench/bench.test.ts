@@ -32,7 +32,7 @@ function checkSection(s: BenchSection): void {
   for (const [k, v] of Object.entries(s.data ?? {})) assert.ok(Number.isFinite(v), `${s.id}: data ${k} = ${v}`);
 }
 
-test('bench: every benchmark runs in quick mode and reports well-formed figures', { timeout: 120_000 }, async (t) => {
+test('bench: every benchmark runs in quick mode and reports well-formed figures', { timeout: 300_000 }, async (t) => {
   const modelCache = await mkdtemp(join(tmpdir(), 'osprey-bench-test-'));
   t.after(() => rm(modelCache, { recursive: true, force: true }));
   const outcome = await runBenchmarks({ quick: true, modelCache, log: () => undefined });
@@ -41,7 +41,7 @@ test('bench: every benchmark runs in quick mode and reports well-formed figures'
     [],
   );
   const ids = outcome.sections.map((s) => s.id);
-  for (const required of ['edge-pipeline', 'fleet-ingest', 'capacity']) assert.ok(ids.includes(required), `section ${required} missing`);
+  for (const required of ['edge-pipeline', 'fleet-ingest', 'rollback', 'rollout-scale', 'catch-up', 'edge-write', 'capacity']) assert.ok(ids.includes(required), `section ${required} missing`);
   for (const s of outcome.sections) checkSection(s);
   const edge = outcome.sections.find((s) => s.id === 'edge-pipeline')!;
   // Each model is measured on both sides: throughput against the bare loop.
