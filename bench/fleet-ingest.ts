@@ -287,7 +287,7 @@ export const run: BenchRun = async (opts) => {
         name: 'fleet database growth',
         value: round(bytesPerResult),
         unit: 'bytes/result',
-        note: 'fleet.db + WAL: rows and their four indexes',
+        note: 'fleet.db + WAL: rows, their three indexes and the per-minute line statistics',
       },
       {
         name: 'fleet manager RSS (peak)',
@@ -341,17 +341,27 @@ export const run: BenchRun = async (opts) => {
       figures,
       tables: [table],
       notes: [
-        'Tuned in this run\'s code (fleet-manager/store.ts): batches handed to the store in the same event-loop turn (from ' +
-          'different edges) share one transaction and one fsync (group commit; each batch keeps its own savepoint, outcome ' +
-          'and ack, sent after the commit); WAL checkpoints every 5000 pages instead of 1000; 8 KiB pages for new databases. ' +
-          'Before them this benchmark gave about 45,000 results/s on the 2-core dev machine, bound by commits (fsync and ' +
-          'rewriting the same index pages).',
+        'Tuned earlier (fleet-manager/store.ts): batches handed to the store in the same event-loop turn (from different ' +
+          'edges) share one transaction and one fsync (group commit; each batch keeps its own savepoint, outcome and ack, ' +
+          'sent after the commit); WAL checkpoints every 5000 pages instead of 1000; 8 KiB pages for new databases. Before ' +
+          'them this benchmark gave about 45,000 results/s on the 2-core dev machine, bound by commits.',
+        'Tuned for issue 6 (fleet-manager/store-db.ts): line statistics come from `line_minutes`, counts per line × minute × ' +
+          'verdict × label × model kept in the same transaction as the rows, instead of the covering index results_line_ts ' +
+          '(a fifth B-tree entry per result, the widest); stats with whole-minute buckets read the aggregate plus the rows of ' +
+          'the partial minutes at either end, finer buckets read the rows (results_ts). The ack walk goes over the batch\'s ' +
+          'own seqs instead of reading them back, and a result without a shadow outcome binds 13 values instead of 19. ' +
+          'Before (same code otherwise): 84,393 results/s at 11.6 µs CPU per result on a quiet machine, 81,624 results/s ' +
+          'in a same-day run; the store alone (the baseline) went from ~119,000 to 150,000–180,000 results/s in same-day runs. Now ' +
+          `${round((backlog.cpuS * 1e6) / total)} µs CPU per result.`,
+        'Tried and rejected: the store on a worker thread (its own better-sqlite3 connection, group commit there). The ' +
+          'control store and the image store write the same fleet.db from the main thread; with the worker holding the ' +
+          'WAL write lock most of the time under a backlog, their writes stalled the event loop 0.1–0.9 s each and ' +
+          'desired-state writes failed with SQLITE_BUSY, and the backlog ran at 74,000 results/s on the loaded dev ' +
+          'machine. It needs every writer of fleet.db on that thread (or one shared write lock) first.',
         'What limits the rest (profiled with `OSPREY_BENCH_CPU_PROF`): the fleet manager is one JS thread running the broker, ' +
-          'ingest and SQLite. Per result about ' +
-          `${round((backlog.cpuS * 1e6) / total)} µs of it: SQLite ~8 µs (the row and four index entries; the covering index for line ` +
-          'statistics alone ~2 µs), JSON + ajv ~1 µs, MQTT through the embedded broker (each batch crosses loopback TCP twice) ' +
-          'the rest. Beyond ~100,000 results/s the writes must leave the JS thread (a worker-thread store on the second core) ' +
-          'or the statistics index must become a per-minute aggregate table.',
+          'ingest and SQLite. Per result, in the development profile: the SQLite insert ~5.6 µs (row, UNIQUE key, ' +
+          'results_ts, results_edge_ts, and the aggregate), the commit ~2 µs (WAL pages and the fsync, which the thread ' +
+          'waits out), JSON + ajv ~1.4 µs, GC ~0.6 µs, MQTT through the embedded broker ~0.5 µs.',
         ...(end.ingest.dropped > 0 ? [`${end.ingest.dropped} messages dropped by ingest (see the fleet log)`] : []),
       ],
       data: {

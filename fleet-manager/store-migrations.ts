@@ -4,9 +4,16 @@
  * `user_version` alone, so a file of any age converges on the current shape.
  */
 import type Database from 'better-sqlite3';
-import type { Logger } from 'pino';
 
-/** The indexes `results` carries; they move with a renamed table and must be dropped before rebuilding. */
+/** What a migration logs through (a pino logger fits). */
+interface MigrationLog {
+  info(obj: Record<string, unknown>, msg: string): void;
+}
+
+/**
+ * The indexes `results` carries or carried (results_line_ts until schema 3); they move with a
+ * renamed table and must be dropped before rebuilding.
+ */
 const RESULT_INDEXES = ['results_line_ts', 'results_ts', 'results_edge_ts'];
 
 function columnsOf(db: Database.Database, table: string): string[] {
@@ -21,7 +28,7 @@ function columnsOf(db: Database.Database, table: string): string[] {
  * of edges that send no storeId), and dropped, in one transaction. Per-store acks move into
  * `edge_stores` under the same '' store.
  */
-export function migrateToStoreIds(db: Database.Database, createTables: () => void, log: Logger): void {
+export function migrateToStoreIds(db: Database.Database, createTables: () => void, log: MigrationLog): void {
   const resultColumns = columnsOf(db, 'results');
   if (!resultColumns.includes('store_id')) {
     db.transaction(() => {
@@ -42,4 +49,34 @@ export function migrateToStoreIds(db: Database.Database, createTables: () => voi
                SELECT id, '', acked_seq, first_seen, last_seen FROM edges`);
     })();
   }
+}
+
+/**
+ * Schema 3: per-line statistics come from `line_minutes`, counts per line × minute × verdict ×
+ * label × model kept at insert, instead of the covering index results_line_ts (line, ts, verdict,
+ * label, model), which cost every stored result a fifth B-tree entry. A database without the
+ * table gets it, filled from the rows it holds, and loses the index, in one transaction.
+ */
+export function migrateToLineMinutes(db: Database.Database, log: MigrationLog): void {
+  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'line_minutes'").get();
+  if (exists) return;
+  db.transaction(() => {
+    db.exec(`CREATE TABLE line_minutes (
+      line TEXT NOT NULL,
+      minute INTEGER NOT NULL,
+      verdict TEXT NOT NULL,
+      label TEXT NOT NULL,
+      model TEXT NOT NULL,
+      count INTEGER NOT NULL,
+      PRIMARY KEY (line, minute, verdict, label, model)
+    ) WITHOUT ROWID`);
+    const groups = db
+      .prepare(
+        `INSERT INTO line_minutes (line, minute, verdict, label, model, count)
+         SELECT line, (ts / 60000) * 60000, verdict, label, model, count(*) FROM results WHERE true GROUP BY 1, 2, 3, 4, 5`,
+      )
+      .run().changes;
+    db.exec('DROP INDEX IF EXISTS results_line_ts');
+    if (groups > 0) log.info({ groups }, 'line statistics aggregated per minute (line_minutes)');
+  })();
 }

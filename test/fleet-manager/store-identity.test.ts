@@ -84,8 +84,15 @@ test('a fleet database from before storeIds is migrated: rows and acks kept unde
   assert.equal((await store.listResults({ edge: 'e1', limit: 100 })).items.length, 7);
   const check = new Database(file, { readonly: true });
   t.after(() => check.close());
-  assert.equal(check.pragma('user_version', { simple: true }), 2);
+  assert.equal(check.pragma('user_version', { simple: true }), 3);
   assert.equal(check.pragma('integrity_check', { simple: true }), 'ok');
   const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'results' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all();
-  assert.deepEqual(indexes, ['results_edge_ts', 'results_line_ts', 'results_ts']);
+  // Schema 3: the covering index gave way to line_minutes, filled from the migrated rows.
+  assert.deepEqual(indexes, ['results_edge_ts', 'results_ts']);
+  const minutes = check.prepare('SELECT line, minute, verdict, label, model, count FROM line_minutes ORDER BY model').all();
+  const minute = Math.floor(T0 / 60_000) * 60_000;
+  assert.deepEqual(minutes, [
+    { line: 'L1', minute, verdict: 'ok', label: 'good', model: 'builtin-anomaly@1', count: 4 },
+    { line: 'L1', minute, verdict: 'ok', label: 'good', model: 'm@1', count: 3 },
+  ]);
 });

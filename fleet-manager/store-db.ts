@@ -1,0 +1,601 @@
+/**
+ * The fleet database itself: schema, migrations and every statement, synchronous
+ * (better-sqlite3). `openSqliteStore` (store.ts) puts FleetStore's asynchronous interface and the
+ * group commit on top of it.
+ */
+import Database from 'better-sqlite3';
+import { migrateToLineMinutes, migrateToStoreIds } from './store-migrations.js';
+import type {
+  EdgeRecord,
+  IngestOutcome,
+  LineSummary,
+  ReportMeta,
+  ResultsPage,
+  ResultsQuery,
+  StatsRow,
+  StoredResult,
+} from './store.js';
+import type {
+  EventMessage,
+  ResultRecord,
+  StateMessage,
+  TelemetryMessage,
+  Verdict,
+} from '../protocol/messages.js';
+
+/** The line recorded for results that arrive before the edge has reported its line. */
+export const UNKNOWN_LINE = 'unknown';
+
+/** Granularity of the line statistics aggregate (`line_minutes`). */
+export const MINUTE_MS = 60_000;
+
+/** What the database code logs through: pino's shape, so a pino logger fits as is. */
+export interface StoreLog {
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+  error(obj: Record<string, unknown>, msg: string): void;
+}
+
+// 2: results keyed by (edge_id, store_id, seq), per-store acks in edge_stores (issue 5).
+// 3: per-minute line statistics in line_minutes instead of the covering index results_line_ts.
+export const SCHEMA_VERSION = 3;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS edges (
+  id TEXT PRIMARY KEY,
+  line TEXT,
+  cameras TEXT NOT NULL DEFAULT '[]',
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  online INTEGER NOT NULL DEFAULT 0,
+  state TEXT,
+  telemetry TEXT,
+  telemetry_at INTEGER,
+  acked_seq INTEGER NOT NULL DEFAULT 0,
+  store_id TEXT NOT NULL DEFAULT ''
+);
+-- One row per result store an edge has had (a wiped edge database is a new store): its ack.
+CREATE TABLE IF NOT EXISTS edge_stores (
+  edge_id TEXT NOT NULL,
+  store_id TEXT NOT NULL,
+  acked_seq INTEGER NOT NULL DEFAULT 0,
+  first_seen INTEGER NOT NULL,
+  last_seen INTEGER NOT NULL,
+  PRIMARY KEY (edge_id, store_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS results (
+  id INTEGER PRIMARY KEY,
+  edge_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  ts INTEGER NOT NULL,
+  line TEXT NOT NULL,
+  camera TEXT NOT NULL,
+  source TEXT NOT NULL,
+  frame TEXT,
+  model TEXT NOT NULL,
+  verdict TEXT NOT NULL,
+  label TEXT NOT NULL,
+  score REAL NOT NULL,
+  latency_ms REAL NOT NULL,
+  detections TEXT,
+  -- '' for edges that send no storeId (stores created before storeIds existed).
+  store_id TEXT NOT NULL DEFAULT '',
+  UNIQUE (edge_id, store_id, seq)
+);
+CREATE INDEX IF NOT EXISTS results_ts ON results (ts);
+CREATE INDEX IF NOT EXISTS results_edge_ts ON results (edge_id, ts);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY,
+  edge_id TEXT NOT NULL,
+  ts INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  kind TEXT NOT NULL,
+  level TEXT NOT NULL,
+  message TEXT NOT NULL,
+  data TEXT
+);
+CREATE INDEX IF NOT EXISTS events_edge_ts ON events (edge_id, ts);
+`;
+
+interface EdgeRow {
+  id: string;
+  line: string | null;
+  cameras: string;
+  first_seen: number;
+  last_seen: number;
+  online: number;
+  state: string | null;
+  telemetry: string | null;
+  telemetry_at: number | null;
+  acked_seq: number;
+  store_id: string;
+}
+
+interface ResultRow {
+  id: number;
+  edge_id: string;
+  seq: number;
+  ts: number;
+  line: string;
+  camera: string;
+  source: ResultRecord['source'];
+  frame: string | null;
+  model: string;
+  verdict: Verdict;
+  label: string;
+  score: number;
+  latency_ms: number;
+  detections: string | null;
+  store_id: string;
+}
+
+type ResultFilterKey = 'edge' | 'line' | 'verdict' | 'label' | 'model' | 'from' | 'to';
+const FILTER_SQL: Record<ResultFilterKey, string> = {
+  edge: 'edge_id = @edge',
+  // No index leads with line: the line's first and last minute (line_minutes) bound the walk of
+  // results_ts, so a line quiet for long does not make the query read every newer row.
+  line:
+    'line = @line AND ts >= (SELECT min(minute) FROM line_minutes WHERE line = @line)' +
+    ` AND ts < (SELECT max(minute) FROM line_minutes WHERE line = @line) + ${MINUTE_MS}`,
+  verdict: 'verdict = @verdict',
+  label: 'label = @label',
+  model: 'model = @model',
+  from: 'ts >= @from',
+  to: 'ts < @to',
+};
+const FILTER_KEYS = Object.keys(FILTER_SQL) as ResultFilterKey[];
+
+/** One batch handed to `ingestBatches`. */
+export interface IngestRequest {
+  edgeId: string;
+  results: readonly ResultRecord[];
+  meta: ReportMeta;
+  storeId: string;
+}
+
+/** The synchronous fleet database: FleetStore's operations (store.ts documents them). */
+export interface FleetDb {
+  recordState(edgeId: string, state: StateMessage, meta: ReportMeta): void;
+  recordTelemetry(edgeId: string, telemetry: TelemetryMessage, meta: ReportMeta): void;
+  recordEvent(edgeId: string, event: EventMessage, meta: ReportMeta): void;
+  /**
+   * Stores the batches in one transaction (one commit, one fsync), each batch its own savepoint
+   * with its own outcome. When the group fails it is retried batch by batch, so a bad batch fails
+   * alone: its entry is the error, the others' their outcomes.
+   */
+  ingestBatches(batches: readonly IngestRequest[]): (IngestOutcome | Error)[];
+  markAllOffline(): number;
+  getEdge(edgeId: string): EdgeRecord | null;
+  listEdges(): EdgeRecord[];
+  listLines(): LineSummary[];
+  hasLine(line: string): boolean;
+  lineStats(line: string, from: number, to: number, bucketMs: number): StatsRow[];
+  listResults(query: ResultsQuery): ResultsPage;
+  ping(): void;
+  close(): void;
+}
+
+/**
+ * Opens (creating or upgrading if needed) the fleet database: WAL, synchronous=FULL because an
+ * ack tells the edge it may delete its copy, so a committed batch must survive a power cut.
+ * Throws on a database newer than this build.
+ */
+export function openFleetDatabase(file: string, log: StoreLog): Database.Database {
+  const db = new Database(file);
+  try {
+    // 8 KiB pages for a new database (an existing one keeps its own): about 15 % less CPU per
+    // stored result, fewer B-tree levels and splits in the result indexes (bench/fleet-ingest.ts).
+    // It has to come before WAL mode, which fixes the page size.
+    db.pragma('page_size = 8192');
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('busy_timeout = 5000');
+    // Checkpoint every ~40 MB of WAL (5000 pages of 8 KiB) instead of SQLite's 1000 pages: an index
+    // page rewritten by many batches is copied into the database once per checkpoint rather than
+    // again and again (bench/fleet-ingest.ts: about +40 % ingest rate on a large database).
+    db.pragma('wal_autocheckpoint = 5000');
+    const version = db.pragma('user_version', { simple: true }) as number;
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`fleet database ${file} has schema version ${version}, newer than this build (${SCHEMA_VERSION})`);
+    }
+    // Every step is idempotent and checks the shape it finds, so files of any age converge.
+    const createTables = () => {
+      db.exec(SCHEMA);
+      addShadowColumns(db);
+    };
+    createTables();
+    migrateToStoreIds(db, createTables, log);
+    migrateToLineMinutes(db, log);
+    if (version !== SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/** Prepares every statement on an open fleet database (openFleetDatabase) and returns its operations. */
+export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
+  const st = {
+    getEdge: db.prepare<[string], EdgeRow>('SELECT * FROM edges WHERE id = ?'),
+    // One upsert for every kind of report; line and cameras only ever move from unknown to known.
+    touchEdge: db.prepare<{ id: string; seen: number }>(
+      `INSERT INTO edges (id, first_seen, last_seen) VALUES (@id, @seen, @seen)
+       ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)`,
+    ),
+    writeState: db.prepare<{ id: string; line: string | null; cameras: string; online: number; state: string }>(
+      'UPDATE edges SET line = @line, cameras = @cameras, online = @online, state = @state WHERE id = @id',
+    ),
+    // Re-assigning an edge's early results moves their counts in line_minutes too: added under the
+    // new line, taken from the unknown one (emptied groups removed), then the rows themselves.
+    unknownMinutesAdd: db.prepare<{ id: string; line: string }>(
+      `INSERT INTO line_minutes (line, minute, verdict, label, model, count)
+       SELECT @line, (ts / ${MINUTE_MS}) * ${MINUTE_MS}, verdict, label, model, count(*)
+       FROM results WHERE edge_id = @id AND line = '${UNKNOWN_LINE}' GROUP BY 2, 3, 4, 5
+       ON CONFLICT (line, minute, verdict, label, model) DO UPDATE SET count = count + excluded.count`,
+    ),
+    unknownMinutesTake: db.prepare<{ id: string }>(
+      `UPDATE line_minutes SET count = count - g.n
+       FROM (SELECT (ts / ${MINUTE_MS}) * ${MINUTE_MS} AS minute, verdict, label, model, count(*) AS n
+             FROM results WHERE edge_id = @id AND line = '${UNKNOWN_LINE}' GROUP BY 1, 2, 3, 4) AS g
+       WHERE line_minutes.line = '${UNKNOWN_LINE}' AND line_minutes.minute = g.minute
+         AND line_minutes.verdict = g.verdict AND line_minutes.label = g.label AND line_minutes.model = g.model`,
+    ),
+    unknownMinutesPrune: db.prepare(`DELETE FROM line_minutes WHERE line = '${UNKNOWN_LINE}' AND count <= 0`),
+    fixUnknownLine: db.prepare<{ id: string; line: string }>(
+      `UPDATE results SET line = @line WHERE edge_id = @id AND line = '${UNKNOWN_LINE}'`,
+    ),
+    writeTelemetry: db.prepare<{ id: string; telemetry: string; at: number }>(
+      'UPDATE edges SET telemetry = @telemetry, telemetry_at = @at WHERE id = @id',
+    ),
+    insertEvent: db.prepare(
+      `INSERT INTO events (edge_id, ts, received_at, kind, level, message, data)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    // Results without a shadow outcome (most) bind 13 values rather than 19: binding is a good
+    // part of an insert's CPU.
+    insertResult: db.prepare(
+      `INSERT OR IGNORE INTO results
+         (edge_id, store_id, seq, ts, line, camera, source, frame, model, verdict, label, score, latency_ms, detections)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    insertShadowResult: db.prepare(
+      `INSERT OR IGNORE INTO results
+         (edge_id, store_id, seq, ts, line, camera, source, frame, model, verdict, label, score, latency_ms, detections,
+          shadow_model, shadow_verdict, shadow_label, shadow_score, shadow_latency_ms, shadow_error)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    addMinute: db.prepare<[string, number, string, string, string, number]>(
+      `INSERT INTO line_minutes (line, minute, verdict, label, model, count) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (line, minute, verdict, label, model) DO UPDATE SET count = count + excluded.count`,
+    ),
+    // Walks stored seqs upward from the ack; the UNIQUE (edge_id, store_id, seq) index keeps it ordered.
+    seqsAfter: db.prepare<[string, string, number], number>(
+      'SELECT seq FROM results WHERE edge_id = ? AND store_id = ? AND seq > ? ORDER BY seq',
+    ).pluck(),
+    storedRow: db.prepare<[string, string, number], { ts: number; model: string; verdict: string; label: string }>(
+      'SELECT ts, model, verdict, label FROM results WHERE edge_id = ? AND store_id = ? AND seq = ?',
+    ),
+    touchStore: db.prepare<{ edgeId: string; storeId: string; seen: number }>(
+      `INSERT INTO edge_stores (edge_id, store_id, first_seen, last_seen) VALUES (@edgeId, @storeId, @seen, @seen)
+       ON CONFLICT (edge_id, store_id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)`,
+    ),
+    storeAcked: db.prepare<[string, string], number>('SELECT acked_seq FROM edge_stores WHERE edge_id = ? AND store_id = ?').pluck(),
+    setStoreAcked: db.prepare<[number, string, string]>('UPDATE edge_stores SET acked_seq = ? WHERE edge_id = ? AND store_id = ?'),
+    // The edge's own row follows the store it reports from, for /api/edges.
+    setAcked: db.prepare<[number, string, string]>('UPDATE edges SET acked_seq = ?, store_id = ? WHERE id = ?'),
+    markAllOffline: db.prepare('UPDATE edges SET online = 0 WHERE online = 1'),
+    listEdges: db.prepare<[], EdgeRow>('SELECT * FROM edges ORDER BY id'),
+    listLines: db.prepare<[string], LineSummary>(
+      `SELECT coalesce(line, ?) AS line, count(*) AS edges, sum(online) AS online
+       FROM edges GROUP BY 1 ORDER BY 1`,
+    ),
+    // Every stored result is counted in line_minutes under its line, so the aggregate answers
+    // "does any result carry this line" from its primary key.
+    hasLine: db.prepare<[string, string], number>(
+      `SELECT EXISTS (SELECT 1 FROM edges WHERE line = ?) OR EXISTS (SELECT 1 FROM line_minutes WHERE line = ?)`,
+    ).pluck(),
+    // Buckets of whole minutes: the minutes inside [from, to) come from line_minutes; the partial
+    // minutes at either end (from..aFrom, aTo..to) from the rows themselves (results_ts). A bucket
+    // of k minutes groups minute m as (m / b) * b, the same bucket as any ts of that minute.
+    // better-sqlite3 binds JS numbers as REAL; the CASTs keep the divisions integral.
+    lineStatsMinutes: db.prepare<{ line: string; from: number; to: number; aFrom: number; aTo: number; b: number }, StatsRow>(
+      `SELECT (m / CAST(@b AS INTEGER)) * CAST(@b AS INTEGER) AS bucket, verdict, label, model, sum(n) AS count
+       FROM (SELECT minute AS m, verdict, label, model, count AS n FROM line_minutes
+             WHERE line = @line AND minute >= @aFrom AND minute < @aTo
+             UNION ALL
+             SELECT ts, verdict, label, model, 1 FROM results WHERE line = @line AND ts >= @from AND ts < @aFrom
+             UNION ALL
+             SELECT ts, verdict, label, model, 1 FROM results WHERE line = @line AND ts >= @aTo AND ts < @to)
+       GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
+    ),
+    // Buckets finer than a minute, or a window within one minute: the rows themselves.
+    lineStatsRows: db.prepare<{ line: string; from: number; to: number; b: number }, StatsRow>(
+      `SELECT (ts / CAST(@b AS INTEGER)) * CAST(@b AS INTEGER) AS bucket, verdict, label, model, count(*) AS count
+       FROM results WHERE line = @line AND ts >= @from AND ts < @to
+       GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
+    ),
+    ping: db.prepare<[], number>('SELECT 1').pluck(),
+  };
+
+  // Result listings are prepared once per combination of filters, on first use.
+  const listStatements = new Map<string, Database.Statement<Record<string, unknown>, ResultRow>>();
+  function listStatement(keys: ResultFilterKey[], keyset: boolean, offset: boolean) {
+    const cacheKey = `${keys.join(',')}|${keyset}|${offset}`;
+    let stmt = listStatements.get(cacheKey);
+    if (!stmt) {
+      const where = keys.map((k) => FILTER_SQL[k]);
+      if (keyset) where.push('(ts < @afterTs OR (ts = @afterTs AND id < @afterId))');
+      const sql =
+        `SELECT * FROM results${where.length ? ` WHERE ${where.join(' AND ')}` : ''}` +
+        ` ORDER BY ts DESC, id DESC LIMIT @limit${offset ? ' OFFSET @offset' : ''}`;
+      stmt = db.prepare<Record<string, unknown>, ResultRow>(sql);
+      listStatements.set(cacheKey, stmt);
+    }
+    return stmt;
+  }
+
+  function touch(edgeId: string, meta: ReportMeta, seenAt = meta.receivedAt): EdgeRow {
+    st.touchEdge.run({ id: edgeId, seen: seenAt });
+    return st.getEdge.get(edgeId)!;
+  }
+
+  const recordState = db.transaction((edgeId: string, state: StateMessage, meta: ReportMeta) => {
+    // A replayed retained state says when the edge last spoke, not that it speaks now.
+    const row = touch(edgeId, meta, meta.replay ? Math.min(state.ts, meta.receivedAt) : meta.receivedAt);
+    const previous = row.state ? (JSON.parse(row.state) as Partial<StateMessage>) : {};
+    const merged = { ...previous, ...state };
+    const line = state.line ?? row.line;
+    st.writeState.run({
+      id: edgeId,
+      line,
+      cameras: state.cameras ? JSON.stringify(state.cameras) : row.cameras,
+      online: state.online ? 1 : 0,
+      state: JSON.stringify(merged),
+    });
+    // A state naming another store (a wiped edge database) switches the edge's view to that store's ack.
+    if (state.storeId !== undefined && state.storeId !== row.store_id && !meta.replay) {
+      st.setAcked.run(st.storeAcked.get(edgeId, state.storeId) ?? 0, state.storeId, edgeId);
+    }
+    if (row.line === null && line !== null) {
+      st.unknownMinutesAdd.run({ id: edgeId, line });
+      st.unknownMinutesTake.run({ id: edgeId });
+      st.unknownMinutesPrune.run();
+      const fixed = st.fixUnknownLine.run({ id: edgeId, line }).changes;
+      if (fixed > 0) log.info({ edgeId, line, results: fixed }, 'line assigned to earlier results');
+    }
+  });
+
+  const recordTelemetry = db.transaction((edgeId: string, telemetry: TelemetryMessage, meta: ReportMeta) => {
+    touch(edgeId, meta);
+    st.writeTelemetry.run({ id: edgeId, telemetry: JSON.stringify(telemetry), at: meta.receivedAt });
+  });
+
+  const recordEvent = db.transaction((edgeId: string, ev: EventMessage, meta: ReportMeta) => {
+    touch(edgeId, meta);
+    st.insertEvent.run(
+      edgeId,
+      ev.ts,
+      meta.receivedAt,
+      ev.kind,
+      ev.level,
+      ev.message,
+      ev.data === undefined ? null : JSON.stringify(ev.data),
+    );
+  });
+
+  interface MinuteCount {
+    minute: number;
+    verdict: string;
+    label: string;
+    model: string;
+    count: number;
+  }
+
+  const ingest = db.transaction(({ edgeId, results, meta, storeId }: IngestRequest): IngestOutcome => {
+    const edge = touch(edgeId, meta);
+    const line = edge.line ?? UNKNOWN_LINE;
+    st.touchStore.run({ edgeId, storeId, seen: meta.receivedAt });
+    const before = st.storeAcked.get(edgeId, storeId) ?? 0;
+    let acked = before;
+    let inserted = 0;
+    let conflicts = 0;
+    let fillsAck = false;
+    // The rows this batch adds, counted per minute × verdict × label × model for line_minutes.
+    const minutes = new Map<string, MinuteCount>();
+    // Seqs of this batch now stored (inserted, or there before), for the ack walk.
+    const stored = new Set<number>();
+    for (const r of results) {
+      if (r.seq === acked + 1) fillsAck = true;
+      const detections = r.detections === undefined ? null : JSON.stringify(r.detections);
+      const { shadow } = r;
+      const added = (
+        shadow === undefined
+          ? st.insertResult.run(edgeId, storeId, r.seq, r.ts, line, r.camera, r.source, r.frame ?? null, r.model, r.verdict, r.label, r.score, r.latencyMs, detections)
+          : st.insertShadowResult.run(
+              edgeId, storeId, r.seq, r.ts, line, r.camera, r.source, r.frame ?? null, r.model, r.verdict, r.label, r.score, r.latencyMs, detections,
+              shadow.model, shadow.verdict ?? null, shadow.label ?? null, shadow.score ?? null, shadow.latencyMs ?? null, shadow.error ?? null,
+            )
+      ).changes;
+      inserted += added;
+      if (added === 0) {
+        // A resend carries the same row; anything else under the same key is another frame.
+        const row = st.storedRow.get(edgeId, storeId, r.seq);
+        if (row) {
+          stored.add(r.seq);
+          if (row.ts !== r.ts || row.model !== r.model || row.verdict !== r.verdict || row.label !== r.label) conflicts++;
+        }
+      } else {
+        stored.add(r.seq);
+        // ts is an integer >= 0 (protocol), so this is SQLite's (ts / 60000) * 60000.
+        const minute = Math.floor(r.ts / MINUTE_MS) * MINUTE_MS;
+        const key = `${minute}\u0000${r.verdict}\u0000${r.label}\u0000${r.model}`;
+        const m = minutes.get(key);
+        if (m) m.count++;
+        else minutes.set(key, { minute, verdict: r.verdict, label: r.label, model: r.model, count: 1 });
+      }
+    }
+    for (const m of minutes.values()) st.addMinute.run(line, m.minute, m.verdict, m.label, m.model, m.count);
+    // Only a batch holding acked+1 can move the ack: otherwise the gap after it is still open.
+    if (fillsAck) {
+      // Walk the batch's stored seqs first, then the stored seqs after them (usually none): the
+      // walk stays O(batch) without reading back the rows just written.
+      while (stored.has(acked + 1)) acked++;
+      for (const seq of st.seqsAfter.iterate(edgeId, storeId, acked)) {
+        if (seq !== acked + 1) break;
+        acked = seq;
+      }
+      if (acked !== before) st.setStoreAcked.run(acked, edgeId, storeId);
+    }
+    if (acked !== edge.acked_seq || storeId !== edge.store_id) st.setAcked.run(acked, storeId, edgeId);
+    return { ackedSeq: acked, inserted, conflicts };
+  });
+
+  const ingestGroup = db.transaction((batches: readonly IngestRequest[]) => batches.map((b) => ingest(b)));
+
+  let closed = false;
+  function open(): void {
+    if (closed) throw new Error('fleet database is closed');
+  }
+
+  return {
+    recordState(edgeId, state, meta) {
+      open();
+      recordState(edgeId, state, meta);
+    },
+    recordTelemetry(edgeId, telemetry, meta) {
+      open();
+      recordTelemetry(edgeId, telemetry, meta);
+    },
+    recordEvent(edgeId, event, meta) {
+      open();
+      recordEvent(edgeId, event, meta);
+    },
+    ingestBatches(batches) {
+      if (closed) return batches.map(() => new Error('fleet database is closed'));
+      if (batches.length > 1) {
+        try {
+          return ingestGroup(batches);
+        } catch {
+          // Some batch failed and rolled the group back: store them one by one, so it fails alone.
+        }
+      }
+      return batches.map((b) => {
+        try {
+          return ingest(b);
+        } catch (err) {
+          return err instanceof Error ? err : new Error(String(err));
+        }
+      });
+    },
+    markAllOffline() {
+      open();
+      return st.markAllOffline.run().changes;
+    },
+    getEdge(edgeId) {
+      open();
+      const row = st.getEdge.get(edgeId);
+      return row ? toEdgeRecord(row) : null;
+    },
+    listEdges() {
+      open();
+      return st.listEdges.all().map(toEdgeRecord);
+    },
+    listLines() {
+      open();
+      return st.listLines.all(UNKNOWN_LINE).map((l) => ({ line: l.line, edges: l.edges, online: l.online ?? 0 }));
+    },
+    hasLine(line) {
+      open();
+      return st.hasLine.get(line, line) === 1;
+    },
+    lineStats(line, from, to, bucketMs) {
+      open();
+      const aFrom = Math.ceil(from / MINUTE_MS) * MINUTE_MS;
+      const aTo = Math.floor(to / MINUTE_MS) * MINUTE_MS;
+      if (bucketMs % MINUTE_MS === 0 && aFrom < aTo) {
+        return st.lineStatsMinutes.all({ line, from, to, aFrom, aTo, b: bucketMs });
+      }
+      return st.lineStatsRows.all({ line, from, to, b: bucketMs });
+    },
+    listResults(q) {
+      open();
+      const keys = FILTER_KEYS.filter((k) => q[k] !== undefined);
+      const params: Record<string, unknown> = { limit: q.limit + 1 };
+      for (const k of keys) params[k] = q[k];
+      if (q.after) {
+        params.afterTs = q.after.ts;
+        params.afterId = q.after.id;
+      }
+      if (q.offset !== undefined) params.offset = q.offset;
+      // One row more than asked tells whether there is a next page without a count query.
+      const rows = listStatement(keys, q.after !== undefined, q.offset !== undefined).all(params);
+      const items = rows.slice(0, q.limit).map(toStoredResult);
+      const last = items[items.length - 1];
+      return { items, next: rows.length > q.limit && last ? { ts: last.ts, id: last.id } : null };
+    },
+    ping() {
+      if (closed || st.ping.get() !== 1) throw new Error('fleet database is closed');
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}
+
+/**
+ * The shadow candidate's outcome per result (rollout gates: agreement, defect-rate change) as
+ * columns rather than JSON, so gates aggregate in SQL. Added by column check rather than a schema
+ * version bump, so databases of either age converge on the same shape.
+ */
+function addShadowColumns(db: Database.Database): void {
+  const have = new Set((db.prepare('PRAGMA table_info(results)').all() as { name: string }[]).map((c) => c.name));
+  const columns: [string, string][] = [
+    ['shadow_model', 'TEXT'],
+    ['shadow_verdict', 'TEXT'],
+    ['shadow_label', 'TEXT'],
+    ['shadow_score', 'REAL'],
+    ['shadow_latency_ms', 'REAL'],
+    ['shadow_error', 'TEXT'],
+  ];
+  for (const [name, type] of columns) if (!have.has(name)) db.exec(`ALTER TABLE results ADD COLUMN ${name} ${type}`);
+}
+
+function toEdgeRecord(row: EdgeRow): EdgeRecord {
+  return {
+    id: row.id,
+    line: row.line,
+    cameras: JSON.parse(row.cameras) as string[],
+    firstSeen: row.first_seen,
+    lastSeen: row.last_seen,
+    online: row.online === 1,
+    state: row.state ? (JSON.parse(row.state) as Partial<StateMessage>) : null,
+    telemetry: row.telemetry ? (JSON.parse(row.telemetry) as TelemetryMessage) : null,
+    telemetryAt: row.telemetry_at,
+    ackedSeq: row.acked_seq,
+    storeId: row.store_id,
+  };
+}
+
+function toStoredResult(row: ResultRow): StoredResult {
+  const r: StoredResult = {
+    id: row.id,
+    edgeId: row.edge_id,
+    line: row.line,
+    seq: row.seq,
+    ts: row.ts,
+    camera: row.camera,
+    source: row.source,
+    model: row.model,
+    verdict: row.verdict,
+    label: row.label,
+    score: row.score,
+    latencyMs: row.latency_ms,
+  };
+  if (row.frame !== null) r.frame = row.frame;
+  if (row.detections !== null) r.detections = JSON.parse(row.detections) as StoredResult['detections'];
+  if (row.store_id) r.storeId = row.store_id;
+  return r;
+}
