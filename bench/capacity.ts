@@ -16,6 +16,19 @@ const FPS = 10;
 /** Share of the core kept free for catch-up after outages, the HTTP API and bursts. */
 const HEADROOM = 0.3;
 
+/** Model rollouts at this scale: the bytes every edge downloads go through the fleet's network link. */
+function rolloutNote(r: Record<string, number> | undefined): string[] {
+  if (!r || !r.edges || !r.packageBytes) return [];
+  const gb = (r.edges * r.packageBytes) / 1e9;
+  return [
+    `Rollouts: every edge downloads the package from the fleet manager, so a plant-wide rollout moves edges × package ` +
+      `size through its network link — ${round(gb)} GB for the ${r.edges}-edge, ${round(r.packageBytes / 1048576)} MiB ` +
+      `rollout measured here (${round(r.reportingMs / 1000)} s from promotion to all reporting, loopback), at least ` +
+      `${round((gb * 8) / 1)} s on a 1 Gbit/s link. For larger plants or models, stage by line (each stage moves only its ` +
+      'edges) or serve `/api/artifacts/` through a cache near the lines (the fleet\'s `publicUrl` setting names the base edges download from; artifacts are immutable and sha256-checked, so any HTTP cache is safe).',
+  ];
+}
+
 /** Runs the projection (see the file comment). */
 export const run: BenchRun = async (opts) => {
   const ingest = opts.previous.get('fleet-ingest')?.data;
@@ -106,6 +119,7 @@ export const run: BenchRun = async (opts) => {
       `${round((planned * bytesPerDay) / 1e12)} TB/day for ${planned} edges. A retention policy (or PostgreSQL with ` +
       'partitions) comes before CPU on any plant keeping months of history.',
     `Memory is not the limit: about ${round(d('rssPerEdgeKiB'))} KiB of fleet manager RSS per connected edge.`,
+    ...rolloutNote(opts.previous.get('rollout-scale')?.data),
     'Beyond one fleet manager: several instances behind an external broker with MQTT shared subscriptions and a shared ' +
       'PostgreSQL (the FleetStore interface is asynchronous for that); SQLite admits one writer process.',
   ];

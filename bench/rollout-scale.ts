@@ -292,7 +292,7 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
           `(mean of per-second medians), worst per-second p99 ${round(latency.p99, 1)} ms, over ${latency.count} frames; ` +
           `peak RSS of the simulator processes ${Math.round(simPeakRss / 1048576)} MB.`,
       ],
-      data: { edges: p.edges, reportingMs, runningMs, bareMs, rollbackMedianMs: percentile(rb, 50), smallAllMs },
+      data: { edges: p.edges, packageBytes: v2.size, reportingMs, runningMs, bareMs, rollbackMedianMs: percentile(rb, 50), smallAllMs },
     };
     return section;
   } finally {
