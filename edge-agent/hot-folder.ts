@@ -278,7 +278,11 @@ export function createHotFolder(opts: HotFolderOptions): HotFolder {
       await mkdir(doneDir, { recursive: true });
       await mkdir(failedDir, { recursive: true });
       try {
-        watcher = watch(opts.dir, { persistent: false }, () => void scan());
+        // Every file in or out of the folder is an event, and each scan reads the whole directory:
+        // while files already wait for the pipeline, new ones cannot go sooner, so the recheck
+        // timer (settleMs) picks them up instead of one scan per event (a backlog of n files cost
+        // n scans of n entries).
+        watcher = watch(opts.dir, { persistent: false }, () => (ready.length >= opts.inFlight ? scheduleRecheck() : void scan()));
         watcher.on('error', (err) => {
           log.warn({ err, dir: opts.dir }, 'fs.watch failed; relying on the periodic rescan');
           watcher?.close();

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
 import type { ResultRecord, Thresholds } from '../protocol/messages.js';
 import type { Inspection, InspectOptions, ModelRunner } from '../models/types.js';
-import type { ResultStore } from './result-store.js';
+import type { NewResult, ResultStore } from './result-store.js';
 
 /** Where a frame came from; stored with its result. */
 export interface FrameMeta {
@@ -85,6 +85,12 @@ export interface Pipeline {
   drain(): Promise<void>;
 }
 
+interface PendingWrite {
+  record: NewResult;
+  /** Called synchronously after the write: `err` undefined and the seq, or the error. */
+  done: (err: unknown, seq: number) => void;
+}
+
 interface Job {
   image: Buffer;
   meta: FrameMeta;
@@ -94,6 +100,12 @@ interface Job {
 }
 
 type ShadowOutcome = NonNullable<ResultRecord['shadow']>;
+
+/**
+ * Longest a stored result waits for the other frames in flight to join its commit (group commit);
+ * a frame alone, or the last of those in flight, commits at once.
+ */
+const GROUP_COMMIT_WAIT_MS = 1;
 
 const ms3 = (ms: number) => Math.round(ms * 1000) / 1000;
 
@@ -168,35 +180,111 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     return Promise.race([done, late]).finally(() => clearTimeout(timer));
   }
 
-  async function run(job: Job): Promise<void> {
+  /**
+   * Group commit: the results of frames that finish close together are written in one
+   * transaction, so one fsync (synchronous=FULL) covers them all instead of one each. The fsync
+   * blocks the JS thread (better-sqlite3 is synchronous), and with a light model it was the
+   * largest cost on that thread after decoding (docs/BENCHMARKS.md). A result commits at once when
+   * every frame in flight is waiting for the store (a lone frame: one plain append, as before),
+   * else after at most GROUP_COMMIT_WAIT_MS for the others to join. Each frame is still answered
+   * only once its own row is committed.
+   */
+  const toStore: PendingWrite[] = [];
+  let flushScheduled = false;
+  let flushTimer: NodeJS.Timeout | undefined;
+
+  function persist(record: NewResult, done: PendingWrite['done']): void {
+    toStore.push({ record, done });
+    if (toStore.length >= running) {
+      // Every frame in flight waits for the store (always so for a lone frame): commit now.
+      clearTimeout(flushTimer);
+      flushTimer = undefined;
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flush);
+      }
+    } else if (!flushScheduled && !flushTimer) {
+      // Other frames are still decoding or inferring: give them a moment to join this commit.
+      flushTimer = setTimeout(() => {
+        flushTimer = undefined;
+        if (!flushScheduled) flush();
+      }, GROUP_COMMIT_WAIT_MS);
+    }
+  }
+
+  function flush(): void {
+    flushScheduled = false;
+    clearTimeout(flushTimer);
+    flushTimer = undefined;
+    const writes = toStore.splice(0);
+    if (writes.length > 1) {
+      let seqs: number[] | undefined;
+      try {
+        seqs = opts.store.batch(() => writes.map((w) => opts.store.append(w.record)));
+      } catch (err) {
+        // Nothing of the batch was stored; each frame is tried alone below and fails on its own.
+        log.debug({ err, frames: writes.length }, 'group commit failed; storing the frames one by one');
+      }
+      if (seqs) {
+        for (const [i, w] of writes.entries()) w.done(undefined, seqs[i]!);
+        return;
+      }
+    }
+    for (const w of writes) {
+      let seq: number;
+      try {
+        seq = opts.store.append(w.record);
+      } catch (err) {
+        w.done(err, 0);
+        continue;
+      }
+      w.done(undefined, seq);
+    }
+  }
+
+  /** `release` frees the frame's slot; called before the frame is answered or failed. */
+  async function run(job: Job, release: () => void): Promise<void> {
     // Captured once: a setModel()/setShadow() during this frame must not change whose result it is.
     const runner = model;
     const candidate = shadow;
     const frameThresholds = thresholds;
     const options: InspectOptions = frameThresholds ? { thresholds: frameThresholds } : {};
+    const failed = (err: unknown) => {
+      const ospErr = asOspreyError(err);
+      if (!isOspreyError(err)) log.error({ err, model: runner.id }, 'frame failed unexpectedly');
+      release();
+      job.reject(fail(ospErr, job.meta, runner.id));
+    };
+    let inspection: Inspection;
     try {
-      const inspection = await runner.inspect(job.image, options);
-      const record: Omit<ResultRecord, 'seq'> = {
-        ts: Date.now(),
-        camera: job.meta.camera,
-        source: job.meta.source,
-        model: runner.id,
-        verdict: inspection.verdict,
-        label: inspection.label,
-        score: inspection.score,
-        // What the line experiences: queue wait + decode + inference + post-processing.
-        latencyMs: Math.round((performance.now() - job.submittedAt) * 1000) / 1000,
-      };
-      if (job.meta.frame !== undefined) record.frame = job.meta.frame.slice(0, 512);
-      if (inspection.detections) record.detections = inspection.detections.slice(0, 1000);
-      const seq = opts.store.append(record);
+      inspection = await runner.inspect(job.image, options);
+    } catch (err) {
+      failed(err);
+      return;
+    }
+    const record: NewResult = {
+      ts: Date.now(),
+      camera: job.meta.camera,
+      source: job.meta.source,
+      model: runner.id,
+      verdict: inspection.verdict,
+      label: inspection.label,
+      score: inspection.score,
+      // What the line experiences: queue wait + decode + inference + post-processing.
+      latencyMs: Math.round((performance.now() - job.submittedAt) * 1000) / 1000,
+    };
+    if (job.meta.frame !== undefined) record.frame = job.meta.frame.slice(0, 512);
+    if (inspection.detections) record.detections = inspection.detections.slice(0, 1000);
+    // Runs synchronously in flush(), right after the commit: nothing else (the sync loop included)
+    // can run between the row being stored and it being held for its shadow outcome.
+    const stored = (seq: number) => {
       const outcome = { record: { seq, ...record }, inspection };
       // Answer first, then the shadow: onnxruntime runs a session on the main thread, so running
       // both together would make the line wait for the candidate's inference too. The row is held
       // out of sync until its shadow outcome is stored. A candidate slower than the line must not
       // pile up work: beyond one per slot, frames skip it (as do rows the store did not keep).
       if (candidate && seq > 0 && shadowRunning < opts.concurrency) {
-        opts.store.hold(seq); // same tick as append: the sync loop cannot have read the row yet
+        opts.store.hold(seq); // same tick as the commit: the sync loop cannot have read the row yet
         shadowPending++;
         void shadowOutcome(candidate, job.image, options).then((result) => {
           try {
@@ -209,21 +297,38 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
           settle();
         });
       } else report(outcome, job.image);
+      release();
       job.resolve(outcome);
-    } catch (err) {
-      const ospErr = asOspreyError(err);
-      if (!isOspreyError(err)) log.error({ err, model: runner.id }, 'frame failed unexpectedly');
-      job.reject(fail(ospErr, job.meta, runner.id));
-    }
+    };
+    await new Promise<void>((written) => {
+      persist(record, (err, seq) => {
+        try {
+          if (err === undefined) stored(seq);
+          else failed(err);
+        } catch (bug) {
+          failed(bug);
+        } finally {
+          written();
+        }
+      });
+    });
   }
 
   function pump(): void {
     while (running < opts.concurrency && queue.length > 0) {
       const job = queue.shift()!;
       running++;
-      void run(job).finally(() => {
+      let released = false;
+      // Once per frame: when it is answered (so depth and capacity are current for the caller),
+      // or at the latest when run() ends.
+      const release = () => {
+        if (released) return;
+        released = true;
         running--;
         queuedBytes -= job.image.length;
+      };
+      void run(job, release).finally(() => {
+        release();
         pump();
         settle();
         try {

@@ -21,6 +21,13 @@ export interface ResultCounts {
 export interface ResultStore {
   /** Persists one result and returns the seq it was given (strictly increasing, never reused). */
   append(record: NewResult): number;
+  /**
+   * Runs `fn` (appends) in one transaction: one commit, so one fsync for all of its rows (group
+   * commit); each row is as durable as a lone append once `batch` returns. All or nothing: if `fn`
+   * or the commit throws, none of its rows is stored, lastSeq and the counts are as before, and the
+   * error is rethrown.
+   */
+  batch<T>(fn: () => T): T;
   /** Up to `limit` results with seq > `afterSeq`, ascending. */
   pendingAfter(afterSeq: number, limit: number): ResultRecord[];
   /**
@@ -186,11 +193,32 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
   // Counted once at open (one index scan), then kept by append and prune.
   let rows = db.prepare<[], number>('SELECT count(*) FROM results').pluck().get() ?? 0;
   let closed = false;
+  // Inside batch(): an append that finds the transaction gone (SQLite rolls a whole transaction
+  // back on some errors, e.g. SQLITE_FULL) must fail the batch rather than commit on its own.
+  let inBatch = false;
+  const transaction = db.transaction(<T>(fn: () => T): T => fn());
 
   return {
     file,
     settings,
+    batch(fn) {
+      if (inBatch) return fn();
+      const before = { lastSeq, rows };
+      inBatch = true;
+      try {
+        return transaction(fn) as ReturnType<typeof fn>;
+      } catch (err) {
+        lastSeq = before.lastSeq;
+        rows = before.rows;
+        throw err;
+      } finally {
+        inBatch = false;
+      }
+    },
     append(record) {
+      if (inBatch && !db.inTransaction) {
+        throw new OspreyError('OSP_ERR_STORE', 'cannot write result: the batch transaction was rolled back');
+      }
       try {
         const info = insert.run({
           ts: record.ts,

@@ -67,34 +67,57 @@ export function pixelsToTensor(
   const plane = W * H;
   const src = image.data;
   const sc = image.channels;
-  const pad = input.padValue;
+  const iw = image.width;
   // Source channel feeding each model channel (bgr reverses rgb).
-  const order = input.color === 'bgr' ? [2, 1, 0] : [0, 1, 2];
+  const bgr = input.color === 'bgr';
   // Per-value strides so one loop serves both layouts.
   const pixelStride = nchw ? 1 : C;
   const channelStride = nchw ? plane : 1;
+  // Row by row: the padding of a row (letterbox) is filled in runs, and the inner loop over the
+  // image's pixels has no bounds test (a 640×640 letterbox is 1.2 M values per frame).
+  const x0 = Math.min(W, Math.max(0, plan.padLeft - plan.cropLeft));
+  const x1 = Math.max(x0, Math.min(W, iw + plan.padLeft - plan.cropLeft));
+  const dx = plan.cropLeft - plan.padLeft;
+  const lut0 = lut.subarray(0, 256);
+  const lut1 = C === 3 ? lut.subarray(256, 512) : lut0;
+  const lut2 = C === 3 ? lut.subarray(512, 768) : lut0;
+  const pad = input.padValue;
+  const padValues = [lut0[pad]!, lut1[pad]!, lut2[pad]!];
+  const fillPad = (from: number, to: number, y: number) => {
+    if (from >= to) return;
+    for (let c = 0; c < C; c++) {
+      const v = padValues[c]!;
+      if (nchw) data.fill(v, c * plane + y * W + from, c * plane + y * W + to);
+      else for (let x = from; x < to; x++) data[(y * W + x) * C + c] = v;
+    }
+  };
   for (let y = 0; y < H; y++) {
     const sy = y - plan.padTop + plan.cropTop;
-    const rowInside = sy >= 0 && sy < image.height;
-    for (let x = 0; x < W; x++) {
-      const sx = x - plan.padLeft + plan.cropLeft;
-      const o = (y * W + x) * pixelStride;
-      if (!rowInside || sx < 0 || sx >= image.width) {
-        for (let c = 0; c < C; c++) data[o + c * channelStride] = lut[c * 256 + pad];
-        continue;
+    if (sy < 0 || sy >= image.height || x0 >= x1) {
+      fillPad(0, W, y);
+      continue;
+    }
+    fillPad(0, x0, y);
+    fillPad(x1, W, y);
+    let o = (y * W + x0) * pixelStride;
+    let s = (sy * iw + x0 + dx) * sc;
+    if (C === 1) {
+      if (sc === 1) for (let x = x0; x < x1; x++, o += pixelStride, s++) data[o] = lut0[src[s]!]!;
+      else for (let x = x0; x < x1; x++, o += pixelStride, s += 3) data[o] = lut0[luma(src[s]!, src[s + 1]!, src[s + 2]!)]!;
+    } else if (sc === 1) {
+      for (let x = x0; x < x1; x++, o += pixelStride, s++) {
+        const v = src[s]!;
+        data[o] = lut0[v]!;
+        data[o + channelStride] = lut1[v]!;
+        data[o + 2 * channelStride] = lut2[v]!;
       }
-      const s = (sy * image.width + sx) * sc;
-      if (C === 1) {
-        data[o] = lut[sc === 1 ? src[s] : luma(src[s], src[s + 1], src[s + 2])];
-      } else if (sc === 1) {
-        const v = src[s];
-        data[o] = lut[v];
-        data[o + channelStride] = lut[256 + v];
-        data[o + 2 * channelStride] = lut[512 + v];
-      } else {
-        data[o] = lut[src[s + order[0]]];
-        data[o + channelStride] = lut[256 + src[s + 1]];
-        data[o + 2 * channelStride] = lut[512 + src[s + order[2]]];
+    } else {
+      const r = bgr ? 2 : 0;
+      const b = bgr ? 0 : 2;
+      for (let x = x0; x < x1; x++, o += pixelStride, s += 3) {
+        data[o] = lut0[src[s + r]!]!;
+        data[o + channelStride] = lut1[src[s + 1]!]!;
+        data[o + 2 * channelStride] = lut2[src[s + b]!]!;
       }
     }
   }

@@ -132,3 +132,39 @@ test('stop() refuses new frames while queued ones finish; drain() waits for them
   assert.equal((await Promise.all(queued)).length, 3);
   assert.deepEqual(failures, ['OSP_ERR_SHUTTING_DOWN']);
 });
+
+test('frames finishing together share commits (group commit): every frame answered with its own stored row; a failed batch falls back to one commit each', async (t) => {
+  const images = await Promise.all(Array.from({ length: 4 }, (_, i) => generatePartImage({ seed: 20 + i, format: 'jpeg' })));
+  for (const failBatches of [false, true]) {
+    const dir = await tempDir(t);
+    const raw = openResultStore(dir);
+    t.after(() => raw.close());
+    let batches = 0;
+    let batched = 0;
+    // The store the pipeline sees: counts group commits, or refuses every one of them.
+    const store = Object.create(raw, {
+      batch: {
+        value: <T>(fn: () => T): T => {
+          batches++;
+          if (failBatches) return raw.batch(() => { fn(); throw new Error('batch refused'); });
+          const out = raw.batch(fn);
+          batched += (out as unknown[]).length;
+          return out;
+        },
+      },
+    }) as typeof raw;
+    const model = await loadModelPackage(await modelDir, { intraOpThreads: 1 });
+    t.after(() => model.close());
+    const pipeline = createPipeline({ store, model, concurrency: 4, maxDepth: 64, maxBytes: 64 << 20, logger: testLogger() });
+    const outcomes = await Promise.all(
+      Array.from({ length: 24 }, (_, i) => pipeline.submit(images[i % 4]!, { camera: 'cam1', source: 'http', frame: `f-${i}` })),
+    );
+    const seqs = outcomes.map((o) => o.record.seq).sort((a, b) => a - b);
+    assert.deepEqual(seqs, Array.from({ length: 24 }, (_, i) => i + 1), 'each frame its own seq, no gap');
+    const stored = new Map(raw.pendingAfter(0, 100).map((r) => [r.seq, r]));
+    for (const o of outcomes) assert.deepEqual(stored.get(o.record.seq), o.record, 'the answer is the stored row');
+    assert.equal(raw.lastSeq, 24);
+    assert.equal(pipeline.depth, 0);
+    if (!failBatches) t.diagnostic(`24 frames, 4 in flight: ${batches} group commits of ${batched} frames, ${24 - batched} lone commits`);
+  }
+});

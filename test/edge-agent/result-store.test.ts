@@ -97,3 +97,33 @@ test('the file is in WAL mode with synchronous FULL', async (t) => {
   t.after(() => db.close());
   assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
 });
+
+test('batch: appends share one commit; a batch that fails stores none of its rows and leaves the counters as they were', async (t) => {
+  const dir = await tempDir(t);
+  const store = openResultStore(dir);
+  t.after(() => store.close());
+  store.append(result(1));
+  const seqs = store.batch(() => [2, 3, 4].map((i) => store.append(result(i))));
+  assert.deepEqual(seqs, [2, 3, 4]);
+  assert.equal(store.lastSeq, 4);
+  // Committed: another connection sees the rows.
+  const other = new Database(path.join(dir, 'results.db'), { readonly: true });
+  t.after(() => other.close());
+  assert.equal((other.prepare('SELECT count(*) AS n FROM results').get() as { n: number }).n, 4);
+
+  assert.throws(
+    () =>
+      store.batch(() => {
+        store.append(result(5));
+        store.append(result(6));
+        throw new Error('disk on fire');
+      }),
+    /disk on fire/,
+  );
+  assert.equal(store.lastSeq, 4, 'lastSeq restored');
+  assert.equal(store.usage().rows, 4, 'row count restored');
+  assert.equal(store.pending, 4);
+  assert.deepEqual(store.pendingAfter(0, 10).map((r) => r.seq), [1, 2, 3, 4], 'nothing of the failed batch is stored');
+  // AUTOINCREMENT was rolled back with it: the next seq is 5, no gap.
+  assert.equal(store.append(result(7)), 5);
+});

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { decodePixels, probeImage } from '../../models/decode.js';
+import { decodePixels, probeImage, readHeader } from '../../models/decode.js';
 import { generatePartImage } from '../../models/synthetic.js';
 import { isOspreyError, type ErrorCode } from '../../protocol/errors.js';
 import { pngClaiming } from './helpers.js';
@@ -61,4 +61,40 @@ test('the pixel limit is configurable', async () => {
   const jpeg = await generatePartImage({ seed: 7, width: 200, height: 100 });
   await rejects(decode(jpeg, 19_999), 'OSP_ERR_IMAGE_TOO_LARGE');
   assert.equal((await decode(jpeg, 20_000)).height, 100);
+});
+
+test('the JavaScript header reader agrees with sharp for every JPEG and PNG kind it answers, and leaves the rest to sharp', async () => {
+  const sharp = (await import('sharp')).default;
+  const rgb = await sharp(await generatePartImage({ seed: 11, width: 97, height: 61 })).raw().toBuffer({ resolveWithObject: true });
+  const base = () => sharp(rgb.data, { raw: { width: rgb.info.width, height: rgb.info.height, channels: rgb.info.channels } });
+  const images: [string, Buffer][] = [
+    ['jpeg rgb', await base().jpeg().toBuffer()],
+    ['jpeg progressive', await base().jpeg({ progressive: true }).toBuffer()],
+    ['jpeg gray', await base().toColourspace('b-w').jpeg().toBuffer()],
+    ['jpeg cmyk', await base().toColourspace('cmyk').jpeg().toBuffer()],
+    ['jpeg with exif', await base().withMetadata({ exif: { IFD0: { Copyright: 'osprey' } } }).jpeg().toBuffer()],
+    ['png rgb', await base().png().toBuffer()],
+    ['png rgba', await base().ensureAlpha().png().toBuffer()],
+    ['png gray', await base().toColourspace('b-w').png().toBuffer()],
+    ['png gray 16-bit', await base().toColourspace('grey16').png().toBuffer()],
+    ['png gray + alpha', await base().toColourspace('b-w').ensureAlpha().png().toBuffer()],
+    ['png palette', await base().png({ palette: true }).toBuffer()],
+    ['webp', await base().webp().toBuffer()],
+  ];
+  for (const [what, bytes] of images) {
+    const meta = await sharp(bytes).metadata();
+    const colour = meta.channels! - (meta.hasAlpha ? 1 : 0);
+    const fromSharp = { format: meta.format, width: meta.width, height: meta.height, channels: colour === 1 ? 1 : 3 };
+    const quick = readHeader(bytes);
+    if (what === 'png palette' || what === 'webp') assert.equal(quick, undefined, `${what} goes to sharp`);
+    else assert.deepEqual(quick, fromSharp, what);
+    assert.deepEqual(await probeImage(bytes), fromSharp, `${what} through probeImage`);
+  }
+  // Cut short anywhere in the header: not answered (sharp then refuses it).
+  const jpeg = images[0]![1];
+  for (let n = 0; n < 40; n++) {
+    const h = readHeader(jpeg.subarray(0, n));
+    assert.ok(h === undefined || h.width === 97, `cut at ${n}`);
+  }
+  assert.equal(readHeader(Buffer.from([0xff, 0xd8, 0xff, 0xda, 0, 2])), undefined, 'scan before any frame header');
 });
