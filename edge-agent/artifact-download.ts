@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { request, type Dispatcher } from 'undici';
 import { OspreyError, isOspreyError, oneLine } from '../protocol/errors.js';
+import { sha256File } from '../models/package-reader.js';
 
 export interface DownloadOptions {
   url: string;
@@ -47,11 +48,6 @@ export interface DownloadResult {
   /** Attempts that continued a partial file with a Range request. */
   resumed: number;
   ms: number;
-}
-
-/** sha256 (hex) of a file, streamed. */
-export async function sha256File(file: string): Promise<string> {
-  return (await hashPrefix(file, Infinity)).digest('hex');
 }
 
 /** A sha256 fed with the first `bytes` bytes of `file` (the part a resume continues). */

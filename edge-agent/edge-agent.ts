@@ -4,12 +4,13 @@
  */
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { oneLine, type OspreyError } from '../protocol/errors.js';
 import type { Thresholds } from '../protocol/messages.js';
-import { loadModelPackage } from '../models/index.js';
+import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/index.js';
 import type { ModelRunner } from '../models/types.js';
 import { readFleetPublicKey, type EdgeConfig } from './config.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';
@@ -45,6 +46,11 @@ export interface EdgeAgentOptions {
    * not part of the experiment.
    */
   durability?: 'full' | 'normal';
+  /**
+   * Where optimised graphs of the models are kept (models/optimized-model.ts). Default: a cache
+   * under dataDir/onnxruntime. Agents of one process on one machine may share one (the simulator).
+   */
+  optimizedModels?: OptimizedModelCache;
 }
 
 export interface EdgeAgent {
@@ -183,7 +189,13 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     agentVersion = await readAgentVersion();
     const publicKey = await readFleetPublicKey(config);
     store = openResultStore(config.dataDir, opts.durability ? { durability: opts.durability } : {});
-    const loadOptions = { maxPixels: config.maxPixels, ...(config.model.threads ? { intraOpThreads: config.model.threads } : {}) };
+    const optimizedCache =
+      opts.optimizedModels ?? createOptimizedModelCache({ dir: join(config.dataDir, 'onnxruntime'), logger: base.child({ component: 'models' }) });
+    const loadOptions = {
+      maxPixels: config.maxPixels,
+      optimizedCache,
+      ...(config.model.threads ? { intraOpThreads: config.model.threads } : {}),
+    };
     const loadLocal = () => loadModelPackage(config.model.dir, loadOptions);
     const active = opts.model ?? (await loadLocal());
     ownsRunner = opts.model === undefined;

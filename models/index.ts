@@ -7,7 +7,8 @@ export type { Manifest, ManifestInput, Task } from '../protocol/manifest.js';
 export { ManifestSchema, MANIFEST_SCHEMA_VERSION } from '../protocol/manifest.js';
 
 export { loadModelPackage } from './package.js';
-export { readManifest, readVerifiedModel, verifyModelPackage, verifyPlugin, sha256Hex, MANIFEST_FILE } from './package-reader.js';
+export { createOptimizedModelCache, type OptimizedModelCache, type OptimizedModelCacheOptions } from './optimized-model.js';
+export { readManifest, readVerifiedModel, verifyModelFile, sha256File, verifyModelPackage, verifyPlugin, sha256Hex, MANIFEST_FILE } from './package-reader.js';
 export { writeModelPackage, type ManifestDraft, type PackageFiles } from './package-writer.js';
 export { describeOnnx, decodeOnnx, inspectOnnxFile, parsePythonNames, type OnnxDescription, type TensorInfo, type Convention } from './onnx-inspect.js';
 export { proposeManifest, type PackDeclarations } from './propose-manifest.js';

@@ -11,14 +11,14 @@ import type { Manifest } from '../protocol/manifest.js';
 import { float16ArrayToFloat32 } from './float16.js';
 import { planResize } from './geometry.js';
 import { resolveInput, type ResolvedInput } from './manifest-check.js';
-import { readManifest, readVerifiedModel, verifyPlugin } from './package-reader.js';
+import { readManifest, readVerifiedModel, verifyModelFile, verifyPlugin } from './package-reader.js';
 import { loadPlugin, type Plugin } from './plugin.js';
 import { createAnomalyReader } from './postprocess/anomaly.js';
 import { createClassificationReader } from './postprocess/classification.js';
 import { createDetectionReader } from './postprocess/detection.js';
 import type { OutputReader, RawOutputs } from './postprocess/output-reader.js';
 import { preprocessImage, type Preprocessed } from './preprocess.js';
-import { pixelsToTensor, type InputTensor } from './tensor.js';
+import { pixelsToTensor, type InputTensor, type TensorData } from './tensor.js';
 import type { Inspection, InspectOptions, LoadOptions, ModelRunner } from './types.js';
 
 /** The task's reader; a plug-in, when the format is plugin, gets every output of the session. */
@@ -91,38 +91,47 @@ function toOrtTensor(t: InputTensor): ort.Tensor {
   return new ort.Tensor(t.dtype, t.data, t.dims);
 }
 
-/**
- * Loads the package in `dir`: validates manifest.json (OSP_ERR_MODEL_MANIFEST), checks the
- * model's and the plug-in's sha256 (OSP_ERR_MODEL_CHECKSUM), imports the plug-in
- * (OSP_ERR_MODEL_PLUGIN), creates the onnxruntime session once (OSP_ERR_MODEL_LOAD), checks its
- * input (OSP_ERR_MODEL_INPUT) and outputs (OSP_ERR_MODEL_OUTPUT), and runs one warm-up frame so
- * a model (or plug-in) whose outputs cannot be read for its task fails here rather than on the line.
- */
-export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Promise<ModelRunner> {
-  const manifest = await readManifest(dir);
-  const modelBytes = await readVerifiedModel(dir, manifest);
-  const pluginFile = await verifyPlugin(dir, manifest);
-  // Imported before the session exists: a module that does not load costs no onnxruntime memory.
-  const plugin = pluginFile ? await loadPlugin(pluginFile, manifest.postprocess!.sha256, { timeoutMs: opts.pluginTimeoutMs }) : undefined;
-  const input = resolveInput(manifest.input);
-  const maxPixels = opts.maxPixels;
+/** Session options Osprey uses for every model; `level` is 'disabled' for an already optimised graph. */
+function sessionOptions(opts: LoadOptions, level: 'all' | 'disabled'): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: ['cpu'],
+    // onnxruntime-node runs session.run() on the JS thread, so frames never infer in parallel
+    // within a process: only intra-op threads put the other cores to work (bench/edge-pipeline.ts).
+    intraOpNumThreads: opts.intraOpThreads ?? os.availableParallelism(),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: level,
+    logSeverityLevel: 3,
+    // Idle intra-op threads sleep instead of spin-waiting: as fast on an idle machine, but a
+    // spinning pool slows every other session in the process (active + shadow: each run 2.2×
+    // slower) and collapses when anything else wants the cores (bench/edge-pipeline.ts).
+    extra: { session: { intra_op: { allow_spinning: '0' } } },
+  };
+}
 
-  let session: ort.InferenceSession;
+/**
+ * The package's onnxruntime session: from the optimised graph in `opts.optimizedCache` when there
+ * is one for the model (optimized-model.ts: less memory, faster to create), else from the
+ * verified model bytes, optimised here. OSP_ERR_MODEL_CHECKSUM / OSP_ERR_MODEL_LOAD.
+ */
+async function createSession(dir: string, manifest: Manifest, opts: LoadOptions): Promise<ort.InferenceSession> {
+  const cache = opts.optimizedCache;
+  if (cache) {
+    const { file, size } = await verifyModelFile(dir, manifest);
+    const optimised = await cache.resolve(file, manifest.model.sha256, size);
+    if (optimised) {
+      try {
+        return await ort.InferenceSession.create(optimised, sessionOptions(opts, 'disabled'));
+      } catch {
+        // Written by another onnxruntime, or damaged in a way its sha256 cannot tell: load the
+        // model itself below, and let the next load build the entry again.
+        await cache.discard(manifest.model.sha256).catch(() => undefined);
+      }
+    }
+  }
+  const modelBytes = await readVerifiedModel(dir, manifest);
   try {
-    session = await ort.InferenceSession.create(modelBytes, {
-      executionProviders: ['cpu'],
-      // onnxruntime-node runs session.run() on the JS thread, so frames never infer in parallel
-      // within a process: only intra-op threads put the other cores to work (bench/edge-pipeline.ts).
-      intraOpNumThreads: opts.intraOpThreads ?? os.availableParallelism(),
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-      logSeverityLevel: 3,
-      // Idle intra-op threads sleep instead of spin-waiting: as fast on an idle machine, but a
-      // spinning pool slows every other session in the process (active + shadow: each run 2.2×
-      // slower) and collapses when anything else wants the cores (bench/edge-pipeline.ts).
-      extra: { session: { intra_op: { allow_spinning: '0' } } },
-    });
+    return await ort.InferenceSession.create(modelBytes, sessionOptions(opts, 'all'));
   } catch (err) {
     throw new OspreyError('OSP_ERR_MODEL_LOAD', `onnxruntime cannot load ${manifest.model.file}: ${firstLine(err)}`, {
       cause: err,
@@ -132,6 +141,23 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
     // which a small, steady heap may not run for hours (ResNet-18: 47 MB of RSS).
     releaseBytes(modelBytes);
   }
+}
+
+/**
+ * Loads the package in `dir`: validates manifest.json (OSP_ERR_MODEL_MANIFEST), checks the
+ * model's and the plug-in's sha256 (OSP_ERR_MODEL_CHECKSUM), imports the plug-in
+ * (OSP_ERR_MODEL_PLUGIN), creates the onnxruntime session once (OSP_ERR_MODEL_LOAD), checks its
+ * input (OSP_ERR_MODEL_INPUT) and outputs (OSP_ERR_MODEL_OUTPUT), and runs one warm-up frame so
+ * a model (or plug-in) whose outputs cannot be read for its task fails here rather than on the line.
+ */
+export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Promise<ModelRunner> {
+  const manifest = await readManifest(dir);
+  const pluginFile = await verifyPlugin(dir, manifest);
+  // Imported before the session exists: a module that does not load costs no onnxruntime memory.
+  const plugin = pluginFile ? await loadPlugin(pluginFile, manifest.postprocess!.sha256, { timeoutMs: opts.pluginTimeoutMs }) : undefined;
+  const input = resolveInput(manifest.input);
+  const maxPixels = opts.maxPixels;
+  const session = await createSession(dir, manifest, opts);
 
   let reader: OutputReader;
   try {
@@ -173,15 +199,26 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
   const inflight = new Set<Promise<unknown>>();
   let closing: Promise<void> | undefined;
 
+  // Input tensors for reuse: a frame takes one after decoding and gives it back once the session
+  // has run (readers use the outputs and the plan, never the input). A fresh 4.9 MB tensor per
+  // YOLOv8n @640 frame cost page faults and GC work on the JS thread, ~1.5 ms of every frame.
+  // Never more than the frames in flight are out at once; at most TENSOR_POOL are kept.
+  const spare: TensorData[] = [];
+  const takeTensor = () => spare.pop();
+  const giveBack = (data: TensorData) => {
+    if (spare.length < TENSOR_POOL) spare.push(data);
+  };
+
   const inspectOnce = async (image: Buffer, options: InspectOptions): Promise<Inspection> => {
     const t0 = performance.now();
-    const pre = await preprocessImage(image, input, { maxPixels });
+    const pre = await preprocessImage(image, input, { maxPixels, reuse: takeTensor });
     const t1 = performance.now();
-    const outputs = await run(pre.tensor);
-    // The input tensor is done with once the session has run (readers use the outputs and the
-    // plan). A large one (ResNet-18 @224: 0.6 MB, YOLOv8n @640: 4.9 MB per frame) is freed now:
-    // left to the GC, a few dozen of them sit in RSS until V8's next full collection.
-    if (pre.tensor.data.byteLength >= RELEASE_TENSOR_BYTES) releaseBytes(pre.tensor.data);
+    let outputs: RawOutputs;
+    try {
+      outputs = await run(pre.tensor);
+    } finally {
+      giveBack(pre.tensor.data);
+    }
     const t2 = performance.now();
     const judgement = await reader.read(outputs, options, pre);
     const t3 = performance.now();
@@ -210,8 +247,8 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
   };
 }
 
-/** Input tensors at least this large are freed right after inference (below it, the GC is cheaper). */
-const RELEASE_TENSOR_BYTES = 256 * 1024;
+/** Input tensors a runner keeps for reuse (the edge runs 4 frames at once by default). */
+const TENSOR_POOL = 4;
 
 /**
  * Frees a buffer's memory at once by detaching its ArrayBuffer (transferred into a message that is

@@ -6,7 +6,7 @@
 import { decodePixels, probeImage, type ImageHeader } from './decode.js';
 import { planResize, type ResizePlan } from './geometry.js';
 import type { ResolvedInput } from './manifest-check.js';
-import { pixelsToTensor, type InputTensor } from './tensor.js';
+import { pixelsToTensor, type InputTensor, type TensorData } from './tensor.js';
 
 export interface Preprocessed {
   tensor: InputTensor;
@@ -19,7 +19,7 @@ export interface Preprocessed {
 export async function preprocessImage(
   bytes: Uint8Array,
   input: ResolvedInput,
-  opts: { maxPixels?: number } = {},
+  opts: { maxPixels?: number; reuse?: () => TensorData | undefined } = {},
 ): Promise<Preprocessed> {
   const source = await probeImage(bytes, opts.maxPixels);
   const plan = planResize(source.width, source.height, input);
@@ -29,5 +29,6 @@ export async function preprocessImage(
     kernel: input.interpolation,
     maxPixels: opts.maxPixels,
   });
-  return { tensor: pixelsToTensor(pixels, plan, input), plan, source };
+  // Taken only now, after decoding: a frame that fails to decode never holds a pooled buffer.
+  return { tensor: pixelsToTensor(pixels, plan, input, opts.reuse?.()), plan, source };
 }

@@ -37,6 +37,8 @@ export function pixelsToTensor(
   image: RawImage,
   plan: Pick<ResizePlan, 'width' | 'height' | 'cropLeft' | 'cropTop' | 'padLeft' | 'padTop'>,
   input: Pick<ResolvedInput, 'layout' | 'dtype' | 'color' | 'channels' | 'padValue' | 'scale' | 'mean' | 'std'>,
+  /** A buffer to write into instead of allocating one; used when its type and length fit. Every value is overwritten. */
+  reuse?: TensorData,
 ): InputTensor {
   const { width: W, height: H } = plan;
   const C = input.channels;
@@ -45,8 +47,9 @@ export function pixelsToTensor(
   // instead of a multiply-add (and a float16 rounding) per value.
   let data: TensorData;
   let lut: TensorData;
+  const fits = (type: typeof Float32Array | typeof Uint16Array | typeof Uint8Array) => reuse instanceof type && reuse.length === n;
   if (input.dtype === 'uint8') {
-    data = new Uint8Array(n);
+    data = fits(Uint8Array) ? reuse! : new Uint8Array(n);
     lut = new Uint8Array(256 * C);
     for (let c = 0; c < C; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = v;
   } else {
@@ -55,10 +58,10 @@ export function pixelsToTensor(
       for (let v = 0; v < 256; v++) values[c * 256 + v] = (v * input.scale - input.mean[c]) / input.std[c];
     }
     if (input.dtype === 'float16') {
-      data = new Uint16Array(n);
+      data = fits(Uint16Array) ? reuse! : new Uint16Array(n);
       lut = float32ArrayToFloat16(values);
     } else {
-      data = new Float32Array(n);
+      data = fits(Float32Array) ? reuse! : new Float32Array(n);
       lut = values;
     }
   }

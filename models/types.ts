@@ -4,6 +4,7 @@
  */
 import type { Detection, Thresholds, Verdict } from '../protocol/messages.js';
 import type { Manifest } from '../protocol/manifest.js';
+import type { OptimizedModelCache } from './optimized-model.js';
 
 export interface InspectOptions {
   /** Per-edge overrides of the package's thresholds (default and per label). */
@@ -57,4 +58,10 @@ export interface LoadOptions {
   warmup?: boolean;
   /** Longest wait for a post-processing plug-in that returns a Promise, per frame (default 10 s). */
   pluginTimeoutMs?: number;
+  /**
+   * Load the model's optimised graph from here, building it in a child process the first time
+   * (optimized-model.ts; the edge agent keeps one under its data directory). Without it the
+   * session optimises the model in this process, which keeps more memory.
+   */
+  optimizedCache?: OptimizedModelCache;
 }

@@ -10,6 +10,7 @@ import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import { parseEdgeConfig } from '../edge-agent/config.js';
 import { createEdgeAgent, type EdgeAgent } from '../edge-agent/edge-agent.js';
+import { createOptimizedModelCache } from '../models/optimized-model.js';
 import { generatePartImage, SYNTHETIC_DEFECTS } from '../models/synthetic.js';
 import { isOspreyError } from '../protocol/errors.js';
 
@@ -110,6 +111,9 @@ export async function startSimEdges(opts: SimEdgesOptions): Promise<SimEdges> {
   const failures: Record<string, number> = {};
   let latencies: number[] = [];
   let closing: Promise<void> | undefined;
+  // One cache of optimised graphs for all the edges of this process: a real edge optimises each
+  // version once on its own PC; here one child process does it for all of them.
+  const optimizedModels = createOptimizedModelCache({ dir: join(opts.dataDir, 'onnxruntime'), logger: opts.logger.child({ component: 'models' }) });
 
   for (const edge of opts.edges) {
     const dir = join(opts.dataDir, edge.id);
@@ -134,7 +138,13 @@ export async function startSimEdges(opts: SimEdgesOptions): Promise<SimEdges> {
       `simulated ${edge.id}`,
     );
     agents.push(
-      createEdgeAgent(config, { logger: opts.logger.child({ edgeId: edge.id }), listen: false, finalSyncMs: 500, durability: opts.durability ?? 'normal' }),
+      createEdgeAgent(config, {
+        logger: opts.logger.child({ edgeId: edge.id }),
+        listen: false,
+        finalSyncMs: 500,
+        durability: opts.durability ?? 'normal',
+        optimizedModels,
+      }),
     );
   }
 

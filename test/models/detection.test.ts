@@ -46,6 +46,43 @@ test('YOLOv8 raw head: centre boxes, best class, confidence filter', () => {
   assert.throws(() => decodeYolov8(data, [1, 6], 0.25), /expected a \[1, 4\+classes, anchors\]/);
 });
 
+/** The decode as first written: per anchor, the best class, kept when it reaches the confidence. */
+function referenceDecode(data: ArrayLike<number>, channels: number, n: number, confidence: number): RawBox[] {
+  const out: RawBox[] = [];
+  for (let i = 0; i < n; i++) {
+    let best = -Infinity;
+    let cls = -1;
+    for (let c = 4; c < channels; c++) {
+      const s = Number(data[c * n + i]);
+      if (s > best) {
+        best = s;
+        cls = c - 4;
+      }
+    }
+    if (best < confidence) continue;
+    const [cx, cy, w, h] = [data[i]!, data[n + i]!, data[2 * n + i]!, data[3 * n + i]!];
+    out.push({ x1: cx - w / 2, y1: cy - h / 2, x2: cx + w / 2, y2: cy + h / 2, score: best, classId: cls });
+  }
+  return out;
+}
+
+test('YOLOv8 decode: the bit-pattern prefilter keeps exactly the anchors a plain scan keeps', () => {
+  const channels = 4 + 7;
+  const n = 3000;
+  const data = new Float32Array(channels * n);
+  let seed = 12345;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+  // Scores around the thresholds, negatives, NaN, ±0 and ±Infinity, and values exactly at them.
+  const specials = [NaN, -0, 0, Infinity, -Infinity, -0.5, Math.fround(0.3), 0.25, 1];
+  for (let i = 0; i < data.length; i++) data[i] = rand() < 0.02 ? specials[i % specials.length]! : rand() * 0.6 - 0.1;
+  for (const confidence of [0.25, 0.3, Math.fround(0.3), 0.1, 1e-6, 0, -0.05]) {
+    assert.deepEqual(decodeYolov8(data, [1, channels, n], confidence), referenceDecode(data, channels, n, confidence), `confidence ${confidence}`);
+  }
+  // Not float32 (a plug-in's or a test's plain numbers): the plain path, same answer.
+  const plain = Array.from(data.subarray(0, channels * 50));
+  assert.deepEqual(decodeYolov8(plain, [1, channels, 50], 0.3), referenceDecode(plain, channels, 50, 0.3));
+});
+
 test('class-wise NMS keeps overlapping boxes of different classes', () => {
   const boxes: RawBox[] = [
     { x1: 0, y1: 0, x2: 10, y2: 10, score: 0.9, classId: 0 },

@@ -130,3 +130,24 @@ test('pixelsToTensor is pure: padding is normalised like pixels', () => {
   // pad: (100·0.5 − 10)/2 = 20; pixel: (40·0.5 − 10)/2 = 5
   assert.deepEqual([...t.data], [20, 5]);
 });
+
+test('pixelsToTensor writes every value of a reused buffer, and only reuses one that fits', () => {
+  const image = { data: new Uint8Array([10, 20, 30, 40, 50, 60]), width: 2, height: 1, channels: 3 as const };
+  const plan = { width: 3, height: 2, cropLeft: 0, cropTop: 0, padLeft: 1, padTop: 1 };
+  for (const layout of ['nchw', 'nhwc'] as const) {
+    for (const dtype of ['float32', 'float16', 'uint8'] as const) {
+      const input = spec({ layout, dtype, width: 3, height: 2, padValue: 7, ...(dtype === 'uint8' ? {} : { scale: 1 / 255 }) });
+      const fresh = pixelsToTensor(image, plan, input);
+      const dirty = fresh.data.slice().fill(dtype === 'uint8' ? 255 : 0x7e00); // garbage (NaN as float16 bits)
+      if (dirty instanceof Float32Array) dirty.fill(Number.NaN);
+      const reused = pixelsToTensor(image, plan, input, dirty);
+      assert.equal(reused.data, dirty, `${layout} ${dtype}: the buffer was reused`);
+      assert.deepEqual([...reused.data], [...fresh.data], `${layout} ${dtype}`);
+    }
+  }
+  const input = spec({ width: 3, height: 2 });
+  const wrongSize = new Float32Array(5);
+  assert.notEqual(pixelsToTensor(image, plan, input, wrongSize).data, wrongSize);
+  const wrongType = new Uint8Array(18);
+  assert.notEqual(pixelsToTensor(image, plan, input, wrongType).data, wrongType);
+});
