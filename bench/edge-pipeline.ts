@@ -39,7 +39,7 @@ interface ModelPlan {
 
 interface Plan {
   models: ModelPlan[];
-  /** Alternating baseline/Osprey rounds; the best of each is kept (the machine is shared). */
+  /** Alternating baseline/Osprey rounds; each side's median round is kept (the machine is shared). */
   rounds: number;
   /** Distinct frames per model, cycled. */
   frameCount: number;
@@ -60,8 +60,9 @@ function plan(quick: boolean): Plan {
     };
   }
   return {
-    // Three: on a shared machine a burst of someone else's work can spoil a round on either side.
-    rounds: 3,
+    // Five, medians kept: on a shared machine a burst of someone else's work can spoil (or, for
+    // the best-of-3 used before, flatter) a round on either side.
+    rounds: 5,
     frameCount: 16,
     models: [
       // A line camera's 1.2 MP frames for the classifier and the detector.
@@ -370,18 +371,25 @@ async function measureModel(p: ModelPlan, frames: FrameSet, rounds: number, opts
     let agentFrames = 0;
     const bare = await createBareRunner(dir, chosen.threads);
     try {
+      const bareRounds: { fps: number; cpuPerFrameMs: number }[] = [];
+      const httpRounds: number[] = [];
+      const folderRounds: number[] = [];
       for (let round = 0; round < rounds; round++) {
-        // Alternating, so a burst of someone else's work hits both sides alike; best of each kept.
+        // Alternating, so a burst of someone else's work hits both sides alike; medians kept.
         const b = await runLoop(bare.infer, frames.images, p.frames, chosen.concurrency);
-        if (b.framesPerSecond > bareFps) bareCpuPerFrameMs = (b.cpuSeconds * 1000) / p.frames;
-        bareFps = Math.max(bareFps, b.framesPerSecond);
+        bareRounds.push({ fps: b.framesPerSecond, cpuPerFrameMs: (b.cpuSeconds * 1000) / p.frames });
         const h = await httpThroughput(pool, frames, p.frames, HTTP_IN_FLIGHT);
-        httpFps = Math.max(httpFps, h);
+        httpRounds.push(h);
         const f = await folderThroughput(agent, dbFile, inputDir, frames, p.frames, `r${round}`);
-        folderFps = Math.max(folderFps, f);
+        folderRounds.push(f);
         agentFrames += 2 * p.frames;
         log(`  ${p.label} round ${round + 1}: bare ${b.framesPerSecond.toFixed(1)}, http ${h.toFixed(1)}, folder ${f.toFixed(1)} frames/s`);
       }
+      const bareMedian = medianBy(bareRounds, (r) => r.fps);
+      bareFps = bareMedian.fps;
+      bareCpuPerFrameMs = bareMedian.cpuPerFrameMs;
+      httpFps = medianBy(httpRounds, (x) => x);
+      folderFps = medianBy(folderRounds, (x) => x);
       servingRss = (await agent.request<EdgeChildStats>('stats')).rssBytes;
       // The agent's own threads (models/package.ts: one intra-op thread per core, sleeping), when
       // the baseline's are another: separates threading from the pipeline's own cost in latency.
@@ -428,6 +436,12 @@ async function measureModel(p: ModelPlan, frames: FrameSet, rounds: number, opts
     await pool.close();
     await agent.close();
   }
+}
+
+/** The median element of a non-empty list by `key` (the upper one of an even count). */
+function medianBy<T>(items: readonly T[], key: (item: T) => number): T {
+  const sorted = [...items].sort((a, b) => key(a) - key(b));
+  return sorted[sorted.length >> 1]!;
 }
 
 /** Adds the service-environment RSS run for the model whose RSS has a goal. */
@@ -656,7 +670,7 @@ export const run: BenchRun = async (opts) => {
       'setting of the sweep below. Osprey: `createEdgeAgent` in a child process on its default settings, no fleet; a frame ' +
       'counts once its result is in SQLite (WAL, synchronous=FULL). Hot folder: frames written and renamed into the folder, ' +
       'rate from the first stored result to the last. HTTP: undici, real TCP. ' +
-      `Throughput is the best of ${p.rounds} alternating rounds on each side; latency is one request at a time.`,
+      `Throughput is the median of ${p.rounds} alternating rounds on each side; latency is one request at a time.`,
     figures: done.flatMap(figures),
     tables: [sweepTable, spinningTable, detailTable, memoryTable],
     notes: [...results.filter((r) => r.skipped).map((r) => `${r.plan.label}: not measured — ${r.skipped}`), ...findings(done, spinning)],
