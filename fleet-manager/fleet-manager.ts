@@ -182,7 +182,12 @@ async function connectClient(url: string, clientId: string, log: Logger): Promis
     log.info({ url }, 'mqtt connected');
   });
   client.on('offline', () => log.warn({ url }, 'mqtt offline'));
-  client.on('error', (err) => log.warn({ err, url }, 'mqtt error'));
+  client.on('error', (err) => {
+    // After end(): mqtt.js may still try to PUBACK a publish that arrived meanwhile. Nothing is
+    // lost (results the fleet did not ack are sent again by their edge), so no warning.
+    if (client.disconnecting) log.debug({ err, url }, 'mqtt error while disconnecting');
+    else log.warn({ err, url }, 'mqtt error');
+  });
   log.info({ url, clientId }, 'mqtt connected');
   return client;
 }
