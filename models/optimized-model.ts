@@ -41,6 +41,8 @@ export interface OptimizedModelCacheOptions {
 
 export interface OptimizedModelCache {
   readonly dir: string;
+  /** Models smaller than this are not optimised ahead (resolve() answers undefined for them). */
+  readonly minBytes: number;
   /**
    * The optimised graph of a verified model (`file`, whose content has `sha256`, `size` bytes):
    * the cached file when its own sha256 still matches, else built now in a child process.
@@ -187,6 +189,7 @@ export function createOptimizedModelCache(opts: OptimizedModelCacheOptions): Opt
 
   return {
     dir,
+    minBytes,
     async resolve(file, sha256, size) {
       if (size < minBytes) return undefined;
       const hit = await cached(sha256);

@@ -3,7 +3,9 @@
  * onnxruntime session once, check the model against the manifest, warm it up, and then reuse it
  * for every frame. Every task's reading of the outputs sits behind OutputReader.
  */
+import { stat } from 'node:fs/promises';
 import os from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as ort from 'onnxruntime-node';
 import { OspreyError } from '../protocol/errors.js';
@@ -91,6 +93,15 @@ function toOrtTensor(t: InputTensor): ort.Tensor {
   return new ort.Tensor(t.dtype, t.data, t.dims);
 }
 
+/** The file's size, or -1 when it cannot be read (the read below then reports why). */
+async function sizeOf(file: string): Promise<number> {
+  try {
+    return (await stat(file)).size;
+  } catch {
+    return -1;
+  }
+}
+
 /** Session options Osprey uses for every model; `level` is 'disabled' for an already optimised graph. */
 function sessionOptions(opts: LoadOptions, level: 'all' | 'disabled'): ort.InferenceSession.SessionOptions {
   return {
@@ -116,7 +127,8 @@ function sessionOptions(opts: LoadOptions, level: 'all' | 'disabled'): ort.Infer
  */
 async function createSession(dir: string, manifest: Manifest, opts: LoadOptions): Promise<ort.InferenceSession> {
   const cache = opts.optimizedCache;
-  if (cache) {
+  // A model the cache would not take is read and hashed once, below, as without a cache.
+  if (cache && (await sizeOf(join(dir, manifest.model.file))) >= cache.minBytes) {
     const { file, size } = await verifyModelFile(dir, manifest);
     const optimised = await cache.resolve(file, manifest.model.sha256, size);
     if (optimised) {
