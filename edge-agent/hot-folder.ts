@@ -9,7 +9,7 @@
  * misses events on network and some virtual filesystems.
  */
 import { watch, type FSWatcher } from 'node:fs';
-import { link, mkdir, readdir, readFile, rename, stat, unlink, access } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, stat, unlink, access } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { OspreyError, isOspreyError, oneLine } from '../protocol/errors.js';
@@ -89,6 +89,36 @@ async function moveNoClobber(src: string, destDir: string): Promise<string> {
   throw new Error(`no free name for ${name} in ${destDir}`);
 }
 
+/**
+ * Reads a whole file of at most `maxBytes`, or returns null when it is larger. One open, a read
+ * (two when the file grew since `expectedBytes` was seen) and a close: no separate stat, and a
+ * file growing past the limit while being read is caught, not read whole.
+ */
+export async function readCapped(file: string, expectedBytes: number, maxBytes: number): Promise<Buffer | null> {
+  const fh = await open(file, 'r');
+  try {
+    // One byte more than allowed: reading it proves the file is too large.
+    let buf = Buffer.allocUnsafe(Math.min(expectedBytes, maxBytes) + 1);
+    let total = 0;
+    for (;;) {
+      if (total === buf.length) {
+        if (total > maxBytes) return null;
+        const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, maxBytes + 1));
+        buf.copy(bigger, 0, 0, total);
+        buf = bigger;
+      }
+      const { bytesRead } = await fh.read(buf, total, buf.length - total, total);
+      if (bytesRead === 0) break;
+      total += bytesRead;
+      // A short read of a regular file is its end.
+      if (total < buf.length) break;
+    }
+    return total > maxBytes ? null : buf.subarray(0, total);
+  } finally {
+    await fh.close();
+  }
+}
+
 /** Creates a hot folder over `dir` (created if missing, with `done/` and `failed/`). */
 export function createHotFolder(opts: HotFolderOptions): HotFolder {
   const log = opts.logger;
@@ -96,7 +126,8 @@ export function createHotFolder(opts: HotFolderOptions): HotFolder {
   const failedDir = path.join(opts.dir, 'failed');
   const seen = new Map<string, Seen>();
   const ready: string[] = [];
-  const readySet = new Set<string>();
+  // Settled files waiting for the pipeline, with the size the scan saw (the read's first guess).
+  const readySize = new Map<string, number>();
   const claimed = new Map<string, Promise<void>>();
   // Files we could not move away: never inspected again by this process.
   const stuck = new Set<string>();
@@ -157,13 +188,13 @@ export function createHotFolder(opts: HotFolderOptions): HotFolder {
   async function scanOnce(): Promise<void> {
     const entries = await readdir(opts.dir, { withFileTypes: true });
     const present = new Set<string>();
-    const fresh: { name: string; mtimeMs: number }[] = [];
+    const fresh: { name: string; size: number; mtimeMs: number }[] = [];
     let unsettled = false;
     for (const entry of entries) {
       const name = entry.name;
       if (!entry.isFile() || TEMP_NAME.test(name)) continue;
       present.add(name);
-      if (claimed.has(name) || stuck.has(name) || readySet.has(name)) continue;
+      if (claimed.has(name) || stuck.has(name) || readySize.has(name)) continue;
       let st;
       try {
         st = await stat(path.join(opts.dir, name));
@@ -175,7 +206,7 @@ export function createHotFolder(opts: HotFolderOptions): HotFolder {
       if (prev && prev.size === st.size && prev.mtimeMs === st.mtimeMs) {
         if (now - prev.observedAt >= opts.settleMs) {
           seen.delete(name);
-          fresh.push({ name, mtimeMs: st.mtimeMs });
+          fresh.push({ name, size: st.size, mtimeMs: st.mtimeMs });
         } else unsettled = true;
       } else {
         seen.set(name, { size: st.size, mtimeMs: st.mtimeMs, observedAt: now });
@@ -188,7 +219,7 @@ export function createHotFolder(opts: HotFolderOptions): HotFolder {
     fresh.sort((a, b) => a.mtimeMs - b.mtimeMs || (a.name < b.name ? -1 : 1));
     for (const f of fresh) {
       ready.push(f.name);
-      readySet.add(f.name);
+      readySize.set(f.name, f.size);
     }
     if (unsettled) scheduleRecheck();
   }
@@ -196,14 +227,15 @@ export function createHotFolder(opts: HotFolderOptions): HotFolder {
   function dispatch(): void {
     while (!closed && ready.length > 0 && claimed.size < opts.inFlight && opts.pipeline.capacity - reading > 0) {
       const name = ready.shift()!;
-      readySet.delete(name);
+      const size = readySize.get(name) ?? 0;
+      readySize.delete(name);
       reading++;
       let released = false;
       const release = () => {
         if (!released) reading--;
         released = true;
       };
-      const done = processFile(name, release)
+      const done = processFile(name, size, release)
         .catch((err: unknown) => {
           // A bug, not the file's fault: leave it alone rather than loop on it.
           stuck.add(name);
@@ -237,17 +269,17 @@ export function createHotFolder(opts: HotFolderOptions): HotFolder {
   }
 
   /** `release` is called right before submit, when the pipeline starts counting the frame. */
-  async function processFile(name: string, release: () => void): Promise<void> {
+  async function processFile(name: string, size: number, release: () => void): Promise<void> {
     const src = path.join(opts.dir, name);
     let image: Buffer;
     try {
-      const st = await stat(src);
-      if (st.size > opts.maxFileBytes) {
-        const err = new OspreyError('OSP_ERR_IMAGE_TOO_LARGE', `file has ${st.size} bytes; the limit is ${opts.maxFileBytes}`);
+      const read = await readCapped(src, size, opts.maxFileBytes);
+      if (!read) {
+        const err = new OspreyError('OSP_ERR_IMAGE_TOO_LARGE', `file has more than ${opts.maxFileBytes} bytes, the limit`);
         countFailure(err, src);
         return reject(name, err);
       }
-      image = await readFile(src);
+      image = read;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // taken away by someone else
       const ospErr = new OspreyError('OSP_ERR_INPUT_READ', `cannot read file: ${oneLine(err)}`, { cause: err });
@@ -262,7 +294,7 @@ export function createHotFolder(opts: HotFolderOptions): HotFolder {
       if (isOspreyError(err, 'OSP_ERR_QUEUE_FULL')) {
         // Lost a race with HTTP for the last slot: not the file's fault, try again later.
         ready.unshift(name);
-        readySet.add(name);
+        readySize.set(name, image.length);
         return;
       }
       // Shutting down: leave the file where it is; the next start takes it.

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test, type TestContext } from 'node:test';
-import { createHotFolder, type HotFolderEvent } from '../../edge-agent/hot-folder.js';
+import { createHotFolder, readCapped, type HotFolderEvent } from '../../edge-agent/hot-folder.js';
 import { createPipeline } from '../../edge-agent/pipeline.js';
 import { openResultStore } from '../../edge-agent/result-store.js';
 import { generatePartImage, loadModelPackage } from '../../models/index.js';
@@ -12,7 +12,10 @@ import { pngClaiming, tempDir, testLogger } from './fixtures.js';
 const modelDir = useDemoModel();
 
 /** A hot folder over a real pipeline; `next(n)` resolves with the next n moved files. */
-async function setup(t: TestContext, opts: { maxDepth?: number; inFlight?: number; prefill?: (dir: string) => Promise<void> } = {}) {
+async function setup(
+  t: TestContext,
+  opts: { maxDepth?: number; inFlight?: number; maxFileBytes?: number; prefill?: (dir: string) => Promise<void> } = {},
+) {
   const root = await tempDir(t);
   const inbox = path.join(root, 'inbox');
   await mkdir(inbox);
@@ -41,7 +44,7 @@ async function setup(t: TestContext, opts: { maxDepth?: number; inFlight?: numbe
     settleMs: 20,
     rescanMs: 150,
     inFlight: opts.inFlight ?? 4,
-    maxFileBytes: 1 << 24,
+    maxFileBytes: opts.maxFileBytes ?? 1 << 24,
     logger: testLogger(),
     onFailure: (err) => failures.push(err.code),
     onFile: (e) => {
@@ -147,6 +150,32 @@ test('bad files go to failed/ with their reason; names already taken there are n
   const again = await moved(6);
   assert.deepEqual(again.slice(4).map((e) => path.relative(inbox, e.movedTo!)).sort(), ['done/frame-1.jpg', 'failed/empty-1.jpg']);
   assert.deepEqual((await readdir(path.join(inbox, 'done'))).sort(), ['frame-1.jpg', 'frame.jpg']);
+});
+
+test('a file over the size limit goes to failed/ unread; one at the limit is inspected', async (t) => {
+  const good = await generatePartImage({ seed: 14, format: 'jpeg' });
+  const { inbox, folder, failures, moved } = await setup(t, { maxFileBytes: good.length });
+  await folder.start();
+  await drop(inbox, 'at-limit.jpg', good);
+  await drop(inbox, 'over-limit.jpg', Buffer.concat([good, Buffer.alloc(1)]));
+  const events = await moved(2);
+  assert.deepEqual(Object.fromEntries(events.map((e) => [e.file, e.error?.code ?? e.outcome])), {
+    'at-limit.jpg': 'done',
+    'over-limit.jpg': 'OSP_ERR_IMAGE_TOO_LARGE',
+  });
+  assert.deepEqual(failures, ['OSP_ERR_IMAGE_TOO_LARGE']);
+});
+
+test('readCapped reads whole files whatever size the scan saw, and refuses one past the limit', async (t) => {
+  const dir = await tempDir(t);
+  const file = path.join(dir, 'f.bin');
+  const bytes = Buffer.from(Array.from({ length: 10_000 }, (_, i) => i % 251));
+  await writeFile(file, bytes);
+  // As seen (one read), grown since the scan (the buffer grows), shrunk since the scan.
+  for (const expected of [10_000, 0, 100, 9_999, 50_000]) assert.deepEqual(await readCapped(file, expected, 10_000), bytes, `expected ${expected}`);
+  for (const expected of [0, 100, 10_000]) assert.equal(await readCapped(file, expected, 9_999), null, `capped, expected ${expected}`);
+  await writeFile(file, Buffer.alloc(0));
+  assert.equal((await readCapped(file, 0, 10))?.length, 0);
 });
 
 test('a backlog larger than the queue is taken at the pace the queue accepts', async (t) => {
