@@ -350,9 +350,11 @@ export const run: BenchRun = async (opts) => {
           '(a fifth B-tree entry per result, the widest); stats with whole-minute buckets read the aggregate plus the rows of ' +
           'the partial minutes at either end, finer buckets read the rows (results_ts). The ack walk goes over the batch\'s ' +
           'own seqs instead of reading them back, and a result without a shadow outcome binds 13 values instead of 19. ' +
-          'Before (same code otherwise): 84,393 results/s at 11.6 µs CPU per result on a quiet machine, 81,624 results/s ' +
-          'in a same-day run; the store alone (the baseline) went from ~119,000 to 150,000–180,000 results/s in same-day runs. Now ' +
-          `${round((backlog.cpuS * 1e6) / total)} µs CPU per result.`,
+          'Before (same code otherwise, on the AMD EPYC machine): 84,393 results/s at 11.6 µs CPU per result on a quiet ' +
+          'machine, 81,624 results/s in a same-day run; the store alone (the baseline) went from ~119,000 to ' +
+          '150,000–180,000 results/s in same-day runs; after, 142,494 results/s at 6.91 µs. This run: ' +
+          `${round((backlog.cpuS * 1e6) / total)} µs CPU per result on the machine above (CPUs differ between runs: ` +
+          'compare the ratio to the store alone).',
         'Tried and rejected: the store on a worker thread (its own better-sqlite3 connection, group commit there). The ' +
           'control store and the image store write the same fleet.db from the main thread; with the worker holding the ' +
           'WAL write lock most of the time under a backlog, their writes stalled the event loop 0.1–0.9 s each and ' +
