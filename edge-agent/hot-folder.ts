@@ -110,10 +110,10 @@ export async function readCapped(file: string, expectedBytes: number, maxBytes: 
       const { bytesRead } = await fh.read(buf, total, buf.length - total, total);
       if (bytesRead === 0) break;
       total += bytesRead;
-      // A short read of a regular file is its end.
+      // A short read of a regular file is its end (and total ≤ maxBytes: the buffer holds at most one byte more).
       if (total < buf.length) break;
     }
-    return total > maxBytes ? null : buf.subarray(0, total);
+    return buf.subarray(0, total);
   } finally {
     await fh.close();
   }
