@@ -13,6 +13,7 @@ import type { EdgeRecord, FleetStore } from './store.js';
 import type { ControlStore, EdgePin } from './control-store.js';
 import type { DesiredPublisher } from './desired-state.js';
 import type { InboundReport } from './ingest.js';
+import { createRolloutMembership, type RolloutMembership } from './rollout-membership.js';
 import {
   ACTIVE_STATUSES,
   candidateId,
@@ -38,6 +39,8 @@ export interface RolloutEngineOptions {
   tickMs?: number;
   /** Results per edge that make the live baseline defect rate (default 1000). */
   baselineFrames?: number;
+  /** Who owns which edge, shared with the desired-state publisher (default: a new one). */
+  membership?: RolloutMembership;
 }
 
 export interface LineRollbackEdge {
@@ -86,8 +89,9 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
   const now = opts.now ?? Date.now;
   const tickMs = opts.tickMs ?? 1000;
   const baselineFrames = opts.baselineFrames ?? BASELINE_FRAMES;
+  const membership = opts.membership ?? createRolloutMembership();
   /** Rollouts that own edges (running, awaiting promotion, paused), by id. */
-  const active = new Map<string, RolloutDoc>();
+  const { active, owner, shadowOf } = membership;
   /** Docs changed outside a tick (telemetry, events) that the next tick must save. */
   const dirty = new Set<string>();
   /** Last line seen per edge: a new edge or a moved one needs its desired state (re)computed. */
@@ -105,19 +109,6 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     const result = tail.then(fn);
     tail = result.catch(() => undefined);
     return result;
-  }
-
-  function owner(edgeId: string): RolloutDoc | undefined {
-    for (const doc of active.values()) {
-      const m = doc.members[edgeId];
-      if (m && m.mode !== 'removed') return doc;
-    }
-    return undefined;
-  }
-
-  function shadowOf(edgeId: string): string | null {
-    const doc = owner(edgeId);
-    return doc && doc.members[edgeId]!.mode === 'shadow' ? doc.sha256 : null;
   }
 
   function observe(e: EdgeRecord): EdgeObservation {
@@ -441,7 +432,6 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     async start() {
       startedAt = now();
       for (const doc of await control.listRollouts({ active: true })) active.set(doc.id, doc);
-      publisher.setShadowSource(shadowOf);
       publishing = true;
       // The embedded broker keeps retained messages in memory only, and the URL may have changed.
       await publisher.refreshAll({ force: true });
