@@ -27,7 +27,7 @@ import type { EdgeChildStats } from './edge-agent-child.js';
 import type { FleetChildStats } from './fleet-child.js';
 import { benchFrames } from './frames.js';
 import { isMain, runStandalone } from './standalone.js';
-import { startTcpProxy } from '../test/faults/tcp-proxy.js';
+import { startTcpProxy } from '../simulator/tcp-proxy.js';
 import { round, summarize, type LatencySummary } from './stats.js';
 import type { BenchRun, BenchSection, Figure, Table } from './types.js';
 

@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { oneLine, type OspreyError } from '../protocol/errors.js';
 import type { Thresholds } from '../protocol/messages.js';
+import { withTimeout } from '../protocol/timeout.js';
 import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/index.js';
 import type { ModelRunner } from '../models/types.js';
 import { readFleetPublicKey, type EdgeConfig } from './config.js';
@@ -165,14 +166,11 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     await step('hot folder', () => hotFolder?.close());
     await step('drain', async () => {
       if (!pipeline) return;
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
+      const timedOut = await withTimeout(
         pipeline.drain().then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), opts.drainTimeoutMs ?? 10_000);
-        }),
-      ]);
-      clearTimeout(timer);
+        opts.drainTimeoutMs ?? 10_000,
+        () => true,
+      );
       if (timedOut) log.warn({ depth: pipeline.depth }, 'queue not drained in time');
     });
     await step('http', () => app?.close());

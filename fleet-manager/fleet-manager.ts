@@ -11,6 +11,7 @@ import { connectAsync, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { OspreyError } from '../protocol/errors.js';
+import { withTimeout } from '../protocol/timeout.js';
 import { resolveFleetConfig, type FleetConfig, type FleetConfigInput } from './config.js';
 import { openSqliteStore, type FleetStore } from './store.js';
 import { localHost, startBroker, type EmbeddedBroker } from './broker.js';
@@ -206,13 +207,11 @@ async function connectClient(url: string, clientId: string, log: Logger): Promis
 
 /** Disconnects gracefully (in-flight acks finish), but never waits long on a dead broker. */
 async function endClient(client: MqttClient): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const graceful = client.endAsync().then(() => true);
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), 2000);
-  });
-  const done = await Promise.race([graceful, late]);
-  clearTimeout(timer);
+  const done = await withTimeout(
+    client.endAsync().then(() => true),
+    2000,
+    () => false,
+  );
   if (!done) await client.endAsync(true);
 }
 
