@@ -21,7 +21,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createFleetLink } from '../edge-agent/fleet-link.js';
 import { openResultStore, type ResultStore } from '../edge-agent/result-store.js';
-import { ensureDemoModel } from '../models/index.js';
+import { ensureDemoModel } from '../models/fixtures.js';
 import { benchScript, startChild, type BenchChild } from './child.js';
 import type { EdgeChildStats } from './edge-agent-child.js';
 import type { FleetChildStats } from './fleet-child.js';

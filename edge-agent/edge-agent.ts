@@ -11,7 +11,7 @@ import type { Dispatcher } from 'undici';
 import { oneLine, type OspreyError } from '../protocol/errors.js';
 import type { Thresholds } from '../protocol/messages.js';
 import { withTimeout } from '../protocol/timeout.js';
-import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/index.js';
+import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/runtime.js';
 import type { ModelRunner } from '../models/types.js';
 import { readFleetPublicKey, type EdgeConfig } from './config.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';

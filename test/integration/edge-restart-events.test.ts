@@ -15,7 +15,8 @@ import { pino } from 'pino';
 import { createFleetManager, type FleetManager } from '../../fleet-manager/fleet-manager.js';
 import { createEdgeAgent, type EdgeAgent } from '../../edge-agent/edge-agent.js';
 import { archiveDirectory } from '../../models/package-archive.js';
-import { DEMO_MODEL_NAME, ensureDemoModel, fitBuiltinAnomalyModel, generatePartImage } from '../../models/index.js';
+import { fitBuiltinAnomalyModel } from '../../models/authoring.js';
+import { DEMO_MODEL_NAME, ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
 import { edgeConfig, testLogger } from '../edge-agent/fixtures.js';
 
 const NAME = DEMO_MODEL_NAME;
