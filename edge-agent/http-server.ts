@@ -7,7 +7,7 @@
 import { fastify, LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
-import { OspreyError, httpStatusFor, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
+import { OspreyError, httpStatusFor, isOspreyError, oneLine } from '../protocol/errors.js';
 import { DetectionSchema, TelemetryMessageSchema, Verdict } from '../protocol/messages.js';
 import { validatorFor } from '../protocol/validator.js';
 import type { Pipeline } from './pipeline.js';

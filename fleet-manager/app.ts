@@ -5,7 +5,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
 import type { Logger } from 'pino';
-import { OspreyError, httpStatusFor, oneLine, type ErrorCode } from '../protocol/errors.js';
+import { OspreyError, httpStatusFor, oneLine } from '../protocol/errors.js';
 import type { ErrorBody } from './http-schemas.js';
 import type { FleetStore } from './store.js';
 import type { IngestCounters } from './ingest.js';
