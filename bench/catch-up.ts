@@ -21,13 +21,13 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { createFleetLink } from '../edge-agent/fleet-link.js';
 import { openResultStore, type ResultStore } from '../edge-agent/result-store.js';
-import { ensureDemoModel } from '../models/index.js';
+import { ensureDemoModel } from '../models/fixtures.js';
 import { benchScript, startChild, type BenchChild } from './child.js';
 import type { EdgeChildStats } from './edge-agent-child.js';
 import type { FleetChildStats } from './fleet-child.js';
 import { benchFrames } from './frames.js';
 import { isMain, runStandalone } from './standalone.js';
-import { startTcpProxy } from '../test/faults/tcp-proxy.js';
+import { startTcpProxy } from '../simulator/tcp-proxy.js';
 import { round, summarize, type LatencySummary } from './stats.js';
 import type { BenchRun, BenchSection, Figure, Table } from './types.js';
 

@@ -9,7 +9,7 @@ import { request } from 'undici';
 import { createEdgeAgent } from '../edge-agent/edge-agent.js';
 import { parseEdgeConfig } from '../edge-agent/config.js';
 import { createFleetManager } from '../fleet-manager/fleet-manager.js';
-import { ensureDemoModel, generatePartImage, type DefectKind } from '../models/index.js';
+import { ensureDemoModel, generatePartImage, type DefectKind } from '../models/fixtures.js';
 import { intOption, parse } from './args.js';
 import { onShutdownSignal } from './signals.js';
 

@@ -1,7 +1,7 @@
 /** `osprey infer --model DIR IMAGE...`: the edge's exact pipeline, one JSON line per image. */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { loadModelPackage } from '../models/index.js';
+import { loadModelPackage } from '../models/runtime.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
 import { parse } from './args.js';
 

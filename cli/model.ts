@@ -2,7 +2,7 @@
 import { readdir, readFile, rename, rm } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import sharp from 'sharp';
-import { loadModelPackage, verifyModelPackage } from '../models/index.js';
+import { loadModelPackage, verifyModelPackage } from '../models/runtime.js';
 import { inspectOnnxFile } from '../models/onnx-inspect.js';
 import { packModel } from '../models/pack.js';
 import { proposeManifest } from '../models/propose-manifest.js';

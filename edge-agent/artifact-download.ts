@@ -10,6 +10,7 @@ import { open, rm, stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { request, type Dispatcher } from 'undici';
+import { backoffDelay } from '../protocol/backoff.js';
 import { OspreyError, isOspreyError, oneLine } from '../protocol/errors.js';
 import { sha256File } from '../models/package-reader.js';
 
@@ -217,8 +218,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     // mismatch goes at once. Otherwise back off exponentially, with jitter so a line of edges
     // does not retry in step.
     failuresInARow = outcome.progressed || outcome.restart ? 0 : failuresInARow + 1;
-    const ceiling = Math.min(cap, base * 2 ** Math.max(0, failuresInARow - 1));
-    const delayMs = outcome.restart ? 0 : Math.round(ceiling / 2 + (random() * ceiling) / 2);
+    const delayMs = outcome.restart ? 0 : backoffDelay(Math.max(1, failuresInARow), { baseMs: base, maxMs: cap, random });
     log.warn({ url: opts.url, attempt: attempts, delayMs, code: outcome.err.code, reason: outcome.err.message }, 'artifact download attempt failed');
     try {
       opts.onAttemptFailed?.({ attempt: attempts, delayMs, err: outcome.err });

@@ -10,7 +10,8 @@ import type { FastifyInstance } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { oneLine, type OspreyError } from '../protocol/errors.js';
 import type { Thresholds } from '../protocol/messages.js';
-import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/index.js';
+import { withTimeout } from '../protocol/timeout.js';
+import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/runtime.js';
 import type { ModelRunner } from '../models/types.js';
 import { readFleetPublicKey, type EdgeConfig } from './config.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';
@@ -18,7 +19,7 @@ import { createHotFolder, type HotFolder } from './hot-folder.js';
 import { buildHttpServer, type Health } from './http-server.js';
 import { createMetrics } from './metrics.js';
 import { createModelManager, isModelFault, type ModelManager } from './model-manager.js';
-import { createEdgeStorage, type EdgeStorage } from './edge-storage.js';
+import { createEdgeStorage, type EdgeStorage, type EdgeStorageOptions } from './edge-storage.js';
 import { createPipeline, type FrameMeta, type InspectOutcome, type Pipeline } from './pipeline.js';
 import { openResultStore, type ResultStore } from './result-store.js';
 
@@ -165,14 +166,11 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     await step('hot folder', () => hotFolder?.close());
     await step('drain', async () => {
       if (!pipeline) return;
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
+      const timedOut = await withTimeout(
         pipeline.drain().then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), opts.drainTimeoutMs ?? 10_000);
-        }),
-      ]);
-      clearTimeout(timer);
+        opts.drainTimeoutMs ?? 10_000,
+        () => true,
+      );
       if (timedOut) log.warn({ depth: pipeline.depth }, 'queue not drained in time');
     });
     await step('http', () => app?.close());
@@ -186,9 +184,10 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   }
 
   async function startup(): Promise<{ httpUrl: string }> {
+    // 1. What the parts need: files, the fleet key, the result store and the local model.
     agentVersion = await readAgentVersion();
     const publicKey = await readFleetPublicKey(config);
-    store = openResultStore(config.dataDir, opts.durability ? { durability: opts.durability } : {});
+    const s = (store = openResultStore(config.dataDir, opts.durability ? { durability: opts.durability } : {}));
     const optimizedCache =
       opts.optimizedModels ?? createOptimizedModelCache({ dir: join(config.dataDir, 'onnxruntime'), logger: base.child({ component: 'models' }) });
     const loadOptions = {
@@ -200,8 +199,43 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     const active = opts.model ?? (await loadLocal());
     ownsRunner = opts.model === undefined;
     runner = active;
-    log.info({ model: active.id, lastSeq: store.lastSeq, ackedSeq: store.ackedSeq }, 'model loaded');
-    const s = store;
+    log.info({ model: active.id, lastSeq: s.lastSeq, ackedSeq: s.ackedSeq }, 'model loaded');
+
+    // 2. Every part built before any starts, each given its collaborators now: an event raised
+    // while a part starts (a restored model, a refused one, a storage alarm) always finds the
+    // link, which keeps it until the fleet is reachable. No callback runs before step 3.
+    const fleetLink = config.fleet
+      ? createFleetLink({
+          edgeId: config.edgeId,
+          mqttUrl: config.fleet.mqttUrl,
+          store: s,
+          sync: config.sync,
+          telemetryIntervalMs: config.telemetry.intervalMs,
+          logger: base.child({ component: 'fleet-link' }),
+          ...(opts.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: opts.reconnectPeriodMs } : {}),
+          state: () => ({
+            line: config.line,
+            cameras: config.cameras,
+            agentVersion,
+            startedAt,
+            ...m.state(),
+          }),
+          telemetry: () => ({
+            ...metrics.snapshot(),
+            queueDepth: p.depth,
+            lastSeq: s.lastSeq,
+            ackedSeq: s.ackedSeq,
+            pendingResults: s.pending,
+            alarms: st.alarms(),
+            storage: st.figures(),
+          }),
+          onUp: () => st.online(),
+          onDesired: (desired) => m.applyDesired(desired),
+        })
+      : undefined;
+    link = fleetLink;
+    const publishEvent: NonNullable<EdgeStorageOptions['publishEvent']> = (kind, level, message, data) => fleetLink?.publishEvent(kind, level, message, data);
+
     // Retention, the result quota and kept images (issue 5); the pipeline writes through its quota.
     const st = (storage = createEdgeStorage({
       edgeId: config.edgeId,
@@ -211,10 +245,9 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       ...(config.images ? { images: config.images } : {}),
       ...(config.fleet?.httpUrl ? { fleetHttpUrl: config.fleet.httpUrl } : {}),
       logger: base.child({ component: 'storage' }),
-      publishEvent: (kind, level, message, data) => link?.publishEvent(kind, level, message, data),
+      publishEvent,
     }));
-    await st.start();
-    pipeline = createPipeline({
+    const p = (pipeline = createPipeline({
       store: st.pipelineStore,
       model: active,
       ...(config.thresholds ? { thresholds: config.thresholds } : {}),
@@ -227,17 +260,16 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         const { record, inspection } = outcome;
         st.onResult(outcome, image);
         metrics.result(record, inspection.timings.totalMs);
-        models?.observeResult(record);
-        link?.notifyResults();
+        m.observeResult(record);
+        fleetLink?.notifyResults();
       },
       onFailure: (err, meta, model) => {
         onRejected(err, meta.source);
         if (model !== undefined && isModelFault(err.code)) metrics.modelError(model);
-        models?.observeFailure(err, model);
+        m.observeFailure(err, model);
       },
-      onSlotFree: () => hotFolder?.poke(),
-    });
-    const p = pipeline;
+      onSlotFree: () => folder?.poke(),
+    }));
 
     // Desired state: restores the last active version before the first frame is accepted.
     const m = (models = createModelManager({
@@ -260,72 +292,52 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         ...(config.fleet?.httpUrl ? { baseUrl: config.fleet.httpUrl } : {}),
       },
       logger: base.child({ component: 'model-manager' }),
-      onEvent: (kind, level, message, data) => link?.publishEvent(kind, level, message, data),
-      onStateChange: () => link?.publishState(),
+      onEvent: publishEvent,
+      onStateChange: () => fleetLink?.publishState(),
       onConfigApplied: (settings) => st.setSampling(settings.sampling),
     }));
+
+    const server =
+      opts.listen !== false
+        ? buildHttpServer({
+            pipeline: p,
+            cameras: config.cameras,
+            bodyLimitBytes: config.http.bodyLimitBytes,
+            logger: base.child({ component: 'http' }),
+            health,
+            onReject: (err) => onRejected(err, 'http'),
+          })
+        : undefined;
+    app = server;
+
+    const folder = config.inputDir
+      ? createHotFolder({
+          dir: config.inputDir,
+          pipeline: p,
+          camera: config.cameras[0]!,
+          settleMs: config.hotFolder.settleMs,
+          rescanMs: config.hotFolder.rescanMs,
+          inFlight: config.hotFolder.inFlight,
+          maxFileBytes: config.http.bodyLimitBytes,
+          logger: base.child({ component: 'hot-folder' }),
+          onFailure: (err) => onRejected(err, 'folder'),
+        })
+      : undefined;
+    hotFolder = folder;
+
+    // 3. Started in order: storage, models (restored before the first frame), HTTP, fleet, folder.
+    await st.start();
     await m.start();
-
     let httpUrl = '';
-    if (opts.listen !== false) {
-      app = buildHttpServer({
-        pipeline: p,
-        cameras: config.cameras,
-        bodyLimitBytes: config.http.bodyLimitBytes,
-        logger: base.child({ component: 'http' }),
-        health,
-        onReject: (err) => onRejected(err, 'http'),
-      });
-      await app.listen({ host: config.http.host, port: config.http.port });
-      httpUrl = urlOf(app.server.address(), config.http.host);
+    if (server) {
+      await server.listen({ host: config.http.host, port: config.http.port });
+      httpUrl = urlOf(server.server.address(), config.http.host);
     }
-
-    if (config.fleet) {
-      link = createFleetLink({
-        edgeId: config.edgeId,
-        mqttUrl: config.fleet.mqttUrl,
-        store: s,
-        sync: config.sync,
-        telemetryIntervalMs: config.telemetry.intervalMs,
-        logger: base.child({ component: 'fleet-link' }),
-        ...(opts.reconnectPeriodMs !== undefined ? { reconnectPeriodMs: opts.reconnectPeriodMs } : {}),
-        state: () => ({
-          line: config.line,
-          cameras: config.cameras,
-          agentVersion,
-          startedAt,
-          ...m.state(),
-        }),
-        telemetry: () => ({
-          ...metrics.snapshot(),
-          queueDepth: p.depth,
-          lastSeq: s.lastSeq,
-          ackedSeq: s.ackedSeq,
-          pendingResults: s.pending,
-          alarms: st.alarms(),
-          storage: st.figures(),
-        }),
-        onUp: () => st.online(),
-        onDesired: (desired) => m.applyDesired(desired),
-      });
-      link.start();
-      link.publishEvent('started', 'info', 'edge agent started', { httpUrl, model: p.model.id, lastSeq: s.lastSeq });
+    if (fleetLink) {
+      fleetLink.start();
+      fleetLink.publishEvent('started', 'info', 'edge agent started', { httpUrl, model: p.model.id, lastSeq: s.lastSeq });
     }
-
-    if (config.inputDir) {
-      hotFolder = createHotFolder({
-        dir: config.inputDir,
-        pipeline: p,
-        camera: config.cameras[0]!,
-        settleMs: config.hotFolder.settleMs,
-        rescanMs: config.hotFolder.rescanMs,
-        inFlight: config.hotFolder.inFlight,
-        maxFileBytes: config.http.bodyLimitBytes,
-        logger: base.child({ component: 'hot-folder' }),
-        onFailure: (err) => onRejected(err, 'folder'),
-      });
-      await hotFolder.start();
-    }
+    if (folder) await folder.start();
     log.info({ httpUrl, fleet: config.fleet?.mqttUrl ?? null, inputDir: config.inputDir ?? null }, 'edge agent ready');
     return { httpUrl };
   }

@@ -14,6 +14,7 @@ import type { DesiredMessage, EventMessage } from '../protocol/messages.js';
 import { edgeTopic, parseEdgeTopic, type MessageKind } from '../protocol/topics.js';
 import { decodeMessage, encodeMessage, envelope } from '../protocol/validator.js';
 import type { MessageByKind } from '../protocol/messages.js';
+import { withTimeout } from '../protocol/timeout.js';
 import { createRateLimiter } from './rate-limiter.js';
 import type { ResultStore } from './result-store.js';
 
@@ -82,16 +83,6 @@ interface Batch {
   fromSeq: number;
   toSeq: number;
   sentAt: number;
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | 'timeout'> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), ms);
-    }),
-  ]);
 }
 
 /** Creates the link; nothing happens until start(). */
@@ -424,13 +415,13 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
         closing = true;
         if (ready) {
           // Clean DISCONNECT suppresses the will, so say offline ourselves (retained).
-          const r = await withTimeout(publish('state', stateBody(false), 1, true).catch(() => undefined), 1000);
+          const r = await withTimeout(publish('state', stateBody(false), 1, true).catch(() => undefined), 1000, () => 'timeout' as const);
           if (r === 'timeout') log.warn('offline state not confirmed');
         }
         ready = false;
         clearTimeout(ackTimer);
         const c = client;
-        const ended = await withTimeout(c.endAsync(false).catch(() => undefined), 1000);
+        const ended = await withTimeout(c.endAsync(false).catch(() => undefined), 1000, () => 'timeout' as const);
         if (ended === 'timeout') await c.endAsync(true).catch(() => undefined);
       })();
       return closed;

@@ -7,7 +7,7 @@
 import { fastify, LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
-import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
+import { OspreyError, httpStatusFor, isOspreyError, oneLine } from '../protocol/errors.js';
 import { DetectionSchema, TelemetryMessageSchema, Verdict } from '../protocol/messages.js';
 import { validatorFor } from '../protocol/validator.js';
 import type { Pipeline } from './pipeline.js';
@@ -74,23 +74,6 @@ export const HealthSchema = Type.Object(
   { additionalProperties: false },
 );
 export type Health = Static<typeof HealthSchema>;
-
-/** HTTP status per error code; codes not listed are 500. */
-const STATUS: Partial<Record<ErrorCode, number>> = {
-  OSP_ERR_IMAGE_EMPTY: 400,
-  OSP_ERR_BAD_REQUEST: 400,
-  OSP_ERR_IMAGE_DECODE: 422,
-  OSP_ERR_IMAGE_TOO_LARGE: 413,
-  OSP_ERR_CONTENT_TYPE: 415,
-  OSP_ERR_NOT_FOUND: 404,
-  OSP_ERR_QUEUE_FULL: 503,
-  OSP_ERR_SHUTTING_DOWN: 503,
-};
-
-/** The HTTP status for an OspreyError code. */
-export function httpStatusFor(code: ErrorCode): number {
-  return STATUS[code] ?? 500;
-}
 
 export interface HttpServerOptions {
   pipeline: Pipeline;

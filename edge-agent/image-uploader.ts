@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { request, type Dispatcher } from 'undici';
+import { backoffDelay } from '../protocol/backoff.js';
 import type { ImageStore, KeptImage } from './image-store.js';
 
 export interface ImageUploaderOptions {
@@ -50,7 +51,7 @@ export function createImageUploader(opts: ImageUploaderOptions): ImageUploader {
   const base = opts.baseUrl.replace(/\/+$/, '');
   let closed = false;
   let loop: Promise<void> | undefined;
-  let backoffMs = 0;
+  let failuresInARow = 0;
   let wakeUp: (() => void) | undefined;
   let lastErrorCode: string | undefined;
   let stop!: () => void;
@@ -125,7 +126,7 @@ export function createImageUploader(opts: ImageUploaderOptions): ImageUploader {
       }
       if (outcome === 'sent') {
         stats.uploaded++;
-        backoffMs = 0;
+        failuresInARow = 0;
         lastErrorCode = undefined;
         await opts.images.markSent(img).catch((err: unknown) => log.error({ err, file: img.file }, 'cannot mark image uploaded'));
       } else if (outcome === 'refused' || outcome === 'gone') {
@@ -133,9 +134,9 @@ export function createImageUploader(opts: ImageUploaderOptions): ImageUploader {
         await opts.images.discard(img);
       } else {
         stats.failures++;
-        backoffMs = Math.min(opts.retryMaxMs, backoffMs === 0 ? opts.retryBaseMs : backoffMs * 2);
+        failuresInARow++;
         // Jitter spreads a fleet of edges that lost the link at the same moment.
-        await pause(backoffMs * (0.5 + Math.random() * 0.5));
+        await pause(backoffDelay(failuresInARow, { baseMs: opts.retryBaseMs, maxMs: opts.retryMaxMs }));
       }
     }
   }
@@ -145,7 +146,7 @@ export function createImageUploader(opts: ImageUploaderOptions): ImageUploader {
       loop ??= run().catch((err: unknown) => log.error({ err }, 'image uploader stopped'));
     },
     poke() {
-      backoffMs = 0;
+      failuresInARow = 0;
       wakeUp?.();
     },
     stats() {

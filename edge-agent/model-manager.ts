@@ -15,20 +15,22 @@
  *   model errors revert to the previous version (or drop the shadow), and the artifact is refused
  *   until the desired state stops naming it, so a bad version is never retried in a loop.
  *
- * One manager per edge and no module state: a simulator can run many in one process.
+ * One manager per edge and no module state: a simulator can run many in one process. This file
+ * holds the slots (which loaded version is active, previous, shadow) and drives the others:
+ * model-state-file.ts (persistence), model-config.ts (config application), model-fetch.ts
+ * (signature, cache, download, load) and model-probation.ts (the pure probation machine).
  */
-import { createPublicKey, type KeyObject } from 'node:crypto';
-import path from 'node:path';
 import type { Logger } from 'pino';
-import type { Dispatcher } from 'undici';
-import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
+import { OspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
 import type { DesiredMessage, EdgeSettings, EventMessage, ModelArtifact, ModelRef, ResultRecord, Thresholds } from '../protocol/messages.js';
-import { verifyArtifact } from '../models/artifact-signature.js';
 import { loadModelPackage } from '../models/package.js';
 import type { ModelRunner } from '../models/types.js';
-import { openArtifactCache, type ArtifactCache } from './artifact-cache.js';
-import { downloadArtifact } from './artifact-download.js';
-import { readModelState, writeModelState, type PersistedModelState, type Refusal } from './model-state-file.js';
+import { createConfigApplier } from './model-config.js';
+import { createArtifactFetcher, toOspreyError, type DownloadOptions, type Downloading } from './model-fetch.js';
+import { eventsOfResult, probationFailure, startProbation, stepProbation, type ModelRole, type ProbationEvent, type ProbationState } from './model-probation.js';
+import { createModelStateWriter, readModelState, type PersistedModelState, type Refusal } from './model-state-file.js';
+
+export type { ModelRole } from './model-probation.js';
 
 /** What the manager drives: the pipeline, or anything shaped like it (a simulator's fake line). */
 export interface ModelSlots {
@@ -36,8 +38,6 @@ export interface ModelSlots {
   setShadow(runner: ModelRunner | undefined): ModelRunner | undefined;
   setThresholds(thresholds: Thresholds | undefined): void;
 }
-
-export type ModelRole = 'active' | 'shadow';
 
 export interface ModelManagerOptions {
   /** model-state.json and the cache (`models/`) live here. */
@@ -60,15 +60,7 @@ export interface ModelManagerOptions {
   probationFrames?: number;
   /** Model errors among them that revert an active model or drop a shadow (default 3). */
   probationErrors?: number;
-  download?: {
-    dispatcher?: Dispatcher;
-    attemptTimeoutMs?: number;
-    idleTimeoutMs?: number;
-    retryBaseMs?: number;
-    retryMaxMs?: number;
-    /** Base for artifact URLs that are relative (the fleet's HTTP URL). */
-    baseUrl?: string;
-  };
+  download?: DownloadOptions;
   logger: Logger;
   /** Model and config events for the fleet (model-activated, model-failed, model-rolled-back, config-applied). */
   onEvent?: (kind: EventMessage['kind'], level: EventMessage['level'], message: string, data: Record<string, unknown>) => void;
@@ -91,7 +83,7 @@ export interface ModelManagerState {
 export interface ModelManagerStatus {
   desiredConfigVersion: number | null;
   /** The artifact being fetched now, with failed attempts so far. */
-  downloading: { name: string; version: string; sha256: string; role: ModelRole; failedAttempts: number; lastError?: string } | null;
+  downloading: Downloading | null;
   refused: Refusal[];
   loaded: string[];
   /** Frames seen / model errors of models still on probation. */
@@ -145,25 +137,6 @@ interface Loaded {
   proven: boolean;
 }
 
-interface Probation {
-  key: string;
-  id: string;
-  role: ModelRole;
-  frames: number;
-  errors: number;
-  lastCode?: string;
-}
-
-/** A runner reporting `id` instead of its manifest's name@version. */
-function withId(runner: ModelRunner, id: string): ModelRunner {
-  return {
-    manifest: runner.manifest,
-    id,
-    inspect: (image, options) => runner.inspect(image, options),
-    close: () => runner.close(),
-  };
-}
-
 function sameDesired(a: DesiredMessage | null, b: DesiredMessage): boolean {
   if (!a) return false;
   const { v: _v, id: _id, ts: _ts, ...restA } = a;
@@ -175,24 +148,26 @@ function named(desired: DesiredMessage | null, sha256: string): boolean {
   return desired?.active?.sha256 === sha256 || desired?.shadow?.sha256 === sha256;
 }
 
-function toOspreyError(err: unknown, code: ErrorCode): OspreyError {
-  return isOspreyError(err) ? err : new OspreyError(code, oneLine(err), { cause: err });
-}
-
 /** Creates a manager; nothing happens until start(). */
 export function createModelManager(opts: ModelManagerOptions): ModelManager {
   const log = opts.logger;
   const keep = opts.cacheVersions ?? 3;
-  const probationFrames = opts.probationFrames ?? 20;
-  const probationErrors = opts.probationErrors ?? 3;
-  // Parsed once: a rollback's signature check then costs a few microseconds.
-  let fleetKey: KeyObject | undefined;
-  try {
-    fleetKey = opts.publicKey ? createPublicKey(opts.publicKey) : undefined;
-  } catch (err) {
-    throw new OspreyError('OSP_ERR_CONFIG', `fleet public key: ${oneLine(err)}`, { cause: err });
-  }
-  const loadModel = opts.loadModel ?? ((dir: string) => loadModelPackage(dir, { ...(opts.maxPixels ? { maxPixels: opts.maxPixels } : {}) }));
+  const limits = { frames: opts.probationFrames ?? 20, errors: opts.probationErrors ?? 3 };
+  const fetcher = createArtifactFetcher({
+    dataDir: opts.dataDir,
+    ...(opts.publicKey ? { publicKey: opts.publicKey } : {}),
+    loadModel: opts.loadModel ?? ((dir: string) => loadModelPackage(dir, { ...(opts.maxPixels ? { maxPixels: opts.maxPixels } : {}) })),
+    ...(opts.download ? { download: opts.download } : {}),
+    logger: log,
+  });
+  const config = createConfigApplier({
+    setThresholds: (t) => opts.slots.setThresholds(t),
+    ...(opts.localThresholds ? { localThresholds: opts.localThresholds } : {}),
+    logger: log,
+    emit,
+    ...(opts.onConfigApplied ? { onConfigApplied: opts.onConfigApplied } : {}),
+  });
+  const writer = createModelStateWriter(opts.dataDir, (err) => log.error({ err }, 'cannot persist model state'));
 
   // The local model is the manager's to close only when it can load it again.
   const loaded = new Map<string, Loaded>([[LOCAL, { key: LOCAL, runner: opts.localModel, owned: opts.loadLocalModel !== undefined, proven: true }]]);
@@ -201,10 +176,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
   let shadowKey: string | null = null;
   let desired: DesiredMessage | null = null;
   const refused = new Map<string, Refusal>();
-  const probation: { active?: Probation; shadow?: Probation } = {};
-  let appliedConfigVersion: number | undefined;
-  let settings: EdgeSettings | undefined;
-  let cache: ArtifactCache | undefined;
+  const probation: { active?: ProbationState; shadow?: ProbationState } = {};
   let restorePrevious: ModelArtifact | undefined;
 
   let dirty = false;
@@ -214,8 +186,6 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
   let early: DesiredMessage | undefined;
   // When the newest desired state arrived (performance.now()), to report how long acting on it took.
   let desiredAt = 0;
-  let downloading: ModelManagerStatus['downloading'] = null;
-  let writes: Promise<void> = Promise.resolve();
   let started = false;
   let closed = false;
 
@@ -256,26 +226,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
 
   /** Queues a write of the current state; writes run one after another, newest state last. */
   function persist(): void {
-    writes = writes
-      .then(() => writeModelState(opts.dataDir, snapshot()))
-      .catch((err: unknown) => log.error({ err }, 'cannot persist model state'));
-  }
-
-  function applyConfig(d: DesiredMessage, quiet = false): void {
-    const changed = d.configVersion !== appliedConfigVersion || JSON.stringify(d.config) !== JSON.stringify(settings);
-    if (!changed) return;
-    // The fleet's effective config replaces the file's thresholds when it has any.
-    const thresholds = d.config.thresholds ?? opts.localThresholds;
-    opts.slots.setThresholds(thresholds);
-    appliedConfigVersion = d.configVersion;
-    settings = d.config;
-    log.info({ configVersion: d.configVersion }, 'config applied');
-    if (!quiet) emit('config-applied', 'info', `config version ${d.configVersion} applied`, { configVersion: d.configVersion, thresholds: thresholds ?? null });
-    try {
-      opts.onConfigApplied?.(d.config, d.configVersion);
-    } catch (err) {
-      log.error({ err }, 'config hook threw');
-    }
+    writer.write(snapshot);
   }
 
   function refuse(artifact: ModelArtifact, role: ModelRole, err: OspreyError): void {
@@ -302,12 +253,9 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     stateChanged();
   }
 
-  function startProbation(role: ModelRole, entry: Loaded): void {
-    if (entry.proven) {
-      delete probation[role];
-      return;
-    }
-    probation[role] = { key: entry.key, id: entry.runner.id, role, frames: 0, errors: 0 };
+  function watch(role: ModelRole, entry: Loaded): void {
+    if (entry.proven) delete probation[role];
+    else probation[role] = startProbation(entry.key, entry.runner.id, role);
   }
 
   function closeUnused(): void {
@@ -332,76 +280,14 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     return entry;
   }
 
-  function artifactUrl(a: ModelArtifact): string {
-    try {
-      return new URL(a.url, opts.download?.baseUrl).toString();
-    } catch (err) {
-      throw new OspreyError('OSP_ERR_MODEL_DOWNLOAD', `artifact URL "${a.url}" is not absolute and no fleet.httpUrl is configured`, { cause: err });
-    }
-  }
-
-  /** Signature first (no byte is fetched for an artifact the fleet did not sign), then cache or download, then load. */
+  /** Signature first (no byte is fetched for an artifact the fleet did not sign), then loaded, cached or downloaded. */
   async function ensureLoaded(a: ModelArtifact, role: ModelRole, signal: AbortSignal): Promise<Loaded> {
-    if (!fleetKey) {
-      throw new OspreyError('OSP_ERR_MODEL_SIGNATURE', `${a.name}@${a.version}: no fleet public key configured (fleet.publicKey)`);
-    }
-    verifyArtifact(a, a.signature, fleetKey);
+    fetcher.verify(a);
     const have = ready(a.sha256);
     if (have) return have;
-    const c = cache!;
-    if (!(await c.has(a.sha256))) {
-      const url = artifactUrl(a);
-      downloading = { name: a.name, version: a.version, sha256: a.sha256, role, failedAttempts: 0 };
-      try {
-        await downloadArtifact({
-          url,
-          sha256: a.sha256,
-          size: a.size,
-          file: c.partFile(a.sha256),
-          signal,
-          logger: log,
-          ...(opts.download?.dispatcher ? { dispatcher: opts.download.dispatcher } : {}),
-          ...(opts.download?.attemptTimeoutMs !== undefined ? { attemptTimeoutMs: opts.download.attemptTimeoutMs } : {}),
-          ...(opts.download?.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.download.idleTimeoutMs } : {}),
-          ...(opts.download?.retryBaseMs !== undefined ? { retryBaseMs: opts.download.retryBaseMs } : {}),
-          ...(opts.download?.retryMaxMs !== undefined ? { retryMaxMs: opts.download.retryMaxMs } : {}),
-          onAttemptFailed: ({ attempt, err }) => {
-            if (downloading) {
-              downloading.failedAttempts = attempt;
-              downloading.lastError = `${err.code}: ${oneLine(err)}`;
-            }
-          },
-        });
-      } finally {
-        downloading = null;
-      }
-      signal.throwIfAborted();
-      try {
-        await c.install(a.sha256);
-      } catch (err) {
-        throw toOspreyError(err, 'OSP_ERR_MODEL_MANIFEST');
-      }
-    }
-    await c.touch(a.sha256);
-    signal.throwIfAborted();
-    const t0 = performance.now();
-    let runner: ModelRunner;
-    try {
-      runner = await loadModel(c.packageDir(a.sha256));
-    } catch (err) {
-      // Whether the package is bad or the copy on disk was damaged, a later try starts from a download.
-      await c.remove(a.sha256).catch(() => undefined);
-      throw err;
-    }
-    const id = `${a.name}@${a.version}`;
-    if (runner.id !== id) {
-      // Results are attributed to the version the fleet rolled out, whatever the manifest says.
-      log.warn({ manifest: runner.id, artifact: id }, 'package manifest names another version');
-      runner = withId(runner, id);
-    }
+    const runner = await fetcher.fetch(a, role, signal);
     const entry: Loaded = { key: a.sha256, runner, artifact: a, owned: true, proven: false };
     loaded.set(a.sha256, entry);
-    log.info({ model: id, sha256: a.sha256, role, ms: Math.round(performance.now() - t0) }, 'model loaded');
     return entry;
   }
 
@@ -415,7 +301,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     const switchMs = Math.round((performance.now() - t0) * 1000) / 1000;
     activeKey = entry.key;
     previousKey = displaced;
-    startProbation('active', entry);
+    watch('active', entry);
     if (probation.shadow?.key === entry.key) delete probation.shadow;
     const ref = refOf(entry.key);
     const prev = refOf(displaced);
@@ -434,15 +320,12 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
   }
 
   /** Local self-protection: the active model failed its probation; back to the previous version. */
-  function revertActive(p: Probation): void {
+  function revertActive(p: ProbationState): void {
     const bad = loaded.get(p.key);
     delete probation.active;
     if (!bad?.artifact || activeKey !== p.key) return;
     const artifact = bad.artifact;
-    const err = new OspreyError(
-      'OSP_ERR_MODEL_PROBATION',
-      `${p.errors} of its first ${p.frames + p.errors} frames failed (last ${p.lastCode ?? 'error'})`,
-    );
+    const err = new OspreyError('OSP_ERR_MODEL_PROBATION', probationFailure(p));
     const back = previousKey !== null ? loaded.get(previousKey) : undefined;
     const switchTo = (target: Loaded) => {
       if (activeKey !== p.key) return; // the fleet moved on meanwhile
@@ -477,32 +360,30 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     }
   }
 
-  function dropShadow(p: Probation): void {
+  function dropShadow(p: ProbationState): void {
     const bad = loaded.get(p.key);
     delete probation.shadow;
     if (!bad?.artifact || shadowKey !== p.key) return;
     opts.slots.setShadow(undefined);
     shadowKey = null;
-    refuse(bad.artifact, 'shadow', new OspreyError('OSP_ERR_MODEL_PROBATION', `shadow: ${p.errors} of its first ${p.frames + p.errors} frames failed (last ${p.lastCode ?? 'error'})`));
+    refuse(bad.artifact, 'shadow', new OspreyError('OSP_ERR_MODEL_PROBATION', probationFailure(p)));
     closeUnused();
   }
 
-  function countProbation(role: ModelRole, ok: boolean, code?: string): void {
+  /** One frame's outcome for the model on probation in `role`; acts on the verdict. */
+  function countProbation(role: ModelRole, event: ProbationEvent): void {
     const p = probation[role];
     if (!p) return;
-    if (ok) p.frames++;
-    else {
-      p.errors++;
-      p.lastCode = code;
-    }
-    if (p.errors >= probationErrors) {
-      if (role === 'active') revertActive(p);
-      else dropShadow(p);
-    } else if (p.frames + p.errors >= probationFrames) {
-      const entry = loaded.get(p.key);
+    const { state, verdict } = stepProbation(p, event, limits);
+    probation[role] = state;
+    if (verdict === 'failed') {
+      if (role === 'active') revertActive(state);
+      else dropShadow(state);
+    } else if (verdict === 'passed') {
+      const entry = loaded.get(state.key);
       if (entry) entry.proven = true;
       delete probation[role];
-      log.info({ model: p.id, role, frames: p.frames, errors: p.errors }, 'model passed probation');
+      log.info({ model: state.id, role, frames: state.frames, errors: state.errors }, 'model passed probation');
       if (role === 'active') persist();
     }
   }
@@ -552,7 +433,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     if (desired?.shadow?.sha256 !== target.sha256 || closed) return;
     opts.slots.setShadow(entry.runner);
     shadowKey = target.sha256;
-    startProbation('shadow', entry);
+    watch('shadow', entry);
     const ref = refOf(entry.key);
     emit('model-activated', 'info', `${ref.name}@${ref.version} running in shadow`, { ...ref, role: 'shadow' });
     stateChanged();
@@ -562,7 +443,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
   async function restorePreviousVersion(signal: AbortSignal): Promise<void> {
     const a = restorePrevious;
     restorePrevious = undefined;
-    if (!a || a.sha256 === activeKey || refused.has(a.sha256) || !(await cache!.has(a.sha256))) return;
+    if (!a || a.sha256 === activeKey || refused.has(a.sha256) || !(await fetcher.has(a.sha256))) return;
     try {
       const entry = await ensureLoaded(a, 'active', signal);
       entry.proven = true;
@@ -597,7 +478,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
         ),
       );
       try {
-        const removed = await cache!.prune(keep, protect);
+        const removed = await fetcher.prune(keep, protect);
         if (removed.length > 0) log.info({ removed }, 'model cache pruned');
       } catch (err) {
         log.warn({ err }, 'model cache prune failed');
@@ -624,8 +505,9 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     desiredAt = performance.now();
     for (const sha of [...refused.keys()]) if (!named(d, sha)) refused.delete(sha);
     // A download the new state no longer needs stops now (its partial file stays for a resume).
+    const downloading = fetcher.downloading;
     if (current && downloading && !named(d, downloading.sha256)) current.abort();
-    applyConfig(d);
+    config.apply(d);
     persist();
     stateChanged();
     kick();
@@ -634,7 +516,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
   return {
     async start() {
       if (started) return;
-      cache = await openArtifactCache(path.join(opts.dataDir, 'models'));
+      await fetcher.open();
       const saved = await readModelState(opts.dataDir, (reason) => log.warn({ reason }, 'model state file ignored'));
       if (saved) {
         desired = saved.desired;
@@ -642,9 +524,9 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
           // A signature refusal may come from the key in the config, which a restart may have fixed.
           if (r.code !== 'OSP_ERR_MODEL_SIGNATURE' && named(desired, r.sha256)) refused.set(r.sha256, r);
         }
-        if (desired) applyConfig(desired, true);
+        if (desired) config.apply(desired, true);
         const a = saved.active;
-        if (a && !refused.has(a.sha256) && (await cache.has(a.sha256))) {
+        if (a && !refused.has(a.sha256) && (await fetcher.has(a.sha256))) {
           const abort = new AbortController();
           try {
             const entry = await ensureLoaded(a, 'active', abort.signal);
@@ -664,18 +546,11 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     },
     applyDesired,
     observeResult(record) {
-      const a = probation.active;
-      if (a && record.model === a.id) countProbation('active', true);
-      const s = probation.shadow;
-      if (s && record.shadow?.model === s.id) {
-        const code = record.shadow.error;
-        if (code === undefined) countProbation('shadow', true);
-        else if (isModelFault(code)) countProbation('shadow', false, code);
-      }
+      for (const { role, event } of eventsOfResult(record, probation, isModelFault)) countProbation(role, event);
     },
     observeFailure(err, model) {
       const a = probation.active;
-      if (a && model === a.id && isModelFault(err.code)) countProbation('active', false, err.code);
+      if (a && model === a.id && isModelFault(err.code)) countProbation('active', { ok: false, code: err.code });
     },
     state() {
       const out: ModelManagerState = {
@@ -684,22 +559,22 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
         shadow: shadowKey !== null ? refOf(shadowKey) : null,
         errors: [...refused.values()].slice(-50).map((r) => `${r.name}@${r.version} ${r.sha256}: ${r.code}: ${r.reason}`),
       };
-      if (appliedConfigVersion !== undefined) out.configVersion = appliedConfigVersion;
+      if (config.version !== undefined) out.configVersion = config.version;
       return out;
     },
     status() {
       return {
         desiredConfigVersion: desired?.configVersion ?? null,
-        downloading: downloading ? { ...downloading } : null,
+        downloading: fetcher.downloading ? { ...fetcher.downloading } : null,
         refused: [...refused.values()],
         loaded: [...loaded.values()].map((e) => e.runner.id),
         probation: [probation.active, probation.shadow]
-          .filter((p): p is Probation => p !== undefined)
+          .filter((p): p is ProbationState => p !== undefined)
           .map((p) => ({ model: p.id, role: p.role, frames: p.frames, errors: p.errors })),
       };
     },
     get settings() {
-      return settings;
+      return config.settings;
     },
     async idle() {
       while (looping) await looping;
@@ -709,7 +584,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
       closed = true;
       current?.abort();
       await looping?.catch(() => undefined);
-      await writes;
+      await writer.flushed();
       const closing: Promise<unknown>[] = [];
       for (const entry of loaded.values()) {
         if (!entry.owned) continue;

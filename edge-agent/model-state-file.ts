@@ -96,3 +96,23 @@ export async function writeModelState(dataDir: string, state: PersistedModelStat
     throw err;
   }
 }
+
+export interface ModelStateWriter {
+  /** Queues a write; `snapshot` is taken when the write runs, so the newest state is written last. */
+  write(snapshot: () => PersistedModelState): void;
+  /** Resolves once every queued write has finished (failures are logged, never thrown). */
+  flushed(): Promise<void>;
+}
+
+/** Writes model-state.json one write after another (a later state never lands before an earlier one). */
+export function createModelStateWriter(dataDir: string, onError: (err: unknown) => void): ModelStateWriter {
+  let writes: Promise<void> = Promise.resolve();
+  return {
+    write(snapshot) {
+      writes = writes.then(() => writeModelState(dataDir, snapshot())).catch(onError);
+    },
+    flushed() {
+      return writes;
+    },
+  };
+}

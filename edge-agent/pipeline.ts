@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
 import type { ResultRecord, Thresholds } from '../protocol/messages.js';
+import { withTimeout } from '../protocol/timeout.js';
 import type { Inspection, InspectOptions, ModelRunner } from '../models/types.js';
 import type { NewResult, ResultStore } from './result-store.js';
 
@@ -173,11 +174,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
         (err: unknown): ShadowOutcome => ({ model: candidate.id, error: asOspreyError(err).code, latencyMs: ms3(performance.now() - t0) }),
       )
       .finally(() => shadowRunning--);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<ShadowOutcome>((resolve) => {
-      timer = setTimeout(() => resolve({ model: candidate.id, error: 'OSP_ERR_SHADOW_TIMEOUT' }), shadowWaitMs);
-    });
-    return Promise.race([done, late]).finally(() => clearTimeout(timer));
+    return withTimeout(done, shadowWaitMs, (): ShadowOutcome => ({ model: candidate.id, error: 'OSP_ERR_SHADOW_TIMEOUT' }));
   }
 
   /**

@@ -5,7 +5,7 @@
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
 import type { Logger } from 'pino';
-import { OspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
+import { OspreyError, httpStatusFor, oneLine } from '../protocol/errors.js';
 import type { ErrorBody } from './http-schemas.js';
 import type { FleetStore } from './store.js';
 import type { IngestCounters } from './ingest.js';
@@ -33,18 +33,6 @@ export interface AppDeps {
   images?: ImageRouteDeps;
 }
 
-const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
-  OSP_ERR_BAD_REQUEST: 400,
-  OSP_ERR_NOT_FOUND: 404,
-  OSP_ERR_CONFLICT: 409,
-  OSP_ERR_CONTENT_TYPE: 415,
-  OSP_ERR_RANGE: 416,
-  OSP_ERR_IMAGE_CHECKSUM: 422,
-  // A package that is well-formed HTTP but not an acceptable model package.
-  OSP_ERR_MODEL_MANIFEST: 422,
-  OSP_ERR_MODEL_CHECKSUM: 422,
-};
-
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now;
@@ -63,7 +51,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.setErrorHandler<FastifyError | OspreyError>(async (err, req, reply) => {
     const body = errorBody(err);
     const status =
-      err instanceof OspreyError ? (STATUS_BY_CODE[err.code] ?? 500) : err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
+      err instanceof OspreyError ? httpStatusFor(err.code) : err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
     if (status >= 500) req.log.error({ err, url: req.url }, 'request failed');
     return reply.code(status).send(status >= 500 ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
   });

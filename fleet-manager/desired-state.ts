@@ -20,8 +20,13 @@ export interface DesiredPublisherOptions {
   fleet: FleetStore;
   registry: Registry;
   logger: Logger;
-  /** Base URL of artifact downloads (the fleet's public HTTP address); may be set later. */
-  baseUrl?: string;
+  /**
+   * Base URL of artifact downloads (the fleet's public HTTP address), read at each publish: the
+   * listen port is known only once the HTTP server is up. Default http://127.0.0.1.
+   */
+  baseUrl?: () => string;
+  /** Who decides each edge's shadow candidate (the rollouts' membership); returns an artifact sha256. */
+  shadowOf?: (edgeId: string) => string | null;
   now?: () => number;
 }
 
@@ -40,9 +45,6 @@ export interface RefreshOutcome {
 }
 
 export interface DesiredPublisher {
-  setBaseUrl(url: string): void;
-  /** Who decides each edge's shadow candidate (the rollout engine); returns an artifact sha256. */
-  setShadowSource(shadowOf: (edgeId: string) => string | null): void;
   /**
    * Recomputes the desired state of these edges and publishes the ones that changed (all of them
    * with `force`). Serialised: concurrent calls run one after the other.
@@ -58,8 +60,8 @@ export function createDesiredPublisher(opts: DesiredPublisherOptions): DesiredPu
   const { client, store, fleet } = opts;
   const log = opts.logger;
   const now = opts.now ?? Date.now;
-  let baseUrl = opts.baseUrl ?? 'http://127.0.0.1';
-  let shadowOf: (edgeId: string) => string | null = () => null;
+  const baseUrl = () => (opts.baseUrl?.() || 'http://127.0.0.1').replace(/\/+$/, '');
+  const shadowOf = opts.shadowOf ?? (() => null);
   // Versions are immutable, so their records can be cached for the life of the process.
   const versions = new Map<string, ModelVersionRecord>();
   let tail: Promise<unknown> = Promise.resolve();
@@ -77,7 +79,7 @@ export function createDesiredPublisher(opts: DesiredPublisherOptions): DesiredPu
       rec = found;
       versions.set(sha256, rec);
     }
-    return opts.registry.artifact(rec, baseUrl);
+    return opts.registry.artifact(rec, baseUrl());
   }
 
   async function linesOf(ids: readonly string[]): Promise<Map<string, string | null>> {
@@ -155,12 +157,6 @@ export function createDesiredPublisher(opts: DesiredPublisherOptions): DesiredPu
   }
 
   return {
-    setBaseUrl(url) {
-      baseUrl = url.replace(/\/+$/, '');
-    },
-    setShadowSource(fn) {
-      shadowOf = fn;
-    },
     refresh(edgeIds, o = {}) {
       return serial(() => run(edgeIds, o.force ?? false));
     },

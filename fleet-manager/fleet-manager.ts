@@ -1,7 +1,7 @@
 /**
  * The fleet manager process in one object: store, embedded broker (unless an external broker
- * URL is given), the fleet's own MQTT client, ingest, and the HTTP API. Started in that order
- * and closed in reverse.
+ * URL is given), the fleet's own MQTT client, ingest, the HTTP API and the rollout engine. Every
+ * part is built before any of them starts; they start in that order and close in reverse.
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import { connectAsync, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { OspreyError } from '../protocol/errors.js';
+import { withTimeout } from '../protocol/timeout.js';
 import { resolveFleetConfig, type FleetConfig, type FleetConfigInput } from './config.js';
 import { openSqliteStore, type FleetStore } from './store.js';
 import { localHost, startBroker, type EmbeddedBroker } from './broker.js';
@@ -22,6 +23,7 @@ import { loadOrCreateSigningKeys } from './signing-keys.js';
 import { createRegistry } from './registry.js';
 import { createDesiredPublisher } from './desired-state.js';
 import { createRolloutEngine } from './rollout-engine.js';
+import { createRolloutMembership } from './rollout-membership.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -103,12 +105,21 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, child('mqtt'));
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
-    const publisher = createDesiredPublisher({ client, store: control, fleet: store, registry, logger: child('desired') });
-    const engine = createRolloutEngine({ control, fleet: store, publisher, logger: child('rollouts'), tickMs: config.rollouts.tickMs });
+    // Every part built before any starts, each given its collaborators now: the publisher asks
+    // the rollouts' membership for shadows, and reads the artifact base URL once HTTP is up.
+    const membership = createRolloutMembership();
+    const publisher = createDesiredPublisher({
+      client,
+      store: control,
+      fleet: store,
+      registry,
+      logger: child('desired'),
+      shadowOf: membership.shadowOf,
+      baseUrl: () => baseUrl,
+    });
+    const engine = createRolloutEngine({ control, fleet: store, publisher, membership, logger: child('rollouts'), tickMs: config.rollouts.tickMs });
     const ingest: Ingest = createIngest({ client, store, logger: child('ingest'), onReport: (report) => engine.onReport(report) });
     started.push({ name: 'ingest', close: () => ingest.stop() });
-    await ingest.start();
-
     const app: FastifyInstance = await buildApp({
       store,
       logger: child('http'),
@@ -117,12 +128,14 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       images: { images, maxImageBytes: MAX_IMAGE_BYTES },
     });
     started.push({ name: 'http', close: () => app.close() });
+
+    // Started in order: ingest, HTTP (its address makes the artifact URLs), rollouts.
+    await ingest.start();
     await app.listen({ host: config.http.host, port: config.http.port });
     const { port } = app.server.address() as AddressInfo;
     const httpUrl = `http://${localHost(config.http.host)}:${port}`;
     // Artifact URLs go to edges on other machines: the listen address is only a default.
     baseUrl = config.publicUrl ?? httpUrl;
-    publisher.setBaseUrl(baseUrl);
     if (!config.publicUrl) log.info({ baseUrl }, 'artifact URLs use the listen address; set publicUrl if edges reach the fleet by another name');
     await engine.start();
     started.push({ name: 'rollouts', close: () => engine.stop() });
@@ -194,13 +207,11 @@ async function connectClient(url: string, clientId: string, log: Logger): Promis
 
 /** Disconnects gracefully (in-flight acks finish), but never waits long on a dead broker. */
 async function endClient(client: MqttClient): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const graceful = client.endAsync().then(() => true);
-  const late = new Promise<boolean>((resolve) => {
-    timer = setTimeout(() => resolve(false), 2000);
-  });
-  const done = await Promise.race([graceful, late]);
-  clearTimeout(timer);
+  const done = await withTimeout(
+    client.endAsync().then(() => true),
+    2000,
+    () => false,
+  );
   if (!done) await client.endAsync(true);
 }
 

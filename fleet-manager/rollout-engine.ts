@@ -4,15 +4,23 @@
  * store so a restarted fleet manager resumes where it stopped. It ticks on a timer and soon after
  * edges report; every change of what an edge should run goes out through the desired-state
  * publisher. Semantics: docs/fleet-manager.md "Rollouts".
+ *
+ * This file assigns edges, counts results and commits; the decisions are the pure stage machine
+ * (rollout-stage-machine.ts), the timing is rollout-scheduler.ts, who owns which edge is
+ * rollout-membership.ts and a line's manual rollback is rollout-line-rollback.ts.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { OspreyError } from '../protocol/errors.js';
 import type { EventMessage, TelemetryMessage } from '../protocol/messages.js';
 import type { EdgeRecord, FleetStore } from './store.js';
-import type { ControlStore, EdgePin } from './control-store.js';
+import type { ControlStore } from './control-store.js';
 import type { DesiredPublisher } from './desired-state.js';
 import type { InboundReport } from './ingest.js';
+import { createRolloutMembership, type RolloutMembership } from './rollout-membership.js';
+import { createRolloutScheduler } from './rollout-scheduler.js';
+import { transition, type RolloutAction, type RolloutMachineEvent } from './rollout-stage-machine.js';
+import { planLineRollback, type LineRollback, type RolloutChanges } from './rollout-line-rollback.js';
 import {
   ACTIVE_STATUSES,
   candidateId,
@@ -26,7 +34,8 @@ import {
 } from './rollout-spec.js';
 import { edgeProgress, evaluateStage, reportsCandidate, type EdgeObservation, type EdgeProgress } from './rollout-gates.js';
 
-export type RolloutAction = 'promote' | 'pause' | 'resume' | 'abort' | 'rollback';
+export type { RolloutAction } from './rollout-stage-machine.js';
+export type { LineRollback, LineRollbackEdge } from './rollout-line-rollback.js';
 
 export interface RolloutEngineOptions {
   control: ControlStore;
@@ -38,20 +47,8 @@ export interface RolloutEngineOptions {
   tickMs?: number;
   /** Results per edge that make the live baseline defect rate (default 1000). */
   baselineFrames?: number;
-}
-
-export interface LineRollbackEdge {
-  edgeId: string;
-  /** name@version (null: the edge's local model) before and after. */
-  from: string | null;
-  to: string | null;
-}
-
-export interface LineRollback {
-  line: string;
-  edges: LineRollbackEdge[];
-  /** Active rollouts that had edges on the line; they are paused. */
-  pausedRollouts: string[];
+  /** Who owns which edge, shared with the desired-state publisher (default: a new one). */
+  membership?: RolloutMembership;
 }
 
 export interface RolloutEngine {
@@ -86,39 +83,25 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
   const now = opts.now ?? Date.now;
   const tickMs = opts.tickMs ?? 1000;
   const baselineFrames = opts.baselineFrames ?? BASELINE_FRAMES;
+  const membership = opts.membership ?? createRolloutMembership();
   /** Rollouts that own edges (running, awaiting promotion, paused), by id. */
-  const active = new Map<string, RolloutDoc>();
+  const { active, owner, shadowOf } = membership;
   /** Docs changed outside a tick (telemetry, events) that the next tick must save. */
   const dirty = new Set<string>();
   /** Last line seen per edge: a new edge or a moved one needs its desired state (re)computed. */
   const knownLines = new Map<string, string | null>();
   let startedAt = now();
-  let timer: NodeJS.Timeout | undefined;
-  let poked: NodeJS.Timeout | undefined;
-  let running = false;
   /** Set before the first full publish, so an edge appearing during it is not missed. */
   let publishing = false;
-  let tail: Promise<unknown> = Promise.resolve();
-
+  const scheduler = createRolloutScheduler({
+    tickMs,
+    pokeDelayMs: POKE_DELAY_MS,
+    evaluate: () => tickAll(),
+    wanted: () => [...active.values()].some(measured),
+    logger: log,
+  });
   /** Everything that reads and writes rollouts runs one at a time. */
-  function exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const result = tail.then(fn);
-    tail = result.catch(() => undefined);
-    return result;
-  }
-
-  function owner(edgeId: string): RolloutDoc | undefined {
-    for (const doc of active.values()) {
-      const m = doc.members[edgeId];
-      if (m && m.mode !== 'removed') return doc;
-    }
-    return undefined;
-  }
-
-  function shadowOf(edgeId: string): string | null {
-    const doc = owner(edgeId);
-    return doc && doc.members[edgeId]!.mode === 'shadow' ? doc.sha256 : null;
-  }
+  const exclusive = scheduler.exclusive;
 
   function observe(e: EdgeRecord): EdgeObservation {
     return { lastSeen: e.lastSeen, online: e.online, active: e.state?.active ?? null, shadow: e.state?.shadow ?? null };
@@ -185,10 +168,7 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     return { sha: null, model: ref ? `${ref.name}@${ref.version}` : null };
   }
 
-  interface TickOutput {
-    pins: EdgePin[];
-    refresh: Set<string>;
-  }
+  type TickOutput = RolloutChanges;
 
   /** Assigns the current stage's edges that are not yet in it. */
   async function assign(doc: RolloutDoc, edges: EdgeRecord[], byId: Map<string, EdgeRecord>, out: TickOutput): Promise<void> {
@@ -287,67 +267,64 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     doc.updatedAt = now();
     if (evaluation.decision === 'fail') {
       log.warn({ rollout: doc.id, stage: stage.name, reason: evaluation.reason, policy: doc.spec.onFailure }, 'stage failed');
-      st.status = 'failed';
-      st.endedAt = now();
-      doc.reason = `stage ${stage.name}: ${evaluation.reason}`;
-      if (doc.spec.onFailure === 'rollback') await rollBack(doc, out);
-      else doc.status = 'paused';
-      return false;
     }
-    if (awaiting) return false;
-    if (evaluation.decision === 'pass') {
-      if (stage.promotion === 'manual') {
-        if (st.status !== 'awaiting-promotion') log.info({ rollout: doc.id, stage: stage.name }, 'stage awaits promotion');
-        st.status = 'awaiting-promotion';
-        doc.status = 'awaiting-promotion';
-        return false;
-      }
-      await advance(doc, 'passed', out);
-      return doc.status === 'running';
-    }
-    return false;
+    return apply(doc, { type: 'judged', decision: evaluation.decision, reason: evaluation.reason }, out);
   }
 
-  /** Ends the current stage and opens the next, or completes the rollout. */
-  async function advance(doc: RolloutDoc, how: 'passed' | 'promoted', out: TickOutput): Promise<void> {
-    const st = doc.stages[doc.stageIndex]!;
-    st.status = how;
-    st.endedAt = now();
-    log.info({ rollout: doc.id, stage: doc.spec.stages[doc.stageIndex]!.name, how }, 'stage ended');
-    doc.reason = null;
-    if (doc.stageIndex + 1 >= doc.stages.length) {
-      doc.status = 'completed';
-      doc.finishedAt = now();
-      // Shadow-only edges drop the candidate; live edges keep it as their pin.
-      for (const [id, m] of Object.entries(doc.members)) if (m.mode === 'shadow') out.refresh.add(id);
-      log.info({ rollout: doc.id, model: candidateId(doc) }, 'rollout completed');
-      return;
+  /**
+   * One event through the stage machine; its effects carried out. Resolves true when the next
+   * stage opened and should be judged at once. An action the status forbids is OSP_ERR_CONFLICT.
+   */
+  async function apply(doc: RolloutDoc, event: RolloutMachineEvent, out: TickOutput): Promise<boolean> {
+    const stage = doc.spec.stages[doc.stageIndex]!;
+    const before = doc.stages[doc.stageIndex]!.status;
+    const t = transition(
+      { status: doc.status, reason: doc.reason, stageIndex: doc.stageIndex, stageStatus: before },
+      { stageCount: doc.stages.length, stageName: stage.name, promotion: stage.promotion, onFailure: doc.spec.onFailure },
+      event,
+    );
+    if (!t.ok) throw new OspreyError('OSP_ERR_CONFLICT', `rollout ${doc.id} is ${doc.status}; cannot ${t.cannot}`);
+    doc.status = t.state.status;
+    doc.reason = t.state.reason;
+    for (const effect of t.effects) {
+      switch (effect.type) {
+        case 'stage': {
+          const st = doc.stages[doc.stageIndex]!;
+          st.status = effect.status;
+          if (effect.ended) st.endedAt = now();
+          const name = doc.spec.stages[doc.stageIndex]!.name;
+          if (effect.status === 'passed' || effect.status === 'promoted') log.info({ rollout: doc.id, stage: name, how: effect.status }, 'stage ended');
+          if (effect.status === 'awaiting-promotion' && before !== 'awaiting-promotion') log.info({ rollout: doc.id, stage: name }, 'stage awaits promotion');
+          break;
+        }
+        case 'open-stage':
+          await openStage(doc, effect.index);
+          break;
+        case 'roll-back':
+          await rollBackMembers(doc, out);
+          break;
+        case 'release-shadows':
+          for (const [id, m] of Object.entries(doc.members)) if (m.mode === 'shadow') out.refresh.add(id);
+          break;
+        case 'finished':
+          doc.finishedAt = now();
+          break;
+      }
     }
-    doc.status = 'running';
-    await openStage(doc, doc.stageIndex + 1);
+    if (doc.status === 'completed') log.info({ rollout: doc.id, model: candidateId(doc) }, 'rollout completed');
+    return t.again;
   }
 
   /** Every member still pinned to the candidate goes back to what it ran before the rollout. */
-  async function rollBack(doc: RolloutDoc, out: TickOutput): Promise<void> {
+  async function rollBackMembers(doc: RolloutDoc, out: TickOutput): Promise<void> {
     const t = now();
     for (const [id, m] of Object.entries(doc.members)) {
       out.refresh.add(id);
       const pin = await control.getPin(id);
       if (pin?.active === doc.sha256) out.pins.push({ edgeId: id, active: m.previous, previous: doc.sha256, updatedAt: t });
     }
-    stopStage(doc);
-    doc.status = 'rolled-back';
-    doc.finishedAt = t;
     doc.updatedAt = t;
     log.warn({ rollout: doc.id, model: candidateId(doc), edges: Object.keys(doc.members).length, reason: doc.reason }, 'rollout rolled back');
-  }
-
-  function stopStage(doc: RolloutDoc): void {
-    const st = doc.stages[doc.stageIndex];
-    if (st && (st.status === 'running' || st.status === 'awaiting-promotion')) {
-      st.status = 'stopped';
-      st.endedAt = now();
-    }
   }
 
   /** Saves docs (and pins) and publishes the desired states that changed. */
@@ -381,16 +358,6 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
       for (let i = 0; i <= doc.stages.length && (await step(doc, edges, byId, out)); i++);
     }
     await commit(touched, out);
-  }
-
-  function poke(): void {
-    if (!running || poked) return;
-    if (![...active.values()].some(measured)) return;
-    poked = setTimeout(() => {
-      poked = undefined;
-      void exclusive(tickAll).catch((err: unknown) => log.error({ err }, 'rollout evaluation failed'));
-    }, POKE_DELAY_MS);
-    poked.unref();
   }
 
   function onTelemetry(edgeId: string, msg: TelemetryMessage): void {
@@ -429,10 +396,6 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     return doc;
   }
 
-  function conflict(doc: RolloutDoc, action: string): never {
-    throw new OspreyError('OSP_ERR_CONFLICT', `rollout ${doc.id} is ${doc.status}; cannot ${action}`);
-  }
-
   return {
     get startedAt() {
       return startedAt;
@@ -441,24 +404,16 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     async start() {
       startedAt = now();
       for (const doc of await control.listRollouts({ active: true })) active.set(doc.id, doc);
-      publisher.setShadowSource(shadowOf);
       publishing = true;
       // The embedded broker keeps retained messages in memory only, and the URL may have changed.
       await publisher.refreshAll({ force: true });
-      running = true;
-      timer = setInterval(() => {
-        void exclusive(tickAll).catch((err: unknown) => log.error({ err }, 'rollout evaluation failed'));
-      }, tickMs);
-      timer.unref();
+      scheduler.start();
       log.info({ active: active.size, tickMs }, 'rollout engine started');
       await exclusive(tickAll);
     },
     async stop() {
-      running = false;
       publishing = false;
-      clearInterval(timer);
-      clearTimeout(poked);
-      poked = undefined;
+      scheduler.stop();
       await exclusive(async () => {
         // Telemetry counted since the last tick is kept.
         const docs = [...active.values()].filter((d) => dirty.has(d.id));
@@ -518,38 +473,7 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
       return exclusive(async () => {
         const doc = await loadDoc(id);
         const out: TickOutput = { pins: [], refresh: new Set() };
-        const isActive = ACTIVE_STATUSES.includes(doc.status);
-        switch (action) {
-          case 'promote':
-            if (!isActive) conflict(doc, 'promote');
-            await advance(doc, 'promoted', out);
-            break;
-          case 'pause':
-            if (doc.status !== 'running' && doc.status !== 'awaiting-promotion') conflict(doc, 'pause');
-            doc.status = 'paused';
-            doc.reason = 'paused by a person';
-            break;
-          case 'resume':
-            if (doc.status !== 'paused') conflict(doc, 'resume');
-            // A fresh measurement: the data that failed (or was paused on) does not count again.
-            await openStage(doc, doc.stageIndex);
-            doc.status = 'running';
-            doc.reason = null;
-            break;
-          case 'abort':
-            if (!isActive) conflict(doc, 'abort');
-            stopStage(doc);
-            doc.status = 'aborted';
-            doc.reason = 'aborted by a person';
-            doc.finishedAt = now();
-            for (const [mid, m] of Object.entries(doc.members)) if (m.mode === 'shadow') out.refresh.add(mid);
-            break;
-          case 'rollback':
-            if (doc.status === 'rolled-back') conflict(doc, 'roll back');
-            doc.reason = 'rolled back by a person';
-            await rollBack(doc, out);
-            break;
-        }
+        await apply(doc, { type: action }, out);
         doc.updatedAt = now();
         log.info({ rollout: doc.id, action, status: doc.status }, 'rollout action');
         if (doc.status === 'running') {
@@ -562,41 +486,8 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     },
     rollbackLine(line) {
       return exclusive(async () => {
-        const { edges } = await edgesNow();
-        const onLine = edges.filter((e) => e.line === line);
-        if (onLine.length === 0 && !(await fleet.hasLine(line))) throw new OspreyError('OSP_ERR_NOT_FOUND', `no line ${line}`);
-        const t = now();
-        const out: TickOutput = { pins: [], refresh: new Set() };
-        const result: LineRollback = { line, edges: [], pausedRollouts: [] };
-        const name = async (sha: string | null) => {
-          if (!sha) return null;
-          const v = await control.getVersionBySha(sha);
-          return v ? `${v.name}@${v.version}` : sha;
-        };
-        const docs = new Set<RolloutDoc>();
-        for (const e of onLine) {
-          // The edge leaves any rollout it is in: people have taken over this line.
-          const doc = owner(e.id);
-          if (doc) {
-            doc.members[e.id]!.mode = 'removed';
-            const se = doc.stages[doc.stageIndex]?.edges[e.id];
-            if (se) se.removed = true;
-            if (doc.status !== 'paused') {
-              doc.status = 'paused';
-              doc.reason = `line ${line} rolled back by hand`;
-            }
-            doc.updatedAt = t;
-            docs.add(doc);
-            out.refresh.add(e.id);
-          }
-          const pin = await control.getPin(e.id);
-          if (!pin || pin.active === pin.previous) continue;
-          out.pins.push({ edgeId: e.id, active: pin.previous, previous: pin.active, updatedAt: t });
-          out.refresh.add(e.id);
-          result.edges.push({ edgeId: e.id, from: await name(pin.active), to: await name(pin.previous) });
-        }
-        result.pausedRollouts = [...docs].map((d) => d.id);
-        await commit([...docs], out);
+        const { result, docs, changes } = await planLineRollback(line, { control, fleet, membership, now });
+        await commit(docs, changes);
         log.info({ line, edges: result.edges.length, pausedRollouts: result.pausedRollouts }, 'line rolled back');
         return result;
       });
@@ -621,7 +512,7 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
         case 'results':
           break;
       }
-      poke();
+      scheduler.poke();
     },
   };
 }

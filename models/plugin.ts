@@ -16,6 +16,7 @@ import { basename } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { OspreyError } from '../protocol/errors.js';
 import type { Task } from '../protocol/manifest.js';
+import { withTimeout } from '../protocol/timeout.js';
 import type { RawBox } from './postprocess/detection.js';
 import type { RawOutputs } from './postprocess/output-reader.js';
 
@@ -80,18 +81,14 @@ export async function loadPlugin(file: string, sha256: string, opts: LoadPluginO
       const args: Record<string, { data: Float32Array; dims: number[] }> = {};
       for (const [k, v] of Object.entries(outputs)) args[k] = { data: v.data, dims: [...v.dims] };
       const ctx = Object.freeze({ ...context, labels: Object.freeze([...context.labels]), options: Object.freeze({ ...context.options }) });
-      let timer: NodeJS.Timeout | undefined;
       try {
         const value: unknown = fn(args, ctx);
         if (!isThenable(value)) return value;
-        const timeout = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`did not return within ${timeoutMs} ms`)), timeoutMs);
+        return await withTimeout(Promise.resolve(value), timeoutMs, () => {
+          throw new Error(`did not return within ${timeoutMs} ms`);
         });
-        return await Promise.race([value, timeout]);
       } catch (err) {
         throw new OspreyError('OSP_ERR_MODEL_PLUGIN', `plug-in ${name} failed: ${reason(err)}`, { cause: err });
-      } finally {
-        clearTimeout(timer);
       }
     },
   };

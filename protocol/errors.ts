@@ -59,3 +59,26 @@ export function oneLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.replace(/\s*\n\s*/g, ' ').trim();
 }
+
+/** HTTP status per error code, for the edge's and the fleet's HTTP APIs alike; codes not listed are 500. */
+const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
+  OSP_ERR_IMAGE_EMPTY: 400,
+  OSP_ERR_BAD_REQUEST: 400,
+  OSP_ERR_NOT_FOUND: 404,
+  OSP_ERR_CONFLICT: 409,
+  OSP_ERR_IMAGE_TOO_LARGE: 413,
+  OSP_ERR_CONTENT_TYPE: 415,
+  OSP_ERR_RANGE: 416,
+  OSP_ERR_IMAGE_DECODE: 422,
+  OSP_ERR_IMAGE_CHECKSUM: 422,
+  // A package that is well-formed HTTP but not an acceptable model package.
+  OSP_ERR_MODEL_MANIFEST: 422,
+  OSP_ERR_MODEL_CHECKSUM: 422,
+  OSP_ERR_QUEUE_FULL: 503,
+  OSP_ERR_SHUTTING_DOWN: 503,
+};
+
+/** The HTTP status for an OspreyError code (500 for codes that are the server's fault). */
+export function httpStatusFor(code: ErrorCode): number {
+  return HTTP_STATUS[code] ?? 500;
+}

@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ensureDemoModel, generatePartImage } from '../../models/index.js';
+import { ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
 import { OSPREY_BIN } from '../helpers/osprey-process.js';
 
 const exec = promisify(execFile);

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after } from 'node:test';
-import { ensureDemoModel } from '../../models/index.js';
+import { ensureDemoModel } from '../../models/fixtures.js';
 
 /**
  * Builds the built-in anomaly model package in a temp dir, removed after the test file. Call it

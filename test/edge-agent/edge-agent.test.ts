@@ -6,7 +6,7 @@ import { request } from 'undici';
 import { startOsprey } from '../helpers/osprey-process.js';
 import { loadEdgeConfig } from '../../edge-agent/config.js';
 import { createEdgeAgent } from '../../edge-agent/edge-agent.js';
-import { generatePartImage } from '../../models/index.js';
+import { generatePartImage } from '../../models/fixtures.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { useDemoModel } from './demo-model.js';
 import { tempDir, testLogger } from './fixtures.js';

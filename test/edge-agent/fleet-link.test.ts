@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import { request } from 'undici';
 import { createEdgeAgent, type EdgeAgent } from '../../edge-agent/edge-agent.js';
-import { generatePartImage } from '../../models/index.js';
+import { generatePartImage } from '../../models/fixtures.js';
 import { edgeTopic } from '../../protocol/topics.js';
 import { encodeMessage, envelope } from '../../protocol/validator.js';
 import { waitFor } from '../helpers/wait-for.js';

@@ -5,7 +5,8 @@ import { test, type TestContext } from 'node:test';
 import { createHotFolder, readCapped, type HotFolderEvent } from '../../edge-agent/hot-folder.js';
 import { createPipeline } from '../../edge-agent/pipeline.js';
 import { openResultStore } from '../../edge-agent/result-store.js';
-import { generatePartImage, loadModelPackage } from '../../models/index.js';
+import { loadModelPackage } from '../../models/runtime.js';
+import { generatePartImage } from '../../models/fixtures.js';
 import { useDemoModel } from './demo-model.js';
 import { pngClaiming, tempDir, testLogger } from './fixtures.js';
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { request } from 'undici';
 import { createEdgeAgent } from '../../edge-agent/edge-agent.js';
-import { generatePartImage } from '../../models/index.js';
+import { generatePartImage } from '../../models/fixtures.js';
 import { check } from '../../protocol/validator.js';
 import { TelemetryMessageSchema } from '../../protocol/messages.js';
 import { useDemoModel } from './demo-model.js';

@@ -14,7 +14,7 @@ import { openSqliteStore } from '../../fleet-manager/store.js';
 import { createImageSampler } from '../../edge-agent/image-sampling.js';
 import { createImageStore, imageExtension } from '../../edge-agent/image-store.js';
 import { createImageUploader } from '../../edge-agent/image-uploader.js';
-import { startTcpProxy } from '../faults/tcp-proxy.js';
+import { startTcpProxy } from '../../simulator/tcp-proxy.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { tempDir, testLogger } from './fixtures.js';
 

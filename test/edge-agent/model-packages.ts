@@ -10,8 +10,9 @@ import { after } from 'node:test';
 import type { ModelArtifact } from '../../protocol/messages.js';
 import { archiveDirectory } from '../../models/package-archive.js';
 import { generateSigningKeys, signArtifact } from '../../models/artifact-signature.js';
-import { ensureDemoModel, fitBuiltinAnomalyModel, generatePartImage, OnnxModelBuilder, writeModelPackage } from '../../models/index.js';
-import type { ManifestDraft } from '../../models/index.js';
+import { fitBuiltinAnomalyModel, OnnxModelBuilder, writeModelPackage } from '../../models/authoring.js';
+import { ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
+import type { ManifestDraft } from '../../models/authoring.js';
 import { sha256Of, type ArtifactServer } from './artifact-server.js';
 
 export interface TestPackage {

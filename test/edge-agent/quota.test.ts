@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { request } from 'undici';
 import { createEdgeAgent } from '../../edge-agent/edge-agent.js';
-import { generatePartImage } from '../../models/index.js';
+import { generatePartImage } from '../../models/fixtures.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { useDemoModel } from './demo-model.js';
 import { startFakeFleet } from './fake-fleet.js';

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { createEdgeAgent } from '../../edge-agent/edge-agent.js';
 import { openResultStore, type NewResult } from '../../edge-agent/result-store.js';
 import { request } from 'undici';
-import { generatePartImage } from '../../models/index.js';
+import { generatePartImage } from '../../models/fixtures.js';
 import { edgeTopic } from '../../protocol/topics.js';
 import { encodeMessage, envelope } from '../../protocol/validator.js';
 import { waitFor } from '../helpers/wait-for.js';

@@ -13,7 +13,7 @@ import { rm, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { ensureDemoModel, generatePartImage } from '../../models/index.js';
+import { ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
 import { mosquittoSkip } from '../helpers/mosquitto.js';
 import { createPrng, type Prng } from './prng.js';
 import { World, type BrokerKind, type FaultKind, type StepReport } from './world.js';

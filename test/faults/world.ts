@@ -21,7 +21,7 @@ import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { waitFor } from '../helpers/wait-for.js';
 import type { Prng } from './prng.js';
-import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
+import { startTcpProxy, type TcpProxy } from '../../simulator/tcp-proxy.js';
 
 export type BrokerKind = 'aedes' | 'mosquitto';
 

@@ -6,6 +6,7 @@
  */
 import { connectAsync, type MqttClient } from 'mqtt';
 import { edgeTopic } from '../../protocol/topics.js';
+import { withTimeout } from '../../protocol/timeout.js';
 import { decodeMessage, encodeMessage, envelope } from '../../protocol/validator.js';
 import type { DesiredMessage, EventMessage, ModelRef, ResultRecord, StateMessage, TelemetryMessage } from '../../protocol/messages.js';
 
@@ -79,7 +80,7 @@ export async function connectSimEdge(mqttUrl: string, opts: SimEdgeOptions): Pro
     follow: opts.follow ?? true,
     waitDesired(match, timeoutMs = 10_000) {
       if (edge.desired && match(edge.desired)) return Promise.resolve(edge.desired);
-      return withTimeout(new Promise((resolve) => desiredWaiters.push({ match, resolve })), timeoutMs, `${id}: no matching desired state`);
+      return timeLimit(new Promise((resolve) => desiredWaiters.push({ match, resolve })), timeoutMs, `${id}: no matching desired state`);
     },
     applyDesired() {
       if (edge.desired) apply(edge.desired);
@@ -103,7 +104,7 @@ export async function connectSimEdge(mqttUrl: string, opts: SimEdgeOptions): Pro
       const msg = envelope('results', id, { fromSeq: batch[0]!.seq, toSeq: seq, results: batch });
       const done = new Promise<void>((resolve) => (acked >= seq ? resolve() : ackWaiters.push({ seq, resolve })));
       await client.publishAsync(edgeTopic(id, 'results'), encodeMessage(msg), { qos: 1 });
-      await withTimeout(done, 10_000, `${id}: results not acked`);
+      await timeLimit(done, 10_000, `${id}: results not acked`);
     },
     async sendTelemetry(perModel) {
       const frames = Object.values(perModel).reduce((a, m) => a + m.frames, 0);
@@ -131,7 +132,7 @@ export async function connectSimEdge(mqttUrl: string, opts: SimEdgeOptions): Pro
     },
     waitActive(model, timeoutMs = 10_000) {
       if (idOf(edge.active) === model) return Promise.resolve(Date.now());
-      return withTimeout(new Promise((resolve) => activeWaiters.push({ model, resolve })), timeoutMs, `${id}: ${model} never active`);
+      return timeLimit(new Promise((resolve) => activeWaiters.push({ model, resolve })), timeoutMs, `${id}: ${model} never active`);
     },
     async close() {
       await client.endAsync(true);
@@ -180,10 +181,9 @@ export async function connectSimEdge(mqttUrl: string, opts: SimEdgeOptions): Pro
   return edge;
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms);
+/** `p`, or a rejection saying what did not happen in time. */
+function timeLimit<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return withTimeout(p, ms, () => {
+    throw new Error(`${what} within ${ms} ms`);
   });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

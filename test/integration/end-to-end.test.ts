@@ -15,7 +15,7 @@ import pino from 'pino';
 import { request } from 'undici';
 import { createFleetManager } from '../../fleet-manager/fleet-manager.js';
 import { resolveFleetConfig } from '../../fleet-manager/config.js';
-import { ensureDemoModel, generatePartImage } from '../../models/index.js';
+import { ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
 import { decodeMessage } from '../../protocol/validator.js';
 import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';

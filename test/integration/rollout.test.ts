@@ -22,7 +22,8 @@ import { createFleetManager, type FleetManager } from '../../fleet-manager/fleet
 import { archiveDirectory, packArchive, unpackArchive } from '../../models/package-archive.js';
 import { sha256Hex } from '../../models/package-reader.js';
 import { generateSigningKeys, signArtifact } from '../../models/artifact-signature.js';
-import { DEMO_MODEL_NAME, DEMO_TRAIN_SEEDS, ensureDemoModel, fitBuiltinAnomalyModel, generatePartImage } from '../../models/index.js';
+import { fitBuiltinAnomalyModel } from '../../models/authoring.js';
+import { DEMO_MODEL_NAME, DEMO_TRAIN_SEEDS, ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
 import { decodeMessage } from '../../protocol/validator.js';
 import type { StateMessage } from '../../protocol/messages.js';
 import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';

@@ -14,7 +14,7 @@ import { request } from 'undici';
 import { parseEdgeConfig } from '../../edge-agent/config.js';
 import { createEdgeAgent, type EdgeAgent } from '../../edge-agent/edge-agent.js';
 import { createFleetManager } from '../../fleet-manager/fleet-manager.js';
-import { generatePartImage } from '../../models/index.js';
+import { generatePartImage } from '../../models/fixtures.js';
 import { useDemoModel } from '../edge-agent/demo-model.js';
 import { tempDir } from '../edge-agent/fixtures.js';
 import { waitFor } from '../helpers/wait-for.js';

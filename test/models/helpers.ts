@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import sharp from 'sharp';
-import { writeModelPackage, type ManifestDraft } from '../../models/index.js';
+import { writeModelPackage, type ManifestDraft } from '../../models/authoring.js';
 import type { OnnxModelBuilder } from '../../models/onnx-builder.js';
 
 /** A fresh temp directory, removed when the test ends. */

@@ -1,21 +1,18 @@
 /**
- * models/: everything that turns an image into a verdict. Users (edge agent, CLI, benchmarks)
- * import from here; the contract is in types.ts.
+ * models/ for the daemons: what turns an image into a verdict (package loading and checking,
+ * decode, pre- and post-processing, plug-ins). Nothing here loads protobufjs/onnx-proto; the
+ * edge agent and the fleet manager import models only through this entry or single modules.
+ * The contract is in types.ts. Authoring (packing, fitting, ONNX building): authoring.ts;
+ * synthetic images and the demo model: fixtures.ts.
  */
 export type { Inspection, InspectOptions, LoadOptions, ModelRunner } from './types.js';
 export type { Manifest, ManifestInput, Task } from '../protocol/manifest.js';
 export { ManifestSchema, MANIFEST_SCHEMA_VERSION } from '../protocol/manifest.js';
-
 export { loadModelPackage } from './package.js';
 export { createOptimizedModelCache, type OptimizedModelCache, type OptimizedModelCacheOptions } from './optimized-model.js';
 export { readManifest, readVerifiedModel, verifyModelFile, sha256File, verifyModelPackage, verifyPlugin, sha256Hex, MANIFEST_FILE } from './package-reader.js';
-export { writeModelPackage, type ManifestDraft, type PackageFiles } from './package-writer.js';
-export { describeOnnx, decodeOnnx, inspectOnnxFile, parsePythonNames, type OnnxDescription, type TensorInfo, type Convention } from './onnx-inspect.js';
-export { proposeManifest, type PackDeclarations } from './propose-manifest.js';
-export { packModel, type PackOptions } from './pack.js';
 export { loadPlugin, pluginBoxes, pluginAnomaly, type Plugin, type PluginContext } from './plugin.js';
 export { parseManifest, resolveInput, type ResolvedInput } from './manifest-check.js';
-
 export { probeImage, decodePixels, DEFAULT_MAX_PIXELS, type ImageHeader, type DecodeOptions } from './decode.js';
 export { preprocessImage, type Preprocessed } from './preprocess.js';
 export { planResize, boxToOriginal, roundHalfEven, type ResizePlan, type InputTransform } from './geometry.js';
@@ -27,7 +24,6 @@ export {
   float16ArrayToFloat32,
   halfBitsFromFloatBits,
 } from './float16.js';
-
 export { classify, softmax, sigmoid, toProbabilities, createClassificationReader, type Activation } from './postprocess/classification.js';
 export { createAnomalyReader, normalizeAnomalyScore, mapSize } from './postprocess/anomaly.js';
 export {
@@ -45,20 +41,3 @@ export {
 export { renderHeatmap, jet } from './postprocess/heatmap.js';
 export { resolveThreshold, defaultThreshold, hasOwnThreshold } from './postprocess/thresholds.js';
 export type { OutputReader, RawOutput, RawOutputs, Judgement } from './postprocess/output-reader.js';
-
-export {
-  OnnxModelBuilder,
-  OnnxElementTypes,
-  encodeTensorValues,
-  type OnnxElementType,
-  type Dim,
-  type TensorValues,
-  type TensorSpec,
-  type AttributeValue,
-  type NodeOptions,
-  type BuilderOptions,
-} from './onnx-builder.js';
-export { fitBuiltinAnomalyModel, boxMean, type BuiltinAnomalyOptions, type BuiltinAnomalyFit } from './builtin-anomaly.js';
-export { generatePartImage, SYNTHETIC_DEFECTS, type SyntheticDefect, type DefectKind, type PartImageOptions } from './synthetic.js';
-export { createRng, type Rng } from './prng.js';
-export { ensureDemoModel, DEMO_MODEL_NAME, DEMO_TRAIN_SEEDS } from './demo-model.js';

@@ -1,0 +1,185 @@
+/**
+ * Artifact fetching for the model manager: the fleet's signature is checked before a byte is
+ * fetched; then the content-addressed cache (artifact-cache.ts) or a download with resume and
+ * backoff (artifact-download.ts), checked against the desired sha256, extracted, and loaded.
+ * Knows nothing of slots, probation or desired state.
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
+import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
+import type { EventMessage, ModelArtifact } from '../protocol/messages.js';
+import { verifyArtifact } from '../models/artifact-signature.js';
+import type { ModelRunner } from '../models/types.js';
+import { openArtifactCache, type ArtifactCache } from './artifact-cache.js';
+import { downloadArtifact } from './artifact-download.js';
+import type { ModelRole } from './model-probation.js';
+
+/** Where model and config events go (the fleet link). */
+export type ModelEventSink = (kind: EventMessage['kind'], level: EventMessage['level'], message: string, data: Record<string, unknown>) => void;
+
+export interface DownloadOptions {
+  dispatcher?: Dispatcher;
+  attemptTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+  /** Base for artifact URLs that are relative (the fleet's HTTP URL). */
+  baseUrl?: string;
+}
+
+export interface Downloading {
+  name: string;
+  version: string;
+  sha256: string;
+  role: ModelRole;
+  failedAttempts: number;
+  lastError?: string;
+}
+
+export interface ArtifactFetcherOptions {
+  /** The cache lives in `dataDir/models`. */
+  dataDir: string;
+  /** The fleet's Ed25519 public key (PEM). Absent: every artifact is refused (OSP_ERR_MODEL_SIGNATURE). */
+  publicKey?: string;
+  loadModel(dir: string): Promise<ModelRunner>;
+  download?: DownloadOptions;
+  logger: Logger;
+}
+
+export interface ArtifactFetcher {
+  /** Opens (creating) the cache. */
+  open(): Promise<void>;
+  /** Throws OSP_ERR_MODEL_SIGNATURE unless the fleet signed this artifact. */
+  verify(a: ModelArtifact): void;
+  /** The package in the cache, or downloaded and installed there, loaded; its runner reports `name@version`. */
+  fetch(a: ModelArtifact, role: ModelRole, signal: AbortSignal): Promise<ModelRunner>;
+  /** True when the package is in the cache. */
+  has(sha256: string): Promise<boolean>;
+  /** Keeps at most `keep` packages, `protect` always among them; returns what was removed. */
+  prune(keep: number, protect: ReadonlySet<string>): Promise<string[]>;
+  /** The download in progress, with failed attempts so far. */
+  readonly downloading: Downloading | null;
+}
+
+/** Wraps anything thrown into an OspreyError with `code` (an OspreyError is kept as is). */
+export function toOspreyError(err: unknown, code: ErrorCode): OspreyError {
+  return isOspreyError(err) ? err : new OspreyError(code, oneLine(err), { cause: err });
+}
+
+/** A runner reporting `id` instead of its manifest's name@version. */
+function withId(runner: ModelRunner, id: string): ModelRunner {
+  return {
+    manifest: runner.manifest,
+    id,
+    inspect: (image, options) => runner.inspect(image, options),
+    close: () => runner.close(),
+  };
+}
+
+/** Creates the fetcher; throws OSP_ERR_CONFIG for a public key that does not parse. */
+export function createArtifactFetcher(opts: ArtifactFetcherOptions): ArtifactFetcher {
+  const log = opts.logger;
+  const dl = opts.download ?? {};
+  // Parsed once: a rollback's signature check then costs a few microseconds.
+  let fleetKey: KeyObject | undefined;
+  try {
+    fleetKey = opts.publicKey ? createPublicKey(opts.publicKey) : undefined;
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_CONFIG', `fleet public key: ${oneLine(err)}`, { cause: err });
+  }
+  let cache: ArtifactCache | undefined;
+  let downloading: Downloading | null = null;
+
+  const opened = (): ArtifactCache => {
+    if (!cache) throw new Error('artifact fetcher not opened');
+    return cache;
+  };
+
+  function artifactUrl(a: ModelArtifact): string {
+    try {
+      return new URL(a.url, dl.baseUrl).toString();
+    } catch (err) {
+      throw new OspreyError('OSP_ERR_MODEL_DOWNLOAD', `artifact URL "${a.url}" is not absolute and no fleet.httpUrl is configured`, { cause: err });
+    }
+  }
+
+  async function download(c: ArtifactCache, a: ModelArtifact, role: ModelRole, signal: AbortSignal): Promise<void> {
+    const url = artifactUrl(a);
+    downloading = { name: a.name, version: a.version, sha256: a.sha256, role, failedAttempts: 0 };
+    try {
+      await downloadArtifact({
+        url,
+        sha256: a.sha256,
+        size: a.size,
+        file: c.partFile(a.sha256),
+        signal,
+        logger: log,
+        ...(dl.dispatcher ? { dispatcher: dl.dispatcher } : {}),
+        ...(dl.attemptTimeoutMs !== undefined ? { attemptTimeoutMs: dl.attemptTimeoutMs } : {}),
+        ...(dl.idleTimeoutMs !== undefined ? { idleTimeoutMs: dl.idleTimeoutMs } : {}),
+        ...(dl.retryBaseMs !== undefined ? { retryBaseMs: dl.retryBaseMs } : {}),
+        ...(dl.retryMaxMs !== undefined ? { retryMaxMs: dl.retryMaxMs } : {}),
+        onAttemptFailed: ({ attempt, err }) => {
+          if (downloading) {
+            downloading.failedAttempts = attempt;
+            downloading.lastError = `${err.code}: ${oneLine(err)}`;
+          }
+        },
+      });
+    } finally {
+      downloading = null;
+    }
+    signal.throwIfAborted();
+    try {
+      await c.install(a.sha256);
+    } catch (err) {
+      throw toOspreyError(err, 'OSP_ERR_MODEL_MANIFEST');
+    }
+  }
+
+  return {
+    async open() {
+      cache ??= await openArtifactCache(path.join(opts.dataDir, 'models'));
+    },
+    verify(a) {
+      if (!fleetKey) {
+        throw new OspreyError('OSP_ERR_MODEL_SIGNATURE', `${a.name}@${a.version}: no fleet public key configured (fleet.publicKey)`);
+      }
+      verifyArtifact(a, a.signature, fleetKey);
+    },
+    async fetch(a, role, signal) {
+      const c = opened();
+      if (!(await c.has(a.sha256))) await download(c, a, role, signal);
+      await c.touch(a.sha256);
+      signal.throwIfAborted();
+      const t0 = performance.now();
+      let runner: ModelRunner;
+      try {
+        runner = await opts.loadModel(c.packageDir(a.sha256));
+      } catch (err) {
+        // Whether the package is bad or the copy on disk was damaged, a later try starts from a download.
+        await c.remove(a.sha256).catch(() => undefined);
+        throw err;
+      }
+      const id = `${a.name}@${a.version}`;
+      if (runner.id !== id) {
+        // Results are attributed to the version the fleet rolled out, whatever the manifest says.
+        log.warn({ manifest: runner.id, artifact: id }, 'package manifest names another version');
+        runner = withId(runner, id);
+      }
+      log.info({ model: id, sha256: a.sha256, role, ms: Math.round(performance.now() - t0) }, 'model loaded');
+      return runner;
+    },
+    has(sha256) {
+      return opened().has(sha256);
+    },
+    prune(keep, protect) {
+      return opened().prune(keep, protect);
+    },
+    get downloading() {
+      return downloading;
+    },
+  };
+}
