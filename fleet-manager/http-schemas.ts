@@ -96,7 +96,10 @@ export const EdgeViewSchema = Type.Object(
     firstSeen: EpochMs,
     lastSeen: EpochMs,
     ackedSeq: Type.Integer({ description: 'highest contiguous seq stored by the fleet' }),
-    lastSeq: Nullable(Type.Integer({ description: 'highest seq the edge has reported producing' })),
+    lastSeq: Nullable(
+      Type.Integer({ description: 'highest seq the edge has produced in its current store: its freshest report, never below ackedSeq' }),
+    ),
+    backlog: Nullable(Type.Integer({ minimum: 0, description: 'results the edge holds that the fleet has not stored yet: lastSeq − ackedSeq' })),
     storeId: Nullable(Type.String({ description: "the edge's current result store; null for edges that send none" })),
     activeModel: Nullable(Type.String({ description: 'name@version' })),
     agentVersion: Nullable(Type.String()),

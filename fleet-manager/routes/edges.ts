@@ -16,11 +16,28 @@ export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   });
 };
 
+/**
+ * The highest seq the edge has produced in its current store, or null before it reported one.
+ * The freshest report counts (after a wiped edge database the old store's higher seqs are
+ * history), a state naming another store (a retained replay) does not, and it is never below what
+ * the fleet already holds: telemetry is sent every few seconds while acks move on every batch.
+ */
+export function lastSeqOf(e: EdgeRecord): number | null {
+  const reports: { lastSeq: number; ts: number }[] = [];
+  const t = e.telemetry;
+  if (t) reports.push({ lastSeq: t.lastSeq, ts: t.ts });
+  const s = e.state;
+  if (typeof s?.lastSeq === 'number' && (s.storeId === undefined || s.storeId === e.storeId)) {
+    reports.push({ lastSeq: s.lastSeq, ts: s.ts ?? 0 });
+  }
+  if (reports.length === 0) return null;
+  reports.sort((a, b) => b.ts - a.ts);
+  return Math.max(reports[0]!.lastSeq, e.ackedSeq);
+}
+
 function toEdgeView(e: EdgeRecord): EdgeView {
   const t = e.telemetry;
-  // The newer report wins: after a wiped edge database the old store's higher seqs are history.
-  const reports = [t, e.state].filter((r) => typeof r?.lastSeq === 'number') as { lastSeq: number; ts?: number }[];
-  reports.sort((a, b) => (b.ts ?? 0) - (a.ts ?? 0));
+  const lastSeq = lastSeqOf(e);
   const active = e.state?.active;
   return {
     id: e.id,
@@ -30,7 +47,8 @@ function toEdgeView(e: EdgeRecord): EdgeView {
     firstSeen: e.firstSeen,
     lastSeen: e.lastSeen,
     ackedSeq: e.ackedSeq,
-    lastSeq: reports[0]?.lastSeq ?? null,
+    lastSeq,
+    backlog: lastSeq === null ? null : lastSeq - e.ackedSeq,
     storeId: e.storeId || null,
     activeModel: active ? `${active.name}@${active.version}` : null,
     agentVersion: e.state?.agentVersion ?? null,
