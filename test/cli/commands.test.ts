@@ -33,6 +33,8 @@ test('bad usage is one line on stderr and a non-zero exit', async () => {
   for (const [args, pattern] of [
     [['frobnicate'], /unknown command "frobnicate"/],
     [['infer'], /infer needs --model DIR/],
+    [['infer', '--model', 'pkg', '--threshold', '2', 'part.jpg'], /--threshold must be a number from 0 to 1, got "2"/],
+    [['infer', '--model', 'pkg', '--threshold=-0.1', 'part.jpg'], /--threshold must be a number from 0 to 1, got "-0.1"/],
     [['demo', '--edges', 'many'], /--edges must be an integer/],
     [['edge', 'start'], /edge start needs --config FILE/],
     [['fleet', 'start', '--bogus'], /Unknown option '--bogus'/],
