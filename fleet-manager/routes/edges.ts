@@ -1,6 +1,13 @@
-/** `GET /api/edges` and `GET /api/lines`: who is in the fleet, where, and how they are doing. */
+/**
+ * `GET /api/edges`, `GET /api/edges/:id/events` and `GET /api/lines`: who is in the fleet, where,
+ * how they are doing and what happened to them.
+ */
 import type { FastifyPluginAsync } from 'fastify';
-import { EdgesSchema, LinesSchema, errorResponses, type EdgeView } from '../http-schemas.js';
+import type { Static } from '@sinclair/typebox';
+import { OspreyError } from '../../protocol/errors.js';
+import { EdgeEventsQuerySchema, EdgeEventsSchema, EdgesSchema, LinesSchema, errorResponses, type EdgeView } from '../http-schemas.js';
+import { EdgeParamsSchema } from '../control-schemas.js';
+import type { EdgeConvergence } from '../convergence.js';
 import type { EdgeRecord } from '../store.js';
 import type { RouteDeps } from './deps.js';
 
@@ -8,8 +15,18 @@ import type { RouteDeps } from './deps.js';
 export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   app.get('/api/edges', { schema: { response: { 200: EdgesSchema, ...errorResponses } } }, async () => {
     const edges = await deps.store.listEdges();
-    return { edges: edges.map(toEdgeView) };
+    const convergence = deps.control?.convergence;
+    return { edges: edges.map((e) => toEdgeView(e, convergence?.view(e.id) ?? null)) };
   });
+
+  app.get<{ Params: Static<typeof EdgeParamsSchema>; Querystring: Static<typeof EdgeEventsQuerySchema> }>(
+    '/api/edges/:id/events',
+    { schema: { params: EdgeParamsSchema, querystring: EdgeEventsQuerySchema, response: { 200: EdgeEventsSchema, ...errorResponses } } },
+    async (req) => {
+      if (!(await deps.store.getEdge(req.params.id))) throw new OspreyError('OSP_ERR_NOT_FOUND', `no edge ${req.params.id}`);
+      return { events: await deps.store.listEvents(req.params.id, req.query.limit) };
+    },
+  );
 
   app.get('/api/lines', { schema: { response: { 200: LinesSchema, ...errorResponses } } }, async () => {
     return { lines: await deps.store.listLines() };
@@ -35,7 +52,7 @@ export function lastSeqOf(e: EdgeRecord): number | null {
   return Math.max(reports[0]!.lastSeq, e.ackedSeq);
 }
 
-function toEdgeView(e: EdgeRecord): EdgeView {
+function toEdgeView(e: EdgeRecord, convergence: EdgeConvergence | null): EdgeView {
   const t = e.telemetry;
   const lastSeq = lastSeqOf(e);
   const active = e.state?.active;
@@ -69,5 +86,6 @@ function toEdgeView(e: EdgeRecord): EdgeView {
             ...(t.storage ? { storage: t.storage } : {}),
           }
         : null,
+    convergence,
   };
 }
