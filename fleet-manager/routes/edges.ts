@@ -39,7 +39,7 @@ export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
  * history), a state naming another store (a retained replay) does not, and it is never below what
  * the fleet already holds: telemetry is sent every few seconds while acks move on every batch.
  */
-export function lastSeqOf(e: EdgeRecord): number | null {
+function lastSeqOf(e: EdgeRecord): number | null {
   const reports: { lastSeq: number; ts: number }[] = [];
   const t = e.telemetry;
   if (t) reports.push({ lastSeq: t.lastSeq, ts: t.ts });
