@@ -3,6 +3,8 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { loadModelPackage } from '../models/runtime.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
+import { ThresholdValueSchema } from '../protocol/messages.js';
+import { check } from '../protocol/validator.js';
 import { parse } from './args.js';
 
 export const inferHelp = `Usage: osprey infer --model DIR IMAGE...
@@ -13,7 +15,7 @@ An image that cannot be inspected prints {file, error, message}; the exit code i
 
 Options:
   --model DIR        model package directory (manifest.json + model.onnx)
-  --threshold X      override the package's default threshold
+  --threshold X      override the package's default threshold (0 to 1)
   --heatmaps DIR     anomaly models: write a small heatmap PNG of each defect image to DIR
                      (<image name>.heatmap.png) and name it in the line as "heatmap"
   -h, --help         this text`;
@@ -29,9 +31,9 @@ export async function inferCommand(argv: string[]): Promise<number> {
   if (positionals.length === 0) throw new OspreyError('OSP_ERR_USAGE', 'infer needs at least one IMAGE');
   let threshold: number | undefined;
   if (values.threshold !== undefined) {
-    threshold = Number(values.threshold);
-    if (!Number.isFinite(threshold) || threshold < 0) {
-      throw new OspreyError('OSP_ERR_USAGE', `--threshold must be a non-negative number, got "${values.threshold}"`);
+    threshold = values.threshold.trim() === '' ? NaN : Number(values.threshold);
+    if (!Number.isFinite(threshold) || !check(ThresholdValueSchema, threshold).ok) {
+      throw new OspreyError('OSP_ERR_USAGE', `--threshold must be a number from 0 to 1, got "${values.threshold}"`);
     }
   }
   const heatmaps = values.heatmaps;

@@ -13,6 +13,7 @@ Commands:
   infer --model DIR IMG...  run a model package on images, one JSON line each
   model inspect|pack|validate  turn an exported ONNX file into a model package
   simulate --edges N        many simulated edges against a fleet manager (load test)
+  sample image|model        a synthetic part image, the built-in model package
 
 Run "osprey <command> --help" for the options of one command.`;
 
@@ -48,6 +49,10 @@ const commands: Record<string, () => Promise<Command>> = {
   model: async () => {
     const m = await import('./model.js');
     return sub('model', m.modelHelp, m.modelCommands);
+  },
+  sample: async () => {
+    const m = await import('./sample.js');
+    return sub('sample', m.sampleHelp, m.sampleCommands);
   },
 };
 

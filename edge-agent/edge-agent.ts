@@ -145,6 +145,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         configured: config.fleet !== undefined,
         connected: link?.connected ?? false,
         messagesDropped: link?.stats.messagesDropped ?? 0,
+        acksRejected: link?.stats.acksRejected ?? 0,
       },
       failures: metrics.failures(),
       ...(storage ? { storeId: store.storeId ?? null, alarms: storage.alarms(), storage: storage.figures() } : {}),

@@ -54,6 +54,12 @@ export interface FleetLinkStats {
   resends: number;
   /** Acks naming another result store (one from before this database was wiped): ignored. */
   foreignAcks: number;
+  /**
+   * Acks ignored in whole or in part: a retained ack (a replay by the broker, not the fleet's
+   * answer to anything sent now) is ignored; an ack above the highest seq this link has sent is
+   * taken only up to that seq, so nothing never sent is ever marked acked.
+   */
+  acksRejected: number;
   /** Times the sync loop waited for the catch-up rate cap. */
   rateLimited: number;
   messagesDropped: number;
@@ -97,6 +103,7 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     acks: 0,
     resends: 0,
     foreignAcks: 0,
+    acksRejected: 0,
     rateLimited: 0,
     messagesDropped: 0,
     eventsDropped: 0,
@@ -110,6 +117,8 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
   let inflight: Batch[] = [];
   // Highest seq handed to MQTT in the current flight; restarts at ackedSeq on every reset.
   let sentUpTo = 0;
+  // Highest seq ever handed to MQTT by this link (never lowered): no ack may go beyond it.
+  let highestSent = 0;
   let ackTimer: NodeJS.Timeout | undefined;
   let tickTimer: NodeJS.Timeout | undefined;
   let telemetryTimer: NodeJS.Timeout | undefined;
@@ -203,6 +212,7 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
       });
       inflight.push({ fromSeq, toSeq, sentAt: Date.now() });
       sentUpTo = toSeq;
+      if (toSeq > highestSent) highestSent = toSeq;
       stats.batchesSent++;
       stats.resultsSent += rows.length;
     }
@@ -239,10 +249,24 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     });
   }
 
-  function onAck(ackSeq: number): void {
+  function onAck(ackSeq: number, retained: boolean): void {
     stats.acks++;
     const before = store.ackedSeq;
-    if (ackSeq > store.lastSeq) log.warn({ ackSeq, lastSeq: store.lastSeq }, 'ack beyond the last seq issued; clamped');
+    if (retained) {
+      // [MQTT-3.3.1-8] a retained message replayed on subscribe: whoever left it there, it answers
+      // nothing this link sent, so it proves nothing about delivery.
+      stats.acksRejected++;
+      log.warn({ ackSeq, ackedSeq: before }, 'retained ack ignored');
+      return;
+    }
+    if (ackSeq > highestSent) {
+      // An ack is cumulative, so what it says about seqs we did send still holds; beyond them it
+      // would mark results acked that never left this edge. (After a restart the fleet may hold
+      // more than this process sent: taking the sent part keeps the sync moving.)
+      stats.acksRejected++;
+      log.warn({ ackSeq, highestSent, lastSeq: store.lastSeq }, 'ack beyond the highest seq sent; taken only up to it');
+      ackSeq = highestSent;
+    }
     let acked: number;
     try {
       acked = store.markAcked(ackSeq);
@@ -258,7 +282,7 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     pump();
   }
 
-  function onMessage(topicName: string, payload: Buffer): void {
+  function onMessage(topicName: string, payload: Buffer, packet: { retain?: boolean }): void {
     const parsed = parseEdgeTopic(topicName);
     if (!parsed || parsed.edgeId !== edgeId || (parsed.kind !== 'ack' && parsed.kind !== 'desired')) {
       stats.messagesDropped++;
@@ -285,7 +309,7 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
         log.debug({ storeId: ack.storeId, ackSeq: ack.ackSeq }, 'ack for another result store ignored');
         return;
       }
-      onAck(ack.ackSeq);
+      onAck(ack.ackSeq, packet.retain === true);
       return;
     }
     const desired = decoded.value as DesiredMessage;

@@ -65,7 +65,12 @@ export const HealthSchema = Type.Object(
     lastSeq: Type.Integer(),
     ackedSeq: Type.Integer(),
     pendingResults: Type.Integer(),
-    fleet: Type.Object({ configured: Type.Boolean(), connected: Type.Boolean(), messagesDropped: Type.Integer() }),
+    fleet: Type.Object({
+      configured: Type.Boolean(),
+      connected: Type.Boolean(),
+      messagesDropped: Type.Integer(),
+      acksRejected: Type.Integer({ description: 'acks ignored in whole or part: retained, or beyond the highest seq sent' }),
+    }),
     failures: Type.Record(Type.String(), Type.Integer()),
     storeId: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'the result store identity; null for a store from before storeIds' })),
     alarms: Type.Optional(Type.Array(Type.String(), { description: 'e.g. result-quota: verdicts answered but not stored' })),

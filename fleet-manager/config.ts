@@ -47,6 +47,16 @@ export const FleetConfigSchema = Type.Object(
         strict,
       ),
     ),
+    convergence: Type.Optional(
+      Type.Object(
+        {
+          graceMs: Type.Optional(
+            Type.Integer({ minimum: 100, maximum: 86_400_000, description: 'how long an edge may differ from its desired state before it is republished and alerted' }),
+          ),
+        },
+        strict,
+      ),
+    ),
   },
   { $id: 'osprey.fleetConfig', ...strict },
 );
@@ -63,6 +73,7 @@ export interface FleetConfig {
   publicUrl: string | null;
   registry: { maxPackageBytes: number };
   rollouts: { tickMs: number };
+  convergence: { graceMs: number };
 }
 
 export const FLEET_DEFAULTS = {
@@ -73,6 +84,7 @@ export const FLEET_DEFAULTS = {
   logLevel: 'info',
   registry: { maxPackageBytes: 512 * 1024 * 1024 },
   rollouts: { tickMs: 1000 },
+  convergence: { graceMs: 60_000 },
 } as const;
 
 /**
@@ -92,6 +104,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     publicUrl: c.publicUrl ? c.publicUrl.replace(/\/+$/, '') : null,
     registry: { ...FLEET_DEFAULTS.registry, ...c.registry },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
+    convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
   };
 }
 

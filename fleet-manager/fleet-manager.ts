@@ -24,6 +24,7 @@ import { createRegistry } from './registry.js';
 import { createDesiredPublisher } from './desired-state.js';
 import { createRolloutEngine } from './rollout-engine.js';
 import { createRolloutMembership } from './rollout-membership.js';
+import { createConvergenceMonitor } from './convergence.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -118,13 +119,14 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       baseUrl: () => baseUrl,
     });
     const engine = createRolloutEngine({ control, fleet: store, publisher, membership, logger: child('rollouts'), tickMs: config.rollouts.tickMs });
+    const convergence = createConvergenceMonitor({ control, fleet: store, publisher, logger: child('convergence'), graceMs: config.convergence.graceMs });
     const ingest: Ingest = createIngest({ client, store, logger: child('ingest'), onReport: (report) => engine.onReport(report) });
     started.push({ name: 'ingest', close: () => ingest.stop() });
     const app: FastifyInstance = await buildApp({
       store,
       logger: child('http'),
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
-      control: { store: control, registry, publisher, engine, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
+      control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
       images: { images, maxImageBytes: MAX_IMAGE_BYTES },
     });
     started.push({ name: 'http', close: () => app.close() });
@@ -139,6 +141,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     if (!config.publicUrl) log.info({ baseUrl }, 'artifact URLs use the listen address; set publicUrl if edges reach the fleet by another name');
     await engine.start();
     started.push({ name: 'rollouts', close: () => engine.stop() });
+    convergence.start();
+    started.push({ name: 'convergence', close: () => convergence.stop() });
     log.info({ httpUrl, mqttUrl }, 'fleet manager started');
     return { httpUrl, mqttUrl };
   }

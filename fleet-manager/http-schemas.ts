@@ -96,15 +96,54 @@ export const EdgeViewSchema = Type.Object(
     firstSeen: EpochMs,
     lastSeen: EpochMs,
     ackedSeq: Type.Integer({ description: 'highest contiguous seq stored by the fleet' }),
-    lastSeq: Nullable(Type.Integer({ description: 'highest seq the edge has reported producing' })),
+    lastSeq: Nullable(
+      Type.Integer({ description: 'highest seq the edge has produced in its current store: its freshest report, never below ackedSeq' }),
+    ),
+    backlog: Nullable(Type.Integer({ minimum: 0, description: 'results the edge holds that the fleet has not stored yet: lastSeq − ackedSeq' })),
     storeId: Nullable(Type.String({ description: "the edge's current result store; null for edges that send none" })),
     activeModel: Nullable(Type.String({ description: 'name@version' })),
     agentVersion: Nullable(Type.String()),
     telemetry: Nullable(TelemetrySummarySchema),
+    convergence: Nullable(
+      Type.Object(
+        {
+          converged: Type.Boolean({ description: 'the edge reports the model and config version its desired state asks for' }),
+          mismatchSince: Nullable(EpochMs),
+          republished: Type.Integer({ description: 'times the desired state was republished during this mismatch' }),
+          alert: Type.Boolean({ description: 'the mismatch outlived the grace period (convergence.graceMs)' }),
+          reason: Nullable(Type.String({ description: 'what differs' })),
+        },
+        { ...strict, description: 'null until the fleet has compared the edge (no desired state, or never online)' },
+      ),
+    ),
   },
   strict,
 );
 export type EdgeView = Static<typeof EdgeViewSchema>;
+
+export const EdgeEventsSchema = Type.Object(
+  {
+    events: Type.Array(
+      Type.Object(
+        {
+          ts: EpochMs,
+          receivedAt: EpochMs,
+          kind: Type.String(),
+          level: Type.String(),
+          message: Type.String(),
+          data: Nullable(Type.Record(Type.String(), Type.Unknown())),
+        },
+        strict,
+      ),
+    ),
+  },
+  strict,
+);
+
+export const EdgeEventsQuerySchema = Type.Object(
+  { limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'newest first, at most this many' }) },
+  strict,
+);
 
 export const EdgesSchema = Type.Object({ edges: Type.Array(EdgeViewSchema) }, strict);
 

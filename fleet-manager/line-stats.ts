@@ -2,6 +2,7 @@
  * Per-line statistics, shaped from the store's grouped counts: the JSON answer of
  * `GET /api/lines/:line/stats` and its CSV form. Pure functions; no I/O.
  */
+import { csvText } from './csv-cell.js';
 import type { StatsRow } from './store.js';
 
 export interface ModelCounts {
@@ -138,9 +139,9 @@ export function lineStatsCsv(rows: readonly StatsRow[], stats: LineStats): strin
       [
         new Date(c.bucket).toISOString(),
         String(c.bucket),
-        csvField(stats.line),
-        c.verdict,
-        csvField(c.label),
+        csvText(stats.line),
+        csvText(c.verdict),
+        csvText(c.label),
         String(c.count),
         String(bucket.total),
         bucket.defectRate.toFixed(6),
@@ -152,9 +153,4 @@ export function lineStatsCsv(rows: readonly StatsRow[], stats: LineStats): strin
 
 function cmp(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** RFC 4180 quoting: only when the field holds a comma, quote, or line break. */
-function csvField(value: string): string {
-  return /[",\r\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value;
 }

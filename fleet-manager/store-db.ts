@@ -13,6 +13,7 @@ import type {
   ResultsPage,
   ResultsQuery,
   StatsRow,
+  StoredEvent,
   StoredResult,
 } from './store.js';
 import type {
@@ -97,6 +98,15 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_edge_ts ON events (edge_id, ts);
 `;
 
+interface EventRow {
+  ts: number;
+  received_at: number;
+  kind: string;
+  level: string;
+  message: string;
+  data: string | null;
+}
+
 interface EdgeRow {
   id: string;
   line: string | null;
@@ -168,6 +178,7 @@ export interface FleetDb {
   getEdge(edgeId: string): EdgeRecord | null;
   listEdges(): EdgeRecord[];
   listLines(): LineSummary[];
+  listEvents(edgeId: string, limit: number): StoredEvent[];
   hasLine(line: string): boolean;
   lineStats(line: string, from: number, to: number, bucketMs: number): StatsRow[];
   listResults(query: ResultsQuery): ResultsPage;
@@ -286,6 +297,9 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
     setAcked: db.prepare<[number, string, string]>('UPDATE edges SET acked_seq = ?, store_id = ? WHERE id = ?'),
     markAllOffline: db.prepare('UPDATE edges SET online = 0 WHERE online = 1'),
     listEdges: db.prepare<[], EdgeRow>('SELECT * FROM edges ORDER BY id'),
+    listEvents: db.prepare<[string, number], EventRow>(
+      'SELECT ts, received_at, kind, level, message, data FROM events WHERE edge_id = ? ORDER BY ts DESC, id DESC LIMIT ?',
+    ),
     listLines: db.prepare<[string], LineSummary>(
       `SELECT coalesce(line, ?) AS line, count(*) AS edges, sum(online) AS online
        FROM edges GROUP BY 1 ORDER BY 1`,
@@ -500,6 +514,17 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
     listEdges() {
       open();
       return st.listEdges.all().map(toEdgeRecord);
+    },
+    listEvents(edgeId, limit) {
+      open();
+      return st.listEvents.all(edgeId, limit).map((r) => ({
+        ts: r.ts,
+        receivedAt: r.received_at,
+        kind: r.kind as StoredEvent['kind'],
+        level: r.level as StoredEvent['level'],
+        message: r.message,
+        data: r.data === null ? null : (JSON.parse(r.data) as Record<string, unknown>),
+      }));
     },
     listLines() {
       open();

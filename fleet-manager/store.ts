@@ -41,6 +41,17 @@ export interface LineSummary {
   online: number;
 }
 
+/** One event in an edge's event log (its own, and the fleet's alerts about it). */
+export interface StoredEvent {
+  /** When it happened (epoch ms, the sender's clock). */
+  ts: number;
+  receivedAt: number;
+  kind: EventMessage['kind'];
+  level: EventMessage['level'];
+  message: string;
+  data: Record<string, unknown> | null;
+}
+
 /** One group of the stats query: results of one bucket × verdict × label × model. */
 export interface StatsRow {
   bucket: number;
@@ -129,6 +140,8 @@ export interface FleetStore {
   getEdge(edgeId: string): Promise<EdgeRecord | null>;
   listEdges(): Promise<EdgeRecord[]>;
   listLines(): Promise<LineSummary[]>;
+  /** The edge's latest events, newest first (at most `limit`). */
+  listEvents(edgeId: string, limit: number): Promise<StoredEvent[]>;
   /** True when any edge reports this line or any result carries it. */
   hasLine(line: string): Promise<boolean>;
   /** Counts per bucket × verdict × label × model, buckets aligned to epoch multiples of bucketMs. */
@@ -207,6 +220,9 @@ export function openSqliteStore(opts: SqliteStoreOptions): FleetStore {
     },
     async listLines() {
       return db.listLines();
+    },
+    async listEvents(edgeId, limit) {
+      return db.listEvents(edgeId, limit);
     },
     async hasLine(line) {
       return db.hasLine(line);

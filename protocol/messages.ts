@@ -49,11 +49,18 @@ export const ModelArtifactSchema = Type.Object(
 );
 export type ModelArtifact = Static<typeof ModelArtifactSchema>;
 
+/**
+ * One decision threshold. Scores are probabilities or normalised anomaly scores, all in [0, 1], so
+ * a threshold outside it would silently pass (or fail) every frame. Every entry point that takes a
+ * threshold (edge config file, fleet config layers, desired states, `osprey infer`) checks it here.
+ */
+export const ThresholdValueSchema = Type.Number({ minimum: 0, maximum: 1 });
+
 /** Thresholds: a default for the defect decision and optional per-label overrides. */
 export const ThresholdsSchema = Type.Object(
   {
-    default: Type.Optional(Type.Number({ minimum: 0 })),
-    perLabel: Type.Optional(Type.Record(Type.String(), Type.Number({ minimum: 0 }))),
+    default: Type.Optional(ThresholdValueSchema),
+    perLabel: Type.Optional(Type.Record(Type.String(), ThresholdValueSchema)),
   },
   strict,
 );

@@ -8,6 +8,7 @@ import type { ControlStore } from '../control-store.js';
 import type { Registry } from '../registry.js';
 import type { DesiredPublisher } from '../desired-state.js';
 import type { RolloutEngine } from '../rollout-engine.js';
+import type { ConvergenceMonitor } from '../convergence.js';
 import type { FleetImageStore } from '../image-store.js';
 
 /** The control plane behind the registry, config and rollout routes. */
@@ -16,6 +17,8 @@ export interface ControlDeps {
   registry: Registry;
   publisher: DesiredPublisher;
   engine: RolloutEngine;
+  /** Each edge's convergence on its desired state; absent: `convergence` is null in edge views. */
+  convergence?: Pick<ConvergenceMonitor, 'view'>;
   /** Largest accepted package upload in bytes. */
   maxPackageBytes: number;
   /** Base URL of artifact downloads, as desired states carry it. */

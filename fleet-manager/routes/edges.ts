@@ -1,6 +1,13 @@
-/** `GET /api/edges` and `GET /api/lines`: who is in the fleet, where, and how they are doing. */
+/**
+ * `GET /api/edges`, `GET /api/edges/:id/events` and `GET /api/lines`: who is in the fleet, where,
+ * how they are doing and what happened to them.
+ */
 import type { FastifyPluginAsync } from 'fastify';
-import { EdgesSchema, LinesSchema, errorResponses, type EdgeView } from '../http-schemas.js';
+import type { Static } from '@sinclair/typebox';
+import { OspreyError } from '../../protocol/errors.js';
+import { EdgeEventsQuerySchema, EdgeEventsSchema, EdgesSchema, LinesSchema, errorResponses, type EdgeView } from '../http-schemas.js';
+import { EdgeParamsSchema } from '../control-schemas.js';
+import type { EdgeConvergence } from '../convergence.js';
 import type { EdgeRecord } from '../store.js';
 import type { RouteDeps } from './deps.js';
 
@@ -8,19 +15,46 @@ import type { RouteDeps } from './deps.js';
 export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   app.get('/api/edges', { schema: { response: { 200: EdgesSchema, ...errorResponses } } }, async () => {
     const edges = await deps.store.listEdges();
-    return { edges: edges.map(toEdgeView) };
+    const convergence = deps.control?.convergence;
+    return { edges: edges.map((e) => toEdgeView(e, convergence?.view(e.id) ?? null)) };
   });
+
+  app.get<{ Params: Static<typeof EdgeParamsSchema>; Querystring: Static<typeof EdgeEventsQuerySchema> }>(
+    '/api/edges/:id/events',
+    { schema: { params: EdgeParamsSchema, querystring: EdgeEventsQuerySchema, response: { 200: EdgeEventsSchema, ...errorResponses } } },
+    async (req) => {
+      if (!(await deps.store.getEdge(req.params.id))) throw new OspreyError('OSP_ERR_NOT_FOUND', `no edge ${req.params.id}`);
+      return { events: await deps.store.listEvents(req.params.id, req.query.limit) };
+    },
+  );
 
   app.get('/api/lines', { schema: { response: { 200: LinesSchema, ...errorResponses } } }, async () => {
     return { lines: await deps.store.listLines() };
   });
 };
 
-function toEdgeView(e: EdgeRecord): EdgeView {
+/**
+ * The highest seq the edge has produced in its current store, or null before it reported one.
+ * The freshest report counts (after a wiped edge database the old store's higher seqs are
+ * history), a state naming another store (a retained replay) does not, and it is never below what
+ * the fleet already holds: telemetry is sent every few seconds while acks move on every batch.
+ */
+function lastSeqOf(e: EdgeRecord): number | null {
+  const reports: { lastSeq: number; ts: number }[] = [];
   const t = e.telemetry;
-  // The newer report wins: after a wiped edge database the old store's higher seqs are history.
-  const reports = [t, e.state].filter((r) => typeof r?.lastSeq === 'number') as { lastSeq: number; ts?: number }[];
-  reports.sort((a, b) => (b.ts ?? 0) - (a.ts ?? 0));
+  if (t) reports.push({ lastSeq: t.lastSeq, ts: t.ts });
+  const s = e.state;
+  if (typeof s?.lastSeq === 'number' && (s.storeId === undefined || s.storeId === e.storeId)) {
+    reports.push({ lastSeq: s.lastSeq, ts: s.ts ?? 0 });
+  }
+  if (reports.length === 0) return null;
+  reports.sort((a, b) => b.ts - a.ts);
+  return Math.max(reports[0]!.lastSeq, e.ackedSeq);
+}
+
+function toEdgeView(e: EdgeRecord, convergence: EdgeConvergence | null): EdgeView {
+  const t = e.telemetry;
+  const lastSeq = lastSeqOf(e);
   const active = e.state?.active;
   return {
     id: e.id,
@@ -30,7 +64,8 @@ function toEdgeView(e: EdgeRecord): EdgeView {
     firstSeen: e.firstSeen,
     lastSeen: e.lastSeen,
     ackedSeq: e.ackedSeq,
-    lastSeq: reports[0]?.lastSeq ?? null,
+    lastSeq,
+    backlog: lastSeq === null ? null : lastSeq - e.ackedSeq,
     storeId: e.storeId || null,
     activeModel: active ? `${active.name}@${active.version}` : null,
     agentVersion: e.state?.agentVersion ?? null,
@@ -51,5 +86,6 @@ function toEdgeView(e: EdgeRecord): EdgeView {
             ...(t.storage ? { storage: t.storage } : {}),
           }
         : null,
+    convergence,
   };
 }

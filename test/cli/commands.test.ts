@@ -22,7 +22,7 @@ async function osprey(...args: string[]): Promise<{ code: number; stdout: string
 }
 
 test('every command answers --help with exit 0', async () => {
-  for (const args of [['--help'], ['demo', '--help'], ['fleet', 'start', '--help'], ['edge', 'start', '--help'], ['infer', '--help'], ['model', '--help']]) {
+  for (const args of [['--help'], ['demo', '--help'], ['fleet', 'start', '--help'], ['edge', 'start', '--help'], ['infer', '--help'], ['model', '--help'], ['sample', '--help'], ['sample', 'image', '--help']]) {
     const r = await osprey(...args);
     assert.equal(r.code, 0, args.join(' '));
     assert.match(r.stdout, /Usage: osprey/);
@@ -33,8 +33,12 @@ test('bad usage is one line on stderr and a non-zero exit', async () => {
   for (const [args, pattern] of [
     [['frobnicate'], /unknown command "frobnicate"/],
     [['infer'], /infer needs --model DIR/],
+    [['infer', '--model', 'pkg', '--threshold', '2', 'part.jpg'], /--threshold must be a number from 0 to 1, got "2"/],
+    [['infer', '--model', 'pkg', '--threshold=-0.1', 'part.jpg'], /--threshold must be a number from 0 to 1, got "-0.1"/],
     [['demo', '--edges', 'many'], /--edges must be an integer/],
     [['edge', 'start'], /edge start needs --config FILE/],
+    [['sample', 'image'], /sample image needs --out FILE/],
+    [['sample', 'image', '--out', 'x.jpg', '--defect', 'crack'], /--defect must be one of scratch, spot, dent, missing, got "crack"/],
     [['fleet', 'start', '--bogus'], /Unknown option '--bogus'/],
   ] as const) {
     const r = await osprey(...args);

@@ -76,6 +76,8 @@ test('a bad config stops start-up with a one-line message naming the field', asy
     [{ ...minimal, queue: { concurrency: 0 } }, /^config queue\.concurrency: must be >= 1/],
     [{ ...minimal, fleet: { mqttUrl: 'http://x' } }, /^config fleet\.mqttUrl: must match pattern/],
     [{ ...minimal, thresholds: { default: -1 } }, /^config thresholds\.default: must be >= 0/],
+    [{ ...minimal, thresholds: { default: 1.5 } }, /^config thresholds\.default: must be <= 1 /],
+    [{ ...minimal, thresholds: { perLabel: { scratch: 2 } } }, /^config thresholds\.perLabel\.scratch: must be <= 1 /],
     [{ ...minimal, logLevel: 'loud' }, /^config logLevel: must be equal to one of the allowed values/],
     [[1, 2], /^config: must be a JSON object/],
     ['{ "edgeId": ', /^config: not valid JSON/],

@@ -49,7 +49,7 @@ test('an edge with no fleet inspects from both inputs and stores; a restart cont
   assert.equal(health.lastSeq, 3);
   assert.equal(health.ackedSeq, 0);
   assert.equal(health.pendingResults, 3, 'unsynced results are kept');
-  assert.deepEqual(health.fleet, { configured: false, connected: false, messagesDropped: 0 });
+  assert.deepEqual(health.fleet, { configured: false, connected: false, messagesDropped: 0, acksRejected: 0 });
   await agent.close();
   await agent.close();
   await assert.rejects(request(`${httpUrl}/health`), 'HTTP is closed');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
+import { connectAsync } from 'mqtt';
 import { request } from 'undici';
 import { createEdgeAgent, type EdgeAgent } from '../../edge-agent/edge-agent.js';
 import { generatePartImage } from '../../models/fixtures.js';
@@ -22,7 +23,7 @@ interface Rig {
   inspect(seed: number): Promise<number>;
 }
 
-async function rig(t: TestContext, sync: Record<string, number> = {}): Promise<Rig> {
+async function rig(t: TestContext, sync: Record<string, number> = {}, reconnectPeriodMs = 100): Promise<Rig> {
   const dir = await tempDir(t);
   const broker = await startBroker();
   const fleet = await startFakeFleet(broker.url);
@@ -32,7 +33,7 @@ async function rig(t: TestContext, sync: Record<string, number> = {}): Promise<R
       sync: { batchSize: 2, window: 1, intervalMs: 100, ackTimeoutMs: 5000, ...sync },
       telemetry: { intervalMs: 60_000 },
     }),
-    { logger: testLogger(), reconnectPeriodMs: 100, finalSyncMs: 1000 },
+    { logger: testLogger(), reconnectPeriodMs, finalSyncMs: 1000 },
   );
   const r: Rig = {
     broker,
@@ -157,4 +158,45 @@ test('an edge that vanishes is reported offline by its will; one that closes say
   t.after(() => late.close());
   const retained = await late.next('state');
   assert.deepEqual([retained.retain, retained.msg.online], [true, false]);
+});
+
+test('a retained ack, or the part of an ack above every seq sent, never marks a result acked; valid acks still work', async (t) => {
+  // Window 1, batch 1: with no ack, seq 2 is stored but never sent. A slow reconnect leaves time
+  // to leave a retained ack on the topic while the edge is away.
+  const { fleet, agent, inspect, broker } = await rig(t, { batchSize: 1, window: 1, ackTimeoutMs: 60_000 }, 1000);
+  const ackTopic = edgeTopic(EDGE, 'ack');
+  const ack = (ackSeq: number) => encodeMessage(envelope('ack', EDGE, { ackSeq }));
+  fleet.dropResults = 1000;
+  // Sees what the edge sends, dropped or not.
+  const observer = await connectAsync(broker.url, { clientId: 'ack-observer', reconnectPeriod: 0 });
+  t.after(() => observer.endAsync(true));
+  const sent = new Set<number>();
+  observer.on('message', (_topic, payload) => sent.add((JSON.parse(payload.toString()) as { toSeq: number }).toSeq));
+  await observer.subscribeAsync(edgeTopic(EDGE, 'results'), { qos: 1 });
+
+  assert.equal(await inspect(1), 1);
+  assert.equal(await inspect(2), 2);
+  await waitFor(() => sent.has(1), 'seq 1 sent');
+  assert.equal(sent.has(2), false);
+  // Above everything issued: only seq 1 left the edge, so only seq 1 may count as acked.
+  await fleet.client.publishAsync(ackTopic, ack(99), { qos: 1 });
+  await waitFor(() => agent.health().fleet.acksRejected === 1, 'the ack above the sent seqs counted', 5000);
+  assert.equal(agent.health().ackedSeq, 1);
+  await waitFor(() => sent.has(2), 'seq 2 sent once seq 1 was acked');
+
+  // A retained ack, replayed by the broker when the edge subscribes again, is no answer to anything.
+  const mark = fleet.messages.length;
+  assert.ok(broker.dropClient(CLIENT_ID));
+  await fleet.next('state', (m) => !m.msg.online, { since: mark });
+  await fleet.client.publishAsync(ackTopic, ack(2), { qos: 1, retain: true });
+  await fleet.next('state', (m) => m.msg.online, { since: mark });
+  await waitFor(() => agent.health().fleet.acksRejected === 2, 'the retained ack counted', 5000);
+  assert.equal(agent.health().ackedSeq, 1);
+
+  // The fleet's own (live) ack for what was sent still works.
+  await fleet.client.publishAsync(ackTopic, '', { qos: 1, retain: true });
+  await fleet.client.publishAsync(ackTopic, ack(2), { qos: 1 });
+  await acked(agent, 2);
+  assert.equal(agent.health().fleet.acksRejected, 2);
+  assert.equal(agent.health().pendingResults, 0);
 });

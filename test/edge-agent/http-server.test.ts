@@ -104,7 +104,7 @@ test('POST /inspect answers verdicts, refuses bad input with a one-line 4xx, kee
   assert.equal(h.edgeId, 'edge-test');
   assert.equal(h.lastSeq, 4);
   assert.deepEqual(h.failures, expectedFailures);
-  assert.deepEqual(h.fleet, { configured: true, connected: true, messagesDropped: 0 });
+  assert.deepEqual(h.fleet, { configured: true, connected: true, messagesDropped: 0, acksRejected: 0 });
   assert.deepEqual(h.queue, { depth: 0, running: 0, max: 64 });
 
   // The same counters reach the fleet in telemetry (schema-valid), and rejections raise events.

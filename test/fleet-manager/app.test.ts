@@ -211,7 +211,7 @@ test('GET /api/edges and /api/lines describe the fleet', async (t) => {
   const edges = (await app.inject('/api/edges')).json().edges;
   assert.deepEqual(edges[0], {
     id: 'e1', line: 'L1', cameras: ['cam-1'], online: true, firstSeen: T0, lastSeen: T0 + 200 * S,
-    ackedSeq: 4, lastSeq: null, storeId: null, activeModel: 'm@2', agentVersion: '0.1.0', telemetry: null,
+    ackedSeq: 4, lastSeq: null, backlog: null, storeId: null, activeModel: 'm@2', agentVersion: '0.1.0', telemetry: null, convergence: null,
   });
   assert.deepEqual(edges.map((e: { id: string; online: boolean }) => [e.id, e.online]), [['e1', true], ['e2', true], ['e3', false]]);
   assert.deepEqual((await app.inject('/api/lines')).json(), {

@@ -88,6 +88,9 @@ test('config: invalid settings and ids are 400 naming the field', async (t) => {
   const f = await startFleet(t);
   const cases: [string, unknown, RegExp][] = [
     ['/api/config', { thresholds: { default: -1 } }, /body\/thresholds\/default must be >= 0/],
+    ['/api/config', { thresholds: { default: 1.5 } }, /body\/thresholds\/default must be <= 1/],
+    ['/api/lines/A/config', { thresholds: { perLabel: { scratch: 2 } } }, /body\/thresholds\/perLabel\/scratch must be <= 1/],
+    ['/api/edges/a1/config', { thresholds: { default: 1.01 } }, /body\/thresholds\/default must be <= 1/],
     ['/api/config', { thresholds: { defualt: 1 } }, /additionalProperties|must NOT have additional properties/],
     ['/api/lines/A/config', { sampling: { uncertainBand: 2 } }, /uncertainBand must be <= 1/],
     ['/api/edges/bad%20id/config', {}, /params\/id must match pattern/],

@@ -16,6 +16,7 @@ test('config: an empty config gets every default', () => {
     publicUrl: null,
     registry: { maxPackageBytes: 512 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
+    convergence: { graceMs: 60_000 },
   });
   const partial = resolveFleetConfig({ http: { port: 0 }, brokerUrl: 'mqtt://broker:1883', logLevel: 'warn' }, '/x');
   assert.deepEqual(partial.http, { host: '0.0.0.0', port: 0 });
@@ -31,6 +32,7 @@ test('config: a bad value is OSP_ERR_CONFIG naming the field', () => {
     [{ brokerUrl: 'localhost:1883' }, /\/brokerUrl must match pattern/],
     [{ publicUrl: 'fleet:8080' }, /\/publicUrl must match pattern/],
     [{ rollouts: { tickMs: 1 } }, /\/rollouts\/tickMs must be >= 10/],
+    [{ convergence: { graceMs: 5 } }, /\/convergence\/graceMs must be >= 100/],
     [[], /must be object/],
   ];
   for (const [input, message] of cases) {
@@ -71,6 +73,7 @@ test('config: command-line overrides win over the file and are checked with it',
     publicUrl: null,
     registry: { maxPackageBytes: 512 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
+    convergence: { graceMs: 60_000 },
   });
   assert.equal((await loadFleetConfig(undefined, { httpPort: 1 })).http.port, 1);
   await assert.rejects(loadFleetConfig(undefined, { brokerUrl: 'nope' }), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /\/brokerUrl/.test(err.message));

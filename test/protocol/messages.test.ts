@@ -69,3 +69,12 @@ test('state and desired messages, which embed shared parts several times, decode
   const desired = envelope('desired', 'e1', { active: artifact, shadow: { ...artifact, version: '3' }, config: { thresholds: { default: 0.4 } }, configVersion: 3 });
   assert.equal(decodeMessage('desired', encodeMessage(desired)).ok, true);
 });
+
+test('a desired state with a threshold outside [0, 1] is refused, naming the field', () => {
+  const desired = (config: object) => encodeMessage(envelope('desired', 'e1', { active: null, config, configVersion: 1 }));
+  assert.equal(decodeMessage('desired', desired({ thresholds: { default: 1, perLabel: { dent: 0 } } })).ok, true);
+  const high = decodeMessage('desired', desired({ thresholds: { default: 1.5 } }));
+  assert.ok(!high.ok && /\/config\/thresholds\/default must be <= 1/.test(high.error), JSON.stringify(high));
+  const label = decodeMessage('desired', desired({ thresholds: { perLabel: { dent: 7 } } }));
+  assert.ok(!label.ok && /\/config\/thresholds\/perLabel\/dent must be <= 1/.test(label.error), JSON.stringify(label));
+});

@@ -1,0 +1,54 @@
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { buildApp } from '../../fleet-manager/app.js';
+import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
+import { envelope } from '../../protocol/validator.js';
+import { T0, result, tempDir } from './helpers.js';
+
+const S = 1000;
+
+async function build(t: TestContext) {
+  const store: FleetStore = openSqliteStore({ file: join(await tempDir(t), 'fleet.db'), logger: pino({ level: 'silent' }) });
+  const app = await buildApp({ store, logger: pino({ level: 'silent' }), now: () => T0 + 600 * S });
+  t.after(async () => {
+    await app.close();
+    await store.close();
+  });
+  return { app, store };
+}
+
+function telemetry(edgeId: string, lastSeq: number, ts: number) {
+  return envelope(
+    'telemetry',
+    edgeId,
+    {
+      intervalMs: 5000, frames: 0, defects: 0, failed: 0, failures: {}, fps: 0,
+      latencyMs: { count: 0, p50: 0, p95: 0, p99: 0, max: 0 }, queueDepth: 0, lastSeq, ackedSeq: 0,
+      pendingResults: lastSeq, cpuPercent: 1, rssBytes: 1e8, perModel: {},
+    },
+    ts,
+  );
+}
+
+test('GET /api/edges: lastSeq never trails the ack and ignores another store; backlog is never negative', async (t) => {
+  const { app, store } = await build(t);
+  const view = async () => {
+    const e = (await app.inject('/api/edges')).json().edges[0] as { ackedSeq: number; lastSeq: number | null; backlog: number | null };
+    return [e.ackedSeq, e.lastSeq, e.backlog];
+  };
+  // Telemetry said 2, then four results were stored: the report is older than the ack.
+  await store.recordTelemetry('e1', telemetry('e1', 2, T0 + 10 * S), { receivedAt: T0 + 10 * S });
+  await store.ingestResults('e1', [1, 2, 3, 4].map((seq) => result(seq)), { receivedAt: T0 + 20 * S });
+  assert.deepEqual(await view(), [4, 4, 0]);
+
+  // A newer report above the ack: that many still to come.
+  await store.recordTelemetry('e1', telemetry('e1', 10, T0 + 30 * S), { receivedAt: T0 + 30 * S });
+  assert.deepEqual(await view(), [4, 10, 6]);
+
+  // A retained state of an older store replayed at a fleet restart, newer by its clock: not this store's seqs.
+  const old = envelope('state', 'e1', { online: false, lastSeq: 900, storeId: 'old-store-1' }, T0 + 40 * S);
+  await store.recordState('e1', old, { receivedAt: T0 + 40 * S, replay: true });
+  assert.deepEqual(await view(), [4, 10, 6]);
+});
