@@ -5,12 +5,18 @@
  * checks that must hold after any sequence of faults:
  *
  * - every SQLite file is intact after each crash (PRAGMA integrity_check);
- * - the set of (edge, store, seq) results at the fleet equals exactly the set the edges produced
- *   (wiped stores included), with the same verdicts and labels;
+ * - every result the edges produced (wiped stores included) is at the fleet once, with the same
+ *   line, verdict and label: `lost` and `duplicated` must be 0, and the fleet holds no result
+ *   that no edge produced;
+ * - the one allowed loss: a wiped disk takes with it the results its edge answered after the
+ *   last ack it recorded. Those are counted per trial (`lostWithWipe`, with their seqs), never
+ *   silently dropped from the check; an acked result missing at the fleet is `lost`;
  * - every verdict the line was answered is stored under the seq it was given;
- * - per-line statistics at the fleet equal counts over what the edges produced;
+ * - per-line statistics at the fleet equal counts over the results at the fleet;
  * - every kept image reached the fleet and belongs to a produced result;
- * - verdicts kept flowing through every outage that did not kill the edge itself.
+ * - verdicts kept flowing through every outage that did not kill the edge itself;
+ * - an external broker is the process the world started or restarted, never one that died by
+ *   itself in between.
  */
 import assert from 'node:assert/strict';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
@@ -21,6 +27,7 @@ import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { waitFor } from '../helpers/wait-for.js';
 import type { Prng } from './prng.js';
+import { accountResults, type ResultCounts, type ResultRow, type WipedStore } from './result-accounting.js';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.js';
 
 export type BrokerKind = 'aedes' | 'mosquitto';
@@ -57,12 +64,9 @@ interface EdgeProc {
   upWaiters: (() => void)[];
 }
 
-/** A result as both sides store it. */
-interface Row {
-  key: string;
-  line: string;
-  verdict: string;
-  label: string;
+/** A trial's checks failed: the message names every violation found. */
+export class TrialCheckError extends Error {
+  override readonly name = 'TrialCheckError';
 }
 
 export interface StepReport {
@@ -73,10 +77,8 @@ export interface StepReport {
   answered?: Record<string, number>;
 }
 
-export interface TrialReport {
-  seed: number;
-  broker: BrokerKind;
-  steps: StepReport[];
+export interface TrialFigures {
+  counts: ResultCounts;
   framesAnswered: number;
   results: number;
   images: number;
@@ -122,16 +124,22 @@ export class World {
   private readonly fleetDir: string;
   private readonly fleetConfig: string;
   private readonly edges = new Map<string, EdgeProc>();
-  /** Rows of stores that were wiped, read just before the wipe. */
-  private readonly archived: Row[] = [];
+  /** Stores that were wiped, read just after the kill that preceded the wipe. */
+  private readonly wiped: WipedStore[] = [];
+  /** The external broker the world expects: its generation and pid after the last restart it asked for. */
+  private brokerExpected: { generation: number; pid?: number } | undefined;
   /** Verdicts the line was answered, by `edge/store/seq`. */
   private readonly answers = new Map<string, string>();
   private readonly latencies: number[] = [];
   private readonly answeredAt: { edge: string; at: number }[] = [];
+  /** Resolved at the next verdict answered by an edge, by edge id. */
+  private readonly answerWaiters = new Map<string, (() => void)[]>();
   private readonly unexpectedFailures: string[] = [];
   private loadRunning = false;
   private loadLoops: Promise<void>[] = [];
   private integrityChecks = 0;
+  /** The exactly-once counts of the last verify(), kept when a later check throws. */
+  counts: ResultCounts | undefined;
   private storesSeen = new Set<string>();
 
   constructor(opts: WorldOptions) {
@@ -152,6 +160,7 @@ export class World {
     };
     if (opts.broker === 'mosquitto') {
       this.mosquitto = await startMosquitto();
+      this.brokerExpected = { generation: this.mosquitto.generation, pid: this.mosquitto.pid };
       this.brokerProxy = await startTcpProxy(this.mosquitto.port);
       this.edgeMqttProxy.setTarget(this.mosquitto.port);
     }
@@ -258,6 +267,7 @@ export class World {
                 this.answers.set(`${edge.spec.id}/${storeId}/${body.seq}`, body.verdict!);
                 this.latencies.push(performance.now() - t0);
                 this.answeredAt.push({ edge: edge.spec.id, at: Date.now() });
+                for (const w of this.answerWaiters.get(edge.spec.id)?.splice(0) ?? []) w();
               } else if (edge.up) this.unexpectedFailures.push(`${edge.spec.id}: HTTP ${res.statusCode} ${body.error ?? ''} seq ${body.seq}`);
             } catch (err) {
               // A request cut by kill -9 of its own edge is expected; any other is a failure.
@@ -338,6 +348,7 @@ export class World {
           await delay(ms);
           await this.mosquitto.stop(prng.next() < 0.5);
           await this.mosquitto.restart();
+          this.brokerExpected = { generation: this.mosquitto.generation, pid: this.mosquitto.pid };
           this.brokerProxy!.setTarget(this.mosquitto.port);
           this.edgeMqttProxy.setTarget(this.mosquitto.port);
         } else {
@@ -350,11 +361,14 @@ export class World {
       case 'wipe-edge': {
         const edge = prng.pick(edgeList);
         step.target = edge.spec.id;
-        // The disk is replaced after everything was delivered: the old store's rows are at the
-        // fleet, and the new store's seqs start at 1 again.
+        // The disk dies after everything was delivered once, while the line keeps sending
+        // frames: what was answered after the last ack dies with it (counted in verify()), and
+        // the new store's seqs start at 1 again.
         await this.waitSynced([edge]);
+        // At least one verdict past the sync, so every wipe has an unacked tail to account for.
+        await this.nextAnswer(edge, 10_000);
         await this.killEdge(edge);
-        this.archived.push(...this.readEdgeRows(edge));
+        this.wiped.push(this.readEdgeStore(edge));
         for (const f of ['results.db', 'results.db-wal', 'results.db-shm']) await rm(join(edge.dataDir, f), { force: true });
         await this.startEdge(edge);
         break;
@@ -366,6 +380,25 @@ export class World {
       for (const e of edgeList) step.answered[e.spec.id] = this.answeredAt.filter((a) => a.edge === e.spec.id && a.at >= from && a.at <= to).length;
     }
     return step;
+  }
+
+  /** Resolves when `edge` answers its next frame (the load must be running). */
+  private async nextAnswer(edge: EdgeProc, timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          const list = this.answerWaiters.get(edge.spec.id) ?? [];
+          list.push(resolve);
+          this.answerWaiters.set(edge.spec.id, list);
+        }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`${edge.spec.id} answered no frame within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Waits until every result and image of `edges` is acknowledged by the fleet. */
@@ -383,30 +416,47 @@ export class World {
     }
   }
 
-  private readEdgeRows(edge: EdgeProc): Row[] {
+  private readEdgeStore(edge: EdgeProc): WipedStore {
     const db = new Database(join(edge.dataDir, 'results.db'), { readonly: true, fileMustExist: true });
     try {
       const storeId = db.prepare<[], string>("SELECT value FROM store_info WHERE key = 'store_id'").pluck().get() ?? '';
+      const ackedSeq = db.prepare<[], number>("SELECT value FROM meta WHERE key = 'acked_seq'").pluck().get() ?? 0;
       const rows = db.prepare<[], { seq: number; verdict: string; label: string }>('SELECT seq, verdict, label FROM results').all();
-      return rows.map((r) => ({ key: `${edge.spec.id}/${storeId}/${r.seq}`, line: edge.spec.line, verdict: r.verdict, label: r.label }));
+      return {
+        edge: edge.spec.id,
+        storeId,
+        ackedSeq,
+        rows: rows.map((r) => ({ key: `${edge.spec.id}/${storeId}/${r.seq}`, seq: r.seq, line: edge.spec.line, verdict: r.verdict, label: r.label })),
+      };
     } finally {
       db.close();
     }
   }
 
-  /** Every check of a finished trial; returns the figures for the report. */
-  async verify(): Promise<Omit<TrialReport, 'seed' | 'broker' | 'steps'>> {
-    assert.deepEqual(this.unexpectedFailures, [], 'every frame sent to a running edge was answered');
+  /**
+   * Every check of a finished trial. Returns the counts and figures for the report; throws
+   * (a TrialCheckError naming every violation of exactly-once) when a check fails, with the
+   * counts, once computed, left in `counts`.
+   */
+  async verify(): Promise<TrialFigures> {
+    const problems: string[] = [];
+    if (this.unexpectedFailures.length) problems.push(`frames sent to a running edge and not answered: ${this.unexpectedFailures.slice(0, 5).join('; ')}`);
+    if (this.mosquitto && this.brokerExpected) {
+      try {
+        this.mosquitto.assertSameBroker(this.brokerExpected);
+      } catch (err) {
+        problems.push((err as Error).message);
+      }
+    }
     integrityCheck(join(this.fleetDir, 'fleet.db'));
     for (const e of this.edges.values()) integrityCheck(join(e.dataDir, 'results.db'));
     this.integrityChecks += 1 + this.edges.size;
 
-    const produced = new Map<string, Row>();
-    for (const r of this.archived) produced.set(r.key, r);
-    for (const e of this.edges.values()) for (const r of this.readEdgeRows(e)) produced.set(r.key, r);
+    const live: ResultRow[] = [];
+    for (const e of this.edges.values()) live.push(...this.readEdgeStore(e).rows);
 
     const fleetDb = new Database(join(this.fleetDir, 'fleet.db'), { readonly: true, fileMustExist: true });
-    let fleetRows: Row[];
+    let fleetRows: ResultRow[];
     let imageKeys: string[];
     try {
       fleetRows = fleetDb
@@ -423,20 +473,17 @@ export class World {
       fleetDb.close();
     }
 
-    // Exactly the same set: nothing missing, nothing twice, nothing invented.
-    const fleetKeys = fleetRows.map((r) => r.key).sort();
-    assert.equal(new Set(fleetKeys).size, fleetKeys.length, 'no (edge, store, seq) twice at the fleet');
-    assert.deepEqual(fleetKeys, [...produced.keys()].sort(), 'the fleet holds exactly the results the edges produced');
-    for (const r of fleetRows) {
-      const p = produced.get(r.key)!;
-      assert.deepEqual([r.line, r.verdict, r.label], [p.line, p.verdict, p.label], `result ${r.key}`);
-    }
-    // "Answered" means "stored": every verdict the line got is there under its seq (kill -9 included).
-    for (const [key, verdict] of this.answers) assert.equal(produced.get(key)?.verdict, verdict, `answered ${key}`);
+    // Every produced result at the fleet exactly once; nothing invented; the only loss allowed
+    // is a wiped disk's unacked tail, and it is counted.
+    const { counts, problems: accounting, atFleet, produced } = accountResults(live, this.wiped, fleetRows, this.answers);
+    problems.push(...accounting);
+    this.counts = counts;
+    if (problems.length) throw new TrialCheckError(problems.join('\n'));
 
-    // Statistics per line agree with the edges' own rows.
+    // Statistics per line agree with the results at the fleet (just shown equal to what the
+    // edges produced, less the counted wipe losses).
     for (const line of new Set(this.opts.edges.map((e) => e.line))) {
-      const rows = [...produced.values()].filter((r) => r.line === line);
+      const rows = [...atFleet.values()].filter((r) => r.line === line);
       const res = await request(`${this.fleetHttpUrl}/api/lines/${line}/stats?from=0&bucket=1d`);
       const stats = (await res.body.json()) as { totals: { total: number; ok: number; defect: number; byLabel: Record<string, number> } };
       const byLabel: Record<string, number> = {};
@@ -466,6 +513,7 @@ export class World {
     const sorted = [...this.latencies].sort((a, b) => a - b);
     const round = (n: number) => Math.round(n * 10) / 10;
     return {
+      counts,
       framesAnswered: this.answers.size,
       results: fleetRows.length,
       images: imageKeys.length,
