@@ -93,6 +93,9 @@ export async function runTrial(seed: number, broker: BrokerKind, assets: TrialAs
     outcome.passed = true;
   } catch (err) {
     outcome.error = err instanceof Error ? err.message : String(err);
+    // A timeout downstream of a dead broker says little: name the broker's death too.
+    const broker = world.brokerProblem();
+    if (broker && !outcome.error.includes(broker)) outcome.error += `; ${broker}`;
   } finally {
     outcome.counts = world.counts;
     try {

@@ -183,8 +183,12 @@ export class World {
 
   private async addEdge(spec: EdgeSpec): Promise<void> {
     const dataDir = join(this.opts.root, spec.id);
-    await mkdir(dataDir, { recursive: true });
     const configFile = join(this.opts.root, `${spec.id}.json`);
+    const edge: EdgeProc = { spec, dataDir, configFile, httpUrl: '', storeId: undefined, up: false, upWaiters: [] };
+    // Registered before any await: the map's order (specs' order) is what prng.pick() draws
+    // from, so a seed picks the same edges on every replay.
+    this.edges.set(spec.id, edge);
+    await mkdir(dataDir, { recursive: true });
     await writeFile(
       configFile,
       JSON.stringify({
@@ -200,8 +204,6 @@ export class World {
         logLevel: 'info',
       }),
     );
-    const edge: EdgeProc = { spec, dataDir, configFile, httpUrl: '', storeId: undefined, up: false, upWaiters: [] };
-    this.edges.set(spec.id, edge);
     await this.startEdge(edge);
   }
 
@@ -382,6 +384,17 @@ export class World {
     return step;
   }
 
+  /** Why the external broker is not the one the world expects (it died by itself), if it is not. */
+  brokerProblem(): string | undefined {
+    if (!this.mosquitto || !this.brokerExpected) return undefined;
+    try {
+      this.mosquitto.assertSameBroker(this.brokerExpected);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
   /** Resolves when `edge` answers its next frame (the load must be running). */
   private async nextAnswer(edge: EdgeProc, timeoutMs: number): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
@@ -407,13 +420,25 @@ export class World {
       await waitFor(
         async () => {
           const h = await this.edgeHealth(edge);
-          return h.ackedSeq === h.lastSeq && (h.storage?.imagesPending ?? 0) === 0;
+          // The disk too: health counts pending images in memory, and an image whose write was
+          // still in flight (kept after its verdict was answered) is on disk before it is counted.
+          return h.ackedSeq === h.lastSeq && (h.storage?.imagesPending ?? 0) === 0 && (await this.pendingImages(edge)).length === 0;
         },
         `${edge.spec.id} fully synced`,
         timeoutMs,
         50,
       );
     }
+  }
+
+  /** Files in any `images/<store>/pending` folder of `edge`, as `store/name`. */
+  private async pendingImages(edge: EdgeProc): Promise<string[]> {
+    const dir = join(edge.dataDir, 'images');
+    const found: string[] = [];
+    for (const store of await readdir(dir).catch(() => [] as string[])) {
+      for (const name of await readdir(join(dir, store, 'pending')).catch(() => [] as string[])) found.push(`${store}/${name}`);
+    }
+    return found;
   }
 
   private readEdgeStore(edge: EdgeProc): WipedStore {
@@ -441,13 +466,8 @@ export class World {
   async verify(): Promise<TrialFigures> {
     const problems: string[] = [];
     if (this.unexpectedFailures.length) problems.push(`frames sent to a running edge and not answered: ${this.unexpectedFailures.slice(0, 5).join('; ')}`);
-    if (this.mosquitto && this.brokerExpected) {
-      try {
-        this.mosquitto.assertSameBroker(this.brokerExpected);
-      } catch (err) {
-        problems.push((err as Error).message);
-      }
-    }
+    const broker = this.brokerProblem();
+    if (broker) problems.push(broker);
     integrityCheck(join(this.fleetDir, 'fleet.db'));
     for (const e of this.edges.values()) integrityCheck(join(e.dataDir, 'results.db'));
     this.integrityChecks += 1 + this.edges.size;
@@ -498,9 +518,9 @@ export class World {
     // Every kept image reached the fleet, and belongs to a produced result.
     const keptAtEdges: string[] = [];
     for (const e of this.edges.values()) {
+      assert.deepEqual(await this.pendingImages(e), [], `${e.spec.id} images pending`);
       const dir = join(e.dataDir, 'images');
       for (const store of await readdir(dir).catch(() => [] as string[])) {
-        assert.deepEqual(await readdir(join(dir, store, 'pending')).catch(() => []), [], `${e.spec.id} images pending`);
         for (const name of await readdir(join(dir, store, 'sent')).catch(() => [] as string[])) {
           keptAtEdges.push(`${e.spec.id}/${store === 'legacy' ? '' : store}/${Number.parseInt(name, 10)}`);
         }
