@@ -124,7 +124,9 @@ export function renderSection(s: CampaignSummary): string {
     );
   }
   if (s.failures.length) {
-    lines.push('Failing seeds:', '', '| broker | seed | reason |', '|---|---|---|', ...s.failures.map((f) => `| ${f.broker} | ${f.seed} | ${cell(f.reason)} |`), '');
+    // The JSON summary keeps each reason whole; the table keeps its first 300 characters.
+    const short = (r: string) => (r.length > 300 ? `${r.slice(0, 299)}…` : r);
+    lines.push('Failing seeds:', '', '| broker | seed | reason |', '|---|---|---|', ...s.failures.map((f) => `| ${f.broker} | ${f.seed} | ${cell(short(f.reason))} |`), '');
   } else lines.push('Failing seeds: none.', '');
   lines.push(DOC_END);
   return lines.join('\n');
