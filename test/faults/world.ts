@@ -5,12 +5,18 @@
  * checks that must hold after any sequence of faults:
  *
  * - every SQLite file is intact after each crash (PRAGMA integrity_check);
- * - the set of (edge, store, seq) results at the fleet equals exactly the set the edges produced
- *   (wiped stores included), with the same verdicts and labels;
+ * - every result the edges produced (wiped stores included) is at the fleet once, with the same
+ *   line, verdict and label: `lost` and `duplicated` must be 0, and the fleet holds no result
+ *   that no edge produced;
+ * - the one allowed loss: a wiped disk takes with it the results its edge answered after the
+ *   last ack it recorded. Those are counted per trial (`lostWithWipe`, with their seqs), never
+ *   silently dropped from the check; an acked result missing at the fleet is `lost`;
  * - every verdict the line was answered is stored under the seq it was given;
- * - per-line statistics at the fleet equal counts over what the edges produced;
+ * - per-line statistics at the fleet equal counts over the results at the fleet;
  * - every kept image reached the fleet and belongs to a produced result;
- * - verdicts kept flowing through every outage that did not kill the edge itself.
+ * - verdicts kept flowing through every outage that did not kill the edge itself;
+ * - an external broker is the process the world started or restarted, never one that died by
+ *   itself in between.
  */
 import assert from 'node:assert/strict';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
@@ -21,6 +27,7 @@ import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
 import { waitFor } from '../helpers/wait-for.js';
 import type { Prng } from './prng.js';
+import { accountResults, type ResultCounts, type ResultRow, type WipedStore } from './result-accounting.js';
 import { startTcpProxy, type TcpProxy } from '../../simulator/tcp-proxy.js';
 
 export type BrokerKind = 'aedes' | 'mosquitto';
@@ -57,12 +64,9 @@ interface EdgeProc {
   upWaiters: (() => void)[];
 }
 
-/** A result as both sides store it. */
-interface Row {
-  key: string;
-  line: string;
-  verdict: string;
-  label: string;
+/** A trial's checks failed: the message names every violation found. */
+export class TrialCheckError extends Error {
+  override readonly name = 'TrialCheckError';
 }
 
 export interface StepReport {
@@ -73,10 +77,8 @@ export interface StepReport {
   answered?: Record<string, number>;
 }
 
-export interface TrialReport {
-  seed: number;
-  broker: BrokerKind;
-  steps: StepReport[];
+export interface TrialFigures {
+  counts: ResultCounts;
   framesAnswered: number;
   results: number;
   images: number;
@@ -122,16 +124,22 @@ export class World {
   private readonly fleetDir: string;
   private readonly fleetConfig: string;
   private readonly edges = new Map<string, EdgeProc>();
-  /** Rows of stores that were wiped, read just before the wipe. */
-  private readonly archived: Row[] = [];
+  /** Stores that were wiped, read just after the kill that preceded the wipe. */
+  private readonly wiped: WipedStore[] = [];
+  /** The external broker the world expects: its generation and pid after the last restart it asked for. */
+  private brokerExpected: { generation: number; pid?: number } | undefined;
   /** Verdicts the line was answered, by `edge/store/seq`. */
   private readonly answers = new Map<string, string>();
   private readonly latencies: number[] = [];
   private readonly answeredAt: { edge: string; at: number }[] = [];
+  /** Resolved at the next verdict answered by an edge, by edge id. */
+  private readonly answerWaiters = new Map<string, (() => void)[]>();
   private readonly unexpectedFailures: string[] = [];
   private loadRunning = false;
   private loadLoops: Promise<void>[] = [];
   private integrityChecks = 0;
+  /** The exactly-once counts of the last verify(), kept when a later check throws. */
+  counts: ResultCounts | undefined;
   private storesSeen = new Set<string>();
 
   constructor(opts: WorldOptions) {
@@ -152,6 +160,7 @@ export class World {
     };
     if (opts.broker === 'mosquitto') {
       this.mosquitto = await startMosquitto();
+      this.brokerExpected = { generation: this.mosquitto.generation, pid: this.mosquitto.pid };
       this.brokerProxy = await startTcpProxy(this.mosquitto.port);
       this.edgeMqttProxy.setTarget(this.mosquitto.port);
     }
@@ -174,8 +183,12 @@ export class World {
 
   private async addEdge(spec: EdgeSpec): Promise<void> {
     const dataDir = join(this.opts.root, spec.id);
-    await mkdir(dataDir, { recursive: true });
     const configFile = join(this.opts.root, `${spec.id}.json`);
+    const edge: EdgeProc = { spec, dataDir, configFile, httpUrl: '', storeId: undefined, up: false, upWaiters: [] };
+    // Registered before any await: the map's order (specs' order) is what prng.pick() draws
+    // from, so a seed picks the same edges on every replay.
+    this.edges.set(spec.id, edge);
+    await mkdir(dataDir, { recursive: true });
     await writeFile(
       configFile,
       JSON.stringify({
@@ -191,8 +204,6 @@ export class World {
         logLevel: 'info',
       }),
     );
-    const edge: EdgeProc = { spec, dataDir, configFile, httpUrl: '', storeId: undefined, up: false, upWaiters: [] };
-    this.edges.set(spec.id, edge);
     await this.startEdge(edge);
   }
 
@@ -258,6 +269,7 @@ export class World {
                 this.answers.set(`${edge.spec.id}/${storeId}/${body.seq}`, body.verdict!);
                 this.latencies.push(performance.now() - t0);
                 this.answeredAt.push({ edge: edge.spec.id, at: Date.now() });
+                for (const w of this.answerWaiters.get(edge.spec.id)?.splice(0) ?? []) w();
               } else if (edge.up) this.unexpectedFailures.push(`${edge.spec.id}: HTTP ${res.statusCode} ${body.error ?? ''} seq ${body.seq}`);
             } catch (err) {
               // A request cut by kill -9 of its own edge is expected; any other is a failure.
@@ -338,6 +350,7 @@ export class World {
           await delay(ms);
           await this.mosquitto.stop(prng.next() < 0.5);
           await this.mosquitto.restart();
+          this.brokerExpected = { generation: this.mosquitto.generation, pid: this.mosquitto.pid };
           this.brokerProxy!.setTarget(this.mosquitto.port);
           this.edgeMqttProxy.setTarget(this.mosquitto.port);
         } else {
@@ -350,11 +363,14 @@ export class World {
       case 'wipe-edge': {
         const edge = prng.pick(edgeList);
         step.target = edge.spec.id;
-        // The disk is replaced after everything was delivered: the old store's rows are at the
-        // fleet, and the new store's seqs start at 1 again.
+        // The disk dies after everything was delivered once, while the line keeps sending
+        // frames: what was answered after the last ack dies with it (counted in verify()), and
+        // the new store's seqs start at 1 again.
         await this.waitSynced([edge]);
+        // At least one verdict past the sync, so every wipe has an unacked tail to account for.
+        await this.nextAnswer(edge, 10_000);
         await this.killEdge(edge);
-        this.archived.push(...this.readEdgeRows(edge));
+        this.wiped.push(this.readEdgeStore(edge));
         for (const f of ['results.db', 'results.db-wal', 'results.db-shm']) await rm(join(edge.dataDir, f), { force: true });
         await this.startEdge(edge);
         break;
@@ -368,13 +384,45 @@ export class World {
     return step;
   }
 
+  /** Why the external broker is not the one the world expects (it died by itself), if it is not. */
+  brokerProblem(): string | undefined {
+    if (!this.mosquitto || !this.brokerExpected) return undefined;
+    try {
+      this.mosquitto.assertSameBroker(this.brokerExpected);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  }
+
+  /** Resolves when `edge` answers its next frame (the load must be running). */
+  private async nextAnswer(edge: EdgeProc, timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          const list = this.answerWaiters.get(edge.spec.id) ?? [];
+          list.push(resolve);
+          this.answerWaiters.set(edge.spec.id, list);
+        }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`${edge.spec.id} answered no frame within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   /** Waits until every result and image of `edges` is acknowledged by the fleet. */
   async waitSynced(edges = [...this.edges.values()], timeoutMs = 60_000): Promise<void> {
     for (const edge of edges) {
       await waitFor(
         async () => {
           const h = await this.edgeHealth(edge);
-          return h.ackedSeq === h.lastSeq && (h.storage?.imagesPending ?? 0) === 0;
+          // The disk too: health counts pending images in memory, and an image whose write was
+          // still in flight (kept after its verdict was answered) is on disk before it is counted.
+          return h.ackedSeq === h.lastSeq && (h.storage?.imagesPending ?? 0) === 0 && (await this.pendingImages(edge)).length === 0;
         },
         `${edge.spec.id} fully synced`,
         timeoutMs,
@@ -383,30 +431,52 @@ export class World {
     }
   }
 
-  private readEdgeRows(edge: EdgeProc): Row[] {
+  /** Files in any `images/<store>/pending` folder of `edge`, as `store/name`. */
+  private async pendingImages(edge: EdgeProc): Promise<string[]> {
+    const dir = join(edge.dataDir, 'images');
+    const found: string[] = [];
+    for (const store of await readdir(dir).catch(() => [] as string[])) {
+      for (const name of await readdir(join(dir, store, 'pending')).catch(() => [] as string[])) found.push(`${store}/${name}`);
+    }
+    return found;
+  }
+
+  private readEdgeStore(edge: EdgeProc): WipedStore {
     const db = new Database(join(edge.dataDir, 'results.db'), { readonly: true, fileMustExist: true });
     try {
       const storeId = db.prepare<[], string>("SELECT value FROM store_info WHERE key = 'store_id'").pluck().get() ?? '';
+      const ackedSeq = db.prepare<[], number>("SELECT value FROM meta WHERE key = 'acked_seq'").pluck().get() ?? 0;
       const rows = db.prepare<[], { seq: number; verdict: string; label: string }>('SELECT seq, verdict, label FROM results').all();
-      return rows.map((r) => ({ key: `${edge.spec.id}/${storeId}/${r.seq}`, line: edge.spec.line, verdict: r.verdict, label: r.label }));
+      return {
+        edge: edge.spec.id,
+        storeId,
+        ackedSeq,
+        rows: rows.map((r) => ({ key: `${edge.spec.id}/${storeId}/${r.seq}`, seq: r.seq, line: edge.spec.line, verdict: r.verdict, label: r.label })),
+      };
     } finally {
       db.close();
     }
   }
 
-  /** Every check of a finished trial; returns the figures for the report. */
-  async verify(): Promise<Omit<TrialReport, 'seed' | 'broker' | 'steps'>> {
-    assert.deepEqual(this.unexpectedFailures, [], 'every frame sent to a running edge was answered');
+  /**
+   * Every check of a finished trial. Returns the counts and figures for the report; throws
+   * (a TrialCheckError naming every violation of exactly-once) when a check fails, with the
+   * counts, once computed, left in `counts`.
+   */
+  async verify(): Promise<TrialFigures> {
+    const problems: string[] = [];
+    if (this.unexpectedFailures.length) problems.push(`frames sent to a running edge and not answered: ${this.unexpectedFailures.slice(0, 5).join('; ')}`);
+    const broker = this.brokerProblem();
+    if (broker) problems.push(broker);
     integrityCheck(join(this.fleetDir, 'fleet.db'));
     for (const e of this.edges.values()) integrityCheck(join(e.dataDir, 'results.db'));
     this.integrityChecks += 1 + this.edges.size;
 
-    const produced = new Map<string, Row>();
-    for (const r of this.archived) produced.set(r.key, r);
-    for (const e of this.edges.values()) for (const r of this.readEdgeRows(e)) produced.set(r.key, r);
+    const live: ResultRow[] = [];
+    for (const e of this.edges.values()) live.push(...this.readEdgeStore(e).rows);
 
     const fleetDb = new Database(join(this.fleetDir, 'fleet.db'), { readonly: true, fileMustExist: true });
-    let fleetRows: Row[];
+    let fleetRows: ResultRow[];
     let imageKeys: string[];
     try {
       fleetRows = fleetDb
@@ -423,20 +493,17 @@ export class World {
       fleetDb.close();
     }
 
-    // Exactly the same set: nothing missing, nothing twice, nothing invented.
-    const fleetKeys = fleetRows.map((r) => r.key).sort();
-    assert.equal(new Set(fleetKeys).size, fleetKeys.length, 'no (edge, store, seq) twice at the fleet');
-    assert.deepEqual(fleetKeys, [...produced.keys()].sort(), 'the fleet holds exactly the results the edges produced');
-    for (const r of fleetRows) {
-      const p = produced.get(r.key)!;
-      assert.deepEqual([r.line, r.verdict, r.label], [p.line, p.verdict, p.label], `result ${r.key}`);
-    }
-    // "Answered" means "stored": every verdict the line got is there under its seq (kill -9 included).
-    for (const [key, verdict] of this.answers) assert.equal(produced.get(key)?.verdict, verdict, `answered ${key}`);
+    // Every produced result at the fleet exactly once; nothing invented; the only loss allowed
+    // is a wiped disk's unacked tail, and it is counted.
+    const { counts, problems: accounting, atFleet, produced } = accountResults(live, this.wiped, fleetRows, this.answers);
+    problems.push(...accounting);
+    this.counts = counts;
+    if (problems.length) throw new TrialCheckError(problems.join('\n'));
 
-    // Statistics per line agree with the edges' own rows.
+    // Statistics per line agree with the results at the fleet (just shown equal to what the
+    // edges produced, less the counted wipe losses).
     for (const line of new Set(this.opts.edges.map((e) => e.line))) {
-      const rows = [...produced.values()].filter((r) => r.line === line);
+      const rows = [...atFleet.values()].filter((r) => r.line === line);
       const res = await request(`${this.fleetHttpUrl}/api/lines/${line}/stats?from=0&bucket=1d`);
       const stats = (await res.body.json()) as { totals: { total: number; ok: number; defect: number; byLabel: Record<string, number> } };
       const byLabel: Record<string, number> = {};
@@ -451,9 +518,9 @@ export class World {
     // Every kept image reached the fleet, and belongs to a produced result.
     const keptAtEdges: string[] = [];
     for (const e of this.edges.values()) {
+      assert.deepEqual(await this.pendingImages(e), [], `${e.spec.id} images pending`);
       const dir = join(e.dataDir, 'images');
       for (const store of await readdir(dir).catch(() => [] as string[])) {
-        assert.deepEqual(await readdir(join(dir, store, 'pending')).catch(() => []), [], `${e.spec.id} images pending`);
         for (const name of await readdir(join(dir, store, 'sent')).catch(() => [] as string[])) {
           keptAtEdges.push(`${e.spec.id}/${store === 'legacy' ? '' : store}/${Number.parseInt(name, 10)}`);
         }
@@ -466,6 +533,7 @@ export class World {
     const sorted = [...this.latencies].sort((a, b) => a - b);
     const round = (n: number) => Math.round(n * 10) / 10;
     return {
+      counts,
       framesAnswered: this.answers.size,
       results: fleetRows.length,
       images: imageKeys.length,

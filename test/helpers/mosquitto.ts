@@ -2,7 +2,11 @@
  * Mosquitto (Debian package `mosquitto`) as an independent broker for the end-to-end and fault
  * suites: started by the test on a free port with a generated config (no persistence, anonymous,
  * loopback only), restartable, and stopped with the test. Tests skip with a clear message when
- * the binary is absent.
+ * the binary is absent (and fail under CI=true, see service-skip.ts).
+ *
+ * A long test must be able to tell that the broker it talks to is still the one it started:
+ * every exit of the broker process that stop()/restart()/close() did not ask for is recorded
+ * (`unexpectedExits`), and `pid`/`generation` say which process is serving now.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -12,6 +16,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { serviceSkip } from './service-skip.js';
 
 /** The mosquitto binary: on PATH, or where Debian puts it (/usr/sbin is not on every PATH). */
 export function mosquittoBinary(): string | undefined {
@@ -21,14 +26,39 @@ export function mosquittoBinary(): string | undefined {
   return undefined;
 }
 
-/** The reason to skip a Mosquitto test, or false when it can run. */
+/** The reason to skip a Mosquitto test, or false when it can run; under CI=true a missing broker throws. */
 export function mosquittoSkip(): string | false {
-  return mosquittoBinary() ? false : 'mosquitto is not installed (apt-get install -y mosquitto); skipping the Mosquitto run';
+  return serviceSkip(mosquittoBinary() ? false : 'mosquitto is not installed (apt-get install -y mosquitto); skipping the Mosquitto run');
+}
+
+/** An exit of the broker process that nobody asked for. */
+export interface UnexpectedExit {
+  pid: number | undefined;
+  generation: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** The last lines the broker wrote. */
+  lastLines: string[];
+}
+
+export interface MosquittoOptions {
+  /** How long a launch may take to print its "running" line (default 10 s). */
+  startTimeoutMs?: number;
 }
 
 export interface Mosquitto {
   readonly port: number;
   readonly url: string;
+  /** The pid of the broker serving now (undefined while stopped). */
+  readonly pid: number | undefined;
+  /** 1 for the first start, +1 for each restart(). */
+  readonly generation: number;
+  /** Every exit that stop()/restart()/close() did not request, in order. */
+  readonly unexpectedExits: readonly UnexpectedExit[];
+  /** Resolves on the next unexpected exit (for a test that waits and must notice a death at once). */
+  nextUnexpectedExit(): Promise<UnexpectedExit>;
+  /** Throws unless the broker of `generation` (and `pid`, when given) is running and never died on its own. */
+  assertSameBroker(expected: { generation: number; pid?: number }): void;
   /** Stops the broker (SIGKILL when `hard`), dropping every client at once. */
   stop(hard?: boolean): Promise<void>;
   /** Starts it again on a new free port (clients must be pointed there, e.g. by a proxy). */
@@ -46,14 +76,21 @@ async function freePort(): Promise<number> {
 }
 
 /** Starts Mosquitto on a free port; rejects if the binary is missing or it does not come up. */
-export async function startMosquitto(): Promise<Mosquitto> {
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
   const bin = mosquittoBinary();
   if (!bin) throw new Error('mosquitto is not installed');
+  const startTimeoutMs = options.startTimeoutMs ?? 10_000;
   const dir = await mkdtemp(join(tmpdir(), 'osprey-mosquitto-'));
   let child: ChildProcess | undefined;
   let port = 0;
+  let generation = 0;
+  const unexpectedExits: UnexpectedExit[] = [];
+  const exitWaiters: ((e: UnexpectedExit) => void)[] = [];
+  /** Processes we are stopping on purpose: their exit is expected. */
+  const stopping = new WeakSet<ChildProcess>();
 
   async function launch(): Promise<void> {
+    generation++;
     // A free port can be taken between our probe and mosquitto's bind: try a few.
     let lastError = '';
     for (let attempt = 0; attempt < 5; attempt++) {
@@ -66,23 +103,47 @@ export async function startMosquitto(): Promise<Mosquitto> {
       );
       const c = spawn(bin!, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
       const lines: string[] = [];
-      const ready = new Promise<boolean>((resolve) => {
-        const onLine = (line: string) => {
-          lines.push(line);
-          if (lines.length > 20) lines.shift();
-          if (/ running$/.test(line)) resolve(true);
-        };
-        createInterface({ input: c.stdout! }).on('line', onLine);
-        createInterface({ input: c.stderr! }).on('line', onLine);
-        c.once('exit', () => resolve(false));
-        // Never hang a test on a broker that neither starts nor exits.
-        setTimeout(() => {
-          lines.push('no "running" line within 10 s');
-          c.kill('SIGKILL');
-          resolve(false);
-        }, 10_000).unref();
+      let started = false;
+      let running = false;
+      let onRunning: (() => void) | undefined;
+      const gen = generation;
+      const onLine = (line: string) => {
+        lines.push(line);
+        if (lines.length > 20) lines.shift();
+        if (!running && / running$/.test(line)) {
+          running = true;
+          onRunning?.();
+        }
+      };
+      createInterface({ input: c.stdout! }).on('line', onLine);
+      createInterface({ input: c.stderr! }).on('line', onLine);
+      // Any exit of a broker that started, and that we did not stop, is recorded for the test.
+      c.once('exit', (code, signal) => {
+        if (!started || stopping.has(c)) return;
+        const e: UnexpectedExit = { pid: c.pid, generation: gen, code, signal, lastLines: lines.slice(-5) };
+        unexpectedExits.push(e);
+        for (const w of exitWaiters.splice(0)) w(e);
       });
-      if (await ready) {
+      const ready = await new Promise<boolean>((resolve) => {
+        // Never hang a test on a broker that neither starts nor exits; the timer is cleared on every path.
+        const timer = setTimeout(() => {
+          lines.push(`no "running" line within ${startTimeoutMs} ms`);
+          c.kill('SIGKILL');
+          finish(false);
+        }, startTimeoutMs);
+        const onExit = () => finish(false);
+        c.once('exit', onExit);
+        onRunning = () => finish(true);
+        if (running) finish(true);
+        function finish(ok: boolean): void {
+          clearTimeout(timer);
+          onRunning = undefined;
+          c.off('exit', onExit);
+          resolve(ok);
+        }
+      });
+      if (ready) {
+        started = true;
         child = c;
         return;
       }
@@ -94,19 +155,37 @@ export async function startMosquitto(): Promise<Mosquitto> {
   async function stop(hard = false): Promise<void> {
     const c = child;
     child = undefined;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    if (!c) return;
+    stopping.add(c);
+    if (c.exitCode !== null || c.signalCode !== null) return;
     const exited = once(c, 'exit');
     c.kill(hard ? 'SIGKILL' : 'SIGTERM');
     await exited;
   }
 
   await launch();
-  return {
+  const broker: Mosquitto = {
     get port() {
       return port;
     },
     get url() {
       return `mqtt://127.0.0.1:${port}`;
+    },
+    get pid() {
+      return child && child.exitCode === null && child.signalCode === null ? child.pid : undefined;
+    },
+    get generation() {
+      return generation;
+    },
+    unexpectedExits,
+    nextUnexpectedExit: () => new Promise((resolve) => exitWaiters.push(resolve)),
+    assertSameBroker(expected) {
+      const died = unexpectedExits.map((e) => `pid ${e.pid} (generation ${e.generation}) exited by itself: code ${e.code} signal ${e.signal}; last lines: ${e.lastLines.join(' | ')}`);
+      if (died.length) throw new Error(`mosquitto died during the test: ${died.join('; ')}`);
+      if (generation !== expected.generation) throw new Error(`mosquitto is at generation ${generation}, expected ${expected.generation}`);
+      const pid = broker.pid;
+      if (pid === undefined) throw new Error('mosquitto is not running');
+      if (expected.pid !== undefined && pid !== expected.pid) throw new Error(`mosquitto pid ${pid}, expected ${expected.pid}`);
     },
     stop,
     async restart() {
@@ -118,4 +197,5 @@ export async function startMosquitto(): Promise<Mosquitto> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return broker;
 }

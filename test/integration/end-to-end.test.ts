@@ -34,7 +34,10 @@ test('frames at two edges become exact per-line statistics at the fleet (embedde
 test('frames at two edges become exact per-line statistics at the fleet (Mosquitto)', { timeout: 120_000, skip: mosquittoSkip() }, async (t) => {
   const broker = await startMosquitto();
   t.after(() => broker.close());
+  const pid = broker.pid;
   await framesToStatistics(t, broker.url);
+  // The whole run talked to the broker it started: none died and came back in between.
+  broker.assertSameBroker({ generation: 1, pid });
 });
 
 async function framesToStatistics(t: TestContext, brokerUrl?: string): Promise<void> {

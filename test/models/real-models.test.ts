@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -18,13 +17,13 @@ import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { OSPREY_BIN } from '../helpers/osprey-process.js';
+import { dataSkip, ospreyDataDir } from '../helpers/service-skip.js';
 import { tempDir } from './helpers.js';
 
 const exec = promisify(execFile);
 const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
-const DATA = path.resolve(process.env.OSPREY_DATA ?? path.resolve(repoRoot, '../shared/data'));
-const MODELS = path.join(DATA, 'models');
-const skip = existsSync(MODELS) ? false : `real models not found at ${MODELS} (set OSPREY_DATA): compatibility tests skipped`;
+const MODELS = path.join(ospreyDataDir(), 'models');
+const skip = dataSkip('models');
 const PLUGIN = path.join(repoRoot, 'dist/models/plugins/yolo-fastestv2.js');
 
 async function osprey(...args: string[]): Promise<Record<string, any>[]> {
