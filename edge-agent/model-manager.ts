@@ -66,6 +66,8 @@ export interface ModelManagerOptions {
     idleTimeoutMs?: number;
     retryBaseMs?: number;
     retryMaxMs?: number;
+    /** Free bytes the disk keeps: a download that would take it lower is refused (disk-space.ts). */
+    minFreeBytes?: number;
     /** Base for artifact URLs that are relative (the fleet's HTTP URL). */
     baseUrl?: string;
   };
@@ -365,6 +367,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
           ...(opts.download?.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.download.idleTimeoutMs } : {}),
           ...(opts.download?.retryBaseMs !== undefined ? { retryBaseMs: opts.download.retryBaseMs } : {}),
           ...(opts.download?.retryMaxMs !== undefined ? { retryMaxMs: opts.download.retryMaxMs } : {}),
+          ...(opts.download?.minFreeBytes !== undefined ? { minFreeBytes: opts.download.minFreeBytes } : {}),
           onAttemptFailed: ({ attempt, err }) => {
             if (downloading) {
               downloading.failedAttempts = attempt;
