@@ -93,7 +93,7 @@ const CORRUPT_CODES = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT', 'SQLITE_CORRUP
 /** The database file itself is damaged (as opposed to missing permissions, a full disk, a lock). */
 function isCorruption(err: unknown): boolean {
   const code = (err as { code?: string; cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code;
-  return (code !== undefined && CORRUPT_CODES.has(code)) || (err as { corrupt?: boolean }).corrupt === true;
+  return code !== undefined && CORRUPT_CODES.has(code);
 }
 
 function sizeOf(file: string): number | undefined {
@@ -178,12 +178,41 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
     for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
     return openChecked(file, opts, { kind: 'empty', file, reason: 'results.db was 0 bytes: a new store was created' });
   }
+  const damage = sizeOf(file) !== undefined ? checkFile(file) : undefined;
+  if (damage) {
+    const movedTo = moveAside(file);
+    return openChecked(file, opts, { kind: 'corrupt', file, movedTo, reason: damage });
+  }
   try {
     return openChecked(file, opts, undefined);
   } catch (err) {
     if (!isCorruption(err)) throw err;
     const movedTo = moveAside(file);
     return openChecked(file, opts, { kind: 'corrupt', file, movedTo, reason: (err as Error).message });
+  }
+}
+
+/**
+ * What is wrong with an existing file, or undefined when SQLite finds nothing (or the trouble is
+ * not damage: permissions, locks, a full disk are left to the real open to report). Read-only, so
+ * closing it neither checkpoints a WAL into a damaged file nor deletes the WAL: both go aside as
+ * they were. `quick_check` reads every page once without the index cross-checks of
+ * `integrity_check`.
+ */
+function checkFile(file: string): string | undefined {
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+  } catch (err) {
+    return isCorruption(err) ? `${(err as { code?: string }).code}: ${(err as Error).message}` : undefined;
+  }
+  try {
+    const result = db.pragma('quick_check(1)', { simple: true });
+    return result === 'ok' ? undefined : `quick_check: ${String(result)}`;
+  } catch (err) {
+    return isCorruption(err) ? `${(err as { code?: string }).code}: ${(err as Error).message}` : undefined;
+  } finally {
+    db.close();
   }
 }
 
@@ -203,9 +232,6 @@ function openChecked(file: string, opts: ResultStoreOptions, recovery: StoreReco
     // "on disk": NORMAL could lose the last commits on power loss and then re-issue their seqs.
     db.pragma(`synchronous = ${opts.durability === 'normal' ? 'NORMAL' : 'FULL'}`);
     db.pragma('busy_timeout = 5000');
-    // Every b-tree page once, without the index cross-checks of integrity_check (bench: see docs).
-    const check = db.pragma('quick_check(1)', { simple: true });
-    if (check !== 'ok') throw Object.assign(new Error(`quick_check: ${String(check)}`), { corrupt: true });
     db.exec(`
       CREATE TABLE IF NOT EXISTS results (
         -- AUTOINCREMENT: seqs are never reused, even after retention deletes the newest rows.
@@ -232,13 +258,7 @@ function openChecked(file: string, opts: ResultStoreOptions, recovery: StoreReco
     rows = db.prepare<[], number>('SELECT count(*) FROM results').pluck().get() ?? 0;
   } catch (err) {
     db.close();
-    const corrupt = isCorruption(err);
-    throw Object.assign(
-      new OspreyError('OSP_ERR_STORE', `cannot ${corrupt ? 'open damaged' : 'initialise'} result store ${file}: ${(err as Error).message}`, {
-        cause: err,
-      }),
-      { corrupt },
-    );
+    throw new OspreyError('OSP_ERR_STORE', `cannot initialise result store ${file}: ${(err as Error).message}`, { cause: err });
   }
 
   const insert = db.prepare(`
