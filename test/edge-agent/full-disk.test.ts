@@ -21,7 +21,7 @@ import { generatePartImage } from '../../models/index.js';
 import { edgeTopic } from '../../protocol/topics.js';
 import { encodeMessage, envelope } from '../../protocol/validator.js';
 import { startTcpProxy } from '../faults/tcp-proxy.js';
-import { mountTmpfs } from '../helpers/tmpfs.js';
+import { cleanupStack, mountTmpfs } from '../helpers/tmpfs.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startArtifactServer, sha256Of } from './artifact-server.js';
 import { useDemoModel } from './demo-model.js';
@@ -43,18 +43,27 @@ async function files(dir: string): Promise<{ file: string; size: number }[]> {
 }
 
 test('1000 frames on an 8 MiB disk, keeping every image: every verdict answered and stored, uploaded images go first, no 0-byte file', { timeout: 180_000 }, async (t) => {
-  const disk = await mountTmpfs(t, '8m');
+  const defer = cleanupStack(t);
+  const disk = await mountTmpfs(t, '8m', defer);
   if (!disk) return;
   const dir = await tempDir(t);
   const logger = pino({ level: 'silent' });
   // The fleet, on the ordinary disk: MQTT (a fake fleet that acks) and a real app taking images.
   const broker = await startBroker();
+  defer(() => broker.close());
   const fleet = await startFakeFleet(broker.url);
+  defer(() => fleet.close());
   const fleetStore = openSqliteStore({ file: path.join(dir, 'fleet.db'), logger });
   const fleetImages = openSqliteImageStore({ file: path.join(dir, 'fleet.db'), dir: path.join(dir, 'fleet-images'), logger });
+  defer(async () => {
+    await fleetImages.close();
+    await fleetStore.close();
+  });
   const app = await buildApp({ store: fleetStore, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
+  defer(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const proxy = await startTcpProxy((app.server.address() as AddressInfo).port);
+  defer(() => proxy.close());
 
   const config = edgeConfig(dir, await modelDir, {
     dataDir: disk,
@@ -63,15 +72,7 @@ test('1000 frames on an 8 MiB disk, keeping every image: every verdict answered 
     disk: { minFreeBytes: 2 * MiB, resumeFreeBytes: 3 * MiB, checkIntervalMs: 50, alarmHoldMs: 2000 },
   });
   const agent = createEdgeAgent(config, { logger: testLogger(), reconnectPeriodMs: 100, finalSyncMs: 500 });
-  t.after(async () => {
-    await agent.close();
-    await proxy.close();
-    await app.close();
-    await fleetImages.close();
-    await fleetStore.close();
-    await fleet.close();
-    await broker.close();
-  });
+  defer(() => agent.close());
   await agent.start();
   const frames = await Promise.all(Array.from({ length: 20 }, (_, i) => generatePartImage({ seed: 300 + i, defect: i % 10 === 9 ? 'scratch' : null, format: 'jpeg' })));
   const imageBytes = frames.reduce((s, f) => s + f.length, 0) / frames.length;
@@ -130,12 +131,16 @@ test('1000 frames on an 8 MiB disk, keeping every image: every verdict answered 
 });
 
 test('a model download that fills the disk is aborted, its partial file deleted; the edge keeps inspecting', { timeout: 60_000 }, async (t) => {
-  const disk = await mountTmpfs(t, '4m');
+  const defer = cleanupStack(t);
+  const disk = await mountTmpfs(t, '4m', defer);
   if (!disk) return;
   const dir = await tempDir(t);
   const broker = await startBroker();
+  defer(() => broker.close());
   const fleet = await startFakeFleet(broker.url);
+  defer(() => fleet.close());
   const server = await startArtifactServer();
+  defer(() => server.close());
   const keys = generateSigningKeys();
   // Larger than the whole disk; the bytes never need to be a package, the disk fills first.
   const blob = randomBytes(6 * MiB);
@@ -151,12 +156,7 @@ test('a model download that fills the disk is aborted, its partial file deleted;
     }),
     { logger: testLogger(), reconnectPeriodMs: 100, finalSyncMs: 300 },
   );
-  t.after(async () => {
-    await agent.close();
-    await server.close();
-    await fleet.close();
-    await broker.close();
-  });
+  defer(() => agent.close());
   await agent.start();
   await fleet.next('state', (m) => m.msg.online);
   const frame = await generatePartImage({ seed: 77, defect: null, format: 'jpeg' });

@@ -9,8 +9,23 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 
-/** Mounts a tmpfs of `size` (e.g. `8m`); undefined when the test was skipped. */
-export async function mountTmpfs(t: TestContext, size: string): Promise<string | undefined> {
+/**
+ * One after-hook that runs the functions given to the returned `defer` last-first (node:test runs
+ * after-hooks in the order they were added: a disk must be unmounted after what uses it closed).
+ */
+export function cleanupStack(t: TestContext): (fn: () => unknown) => void {
+  const stack: (() => unknown)[] = [];
+  t.after(async () => {
+    for (const fn of stack.reverse()) await fn();
+  });
+  return (fn) => stack.push(fn);
+}
+
+/**
+ * Mounts a tmpfs of `size` (e.g. `8m`); undefined when the test was skipped. `defer` receives the
+ * unmount (default: its own after-hook).
+ */
+export async function mountTmpfs(t: TestContext, size: string, defer: (fn: () => unknown) => void = (fn) => t.after(fn)): Promise<string | undefined> {
   const dir = await mkdtemp(path.join(tmpdir(), 'osprey-tmpfs-'));
   try {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
@@ -21,11 +36,11 @@ export async function mountTmpfs(t: TestContext, size: string): Promise<string |
     t.skip(why);
     return undefined;
   }
-  t.after(async () => {
+  defer(async () => {
     try {
       execFileSync('umount', [dir], { stdio: 'pipe' });
     } catch {
-      // Still busy (a hook that closes the agent runs later): detach now, freed once closed.
+      // Still busy (something the test left open): detach now, freed once it is closed.
       execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
     }
     await rm(dir, { recursive: true, force: true });
