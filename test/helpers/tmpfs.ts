@@ -1,7 +1,8 @@
 /**
  * A small tmpfs for full-disk tests (issue 13): mounted on a fresh temp dir, unmounted and removed
- * after the test. Mounting needs root (or CAP_SYS_ADMIN). Where it cannot mount, the test is
- * skipped with the reason — except under CI=true, where it fails: CI must run it.
+ * after the test. Mounting needs root; as another user it tries `sudo -n` (CI runners have it),
+ * mounting with that user as the owner. Where it cannot mount, the test is skipped with the
+ * reason — except under CI=true, where it fails: CI must run it.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -27,8 +28,12 @@ export function cleanupStack(t: TestContext): (fn: () => unknown) => void {
  */
 export async function mountTmpfs(t: TestContext, size: string, defer: (fn: () => unknown) => void = (fn) => t.after(fn)): Promise<string | undefined> {
   const dir = await mkdtemp(path.join(tmpdir(), 'osprey-tmpfs-'));
+  const root = process.getuid?.() === 0;
+  // As root: mount(8) itself; otherwise through sudo without a password prompt.
+  const run = (args: string[]) => (root ? execFileSync(args[0]!, args.slice(1), { stdio: 'pipe' }) : execFileSync('sudo', ['-n', ...args], { stdio: 'pipe' }));
+  const owner = root ? '' : `,uid=${process.getuid?.()},gid=${process.getgid?.()}`;
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
+    run(['mount', '-t', 'tmpfs', '-o', `size=${size},mode=0755${owner}`, 'tmpfs', dir]);
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     const why = `cannot mount a tmpfs (needs root): ${String((err as { stderr?: Buffer }).stderr ?? (err as Error).message).trim()}`;
@@ -38,10 +43,10 @@ export async function mountTmpfs(t: TestContext, size: string, defer: (fn: () =>
   }
   defer(async () => {
     try {
-      execFileSync('umount', [dir], { stdio: 'pipe' });
+      run(['umount', dir]);
     } catch {
       // Still busy (something the test left open): detach now, freed once it is closed.
-      execFileSync('umount', ['-l', dir], { stdio: 'pipe' });
+      run(['umount', '-l', dir]);
     }
     await rm(dir, { recursive: true, force: true });
   });
