@@ -60,8 +60,6 @@ export interface EdgeStorage {
   readonly uploader: ImageUploader | undefined;
   /** Reads the disk's free space now, sets the disk-low alarm and frees space (also what the timer does). */
   checkDisk(): Promise<void>;
-  /** Free bytes on the data disk at the last check (undefined: unknown). */
-  readonly diskFree: number | undefined;
   /** Resolves once every image kept so far is written (tests and shutdown). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -117,6 +115,7 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
         : event('info', 'result store has room again: results are stored', { alarm: f.reason, cleared: true, ...f }),
   });
 
+  /** Free bytes the alarm reports: the low reading that raised it, the reading that cleared it. */
   let diskFree: number | undefined;
   const diskAlarm = createHysteresisAlarm({
     holdMs: disk.alarmHoldMs,
@@ -172,17 +171,19 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
   const writes = new Set<Promise<void>>();
 
   async function checkDiskNow(): Promise<void> {
-    diskFree = readFree();
-    if (diskFree === undefined) return;
-    const low = diskFree < disk.minFreeBytes;
+    const found = readFree();
+    if (found === undefined) return;
+    const low = found < disk.minFreeBytes;
+    let now = found;
     if (low && images) {
       const deleted = await images.freeDisk(disk.resumeFreeBytes);
-      if (deleted > 0) log.warn({ deleted, before: diskFree }, 'kept images deleted to free the data disk');
-      diskFree = readFree() ?? diskFree;
+      now = readFree() ?? found;
+      if (deleted > 0) log.warn({ deleted, before: found, after: now }, 'kept images deleted to free the data disk');
     }
     // Raised by the reading that found the disk low, even if deleting images fixed it at once:
     // the fleet should know the disk got there.
-    diskAlarm.update(low, diskFree >= disk.resumeFreeBytes);
+    diskFree = low ? found : now;
+    diskAlarm.update(low, now >= disk.resumeFreeBytes);
   }
   function checkDisk(): Promise<void> {
     checking ??= checkDiskNow()
@@ -264,9 +265,6 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
       };
     },
     checkDisk,
-    get diskFree() {
-      return diskFree;
-    },
     async flush() {
       await Promise.all([...writes]);
     },
