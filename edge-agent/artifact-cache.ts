@@ -7,6 +7,8 @@
 import { mkdir, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { extractArchive } from '../models/package-archive.js';
+import { OspreyError } from '../protocol/errors.js';
+import { isDiskFull } from './disk-space.js';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -59,7 +61,19 @@ export async function openArtifactCache(dir: string): Promise<ArtifactCache> {
     },
     async install(sha256) {
       const target = packageDir(sha256);
-      await extractArchive(await readFile(partFile(sha256)), target);
+      try {
+        await extractArchive(await readFile(partFile(sha256)), target);
+      } catch (err) {
+        // A full disk (or a bad archive) must not leave a half-extracted copy taking space.
+        for (const name of await readdir(dir).catch(() => [] as string[])) {
+          if (name.startsWith(`${sha256}.partial-`)) await rm(path.join(dir, name), { recursive: true, force: true });
+        }
+        if (isDiskFull(err)) {
+          await rm(partFile(sha256), { force: true });
+          throw new OspreyError('OSP_ERR_MODEL_DOWNLOAD', `no space left on the disk extracting ${partFile(sha256)} into ${target}: removed`, { cause: err });
+        }
+        throw err;
+      }
       await rm(partFile(sha256), { force: true });
       return target;
     },

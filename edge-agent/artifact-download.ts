@@ -3,16 +3,22 @@
  * partial file's size with `Range`, retries transient failures with exponential backoff and
  * jitter, bounds each attempt in time, and resolves only once the file's sha256 is the one the
  * desired state names. Nothing here touches the pipeline: a download never blocks inspection.
+ *
+ * The disk (issue 13): before each attempt the free space is checked (the rest of the download
+ * plus the extracted copy must leave `minFreeBytes` free); a disk that fills up anyway (ENOSPC)
+ * ends the download at once, deletes the partial file and rejects with a message naming the file.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, ftruncateSync, writeSync } from 'node:fs';
 import { open, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { request, type Dispatcher } from 'undici';
 import { backoffDelay } from '../protocol/backoff.js';
 import { OspreyError, isOspreyError, oneLine } from '../protocol/errors.js';
 import { sha256File } from '../models/package-reader.js';
+import { assertRoomFor, isDiskFull } from './disk-space.js';
 
 export interface DownloadOptions {
   url: string;
@@ -39,6 +45,11 @@ export interface DownloadOptions {
   logger: Logger;
   /** Called after each failed attempt, before the backoff wait. */
   onAttemptFailed?: (info: { attempt: number; delayMs: number; err: OspreyError }) => void;
+  /**
+   * Free space (bytes) the disk must keep: an attempt that would leave less is refused before its
+   * first byte (default 0: only ENOSPC stops a download).
+   */
+  minFreeBytes?: number;
   /** Jitter source (tests). */
   random?: () => number;
 }
@@ -106,6 +117,17 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     return { done: false, progressed: false, err, fatal: mismatches >= 2, restart: true };
   }
 
+  /** The disk filled up: no resume can help, so the partial file goes (no 0-byte or partial file is left). */
+  async function diskFull(err: unknown): Promise<AttemptOutcome> {
+    await rm(opts.file, { force: true });
+    const e = new OspreyError(
+      'OSP_ERR_MODEL_DOWNLOAD',
+      `no space left on the disk writing ${opts.file}: download aborted, partial file deleted (${(err as NodeJS.ErrnoException).code})`,
+      { cause: err },
+    );
+    return { done: false, progressed: false, err: e, fatal: true };
+  }
+
   async function attempt(signal: AbortSignal): Promise<AttemptOutcome> {
     let offset = await sizeOf(opts.file);
     if (offset > opts.size) {
@@ -113,13 +135,25 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       offset = 0;
     }
     if (offset === opts.size && offset > 0) return verifyComplete();
+    try {
+      // The rest of the archive, then its extracted copy (a tar: about as large) beside it.
+      assertRoomFor(path.dirname(opts.file), opts.size - offset + opts.size, opts.minFreeBytes ?? 0, `the artifact ${path.basename(opts.file)}`);
+    } catch (err) {
+      return { done: false, progressed: false, err: err as OspreyError, fatal: true };
+    }
     const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
     let progressed = false;
     // Hashed as written, so a complete download is not read back to be checked.
     let hash = await hashPrefix(opts.file, offset);
     // Opened before the request: between the response and the first read of its body there must
     // be no await, or a body that fails early (a cut) would be dropped with what it had received.
-    const fh = await open(opts.file, 'a');
+    let fh: Awaited<ReturnType<typeof open>>;
+    try {
+      fh = await open(opts.file, 'a');
+    } catch (err) {
+      if (isDiskFull(err)) return diskFull(err);
+      throw err;
+    }
     try {
       const res = await request(opts.url, {
         method: 'GET',
@@ -165,7 +199,12 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
             body.destroy(new OspreyError('OSP_ERR_ARTIFACT_CHECKSUM', `artifact is larger than the ${opts.size} bytes expected`));
             return;
           }
-          writeSync(fh.fd, chunk);
+          try {
+            writeSync(fh.fd, chunk);
+          } catch (err) {
+            body.destroy(err as Error);
+            return;
+          }
           hash.update(chunk);
           progressed = true;
         });
@@ -173,6 +212,10 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
         body.once('error', reject);
       });
     } catch (err) {
+      if (isDiskFull(err)) {
+        await fh.close().catch(() => undefined);
+        return diskFull(err);
+      }
       if (opts.signal?.aborted) throw opts.signal.reason ?? err;
       const ospErr = isOspreyError(err)
         ? err
@@ -185,7 +228,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
       }
       return { done: false, progressed, err: ospErr, fatal: false };
     } finally {
-      await fh.close();
+      await fh.close().catch(() => undefined);
     }
     const have = await sizeOf(opts.file);
     if (have !== opts.size) {

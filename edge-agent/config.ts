@@ -136,6 +136,15 @@ export const EdgeConfigFileSchema = Type.Object(
       },
       { ...strict, default: {} },
     ),
+    disk: Type.Object(
+      {
+        minFreeBytes: Int({ default: 256 << 20, description: 'free space the data disk keeps: below it kept images are deleted (uploaded first) and model downloads are refused' }),
+        resumeFreeBytes: Int({ default: 512 << 20, description: 'images are deleted until this much is free, and the disk-low alarm clears above it; at least minFreeBytes' }),
+        checkIntervalMs: Int({ minimum: 10, maximum: 3_600_000, default: 5000, description: 'how often free space is read (statfs)' }),
+        alarmHoldMs: Int({ maximum: 86_400_000, default: 60_000, description: 'a storage alarm clears only after its cause has been gone this long (no flapping)' }),
+      },
+      { ...strict, default: {}, description: 'free space on the data disk (docs/edge-agent.md, Full or broken disk)' },
+    ),
     telemetry: Type.Object(
       { intervalMs: Int({ minimum: 50, maximum: 3_600_000, default: 10_000 }) },
       { ...strict, default: {} },
@@ -164,6 +173,13 @@ export interface ImagesConfig {
   retryBaseMs: number;
   retryMaxMs: number;
   timeoutMs: number;
+}
+
+export interface DiskConfig {
+  minFreeBytes: number;
+  resumeFreeBytes: number;
+  checkIntervalMs: number;
+  alarmHoldMs: number;
 }
 
 /** A validated config with every default filled in and every path absolute. */
@@ -195,6 +211,7 @@ export interface EdgeConfig {
   /** Optional for hand-built configs; the schema fills it in (issue 5). */
   retention?: RetentionConfig;
   images?: ImagesConfig;
+  disk?: DiskConfig;
   telemetry: { intervalMs: number };
   maxPixels: number;
   logLevel?: LogLevel;
@@ -246,6 +263,9 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
   };
   if (file.inputDir !== undefined) config.inputDir = abs(file.inputDir);
   else delete config.inputDir;
+  if (file.disk.resumeFreeBytes < file.disk.minFreeBytes) {
+    throw new OspreyError('OSP_ERR_CONFIG', `config disk.resumeFreeBytes: must be >= disk.minFreeBytes (${file.disk.minFreeBytes})${where}`);
+  }
   if (file.fleet) {
     const fleet = { ...file.fleet };
     if (fleet.publicKey !== undefined && fleet.publicKeyFile !== undefined) {

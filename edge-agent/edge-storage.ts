@@ -4,18 +4,25 @@
  * (image-store.ts) chosen by the sampling policy (image-sampling.ts) and their upload to the
  * fleet (image-uploader.ts). Alarms and figures go into telemetry and /health; quota changes
  * become `alert` events.
+ *
+ * Free space (issue 13): every `disk.checkIntervalMs` the data disk's free bytes are read (statfs);
+ * below `disk.minFreeBytes` the `disk-low` alarm is raised and kept images are deleted (uploaded
+ * ones first, then the oldest unsent) until `disk.resumeFreeBytes` are free. The alarm clears once
+ * the disk is above the resume mark and has not been low for `disk.alarmHoldMs` (no flapping).
  */
 import path from 'node:path';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import type { EdgeSettings, EventMessage, TelemetryMessage } from '../protocol/messages.js';
-import type { ImagesConfig, RetentionConfig } from './config.js';
+import type { DiskConfig, ImagesConfig, RetentionConfig } from './config.js';
+import { freeBytes as statfsFree } from './disk-space.js';
+import { createHysteresisAlarm } from './hysteresis-alarm.js';
 import { createImageSampler, type ImageSampler } from './image-sampling.js';
 import { createImageStore, IMAGE_QUOTA_ALARM, type ImageStore } from './image-store.js';
 import { createImageUploader, type ImageUploader } from './image-uploader.js';
 import type { InspectOutcome } from './pipeline.js';
 import type { ResultStore } from './result-store.js';
-import { createRetention, type Retention } from './retention.js';
+import { createRetention, RESULT_QUOTA_ALARM, type Retention } from './retention.js';
 
 /** Defaults for hand-built configs (the config schema fills the same values in). */
 export const DEFAULT_RETENTION: RetentionConfig = { ackedMaxAgeMs: 7 * 24 * 3_600_000, maxBytes: 1 << 30, maxRows: 0, intervalMs: 10_000 };
@@ -27,6 +34,11 @@ export const DEFAULT_IMAGES: ImagesConfig = {
   retryMaxMs: 60_000,
   timeoutMs: 30_000,
 };
+
+export const DEFAULT_DISK: DiskConfig = { minFreeBytes: 256 << 20, resumeFreeBytes: 512 << 20, checkIntervalMs: 5000, alarmHoldMs: 60_000 };
+export const DISK_LOW_ALARM = 'disk-low';
+/** results.db was damaged at start and replaced by a new store (result-store.ts); until restart. */
+export const STORE_REPLACED_ALARM = 'result-store-replaced';
 
 export type StorageFigures = NonNullable<TelemetryMessage['storage']>;
 
@@ -46,6 +58,8 @@ export interface EdgeStorage {
   readonly retention: Retention;
   readonly images: ImageStore | undefined;
   readonly uploader: ImageUploader | undefined;
+  /** Reads the disk's free space now, sets the disk-low alarm and frees space (also what the timer does). */
+  checkDisk(): Promise<void>;
   /** Resolves once every image kept so far is written (tests and shutdown). */
   flush(): Promise<void>;
   close(): Promise<void>;
@@ -57,6 +71,11 @@ export interface EdgeStorageOptions {
   store: ResultStore;
   retention?: RetentionConfig;
   images?: ImagesConfig;
+  disk?: DiskConfig;
+  /** Free bytes of the data disk (default: statfs of dataDir); tests drive the alarm with it. */
+  freeBytes?: (dir: string) => number | undefined;
+  /** Clock of the alarms' hold times (default performance.now). */
+  now?: () => number;
   /** Fleet HTTP base for uploads; absent: images are kept locally only. */
   fleetHttpUrl?: string;
   dispatcher?: Dispatcher;
@@ -68,6 +87,8 @@ export interface EdgeStorageOptions {
 export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
   const log = opts.logger;
   const imagesConfig = opts.images ?? DEFAULT_IMAGES;
+  const disk = opts.disk ?? DEFAULT_DISK;
+  const readFree = () => (opts.freeBytes ?? statfsFree)(opts.dataDir);
   const event = (level: EventMessage['level'], message: string, data: Record<string, unknown>) => {
     try {
       opts.publishEvent?.('alert', level, message, data);
@@ -80,11 +101,40 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
     store: opts.store,
     config: opts.retention ?? DEFAULT_RETENTION,
     logger: log.child({ part: 'retention' }),
+    ...(opts.now ? { now: opts.now } : {}),
+    alarmHoldMs: disk.alarmHoldMs,
     onQuota: (full, f) =>
       full
-        ? event('error', 'result store quota reached: verdicts are answered but not stored', { alarm: f.reason, ...f })
+        ? event(
+            'error',
+            f.reason === RESULT_QUOTA_ALARM
+              ? 'result store quota reached: verdicts are answered but not stored'
+              : `the disk refused a result write (${opts.store.file}): verdicts are answered but not stored`,
+            { alarm: f.reason, ...f },
+          )
         : event('info', 'result store has room again: results are stored', { alarm: f.reason, cleared: true, ...f }),
   });
+
+  /** Free bytes the alarm reports: the low reading that raised it, the reading that cleared it. */
+  let diskFree: number | undefined;
+  const diskAlarm = createHysteresisAlarm({
+    holdMs: disk.alarmHoldMs,
+    ...(opts.now ? { now: opts.now } : {}),
+    onChange: (raised) => {
+      const data = { alarm: DISK_LOW_ALARM, freeBytes: diskFree, minFreeBytes: disk.minFreeBytes, resumeFreeBytes: disk.resumeFreeBytes };
+      if (raised) {
+        log.error(data, 'data disk low: kept images are deleted to make room');
+        event('error', `data disk low: ${diskFree} bytes free in ${opts.dataDir}, below disk.minFreeBytes ${disk.minFreeBytes}`, data);
+      } else {
+        log.warn(data, 'data disk has room again');
+        event('info', `data disk has room again: ${diskFree} bytes free in ${opts.dataDir}`, { ...data, cleared: true });
+      }
+    },
+  });
+  const recovery = opts.store.recovery;
+  let recoveryReported = false;
+  let diskTimer: NodeJS.Timeout | undefined;
+  let checking: Promise<void> | undefined;
 
   let evictionsReported = 0;
   const images =
@@ -92,11 +142,13 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
       ? createImageStore({
           dir: path.join(opts.dataDir, 'images'),
           maxBytes: imagesConfig.maxBytes,
+          minFreeBytes: disk.minFreeBytes,
+          ...(opts.freeBytes ? { freeBytes: opts.freeBytes } : {}),
           logger: log.child({ part: 'images' }),
           onEvicted: (_img, evicted) => {
             // One event per burst of evictions is enough: the count travels with it and in telemetry.
             if (evicted - evictionsReported >= 100 || evictionsReported === 0) {
-              event('warn', 'image quota full: unsent images evicted, oldest first', { alarm: IMAGE_QUOTA_ALARM, evicted });
+              event('warn', 'image quota or data disk full: unsent images evicted, oldest first', { alarm: IMAGE_QUOTA_ALARM, evicted });
               evictionsReported = evicted;
             }
           },
@@ -118,13 +170,45 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
       : undefined;
   const writes = new Set<Promise<void>>();
 
+  async function checkDiskNow(): Promise<void> {
+    const found = readFree();
+    if (found === undefined) return;
+    const low = found < disk.minFreeBytes;
+    let now = found;
+    if (low && images) {
+      const deleted = await images.freeDisk(disk.resumeFreeBytes);
+      now = readFree() ?? found;
+      if (deleted > 0) log.warn({ deleted, before: found, after: now }, 'kept images deleted to free the data disk');
+    }
+    // Raised by the reading that found the disk low, even if deleting images fixed it at once:
+    // the fleet should know the disk got there.
+    diskFree = low ? found : now;
+    diskAlarm.update(low, now >= disk.resumeFreeBytes);
+  }
+  function checkDisk(): Promise<void> {
+    checking ??= checkDiskNow()
+      .catch((err: unknown) => log.error({ err }, 'disk check failed'))
+      .finally(() => {
+        checking = undefined;
+      });
+    return checking;
+  }
+
   return {
     pipelineStore: retention.store,
     retention,
     images,
     uploader,
     async start() {
+      if (recovery?.kind === 'corrupt') {
+        log.error({ file: recovery.file, movedTo: recovery.movedTo, reason: recovery.reason, storeId: opts.store.storeId }, 'result store damaged: moved aside, a new store was started');
+      } else if (recovery) {
+        log.warn({ file: recovery.file, reason: recovery.reason, storeId: opts.store.storeId }, 'result store was empty (0 bytes): a new store was started');
+      }
       await images?.start();
+      await checkDisk();
+      diskTimer = setInterval(() => void checkDisk(), disk.checkIntervalMs);
+      diskTimer.unref();
       retention.start();
       uploader?.start();
       if (images && imagesConfig.upload && !opts.fleetHttpUrl) {
@@ -148,10 +232,22 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
       log.info({ sampling: sampler.policy }, 'image sampling policy set');
     },
     online() {
+      // Sent once the link is up (the link exists by then, whatever the order the agent builds in).
+      if (recovery && !recoveryReported) {
+        recoveryReported = true;
+        const corrupt = recovery.kind === 'corrupt';
+        event(
+          corrupt ? 'error' : 'warn',
+          corrupt
+            ? `result store ${recovery.file} was damaged and moved aside to ${recovery.movedTo}; a new store was started: ${recovery.reason}`
+            : `result store ${recovery.file} was empty (0 bytes); a new store was started`,
+          { alarm: STORE_REPLACED_ALARM, ...recovery, storeId: opts.store.storeId },
+        );
+      }
       uploader?.poke();
     },
     alarms() {
-      return [...retention.alarms(), ...(images?.alarms() ?? [])];
+      return [...retention.alarms(), ...(images?.alarms() ?? []), ...(diskAlarm.raised ? [DISK_LOW_ALARM] : []), ...(recovery?.kind === 'corrupt' ? [STORE_REPLACED_ALARM] : [])];
     },
     figures() {
       const u = opts.store.usage();
@@ -168,11 +264,14 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
         imagesEvicted: i.evicted,
       };
     },
+    checkDisk,
     async flush() {
       await Promise.all([...writes]);
     },
     async close() {
+      clearInterval(diskTimer);
       retention.close();
+      await checking;
       await Promise.all([...writes]);
       await uploader?.close();
       images?.close();

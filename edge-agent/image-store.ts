@@ -11,11 +11,16 @@
  * are evidence next to the result, and a power cut may cost the last few (the result is intact).
  *
  * The quota (`maxBytes`) evicts oldest first: uploaded images before any pending one; a pending
- * image evicted is counted (`evicted`) and raises the `image-quota` alarm.
+ * image evicted is counted (`evicted`) and raises the `image-quota` alarm. The same order frees the
+ * disk when it runs low (`disk`, issue 13): before each write, and when the owner asks
+ * (`freeDisk`), images go until the disk has its floor again; with no image left to delete, the
+ * new image is not kept (`skipped`), so images never take the space the result log needs. A write
+ * that fails (ENOSPC) deletes its temp file: no 0-byte or partial file is left behind.
  */
 import { mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import { freeBytes as statfsFree } from './disk-space.js';
 
 export const IMAGE_QUOTA_ALARM = 'image-quota';
 
@@ -35,8 +40,10 @@ export interface ImageStoreStats {
   images: number;
   bytes: number;
   pending: number;
-  /** Pending images removed by the quota since start (never uploaded). */
+  /** Pending images removed by the quota or for disk space since start (never uploaded). */
   evicted: number;
+  /** Images not kept since start because the disk was low and nothing was left to evict, or the write failed. */
+  skipped: number;
 }
 
 export interface ImageStore {
@@ -50,6 +57,11 @@ export interface ImageStore {
   markSent(image: KeptImage): Promise<void>;
   /** Forgets a pending image that cannot be uploaded (file gone, refused by the fleet). */
   discard(image: KeptImage): Promise<void>;
+  /**
+   * Deletes images (uploaded first, then the oldest pending) until the disk has `targetFreeBytes`
+   * free or no image is left. Resolves with the images deleted.
+   */
+  freeDisk(targetFreeBytes: number): Promise<number>;
   /** Resolves when a pending image exists (now or later), or when close() is called. */
   waitForPending(): Promise<void>;
   stats(): ImageStoreStats;
@@ -63,6 +75,10 @@ export interface ImageStoreOptions {
   logger: Logger;
   /** A pending image was evicted by the quota. Must not throw. */
   onEvicted?: (image: KeptImage, evictedSinceStart: number) => void;
+  /** Free space the data disk must keep (bytes; 0 or absent: quota only). */
+  minFreeBytes?: number;
+  /** Free bytes of the disk holding `dir` (default: statfs); undefined when unknown. */
+  freeBytes?: (dir: string) => number | undefined;
 }
 
 const LEGACY = 'legacy';
@@ -96,6 +112,9 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
   let sent: KeptImage[] = [];
   let bytes = 0;
   let evicted = 0;
+  let skipped = 0;
+  const minFree = opts.minFreeBytes ?? 0;
+  const diskFree = () => (opts.freeBytes ?? statfsFree)(opts.dir);
   let evictedRecently = false;
   let closed = false;
   let waiters: (() => void)[] = [];
@@ -149,24 +168,37 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
     });
   }
 
+  /** Deletes the oldest image, uploaded ones first; false when none is left. */
+  async function evictOne(): Promise<boolean> {
+    const victim = sent.shift();
+    if (victim) {
+      await remove(victim);
+      return true;
+    }
+    const lost = pending.shift();
+    if (!lost) return false;
+    await remove(lost);
+    evicted++;
+    evictedRecently = true;
+    log.warn({ seq: lost.seq, storeId: lost.storeId, evicted }, 'image quota or disk full; oldest unsent image evicted');
+    try {
+      opts.onEvicted?.(lost, evicted);
+    } catch (err) {
+      log.error({ err }, 'eviction hook threw');
+    }
+    return true;
+  }
+
   async function evict(): Promise<void> {
-    while (bytes > opts.maxBytes) {
-      const victim = sent.shift();
-      if (victim) {
-        await remove(victim);
-        continue;
-      }
-      const lost = pending.shift();
-      if (!lost) break;
-      await remove(lost);
-      evicted++;
-      evictedRecently = true;
-      log.warn({ seq: lost.seq, storeId: lost.storeId, evicted }, 'image quota full; oldest unsent image evicted');
-      try {
-        opts.onEvicted?.(lost, evicted);
-      } catch (err) {
-        log.error({ err }, 'eviction hook threw');
-      }
+    while (bytes > opts.maxBytes && (await evictOne()));
+  }
+
+  /** Evicts until the disk has `target` bytes free; false when it still has not (nothing left). */
+  async function diskRoom(target: number): Promise<boolean> {
+    for (;;) {
+      const free = diskFree();
+      if (free === undefined || free >= target) return true;
+      if (!(await evictOne())) return false;
     }
   }
 
@@ -191,9 +223,21 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
       const dir = path.join(storeDir(storeId), 'pending');
       await mkdir(dir, { recursive: true });
       const file = path.join(dir, `${seq}.${ext}`);
+      if (minFree > 0 && !(await diskRoom(minFree + image.length))) {
+        skipped++;
+        log.warn({ seq, bytes: image.length, minFreeBytes: minFree }, 'data disk low and no image left to evict; image not kept');
+        return;
+      }
       const tmp = `${file}.${process.pid}.${seqTmp++}.tmp`;
-      await writeFile(tmp, image);
-      await rename(tmp, file);
+      try {
+        await writeFile(tmp, image);
+        await rename(tmp, file);
+      } catch (err) {
+        // ENOSPC mid-write leaves a 0-byte or partial temp file: never keep it.
+        await unlink(tmp).catch(() => undefined);
+        skipped++;
+        throw err;
+      }
       pending.push({ storeId, seq, file, bytes: image.length, contentType: TYPES[ext]!, at: Date.now() });
       bytes += image.length;
       await evict();
@@ -226,12 +270,17 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
       pending.splice(i, 1);
       await remove(img);
     },
+    async freeDisk(target) {
+      const before = pending.length + sent.length;
+      await diskRoom(target);
+      return before - pending.length - sent.length;
+    },
     waitForPending() {
       if (pending.length > 0 || closed) return Promise.resolve();
       return new Promise((resolve) => waiters.push(resolve));
     },
     stats() {
-      return { images: pending.length + sent.length, bytes, pending: pending.length, evicted };
+      return { images: pending.length + sent.length, bytes, pending: pending.length, evicted, skipped };
     },
     alarms() {
       return evictedRecently ? [IMAGE_QUOTA_ALARM] : [];

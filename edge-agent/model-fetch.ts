@@ -25,6 +25,8 @@ export interface DownloadOptions {
   idleTimeoutMs?: number;
   retryBaseMs?: number;
   retryMaxMs?: number;
+  /** Free bytes the disk keeps: a download that would take it lower is refused (disk-space.ts). */
+  minFreeBytes?: number;
   /** Base for artifact URLs that are relative (the fleet's HTTP URL). */
   baseUrl?: string;
 }
@@ -121,6 +123,7 @@ export function createArtifactFetcher(opts: ArtifactFetcherOptions): ArtifactFet
         ...(dl.idleTimeoutMs !== undefined ? { idleTimeoutMs: dl.idleTimeoutMs } : {}),
         ...(dl.retryBaseMs !== undefined ? { retryBaseMs: dl.retryBaseMs } : {}),
         ...(dl.retryMaxMs !== undefined ? { retryMaxMs: dl.retryMaxMs } : {}),
+        ...(dl.minFreeBytes !== undefined ? { minFreeBytes: dl.minFreeBytes } : {}),
         onAttemptFailed: ({ attempt, err }) => {
           if (downloading) {
             downloading.failedAttempts = attempt;

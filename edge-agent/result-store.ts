@@ -1,9 +1,16 @@
 /**
  * The edge's durable result log: one SQLite file (better-sqlite3, WAL) holding every result with
  * its per-edge `seq`, and the highest seq the fleet has acknowledged.
+ *
+ * A damaged file must not become a restart loop (issue 13). At open, a file SQLite refuses
+ * (SQLITE_NOTADB, SQLITE_CORRUPT) or whose `PRAGMA quick_check` is not `ok` is moved aside with
+ * its -wal and -shm (`results.db.corrupt-<time>`, `…-wal`, `…-shm`: still openable by hand), and a
+ * new store (a new storeId, seqs from 1) is created in its place; `recovery` says so, for the
+ * agent's alarm. A zero-length file (a crash while it was being created, or a truncation) holds
+ * nothing: it is replaced by a new store on purpose, reported as `empty`. Every error names the file.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { OspreyError } from '../protocol/errors.js';
@@ -63,9 +70,52 @@ export interface ResultStore {
   /** Rows held and bytes used by the database's live pages (cheap: no table scan). */
   usage(): { rows: number; bytes: number };
   readonly file: string;
+  /** Set when open found the file damaged or empty and started a new store in its place. */
+  readonly recovery: StoreRecovery | undefined;
   /** The durability settings in force, as SQLite reports them. */
   readonly settings: { journalMode: string; synchronous: 'FULL' | 'NORMAL' | 'OFF' | 'EXTRA' };
   close(): void;
+}
+
+/** What open did about a damaged or empty results.db. */
+export interface StoreRecovery {
+  /** `corrupt`: moved aside; `empty`: a 0-byte file replaced. */
+  kind: 'corrupt' | 'empty';
+  file: string;
+  /** Where the damaged file went (with `-wal` and `-shm` beside it when they existed). */
+  movedTo?: string;
+  /** What SQLite said, one line. */
+  reason: string;
+}
+
+const CORRUPT_CODES = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT', 'SQLITE_CORRUPT_INDEX', 'SQLITE_CORRUPT_SEQUENCE', 'SQLITE_CORRUPT_VTAB']);
+
+/** The database file itself is damaged (as opposed to missing permissions, a full disk, a lock). */
+function isCorruption(err: unknown): boolean {
+  const code = (err as { code?: string; cause?: { code?: string } }).cause?.code ?? (err as { code?: string }).code;
+  return code !== undefined && CORRUPT_CODES.has(code);
+}
+
+function sizeOf(file: string): number | undefined {
+  try {
+    return statSync(file).size;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Moves `file` and its -wal/-shm aside as `file.corrupt-<time>[-wal|-shm]`; returns the new name. */
+function moveAside(file: string): string {
+  const target = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  try {
+    for (const suffix of ['-wal', '-shm']) if (existsSync(file + suffix)) renameSync(file + suffix, target + suffix);
+    renameSync(file, target);
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_STORE', `result store ${file} is damaged and cannot be moved aside to ${target}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  return target;
 }
 
 export interface ResultStoreOptions {
@@ -111,12 +161,65 @@ function toRecord(row: Row): ResultRecord {
   return rec;
 }
 
-/** Opens (creating if needed) `results.db` in `dataDir`. */
+/**
+ * Opens (creating if needed) `results.db` in `dataDir`. A damaged or zero-length file is replaced
+ * by a new store (see the top of this file; `recovery` on the result says what happened).
+ */
 export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}): ResultStore {
   mkdirSync(dataDir, { recursive: true });
   const file = path.join(dataDir, 'results.db');
+  if (sizeOf(file) === 0) {
+    // Nothing was ever committed to a 0-byte file, unless a WAL beside it holds commits: then the
+    // pair is damaged and goes aside like any other.
+    if ((sizeOf(`${file}-wal`) ?? 0) > 0) {
+      const movedTo = moveAside(file);
+      return openChecked(file, opts, { kind: 'corrupt', file, movedTo, reason: 'zero-length database beside a non-empty WAL' });
+    }
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) rmSync(f, { force: true });
+    return openChecked(file, opts, { kind: 'empty', file, reason: 'results.db was 0 bytes: a new store was created' });
+  }
+  const damage = sizeOf(file) !== undefined ? checkFile(file) : undefined;
+  if (damage) {
+    const movedTo = moveAside(file);
+    return openChecked(file, opts, { kind: 'corrupt', file, movedTo, reason: damage });
+  }
+  try {
+    return openChecked(file, opts, undefined);
+  } catch (err) {
+    if (!isCorruption(err)) throw err;
+    const movedTo = moveAside(file);
+    return openChecked(file, opts, { kind: 'corrupt', file, movedTo, reason: (err as Error).message });
+  }
+}
+
+/**
+ * What is wrong with an existing file, or undefined when SQLite finds nothing (or the trouble is
+ * not damage: permissions, locks, a full disk are left to the real open to report). Read-only, so
+ * closing it neither checkpoints a WAL into a damaged file nor deletes the WAL: both go aside as
+ * they were. `quick_check` reads every page once without the index cross-checks of
+ * `integrity_check`.
+ */
+function checkFile(file: string): string | undefined {
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly: true, fileMustExist: true });
+  } catch (err) {
+    return isCorruption(err) ? `${(err as { code?: string }).code}: ${(err as Error).message}` : undefined;
+  }
+  try {
+    const result = db.pragma('quick_check(1)', { simple: true });
+    return result === 'ok' ? undefined : `quick_check: ${String(result)}`;
+  } catch (err) {
+    return isCorruption(err) ? `${(err as { code?: string }).code}: ${(err as Error).message}` : undefined;
+  } finally {
+    db.close();
+  }
+}
+
+function openChecked(file: string, opts: ResultStoreOptions, recovery: StoreRecovery | undefined): ResultStore {
   let db: Database.Database;
   let storeId: string | undefined;
+  let rows = 0;
   try {
     db = new Database(file);
   } catch (err) {
@@ -152,11 +255,10 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
     // Files from before shadow mode (issue 4) lack the column; NULL reads as "no shadow".
     const columns = db.prepare<[], { name: string }>('PRAGMA table_info(results)').all();
     if (!columns.some((c) => c.name === 'shadow')) db.exec('ALTER TABLE results ADD COLUMN shadow TEXT');
+    rows = db.prepare<[], number>('SELECT count(*) FROM results').pluck().get() ?? 0;
   } catch (err) {
     db.close();
-    throw new OspreyError('OSP_ERR_STORE', `cannot initialise result store ${file}: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw new OspreyError('OSP_ERR_STORE', `cannot initialise result store ${file}: ${(err as Error).message}`, { cause: err });
   }
 
   const insert = db.prepare(`
@@ -190,8 +292,7 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
   // One writer process owns the file, so the cached values are the truth after open.
   let lastSeq = selectLast.get()?.seq ?? 0;
   let ackedSeq = selectAcked.get()?.value ?? 0;
-  // Counted once at open (one index scan), then kept by append and prune.
-  let rows = db.prepare<[], number>('SELECT count(*) FROM results').pluck().get() ?? 0;
+  // `rows` was counted once at open (one index scan), then kept by append and prune.
   let closed = false;
   // Inside batch(): an append that finds the transaction gone (SQLite rolls a whole transaction
   // back on some errors, e.g. SQLITE_FULL) must fail the batch rather than commit on its own.
@@ -200,6 +301,7 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
 
   return {
     file,
+    recovery,
     settings,
     batch(fn) {
       if (inBatch) return fn();
@@ -217,7 +319,7 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
     },
     append(record) {
       if (inBatch && !db.inTransaction) {
-        throw new OspreyError('OSP_ERR_STORE', 'cannot write result: the batch transaction was rolled back');
+        throw new OspreyError('OSP_ERR_STORE', `cannot write result to ${file}: the batch transaction was rolled back`);
       }
       try {
         const info = insert.run({
@@ -237,7 +339,7 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
         rows++;
         return lastSeq;
       } catch (err) {
-        throw new OspreyError('OSP_ERR_STORE', `cannot write result: ${(err as Error).message}`, { cause: err });
+        throw new OspreyError('OSP_ERR_STORE', `cannot write result to ${file}: ${(err as Error).message}`, { cause: err });
       }
     },
     pendingAfter(afterSeq, limit) {
@@ -255,7 +357,7 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
       try {
         if (shadow) updateShadow.run(JSON.stringify(shadow), seq);
       } catch (err) {
-        throw new OspreyError('OSP_ERR_STORE', `cannot write shadow outcome: ${(err as Error).message}`, { cause: err });
+        throw new OspreyError('OSP_ERR_STORE', `cannot write shadow outcome to ${file}: ${(err as Error).message}`, { cause: err });
       } finally {
         held.delete(seq);
       }
@@ -281,7 +383,7 @@ export function openResultStore(dataDir: string, opts: ResultStoreOptions = {}):
         rows -= deleted;
         return deleted;
       } catch (err) {
-        throw new OspreyError('OSP_ERR_STORE', `cannot prune results: ${(err as Error).message}`, { cause: err });
+        throw new OspreyError('OSP_ERR_STORE', `cannot prune results in ${file}: ${(err as Error).message}`, { cause: err });
       }
     },
     usage() {

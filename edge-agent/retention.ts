@@ -18,6 +18,7 @@
 import type { Logger } from 'pino';
 import { isOspreyError } from '../protocol/errors.js';
 import type { RetentionConfig } from './config.js';
+import { createHysteresisAlarm } from './hysteresis-alarm.js';
 import type { NewResult, ResultStore } from './result-store.js';
 
 /** Storing resumes below this share of the quota, so the alarm does not flap row by row. */
@@ -66,6 +67,11 @@ export interface RetentionOptions {
   /** The quota was reached (`full` true) or storing resumed (`full` false). Must not throw. */
   onQuota?: (full: boolean, figures: { rows: number; bytes: number; notStored: number; notStoredDefects: number; reason: string }) => void;
   now?: () => number;
+  /**
+   * A disk that refused a write (`result-store-error`) clears only once writes have succeeded for
+   * this long (default 60 s): a nearly full disk that takes every other write must not flap.
+   */
+  alarmHoldMs?: number;
 }
 
 /** Creates the retention component around an open result store. */
@@ -75,7 +81,6 @@ export function createRetention(opts: RetentionOptions): Retention {
   const now = opts.now ?? Date.now;
   const stats: RetentionStats = { notStored: 0, notStoredDefects: 0, pruned: 0 };
   let full = false;
-  let fullReason = RESULT_QUOTA_ALARM;
   let timer: NodeJS.Timeout | undefined;
   let pruning: Promise<number> | undefined;
   let closed = false;
@@ -86,7 +91,10 @@ export function createRetention(opts: RetentionOptions): Retention {
   function setFull(next: boolean, reason: string): void {
     if (full === next) return;
     full = next;
-    fullReason = reason;
+    report(next, reason);
+  }
+
+  function report(next: boolean, reason: string): void {
     const u = store.usage();
     const figures = { ...u, notStored: stats.notStored, notStoredDefects: stats.notStoredDefects, reason };
     if (next) log.error({ ...figures, maxBytes: config.maxBytes, maxRows: config.maxRows }, 'result store full; verdicts are answered but not stored');
@@ -109,6 +117,13 @@ export function createRetention(opts: RetentionOptions): Retention {
     }
     return u;
   }
+
+  // The disk refused a write: raised at once, cleared after writes have worked for alarmHoldMs.
+  const storeError = createHysteresisAlarm({
+    holdMs: opts.alarmHoldMs ?? 60_000,
+    now,
+    onChange: (raised) => report(raised, STORE_ERROR_ALARM),
+  });
 
   let known = store.usage();
   let appendedSince = 0;
@@ -137,13 +152,14 @@ export function createRetention(opts: RetentionOptions): Retention {
     try {
       const seq = store.append(record);
       appendedSince++;
-      if (full) setFull(false, fullReason);
+      if (full) setFull(false, RESULT_QUOTA_ALARM);
+      storeError.update(false, true);
       return seq;
     } catch (err) {
       // A full disk (below our quota: someone else filled it) must not stop the line either.
       const code = (err as { cause?: { code?: string } }).cause?.code;
       if (isOspreyError(err, 'OSP_ERR_STORE') && (code === 'SQLITE_FULL' || code === 'SQLITE_IOERR_WRITE')) {
-        if (!full) setFull(true, STORE_ERROR_ALARM);
+        storeError.update(true, false);
         return notStored(record);
       }
       throw err;
@@ -199,7 +215,7 @@ export function createRetention(opts: RetentionOptions): Retention {
       return full;
     },
     alarms() {
-      return full ? [fullReason] : [];
+      return [...(full ? [RESULT_QUOTA_ALARM] : []), ...(storeError.raised ? [STORE_ERROR_ALARM] : [])];
     },
     stats() {
       return { ...stats };

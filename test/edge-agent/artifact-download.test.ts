@@ -10,6 +10,7 @@ import { mkdir, readdir, readFile, stat, utimes, writeFile } from 'node:fs/promi
 import path from 'node:path';
 import { test } from 'node:test';
 import { downloadArtifact } from '../../edge-agent/artifact-download.js';
+import { freeBytes } from '../../edge-agent/disk-space.js';
 import { openArtifactCache } from '../../edge-agent/artifact-cache.js';
 import { MODEL_STATE_FILE, readModelState, writeModelState } from '../../edge-agent/model-state-file.js';
 import { packArchive } from '../../models/package-archive.js';
@@ -32,6 +33,26 @@ test('a partial file is resumed from its size; the whole is verified', async (t)
   const result = await downloadArtifact({ url, sha256, size: bytes.length, file, ...fast });
   assert.deepEqual(server.requests.map((r) => [r.range, r.status]), [['bytes=123456-', 206]]);
   assert.equal(result.resumed, 1);
+  assert.deepEqual(await readFile(file), bytes);
+});
+
+test('a download that would take the disk below disk.minFreeBytes is refused before its first byte, naming the directory', async (t) => {
+  const dir = await tempDir(t);
+  const server = await startArtifactServer();
+  t.after(() => server.close());
+  const bytes = randomBytes(10_000);
+  const url = server.add(bytes);
+  assert.ok(freeBytes(dir)! > 0);
+  const file = path.join(dir, 'a.part');
+  await assert.rejects(
+    downloadArtifact({ url, sha256: sha256Of(bytes), size: bytes.length, file, minFreeBytes: Number.MAX_SAFE_INTEGER, ...fast }),
+    (err: unknown) =>
+      isOspreyError(err, 'OSP_ERR_MODEL_DOWNLOAD') && err.message.includes(`not enough free space in ${dir}`) && err.message.includes('disk.minFreeBytes'),
+  );
+  assert.deepEqual(server.requests, [], 'nothing fetched');
+  assert.deepEqual(await readdir(dir), [], 'no file created');
+  // With room to spare it goes through.
+  await downloadArtifact({ url, sha256: sha256Of(bytes), size: bytes.length, file, minFreeBytes: 1 << 20, ...fast });
   assert.deepEqual(await readFile(file), bytes);
 });
 

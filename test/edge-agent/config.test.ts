@@ -42,6 +42,7 @@ test('a minimal config gets every default, and relative paths resolve against th
   assert.equal(config.sync.batchSize, 500);
   assert.equal(config.telemetry.intervalMs, 10_000);
   assert.equal(config.maxPixels, 50_000_000);
+  assert.deepEqual(config.disk, { minFreeBytes: 256 << 20, resumeFreeBytes: 512 << 20, checkIntervalMs: 5000, alarmHoldMs: 60_000 });
 });
 
 test('absolute paths, port 0 and a fleet are kept as given', async (t) => {
@@ -79,6 +80,7 @@ test('a bad config stops start-up with a one-line message naming the field', asy
     [{ ...minimal, thresholds: { default: 1.5 } }, /^config thresholds\.default: must be <= 1 /],
     [{ ...minimal, thresholds: { perLabel: { scratch: 2 } } }, /^config thresholds\.perLabel\.scratch: must be <= 1 /],
     [{ ...minimal, logLevel: 'loud' }, /^config logLevel: must be equal to one of the allowed values/],
+    [{ ...minimal, disk: { minFreeBytes: 10, resumeFreeBytes: 5 } }, /^config disk\.resumeFreeBytes: must be >= disk\.minFreeBytes \(10\) /],
     [[1, 2], /^config: must be a JSON object/],
     ['{ "edgeId": ', /^config: not valid JSON/],
   ];

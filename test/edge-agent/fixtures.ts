@@ -2,21 +2,18 @@
  * Shared set-up for the edge-agent tests: temp dirs, the real built-in ONNX model (built once per
  * test file), a real aedes broker on a free port, and hand-crafted bad images.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { TestContext } from 'node:test';
+import { makeTempDir } from '../helpers/temp-dir.js';
 import { Aedes, type Client } from 'aedes';
 import { pino, type Logger } from 'pino';
 import { parseEdgeConfig, type EdgeConfig } from '../../edge-agent/config.js';
 
 /** A temp dir removed after the test. */
-export async function tempDir(t: TestContext, prefix = 'osprey-edge-'): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), prefix));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
+export function tempDir(t: TestContext, prefix = 'osprey-edge-'): Promise<string> {
+  return makeTempDir(t, prefix);
 }
 
 /** Logs are silent unless OSPREY_TEST_LOG names a level (e.g. `debug`). */

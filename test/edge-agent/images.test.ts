@@ -41,11 +41,11 @@ test('the image store is bounded: uploaded images go first, then the oldest pend
   assert.equal(store.nextPending()?.seq, 1);
   await store.markSent(store.nextPending()!);
   await store.markSent(store.nextPending()!);
-  assert.deepEqual(store.stats(), { images: 4, bytes: 400, pending: 2, evicted: 0 });
+  assert.deepEqual(store.stats(), { images: 4, bytes: 400, pending: 2, evicted: 0, skipped: 0 });
   await store.keep('storeAAAAAAAAAAA', 5, jpeg(5));
   await store.keep('storeAAAAAAAAAAA', 6, jpeg(6));
   assert.deepEqual(evicted, [], 'room came from uploaded images');
-  assert.deepEqual(store.stats(), { images: 5, bytes: 500, pending: 4, evicted: 0 });
+  assert.deepEqual(store.stats(), { images: 5, bytes: 500, pending: 4, evicted: 0, skipped: 0 });
   await store.keep('storeAAAAAAAAAAA', 7, jpeg(7));
   assert.deepEqual(evicted, [], 'the second uploaded one');
   assert.deepEqual(store.alarms(), []);
@@ -68,7 +68,7 @@ test('a restart rebuilds the store from disk and drops partial writes', async (t
   await writeFile(path.join(dir, 'legacy', 'pending', '3.jpg.123.0.tmp'), 'half');
   const second = createImageStore({ dir, maxBytes: 10_000, logger: testLogger() });
   await second.start();
-  assert.deepEqual(second.stats(), { images: 2, bytes: 200, pending: 1, evicted: 0 });
+  assert.deepEqual(second.stats(), { images: 2, bytes: 200, pending: 1, evicted: 0, skipped: 0 });
   assert.equal(second.nextPending()?.seq, 2);
   assert.equal(second.nextPending()?.storeId, undefined);
   assert.deepEqual(await readdir(path.join(dir, 'legacy', 'pending')), ['2.jpg']);

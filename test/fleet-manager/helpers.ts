@@ -2,11 +2,10 @@
  * Shared helpers of the fleet-manager tests: temp dirs, a logger whose lines can be awaited,
  * result records, and an MQTT edge that awaits its acks. (Runs as an empty test file too.)
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import type { TestContext } from 'node:test';
+import { makeTempDir } from '../helpers/temp-dir.js';
 import { pino, type Logger } from 'pino';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { edgeTopic } from '../../protocol/topics.js';
@@ -14,10 +13,8 @@ import { decodeMessage, encodeMessage, envelope } from '../../protocol/validator
 import type { ResultRecord, StateMessage } from '../../protocol/messages.js';
 
 /** A fresh directory removed after the test. */
-export async function tempDir(t: TestContext): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'osprey-fleet-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  return dir;
+export function tempDir(t: TestContext): Promise<string> {
+  return makeTempDir(t, 'osprey-fleet-');
 }
 
 export type LogLine = Record<string, unknown> & { msg: string; level: number };
