@@ -10,11 +10,12 @@ test('config: an empty config gets every default', () => {
   assert.deepEqual(resolveFleetConfig({}, '/srv/osprey'), {
     dataDir: '/srv/osprey/data',
     http: { host: '0.0.0.0', port: 8080 },
-    mqtt: { host: '0.0.0.0', port: 1883 },
+    mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: 4 * 1024 * 1024, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
     brokerUrl: null,
     logLevel: 'info',
     publicUrl: null,
-    registry: { maxPackageBytes: 512 * 1024 * 1024 },
+    registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
+    images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3 },
     rollouts: { tickMs: 1000 },
   });
   const partial = resolveFleetConfig({ http: { port: 0 }, brokerUrl: 'mqtt://broker:1883', logLevel: 'warn' }, '/x');
@@ -65,11 +66,12 @@ test('config: command-line overrides win over the file and are checked with it',
   assert.deepEqual(config, {
     dataDir: join(process.cwd(), 'here'),
     http: { host: '127.0.0.1', port: 0 },
-    mqtt: { host: '0.0.0.0', port: 1884 },
+    mqtt: { host: '0.0.0.0', port: 1884, maxPacketBytes: 4 * 1024 * 1024, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
     brokerUrl: 'mqtt://b:1883',
     logLevel: 'debug',
     publicUrl: null,
-    registry: { maxPackageBytes: 512 * 1024 * 1024 },
+    registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
+    images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3 },
     rollouts: { tickMs: 1000 },
   });
   assert.equal((await loadFleetConfig(undefined, { httpPort: 1 })).http.port, 1);
