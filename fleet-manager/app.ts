@@ -43,6 +43,8 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   // A package that is well-formed HTTP but not an acceptable model package.
   OSP_ERR_MODEL_MANIFEST: 422,
   OSP_ERR_MODEL_CHECKSUM: 422,
+  OSP_ERR_TOO_LARGE: 413,
+  OSP_ERR_QUOTA: 507,
 };
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -64,8 +66,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const body = errorBody(err);
     const status =
       err instanceof OspreyError ? (STATUS_BY_CODE[err.code] ?? 500) : err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
-    if (status >= 500) req.log.error({ err, url: req.url }, 'request failed');
-    return reply.code(status).send(status >= 500 ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
+    // A 5xx the registry maps (507: a quota) is the sender's to read; any other 5xx is a bug, kept in the log.
+    const unexpected = status >= 500 && !(err instanceof OspreyError && STATUS_BY_CODE[err.code]);
+    if (unexpected) req.log.error({ err, url: req.url }, 'request failed');
+    else if (status >= 500) req.log.warn({ code: body.error, reason: body.message, url: req.url }, 'request refused');
+    // The refused body may be unread: close the connection rather than read and discard it.
+    if (status === 413) reply.header('connection', 'close');
+    return reply.code(status).send(unexpected ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
   });
 
   app.setNotFoundHandler(async (req, reply) =>

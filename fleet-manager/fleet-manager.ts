@@ -77,10 +77,10 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const control: ControlStore = openSqliteControlStore({ file: dbFile, logger: child('control-store') });
     started.push({ name: 'control-store', close: () => control.close() });
     // Result images: blobs by sha256 under dataDir/images, links in fleet.db (issue 5).
-    const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images') });
+    const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images'), maxBytes: config.images.maxBytes });
     started.push({ name: 'images', close: () => images.close() });
     const keys = await loadOrCreateSigningKeys(config.dataDir, child('registry'));
-    const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry') });
+    const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry'), maxBytes: config.registry.maxBytes });
 
     let mqttUrl = config.brokerUrl;
     if (mqttUrl === null) {

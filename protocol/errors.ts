@@ -35,6 +35,8 @@ export const ErrorCodes = {
   OSP_ERR_CONFLICT: 'the request conflicts with stored state (an immutable model version, a rollout that does not allow the action, overlapping rollouts)',
   OSP_ERR_RANGE: 'the requested byte range cannot be satisfied',
   OSP_ERR_IMAGE_CHECKSUM: 'an uploaded image does not match the sha256 its sender named',
+  OSP_ERR_TOO_LARGE: 'a request body is larger than its configured limit (the message names the setting)',
+  OSP_ERR_QUOTA: 'a fleet store is at its configured quota (the message names the setting); free space or raise it',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
