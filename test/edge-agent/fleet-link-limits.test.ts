@@ -86,6 +86,7 @@ test('fleet link: a 100 MB desired packet drops the connection unread; the link 
   assert.ok(connections >= 2, 'the link reconnected after dropping the oversized packet');
   await waitFor(() => floodWritten >= 0, 'the flood to end');
   assert.ok(floodWritten < 16 * MiB, `the edge hung up after ${floodWritten} of 100 MB`);
+  t.diagnostic(`the edge hung up after ${Math.round(floodWritten / MiB)} MB of a 100 MB desired packet`);
   assert.equal(link.stats.messagesDropped, 0, 'the oversized desired state was never read as a message');
   assert.ok(resultPackets.length > 1, 'the backlog went in several batches');
   assert.ok(resultPackets.every((n) => n <= maxPacketBytes), `every results packet fits: ${resultPackets.join(', ')}`);
