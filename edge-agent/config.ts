@@ -48,6 +48,7 @@ export const EdgeConfigFileSchema = Type.Object(
         host: Type.String({ minLength: 1, default: '127.0.0.1' }),
         port: Type.Integer({ minimum: 0, maximum: 65535, default: 8480, description: '0 picks a free port' }),
         bodyLimitBytes: Int({ minimum: 1024, maximum: 1 << 30, default: 32 * 1024 * 1024 }),
+        maxInFlightBytes: Int({ minimum: 1024, default: 128 * 1024 * 1024, description: 'request body bytes held at once by POST /inspect (reading or inspecting); beyond it 503' }),
       },
       { ...strict, default: {} },
     ),
@@ -61,6 +62,9 @@ export const EdgeConfigFileSchema = Type.Object(
           publicKeyFile: Type.Optional(Path('file holding the fleet public key (PEM); alternative to publicKey')),
           httpUrl: Type.Optional(
             Type.String({ pattern: '^https?://[^\\s]+$', description: 'fleet HTTP base, for artifact URLs in desired state that are relative' }),
+          ),
+          maxPacketBytes: Type.Optional(
+            Int({ minimum: 65_536, maximum: 268_435_455, description: 'largest MQTT packet sent or accepted (default 4 MiB); at most the broker\'s limit' }),
           ),
         },
         { ...strict, description: 'absent: the edge inspects and stores, and syncs nothing' },
@@ -190,8 +194,8 @@ export interface EdgeConfig {
   dataDir: string;
   inputDir?: string;
   hotFolder: { settleMs: number; rescanMs: number; inFlight: number };
-  http: { host: string; port: number; bodyLimitBytes: number };
-  fleet?: { mqttUrl: string; publicKey?: string; publicKeyFile?: string; httpUrl?: string };
+  http: { host: string; port: number; bodyLimitBytes: number; maxInFlightBytes?: number };
+  fleet?: { mqttUrl: string; publicKey?: string; publicKeyFile?: string; httpUrl?: string; maxPacketBytes?: number };
   /** `dir` is required; the other knobs default in the schema (optional here for hand-built configs). */
   model: {
     dir: string;
@@ -265,6 +269,9 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
   else delete config.inputDir;
   if (file.disk.resumeFreeBytes < file.disk.minFreeBytes) {
     throw new OspreyError('OSP_ERR_CONFIG', `config disk.resumeFreeBytes: must be >= disk.minFreeBytes (${file.disk.minFreeBytes})${where}`);
+  }
+  if (file.http.maxInFlightBytes < file.http.bodyLimitBytes) {
+    throw new OspreyError('OSP_ERR_CONFIG', `config http.maxInFlightBytes: must be >= http.bodyLimitBytes (${file.http.bodyLimitBytes})${where}`);
   }
   if (file.fleet) {
     const fleet = { ...file.fleet };

@@ -209,6 +209,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       ? createFleetLink({
           edgeId: config.edgeId,
           mqttUrl: config.fleet.mqttUrl,
+          ...(config.fleet.maxPacketBytes !== undefined ? { maxPacketBytes: config.fleet.maxPacketBytes } : {}),
           store: s,
           sync: config.sync,
           telemetryIntervalMs: config.telemetry.intervalMs,
@@ -306,6 +307,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
             pipeline: p,
             cameras: config.cameras,
             bodyLimitBytes: config.http.bodyLimitBytes,
+            ...(config.http.maxInFlightBytes !== undefined ? { maxInFlightBytes: config.http.maxInFlightBytes } : {}),
             logger: base.child({ component: 'http' }),
             health,
             onReject: (err) => onRejected(err, 'http'),

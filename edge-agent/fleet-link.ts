@@ -15,6 +15,7 @@ import { edgeTopic, parseEdgeTopic, type MessageKind } from '../protocol/topics.
 import { decodeMessage, encodeMessage, envelope } from '../protocol/validator.js';
 import type { MessageByKind } from '../protocol/messages.js';
 import { withTimeout } from '../protocol/timeout.js';
+import { DEFAULT_MAX_PACKET_BYTES, limitClientPackets } from '../protocol/mqtt-packet-limit.js';
 import { createRateLimiter } from './rate-limiter.js';
 import type { ResultStore } from './result-store.js';
 
@@ -41,6 +42,8 @@ export interface FleetLinkOptions {
   onDesired?: (desired: DesiredMessage) => void | Promise<void>;
   /** mqtt.js reconnect period (default 1000 ms). */
   reconnectPeriodMs?: number;
+  /** Largest MQTT packet sent or accepted (default 4 MiB): result batches are split to fit. */
+  maxPacketBytes?: number;
   /** The link is up (connected, subscribed, state published). Must not throw. */
   onUp?: () => void;
   /** Events kept while offline and sent on reconnect (default 100; oldest dropped first). */
@@ -97,6 +100,7 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
   const log = opts.logger;
   const topic = (kind: MessageKind) => edgeTopic(edgeId, kind);
   const maxEvents = opts.maxBufferedEvents ?? 100;
+  const maxPacketBytes = opts.maxPacketBytes ?? DEFAULT_MAX_PACKET_BYTES;
   const stats: FleetLinkStats = {
     batchesSent: 0,
     resultsSent: 0,
@@ -139,10 +143,22 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     return { topic: topic('state'), payload: encodeMessage(envelope('state', edgeId, body)), qos: 1, retain: true };
   }
 
-  function publish<K extends MessageKind>(kind: K, body: Body<K>, qos: 0 | 1, retain = false): Promise<unknown> {
+  function publish<K extends MessageKind>(kind: K, body: Body<K> | Buffer, qos: 0 | 1, retain = false): Promise<unknown> {
     if (!client) return Promise.reject(new Error('not started'));
-    const payload = encodeMessage(envelope(kind, edgeId, body));
+    const payload = Buffer.isBuffer(body) ? body : encodeMessage(envelope(kind, edgeId, body));
     return client.publishAsync(topic(kind), payload, { qos, retain });
+  }
+
+  /** A results payload that fits one packet: fewer rows until it does (one row always fits). */
+  function resultsPayload(rows: ReturnType<ResultStore['pendingAfter']>): { rows: typeof rows; payload: Buffer } {
+    for (;;) {
+      const body: Body<'results'> = { fromSeq: rows[0]!.seq, toSeq: rows[rows.length - 1]!.seq, results: rows };
+      if (store.storeId !== undefined) body.storeId = store.storeId;
+      const payload = encodeMessage(envelope('results', edgeId, body));
+      // Topic and headers take well under 1 KiB of the packet.
+      if (payload.length + 1024 <= maxPacketBytes || rows.length === 1) return { rows, payload };
+      rows = rows.slice(0, Math.ceil(rows.length / 2));
+    }
   }
 
   function stateBody(online: boolean): Body<'state'> {
@@ -201,12 +217,12 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
         break;
       }
       if (rows.length === 0) break;
+      let payload: Buffer;
+      ({ rows, payload } = resultsPayload(rows));
       const fromSeq = rows[0]!.seq;
       const toSeq = rows[rows.length - 1]!.seq;
-      const body: Body<'results'> = { fromSeq, toSeq, results: rows };
-      if (store.storeId !== undefined) body.storeId = store.storeId;
       limiter.take(rows.length);
-      publish('results', body, 1).catch((err: unknown) => {
+      publish('results', payload, 1).catch((err: unknown) => {
         // The ack timer or the next reconnect sends it again.
         log.debug({ err, fromSeq, toSeq }, 'results publish failed');
       });
@@ -372,6 +388,8 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
         queueQoSZero: false,
         will: offlineWill(),
       });
+      // A packet over the limit drops the connection before it is buffered (see mqtt-packet-limit).
+      limitClientPackets(client, maxPacketBytes, (bytes) => log.warn({ bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; reconnecting'));
       client.on('connect', () => void onConnect());
       client.on('close', onDown);
       client.on('message', onMessage);

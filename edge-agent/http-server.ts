@@ -11,6 +11,7 @@ import { OspreyError, httpStatusFor, isOspreyError, oneLine } from '../protocol/
 import { DetectionSchema, TelemetryMessageSchema, Verdict } from '../protocol/messages.js';
 import { validatorFor } from '../protocol/validator.js';
 import type { Pipeline } from './pipeline.js';
+import { createBodyReader } from './http-body.js';
 
 /** Content types accepted by POST /inspect; anything else is 415. */
 export const IMAGE_CONTENT_TYPES = [
@@ -84,6 +85,12 @@ export interface HttpServerOptions {
   pipeline: Pipeline;
   cameras: string[];
   bodyLimitBytes: number;
+  /**
+   * Request body bytes held at once, being read or being inspected (default the larger of
+   * 128 MiB and bodyLimitBytes). A request that would go over it is 503 before its body is read
+   * (declared length) or as soon as its streamed body does.
+   */
+  maxInFlightBytes?: number;
   logger: Logger;
   health(): Health;
   /** Requests refused before reaching the pipeline (415, 413, 400). Must not throw. */
@@ -92,6 +99,8 @@ export interface HttpServerOptions {
 
 /** Translates fastify's own errors (parsing, limits, validation) into Osprey codes. */
 function fromFastifyError(err: FastifyError, bodyLimit: number, contentType: string | undefined): OspreyError {
+  // Raised by our own hooks (body limits), possibly through fastify's body reader.
+  if (isOspreyError(err)) return err;
   switch (err.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new OspreyError(
@@ -99,7 +108,7 @@ function fromFastifyError(err: FastifyError, bodyLimit: number, contentType: str
         `unsupported content type ${JSON.stringify(contentType ?? '(none)')}; send one of ${IMAGE_CONTENT_TYPES.join(', ')}`,
       );
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new OspreyError('OSP_ERR_IMAGE_TOO_LARGE', `request body exceeds ${bodyLimit} bytes`);
+      return new OspreyError('OSP_ERR_IMAGE_TOO_LARGE', `request body exceeds http.bodyLimitBytes (${bodyLimit} bytes)`);
   }
   if (err.validation) return new OspreyError('OSP_ERR_BAD_REQUEST', oneLine(err), { cause: err });
   if (err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 500) {
@@ -125,11 +134,13 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   app.setValidatorCompiler(({ schema }) => validatorFor(schema as TSchema));
   // Only image bytes are accepted: without the default JSON/text parsers those are 415 too.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser(
-    [...IMAGE_CONTENT_TYPES],
-    { parseAs: 'buffer', bodyLimit: opts.bodyLimitBytes },
-    (_req, body, done) => done(null, body),
-  );
+  // Our own reader, not parseAs: it refuses by content-length and caps the bytes of all requests together.
+  const bodies = createBodyReader({
+    bodyLimitBytes: opts.bodyLimitBytes,
+    maxInFlightBytes: opts.maxInFlightBytes ?? Math.max(opts.bodyLimitBytes, 128 * 1024 * 1024),
+  });
+  app.addHook('onRequest', async (request, reply) => bodies.track(request, reply));
+  app.addContentTypeParser([...IMAGE_CONTENT_TYPES], (request, payload, done) => bodies.read(request, payload, done));
 
   const send = (reply: { code(n: number): unknown; header(k: string, v: string): unknown }, err: OspreyError) => {
     reply.code(httpStatusFor(err.code));
@@ -139,6 +150,8 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const err = fromFastifyError(error, opts.bodyLimitBytes, request.headers['content-type']);
+    // A refused body may be unread: close the connection rather than read and discard it.
+    if (err.code === 'OSP_ERR_IMAGE_TOO_LARGE' || err.code === 'OSP_ERR_QUEUE_FULL') reply.header('connection', 'close');
     if (err.code === 'OSP_ERR_INTERNAL') log.error({ err: error, url: request.url }, 'request failed');
     else log.warn({ code: err.code, reason: err.message, url: request.url }, 'request rejected');
     opts.onReject?.(err);

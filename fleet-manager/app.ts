@@ -52,8 +52,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const body = errorBody(err);
     const status =
       err instanceof OspreyError ? httpStatusFor(err.code) : err.statusCode && err.statusCode < 500 ? err.statusCode : 500;
-    if (status >= 500) req.log.error({ err, url: req.url }, 'request failed');
-    return reply.code(status).send(status >= 500 ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
+    // A 5xx the protocol maps (507: a quota; 503: busy) is the sender's to read; any other 5xx is a bug, kept in the log.
+    const unexpected = status >= 500 && !(err instanceof OspreyError && status !== 500);
+    if (unexpected) req.log.error({ err, url: req.url }, 'request failed');
+    else if (status >= 500) req.log.warn({ code: body.error, reason: body.message, url: req.url }, 'request refused');
+    // The refused body may be unread: close the connection rather than read and discard it.
+    if (status === 413) reply.header('connection', 'close');
+    return reply.code(status).send(unexpected ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
   });
 
   app.setNotFoundHandler(async (req, reply) =>

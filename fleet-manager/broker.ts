@@ -5,8 +5,10 @@
  */
 import { createServer, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
-import { Aedes } from 'aedes';
+import { Aedes, type AedesOptions } from 'aedes';
 import type { Logger } from 'pino';
+import { watchPacketSizes } from '../protocol/mqtt-packet-limit.js';
+import { FLEET_DEFAULTS } from './config.js';
 
 export interface BrokerOptions {
   /** Interface to listen on; '0.0.0.0' for every IPv4 interface. */
@@ -14,6 +16,12 @@ export interface BrokerOptions {
   /** TCP port; 0 picks a free one. */
   port: number;
   logger: Logger;
+  /** Largest packet a client may send; a bigger one drops its connection before it is buffered. */
+  maxPacketBytes?: number;
+  /** Retained topics kept at most; a retained publish to a new topic beyond it is refused. */
+  maxRetainedMessages?: number;
+  /** Retained payload bytes kept at most; a retained publish that would exceed it is refused. */
+  maxRetainedBytes?: number;
 }
 
 export interface EmbeddedBroker {
@@ -28,7 +36,16 @@ export interface EmbeddedBroker {
 /** Starts aedes on a TCP port and resolves once it accepts connections. */
 export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> {
   const log = opts.logger;
-  const aedes = await Aedes.createBroker();
+  const d = FLEET_DEFAULTS.mqtt;
+  const maxPacketBytes = opts.maxPacketBytes ?? d.maxPacketBytes;
+  const retained = createRetainedCap(opts.maxRetainedMessages ?? d.maxRetainedMessages, opts.maxRetainedBytes ?? d.maxRetainedBytes);
+  const authorizePublish: NonNullable<AedesOptions['authorizePublish']> = (client, packet, callback) => {
+    const refused = retained(packet.topic, packet.retain ? packet.payload.length : undefined);
+    if (refused) log.warn({ clientId: client?.id, topic: packet.topic, bytes: packet.payload.length }, refused);
+    // MQTT 3.1.1 has no reason code for a refused PUBLISH: aedes drops the connection.
+    callback(refused ? new Error(refused) : null);
+  };
+  const aedes = await Aedes.createBroker({ authorizePublish });
   aedes.on('clientError', (client, err) => log.debug({ clientId: client?.id, err }, 'mqtt client error'));
   aedes.on('connectionError', (client, err) => log.debug({ clientId: client?.id, err }, 'mqtt connection error'));
   aedes.on('client', (client) => log.debug({ clientId: client.id }, 'mqtt client connected'));
@@ -37,7 +54,12 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   const server = createServer((socket) => {
     // Small packets (acks, PUBACKs) must not wait for Nagle: stop-and-wait sync would stall ~40 ms each.
     socket.setNoDelay(true);
-    aedes.handle(socket);
+    const client = aedes.handle(socket);
+    // After handle(): aedes reads on 'readable', so watching 'data' does not switch the socket to flowing.
+    watchPacketSizes(socket, maxPacketBytes, (bytes) => {
+      log.warn({ clientId: client.id || undefined, bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; connection dropped');
+      socket.destroy();
+    });
   });
   try {
     server.listen(opts.port, opts.host);
@@ -64,6 +86,36 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       })();
       return closing;
     },
+  };
+}
+
+/**
+ * Bookkeeping of retained messages (topic → payload bytes) against the count and byte caps.
+ * Returns a function called for every PUBLISH: `retainedBytes` undefined for a non-retained one;
+ * it answers a one-line refusal, or null and records the change. An empty retained payload
+ * deletes the topic's message [MQTT-3.3.1-10]; replacing a message counts the difference.
+ */
+export function createRetainedCap(maxMessages: number, maxBytes: number): (topic: string, retainedBytes: number | undefined) => string | null {
+  const sizes = new Map<string, number>();
+  let total = 0;
+  return (topic, bytes) => {
+    if (bytes === undefined) return null;
+    const before = sizes.get(topic);
+    if (bytes === 0) {
+      if (before !== undefined) {
+        sizes.delete(topic);
+        total -= before;
+      }
+      return null;
+    }
+    if (before === undefined && sizes.size >= maxMessages) return `retained message refused: ${maxMessages} retained topics already (mqtt.maxRetainedMessages)`;
+    const next = total - (before ?? 0) + bytes;
+    if (next > maxBytes && bytes > (before ?? 0)) {
+      return `retained message refused: retained payloads would reach ${next} bytes, over ${maxBytes} (mqtt.maxRetainedBytes)`;
+    }
+    sizes.set(topic, bytes);
+    total = next;
+    return null;
   };
 }
 

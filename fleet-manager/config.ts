@@ -7,6 +7,7 @@ import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { check } from '../protocol/validator.js';
 import { OspreyError } from '../protocol/errors.js';
+import { DEFAULT_MAX_PACKET_BYTES } from '../protocol/mqtt-packet-limit.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -21,7 +22,18 @@ export const FleetConfigSchema = Type.Object(
     dataDir: Type.Optional(Type.String({ minLength: 1, description: 'SQLite file and artifacts; relative to the config file' })),
     http: Type.Optional(Type.Object({ host: Type.Optional(Host), port: Type.Optional(Port) }, strict)),
     mqtt: Type.Optional(
-      Type.Object({ host: Type.Optional(Host), port: Type.Optional(Port) }, { ...strict, description: 'the embedded broker' }),
+      Type.Object(
+        {
+          host: Type.Optional(Host),
+          port: Type.Optional(Port),
+          maxPacketBytes: Type.Optional(
+            Type.Integer({ minimum: 65_536, maximum: 268_435_455, description: 'largest MQTT packet the embedded broker and the fleet client accept' }),
+          ),
+          maxRetainedMessages: Type.Optional(Type.Integer({ minimum: 1, description: 'retained topics the embedded broker keeps at most' })),
+          maxRetainedBytes: Type.Optional(Type.Integer({ minimum: 65_536, description: 'retained payload bytes the embedded broker keeps at most' })),
+        },
+        { ...strict, description: 'the embedded broker (maxPacketBytes also caps what the fleet client accepts from an external one)' },
+      ),
     ),
     brokerUrl: Type.Optional(
       Type.String({ pattern: '^(mqtts?|tcp|tls|wss?)://[^\\s]+$', description: 'external broker; no embedded one is started' }),
@@ -37,7 +49,19 @@ export const FleetConfigSchema = Type.Object(
     ),
     registry: Type.Optional(
       Type.Object(
-        { maxPackageBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'largest accepted model package upload' })) },
+        {
+          maxPackageBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'largest accepted model package upload' })),
+          maxBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'quota of the artifact store (dataDir/artifacts) in bytes' })),
+        },
+        strict,
+      ),
+    ),
+    images: Type.Optional(
+      Type.Object(
+        {
+          maxImageBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'largest accepted result image upload' })),
+          maxBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'quota of the image store (dataDir/images) in bytes' })),
+        },
         strict,
       ),
     ),
@@ -66,12 +90,13 @@ export type FleetConfigInput = Static<typeof FleetConfigSchema>;
 export interface FleetConfig {
   dataDir: string;
   http: { host: string; port: number };
-  mqtt: { host: string; port: number };
+  mqtt: { host: string; port: number; maxPacketBytes: number; maxRetainedMessages: number; maxRetainedBytes: number };
   brokerUrl: string | null;
   logLevel: LogLevel;
   /** Base URL of artifact downloads in desired states; null: derived from the HTTP listen address. */
   publicUrl: string | null;
-  registry: { maxPackageBytes: number };
+  registry: { maxPackageBytes: number; maxBytes: number };
+  images: { maxImageBytes: number; maxBytes: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
 }
@@ -80,9 +105,11 @@ export const FLEET_DEFAULTS = {
   dataDir: 'data',
   // Edges on the plant network must reach both ports, hence every interface by default.
   http: { host: '0.0.0.0', port: 8080 },
-  mqtt: { host: '0.0.0.0', port: 1883 },
+  // 4 MiB: an edge splits its result batches to fit (edge config fleet.maxPacketBytes, same default).
+  mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: DEFAULT_MAX_PACKET_BYTES, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
   logLevel: 'info',
-  registry: { maxPackageBytes: 512 * 1024 * 1024 },
+  registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
+  images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3 },
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },
 } as const;
@@ -103,6 +130,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     logLevel: c.logLevel ?? FLEET_DEFAULTS.logLevel,
     publicUrl: c.publicUrl ? c.publicUrl.replace(/\/+$/, '') : null,
     registry: { ...FLEET_DEFAULTS.registry, ...c.registry },
+    images: { ...FLEET_DEFAULTS.images, ...c.images },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
   };

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { connectAsync, type MqttClient } from 'mqtt';
+import { connect, type MqttClient } from 'mqtt';
 import { pino, type Logger } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { OspreyError } from '../protocol/errors.js';
@@ -25,6 +25,7 @@ import { createDesiredPublisher } from './desired-state.js';
 import { createRolloutEngine } from './rollout-engine.js';
 import { createRolloutMembership } from './rollout-membership.js';
 import { createConvergenceMonitor } from './convergence.js';
+import { limitClientPackets } from '../protocol/mqtt-packet-limit.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -36,9 +37,6 @@ export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'>
   /** Base for a relative dataDir (default: the current directory). */
   baseDir?: string;
 }
-
-/** Largest image an edge may upload (edges keep the camera's encoded frame, well below this). */
-const MAX_IMAGE_BYTES = 64 * 1024 * 1024;
 
 export interface FleetManagerAddresses {
   /** Where the HTTP API and dashboard answer, reachable from this machine. */
@@ -82,10 +80,10 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const control: ControlStore = openSqliteControlStore({ file: dbFile, logger: child('control-store') });
     started.push({ name: 'control-store', close: () => control.close() });
     // Result images: blobs by sha256 under dataDir/images, links in fleet.db (issue 5).
-    const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images') });
+    const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images'), maxBytes: config.images.maxBytes });
     started.push({ name: 'images', close: () => images.close() });
     const keys = await loadOrCreateSigningKeys(config.dataDir, child('registry'));
-    const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry') });
+    const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry'), maxBytes: config.registry.maxBytes });
 
     let mqttUrl = config.brokerUrl;
     if (mqttUrl === null) {
@@ -103,7 +101,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       if (wasOnline > 0) log.info({ edges: wasOnline }, 'edges marked offline until they report');
     }
 
-    const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, child('mqtt'));
+    const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, config.mqtt.maxPacketBytes, child('mqtt'));
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
     // Every part built before any starts, each given its collaborators now: the publisher asks
@@ -127,7 +125,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       logger: child('http'),
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
       control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
-      images: { images, maxImageBytes: MAX_IMAGE_BYTES },
+      images: { images, maxImageBytes: config.images.maxImageBytes },
     });
     started.push({ name: 'http', close: () => app.close() });
 
@@ -185,10 +183,12 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
  * Connects the fleet's MQTT client. The first connection must succeed (a wrong URL should stop
  * start-up with a clear error); after that mqtt.js reconnects by itself and resubscribes.
  */
-async function connectClient(url: string, clientId: string, log: Logger): Promise<MqttClient> {
-  let client: MqttClient;
+async function connectClient(url: string, clientId: string, maxPacketBytes: number, log: Logger): Promise<MqttClient> {
+  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
+  // Before any byte arrives: a packet over the limit drops the connection instead of being buffered.
+  limitClientPackets(client, maxPacketBytes, (bytes) => log.warn({ url, bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; reconnecting'));
   try {
-    client = await connectAsync(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 }, false);
+    await firstConnect(client);
   } catch (err) {
     throw new OspreyError('OSP_ERR_BROKER', `cannot connect to the MQTT broker at ${url}: ${(err as Error).message}`, { cause: err });
   }
@@ -207,6 +207,21 @@ async function connectClient(url: string, clientId: string, log: Logger): Promis
   });
   log.info({ url, clientId }, 'mqtt connected');
   return client;
+}
+
+/** Resolves on the first CONNACK; rejects (and ends the client) on the first error or close before it. */
+function firstConnect(client: MqttClient): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (err?: Error) => {
+      client.off('connect', onConnect).off('error', settle).off('close', onClose);
+      if (!err) return resolve();
+      client.end(true);
+      reject(err);
+    };
+    const onConnect = () => settle();
+    const onClose = () => settle(new Error("Couldn't connect to server"));
+    client.on('connect', onConnect).on('error', settle).on('close', onClose);
+  });
 }
 
 /** Disconnects gracefully (in-flight acks finish), but never waits long on a dead broker. */

@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { OspreyError } from '../protocol/errors.js';
@@ -89,6 +90,8 @@ export interface SqliteImageStoreOptions {
   dir: string;
   logger: Logger;
   now?: () => number;
+  /** Quota in bytes of distinct blobs (images.maxBytes); a new image that would pass it is OSP_ERR_QUOTA (507: the edge keeps it and retries). */
+  maxBytes?: number;
 }
 
 /** Opens the image store on the fleet database and a blob directory. */
@@ -104,6 +107,7 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
   db.exec(SCHEMA);
 
   const st = {
+    used: db.prepare<[], { used: number }>('SELECT COALESCE(SUM(bytes), 0) AS used FROM (SELECT MAX(bytes) AS bytes FROM result_images GROUP BY sha256)'),
     get: db.prepare<[string, string, number], Row>('SELECT * FROM result_images WHERE edge_id = ? AND store_id = ? AND seq = ?'),
     find: db.prepare<[string, number], Row>('SELECT * FROM result_images WHERE edge_id = ? AND seq = ? ORDER BY received_at'),
     insert: db.prepare<Row>(
@@ -126,6 +130,9 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
   });
 
   let closed = false;
+  const maxBytes = opts.maxBytes ?? Infinity;
+  // Bytes of distinct blobs; images are never deleted yet, so it only grows from here.
+  let used = st.used.get()!.used;
 
   return {
     async put(key, bytes, contentType, claimed) {
@@ -145,8 +152,14 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
         await writeBlob(sha, bytes);
         return { image: toImage(before), created: false };
       }
+      // Only a new blob takes space: the same bytes for another result share it.
+      const isNew = !(await stat(blobPath(sha)).catch(() => undefined));
+      if (isNew && used + bytes.length > maxBytes) {
+        throw new OspreyError('OSP_ERR_QUOTA', `image store full: ${used} bytes used + ${bytes.length} would exceed images.maxBytes (${maxBytes})`);
+      }
       // Blob first, link second: a link never points at a missing blob.
       await writeBlob(sha, bytes);
+      if (isNew) used += bytes.length;
       const row: Row = {
         edge_id: key.edgeId,
         store_id: key.storeId,

@@ -4,21 +4,27 @@
  * version. Versions are immutable: the same package again is a no-op, a different one under an
  * existing version is refused.
  */
+import { mkdirSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { packArchive, unpackArchive } from '../models/package-archive.js';
 import { parseManifest } from '../models/manifest-check.js';
-import { MANIFEST_FILE, sha256Hex } from '../models/package-reader.js';
+import { MANIFEST_FILE } from '../models/package-reader.js';
 import { signArtifact } from '../models/artifact-signature.js';
 import { OspreyError } from '../protocol/errors.js';
-import { blobPath, writeBlob } from './blob-files.js';
+import { blobBytes, blobPath, moveIntoBlob, writeBlobFrom } from './blob-files.js';
+import { archiveFileSource, canonicalDigest, memorySource, type PackageSource } from './package-source.js';
+import { prepareUploadDir, type ReceivedFile } from './upload-file.js';
 import type { Manifest } from '../protocol/manifest.js';
 import type { ModelArtifact } from '../protocol/messages.js';
 import type { ControlStore, ModelVersionRecord } from './control-store.js';
 import type { SigningKeys } from './signing-keys.js';
 
-/** A package as uploaded: one archive (application/x-tar) or its files (multipart). */
-export type PackageUpload = { archive: Uint8Array } | { files: Map<string, Uint8Array> };
+/**
+ * A package as uploaded: one archive received to a file (application/x-tar; the registry moves
+ * it into place or the caller deletes it) or its files (multipart).
+ */
+export type PackageUpload = { archiveFile: ReceivedFile } | { files: Map<string, Uint8Array> };
 
 export interface RegistryOptions {
   store: ControlStore;
@@ -27,6 +33,8 @@ export interface RegistryOptions {
   keys: SigningKeys;
   logger: Logger;
   now?: () => number;
+  /** Quota of the artifact store in bytes (registry.maxBytes); a package that would pass it is OSP_ERR_QUOTA. */
+  maxBytes?: number;
 }
 
 export interface AddVersionResult {
@@ -40,6 +48,8 @@ export interface Registry {
   addVersion(name: string, upload: PackageUpload): Promise<AddVersionResult>;
   /** Path of an artifact's archive on disk (whether or not it exists). */
   artifactPath(sha256: string): string;
+  /** Where uploads are received before addVersion takes them (beside the artifacts, so a move is a rename). */
+  readonly uploadDir: string;
   /** The artifact as desired states name it, downloadable under `baseUrl`. */
   artifact(rec: ModelVersionRecord, baseUrl: string): ModelArtifact;
   readonly publicKeyPem: string;
@@ -55,16 +65,18 @@ export function createRegistry(opts: RegistryOptions): Registry {
   let tail: Promise<unknown> = Promise.resolve();
 
   const artifactPath = (sha256: string) => blobPath(root, sha256);
-
-  const writeArtifact = (sha256: string, archive: Buffer) => writeBlob(root, sha256, archive);
-
+  const maxBytes = opts.maxBytes ?? Infinity;
+  mkdirSync(root, { recursive: true });
+  const uploadDir = join(opts.dataDir, 'uploads');
+  prepareUploadDir(uploadDir);
+  // Artifacts are never deleted yet, so the sum only grows from what is on disk now.
+  let used = blobBytes(root);
 
   async function add(name: string, upload: PackageUpload): Promise<AddVersionResult> {
-    const files = 'archive' in upload ? unpackArchive(upload.archive) : upload.files;
-    const manifest = checkPackage(name, files);
-    // Re-packed canonically: the same package has one sha256 however it was tarred or uploaded.
-    const archive = packArchive(files);
-    const sha256 = sha256Hex(archive);
+    const source = 'files' in upload ? memorySource(upload.files) : await archiveFileSource(upload.archiveFile.file);
+    const manifest = await checkPackage(name, source);
+    // Canonical: the same package has one sha256 however it was tarred or uploaded.
+    const { sha256, size } = await canonicalDigest(source);
     const existing = await store.getVersion(name, manifest.version);
     if (existing) {
       if (existing.sha256 === sha256) return { record: existing, created: false };
@@ -73,12 +85,19 @@ export function createRegistry(opts: RegistryOptions): Registry {
         `${name}@${manifest.version} already exists with a different package (sha256 ${existing.sha256.slice(0, 12)}…); versions are immutable, upload a new version`,
       );
     }
-    await writeArtifact(sha256, archive);
+    const stored = await stat(artifactPath(sha256)).catch(() => undefined);
+    if (!stored && used + size > maxBytes) {
+      throw new OspreyError('OSP_ERR_QUOTA', `artifact store full: ${used} bytes used + ${size} would exceed registry.maxBytes (${maxBytes})`);
+    }
+    // An upload that is already the canonical archive is moved into place, not copied.
+    if ('archiveFile' in upload && upload.archiveFile.sha256 === sha256) await moveIntoBlob(root, sha256, upload.archiveFile.file);
+    else await writeBlobFrom(root, sha256, source.canonical());
+    if (!stored) used += size;
     const record: ModelVersionRecord = {
       name,
       version: manifest.version,
       sha256,
-      size: archive.length,
+      size,
       signature: signArtifact({ name, version: manifest.version, sha256 }, keys.privateKey),
       manifest,
       createdAt: now(),
@@ -86,13 +105,14 @@ export function createRegistry(opts: RegistryOptions): Registry {
     if (!(await store.insertVersion(record))) {
       throw new OspreyError('OSP_ERR_CONFLICT', `${name}@${manifest.version} or an identical package is already registered`);
     }
-    log.info({ model: name, version: manifest.version, sha256, size: archive.length }, 'model version registered');
+    log.info({ model: name, version: manifest.version, sha256, size }, 'model version registered');
     return { record, created: true };
   }
 
   return {
     publicKeyPem: keys.publicKeyPem,
     artifactPath,
+    uploadDir,
     addVersion(name, upload) {
       const result = tail.then(() => add(name, upload));
       tail = result.catch(() => undefined);
@@ -116,12 +136,12 @@ export function createRegistry(opts: RegistryOptions): Registry {
  * present with the sha256 it states (model and plug-in), so an edge never receives a package
  * that could not load.
  */
-export function checkPackage(name: string, files: Map<string, Uint8Array>): Manifest {
-  const text = files.get(MANIFEST_FILE);
-  if (!text) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `the package has no ${MANIFEST_FILE} (files: ${[...files.keys()].join(', ') || 'none'})`);
+export async function checkPackage(name: string, source: PackageSource): Promise<Manifest> {
+  const text = await source.manifestBytes();
+  if (!text) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `the package has no ${MANIFEST_FILE} (files: ${[...source.sizes.keys()].join(', ') || 'none'})`);
   let value: unknown;
   try {
-    value = JSON.parse(Buffer.from(text).toString('utf8'));
+    value = JSON.parse(text.toString('utf8'));
   } catch (err) {
     throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${MANIFEST_FILE} is not JSON: ${(err as Error).message}`, { cause: err });
   }
@@ -132,9 +152,8 @@ export function checkPackage(name: string, files: Map<string, Uint8Array>): Mani
   const named: [string, string, string][] = [['model.file', manifest.model.file, manifest.model.sha256]];
   if (manifest.postprocess) named.push(['postprocess.module', manifest.postprocess.module, manifest.postprocess.sha256]);
   for (const [field, file, expected] of named) {
-    const bytes = files.get(file);
-    if (!bytes) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${field} "${file}" is not in the package`);
-    const actual = sha256Hex(bytes);
+    if (!source.sizes.has(file)) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${field} "${file}" is not in the package`);
+    const actual = await source.sha256(file);
     if (actual !== expected) {
       throw new OspreyError('OSP_ERR_MODEL_CHECKSUM', `${file} has sha256 ${actual} but the manifest says ${expected}`);
     }

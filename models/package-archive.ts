@@ -11,6 +11,8 @@ import { OspreyError } from '../protocol/errors.js';
 const BLOCK = 512;
 /** Package file names: no separators, no leading dot, nothing that could escape the directory. */
 const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/;
+/** Whether a package may contain a file of this name. */
+export const isPackageFileName = (name: string): boolean => FILE_NAME.test(name);
 /** Refuse archives with absurd entry counts before allocating for them. */
 const MAX_FILES = 64;
 
@@ -18,7 +20,8 @@ function octal(value: number, width: number): string {
   return value.toString(8).padStart(width - 1, '0') + '\0';
 }
 
-function header(name: string, size: number, mtime: number): Buffer {
+/** The ustar header packArchive writes for one file (exported for writers that stream the bytes). */
+export function header(name: string, size: number, mtime: number): Buffer {
   const h = Buffer.alloc(BLOCK, 0);
   h.write(name, 0, 100, 'utf8');
   h.write(octal(0o644, 8), 100, 'ascii');
@@ -71,6 +74,33 @@ function field(h: Buffer, start: number, len: number): string {
   return raw.subarray(0, end === -1 ? len : end).toString('utf8');
 }
 
+export const ARCHIVE_BLOCK = BLOCK;
+
+/**
+ * Checks one 512-byte header at byte `off` against the package rules (checksum, regular file,
+ * allowed and unique name, entry count, size); null for the end-of-archive block. `seen` holds
+ * the names before it. Throws OSP_ERR_MODEL_MANIFEST.
+ */
+export function parseHeader(h: Buffer, off: number, seen: { has(name: string): boolean; readonly size: number }): { name: string; size: number } | null {
+  const bad = (why: string): never => {
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${why}`);
+  };
+  if (h.every((b) => b === 0)) return null;
+  let sum = 0;
+  for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : h[i]!;
+  const stored = parseInt(field(h, 148, 8).trim(), 8);
+  if (stored !== sum) bad(`header checksum mismatch at byte ${off}`);
+  const name = field(h, 0, 100);
+  const type = String.fromCharCode(h[156]!);
+  if (type !== '0' && type !== '\0') bad(`entry "${name}" is not a regular file`);
+  if (!FILE_NAME.test(name)) bad(`entry name "${name}" is not allowed`);
+  if (seen.has(name)) bad(`entry "${name}" appears twice`);
+  if (seen.size >= MAX_FILES) bad(`more than ${MAX_FILES} files`);
+  const size = parseInt(field(h, 124, 12).trim(), 8);
+  if (!Number.isSafeInteger(size) || size < 0) bad(`entry "${name}" has an invalid size`);
+  return { name, size };
+}
+
 /** Parses an archive made by packArchive (or any plain ustar of regular files). */
 export function unpackArchive(archive: Uint8Array): Map<string, Buffer> {
   const buf = Buffer.from(archive.buffer, archive.byteOffset, archive.length);
@@ -80,24 +110,12 @@ export function unpackArchive(archive: Uint8Array): Map<string, Buffer> {
     throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${why}`);
   };
   while (off + BLOCK <= buf.length) {
-    const h = buf.subarray(off, off + BLOCK);
-    if (h.every((b) => b === 0)) return files.size ? files : bad('no files');
-    let sum = 0;
-    for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 32 : h[i]!;
-    const stored = parseInt(field(h, 148, 8).trim(), 8);
-    if (stored !== sum) bad(`header checksum mismatch at byte ${off}`);
-    const name = field(h, 0, 100);
-    const type = String.fromCharCode(h[156]!);
-    if (type !== '0' && type !== '\0') bad(`entry "${name}" is not a regular file`);
-    if (!FILE_NAME.test(name)) bad(`entry name "${name}" is not allowed`);
-    if (files.has(name)) bad(`entry "${name}" appears twice`);
-    if (files.size >= MAX_FILES) bad(`more than ${MAX_FILES} files`);
-    const size = parseInt(field(h, 124, 12).trim(), 8);
-    if (!Number.isSafeInteger(size) || size < 0) bad(`entry "${name}" has an invalid size`);
+    const entry = parseHeader(buf.subarray(off, off + BLOCK), off, files);
+    if (!entry) return files.size ? files : bad('no files');
     const start = off + BLOCK;
-    if (start + size > buf.length) bad(`entry "${name}" is truncated`);
-    files.set(name, buf.subarray(start, start + size));
-    off = start + Math.ceil(size / BLOCK) * BLOCK;
+    if (start + entry.size > buf.length) bad(`entry "${entry.name}" is truncated`);
+    files.set(entry.name, buf.subarray(start, start + entry.size));
+    off = start + Math.ceil(entry.size / BLOCK) * BLOCK;
   }
   return bad('truncated (no end-of-archive marker)');
 }

@@ -35,6 +35,8 @@ export const ErrorCodes = {
   OSP_ERR_CONFLICT: 'the request conflicts with stored state (an immutable model version, a rollout that does not allow the action, overlapping rollouts)',
   OSP_ERR_RANGE: 'the requested byte range cannot be satisfied',
   OSP_ERR_IMAGE_CHECKSUM: 'an uploaded image does not match the sha256 its sender named',
+  OSP_ERR_TOO_LARGE: 'a request body is larger than its configured limit (the message names the setting)',
+  OSP_ERR_QUOTA: 'a fleet store is at its configured quota (the message names the setting); free space or raise it',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
@@ -67,6 +69,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   OSP_ERR_NOT_FOUND: 404,
   OSP_ERR_CONFLICT: 409,
   OSP_ERR_IMAGE_TOO_LARGE: 413,
+  OSP_ERR_TOO_LARGE: 413,
   OSP_ERR_CONTENT_TYPE: 415,
   OSP_ERR_RANGE: 416,
   OSP_ERR_IMAGE_DECODE: 422,
@@ -76,6 +79,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   OSP_ERR_MODEL_CHECKSUM: 422,
   OSP_ERR_QUEUE_FULL: 503,
   OSP_ERR_SHUTTING_DOWN: 503,
+  OSP_ERR_QUOTA: 507,
 };
 
 /** The HTTP status for an OspreyError code (500 for codes that are the server's fault). */

@@ -4,8 +4,9 @@
  * public key edges verify signatures with.
  */
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import { readFile, stat, unlink } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { OspreyError } from '../../protocol/errors.js';
 import { errorResponses } from '../http-schemas.js';
@@ -20,6 +21,7 @@ import {
 } from '../control-schemas.js';
 import type { ModelVersionRecord } from '../control-store.js';
 import type { PackageUpload } from '../registry.js';
+import { receiveFile, type ReceivedFile } from '../upload-file.js';
 import type { RouteDeps } from './deps.js';
 
 const TAR_TYPES = ['application/x-tar', 'application/tar'];
@@ -33,23 +35,36 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
     return { ...a, task: rec.manifest.task, createdAt: rec.createdAt, manifest: rec.manifest };
   };
 
-  // Raw bytes for both upload forms; only this plugin's routes see these parsers.
-  const raw = { parseAs: 'buffer' as const, bodyLimit: control.maxPackageBytes };
-  app.addContentTypeParser(TAR_TYPES, raw, (_req, body, done) => done(null, body));
-  app.addContentTypeParser('multipart/form-data', raw, (_req, body, done) => done(null, body));
+  // Both upload forms go to a temp file as they arrive (never whole in memory); only this plugin's routes see these parsers.
+  const limit = control.maxPackageBytes;
+  const toFile = (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: ReceivedFile) => void) => {
+    const declared = Number(req.headers['content-length']);
+    // Refused from the header alone, before a byte is read.
+    if (declared > limit) return done(new OspreyError('OSP_ERR_TOO_LARGE', `upload of ${declared} bytes exceeds registry.maxPackageBytes (${limit} bytes)`));
+    receiveFile(payload, registry.uploadDir, limit, 'registry.maxPackageBytes').then((file) => done(null, file), done);
+  };
+  app.addContentTypeParser(TAR_TYPES, toFile);
+  app.addContentTypeParser('multipart/form-data', toFile);
 
   app.post<{ Params: Static<typeof ModelParamsSchema> }>(
     '/api/models/:name/versions',
     { schema: { params: ModelParamsSchema, response: { 200: ModelVersionViewSchema, 201: ModelVersionViewSchema, ...errorResponses } } },
     async (req, reply) => {
       const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-      if (!Buffer.isBuffer(req.body)) {
+      const body = req.body as ReceivedFile | undefined;
+      if (!body?.file) {
         throw new OspreyError('OSP_ERR_CONTENT_TYPE', `upload the package as application/x-tar or multipart/form-data, not ${type || 'nothing'}`);
       }
-      const upload: PackageUpload =
-        type === 'multipart/form-data' ? { files: await multipartFiles(req.body, String(req.headers['content-type'])) } : { archive: req.body };
-      const { record, created } = await registry.addVersion(req.params.name, upload);
-      return reply.code(created ? 201 : 200).send(view(record));
+      try {
+        // Multipart is parsed in memory from the file (tar is the form for large packages: it is never loaded whole).
+        const upload: PackageUpload =
+          type === 'multipart/form-data' ? { files: await multipartFiles(await readFile(body.file), String(req.headers['content-type'])) } : { archiveFile: body };
+        const { record, created } = await registry.addVersion(req.params.name, upload);
+        return reply.code(created ? 201 : 200).send(view(record));
+      } finally {
+        // Moved into the artifact store when it was the canonical archive; otherwise no longer needed.
+        await unlink(body.file).catch(() => undefined);
+      }
     },
   );
 

@@ -36,7 +36,7 @@ test('a minimal config gets every default, and relative paths resolve against th
   assert.equal(config.dataDir, path.join(dir, 'data'));
   assert.equal(config.inputDir, path.join(dir, 'inbox'));
   assert.equal(config.model.dir, path.join(dir, 'models/demo'));
-  assert.deepEqual(config.http, { host: '127.0.0.1', port: 8480, bodyLimitBytes: 32 * 1024 * 1024 });
+  assert.deepEqual(config.http, { host: '127.0.0.1', port: 8480, bodyLimitBytes: 32 * 1024 * 1024, maxInFlightBytes: 128 * 1024 * 1024 });
   assert.equal(config.fleet, undefined, 'no fleet: the edge only inspects and stores');
   assert.deepEqual(config.queue, { concurrency: 4, maxDepth: 64, maxBytes: 256 * 1024 * 1024 });
   assert.equal(config.sync.batchSize, 500);

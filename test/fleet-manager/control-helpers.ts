@@ -58,22 +58,27 @@ export async function startFleet(
 
 /** The files of a valid anomaly-model package whose model bytes are `modelBytes` (not a real ONNX graph). */
 export function packageFiles(name: string, version: string, modelBytes: Uint8Array = Buffer.from(`model ${name}@${version}`)): Map<string, Uint8Array> {
+  return new Map<string, Uint8Array>([
+    ['manifest.json', manifestBytes(name, version, sha256Hex(modelBytes), modelBytes.length)],
+    ['model.onnx', modelBytes],
+  ]);
+}
+
+/** The manifest.json of a test package whose model.onnx has this sha256 and size. */
+export function manifestBytes(name: string, version: string, modelSha256: string, modelSize: number): Buffer {
   const manifest = parseManifest({
     schemaVersion: 1,
     name,
     version,
     task: 'anomaly',
-    model: { file: 'model.onnx', sha256: sha256Hex(modelBytes), size: modelBytes.length },
+    model: { file: 'model.onnx', sha256: modelSha256, size: modelSize },
     input: { name: 'image', layout: 'nchw', width: 8, height: 8, dtype: 'float32', color: 'gray', resize: 'stretch' },
     outputs: { anomaly: { format: 'osprey', score: 'score' } },
     labels: [],
     defectLabels: ['anomaly'],
     thresholds: { default: 0.5 },
   });
-  return new Map<string, Uint8Array>([
-    ['manifest.json', Buffer.from(JSON.stringify(manifest, null, 2))],
-    ['model.onnx', modelBytes],
-  ]);
+  return Buffer.from(JSON.stringify(manifest, null, 2));
 }
 
 /** Uploads a package as a tar body; returns the answer. */

@@ -163,7 +163,8 @@ test('registry: a package over registry.maxPackageBytes is 413', async (t) => {
   const f = await startFleet(t, { registry: { maxPackageBytes: 4096 } });
   const res = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(8192, 1))));
   assert.equal(res.status, 413);
-  assert.equal(res.body.error, 'OSP_ERR_BAD_REQUEST');
+  assert.equal(res.body.error, 'OSP_ERR_TOO_LARGE');
+  assert.match(String(res.body.message), /exceeds registry\.maxPackageBytes \(4096 bytes\)/);
 });
 
 test('registry: the signing key survives a restart', async (t) => {

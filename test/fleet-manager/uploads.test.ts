@@ -1,0 +1,154 @@
+/**
+ * Package uploads go to disk as they arrive (never whole in memory), leave no temp file behind
+ * whatever happens, and the artifact and image stores have quotas. Real fleet manager, real HTTP;
+ * the 500 MB upload runs against a real `osprey fleet` process so its memory can be measured.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { request as httpRequest, type ClientRequest } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { header, packArchive } from '../../models/package-archive.js';
+import { manifestBytes, packageFiles, startFleet, uploadTar } from './control-helpers.js';
+import { startOsprey } from '../helpers/osprey-process.js';
+import { memoryOf } from '../helpers/mqtt-flood.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+const MiB = 1024 * 1024;
+const files = (dir: string) => readdirSync(dir);
+
+/** POSTs a tar body written by `write` (which may stop early); resolves with status and body, or null if the connection was cut. */
+function postTar(url: string, name: string, headers: Record<string, string | number>, write: (req: ClientRequest) => Promise<void>) {
+  const u = new URL(url);
+  const req = httpRequest({ host: u.hostname, port: u.port, method: 'POST', path: `/api/models/${name}/versions`, headers: { 'content-type': 'application/x-tar', ...headers } });
+  const answer = new Promise<{ status: number; body: Record<string, unknown> } | null>((resolve) => {
+    req.on('response', (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(parts).toString()) as Record<string, unknown> }));
+    });
+    req.on('error', () => resolve(null));
+  });
+  void write(req);
+  return answer;
+}
+
+/** Writes `bytes` of `fill` in 1 MiB chunks with back-pressure, hashing them; stops if the request dies or `stop()` says so. */
+async function writeZeros(req: ClientRequest, bytes: number, stop: () => boolean = () => false): Promise<void> {
+  const chunk = Buffer.alloc(MiB);
+  for (let sent = 0; sent < bytes && !req.destroyed && !stop(); ) {
+    const n = Math.min(chunk.length, bytes - sent);
+    sent += n;
+    if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) await new Promise((r) => req.once('drain', r).once('close', r));
+  }
+}
+
+test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves no file; an aborted or empty one neither', async (t) => {
+  const f = await startFleet(t, { registry: { maxPackageBytes: 2 * MiB } });
+  const uploads = join(f.dataDir, 'uploads');
+
+  let answered = false;
+  const over = postTar(f.httpUrl, 'm', { 'transfer-encoding': 'chunked' }, async (req) => writeZeros(req, 8 * MiB, () => answered));
+  void over.then(() => (answered = true));
+  const res = await over;
+  assert.equal(res?.status, 413);
+  assert.equal(res?.body.error, 'OSP_ERR_TOO_LARGE');
+  assert.equal(res?.body.message, `upload exceeds registry.maxPackageBytes (${2 * MiB} bytes)`);
+  assert.deepEqual(files(uploads), []);
+
+  // The client goes away half-way: the partial file is deleted.
+  const aborted = postTar(f.httpUrl, 'm', { 'content-length': MiB }, async (req) => {
+    await writeZeros(req, MiB / 2);
+    await waitFor(() => files(uploads).length === 1, 'the partial upload on disk');
+    req.destroy();
+  });
+  assert.equal(await aborted, null);
+  await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
+
+  const empty = await uploadTar(f.httpUrl, 'm', new Uint8Array(0));
+  assert.equal(empty.status, 400);
+  assert.deepEqual(files(uploads), []);
+  assert.deepEqual(files(join(f.dataDir, 'artifacts')), []);
+});
+
+test('uploads: a canonical tar is moved into place, another tar is re-packed; invalid ones leave nothing', async (t) => {
+  const f = await startFleet(t);
+  const pkg = packageFiles('m', '1');
+  const canonical = packArchive(pkg);
+  const up = await uploadTar(f.httpUrl, 'm', canonical);
+  assert.equal(up.status, 201);
+  assert.equal(up.body.sha256, createHash('sha256').update(canonical).digest('hex'));
+
+  // Same files, other order and an mtime: the same artifact, re-packed.
+  const entries = [...packageFiles('m', '2')].reverse();
+  const odd = Buffer.concat([
+    ...entries.flatMap(([name, data]) => {
+      const h = header(name, data.length, 1_700_000_000);
+      return [h, Buffer.from(data), Buffer.alloc((512 - (data.length % 512)) % 512)];
+    }),
+    Buffer.alloc(1024),
+  ]);
+  const repacked = await uploadTar(f.httpUrl, 'm', odd);
+  assert.equal(repacked.status, 201);
+  assert.equal(repacked.body.sha256, createHash('sha256').update(packArchive(packageFiles('m', '2'))).digest('hex'));
+
+  const bad = await uploadTar(f.httpUrl, 'm', Buffer.alloc(4096, 7));
+  assert.equal(bad.status, 422);
+  assert.match(String(bad.body.message), /not a valid model package archive/);
+  assert.deepEqual(files(join(f.dataDir, 'uploads')), []);
+});
+
+test('uploads: the artifact store quota (registry.maxBytes) refuses a package with 507 naming it', async (t) => {
+  const f = await startFleet(t, { registry: { maxBytes: 8 * 1024 } });
+  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))))).status, 201);
+  const full = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '2', Buffer.alloc(5000, 2))));
+  assert.equal(full.status, 507);
+  assert.equal(full.body.error, 'OSP_ERR_QUOTA');
+  assert.match(String(full.body.message), /^artifact store full: 6144 bytes used \+ 8192 would exceed registry\.maxBytes \(8192\)$/);
+  assert.deepEqual(files(join(f.dataDir, 'uploads')), []);
+  // The same package again takes no space: still accepted.
+  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))))).status, 200);
+});
+
+test('uploads: the image store quota (images.maxBytes) answers 507; a repeated image still fits', async (t) => {
+  const f = await startFleet(t, { images: { maxBytes: 4096 } });
+  const put = (seq: number, bytes: Buffer) =>
+    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { 'content-type': 'image/jpeg' } }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+  assert.equal((await put(1, Buffer.alloc(3000, 1))).status, 201);
+  assert.equal((await put(2, Buffer.alloc(3000, 1))).status, 201, 'same bytes: shared blob, no new space');
+  const full = await put(3, Buffer.alloc(2000, 2));
+  assert.equal(full.status, 507);
+  assert.equal(full.body.message, 'image store full: 3000 bytes used + 2000 would exceed images.maxBytes (4096)');
+});
+
+test('fleet process: a 500 MB package upload streams to disk; the fleet memory stays bounded', { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'osprey-upload-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const fleet = startOsprey(['fleet', 'start', '--port', '0', '--mqtt-port', '0', '--data', dir]);
+  t.after(() => fleet.stop('SIGKILL'));
+  const { httpUrl } = (await fleet.waitForLine((l) => l.msg === 'fleet manager started')) as { httpUrl: string };
+  const before = memoryOf(fleet.child.pid!);
+
+  // A valid package with a 500 MB model, streamed: manifest (its sha over the zeros), then the model.
+  const size = 500 * MiB;
+  const h = createHash('sha256');
+  const zeros = Buffer.alloc(MiB);
+  for (let i = 0; i < 500; i++) h.update(zeros);
+  const manifest = manifestBytes('big', '1', h.digest('hex'), size);
+  const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);
+  const head = Buffer.concat([header('manifest.json', manifest.length, 0), manifest, pad(manifest.length), header('model.onnx', size, 0)]);
+  const tail = Buffer.concat([pad(size), Buffer.alloc(1024)]);
+  const started = Date.now();
+  const res = await postTar(httpUrl, 'big', { 'content-length': head.length + size + tail.length }, async (req) => {
+    req.write(head);
+    await writeZeros(req, size);
+    req.end(tail);
+  });
+  const after = memoryOf(fleet.child.pid!);
+  assert.equal(res?.status, 201, JSON.stringify(res?.body));
+  t.diagnostic(`fleet RSS ${Math.round(before.rss / MiB)} MB before, peak ${Math.round(after.peak / MiB)} MB for a 500 MB upload (${Date.now() - started} ms)`);
+  assert.ok(after.peak - before.rss < 100 * MiB, `fleet peak RSS grew ${Math.round((after.peak - before.rss) / MiB)} MB`);
+  assert.deepEqual(files(join(dir, 'uploads')), []);
+});
