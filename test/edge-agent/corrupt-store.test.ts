@@ -11,26 +11,16 @@ import path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import Database from 'better-sqlite3';
 import { createEdgeAgent } from '../../edge-agent/edge-agent.js';
-import { openResultStore, type NewResult } from '../../edge-agent/result-store.js';
+import { openResultStore } from '../../edge-agent/result-store.js';
 import { generatePartImage } from '../../models/fixtures.js';
 import { useDemoModel } from './demo-model.js';
 import { startFakeFleet } from './fake-fleet.js';
-import { edgeConfig, startBroker, tempDir, testLogger } from './fixtures.js';
+import { edgeConfig, goodResult, startBroker, tempDir, testLogger } from './fixtures.js';
 
 const modelDir = useDemoModel();
 const frame = generatePartImage({ seed: 901, defect: null, format: 'jpeg' });
 
-const row = (i: number): NewResult => ({
-  ts: 1_700_000_000_000 + i,
-  camera: 'cam1',
-  source: 'http',
-  model: 'demo@1',
-  verdict: 'ok',
-  label: 'good',
-  score: 0.1,
-  latencyMs: 1,
-  frame: `frame-${i}-${'x'.repeat(100)}`,
-});
+const row = (i: number) => goodResult(i, { frame: `frame-${i}-${'x'.repeat(100)}` });
 
 /** A real store with `rows` results, closed (checkpointed: everything is in results.db). */
 function filledStore(dataDir: string, rows: number): string {

@@ -10,10 +10,16 @@ import { makeTempDir } from '../helpers/temp-dir.js';
 import { Aedes, type Client } from 'aedes';
 import { pino, type Logger } from 'pino';
 import { parseEdgeConfig, type EdgeConfig } from '../../edge-agent/config.js';
+import type { NewResult } from '../../edge-agent/result-store.js';
 
 /** A temp dir removed after the test. */
 export function tempDir(t: TestContext, prefix = 'osprey-edge-'): Promise<string> {
   return makeTempDir(t, prefix);
+}
+
+/** A plain good result, the i-th of a series, for tests that fill a result store directly. */
+export function goodResult(i: number, extra: Partial<NewResult> = {}): NewResult {
+  return { ts: 1_700_000_000_000 + i, camera: 'cam1', source: 'http', model: 'demo@1', verdict: 'ok', label: 'good', score: 0.1, latencyMs: 1, ...extra };
 }
 
 /** Logs are silent unless OSPREY_TEST_LOG names a level (e.g. `debug`). */

@@ -14,18 +14,7 @@ import { createHysteresisAlarm } from '../../edge-agent/hysteresis-alarm.js';
 import { createImageStore } from '../../edge-agent/image-store.js';
 import { openResultStore, type NewResult, type ResultStore } from '../../edge-agent/result-store.js';
 import { createRetention, STORE_ERROR_ALARM } from '../../edge-agent/retention.js';
-import { tempDir, testLogger } from './fixtures.js';
-
-const result = (i: number): NewResult => ({
-  ts: 1_700_000_000_000 + i,
-  camera: 'cam1',
-  source: 'http',
-  model: 'demo@1',
-  verdict: 'ok',
-  label: 'good',
-  score: 0.1,
-  latencyMs: 1,
-});
+import { goodResult, tempDir, testLogger } from './fixtures.js';
 
 test('the hysteresis alarm raises at once, and clears only past the low mark after the hold time', () => {
   let t = 0;
@@ -76,7 +65,7 @@ test('a disk that refuses every other result write raises result-store-error onc
   let stored = 0;
   for (let i = 0; i < 400; i++, now += 100) {
     fail = i % 2 === 1;
-    if (retention.store.append(result(i)) > 0) stored++;
+    if (retention.store.append(goodResult(i)) > 0) stored++;
   }
   assert.equal(stored, 200);
   assert.equal(retention.stats().notStored, 200, 'every refused write counted; the line got its verdict');
@@ -84,10 +73,10 @@ test('a disk that refuses every other result write raises result-store-error onc
   assert.deepEqual(retention.alarms(), [STORE_ERROR_ALARM]);
   // Writes work again: the alarm stays for the hold time, then clears once.
   fail = false;
-  for (let i = 0; i < 290; i++, now += 100) retention.store.append(result(1000 + i));
+  for (let i = 0; i < 290; i++, now += 100) retention.store.append(goodResult(1000 + i));
   assert.deepEqual(events, [true], 'still within the hold time');
   now += 1000;
-  retention.store.append(result(2000));
+  retention.store.append(goodResult(2000));
   assert.deepEqual(events, [true, false]);
   assert.deepEqual(retention.alarms(), []);
 });
