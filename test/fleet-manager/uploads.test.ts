@@ -255,3 +255,69 @@ test('fleet process: a 500 MB multipart package upload streams to disk; the flee
   assert.ok(after.peak - before.rss < 100 * MiB, `fleet peak RSS grew ${Math.round((after.peak - before.rss) / MiB)} MB`);
   assert.deepEqual(files(join(dir, 'uploads')), []);
 });
+
+test('uploads: image bodies held at once are capped by images.maxInFlightBytes; beyond it 503 with Retry-After before the body is read', async (t) => {
+  const f = await startFleet(t, { images: { maxImageBytes: MiB, maxInFlightBytes: 1.5 * MiB } });
+  const u = new URL(f.httpUrl);
+  /** Starts a PUT of an image and leaves it open after `first` bytes; `finish()` sends the rest. */
+  const open = (seq: number, headers: Record<string, string | number>, first: Buffer) => {
+    const req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: `/api/results/press-1/${seq}/image`, headers: { 'content-type': 'image/jpeg', ...headers } });
+    const answer = new Promise<{ status: number; retryAfter?: string; body: Record<string, unknown> } | null>((resolve) => {
+      req.on('response', (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'], body: JSON.parse(Buffer.concat(parts).toString()) as Record<string, unknown> }));
+      });
+      req.on('error', () => resolve(null));
+    });
+    req.write(first);
+    return { req, answer };
+  };
+  const put = (seq: number, bytes: Buffer) =>
+    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { 'content-type': 'image/jpeg' } }).then(async (r) => ({
+      status: r.status,
+      retryAfter: r.headers.get('retry-after'),
+      body: (await r.json()) as Record<string, unknown>,
+    }));
+
+  // Nothing tells the client when the fleet has read an open upload's headers: ask until a 600 KiB image
+  // is refused beside it (without the cap it never is, and this times out).
+  let seq = 10;
+  const refusedBeside = () =>
+    waitFor(async () => {
+      const r = await put(seq++, Buffer.alloc(600 * 1024, 3));
+      return r.status === 503 && r;
+    }, 'a 503 while an open upload holds most of images.maxInFlightBytes', 5000);
+  /** Accepted only once the open upload's reservation is given back: 1 MiB beside it would pass 1.5 MiB. */
+  const wholeFits = () => waitFor(async () => (await put(seq++, Buffer.alloc(MiB, 4))).status === 201, 'a 1 MiB image accepted', 5000);
+
+  // A chunked upload may grow to maxImageBytes: it holds 1 MiB from its headers on.
+  const a = open(1, { 'transfer-encoding': 'chunked' }, Buffer.alloc(1024, 1));
+  const opened = [a];
+  try {
+    const busy = await refusedBeside();
+    assert.equal(busy.retryAfter, '1');
+    assert.equal(busy.body.error, 'OSP_ERR_BUSY');
+    assert.equal(busy.body.message, `image uploads in flight would exceed images.maxInFlightBytes (${1.5 * MiB} bytes); retry later`);
+    // Refused from its content-length, before the body it is still sending is read.
+    const b = open(2, { 'content-length': MiB }, Buffer.alloc(1024, 2));
+    opened.push(b);
+    assert.equal((await b.answer)?.status, 503);
+
+    // The client goes away: its bytes are given back.
+    a.req.destroy();
+    assert.equal(await a.answer, null);
+    await wholeFits();
+
+    // An upload that completes gives its bytes back too.
+    const c = open(3, { 'content-length': MiB }, Buffer.alloc(1024, 5));
+    opened.push(c);
+    await refusedBeside();
+    c.req.end(Buffer.alloc(MiB - 1024, 5));
+    assert.equal((await c.answer)?.status, 201);
+    await wholeFits();
+  } finally {
+    // Open uploads would keep the fleet from closing if an assertion failed.
+    for (const o of opened) o.req.destroy();
+  }
+});
