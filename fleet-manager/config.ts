@@ -61,6 +61,9 @@ export const FleetConfigSchema = Type.Object(
         {
           maxImageBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'largest accepted result image upload' })),
           maxBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'quota of the image store (dataDir/images) in bytes' })),
+          maxInFlightBytes: Type.Optional(
+            Type.Integer({ minimum: 1024, description: 'image upload bytes held at once across all requests (at least maxImageBytes); beyond it 503' }),
+          ),
         },
         strict,
       ),
@@ -96,7 +99,7 @@ export interface FleetConfig {
   /** Base URL of artifact downloads in desired states; null: derived from the HTTP listen address. */
   publicUrl: string | null;
   registry: { maxPackageBytes: number; maxBytes: number };
-  images: { maxImageBytes: number; maxBytes: number };
+  images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
 }
@@ -109,7 +112,7 @@ export const FLEET_DEFAULTS = {
   mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: DEFAULT_MAX_PACKET_BYTES, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
   logLevel: 'info',
   registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
-  images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3 },
+  images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },
 } as const;
@@ -122,6 +125,12 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
   const checked = check(FleetConfigSchema, input);
   if (!checked.ok) throw new OspreyError('OSP_ERR_CONFIG', `${source}: ${checked.error}`);
   const c = checked.value;
+  const maxImageBytes = c.images?.maxImageBytes ?? FLEET_DEFAULTS.images.maxImageBytes;
+  // One image must fit; the default grows with a larger maxImageBytes.
+  const maxInFlightBytes = c.images?.maxInFlightBytes ?? Math.max(FLEET_DEFAULTS.images.maxInFlightBytes, maxImageBytes);
+  if (maxInFlightBytes < maxImageBytes) {
+    throw new OspreyError('OSP_ERR_CONFIG', `${source}: images.maxInFlightBytes (${maxInFlightBytes}) must be at least images.maxImageBytes (${maxImageBytes})`);
+  }
   return {
     dataDir: resolve(baseDir, c.dataDir ?? FLEET_DEFAULTS.dataDir),
     http: { ...FLEET_DEFAULTS.http, ...c.http },
@@ -130,7 +139,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     logLevel: c.logLevel ?? FLEET_DEFAULTS.logLevel,
     publicUrl: c.publicUrl ? c.publicUrl.replace(/\/+$/, '') : null,
     registry: { ...FLEET_DEFAULTS.registry, ...c.registry },
-    images: { ...FLEET_DEFAULTS.images, ...c.images },
+    images: { ...FLEET_DEFAULTS.images, ...c.images, maxInFlightBytes },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
   };

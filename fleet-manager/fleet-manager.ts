@@ -125,7 +125,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       logger: child('http'),
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
       control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
-      images: { images, maxImageBytes: config.images.maxImageBytes },
+      images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
     });
     started.push({ name: 'http', close: () => app.close() });
 

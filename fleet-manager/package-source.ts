@@ -7,9 +7,11 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import { ARCHIVE_BLOCK, header, isPackageFileName, parseHeader } from '../models/package-archive.js';
+import { join } from 'node:path';
+import { ARCHIVE_BLOCK, header, parseHeader } from '../models/package-archive.js';
 import { MANIFEST_FILE } from '../models/package-reader.js';
 import { OspreyError } from '../protocol/errors.js';
+import type { ReceivedFiles } from './multipart-upload.js';
 
 /** Largest manifest.json read into memory. */
 const MAX_MANIFEST_BYTES = 1024 * 1024;
@@ -43,21 +45,29 @@ async function hashOf(chunks: AsyncIterable<Buffer>): Promise<string> {
   return h.digest('hex');
 }
 
-/** Package files already in memory (a multipart upload). */
-export function memorySource(files: ReadonlyMap<string, Uint8Array>): PackageSource {
-  for (const name of files.keys()) {
-    if (!isPackageFileName(name)) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `package file name "${name}" is not allowed`);
-  }
-  const bytes = (name: string) => Buffer.from(files.get(name)!.buffer, files.get(name)!.byteOffset, files.get(name)!.length);
-  const sizes = new Map([...files].map(([n, b]) => [n, b.length]));
+/** The manifest's bytes, read from `read` unless it is missing or too large to hold. */
+async function manifestOf(sizes: ReadonlyMap<string, number>, read: (name: string) => AsyncIterable<Buffer>): Promise<Buffer | undefined> {
+  const size = sizes.get(MANIFEST_FILE);
+  if (size === undefined) return undefined;
+  if (size > MAX_MANIFEST_BYTES) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${MANIFEST_FILE} is ${size} bytes, more than ${MAX_MANIFEST_BYTES}`);
+  const parts: Buffer[] = [];
+  for await (const c of read(MANIFEST_FILE)) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+/** A file's bytes, or nothing for an empty one (a read stream over no bytes is an error). */
+const fileBytes = (file: string, start: number, size: number): AsyncIterable<Buffer> =>
+  size === 0 ? (async function* () {})() : createReadStream(file, { start, end: start + size - 1 });
+
+/** Package files received one file each into a directory (a multipart upload), hashed as they arrived. */
+export function directorySource(upload: ReceivedFiles): PackageSource {
+  const sizes = new Map([...upload.files].map(([n, f]) => [n, f.size]));
+  const read = (name: string) => fileBytes(join(upload.dir, name), 0, sizes.get(name)!);
   return {
     sizes,
-    manifestBytes: async () => (files.has(MANIFEST_FILE) ? bytes(MANIFEST_FILE) : undefined),
-    sha256: async (name) => createHash('sha256').update(files.get(name)!).digest('hex'),
-    canonical: () =>
-      canonicalOf(sizes, async function* (name) {
-        yield bytes(name);
-      }),
+    manifestBytes: () => manifestOf(sizes, read),
+    sha256: async (name) => upload.files.get(name)!.sha256,
+    canonical: () => canonicalOf(sizes, read),
   };
 }
 
@@ -83,21 +93,11 @@ export async function archiveFileSource(file: string): Promise<PackageSource> {
   } finally {
     await fh.close();
   }
-  const read = (name: string): AsyncIterable<Buffer> => {
-    const { start, size } = ranges.get(name)!;
-    return size === 0 ? (async function* () {})() : createReadStream(file, { start, end: start + size - 1 });
-  };
+  const read = (name: string) => fileBytes(file, ranges.get(name)!.start, ranges.get(name)!.size);
   const sizes = new Map([...ranges].map(([n, r]) => [n, r.size]));
   return {
     sizes,
-    async manifestBytes() {
-      const size = sizes.get(MANIFEST_FILE);
-      if (size === undefined) return undefined;
-      if (size > MAX_MANIFEST_BYTES) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${MANIFEST_FILE} is ${size} bytes, more than ${MAX_MANIFEST_BYTES}`);
-      const parts: Buffer[] = [];
-      for await (const c of read(MANIFEST_FILE)) parts.push(c);
-      return Buffer.concat(parts);
-    },
+    manifestBytes: () => manifestOf(sizes, read),
     sha256: (name) => hashOf(read(name)),
     canonical: () => canonicalOf(sizes, read),
   };

@@ -13,7 +13,8 @@ import { MANIFEST_FILE } from '../models/package-reader.js';
 import { signArtifact } from '../models/artifact-signature.js';
 import { OspreyError } from '../protocol/errors.js';
 import { blobBytes, blobPath, moveIntoBlob, writeBlobFrom } from './blob-files.js';
-import { archiveFileSource, canonicalDigest, memorySource, type PackageSource } from './package-source.js';
+import { archiveFileSource, canonicalDigest, directorySource, type PackageSource } from './package-source.js';
+import type { ReceivedFiles } from './multipart-upload.js';
 import { prepareUploadDir, type ReceivedFile } from './upload-file.js';
 import type { Manifest } from '../protocol/manifest.js';
 import type { ModelArtifact } from '../protocol/messages.js';
@@ -22,9 +23,10 @@ import type { SigningKeys } from './signing-keys.js';
 
 /**
  * A package as uploaded: one archive received to a file (application/x-tar; the registry moves
- * it into place or the caller deletes it) or its files (multipart).
+ * it into place or the caller deletes it) or its files received to a directory (multipart; the
+ * caller deletes it).
  */
-export type PackageUpload = { archiveFile: ReceivedFile } | { files: Map<string, Uint8Array> };
+export type PackageUpload = { archiveFile: ReceivedFile } | { files: ReceivedFiles };
 
 export interface RegistryOptions {
   store: ControlStore;
@@ -73,7 +75,7 @@ export function createRegistry(opts: RegistryOptions): Registry {
   let used = blobBytes(root);
 
   async function add(name: string, upload: PackageUpload): Promise<AddVersionResult> {
-    const source = 'files' in upload ? memorySource(upload.files) : await archiveFileSource(upload.archiveFile.file);
+    const source = 'files' in upload ? directorySource(upload.files) : await archiveFileSource(upload.archiveFile.file);
     const manifest = await checkPackage(name, source);
     // Canonical: the same package has one sha256 however it was tarred or uploaded.
     const { sha256, size } = await canonicalDigest(source);

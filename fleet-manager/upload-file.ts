@@ -17,12 +17,13 @@ export interface ReceivedFile {
   sha256: string;
 }
 
-const SUFFIX = '.upload';
+/** Ends the name of every upload in progress (a file, or a multipart upload's directory). */
+export const UPLOAD_SUFFIX = '.upload';
 
-/** Creates `dir` and deletes uploads a crash left there; call once at start. */
+/** Creates `dir` and deletes uploads (files and directories) a crash left there; call once at start. */
 export function prepareUploadDir(dir: string): void {
   mkdirSync(dir, { recursive: true });
-  for (const name of readdirSync(dir)) if (name.endsWith(SUFFIX)) rmSync(join(dir, name), { force: true });
+  for (const name of readdirSync(dir)) if (name.endsWith(UPLOAD_SUFFIX)) rmSync(join(dir, name), { recursive: true, force: true });
 }
 
 /**
@@ -30,7 +31,7 @@ export function prepareUploadDir(dir: string): void {
  * passes `maxBytes` (OSP_ERR_TOO_LARGE). An empty body is OSP_ERR_BAD_REQUEST.
  */
 export async function receiveFile(body: Readable, dir: string, maxBytes: number, limit: string): Promise<ReceivedFile> {
-  const file = join(dir, `${randomBytes(8).toString('hex')}${SUFFIX}`);
+  const file = join(dir, `${randomBytes(8).toString('hex')}${UPLOAD_SUFFIX}`);
   const fh = await open(file, 'wx');
   const hash = createHash('sha256');
   let bytes = 0;

@@ -12,6 +12,7 @@ export const ErrorCodes = {
   OSP_ERR_CONTENT_TYPE: 'the request content type is not an accepted image type',
   OSP_ERR_QUEUE_FULL: 'the inspection queue is full; retry later',
   OSP_ERR_SHUTTING_DOWN: 'the agent is shutting down',
+  OSP_ERR_BUSY: 'the request bodies held at once are at their configured cap; retry later',
   OSP_ERR_STORE: 'the local result store could not read or write',
   OSP_ERR_INPUT_READ: 'an input file could not be read or moved',
   OSP_ERR_MODEL_MANIFEST: 'a model manifest is missing or invalid',
@@ -79,6 +80,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   OSP_ERR_MODEL_CHECKSUM: 422,
   OSP_ERR_QUEUE_FULL: 503,
   OSP_ERR_SHUTTING_DOWN: 503,
+  OSP_ERR_BUSY: 503,
   OSP_ERR_QUOTA: 507,
 };
 

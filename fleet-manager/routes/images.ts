@@ -4,7 +4,7 @@
  * `GET /api/results/:edgeId/:seq/image[?store=ID]`.
  */
 import { createReadStream } from 'node:fs';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { OspreyError } from '../../protocol/errors.js';
 import { StoreIdSchema } from '../../protocol/messages.js';
@@ -19,6 +19,8 @@ export interface ImageRouteDeps {
   images: FleetImageStore;
   /** Largest accepted image upload in bytes. */
   maxImageBytes: number;
+  /** Image bytes held at once across all uploads (images.maxInFlightBytes); default maxImageBytes × 4. */
+  maxInFlightBytes?: number;
 }
 
 const ParamsSchema = Type.Object(
@@ -50,10 +52,28 @@ export const imageRoutes: FastifyPluginAsync<ImageRouteDeps> = async (app, deps)
   // Raw bytes; only this plugin's routes see these parsers.
   app.addContentTypeParser(IMAGE_UPLOAD_TYPES, { parseAs: 'buffer', bodyLimit: deps.maxImageBytes }, (_req, body, done) => done(null, body));
 
+  // Each upload is held whole until stored: before its body is read, it reserves what it may hold
+  // (its content-length, or maxImageBytes if it does not say), and is refused while the
+  // reservations of all uploads would pass the cap. Given back when the response closes.
+  const maxInFlight = deps.maxInFlightBytes ?? deps.maxImageBytes * 4;
+  let inFlight = 0;
+  const reserve = async (req: FastifyRequest, reply: FastifyReply) => {
+    const declared = Number(req.headers['content-length']);
+    const n = Math.min(Number.isFinite(declared) ? declared : deps.maxImageBytes, deps.maxImageBytes);
+    if (inFlight + n > maxInFlight) {
+      // The body is left unread: close the connection rather than read and discard it.
+      reply.header('retry-after', '1').header('connection', 'close');
+      throw new OspreyError('OSP_ERR_BUSY', `image uploads in flight would exceed images.maxInFlightBytes (${maxInFlight} bytes); retry later`);
+    }
+    inFlight += n;
+    reply.raw.once('close', () => (inFlight -= n));
+  };
+
   app.put<Req>(
     '/api/results/:edgeId/:seq/image',
     {
       bodyLimit: deps.maxImageBytes,
+      onRequest: reserve,
       schema: {
         params: ParamsSchema,
         querystring: QuerySchema,

@@ -4,7 +4,7 @@
  * public key edges verify signatures with.
  */
 import { createReadStream } from 'node:fs';
-import { readFile, stat, unlink } from 'node:fs/promises';
+import { rm, stat, unlink } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
@@ -21,7 +21,8 @@ import {
 } from '../control-schemas.js';
 import type { ModelVersionRecord } from '../control-store.js';
 import type { PackageUpload } from '../registry.js';
-import { receiveFile, type ReceivedFile } from '../upload-file.js';
+import { receiveMultipart } from '../multipart-upload.js';
+import { receiveFile } from '../upload-file.js';
 import type { RouteDeps } from './deps.js';
 
 const TAR_TYPES = ['application/x-tar', 'application/tar'];
@@ -35,36 +36,43 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
     return { ...a, task: rec.manifest.task, createdAt: rec.createdAt, manifest: rec.manifest };
   };
 
-  // Both upload forms go to a temp file as they arrive (never whole in memory); only this plugin's routes see these parsers.
+  // Both upload forms go to disk as they arrive (never whole in memory); only this plugin's routes see these parsers.
   const limit = control.maxPackageBytes;
-  const toFile = (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: ReceivedFile) => void) => {
+  const setting = 'registry.maxPackageBytes';
+  /** Refused from the content-length alone, before a byte is read. */
+  const declaredTooLarge = (req: FastifyRequest) => {
     const declared = Number(req.headers['content-length']);
-    // Refused from the header alone, before a byte is read.
-    if (declared > limit) return done(new OspreyError('OSP_ERR_TOO_LARGE', `upload of ${declared} bytes exceeds registry.maxPackageBytes (${limit} bytes)`));
-    receiveFile(payload, registry.uploadDir, limit, 'registry.maxPackageBytes').then((file) => done(null, file), done);
+    return declared > limit ? new OspreyError('OSP_ERR_TOO_LARGE', `upload of ${declared} bytes exceeds ${setting} (${limit} bytes)`) : null;
   };
-  app.addContentTypeParser(TAR_TYPES, toFile);
-  app.addContentTypeParser('multipart/form-data', toFile);
+  app.addContentTypeParser(TAR_TYPES, (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: PackageUpload) => void) => {
+    const refused = declaredTooLarge(req);
+    if (refused) return done(refused);
+    receiveFile(payload, registry.uploadDir, limit, setting).then((file) => done(null, { archiveFile: file }), done);
+  });
+  app.addContentTypeParser('multipart/form-data', (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: PackageUpload) => void) => {
+    const refused = declaredTooLarge(req);
+    if (refused) return done(refused);
+    receiveMultipart(payload, req.headers, registry.uploadDir, limit, setting).then((files) => done(null, { files }), done);
+  });
 
   app.post<{ Params: Static<typeof ModelParamsSchema> }>(
     '/api/models/:name/versions',
     { schema: { params: ModelParamsSchema, response: { 200: ModelVersionViewSchema, 201: ModelVersionViewSchema, ...errorResponses } } },
     async (req, reply) => {
-      const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-      const body = req.body as ReceivedFile | undefined;
-      if (!body?.file) {
+      const upload = req.body as PackageUpload | undefined;
+      if (!upload || typeof upload !== 'object' || !('archiveFile' in upload || 'files' in upload)) {
+        const type = String(req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
         throw new OspreyError('OSP_ERR_CONTENT_TYPE', `upload the package as application/x-tar or multipart/form-data, not ${type || 'nothing'}`);
       }
+      let added;
       try {
-        // Multipart is parsed in memory from the file (tar is the form for large packages: it is never loaded whole).
-        const upload: PackageUpload =
-          type === 'multipart/form-data' ? { files: await multipartFiles(await readFile(body.file), String(req.headers['content-type'])) } : { archiveFile: body };
-        const { record, created } = await registry.addVersion(req.params.name, upload);
-        return reply.code(created ? 201 : 200).send(view(record));
+        added = await registry.addVersion(req.params.name, upload);
       } finally {
-        // Moved into the artifact store when it was the canonical archive; otherwise no longer needed.
-        await unlink(body.file).catch(() => undefined);
+        // Before the answer: a tar moved into the artifact store is gone already; whatever is left is no longer needed.
+        if ('archiveFile' in upload) await unlink(upload.archiveFile.file).catch(() => undefined);
+        else await rm(upload.files.dir, { recursive: true, force: true });
       }
+      return reply.code(added.created ? 201 : 200).send(view(added.record));
     },
   );
 
@@ -154,25 +162,4 @@ export function parseRange(header: string | undefined, size: number): { start: n
   if (start >= size) return 'unsatisfiable';
   const last = m[2] === '' ? size - 1 : Number(m[2]);
   return { start, end: Math.min(last, size - 1) };
-}
-
-/** The files of a multipart upload, each under its own file name (the package is flat). */
-async function multipartFiles(body: Buffer, contentType: string): Promise<Map<string, Uint8Array>> {
-  let form: FormData;
-  try {
-    // Node's built-in parser (undici); a dependency would add nothing for a body already in memory.
-    form = await new Response(body, { headers: { 'content-type': contentType } }).formData();
-  } catch (err) {
-    throw new OspreyError('OSP_ERR_BAD_REQUEST', `body is not valid multipart/form-data: ${(err as Error).message}`, { cause: err });
-  }
-  const files = new Map<string, Uint8Array>();
-  for (const [field, value] of form) {
-    if (typeof value === 'string') throw new OspreyError('OSP_ERR_BAD_REQUEST', `multipart field "${field}" is not a file; send each package file as a file part`);
-    const name = value.name;
-    if (!name) throw new OspreyError('OSP_ERR_BAD_REQUEST', `multipart field "${field}" has no file name`);
-    if (files.has(name)) throw new OspreyError('OSP_ERR_BAD_REQUEST', `file ${name} appears twice in the upload`);
-    files.set(name, new Uint8Array(await value.arrayBuffer()));
-  }
-  if (files.size === 0) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'the upload holds no files');
-  return files;
 }

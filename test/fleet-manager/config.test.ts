@@ -15,7 +15,7 @@ test('config: an empty config gets every default', () => {
     logLevel: 'info',
     publicUrl: null,
     registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
-    images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3 },
+    images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
   });
@@ -34,6 +34,7 @@ test('config: a bad value is OSP_ERR_CONFIG naming the field', () => {
     [{ publicUrl: 'fleet:8080' }, /\/publicUrl must match pattern/],
     [{ rollouts: { tickMs: 1 } }, /\/rollouts\/tickMs must be >= 10/],
     [{ convergence: { graceMs: 5 } }, /\/convergence\/graceMs must be >= 100/],
+    [{ images: { maxImageBytes: 4096, maxInFlightBytes: 2048 } }, /images\.maxInFlightBytes \(2048\) must be at least images\.maxImageBytes \(4096\)$/],
     [[], /must be object/],
   ];
   for (const [input, message] of cases) {
@@ -43,6 +44,11 @@ test('config: a bad value is OSP_ERR_CONFIG naming the field', () => {
       JSON.stringify(input),
     );
   }
+});
+
+test('config: images.maxInFlightBytes defaults to 256 MiB, or maxImageBytes when that is larger', () => {
+  assert.equal(resolveFleetConfig({ images: { maxImageBytes: 512 * 1024 * 1024 } }).images.maxInFlightBytes, 512 * 1024 * 1024);
+  assert.equal(resolveFleetConfig({ images: { maxInFlightBytes: 64 * 1024 * 1024 } }).images.maxInFlightBytes, 64 * 1024 * 1024);
 });
 
 test('config file: dataDir is relative to the file; unreadable or non-JSON files are named', async (t) => {
@@ -73,7 +79,7 @@ test('config: command-line overrides win over the file and are checked with it',
     logLevel: 'debug',
     publicUrl: null,
     registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
-    images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3 },
+    images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
   });

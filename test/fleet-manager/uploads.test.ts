@@ -19,7 +19,7 @@ import { waitFor } from '../helpers/wait-for.js';
 const MiB = 1024 * 1024;
 const files = (dir: string) => readdirSync(dir);
 
-/** POSTs a tar body written by `write` (which may stop early); resolves with status and body, or null if the connection was cut. */
+/** POSTs a body (a tar unless headers name another content-type) written by `write` (which may stop early); resolves with status and body, or null if the connection was cut. */
 function postTar(url: string, name: string, headers: Record<string, string | number>, write: (req: ClientRequest) => Promise<void>) {
   const u = new URL(url);
   const req = httpRequest({ host: u.hostname, port: u.port, method: 'POST', path: `/api/models/${name}/versions`, headers: { 'content-type': 'application/x-tar', ...headers } });
@@ -41,8 +41,34 @@ async function writeZeros(req: ClientRequest, bytes: number, stop: () => boolean
   for (let sent = 0; sent < bytes && !req.destroyed && !stop(); ) {
     const n = Math.min(chunk.length, bytes - sent);
     sent += n;
-    if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) await new Promise((r) => req.once('drain', r).once('close', r));
+    if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+      await new Promise<void>((resolve) => {
+        const go = () => {
+          req.off('drain', go).off('close', go);
+          resolve();
+        };
+        req.once('drain', go).once('close', go);
+      });
+    }
   }
+}
+
+const BOUNDARY = 'osprey-test-boundary';
+const MULTIPART = { 'content-type': `multipart/form-data; boundary=${BOUNDARY}` };
+/** The head of one multipart file part (its bytes follow, then CRLF). */
+const partHead = (filename: string) =>
+  Buffer.from(`--${BOUNDARY}\r\ncontent-disposition: form-data; name="file"; filename="${filename}"\r\ncontent-type: application/octet-stream\r\n\r\n`);
+const formEnd = Buffer.from(`--${BOUNDARY}--\r\n`);
+/** A whole multipart body of these files. */
+const multipartBody = (parts: Iterable<[string, Uint8Array]>) =>
+  Buffer.concat([...[...parts].flatMap(([name, bytes]) => [partHead(name), Buffer.from(bytes), Buffer.from('\r\n')]), formEnd]);
+
+/** The manifest of a package whose model is `size` zero bytes. */
+function zerosManifest(name: string, size: number): Buffer {
+  const h = createHash('sha256');
+  const zeros = Buffer.alloc(MiB);
+  for (let left = size; left > 0; left -= MiB) h.update(left >= MiB ? zeros : zeros.subarray(0, left));
+  return manifestBytes(name, '1', h.digest('hex'), size);
 }
 
 test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves no file; an aborted or empty one neither', async (t) => {
@@ -133,10 +159,7 @@ test('fleet process: a 500 MB package upload streams to disk; the fleet memory s
 
   // A valid package with a 500 MB model, streamed: manifest (its sha over the zeros), then the model.
   const size = 500 * MiB;
-  const h = createHash('sha256');
-  const zeros = Buffer.alloc(MiB);
-  for (let i = 0; i < 500; i++) h.update(zeros);
-  const manifest = manifestBytes('big', '1', h.digest('hex'), size);
+  const manifest = zerosManifest('big', size);
   const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);
   const head = Buffer.concat([header('manifest.json', manifest.length, 0), manifest, pad(manifest.length), header('model.onnx', size, 0)]);
   const tail = Buffer.concat([pad(size), Buffer.alloc(1024)]);
@@ -151,4 +174,150 @@ test('fleet process: a 500 MB package upload streams to disk; the fleet memory s
   t.diagnostic(`fleet RSS ${Math.round(before.rss / MiB)} MB before, peak ${Math.round(after.peak / MiB)} MB for a 500 MB upload (${Date.now() - started} ms)`);
   assert.ok(after.peak - before.rss < 100 * MiB, `fleet peak RSS grew ${Math.round((after.peak - before.rss) / MiB)} MB`);
   assert.deepEqual(files(join(dir, 'uploads')), []);
+});
+
+test('uploads: a multipart upload is received to a directory; over registry.maxPackageBytes it is 413 as soon as the cap is passed', async (t) => {
+  const f = await startFleet(t, { registry: { maxPackageBytes: 2 * MiB } });
+  const uploads = join(f.dataDir, 'uploads');
+
+  // A model part that never ends: answered once 2 MiB of file bytes are in, not at the end of the body.
+  let answered = false;
+  const over = postTar(f.httpUrl, 'm', { ...MULTIPART, 'transfer-encoding': 'chunked' }, async (req) => {
+    req.write(partHead('model.onnx'));
+    await writeZeros(req, 64 * MiB, () => answered);
+  });
+  void over.then(() => (answered = true));
+  const res = await over;
+  assert.equal(res?.status, 413);
+  assert.equal(res?.body.message, `upload exceeds registry.maxPackageBytes (${2 * MiB} bytes)`);
+  await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
+
+  // The client goes away half-way through a part: the directory is deleted.
+  const aborted = postTar(f.httpUrl, 'm', { ...MULTIPART, 'content-length': MiB }, async (req) => {
+    req.write(partHead('model.onnx'));
+    await writeZeros(req, MiB / 2);
+    await waitFor(() => files(uploads).length === 1, 'the partial upload on disk');
+    req.destroy();
+  });
+  assert.equal(await aborted, null);
+  await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
+
+  const good = await postTar(f.httpUrl, 'm', MULTIPART, async (req) => void req.end(multipartBody(packageFiles('m', '1'))));
+  assert.equal(good?.status, 201, JSON.stringify(good?.body));
+  assert.equal(good?.body.sha256, createHash('sha256').update(packArchive(packageFiles('m', '1'))).digest('hex'));
+  assert.deepEqual(files(uploads), []);
+});
+
+test('uploads: multipart parts that are not flat package files are refused with the reason; nothing is left', async (t) => {
+  const f = await startFleet(t);
+  const uploads = join(f.dataDir, 'uploads');
+  const pkg = [...packageFiles('m', '1')];
+  const field = Buffer.from(`--${BOUNDARY}\r\ncontent-disposition: form-data; name="version"\r\n\r\n1\r\n`);
+  const cases: [string, Buffer, number, string][] = [
+    ['a path', multipartBody([...pkg, ['sub/extra.bin', Buffer.from('x')]]), 422, 'package file name "sub/extra.bin" is not allowed'],
+    ['a parent', multipartBody([...pkg, ['../escape.bin', Buffer.from('x')]]), 422, 'package file name "../escape.bin" is not allowed'],
+    ['twice', multipartBody([...pkg, ['model.onnx', Buffer.from('x')]]), 400, 'file model.onnx appears twice in the upload'],
+    ['a field', Buffer.concat([field, multipartBody(pkg)]), 400, 'multipart field "version" is not a file; send each package file as a file part'],
+    ['no files', formEnd, 400, 'the upload holds no files'],
+    ['cut short', multipartBody(pkg).subarray(0, 300), 400, 'body is not valid multipart/form-data: Unexpected end of form'],
+  ];
+  for (const [what, body, status, message] of cases) {
+    const res = await postTar(f.httpUrl, 'm', MULTIPART, async (req) => void req.end(body));
+    assert.equal(res?.status, status, `${what}: ${JSON.stringify(res?.body)}`);
+    assert.equal(res?.body.message, message, what);
+    assert.deepEqual(files(uploads), [], what);
+  }
+  assert.deepEqual(files(join(f.dataDir, 'artifacts')), []);
+  assert.ok(!files(tmpdir()).includes('escape.bin'));
+});
+
+test('fleet process: a 500 MB multipart package upload streams to disk; the fleet memory stays bounded', { timeout: 120_000 }, async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'osprey-upload-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const fleet = startOsprey(['fleet', 'start', '--port', '0', '--mqtt-port', '0', '--data', dir]);
+  t.after(() => fleet.stop('SIGKILL'));
+  const { httpUrl } = (await fleet.waitForLine((l) => l.msg === 'fleet manager started')) as { httpUrl: string };
+  const before = memoryOf(fleet.child.pid!);
+
+  const size = 500 * MiB;
+  const manifest = zerosManifest('big', size);
+  const head = Buffer.concat([partHead('manifest.json'), manifest, Buffer.from('\r\n'), partHead('model.onnx')]);
+  const tail = Buffer.concat([Buffer.from('\r\n'), formEnd]);
+  const started = Date.now();
+  const res = await postTar(httpUrl, 'big', { ...MULTIPART, 'content-length': head.length + size + tail.length }, async (req) => {
+    req.write(head);
+    await writeZeros(req, size);
+    req.end(tail);
+  });
+  const after = memoryOf(fleet.child.pid!);
+  assert.equal(res?.status, 201, JSON.stringify(res?.body));
+  t.diagnostic(`fleet RSS ${Math.round(before.rss / MiB)} MB before, peak ${Math.round(after.peak / MiB)} MB for a 500 MB multipart upload (${Date.now() - started} ms)`);
+  assert.ok(after.peak - before.rss < 100 * MiB, `fleet peak RSS grew ${Math.round((after.peak - before.rss) / MiB)} MB`);
+  assert.deepEqual(files(join(dir, 'uploads')), []);
+});
+
+test('uploads: image bodies held at once are capped by images.maxInFlightBytes; beyond it 503 with Retry-After before the body is read', async (t) => {
+  const f = await startFleet(t, { images: { maxImageBytes: MiB, maxInFlightBytes: 1.5 * MiB } });
+  const u = new URL(f.httpUrl);
+  /** Starts a PUT of an image and leaves it open after `first` bytes; `finish()` sends the rest. */
+  const open = (seq: number, headers: Record<string, string | number>, first: Buffer) => {
+    const req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: `/api/results/press-1/${seq}/image`, headers: { 'content-type': 'image/jpeg', ...headers } });
+    const answer = new Promise<{ status: number; retryAfter?: string; body: Record<string, unknown> } | null>((resolve) => {
+      req.on('response', (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => resolve({ status: res.statusCode!, retryAfter: res.headers['retry-after'], body: JSON.parse(Buffer.concat(parts).toString()) as Record<string, unknown> }));
+      });
+      req.on('error', () => resolve(null));
+    });
+    req.write(first);
+    return { req, answer };
+  };
+  const put = (seq: number, bytes: Buffer) =>
+    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { 'content-type': 'image/jpeg' } }).then(async (r) => ({
+      status: r.status,
+      retryAfter: r.headers.get('retry-after'),
+      body: (await r.json()) as Record<string, unknown>,
+    }));
+
+  // Nothing tells the client when the fleet has read an open upload's headers: ask until a 600 KiB image
+  // is refused beside it (without the cap it never is, and this times out).
+  let seq = 10;
+  const refusedBeside = () =>
+    waitFor(async () => {
+      const r = await put(seq++, Buffer.alloc(600 * 1024, 3));
+      return r.status === 503 && r;
+    }, 'a 503 while an open upload holds most of images.maxInFlightBytes', 5000);
+  /** Accepted only once the open upload's reservation is given back: 1 MiB beside it would pass 1.5 MiB. */
+  const wholeFits = () => waitFor(async () => (await put(seq++, Buffer.alloc(MiB, 4))).status === 201, 'a 1 MiB image accepted', 5000);
+
+  // A chunked upload may grow to maxImageBytes: it holds 1 MiB from its headers on.
+  const a = open(1, { 'transfer-encoding': 'chunked' }, Buffer.alloc(1024, 1));
+  const opened = [a];
+  try {
+    const busy = await refusedBeside();
+    assert.equal(busy.retryAfter, '1');
+    assert.equal(busy.body.error, 'OSP_ERR_BUSY');
+    assert.equal(busy.body.message, `image uploads in flight would exceed images.maxInFlightBytes (${1.5 * MiB} bytes); retry later`);
+    // Refused from its content-length, before the body it is still sending is read.
+    const b = open(2, { 'content-length': MiB }, Buffer.alloc(1024, 2));
+    opened.push(b);
+    assert.equal((await b.answer)?.status, 503);
+
+    // The client goes away: its bytes are given back.
+    a.req.destroy();
+    assert.equal(await a.answer, null);
+    await wholeFits();
+
+    // An upload that completes gives its bytes back too.
+    const c = open(3, { 'content-length': MiB }, Buffer.alloc(1024, 5));
+    opened.push(c);
+    await refusedBeside();
+    c.req.end(Buffer.alloc(MiB - 1024, 5));
+    assert.equal((await c.answer)?.status, 201);
+    await wholeFits();
+  } finally {
+    // Open uploads would keep the fleet from closing if an assertion failed.
+    for (const o of opened) o.req.destroy();
+  }
 });
