@@ -109,6 +109,8 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
   const log = opts.logger;
   // Oldest first within each side; keep() appends, so the lists stay ordered without sorting.
   let pending: KeptImage[] = [];
+  /** keep() calls between their start and their image entering `pending`: counted as pending. */
+  let writing = 0;
   let sent: KeptImage[] = [];
   let bytes = 0;
   let evicted = 0;
@@ -208,6 +210,32 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
     for (const fn of w) fn();
   }
 
+  /** Writes one image to `pending/` (temp file, then rename) and adds it; false when skipped for lack of room. */
+  async function write(storeId: string | undefined, seq: number, image: Buffer): Promise<boolean> {
+    const ext = imageExtension(image);
+    const dir = path.join(storeDir(storeId), 'pending');
+    await mkdir(dir, { recursive: true });
+    const file = path.join(dir, `${seq}.${ext}`);
+    if (minFree > 0 && !(await diskRoom(minFree + image.length))) {
+      skipped++;
+      log.warn({ seq, bytes: image.length, minFreeBytes: minFree }, 'data disk low and no image left to evict; image not kept');
+      return false;
+    }
+    const tmp = `${file}.${process.pid}.${seqTmp++}.tmp`;
+    try {
+      await writeFile(tmp, image);
+      await rename(tmp, file);
+    } catch (err) {
+      // ENOSPC mid-write leaves a 0-byte or partial temp file: never keep it.
+      await unlink(tmp).catch(() => undefined);
+      skipped++;
+      throw err;
+    }
+    pending.push({ storeId, seq, file, bytes: image.length, contentType: TYPES[ext]!, at: Date.now() });
+    bytes += image.length;
+    return true;
+  }
+
   return {
     async start() {
       pending = await scan('pending');
@@ -219,27 +247,16 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
     },
     async keep(storeId, seq, image) {
       if (closed || opts.maxBytes <= 0 || image.length > opts.maxBytes) return;
-      const ext = imageExtension(image);
-      const dir = path.join(storeDir(storeId), 'pending');
-      await mkdir(dir, { recursive: true });
-      const file = path.join(dir, `${seq}.${ext}`);
-      if (minFree > 0 && !(await diskRoom(minFree + image.length))) {
-        skipped++;
-        log.warn({ seq, bytes: image.length, minFreeBytes: minFree }, 'data disk low and no image left to evict; image not kept');
-        return;
-      }
-      const tmp = `${file}.${process.pid}.${seqTmp++}.tmp`;
+      // From the first await on, the image is on its way to `pending`: stats() counts it, so
+      // "nothing pending" never holds while a kept image is still being written.
+      writing++;
+      let kept: boolean;
       try {
-        await writeFile(tmp, image);
-        await rename(tmp, file);
-      } catch (err) {
-        // ENOSPC mid-write leaves a 0-byte or partial temp file: never keep it.
-        await unlink(tmp).catch(() => undefined);
-        skipped++;
-        throw err;
+        kept = await write(storeId, seq, image);
+      } finally {
+        writing--;
       }
-      pending.push({ storeId, seq, file, bytes: image.length, contentType: TYPES[ext]!, at: Date.now() });
-      bytes += image.length;
+      if (!kept) return;
       await evict();
       wake();
     },
@@ -280,7 +297,7 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
       return new Promise((resolve) => waiters.push(resolve));
     },
     stats() {
-      return { images: pending.length + sent.length, bytes, pending: pending.length, evicted, skipped };
+      return { images: pending.length + sent.length, bytes, pending: pending.length + writing, evicted, skipped };
     },
     alarms() {
       return evictedRecently ? [IMAGE_QUOTA_ALARM] : [];

@@ -56,6 +56,21 @@ test('the image store is bounded: uploaded images go first, then the oldest pend
   assert.equal(imageExtension(jpeg(1)), 'jpg');
 });
 
+test('an image being written counts as pending, so "nothing pending" never holds before it is on disk', async (t) => {
+  const dir = await tempDir(t);
+  const store = createImageStore({ dir, maxBytes: 10_000, logger: testLogger() });
+  await store.start();
+  const writing = store.keep('storeAAAAAAAAAAA', 1, jpeg(1));
+  // keep() has not finished its write yet (it awaits the file system): the image is still pending.
+  assert.equal(store.stats().pending, 1, 'an image on its way to pending/ is pending');
+  assert.equal(store.nextPending(), undefined, 'but not uploadable before it is on disk');
+  await writing;
+  assert.equal(store.stats().pending, 1);
+  assert.equal(store.nextPending()?.seq, 1);
+  await store.markSent(store.nextPending()!);
+  assert.equal(store.stats().pending, 0);
+});
+
 test('a restart rebuilds the store from disk and drops partial writes', async (t) => {
   const dir = await tempDir(t);
   const first = createImageStore({ dir, maxBytes: 10_000, logger: testLogger() });
