@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { header, packArchive } from '../../models/package-archive.js';
 import { manifestBytes, packageFiles, startFleet, uploadTar } from './control-helpers.js';
 import { startOsprey } from '../helpers/osprey-process.js';
@@ -149,12 +149,21 @@ test('uploads: the image store quota (images.maxBytes) answers 507; a repeated i
   assert.equal(full.body.message, 'image store full: 3000 bytes used + 2000 would exceed images.maxBytes (4096)');
 });
 
-test('fleet process: a 500 MB package upload streams to disk; the fleet memory stays bounded', { timeout: 120_000 }, async (t) => {
+/** A real `osprey fleet` process on free ports in a temp dir, killed and removed after the test. */
+async function fleetProcess(t: TestContext) {
   const dir = mkdtempSync(join(tmpdir(), 'osprey-upload-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const fleet = startOsprey(['fleet', 'start', '--port', '0', '--mqtt-port', '0', '--data', dir]);
-  t.after(() => fleet.stop('SIGKILL'));
+  // One hook, process first: the dir is removed only once nothing writes to it.
+  t.after(async () => {
+    await fleet.stop('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
   const { httpUrl } = (await fleet.waitForLine((l) => l.msg === 'fleet manager started')) as { httpUrl: string };
+  return { fleet, httpUrl, dir };
+}
+
+test('fleet process: a 500 MB package upload streams to disk; the fleet memory stays bounded', { timeout: 120_000 }, async (t) => {
+  const { fleet, httpUrl, dir } = await fleetProcess(t);
   const before = memoryOf(fleet.child.pid!);
 
   // A valid package with a 500 MB model, streamed: manifest (its sha over the zeros), then the model.
@@ -232,11 +241,7 @@ test('uploads: multipart parts that are not flat package files are refused with 
 });
 
 test('fleet process: a 500 MB multipart package upload streams to disk; the fleet memory stays bounded', { timeout: 120_000 }, async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'osprey-upload-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const fleet = startOsprey(['fleet', 'start', '--port', '0', '--mqtt-port', '0', '--data', dir]);
-  t.after(() => fleet.stop('SIGKILL'));
-  const { httpUrl } = (await fleet.waitForLine((l) => l.msg === 'fleet manager started')) as { httpUrl: string };
+  const { fleet, httpUrl, dir } = await fleetProcess(t);
   const before = memoryOf(fleet.child.pid!);
 
   const size = 500 * MiB;
