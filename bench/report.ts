@@ -110,6 +110,9 @@ export function renderGenerated(input: ReportInput, keptSections: string[] = [])
       goals.map(({ s, f }) => [s.title, f.name, `${fmt(f.value)} ${f.unit}`, comparison(f), goalText(f.goal!, f.unit), verdict(f)]),
     ),
     '',
+    ...(keptSections.length > 0
+      ? [`Not rerun this time, so not in this table: ${keptSections.map((k) => /\n## ([^\n]*)/.exec(k)?.[1] ?? '?').join(', ')} (kept below as they were, with their goals).`, '']
+      : []),
     ...input.sections.flatMap((s) => [renderSection(s), '']),
     ...keptSections.flatMap((k) => [k, '']),
     END,
