@@ -19,9 +19,20 @@ import { configRoutes } from './routes/config.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { imageRoutes, type ImageRouteDeps } from './routes/images.js';
 import type { ControlDeps, RouteDeps } from './routes/deps.js';
+import type { IdentityStore } from './identity-store.js';
+import { installAuthorization, type Authorization } from './auth/authorize.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The routes and the permission each declares (fleet-manager/auth/authorize.ts). */
+    authorization: Authorization;
+  }
+}
 
 export interface AppDeps {
   store: FleetStore;
+  /** Users, sessions, tokens, edge credentials and the audit log: every route checks its caller here. */
+  identity: IdentityStore;
   logger: Logger;
   /** Live MQTT and ingest status for /health; omitted when the app runs without MQTT. */
   status?: () => { mqttConnected: boolean; ingest: IngestCounters };
@@ -60,6 +71,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (status === 413) reply.header('connection', 'close');
     return reply.code(status).send(unexpected ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
   });
+
+  // Before any route: each route's registration is checked for a declared permission.
+  app.decorate('authorization', installAuthorization(app, { identity: deps.identity, logger: deps.logger }));
 
   app.setNotFoundHandler(async (req, reply) =>
     reply.code(404).send({ error: 'OSP_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } satisfies ErrorBody),

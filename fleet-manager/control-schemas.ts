@@ -24,7 +24,7 @@ export const EdgeParamsSchema = Type.Object({ id: Type.String({ pattern: EDGE_ID
 export const LineParamsSchema = Type.Object({ line: Type.String({ minLength: 1, maxLength: 64 }) }, strict);
 export const RolloutParamsSchema = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, strict);
 export const RolloutActionParamsSchema = Type.Object(
-  { id: RolloutParamsSchema.properties.id, action: Enum(['promote', 'pause', 'resume', 'abort', 'rollback'] as const) },
+  { id: RolloutParamsSchema.properties.id, action: Enum(['pause', 'resume', 'abort', 'rollback'] as const) },
   strict,
 );
 

@@ -19,6 +19,7 @@ import { createIngest, type Ingest } from './ingest.js';
 import { buildApp } from './app.js';
 import { openSqliteImageStore, type FleetImageStore } from './image-store.js';
 import { openSqliteControlStore, type ControlStore } from './control-store.js';
+import { openSqliteIdentityStore, type IdentityStore } from './identity-store.js';
 import { loadOrCreateSigningKeys } from './signing-keys.js';
 import { createRegistry } from './registry.js';
 import { createDesiredPublisher } from './desired-state.js';
@@ -82,6 +83,18 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     // Result images: blobs by sha256 under dataDir/images, links in fleet.db (issue 5).
     const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images'), maxBytes: config.images.maxBytes });
     started.push({ name: 'images', close: () => images.close() });
+    const identity: IdentityStore = openSqliteIdentityStore({ file: dbFile, logger: child('identity') });
+    started.push({ name: 'identity', close: () => identity.close() });
+    // Secure by default: with nobody to sign in yet, nothing beyond this machine may reach the fleet.
+    const secured = (await identity.countUsers()) > 0;
+    const httpHost = secured ? config.http.host : loopbackOnly(config.http.host);
+    const mqttHost = secured ? config.mqtt.host : loopbackOnly(config.mqtt.host);
+    if (!secured && (httpHost !== config.http.host || mqttHost !== config.mqtt.host)) {
+      log.warn(
+        { httpHost, mqttHost },
+        'no users yet: the fleet listens on loopback only; create the first admin with "osprey fleet init" and restart to serve the network',
+      );
+    }
     const keys = await loadOrCreateSigningKeys(config.dataDir, child('registry'));
     const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry'), maxBytes: config.registry.maxBytes });
 
@@ -89,7 +102,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     if (mqttUrl === null) {
       let broker: EmbeddedBroker;
       try {
-        broker = await startBroker({ ...config.mqtt, logger: child('broker') });
+        broker = await startBroker({ ...config.mqtt, host: mqttHost, logger: child('broker') });
       } catch (err) {
         throw new OspreyError('OSP_ERR_BROKER', `cannot start the MQTT broker on ${config.mqtt.host}:${config.mqtt.port}: ${(err as Error).message}`, { cause: err });
       }
@@ -122,6 +135,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     started.push({ name: 'ingest', close: () => ingest.stop() });
     const app: FastifyInstance = await buildApp({
       store,
+      identity,
       logger: child('http'),
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
       control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
@@ -131,9 +145,9 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
 
     // Started in order: ingest, HTTP (its address makes the artifact URLs), rollouts.
     await ingest.start();
-    await app.listen({ host: config.http.host, port: config.http.port });
+    await app.listen({ host: httpHost, port: config.http.port });
     const { port } = app.server.address() as AddressInfo;
-    const httpUrl = `http://${localHost(config.http.host)}:${port}`;
+    const httpUrl = `http://${localHost(httpHost)}:${port}`;
     // Artifact URLs go to edges on other machines: the listen address is only a default.
     baseUrl = config.publicUrl ?? httpUrl;
     if (!config.publicUrl) log.info({ baseUrl }, 'artifact URLs use the listen address; set publicUrl if edges reach the fleet by another name');
@@ -177,6 +191,11 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       return closing;
     },
   };
+}
+
+/** The host itself when it is a loopback address, else 127.0.0.1. */
+export function loopbackOnly(host: string): string {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) ? host : '127.0.0.1';
 }
 
 /**

@@ -38,6 +38,9 @@ export const ErrorCodes = {
   OSP_ERR_IMAGE_CHECKSUM: 'an uploaded image does not match the sha256 its sender named',
   OSP_ERR_TOO_LARGE: 'a request body is larger than its configured limit (the message names the setting)',
   OSP_ERR_QUOTA: 'a fleet store is at its configured quota (the message names the setting); free space or raise it',
+  OSP_ERR_UNAUTHENTICATED: 'no valid credential: sign in, or send an API token or edge credential',
+  OSP_ERR_FORBIDDEN: 'the credential is valid but its role or identity does not allow this',
+  OSP_ERR_RATE_LIMITED: 'too many attempts; wait before trying again',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
@@ -67,6 +70,8 @@ export function oneLine(err: unknown): string {
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   OSP_ERR_IMAGE_EMPTY: 400,
   OSP_ERR_BAD_REQUEST: 400,
+  OSP_ERR_UNAUTHENTICATED: 401,
+  OSP_ERR_FORBIDDEN: 403,
   OSP_ERR_NOT_FOUND: 404,
   OSP_ERR_CONFLICT: 409,
   OSP_ERR_IMAGE_TOO_LARGE: 413,
@@ -78,6 +83,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   // A package that is well-formed HTTP but not an acceptable model package.
   OSP_ERR_MODEL_MANIFEST: 422,
   OSP_ERR_MODEL_CHECKSUM: 422,
+  OSP_ERR_RATE_LIMITED: 429,
   OSP_ERR_QUEUE_FULL: 503,
   OSP_ERR_SHUTTING_DOWN: 503,
   OSP_ERR_BUSY: 503,

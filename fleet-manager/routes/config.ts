@@ -59,30 +59,32 @@ export const configRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => 
   const getSchema = (params?: object) => ({ ...(params && { params }), response: { 200: ConfigLayerViewSchema, ...errorResponses } });
   const deleteSchema = (params: object) => ({ params, response: { 200: ConfigPutResultSchema, ...errorResponses } });
 
-  app.get('/api/config', { schema: getSchema() }, async () => layerView('fleet', '', await store.getConfigLayer('fleet', '')));
-  app.put<{ Body: EdgeSettings }>('/api/config', { schema: putSchema() }, async (req) => put('fleet', '', req.body));
+  const READ = { permission: 'fleet:read' } as const;
+  const WRITE = { permission: 'config:write' } as const;
+  app.get('/api/config', { config: READ, schema: getSchema() }, async () => layerView('fleet', '', await store.getConfigLayer('fleet', '')));
+  app.put<{ Body: EdgeSettings }>('/api/config', { config: WRITE, schema: putSchema() }, async (req) => put('fleet', '', req.body));
 
   type LineReq = { Params: Static<typeof LineParamsSchema> };
-  app.get<LineReq>('/api/lines/:line/config', { schema: getSchema(LineParamsSchema) }, async (req) =>
+  app.get<LineReq>('/api/lines/:line/config', { config: READ, schema: getSchema(LineParamsSchema) }, async (req) =>
     layerView('line', req.params.line, await store.getConfigLayer('line', req.params.line)),
   );
-  app.put<LineReq & { Body: EdgeSettings }>('/api/lines/:line/config', { schema: putSchema(LineParamsSchema) }, async (req) =>
+  app.put<LineReq & { Body: EdgeSettings }>('/api/lines/:line/config', { config: WRITE, schema: putSchema(LineParamsSchema) }, async (req) =>
     put('line', req.params.line, req.body),
   );
-  app.delete<LineReq>('/api/lines/:line/config', { schema: deleteSchema(LineParamsSchema) }, async (req) => remove('line', req.params.line));
+  app.delete<LineReq>('/api/lines/:line/config', { config: WRITE, schema: deleteSchema(LineParamsSchema) }, async (req) => remove('line', req.params.line));
 
   type EdgeReq = { Params: Static<typeof EdgeParamsSchema> };
-  app.get<EdgeReq>('/api/edges/:id/config', { schema: getSchema(EdgeParamsSchema) }, async (req) =>
+  app.get<EdgeReq>('/api/edges/:id/config', { config: READ, schema: getSchema(EdgeParamsSchema) }, async (req) =>
     layerView('edge', req.params.id, await store.getConfigLayer('edge', req.params.id)),
   );
-  app.put<EdgeReq & { Body: EdgeSettings }>('/api/edges/:id/config', { schema: putSchema(EdgeParamsSchema) }, async (req) =>
+  app.put<EdgeReq & { Body: EdgeSettings }>('/api/edges/:id/config', { config: WRITE, schema: putSchema(EdgeParamsSchema) }, async (req) =>
     put('edge', req.params.id, req.body),
   );
-  app.delete<EdgeReq>('/api/edges/:id/config', { schema: deleteSchema(EdgeParamsSchema) }, async (req) => remove('edge', req.params.id));
+  app.delete<EdgeReq>('/api/edges/:id/config', { config: WRITE, schema: deleteSchema(EdgeParamsSchema) }, async (req) => remove('edge', req.params.id));
 
   app.get<EdgeReq>(
     '/api/edges/:id/effective-config',
-    { schema: { params: EdgeParamsSchema, response: { 200: EffectiveConfigSchema, ...errorResponses } } },
+    { config: READ, schema: { params: EdgeParamsSchema, response: { 200: EffectiveConfigSchema, ...errorResponses } } },
     async (req) => {
       const { id } = req.params;
       const [edge, desired] = await Promise.all([deps.store.getEdge(id), store.getDesired(id)]);

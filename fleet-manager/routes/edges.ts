@@ -13,7 +13,7 @@ import type { RouteDeps } from './deps.js';
 
 /** Registers the edge and line listings. */
 export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
-  app.get('/api/edges', { schema: { response: { 200: EdgesSchema, ...errorResponses } } }, async () => {
+  app.get('/api/edges', { config: { permission: 'fleet:read' }, schema: { response: { 200: EdgesSchema, ...errorResponses } } }, async () => {
     const edges = await deps.store.listEdges();
     const convergence = deps.control?.convergence;
     return { edges: edges.map((e) => toEdgeView(e, convergence?.view(e.id) ?? null)) };
@@ -21,14 +21,14 @@ export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.get<{ Params: Static<typeof EdgeParamsSchema>; Querystring: Static<typeof EdgeEventsQuerySchema> }>(
     '/api/edges/:id/events',
-    { schema: { params: EdgeParamsSchema, querystring: EdgeEventsQuerySchema, response: { 200: EdgeEventsSchema, ...errorResponses } } },
+    { config: { permission: 'fleet:read' }, schema: { params: EdgeParamsSchema, querystring: EdgeEventsQuerySchema, response: { 200: EdgeEventsSchema, ...errorResponses } } },
     async (req) => {
       if (!(await deps.store.getEdge(req.params.id))) throw new OspreyError('OSP_ERR_NOT_FOUND', `no edge ${req.params.id}`);
       return { events: await deps.store.listEvents(req.params.id, req.query.limit) };
     },
   );
 
-  app.get('/api/lines', { schema: { response: { 200: LinesSchema, ...errorResponses } } }, async () => {
+  app.get('/api/lines', { config: { permission: 'fleet:read' }, schema: { response: { 200: LinesSchema, ...errorResponses } } }, async () => {
     return { lines: await deps.store.listLines() };
   });
 };

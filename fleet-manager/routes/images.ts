@@ -72,6 +72,8 @@ export const imageRoutes: FastifyPluginAsync<ImageRouteDeps> = async (app, deps)
   app.put<Req>(
     '/api/results/:edgeId/:seq/image',
     {
+      // Edge data, not a change people make: not audited (the result's ingest is not either).
+      config: { permission: 'images:upload', audit: false },
       bodyLimit: deps.maxImageBytes,
       onRequest: reserve,
       schema: {
@@ -103,7 +105,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRouteDeps> = async (app, deps)
 
   app.get<Req>(
     '/api/results/:edgeId/:seq/image',
-    { schema: { params: ParamsSchema, querystring: QuerySchema, response: errorResponses } },
+    { config: { permission: 'results:read' }, schema: { params: ParamsSchema, querystring: QuerySchema, response: errorResponses } },
     async (req, reply) => {
       const { store } = req.query;
       let image: StoredImage | null;

@@ -57,7 +57,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.post<{ Params: Static<typeof ModelParamsSchema> }>(
     '/api/models/:name/versions',
-    { schema: { params: ModelParamsSchema, response: { 200: ModelVersionViewSchema, 201: ModelVersionViewSchema, ...errorResponses } } },
+    { config: { permission: 'registry:write' }, schema: { params: ModelParamsSchema, response: { 200: ModelVersionViewSchema, 201: ModelVersionViewSchema, ...errorResponses } } },
     async (req, reply) => {
       const upload = req.body as PackageUpload | undefined;
       if (!upload || typeof upload !== 'object' || !('archiveFile' in upload || 'files' in upload)) {
@@ -76,11 +76,11 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
     },
   );
 
-  app.get('/api/models', { schema: { response: { 200: ModelsSchema, ...errorResponses } } }, async () => ({ models: await store.listModels() }));
+  app.get('/api/models', { config: { permission: 'fleet:read' }, schema: { response: { 200: ModelsSchema, ...errorResponses } } }, async () => ({ models: await store.listModels() }));
 
   app.get<{ Params: Static<typeof ModelParamsSchema> }>(
     '/api/models/:name/versions',
-    { schema: { params: ModelParamsSchema, response: { 200: ModelVersionsSchema, ...errorResponses } } },
+    { config: { permission: 'fleet:read' }, schema: { params: ModelParamsSchema, response: { 200: ModelVersionsSchema, ...errorResponses } } },
     async (req) => {
       const versions = await store.listVersions(req.params.name);
       if (versions.length === 0) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model ${req.params.name}`);
@@ -90,7 +90,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.get<{ Params: Static<typeof VersionParamsSchema> }>(
     '/api/models/:name/versions/:version',
-    { schema: { params: VersionParamsSchema, response: { 200: ModelVersionViewSchema, ...errorResponses } } },
+    { config: { permission: 'fleet:read' }, schema: { params: VersionParamsSchema, response: { 200: ModelVersionViewSchema, ...errorResponses } } },
     async (req) => {
       const rec = await store.getVersion(req.params.name, req.params.version);
       if (!rec) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model version ${req.params.name}@${req.params.version}`);
@@ -100,7 +100,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.get<{ Params: Static<typeof ArtifactParamsSchema> }>(
     '/api/artifacts/:sha256',
-    { schema: { params: ArtifactParamsSchema, response: errorResponses } },
+    { config: { permission: 'artifacts:read' }, schema: { params: ArtifactParamsSchema, response: errorResponses } },
     async (req, reply) => {
       const { sha256 } = req.params;
       const rec = await store.getVersionBySha(sha256);
@@ -131,7 +131,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.get(
     '/api/fleet/public-key',
-    { schema: { response: { 200: Type.String({ description: 'SPKI PEM of the fleet artifact-signing key' }), ...errorResponses } } },
+    { config: { permission: 'public' }, schema: { response: { 200: Type.String({ description: 'SPKI PEM of the fleet artifact-signing key' }), ...errorResponses } } },
     async (_req, reply) => reply.type('text/plain; charset=utf-8').send(registry.publicKeyPem),
   );
 };

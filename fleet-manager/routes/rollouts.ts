@@ -34,17 +34,17 @@ export const rolloutRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) =>
 
   app.post<{ Body: CreateRolloutBody }>(
     '/api/rollouts',
-    { schema: { body: CreateRolloutSchema, response: { 201: RolloutViewSchema, ...errorResponses } } },
+    { config: { permission: 'rollouts:write' }, schema: { body: CreateRolloutSchema, response: { 201: RolloutViewSchema, ...errorResponses } } },
     async (req, reply) => reply.code(201).send(await view(await engine.create(req.body))),
   );
 
-  app.get('/api/rollouts', { schema: { response: { 200: RolloutsSchema, ...errorResponses } } }, async () => ({
+  app.get('/api/rollouts', { config: { permission: 'fleet:read' }, schema: { response: { 200: RolloutsSchema, ...errorResponses } } }, async () => ({
     rollouts: (await engine.list()).map(rolloutSummary),
   }));
 
   app.get<{ Params: Static<typeof RolloutParamsSchema> }>(
     '/api/rollouts/:id',
-    { schema: { params: RolloutParamsSchema, response: { 200: RolloutViewSchema, ...errorResponses } } },
+    { config: { permission: 'fleet:read' }, schema: { params: RolloutParamsSchema, response: { 200: RolloutViewSchema, ...errorResponses } } },
     async (req) => {
       const doc = await engine.get(req.params.id);
       if (!doc) throw new OspreyError('OSP_ERR_NOT_FOUND', `no rollout ${req.params.id}`);
@@ -52,15 +52,23 @@ export const rolloutRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) =>
     },
   );
 
+  // Promoting is releasing (a release manager's call); pausing, resuming, aborting and rolling
+  // back are how operators stop harm. The static route wins over '/:action' in the router.
+  app.post<{ Params: Static<typeof RolloutParamsSchema> }>(
+    '/api/rollouts/:id/promote',
+    { config: { permission: 'rollouts:write' }, schema: { params: RolloutParamsSchema, response: { 200: RolloutViewSchema, ...errorResponses } } },
+    async (req) => view(await engine.act(req.params.id, 'promote')),
+  );
+
   app.post<{ Params: Static<typeof RolloutActionParamsSchema> }>(
     '/api/rollouts/:id/:action',
-    { schema: { params: RolloutActionParamsSchema, response: { 200: RolloutViewSchema, ...errorResponses } } },
+    { config: { permission: 'rollouts:control' }, schema: { params: RolloutActionParamsSchema, response: { 200: RolloutViewSchema, ...errorResponses } } },
     async (req) => view(await engine.act(req.params.id, req.params.action)),
   );
 
   app.post<{ Params: Static<typeof LineParamsSchema> }>(
     '/api/lines/:line/rollback',
-    { schema: { params: LineParamsSchema, response: { 200: LineRollbackSchema, ...errorResponses } } },
+    { config: { permission: 'rollouts:control' }, schema: { params: LineParamsSchema, response: { 200: LineRollbackSchema, ...errorResponses } } },
     async (req) => engine.rollbackLine(req.params.line),
   );
 };

@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteImageStore } from '../../fleet-manager/image-store.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { createEdgeAgent } from '../../edge-agent/edge-agent.js';
@@ -59,7 +60,7 @@ test('1000 frames on an 8 MiB disk, keeping every image: every verdict answered 
     await fleetImages.close();
     await fleetStore.close();
   });
-  const app = await buildApp({ store: fleetStore, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
+  const app = await buildApp({ store: fleetStore, identity: openTestIdentity(t, path.join(dir, 'fleet.db')).identity, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
   defer(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const proxy = await startTcpProxy((app.server.address() as AddressInfo).port);

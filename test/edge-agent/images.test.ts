@@ -9,6 +9,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteImageStore } from '../../fleet-manager/image-store.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { createImageSampler } from '../../edge-agent/image-sampling.js';
@@ -96,7 +97,7 @@ test('uploads survive a cut link and a stalled one: each image arrives once, in 
   const file = path.join(dir, 'fleet', 'fleet.db');
   const fleetStore = openSqliteStore({ file, logger });
   const fleetImages = openSqliteImageStore({ file, dir: path.join(dir, 'fleet', 'images'), logger });
-  const app = await buildApp({ store: fleetStore, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
+  const app = await buildApp({ store: fleetStore, identity: openTestIdentity(t, file).identity, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const proxy = await startTcpProxy((app.server.address() as AddressInfo).port);
   t.after(async () => {

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
 import type { ResultRecord } from '../../protocol/messages.js';
@@ -35,12 +36,14 @@ const DATA: Record<string, { line: string; results: ResultRecord[] }> = {
 
 /** A built app around a real SQLite store holding DATA; closed after the test. */
 async function build(t: TestContext, opts: { status?: () => { mqttConnected: boolean; ingest: never } } = {}) {
-  const store: FleetStore = openSqliteStore({ file: join(await tempDir(t), 'fleet.db'), logger: pino({ level: 'silent' }) });
+  const file = join(await tempDir(t), 'fleet.db');
+  const store: FleetStore = openSqliteStore({ file, logger: pino({ level: 'silent' }) });
+  const { identity } = openTestIdentity(t, file);
   for (const [id, d] of Object.entries(DATA)) {
     await store.recordState(id, envelope('state', id, { online: id !== 'e3', line: d.line, cameras: ['cam-1'], active: { name: 'm', version: '2' }, agentVersion: '0.1.0' }), { receivedAt: T0 });
     await store.ingestResults(id, d.results, { receivedAt: T0 + 200 * S });
   }
-  const app = await buildApp({ store, logger: pino({ level: 'silent' }), now: () => T0 + 10 * M, ...opts });
+  const app = await buildApp({ store, identity, logger: pino({ level: 'silent' }), now: () => T0 + 10 * M, ...opts });
   t.after(async () => {
     await app.close();
     await store.close();

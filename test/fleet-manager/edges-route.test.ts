@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
 import { T0, result, tempDir } from './helpers.js';
@@ -10,8 +11,10 @@ import { T0, result, tempDir } from './helpers.js';
 const S = 1000;
 
 async function build(t: TestContext) {
-  const store: FleetStore = openSqliteStore({ file: join(await tempDir(t), 'fleet.db'), logger: pino({ level: 'silent' }) });
-  const app = await buildApp({ store, logger: pino({ level: 'silent' }), now: () => T0 + 600 * S });
+  const file = join(await tempDir(t), 'fleet.db');
+  const store: FleetStore = openSqliteStore({ file, logger: pino({ level: 'silent' }) });
+  const { identity } = openTestIdentity(t, file);
+  const app = await buildApp({ store, identity, logger: pino({ level: 'silent' }), now: () => T0 + 600 * S });
   t.after(async () => {
     await app.close();
     await store.close();

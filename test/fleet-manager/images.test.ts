@@ -10,6 +10,7 @@ import { test, type TestContext } from 'node:test';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../fleet-manager/app.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteImageStore } from '../../fleet-manager/image-store.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { results, tempDir } from './helpers.js';
@@ -26,7 +27,7 @@ async function build(t: TestContext): Promise<{ app: FastifyInstance; dir: strin
   const file = join(dir, 'fleet.db');
   const store = openSqliteStore({ file, logger });
   const images = openSqliteImageStore({ file, dir: join(dir, 'images'), logger });
-  const app = await buildApp({ store, logger, images: { images, maxImageBytes: 1 << 20 } });
+  const app = await buildApp({ store, identity: openTestIdentity(t, file).identity, logger, images: { images, maxImageBytes: 1 << 20 } });
   t.after(async () => {
     await app.close();
     await images.close();
