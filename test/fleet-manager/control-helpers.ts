@@ -10,13 +10,17 @@ import { packArchive } from '../../models/package-archive.js';
 import { sha256Hex } from '../../models/package-reader.js';
 import { parseManifest } from '../../models/manifest-check.js';
 import { tempDir } from './helpers.js';
+import { join } from 'node:path';
+import { openTestIdentity, type TestIdentity } from '../helpers/identity.js';
 
 export interface TestFleet {
   fm: FleetManager;
   httpUrl: string;
   mqttUrl: string;
   dataDir: string;
-  /** JSON (or text) over real HTTP. */
+  /** Users, tokens and edge enrollment on this fleet's database. */
+  creds: TestIdentity;
+  /** JSON (or text) over real HTTP, as an admin (API token). */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- bodies are checked by the asserts
   api(method: string, path: string, body?: unknown): Promise<{ status: number; headers: Headers; body: any }>;
 }
@@ -37,16 +41,19 @@ export async function startFleet(
   });
   const { httpUrl, mqttUrl } = await fm.start();
   t.after(() => fm.close());
+  const creds = openTestIdentity(t, join(dataDir, 'fleet.db'));
+  const admin = await creds.headers('admin');
   return {
     fm,
     httpUrl,
     mqttUrl,
     dataDir,
+    creds,
     async api(method, path, body) {
-      const init: RequestInit = { method };
+      const init: RequestInit = { method, headers: admin };
       if (body !== undefined) {
         init.body = JSON.stringify(body);
-        init.headers = { 'content-type': 'application/json' };
+        init.headers = { ...admin, 'content-type': 'application/json' };
       }
       const res = await fetch(`${httpUrl}${path}`, init);
       const text = await res.text();
