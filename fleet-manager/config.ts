@@ -141,6 +141,11 @@ export const FLEET_DEFAULTS = {
  * Throws OspreyError OSP_ERR_CONFIG naming the offending field.
  */
 export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), source = 'fleet config'): FleetConfig {
+  // `tls: null` is how a resolved config says "no TLS": accepted so one can be resolved again.
+  if (input !== null && typeof input === 'object' && !Array.isArray(input) && (input as { tls?: unknown }).tls === null) {
+    const { tls: _none, ...rest } = input as Record<string, unknown>;
+    input = rest;
+  }
   const checked = check(FleetConfigSchema, input);
   if (!checked.ok) throw new OspreyError('OSP_ERR_CONFIG', `${source}: ${checked.error}`);
   const c = checked.value;

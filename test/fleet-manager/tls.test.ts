@@ -122,3 +122,11 @@ test('bad tls files stop start-up with one line naming the field', async (t) => 
   await assert.rejects(start({ certFile: files.certFile, keyFile: files.keyFile, caFile: path.join(dir, 'junk.pem') }), { code: 'OSP_ERR_CONFIG', message: /^fleet config tls\.caFile: .*junk\.pem is not a PEM certificate/ });
   assert.throws(() => resolveFleetConfig({ tls: { certFile: 'a.pem' } }), { code: 'OSP_ERR_CONFIG', message: /tls/ });
 });
+
+test('tls paths resolve against the config file like dataDir; a resolved config resolves again unchanged', () => {
+  const config = resolveFleetConfig({ tls: { certFile: 'tls/fleet.pem', keyFile: '/etc/osprey/fleet.key', caFile: 'tls/ca.pem' } }, '/srv/osprey');
+  assert.deepEqual(config.tls, { certFile: '/srv/osprey/tls/fleet.pem', keyFile: '/etc/osprey/fleet.key', caFile: '/srv/osprey/tls/ca.pem' });
+  assert.deepEqual(resolveFleetConfig({ ...config, brokerUrl: undefined }, '/elsewhere'), config);
+  assert.equal(resolveFleetConfig({}).tls, null);
+  assert.equal(resolveFleetConfig({ ...resolveFleetConfig({}), brokerUrl: undefined }).tls, null);
+});
