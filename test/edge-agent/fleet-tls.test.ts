@@ -81,6 +81,12 @@ test("the edge's dispatcher accepts the fleet signed by its CA, for the host it 
   assert.equal((err as NodeJS.ErrnoException).code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
   assert.equal(certificateRefusal(err, otherCa), `fleet certificate refused: unable to verify the first certificate (UNABLE_TO_VERIFY_LEAF_SIGNATURE); trusted: fleet.caFile ${otherCa}`);
 
+  // CA rotation: a caFile holding the old and the new CA accepts a fleet signed by either.
+  const bundle = path.join(dir, 'bundle.pem');
+  await writeFile(bundle, Buffer.concat([await readFile(otherCa), await readFile(path.join(dir, 'fleet-tls', 'ca.pem'))]));
+  const both = await tlsFor(bundle);
+  assert.equal((await request(url, { dispatcher: both.dispatcher })).statusCode, 200);
+
   // Signed by the right CA but for other names: 127.0.0.2 is not in the certificate.
   const elsewhere = await httpsServer(t, path.join(dir, 'fleet-tls'), '127.0.0.2');
   await assert.rejects(request(elsewhere, { dispatcher: right.dispatcher }), { code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
