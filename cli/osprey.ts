@@ -38,7 +38,7 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
   fleet: async () => {
     const m = await import('./daemons.js');
-    return sub('fleet', m.fleetHelp, { start: m.fleetCommand });
+    return sub('fleet', m.fleetHelp, { start: m.fleetCommand, 'tls-init': async (argv) => (await import('./fleet-tls.js')).tlsInitCommand(argv) });
   },
   edge: async () => {
     const m = await import('./daemons.js');

@@ -66,6 +66,7 @@ export const EdgeConfigFileSchema = Type.Object(
           maxPacketBytes: Type.Optional(
             Int({ minimum: 65_536, maximum: 268_435_455, description: 'largest MQTT packet sent or accepted (default 4 MiB); at most the broker\'s limit' }),
           ),
+          caFile: Type.Optional(Path("PEM CA the fleet's certificate must be signed by (mqtts:// and https:// only); default: the system's roots")),
         },
         { ...strict, description: 'absent: the edge inspects and stores, and syncs nothing' },
       ),
@@ -195,7 +196,7 @@ export interface EdgeConfig {
   inputDir?: string;
   hotFolder: { settleMs: number; rescanMs: number; inFlight: number };
   http: { host: string; port: number; bodyLimitBytes: number; maxInFlightBytes?: number };
-  fleet?: { mqttUrl: string; publicKey?: string; publicKeyFile?: string; httpUrl?: string; maxPacketBytes?: number };
+  fleet?: { mqttUrl: string; publicKey?: string; publicKeyFile?: string; httpUrl?: string; maxPacketBytes?: number; caFile?: string };
   /** `dir` is required; the other knobs default in the schema (optional here for hand-built configs). */
   model: {
     dir: string;
@@ -280,6 +281,14 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
     }
     if (fleet.publicKeyFile !== undefined) fleet.publicKeyFile = abs(fleet.publicKeyFile);
     if (fleet.publicKey !== undefined) checkPublicKey(fleet.publicKey, `config fleet.publicKey${where}`);
+    if (fleet.caFile !== undefined) {
+      fleet.caFile = abs(fleet.caFile);
+      // A CA with a plain URL would be silently unused: the edge would talk to anyone.
+      if (!/^(mqtts|tls|ssl|wss):/.test(fleet.mqttUrl)) throw new OspreyError('OSP_ERR_CONFIG', `config fleet.mqttUrl: must be mqtts:// when fleet.caFile is set${where}`);
+      if (fleet.httpUrl !== undefined && !fleet.httpUrl.startsWith('https:')) {
+        throw new OspreyError('OSP_ERR_CONFIG', `config fleet.httpUrl: must be https:// when fleet.caFile is set${where}`);
+      }
+    }
     config.fleet = fleet;
   }
   return config;

@@ -15,6 +15,7 @@ import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache }
 import type { ModelRunner } from '../models/types.js';
 import { readFleetPublicKey, type EdgeConfig } from './config.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';
+import { loadEdgeFleetTls, type EdgeFleetTls } from './fleet-tls.js';
 import { createHotFolder, type HotFolder } from './hot-folder.js';
 import { buildHttpServer, type Health } from './http-server.js';
 import { createMetrics } from './metrics.js';
@@ -107,6 +108,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   let models: ModelManager | undefined;
   let app: FastifyInstance | undefined;
   let link: FleetLink | undefined;
+  let fleetTls: EdgeFleetTls | undefined;
   let hotFolder: HotFolder | undefined;
   let starting: Promise<{ httpUrl: string }> | undefined;
   let closing: Promise<void> | undefined;
@@ -146,6 +148,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         connected: link?.connected ?? false,
         messagesDropped: link?.stats.messagesDropped ?? 0,
         acksRejected: link?.stats.acksRejected ?? 0,
+        ...(link?.lastError !== undefined && { lastError: link.lastError }),
       },
       failures: metrics.failures(),
       ...(storage ? { storeId: store.storeId ?? null, alarms: storage.alarms(), storage: storage.figures() } : {}),
@@ -181,6 +184,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     if (models) await step('models', () => models?.close());
     else if (ownsRunner) await step('model', () => runner?.close());
     await step('store', () => store?.close());
+    await step('fleet tls', () => fleetTls?.dispatcher.close());
     log.info({ lastSeq: store?.lastSeq, ackedSeq: store?.ackedSeq }, 'edge agent stopped');
   }
 
@@ -188,6 +192,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     // 1. What the parts need: files, the fleet key, the result store and the local model.
     agentVersion = await readAgentVersion();
     const publicKey = await readFleetPublicKey(config);
+    const tls = (fleetTls = await loadEdgeFleetTls(config));
     const s = (store = openResultStore(config.dataDir, opts.durability ? { durability: opts.durability } : {}));
     const optimizedCache =
       opts.optimizedModels ?? createOptimizedModelCache({ dir: join(config.dataDir, 'onnxruntime'), logger: base.child({ component: 'models' }) });
@@ -209,6 +214,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       ? createFleetLink({
           edgeId: config.edgeId,
           mqttUrl: config.fleet.mqttUrl,
+          ...(tls && { tls }),
           ...(config.fleet.maxPacketBytes !== undefined ? { maxPacketBytes: config.fleet.maxPacketBytes } : {}),
           store: s,
           sync: config.sync,
@@ -247,6 +253,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       ...(config.images ? { images: config.images } : {}),
       ...(config.disk ? { disk: config.disk } : {}),
       ...(config.fleet?.httpUrl ? { fleetHttpUrl: config.fleet.httpUrl } : {}),
+      ...(tls && { dispatcher: tls.dispatcher }),
       logger: base.child({ component: 'storage' }),
       publishEvent,
     }));
@@ -288,7 +295,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       ...(config.model.probationFrames !== undefined ? { probationFrames: config.model.probationFrames } : {}),
       ...(config.model.probationErrors !== undefined ? { probationErrors: config.model.probationErrors } : {}),
       download: {
-        ...(opts.downloadDispatcher ? { dispatcher: opts.downloadDispatcher } : {}),
+        ...(opts.downloadDispatcher ? { dispatcher: opts.downloadDispatcher } : tls ? { dispatcher: tls.dispatcher } : {}),
         ...(config.model.downloadTimeoutMs !== undefined ? { attemptTimeoutMs: config.model.downloadTimeoutMs } : {}),
         ...(config.model.retryBaseMs !== undefined ? { retryBaseMs: config.model.retryBaseMs } : {}),
         ...(config.model.retryMaxMs !== undefined ? { retryMaxMs: config.model.retryMaxMs } : {}),

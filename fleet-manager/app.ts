@@ -42,6 +42,8 @@ export interface AppDeps {
   control?: ControlDeps;
   /** Result images (upload and download routes, `hasImage` in result views); absent: no image routes. */
   images?: ImageRouteDeps;
+  /** PEM certificate and key: the server speaks HTTPS only (docs/security-tls.md). */
+  https?: { cert: Buffer; key: Buffer };
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -53,7 +55,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     // Fastify's own ajv (not protocol's) because query strings need type coercion.
     ajv: { customOptions: { removeAdditional: false } },
-  });
+    ...(deps.https ? { https: deps.https } : {}),
+  }) as FastifyInstance;
 
   app.addHook('onResponse', async (req, reply) => {
     req.log.debug({ method: req.method, url: req.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request completed');

@@ -1,9 +1,10 @@
 /**
- * The embedded MQTT broker: aedes on its own TCP port. The fleet manager never talks to it
- * in-process; it connects over TCP like every edge (docs/ARCHITECTURE.md), so the same code
- * runs against Mosquitto or a broker cluster.
+ * The embedded MQTT broker: aedes on its own TCP port (MQTTS when given a certificate). The fleet
+ * manager never talks to it in-process; it connects over TCP like every edge
+ * (docs/ARCHITECTURE.md), so the same code runs against Mosquitto or a broker cluster.
  */
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { once } from 'node:events';
 import { Aedes, type AedesOptions } from 'aedes';
 import type { Logger } from 'pino';
@@ -22,6 +23,8 @@ export interface BrokerOptions {
   maxRetainedMessages?: number;
   /** Retained payload bytes kept at most; a retained publish that would exceed it is refused. */
   maxRetainedBytes?: number;
+  /** PEM certificate and key: only MQTTS listens (docs/security-tls.md). */
+  tls?: { cert: Buffer; key: Buffer };
 }
 
 export interface EmbeddedBroker {
@@ -51,7 +54,7 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   aedes.on('client', (client) => log.debug({ clientId: client.id }, 'mqtt client connected'));
   aedes.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'mqtt client disconnected'));
 
-  const server = createServer((socket) => {
+  const onSocket = (socket: Socket) => {
     // Small packets (acks, PUBACKs) must not wait for Nagle: stop-and-wait sync would stall ~40 ms each.
     socket.setNoDelay(true);
     const client = aedes.handle(socket);
@@ -60,7 +63,13 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       log.warn({ clientId: client.id || undefined, bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; connection dropped');
       socket.destroy();
     });
-  });
+  };
+  // With TLS the handler gets the TLS socket after the handshake: aedes and the size watch read
+  // the decrypted stream. A client that fails the handshake (plain MQTT, an untrusted CA) never gets that far.
+  const server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: 10_000 }, onSocket) : createServer(onSocket);
+  if (opts.tls) {
+    server.on('tlsClientError', (err: Error, socket: Socket) => log.debug({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, remote: socket.remoteAddress }, 'mqtts handshake failed'));
+  }
   try {
     server.listen(opts.port, opts.host);
     await once(server, 'listening');
@@ -69,8 +78,8 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
     throw err;
   }
   const port = (server.address() as AddressInfo).port;
-  const url = `mqtt://${localHost(opts.host)}:${port}`;
-  log.info({ host: opts.host, port }, 'mqtt broker listening');
+  const url = `${opts.tls ? 'mqtts' : 'mqtt'}://${localHost(opts.host)}:${port}`;
+  log.info({ host: opts.host, port, tls: opts.tls !== undefined }, 'mqtt broker listening');
 
   let closing: Promise<void> | undefined;
   return {

@@ -38,6 +38,16 @@ export const FleetConfigSchema = Type.Object(
     brokerUrl: Type.Optional(
       Type.String({ pattern: '^(mqtts?|tcp|tls|wss?)://[^\\s]+$', description: 'external broker; no embedded one is started' }),
     ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          certFile: Type.String({ minLength: 1, description: 'PEM server certificate (chain) of the HTTP and MQTT listeners; relative to the config file' }),
+          keyFile: Type.String({ minLength: 1, description: 'PEM private key of certFile; relative to the config file' }),
+          caFile: Type.Optional(Type.String({ minLength: 1, description: "PEM CA the fleet's own MQTT client trusts (a private CA); default: the system's" })),
+        },
+        { ...strict, description: 'with it, only HTTPS and MQTTS listen (docs/security-tls.md)' },
+      ),
+    ),
     // An enum rather than a union of literals: ajv then reports one error, not one per literal.
     logLevel: Type.Optional(Type.Unsafe<LogLevel>({ type: 'string', enum: [...LOG_LEVELS] })),
     // Null allowed so a resolved config can be passed back in as is.
@@ -95,6 +105,8 @@ export interface FleetConfig {
   http: { host: string; port: number };
   mqtt: { host: string; port: number; maxPacketBytes: number; maxRetainedMessages: number; maxRetainedBytes: number };
   brokerUrl: string | null;
+  /** TLS of both listeners, paths absolute; null: plain HTTP and MQTT. */
+  tls: FleetTlsFiles | null;
   logLevel: LogLevel;
   /** Base URL of artifact downloads in desired states; null: derived from the HTTP listen address. */
   publicUrl: string | null;
@@ -102,6 +114,13 @@ export interface FleetConfig {
   images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
+}
+
+/** The `tls` section with absolute paths. */
+export interface FleetTlsFiles {
+  certFile: string;
+  keyFile: string;
+  caFile?: string;
 }
 
 export const FLEET_DEFAULTS = {
@@ -122,6 +141,11 @@ export const FLEET_DEFAULTS = {
  * Throws OspreyError OSP_ERR_CONFIG naming the offending field.
  */
 export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), source = 'fleet config'): FleetConfig {
+  // `tls: null` is how a resolved config says "no TLS": accepted so one can be resolved again.
+  if (input !== null && typeof input === 'object' && !Array.isArray(input) && (input as { tls?: unknown }).tls === null) {
+    const { tls: _none, ...rest } = input as Record<string, unknown>;
+    input = rest;
+  }
   const checked = check(FleetConfigSchema, input);
   if (!checked.ok) throw new OspreyError('OSP_ERR_CONFIG', `${source}: ${checked.error}`);
   const c = checked.value;
@@ -136,6 +160,13 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     http: { ...FLEET_DEFAULTS.http, ...c.http },
     mqtt: { ...FLEET_DEFAULTS.mqtt, ...c.mqtt },
     brokerUrl: c.brokerUrl ?? null,
+    tls: c.tls
+      ? {
+          certFile: resolve(baseDir, c.tls.certFile),
+          keyFile: resolve(baseDir, c.tls.keyFile),
+          ...(c.tls.caFile !== undefined ? { caFile: resolve(baseDir, c.tls.caFile) } : {}),
+        }
+      : null,
     logLevel: c.logLevel ?? FLEET_DEFAULTS.logLevel,
     publicUrl: c.publicUrl ? c.publicUrl.replace(/\/+$/, '') : null,
     registry: { ...FLEET_DEFAULTS.registry, ...c.registry },

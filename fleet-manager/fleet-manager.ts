@@ -27,10 +27,13 @@ import { createRolloutEngine } from './rollout-engine.js';
 import { createRolloutMembership } from './rollout-membership.js';
 import { createConvergenceMonitor } from './convergence.js';
 import { limitClientPackets } from '../protocol/mqtt-packet-limit.js';
+import { loadFleetTls } from './tls-files.js';
 
-export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'> {
+export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
   brokerUrl?: string | null;
+  /** TLS of both listeners; absent or null: plain HTTP and MQTT. */
+  tls?: FleetConfigInput['tls'] | null;
   /** The process's pino logger; each component logs through a child. Created from logLevel if absent. */
   logger?: Logger;
   /** MQTT client id of the fleet manager; unique per instance by default. */
@@ -60,8 +63,8 @@ export interface FleetManager {
  * OSP_ERR_CONFIG naming the field) plus a logger.
  */
 export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager {
-  const { logger, clientId, baseDir, brokerUrl, ...rest } = opts;
-  const config = resolveFleetConfig(brokerUrl == null ? rest : { ...rest, brokerUrl }, baseDir);
+  const { logger, clientId, baseDir, brokerUrl, tls, ...rest } = opts;
+  const config = resolveFleetConfig({ ...rest, ...(brokerUrl != null && { brokerUrl }), ...(tls != null && { tls }) }, baseDir);
   const log = logger ?? pino({ level: config.logLevel });
   const child = (component: string) => log.child({ component });
 
@@ -97,12 +100,14 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     }
     const keys = await loadOrCreateSigningKeys(config.dataDir, child('registry'));
     const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry'), maxBytes: config.registry.maxBytes });
+    // With TLS only HTTPS and MQTTS listen; the files are checked before anything starts.
+    const tlsFiles = config.tls ? await loadFleetTls(config.tls) : undefined;
 
     let mqttUrl = config.brokerUrl;
     if (mqttUrl === null) {
       let broker: EmbeddedBroker;
       try {
-        broker = await startBroker({ ...config.mqtt, host: mqttHost, logger: child('broker') });
+        broker = await startBroker({ ...config.mqtt, host: mqttHost, logger: child('broker'), ...(tlsFiles && { tls: tlsFiles }) });
       } catch (err) {
         throw new OspreyError('OSP_ERR_BROKER', `cannot start the MQTT broker on ${config.mqtt.host}:${config.mqtt.port}: ${(err as Error).message}`, { cause: err });
       }
@@ -114,7 +119,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       if (wasOnline > 0) log.info({ edges: wasOnline }, 'edges marked offline until they report');
     }
 
-    const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, config.mqtt.maxPacketBytes, child('mqtt'));
+    const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, config.mqtt.maxPacketBytes, child('mqtt'), tlsFiles?.ca);
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
     // Every part built before any starts, each given its collaborators now: the publisher asks
@@ -140,6 +145,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
       control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
+      ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
     });
     started.push({ name: 'http', close: () => app.close() });
 
@@ -147,7 +153,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     await ingest.start();
     await app.listen({ host: httpHost, port: config.http.port });
     const { port } = app.server.address() as AddressInfo;
-    const httpUrl = `http://${localHost(httpHost)}:${port}`;
+    const httpUrl = `${tlsFiles ? 'https' : 'http'}://${localHost(httpHost)}:${port}`;
     // Artifact URLs go to edges on other machines: the listen address is only a default.
     baseUrl = config.publicUrl ?? httpUrl;
     if (!config.publicUrl) log.info({ baseUrl }, 'artifact URLs use the listen address; set publicUrl if edges reach the fleet by another name');
@@ -202,8 +208,9 @@ export function loopbackOnly(host: string): string {
  * Connects the fleet's MQTT client. The first connection must succeed (a wrong URL should stop
  * start-up with a clear error); after that mqtt.js reconnects by itself and resubscribes.
  */
-async function connectClient(url: string, clientId: string, maxPacketBytes: number, log: Logger): Promise<MqttClient> {
-  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
+async function connectClient(url: string, clientId: string, maxPacketBytes: number, log: Logger, ca?: Buffer): Promise<MqttClient> {
+  // mqtts:// verifies the broker's certificate against `ca` (tls.caFile) or the system's roots.
+  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, ...(ca && { ca }) });
   // Before any byte arrives: a packet over the limit drops the connection instead of being buffered.
   limitClientPackets(client, maxPacketBytes, (bytes) => log.warn({ url, bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; reconnecting'));
   try {
