@@ -114,6 +114,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       if (wasOnline > 0) log.info({ edges: wasOnline }, 'edges marked offline until they report');
     }
 
+    const brokerForEdges = mqttUrl;
     const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, config.mqtt.maxPacketBytes, child('mqtt'));
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
@@ -140,6 +141,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
       control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
+      enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
     });
     started.push({ name: 'http', close: () => app.close() });
 
