@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { packArchive } from '../../models/package-archive.js';
 import { openSqliteIdentityStore } from '../../fleet-manager/identity-store.js';
 import { OSPREY_BIN } from '../helpers/osprey-process.js';
+import { brokerUrlFor } from '../../cli/edge-enroll.js';
 import { packageFiles, startFleet, type TestFleet } from './control-helpers.js';
 
 const run = promisify(execFile);
@@ -148,4 +149,11 @@ test('artifacts download with a live edge credential only: none 401, revoked 401
   await fleet.creds.identity.revokeEdgeCredentials('press-1');
   assert.equal((await get(second)).status, 401);
   assert.equal((await get(other)).status, 200, 'other edges are not affected');
+});
+
+test('the broker URL a fleet names for itself on loopback is printed with the host the edge reaches the fleet by', () => {
+  assert.equal(brokerUrlFor('mqtt://127.0.0.1:1883', 'http://fleet.plant.local:8080/'), 'mqtt://fleet.plant.local:1883');
+  assert.equal(brokerUrlFor('mqtt://0.0.0.0:1883', 'http://10.0.0.5:8080'), 'mqtt://10.0.0.5:1883');
+  assert.equal(brokerUrlFor('mqtts://broker.plant.local:8883', 'http://fleet.plant.local:8080'), 'mqtts://broker.plant.local:8883', 'a real name is kept');
+  assert.equal(brokerUrlFor(undefined, 'http://fleet.plant.local:8080'), undefined);
 });
