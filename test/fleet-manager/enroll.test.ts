@@ -91,6 +91,15 @@ test('enrollment refuses expired tokens, tokens of another edge and malformed bo
   assert.equal((await fleet.creds.identity.resolveEdgeCredential(r3.body.credential!))?.line, 'line-A');
   assert.equal((await enrollHttp(fleet, { token: lineToken, edgeId: 'any-edge-8' })).status, 401, 'a line token is one-time too');
 
+  // A line token cannot take over an edge already enrolled (it would revoke its credential).
+  const working = (await enrollHttp(fleet, { token: await token(fleet, 'press-9'), edgeId: 'press-9' })).body.credential!;
+  const takeover = await enrollHttp(fleet, { token: await token(fleet, null, 'line-A'), edgeId: 'press-9' });
+  assert.equal(takeover.status, 401);
+  assert.match(takeover.body.message!, /press-9 is enrolled already; a line token enrolls new edges only/);
+  assert.equal((await fleet.creds.identity.resolveEdgeCredential(working))?.edgeId, 'press-9', 'its credential still works');
+  const fleetId = await enrollHttp(fleet, { token: await token(fleet, null, 'line-A'), edgeId: 'osprey-fleet' });
+  assert.equal(fleetId.status, 400, "the fleet's MQTT identity is no edge id");
+
   const bad = await enrollHttp(fleet, { token: 'x', edgeId: 'has space' });
   assert.equal(bad.status, 400);
   assert.match(bad.body.message!, /edgeId/);
