@@ -10,6 +10,7 @@ Commands:
   demo                      fleet manager + edges + generated frames on this machine
   fleet start [--config F]  run the fleet manager
   edge start --config F     run an edge agent
+  edge enroll --fleet URL --token T --edge-id ID  get this edge's credential
   infer --model DIR IMG...  run a model package on images, one JSON line each
   model inspect|pack|validate  turn an exported ONNX file into a model package
   simulate --edges N        many simulated edges against a fleet manager (load test)
@@ -42,7 +43,8 @@ const commands: Record<string, () => Promise<Command>> = {
   },
   edge: async () => {
     const m = await import('./daemons.js');
-    return sub('edge', m.edgeHelp, { start: m.edgeCommand });
+    const enroll = await import('./edge-enroll.js');
+    return sub('edge', `${m.edgeHelp}\n\n${enroll.edgeEnrollHelp}`, { start: m.edgeCommand, enroll: enroll.edgeEnrollCommand });
   },
   infer: async () => (await import('./infer.js')).inferCommand,
   simulate: async () => (await import('./simulate.js')).simulateCommand,

@@ -60,6 +60,9 @@ export const EdgeConfigFileSchema = Type.Object(
             Type.String({ minLength: 1, maxLength: 16_384, description: "the fleet's Ed25519 public key (PEM); model artifacts must be signed by it" }),
           ),
           publicKeyFile: Type.Optional(Path('file holding the fleet public key (PEM); alternative to publicKey')),
+          credentialFile: Type.Optional(
+            Path("file holding this edge's credential (0600), written by `osprey edge enroll`: MQTT password and HTTP bearer towards the fleet"),
+          ),
           httpUrl: Type.Optional(
             Type.String({ pattern: '^https?://[^\\s]+$', description: 'fleet HTTP base, for artifact URLs in desired state that are relative' }),
           ),
@@ -196,7 +199,7 @@ export interface EdgeConfig {
   inputDir?: string;
   hotFolder: { settleMs: number; rescanMs: number; inFlight: number };
   http: { host: string; port: number; bodyLimitBytes: number; maxInFlightBytes?: number };
-  fleet?: { mqttUrl: string; publicKey?: string; publicKeyFile?: string; httpUrl?: string; maxPacketBytes?: number; caFile?: string };
+  fleet?: { mqttUrl: string; publicKey?: string; publicKeyFile?: string; httpUrl?: string; maxPacketBytes?: number; caFile?: string; credentialFile?: string };
   /** `dir` is required; the other knobs default in the schema (optional here for hand-built configs). */
   model: {
     dir: string;
@@ -280,6 +283,7 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
       throw new OspreyError('OSP_ERR_CONFIG', `config fleet: set publicKey or publicKeyFile, not both${where}`);
     }
     if (fleet.publicKeyFile !== undefined) fleet.publicKeyFile = abs(fleet.publicKeyFile);
+    if (fleet.credentialFile !== undefined) fleet.credentialFile = abs(fleet.credentialFile);
     if (fleet.publicKey !== undefined) checkPublicKey(fleet.publicKey, `config fleet.publicKey${where}`);
     if (fleet.caFile !== undefined) {
       fleet.caFile = abs(fleet.caFile);

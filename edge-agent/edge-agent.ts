@@ -14,6 +14,7 @@ import { withTimeout } from '../protocol/timeout.js';
 import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/runtime.js';
 import type { ModelRunner } from '../models/types.js';
 import { readFleetPublicKey, type EdgeConfig } from './config.js';
+import { readFleetCredential, type FleetCredential } from './fleet-credential.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';
 import { loadEdgeFleetTls, type EdgeFleetTls } from './fleet-tls.js';
 import { createHotFolder, type HotFolder } from './hot-folder.js';
@@ -193,6 +194,9 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     agentVersion = await readAgentVersion();
     const publicKey = await readFleetPublicKey(config);
     const tls = (fleetTls = await loadEdgeFleetTls(config));
+    let credential: FleetCredential | undefined;
+    if (config.fleet?.credentialFile) credential = await readFleetCredential(config.fleet.credentialFile, config.fleet.httpUrl);
+    else if (config.fleet) log.warn('fleet.credentialFile is not set: a fleet that requires credentials refuses this edge (see "osprey edge enroll")');
     const s = (store = openResultStore(config.dataDir, opts.durability ? { durability: opts.durability } : {}));
     const optimizedCache =
       opts.optimizedModels ?? createOptimizedModelCache({ dir: join(config.dataDir, 'onnxruntime'), logger: base.child({ component: 'models' }) });
@@ -216,6 +220,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
           mqttUrl: config.fleet.mqttUrl,
           ...(tls && { tls }),
           ...(config.fleet.maxPacketBytes !== undefined ? { maxPacketBytes: config.fleet.maxPacketBytes } : {}),
+          ...(credential ? { credentials: credential.mqtt(config.edgeId) } : {}),
           store: s,
           sync: config.sync,
           telemetryIntervalMs: config.telemetry.intervalMs,
@@ -254,6 +259,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       ...(config.disk ? { disk: config.disk } : {}),
       ...(config.fleet?.httpUrl ? { fleetHttpUrl: config.fleet.httpUrl } : {}),
       ...(tls && { dispatcher: tls.dispatcher }),
+      ...(credential ? { fleetAuthHeaders: credential.headersFor } : {}),
       logger: base.child({ component: 'storage' }),
       publishEvent,
     }));
@@ -301,6 +307,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         ...(config.model.retryMaxMs !== undefined ? { retryMaxMs: config.model.retryMaxMs } : {}),
         ...(config.disk ? { minFreeBytes: config.disk.minFreeBytes } : {}),
         ...(config.fleet?.httpUrl ? { baseUrl: config.fleet.httpUrl } : {}),
+        ...(credential ? { authHeaders: credential.headersFor } : {}),
       },
       logger: base.child({ component: 'model-manager' }),
       onEvent: publishEvent,

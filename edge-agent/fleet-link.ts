@@ -47,6 +47,8 @@ export interface FleetLinkOptions {
   maxPacketBytes?: number;
   /** The link is up (connected, subscribed, state published). Must not throw. */
   onUp?: () => void;
+  /** MQTT username and password (the edge id and its credential: fleet-credential.ts). */
+  credentials?: { username: string; password: string };
   /** Events kept while offline and sent on reconnect (default 100; oldest dropped first). */
   maxBufferedEvents?: number;
   /** mqtts:// verified against this CA (fleet-tls.ts); absent: mqtt.js defaults. */
@@ -385,7 +387,9 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     start() {
       if (client) return;
       client = connect(opts.mqttUrl, {
-        clientId: `osprey-edge-${edgeId}`,
+        // The edge id: the broker binds an edge's client id to its identity.
+        clientId: edgeId,
+        ...opts.credentials,
         clean: true,
         keepalive: 30,
         connectTimeout: 10_000,

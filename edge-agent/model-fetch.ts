@@ -29,6 +29,8 @@ export interface DownloadOptions {
   minFreeBytes?: number;
   /** Base for artifact URLs that are relative (the fleet's HTTP URL). */
   baseUrl?: string;
+  /** Headers a download from `url` carries (the edge credential, to the fleet's origin only). */
+  authHeaders?: (url: string) => Record<string, string>;
 }
 
 export interface Downloading {
@@ -124,6 +126,7 @@ export function createArtifactFetcher(opts: ArtifactFetcherOptions): ArtifactFet
         ...(dl.retryBaseMs !== undefined ? { retryBaseMs: dl.retryBaseMs } : {}),
         ...(dl.retryMaxMs !== undefined ? { retryMaxMs: dl.retryMaxMs } : {}),
         ...(dl.minFreeBytes !== undefined ? { minFreeBytes: dl.minFreeBytes } : {}),
+        ...(dl.authHeaders ? { headers: dl.authHeaders(url) } : {}),
         onAttemptFailed: ({ attempt, err }) => {
           if (downloading) {
             downloading.failedAttempts = attempt;

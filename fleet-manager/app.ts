@@ -18,6 +18,7 @@ import { modelRoutes } from './routes/models.js';
 import { configRoutes } from './routes/config.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { imageRoutes, type ImageRouteDeps } from './routes/images.js';
+import { enrollRoutes, type EnrollRouteDeps } from './routes/enroll.js';
 import type { ControlDeps, RouteDeps } from './routes/deps.js';
 import type { IdentityStore } from './identity-store.js';
 import { installAuthorization, type Authorization } from './auth/authorize.js';
@@ -44,6 +45,8 @@ export interface AppDeps {
   images?: ImageRouteDeps;
   /** PEM certificate and key: the server speaks HTTPS only (docs/security-tls.md). */
   https?: { cert: Buffer; key: Buffer };
+  /** What an edge's enrollment answers besides its credential, and its guessing limit. */
+  enroll?: Omit<EnrollRouteDeps, 'identity'>;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -88,10 +91,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.images) routeDeps.images = deps.images.images;
   await app.register(healthRoutes, routeDeps);
   await app.register(edgeRoutes, routeDeps);
+  await app.register(enrollRoutes, { ...deps.enroll, identity: deps.identity });
   await app.register(statsRoutes, routeDeps);
   await app.register(resultRoutes, routeDeps);
   await app.register(dashboardRoutes);
-  if (deps.images) await app.register(imageRoutes, deps.images);
+  if (deps.images) await app.register(imageRoutes, { ...deps.images, fleet: deps.store });
   if (deps.control) {
     await app.register(modelRoutes, routeDeps);
     await app.register(configRoutes, routeDeps);

@@ -119,6 +119,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       if (wasOnline > 0) log.info({ edges: wasOnline }, 'edges marked offline until they report');
     }
 
+    const brokerForEdges = mqttUrl;
     const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, config.mqtt.maxPacketBytes, child('mqtt'), tlsFiles?.ca);
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
@@ -146,6 +147,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
       ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
+      enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
     });
     started.push({ name: 'http', close: () => app.close() });
 

@@ -176,6 +176,7 @@ export interface FleetDb {
   ingestBatches(batches: readonly IngestRequest[]): (IngestOutcome | Error)[];
   markAllOffline(): number;
   getEdge(edgeId: string): EdgeRecord | null;
+  storeAckedSeq(edgeId: string, storeId: string): number | null;
   listEdges(): EdgeRecord[];
   listLines(): LineSummary[];
   listEvents(edgeId: string, limit: number): StoredEvent[];
@@ -510,6 +511,10 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
       open();
       const row = st.getEdge.get(edgeId);
       return row ? toEdgeRecord(row) : null;
+    },
+    storeAckedSeq(edgeId, storeId) {
+      open();
+      return st.storeAcked.get(edgeId, storeId) ?? null;
     },
     listEdges() {
       open();

@@ -41,6 +41,7 @@ export const ErrorCodes = {
   OSP_ERR_UNAUTHENTICATED: 'no valid credential: sign in, or send an API token or edge credential',
   OSP_ERR_FORBIDDEN: 'the credential is valid but its role or identity does not allow this',
   OSP_ERR_RATE_LIMITED: 'too many attempts; wait before trying again',
+  OSP_ERR_RESULT_UNSEEN: 'an image names a result the fleet has not yet heard of from that edge; retried until the result or the edge\'s lastSeq arrives',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
@@ -87,6 +88,7 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   OSP_ERR_QUEUE_FULL: 503,
   OSP_ERR_SHUTTING_DOWN: 503,
   OSP_ERR_BUSY: 503,
+  OSP_ERR_RESULT_UNSEEN: 503,
   OSP_ERR_QUOTA: 507,
 };
 

@@ -5,12 +5,14 @@
  * must be stored, and nothing half-written may be left behind.
  */
 import assert from 'node:assert/strict';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import { connectAsync } from 'mqtt';
+import { createIngest } from '../../fleet-manager/ingest.js';
 import { buildApp } from '../../fleet-manager/app.js';
 import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteImageStore } from '../../fleet-manager/image-store.js';
@@ -60,7 +62,16 @@ test('1000 frames on an 8 MiB disk, keeping every image: every verdict answered 
     await fleetImages.close();
     await fleetStore.close();
   });
-  const app = await buildApp({ store: fleetStore, identity: openTestIdentity(t, path.join(dir, 'fleet.db')).identity, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
+  // The fleet's own ingest stores what the edge reports, so it knows which results the images are for.
+  const ingestClient = await connectAsync(broker.url, { clientId: 'fleet-ingest', reconnectPeriod: 100 });
+  defer(() => ingestClient.endAsync(true));
+  const ingest = createIngest({ client: ingestClient, store: fleetStore, logger });
+  await ingest.start();
+  defer(() => ingest.stop());
+  const identity = openTestIdentity(t, path.join(dir, 'fleet.db'));
+  const credentialFile = path.join(dir, 'fleet.credential');
+  await writeFile(credentialFile, await identity.enrollEdge('edge-test'), { mode: 0o600 });
+  const app = await buildApp({ store: fleetStore, identity: identity.identity, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
   defer(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const proxy = await startTcpProxy((app.server.address() as AddressInfo).port);
@@ -68,7 +79,7 @@ test('1000 frames on an 8 MiB disk, keeping every image: every verdict answered 
 
   const config = edgeConfig(dir, await modelDir, {
     dataDir: disk,
-    fleet: { mqttUrl: broker.url, httpUrl: `http://127.0.0.1:${proxy.port}` },
+    fleet: { mqttUrl: broker.url, httpUrl: `http://127.0.0.1:${proxy.port}`, credentialFile },
     images: { upload: true, sampling: { keepDefectImages: true, uncertainBand: 0.05, keepGoodEvery: 1 }, retryBaseMs: 20, retryMaxMs: 100, timeoutMs: 500 },
     disk: { minFreeBytes: 2 * MiB, resumeFreeBytes: 3 * MiB, checkIntervalMs: 50, alarmHoldMs: 2000 },
   });

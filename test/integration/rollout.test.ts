@@ -28,6 +28,8 @@ import { decodeMessage } from '../../protocol/validator.js';
 import type { StateMessage } from '../../protocol/messages.js';
 import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { openTestIdentity } from '../helpers/identity.js';
+import { enrolledCredentialFile } from '../helpers/edge-credential.js';
 
 const NAME = DEMO_MODEL_NAME;
 const id = (version: string) => `${NAME}@${version}`;
@@ -100,13 +102,16 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
   let fleet: FleetManager = createFleetManager({ dataDir, http: local, mqtt: local, rollouts: { tickMs: 100 }, logger: log });
   let { httpUrl, mqttUrl } = await fleet.start();
   t.after(() => fleet.close());
+  // An admin's API token drives the registry and rollouts; each edge has its own credential.
+  const creds = openTestIdentity(t, join(dataDir, 'fleet.db'));
+  const auth = await creds.headers('admin');
   const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${httpUrl}${path}`, body === undefined ? { method } : { method, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    const res = await fetch(`${httpUrl}${path}`, body === undefined ? { method, headers: auth } : { method, body: JSON.stringify(body), headers: { ...auth, 'content-type': 'application/json' } });
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- checked by the asserts
     return { status: res.status, body: (await res.json()) as any };
   };
   const upload = async (archive: Buffer) => {
-    const res = await fetch(`${httpUrl}/api/models/${NAME}/versions`, { method: 'POST', body: archive, headers: { 'content-type': 'application/x-tar' } });
+    const res = await fetch(`${httpUrl}/api/models/${NAME}/versions`, { method: 'POST', body: archive, headers: { ...auth, 'content-type': 'application/x-tar' } });
     assert.equal(res.status, 201);
     return (await res.json()) as { sha256: string; version: string };
   };
@@ -115,7 +120,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
   const v4 = await upload(renamed('4.0.0'));
   const v5 = await upload(renamed('5.0.0'));
   await upload(renamed('6.0.0'));
-  const publicKey = await (await fetch(`${httpUrl}/api/fleet/public-key`)).text();
+  const publicKey = await (await fetch(`${httpUrl}/api/fleet/public-key`, { headers: auth })).text();
 
   const observer = watchStates(mqttUrl);
   t.after(() => observer.client.endAsync(true));
@@ -145,7 +150,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
           line,
           dataDir: dir,
           http: { host: '127.0.0.1', port: 0 },
-          fleet: { mqttUrl, httpUrl, publicKey },
+          fleet: { mqttUrl, httpUrl, publicKey, credentialFile: await enrolledCredentialFile(creds, edgeId, join(dir, 'fleet.credential')) },
           model: { dir: v1Dir, retryBaseMs: 50, retryMaxMs: 500 },
           sync: { batchSize: 50, intervalMs: 100 },
           telemetry: { intervalMs: 300 },
