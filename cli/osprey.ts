@@ -9,6 +9,8 @@ const usage = `Usage: osprey <command> [options]
 Commands:
   demo                      fleet manager + edges + generated frames on this machine
   fleet start [--config F]  run the fleet manager
+  fleet init [--admin NAME] the data directory and the first admin (password printed once)
+  user add|passwd|list|disable|enable|token   people and API tokens of a fleet
   edge start --config F     run an edge agent
   infer --model DIR IMG...  run a model package on images, one JSON line each
   model inspect|pack|validate  turn an exported ONNX file into a model package
@@ -38,11 +40,16 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
   fleet: async () => {
     const m = await import('./daemons.js');
-    return sub('fleet', m.fleetHelp, { start: m.fleetCommand });
+    const init = (await import('./fleet-init.js')).fleetInitCommand;
+    return sub('fleet', m.fleetHelp, { start: m.fleetCommand, init });
   },
   edge: async () => {
     const m = await import('./daemons.js');
     return sub('edge', m.edgeHelp, { start: m.edgeCommand });
+  },
+  user: async () => {
+    const m = await import('./user.js');
+    return sub('user', m.userHelp, m.userCommands);
   },
   infer: async () => (await import('./infer.js')).inferCommand,
   simulate: async () => (await import('./simulate.js')).simulateCommand,

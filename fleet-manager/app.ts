@@ -21,6 +21,10 @@ import { imageRoutes, type ImageRouteDeps } from './routes/images.js';
 import type { ControlDeps, RouteDeps } from './routes/deps.js';
 import type { IdentityStore } from './identity-store.js';
 import { installAuthorization, type Authorization } from './auth/authorize.js';
+import { authRoutes } from './routes/auth.js';
+import { userRoutes } from './routes/users.js';
+import { createSignInLimiter, type SignInLimiter } from './sign-in-limiter.js';
+import { FLEET_DEFAULTS } from './config.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -42,6 +46,8 @@ export interface AppDeps {
   control?: ControlDeps;
   /** Result images (upload and download routes, `hasImage` in result views); absent: no image routes. */
   images?: ImageRouteDeps;
+  /** Sessions and sign-in (defaults: config auth.*; a limiter on the app's clock). */
+  auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter };
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -88,6 +94,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(statsRoutes, routeDeps);
   await app.register(resultRoutes, routeDeps);
   await app.register(dashboardRoutes);
+  await app.register(authRoutes, {
+    identity: deps.identity,
+    sessionTtlMs: deps.auth?.sessionTtlMs ?? FLEET_DEFAULTS.auth.sessionTtlMs,
+    limiter: deps.auth?.signInLimiter ?? createSignInLimiter({ now }),
+  });
+  await app.register(userRoutes, { identity: deps.identity, now });
   if (deps.images) await app.register(imageRoutes, deps.images);
   if (deps.control) {
     await app.register(modelRoutes, routeDeps);

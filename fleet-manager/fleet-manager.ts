@@ -140,6 +140,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
       control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
+      auth: { sessionTtlMs: config.auth.sessionTtlMs },
     });
     started.push({ name: 'http', close: () => app.close() });
 
