@@ -45,6 +45,13 @@ async function send(f: TestFleet, method: string, path: string, headers: Record<
   return res.status;
 }
 
+/**
+ * The routes anyone may call without a credential. The enrollment exchange (an edge trading its
+ * one-time token for a credential) is public by design; nothing else may be.
+ */
+const PUBLIC = new Set(['/health', '/', '/api/fleet/public-key', '/api/auth/sign-in']);
+const isPublicByDesign = (url: string) => PUBLIC.has(url) || /enroll/.test(url);
+
 /** State-changing routes a viewer may call: its own session and tokens, and signing in. */
 const VIEWER_MAY = new Set(['POST /api/auth/sign-in', 'POST /api/auth/sign-out', 'POST /api/tokens', 'DELETE /api/tokens/:id']);
 
@@ -55,6 +62,9 @@ test('every route of a full fleet declares a known permission; a route without o
   const known = new Set<string>(PERMISSIONS);
   for (const r of routes) assert.ok(known.has(r.permission), `${r.method} ${r.url}: ${r.permission}`);
   const byRoute = new Map(routes.map((r) => [`${r.method} ${r.url}`, r.permission]));
+  const publicRoutes = routes.filter((r) => r.permission === 'public').map((r) => `${r.method} ${r.url}`);
+  assert.deepEqual(publicRoutes.filter((r) => !isPublicByDesign(r.split(' ')[1]!)), [], 'no route is public by accident');
+  for (const url of PUBLIC) assert.equal(byRoute.get(`${url === '/api/auth/sign-in' ? 'POST' : 'GET'} ${url}`), 'public', url);
   // The issue's attack surface, spelled out.
   assert.equal(byRoute.get('PUT /api/config'), 'config:write');
   assert.equal(byRoute.get('POST /api/models/:name/versions'), 'registry:write');
