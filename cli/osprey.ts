@@ -9,6 +9,8 @@ const usage = `Usage: osprey <command> [options]
 Commands:
   demo                      fleet manager + edges + generated frames on this machine
   fleet start [--config F]  run the fleet manager
+  fleet init [--admin NAME] the data directory and the first admin (password printed once)
+  user add|passwd|list|disable|enable|token   people and API tokens of a fleet
   edge start --config F     run an edge agent
   edge enroll --fleet URL --token T --edge-id ID  get this edge's credential
   infer --model DIR IMG...  run a model package on images, one JSON line each
@@ -39,12 +41,17 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
   fleet: async () => {
     const m = await import('./daemons.js');
-    return sub('fleet', m.fleetHelp, { start: m.fleetCommand, 'tls-init': async (argv) => (await import('./fleet-tls.js')).tlsInitCommand(argv) });
+    const init = (await import('./fleet-init.js')).fleetInitCommand;
+    return sub('fleet', m.fleetHelp, { start: m.fleetCommand, init, 'tls-init': async (argv) => (await import('./fleet-tls.js')).tlsInitCommand(argv) });
   },
   edge: async () => {
     const m = await import('./daemons.js');
     const enroll = await import('./edge-enroll.js');
     return sub('edge', `${m.edgeHelp}\n\n${enroll.edgeEnrollHelp}`, { start: m.edgeCommand, enroll: enroll.edgeEnrollCommand });
+  },
+  user: async () => {
+    const m = await import('./user.js');
+    return sub('user', m.userHelp, m.userCommands);
   },
   infer: async () => (await import('./infer.js')).inferCommand,
   simulate: async () => (await import('./simulate.js')).simulateCommand,

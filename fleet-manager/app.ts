@@ -22,6 +22,10 @@ import { enrollRoutes, type EnrollRouteDeps } from './routes/enroll.js';
 import type { ControlDeps, RouteDeps } from './routes/deps.js';
 import type { IdentityStore } from './identity-store.js';
 import { installAuthorization, type Authorization } from './auth/authorize.js';
+import { authRoutes } from './routes/auth.js';
+import { userRoutes } from './routes/users.js';
+import { createSignInLimiter, type SignInLimiter } from './sign-in-limiter.js';
+import { FLEET_DEFAULTS } from './config.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -47,6 +51,8 @@ export interface AppDeps {
   https?: { cert: Buffer; key: Buffer };
   /** What an edge's enrollment answers besides its credential, and its guessing limit. */
   enroll?: Omit<EnrollRouteDeps, 'identity'>;
+  /** Sessions and sign-in (defaults: config auth.*; a limiter on the app's clock). */
+  auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter };
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -95,6 +101,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(statsRoutes, routeDeps);
   await app.register(resultRoutes, routeDeps);
   await app.register(dashboardRoutes);
+  await app.register(authRoutes, {
+    identity: deps.identity,
+    sessionTtlMs: deps.auth?.sessionTtlMs ?? FLEET_DEFAULTS.auth.sessionTtlMs,
+    limiter: deps.auth?.signInLimiter ?? createSignInLimiter({ now }),
+  });
+  await app.register(userRoutes, { identity: deps.identity, now });
   if (deps.images) await app.register(imageRoutes, { ...deps.images, fleet: deps.store });
   if (deps.control) {
     await app.register(modelRoutes, routeDeps);

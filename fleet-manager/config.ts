@@ -84,6 +84,16 @@ export const FleetConfigSchema = Type.Object(
         strict,
       ),
     ),
+    auth: Type.Optional(
+      Type.Object(
+        {
+          sessionTtlMs: Type.Optional(
+            Type.Integer({ minimum: 60_000, maximum: 30 * 86_400_000, description: 'how long a sign-in session lasts' }),
+          ),
+        },
+        strict,
+      ),
+    ),
     convergence: Type.Optional(
       Type.Object(
         {
@@ -114,6 +124,7 @@ export interface FleetConfig {
   images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
+  auth: { sessionTtlMs: number };
 }
 
 /** The `tls` section with absolute paths. */
@@ -134,6 +145,8 @@ export const FLEET_DEFAULTS = {
   images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },
+  // A working day: people sign in once per shift.
+  auth: { sessionTtlMs: 12 * 3_600_000 },
 } as const;
 
 /**
@@ -173,6 +186,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     images: { ...FLEET_DEFAULTS.images, ...c.images, maxInFlightBytes },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
+    auth: { ...FLEET_DEFAULTS.auth, ...c.auth },
   };
 }
 

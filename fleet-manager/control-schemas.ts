@@ -38,6 +38,7 @@ export const ModelVersionViewSchema = Type.Object(
     url: Type.String({ description: 'where edges download the archive' }),
     task: Type.String(),
     createdAt: EpochMs,
+    uploadedBy: Nullable(Type.String({ description: 'who registered it (user:NAME, cli); null: before issue 14' })),
     manifest: Type.Object({}, { additionalProperties: true }),
   },
   strict,
@@ -175,6 +176,7 @@ const rolloutSummaryProps = {
   stageCount: Type.Integer(),
   edges: Type.Integer({ description: 'edges that have joined the rollout' }),
   createdAt: EpochMs,
+  createdBy: Nullable(Type.String({ description: 'who started it (user:NAME); null: before issue 14' })),
   updatedAt: EpochMs,
   finishedAt: Nullable(EpochMs),
 };
@@ -192,6 +194,9 @@ export const RolloutViewSchema = Type.Object(
     silenceTimeoutSeconds: Type.Integer(),
     minSample: Type.Integer(),
     stages: Type.Array(StageViewSchema),
+    actions: Type.Array(
+      Type.Object({ action: Type.String(), by: Type.String(), at: EpochMs }, { ...strict, description: 'a lever a person pulled (promote, pause, …)' }),
+    ),
     members: Type.Array(
       Type.Object(
         {

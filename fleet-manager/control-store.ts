@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Manifest } from '../protocol/manifest.js';
 import type { DesiredMessage, EdgeSettings } from '../protocol/messages.js';
 import { ACTIVE_STATUSES, type RolloutDoc, type RolloutStatus } from './rollout-spec.js';
+import { addMissingColumns } from './store-migrations.js';
 
 /** A registered, immutable model version. */
 export interface ModelVersionRecord {
@@ -22,6 +23,8 @@ export interface ModelVersionRecord {
   signature: string;
   manifest: Manifest;
   createdAt: number;
+  /** Who registered it (`user:alice`, `cli`); null for versions registered before issue 14. */
+  uploadedBy: string | null;
 }
 
 export interface ModelSummary {
@@ -168,6 +171,7 @@ interface VersionRow {
   signature: string;
   manifest: string;
   created_at: number;
+  uploaded_by: string | null;
 }
 
 interface PinRow {
@@ -197,14 +201,17 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
+  // Who did it (issue 14): files made before have the tables without these columns.
+  addMissingColumns(db, 'model_versions', [['uploaded_by', 'TEXT']]);
+  addMissingColumns(db, 'rollouts', [['created_by', 'TEXT']]);
   const activeList = ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ');
 
   const st = {
     getVersion: db.prepare<[string, string], VersionRow>('SELECT * FROM model_versions WHERE name = ? AND version = ?'),
     getVersionBySha: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE sha256 = ?'),
     insertVersion: db.prepare(
-      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, manifest, created_at)
-       VALUES (@name, @version, @sha256, @size, @signature, @manifest, @createdAt)`,
+      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, manifest, created_at, uploaded_by)
+       VALUES (@name, @version, @sha256, @size, @signature, @manifest, @createdAt, @uploadedBy)`,
     ),
     listModels: db.prepare<[], { name: string; versions: number; latest: string; updated: number }>(
       // The newest version per model: SQLite returns the bare column of the row holding max().
@@ -232,8 +239,8 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
       `INSERT INTO edge_pins (edge_id, active_sha256, previous_sha256, updated_at) VALUES (@edge_id, @active_sha256, @previous_sha256, @updated_at)
        ON CONFLICT (edge_id) DO UPDATE SET active_sha256 = excluded.active_sha256, previous_sha256 = excluded.previous_sha256, updated_at = excluded.updated_at`,
     ),
-    saveRollout: db.prepare<{ id: string; status: RolloutStatus; created_at: number; doc: string }>(
-      `INSERT INTO rollouts (id, status, created_at, doc) VALUES (@id, @status, @created_at, @doc)
+    saveRollout: db.prepare<{ id: string; status: RolloutStatus; created_at: number; created_by: string | null; doc: string }>(
+      `INSERT INTO rollouts (id, status, created_at, created_by, doc) VALUES (@id, @status, @created_at, @created_by, @doc)
        ON CONFLICT (id) DO UPDATE SET status = excluded.status, doc = excluded.doc`,
     ),
     getRollout: db.prepare<[string], string>('SELECT doc FROM rollouts WHERE id = ?').pluck(),
@@ -274,7 +281,7 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
     for (const p of pins) st.setPin.run(toPinRow(p));
   });
   const saveRollout = db.transaction((doc: RolloutDoc, pins: readonly EdgePin[]) => {
-    st.saveRollout.run({ id: doc.id, status: doc.status, created_at: doc.createdAt, doc: JSON.stringify(doc) });
+    st.saveRollout.run({ id: doc.id, status: doc.status, created_at: doc.createdAt, created_by: doc.createdBy ?? null, doc: JSON.stringify(doc) });
     for (const p of pins) st.setPin.run(toPinRow(p));
   });
 
@@ -370,6 +377,7 @@ function toVersion(row: VersionRow): ModelVersionRecord {
     signature: row.signature,
     manifest: JSON.parse(row.manifest) as Manifest,
     createdAt: row.created_at,
+    uploadedBy: row.uploaded_by,
   };
 }
 

@@ -17,6 +17,7 @@ import { openSqliteStore, type FleetStore } from './store.js';
 import { localHost, startBroker, type EmbeddedBroker } from './broker.js';
 import { createIngest, type Ingest } from './ingest.js';
 import { buildApp } from './app.js';
+import type { RouteRecord } from './auth/authorize.js';
 import { openSqliteImageStore, type FleetImageStore } from './image-store.js';
 import { openSqliteControlStore, type ControlStore } from './control-store.js';
 import { openSqliteIdentityStore, type IdentityStore } from './identity-store.js';
@@ -56,6 +57,8 @@ export interface FleetManager {
   close(): Promise<void>;
   /** The resolved configuration. */
   readonly config: FleetConfig;
+  /** Every HTTP route with the permission it declares (empty before start): what the route-walker test reads. */
+  routes(): readonly RouteRecord[];
 }
 
 /**
@@ -72,6 +75,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   const started: { name: string; close: () => Promise<void> }[] = [];
   let starting: Promise<FleetManagerAddresses> | undefined;
   let closing: Promise<void> | undefined;
+  let httpApp: FastifyInstance | undefined;
 
   async function startAll(): Promise<FleetManagerAddresses> {
     let baseUrl = config.publicUrl ?? '';
@@ -148,7 +152,9 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
       ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
+      auth: { sessionTtlMs: config.auth.sessionTtlMs },
     });
+    httpApp = app;
     started.push({ name: 'http', close: () => app.close() });
 
     // Started in order: ingest, HTTP (its address makes the artifact URLs), rollouts.
@@ -183,6 +189,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
 
   return {
     config,
+    routes: () => httpApp?.authorization.routes() ?? [],
     start() {
       if (closing) return Promise.reject(new OspreyError('OSP_ERR_SHUTTING_DOWN', 'the fleet manager is closed'));
       starting ??= startAll().catch(async (err: unknown) => {

@@ -10,7 +10,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { OspreyError } from '../protocol/errors.js';
 import { isRole, roleCovers, type Role } from './auth/roles.js';
-import { DUMMY_PASSWORD_HASH, hashPassword, verifyPassword } from './auth/password.js';
+import { DUMMY_PASSWORD_HASH, MIN_PASSWORD_LENGTH, hashPassword, verifyPassword } from './auth/password.js';
 import { mintSecret, mosquittoHash, parseSecret, secretMatches } from './auth/secrets.js';
 
 export interface UserRecord {
@@ -363,7 +363,7 @@ export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): Ident
     return row;
   }
   function checkPasswordRules(password: string): void {
-    if (typeof password !== 'string' || password.length < 12) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'a password has at least 12 characters');
+    if (typeof password !== 'string' || password.length < MIN_PASSWORD_LENGTH) throw new OspreyError('OSP_ERR_BAD_REQUEST', `a password has at least ${MIN_PASSWORD_LENGTH} characters`);
     if (password.length > 1024) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'a password has at most 1024 characters');
   }
   const userValid = (u: UserRow | undefined): u is UserRow => u !== undefined && u.disabled === 0;

@@ -47,7 +47,7 @@ export interface AddVersionResult {
 
 export interface Registry {
   /** Validates, stores, signs and records a package as a version of `name`. */
-  addVersion(name: string, upload: PackageUpload): Promise<AddVersionResult>;
+  addVersion(name: string, upload: PackageUpload, opts?: { uploadedBy?: string }): Promise<AddVersionResult>;
   /** Path of an artifact's archive on disk (whether or not it exists). */
   artifactPath(sha256: string): string;
   /** Where uploads are received before addVersion takes them (beside the artifacts, so a move is a rename). */
@@ -74,7 +74,7 @@ export function createRegistry(opts: RegistryOptions): Registry {
   // Artifacts are never deleted yet, so the sum only grows from what is on disk now.
   let used = blobBytes(root);
 
-  async function add(name: string, upload: PackageUpload): Promise<AddVersionResult> {
+  async function add(name: string, upload: PackageUpload, uploadedBy: string | null): Promise<AddVersionResult> {
     const source = 'files' in upload ? directorySource(upload.files) : await archiveFileSource(upload.archiveFile.file);
     const manifest = await checkPackage(name, source);
     // Canonical: the same package has one sha256 however it was tarred or uploaded.
@@ -103,11 +103,12 @@ export function createRegistry(opts: RegistryOptions): Registry {
       signature: signArtifact({ name, version: manifest.version, sha256 }, keys.privateKey),
       manifest,
       createdAt: now(),
+      uploadedBy,
     };
     if (!(await store.insertVersion(record))) {
       throw new OspreyError('OSP_ERR_CONFLICT', `${name}@${manifest.version} or an identical package is already registered`);
     }
-    log.info({ model: name, version: manifest.version, sha256, size }, 'model version registered');
+    log.info({ model: name, version: manifest.version, sha256, size, uploadedBy }, 'model version registered');
     return { record, created: true };
   }
 
@@ -115,8 +116,8 @@ export function createRegistry(opts: RegistryOptions): Registry {
     publicKeyPem: keys.publicKeyPem,
     artifactPath,
     uploadDir,
-    addVersion(name, upload) {
-      const result = tail.then(() => add(name, upload));
+    addVersion(name, upload, opts = {}) {
+      const result = tail.then(() => add(name, upload, opts.uploadedBy ?? null));
       tail = result.catch(() => undefined);
       return result;
     },

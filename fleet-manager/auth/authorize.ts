@@ -6,7 +6,7 @@
  * any route code or body parsing runs. One onResponse hook writes the audit row of every state
  * change that succeeded.
  */
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { OspreyError } from '../../protocol/errors.js';
@@ -54,6 +54,13 @@ export function readCookie(header: string | undefined, name: string): string | u
     if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
   }
   return undefined;
+}
+
+/** Constant-time equality of two strings (a CSRF token is a secret too). */
+function sameText(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 /** Keys whose values never reach the audit log. */
@@ -129,7 +136,7 @@ export function installAuthorization(app: FastifyInstance, deps: AuthorizationDe
     const csrf = req.headers[CSRF_HEADER];
     return {
       principal: { kind: 'user', id: found.user.id, name: found.user.username, role: found.user.role, via: 'session', credentialId: found.session.id },
-      csrfOk: typeof csrf === 'string' && csrf === csrfTokenFor(cookie),
+      csrfOk: typeof csrf === 'string' && sameText(csrf, csrfTokenFor(cookie)),
     };
   }
 

@@ -29,7 +29,7 @@ export function can(principal: Principal | undefined, permission: Permission): b
   return ROLE_PERMISSIONS[principal.role].has(permission);
 }
 
-/** The audit log's name for a principal: `user:alice (token t1)`, `edge:edge-7`. */
+/** The audit log's name for a principal: `user:alice`, `edge:edge-7`, `anonymous`. */
 export function describePrincipal(p: Principal | undefined): string {
   if (!p) return 'anonymous';
   return p.kind === 'edge' ? `edge:${p.id}` : `user:${p.name}`;

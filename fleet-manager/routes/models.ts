@@ -24,6 +24,7 @@ import type { PackageUpload } from '../registry.js';
 import { receiveMultipart } from '../multipart-upload.js';
 import { receiveFile } from '../upload-file.js';
 import type { RouteDeps } from './deps.js';
+import { describePrincipal } from '../auth/principal.js';
 
 const TAR_TYPES = ['application/x-tar', 'application/tar'];
 
@@ -33,7 +34,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   const { store, registry } = control;
   const view = (rec: ModelVersionRecord): ModelVersionView => {
     const a = registry.artifact(rec, control.baseUrl());
-    return { ...a, task: rec.manifest.task, createdAt: rec.createdAt, manifest: rec.manifest };
+    return { ...a, task: rec.manifest.task, createdAt: rec.createdAt, uploadedBy: rec.uploadedBy, manifest: rec.manifest };
   };
 
   // Both upload forms go to disk as they arrive (never whole in memory); only this plugin's routes see these parsers.
@@ -66,13 +67,19 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       }
       let added;
       try {
-        added = await registry.addVersion(req.params.name, upload);
+        added = await registry.addVersion(req.params.name, upload, { uploadedBy: describePrincipal(req.principal) });
       } finally {
         // Before the answer: a tar moved into the artifact store is gone already; whatever is left is no longer needed.
         if ('archiveFile' in upload) await unlink(upload.archiveFile.file).catch(() => undefined);
         else await rm(upload.files.dir, { recursive: true, force: true });
       }
-      return reply.code(added.created ? 201 : 200).send(view(added.record));
+      const { record } = added;
+      req.auditNote = {
+        action: 'model.upload',
+        target: `model:${record.name}@${record.version}`,
+        after: { sha256: record.sha256, size: record.size, created: added.created, uploadedBy: record.uploadedBy },
+      };
+      return reply.code(added.created ? 201 : 200).send(view(record));
     },
   );
 

@@ -2,7 +2,7 @@
  * Rollouts over HTTP: create one, watch each stage and edge, and the people's levers (promote,
  * pause, resume, abort, rollback), plus the manual rollback of a whole line.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { OspreyError } from '../../protocol/errors.js';
 import { errorResponses } from '../http-schemas.js';
@@ -17,6 +17,8 @@ import {
 import { CreateRolloutSchema, type CreateRolloutBody, type RolloutDoc } from '../rollout-spec.js';
 import { rolloutSummary, rolloutView } from '../rollout-view.js';
 import type { RouteDeps } from './deps.js';
+import type { RolloutAction } from '../rollout-engine.js';
+import { describePrincipal } from '../auth/principal.js';
 
 /** Registers the rollout routes; needs deps.control. */
 export const rolloutRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
@@ -32,10 +34,24 @@ export const rolloutRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) =>
     });
   }
 
+  /** Pulls a lever and notes who did it, and the status before and after, for the audit row. */
+  async function act(req: FastifyRequest, id: string, action: RolloutAction): Promise<RolloutDoc> {
+    // A snapshot: the engine changes its in-memory document in place.
+    const found = await engine.get(id);
+    const before = found && { status: found.status, stageIndex: found.stageIndex };
+    const doc = await engine.act(id, action, describePrincipal(req.principal));
+    req.auditNote = { action: `rollout.${action}`, target: `rollout:${id}`, before, after: { status: doc.status, stageIndex: doc.stageIndex } };
+    return doc;
+  }
+
   app.post<{ Body: CreateRolloutBody }>(
     '/api/rollouts',
     { config: { permission: 'rollouts:write' }, schema: { body: CreateRolloutSchema, response: { 201: RolloutViewSchema, ...errorResponses } } },
-    async (req, reply) => reply.code(201).send(await view(await engine.create(req.body))),
+    async (req, reply) => {
+      const doc = await engine.create(req.body, describePrincipal(req.principal));
+      req.auditNote = { action: 'rollout.create', target: `rollout:${doc.id}`, after: { model: `${doc.model}@${doc.version}`, sha256: doc.sha256, createdBy: doc.createdBy, spec: doc.spec } };
+      return reply.code(201).send(await view(doc));
+    },
   );
 
   app.get('/api/rollouts', { config: { permission: 'fleet:read' }, schema: { response: { 200: RolloutsSchema, ...errorResponses } } }, async () => ({
@@ -57,18 +73,22 @@ export const rolloutRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) =>
   app.post<{ Params: Static<typeof RolloutParamsSchema> }>(
     '/api/rollouts/:id/promote',
     { config: { permission: 'rollouts:write' }, schema: { params: RolloutParamsSchema, response: { 200: RolloutViewSchema, ...errorResponses } } },
-    async (req) => view(await engine.act(req.params.id, 'promote')),
+    async (req) => view(await act(req, req.params.id, 'promote')),
   );
 
   app.post<{ Params: Static<typeof RolloutActionParamsSchema> }>(
     '/api/rollouts/:id/:action',
     { config: { permission: 'rollouts:control' }, schema: { params: RolloutActionParamsSchema, response: { 200: RolloutViewSchema, ...errorResponses } } },
-    async (req) => view(await engine.act(req.params.id, req.params.action)),
+    async (req) => view(await act(req, req.params.id, req.params.action)),
   );
 
   app.post<{ Params: Static<typeof LineParamsSchema> }>(
     '/api/lines/:line/rollback',
     { config: { permission: 'rollouts:control' }, schema: { params: LineParamsSchema, response: { 200: LineRollbackSchema, ...errorResponses } } },
-    async (req) => engine.rollbackLine(req.params.line),
+    async (req) => {
+      const result = await engine.rollbackLine(req.params.line);
+      req.auditNote = { action: 'line.rollback', target: `line:${req.params.line}`, after: result };
+      return result;
+    },
   );
 };

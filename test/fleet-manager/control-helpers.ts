@@ -20,6 +20,8 @@ export interface TestFleet {
   dataDir: string;
   /** Users, tokens and edge enrollment on this fleet's database. */
   creds: TestIdentity;
+  /** `Authorization` of an admin's API token, for raw fetch calls. */
+  admin: { authorization: string };
   /** JSON (or text) over real HTTP, as an admin (API token). */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- bodies are checked by the asserts
   api(method: string, path: string, body?: unknown): Promise<{ status: number; headers: Headers; body: any }>;
@@ -49,6 +51,7 @@ export async function startFleet(
     mqttUrl,
     dataDir,
     creds,
+    admin,
     async api(method, path, body) {
       const init: RequestInit = { method, headers: admin };
       if (body !== undefined) {
@@ -88,19 +91,24 @@ export function manifestBytes(name: string, version: string, modelSha256: string
   return Buffer.from(JSON.stringify(manifest, null, 2));
 }
 
-/** Uploads a package as a tar body; returns the answer. */
-export async function uploadTar(httpUrl: string, name: string, archive: Uint8Array): Promise<{ status: number; body: Record<string, unknown> }> {
+/** Uploads a package as a tar body with these credentials (`TestFleet.admin`); returns the answer. */
+export async function uploadTar(
+  httpUrl: string,
+  name: string,
+  archive: Uint8Array,
+  auth: { authorization: string },
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${httpUrl}/api/models/${name}/versions`, {
     method: 'POST',
     body: archive,
-    headers: { 'content-type': 'application/x-tar' },
+    headers: { ...auth, 'content-type': 'application/x-tar' },
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-/** Registers name@version (fake model bytes) and returns its sha256. */
-export async function register(httpUrl: string, name: string, version: string): Promise<string> {
-  const res = await uploadTar(httpUrl, name, packArchive(packageFiles(name, version)));
+/** Registers name@version (fake model bytes) with these credentials and returns its sha256. */
+export async function register(httpUrl: string, name: string, version: string, auth: { authorization: string }): Promise<string> {
+  const res = await uploadTar(httpUrl, name, packArchive(packageFiles(name, version)), auth);
   if (res.status !== 201 && res.status !== 200) throw new Error(`upload ${name}@${version}: ${res.status} ${JSON.stringify(res.body)}`);
   return String(res.body.sha256);
 }

@@ -13,13 +13,15 @@ const S = 1000;
 async function build(t: TestContext) {
   const file = join(await tempDir(t), 'fleet.db');
   const store: FleetStore = openSqliteStore({ file, logger: pino({ level: 'silent' }) });
-  const { identity } = openTestIdentity(t, file);
+  const creds = openTestIdentity(t, file);
+  const { identity } = creds;
   const app = await buildApp({ store, identity, logger: pino({ level: 'silent' }), now: () => T0 + 600 * S });
   t.after(async () => {
     await app.close();
     await store.close();
   });
-  return { app, store };
+  const headers = await creds.headers('viewer');
+  return { app, store, get: (url: string) => app.inject({ url, headers }) };
 }
 
 function telemetry(edgeId: string, lastSeq: number, ts: number) {
@@ -36,9 +38,9 @@ function telemetry(edgeId: string, lastSeq: number, ts: number) {
 }
 
 test('GET /api/edges: lastSeq never trails the ack and ignores another store; backlog is never negative', async (t) => {
-  const { app, store } = await build(t);
+  const { get, store } = await build(t);
   const view = async () => {
-    const e = (await app.inject('/api/edges')).json().edges[0] as { ackedSeq: number; lastSeq: number | null; backlog: number | null };
+    const e = (await get('/api/edges')).json().edges[0] as { ackedSeq: number; lastSeq: number | null; backlog: number | null };
     return [e.ackedSeq, e.lastSeq, e.backlog];
   };
   // Telemetry said 2, then four results were stored: the report is older than the ack.

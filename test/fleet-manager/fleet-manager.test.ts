@@ -14,6 +14,8 @@ import { startBroker } from '../../fleet-manager/broker.js';
 import { isOspreyError } from '../../protocol/errors.js';
 import { encodeMessage, envelope } from '../../protocol/validator.js';
 import { captureLogger, connectEdge, result, results, tempDir, type CapturedLogger } from './helpers.js';
+import { openSqliteIdentityStore, type IdentityStore } from '../../fleet-manager/identity-store.js';
+import { credentialsFor, openTestIdentity } from '../helpers/identity.js';
 
 const local = { host: '127.0.0.1', port: 0 };
 let fm: FleetManager;
@@ -21,6 +23,9 @@ let httpUrl: string;
 let mqttUrl: string;
 let log: CapturedLogger;
 let dataDir: string;
+let identity: IdentityStore;
+/** An admin's API token (a real one, in the fleet's identity store). */
+let admin: { authorization: string };
 
 before(async () => {
   log = captureLogger();
@@ -28,16 +33,19 @@ before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'osprey-fleet-'));
   fm = createFleetManager({ dataDir, http: local, mqtt: local, logger: log.logger });
   ({ httpUrl, mqttUrl } = await fm.start());
+  identity = openSqliteIdentityStore({ file: join(dataDir, 'fleet.db'), logger: pino({ level: 'silent' }) });
+  admin = await credentialsFor(identity).headers('admin');
 });
 
 after(async () => {
+  await identity.close();
   await fm.close();
   await rm(dataDir, { recursive: true, force: true });
 });
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON bodies, checked by the asserts
 async function get(path: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${httpUrl}${path}`);
+  const res = await fetch(`${httpUrl}${path}`, { headers: admin });
   return { status: res.status, body: await res.json() };
 }
 
@@ -159,13 +167,14 @@ test('close is idempotent and a restart keeps the data and the acks', { timeout:
   const second = createFleetManager(opts);
   t.after(() => second.close());
   const two = await second.start();
+  const auth = { headers: await openTestIdentity(t, join(dir, 'fleet.db')).headers('admin') };
   // A new embedded broker knows no one: the edge is offline until it reports again.
-  const before = (await (await fetch(`${two.httpUrl}/api/edges`)).json()) as { edges: { online: boolean; ackedSeq: number }[] };
+  const before = (await (await fetch(`${two.httpUrl}/api/edges`, auth)).json()) as { edges: { online: boolean; ackedSeq: number }[] };
   assert.deepEqual(before.edges.map((e) => [e.online, e.ackedSeq]), [[false, 5]]);
   const e2 = await connectEdge(t, two.mqttUrl, 'edge-r');
   await e2.publishResults(results(4, 8));
   assert.equal(await e2.nextAck(), 8);
-  const res = await fetch(`${two.httpUrl}/api/results?edge=edge-r`);
+  const res = await fetch(`${two.httpUrl}/api/results?edge=edge-r`, auth);
   assert.equal(((await res.json()) as { items: unknown[] }).items.length, 8);
 });
 

@@ -17,8 +17,8 @@ const V2 = 'inspect@2';
 
 async function fleetWithEdges(t: TestContext, edges: [string, string][], opts: Parameters<typeof startFleet>[1] = {}) {
   const f = await startFleet(t, opts);
-  const v1 = await register(f.httpUrl, 'inspect', '1');
-  const v2 = await register(f.httpUrl, 'inspect', '2');
+  const v1 = await register(f.httpUrl, 'inspect', '1', f.admin);
+  const v2 = await register(f.httpUrl, 'inspect', '2', f.admin);
   const sims = new Map<string, SimEdge>();
   for (const [id, line] of edges) {
     const e = await connectSimEdge(f.mqttUrl, { id, line, localModel: V1 });
@@ -270,7 +270,7 @@ test('rollouts: a silent edge counts against its stage; pause, resume and abort'
 
 test('rollouts: bad requests are refused with a reason', async (t) => {
   const f = await startFleet(t);
-  await register(f.httpUrl, 'inspect', '2');
+  await register(f.httpUrl, 'inspect', '2', f.admin);
   const post = (body: unknown) => f.api('POST', '/api/rollouts', body);
   const base = { model: 'inspect', version: '2', target: { all: true }, stages: [{ mode: 'live' }] };
   assert.equal((await post({ ...base, version: '3' })).status, 404);
@@ -313,8 +313,8 @@ test('rollouts: percent stages take nested shares of the target', { timeout: 30_
 test('rollouts: a fleet restart mid-rollout resumes from the stored state', { timeout: 30_000 }, async (t) => {
   const dataDir = await tempDir(t);
   const first = await startFleet(t, { dataDir });
-  await register(first.httpUrl, 'inspect', '1');
-  await register(first.httpUrl, 'inspect', '2');
+  await register(first.httpUrl, 'inspect', '1', first.admin);
+  await register(first.httpUrl, 'inspect', '2', first.admin);
   let a1 = await connectSimEdge(first.mqttUrl, { id: 'a1', line: 'A', localModel: V1 });
   const r = (
     await first.api('POST', '/api/rollouts', {
@@ -354,7 +354,7 @@ test('rollouts: a fleet restart mid-rollout resumes from the stored state', { ti
 
 test('rollouts: rolling back a line returns every edge to its previous version', { timeout: 30_000 }, async (t) => {
   const { f, v2, sims } = await fleetWithEdges(t, [['a1', 'A'], ['a2', 'A'], ['b1', 'B']]);
-  const v3 = await register(f.httpUrl, 'inspect', '3');
+  const v3 = await register(f.httpUrl, 'inspect', '3', f.admin);
   const r = (await f.api('POST', '/api/rollouts', { model: 'inspect', version: '2', target: { all: true }, stages: [{ mode: 'live' }] })).body;
   for (const e of sims.values()) await e.waitActive(V2);
   await rolloutWhere(f, r.id, 'completed', (x) => x.status === 'completed');

@@ -13,6 +13,7 @@ import { test, type TestContext } from 'node:test';
 import { header, packArchive } from '../../models/package-archive.js';
 import { manifestBytes, packageFiles, startFleet, uploadTar } from './control-helpers.js';
 import { startOsprey } from '../helpers/osprey-process.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { memoryOf } from '../helpers/mqtt-flood.js';
 import { waitFor } from '../helpers/wait-for.js';
 
@@ -76,7 +77,7 @@ test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves
   const uploads = join(f.dataDir, 'uploads');
 
   let answered = false;
-  const over = postTar(f.httpUrl, 'm', { 'transfer-encoding': 'chunked' }, async (req) => writeZeros(req, 8 * MiB, () => answered));
+  const over = postTar(f.httpUrl, 'm', { ...f.admin, 'transfer-encoding': 'chunked' }, async (req) => writeZeros(req, 8 * MiB, () => answered));
   void over.then(() => (answered = true));
   const res = await over;
   assert.equal(res?.status, 413);
@@ -85,7 +86,7 @@ test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves
   assert.deepEqual(files(uploads), []);
 
   // The client goes away half-way: the partial file is deleted.
-  const aborted = postTar(f.httpUrl, 'm', { 'content-length': MiB }, async (req) => {
+  const aborted = postTar(f.httpUrl, 'm', { ...f.admin, 'content-length': MiB }, async (req) => {
     await writeZeros(req, MiB / 2);
     await waitFor(() => files(uploads).length === 1, 'the partial upload on disk');
     req.destroy();
@@ -93,7 +94,7 @@ test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves
   assert.equal(await aborted, null);
   await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
 
-  const empty = await uploadTar(f.httpUrl, 'm', new Uint8Array(0));
+  const empty = await uploadTar(f.httpUrl, 'm', new Uint8Array(0), f.admin);
   assert.equal(empty.status, 400);
   assert.deepEqual(files(uploads), []);
   assert.deepEqual(files(join(f.dataDir, 'artifacts')), []);
@@ -103,7 +104,7 @@ test('uploads: a canonical tar is moved into place, another tar is re-packed; in
   const f = await startFleet(t);
   const pkg = packageFiles('m', '1');
   const canonical = packArchive(pkg);
-  const up = await uploadTar(f.httpUrl, 'm', canonical);
+  const up = await uploadTar(f.httpUrl, 'm', canonical, f.admin);
   assert.equal(up.status, 201);
   assert.equal(up.body.sha256, createHash('sha256').update(canonical).digest('hex'));
 
@@ -116,11 +117,11 @@ test('uploads: a canonical tar is moved into place, another tar is re-packed; in
     }),
     Buffer.alloc(1024),
   ]);
-  const repacked = await uploadTar(f.httpUrl, 'm', odd);
+  const repacked = await uploadTar(f.httpUrl, 'm', odd, f.admin);
   assert.equal(repacked.status, 201);
   assert.equal(repacked.body.sha256, createHash('sha256').update(packArchive(packageFiles('m', '2'))).digest('hex'));
 
-  const bad = await uploadTar(f.httpUrl, 'm', Buffer.alloc(4096, 7));
+  const bad = await uploadTar(f.httpUrl, 'm', Buffer.alloc(4096, 7), f.admin);
   assert.equal(bad.status, 422);
   assert.match(String(bad.body.message), /not a valid model package archive/);
   assert.deepEqual(files(join(f.dataDir, 'uploads')), []);
@@ -128,20 +129,21 @@ test('uploads: a canonical tar is moved into place, another tar is re-packed; in
 
 test('uploads: the artifact store quota (registry.maxBytes) refuses a package with 507 naming it', async (t) => {
   const f = await startFleet(t, { registry: { maxBytes: 8 * 1024 } });
-  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))))).status, 201);
-  const full = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '2', Buffer.alloc(5000, 2))));
+  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))), f.admin)).status, 201);
+  const full = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '2', Buffer.alloc(5000, 2))), f.admin);
   assert.equal(full.status, 507);
   assert.equal(full.body.error, 'OSP_ERR_QUOTA');
   assert.match(String(full.body.message), /^artifact store full: 6144 bytes used \+ 8192 would exceed registry\.maxBytes \(8192\)$/);
   assert.deepEqual(files(join(f.dataDir, 'uploads')), []);
   // The same package again takes no space: still accepted.
-  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))))).status, 200);
+  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))), f.admin)).status, 200);
 });
 
 test('uploads: the image store quota (images.maxBytes) answers 507; a repeated image still fits', async (t) => {
   const f = await startFleet(t, { images: { maxBytes: 4096 } });
+  const press1 = { authorization: `Bearer ${await f.creds.enrollEdge('press-1')}` };
   const put = (seq: number, bytes: Buffer) =>
-    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { 'content-type': 'image/jpeg' } }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { ...press1, 'content-type': 'image/jpeg' } }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
   assert.equal((await put(1, Buffer.alloc(3000, 1))).status, 201);
   assert.equal((await put(2, Buffer.alloc(3000, 1))).status, 201, 'same bytes: shared blob, no new space');
   const full = await put(3, Buffer.alloc(2000, 2));
@@ -159,11 +161,12 @@ async function fleetProcess(t: TestContext) {
     rmSync(dir, { recursive: true, force: true });
   });
   const { httpUrl } = (await fleet.waitForLine((l) => l.msg === 'fleet manager started')) as { httpUrl: string };
-  return { fleet, httpUrl, dir };
+  const admin = await openTestIdentity(t, join(dir, 'fleet.db')).headers('admin');
+  return { fleet, httpUrl, dir, admin };
 }
 
 test('fleet process: a 500 MB package upload streams to disk; the fleet memory stays bounded', { timeout: 120_000 }, async (t) => {
-  const { fleet, httpUrl, dir } = await fleetProcess(t);
+  const { fleet, httpUrl, dir, admin } = await fleetProcess(t);
   const before = memoryOf(fleet.child.pid!);
 
   // A valid package with a 500 MB model, streamed: manifest (its sha over the zeros), then the model.
@@ -173,7 +176,7 @@ test('fleet process: a 500 MB package upload streams to disk; the fleet memory s
   const head = Buffer.concat([header('manifest.json', manifest.length, 0), manifest, pad(manifest.length), header('model.onnx', size, 0)]);
   const tail = Buffer.concat([pad(size), Buffer.alloc(1024)]);
   const started = Date.now();
-  const res = await postTar(httpUrl, 'big', { 'content-length': head.length + size + tail.length }, async (req) => {
+  const res = await postTar(httpUrl, 'big', { ...admin, 'content-length': head.length + size + tail.length }, async (req) => {
     req.write(head);
     await writeZeros(req, size);
     req.end(tail);
@@ -191,7 +194,7 @@ test('uploads: a multipart upload is received to a directory; over registry.maxP
 
   // A model part that never ends: answered once 2 MiB of file bytes are in, not at the end of the body.
   let answered = false;
-  const over = postTar(f.httpUrl, 'm', { ...MULTIPART, 'transfer-encoding': 'chunked' }, async (req) => {
+  const over = postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART, 'transfer-encoding': 'chunked' }, async (req) => {
     req.write(partHead('model.onnx'));
     await writeZeros(req, 64 * MiB, () => answered);
   });
@@ -202,7 +205,7 @@ test('uploads: a multipart upload is received to a directory; over registry.maxP
   await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
 
   // The client goes away half-way through a part: the directory is deleted.
-  const aborted = postTar(f.httpUrl, 'm', { ...MULTIPART, 'content-length': MiB }, async (req) => {
+  const aborted = postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART, 'content-length': MiB }, async (req) => {
     req.write(partHead('model.onnx'));
     await writeZeros(req, MiB / 2);
     await waitFor(() => files(uploads).length === 1, 'the partial upload on disk');
@@ -211,7 +214,7 @@ test('uploads: a multipart upload is received to a directory; over registry.maxP
   assert.equal(await aborted, null);
   await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
 
-  const good = await postTar(f.httpUrl, 'm', MULTIPART, async (req) => void req.end(multipartBody(packageFiles('m', '1'))));
+  const good = await postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART }, async (req) => void req.end(multipartBody(packageFiles('m', '1'))));
   assert.equal(good?.status, 201, JSON.stringify(good?.body));
   assert.equal(good?.body.sha256, createHash('sha256').update(packArchive(packageFiles('m', '1'))).digest('hex'));
   assert.deepEqual(files(uploads), []);
@@ -231,7 +234,7 @@ test('uploads: multipart parts that are not flat package files are refused with 
     ['cut short', multipartBody(pkg).subarray(0, 300), 400, 'body is not valid multipart/form-data: Unexpected end of form'],
   ];
   for (const [what, body, status, message] of cases) {
-    const res = await postTar(f.httpUrl, 'm', MULTIPART, async (req) => void req.end(body));
+    const res = await postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART }, async (req) => void req.end(body));
     assert.equal(res?.status, status, `${what}: ${JSON.stringify(res?.body)}`);
     assert.equal(res?.body.message, message, what);
     assert.deepEqual(files(uploads), [], what);
@@ -241,7 +244,7 @@ test('uploads: multipart parts that are not flat package files are refused with 
 });
 
 test('fleet process: a 500 MB multipart package upload streams to disk; the fleet memory stays bounded', { timeout: 120_000 }, async (t) => {
-  const { fleet, httpUrl, dir } = await fleetProcess(t);
+  const { fleet, httpUrl, dir, admin } = await fleetProcess(t);
   const before = memoryOf(fleet.child.pid!);
 
   const size = 500 * MiB;
@@ -249,7 +252,7 @@ test('fleet process: a 500 MB multipart package upload streams to disk; the flee
   const head = Buffer.concat([partHead('manifest.json'), manifest, Buffer.from('\r\n'), partHead('model.onnx')]);
   const tail = Buffer.concat([Buffer.from('\r\n'), formEnd]);
   const started = Date.now();
-  const res = await postTar(httpUrl, 'big', { ...MULTIPART, 'content-length': head.length + size + tail.length }, async (req) => {
+  const res = await postTar(httpUrl, 'big', { ...admin, ...MULTIPART, 'content-length': head.length + size + tail.length }, async (req) => {
     req.write(head);
     await writeZeros(req, size);
     req.end(tail);
@@ -263,10 +266,11 @@ test('fleet process: a 500 MB multipart package upload streams to disk; the flee
 
 test('uploads: image bodies held at once are capped by images.maxInFlightBytes; beyond it 503 with Retry-After before the body is read', async (t) => {
   const f = await startFleet(t, { images: { maxImageBytes: MiB, maxInFlightBytes: 1.5 * MiB } });
+  const press1 = { authorization: `Bearer ${await f.creds.enrollEdge('press-1')}` };
   const u = new URL(f.httpUrl);
   /** Starts a PUT of an image and leaves it open after `first` bytes; `finish()` sends the rest. */
   const open = (seq: number, headers: Record<string, string | number>, first: Buffer) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: `/api/results/press-1/${seq}/image`, headers: { 'content-type': 'image/jpeg', ...headers } });
+    const req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: `/api/results/press-1/${seq}/image`, headers: { ...press1, 'content-type': 'image/jpeg', ...headers } });
     const answer = new Promise<{ status: number; retryAfter?: string; body: Record<string, unknown> } | null>((resolve) => {
       req.on('response', (res) => {
         const parts: Buffer[] = [];
@@ -279,7 +283,7 @@ test('uploads: image bodies held at once are capped by images.maxInFlightBytes; 
     return { req, answer };
   };
   const put = (seq: number, bytes: Buffer) =>
-    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { 'content-type': 'image/jpeg' } }).then(async (r) => ({
+    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { ...press1, 'content-type': 'image/jpeg' } }).then(async (r) => ({
       status: r.status,
       retryAfter: r.headers.get('retry-after'),
       body: (await r.json()) as Record<string, unknown>,
