@@ -351,6 +351,7 @@ export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): Ident
     insertCred: db.prepare('INSERT INTO edge_credentials (id, edge_id, line, hash, broker_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)'),
     credById: db.prepare<[string], CredRow>('SELECT * FROM edge_credentials WHERE id = ?'),
     creds: db.prepare<[], CredRow>('SELECT * FROM edge_credentials ORDER BY edge_id, created_at'),
+    liveCredOf: db.prepare<[string], { id: string }>('SELECT id FROM edge_credentials WHERE edge_id = ? AND revoked_at IS NULL LIMIT 1'),
     revokeCreds: db.prepare<[number, string]>('UPDATE edge_credentials SET revoked_at = ? WHERE edge_id = ? AND revoked_at IS NULL'),
     insertAudit: db.prepare(
       'INSERT INTO audit_log (ts, actor, action, target, source, outcome, before_json, after_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
@@ -369,9 +370,14 @@ export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): Ident
   const userValid = (u: UserRow | undefined): u is UserRow => u !== undefined && u.disabled === 0;
 
   // Enrollment: check, spend and mint in one transaction, so a token is spent exactly once.
-  const redeem = db.transaction((tokenId: string, edgeId: string, credId: string, hash: string, brokerHash: string, t: number) => {
+  // A token made for a line enrolls new edges only: an edge already holding a live credential is
+  // re-enrolled only with a token made for it, so a line's token cannot take over a working edge.
+  const redeem = db.transaction((tokenId: string, edgeId: string, credId: string, hash: string, brokerHash: string, t: number): CredRow | string => {
     const row = st.enrollById.get(tokenId)!;
-    if (st.spendEnroll.run(t, edgeId, tokenId).changes !== 1) return null;
+    if (row.edge_id === null && st.liveCredOf.get(edgeId)) {
+      return `${edgeId} is enrolled already; a line token enrolls new edges only (re-enroll it with a token made for ${edgeId})`;
+    }
+    if (st.spendEnroll.run(t, edgeId, tokenId).changes !== 1) return 'the token was used already';
     st.revokeCreds.run(t, edgeId);
     st.insertCred.run(credId, edgeId, row.line, hash, brokerHash, t);
     return st.credById.get(credId)!;
@@ -513,7 +519,7 @@ export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): Ident
       if (row.edge_id !== null && row.edge_id !== edgeId) throw refused(`the token is for another edge than ${edgeId}`);
       const m = mintSecret('edgeCredential');
       const cred = redeem(row.id, edgeId, m.id, m.hash, mosquittoHash(m.token), t);
-      if (!cred) throw refused('the token was used already');
+      if (typeof cred === 'string') throw refused(cred);
       return { credential: m.token, record: credOf(cred) };
     },
     async resolveEdgeCredential(token) {

@@ -11,7 +11,6 @@ import { EDGE_ID_PATTERN } from '../../protocol/topics.js';
 import { errorResponses } from '../http-schemas.js';
 import type { IdentityStore } from '../identity-store.js';
 import { createAttemptLimiter } from '../attempt-limiter.js';
-import { parseSecret } from '../auth/secrets.js';
 
 /** The fleet's own MQTT identity (username and client ids): never an edge's. */
 const RESERVED_PREFIX = 'osprey-fleet';
@@ -66,7 +65,6 @@ export const enrollRoutes: FastifyPluginAsync<EnrollRouteDeps> = async (app, dep
       if (edgeId.startsWith(RESERVED_PREFIX)) throw new OspreyError('OSP_ERR_BAD_REQUEST', `edgeId: "${RESERVED_PREFIX}…" is the fleet's own MQTT identity, not an edge id`);
       let redeemed: Awaited<ReturnType<IdentityStore['redeemEnrollmentToken']>>;
       try {
-        await refuseLineTokenTakeover(deps.identity, token, edgeId);
         redeemed = await deps.identity.redeemEnrollmentToken(token, edgeId);
       } catch (err) {
         if (err instanceof OspreyError && err.code === 'OSP_ERR_UNAUTHENTICATED') {
@@ -91,19 +89,3 @@ export const enrollRoutes: FastifyPluginAsync<EnrollRouteDeps> = async (app, dep
     },
   );
 };
-
-/**
- * A token made for a line enrolls a new edge only: an edge id that already holds a live
- * credential is re-enrolled (its credential replaced) only with a token made for that edge, so
- * whoever holds a line's token cannot take over, and cut off, an edge already at work.
- */
-async function refuseLineTokenTakeover(identity: IdentityStore, token: string, edgeId: string): Promise<void> {
-  const parsed = parseSecret('enrollment', token);
-  if (!parsed) return; // the store refuses it
-  const record = (await identity.listEnrollmentTokens()).find((r) => r.id === parsed.id);
-  if (!record || record.edgeId !== null) return;
-  const live = (await identity.listEdgeCredentials()).some((c) => c.edgeId === edgeId && c.revokedAt === null);
-  if (live) {
-    throw new OspreyError('OSP_ERR_UNAUTHENTICATED', `enrollment refused: ${edgeId} is enrolled already; a line token enrolls new edges only (re-enroll it with a token made for ${edgeId})`);
-  }
-}

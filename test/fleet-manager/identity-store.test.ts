@@ -88,9 +88,12 @@ test('identity store: an enrollment token is spent exactly once, expires, binds 
   assert.equal(outcomes.filter((o) => o.status === 'fulfilled').length, 1);
   const first = (outcomes.find((o) => o.status === 'fulfilled') as PromiseFulfilledResult<{ credential: string }>).value.credential;
 
+  // A line's token enrolls new edges only; an enrolled one is re-enrolled with a token made for it.
   const lineToken = await store.createEnrollmentToken({ edgeId: null, line: 'L1', ttlMs: 10_000, createdBy: 'test' });
-  const again = await store.redeemEnrollmentToken(lineToken.token, 'edge-a');
-  assert.equal(again.record.line, 'L1');
+  await assert.rejects(store.redeemEnrollmentToken(lineToken.token, 'edge-a'), (err) => isOspreyError(err, 'OSP_ERR_UNAUTHENTICATED') && /enrolled already/.test(err.message));
+  assert.equal((await store.redeemEnrollmentToken(lineToken.token, 'edge-new')).record.line, 'L1', 'the refused attempt did not spend the token');
+  const rebind = await store.createEnrollmentToken({ edgeId: 'edge-a', line: null, ttlMs: 10_000, createdBy: 'test' });
+  const again = await store.redeemEnrollmentToken(rebind.token, 'edge-a');
   assert.equal(await store.resolveEdgeCredential(first), null, 'the credential replaced by re-enrollment still works');
   assert.equal((await store.resolveEdgeCredential(again.credential))?.edgeId, 'edge-a');
 
