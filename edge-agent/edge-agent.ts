@@ -13,7 +13,7 @@ import type { Thresholds } from '../protocol/messages.js';
 import { withTimeout } from '../protocol/timeout.js';
 import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/runtime.js';
 import type { ModelRunner } from '../models/types.js';
-import { readFleetPublicKey, type EdgeConfig } from './config.js';
+import { artifactOrigins, readTrustedKeys, type EdgeConfig } from './config.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';
 import { createHotFolder, type HotFolder } from './hot-folder.js';
 import { buildHttpServer, type Health } from './http-server.js';
@@ -187,12 +187,14 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   async function startup(): Promise<{ httpUrl: string }> {
     // 1. What the parts need: files, the fleet key, the result store and the local model.
     agentVersion = await readAgentVersion();
-    const publicKey = await readFleetPublicKey(config);
+    const trustedKeys = await readTrustedKeys(config);
+    const allowPlugins = config.model.allowPlugins === true;
     const s = (store = openResultStore(config.dataDir, opts.durability ? { durability: opts.durability } : {}));
     const optimizedCache =
       opts.optimizedModels ?? createOptimizedModelCache({ dir: join(config.dataDir, 'onnxruntime'), logger: base.child({ component: 'models' }) });
     const loadOptions = {
       maxPixels: config.maxPixels,
+      allowPlugins,
       optimizedCache,
       ...(config.model.threads ? { intraOpThreads: config.model.threads } : {}),
     };
@@ -281,7 +283,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       localModel: active,
       ...(ownsRunner ? { loadLocalModel: loadLocal } : {}),
       ...(config.thresholds ? { localThresholds: config.thresholds } : {}),
-      ...(publicKey ? { publicKey } : {}),
+      trustedKeys,
+      allowPlugins,
       maxPixels: config.maxPixels,
       loadModel: (dir) => loadModelPackage(dir, loadOptions),
       ...(config.model.cacheVersions !== undefined ? { cacheVersions: config.model.cacheVersions } : {}),
@@ -294,6 +297,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         ...(config.model.retryMaxMs !== undefined ? { retryMaxMs: config.model.retryMaxMs } : {}),
         ...(config.disk ? { minFreeBytes: config.disk.minFreeBytes } : {}),
         ...(config.fleet?.httpUrl ? { baseUrl: config.fleet.httpUrl } : {}),
+        origins: artifactOrigins(config),
       },
       logger: base.child({ component: 'model-manager' }),
       onEvent: publishEvent,

@@ -18,8 +18,10 @@ export interface ModelVersionRecord {
   /** sha256 of the canonical package archive: the artifact's address. */
   sha256: string;
   size: number;
-  /** Base64 Ed25519 signature by the fleet key (models/artifact-signature.ts). */
+  /** Base64 Ed25519 signature of the artifact statement (models/artifact-signature.ts). */
   signature: string;
+  /** The key that made it: a publisher key id, or "fleet" (the fleet's own key). */
+  keyId: string;
   manifest: Manifest;
   createdAt: number;
 }
@@ -129,6 +131,7 @@ CREATE TABLE IF NOT EXISTS model_versions (
   signature TEXT NOT NULL,
   manifest TEXT NOT NULL,
   created_at INTEGER NOT NULL,
+  key_id TEXT NOT NULL DEFAULT 'fleet',
   PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS config_layers (
@@ -166,6 +169,7 @@ interface VersionRow {
   sha256: string;
   size: number;
   signature: string;
+  key_id: string;
   manifest: string;
   created_at: number;
 }
@@ -197,14 +201,18 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
+  // Issue 14: the signing key's id (versions registered before it were signed by the fleet key).
+  if (!(db.prepare('PRAGMA table_info(model_versions)').all() as { name: string }[]).some((c) => c.name === 'key_id')) {
+    db.exec("ALTER TABLE model_versions ADD COLUMN key_id TEXT NOT NULL DEFAULT 'fleet'");
+  }
   const activeList = ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ');
 
   const st = {
     getVersion: db.prepare<[string, string], VersionRow>('SELECT * FROM model_versions WHERE name = ? AND version = ?'),
     getVersionBySha: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE sha256 = ?'),
     insertVersion: db.prepare(
-      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, manifest, created_at)
-       VALUES (@name, @version, @sha256, @size, @signature, @manifest, @createdAt)`,
+      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, key_id, manifest, created_at)
+       VALUES (@name, @version, @sha256, @size, @signature, @keyId, @manifest, @createdAt)`,
     ),
     listModels: db.prepare<[], { name: string; versions: number; latest: string; updated: number }>(
       // The newest version per model: SQLite returns the bare column of the row holding max().
@@ -368,6 +376,7 @@ function toVersion(row: VersionRow): ModelVersionRecord {
     sha256: row.sha256,
     size: row.size,
     signature: row.signature,
+    keyId: row.key_id,
     manifest: JSON.parse(row.manifest) as Manifest,
     createdAt: row.created_at,
   };

@@ -21,6 +21,7 @@ import { openSqliteImageStore, type FleetImageStore } from './image-store.js';
 import { openSqliteControlStore, type ControlStore } from './control-store.js';
 import { loadOrCreateSigningKeys } from './signing-keys.js';
 import { createRegistry } from './registry.js';
+import { loadTrustedKeys } from '../models/trusted-keys.js';
 import { createDesiredPublisher } from './desired-state.js';
 import { createRolloutEngine } from './rollout-engine.js';
 import { createRolloutMembership } from './rollout-membership.js';
@@ -83,7 +84,20 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images'), maxBytes: config.images.maxBytes });
     started.push({ name: 'images', close: () => images.close() });
     const keys = await loadOrCreateSigningKeys(config.dataDir, child('registry'));
-    const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry'), maxBytes: config.registry.maxBytes });
+    const publisherKeys = await loadTrustedKeys(config.registry.publisherKeys, 'registry.publisherKeys');
+    if (config.registry.requirePublisherSignature && publisherKeys.size === 0) {
+      log.warn('registry.requirePublisherSignature is on and registry.publisherKeys is empty: every model upload will be refused');
+    }
+    const registry = createRegistry({
+      store: control,
+      dataDir: config.dataDir,
+      keys,
+      logger: child('registry'),
+      maxBytes: config.registry.maxBytes,
+      requirePublisherSignature: config.registry.requirePublisherSignature,
+      publisherKeys,
+      check: { timeoutMs: config.registry.checkTimeoutMs, maxRssBytes: config.registry.checkMaxRssBytes },
+    });
 
     let mqttUrl = config.brokerUrl;
     if (mqttUrl === null) {

@@ -18,6 +18,7 @@ import { archiveDirectory } from '../../models/package-archive.js';
 import { fitBuiltinAnomalyModel } from '../../models/authoring.js';
 import { DEMO_MODEL_NAME, ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
 import { edgeConfig, testLogger } from '../edge-agent/fixtures.js';
+import { signedDirectoryArchive, testPublisherKey } from '../helpers/publisher.js';
 
 const NAME = DEMO_MODEL_NAME;
 
@@ -85,11 +86,11 @@ before(async () => {
   await fitBuiltinAnomalyModel(train, v2Dir, { name: NAME, version: '2.0.0', width: 64, height: 64 });
   log = fleetLog();
   const local = { host: '127.0.0.1', port: 0 };
-  fleet = createFleetManager({ dataDir: join(root, 'fleet'), http: local, mqtt: local, rollouts: { tickMs: 100 }, logger: log.logger });
+  fleet = createFleetManager({ dataDir: join(root, 'fleet'), http: local, mqtt: local, rollouts: { tickMs: 100 }, registry: { publisherKeys: [testPublisherKey()] }, logger: log.logger });
   urls = await fleet.start();
   const res = await fetch(`${urls.httpUrl}/api/models/${NAME}/versions`, {
     method: 'POST',
-    body: await archiveDirectory(v2Dir),
+    body: await signedDirectoryArchive(v2Dir),
     headers: { 'content-type': 'application/x-tar' },
   });
   assert.equal(res.status, 201);
@@ -106,7 +107,7 @@ after(async () => {
 function edgeAgent(t: TestContext, edgeId: string): EdgeAgent {
   const config = edgeConfig(join(root, edgeId), localDir, {
     edgeId,
-    fleet: { mqttUrl: urls.mqttUrl, httpUrl: urls.httpUrl, publicKey },
+    fleet: { mqttUrl: urls.mqttUrl, httpUrl: urls.httpUrl, publicKey, trustedKeys: [testPublisherKey()] },
   });
   const agent = createEdgeAgent(config, { logger: testLogger(), listen: false, reconnectPeriodMs: 200, finalSyncMs: 0 });
   t.after(() => agent.close());

@@ -28,6 +28,7 @@ import { decodeMessage } from '../../protocol/validator.js';
 import type { StateMessage } from '../../protocol/messages.js';
 import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { signedArchive, testPublisherKey } from '../helpers/publisher.js';
 
 const NAME = DEMO_MODEL_NAME;
 const id = (version: string) => `${NAME}@${version}`;
@@ -97,7 +98,8 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
 
   const dataDir = join(root, 'fleet');
   const local = { host: '127.0.0.1', port: 0 };
-  let fleet: FleetManager = createFleetManager({ dataDir, http: local, mqtt: local, rollouts: { tickMs: 100 }, logger: log });
+  const registry = { publisherKeys: [testPublisherKey()] };
+  let fleet: FleetManager = createFleetManager({ dataDir, http: local, mqtt: local, rollouts: { tickMs: 100 }, registry, logger: log });
   let { httpUrl, mqttUrl } = await fleet.start();
   t.after(() => fleet.close());
   const api = async (method: string, path: string, body?: unknown) => {
@@ -106,9 +108,10 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
     return { status: res.status, body: (await res.json()) as any };
   };
   const upload = async (archive: Buffer) => {
-    const res = await fetch(`${httpUrl}/api/models/${NAME}/versions`, { method: 'POST', body: archive, headers: { 'content-type': 'application/x-tar' } });
+    // Signed by the test publisher, as a release manager would (osprey model sign).
+    const res = await fetch(`${httpUrl}/api/models/${NAME}/versions`, { method: 'POST', body: signedArchive(archive), headers: { 'content-type': 'application/x-tar' } });
     assert.equal(res.status, 201);
-    return (await res.json()) as { sha256: string; version: string };
+    return (await res.json()) as { sha256: string; version: string; size: number };
   };
   const v2 = await upload(await archiveDirectory(v2Dir));
   await upload(await archiveDirectory(v3Dir));
@@ -145,7 +148,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
           line,
           dataDir: dir,
           http: { host: '127.0.0.1', port: 0 },
-          fleet: { mqttUrl, httpUrl, publicKey },
+          fleet: { mqttUrl, httpUrl, publicKey, trustedKeys: [testPublisherKey()] },
           model: { dir: v1Dir, retryBaseMs: 50, retryMaxMs: 500 },
           sync: { batchSize: 50, intervalMs: 100 },
           telemetry: { intervalMs: 300 },
@@ -236,7 +239,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
   bytes[bytes.length >> 1]! ^= 0x01;
   await writeFile(v4File, bytes);
   assert.notEqual(sha256Hex(bytes), v4.sha256);
-  const foreign = signArtifact({ name: NAME, version: '5.0.0', sha256: v5.sha256 }, generateSigningKeys().privateKeyPem);
+  const foreign = signArtifact({ name: NAME, version: '5.0.0', sha256: v5.sha256, size: v5.size, pluginSha256: null }, generateSigningKeys().privateKeyPem);
   const db = new Database(join(dataDir, 'fleet.db'));
   db.prepare('UPDATE model_versions SET signature = ? WHERE sha256 = ?').run(foreign, v5.sha256);
   db.close();
@@ -267,7 +270,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
   await rolloutWhere(r6.body.id, 'awaits promotion', (r) => r.status === 'awaiting-promotion');
   const ports = { http: Number(new URL(httpUrl).port), mqtt: Number(new URL(mqttUrl).port) };
   await fleet.close();
-  fleet = createFleetManager({ dataDir, http: { ...local, port: ports.http }, mqtt: { ...local, port: ports.mqtt }, rollouts: { tickMs: 100 }, logger: log });
+  fleet = createFleetManager({ dataDir, http: { ...local, port: ports.http }, mqtt: { ...local, port: ports.mqtt }, rollouts: { tickMs: 100 }, registry, logger: log });
   ({ httpUrl, mqttUrl } = await fleet.start());
   const resumed = await rolloutWhere(r6.body.id, 'still awaits promotion', (r) => r.status === 'awaiting-promotion' && r.stages[0].edges[0].status === 'reporting');
   assert.equal(resumed.stages[0].status, 'awaiting-promotion');
