@@ -1,13 +1,14 @@
 /**
  * A test publisher: one Ed25519 key pair per test process, with the id the fleet's
  * registry.publisherKeys and the edges' fleet.trustedKeys name it by, and the real signing path
- * (`osprey model sign`'s signPackageFiles) applied to test packages. Plus the smallest real
- * anomaly model, so uploads pass the registry's run check.
+ * (`osprey model sign`'s signPackageFiles) applied to test packages; and (re-exported) the
+ * smallest real anomaly model, so uploads pass the registry's run check.
  */
 import { generateSigningKeys } from '../../models/artifact-signature.js';
-import { OnnxModelBuilder } from '../../models/onnx-builder.js';
 import { packArchive, unpackArchive } from '../../models/package-archive.js';
 import { readPackageDirectory, signPackageFiles, SIGNATURE_FILE } from '../../models/package-signature.js';
+
+export { tinyAnomalyModel } from '../../models/tiny-model.js';
 
 export const TEST_PUBLISHER_ID = 'test-publisher';
 export const testPublisher = generateSigningKeys();
@@ -40,23 +41,4 @@ export function signedArchive(archive: Uint8Array): Uint8Array {
 /** A package directory as a signed upload archive. */
 export async function signedDirectoryArchive(dir: string): Promise<Buffer> {
   return packArchive(signedFiles(await readPackageDirectory(dir)));
-}
-
-/**
- * A real anomaly model: image float32[1,1,S,S] → score float32[1] = max(image) + `offset`.
- * `padBytes` adds an unused initializer of about that many bytes (a larger model); `offset`
- * makes the bytes of two versions differ.
- */
-export function tinyAnomalyModel(opts: { size?: number; offset?: number; padBytes?: number } = {}): Uint8Array {
-  const size = opts.size ?? 8;
-  const b = new OnnxModelBuilder({ opset: 13, graphName: 'tiny_anomaly' });
-  b.input('image', 'float32', [1, 1, size, size])
-    .initializer('offset', 'float32', [], [opts.offset ?? 0])
-    .initializer('score_shape', 'int64', [1], [1]);
-  if (opts.padBytes) b.initializer('pad', 'float32', [Math.ceil(opts.padBytes / 4)], new Float32Array(Math.ceil(opts.padBytes / 4)));
-  b.node('ReduceMax', ['image'], ['peak'], { keepdims: 0 })
-    .node('Add', ['peak', 'offset'], ['raw'])
-    .node('Reshape', ['raw', 'score_shape'], ['score'])
-    .output('score', 'float32', [1]);
-  return b.toBytes();
 }
