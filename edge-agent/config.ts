@@ -307,7 +307,7 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
     if (fleet.publicKeyFile !== undefined) fleet.publicKeyFile = abs(fleet.publicKeyFile);
     if (fleet.publicKey !== undefined) checkPublicKey(fleet.publicKey, `config fleet.publicKey${where}`);
     if (fleet.trustedKeys !== undefined) {
-      fleet.trustedKeys = checkTrustedKeyEntries(fleet.trustedKeys, 'fleet.trustedKeys', baseDir);
+      fleet.trustedKeys = checkTrustedKeyEntries(fleet.trustedKeys, 'fleet.trustedKeys', baseDir, where);
       if ((fleet.publicKey !== undefined || fleet.publicKeyFile !== undefined) && fleet.trustedKeys.some((k) => k.id === FLEET_KEY_ID)) {
         throw new OspreyError('OSP_ERR_CONFIG', `config fleet.trustedKeys: the id "${FLEET_KEY_ID}" is fleet.publicKey's; give this key another id${where}`);
       }

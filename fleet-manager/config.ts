@@ -157,7 +157,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     registry: {
       ...FLEET_DEFAULTS.registry,
       ...c.registry,
-      publisherKeys: checkTrustedKeyEntries(c.registry?.publisherKeys ?? [], 'registry.publisherKeys', baseDir),
+      publisherKeys: checkTrustedKeyEntries(c.registry?.publisherKeys ?? [], 'registry.publisherKeys', baseDir, ` (${source})`),
     },
     images: { ...FLEET_DEFAULTS.images, ...c.images, maxInFlightBytes },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },

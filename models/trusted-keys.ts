@@ -39,16 +39,16 @@ export function parseEd25519PublicKey(pem: string, what: string): KeyObject {
 
 /**
  * Checks a key list's shape (one of publicKey / publicKeyFile each, unique ids, inline keys
- * parse) and resolves file names against `baseDir`. OSP_ERR_CONFIG naming `where[i]`.
+ * parse) and resolves file names against `baseDir`. OSP_ERR_CONFIG naming `where[i]` (and `source`, e.g. " (file)").
  */
-export function checkTrustedKeyEntries(entries: readonly TrustedKeyEntry[], where: string, baseDir: string): TrustedKeyEntry[] {
+export function checkTrustedKeyEntries(entries: readonly TrustedKeyEntry[], where: string, baseDir: string, source = ''): TrustedKeyEntry[] {
   const seen = new Set<string>();
   return entries.map((e, i) => {
     const at = `${where}[${i}]`;
-    if ((e.publicKey === undefined) === (e.publicKeyFile === undefined)) throw new OspreyError('OSP_ERR_CONFIG', `config ${at}: set publicKey or publicKeyFile (one of the two)`);
-    if (seen.has(e.id)) throw new OspreyError('OSP_ERR_CONFIG', `config ${at}.id: "${e.id}" is listed twice`);
+    if ((e.publicKey === undefined) === (e.publicKeyFile === undefined)) throw new OspreyError('OSP_ERR_CONFIG', `config ${at}: set publicKey or publicKeyFile (one of the two)${source}`);
+    if (seen.has(e.id)) throw new OspreyError('OSP_ERR_CONFIG', `config ${at}.id: "${e.id}" is listed twice${source}`);
     seen.add(e.id);
-    if (e.publicKey !== undefined) parseEd25519PublicKey(e.publicKey, `config ${at}.publicKey`);
+    if (e.publicKey !== undefined) parseEd25519PublicKey(e.publicKey, `config ${at}.publicKey${source}`);
     return e.publicKeyFile !== undefined ? { ...e, publicKeyFile: resolve(baseDir, e.publicKeyFile) } : { ...e };
   });
 }
