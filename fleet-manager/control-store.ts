@@ -89,6 +89,10 @@ export interface ControlStore {
   getVersionBySha(sha256: string): Promise<ModelVersionRecord | null>;
   /** Inserts a new version; false when (name, version) or the sha256 already exists. */
   insertVersion(rec: ModelVersionRecord): Promise<boolean>;
+  /** Versions signed by the fleet's own key (key id "fleet"). */
+  listFleetSignedVersions(): Promise<ModelVersionRecord[]>;
+  /** Replaces a version's signature (the fleet re-signing its own versions in a newer statement format). */
+  setVersionSignature(sha256: string, signature: string, keyId: string): Promise<void>;
   listModels(): Promise<ModelSummary[]>;
   /** Versions of one model, oldest first. */
   listVersions(name: string): Promise<ModelVersionRecord[]>;
@@ -220,6 +224,8 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
        FROM model_versions GROUP BY name ORDER BY name`,
     ),
     listVersions: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE name = ? ORDER BY created_at, rowid'),
+    listFleetSigned: db.prepare<[], VersionRow>("SELECT * FROM model_versions WHERE key_id = 'fleet' ORDER BY created_at, rowid"),
+    setSignature: db.prepare<[string, string, string]>('UPDATE model_versions SET signature = ?, key_id = ? WHERE sha256 = ?'),
     getLayer: db.prepare<[string, string], { settings: string; version: number; updated_at: number }>(
       'SELECT settings, version, updated_at FROM config_layers WHERE scope = ? AND key = ?',
     ),
@@ -299,6 +305,12 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
     async insertVersion(rec) {
       const changes = st.insertVersion.run({ ...rec, manifest: JSON.stringify(rec.manifest) }).changes;
       return changes === 1;
+    },
+    async listFleetSignedVersions() {
+      return st.listFleetSigned.all().map(toVersion);
+    },
+    async setVersionSignature(sha256, signature, keyId) {
+      st.setSignature.run(signature, keyId, sha256);
     },
     async listModels() {
       return st.listModels.all().map((r) => ({ name: r.name, versions: r.versions, latestVersion: r.latest, updatedAt: r.updated }));

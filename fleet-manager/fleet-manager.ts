@@ -98,6 +98,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       publisherKeys,
       check: { timeoutMs: config.registry.checkTimeoutMs, maxRssBytes: config.registry.checkMaxRssBytes },
     });
+    await registry.resignLegacy();
 
     let mqttUrl = config.brokerUrl;
     if (mqttUrl === null) {

@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import { parseManifest } from '../models/manifest-check.js';
 import { MANIFEST_FILE } from '../models/package-reader.js';
 import type { KeyObject } from 'node:crypto';
+import { createPublicKey, verify } from 'node:crypto';
 import { FLEET_KEY_ID, signArtifact, verifyTrusted, type ArtifactIdentity } from '../models/artifact-signature.js';
 import { checkModelInChild } from '../models/model-check.js';
 import { parsePackageSignature, signedIdentity, SIGNATURE_FILE } from '../models/package-signature.js';
@@ -59,6 +60,12 @@ export interface AddVersionResult {
 export interface Registry {
   /** Validates, stores, signs and records a package as a version of `name`. */
   addVersion(name: string, upload: PackageUpload): Promise<AddVersionResult>;
+  /**
+   * Re-signs the versions the fleet key signed in the v1 statement format (before issue 14:
+   * name, version and sha256 only) with the current one, so an upgrade keeps them deployable to
+   * edges that trust the fleet key. Returns how many were re-signed.
+   */
+  resignLegacy(): Promise<number>;
   /** Path of an artifact's archive on disk (whether or not it exists). */
   artifactPath(sha256: string): string;
   /** Where uploads are received before addVersion takes them (beside the artifacts, so a move is a rename). */
@@ -158,7 +165,22 @@ export function createRegistry(opts: RegistryOptions): Registry {
     return { signature: s.signature, keyId: s.keyId };
   }
 
+  async function resignLegacy(): Promise<number> {
+    const fleetKey = createPublicKey(keys.privateKey);
+    let count = 0;
+    for (const rec of await store.listFleetSignedVersions()) {
+      const identity: ArtifactIdentity = { name: rec.name, version: rec.version, sha256: rec.sha256, size: rec.size, pluginSha256: rec.manifest.postprocess?.sha256 ?? null };
+      // Only what this very key signed in the v1 format: a row edited in the database is never signed anew.
+      if (!signedV1(rec, fleetKey)) continue;
+      await store.setVersionSignature(rec.sha256, signArtifact(identity, keys.privateKey), FLEET_KEY_ID);
+      count++;
+    }
+    if (count > 0) log.info({ versions: count }, 'fleet-signed versions re-signed in the current statement format');
+    return count;
+  }
+
   return {
+    resignLegacy,
     publicKeyPem: keys.publicKeyPem,
     artifactPath,
     uploadDir,
@@ -180,6 +202,15 @@ export function createRegistry(opts: RegistryOptions): Registry {
       };
     },
   };
+}
+
+/** Whether `rec.signature` is `key`'s signature of the pre-issue-14 statement (name, version, sha256). */
+function signedV1(rec: ModelVersionRecord, key: KeyObject): boolean {
+  try {
+    return verify(null, Buffer.from(`osprey-artifact/v1\n${rec.name}\n${rec.version}\n${rec.sha256}`, 'utf8'), key, Buffer.from(rec.signature, 'base64'));
+  } catch {
+    return false;
+  }
 }
 
 /**

@@ -5,6 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { createPrivateKey, sign } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { tempDir } from './helpers.js';
 import { generateSigningKeys, verifyArtifact } from '../../models/artifact-signature.js';
 import { packArchive } from '../../models/package-archive.js';
 import { sha256Hex } from '../../models/package-reader.js';
@@ -80,4 +85,27 @@ test('registry: with requirePublisherSignature off an unsigned upload is signed 
   assert.equal(res.body.keyId, 'fleet');
   const pem = (await f.api('GET', '/api/fleet/public-key')).body as string;
   verifyArtifact({ name: 'm', version: '1', sha256: sha256Hex(archive), size: archive.length, pluginSha256: null }, String(res.body.signature), pem);
+});
+
+test('registry: versions the fleet key signed before v2 are re-signed at start; a row edited in the database is not', async (t) => {
+  const dataDir = await tempDir(t);
+  const first = await startFleet(t, { dataDir, registry: { requirePublisherSignature: false } });
+  const a = packArchive(packageFiles('m', '1'));
+  const b = packArchive(packageFiles('m', '2'));
+  assert.equal((await uploadTar(first.httpUrl, 'm', a, { signed: false })).status, 201);
+  assert.equal((await uploadTar(first.httpUrl, 'm', b, { signed: false })).status, 201);
+  await first.fm.close();
+  // As an older fleet left them: v1 signed in the v1 statement by the fleet key; v2 a forged row.
+  const key = createPrivateKey(await readFile(join(dataDir, 'keys', 'fleet-signing.key'), 'utf8'));
+  const v1 = sign(null, Buffer.from(`osprey-artifact/v1\nm\n1\n${sha256Hex(a)}`), key).toString('base64');
+  const db = new Database(join(dataDir, 'fleet.db'));
+  db.prepare('UPDATE model_versions SET signature = ? WHERE sha256 = ?').run(v1, sha256Hex(a));
+  db.prepare('UPDATE model_versions SET signature = ? WHERE sha256 = ?').run('Zm9yZ2Vk', sha256Hex(b));
+  db.close();
+
+  const second = await startFleet(t, { dataDir, registry: { requirePublisherSignature: false } });
+  const pem = (await second.api('GET', '/api/fleet/public-key')).body as string;
+  const one = (await second.api('GET', '/api/models/m/versions/1')).body;
+  verifyArtifact({ name: 'm', version: '1', sha256: sha256Hex(a), size: a.length, pluginSha256: null }, String(one.signature), pem);
+  assert.equal((await second.api('GET', '/api/models/m/versions/2')).body.signature, 'Zm9yZ2Vk');
 });
