@@ -172,6 +172,8 @@ export interface FleetConfigOverrides {
   brokerUrl?: string;
   /** Relative to the current directory, like any path typed on a command line. */
   dataDir?: string;
+  /** Publisher keys added to registry.publisherKeys (`--publisher-key ID=FILE`); files relative to the current directory. */
+  publisherKeys?: { id: string; publicKeyFile: string }[];
 }
 
 /**
@@ -208,5 +210,10 @@ function applyOverrides(value: unknown, o: FleetConfigOverrides): unknown {
   if (o.mqttPort !== undefined) c.mqtt = { ...section('mqtt'), port: o.mqttPort };
   if (o.brokerUrl !== undefined) c.brokerUrl = o.brokerUrl;
   if (o.dataDir !== undefined) c.dataDir = resolve(o.dataDir);
+  if (o.publisherKeys?.length) {
+    const registry = section('registry');
+    const listed = Array.isArray(registry.publisherKeys) ? (registry.publisherKeys as unknown[]) : [];
+    c.registry = { ...registry, publisherKeys: [...listed, ...o.publisherKeys.map((k) => ({ id: k.id, publicKeyFile: resolve(k.publicKeyFile) }))] };
+  }
   return c;
 }
