@@ -14,7 +14,7 @@ Commands:
   edge start --config F     run an edge agent
   edge enroll --fleet URL --token T --edge-id ID  get this edge's credential
   infer --model DIR IMG...  run a model package on images, one JSON line each
-  model inspect|pack|validate  turn an exported ONNX file into a model package
+  model inspect|pack|validate|keygen|sign  turn an exported ONNX file into a signed model package
   simulate --edges N        many simulated edges against a fleet manager (load test)
   sample image|model        a synthetic part image, the built-in model package
 

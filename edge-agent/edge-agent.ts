@@ -13,7 +13,7 @@ import type { Thresholds } from '../protocol/messages.js';
 import { withTimeout } from '../protocol/timeout.js';
 import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/runtime.js';
 import type { ModelRunner } from '../models/types.js';
-import { readFleetPublicKey, type EdgeConfig } from './config.js';
+import { artifactOrigins, readTrustedKeys, type EdgeConfig } from './config.js';
 import { readFleetCredential, type FleetCredential } from './fleet-credential.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';
 import { loadEdgeFleetTls, type EdgeFleetTls } from './fleet-tls.js';
@@ -192,16 +192,18 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   async function startup(): Promise<{ httpUrl: string }> {
     // 1. What the parts need: files, the fleet key, the result store and the local model.
     agentVersion = await readAgentVersion();
-    const publicKey = await readFleetPublicKey(config);
     const tls = (fleetTls = await loadEdgeFleetTls(config));
     let credential: FleetCredential | undefined;
     if (config.fleet?.credentialFile) credential = await readFleetCredential(config.fleet.credentialFile, config.fleet.httpUrl);
     else if (config.fleet) log.warn('fleet.credentialFile is not set: a fleet that requires credentials refuses this edge (see "osprey edge enroll")');
+    const trustedKeys = await readTrustedKeys(config);
+    const allowPlugins = config.model.allowPlugins === true;
     const s = (store = openResultStore(config.dataDir, opts.durability ? { durability: opts.durability } : {}));
     const optimizedCache =
       opts.optimizedModels ?? createOptimizedModelCache({ dir: join(config.dataDir, 'onnxruntime'), logger: base.child({ component: 'models' }) });
     const loadOptions = {
       maxPixels: config.maxPixels,
+      allowPlugins,
       optimizedCache,
       ...(config.model.threads ? { intraOpThreads: config.model.threads } : {}),
     };
@@ -294,7 +296,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       localModel: active,
       ...(ownsRunner ? { loadLocalModel: loadLocal } : {}),
       ...(config.thresholds ? { localThresholds: config.thresholds } : {}),
-      ...(publicKey ? { publicKey } : {}),
+      trustedKeys,
+      allowPlugins,
       maxPixels: config.maxPixels,
       loadModel: (dir) => loadModelPackage(dir, loadOptions),
       ...(config.model.cacheVersions !== undefined ? { cacheVersions: config.model.cacheVersions } : {}),
@@ -308,6 +311,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         ...(config.disk ? { minFreeBytes: config.disk.minFreeBytes } : {}),
         ...(config.fleet?.httpUrl ? { baseUrl: config.fleet.httpUrl } : {}),
         ...(credential ? { authHeaders: credential.headersFor } : {}),
+        origins: artifactOrigins(config),
       },
       logger: base.child({ component: 'model-manager' }),
       onEvent: publishEvent,

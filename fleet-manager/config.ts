@@ -8,6 +8,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { check } from '../protocol/validator.js';
 import { OspreyError } from '../protocol/errors.js';
 import { DEFAULT_MAX_PACKET_BYTES } from '../protocol/mqtt-packet-limit.js';
+import { checkTrustedKeyEntries, TrustedKeyListSchema, type TrustedKeyEntry } from '../models/trusted-keys.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -62,6 +63,12 @@ export const FleetConfigSchema = Type.Object(
         {
           maxPackageBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'largest accepted model package upload' })),
           maxBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'quota of the artifact store (dataDir/artifacts) in bytes' })),
+          requirePublisherSignature: Type.Optional(
+            Type.Boolean({ description: 'refuse uploads without a signature.json by a key in publisherKeys (default true); false: unsigned uploads are signed with the fleet key' }),
+          ),
+          publisherKeys: Type.Optional(TrustedKeyListSchema('publisher public keys uploads may be signed by: [{ id, publicKey | publicKeyFile }]')),
+          checkTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000, description: 'longest the upload check may run the model (child process)' })),
+          checkMaxRssBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024 * 1024, description: 'most memory the upload check may use running the model' })),
         },
         strict,
       ),
@@ -120,7 +127,15 @@ export interface FleetConfig {
   logLevel: LogLevel;
   /** Base URL of artifact downloads in desired states; null: derived from the HTTP listen address. */
   publicUrl: string | null;
-  registry: { maxPackageBytes: number; maxBytes: number };
+  registry: {
+    maxPackageBytes: number;
+    maxBytes: number;
+    requirePublisherSignature: boolean;
+    /** File names absolute. */
+    publisherKeys: TrustedKeyEntry[];
+    checkTimeoutMs: number;
+    checkMaxRssBytes: number;
+  };
   images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
@@ -141,7 +156,8 @@ export const FLEET_DEFAULTS = {
   // 4 MiB: an edge splits its result batches to fit (edge config fleet.maxPacketBytes, same default).
   mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: DEFAULT_MAX_PACKET_BYTES, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
   logLevel: 'info',
-  registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
+  // Secure by default: only packages signed by a publisher key the fleet was given are accepted.
+  registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3, requirePublisherSignature: true, checkTimeoutMs: 60_000, checkMaxRssBytes: 4 * 1024 ** 3 },
   images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },
@@ -182,7 +198,11 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
       : null,
     logLevel: c.logLevel ?? FLEET_DEFAULTS.logLevel,
     publicUrl: c.publicUrl ? c.publicUrl.replace(/\/+$/, '') : null,
-    registry: { ...FLEET_DEFAULTS.registry, ...c.registry },
+    registry: {
+      ...FLEET_DEFAULTS.registry,
+      ...c.registry,
+      publisherKeys: checkTrustedKeyEntries(c.registry?.publisherKeys ?? [], 'registry.publisherKeys', baseDir, ` (${source})`),
+    },
     images: { ...FLEET_DEFAULTS.images, ...c.images, maxInFlightBytes },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
@@ -197,6 +217,8 @@ export interface FleetConfigOverrides {
   brokerUrl?: string;
   /** Relative to the current directory, like any path typed on a command line. */
   dataDir?: string;
+  /** Publisher keys added to registry.publisherKeys (`--publisher-key ID=FILE`); files relative to the current directory. */
+  publisherKeys?: { id: string; publicKeyFile: string }[];
 }
 
 /**
@@ -233,5 +255,10 @@ function applyOverrides(value: unknown, o: FleetConfigOverrides): unknown {
   if (o.mqttPort !== undefined) c.mqtt = { ...section('mqtt'), port: o.mqttPort };
   if (o.brokerUrl !== undefined) c.brokerUrl = o.brokerUrl;
   if (o.dataDir !== undefined) c.dataDir = resolve(o.dataDir);
+  if (o.publisherKeys?.length) {
+    const registry = section('registry');
+    const listed = Array.isArray(registry.publisherKeys) ? (registry.publisherKeys as unknown[]) : [];
+    c.registry = { ...registry, publisherKeys: [...listed, ...o.publisherKeys.map((k) => ({ id: k.id, publicKeyFile: resolve(k.publicKeyFile) }))] };
+  }
   return c;
 }

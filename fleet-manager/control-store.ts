@@ -19,8 +19,10 @@ export interface ModelVersionRecord {
   /** sha256 of the canonical package archive: the artifact's address. */
   sha256: string;
   size: number;
-  /** Base64 Ed25519 signature by the fleet key (models/artifact-signature.ts). */
+  /** Base64 Ed25519 signature of the artifact statement (models/artifact-signature.ts). */
   signature: string;
+  /** The key that made it: a publisher key id, or "fleet" (the fleet's own key). */
+  keyId: string;
   manifest: Manifest;
   createdAt: number;
   /** Who registered it (`user:alice`, `cli`); null for versions registered before issue 14. */
@@ -90,6 +92,10 @@ export interface ControlStore {
   getVersionBySha(sha256: string): Promise<ModelVersionRecord | null>;
   /** Inserts a new version; false when (name, version) or the sha256 already exists. */
   insertVersion(rec: ModelVersionRecord): Promise<boolean>;
+  /** Versions signed by the fleet's own key (key id "fleet"). */
+  listFleetSignedVersions(): Promise<ModelVersionRecord[]>;
+  /** Replaces a version's signature (the fleet re-signing its own versions in a newer statement format). */
+  setVersionSignature(sha256: string, signature: string, keyId: string): Promise<void>;
   listModels(): Promise<ModelSummary[]>;
   /** Versions of one model, oldest first. */
   listVersions(name: string): Promise<ModelVersionRecord[]>;
@@ -132,6 +138,7 @@ CREATE TABLE IF NOT EXISTS model_versions (
   signature TEXT NOT NULL,
   manifest TEXT NOT NULL,
   created_at INTEGER NOT NULL,
+  key_id TEXT NOT NULL DEFAULT 'fleet',
   PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS config_layers (
@@ -169,6 +176,7 @@ interface VersionRow {
   sha256: string;
   size: number;
   signature: string;
+  key_id: string;
   manifest: string;
   created_at: number;
   uploaded_by: string | null;
@@ -204,14 +212,18 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
   // Who did it (issue 14): files made before have the tables without these columns.
   addMissingColumns(db, 'model_versions', [['uploaded_by', 'TEXT']]);
   addMissingColumns(db, 'rollouts', [['created_by', 'TEXT']]);
+  // Issue 14: the signing key's id (versions registered before it were signed by the fleet key).
+  if (!(db.prepare('PRAGMA table_info(model_versions)').all() as { name: string }[]).some((c) => c.name === 'key_id')) {
+    db.exec("ALTER TABLE model_versions ADD COLUMN key_id TEXT NOT NULL DEFAULT 'fleet'");
+  }
   const activeList = ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ');
 
   const st = {
     getVersion: db.prepare<[string, string], VersionRow>('SELECT * FROM model_versions WHERE name = ? AND version = ?'),
     getVersionBySha: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE sha256 = ?'),
     insertVersion: db.prepare(
-      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, manifest, created_at, uploaded_by)
-       VALUES (@name, @version, @sha256, @size, @signature, @manifest, @createdAt, @uploadedBy)`,
+      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, key_id, manifest, created_at, uploaded_by)
+       VALUES (@name, @version, @sha256, @size, @signature, @keyId, @manifest, @createdAt, @uploadedBy)`,
     ),
     listModels: db.prepare<[], { name: string; versions: number; latest: string; updated: number }>(
       // The newest version per model: SQLite returns the bare column of the row holding max().
@@ -219,6 +231,8 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
        FROM model_versions GROUP BY name ORDER BY name`,
     ),
     listVersions: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE name = ? ORDER BY created_at, rowid'),
+    listFleetSigned: db.prepare<[], VersionRow>("SELECT * FROM model_versions WHERE key_id = 'fleet' ORDER BY created_at, rowid"),
+    setSignature: db.prepare<[string, string, string]>('UPDATE model_versions SET signature = ?, key_id = ? WHERE sha256 = ?'),
     getLayer: db.prepare<[string, string], { settings: string; version: number; updated_at: number }>(
       'SELECT settings, version, updated_at FROM config_layers WHERE scope = ? AND key = ?',
     ),
@@ -299,6 +313,12 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
       const changes = st.insertVersion.run({ ...rec, manifest: JSON.stringify(rec.manifest) }).changes;
       return changes === 1;
     },
+    async listFleetSignedVersions() {
+      return st.listFleetSigned.all().map(toVersion);
+    },
+    async setVersionSignature(sha256, signature, keyId) {
+      st.setSignature.run(signature, keyId, sha256);
+    },
     async listModels() {
       return st.listModels.all().map((r) => ({ name: r.name, versions: r.versions, latestVersion: r.latest, updatedAt: r.updated }));
     },
@@ -375,6 +395,7 @@ function toVersion(row: VersionRow): ModelVersionRecord {
     sha256: row.sha256,
     size: row.size,
     signature: row.signature,
+    keyId: row.key_id,
     manifest: JSON.parse(row.manifest) as Manifest,
     createdAt: row.created_at,
     uploadedBy: row.uploaded_by,

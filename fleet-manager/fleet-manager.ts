@@ -23,6 +23,7 @@ import { openSqliteControlStore, type ControlStore } from './control-store.js';
 import { openSqliteIdentityStore, type IdentityStore } from './identity-store.js';
 import { loadOrCreateSigningKeys } from './signing-keys.js';
 import { createRegistry } from './registry.js';
+import { loadTrustedKeys } from '../models/trusted-keys.js';
 import { createDesiredPublisher } from './desired-state.js';
 import { createRolloutEngine } from './rollout-engine.js';
 import { createRolloutMembership } from './rollout-membership.js';
@@ -103,7 +104,21 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       );
     }
     const keys = await loadOrCreateSigningKeys(config.dataDir, child('registry'));
-    const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry'), maxBytes: config.registry.maxBytes });
+    const publisherKeys = await loadTrustedKeys(config.registry.publisherKeys, 'registry.publisherKeys');
+    if (config.registry.requirePublisherSignature && publisherKeys.size === 0) {
+      log.warn('registry.requirePublisherSignature is on and registry.publisherKeys is empty: every model upload will be refused');
+    }
+    const registry = createRegistry({
+      store: control,
+      dataDir: config.dataDir,
+      keys,
+      logger: child('registry'),
+      maxBytes: config.registry.maxBytes,
+      requirePublisherSignature: config.registry.requirePublisherSignature,
+      publisherKeys,
+      check: { timeoutMs: config.registry.checkTimeoutMs, maxRssBytes: config.registry.checkMaxRssBytes },
+    });
+    await registry.resignLegacy();
     // With TLS only HTTPS and MQTTS listen; the files are checked before anything starts.
     const tlsFiles = config.tls ? await loadFleetTls(config.tls) : undefined;
 

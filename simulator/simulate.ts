@@ -17,6 +17,7 @@ import { ensureDemoModel } from '../models/demo-model.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
 import type { SimEdgeSpec, SimEdgesStats } from './sim-edges.js';
 import type { SimWorkerSpec } from './sim-worker.js';
+import type { TrustedKeyEntry } from '../models/trusted-keys.js';
 
 export interface SimulateOptions {
   edges: number;
@@ -29,6 +30,8 @@ export interface SimulateOptions {
   linePrefix?: string;
   /** The fleet manager to load; absent: one is started in this process on free ports. */
   fleet?: { httpUrl: string; mqttUrl: string };
+  /** Publisher keys the embedded fleet accepts uploads signed by (registry.publisherKeys) and the edges trust (fleet.trustedKeys). */
+  publisherKeys?: TrustedKeyEntry[];
   /** Frames per second per edge (0: none). */
   fps: number;
   /** Edge data (and the embedded fleet's) lives here. */
@@ -147,6 +150,7 @@ export async function startSimulation(opts: SimulateOptions): Promise<Simulation
       http: { host: '127.0.0.1', port: 0 },
       mqtt: { host: '127.0.0.1', port: 0 },
       logger: opts.logger ?? pino({ level: opts.logLevel ?? 'warn' }, destination(2)),
+      ...(opts.publisherKeys ? { registry: { publisherKeys: opts.publisherKeys } } : {}),
     });
     fleet = await fleetManager.start();
   }
@@ -180,6 +184,7 @@ export async function startSimulation(opts: SimulateOptions): Promise<Simulation
             mqttUrl: fleet!.mqttUrl,
             httpUrl: fleet!.httpUrl,
             publicKey,
+            ...(opts.publisherKeys ? { trustedKeys: opts.publisherKeys } : {}),
             fps: opts.fps,
             ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
             ...(opts.telemetryIntervalMs !== undefined ? { telemetryIntervalMs: opts.telemetryIntervalMs } : {}),

@@ -1,6 +1,6 @@
 /**
  * The model registry over HTTP: upload a version (a tar archive or the package files as
- * multipart), list models and versions, download artifacts by sha256 (with Range), and the fleet
+ * multipart; the publisher's signature.json travels as one more file of either), list models and versions, download artifacts by sha256 (with Range), and the fleet
  * public key edges verify signatures with.
  */
 import { createReadStream } from 'node:fs';
@@ -34,7 +34,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   const { store, registry } = control;
   const view = (rec: ModelVersionRecord): ModelVersionView => {
     const a = registry.artifact(rec, control.baseUrl());
-    return { ...a, task: rec.manifest.task, createdAt: rec.createdAt, uploadedBy: rec.uploadedBy, manifest: rec.manifest };
+    return { ...a, keyId: rec.keyId, task: rec.manifest.task, createdAt: rec.createdAt, uploadedBy: rec.uploadedBy, manifest: rec.manifest };
   };
 
   // Both upload forms go to disk as they arrive (never whole in memory); only this plugin's routes see these parsers.

@@ -156,12 +156,12 @@ test('a model download that fills the disk is aborted, its partial file deleted;
   const keys = generateSigningKeys();
   // Larger than the whole disk; the bytes never need to be a package, the disk fills first.
   const blob = randomBytes(6 * MiB);
-  const identity = { name: 'big-model', version: '1.0.0', sha256: sha256Of(blob) };
+  const identity = { name: 'big-model', version: '1.0.0', sha256: sha256Of(blob), size: blob.length, pluginSha256: null };
   const url = server.add(blob);
   const agent = createEdgeAgent(
     edgeConfig(dir, await modelDir, {
       dataDir: disk,
-      fleet: { mqttUrl: broker.url, publicKey: keys.publicKeyPem },
+      fleet: { mqttUrl: broker.url, publicKey: keys.publicKeyPem, artifactOrigins: [server.url] },
       model: { dir: await modelDir, retryBaseMs: 5, retryMaxMs: 40 },
       // No free-space floor: the download is let run into ENOSPC (the floor's refusal is tested in artifact-download.test.ts).
       disk: { minFreeBytes: 0, resumeFreeBytes: 0, checkIntervalMs: 1000, alarmHoldMs: 1000 },
@@ -175,7 +175,7 @@ test('a model download that fills the disk is aborted, its partial file deleted;
   const before = await agent.inspect(frame, { camera: 'cam1', source: 'http' });
 
   const desired = envelope('desired', 'edge-test', {
-    active: { ...identity, size: blob.length, url, signature: signArtifact(identity, keys.privateKeyPem) },
+    active: { name: identity.name, version: identity.version, sha256: identity.sha256, size: blob.length, url, signature: signArtifact(identity, keys.privateKeyPem) },
     config: {},
     configVersion: 1,
   });

@@ -13,6 +13,7 @@ import { createFleetManager } from '../../fleet-manager/fleet-manager.js';
 import { pino } from 'pino';
 import { packageFiles, startFleet, uploadTar } from './control-helpers.js';
 import { tempDir } from './helpers.js';
+import { signedFiles, TEST_PUBLISHER_ID, testPublisher, tinyAnomalyModel } from '../helpers/publisher.js';
 
 test('registry: a tar upload becomes a signed, content-addressed version; listings show it', async (t) => {
   const f = await startFleet(t);
@@ -36,7 +37,9 @@ test('registry: a tar upload becomes a signed, content-addressed version; listin
   assert.equal(pem.status, 200);
   assert.match(pem.headers.get('content-type')!, /^text\/plain/);
   assert.match(pem.body, /^-----BEGIN PUBLIC KEY-----/);
-  verifyArtifact({ name: 'scratch-net', version: '1.0.0', sha256: sha }, String(res.body.signature), pem.body);
+  // Signed by the publisher (the test key the fleet trusts), not by the fleet.
+  assert.equal(res.body.keyId, TEST_PUBLISHER_ID);
+  verifyArtifact({ name: 'scratch-net', version: '1.0.0', sha256: sha, size: archive.length, pluginSha256: null }, String(res.body.signature), testPublisher.publicKeyPem);
   assert.equal((await stat(join(f.dataDir, 'keys', 'fleet-signing.key'))).mode & 0o777, 0o600);
 
   const models = await f.api('GET', '/api/models');
@@ -60,7 +63,7 @@ test('registry: versions are immutable; the same package again is idempotent', a
   assert.equal(again.status, 200);
   assert.equal(again.body.sha256, sha256Hex(first));
 
-  const other = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.from('retrained weights'))), f.admin);
+  const other = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', tinyAnomalyModel({ offset: 0.25 }))), f.admin);
   assert.equal(other.status, 409);
   assert.equal(other.body.error, 'OSP_ERR_CONFLICT');
   assert.match(String(other.body.message), /immutable/);
@@ -71,7 +74,7 @@ test('registry: a multipart upload of the package files is the same artifact as 
   const f = await startFleet(t);
   const files = packageFiles('seal-check', '2.1');
   const form = new FormData();
-  for (const [name, bytes] of files) form.append('file', new Blob([bytes]), name);
+  for (const [name, bytes] of signedFiles(files)) form.append('file', new Blob([bytes]), name);
   const res = await fetch(`${f.httpUrl}/api/models/seal-check/versions`, { method: 'POST', body: form, headers: f.admin });
   const body = (await res.json()) as { sha256: string };
   assert.equal(res.status, 201);
@@ -109,7 +112,8 @@ test('registry: invalid packages are refused with a reason', async (t) => {
 
 test('registry: artifacts download whole or by Range (206, 416), with a sha256 ETag', async (t) => {
   const f = await startFleet(t);
-  const archive = packArchive(packageFiles('m', '1', Buffer.alloc(3000, 7)));
+  const model = tinyAnomalyModel({ padBytes: 3000 });
+  const archive = packArchive(packageFiles('m', '1', model));
   const sha = sha256Hex(archive);
   await uploadTar(f.httpUrl, 'm', archive, f.admin);
   const url = `${f.httpUrl}/api/artifacts/${sha}`;
@@ -120,7 +124,7 @@ test('registry: artifacts download whole or by Range (206, 416), with a sha256 E
   assert.equal(full.headers.get('accept-ranges'), 'bytes');
   assert.equal(Number(full.headers.get('content-length')), archive.length);
   assert.equal(sha256Hex(Buffer.from(await full.arrayBuffer())), sha);
-  assert.deepEqual(unpackArchive(archive).get('model.onnx'), Buffer.alloc(3000, 7));
+  assert.deepEqual(unpackArchive(archive).get('model.onnx'), Buffer.from(model));
 
   const ranged = async (range: string, extra: Record<string, string> = {}) => fetch(url, { headers: { ...f.admin, range, ...extra } });
   const first = await ranged('bytes=0-99');

@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,8 @@ import { startOsprey } from '../helpers/osprey-process.js';
 import { openTestIdentity } from '../helpers/identity.js';
 import { memoryOf } from '../helpers/mqtt-flood.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { signedFiles, TEST_PUBLISHER_ID, testPublisher, testPublisherKey, tinyAnomalyModel } from '../helpers/publisher.js';
+import { signArtifact } from '../../models/artifact-signature.js';
 
 const MiB = 1024 * 1024;
 const files = (dir: string) => readdirSync(dir);
@@ -64,12 +66,84 @@ const formEnd = Buffer.from(`--${BOUNDARY}--\r\n`);
 const multipartBody = (parts: Iterable<[string, Uint8Array]>) =>
   Buffer.concat([...[...parts].flatMap(([name, bytes]) => [partHead(name), Buffer.from(bytes), Buffer.from('\r\n')]), formEnd]);
 
-/** The manifest of a package whose model is `size` zero bytes. */
-function zerosManifest(name: string, size: number): Buffer {
-  const h = createHash('sha256');
-  const zeros = Buffer.alloc(MiB);
-  for (let left = size; left > 0; left -= MiB) h.update(left >= MiB ? zeros : zeros.subarray(0, left));
-  return manifestBytes(name, '1', h.digest('hex'), size);
+/** A varint (protobuf). */
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80);
+  out.push(n);
+  return Buffer.from(out);
+}
+
+/**
+ * A real model of `size` bytes, nearly all of them zeros, without ever holding them: the tiny
+ * anomaly model with one more (unused) initializer whose raw_data is the zeros. Returned as the
+ * bytes before the zeros, their count and the bytes after, with the whole model's sha256.
+ */
+function bigModel(size: number): { prefix: Buffer; zeros: number; suffix: Buffer; sha256: string } {
+  const base = Buffer.from(tinyAnomalyModel());
+  // ModelProto field 7 (graph, length-delimited): find it among the top-level fields.
+  let off = 0;
+  let graph: { start: number; body: number; end: number } | undefined;
+  while (off < base.length) {
+    const start = off;
+    let tag = 0;
+    for (let shift = 1; ; shift *= 128) {
+      const b = base[off++]!;
+      tag += (b & 0x7f) * shift;
+      if (b < 0x80) break;
+    }
+    const wire = tag & 7;
+    if (wire === 0) while (base[off++]! >= 0x80);
+    else if (wire === 2) {
+      let len = 0;
+      for (let shift = 1; ; shift *= 128) {
+        const b = base[off++]!;
+        len += (b & 0x7f) * shift;
+        if (b < 0x80) break;
+      }
+      if (tag >> 3 === 7) graph = { start, body: off, end: off + len };
+      off += len;
+    } else throw new Error(`unexpected wire type ${wire}`);
+  }
+  if (!graph) throw new Error('no graph in the tiny model');
+  const graphBody = base.subarray(graph.body, graph.end);
+  // TensorProto { dims: n, data_type: FLOAT, name: "pad", raw_data: <zeros> } as GraphProto field 5 (initializer).
+  const tensorHead = (n: number) => Buffer.concat([Buffer.from([0x08]), varint(n / 4), Buffer.from([0x10, 0x01, 0x42, 0x03]), Buffer.from('pad'), Buffer.from([0x4a]), varint(n)]);
+  const build = (n: number) => {
+    const tensorLen = tensorHead(n).length + n;
+    const init = Buffer.concat([Buffer.from([0x2a]), varint(tensorLen), tensorHead(n)]);
+    const graphLen = graphBody.length + init.length + n;
+    const prefix = Buffer.concat([base.subarray(0, graph!.start), Buffer.from([0x3a]), varint(graphLen), graphBody, init]);
+    return { prefix, suffix: base.subarray(graph!.end) };
+  };
+  // The zeros take what the rest leaves, rounded down to whole float32s: within 4 bytes of `size`.
+  let zeros = size - build(size).prefix.length - build(size).suffix.length;
+  zeros -= zeros % 4;
+  const { prefix, suffix } = build(zeros);
+  const h = createHash('sha256').update(prefix);
+  const chunk = Buffer.alloc(MiB);
+  for (let left = zeros; left > 0; left -= MiB) h.update(left >= MiB ? chunk : chunk.subarray(0, left));
+  return { prefix, zeros, suffix: Buffer.from(suffix), sha256: h.update(suffix).digest('hex') };
+}
+
+/**
+ * A signed package of a real model of about `size` bytes, to stream: its manifest, the model in
+ * three pieces, and the signature.json of its canonical archive (hashed here without holding it).
+ */
+function bigPackage(name: string, size: number) {
+  const model = bigModel(size - (size % 4));
+  const modelSize = model.prefix.length + model.zeros + model.suffix.length;
+  const manifest = manifestBytes(name, '1', model.sha256, modelSize);
+  const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);
+  // The canonical archive: manifest.json, model.onnx, end marker (what packArchive would write).
+  const h = createHash('sha256').update(Buffer.concat([header('manifest.json', manifest.length, 0), manifest, pad(manifest.length), header('model.onnx', modelSize, 0), model.prefix]));
+  const chunk = Buffer.alloc(MiB);
+  for (let left = model.zeros; left > 0; left -= MiB) h.update(left >= MiB ? chunk : chunk.subarray(0, left));
+  h.update(Buffer.concat([model.suffix, pad(modelSize), Buffer.alloc(1024)]));
+  const archiveSize = 512 + manifest.length + pad(manifest.length).length + 512 + modelSize + pad(modelSize).length + 1024;
+  const identity = { name, version: '1', sha256: h.digest('hex'), size: archiveSize, pluginSha256: null };
+  const signature = Buffer.from(JSON.stringify({ format: 'osprey-artifact/v2', keyId: TEST_PUBLISHER_ID, ...identity, signature: signArtifact(identity, testPublisher.privateKeyPem) }));
+  return { manifest, model, modelSize, signature, pad };
 }
 
 test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves no file; an aborted or empty one neither', async (t) => {
@@ -129,14 +203,14 @@ test('uploads: a canonical tar is moved into place, another tar is re-packed; in
 
 test('uploads: the artifact store quota (registry.maxBytes) refuses a package with 507 naming it', async (t) => {
   const f = await startFleet(t, { registry: { maxBytes: 8 * 1024 } });
-  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))), f.admin)).status, 201);
-  const full = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '2', Buffer.alloc(5000, 2))), f.admin);
+  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', tinyAnomalyModel({ padBytes: 2700 }))), f.admin)).status, 201);
+  const full = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '2', tinyAnomalyModel({ padBytes: 4700 }))), f.admin);
   assert.equal(full.status, 507);
   assert.equal(full.body.error, 'OSP_ERR_QUOTA');
   assert.match(String(full.body.message), /^artifact store full: 6144 bytes used \+ 8192 would exceed registry\.maxBytes \(8192\)$/);
   assert.deepEqual(files(join(f.dataDir, 'uploads')), []);
   // The same package again takes no space: still accepted.
-  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))), f.admin)).status, 200);
+  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', tinyAnomalyModel({ padBytes: 2700 }))), f.admin)).status, 200);
 });
 
 test('uploads: the image store quota (images.maxBytes) answers 507; a repeated image still fits', async (t) => {
@@ -154,7 +228,10 @@ test('uploads: the image store quota (images.maxBytes) answers 507; a repeated i
 /** A real `osprey fleet` process on free ports in a temp dir, killed and removed after the test. */
 async function fleetProcess(t: TestContext) {
   const dir = mkdtempSync(join(tmpdir(), 'osprey-upload-'));
-  const fleet = startOsprey(['fleet', 'start', '--port', '0', '--mqtt-port', '0', '--data', dir]);
+  // The fleet trusts the test publisher (registry.publisherKeys), as a real one is configured.
+  const configFile = join(dir, 'fleet.json');
+  writeFileSync(configFile, JSON.stringify({ registry: { publisherKeys: [testPublisherKey()] } }));
+  const fleet = startOsprey(['fleet', 'start', '--config', configFile, '--port', '0', '--mqtt-port', '0', '--data', dir]);
   // One hook, process first: the dir is removed only once nothing writes to it.
   t.after(async () => {
     await fleet.stop('SIGKILL');
@@ -169,16 +246,15 @@ test('fleet process: a 500 MB package upload streams to disk; the fleet memory s
   const { fleet, httpUrl, dir, admin } = await fleetProcess(t);
   const before = memoryOf(fleet.child.pid!);
 
-  // A valid package with a 500 MB model, streamed: manifest (its sha over the zeros), then the model.
+  // A valid, signed package with a real 500 MB model, streamed: manifest, the model, its signature.json.
   const size = 500 * MiB;
-  const manifest = zerosManifest('big', size);
-  const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);
-  const head = Buffer.concat([header('manifest.json', manifest.length, 0), manifest, pad(manifest.length), header('model.onnx', size, 0)]);
-  const tail = Buffer.concat([pad(size), Buffer.alloc(1024)]);
+  const { manifest, model, modelSize, signature, pad } = bigPackage('big', size);
+  const head = Buffer.concat([header('manifest.json', manifest.length, 0), manifest, pad(manifest.length), header('model.onnx', modelSize, 0), model.prefix]);
+  const tail = Buffer.concat([model.suffix, pad(modelSize), header('signature.json', signature.length, 0), signature, pad(signature.length), Buffer.alloc(1024)]);
   const started = Date.now();
-  const res = await postTar(httpUrl, 'big', { ...admin, 'content-length': head.length + size + tail.length }, async (req) => {
+  const res = await postTar(httpUrl, 'big', { ...admin, 'content-length': head.length + model.zeros + tail.length }, async (req) => {
     req.write(head);
-    await writeZeros(req, size);
+    await writeZeros(req, model.zeros);
     req.end(tail);
   });
   const after = memoryOf(fleet.child.pid!);
@@ -214,7 +290,7 @@ test('uploads: a multipart upload is received to a directory; over registry.maxP
   assert.equal(await aborted, null);
   await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
 
-  const good = await postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART }, async (req) => void req.end(multipartBody(packageFiles('m', '1'))));
+  const good = await postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART }, async (req) => void req.end(multipartBody(signedFiles(packageFiles('m', '1')))));
   assert.equal(good?.status, 201, JSON.stringify(good?.body));
   assert.equal(good?.body.sha256, createHash('sha256').update(packArchive(packageFiles('m', '1'))).digest('hex'));
   assert.deepEqual(files(uploads), []);
@@ -248,13 +324,13 @@ test('fleet process: a 500 MB multipart package upload streams to disk; the flee
   const before = memoryOf(fleet.child.pid!);
 
   const size = 500 * MiB;
-  const manifest = zerosManifest('big', size);
-  const head = Buffer.concat([partHead('manifest.json'), manifest, Buffer.from('\r\n'), partHead('model.onnx')]);
-  const tail = Buffer.concat([Buffer.from('\r\n'), formEnd]);
+  const { manifest, model, signature } = bigPackage('big', size);
+  const head = Buffer.concat([partHead('manifest.json'), manifest, Buffer.from('\r\n'), partHead('model.onnx'), model.prefix]);
+  const tail = Buffer.concat([model.suffix, Buffer.from('\r\n'), partHead('signature.json'), signature, Buffer.from('\r\n'), formEnd]);
   const started = Date.now();
-  const res = await postTar(httpUrl, 'big', { ...admin, ...MULTIPART, 'content-length': head.length + size + tail.length }, async (req) => {
+  const res = await postTar(httpUrl, 'big', { ...admin, ...MULTIPART, 'content-length': head.length + model.zeros + tail.length }, async (req) => {
     req.write(head);
-    await writeZeros(req, size);
+    await writeZeros(req, model.zeros);
     req.end(tail);
   });
   const after = memoryOf(fleet.child.pid!);

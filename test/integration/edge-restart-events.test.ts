@@ -21,6 +21,7 @@ import { edgeConfig, testLogger } from '../edge-agent/fixtures.js';
 import { openSqliteIdentityStore, type IdentityStore } from '../../fleet-manager/identity-store.js';
 import { credentialsFor, type TestIdentity } from '../helpers/identity.js';
 import { enrolledCredentialFile } from '../helpers/edge-credential.js';
+import { signedDirectoryArchive, testPublisherKey } from '../helpers/publisher.js';
 
 const NAME = DEMO_MODEL_NAME;
 
@@ -93,14 +94,14 @@ before(async () => {
   await fitBuiltinAnomalyModel(train, v2Dir, { name: NAME, version: '2.0.0', width: 64, height: 64 });
   log = fleetLog();
   const local = { host: '127.0.0.1', port: 0 };
-  fleet = createFleetManager({ dataDir: join(root, 'fleet'), http: local, mqtt: local, rollouts: { tickMs: 100 }, logger: log.logger });
+  fleet = createFleetManager({ dataDir: join(root, 'fleet'), http: local, mqtt: local, rollouts: { tickMs: 100 }, registry: { publisherKeys: [testPublisherKey()] }, logger: log.logger });
   urls = await fleet.start();
   identity = openSqliteIdentityStore({ file: join(root, 'fleet', 'fleet.db'), logger: pino({ level: 'silent' }) });
   creds = credentialsFor(identity);
   admin = await creds.headers('admin');
   const res = await fetch(`${urls.httpUrl}/api/models/${NAME}/versions`, {
     method: 'POST',
-    body: await archiveDirectory(v2Dir),
+    body: await signedDirectoryArchive(v2Dir),
     headers: { ...admin, 'content-type': 'application/x-tar' },
   });
   assert.equal(res.status, 201);
@@ -119,7 +120,7 @@ async function edgeAgent(t: TestContext, edgeId: string): Promise<EdgeAgent> {
   if (!credentialFiles.has(edgeId)) credentialFiles.set(edgeId, enrolledCredentialFile(creds, edgeId, join(root, `${edgeId}.credential`)));
   const config = edgeConfig(join(root, edgeId), localDir, {
     edgeId,
-    fleet: { mqttUrl: urls.mqttUrl, httpUrl: urls.httpUrl, publicKey, credentialFile: await credentialFiles.get(edgeId)! },
+    fleet: { mqttUrl: urls.mqttUrl, httpUrl: urls.httpUrl, publicKey, trustedKeys: [testPublisherKey()], credentialFile: await credentialFiles.get(edgeId)! },
   });
   const agent = createEdgeAgent(config, { logger: testLogger(), listen: false, reconnectPeriodMs: 200, finalSyncMs: 0 });
   t.after(() => agent.close());

@@ -18,6 +18,7 @@ import { loadModelPackage } from '../../models/package.js';
 import { generatePartImage } from '../../models/synthetic.js';
 import { OSPREY_BIN } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { signedDirectoryArchive, testPublisherKey } from '../helpers/publisher.js';
 
 const exec = promisify(execFile);
 
@@ -54,7 +55,9 @@ test('simulated edges sync, follow a rollout and a line rollback, and lose nothi
   t.after(() => rm(dir, { recursive: true, force: true }));
   await writeSimModelPackage(join(dir, 'v1'), { version: '1.0.0', weightBytes: 16 * 1024 });
   await writeSimModelPackage(join(dir, 'v2'), { version: '2.0.0', weightBytes: 16 * 1024 });
-  const sim = await startSimulation({ edges: 4, lines: 2, processes: 2, fps: 4, dataDir: join(dir, 'sim'), images: false, logLevel: 'silent', telemetryIntervalMs: 1000 });
+  const sim = await startSimulation({
+    edges: 4, lines: 2, processes: 2, fps: 4, dataDir: join(dir, 'sim'), images: false, logLevel: 'silent', telemetryIntervalMs: 1000, publisherKeys: [testPublisherKey()],
+  });
   t.after(() => sim.close());
   const { httpUrl } = sim.fleet;
   assert.equal(sim.fleet.embedded, true);
@@ -67,7 +70,7 @@ test('simulated edges sync, follow a rollout and a line rollback, and lose nothi
   assert.deepEqual(Object.values(before.active), [4]);
 
   for (const version of ['1.0.0', '2.0.0']) {
-    const up = await api<{ version: string }>('POST', `${httpUrl}/api/models/${SIM_MODEL_NAME}/versions`, await archiveDirectory(join(dir, version === '1.0.0' ? 'v1' : 'v2')), 'application/x-tar');
+    const up = await api<{ version: string }>('POST', `${httpUrl}/api/models/${SIM_MODEL_NAME}/versions`, await signedDirectoryArchive(join(dir, version === '1.0.0' ? 'v1' : 'v2')), 'application/x-tar');
     assert.equal(up.status, 201);
   }
   for (const version of ['1.0.0', '2.0.0']) {
