@@ -91,7 +91,27 @@ export async function edgeEnrollCommand(argv: string[]): Promise<number> {
     out = path.join(config.dataDir, 'fleet.credential');
   }
   const file = path.resolve(out ?? 'fleet.credential');
+  const fleetSection = await enrollEdge({ fleetUrl: base, token, edgeId, file });
+  console.log(`enrolled ${edgeId} with the fleet at ${fleetSection.httpUrl}; its credential is in ${file} (mode 0600)`);
+  console.log('Put these in the "fleet" section of the edge config, then (re)start the edge:');
+  for (const [k, v] of Object.entries(fleetSection)) console.log(`  ${JSON.stringify(k)}: ${JSON.stringify(v)},`);
+  return 0;
+}
 
+/** The edge config's `fleet` fields that enrollment decides. */
+export interface EnrolledFleet {
+  mqttUrl?: string;
+  httpUrl: string;
+  credentialFile: string;
+  caFile?: string;
+}
+
+/**
+ * Exchanges an enrollment token for the edge's credential at `POST /api/edges/enroll` and writes
+ * it to `file` (mode 0600). `osprey edge enroll` and `osprey demo` both enroll through it.
+ */
+export async function enrollEdge(opts: { fleetUrl: URL; token: string; edgeId: string; file: string }): Promise<EnrolledFleet> {
+  const { fleetUrl: base, token, edgeId, file } = opts;
   const url = new URL('api/edges/enroll', base.href.endsWith('/') ? base.href : `${base.href}/`).toString();
   let res: Response;
   try {
@@ -116,18 +136,12 @@ export async function edgeEnrollCommand(argv: string[]): Promise<number> {
     throw new OspreyError(code, `enrollment of ${edgeId} refused by the fleet (HTTP ${res.status} ${body.error ?? ''}): ${body.message ?? 'no credential in the answer'}`);
   }
   await writePrivate(file, `${body.credential}\n`);
-  const fleetSection: Record<string, string> = {};
   const mqttUrl = brokerUrlFor(body.mqttUrl, base.href);
-  if (mqttUrl) fleetSection.mqttUrl = mqttUrl;
-  fleetSection.httpUrl = base.href.replace(/\/+$/, '');
-  fleetSection.credentialFile = file;
+  const fleetSection: EnrolledFleet = { ...(mqttUrl && { mqttUrl }), httpUrl: base.href.replace(/\/+$/, ''), credentialFile: file };
   if (body.caPem) {
     const caFile = path.join(path.dirname(file), 'fleet-ca.pem');
     await writePrivate(caFile, body.caPem);
     fleetSection.caFile = caFile;
   }
-  console.log(`enrolled ${edgeId} with the fleet at ${fleetSection.httpUrl}; its credential is in ${file} (mode 0600)`);
-  console.log('Put these in the "fleet" section of the edge config, then (re)start the edge:');
-  for (const [k, v] of Object.entries(fleetSection)) console.log(`  ${JSON.stringify(k)}: ${JSON.stringify(v)},`);
-  return 0;
+  return fleetSection;
 }
