@@ -38,6 +38,12 @@ export const FleetConfigSchema = Type.Object(
     brokerUrl: Type.Optional(
       Type.String({ pattern: '^(mqtts?|tcp|tls|wss?)://[^\\s]+$', description: 'external broker; no embedded one is started' }),
     ),
+    // Null allowed so a resolved config can be passed back in as is.
+    brokerPasswordFile: Type.Optional(
+      Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+        description: 'with brokerUrl: file holding the password of the fleet user osprey-fleet (default dataDir/keys/broker-fleet.secret, written by osprey fleet broker-config)',
+      }),
+    ),
     // An enum rather than a union of literals: ajv then reports one error, not one per literal.
     logLevel: Type.Optional(Type.Unsafe<LogLevel>({ type: 'string', enum: [...LOG_LEVELS] })),
     // Null allowed so a resolved config can be passed back in as is.
@@ -95,6 +101,8 @@ export interface FleetConfig {
   http: { host: string; port: number };
   mqtt: { host: string; port: number; maxPacketBytes: number; maxRetainedMessages: number; maxRetainedBytes: number };
   brokerUrl: string | null;
+  /** With brokerUrl: the fleet's broker password file (absolute); null: dataDir/keys/broker-fleet.secret if it exists. */
+  brokerPasswordFile: string | null;
   logLevel: LogLevel;
   /** Base URL of artifact downloads in desired states; null: derived from the HTTP listen address. */
   publicUrl: string | null;
@@ -136,6 +144,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     http: { ...FLEET_DEFAULTS.http, ...c.http },
     mqtt: { ...FLEET_DEFAULTS.mqtt, ...c.mqtt },
     brokerUrl: c.brokerUrl ?? null,
+    brokerPasswordFile: c.brokerPasswordFile ? resolve(baseDir, c.brokerPasswordFile) : null,
     logLevel: c.logLevel ?? FLEET_DEFAULTS.logLevel,
     publicUrl: c.publicUrl ? c.publicUrl.replace(/\/+$/, '') : null,
     registry: { ...FLEET_DEFAULTS.registry, ...c.registry },

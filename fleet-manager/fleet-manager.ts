@@ -27,6 +27,8 @@ import { createRolloutEngine } from './rollout-engine.js';
 import { createRolloutMembership } from './rollout-membership.js';
 import { createConvergenceMonitor } from './convergence.js';
 import { limitClientPackets } from '../protocol/mqtt-packet-limit.js';
+import { FLEET_CLIENT_ID_PREFIX, FLEET_MQTT_USERNAME } from './broker-auth.js';
+import { BROKER_SECRET_FILE, newBrokerSecret, readBrokerSecret } from './broker-secret.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -53,6 +55,11 @@ export interface FleetManager {
   close(): Promise<void>;
   /** The resolved configuration. */
   readonly config: FleetConfig;
+  /**
+   * Drops the embedded broker's connections of this edge (call after revoking its credentials;
+   * its next CONNECT is refused). Returns how many; 0 with an external broker or before start.
+   */
+  disconnectEdge(edgeId: string): number;
 }
 
 /**
@@ -69,6 +76,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   const started: { name: string; close: () => Promise<void> }[] = [];
   let starting: Promise<FleetManagerAddresses> | undefined;
   let closing: Promise<void> | undefined;
+  let embedded: EmbeddedBroker | undefined;
 
   async function startAll(): Promise<FleetManagerAddresses> {
     let baseUrl = config.publicUrl ?? '';
@@ -99,22 +107,40 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry'), maxBytes: config.registry.maxBytes });
 
     let mqttUrl = config.brokerUrl;
+    let brokerPassword: string | null;
     if (mqttUrl === null) {
+      // The embedded broker's fleet password lives only in this process, new at each start.
+      brokerPassword = newBrokerSecret();
       let broker: EmbeddedBroker;
       try {
-        broker = await startBroker({ ...config.mqtt, host: mqttHost, logger: child('broker') });
+        broker = await startBroker({
+          ...config.mqtt,
+          host: mqttHost,
+          logger: child('broker'),
+          fleetSecret: brokerPassword,
+          resolveEdgeCredential: (credential) => identity.resolveEdgeCredential(credential),
+        });
       } catch (err) {
         throw new OspreyError('OSP_ERR_BROKER', `cannot start the MQTT broker on ${config.mqtt.host}:${config.mqtt.port}: ${(err as Error).message}`, { cause: err });
       }
       started.push({ name: 'broker', close: () => broker.close() });
+      embedded = broker;
       mqttUrl = broker.url;
       // A fresh broker has no clients and no retained states: nobody can be online yet, and an
       // edge that never returns would otherwise look online forever (its will died with the old one).
       const wasOnline = await store.markAllOffline();
       if (wasOnline > 0) log.info({ edges: wasOnline }, 'edges marked offline until they report');
+    } else {
+      brokerPassword = await externalBrokerPassword(config, log);
     }
 
-    const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, config.mqtt.maxPacketBytes, child('mqtt'));
+    const client = await connectClient(
+      mqttUrl,
+      clientId ?? `${FLEET_CLIENT_ID_PREFIX}${randomUUID().slice(0, 8)}`,
+      brokerPassword === null ? null : { username: FLEET_MQTT_USERNAME, password: brokerPassword },
+      config.mqtt.maxPacketBytes,
+      child('mqtt'),
+    );
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
     // Every part built before any starts, each given its collaborators now: the publisher asks
@@ -170,11 +196,13 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       }
     }
     started.length = 0;
+    embedded = undefined;
     log.info('fleet manager closed');
   }
 
   return {
     config,
+    disconnectEdge: (edgeId) => embedded?.disconnectEdge(edgeId) ?? 0,
     start() {
       if (closing) return Promise.reject(new OspreyError('OSP_ERR_SHUTTING_DOWN', 'the fleet manager is closed'));
       starting ??= startAll().catch(async (err: unknown) => {
@@ -199,11 +227,34 @@ export function loopbackOnly(host: string): string {
 }
 
 /**
+ * The fleet's password on an external broker: `brokerPasswordFile`, which must exist, or else
+ * `dataDir/keys/broker-fleet.secret` when `osprey fleet broker-config` wrote one; null (connect
+ * without a username) only when neither is there, with a warning.
+ */
+async function externalBrokerPassword(config: FleetConfig, log: Logger): Promise<string | null> {
+  if (config.brokerPasswordFile !== null) {
+    const secret = await readBrokerSecret(config.brokerPasswordFile);
+    if (secret === null) throw new OspreyError('OSP_ERR_CONFIG', `brokerPasswordFile ${config.brokerPasswordFile} does not exist`);
+    return secret;
+  }
+  const file = join(config.dataDir, BROKER_SECRET_FILE);
+  const secret = await readBrokerSecret(file);
+  if (secret === null) log.warn({ file }, 'no broker password file: connecting to the external broker without a username (run "osprey fleet broker-config" to secure it)');
+  return secret;
+}
+
+/**
  * Connects the fleet's MQTT client. The first connection must succeed (a wrong URL should stop
  * start-up with a clear error); after that mqtt.js reconnects by itself and resubscribes.
  */
-async function connectClient(url: string, clientId: string, maxPacketBytes: number, log: Logger): Promise<MqttClient> {
-  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
+async function connectClient(
+  url: string,
+  clientId: string,
+  login: { username: string; password: string } | null,
+  maxPacketBytes: number,
+  log: Logger,
+): Promise<MqttClient> {
+  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, ...login });
   // Before any byte arrives: a packet over the limit drops the connection instead of being buffered.
   limitClientPackets(client, maxPacketBytes, (bytes) => log.warn({ url, bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; reconnecting'));
   try {
