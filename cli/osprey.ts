@@ -9,6 +9,7 @@ const usage = `Usage: osprey <command> [options]
 Commands:
   demo                      fleet manager + edges + generated frames on this machine
   fleet start [--config F]  run the fleet manager
+  fleet broker-config       Mosquitto password, ACL and config files for the enrolled edges
   edge start --config F     run an edge agent
   infer --model DIR IMG...  run a model package on images, one JSON line each
   model inspect|pack|validate  turn an exported ONNX file into a model package
@@ -38,7 +39,10 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
   fleet: async () => {
     const m = await import('./daemons.js');
-    return sub('fleet', m.fleetHelp, { start: m.fleetCommand });
+    return sub('fleet', m.fleetHelp, {
+      start: m.fleetCommand,
+      'broker-config': async (argv) => (await import('./broker-config.js')).brokerConfigCommand(argv),
+    });
   },
   edge: async () => {
     const m = await import('./daemons.js');
