@@ -119,9 +119,8 @@ for (const { kind, skip } of brokerKinds()) {
       configVersion: 99,
       config: {},
       active: { name: 'evil', version: '1', sha256: 'a'.repeat(64), size: 1, url: 'http://attacker.invalid/evil.tar', signature: 'AAAA' },
-      previous: null,
       shadow: null,
-    } as never);
+    });
     await forge(w, 'edge-b', edgeTopic('edge-x', 'desired'), encodeMessage(evil), true);
     // The fleet's next desired state for X arrives after anything forged before it.
     assert.equal((await w.fleet.api('PUT', '/api/edges/edge-x/config', { sampling: { keepGoodEvery: 3 } })).status, 200);
