@@ -37,6 +37,12 @@ export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'>
   logger?: Logger;
   /** MQTT client id of the fleet manager; unique per instance by default. */
   clientId?: string;
+  /**
+   * The password of the fleet identity `osprey-fleet` on the embedded broker (default: 256 random
+   * bits made at each start). For code that runs the fleet in-process and must also connect as
+   * the fleet (a test's observer, a monitoring tool); ignored with `brokerUrl`.
+   */
+  fleetBrokerSecret?: string;
   /** Base for a relative dataDir (default: the current directory). */
   baseDir?: string;
 }
@@ -67,8 +73,9 @@ export interface FleetManager {
  * OSP_ERR_CONFIG naming the field) plus a logger.
  */
 export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager {
-  const { logger, clientId, baseDir, brokerUrl, ...rest } = opts;
+  const { logger, clientId, baseDir, brokerUrl, fleetBrokerSecret, ...rest } = opts;
   const config = resolveFleetConfig(brokerUrl == null ? rest : { ...rest, brokerUrl }, baseDir);
+  if (fleetBrokerSecret !== undefined && fleetBrokerSecret.length < 16) throw new OspreyError('OSP_ERR_CONFIG', 'fleetBrokerSecret must have at least 16 characters');
   const log = logger ?? pino({ level: config.logLevel });
   const child = (component: string) => log.child({ component });
 
@@ -110,7 +117,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     let brokerPassword: string | null;
     if (mqttUrl === null) {
       // The embedded broker's fleet password lives only in this process, new at each start.
-      brokerPassword = newBrokerSecret();
+      brokerPassword = fleetBrokerSecret ?? newBrokerSecret();
       let broker: EmbeddedBroker;
       try {
         broker = await startBroker({

@@ -17,6 +17,7 @@ import { captureLogger, connectEdge, result, results, tempDir, type CapturedLogg
 import { credentialsFor, openTestIdentity, type TestIdentity } from '../helpers/identity.js';
 import { openSqliteIdentityStore } from '../../fleet-manager/identity-store.js';
 import { writeFile } from 'node:fs/promises';
+import { connectAsync } from 'mqtt';
 
 const local = { host: '127.0.0.1', port: 0 };
 let fm: FleetManager;
@@ -195,6 +196,23 @@ test('with brokerUrl the manager embeds no broker and ingests through the extern
   assert.equal(await edge.nextAck(), 2);
 });
 
+test('fleetBrokerSecret: in-process code connects to the embedded broker as the fleet and reads every edge; a wrong password is refused', { timeout: 10_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const fleetBrokerSecret = 'observer-secret-of-this-test';
+  const own = createFleetManager({ dataDir: dir, http: local, mqtt: local, logger: pino({ level: 'silent' }), fleetBrokerSecret });
+  t.after(() => own.close());
+  const { mqttUrl: url } = await own.start();
+  await assert.rejects(connectAsync(url, { clientId: 'osprey-fleet-observer', username: 'osprey-fleet', password: `${fleetBrokerSecret}x`, reconnectPeriod: 0 }), /Not authorized|Bad username or password/);
+  const observer = await connectAsync(url, { clientId: 'osprey-fleet-observer', username: 'osprey-fleet', password: fleetBrokerSecret, reconnectPeriod: 0 });
+  t.after(() => observer.endAsync(true));
+  const ack = new Promise<string>((resolve) => observer.on('message', (topic) => resolve(topic)));
+  await observer.subscribeAsync('osprey/v1/edges/+/ack', { qos: 1 });
+  const edge = await connectEdge(t, url, 'edge-o', await openTestIdentity(t, join(dir, 'fleet.db')).enrollEdge('edge-o'));
+  await edge.publishResults(results(1, 1));
+  assert.equal(await ack, 'osprey/v1/edges/edge-o/ack');
+  assert.throws(() => createFleetManager({ dataDir: dir, fleetBrokerSecret: 'short' }), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /fleetBrokerSecret/.test(err.message));
+});
+
 test('start fails clearly: bad options, unreachable broker, port in use', { timeout: 15_000 }, async (t) => {
   assert.throws(() => createFleetManager({ http: { port: -5 } }), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /\/http\/port/.test(err.message));
 
@@ -206,6 +224,10 @@ test('start fails clearly: bad options, unreachable broker, port in use', { time
   const dead = createFleetManager({ dataDir: await tempDir(t), http: local, brokerUrl: `mqtt://127.0.0.1:${freePort}`, logger: pino({ level: 'silent' }) });
   await assert.rejects(dead.start(), (err) => isOspreyError(err, 'OSP_ERR_BROKER') && err.message.includes(`mqtt://127.0.0.1:${freePort}`));
   await dead.close();
+
+  const noPassword = createFleetManager({ dataDir: await tempDir(t), http: local, brokerUrl: `mqtt://127.0.0.1:${freePort}`, brokerPasswordFile: 'missing.secret', logger: pino({ level: 'silent' }) });
+  await assert.rejects(noPassword.start(), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /brokerPasswordFile .*missing\.secret does not exist/.test(err.message));
+  await noPassword.close();
 
   const busy = createFleetManager({ dataDir: await tempDir(t), http: local, mqtt: { host: '127.0.0.1', port: Number(new URL(mqttUrl).port) }, logger: pino({ level: 'silent' }) });
   await assert.rejects(busy.start(), (err) => isOspreyError(err, 'OSP_ERR_BROKER') && /EADDRINUSE/.test(err.message));
