@@ -12,6 +12,8 @@ import { decodeMessage, encodeMessage, envelope } from '../../protocol/validator
 import { FLEET_MQTT_USERNAME } from '../../fleet-manager/broker-auth.js';
 import { connectSimEdge } from '../helpers/sim-edge.js';
 import { results } from '../fleet-manager/helpers.js';
+import { packageFiles } from '../fleet-manager/control-helpers.js';
+import { packArchive } from '../../models/package-archive.js';
 import { brokerKinds, grantedQos, publishOutcome, startMqttWorld, type MqttWorld } from './mqtt-world.js';
 
 const LOCAL = { name: 'inspect', version: '1' };
@@ -106,6 +108,33 @@ for (const { kind, skip } of brokerKinds()) {
     assert.equal(edge.ackedSeq, 1);
     const events = await w.fleet.api('GET', '/api/edges/edge-a/events');
     assert.deepEqual(events.body.events.filter((e: { message: string }) => e.message === 'forged'), [], 'no forged event');
+  });
+
+  test(`${kind}: a forged model-failed event for edge A does not roll A's rollout back`, { skip, timeout: 30_000 }, async (t) => {
+    const w = await startMqttWorld(t, kind, ['edge-a', 'edge-b']);
+    const headers = await w.fleet.creds.headers('release-manager');
+    for (const version of ['1', '2']) {
+      const res = await fetch(`${w.fleet.httpUrl}/api/models/inspect/versions`, { method: 'POST', body: packArchive(packageFiles('inspect', version)), headers: { ...headers, 'content-type': 'application/x-tar' } });
+      assert.ok(res.status === 201 || res.status === 200, `upload inspect@${version}: ${res.status}`);
+    }
+    const a = await connectSimEdge(w.mqttUrl, { id: 'edge-a', credential: w.login('edge-a').password, line: 'L1', localModel: LOCAL });
+    t.after(() => a.close());
+    await a.waitDesired(() => true);
+    const r = (await w.fleet.api('POST', '/api/rollouts', { model: 'inspect', version: '2', target: { edges: ['edge-a'] }, stages: [{ mode: 'live', gates: { minFrames: 1000 } }] })).body;
+    await a.waitActive('inspect@2');
+
+    const failed = envelope('events', 'edge-a', {
+      kind: 'model-failed',
+      level: 'error',
+      message: 'inspect@2 refused: not signed by the fleet key',
+      data: { name: 'inspect', version: '2', code: 'OSP_ERR_MODEL_SIGNATURE', reason: 'not signed by the fleet key' },
+    });
+    await forge(w, 'edge-b', edgeTopic('edge-a', 'events'), encodeMessage(failed));
+    // A's messages are handled in order: once its batch is acked, a forged event would have counted.
+    await a.sendResults(results(1, 2).map(({ seq: _seq, ...rec }) => ({ ...rec, model: 'inspect@2' })));
+    const doc = (await w.fleet.api('GET', `/api/rollouts/${r.id}`)).body;
+    assert.equal(doc.status, 'running');
+    assert.notEqual(doc.stages[0].edges[0].status, 'failed');
   });
 
   test(`${kind}: only the fleet publishes desired states: an edge's retained desired for X never reaches X`, { skip, timeout: 30_000 }, async (t) => {
