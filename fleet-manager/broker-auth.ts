@@ -86,7 +86,8 @@ export function createBrokerAuth(opts: BrokerAuthOptions): BrokerAuth {
 
     authenticate(client, username, password, done) {
       const refuse = (returnCode: 4 | 5, why: string) => {
-        log.warn({ clientId: client.id, username, ip: remoteAddress(client) }, `mqtt connect refused: ${why}`);
+        // A username that is no identity's might be a secret pasted in the wrong field: not logged.
+        log.warn({ clientId: loggable(client.id), username: loggable(username), ip: remoteAddress(client) }, `mqtt connect refused: ${why}`);
         done(authError(returnCode, why), false);
       };
       if (typeof username !== 'string' || !password) return refuse(5, 'no username or password');
@@ -132,6 +133,12 @@ export function createBrokerAuth(opts: BrokerAuthOptions): BrokerAuth {
       callback(null, ok ? sub : null);
     },
   };
+}
+
+/** A username or client id fit for the log: an identity's name, never something shaped like a bearer secret. */
+function loggable(name: string | undefined): string | undefined {
+  if (typeof name !== 'string' || /^osp[a-z]_/.test(name)) return undefined;
+  return name === FLEET_MQTT_USERNAME || isValidEdgeId(name) ? name : undefined;
 }
 
 function remoteAddress(client: Client): string | undefined {
