@@ -66,8 +66,8 @@ export interface Mosquitto {
   assertSameBroker(expected: { generation: number; pid?: number }): void;
   /** Stops the broker (SIGKILL when `hard`), dropping every client at once. */
   stop(hard?: boolean): Promise<void>;
-  /** Sends SIGHUP: Mosquitto reloads its password and ACL files. */
-  reload(): void;
+  /** Sends SIGHUP and resolves once Mosquitto says it reloaded (password and ACL files). */
+  reload(): Promise<void>;
   /** Starts it again on a new free port (clients must be pointed there, e.g. by a proxy). */
   restart(): Promise<void>;
   /** Stops it and removes its config directory. */
@@ -93,6 +93,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   let generation = 0;
   const unexpectedExits: UnexpectedExit[] = [];
   const exitWaiters: ((e: UnexpectedExit) => void)[] = [];
+  const reloadWaiters: (() => void)[] = [];
   /** Processes we are stopping on purpose: their exit is expected. */
   const stopping = new WeakSet<ChildProcess>();
 
@@ -124,6 +125,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       const onLine = (line: string) => {
         lines.push(line);
         if (lines.length > 20) lines.shift();
+        // Single-threaded: the files are read in the same loop turn, before the next client is served.
+        if (/Reloading config\.$/.test(line)) for (const w of reloadWaiters.splice(0)) w();
         if (!running && / running$/.test(line)) {
           running = true;
           onRunning?.();
@@ -203,7 +206,10 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     },
     stop,
     reload() {
-      child?.kill('SIGHUP');
+      if (!child) return Promise.reject(new Error('mosquitto is not running'));
+      const reloaded = new Promise<void>((resolve) => reloadWaiters.push(resolve));
+      child.kill('SIGHUP');
+      return reloaded;
     },
     async restart() {
       await stop();

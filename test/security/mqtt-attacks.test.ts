@@ -14,6 +14,8 @@ import { connectSimEdge } from '../helpers/sim-edge.js';
 import { results } from '../fleet-manager/helpers.js';
 import { packageFiles } from '../fleet-manager/control-helpers.js';
 import { packArchive } from '../../models/package-archive.js';
+import { writeBrokerConfig } from '../../cli/broker-config.js';
+import { join } from 'node:path';
 import { brokerKinds, grantedQos, publishOutcome, startMqttWorld, type MqttWorld } from './mqtt-world.js';
 
 const LOCAL = { name: 'inspect', version: '1' };
@@ -28,10 +30,13 @@ function collect(client: MqttClient, topic: string): Buffer[] {
   return got;
 }
 
-/** A connection of edge B that publishes one forged message (QoS 1) and reports what the broker did. */
-async function forge(w: MqttWorld, as: string, topic: string, payload: Buffer, retain = false): Promise<'acked' | 'closed'> {
+/**
+ * A connection of edge `as` that publishes one forged message (QoS 1). aedes refuses it by
+ * closing the connection (MQTT 3.1.1 has no reason code); Mosquitto acknowledges and drops it.
+ */
+async function forge(w: MqttWorld, as: string, topic: string, payload: Buffer, retain = false): Promise<void> {
   const c = await w.connect(w.login(as));
-  return publishOutcome(c, topic, payload, { qos: 1, retain });
+  assert.equal(await publishOutcome(c, topic, payload, { qos: 1, retain }), w.kind === 'aedes' ? 'closed' : 'acked', `${w.kind} on ${topic}`);
 }
 
 for (const { kind, skip } of brokerKinds()) {
@@ -199,4 +204,17 @@ test('aedes: a revoked credential is refused at the next CONNECT; disconnectEdge
   await closed;
   const code = await w.connackCode(w.login('edge-a'));
   assert.ok(code === 4 || code === 5, `revoked credential: CONNACK ${code}`);
+});
+
+test('mosquitto: after a revocation and an enrollment, broker-config and SIGHUP refuse the old credential and accept the new edge', { skip: brokerKinds()[1]!.skip, timeout: 30_000 }, async (t) => {
+  const w = await startMqttWorld(t, 'mosquitto', ['edge-a']);
+  assert.equal(await w.connackCode(w.login('edge-a')), 0);
+  await w.fleet.creds.identity.revokeEdgeCredentials('edge-a');
+  const late = await w.fleet.creds.enrollEdge('edge-late');
+  assert.notEqual(await w.connackCode({ clientId: 'edge-late', username: 'edge-late', password: late }), 0, 'not in the password file yet');
+  await writeBrokerConfig(w.fleet.dataDir, join(w.fleet.dataDir, 'mosquitto'));
+  await w.mosquitto!.reload();
+  const code = await w.connackCode(w.login('edge-a'));
+  assert.ok(code === 4 || code === 5, `revoked credential: CONNACK ${code}`);
+  assert.equal(await w.connackCode({ clientId: 'edge-late', username: 'edge-late', password: late }), 0);
 });
