@@ -18,13 +18,18 @@ import { loadModelPackage } from '../../models/package.js';
 import { generatePartImage } from '../../models/synthetic.js';
 import { OSPREY_BIN } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { openTestIdentity } from '../helpers/identity.js';
 
 const exec = promisify(execFile);
+
+/** The fleet API as an admin (set once the simulation's fleet exists). */
+let admin: Record<string, string> = {};
 
 async function api<T>(method: string, url: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: T }> {
   const res = await fetch(url, {
     method,
-    ...(body !== undefined ? { body: Buffer.isBuffer(body) ? body : JSON.stringify(body), headers: { 'content-type': contentType } } : {}),
+    headers: { ...admin, ...(body !== undefined ? { 'content-type': contentType } : {}) },
+    ...(body !== undefined ? { body: Buffer.isBuffer(body) ? body : JSON.stringify(body) } : {}),
   });
   return { status: res.status, body: (await res.json()) as T };
 }
@@ -58,6 +63,7 @@ test('simulated edges sync, follow a rollout and a line rollback, and lose nothi
   t.after(() => sim.close());
   const { httpUrl } = sim.fleet;
   assert.equal(sim.fleet.embedded, true);
+  admin = await openTestIdentity(t, join(dir, 'sim', 'fleet', 'fleet.db')).headers('admin');
   const ids = sim.edges.map((e) => e.id);
 
   // Every edge connected and syncing results the fleet has stored.
