@@ -155,6 +155,7 @@ test('osprey simulate refuses bad usage and an unreachable fleet with one line',
     [['simulate', '--edges', '2', '--fleet', 'http://127.0.0.1:8080'], /--fleet and --mqtt go together/],
     [['simulate', '--edges', '2', '--fleet', 'ftp://x', '--mqtt', 'mqtt://x'], /--fleet must be a http\/https URL/],
     [['simulate', '--edges', '2', '--fps', 'fast'], /--fps must be a number/],
+    [['simulate', '--edges', '2', '--credentials', 'creds'], /--credentials goes with --fleet/],
     [['simulate', '--edges', '2', '--fleet', `http://127.0.0.1:${port}`, '--mqtt', `mqtt://127.0.0.1:${port}`], /cannot read the fleet's public key/],
   ] as const) {
     const r = await osprey(...args);
