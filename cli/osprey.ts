@@ -11,6 +11,7 @@ Commands:
   fleet start [--config F]  run the fleet manager
   fleet init [--admin NAME] the data directory and the first admin (password printed once)
   user add|passwd|list|disable|enable|token   people and API tokens of a fleet
+  fleet broker-config       Mosquitto password, ACL and config files for the enrolled edges
   edge start --config F     run an edge agent
   edge enroll --fleet URL --token T --edge-id ID  get this edge's credential
   infer --model DIR IMG...  run a model package on images, one JSON line each
@@ -42,7 +43,12 @@ const commands: Record<string, () => Promise<Command>> = {
   fleet: async () => {
     const m = await import('./daemons.js');
     const init = (await import('./fleet-init.js')).fleetInitCommand;
-    return sub('fleet', m.fleetHelp, { start: m.fleetCommand, init, 'tls-init': async (argv) => (await import('./fleet-tls.js')).tlsInitCommand(argv) });
+    return sub('fleet', m.fleetHelp, {
+      start: m.fleetCommand,
+      init,
+      'tls-init': async (argv) => (await import('./fleet-tls.js')).tlsInitCommand(argv),
+      'broker-config': async (argv) => (await import('./broker-config.js')).brokerConfigCommand(argv),
+    });
   },
   edge: async () => {
     const m = await import('./daemons.js');

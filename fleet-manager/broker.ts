@@ -6,10 +6,12 @@
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { once } from 'node:events';
-import { Aedes, type AedesOptions } from 'aedes';
+import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { watchPacketSizes } from '../protocol/mqtt-packet-limit.js';
 import { FLEET_DEFAULTS } from './config.js';
+import { createBrokerAuth } from './broker-auth.js';
+import type { EdgeCredentialRecord } from './identity-store.js';
 
 export interface BrokerOptions {
   /** Interface to listen on; '0.0.0.0' for every IPv4 interface. */
@@ -25,6 +27,10 @@ export interface BrokerOptions {
   maxRetainedBytes?: number;
   /** PEM certificate and key: only MQTTS listens (docs/security-tls.md). */
   tls?: { cert: Buffer; key: Buffer };
+  /** The password of the fleet's own client (username osprey-fleet); made at each fleet start. */
+  fleetSecret: string;
+  /** Resolves an edge credential (identity.resolveEdgeCredential): every edge authenticates with one. */
+  resolveEdgeCredential(credential: string): Promise<EdgeCredentialRecord | null>;
 }
 
 export interface EmbeddedBroker {
@@ -32,6 +38,11 @@ export interface EmbeddedBroker {
   port: number;
   /** A URL a client on this machine can connect to. */
   url: string;
+  /**
+   * Drops the connections of this edge (after its credentials were revoked: it cannot come
+   * back, because every CONNECT checks the credential again). Returns how many were dropped.
+   */
+  disconnectEdge(edgeId: string): number;
   /** Disconnects every client and stops listening. Idempotent. */
   close(): Promise<void>;
 }
@@ -42,13 +53,13 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   const d = FLEET_DEFAULTS.mqtt;
   const maxPacketBytes = opts.maxPacketBytes ?? d.maxPacketBytes;
   const retained = createRetainedCap(opts.maxRetainedMessages ?? d.maxRetainedMessages, opts.maxRetainedBytes ?? d.maxRetainedBytes);
-  const authorizePublish: NonNullable<AedesOptions['authorizePublish']> = (client, packet, callback) => {
-    const refused = retained(packet.topic, packet.retain ? packet.payload.length : undefined);
-    if (refused) log.warn({ clientId: client?.id, topic: packet.topic, bytes: packet.payload.length }, refused);
-    // MQTT 3.1.1 has no reason code for a refused PUBLISH: aedes drops the connection.
-    callback(refused ? new Error(refused) : null);
-  };
-  const aedes = await Aedes.createBroker({ authorizePublish });
+  const auth = createBrokerAuth({
+    fleetSecret: opts.fleetSecret,
+    resolveEdgeCredential: opts.resolveEdgeCredential,
+    logger: log,
+    checkPublish: (_clientId, topic, retain, bytes) => retained(topic, retain ? bytes : undefined),
+  });
+  const aedes = await Aedes.createBroker({ authenticate: auth.authenticate, authorizePublish: auth.authorizePublish, authorizeSubscribe: auth.authorizeSubscribe });
   aedes.on('clientError', (client, err) => log.debug({ clientId: client?.id, err }, 'mqtt client error'));
   aedes.on('connectionError', (client, err) => log.debug({ clientId: client?.id, err }, 'mqtt connection error'));
   aedes.on('client', (client) => log.debug({ clientId: client.id }, 'mqtt client connected'));
@@ -85,6 +96,18 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   return {
     port,
     url,
+    disconnectEdge(edgeId) {
+      let dropped = 0;
+      for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
+        const who = auth.identityOf(client);
+        if (who?.kind === 'edge' && who.edgeId === edgeId) {
+          client.close();
+          dropped++;
+        }
+      }
+      if (dropped > 0) log.info({ edgeId, dropped }, 'mqtt connections of a revoked edge dropped');
+      return dropped;
+    },
     close() {
       closing ??= (async () => {
         // Stop accepting first; server.close resolves once aedes has closed every client.

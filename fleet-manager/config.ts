@@ -49,6 +49,12 @@ export const FleetConfigSchema = Type.Object(
         { ...strict, description: 'with it, only HTTPS and MQTTS listen (docs/security-tls.md)' },
       ),
     ),
+    // Null allowed so a resolved config can be passed back in as is.
+    brokerPasswordFile: Type.Optional(
+      Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+        description: 'with brokerUrl: file holding the password of the fleet user osprey-fleet (default dataDir/keys/broker-fleet.secret, written by osprey fleet broker-config)',
+      }),
+    ),
     // An enum rather than a union of literals: ajv then reports one error, not one per literal.
     logLevel: Type.Optional(Type.Unsafe<LogLevel>({ type: 'string', enum: [...LOG_LEVELS] })),
     // Null allowed so a resolved config can be passed back in as is.
@@ -124,6 +130,8 @@ export interface FleetConfig {
   brokerUrl: string | null;
   /** TLS of both listeners, paths absolute; null: plain HTTP and MQTT. */
   tls: FleetTlsFiles | null;
+  /** With brokerUrl: the fleet's broker password file (absolute); null: dataDir/keys/broker-fleet.secret if it exists. */
+  brokerPasswordFile: string | null;
   logLevel: LogLevel;
   /** Base URL of artifact downloads in desired states; null: derived from the HTTP listen address. */
   publicUrl: string | null;
@@ -196,6 +204,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
           ...(c.tls.caFile !== undefined ? { caFile: resolve(baseDir, c.tls.caFile) } : {}),
         }
       : null,
+    brokerPasswordFile: c.brokerPasswordFile ? resolve(baseDir, c.brokerPasswordFile) : null,
     logLevel: c.logLevel ?? FLEET_DEFAULTS.logLevel,
     publicUrl: c.publicUrl ? c.publicUrl.replace(/\/+$/, '') : null,
     registry: {

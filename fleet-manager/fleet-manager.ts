@@ -30,6 +30,8 @@ import { createRolloutMembership } from './rollout-membership.js';
 import { createConvergenceMonitor } from './convergence.js';
 import { limitClientPackets } from '../protocol/mqtt-packet-limit.js';
 import { loadFleetTls } from './tls-files.js';
+import { FLEET_CLIENT_ID_PREFIX, FLEET_MQTT_USERNAME } from './broker-auth.js';
+import { BROKER_SECRET_FILE, newBrokerSecret, readBrokerSecret } from './broker-secret.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -40,6 +42,12 @@ export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' 
   logger?: Logger;
   /** MQTT client id of the fleet manager; unique per instance by default. */
   clientId?: string;
+  /**
+   * The password of the fleet identity `osprey-fleet` on the embedded broker (default: 256 random
+   * bits made at each start). For code that runs the fleet in-process and must also connect as
+   * the fleet (a test's observer, a monitoring tool); ignored with `brokerUrl`.
+   */
+  fleetBrokerSecret?: string;
   /** Base for a relative dataDir (default: the current directory). */
   baseDir?: string;
 }
@@ -60,6 +68,11 @@ export interface FleetManager {
   readonly config: FleetConfig;
   /** Every HTTP route with the permission it declares (empty before start): what the route-walker test reads. */
   routes(): readonly RouteRecord[];
+  /**
+   * Drops the embedded broker's connections of this edge (call after revoking its credentials;
+   * its next CONNECT is refused). Returns how many; 0 with an external broker or before start.
+   */
+  disconnectEdge(edgeId: string): number;
 }
 
 /**
@@ -67,8 +80,9 @@ export interface FleetManager {
  * OSP_ERR_CONFIG naming the field) plus a logger.
  */
 export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager {
-  const { logger, clientId, baseDir, brokerUrl, tls, ...rest } = opts;
+  const { logger, clientId, baseDir, brokerUrl, tls, fleetBrokerSecret, ...rest } = opts;
   const config = resolveFleetConfig({ ...rest, ...(brokerUrl != null && { brokerUrl }), ...(tls != null && { tls }) }, baseDir);
+  if (fleetBrokerSecret !== undefined && fleetBrokerSecret.length < 16) throw new OspreyError('OSP_ERR_CONFIG', 'fleetBrokerSecret must have at least 16 characters');
   const log = logger ?? pino({ level: config.logLevel });
   const child = (component: string) => log.child({ component });
 
@@ -77,6 +91,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   let starting: Promise<FleetManagerAddresses> | undefined;
   let closing: Promise<void> | undefined;
   let httpApp: FastifyInstance | undefined;
+  let embedded: EmbeddedBroker | undefined;
 
   async function startAll(): Promise<FleetManagerAddresses> {
     let baseUrl = config.publicUrl ?? '';
@@ -123,23 +138,43 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const tlsFiles = config.tls ? await loadFleetTls(config.tls) : undefined;
 
     let mqttUrl = config.brokerUrl;
+    let brokerPassword: string | null;
     if (mqttUrl === null) {
+      // The embedded broker's fleet password lives only in this process, new at each start.
+      brokerPassword = fleetBrokerSecret ?? newBrokerSecret();
       let broker: EmbeddedBroker;
       try {
-        broker = await startBroker({ ...config.mqtt, host: mqttHost, logger: child('broker'), ...(tlsFiles && { tls: tlsFiles }) });
+        broker = await startBroker({
+          ...config.mqtt,
+          host: mqttHost,
+          logger: child('broker'),
+          ...(tlsFiles && { tls: tlsFiles }),
+          fleetSecret: brokerPassword,
+          resolveEdgeCredential: (credential) => identity.resolveEdgeCredential(credential),
+        });
       } catch (err) {
         throw new OspreyError('OSP_ERR_BROKER', `cannot start the MQTT broker on ${config.mqtt.host}:${config.mqtt.port}: ${(err as Error).message}`, { cause: err });
       }
       started.push({ name: 'broker', close: () => broker.close() });
+      embedded = broker;
       mqttUrl = broker.url;
       // A fresh broker has no clients and no retained states: nobody can be online yet, and an
       // edge that never returns would otherwise look online forever (its will died with the old one).
       const wasOnline = await store.markAllOffline();
       if (wasOnline > 0) log.info({ edges: wasOnline }, 'edges marked offline until they report');
+    } else {
+      brokerPassword = await externalBrokerPassword(config, log);
     }
 
     const brokerForEdges = mqttUrl;
-    const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, config.mqtt.maxPacketBytes, child('mqtt'), tlsFiles?.ca);
+    const client = await connectClient(
+      mqttUrl,
+      clientId ?? `${FLEET_CLIENT_ID_PREFIX}${randomUUID().slice(0, 8)}`,
+      brokerPassword === null ? null : { username: FLEET_MQTT_USERNAME, password: brokerPassword },
+      config.mqtt.maxPacketBytes,
+      child('mqtt'),
+      tlsFiles?.ca,
+    );
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
     // Every part built before any starts, each given its collaborators now: the publisher asks
@@ -199,12 +234,14 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       }
     }
     started.length = 0;
+    embedded = undefined;
     log.info('fleet manager closed');
   }
 
   return {
     config,
     routes: () => httpApp?.authorization.routes() ?? [],
+    disconnectEdge: (edgeId) => embedded?.disconnectEdge(edgeId) ?? 0,
     start() {
       if (closing) return Promise.reject(new OspreyError('OSP_ERR_SHUTTING_DOWN', 'the fleet manager is closed'));
       starting ??= startAll().catch(async (err: unknown) => {
@@ -229,12 +266,36 @@ export function loopbackOnly(host: string): string {
 }
 
 /**
+ * The fleet's password on an external broker: `brokerPasswordFile`, which must exist, or else
+ * `dataDir/keys/broker-fleet.secret` when `osprey fleet broker-config` wrote one; null (connect
+ * without a username) only when neither is there, with a warning.
+ */
+async function externalBrokerPassword(config: FleetConfig, log: Logger): Promise<string | null> {
+  if (config.brokerPasswordFile !== null) {
+    const secret = await readBrokerSecret(config.brokerPasswordFile);
+    if (secret === null) throw new OspreyError('OSP_ERR_CONFIG', `brokerPasswordFile ${config.brokerPasswordFile} does not exist`);
+    return secret;
+  }
+  const file = join(config.dataDir, BROKER_SECRET_FILE);
+  const secret = await readBrokerSecret(file);
+  if (secret === null) log.warn({ file }, 'no broker password file: connecting to the external broker without a username (run "osprey fleet broker-config" to secure it)');
+  return secret;
+}
+
+/**
  * Connects the fleet's MQTT client. The first connection must succeed (a wrong URL should stop
  * start-up with a clear error); after that mqtt.js reconnects by itself and resubscribes.
  */
-async function connectClient(url: string, clientId: string, maxPacketBytes: number, log: Logger, ca?: Buffer): Promise<MqttClient> {
+async function connectClient(
+  url: string,
+  clientId: string,
+  login: { username: string; password: string } | null,
+  maxPacketBytes: number,
+  log: Logger,
+  ca?: Buffer,
+): Promise<MqttClient> {
   // mqtts:// verifies the broker's certificate against `ca` (tls.caFile) or the system's roots.
-  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, ...(ca && { ca }) });
+  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, ...login, ...(ca && { ca }) });
   // Before any byte arrives: a packet over the limit drops the connection instead of being buffered.
   limitClientPackets(client, maxPacketBytes, (bytes) => log.warn({ url, bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; reconnecting'));
   try {

@@ -33,6 +33,8 @@ export interface SimEdgesOptions {
   publicKey?: string;
   /** Further trusted publisher keys (fleet.trustedKeys). */
   trustedKeys?: TrustedKeyEntry[];
+  /** Where edge X's credential is (`<credentialDir>/<X>.credential`, from enrollment); absent: none. */
+  credentialDir?: string;
   /** Frames per second per edge; 0: none. */
   fps: number;
   /** onnxruntime intra-op threads per model (default 1: hundreds of sessions share the cores). */
@@ -48,6 +50,11 @@ export interface SimEdgesOptions {
   /** Agents started at once (default 8). */
   startConcurrency?: number;
   logger: Logger;
+}
+
+/** The credential file of a simulated edge. */
+export function simCredentialFile(credentialDir: string, edgeId: string): string {
+  return join(credentialDir, `${edgeId}.credential`);
 }
 
 export interface SimEdgesStats {
@@ -132,6 +139,7 @@ export async function startSimEdges(opts: SimEdgesOptions): Promise<SimEdges> {
           ...(opts.httpUrl ? { httpUrl: opts.httpUrl } : {}),
           ...(opts.publicKey ? { publicKey: opts.publicKey } : {}),
           ...(opts.trustedKeys ? { trustedKeys: opts.trustedKeys } : {}),
+          ...(opts.credentialDir ? { credentialFile: simCredentialFile(opts.credentialDir, edge.id) } : {}),
         },
         model: { dir: opts.modelDir, threads: opts.threads ?? 1 },
         // One frame at a time per edge, as one camera station; a short queue absorbs jitter.

@@ -13,6 +13,7 @@ test('config: an empty config gets every default', () => {
     mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: 4 * 1024 * 1024, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
     brokerUrl: null,
     tls: null,
+    brokerPasswordFile: null,
     logLevel: 'info',
     publicUrl: null,
     registry: {
@@ -87,6 +88,7 @@ test('config: command-line overrides win over the file and are checked with it',
     mqtt: { host: '0.0.0.0', port: 1884, maxPacketBytes: 4 * 1024 * 1024, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
     brokerUrl: 'mqtt://b:1883',
     tls: null,
+    brokerPasswordFile: null,
     logLevel: 'debug',
     publicUrl: null,
     registry: {

@@ -21,7 +21,7 @@ async function fleetWithEdges(t: TestContext, edges: [string, string][], opts: P
   const v2 = await register(f.httpUrl, 'inspect', '2', f.admin);
   const sims = new Map<string, SimEdge>();
   for (const [id, line] of edges) {
-    const e = await connectSimEdge(f.mqttUrl, { id, line, localModel: V1 });
+    const e = await connectSimEdge(f.mqttUrl, { id, credential: await f.creds.enrollEdge(id), line, localModel: V1 });
     t.after(() => e.close());
     sims.set(id, e);
     await e.waitDesired(() => true); // the fleet knows it
@@ -315,7 +315,8 @@ test('rollouts: a fleet restart mid-rollout resumes from the stored state', { ti
   const first = await startFleet(t, { dataDir });
   await register(first.httpUrl, 'inspect', '1', first.admin);
   await register(first.httpUrl, 'inspect', '2', first.admin);
-  let a1 = await connectSimEdge(first.mqttUrl, { id: 'a1', line: 'A', localModel: V1 });
+  const a1Credential = await first.creds.enrollEdge('a1');
+  let a1 = await connectSimEdge(first.mqttUrl, { id: 'a1', credential: a1Credential, line: 'A', localModel: V1 });
   const r = (
     await first.api('POST', '/api/rollouts', {
       model: 'inspect',
@@ -337,7 +338,7 @@ test('rollouts: a fleet restart mid-rollout resumes from the stored state', { ti
 
   // A new process on the same data: the rollout, its counters and the edge's desired state come back.
   const second = await startFleet(t, { dataDir });
-  a1 = await connectSimEdge(second.mqttUrl, { id: 'a1', line: 'A', localModel: V1, lastSeq });
+  a1 = await connectSimEdge(second.mqttUrl, { id: 'a1', credential: a1Credential, line: 'A', localModel: V1, lastSeq });
   t.after(() => a1.close());
   const d = await a1.waitDesired((x) => x.shadow?.version === '2');
   assert.equal(d.shadow!.url.startsWith(second.httpUrl), true, 'artifact URLs follow the new address');

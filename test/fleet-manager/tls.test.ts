@@ -18,6 +18,7 @@ import { resolveFleetConfig } from '../../fleet-manager/config.js';
 import { edgeTopic } from '../../protocol/topics.js';
 import { connectPacket, publishHeader, streamPayload } from '../helpers/mqtt-flood.js';
 import { captureLogger, tempDir } from './helpers.js';
+import { openTestIdentity } from '../helpers/identity.js';
 
 const MiB = 1024 * 1024;
 
@@ -98,7 +99,9 @@ test('the packet-size watch drops an oversized packet on the TLS socket before i
   const socket = tlsConnect({ host: hostname, port: Number(port), ca: fleet.ca });
   socket.on('error', () => undefined); // the broker hanging up mid-write is the expected outcome
   await once(socket, 'secureConnect');
-  socket.write(connectPacket(`flood-tls-${process.pid}`));
+  // A real edge's login: the broker must let it in, so only the size watch can drop it.
+  const credential = await openTestIdentity(t, path.join(fleet.dir, 'fleet.db')).enrollEdge('press-1');
+  socket.write(connectPacket({ clientId: 'press-1', username: 'press-1', password: credential }));
   socket.write(publishHeader(edgeTopic('press-1', 'results'), 64 * MiB));
   const written = await streamPayload(socket, 64 * MiB);
   socket.destroy();
