@@ -38,6 +38,8 @@ export interface AppDeps {
   store: FleetStore;
   /** Users, sessions, tokens, edge credentials and the audit log: every route checks its caller here. */
   identity: IdentityStore;
+  /** Drops an edge's live connections on the embedded broker (after its credentials are revoked). */
+  disconnectEdge?: (edgeId: string) => number;
   logger: Logger;
   /** Live MQTT and ingest status for /health; omitted when the app runs without MQTT. */
   status?: () => { mqttConnected: boolean; ingest: IngestCounters };
@@ -106,7 +108,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     sessionTtlMs: deps.auth?.sessionTtlMs ?? FLEET_DEFAULTS.auth.sessionTtlMs,
     limiter: deps.auth?.signInLimiter ?? createSignInLimiter({ now }),
   });
-  await app.register(userRoutes, { identity: deps.identity, now });
+  await app.register(userRoutes, { identity: deps.identity, now, ...(deps.disconnectEdge && { disconnectEdge: deps.disconnectEdge }) });
   if (deps.images) await app.register(imageRoutes, { ...deps.images, fleet: deps.store });
   if (deps.control) {
     await app.register(modelRoutes, routeDeps);

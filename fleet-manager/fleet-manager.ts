@@ -196,6 +196,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const app: FastifyInstance = await buildApp({
       store,
       identity,
+      disconnectEdge: (edgeId) => embedded?.disconnectEdge(edgeId) ?? 0,
       logger: child('http'),
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
       control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },

@@ -40,6 +40,8 @@ import { userView } from './auth.js';
 export interface UserRouteDeps {
   identity: IdentityStore;
   now: () => number;
+  /** Drops the live MQTT connections of an edge whose credentials were revoked; returns how many. */
+  disconnectEdge?: (edgeId: string) => number;
 }
 
 const DAY_MS = 86_400_000;
@@ -187,7 +189,9 @@ export const userRoutes: FastifyPluginAsync<UserRouteDeps> = async (app, deps) =
     async (req) => {
       const revoked = await identity.revokeEdgeCredentials(req.params.id);
       if (revoked === 0) throw new OspreyError('OSP_ERR_NOT_FOUND', `edge ${req.params.id} has no valid credential`);
-      req.auditNote = { action: 'edge.revoke', target: `edge:${req.params.id}`, after: { revoked } };
+      // Revoked means cut off now, not at the edge's next reconnect.
+      const disconnected = deps.disconnectEdge?.(req.params.id) ?? 0;
+      req.auditNote = { action: 'edge.revoke', target: `edge:${req.params.id}`, after: { revoked, disconnected } };
       return { edgeId: req.params.id, revoked };
     },
   );
