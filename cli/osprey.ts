@@ -10,9 +10,11 @@ Commands:
   demo                      fleet manager + edges + generated frames on this machine
   fleet start [--config F]  run the fleet manager
   fleet init [--admin NAME] the data directory and the first admin (password printed once)
-  user add|passwd|list|disable|enable|token   people and API tokens of a fleet
+  fleet tls-init [--host H] a private CA and the fleet's TLS certificate
   fleet broker-config       Mosquitto password, ACL and config files for the enrolled edges
+  user add|passwd|list|disable|enable|token   people and API tokens of a fleet
   edge start --config F     run an edge agent
+  edge token --edge-id ID   a one-time enrollment token (on the fleet host)
   edge enroll --fleet URL --token T --edge-id ID  get this edge's credential
   infer --model DIR IMG...  run a model package on images, one JSON line each
   model inspect|pack|validate|keygen|sign  turn an exported ONNX file into a signed model package
@@ -53,7 +55,8 @@ const commands: Record<string, () => Promise<Command>> = {
   edge: async () => {
     const m = await import('./daemons.js');
     const enroll = await import('./edge-enroll.js');
-    return sub('edge', `${m.edgeHelp}\n\n${enroll.edgeEnrollHelp}`, { start: m.edgeCommand, enroll: enroll.edgeEnrollCommand });
+    const token = await import('./edge-token.js');
+    return sub('edge', `${m.edgeHelp}\n\n${enroll.edgeEnrollHelp}\n\n${token.edgeTokenHelp}`, { start: m.edgeCommand, enroll: enroll.edgeEnrollCommand, token: token.edgeTokenCommand });
   },
   user: async () => {
     const m = await import('./user.js');

@@ -70,7 +70,7 @@ function roleOption(value: string | undefined): Role | undefined {
 }
 
 /** Opens the fleet's identity store, runs `fn`, writes its audit row, closes. */
-async function withIdentity(dataDir: string | undefined, fn: (identity: IdentityStore) => Promise<Omit<AuditEntry, 'actor' | 'source' | 'outcome'> | null>): Promise<number> {
+export async function withIdentity(dataDir: string | undefined, fn: (identity: IdentityStore) => Promise<Omit<AuditEntry, 'actor' | 'source' | 'outcome'> | null>): Promise<number> {
   const identity = await openFleetIdentity(resolve(dataDir ?? FLEET_DEFAULTS.dataDir));
   try {
     const audit = await fn(identity);

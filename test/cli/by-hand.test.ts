@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,8 +20,14 @@ import { waitFor } from '../helpers/wait-for.js';
 const exec = promisify(execFile);
 const README = fileURLToPath(new URL('../../../README.md', import.meta.url));
 
+/** One shell line of the section: an osprey command (its output kept in `capture` when it is `VAR=$(npx osprey …)`) or a curl. */
+interface Step {
+  args: string[];
+  capture?: string;
+}
+
 /** The section's shell lines (comments dropped) and the edge config between <<'JSON' and JSON. */
-async function readSection(): Promise<{ commands: string[][]; curls: string[]; edgeJson: string; edgeJsonPath: string }> {
+async function readSection(): Promise<{ commands: Step[]; curls: string[]; edgeJson: string; edgeJsonPath: string }> {
   const text = await readFile(README, 'utf8');
   const start = text.indexOf('## By hand: one fleet manager, one edge');
   assert.ok(start >= 0, 'README has the by-hand section');
@@ -32,12 +38,13 @@ async function readSection(): Promise<{ commands: string[][]; curls: string[]; e
   assert.ok(heredoc >= 0 && end > heredoc, 'the edge config is a heredoc');
   const edgeJsonPath = /cat > (\S+) <<'JSON'/.exec(lines[heredoc]!)![1]!;
   const rest = [...lines.slice(0, heredoc), ...lines.slice(end + 1)].map((l) => l.replace(/\s+#.*$/, '').trim()).filter((l) => l && !l.startsWith('#'));
-  return {
-    commands: rest.filter((l) => l.startsWith('npx osprey ')).map((l) => l.split(/\s+/).slice(2)),
-    curls: rest.filter((l) => l.startsWith('curl ')),
-    edgeJson: lines.slice(heredoc + 1, end).join('\n'),
-    edgeJsonPath,
-  };
+  const commands: Step[] = [];
+  for (const l of rest) {
+    const captured = /^([A-Z_]+)=\$\(npx osprey (.*)\)$/.exec(l);
+    if (captured) commands.push({ args: captured[2]!.split(/\s+/), capture: captured[1]! });
+    else if (l.startsWith('npx osprey ')) commands.push({ args: l.split(/\s+/).slice(2) });
+  }
+  return { commands, curls: rest.filter((l) => l.startsWith('curl ')), edgeJson: lines.slice(heredoc + 1, end).join('\n'), edgeJsonPath };
 }
 
 test("the README's by-hand fleet and edge work as written, and the edge takes a rollout", { timeout: 120_000 }, async (t) => {
@@ -45,15 +52,27 @@ test("the README's by-hand fleet and edge work as written, and the edge takes a 
   const dir = await mkdtemp(join(tmpdir(), 'osprey-by-hand-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const here = (s: string) => s.replaceAll('./by-hand', join(dir, 'by-hand'));
+  const vars = new Map<string, string>();
   const args = (verb: string) => {
-    const found = section.commands.find((c) => c.join(' ').startsWith(verb));
+    const found = section.commands.find((c) => c.args.join(' ').startsWith(verb));
     assert.ok(found, `README runs "osprey ${verb}"`);
-    return found.map(here);
+    return found.args.map((a) => (a.startsWith('$') ? vars.get(a.slice(1))! : here(a)));
   };
-  assert.deepEqual(section.commands.map((c) => c.slice(0, 2).join(' ')), ['model keygen', 'fleet start', 'sample model', 'sample image', 'edge start']);
+  /** Runs a README command to its end; a `VAR=$(…)` line keeps its stdout for later `$VAR`s. */
+  const run = async (verb: string, map: (a: string) => string = (a) => a) => {
+    const step = section.commands.find((c) => c.args.join(' ').startsWith(verb))!;
+    const { stdout } = await exec(process.execPath, [OSPREY_BIN, ...args(verb).map(map)]);
+    if (step.capture) vars.set(step.capture, stdout.trim());
+    return stdout;
+  };
+  assert.deepEqual(
+    section.commands.map((c) => c.args.slice(0, 2).join(' ')),
+    ['model keygen', 'fleet init', 'fleet start', 'sample model', 'sample image', 'edge token', 'edge enroll', 'edge start', 'user token'],
+  );
 
-  // The publisher key pair, made before the fleet that trusts it.
-  await exec(process.execPath, [OSPREY_BIN, ...args('model keygen')]);
+  // The publisher key pair and the first admin, made before the fleet that uses them.
+  await run('model keygen');
+  assert.match(await run('fleet init'), /Password: +\S{20,}/);
 
   // The fleet, on free ports instead of 8080 and 1883.
   const fleetArgs = args('fleet start').map((a) => (a === '8080' || a === '1883' ? '0' : a));
@@ -64,9 +83,12 @@ test("the README's by-hand fleet and edge work as written, and the edge takes a 
   const mqttUrl = started.mqttUrl as string;
 
   for (const verb of ['sample model', 'sample image']) {
-    const { stdout } = await exec(process.execPath, [OSPREY_BIN, ...args(verb)]);
-    assert.match(stdout, new RegExp(`^${join(dir, 'by-hand')}`), verb);
+    assert.match(await run(verb), new RegExp(`^${join(dir, 'by-hand')}`), verb);
   }
+  // The edge's credential: a one-time token made on the fleet host, exchanged by the edge.
+  assert.match(await run('edge token'), /^ospn_/);
+  await run('edge enroll', (a) => a.replace('http://127.0.0.1:8080', fleetUrl));
+  assert.equal((await stat(join(dir, 'by-hand', 'press-1.credential'))).mode & 0o777, 0o600);
 
   const edgeJson = here(section.edgeJson)
     .replace('mqtt://127.0.0.1:1883', mqttUrl)
@@ -79,7 +101,7 @@ test("the README's by-hand fleet and edge work as written, and the edge takes a 
   const edgeUp = await edge.waitForLine((l) => l.msg === 'edge agent started' && typeof l.httpUrl === 'string');
   await edge.waitForLine((l) => l.msg === 'fleet link up');
 
-  // Shell 3: the same requests as the README's curl lines.
+  // Shell 3: the same requests as the README's curl lines, with the viewer token it makes.
   assert.equal(section.curls.length, 3);
   assert.match(section.curls[0]!, /--data-binary @by-hand\/part\.jpg .*:8480\/inspect/);
   const inspected = await fetch(`${edgeUp.httpUrl as string}/inspect`, {
@@ -90,14 +112,20 @@ test("the README's by-hand fleet and edge work as written, and the edge takes a 
   assert.equal(inspected.status, 200);
   const verdict = (await inspected.json()) as { seq: number; verdict: string };
   assert.deepEqual([verdict.seq, verdict.verdict], [1, 'ok']);
+  await run('user token');
+  assert.match(section.curls[1]!, /-H "Authorization: Bearer \$API"/);
+  const viewer = { authorization: `Bearer ${vars.get('API')!}` };
+  assert.equal((await fetch(`${fleetUrl}/api/edges`)).status, 401, 'nothing without a credential');
   await waitFor(async () => {
-    const edges = (await (await fetch(`${fleetUrl}/api/edges`)).json()) as { edges: { id: string; ackedSeq: number }[] };
+    const edges = (await (await fetch(`${fleetUrl}/api/edges`, { headers: viewer })).json()) as { edges: { id: string; ackedSeq: number }[] };
     return edges.edges.find((e) => e.id === 'press-1' && e.ackedSeq >= 1);
   }, 'the result stored at the fleet');
   const statsPath = /'http:\/\/127\.0\.0\.1:8080(\/api\/lines\/line-A\/stats\?[^']+)'/.exec(section.curls[1]!)![1]!;
-  const csv = await (await fetch(`${fleetUrl}${statsPath}`)).text();
+  const csv = await (await fetch(`${fleetUrl}${statsPath}`, { headers: viewer })).text();
   assert.match(csv, /^bucket_start,/);
   assert.match(csv, /,line-A,ok,good,1,1,0\.000000\r\n$/);
+  // A viewer may read, not change.
+  assert.equal((await fetch(`${fleetUrl}/api/config`, { method: 'PUT', body: '{}', headers: { ...viewer, 'content-type': 'application/json' } })).status, 403);
 
   // A rollout of the same package, signed as the README says with the publisher key: the fleet
   // accepts it, the edge verifies it with the key its config names, downloads it and activates it.
@@ -106,19 +134,20 @@ test("the README's by-hand fleet and edge work as written, and the edge takes a 
   const files = new Map<string, Uint8Array>();
   for (const name of await readdir(pkgDir)) files.set(name, await readFile(join(pkgDir, name)));
   const manifest = JSON.parse(Buffer.from(files.get('manifest.json')!).toString()) as { name: string; version: string };
-  const up = await fetch(`${fleetUrl}/api/models/${manifest.name}/versions`, { method: 'POST', body: packArchive(files), headers: { 'content-type': 'application/x-tar' } });
+  const admin = { authorization: `Bearer ${(await exec(process.execPath, [OSPREY_BIN, 'user', 'token', 'admin', '--name', 'release', '--data', join(dir, 'by-hand', 'fleet')])).stdout.trim()}` };
+  const up = await fetch(`${fleetUrl}/api/models/${manifest.name}/versions`, { method: 'POST', body: packArchive(files), headers: { ...admin, 'content-type': 'application/x-tar' } });
   assert.equal(up.status, 201);
   const { sha256 } = (await up.json()) as { sha256: string };
   const rollout = await fetch(`${fleetUrl}/api/rollouts`, {
     method: 'POST',
     body: JSON.stringify({ model: manifest.name, version: manifest.version, target: { edges: ['press-1'] }, stages: [{ mode: 'live' }] }),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...admin, 'content-type': 'application/json' },
   });
   assert.equal(rollout.status, 201);
   const activated = await edge.waitForLine((l) => l.msg === 'model activated', 60_000);
   assert.equal(activated.model, `${manifest.name}@${manifest.version}`);
   const events = await waitFor(async () => {
-    const res = (await (await fetch(`${fleetUrl}/api/edges/press-1/events`)).json()) as { events: { kind: string; data: { sha256?: string } | null }[] };
+    const res = (await (await fetch(`${fleetUrl}/api/edges/press-1/events`, { headers: viewer })).json()) as { events: { kind: string; data: { sha256?: string } | null }[] };
     return res.events.find((e) => e.kind === 'model-activated' && e.data?.sha256 === sha256);
   }, 'the fleet-signed version active at the edge');
   assert.ok(events);

@@ -4,6 +4,7 @@
  * processes; frames go in through the hot folder and POST /inspect; the fleet's per-line
  * statistics must equal exactly what the edges stored.
  */
+import { randomBytes } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -42,6 +43,9 @@ test('frames at two edges become exact per-line statistics at the fleet (Mosquit
   broker.assertSameBroker({ generation: 1, pid });
 });
 
+/** The fleet identity's password on the embedded broker, so the test's observer can read every edge's acks. */
+const OBSERVER_SECRET = randomBytes(24).toString('base64url');
+
 async function framesToStatistics(t: TestContext, brokerUrl?: string): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'osprey-e2e-'));
   t.after(() => rm(root, { recursive: true, force: true }));
@@ -54,6 +58,8 @@ async function framesToStatistics(t: TestContext, brokerUrl?: string): Promise<v
       mqtt: { host: '127.0.0.1', port: 0 },
       ...(brokerUrl ? { brokerUrl } : {}),
     }),
+    // The observer below logs in as the fleet on the embedded broker (edges may not read acks).
+    fleetBrokerSecret: OBSERVER_SECRET,
     logger: pino({ level: 'silent' }),
   });
   const { httpUrl, mqttUrl } = await fleet.start();
@@ -63,7 +69,7 @@ async function framesToStatistics(t: TestContext, brokerUrl?: string): Promise<v
   const headers = await creds.headers('admin');
 
   // An observer on the broker: acks are events we can await instead of sleeping.
-  const observer = await mqtt.connectAsync(mqttUrl, { clientId: `test-observer-${process.pid}` });
+  const observer = await mqtt.connectAsync(mqttUrl, { clientId: `osprey-fleet-observer-${process.pid}`, username: 'osprey-fleet', password: OBSERVER_SECRET });
   t.after(() => observer.endAsync());
   const acked = new Map<string, number>();
   const ackWaiters: (() => void)[] = [];

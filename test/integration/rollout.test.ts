@@ -10,6 +10,7 @@
  *  5. a fleet restart in the middle of a rollout resumes it;
  *  6. a manual rollback of a line returns every edge to its previous version.
  */
+import { randomBytes } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -44,9 +45,13 @@ interface Edge {
   httpUrl: string;
 }
 
+/** The fleet identity's password on the embedded broker, so the observer may read every edge's state. */
+const OBSERVER_SECRET = randomBytes(24).toString('base64url');
+
 /** Every edge's reported state as it arrives on the broker, awaitable. */
 function watchStates(url: string) {
-  const client = mqtt.connect(url, { clientId: 'rollout-observer', reconnectPeriod: 200 });
+  // Logged in as the fleet identity: only the fleet may read every edge's state.
+  const client = mqtt.connect(url, { clientId: 'osprey-fleet-rollout-observer', username: 'osprey-fleet', password: OBSERVER_SECRET, reconnectPeriod: 200 });
   const states = new Map<string, StateMessage>();
   const waiters: { edgeId: string; match: (s: StateMessage) => boolean; resolve: (s: StateMessage) => void }[] = [];
   client.on('connect', () => void client.subscribeAsync('osprey/v1/edges/+/state', { qos: 1 }));
@@ -101,7 +106,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
   const dataDir = join(root, 'fleet');
   const local = { host: '127.0.0.1', port: 0 };
   const registry = { publisherKeys: [testPublisherKey()] };
-  let fleet: FleetManager = createFleetManager({ dataDir, http: local, mqtt: local, rollouts: { tickMs: 100 }, registry, logger: log });
+  let fleet: FleetManager = createFleetManager({ dataDir, http: local, mqtt: local, rollouts: { tickMs: 100 }, registry, fleetBrokerSecret: OBSERVER_SECRET, logger: log });
   let { httpUrl, mqttUrl } = await fleet.start();
   t.after(() => fleet.close());
   // An admin's API token drives the registry and rollouts; each edge has its own credential.
@@ -275,7 +280,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
   await rolloutWhere(r6.body.id, 'awaits promotion', (r) => r.status === 'awaiting-promotion');
   const ports = { http: Number(new URL(httpUrl).port), mqtt: Number(new URL(mqttUrl).port) };
   await fleet.close();
-  fleet = createFleetManager({ dataDir, http: { ...local, port: ports.http }, mqtt: { ...local, port: ports.mqtt }, rollouts: { tickMs: 100 }, registry, logger: log });
+  fleet = createFleetManager({ dataDir, http: { ...local, port: ports.http }, mqtt: { ...local, port: ports.mqtt }, rollouts: { tickMs: 100 }, registry, fleetBrokerSecret: OBSERVER_SECRET, logger: log });
   ({ httpUrl, mqttUrl } = await fleet.start());
   const resumed = await rolloutWhere(r6.body.id, 'still awaits promotion', (r) => r.status === 'awaiting-promotion' && r.stages[0].edges[0].status === 'reporting');
   assert.equal(resumed.stages[0].status, 'awaiting-promotion');
