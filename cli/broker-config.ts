@@ -27,7 +27,7 @@ Writes Mosquitto's password file (enrolled edges and the fleet user osprey-fleet
 a mosquitto.conf snippet into --out, so Mosquitto enforces the embedded broker's rules. The
 fleet's broker password is made once in DIR/keys/broker-fleet.secret (0600); the fleet manager
 reads it when it runs with --broker. Re-run after enrolling or revoking edges, then reload
-Mosquitto (SIGHUP). See docs/security-mqtt.md.
+Mosquitto (SIGHUP). See docs/SECURITY.md ("MQTT: identities and topic rules").
 
 Options:
   --data DIR        the fleet's data directory (fleet.db)

@@ -10,7 +10,7 @@ Makes a private CA and a server certificate for the fleet's HTTPS and MQTTS list
 DIR/tls (ca.pem, ca.key, fleet.pem, fleet.key; keys 0600), then prints the "tls" section for
 the fleet config and what each edge needs. Run again: existing files are kept; the server
 certificate is issued again (same CA) when a new --host is asked for or it nears expiry.
-See docs/security-tls.md.
+See docs/SECURITY.md ("Transport: TLS").
 
 Options:
   --data DIR     the fleet's data directory (default: ./${FLEET_DEFAULTS.dataDir})

@@ -1,5 +1,5 @@
 /**
- * How an edge checks that it talks to its fleet (docs/security-tls.md): with `fleet.caFile` the
+ * How an edge checks that it talks to its fleet (docs/SECURITY.md ("Transport: TLS")): with `fleet.caFile` the
  * fleet's MQTTS and HTTPS certificates must be signed by that CA and name the host the edge
  * dialled; anything else is refused before a byte of Osprey traffic is sent. One function turns
  * the config into the options of both clients, so MQTT, downloads and uploads trust the same CA.

@@ -49,7 +49,7 @@ export interface AppDeps {
   control?: ControlDeps;
   /** Result images (upload and download routes, `hasImage` in result views); absent: no image routes. */
   images?: ImageRouteDeps;
-  /** PEM certificate and key: the server speaks HTTPS only (docs/security-tls.md). */
+  /** PEM certificate and key: the server speaks HTTPS only (docs/SECURITY.md ("Transport: TLS")). */
   https?: { cert: Buffer; key: Buffer };
   /** What an edge's enrollment answers besides its credential, and its guessing limit. */
   enroll?: Omit<EnrollRouteDeps, 'identity'>;

@@ -2,7 +2,7 @@
  * Who may do what on the embedded broker (issue 14): the rules, injected into aedes as its
  * `authenticate`, `authorizePublish` and `authorizeSubscribe` handlers. The same rules are
  * written for Mosquitto by `osprey fleet broker-config` (cli/broker-config.ts) from the constants
- * here, so both brokers enforce one table (docs/security-mqtt.md).
+ * here, so both brokers enforce one table (docs/SECURITY.md ("MQTT: identities and topic rules")).
  *
  * - The fleet: username `osprey-fleet`, client id `osprey-fleet-…`, password the fleet's broker
  *   secret. It may publish and subscribe anything.

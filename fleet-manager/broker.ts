@@ -25,7 +25,7 @@ export interface BrokerOptions {
   maxRetainedMessages?: number;
   /** Retained payload bytes kept at most; a retained publish that would exceed it is refused. */
   maxRetainedBytes?: number;
-  /** PEM certificate and key: only MQTTS listens (docs/security-tls.md). */
+  /** PEM certificate and key: only MQTTS listens (docs/SECURITY.md ("Transport: TLS")). */
   tls?: { cert: Buffer; key: Buffer };
   /** The password of the fleet's own client (username osprey-fleet); made at each fleet start. */
   fleetSecret: string;

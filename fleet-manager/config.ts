@@ -46,7 +46,7 @@ export const FleetConfigSchema = Type.Object(
           keyFile: Type.String({ minLength: 1, description: 'PEM private key of certFile; relative to the config file' }),
           caFile: Type.Optional(Type.String({ minLength: 1, description: "PEM CA the fleet's own MQTT client trusts (a private CA); default: the system's" })),
         },
-        { ...strict, description: 'with it, only HTTPS and MQTTS listen (docs/security-tls.md)' },
+        { ...strict, description: 'with it, only HTTPS and MQTTS listen (docs/SECURITY.md ("Transport: TLS"))' },
       ),
     ),
     // Null allowed so a resolved config can be passed back in as is.

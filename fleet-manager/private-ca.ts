@@ -1,5 +1,5 @@
 /**
- * A private certificate authority for the fleet's TLS listeners (docs/security-tls.md): a CA that
+ * A private certificate authority for the fleet's TLS listeners (docs/SECURITY.md ("Transport: TLS")): a CA that
  * edges trust through their `fleet.caFile`, and a server certificate it signs for the fleet's
  * HTTP and MQTT ports. Keys are RSA 2048 made by node:crypto; the certificates are built with
  * node-forge (node:crypto reads X.509 but cannot issue it).

@@ -5,7 +5,7 @@
  * how much it may write and whether the package carries code, and a signature by any other key
  * fails too. Keys have ids: a publisher signs with a key the fleet never holds (`osprey model
  * sign`), edges trust a set of keys by id (so keys rotate without re-enrolling edges), and the
- * fleet's own key is the entry `fleet` (docs/security-models.md).
+ * fleet's own key is the entry `fleet` (docs/SECURITY.md ("Models are code")).
  */
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
 import { OspreyError } from '../protocol/errors.js';

@@ -17,10 +17,20 @@ test('osprey demo serves per-line statistics within 15 s and stops cleanly on Ct
 
   const line = await demo.waitForLine((l) => typeof l.text === 'string' && l.text.includes('dashboard http'), 15_000);
   const url = String(line.text).match(/(http:\/\/\S+?)\/?$/)![1]!;
+  // Secure by default: the demo made an admin and printed its password once; nothing is open.
+  const signInLine = await demo.waitForLine((l) => typeof l.text === 'string' && l.text.includes('sign in as'), 5_000);
+  const [, username, password] = /sign in as (\S+) with password (\S+) /.exec(String(signInLine.text))!;
+  const anonymous = await request(`${url}/api/lines/line-A/stats?bucket=1m`);
+  assert.equal(anonymous.statusCode, 401);
+  await anonymous.body.dump();
+  const signIn = await request(`${url}/api/auth/sign-in`, { method: 'POST', body: JSON.stringify({ username, password }), headers: { 'content-type': 'application/json' } });
+  assert.equal(signIn.statusCode, 200);
+  await signIn.body.dump();
+  const cookie = String(signIn.headers['set-cookie']).split(';')[0]!;
 
   const stats = await waitFor(
     async () => {
-      const res = await request(`${url}/api/lines/line-A/stats?bucket=1m`);
+      const res = await request(`${url}/api/lines/line-A/stats?bucket=1m`, { headers: { cookie } });
       const body = (await res.body.json()) as { totals: { total: number; defect: number; defectRate: number } };
       return body.totals.total > 0 ? body : undefined;
     },
@@ -30,6 +40,11 @@ test('osprey demo serves per-line statistics within 15 s and stops cleanly on Ct
   );
   assert.ok(stats.totals.total > 0);
   assert.ok(stats.totals.defectRate >= 0 && stats.totals.defectRate <= 1);
+  // Every edge enrolled for its own credential: the fleet lists them online.
+  const edges = (await (await request(`${url}/api/edges`, { headers: { cookie } })).body.json()) as { edges: { id: string; online: boolean }[] };
+  assert.deepEqual(edges.edges.map((e) => e.id).sort(), ['edge-1', 'edge-2', 'edge-3']);
+  const credentials = (await (await request(`${url}/api/edge-credentials`, { headers: { cookie } })).body.json()) as { credentials: { edgeId: string; revokedAt: number | null }[] };
+  assert.deepEqual(credentials.credentials.filter((c) => c.revokedAt === null).map((c) => c.edgeId).sort(), ['edge-1', 'edge-2', 'edge-3']);
 
   const page = await request(`${url}/`);
   assert.equal(page.statusCode, 200);

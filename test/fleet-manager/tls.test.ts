@@ -1,5 +1,5 @@
 /**
- * The fleet with `tls` configured (docs/security-tls.md): a real fleet manager on port 0 serves
+ * The fleet with `tls` configured (docs/SECURITY.md ("Transport: TLS")): a real fleet manager on port 0 serves
  * only HTTPS and MQTTS with a certificate from its private CA; plain clients and clients trusting
  * another CA are refused; the packet-size watch still guards the TLS socket.
  */

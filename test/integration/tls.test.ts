@@ -1,5 +1,5 @@
 /**
- * TLS end to end (docs/security-tls.md): a fleet manager serving only HTTPS and MQTTS with a
+ * TLS end to end (docs/SECURITY.md ("Transport: TLS")): a fleet manager serving only HTTPS and MQTTS with a
  * certificate from its private CA, and edge agents with the built-in ONNX model, in one process.
  * - An edge trusting that CA (fleet.caFile) syncs results over mqtts, uploads its defect images
  *   and downloads a rolled-out model over https.
