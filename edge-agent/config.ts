@@ -9,7 +9,7 @@ import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { ErrorObject } from 'ajv';
-import { OspreyError } from '../protocol/errors.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
 import { ThresholdsSchema, type Thresholds } from '../protocol/messages.js';
 import { EDGE_ID_PATTERN } from '../protocol/topics.js';
 import { validatorFor } from '../protocol/validator.js';
@@ -256,7 +256,8 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
     // Required/unknown-field errors are the most specific; ajv lists them with the rest.
     const first = errors[0]!;
     const more = errors.length > 1 ? ` (+${errors.length - 1} more)` : '';
-    throw new OspreyError('OSP_ERR_CONFIG', `config ${fieldName(first)}: ${describe(first)}${where}${more}`);
+    // The field name may be any key of the input: escaped and cut to one line.
+    throw new OspreyError('OSP_ERR_CONFIG', `config ${safeLine(`${fieldName(first)}: ${describe(first)}`)}${where}${more}`);
   }
   const file = filled as EdgeConfigFile;
   const abs = (p: string) => path.resolve(baseDir, p);
@@ -291,7 +292,7 @@ function checkPublicKey(pem: string, what: string): void {
   try {
     type = createPublicKey(pem).asymmetricKeyType;
   } catch (err) {
-    throw new OspreyError('OSP_ERR_CONFIG', `${what}: not a PEM public key (${(err as Error).message})`, { cause: err });
+    throw new OspreyError('OSP_ERR_CONFIG', `${what}: not a PEM public key (${safeLine((err as Error).message, 200)})`, { cause: err });
   }
   if (type !== 'ed25519') throw new OspreyError('OSP_ERR_CONFIG', `${what}: must be an Ed25519 key, got ${type ?? 'unknown'}`);
 }
@@ -334,7 +335,7 @@ export async function loadEdgeConfig(file: string): Promise<EdgeConfig> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new OspreyError('OSP_ERR_CONFIG', `config: not valid JSON: ${(err as Error).message} (${full})`, {
+    throw new OspreyError('OSP_ERR_CONFIG', `config: not valid JSON: ${safeLine((err as Error).message, 200)} (${full})`, {
       cause: err,
     });
   }

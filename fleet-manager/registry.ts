@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { parseManifest } from '../models/manifest-check.js';
 import { MANIFEST_FILE } from '../models/package-reader.js';
 import { signArtifact } from '../models/artifact-signature.js';
-import { OspreyError } from '../protocol/errors.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
 import { blobBytes, blobPath, moveIntoBlob, writeBlobFrom } from './blob-files.js';
 import { archiveFileSource, canonicalDigest, directorySource, type PackageSource } from './package-source.js';
 import type { ReceivedFiles } from './multipart-upload.js';
@@ -145,7 +145,7 @@ export async function checkPackage(name: string, source: PackageSource): Promise
   try {
     value = JSON.parse(text.toString('utf8'));
   } catch (err) {
-    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${MANIFEST_FILE} is not JSON: ${(err as Error).message}`, { cause: err });
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${MANIFEST_FILE} is not JSON: ${safeLine((err as Error).message, 200)}`, { cause: err });
   }
   const manifest = parseManifest(value, MANIFEST_FILE);
   if (manifest.name !== name) {

@@ -4,7 +4,7 @@
  */
 import type { ErrorObject } from 'ajv';
 import { ManifestSchema, type Manifest, type ManifestInput } from '../protocol/manifest.js';
-import { OspreyError } from '../protocol/errors.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
 import { validatorFor } from '../protocol/validator.js';
 
 /** The manifest's input section with every default applied and per-channel arrays expanded. */
@@ -50,7 +50,8 @@ function describe(errors: ErrorObject[]): string {
 }
 
 function fail(where: string, message: string): never {
-  throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `invalid manifest (${where}): ${message}`);
+  // Field names and labels come from the manifest: escaped and cut to one line.
+  throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `invalid manifest (${where}): ${safeLine(message)}`);
 }
 
 /**

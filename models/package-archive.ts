@@ -6,7 +6,7 @@
  */
 import { readdir, readFile, stat, mkdir, writeFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OspreyError } from '../protocol/errors.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
 
 const BLOCK = 512;
 /** Package file names: no separators, no leading dot, nothing that could escape the directory. */
@@ -83,7 +83,7 @@ export const ARCHIVE_BLOCK = BLOCK;
  */
 export function parseHeader(h: Buffer, off: number, seen: { has(name: string): boolean; readonly size: number }): { name: string; size: number } | null {
   const bad = (why: string): never => {
-    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${why}`);
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${safeLine(why)}`);
   };
   if (h.every((b) => b === 0)) return null;
   let sum = 0;
@@ -107,7 +107,7 @@ export function unpackArchive(archive: Uint8Array): Map<string, Buffer> {
   const files = new Map<string, Buffer>();
   let off = 0;
   const bad = (why: string): never => {
-    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${why}`);
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${safeLine(why)}`);
   };
   while (off + BLOCK <= buf.length) {
     const entry = parseHeader(buf.subarray(off, off + BLOCK), off, files);

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { MessageSchemas, PROTOCOL_VERSION, type MessageByKind } from './messages.js';
 import type { MessageKind } from './topics.js';
+import { safeLine } from './errors.js';
 
 export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
 
@@ -34,7 +35,8 @@ export function formatErrors(errors: ErrorObject[] | null | undefined, max = 5):
     return `${where} ${e.message ?? e.keyword}${extra}`;
   });
   if (errors.length > max) parts.push(`and ${errors.length - max} more`);
-  return parts.join('; ');
+  // Paths and property names come from the input: escaped and cut.
+  return safeLine(parts.join('; '));
 }
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: string };
@@ -52,7 +54,8 @@ export function decodeMessage<K extends MessageKind>(kind: K, payload: Buffer | 
   try {
     value = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
   } catch (err) {
-    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+    // V8 quotes the input in its message (line breaks and all).
+    return { ok: false, error: `not JSON: ${safeLine((err as Error).message, 200)}` };
   }
   return check(MessageSchemas[kind], value) as Checked<MessageByKind[K]>;
 }
