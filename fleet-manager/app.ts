@@ -3,9 +3,9 @@
  * tests drive it with `inject()` and the fleet manager adds listen and shutdown around it.
  * HTTP API reference: docs/fleet-manager.md.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import { OspreyError, httpStatusFor, oneLine } from '../protocol/errors.js';
+import { OspreyError, httpStatusFor, oneLine, routerErrorMessage, safeLine } from '../protocol/errors.js';
 import type { ErrorBody } from './http-schemas.js';
 import type { FleetStore } from './store.js';
 import type { IngestCounters } from './ingest.js';
@@ -42,6 +42,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     // Fastify's own ajv (not protocol's) because query strings need type coercion.
     ajv: { customOptions: { removeAdditional: false } },
+    // The router's own refusals (bad percent-encoding, over-long parameter) in the one error shape, not Fastify's.
+    frameworkErrors: (err, _req, reply) =>
+      (reply as unknown as FastifyReply).code(err.statusCode && err.statusCode < 500 ? err.statusCode : 400).send({ error: 'OSP_ERR_BAD_REQUEST', message: routerErrorMessage(err) } satisfies ErrorBody),
   });
 
   app.addHook('onResponse', async (req, reply) => {
@@ -85,7 +88,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
 /** Maps any error to the one error shape; validation messages already name the field. */
 function errorBody(err: FastifyError | OspreyError): ErrorBody {
-  if (err instanceof OspreyError) return { error: err.code, message: oneLine(err) };
+  if (err instanceof OspreyError) return { error: err.code, message: safeLine(oneLine(err)) };
   if (err.validation && err.validation.length > 0) {
     // Fastify's message leaves out which property was unexpected; ajv's params have it.
     const message = err.validation
@@ -95,7 +98,8 @@ function errorBody(err: FastifyError | OspreyError): ErrorBody {
         return `${err.validationContext ?? 'request'}${v.instancePath} ${v.message ?? v.keyword}${extra}`;
       })
       .join('; ');
-    return { error: 'OSP_ERR_BAD_REQUEST', message };
+    // Property names come from the request: escaped and cut.
+    return { error: 'OSP_ERR_BAD_REQUEST', message: safeLine(message) };
   }
-  return { error: 'OSP_ERR_BAD_REQUEST', message: oneLine(err) };
+  return { error: 'OSP_ERR_BAD_REQUEST', message: safeLine(oneLine(err)) };
 }

@@ -73,6 +73,16 @@ export function safeLine(text: string, max = 500): string {
   return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
 }
 
+/**
+ * The one-line message for an error Fastify's router raises before any route or hook runs (a URL
+ * with broken percent-encoding, an over-long path parameter); its own message quotes the whole URL.
+ */
+export function routerErrorMessage(err: { code?: string; message: string }): string {
+  if (err.code === 'FST_ERR_BAD_URL') return 'the URL is not valid (malformed percent-encoding)';
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') return 'a URL path parameter is too long';
+  return safeLine(oneLine(err), 200);
+}
+
 /** HTTP status per error code, for the edge's and the fleet's HTTP APIs alike; codes not listed are 500. */
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   OSP_ERR_IMAGE_EMPTY: 400,
