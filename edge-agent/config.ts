@@ -12,7 +12,7 @@ import type { ErrorObject } from 'ajv';
 import { OspreyError, safeLine } from '../protocol/errors.js';
 import { ThresholdsSchema, type Thresholds } from '../protocol/messages.js';
 import { EDGE_ID_PATTERN } from '../protocol/topics.js';
-import { validatorFor } from '../protocol/validator.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan, validatorFor } from '../protocol/validator.js';
 
 const strict = { additionalProperties: false } as const;
 const Int = (opts: object) => Type.Integer({ minimum: 0, ...opts });
@@ -248,6 +248,8 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new OspreyError('OSP_ERR_CONFIG', `config: must be a JSON object${where}`);
   }
+  // structuredClone and Value.Default recurse: a value nested thousands deep would overflow the stack.
+  if (nestedDeeperThan(value)) throw new OspreyError('OSP_ERR_CONFIG', `config: nested deeper than ${MAX_JSON_DEPTH} levels${where}`);
   // Defaults first (they only fill what is absent), then one validation over the whole result.
   const filled = Value.Default(EdgeConfigFileSchema, structuredClone(value)) as unknown;
   const validate = validatorFor(EdgeConfigFileSchema);

@@ -5,7 +5,7 @@
 import type { ErrorObject } from 'ajv';
 import { ManifestSchema, type Manifest, type ManifestInput } from '../protocol/manifest.js';
 import { OspreyError, safeLine } from '../protocol/errors.js';
-import { validatorFor } from '../protocol/validator.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan, validatorFor } from '../protocol/validator.js';
 
 /** The manifest's input section with every default applied and per-channel arrays expanded. */
 export interface ResolvedInput {
@@ -61,6 +61,8 @@ function fail(where: string, message: string): never {
 export function parseManifest(value: unknown, where = 'manifest.json'): Manifest {
   const validate = validatorFor(ManifestSchema);
   if (!validate(value)) fail(where, describe(validate.errors ?? []));
+  // postprocess.options is free-form: bounded here, or storing and signing it overflows the stack.
+  if (nestedDeeperThan(value)) fail(where, `nested deeper than ${MAX_JSON_DEPTH} levels`);
   const m = value as Manifest;
   const labels = new Set(m.labels);
   const channels = m.input.color === 'gray' ? 1 : 3;
