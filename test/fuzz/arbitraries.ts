@@ -24,15 +24,22 @@ export const FUZZ_RUNS = envInt('OSPREY_FUZZ_RUNS', 100);
 /** Runs one property with the suite's seed; a failure names the seed and run count that replay it. */
 export async function fuzz<T>(name: string, property: fc.IAsyncPropertyWithHooks<T> | fc.IPropertyWithHooks<T>, scale = 1): Promise<void> {
   const numRuns = Math.max(1, Math.round(FUZZ_RUNS * scale));
+  const out = await fc.check(property as fc.IAsyncProperty<T>, { seed: FUZZ_SEED, numRuns });
+  if (!out.failed) return;
+  // An assertion says what broke; anything else (a crash) needs its stack.
+  const cause = out.errorInstance;
+  const why = cause instanceof assert.AssertionError ? cause.message : cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
+  // JSON shows own "__proto__" keys, which fast-check's own rendering leaves out.
+  let json = '';
   try {
-    await fc.assert(property as fc.IAsyncProperty<T>, { seed: FUZZ_SEED, numRuns });
-  } catch (err) {
-    // fast-check keeps the property's own failure as the cause: show it first, it says what broke.
-    const cause = (err as Error).cause;
-    // An assertion says what broke; anything else (a crash) needs its stack.
-    const why = cause instanceof assert.AssertionError ? `${cause.message}\n` : cause instanceof Error ? `${cause.stack ?? cause.message}\n` : '';
-    throw new Error(`fuzz "${name}" failed; replay: OSPREY_FUZZ_SEED=${FUZZ_SEED} OSPREY_FUZZ_RUNS=${FUZZ_RUNS}\n${why}${(err as Error).message.slice(0, 4000)}`, { cause: err });
+    json = JSON.stringify(out.counterexample, (_k, v: unknown) => (v instanceof Uint8Array ? `<${v.length} bytes: ${Buffer.from(v).toString('hex').slice(0, 400)}>` : v)) ?? '';
+  } catch {
+    json = '(not JSON)';
   }
+  throw new Error(
+    `fuzz "${name}" failed; replay: OSPREY_FUZZ_SEED=${FUZZ_SEED} OSPREY_FUZZ_RUNS=${FUZZ_RUNS} (path ${out.counterexamplePath})\n${why}\ncounterexample: ${json.slice(0, 3000)}`,
+    { cause },
+  );
 }
 
 /** A message a person or a log line can take as is: one line, no stack, not empty, bounded. */
@@ -49,7 +56,7 @@ export function assertOneLine(message: unknown, what: string): void {
 /** `err` is an OspreyError with one of `codes` and a one-line message; anything else is rethrown. */
 export function assertClearError(err: unknown, codes: readonly ErrorCode[], what: string): void {
   if (!(err instanceof OspreyError) || !codes.includes(err.code)) {
-    throw new assert.AssertionError({ message: `${what}: expected OspreyError ${codes.join('|')}, got ${err instanceof Error ? `${err.name} ${(err as OspreyError).code ?? ''}: ${err.message}` : String(err)}` });
+    throw new assert.AssertionError({ message: `${what}: expected OspreyError ${codes.join('|')}, got ${err instanceof Error ? `${err.name} ${(err as OspreyError).code ?? ''}: ${err.stack ?? err.message}` : String(err)}` });
   }
   assertOneLine(err.message, what);
 }
@@ -95,6 +102,14 @@ export const nastyString: fc.Arbitrary<string> = fc.oneof(
   fc.integer({ min: 200, max: 70_000 }).map((n) => 'x'.repeat(n)),
 );
 
+/**
+ * Arrays and objects nested 2–2000 deep: past every depth limit, yet within what the test's own
+ * JSON.stringify survives (the regression tests send 10 000).
+ */
+export const deepJson: fc.Arbitrary<unknown> = fc
+  .tuple(fc.integer({ min: 2, max: 2000 }), fc.boolean())
+  .map(([n, arr]) => JSON.parse(arr ? '['.repeat(n) + ']'.repeat(n) : '{"a":'.repeat(n) + '1' + '}'.repeat(n)) as unknown);
+
 /** Any JSON value, with nasty strings as keys and values. */
 export const anyJson: fc.Arbitrary<unknown> = fc.letrec<{ v: unknown }>((tie) => ({
   v: fc.oneof(
@@ -104,6 +119,7 @@ export const anyJson: fc.Arbitrary<unknown> = fc.letrec<{ v: unknown }>((tie) =>
     fc.double({ noNaN: true, noDefaultInfinity: true }),
     nastyString,
     fc.array(tie('v'), { maxLength: 5 }),
+    deepJson,
     fc.array(fc.tuple(nastyString, tie('v')), { maxLength: 5 }).map(ownObject),
   ),
 })).v;
@@ -137,7 +153,8 @@ function applyMutation(root: unknown, m: Mutation): unknown {
   } else if (m.op === 'add' && !Array.isArray(parent)) {
     Object.defineProperty(parent, m.key, { value: m.value, enumerable: true, writable: true, configurable: true });
   } else {
-    parent[key] = m.value;
+    // Not `parent[key] =`: for a key "__proto__" that would set the prototype, which JSON never does.
+    Object.defineProperty(parent, key, { value: m.value, enumerable: true, writable: true, configurable: true });
   }
   return root;
 }
@@ -154,9 +171,11 @@ export function mutated(valid: unknown): fc.Arbitrary<unknown> {
   return fc.array(mutation, { minLength: 1, maxLength: 4 }).map((ms) => ms.reduce((v, m) => applyMutation(v, m), structuredClone(valid)));
 }
 
-/** Input for a parser of JSON values: valid, mutated, or anything. */
+/** Input for a parser of JSON values: valid, mutated, or anything; always as JSON.parse would give it. */
 export function jsonInput(valid: unknown): fc.Arbitrary<unknown> {
-  return fc.oneof({ weight: 1, arbitrary: fc.constant(structuredClone(valid)) }, { weight: 6, arbitrary: mutated(valid) }, { weight: 2, arbitrary: anyJson });
+  return fc
+    .oneof({ weight: 1, arbitrary: fc.constant(valid) }, { weight: 6, arbitrary: mutated(valid) }, { weight: 2, arbitrary: anyJson })
+    .map((v) => (v === undefined ? undefined : (JSON.parse(JSON.stringify(v)) as unknown)));
 }
 
 /**

@@ -27,6 +27,7 @@ import { createRolloutMembership } from '../../fleet-manager/rollout-membership.
 import { loadOrCreateSigningKeys } from '../../fleet-manager/signing-keys.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { packArchive } from '../../models/package-archive.js';
+import { sha256Hex } from '../../models/package-reader.js';
 import { packageFiles } from '../fleet-manager/control-helpers.js';
 import { assertBoundedMemory, assertErrorAnswer, editArchive, fuzz, jsonInput, nastyString, queryString, routePath, sampleMessages, tarEdit, urlPiece } from './arbitraries.js';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -253,4 +254,19 @@ test('regression: router refusals and long field names come back in the one erro
     assertErrorAnswer(res, `${what} → ${res.statusCode} ${res.body.slice(0, 200)}`);
     assert.ok(res.body.length < 1000, `${what}: ${res.body.length} bytes`);
   }
+});
+
+test('regression: a package whose manifest nests plug-in options 10 000 deep is refused with 422, not a 500 (found by fuzzing)', async () => {
+  const model = Buffer.from('model bytes');
+  const plugin = Buffer.from('export default {}');
+  const n = 10_000;
+  const manifest = Buffer.from(
+    `{"schemaVersion":1,"name":"deep","version":"1.0.0","task":"anomaly","model":{"file":"model.onnx","sha256":"${sha256Hex(model)}"},` +
+      '"input":{"name":"image","layout":"nchw","width":8,"height":8,"dtype":"float32","color":"gray","resize":"stretch"},' +
+      `"outputs":{"anomaly":{"format":"plugin"}},"labels":[],"defectLabels":["anomaly"],"thresholds":{"default":0.5},` +
+      `"postprocess":{"module":"post.mjs","sha256":"${sha256Hex(plugin)}","options":{"x":${'['.repeat(n)}${']'.repeat(n)}}}}`,
+  );
+  const res = await send({ method: 'POST', url: '/api/models/deep/versions', headers: { 'content-type': 'application/x-tar' }, payload: packArchive({ 'manifest.json': manifest, 'model.onnx': model, 'post.mjs': plugin }) });
+  assertErrorAnswer(res, `deep manifest → ${res.statusCode} ${res.body.slice(0, 200)}`);
+  assert.equal(res.statusCode, 422);
 });

@@ -124,3 +124,24 @@ test('regression: config and manifest errors naming a hostile field stay one lin
   throwsClear(() => resolveFleetConfig({ ...structuredClone(fleetConfig), [long]: 1 }, '/tmp'), 'OSP_ERR_CONFIG', 'fleet config: long unknown field');
   throwsClear(() => resolveFleetConfig({ http: { 'a\nb': 1 } }, '/tmp'), 'OSP_ERR_CONFIG', 'fleet config: field named by a line break');
 });
+
+test('regression: a manifest or an edge config nested 10 000 deep is refused with its code, not a stack overflow (found by fuzzing)', () => {
+  const n = 10_000;
+  const deep = JSON.parse('['.repeat(n) + ']'.repeat(n)) as unknown;
+  const plugin = structuredClone(manifests[1]!) as Record<string, any>;
+  plugin.outputs = { anomaly: { format: 'plugin' } };
+  plugin.postprocess = { module: 'post.mjs', sha256: 'd'.repeat(64), options: { x: [1] } };
+  parseManifest(structuredClone(plugin));
+  plugin.postprocess.options = { x: deep };
+  for (const [what, fn, code] of [
+    ['manifest with deep plug-in options', () => parseManifest(plugin), 'OSP_ERR_MODEL_MANIFEST'],
+    ['edge config with a deep field', () => parseEdgeConfig({ ...structuredClone(edgeConfig), thresholds: deep }, 'fuzz', '/tmp'), 'OSP_ERR_CONFIG'],
+  ] as const) {
+    try {
+      fn();
+      assert.fail(`${what}: accepted`);
+    } catch (err) {
+      assertClearError(err, [code], what);
+    }
+  }
+});

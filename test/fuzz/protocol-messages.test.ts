@@ -48,3 +48,13 @@ test('regression: payload errors quoting the input stay one line and bounded (fo
     if (!decoded.ok) assertOneLine(decoded.error, what);
   }
 });
+
+test('regression: an event whose free-form data nests 10 000 deep is refused, not handed to a store that overflows (found by fuzzing)', () => {
+  const n = 10_000;
+  const text = JSON.stringify(sampleMessages('edge-fuzz').events).replace('"data":{"freeBytes":1}', `"data":{"x":${'['.repeat(n)}${']'.repeat(n)}}`);
+  const decoded = decodeMessage('events', Buffer.from(text));
+  assert.equal(decoded.ok, false, 'a 10 000-deep event was accepted');
+  if (!decoded.ok) assertOneLine(decoded.error, 'deep event');
+  // A shallow free-form value still passes.
+  assert.equal(decodeMessage('events', Buffer.from(JSON.stringify({ ...sampleMessages('edge-fuzz').events, data: { a: { b: [1, [2]] } } }))).ok, true);
+});
