@@ -19,7 +19,7 @@ function envInt(name: string, fallback: number): number {
 /** Fixed by default, so every run of the suite tries the same inputs; set OSPREY_FUZZ_SEED to explore. */
 export const FUZZ_SEED = envInt('OSPREY_FUZZ_SEED', 14);
 /** Runs per property (scaled per test by its cost); raise OSPREY_FUZZ_RUNS for a longer campaign. */
-export const FUZZ_RUNS = envInt('OSPREY_FUZZ_RUNS', 100);
+export const FUZZ_RUNS = envInt('OSPREY_FUZZ_RUNS', 200);
 
 /** Runs one property with the suite's seed; a failure names the seed and run count that replay it. */
 export async function fuzz<T>(name: string, property: fc.IAsyncPropertyWithHooks<T> | fc.IPropertyWithHooks<T>, scale = 1): Promise<void> {

@@ -24,6 +24,14 @@ const archives = fc
   .record({ header: fc.constantFrom(...headers), edits: fc.array(tarEdit, { minLength: 1, maxLength: 3 }), reseal: fc.boolean() })
   .map(({ header, edits, reseal }) => editArchive(base, edits, header, reseal));
 
+test('the memory bound itself catches a parser that allocates a claimed size', async () => {
+  // First in the file, while the process's peak is still low: 128 MB touched must show.
+  await assert.rejects(
+    assertBoundedMemory(64 * MB, 'allocating', () => Buffer.alloc(128 * MB, 1).length),
+    /peak RSS grew|ArrayBuffers grew/,
+  );
+});
+
 test('unpackArchive reads or refuses any mutated archive, without allocating claimed sizes', async () => {
   assert.equal(unpackArchive(base).size, 3);
   await assertBoundedMemory(64 * MB, 'unpackArchive', () =>
