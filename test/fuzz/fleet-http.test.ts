@@ -270,3 +270,26 @@ test('regression: a package whose manifest nests plug-in options 10 000 deep is 
   assertErrorAnswer(res, `deep manifest → ${res.statusCode} ${res.body.slice(0, 200)}`);
   assert.equal(res.statusCode, 422);
 });
+
+test('image uploads answer any body, content type, checksum header and key with a success or a one-line JSON error', async () => {
+  const uploads = fc.record({
+    path: routePath('/api/results/:edgeId/:seq/image', known()),
+    query: queryString(['store']),
+    type: fc.option(fc.oneof(fc.constantFrom('image/jpeg', 'image/png', 'application/octet-stream', 'text/plain', 'application/json', 'image/jpeg; q=1'), nastyString.map((s) => s.replace(/[\x00-\x1f\x7f]/g, ''))), { nil: undefined }),
+    sha: fc.option(fc.oneof(fc.constantFrom('a'.repeat(64), 'A'.repeat(64), 'zz'), fc.stringMatching(/^[0-9a-f]{64}$/)), { nil: undefined }),
+    body: fc.oneof(fc.uint8Array({ maxLength: 2000 }), fc.constant(new Uint8Array(0))),
+  });
+  await assertBoundedMemory(128 * MB, 'image uploads', () =>
+    fuzz(
+      'fleet image upload',
+      fc.asyncProperty(uploads, async (u) => {
+        const headers: Record<string, string> = {};
+        if (u.type !== undefined) headers['content-type'] = u.type;
+        if (u.sha !== undefined) headers['x-osprey-sha256'] = u.sha;
+        const res = await send({ method: 'PUT', url: u.path + u.query, headers, payload: Buffer.from(u.body) });
+        assertAnswer(res, `PUT ${u.path}${u.query} ${JSON.stringify(headers)}`);
+      }),
+      1,
+    ),
+  );
+});
