@@ -13,8 +13,9 @@ const BLOCK = 512;
 const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/;
 /** Whether a package may contain a file of this name. */
 export const isPackageFileName = (name: string): boolean => FILE_NAME.test(name);
-/** Refuse archives with absurd entry counts before allocating for them. */
-const MAX_FILES = 64;
+/** Refuse packages with absurd file counts (a tar's entries, a multipart upload's parts) before allocating for them. */
+export const MAX_PACKAGE_FILES = 64;
+const MAX_FILES = MAX_PACKAGE_FILES;
 
 function octal(value: number, width: number): string {
   return value.toString(8).padStart(width - 1, '0') + '\0';
