@@ -89,15 +89,26 @@ let auth: Record<string, string> = {};
 let artifactSha = '';
 const closers: (() => Promise<unknown>)[] = [];
 
+/** Fails when no request of `test` succeeded: the fuzz then only tested a refusal (a missing credential?). */
+function assertSomeSucceeded(test: string): void {
+  assert.ok((succeeded.get(test) ?? 0) > 0, `${test}: no fuzzed request succeeded; if the API now requires sign-in, make credential() supply it`);
+}
+
 /** Injects with the credential; answers status, headers and body text. */
 async function send(opts: InjectOptions): Promise<{ statusCode: number; headers: Record<string, unknown>; body: string }> {
   const res = await app.inject({ ...opts, headers: { ...auth, ...(opts.headers ?? {}) } });
   return { statusCode: res.statusCode, headers: res.headers, body: res.body };
 }
 
+/** Successes per fuzz test: none at all means every request was refused before reaching its route. */
+const succeeded = new Map<string, number>();
+
 /** A success, or the one error shape (no 5xx but 503 busy / 507 quota, which the API documents). */
-function assertAnswer(res: { statusCode: number; headers: Record<string, unknown>; body: string }, what: string): void {
-  if (res.statusCode < 400) return;
+function assertAnswer(res: { statusCode: number; headers: Record<string, unknown>; body: string }, what: string, test: string): void {
+  if (res.statusCode < 400) {
+    succeeded.set(test, (succeeded.get(test) ?? 0) + 1);
+    return;
+  }
   assertErrorAnswer(res, `${what} → ${res.statusCode} ${res.body.slice(0, 200)}`, [503, 507]);
 }
 
@@ -169,11 +180,12 @@ test('GET routes answer any path and query string with a success or a one-line J
       fc.asyncProperty(requests, headers, async ([pattern, path, query], extra) => {
         const h = Object.fromEntries(Object.entries(extra).filter(([, v]) => v !== undefined).map(([k, v]) => [k, String(v).replace(/[\r\n]/g, '')]));
         const res = await send({ method: 'GET', url: path + query, headers: h });
-        assertAnswer(res, `GET ${pattern} ${path}${query}`);
+        assertAnswer(res, `GET ${pattern} ${path}${query}`, 'GET');
       }),
       4,
     ),
   );
+  assertSomeSucceeded('GET');
 });
 
 test('JSON-body routes answer any body with a success or a one-line JSON error', async () => {
@@ -193,12 +205,13 @@ test('JSON-body routes answer any body with a success or a one-line JSON error',
       'fleet JSON-body routes',
       fc.asyncProperty(bodies, async ([route, payload, type]) => {
         const res = await send({ method: route.method, url: route.url, payload, headers: type ? { 'content-type': type } : {} });
-        assertAnswer(res, `${route.method} ${route.url} ${payload.slice(0, 200)}`);
+        assertAnswer(res, `${route.method} ${route.url} ${payload.slice(0, 200)}`, 'JSON');
         assert.equal(({} as Record<string, unknown>).x, undefined, 'prototype polluted');
       }),
       4,
     ),
   );
+  assertSomeSucceeded('JSON');
 });
 
 /** A multipart body: parts with odd names and file names, maybe a broken boundary or cut short. */
@@ -240,7 +253,7 @@ test('package uploads (tar and multipart) answer any body with a success or a on
       'fleet package upload',
       fc.asyncProperty(names, fc.oneof({ weight: 4, arbitrary: tar }, { weight: 4, arbitrary: multipart }, { weight: 1, arbitrary: manyParts }), async (name, { body, type }) => {
         const res = await send({ method: 'POST', url: `/api/models/${name}/versions`, payload: body, headers: { 'content-type': type } });
-        assertAnswer(res, `POST /api/models/${name}/versions ${type}`);
+        assertAnswer(res, `POST /api/models/${name}/versions ${type}`, 'upload');
       }),
       2,
     ),
@@ -280,8 +293,8 @@ test('regression: a package whose manifest nests plug-in options 10 000 deep is 
 
 test('image uploads answer any body, content type, checksum header and key with a success or a one-line JSON error', async () => {
   const uploads = fc.record({
-    path: routePath('/api/results/:edgeId/:seq/image', known()),
-    query: queryString(['store']),
+    path: fc.oneof(fc.integer({ min: 2, max: 1_000_000 }).map((seq) => `/api/results/${EDGE}/${seq}/image`), routePath('/api/results/:edgeId/:seq/image', known())),
+    query: fc.oneof(fc.constant(''), fc.constant(`?store=${STORE_ID}`), queryString(['store'])),
     type: fc.option(fc.oneof(fc.constantFrom('image/jpeg', 'image/png', 'application/octet-stream', 'text/plain', 'application/json', 'image/jpeg; q=1'), nastyString.map((s) => s.replace(/[\x00-\x1f\x7f]/g, ''))), { nil: undefined }),
     sha: fc.option(fc.oneof(fc.constantFrom('a'.repeat(64), 'A'.repeat(64), 'zz'), fc.stringMatching(/^[0-9a-f]{64}$/)), { nil: undefined }),
     body: fc.oneof(fc.uint8Array({ maxLength: 2000 }), fc.constant(new Uint8Array(0))),
@@ -294,11 +307,12 @@ test('image uploads answer any body, content type, checksum header and key with 
         if (u.type !== undefined) headers['content-type'] = u.type;
         if (u.sha !== undefined) headers['x-osprey-sha256'] = u.sha;
         const res = await send({ method: 'PUT', url: u.path + u.query, headers, payload: Buffer.from(u.body) });
-        assertAnswer(res, `PUT ${u.path}${u.query} ${JSON.stringify(headers)}`);
+        assertAnswer(res, `PUT ${u.path}${u.query} ${JSON.stringify(headers)}`, 'image');
       }),
       1,
     ),
   );
+  assertSomeSucceeded('image');
 });
 
 test('regression: a multipart upload of 30 000 one-byte files is refused at the package file cap, not written (found by fuzzing)', async () => {
