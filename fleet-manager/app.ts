@@ -65,8 +65,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   app.setNotFoundHandler(async (req, reply) =>
-    reply.code(404).send({ error: 'OSP_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } satisfies ErrorBody),
+    reply.code(404).send({ error: 'OSP_ERR_NOT_FOUND', message: `no route ${req.method} ${safeLine(req.url.split('?')[0]!, 200)}` } satisfies ErrorBody),
   );
+
+  // ajv coerces "1e400" or "Infinity" in a URL to Infinity and then skips minimum/maximum (they
+  // apply to finite numbers only): `limit=1e400` reached SQLite and was a 500.
+  app.addHook('preHandler', async (req) => {
+    for (const [where, values] of [['querystring', req.query], ['params', req.params]] as const) {
+      for (const [name, v] of Object.entries((values ?? {}) as Record<string, unknown>)) {
+        if (typeof v === 'number' && !Number.isFinite(v)) throw new OspreyError('OSP_ERR_BAD_REQUEST', `${where}/${safeLine(name, 64)} must be a finite number`);
+      }
+    }
+  });
 
   const routeDeps: RouteDeps = { store: deps.store, now, startedAt: now() };
   if (deps.status) routeDeps.status = deps.status;
