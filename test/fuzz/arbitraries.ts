@@ -335,6 +335,8 @@ export const urlPiece: fc.Arbitrary<string> = fc.oneof(
   fc.constantFrom('%', '%e0%a4%a', '%c0%ae%c0%ae', '%ff', '%00', '..%2f', '+', '&', '=', '[]', '[0]', '1e400', '-0', '9007199254740993', '2025-13-45T99:99'),
   // Time ranges and buckets at their edges: epoch 0, far future, tiny and huge buckets.
   fc.constantFrom('0', '1', '8640000000000000', '8640000000000001', '-8640000000000000', '1970-01-01T00:00:00Z', '+275760-09-13T00:00:00Z', '1s', '0s', '1ms', '10s', '99999999d', '1h', 'csv', 'json', 'ok', 'defect'),
+  // Numbers at and past the edges of what a schema's integer coercion takes.
+  fc.constantFrom('1e400', 'Infinity', '-Infinity', 'NaN', '1e3', '1.5', '0x10', '-1', '9'.repeat(400), '00001', ' 1'),
   // Result cursors as the server writes them (base64url of "ts.id"), at their limits.
   fc.constantFrom('0.0', '1.1', '999999999999999.999999999999999', '1.-1', '1e3.1').map((c) => Buffer.from(c).toString('base64url')),
   fc.integer().map(String),

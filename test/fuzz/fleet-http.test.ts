@@ -159,7 +159,7 @@ after(async () => {
 const known = (): Record<string, readonly string[]> => ({
   id: [EDGE, 'nope'],
   edgeId: [EDGE],
-  seq: ['1', '2', '0', '-1', '1e3', '99999999999999999999'],
+  seq: ['1', '2', '0', '-1', '1e3', '99999999999999999999', '1e400', 'Infinity'],
   line: [LINE],
   name: ['part'],
   version: ['1.0.0'],
@@ -276,7 +276,7 @@ test('regression: router refusals and long field names come back in the one erro
   }
 });
 
-test('regression: a package whose manifest nests plug-in options 10 000 deep is refused with 422, not a 500 (found by fuzzing)', async () => {
+test('regression: a package whose manifest nests plug-in options 10 000 deep is refused with 422, not a 500 (found while fuzzing)', async () => {
   const model = Buffer.from('model bytes');
   const plugin = Buffer.from('export default {}');
   const n = 10_000;
@@ -315,7 +315,7 @@ test('image uploads answer any body, content type, checksum header and key with 
   assertSomeSucceeded('image');
 });
 
-test('regression: a multipart upload of 30 000 one-byte files is refused at the package file cap, not written (found by fuzzing)', async () => {
+test('regression: a multipart upload of 30 000 one-byte files is refused at the package file cap, not written (found while fuzzing)', async () => {
   const many = (n: number) => {
     const parts: string[] = [];
     for (let i = 0; i < n; i++) parts.push(`--b\r\nContent-Disposition: form-data; name="f"; filename="f${i}"\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n`);
@@ -326,4 +326,17 @@ test('regression: a multipart upload of 30 000 one-byte files is refused at the 
   assertErrorAnswer(res, `30 000 parts → ${res.statusCode} ${res.body.slice(0, 200)}`);
   assert.equal(res.statusCode, 422);
   assert.match(res.body, /more than 64 files/);
+});
+
+test('regression: non-finite numbers in the URL are refused with 400, not passed to SQLite as Infinity (found while fuzzing)', async () => {
+  // ajv coerced "1e400" to Infinity and skipped maximum for it: limit=1e400 was a 500 (datatype mismatch).
+  for (const url of ['/api/results?limit=1e400', `/api/results?limit=${'9'.repeat(400)}`, '/api/results?offset=Infinity', `/api/edges/${EDGE}/events?limit=1e400`, `/api/results/${EDGE}/1e400/image`]) {
+    const res = await send({ method: 'GET', url });
+    assertErrorAnswer(res, `${url.slice(0, 60)} → ${res.statusCode} ${res.body.slice(0, 200)}`);
+    assert.equal(res.statusCode, 400, url.slice(0, 60));
+  }
+  // The 404 message quoted the whole path (10 KB here).
+  const res = await send({ method: 'GET', url: `/api/nothing/${'x'.repeat(10_000)}` });
+  assertErrorAnswer(res, 'a 10 KB unknown path');
+  assert.ok(res.body.length < 1000, `404 body of ${res.body.length} bytes`);
 });

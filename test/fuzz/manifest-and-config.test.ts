@@ -125,7 +125,7 @@ test('regression: config and manifest errors naming a hostile field stay one lin
   throwsClear(() => resolveFleetConfig({ http: { 'a\nb': 1 } }, '/tmp'), 'OSP_ERR_CONFIG', 'fleet config: field named by a line break');
 });
 
-test('regression: a manifest or an edge config nested 10 000 deep is refused with its code, not a stack overflow (found by fuzzing)', () => {
+test('regression: a manifest or an edge config nested 10 000 deep is refused with its code, not a stack overflow (found while fuzzing)', () => {
   const n = 10_000;
   const deep = JSON.parse('['.repeat(n) + ']'.repeat(n)) as unknown;
   const plugin = structuredClone(manifests[1]!) as Record<string, any>;

@@ -49,7 +49,7 @@ test('regression: payload errors quoting the input stay one line and bounded (fo
   }
 });
 
-test('regression: an event whose free-form data nests 10 000 deep is refused, not handed to a store that overflows (found by fuzzing)', () => {
+test('regression: an event whose free-form data nests 10 000 deep is refused, not handed to a store that overflows (found while fuzzing)', () => {
   const n = 10_000;
   const text = JSON.stringify(sampleMessages('edge-fuzz').events).replace('"data":{"freeBytes":1}', `"data":{"x":${'['.repeat(n)}${']'.repeat(n)}}`);
   const decoded = decodeMessage('events', Buffer.from(text));
