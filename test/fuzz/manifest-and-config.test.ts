@@ -7,10 +7,14 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { parseEdgeConfig } from '../../edge-agent/config.js';
-import { resolveFleetConfig } from '../../fleet-manager/config.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadEdgeConfig, parseEdgeConfig } from '../../edge-agent/config.js';
+import { loadFleetConfig, resolveFleetConfig } from '../../fleet-manager/config.js';
 import { parseManifest } from '../../models/manifest-check.js';
-import { assertBoundedMemory, assertClearError, fuzz, jsonInput } from './arbitraries.js';
+import { readManifest } from '../../models/package-reader.js';
+import { makeTempDir } from '../helpers/temp-dir.js';
+import { assertBoundedMemory, assertClearError, fuzz, jsonInput, payloadBytes, toBytes } from './arbitraries.js';
 
 const MB = 1024 * 1024;
 
@@ -143,5 +147,35 @@ test('regression: a manifest or an edge config nested 10 000 deep is refused wit
     } catch (err) {
       assertClearError(err, [code], what);
     }
+  }
+});
+
+test('config files and manifest.json as text: any bytes load or fail with the loader code in one line', async (t) => {
+  const dir = await makeTempDir(t, 'osprey-fuzz-files-');
+  const loaders = [
+    { what: 'edge config file', file: join(dir, 'edge.json'), load: (f: string) => loadEdgeConfig(f), code: 'OSP_ERR_CONFIG', valid: edgeConfig },
+    { what: 'fleet config file', file: join(dir, 'fleet.json'), load: (f: string) => loadFleetConfig(f), code: 'OSP_ERR_CONFIG', valid: fleetConfig },
+    { what: 'manifest.json', file: join(dir, 'manifest.json'), load: () => readManifest(dir), code: 'OSP_ERR_MODEL_MANIFEST', valid: manifests[0] },
+  ] as const;
+  const cases = fc.constantFrom(...loaders).chain((l) => fc.tuple(fc.constant(l), payloadBytes(l.valid)));
+  await fuzz(
+    'config and manifest files',
+    fc.asyncProperty(cases, async ([l, text]) => {
+      await writeFile(l.file, toBytes(text));
+      try {
+        await l.load(l.file);
+      } catch (err) {
+        assertClearError(err, [l.code], l.what);
+      }
+    }),
+    1,
+  );
+  // Regression (found by fuzzing): JSON.parse's message quotes the text, line breaks and all.
+  for (const l of loaders) {
+    await writeFile(l.file, '{"a":\n\nx}');
+    await assert.rejects(l.load(l.file), (err) => {
+      assertClearError(err, [l.code], `${l.what} with line breaks in bad JSON`);
+      return true;
+    });
   }
 });
