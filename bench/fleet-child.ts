@@ -6,6 +6,7 @@
  */
 import { destination, pino } from 'pino';
 import { createFleetManager } from '../fleet-manager/fleet-manager.js';
+import { BENCH_PUBLISHER_ID } from './publisher.js';
 import { oneLine } from '../protocol/errors.js';
 
 export interface FleetChildStats {
@@ -26,6 +27,8 @@ async function main(): Promise<void> {
     dataDir: process.argv[2]!,
     http: { host: '127.0.0.1', port: 0 },
     mqtt: { host: '127.0.0.1', port: 0 },
+    // argv[3]: a publisher public key file (bench/publisher.ts) for the benchmarks that upload packages.
+    ...(process.argv[3] ? { registry: { publisherKeys: [{ id: BENCH_PUBLISHER_ID, publicKeyFile: process.argv[3] }] } } : {}),
     logger,
   });
   const { httpUrl, mqttUrl } = await fleet.start();

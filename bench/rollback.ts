@@ -29,7 +29,9 @@ import { createFleetLink, type FleetLink } from '../edge-agent/fleet-link.js';
 import { createModelManager, type ModelManager, type ModelSlots } from '../edge-agent/model-manager.js';
 import { createMetrics } from '../edge-agent/metrics.js';
 import { openResultStore, type ResultStore } from '../edge-agent/result-store.js';
-import { packArchive } from '../models/package-archive.js';
+import { tinyAnomalyModel } from '../models/tiny-model.js';
+import { BENCH_PUBLISHER_ID, benchPublisher } from './publisher.js';
+import { createPublicKey } from 'node:crypto';
 import { readManifest, sha256Hex } from '../models/package-reader.js';
 import { parseManifest } from '../models/manifest-check.js';
 import type { Manifest } from '../protocol/manifest.js';
@@ -42,9 +44,9 @@ import type { BenchOptions, BenchRun, BenchSection } from './types.js';
 const MODEL = 'bench-rollback';
 const LINE = 'line-R';
 
-/** A valid package (manifest + model bytes) that the registry accepts; never run. */
-function fakePackage(version: string): Buffer {
-  const model = Buffer.from(`weights of ${MODEL}@${version}`.repeat(64));
+/** A valid package (manifest + a real tiny model) that the registry accepts; never run at the edges. */
+function fakePackage(version: string): Map<string, Uint8Array> {
+  const model = tinyAnomalyModel({ offset: Number(version) / 10 });
   const manifest = parseManifest({
     schemaVersion: 1,
     name: MODEL,
@@ -57,7 +59,7 @@ function fakePackage(version: string): Buffer {
     defectLabels: ['anomaly'],
     thresholds: { default: 0.5 },
   });
-  return packArchive(new Map([['manifest.json', Buffer.from(JSON.stringify(manifest))], ['model.onnx', model]]));
+  return new Map<string, Uint8Array>([['manifest.json', Buffer.from(JSON.stringify(manifest))], ['model.onnx', model]]);
 }
 
 /** A runner that is only ever switched to, never run. */
@@ -103,7 +105,8 @@ async function startEdge(id: string, dir: string, mqttUrl: string, httpUrl: stri
     dataDir: dir,
     slots,
     localModel: active,
-    publicKey,
+    // The packages are signed by the benchmark's publisher key (bench/publisher.ts).
+    trustedKeys: new Map([[BENCH_PUBLISHER_ID, createPublicKey(publicKey)]]),
     loadModel: async (packageDir) => standIn(await readManifest(packageDir)),
     download: { baseUrl: httpUrl, retryBaseMs: 50, retryMaxMs: 500 },
     logger: edgeLog.child({ component: 'model-manager' }),
@@ -185,7 +188,8 @@ async function json<T>(res: Response): Promise<T> {
 /** Measures line rollbacks of `edges` edges, `rounds` times. */
 export async function measureRollback(opts: { edges: number; rounds: number; workDir: string; log: (m: string) => void }) {
   const quiet = pino({ level: 'warn' }, destination(2));
-  const fleet = await startChild<{ httpUrl: string; mqttUrl: string }>(benchScript('fleet-child.js'), [join(opts.workDir, 'fleet')]);
+  const publisher = await benchPublisher(join(opts.workDir, 'publisher'));
+  const fleet = await startChild<{ httpUrl: string; mqttUrl: string }>(benchScript('fleet-child.js'), [join(opts.workDir, 'fleet'), publisher.publicKeyFile]);
   const edges: SimEdge[] = [];
   let observer: StateWatch | undefined;
   try {
@@ -193,9 +197,9 @@ export async function measureRollback(opts: { edges: number; rounds: number; wor
     const post = (path: string, body?: unknown) =>
       fetch(`${httpUrl}${path}`, body === undefined ? { method: 'POST' } : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
     for (const version of ['1', '2']) {
-      await json(await fetch(`${httpUrl}/api/models/${MODEL}/versions`, { method: 'POST', body: fakePackage(version), headers: { 'content-type': 'application/x-tar' } }));
+      await json(await fetch(`${httpUrl}/api/models/${MODEL}/versions`, { method: 'POST', body: publisher.signedArchive(fakePackage(version)), headers: { 'content-type': 'application/x-tar' } }));
     }
-    const publicKey = await (await fetch(`${httpUrl}/api/fleet/public-key`)).text();
+    const publicKey = publisher.publicKeyPem;
     observer = await watchStates(mqttUrl, 'bench-rollback-observer');
 
     opts.log(`starting ${opts.edges} edges`);

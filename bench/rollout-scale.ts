@@ -16,7 +16,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
-import { archiveDirectory } from '../models/package-archive.js';
+import { BENCH_PUBLISHER_ID, benchPublisher } from './publisher.js';
 import { startSimulation, type Simulation } from '../simulator/simulate.js';
 import { SIM_MODEL_NAME, writeSimModelPackage } from '../simulator/sim-model.js';
 import { benchScript, startChild } from './child.js';
@@ -100,7 +100,8 @@ async function bareDownloads(httpUrl: string, sha256: string, clients: number): 
 
 export const run: BenchRun = async ({ quick, log, workDir }) => {
   const p = plan(quick);
-  const fleetChild = await startChild<{ httpUrl: string; mqttUrl: string }>(benchScript('fleet-child.js'), [join(workDir, 'fleet')]);
+  const publisher = await benchPublisher(join(workDir, 'publisher'));
+  const fleetChild = await startChild<{ httpUrl: string; mqttUrl: string }>(benchScript('fleet-child.js'), [join(workDir, 'fleet'), publisher.publicKeyFile]);
   const { httpUrl, mqttUrl } = fleetChild.ready;
   let sim: Simulation | undefined;
   let watch: StateWatch | undefined;
@@ -112,7 +113,7 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
     await writeSimModelPackage(small, { version: '1.0.0', weightBytes: 64 * 1024 });
     const manifest = await writeSimModelPackage(large, { version: '2.0.0', weightBytes: p.packageBytes });
     const upload = async (dir: string) =>
-      api<VersionView>('POST', `${httpUrl}/api/models/${SIM_MODEL_NAME}/versions`, await archiveDirectory(dir), 'application/x-tar');
+      api<VersionView>('POST', `${httpUrl}/api/models/${SIM_MODEL_NAME}/versions`, await publisher.signedDirectory(dir), 'application/x-tar');
     const v1 = await upload(small);
     const v2 = await upload(large);
     const V1 = `${SIM_MODEL_NAME}@1.0.0`;
@@ -132,6 +133,7 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
       fps: p.fps,
       dataDir: join(workDir, 'sim'),
       fleet: { httpUrl, mqttUrl },
+      publisherKeys: [{ id: BENCH_PUBLISHER_ID, publicKeyFile: publisher.publicKeyFile }],
       telemetryIntervalMs: 5000,
       images: false,
       logLevel: 'error',

@@ -19,6 +19,8 @@ Options:
   --mqtt-port N     embedded broker port (overrides the config; 0 picks a free one)
   --broker URL      use this MQTT broker (mqtt://host:port) instead of embedding one
   --data DIR        data directory (overrides the config)
+  --publisher-key ID=FILE   trust uploads signed by this publisher key (osprey model keygen);
+                    added to registry.publisherKeys, repeatable
   -h, --help        this text`;
 
 export const edgeHelp = `Usage: osprey edge start --config FILE
@@ -30,6 +32,13 @@ Options:
   --config FILE     edge configuration (required)
   -h, --help        this text`;
 
+/** `ID=FILE` → { id, publicKeyFile }. */
+function publisherKeyOption(value: string): { id: string; publicKeyFile: string } {
+  const m = /^([^=]+)=(.+)$/.exec(value);
+  if (!m) throw new OspreyError('OSP_ERR_USAGE', `--publisher-key needs ID=FILE, got "${value}"`);
+  return { id: m[1]!, publicKeyFile: m[2]! };
+}
+
 export async function fleetCommand(argv: string[]): Promise<number> {
   const { values } = parse(argv, {
     config: { type: 'string' },
@@ -37,6 +46,7 @@ export async function fleetCommand(argv: string[]): Promise<number> {
     'mqtt-port': { type: 'string' },
     broker: { type: 'string' },
     data: { type: 'string' },
+    'publisher-key': { type: 'string', multiple: true },
   });
   if (values.help) {
     console.log(fleetHelp);
@@ -47,6 +57,7 @@ export async function fleetCommand(argv: string[]): Promise<number> {
     ...(values['mqtt-port'] !== undefined && { mqttPort: intOption('mqtt-port', values['mqtt-port'], 0, 0, 65535) }),
     ...(values.broker !== undefined && { brokerUrl: values.broker }),
     ...(values.data !== undefined && { dataDir: values.data }),
+    ...(values['publisher-key'] && { publisherKeys: values['publisher-key'].map(publisherKeyOption) }),
   });
   const logger = pino({ level: config.logLevel ?? 'info' });
   const fleet = createFleetManager({ ...config, logger });

@@ -1,8 +1,11 @@
 /**
  * `osprey demo`: a fleet manager, N edge agents on two lines and a frame generator, all in this
  * process with embedded defaults (aedes, SQLite under ./data, the built-in anomaly model).
+ * Secure as a production fleet is: the first admin is created and its password printed once,
+ * every edge enrolls with a one-time token for its own credential, and the registry accepts only
+ * packages signed by the demo's publisher key, which lives outside the fleet's data directory.
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { request } from 'undici';
@@ -10,8 +13,12 @@ import { createEdgeAgent } from '../edge-agent/edge-agent.js';
 import { parseEdgeConfig } from '../edge-agent/config.js';
 import { createFleetManager } from '../fleet-manager/fleet-manager.js';
 import { ensureDemoModel, generatePartImage, type DefectKind } from '../models/fixtures.js';
+import { OspreyError, isOspreyError } from '../protocol/errors.js';
+import { generateSigningKeys } from '../models/artifact-signature.js';
 import { intOption, parse } from './args.js';
 import { onShutdownSignal } from './signals.js';
+import { createFirstAdmin, openFleetIdentity } from './fleet-init.js';
+import { enrollEdge, type EnrolledFleet } from './edge-enroll.js';
 
 export const demoHelp = `Usage: osprey demo [options]
 
@@ -66,16 +73,19 @@ export async function demoCommand(argv: string[]): Promise<number> {
     for (const close of closers.reverse()) await close().catch((err: unknown) => log.error({ err }, 'close failed'));
   };
   try {
+    const fleetDir = join(dataDir, 'fleet');
+    const admin = await firstAdmin(fleetDir);
+    const publisher = await demoPublisherKey(join(dataDir, 'publisher'));
     const fleet = createFleetManager({
-      dataDir: join(dataDir, 'fleet'),
+      dataDir: fleetDir,
       http: { host: '127.0.0.1', port },
       mqtt: { host: '127.0.0.1', port: 0 },
+      registry: { publisherKeys: [{ id: publisher.id, publicKeyFile: publisher.publicKeyFile }] },
       logger: log.child({ component: 'fleet' }),
     });
-    const { httpUrl, mqttUrl } = await fleet.start();
+    const { httpUrl } = await fleet.start();
     closers.push(() => fleet.close());
-    // The demo's edges trust this fleet's signing key, so rollouts work out of the box.
-    const publicKey = await (await request(`${httpUrl}/api/fleet/public-key`)).body.text();
+    const statsToken = await demoViewerToken(fleetDir);
 
     const agents: { id: string; inbox: string; httpUrl: string }[] = [];
     for (let i = 1; i <= edges; i++) {
@@ -83,6 +93,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
       const edgeDir = join(dataDir, 'edges', id);
       const inbox = join(edgeDir, 'inbox');
       await mkdir(inbox, { recursive: true });
+      const enrolled = await enrollDemoEdge(fleetDir, httpUrl, id, join(edgeDir, 'fleet.credential'));
       const config = parseEdgeConfig(
         {
           edgeId: id,
@@ -92,7 +103,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
           inputDir: inbox,
           http: { host: '127.0.0.1', port: 0 },
           // httpUrl: kept defect images are uploaded there and served with their results.
-          fleet: { mqttUrl, httpUrl, publicKey },
+          // The edge trusts the demo publisher's key (the fleet's own key signs nothing here).
+          fleet: { ...enrolled, mqttUrl: enrolled.mqttUrl!, trustedKeys: [{ id: publisher.id, publicKeyFile: publisher.publicKeyFile }] },
           model: { dir: modelDir },
           telemetry: { intervalMs: 5000 },
         },
@@ -106,7 +118,11 @@ export async function demoCommand(argv: string[]): Promise<number> {
 
     console.log(`osprey demo: ${edges} edges on line-A and line-B, ${fps} frames/s each`);
     console.log(`osprey demo: dashboard ${httpUrl}/`);
-    console.log(`osprey demo: stats     ${httpUrl}/api/lines/line-A/stats?bucket=1m`);
+    if (admin) console.log(`osprey demo: sign in as ${admin.username} with password ${admin.password} (shown once; "osprey user passwd ${admin.username} --data ${fleetDir}" resets it)`);
+    else console.log(`osprey demo: sign in with the admin made by the first run (reset: "osprey user passwd admin --data ${fleetDir}")`);
+    console.log(`osprey demo: stats     curl -H "Authorization: Bearer $TOKEN" ${httpUrl}/api/lines/line-A/stats?bucket=1m`);
+    console.log(`osprey demo:           (a token: "osprey user token admin --role viewer --data ${fleetDir}")`);
+    console.log(`osprey demo: models    sign with "osprey model sign --key ${publisher.privateKeyFile} --key-id ${publisher.id} DIR" before uploading`);
     console.log('osprey demo: Ctrl-C to stop');
 
     // Frames alternate between the hot folder (written then renamed, as camera software does)
@@ -132,7 +148,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     closers.push(async () => clearInterval(tick));
 
     const status = setInterval(() => {
-      void printStatus(httpUrl).catch(() => undefined);
+      void printStatus(httpUrl, statsToken).catch(() => undefined);
     }, 5000);
     closers.push(async () => clearInterval(status));
 
@@ -146,11 +162,67 @@ export async function demoCommand(argv: string[]): Promise<number> {
   }
 }
 
+/** The first admin, made on the demo's first run; null when the fleet has users already. */
+async function firstAdmin(fleetDir: string): Promise<{ username: string; password: string } | null> {
+  try {
+    return await createFirstAdmin(fleetDir, 'admin');
+  } catch (err) {
+    if (isOspreyError(err, 'OSP_ERR_CONFLICT')) return null;
+    throw err;
+  }
+}
+
+/**
+ * The demo's publisher key pair (as `osprey model keygen` makes one): outside the fleet's data
+ * directory, because the fleet never holds a publisher's private key.
+ */
+async function demoPublisherKey(dir: string): Promise<{ id: string; privateKeyFile: string; publicKeyFile: string }> {
+  const id = 'demo-publisher';
+  const privateKeyFile = join(dir, `${id}.key`);
+  const publicKeyFile = join(dir, `${id}.pub`);
+  const existing = await readFile(publicKeyFile, 'utf8').catch(() => null);
+  if (existing === null) {
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const keys = generateSigningKeys();
+    await writeFile(privateKeyFile, keys.privateKeyPem, { mode: 0o600 });
+    await writeFile(publicKeyFile, keys.publicKeyPem, { mode: 0o644 });
+  }
+  return { id, privateKeyFile, publicKeyFile };
+}
+
+/**
+ * Enrolls one demo edge as an admin and an edge would: a one-time token made for this edge (as
+ * `POST /api/enrollment-tokens` makes one), exchanged over HTTP by the edge for its credential.
+ * Every run enrolls again, which replaces the credential of the run before.
+ */
+async function enrollDemoEdge(fleetDir: string, httpUrl: string, edgeId: string, file: string): Promise<EnrolledFleet> {
+  const identity = await openFleetIdentity(fleetDir);
+  let token: string;
+  try {
+    token = (await identity.createEnrollmentToken({ edgeId, line: null, ttlMs: 10 * 60_000, createdBy: 'cli' })).token;
+  } finally {
+    await identity.close();
+  }
+  return enrollEdge({ fleetUrl: new URL(httpUrl), token, edgeId, file });
+}
+
+/** A viewer token for the demo's own status lines; it expires after a day. */
+async function demoViewerToken(fleetDir: string): Promise<string> {
+  const identity = await openFleetIdentity(fleetDir);
+  try {
+    const admin = (await identity.listUsers()).find((u) => u.role === 'admin' && !u.disabled);
+    if (!admin) throw new OspreyError('OSP_ERR_CONFIG', `the fleet in ${fleetDir} has no enabled admin`);
+    return (await identity.createApiToken({ userId: admin.id, name: 'osprey demo status', role: 'viewer', expiresAt: Date.now() + 86_400_000 })).token;
+  } finally {
+    await identity.close();
+  }
+}
+
 /** One line per production line from the fleet's own stats API. */
-async function printStatus(httpUrl: string): Promise<void> {
+async function printStatus(httpUrl: string, token: string): Promise<void> {
   const parts: string[] = [];
   for (const line of ['line-A', 'line-B']) {
-    const res = await request(`${httpUrl}/api/lines/${line}/stats?bucket=1h`);
+    const res = await request(`${httpUrl}/api/lines/${line}/stats?bucket=1h`, { headers: { authorization: `Bearer ${token}` } });
     const body = (await res.body.json()) as { totals?: { total: number; defect: number; defectRate: number } };
     const t = body.totals;
     if (t) parts.push(`${line}: ${t.total} inspected, ${t.defect} defects (${(t.defectRate * 100).toFixed(1)} %)`);

@@ -9,8 +9,12 @@ import { proposeManifest } from '../models/propose-manifest.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
 import type { Manifest, Task } from '../protocol/manifest.js';
 import { parse } from './args.js';
+import { signCommands, signHelp } from './model-sign.js';
+import { identityOfFiles, parsePackageSignature, readPackageDirectory, SIGNATURE_FILE } from '../models/package-signature.js';
+import { verifyArtifact, signedStatement } from '../models/artifact-signature.js';
+import { parseEd25519PublicKey } from '../models/trusted-keys.js';
 
-export const modelHelp = `Usage: osprey model <inspect|pack|validate> ...
+export const modelHelp = `Usage: osprey model <inspect|pack|validate|keygen|sign> ...
 
   osprey model inspect FILE.onnx
       Inputs and outputs (names, dtypes, shapes), opset, metadata_props, the convention
@@ -37,8 +41,13 @@ export const modelHelp = `Usage: osprey model <inspect|pack|validate> ...
       Writes the package, loads it and runs it once to prove it computes; only then does it
       appear at --out.
 
-  osprey model validate DIR
-      Checks a package: manifest schema, checksums, ONNX input/outputs, plug-in, one inference.`;
+  osprey model validate DIR [--public-key KEY.pub]
+      Checks a package: manifest schema, checksums, ONNX input/outputs, plug-in, and runs the
+      model once on a synthetic frame of the manifest's input (a model.onnx that onnxruntime
+      cannot run is refused). A DIR/signature.json must sign this very package; with
+      --public-key its signature is verified too.
+
+${signHelp}`;
 
 function list(value: string | undefined): string[] | undefined {
   return value === undefined ? undefined : value.split(',').map((s) => s.trim()).filter(Boolean);
@@ -223,17 +232,40 @@ async function pack(argv: string[]): Promise<number> {
   return 0;
 }
 
+/** DIR/signature.json, if any: it must state this package; with a public key it must verify. */
+async function checkSignature(dir: string, publicKeyFile: string | undefined): Promise<{ keyId: string; verified: boolean } | undefined> {
+  const bytes = await readFile(resolve(dir, SIGNATURE_FILE)).catch(() => undefined);
+  if (!bytes) {
+    if (publicKeyFile) throw new OspreyError('OSP_ERR_MODEL_SIGNATURE', `${dir} has no ${SIGNATURE_FILE} to verify (osprey model sign)`);
+    return undefined;
+  }
+  const sig = parsePackageSignature(bytes, `${dir}/${SIGNATURE_FILE}`);
+  const identity = identityOfFiles(await readPackageDirectory(dir));
+  const { signature: _s, format: _f, keyId: _k, ...stated } = sig;
+  if (!signedStatement(stated).equals(signedStatement(identity))) {
+    throw new OspreyError('OSP_ERR_MODEL_SIGNATURE', `${dir}/${SIGNATURE_FILE} signs another package (sign it again after changing it)`);
+  }
+  if (!publicKeyFile) return { keyId: sig.keyId, verified: false };
+  const pem = await readFile(publicKeyFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
+    throw new OspreyError('OSP_ERR_USAGE', `cannot read --public-key ${publicKeyFile} (${err.code ?? 'error'})`, { cause: err });
+  });
+  verifyArtifact(identity, sig.signature, parseEd25519PublicKey(pem, `--public-key ${publicKeyFile}`), sig.keyId);
+  return { keyId: sig.keyId, verified: true };
+}
+
 async function validate(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, {}, true);
+  const { values, positionals } = parse(argv, { 'public-key': { type: 'string' } }, true);
   if (values.help) {
     console.log(modelHelp);
     return 0;
   }
   if (positionals.length !== 1) throw new OspreyError('OSP_ERR_USAGE', 'model validate needs exactly one package DIR');
-  const { manifest } = await verifyModelPackage(positionals[0]!);
-  const smoke = await smokeTest(positionals[0]!);
-  console.log(JSON.stringify({ valid: true, package: positionals[0], ...summary(manifest), smokeTest: smoke }));
+  const dir = positionals[0]!;
+  const { manifest } = await verifyModelPackage(dir);
+  const smoke = await smokeTest(dir);
+  const signature = await checkSignature(dir, values['public-key']);
+  console.log(JSON.stringify({ valid: true, package: dir, ...summary(manifest), smokeTest: smoke, ...(signature && { signature }) }));
   return 0;
 }
 
-export const modelCommands = { inspect, pack, validate };
+export const modelCommands = { inspect, pack, validate, ...signCommands };

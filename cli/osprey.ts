@@ -9,9 +9,13 @@ const usage = `Usage: osprey <command> [options]
 Commands:
   demo                      fleet manager + edges + generated frames on this machine
   fleet start [--config F]  run the fleet manager
+  fleet init [--admin NAME] the data directory and the first admin (password printed once)
+  user add|passwd|list|disable|enable|token   people and API tokens of a fleet
+  fleet broker-config       Mosquitto password, ACL and config files for the enrolled edges
   edge start --config F     run an edge agent
+  edge enroll --fleet URL --token T --edge-id ID  get this edge's credential
   infer --model DIR IMG...  run a model package on images, one JSON line each
-  model inspect|pack|validate  turn an exported ONNX file into a model package
+  model inspect|pack|validate|keygen|sign  turn an exported ONNX file into a signed model package
   simulate --edges N        many simulated edges against a fleet manager (load test)
   sample image|model        a synthetic part image, the built-in model package
 
@@ -38,11 +42,22 @@ const commands: Record<string, () => Promise<Command>> = {
   demo: async () => (await import('./demo.js')).demoCommand,
   fleet: async () => {
     const m = await import('./daemons.js');
-    return sub('fleet', m.fleetHelp, { start: m.fleetCommand });
+    const init = (await import('./fleet-init.js')).fleetInitCommand;
+    return sub('fleet', m.fleetHelp, {
+      start: m.fleetCommand,
+      init,
+      'tls-init': async (argv) => (await import('./fleet-tls.js')).tlsInitCommand(argv),
+      'broker-config': async (argv) => (await import('./broker-config.js')).brokerConfigCommand(argv),
+    });
   },
   edge: async () => {
     const m = await import('./daemons.js');
-    return sub('edge', m.edgeHelp, { start: m.edgeCommand });
+    const enroll = await import('./edge-enroll.js');
+    return sub('edge', `${m.edgeHelp}\n\n${enroll.edgeEnrollHelp}`, { start: m.edgeCommand, enroll: enroll.edgeEnrollCommand });
+  },
+  user: async () => {
+    const m = await import('./user.js');
+    return sub('user', m.userHelp, m.userCommands);
   },
   infer: async () => (await import('./infer.js')).inferCommand,
   simulate: async () => (await import('./simulate.js')).simulateCommand,

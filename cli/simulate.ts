@@ -23,6 +23,8 @@ Options:
   --edges N        simulated edges (1 to 10000; required)
   --fleet URL      the fleet manager's HTTP base, e.g. http://fleet:8080 (default: start one here)
   --mqtt URL       its MQTT broker, e.g. mqtt://fleet:1883 (required with --fleet)
+  --credentials D  with --fleet: edge X's credential is D/X.credential (osprey edge enroll);
+                   a fleet started here enrolls its simulated edges itself
   --lines N        lines the edges are spread over (default: one per 50 edges)
   --fps X          frames per second per edge (default 1; 0: no frames)
   --processes N    processes the edges run in (default: one per core)
@@ -88,6 +90,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     edges: { type: 'string' },
     fleet: { type: 'string' },
     mqtt: { type: 'string' },
+    credentials: { type: 'string' },
     lines: { type: 'string' },
     fps: { type: 'string' },
     processes: { type: 'string' },
@@ -114,6 +117,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     values.fleet !== undefined && values.mqtt !== undefined
       ? { httpUrl: urlOption('fleet', values.fleet, ['http:', 'https:']), mqttUrl: urlOption('mqtt', values.mqtt, ['mqtt:', 'mqtts:', 'tcp:', 'tls:', 'ws:', 'wss:']) }
       : undefined;
+  if (values.credentials !== undefined && !fleet) throw new OspreyError('OSP_ERR_USAGE', '--credentials goes with --fleet (a fleet started here enrolls its edges itself)');
   const lines = intOption('lines', values.lines, Math.max(1, Math.ceil(edges / 50)), 1, edges);
   const fps = numberOption('fps', values.fps, 1, 0, 1000);
   const processes = intOption('processes', values.processes, Math.min(edges, os.availableParallelism()), 1, Math.min(edges, 256));
@@ -143,6 +147,7 @@ export async function simulateCommand(argv: string[]): Promise<number> {
     edgePrefix: prefix,
     linePrefix: `${prefix}-line`,
     ...(fleet ? { fleet } : {}),
+    ...(values.credentials !== undefined ? { credentialDir: resolve(values.credentials) } : {}),
     ...(values.model ? { modelDir: resolve(values.model) } : {}),
     durability: values.durable ? 'full' : 'normal',
     logLevel,

@@ -50,6 +50,8 @@ export interface DownloadOptions {
    * first byte (default 0: only ENOSPC stops a download).
    */
   minFreeBytes?: number;
+  /** Extra request headers (the edge credential towards the fleet's own origin). */
+  headers?: Record<string, string>;
   /** Jitter source (tests). */
   random?: () => number;
 }
@@ -141,7 +143,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
     } catch (err) {
       return { done: false, progressed: false, err: err as OspreyError, fatal: true };
     }
-    const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
+    const headers: Record<string, string> = { ...opts.headers, ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) };
     let progressed = false;
     // Hashed as written, so a complete download is not read back to be checked.
     let hash = await hashPrefix(opts.file, offset);

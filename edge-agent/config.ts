@@ -3,7 +3,7 @@
  * protocol's one ajv instance. Defaults live in the schema (`default`), so the schema is the
  * documentation of every knob.
  */
-import { createPublicKey } from 'node:crypto';
+import { type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
@@ -13,6 +13,8 @@ import { OspreyError, safeLine } from '../protocol/errors.js';
 import { ThresholdsSchema, type Thresholds } from '../protocol/messages.js';
 import { EDGE_ID_PATTERN } from '../protocol/topics.js';
 import { MAX_JSON_DEPTH, nestedDeeperThan, validatorFor } from '../protocol/validator.js';
+import { FLEET_KEY_ID } from '../models/artifact-signature.js';
+import { checkTrustedKeyEntries, loadTrustedKeys, parseEd25519PublicKey, TrustedKeyListSchema, type TrustedKeyEntry } from '../models/trusted-keys.js';
 
 const strict = { additionalProperties: false } as const;
 const Int = (opts: object) => Type.Integer({ minimum: 0, ...opts });
@@ -60,12 +62,25 @@ export const EdgeConfigFileSchema = Type.Object(
             Type.String({ minLength: 1, maxLength: 16_384, description: "the fleet's Ed25519 public key (PEM); model artifacts must be signed by it" }),
           ),
           publicKeyFile: Type.Optional(Path('file holding the fleet public key (PEM); alternative to publicKey')),
+          credentialFile: Type.Optional(
+            Path("file holding this edge's credential (0600), written by `osprey edge enroll`: MQTT password and HTTP bearer towards the fleet"),
+          ),
           httpUrl: Type.Optional(
             Type.String({ pattern: '^https?://[^\\s]+$', description: 'fleet HTTP base, for artifact URLs in desired state that are relative' }),
+          ),
+          trustedKeys: Type.Optional(
+            TrustedKeyListSchema('publisher keys model packages may be signed by, with ids: [{ id, publicKey | publicKeyFile }]; publicKey/publicKeyFile above is the entry "fleet"'),
+          ),
+          artifactOrigins: Type.Optional(
+            Type.Array(Type.String({ pattern: '^https?://[^\\s/]+/?$', description: 'scheme://host[:port]' }), {
+              maxItems: 16,
+              description: 'origins artifacts may be downloaded from besides the origin of httpUrl; any other URL is refused unfetched',
+            }),
           ),
           maxPacketBytes: Type.Optional(
             Int({ minimum: 65_536, maximum: 268_435_455, description: 'largest MQTT packet sent or accepted (default 4 MiB); at most the broker\'s limit' }),
           ),
+          caFile: Type.Optional(Path("PEM CA the fleet's certificate must be signed by (mqtts:// and https:// only); default: the system's roots")),
         },
         { ...strict, description: 'absent: the edge inspects and stores, and syncs nothing' },
       ),
@@ -85,6 +100,10 @@ export const EdgeConfigFileSchema = Type.Object(
         downloadTimeoutMs: Int({ minimum: 100, maximum: 86_400_000, default: 600_000, description: 'one download attempt; stalls end sooner (30 s without bytes)' }),
         retryBaseMs: Int({ minimum: 1, maximum: 3_600_000, default: 500, description: 'first retry delay of a failed download (doubles, with jitter)' }),
         retryMaxMs: Int({ minimum: 1, maximum: 3_600_000, default: 60_000, description: 'longest delay between download attempts' }),
+        allowPlugins: Type.Boolean({
+          default: false,
+          description: "run packages' post-processing plug-ins (code); false: a package with a plug-in is refused and the current model kept",
+        }),
       },
       strict,
     ),
@@ -195,7 +214,18 @@ export interface EdgeConfig {
   inputDir?: string;
   hotFolder: { settleMs: number; rescanMs: number; inFlight: number };
   http: { host: string; port: number; bodyLimitBytes: number; maxInFlightBytes?: number };
-  fleet?: { mqttUrl: string; publicKey?: string; publicKeyFile?: string; httpUrl?: string; maxPacketBytes?: number };
+  fleet?: {
+    mqttUrl: string;
+    publicKey?: string;
+    publicKeyFile?: string;
+    httpUrl?: string;
+    maxPacketBytes?: number;
+    /** File names absolute. */
+    trustedKeys?: TrustedKeyEntry[];
+    artifactOrigins?: string[];
+    caFile?: string;
+    credentialFile?: string;
+  };
   /** `dir` is required; the other knobs default in the schema (optional here for hand-built configs). */
   model: {
     dir: string;
@@ -208,6 +238,8 @@ export interface EdgeConfig {
     downloadTimeoutMs?: number;
     retryBaseMs?: number;
     retryMaxMs?: number;
+    /** Import packages' plug-ins (default false). */
+    allowPlugins?: boolean;
   };
   thresholds?: Thresholds;
   queue: { concurrency: number; maxDepth: number; maxBytes: number };
@@ -282,7 +314,22 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
       throw new OspreyError('OSP_ERR_CONFIG', `config fleet: set publicKey or publicKeyFile, not both${where}`);
     }
     if (fleet.publicKeyFile !== undefined) fleet.publicKeyFile = abs(fleet.publicKeyFile);
+    if (fleet.credentialFile !== undefined) fleet.credentialFile = abs(fleet.credentialFile);
     if (fleet.publicKey !== undefined) checkPublicKey(fleet.publicKey, `config fleet.publicKey${where}`);
+    if (fleet.caFile !== undefined) {
+      fleet.caFile = abs(fleet.caFile);
+      // A CA with a plain URL would be silently unused: the edge would talk to anyone.
+      if (!/^(mqtts|tls|ssl|wss):/.test(fleet.mqttUrl)) throw new OspreyError('OSP_ERR_CONFIG', `config fleet.mqttUrl: must be mqtts:// when fleet.caFile is set${where}`);
+      if (fleet.httpUrl !== undefined && !fleet.httpUrl.startsWith('https:')) {
+        throw new OspreyError('OSP_ERR_CONFIG', `config fleet.httpUrl: must be https:// when fleet.caFile is set${where}`);
+      }
+    }
+    if (fleet.trustedKeys !== undefined) {
+      fleet.trustedKeys = checkTrustedKeyEntries(fleet.trustedKeys, 'fleet.trustedKeys', baseDir, where);
+      if ((fleet.publicKey !== undefined || fleet.publicKeyFile !== undefined) && fleet.trustedKeys.some((k) => k.id === FLEET_KEY_ID)) {
+        throw new OspreyError('OSP_ERR_CONFIG', `config fleet.trustedKeys: the id "${FLEET_KEY_ID}" is fleet.publicKey's; give this key another id${where}`);
+      }
+    }
     config.fleet = fleet;
   }
   return config;
@@ -290,13 +337,25 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
 
 /** Throws OSP_ERR_CONFIG unless `pem` is an Ed25519 public key. */
 function checkPublicKey(pem: string, what: string): void {
-  let type: string | undefined;
-  try {
-    type = createPublicKey(pem).asymmetricKeyType;
-  } catch (err) {
-    throw new OspreyError('OSP_ERR_CONFIG', `${what}: not a PEM public key (${safeLine((err as Error).message, 200)})`, { cause: err });
-  }
-  if (type !== 'ed25519') throw new OspreyError('OSP_ERR_CONFIG', `${what}: must be an Ed25519 key, got ${type ?? 'unknown'}`);
+  parseEd25519PublicKey(pem, what);
+}
+
+/**
+ * Every key artifacts may be signed by, by id: the fleet's key (fleet.publicKey or
+ * fleet.publicKeyFile) as "fleet", and each of fleet.trustedKeys. Empty: every artifact is
+ * refused. A missing, unreadable or wrong key is OSP_ERR_CONFIG.
+ */
+export async function readTrustedKeys(config: Pick<EdgeConfig, 'fleet'>): Promise<Map<string, KeyObject>> {
+  const keys = await loadTrustedKeys(config.fleet?.trustedKeys ?? [], 'fleet.trustedKeys');
+  const fleetKey = await readFleetPublicKey(config);
+  if (fleetKey !== undefined) keys.set(FLEET_KEY_ID, parseEd25519PublicKey(fleetKey, 'config fleet.publicKey'));
+  return keys;
+}
+
+/** Origins (scheme://host:port) artifacts may be downloaded from: fleet.httpUrl's and fleet.artifactOrigins. */
+export function artifactOrigins(config: Pick<EdgeConfig, 'fleet'>): string[] {
+  const urls = [...(config.fleet?.httpUrl ? [config.fleet.httpUrl] : []), ...(config.fleet?.artifactOrigins ?? [])];
+  return [...new Set(urls.map((u) => new URL(u).origin))];
 }
 
 /**

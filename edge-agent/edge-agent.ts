@@ -13,8 +13,10 @@ import type { Thresholds } from '../protocol/messages.js';
 import { withTimeout } from '../protocol/timeout.js';
 import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/runtime.js';
 import type { ModelRunner } from '../models/types.js';
-import { readFleetPublicKey, type EdgeConfig } from './config.js';
+import { artifactOrigins, readTrustedKeys, type EdgeConfig } from './config.js';
+import { readFleetCredential, type FleetCredential } from './fleet-credential.js';
 import { createFleetLink, type FleetLink } from './fleet-link.js';
+import { loadEdgeFleetTls, type EdgeFleetTls } from './fleet-tls.js';
 import { createHotFolder, type HotFolder } from './hot-folder.js';
 import { buildHttpServer, type Health } from './http-server.js';
 import { createMetrics } from './metrics.js';
@@ -107,6 +109,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   let models: ModelManager | undefined;
   let app: FastifyInstance | undefined;
   let link: FleetLink | undefined;
+  let fleetTls: EdgeFleetTls | undefined;
   let hotFolder: HotFolder | undefined;
   let starting: Promise<{ httpUrl: string }> | undefined;
   let closing: Promise<void> | undefined;
@@ -146,6 +149,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         connected: link?.connected ?? false,
         messagesDropped: link?.stats.messagesDropped ?? 0,
         acksRejected: link?.stats.acksRejected ?? 0,
+        ...(link?.lastError !== undefined && { lastError: link.lastError }),
       },
       failures: metrics.failures(),
       ...(storage ? { storeId: store.storeId ?? null, alarms: storage.alarms(), storage: storage.figures() } : {}),
@@ -181,18 +185,25 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     if (models) await step('models', () => models?.close());
     else if (ownsRunner) await step('model', () => runner?.close());
     await step('store', () => store?.close());
+    await step('fleet tls', () => fleetTls?.dispatcher.close());
     log.info({ lastSeq: store?.lastSeq, ackedSeq: store?.ackedSeq }, 'edge agent stopped');
   }
 
   async function startup(): Promise<{ httpUrl: string }> {
     // 1. What the parts need: files, the fleet key, the result store and the local model.
     agentVersion = await readAgentVersion();
-    const publicKey = await readFleetPublicKey(config);
+    const tls = (fleetTls = await loadEdgeFleetTls(config));
+    let credential: FleetCredential | undefined;
+    if (config.fleet?.credentialFile) credential = await readFleetCredential(config.fleet.credentialFile, config.fleet.httpUrl);
+    else if (config.fleet) log.warn('fleet.credentialFile is not set: a fleet that requires credentials refuses this edge (see "osprey edge enroll")');
+    const trustedKeys = await readTrustedKeys(config);
+    const allowPlugins = config.model.allowPlugins === true;
     const s = (store = openResultStore(config.dataDir, opts.durability ? { durability: opts.durability } : {}));
     const optimizedCache =
       opts.optimizedModels ?? createOptimizedModelCache({ dir: join(config.dataDir, 'onnxruntime'), logger: base.child({ component: 'models' }) });
     const loadOptions = {
       maxPixels: config.maxPixels,
+      allowPlugins,
       optimizedCache,
       ...(config.model.threads ? { intraOpThreads: config.model.threads } : {}),
     };
@@ -209,7 +220,9 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       ? createFleetLink({
           edgeId: config.edgeId,
           mqttUrl: config.fleet.mqttUrl,
+          ...(tls && { tls }),
           ...(config.fleet.maxPacketBytes !== undefined ? { maxPacketBytes: config.fleet.maxPacketBytes } : {}),
+          ...(credential ? { credentials: credential.mqtt(config.edgeId) } : {}),
           store: s,
           sync: config.sync,
           telemetryIntervalMs: config.telemetry.intervalMs,
@@ -247,6 +260,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       ...(config.images ? { images: config.images } : {}),
       ...(config.disk ? { disk: config.disk } : {}),
       ...(config.fleet?.httpUrl ? { fleetHttpUrl: config.fleet.httpUrl } : {}),
+      ...(tls && { dispatcher: tls.dispatcher }),
+      ...(credential ? { fleetAuthHeaders: credential.headersFor } : {}),
       logger: base.child({ component: 'storage' }),
       publishEvent,
     }));
@@ -281,19 +296,22 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       localModel: active,
       ...(ownsRunner ? { loadLocalModel: loadLocal } : {}),
       ...(config.thresholds ? { localThresholds: config.thresholds } : {}),
-      ...(publicKey ? { publicKey } : {}),
+      trustedKeys,
+      allowPlugins,
       maxPixels: config.maxPixels,
       loadModel: (dir) => loadModelPackage(dir, loadOptions),
       ...(config.model.cacheVersions !== undefined ? { cacheVersions: config.model.cacheVersions } : {}),
       ...(config.model.probationFrames !== undefined ? { probationFrames: config.model.probationFrames } : {}),
       ...(config.model.probationErrors !== undefined ? { probationErrors: config.model.probationErrors } : {}),
       download: {
-        ...(opts.downloadDispatcher ? { dispatcher: opts.downloadDispatcher } : {}),
+        ...(opts.downloadDispatcher ? { dispatcher: opts.downloadDispatcher } : tls ? { dispatcher: tls.dispatcher } : {}),
         ...(config.model.downloadTimeoutMs !== undefined ? { attemptTimeoutMs: config.model.downloadTimeoutMs } : {}),
         ...(config.model.retryBaseMs !== undefined ? { retryBaseMs: config.model.retryBaseMs } : {}),
         ...(config.model.retryMaxMs !== undefined ? { retryMaxMs: config.model.retryMaxMs } : {}),
         ...(config.disk ? { minFreeBytes: config.disk.minFreeBytes } : {}),
         ...(config.fleet?.httpUrl ? { baseUrl: config.fleet.httpUrl } : {}),
+        ...(credential ? { authHeaders: credential.headersFor } : {}),
+        origins: artifactOrigins(config),
       },
       logger: base.child({ component: 'model-manager' }),
       onEvent: publishEvent,

@@ -78,6 +78,8 @@ export interface EdgeStorageOptions {
   now?: () => number;
   /** Fleet HTTP base for uploads; absent: images are kept locally only. */
   fleetHttpUrl?: string;
+  /** Headers of an upload (the edge credential). */
+  fleetAuthHeaders?: (url: string) => Record<string, string>;
   dispatcher?: Dispatcher;
   logger: Logger;
   publishEvent?: (kind: EventMessage['kind'], level: EventMessage['level'], message: string, data?: Record<string, unknown>) => void;
@@ -166,6 +168,7 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
           retryMaxMs: imagesConfig.retryMaxMs,
           timeoutMs: imagesConfig.timeoutMs,
           ...(opts.dispatcher ? { dispatcher: opts.dispatcher } : {}),
+          ...(opts.fleetAuthHeaders ? { authHeaders: opts.fleetAuthHeaders } : {}),
         })
       : undefined;
   const writes = new Set<Promise<void>>();

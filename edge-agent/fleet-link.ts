@@ -17,6 +17,7 @@ import type { MessageByKind } from '../protocol/messages.js';
 import { withTimeout } from '../protocol/timeout.js';
 import { DEFAULT_MAX_PACKET_BYTES, limitClientPackets } from '../protocol/mqtt-packet-limit.js';
 import { createRateLimiter } from './rate-limiter.js';
+import { certificateRefusal, type EdgeFleetTls } from './fleet-tls.js';
 import type { ResultStore } from './result-store.js';
 
 type Body<K extends MessageKind> = Omit<MessageByKind[K], 'v' | 'id' | 'ts' | 'edgeId'>;
@@ -46,8 +47,12 @@ export interface FleetLinkOptions {
   maxPacketBytes?: number;
   /** The link is up (connected, subscribed, state published). Must not throw. */
   onUp?: () => void;
+  /** MQTT username and password (the edge id and its credential: fleet-credential.ts). */
+  credentials?: { username: string; password: string };
   /** Events kept while offline and sent on reconnect (default 100; oldest dropped first). */
   maxBufferedEvents?: number;
+  /** mqtts:// verified against this CA (fleet-tls.ts); absent: mqtt.js defaults. */
+  tls?: Pick<EdgeFleetTls, 'caFile' | 'mqtt'>;
 }
 
 export interface FleetLinkStats {
@@ -84,6 +89,8 @@ export interface FleetLink {
   /** Resolves true once every result up to `seq` is acked, false after `timeoutMs`. */
   waitForAck(seq: number, timeoutMs: number): Promise<boolean>;
   readonly stats: Readonly<FleetLinkStats>;
+  /** Why the link is not up, one line (e.g. the fleet's certificate was refused); undefined once connected. */
+  readonly lastError: string | undefined;
   /** Final sync (bounded by finalSyncMs), offline state, disconnect. Idempotent. */
   close(opts?: { finalSyncMs?: number }): Promise<void>;
 }
@@ -130,6 +137,7 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
   let rateTimer: NodeJS.Timeout | undefined;
   const limiter = createRateLimiter(sync.maxResultsPerSecond ?? 0, Math.max(sync.batchSize, sync.maxResultsPerSecond ?? 0));
   let lastErrorCode: string | undefined;
+  let lastError: string | undefined;
   const events: Body<'events'>[] = [];
   const ackWaiters = new Set<() => void>();
 
@@ -341,6 +349,7 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     if (!client || closing) return;
     stats.connects++;
     lastErrorCode = undefined;
+    lastError = undefined;
     // Nagle would hold each small batch back for the peer's delayed ACK (~40 ms per round trip).
     (client.stream as { setNoDelay?: (on: boolean) => unknown } | undefined)?.setNoDelay?.(true);
     try {
@@ -378,7 +387,9 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     start() {
       if (client) return;
       client = connect(opts.mqttUrl, {
-        clientId: `osprey-edge-${edgeId}`,
+        // The edge id: the broker binds an edge's client id to its identity.
+        clientId: edgeId,
+        ...opts.credentials,
         clean: true,
         keepalive: 30,
         connectTimeout: 10_000,
@@ -387,6 +398,7 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
         resubscribe: false,
         queueQoSZero: false,
         will: offlineWill(),
+        ...opts.tls?.mqtt,
       });
       // A packet over the limit drops the connection before it is buffered (see mqtt-packet-limit).
       limitClientPackets(client, maxPacketBytes, (bytes) => log.warn({ bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; reconnecting'));
@@ -399,7 +411,9 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
       client.on('error', (err: Error) => {
         // While the fleet is down mqtt.js reports every attempt; log each kind of failure once.
         const code = String((err as NodeJS.ErrnoException).code ?? err.message);
-        if (code !== lastErrorCode) log.warn({ err, url: opts.mqttUrl }, 'fleet link error');
+        const refused = certificateRefusal(err, opts.tls?.caFile);
+        lastError = refused ?? err.message;
+        if (code !== lastErrorCode) log.warn({ err, url: opts.mqttUrl }, refused ?? 'fleet link error');
         lastErrorCode = code;
       });
       tickTimer = setInterval(() => pump(), sync.intervalMs);
@@ -416,6 +430,9 @@ export function createFleetLink(opts: FleetLinkOptions): FleetLink {
     },
     get connected() {
       return ready;
+    },
+    get lastError() {
+      return lastError;
     },
     notifyResults() {
       if (inflight.length < sync.window) schedulePump();

@@ -71,6 +71,7 @@ export const HealthSchema = Type.Object(
       connected: Type.Boolean(),
       messagesDropped: Type.Integer(),
       acksRejected: Type.Integer({ description: 'acks ignored in whole or part: retained, or beyond the highest seq sent' }),
+      lastError: Type.Optional(Type.String({ description: 'why the link is not up, e.g. the fleet certificate was refused' })),
     }),
     failures: Type.Record(Type.String(), Type.Integer()),
     storeId: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'the result store identity; null for a store from before storeIds' })),

@@ -26,6 +26,8 @@ export interface ImageUploaderOptions {
   retryMaxMs: number;
   timeoutMs: number;
   dispatcher?: Dispatcher;
+  /** Headers an upload to `url` carries (the edge credential: fleet-credential.ts). */
+  authHeaders?: (url: string) => Record<string, string>;
 }
 
 export interface ImageUploaderStats {
@@ -87,11 +89,12 @@ export function createImageUploader(opts: ImageUploaderOptions): ImageUploader {
       throw err;
     }
     const sha256 = createHash('sha256').update(body).digest('hex');
+    const url = urlFor(img);
     try {
-      const res = await request(urlFor(img), {
+      const res = await request(url, {
         method: 'PUT',
         body,
-        headers: { 'content-type': img.contentType, 'x-osprey-sha256': sha256 },
+        headers: { ...opts.authHeaders?.(url), 'content-type': img.contentType, 'x-osprey-sha256': sha256 },
         headersTimeout: opts.timeoutMs,
         bodyTimeout: opts.timeoutMs,
         signal: AbortSignal.timeout(opts.timeoutMs),

@@ -1,6 +1,8 @@
 /**
- * Artifact fetching for the model manager: the fleet's signature is checked before a byte is
- * fetched; then the content-addressed cache (artifact-cache.ts) or a download with resume and
+ * Artifact fetching for the model manager: before a byte is fetched, the signature is checked
+ * against the edge's trusted keys (the statement covers name, version, sha256, size and the
+ * plug-in's hash), the URL against the edge's fleet origin(s), and a plug-in against
+ * model.allowPlugins; then the content-addressed cache (artifact-cache.ts) or a download with resume and
  * backoff (artifact-download.ts), checked against the desired sha256, extracted, and loaded.
  * Knows nothing of slots, probation or desired state.
  */
@@ -10,7 +12,8 @@ import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { OspreyError, isOspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
 import type { EventMessage, ModelArtifact } from '../protocol/messages.js';
-import { verifyArtifact } from '../models/artifact-signature.js';
+import { artifactIdentity, FLEET_KEY_ID, verifyTrusted } from '../models/artifact-signature.js';
+import { readManifest } from '../models/package-reader.js';
 import type { ModelRunner } from '../models/types.js';
 import { openArtifactCache, type ArtifactCache } from './artifact-cache.js';
 import { downloadArtifact } from './artifact-download.js';
@@ -27,8 +30,12 @@ export interface DownloadOptions {
   retryMaxMs?: number;
   /** Free bytes the disk keeps: a download that would take it lower is refused (disk-space.ts). */
   minFreeBytes?: number;
-  /** Base for artifact URLs that are relative (the fleet's HTTP URL). */
+  /** Base for artifact URLs that are relative (the fleet's HTTP URL); its origin may be downloaded from. */
   baseUrl?: string;
+  /** Headers a download from `url` carries (the edge credential, to the fleet's origin only). */
+  authHeaders?: (url: string) => Record<string, string>;
+  /** Further origins artifacts may be downloaded from (fleet.artifactOrigins); any other URL is refused unfetched. */
+  origins?: readonly string[];
 }
 
 export interface Downloading {
@@ -43,8 +50,12 @@ export interface Downloading {
 export interface ArtifactFetcherOptions {
   /** The cache lives in `dataDir/models`. */
   dataDir: string;
-  /** The fleet's Ed25519 public key (PEM). Absent: every artifact is refused (OSP_ERR_MODEL_SIGNATURE). */
+  /** The fleet's Ed25519 public key (PEM): the trusted key "fleet". */
   publicKey?: string;
+  /** Trusted keys by id (fleet.trustedKeys); none at all: every artifact is refused (OSP_ERR_MODEL_SIGNATURE). */
+  trustedKeys?: ReadonlyMap<string, KeyObject>;
+  /** Packages with a plug-in are refused unfetched unless true (model.allowPlugins). */
+  allowPlugins?: boolean;
   loadModel(dir: string): Promise<ModelRunner>;
   download?: DownloadOptions;
   logger: Logger;
@@ -53,7 +64,11 @@ export interface ArtifactFetcherOptions {
 export interface ArtifactFetcher {
   /** Opens (creating) the cache. */
   open(): Promise<void>;
-  /** Throws OSP_ERR_MODEL_SIGNATURE unless the fleet signed this artifact. */
+  /**
+   * Throws unless this artifact may be fetched at all: OSP_ERR_MODEL_SIGNATURE (not signed by a
+   * trusted key), OSP_ERR_MODEL_ORIGIN (URL outside the fleet origins), OSP_ERR_MODEL_PLUGIN
+   * (a plug-in on an edge that does not allow them).
+   */
   verify(a: ModelArtifact): void;
   /** The package in the cache, or downloaded and installed there, loaded; its runner reports `name@version`. */
   fetch(a: ModelArtifact, role: ModelRole, signal: AbortSignal): Promise<ModelRunner>;
@@ -85,11 +100,19 @@ export function createArtifactFetcher(opts: ArtifactFetcherOptions): ArtifactFet
   const log = opts.logger;
   const dl = opts.download ?? {};
   // Parsed once: a rollback's signature check then costs a few microseconds.
-  let fleetKey: KeyObject | undefined;
+  const trusted = new Map<string, KeyObject>(opts.trustedKeys ?? []);
   try {
-    fleetKey = opts.publicKey ? createPublicKey(opts.publicKey) : undefined;
+    if (opts.publicKey) trusted.set(FLEET_KEY_ID, createPublicKey(opts.publicKey));
   } catch (err) {
     throw new OspreyError('OSP_ERR_CONFIG', `fleet public key: ${oneLine(err)}`, { cause: err });
+  }
+  const origins = new Set<string>();
+  for (const u of [...(dl.baseUrl ? [dl.baseUrl] : []), ...(dl.origins ?? [])]) {
+    try {
+      origins.add(new URL(u).origin);
+    } catch (err) {
+      throw new OspreyError('OSP_ERR_CONFIG', `artifact origin "${u}" is not a URL`, { cause: err });
+    }
   }
   let cache: ArtifactCache | undefined;
   let downloading: Downloading | null = null;
@@ -124,6 +147,7 @@ export function createArtifactFetcher(opts: ArtifactFetcherOptions): ArtifactFet
         ...(dl.retryBaseMs !== undefined ? { retryBaseMs: dl.retryBaseMs } : {}),
         ...(dl.retryMaxMs !== undefined ? { retryMaxMs: dl.retryMaxMs } : {}),
         ...(dl.minFreeBytes !== undefined ? { minFreeBytes: dl.minFreeBytes } : {}),
+        ...(dl.authHeaders ? { headers: dl.authHeaders(url) } : {}),
         onAttemptFailed: ({ attempt, err }) => {
           if (downloading) {
             downloading.failedAttempts = attempt;
@@ -147,10 +171,21 @@ export function createArtifactFetcher(opts: ArtifactFetcherOptions): ArtifactFet
       cache ??= await openArtifactCache(path.join(opts.dataDir, 'models'));
     },
     verify(a) {
-      if (!fleetKey) {
-        throw new OspreyError('OSP_ERR_MODEL_SIGNATURE', `${a.name}@${a.version}: no fleet public key configured (fleet.publicKey)`);
+      const id = `${a.name}@${a.version}`;
+      if (trusted.size === 0) {
+        throw new OspreyError('OSP_ERR_MODEL_SIGNATURE', `${id}: no trusted key configured (fleet.publicKey, fleet.trustedKeys)`);
       }
-      verifyArtifact(a, a.signature, fleetKey);
+      verifyTrusted(artifactIdentity(a), a.signature, a.keyId ?? FLEET_KEY_ID, trusted, 'fleet.trustedKeys');
+      const origin = new URL(artifactUrl(a)).origin;
+      if (!origins.has(origin)) {
+        throw new OspreyError(
+          'OSP_ERR_MODEL_ORIGIN',
+          `${id}: artifact URL origin ${origin} is not a fleet origin (allowed: ${[...origins].join(', ') || 'none'}; fleet.httpUrl, fleet.artifactOrigins); nothing fetched`,
+        );
+      }
+      if (a.pluginSha256 !== undefined && opts.allowPlugins !== true) {
+        throw new OspreyError('OSP_ERR_MODEL_PLUGIN', `${id} has a plug-in (code) and this edge does not allow plug-ins (model.allowPlugins); current model kept`);
+      }
     },
     async fetch(a, role, signal) {
       const c = opened();
@@ -160,6 +195,11 @@ export function createArtifactFetcher(opts: ArtifactFetcherOptions): ArtifactFet
       const t0 = performance.now();
       let runner: ModelRunner;
       try {
+        // The signed statement names the plug-in (or none); the package must agree before anything of it is imported.
+        const manifest = await readManifest(c.packageDir(a.sha256));
+        if ((manifest.postprocess?.sha256 ?? null) !== (a.pluginSha256 ?? null)) {
+          throw new OspreyError('OSP_ERR_MODEL_SIGNATURE', `${a.name}@${a.version}: the package's plug-in is not the one its signature names`);
+        }
         runner = await opts.loadModel(c.packageDir(a.sha256));
       } catch (err) {
         // Whether the package is bad or the copy on disk was damaged, a later try starts from a download.

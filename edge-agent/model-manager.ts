@@ -4,7 +4,8 @@
  *
  * - The last desired state is persisted (model-state.json) and acted on at start-up, offline
  *   and across restarts; the fleet's retained message brings the newest one on every connect.
- * - Artifacts are checked against the fleet's signature before a byte is fetched, downloaded
+ * - Artifacts are checked against a trusted key's signature, the fleet origin(s) and
+ *   model.allowPlugins before a byte is fetched, downloaded
  *   with resume and backoff (artifact-download.ts), checked against the desired sha256, then
  *   extracted into a content-addressed cache (artifact-cache.ts) and loaded. None of it waits on
  *   or blocks inspection.
@@ -20,6 +21,7 @@
  * model-state-file.ts (persistence), model-config.ts (config application), model-fetch.ts
  * (signature, cache, download, load) and model-probation.ts (the pure probation machine).
  */
+import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { OspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
 import type { DesiredMessage, EdgeSettings, EventMessage, ModelArtifact, ModelRef, ResultRecord, Thresholds } from '../protocol/messages.js';
@@ -49,8 +51,12 @@ export interface ModelManagerOptions {
   loadLocalModel?: () => Promise<ModelRunner>;
   /** Thresholds from the edge's own config, used while the desired config has none. */
   localThresholds?: Thresholds;
-  /** The fleet's Ed25519 public key (PEM). Absent: every artifact is refused (OSP_ERR_MODEL_SIGNATURE). */
+  /** The fleet's Ed25519 public key (PEM): the trusted key "fleet". */
   publicKey?: string;
+  /** Trusted signing keys by id (fleet.trustedKeys). No key at all: every artifact is refused (OSP_ERR_MODEL_SIGNATURE). */
+  trustedKeys?: ReadonlyMap<string, KeyObject>;
+  /** Packages with a plug-in are refused before a byte is fetched unless true (model.allowPlugins). */
+  allowPlugins?: boolean;
   /** Loads a package directory (default: loadModelPackage with one intra-op thread and `maxPixels`). */
   loadModel?: (dir: string) => Promise<ModelRunner>;
   maxPixels?: number;
@@ -123,6 +129,9 @@ const MODEL_FAULTS: ReadonlySet<string> = new Set<ErrorCode>([
   'OSP_ERR_MODEL_INPUT',
 ]);
 
+/** Refusals that come from the edge's config rather than the package: forgotten at restart. */
+const CONFIG_REFUSALS: ReadonlySet<string> = new Set<ErrorCode>(['OSP_ERR_MODEL_SIGNATURE', 'OSP_ERR_MODEL_ORIGIN', 'OSP_ERR_MODEL_PLUGIN']);
+
 /** True for error codes that count against a model (probation, per-model error counters). */
 export function isModelFault(code: string | undefined): boolean {
   return code !== undefined && MODEL_FAULTS.has(code);
@@ -156,7 +165,11 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
   const fetcher = createArtifactFetcher({
     dataDir: opts.dataDir,
     ...(opts.publicKey ? { publicKey: opts.publicKey } : {}),
-    loadModel: opts.loadModel ?? ((dir: string) => loadModelPackage(dir, { ...(opts.maxPixels ? { maxPixels: opts.maxPixels } : {}) })),
+    ...(opts.trustedKeys ? { trustedKeys: opts.trustedKeys } : {}),
+    allowPlugins: opts.allowPlugins === true,
+    loadModel:
+      opts.loadModel ??
+      ((dir: string) => loadModelPackage(dir, { allowPlugins: opts.allowPlugins === true, ...(opts.maxPixels ? { maxPixels: opts.maxPixels } : {}) })),
     ...(opts.download ? { download: opts.download } : {}),
     logger: log,
   });
@@ -521,8 +534,8 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
       if (saved) {
         desired = saved.desired;
         for (const r of saved.refused) {
-          // A signature refusal may come from the key in the config, which a restart may have fixed.
-          if (r.code !== 'OSP_ERR_MODEL_SIGNATURE' && named(desired, r.sha256)) refused.set(r.sha256, r);
+          // Refusals by the edge's own config (keys, origins, plug-ins) are retried: a restart may have changed it.
+          if (!CONFIG_REFUSALS.has(r.code) && named(desired, r.sha256)) refused.set(r.sha256, r);
         }
         if (desired) config.apply(desired, true);
         const a = saved.active;

@@ -18,10 +18,28 @@ import { modelRoutes } from './routes/models.js';
 import { configRoutes } from './routes/config.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { imageRoutes, type ImageRouteDeps } from './routes/images.js';
+import { enrollRoutes, type EnrollRouteDeps } from './routes/enroll.js';
 import type { ControlDeps, RouteDeps } from './routes/deps.js';
+import type { IdentityStore } from './identity-store.js';
+import { installAuthorization, type Authorization } from './auth/authorize.js';
+import { authRoutes } from './routes/auth.js';
+import { userRoutes } from './routes/users.js';
+import { createSignInLimiter, type SignInLimiter } from './sign-in-limiter.js';
+import { FLEET_DEFAULTS } from './config.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The routes and the permission each declares (fleet-manager/auth/authorize.ts). */
+    authorization: Authorization;
+  }
+}
 
 export interface AppDeps {
   store: FleetStore;
+  /** Users, sessions, tokens, edge credentials and the audit log: every route checks its caller here. */
+  identity: IdentityStore;
+  /** Drops an edge's live connections on the embedded broker (after its credentials are revoked). */
+  disconnectEdge?: (edgeId: string) => number;
   logger: Logger;
   /** Live MQTT and ingest status for /health; omitted when the app runs without MQTT. */
   status?: () => { mqttConnected: boolean; ingest: IngestCounters };
@@ -31,6 +49,12 @@ export interface AppDeps {
   control?: ControlDeps;
   /** Result images (upload and download routes, `hasImage` in result views); absent: no image routes. */
   images?: ImageRouteDeps;
+  /** PEM certificate and key: the server speaks HTTPS only (docs/security-tls.md). */
+  https?: { cert: Buffer; key: Buffer };
+  /** What an edge's enrollment answers besides its credential, and its guessing limit. */
+  enroll?: Omit<EnrollRouteDeps, 'identity'>;
+  /** Sessions and sign-in (defaults: config auth.*; a limiter on the app's clock). */
+  auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter };
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -45,7 +69,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // The router's own refusals (bad percent-encoding, over-long parameter) in the one error shape, not Fastify's.
     frameworkErrors: (err, _req, reply) =>
       (reply as unknown as FastifyReply).code(err.statusCode && err.statusCode < 500 ? err.statusCode : 400).send({ error: 'OSP_ERR_BAD_REQUEST', message: routerErrorMessage(err) } satisfies ErrorBody),
-  });
+    ...(deps.https ? { https: deps.https } : {}),
+  }) as FastifyInstance;
 
   app.addHook('onResponse', async (req, reply) => {
     req.log.debug({ method: req.method, url: req.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request completed');
@@ -63,6 +88,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (status === 413) reply.header('connection', 'close');
     return reply.code(status).send(unexpected ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
   });
+
+  // Before any route: each route's registration is checked for a declared permission.
+  app.decorate('authorization', installAuthorization(app, { identity: deps.identity, logger: deps.logger }));
 
   app.setNotFoundHandler(async (req, reply) =>
     reply.code(404).send({ error: 'OSP_ERR_NOT_FOUND', message: `no route ${req.method} ${safeLine(req.url.split('?')[0]!, 200)}` } satisfies ErrorBody),
@@ -84,10 +112,17 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.images) routeDeps.images = deps.images.images;
   await app.register(healthRoutes, routeDeps);
   await app.register(edgeRoutes, routeDeps);
+  await app.register(enrollRoutes, { ...deps.enroll, identity: deps.identity });
   await app.register(statsRoutes, routeDeps);
   await app.register(resultRoutes, routeDeps);
   await app.register(dashboardRoutes);
-  if (deps.images) await app.register(imageRoutes, deps.images);
+  await app.register(authRoutes, {
+    identity: deps.identity,
+    sessionTtlMs: deps.auth?.sessionTtlMs ?? FLEET_DEFAULTS.auth.sessionTtlMs,
+    limiter: deps.auth?.signInLimiter ?? createSignInLimiter({ now }),
+  });
+  await app.register(userRoutes, { identity: deps.identity, now, ...(deps.disconnectEdge && { disconnectEdge: deps.disconnectEdge }) });
+  if (deps.images) await app.register(imageRoutes, { ...deps.images, fleet: deps.store });
   if (deps.control) {
     await app.register(modelRoutes, routeDeps);
     await app.register(configRoutes, routeDeps);

@@ -1,14 +1,17 @@
 /**
- * The embedded MQTT broker: aedes on its own TCP port. The fleet manager never talks to it
- * in-process; it connects over TCP like every edge (docs/ARCHITECTURE.md), so the same code
- * runs against Mosquitto or a broker cluster.
+ * The embedded MQTT broker: aedes on its own TCP port (MQTTS when given a certificate). The fleet
+ * manager never talks to it in-process; it connects over TCP like every edge
+ * (docs/ARCHITECTURE.md), so the same code runs against Mosquitto or a broker cluster.
  */
-import { createServer, type AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 import { once } from 'node:events';
-import { Aedes, type AedesOptions } from 'aedes';
+import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { watchPacketSizes } from '../protocol/mqtt-packet-limit.js';
 import { FLEET_DEFAULTS } from './config.js';
+import { createBrokerAuth } from './broker-auth.js';
+import type { EdgeCredentialRecord } from './identity-store.js';
 
 export interface BrokerOptions {
   /** Interface to listen on; '0.0.0.0' for every IPv4 interface. */
@@ -22,6 +25,12 @@ export interface BrokerOptions {
   maxRetainedMessages?: number;
   /** Retained payload bytes kept at most; a retained publish that would exceed it is refused. */
   maxRetainedBytes?: number;
+  /** PEM certificate and key: only MQTTS listens (docs/security-tls.md). */
+  tls?: { cert: Buffer; key: Buffer };
+  /** The password of the fleet's own client (username osprey-fleet); made at each fleet start. */
+  fleetSecret: string;
+  /** Resolves an edge credential (identity.resolveEdgeCredential): every edge authenticates with one. */
+  resolveEdgeCredential(credential: string): Promise<EdgeCredentialRecord | null>;
 }
 
 export interface EmbeddedBroker {
@@ -29,6 +38,11 @@ export interface EmbeddedBroker {
   port: number;
   /** A URL a client on this machine can connect to. */
   url: string;
+  /**
+   * Drops the connections of this edge (after its credentials were revoked: it cannot come
+   * back, because every CONNECT checks the credential again). Returns how many were dropped.
+   */
+  disconnectEdge(edgeId: string): number;
   /** Disconnects every client and stops listening. Idempotent. */
   close(): Promise<void>;
 }
@@ -39,19 +53,19 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   const d = FLEET_DEFAULTS.mqtt;
   const maxPacketBytes = opts.maxPacketBytes ?? d.maxPacketBytes;
   const retained = createRetainedCap(opts.maxRetainedMessages ?? d.maxRetainedMessages, opts.maxRetainedBytes ?? d.maxRetainedBytes);
-  const authorizePublish: NonNullable<AedesOptions['authorizePublish']> = (client, packet, callback) => {
-    const refused = retained(packet.topic, packet.retain ? packet.payload.length : undefined);
-    if (refused) log.warn({ clientId: client?.id, topic: packet.topic, bytes: packet.payload.length }, refused);
-    // MQTT 3.1.1 has no reason code for a refused PUBLISH: aedes drops the connection.
-    callback(refused ? new Error(refused) : null);
-  };
-  const aedes = await Aedes.createBroker({ authorizePublish });
+  const auth = createBrokerAuth({
+    fleetSecret: opts.fleetSecret,
+    resolveEdgeCredential: opts.resolveEdgeCredential,
+    logger: log,
+    checkPublish: (_clientId, topic, retain, bytes) => retained(topic, retain ? bytes : undefined),
+  });
+  const aedes = await Aedes.createBroker({ authenticate: auth.authenticate, authorizePublish: auth.authorizePublish, authorizeSubscribe: auth.authorizeSubscribe });
   aedes.on('clientError', (client, err) => log.debug({ clientId: client?.id, err }, 'mqtt client error'));
   aedes.on('connectionError', (client, err) => log.debug({ clientId: client?.id, err }, 'mqtt connection error'));
   aedes.on('client', (client) => log.debug({ clientId: client.id }, 'mqtt client connected'));
   aedes.on('clientDisconnect', (client) => log.debug({ clientId: client.id }, 'mqtt client disconnected'));
 
-  const server = createServer((socket) => {
+  const onSocket = (socket: Socket) => {
     // Small packets (acks, PUBACKs) must not wait for Nagle: stop-and-wait sync would stall ~40 ms each.
     socket.setNoDelay(true);
     const client = aedes.handle(socket);
@@ -60,7 +74,13 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       log.warn({ clientId: client.id || undefined, bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; connection dropped');
       socket.destroy();
     });
-  });
+  };
+  // With TLS the handler gets the TLS socket after the handshake: aedes and the size watch read
+  // the decrypted stream. A client that fails the handshake (plain MQTT, an untrusted CA) never gets that far.
+  const server = opts.tls ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: 10_000 }, onSocket) : createServer(onSocket);
+  if (opts.tls) {
+    server.on('tlsClientError', (err: Error, socket: Socket) => log.debug({ err: { message: err.message, code: (err as NodeJS.ErrnoException).code }, remote: socket.remoteAddress }, 'mqtts handshake failed'));
+  }
   try {
     server.listen(opts.port, opts.host);
     await once(server, 'listening');
@@ -69,13 +89,25 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
     throw err;
   }
   const port = (server.address() as AddressInfo).port;
-  const url = `mqtt://${localHost(opts.host)}:${port}`;
-  log.info({ host: opts.host, port }, 'mqtt broker listening');
+  const url = `${opts.tls ? 'mqtts' : 'mqtt'}://${localHost(opts.host)}:${port}`;
+  log.info({ host: opts.host, port, tls: opts.tls !== undefined }, 'mqtt broker listening');
 
   let closing: Promise<void> | undefined;
   return {
     port,
     url,
+    disconnectEdge(edgeId) {
+      let dropped = 0;
+      for (const client of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
+        const who = auth.identityOf(client);
+        if (who?.kind === 'edge' && who.edgeId === edgeId) {
+          client.close();
+          dropped++;
+        }
+      }
+      if (dropped > 0) log.info({ edgeId, dropped }, 'mqtt connections of a revoked edge dropped');
+      return dropped;
+    },
     close() {
       closing ??= (async () => {
         // Stop accepting first; server.close resolves once aedes has closed every client.

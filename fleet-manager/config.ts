@@ -8,6 +8,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { check } from '../protocol/validator.js';
 import { OspreyError, safeLine } from '../protocol/errors.js';
 import { DEFAULT_MAX_PACKET_BYTES } from '../protocol/mqtt-packet-limit.js';
+import { checkTrustedKeyEntries, TrustedKeyListSchema, type TrustedKeyEntry } from '../models/trusted-keys.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -38,6 +39,22 @@ export const FleetConfigSchema = Type.Object(
     brokerUrl: Type.Optional(
       Type.String({ pattern: '^(mqtts?|tcp|tls|wss?)://[^\\s]+$', description: 'external broker; no embedded one is started' }),
     ),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          certFile: Type.String({ minLength: 1, description: 'PEM server certificate (chain) of the HTTP and MQTT listeners; relative to the config file' }),
+          keyFile: Type.String({ minLength: 1, description: 'PEM private key of certFile; relative to the config file' }),
+          caFile: Type.Optional(Type.String({ minLength: 1, description: "PEM CA the fleet's own MQTT client trusts (a private CA); default: the system's" })),
+        },
+        { ...strict, description: 'with it, only HTTPS and MQTTS listen (docs/security-tls.md)' },
+      ),
+    ),
+    // Null allowed so a resolved config can be passed back in as is.
+    brokerPasswordFile: Type.Optional(
+      Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+        description: 'with brokerUrl: file holding the password of the fleet user osprey-fleet (default dataDir/keys/broker-fleet.secret, written by osprey fleet broker-config)',
+      }),
+    ),
     // An enum rather than a union of literals: ajv then reports one error, not one per literal.
     logLevel: Type.Optional(Type.Unsafe<LogLevel>({ type: 'string', enum: [...LOG_LEVELS] })),
     // Null allowed so a resolved config can be passed back in as is.
@@ -52,6 +69,12 @@ export const FleetConfigSchema = Type.Object(
         {
           maxPackageBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'largest accepted model package upload' })),
           maxBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'quota of the artifact store (dataDir/artifacts) in bytes' })),
+          requirePublisherSignature: Type.Optional(
+            Type.Boolean({ description: 'refuse uploads without a signature.json by a key in publisherKeys (default true); false: unsigned uploads are signed with the fleet key' }),
+          ),
+          publisherKeys: Type.Optional(TrustedKeyListSchema('publisher public keys uploads may be signed by: [{ id, publicKey | publicKeyFile }]')),
+          checkTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000, description: 'longest the upload check may run the model (child process)' })),
+          checkMaxRssBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024 * 1024, description: 'most memory the upload check may use running the model' })),
         },
         strict,
       ),
@@ -71,6 +94,16 @@ export const FleetConfigSchema = Type.Object(
     rollouts: Type.Optional(
       Type.Object(
         { tickMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 60_000, description: 'how often rollout gates are evaluated' })) },
+        strict,
+      ),
+    ),
+    auth: Type.Optional(
+      Type.Object(
+        {
+          sessionTtlMs: Type.Optional(
+            Type.Integer({ minimum: 60_000, maximum: 30 * 86_400_000, description: 'how long a sign-in session lasts' }),
+          ),
+        },
         strict,
       ),
     ),
@@ -95,13 +128,33 @@ export interface FleetConfig {
   http: { host: string; port: number };
   mqtt: { host: string; port: number; maxPacketBytes: number; maxRetainedMessages: number; maxRetainedBytes: number };
   brokerUrl: string | null;
+  /** TLS of both listeners, paths absolute; null: plain HTTP and MQTT. */
+  tls: FleetTlsFiles | null;
+  /** With brokerUrl: the fleet's broker password file (absolute); null: dataDir/keys/broker-fleet.secret if it exists. */
+  brokerPasswordFile: string | null;
   logLevel: LogLevel;
   /** Base URL of artifact downloads in desired states; null: derived from the HTTP listen address. */
   publicUrl: string | null;
-  registry: { maxPackageBytes: number; maxBytes: number };
+  registry: {
+    maxPackageBytes: number;
+    maxBytes: number;
+    requirePublisherSignature: boolean;
+    /** File names absolute. */
+    publisherKeys: TrustedKeyEntry[];
+    checkTimeoutMs: number;
+    checkMaxRssBytes: number;
+  };
   images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
+  auth: { sessionTtlMs: number };
+}
+
+/** The `tls` section with absolute paths. */
+export interface FleetTlsFiles {
+  certFile: string;
+  keyFile: string;
+  caFile?: string;
 }
 
 export const FLEET_DEFAULTS = {
@@ -111,10 +164,13 @@ export const FLEET_DEFAULTS = {
   // 4 MiB: an edge splits its result batches to fit (edge config fleet.maxPacketBytes, same default).
   mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: DEFAULT_MAX_PACKET_BYTES, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
   logLevel: 'info',
-  registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
+  // Secure by default: only packages signed by a publisher key the fleet was given are accepted.
+  registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3, requirePublisherSignature: true, checkTimeoutMs: 60_000, checkMaxRssBytes: 4 * 1024 ** 3 },
   images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },
+  // A working day: people sign in once per shift.
+  auth: { sessionTtlMs: 12 * 3_600_000 },
 } as const;
 
 /**
@@ -122,6 +178,11 @@ export const FLEET_DEFAULTS = {
  * Throws OspreyError OSP_ERR_CONFIG naming the offending field.
  */
 export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), source = 'fleet config'): FleetConfig {
+  // `tls: null` is how a resolved config says "no TLS": accepted so one can be resolved again.
+  if (input !== null && typeof input === 'object' && !Array.isArray(input) && (input as { tls?: unknown }).tls === null) {
+    const { tls: _none, ...rest } = input as Record<string, unknown>;
+    input = rest;
+  }
   const checked = check(FleetConfigSchema, input);
   if (!checked.ok) throw new OspreyError('OSP_ERR_CONFIG', `${source}: ${checked.error}`);
   const c = checked.value;
@@ -136,12 +197,25 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     http: { ...FLEET_DEFAULTS.http, ...c.http },
     mqtt: { ...FLEET_DEFAULTS.mqtt, ...c.mqtt },
     brokerUrl: c.brokerUrl ?? null,
+    tls: c.tls
+      ? {
+          certFile: resolve(baseDir, c.tls.certFile),
+          keyFile: resolve(baseDir, c.tls.keyFile),
+          ...(c.tls.caFile !== undefined ? { caFile: resolve(baseDir, c.tls.caFile) } : {}),
+        }
+      : null,
+    brokerPasswordFile: c.brokerPasswordFile ? resolve(baseDir, c.brokerPasswordFile) : null,
     logLevel: c.logLevel ?? FLEET_DEFAULTS.logLevel,
     publicUrl: c.publicUrl ? c.publicUrl.replace(/\/+$/, '') : null,
-    registry: { ...FLEET_DEFAULTS.registry, ...c.registry },
+    registry: {
+      ...FLEET_DEFAULTS.registry,
+      ...c.registry,
+      publisherKeys: checkTrustedKeyEntries(c.registry?.publisherKeys ?? [], 'registry.publisherKeys', baseDir, ` (${source})`),
+    },
     images: { ...FLEET_DEFAULTS.images, ...c.images, maxInFlightBytes },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
+    auth: { ...FLEET_DEFAULTS.auth, ...c.auth },
   };
 }
 
@@ -152,6 +226,8 @@ export interface FleetConfigOverrides {
   brokerUrl?: string;
   /** Relative to the current directory, like any path typed on a command line. */
   dataDir?: string;
+  /** Publisher keys added to registry.publisherKeys (`--publisher-key ID=FILE`); files relative to the current directory. */
+  publisherKeys?: { id: string; publicKeyFile: string }[];
 }
 
 /**
@@ -188,5 +264,10 @@ function applyOverrides(value: unknown, o: FleetConfigOverrides): unknown {
   if (o.mqttPort !== undefined) c.mqtt = { ...section('mqtt'), port: o.mqttPort };
   if (o.brokerUrl !== undefined) c.brokerUrl = o.brokerUrl;
   if (o.dataDir !== undefined) c.dataDir = resolve(o.dataDir);
+  if (o.publisherKeys?.length) {
+    const registry = section('registry');
+    const listed = Array.isArray(registry.publisherKeys) ? (registry.publisherKeys as unknown[]) : [];
+    c.registry = { ...registry, publisherKeys: [...listed, ...o.publisherKeys.map((k) => ({ id: k.id, publicKeyFile: resolve(k.publicKeyFile) }))] };
+  }
   return c;
 }

@@ -24,7 +24,7 @@ export const EdgeParamsSchema = Type.Object({ id: Type.String({ pattern: EDGE_ID
 export const LineParamsSchema = Type.Object({ line: Type.String({ minLength: 1, maxLength: 64 }) }, strict);
 export const RolloutParamsSchema = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, strict);
 export const RolloutActionParamsSchema = Type.Object(
-  { id: RolloutParamsSchema.properties.id, action: Enum(['promote', 'pause', 'resume', 'abort', 'rollback'] as const) },
+  { id: RolloutParamsSchema.properties.id, action: Enum(['pause', 'resume', 'abort', 'rollback'] as const) },
   strict,
 );
 
@@ -34,10 +34,13 @@ export const ModelVersionViewSchema = Type.Object(
     version: Type.String(),
     sha256: Sha256,
     size: Type.Integer(),
-    signature: Type.String({ description: 'base64 Ed25519 over osprey-artifact/v1\\n{name}\\n{version}\\n{sha256}' }),
+    signature: Type.String({ description: 'base64 Ed25519 over osprey-artifact/v2\\n{name}\\n{version}\\n{sha256}\\n{size}\\n{plug-in sha256 | none}' }),
+    keyId: Type.String({ description: 'the key that signed: a publisher key id, or "fleet"' }),
+    pluginSha256: Type.Optional(Sha256),
     url: Type.String({ description: 'where edges download the archive' }),
     task: Type.String(),
     createdAt: EpochMs,
+    uploadedBy: Nullable(Type.String({ description: 'who registered it (user:NAME, cli); null: before issue 14' })),
     manifest: Type.Object({}, { additionalProperties: true }),
   },
   strict,
@@ -175,6 +178,7 @@ const rolloutSummaryProps = {
   stageCount: Type.Integer(),
   edges: Type.Integer({ description: 'edges that have joined the rollout' }),
   createdAt: EpochMs,
+  createdBy: Nullable(Type.String({ description: 'who started it (user:NAME); null: before issue 14' })),
   updatedAt: EpochMs,
   finishedAt: Nullable(EpochMs),
 };
@@ -192,6 +196,9 @@ export const RolloutViewSchema = Type.Object(
     silenceTimeoutSeconds: Type.Integer(),
     minSample: Type.Integer(),
     stages: Type.Array(StageViewSchema),
+    actions: Type.Array(
+      Type.Object({ action: Type.String(), by: Type.String(), at: EpochMs }, { ...strict, description: 'a lever a person pulled (promote, pause, …)' }),
+    ),
     members: Type.Array(
       Type.Object(
         {

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Manifest } from '../protocol/manifest.js';
 import type { DesiredMessage, EdgeSettings } from '../protocol/messages.js';
 import { ACTIVE_STATUSES, type RolloutDoc, type RolloutStatus } from './rollout-spec.js';
+import { addMissingColumns } from './store-migrations.js';
 
 /** A registered, immutable model version. */
 export interface ModelVersionRecord {
@@ -18,10 +19,14 @@ export interface ModelVersionRecord {
   /** sha256 of the canonical package archive: the artifact's address. */
   sha256: string;
   size: number;
-  /** Base64 Ed25519 signature by the fleet key (models/artifact-signature.ts). */
+  /** Base64 Ed25519 signature of the artifact statement (models/artifact-signature.ts). */
   signature: string;
+  /** The key that made it: a publisher key id, or "fleet" (the fleet's own key). */
+  keyId: string;
   manifest: Manifest;
   createdAt: number;
+  /** Who registered it (`user:alice`, `cli`); null for versions registered before issue 14. */
+  uploadedBy: string | null;
 }
 
 export interface ModelSummary {
@@ -87,6 +92,10 @@ export interface ControlStore {
   getVersionBySha(sha256: string): Promise<ModelVersionRecord | null>;
   /** Inserts a new version; false when (name, version) or the sha256 already exists. */
   insertVersion(rec: ModelVersionRecord): Promise<boolean>;
+  /** Versions signed by the fleet's own key (key id "fleet"). */
+  listFleetSignedVersions(): Promise<ModelVersionRecord[]>;
+  /** Replaces a version's signature (the fleet re-signing its own versions in a newer statement format). */
+  setVersionSignature(sha256: string, signature: string, keyId: string): Promise<void>;
   listModels(): Promise<ModelSummary[]>;
   /** Versions of one model, oldest first. */
   listVersions(name: string): Promise<ModelVersionRecord[]>;
@@ -129,6 +138,7 @@ CREATE TABLE IF NOT EXISTS model_versions (
   signature TEXT NOT NULL,
   manifest TEXT NOT NULL,
   created_at INTEGER NOT NULL,
+  key_id TEXT NOT NULL DEFAULT 'fleet',
   PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS config_layers (
@@ -166,8 +176,10 @@ interface VersionRow {
   sha256: string;
   size: number;
   signature: string;
+  key_id: string;
   manifest: string;
   created_at: number;
+  uploaded_by: string | null;
 }
 
 interface PinRow {
@@ -197,14 +209,21 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
+  // Who did it (issue 14): files made before have the tables without these columns.
+  addMissingColumns(db, 'model_versions', [['uploaded_by', 'TEXT']]);
+  addMissingColumns(db, 'rollouts', [['created_by', 'TEXT']]);
+  // Issue 14: the signing key's id (versions registered before it were signed by the fleet key).
+  if (!(db.prepare('PRAGMA table_info(model_versions)').all() as { name: string }[]).some((c) => c.name === 'key_id')) {
+    db.exec("ALTER TABLE model_versions ADD COLUMN key_id TEXT NOT NULL DEFAULT 'fleet'");
+  }
   const activeList = ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ');
 
   const st = {
     getVersion: db.prepare<[string, string], VersionRow>('SELECT * FROM model_versions WHERE name = ? AND version = ?'),
     getVersionBySha: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE sha256 = ?'),
     insertVersion: db.prepare(
-      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, manifest, created_at)
-       VALUES (@name, @version, @sha256, @size, @signature, @manifest, @createdAt)`,
+      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, key_id, manifest, created_at, uploaded_by)
+       VALUES (@name, @version, @sha256, @size, @signature, @keyId, @manifest, @createdAt, @uploadedBy)`,
     ),
     listModels: db.prepare<[], { name: string; versions: number; latest: string; updated: number }>(
       // The newest version per model: SQLite returns the bare column of the row holding max().
@@ -212,6 +231,8 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
        FROM model_versions GROUP BY name ORDER BY name`,
     ),
     listVersions: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE name = ? ORDER BY created_at, rowid'),
+    listFleetSigned: db.prepare<[], VersionRow>("SELECT * FROM model_versions WHERE key_id = 'fleet' ORDER BY created_at, rowid"),
+    setSignature: db.prepare<[string, string, string]>('UPDATE model_versions SET signature = ?, key_id = ? WHERE sha256 = ?'),
     getLayer: db.prepare<[string, string], { settings: string; version: number; updated_at: number }>(
       'SELECT settings, version, updated_at FROM config_layers WHERE scope = ? AND key = ?',
     ),
@@ -232,8 +253,8 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
       `INSERT INTO edge_pins (edge_id, active_sha256, previous_sha256, updated_at) VALUES (@edge_id, @active_sha256, @previous_sha256, @updated_at)
        ON CONFLICT (edge_id) DO UPDATE SET active_sha256 = excluded.active_sha256, previous_sha256 = excluded.previous_sha256, updated_at = excluded.updated_at`,
     ),
-    saveRollout: db.prepare<{ id: string; status: RolloutStatus; created_at: number; doc: string }>(
-      `INSERT INTO rollouts (id, status, created_at, doc) VALUES (@id, @status, @created_at, @doc)
+    saveRollout: db.prepare<{ id: string; status: RolloutStatus; created_at: number; created_by: string | null; doc: string }>(
+      `INSERT INTO rollouts (id, status, created_at, created_by, doc) VALUES (@id, @status, @created_at, @created_by, @doc)
        ON CONFLICT (id) DO UPDATE SET status = excluded.status, doc = excluded.doc`,
     ),
     getRollout: db.prepare<[string], string>('SELECT doc FROM rollouts WHERE id = ?').pluck(),
@@ -274,7 +295,7 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
     for (const p of pins) st.setPin.run(toPinRow(p));
   });
   const saveRollout = db.transaction((doc: RolloutDoc, pins: readonly EdgePin[]) => {
-    st.saveRollout.run({ id: doc.id, status: doc.status, created_at: doc.createdAt, doc: JSON.stringify(doc) });
+    st.saveRollout.run({ id: doc.id, status: doc.status, created_at: doc.createdAt, created_by: doc.createdBy ?? null, doc: JSON.stringify(doc) });
     for (const p of pins) st.setPin.run(toPinRow(p));
   });
 
@@ -291,6 +312,12 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
     async insertVersion(rec) {
       const changes = st.insertVersion.run({ ...rec, manifest: JSON.stringify(rec.manifest) }).changes;
       return changes === 1;
+    },
+    async listFleetSignedVersions() {
+      return st.listFleetSigned.all().map(toVersion);
+    },
+    async setVersionSignature(sha256, signature, keyId) {
+      st.setSignature.run(signature, keyId, sha256);
     },
     async listModels() {
       return st.listModels.all().map((r) => ({ name: r.name, versions: r.versions, latestVersion: r.latest, updatedAt: r.updated }));
@@ -368,8 +395,10 @@ function toVersion(row: VersionRow): ModelVersionRecord {
     sha256: row.sha256,
     size: row.size,
     signature: row.signature,
+    keyId: row.key_id,
     manifest: JSON.parse(row.manifest) as Manifest,
     createdAt: row.created_at,
+    uploadedBy: row.uploaded_by,
   };
 }
 

@@ -31,6 +31,9 @@ td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 .dot { display: inline-block; width: .6rem; height: .6rem; border-radius: 50%; background: var(--muted); }
 .dot.on { background: var(--ok); }
 #error { color: var(--defect); }
+#signin { max-width: 20rem; margin: 4rem auto; display: grid; gap: .6rem; }
+#signin input, #signin button, header button { font: inherit; padding: .3rem .5rem; }
+[hidden] { display: none !important; }
 `;
 
 const SCRIPT = `
@@ -47,12 +50,61 @@ function el(tag, props, ...children) {
 const pct = (r) => (r * 100).toFixed(r >= 0.1 ? 1 : 2) + ' %';
 const ago = (ms) => { const s = Math.round((Date.now() - ms) / 1000); return s < 90 ? s + ' s ago' : s < 5400 ? Math.round(s / 60) + ' min ago' : Math.round(s / 3600) + ' h ago'; };
 
+// Same origin: fetch sends the HttpOnly session cookie; state changes add the session's CSRF token.
+let csrf = null;
+class SignedOut extends Error {}
+
 async function getJSON(url) {
   const res = await fetch(url, { headers: { accept: 'application/json' } });
   const body = await res.json();
+  if (res.status === 401) throw new SignedOut(body.message);
   if (!res.ok && !(url === '/health' && body.status)) throw new Error(body.message || res.statusText);
   return body;
 }
+
+async function postJSON(url, data) {
+  const headers = { accept: 'application/json', 'content-type': 'application/json' };
+  if (csrf) headers['x-osprey-csrf'] = csrf;
+  const res = await fetch(url, { method: 'POST', headers, body: JSON.stringify(data || {}) });
+  const body = res.status === 204 ? {} : await res.json();
+  if (!res.ok) throw new Error(body.message || res.statusText);
+  return body;
+}
+
+function showSignIn(message) {
+  csrf = null;
+  clearTimeout(refresh.timer);
+  document.getElementById('signin').hidden = false;
+  document.getElementById('main').hidden = true;
+  document.getElementById('who').textContent = '';
+  document.getElementById('signout').hidden = true;
+  document.getElementById('signin-error').textContent = message || '';
+}
+
+function signedIn(me) {
+  csrf = me.csrfToken;
+  document.getElementById('signin').hidden = true;
+  document.getElementById('main').hidden = false;
+  document.getElementById('who').textContent = me.user.username + ' (' + me.role + ')';
+  document.getElementById('signout').hidden = false;
+  refresh();
+}
+
+document.getElementById('signin').addEventListener('submit', async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  try {
+    const me = await postJSON('/api/auth/sign-in', { username: form.username.value, password: form.password.value });
+    form.password.value = '';
+    signedIn(me);
+  } catch (err) {
+    document.getElementById('signin-error').textContent = err.message;
+  }
+});
+document.getElementById('signout').addEventListener('click', async () => {
+  await postJSON('/api/auth/sign-out').catch(() => undefined);
+  showSignIn('Signed out.');
+});
 
 function sparkline(buckets, from, to) {
   const NS = 'http://www.w3.org/2000/svg';
@@ -135,14 +187,14 @@ async function refresh() {
     document.getElementById('updated').textContent = 'updated ' + new Date().toLocaleTimeString();
     document.getElementById('error').textContent = '';
   } catch (err) {
+    if (err instanceof SignedOut) return showSignIn('Your session ended; sign in again.');
     document.getElementById('error').textContent = 'Cannot reach the fleet manager: ' + err.message;
-  } finally {
-    clearTimeout(refresh.timer);
-    refresh.timer = setTimeout(refresh, REFRESH_MS);
   }
+  clearTimeout(refresh.timer);
+  refresh.timer = setTimeout(refresh, REFRESH_MS);
 }
 rangeSel.addEventListener('change', refresh);
-refresh();
+getJSON('/api/auth/me').then(signedIn, (err) => showSignIn(err instanceof SignedOut ? '' : err.message));
 `;
 
 const sha = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
@@ -179,8 +231,17 @@ export const DASHBOARD_HTML = `<!doctype html>
     <option value="7d">last 7 days</option>
   </select></label>
   <span id="health" class="pill">…</span>
+  <span id="who" class="sub"></span>
+  <button id="signout" type="button" hidden>sign out</button>
 </header>
-<main>
+<form id="signin" hidden>
+  <h2>Sign in</h2>
+  <input name="username" autocomplete="username" placeholder="user name" required>
+  <input name="password" type="password" autocomplete="current-password" placeholder="password" required>
+  <button type="submit">sign in</button>
+  <p id="signin-error" class="sub"></p>
+</form>
+<main id="main" hidden>
   <p id="error"></p>
   <h2>Lines: defect rate and counts by label</h2>
   <section id="lines"></section>

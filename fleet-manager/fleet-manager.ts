@@ -17,23 +17,37 @@ import { openSqliteStore, type FleetStore } from './store.js';
 import { localHost, startBroker, type EmbeddedBroker } from './broker.js';
 import { createIngest, type Ingest } from './ingest.js';
 import { buildApp } from './app.js';
+import type { RouteRecord } from './auth/authorize.js';
 import { openSqliteImageStore, type FleetImageStore } from './image-store.js';
 import { openSqliteControlStore, type ControlStore } from './control-store.js';
+import { openSqliteIdentityStore, type IdentityStore } from './identity-store.js';
 import { loadOrCreateSigningKeys } from './signing-keys.js';
 import { createRegistry } from './registry.js';
+import { loadTrustedKeys } from '../models/trusted-keys.js';
 import { createDesiredPublisher } from './desired-state.js';
 import { createRolloutEngine } from './rollout-engine.js';
 import { createRolloutMembership } from './rollout-membership.js';
 import { createConvergenceMonitor } from './convergence.js';
 import { limitClientPackets } from '../protocol/mqtt-packet-limit.js';
+import { loadFleetTls } from './tls-files.js';
+import { FLEET_CLIENT_ID_PREFIX, FLEET_MQTT_USERNAME } from './broker-auth.js';
+import { BROKER_SECRET_FILE, newBrokerSecret, readBrokerSecret } from './broker-secret.js';
 
-export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl'> {
+export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
   brokerUrl?: string | null;
+  /** TLS of both listeners; absent or null: plain HTTP and MQTT. */
+  tls?: FleetConfigInput['tls'] | null;
   /** The process's pino logger; each component logs through a child. Created from logLevel if absent. */
   logger?: Logger;
   /** MQTT client id of the fleet manager; unique per instance by default. */
   clientId?: string;
+  /**
+   * The password of the fleet identity `osprey-fleet` on the embedded broker (default: 256 random
+   * bits made at each start). For code that runs the fleet in-process and must also connect as
+   * the fleet (a test's observer, a monitoring tool); ignored with `brokerUrl`.
+   */
+  fleetBrokerSecret?: string;
   /** Base for a relative dataDir (default: the current directory). */
   baseDir?: string;
 }
@@ -52,6 +66,13 @@ export interface FleetManager {
   close(): Promise<void>;
   /** The resolved configuration. */
   readonly config: FleetConfig;
+  /** Every HTTP route with the permission it declares (empty before start): what the route-walker test reads. */
+  routes(): readonly RouteRecord[];
+  /**
+   * Drops the embedded broker's connections of this edge (call after revoking its credentials;
+   * its next CONNECT is refused). Returns how many; 0 with an external broker or before start.
+   */
+  disconnectEdge(edgeId: string): number;
 }
 
 /**
@@ -59,8 +80,9 @@ export interface FleetManager {
  * OSP_ERR_CONFIG naming the field) plus a logger.
  */
 export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager {
-  const { logger, clientId, baseDir, brokerUrl, ...rest } = opts;
-  const config = resolveFleetConfig(brokerUrl == null ? rest : { ...rest, brokerUrl }, baseDir);
+  const { logger, clientId, baseDir, brokerUrl, tls, fleetBrokerSecret, ...rest } = opts;
+  const config = resolveFleetConfig({ ...rest, ...(brokerUrl != null && { brokerUrl }), ...(tls != null && { tls }) }, baseDir);
+  if (fleetBrokerSecret !== undefined && fleetBrokerSecret.length < 16) throw new OspreyError('OSP_ERR_CONFIG', 'fleetBrokerSecret must have at least 16 characters');
   const log = logger ?? pino({ level: config.logLevel });
   const child = (component: string) => log.child({ component });
 
@@ -68,6 +90,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   const started: { name: string; close: () => Promise<void> }[] = [];
   let starting: Promise<FleetManagerAddresses> | undefined;
   let closing: Promise<void> | undefined;
+  let httpApp: FastifyInstance | undefined;
+  let embedded: EmbeddedBroker | undefined;
 
   async function startAll(): Promise<FleetManagerAddresses> {
     let baseUrl = config.publicUrl ?? '';
@@ -82,26 +106,75 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     // Result images: blobs by sha256 under dataDir/images, links in fleet.db (issue 5).
     const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images'), maxBytes: config.images.maxBytes });
     started.push({ name: 'images', close: () => images.close() });
+    const identity: IdentityStore = openSqliteIdentityStore({ file: dbFile, logger: child('identity') });
+    started.push({ name: 'identity', close: () => identity.close() });
+    // Secure by default: with nobody to sign in yet, nothing beyond this machine may reach the fleet.
+    const secured = (await identity.countUsers()) > 0;
+    const httpHost = secured ? config.http.host : loopbackOnly(config.http.host);
+    const mqttHost = secured ? config.mqtt.host : loopbackOnly(config.mqtt.host);
+    if (!secured && (httpHost !== config.http.host || mqttHost !== config.mqtt.host)) {
+      log.warn(
+        { httpHost, mqttHost },
+        'no users yet: the fleet listens on loopback only; create the first admin with "osprey fleet init" and restart to serve the network',
+      );
+    }
     const keys = await loadOrCreateSigningKeys(config.dataDir, child('registry'));
-    const registry = createRegistry({ store: control, dataDir: config.dataDir, keys, logger: child('registry'), maxBytes: config.registry.maxBytes });
+    const publisherKeys = await loadTrustedKeys(config.registry.publisherKeys, 'registry.publisherKeys');
+    if (config.registry.requirePublisherSignature && publisherKeys.size === 0) {
+      log.warn('registry.requirePublisherSignature is on and registry.publisherKeys is empty: every model upload will be refused');
+    }
+    const registry = createRegistry({
+      store: control,
+      dataDir: config.dataDir,
+      keys,
+      logger: child('registry'),
+      maxBytes: config.registry.maxBytes,
+      requirePublisherSignature: config.registry.requirePublisherSignature,
+      publisherKeys,
+      check: { timeoutMs: config.registry.checkTimeoutMs, maxRssBytes: config.registry.checkMaxRssBytes },
+    });
+    await registry.resignLegacy();
+    // With TLS only HTTPS and MQTTS listen; the files are checked before anything starts.
+    const tlsFiles = config.tls ? await loadFleetTls(config.tls) : undefined;
 
     let mqttUrl = config.brokerUrl;
+    let brokerPassword: string | null;
     if (mqttUrl === null) {
+      // The embedded broker's fleet password lives only in this process, new at each start.
+      brokerPassword = fleetBrokerSecret ?? newBrokerSecret();
       let broker: EmbeddedBroker;
       try {
-        broker = await startBroker({ ...config.mqtt, logger: child('broker') });
+        broker = await startBroker({
+          ...config.mqtt,
+          host: mqttHost,
+          logger: child('broker'),
+          ...(tlsFiles && { tls: tlsFiles }),
+          fleetSecret: brokerPassword,
+          resolveEdgeCredential: (credential) => identity.resolveEdgeCredential(credential),
+        });
       } catch (err) {
         throw new OspreyError('OSP_ERR_BROKER', `cannot start the MQTT broker on ${config.mqtt.host}:${config.mqtt.port}: ${(err as Error).message}`, { cause: err });
       }
       started.push({ name: 'broker', close: () => broker.close() });
+      embedded = broker;
       mqttUrl = broker.url;
       // A fresh broker has no clients and no retained states: nobody can be online yet, and an
       // edge that never returns would otherwise look online forever (its will died with the old one).
       const wasOnline = await store.markAllOffline();
       if (wasOnline > 0) log.info({ edges: wasOnline }, 'edges marked offline until they report');
+    } else {
+      brokerPassword = await externalBrokerPassword(config, log);
     }
 
-    const client = await connectClient(mqttUrl, clientId ?? `osprey-fleet-${randomUUID().slice(0, 8)}`, config.mqtt.maxPacketBytes, child('mqtt'));
+    const brokerForEdges = mqttUrl;
+    const client = await connectClient(
+      mqttUrl,
+      clientId ?? `${FLEET_CLIENT_ID_PREFIX}${randomUUID().slice(0, 8)}`,
+      brokerPassword === null ? null : { username: FLEET_MQTT_USERNAME, password: brokerPassword },
+      config.mqtt.maxPacketBytes,
+      child('mqtt'),
+      tlsFiles?.ca,
+    );
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
     // Every part built before any starts, each given its collaborators now: the publisher asks
@@ -122,18 +195,24 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     started.push({ name: 'ingest', close: () => ingest.stop() });
     const app: FastifyInstance = await buildApp({
       store,
+      identity,
+      disconnectEdge: (edgeId) => embedded?.disconnectEdge(edgeId) ?? 0,
       logger: child('http'),
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
       control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
+      ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
+      enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
+      auth: { sessionTtlMs: config.auth.sessionTtlMs },
     });
+    httpApp = app;
     started.push({ name: 'http', close: () => app.close() });
 
     // Started in order: ingest, HTTP (its address makes the artifact URLs), rollouts.
     await ingest.start();
-    await app.listen({ host: config.http.host, port: config.http.port });
+    await app.listen({ host: httpHost, port: config.http.port });
     const { port } = app.server.address() as AddressInfo;
-    const httpUrl = `http://${localHost(config.http.host)}:${port}`;
+    const httpUrl = `${tlsFiles ? 'https' : 'http'}://${localHost(httpHost)}:${port}`;
     // Artifact URLs go to edges on other machines: the listen address is only a default.
     baseUrl = config.publicUrl ?? httpUrl;
     if (!config.publicUrl) log.info({ baseUrl }, 'artifact URLs use the listen address; set publicUrl if edges reach the fleet by another name');
@@ -156,11 +235,14 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       }
     }
     started.length = 0;
+    embedded = undefined;
     log.info('fleet manager closed');
   }
 
   return {
     config,
+    routes: () => httpApp?.authorization.routes() ?? [],
+    disconnectEdge: (edgeId) => embedded?.disconnectEdge(edgeId) ?? 0,
     start() {
       if (closing) return Promise.reject(new OspreyError('OSP_ERR_SHUTTING_DOWN', 'the fleet manager is closed'));
       starting ??= startAll().catch(async (err: unknown) => {
@@ -179,12 +261,42 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   };
 }
 
+/** The host itself when it is a loopback address, else 127.0.0.1. */
+export function loopbackOnly(host: string): string {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) ? host : '127.0.0.1';
+}
+
+/**
+ * The fleet's password on an external broker: `brokerPasswordFile`, which must exist, or else
+ * `dataDir/keys/broker-fleet.secret` when `osprey fleet broker-config` wrote one; null (connect
+ * without a username) only when neither is there, with a warning.
+ */
+async function externalBrokerPassword(config: FleetConfig, log: Logger): Promise<string | null> {
+  if (config.brokerPasswordFile !== null) {
+    const secret = await readBrokerSecret(config.brokerPasswordFile);
+    if (secret === null) throw new OspreyError('OSP_ERR_CONFIG', `brokerPasswordFile ${config.brokerPasswordFile} does not exist`);
+    return secret;
+  }
+  const file = join(config.dataDir, BROKER_SECRET_FILE);
+  const secret = await readBrokerSecret(file);
+  if (secret === null) log.warn({ file }, 'no broker password file: connecting to the external broker without a username (run "osprey fleet broker-config" to secure it)');
+  return secret;
+}
+
 /**
  * Connects the fleet's MQTT client. The first connection must succeed (a wrong URL should stop
  * start-up with a clear error); after that mqtt.js reconnects by itself and resubscribes.
  */
-async function connectClient(url: string, clientId: string, maxPacketBytes: number, log: Logger): Promise<MqttClient> {
-  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000 });
+async function connectClient(
+  url: string,
+  clientId: string,
+  login: { username: string; password: string } | null,
+  maxPacketBytes: number,
+  log: Logger,
+  ca?: Buffer,
+): Promise<MqttClient> {
+  // mqtts:// verifies the broker's certificate against `ca` (tls.caFile) or the system's roots.
+  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, ...login, ...(ca && { ca }) });
   // Before any byte arrives: a packet over the limit drops the connection instead of being buffered.
   limitClientPackets(client, maxPacketBytes, (bytes) => log.warn({ url, bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; reconnecting'));
   try {

@@ -10,6 +10,7 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ARCHIVE_BLOCK, header, parseHeader } from '../models/package-archive.js';
 import { MANIFEST_FILE } from '../models/package-reader.js';
+import { MAX_SIGNATURE_BYTES, SIGNATURE_FILE } from '../models/package-signature.js';
 import { OspreyError } from '../protocol/errors.js';
 import type { ReceivedFiles } from './multipart-upload.js';
 
@@ -17,8 +18,12 @@ import type { ReceivedFiles } from './multipart-upload.js';
 const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 export interface PackageSource {
-  /** Sizes by file name. */
+  /** Sizes by file name (signature.json, which is not part of the package, left out). */
   readonly sizes: ReadonlyMap<string, number>;
+  /** The publisher's signature.json that came with the upload, if any. */
+  signatureBytes(): Promise<Buffer | undefined>;
+  /** Where a file's bytes lie on disk (for a child process that reads them). */
+  location(name: string): { file: string; start: number; size: number };
   manifestBytes(): Promise<Buffer | undefined>;
   sha256(name: string): Promise<string>;
   /** The canonical archive (sorted names, packArchive's headers), chunk by chunk. */
@@ -55,16 +60,32 @@ async function manifestOf(sizes: ReadonlyMap<string, number>, read: (name: strin
   return Buffer.concat(parts);
 }
 
+/** The upload's signature.json, split off the package's files. */
+async function signatureOf(all: Map<string, number>, read: (name: string) => AsyncIterable<Buffer>): Promise<Buffer | undefined> {
+  const size = all.get(SIGNATURE_FILE);
+  if (size === undefined) return undefined;
+  if (size > MAX_SIGNATURE_BYTES) throw new OspreyError('OSP_ERR_MODEL_SIGNATURE', `${SIGNATURE_FILE} is ${size} bytes, more than ${MAX_SIGNATURE_BYTES}`);
+  const parts: Buffer[] = [];
+  for await (const c of read(SIGNATURE_FILE)) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+/** Sizes of the package's own files: everything but signature.json. */
+const packageSizes = (all: Map<string, number>) => new Map([...all].filter(([n]) => n !== SIGNATURE_FILE));
+
 /** A file's bytes, or nothing for an empty one (a read stream over no bytes is an error). */
 const fileBytes = (file: string, start: number, size: number): AsyncIterable<Buffer> =>
   size === 0 ? (async function* () {})() : createReadStream(file, { start, end: start + size - 1 });
 
 /** Package files received one file each into a directory (a multipart upload), hashed as they arrived. */
 export function directorySource(upload: ReceivedFiles): PackageSource {
-  const sizes = new Map([...upload.files].map(([n, f]) => [n, f.size]));
-  const read = (name: string) => fileBytes(join(upload.dir, name), 0, sizes.get(name)!);
+  const all = new Map([...upload.files].map(([n, f]) => [n, f.size]));
+  const sizes = packageSizes(all);
+  const read = (name: string) => fileBytes(join(upload.dir, name), 0, all.get(name)!);
   return {
     sizes,
+    signatureBytes: () => signatureOf(all, read),
+    location: (name) => ({ file: join(upload.dir, name), start: 0, size: all.get(name)! }),
     manifestBytes: () => manifestOf(sizes, read),
     sha256: async (name) => upload.files.get(name)!.sha256,
     canonical: () => canonicalOf(sizes, read),
@@ -94,9 +115,12 @@ export async function archiveFileSource(file: string): Promise<PackageSource> {
     await fh.close();
   }
   const read = (name: string) => fileBytes(file, ranges.get(name)!.start, ranges.get(name)!.size);
-  const sizes = new Map([...ranges].map(([n, r]) => [n, r.size]));
+  const all = new Map([...ranges].map(([n, r]) => [n, r.size]));
+  const sizes = packageSizes(all);
   return {
     sizes,
+    signatureBytes: () => signatureOf(all, read),
+    location: (name) => ({ file, ...ranges.get(name)! }),
     manifestBytes: () => manifestOf(sizes, read),
     sha256: (name) => hashOf(read(name)),
     canonical: () => canonicalOf(sizes, read),

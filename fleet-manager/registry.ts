@@ -1,8 +1,10 @@
 /**
- * The model registry: validates an uploaded package, stores its canonical archive
- * content-addressed on disk (`artifacts/ab/abcdef…`), signs it with the fleet key and records the
- * version. Versions are immutable: the same package again is a no-op, a different one under an
- * existing version is refused.
+ * The model registry: validates an uploaded package (manifest, checksums, and the model run once
+ * in a bounded child process), checks the publisher's signature that came with it, stores its
+ * canonical archive content-addressed on disk (`artifacts/ab/abcdef…`) and records the version
+ * with that signature. Only when `requirePublisherSignature` is off does an unsigned upload get
+ * signed here, with the fleet key (key id `fleet`). Versions are immutable: the same package
+ * again is a no-op, a different one under an existing version is refused.
  */
 import { mkdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -10,7 +12,11 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseManifest } from '../models/manifest-check.js';
 import { MANIFEST_FILE } from '../models/package-reader.js';
-import { signArtifact } from '../models/artifact-signature.js';
+import type { KeyObject } from 'node:crypto';
+import { createPublicKey, verify } from 'node:crypto';
+import { FLEET_KEY_ID, signArtifact, verifyTrusted, type ArtifactIdentity } from '../models/artifact-signature.js';
+import { checkModelInChild } from '../models/model-check.js';
+import { parsePackageSignature, signedIdentity, SIGNATURE_FILE } from '../models/package-signature.js';
 import { OspreyError, safeLine } from '../protocol/errors.js';
 import { blobBytes, blobPath, moveIntoBlob, writeBlobFrom } from './blob-files.js';
 import { archiveFileSource, canonicalDigest, directorySource, type PackageSource } from './package-source.js';
@@ -37,6 +43,12 @@ export interface RegistryOptions {
   now?: () => number;
   /** Quota of the artifact store in bytes (registry.maxBytes); a package that would pass it is OSP_ERR_QUOTA. */
   maxBytes?: number;
+  /** Refuse uploads without a valid publisher signature (registry.requirePublisherSignature; default true). */
+  requirePublisherSignature?: boolean;
+  /** Publisher keys by id an upload's signature.json may name (registry.publisherKeys). */
+  publisherKeys?: ReadonlyMap<string, KeyObject>;
+  /** Bounds of the child process that runs each uploaded model once (registry.checkTimeoutMs / checkMaxRssBytes). */
+  check?: { timeoutMs?: number; maxRssBytes?: number };
 }
 
 export interface AddVersionResult {
@@ -47,7 +59,13 @@ export interface AddVersionResult {
 
 export interface Registry {
   /** Validates, stores, signs and records a package as a version of `name`. */
-  addVersion(name: string, upload: PackageUpload): Promise<AddVersionResult>;
+  addVersion(name: string, upload: PackageUpload, opts?: { uploadedBy?: string }): Promise<AddVersionResult>;
+  /**
+   * Re-signs the versions the fleet key signed in the v1 statement format (before issue 14:
+   * name, version and sha256 only) with the current one, so an upgrade keeps them deployable to
+   * edges that trust the fleet key. Returns how many were re-signed.
+   */
+  resignLegacy(): Promise<number>;
   /** Path of an artifact's archive on disk (whether or not it exists). */
   artifactPath(sha256: string): string;
   /** Where uploads are received before addVersion takes them (beside the artifacts, so a move is a rename). */
@@ -68,17 +86,21 @@ export function createRegistry(opts: RegistryOptions): Registry {
 
   const artifactPath = (sha256: string) => blobPath(root, sha256);
   const maxBytes = opts.maxBytes ?? Infinity;
+  const requireSigned = opts.requirePublisherSignature ?? true;
+  const publisherKeys = opts.publisherKeys ?? new Map<string, KeyObject>();
   mkdirSync(root, { recursive: true });
   const uploadDir = join(opts.dataDir, 'uploads');
   prepareUploadDir(uploadDir);
   // Artifacts are never deleted yet, so the sum only grows from what is on disk now.
   let used = blobBytes(root);
 
-  async function add(name: string, upload: PackageUpload): Promise<AddVersionResult> {
+  async function add(name: string, upload: PackageUpload, uploadedBy: string | null): Promise<AddVersionResult> {
     const source = 'files' in upload ? directorySource(upload.files) : await archiveFileSource(upload.archiveFile.file);
     const manifest = await checkPackage(name, source);
     // Canonical: the same package has one sha256 however it was tarred or uploaded.
     const { sha256, size } = await canonicalDigest(source);
+    const identity: ArtifactIdentity = { name, version: manifest.version, sha256, size, pluginSha256: manifest.postprocess?.sha256 ?? null };
+    const signed = await signatureOf(source, identity);
     const existing = await store.getVersion(name, manifest.version);
     if (existing) {
       if (existing.sha256 === sha256) return { record: existing, created: false };
@@ -91,6 +113,8 @@ export function createRegistry(opts: RegistryOptions): Registry {
     if (!stored && used + size > maxBytes) {
       throw new OspreyError('OSP_ERR_QUOTA', `artifact store full: ${used} bytes used + ${size} would exceed registry.maxBytes (${maxBytes})`);
     }
+    // Last of the checks, as the dearest: the model must load and compute, not merely hash right.
+    await checkModelInChild({ ...source.location(manifest.model.file), manifest, ...opts.check });
     // An upload that is already the canonical archive is moved into place, not copied.
     if ('archiveFile' in upload && upload.archiveFile.sha256 === sha256) await moveIntoBlob(root, sha256, upload.archiveFile.file);
     else await writeBlobFrom(root, sha256, source.canonical());
@@ -100,23 +124,69 @@ export function createRegistry(opts: RegistryOptions): Registry {
       version: manifest.version,
       sha256,
       size,
-      signature: signArtifact({ name, version: manifest.version, sha256 }, keys.privateKey),
+      ...signed,
       manifest,
       createdAt: now(),
+      uploadedBy,
     };
     if (!(await store.insertVersion(record))) {
       throw new OspreyError('OSP_ERR_CONFLICT', `${name}@${manifest.version} or an identical package is already registered`);
     }
-    log.info({ model: name, version: manifest.version, sha256, size }, 'model version registered');
+    log.info({ model: name, version: manifest.version, sha256, size, keyId: record.keyId, uploadedBy, plugin: identity.pluginSha256 !== null }, 'model version registered');
     return { record, created: true };
   }
 
+  /**
+   * The signature the version is recorded with: the publisher's from the upload's signature.json,
+   * checked against this very package and a key in publisherKeys; else, only when signatures are
+   * not required, the fleet key's. OSP_ERR_MODEL_SIGNATURE (422) otherwise.
+   */
+  async function signatureOf(source: PackageSource, identity: ArtifactIdentity): Promise<{ signature: string; keyId: string }> {
+    const bytes = await source.signatureBytes();
+    if (!bytes) {
+      if (requireSigned) {
+        throw new OspreyError(
+          'OSP_ERR_MODEL_SIGNATURE',
+          `${identity.name}@${identity.version} is not signed: upload it with the ${SIGNATURE_FILE} of \`osprey model sign\` (registry.requirePublisherSignature is on)`,
+        );
+      }
+      return { signature: signArtifact(identity, keys.privateKey), keyId: FLEET_KEY_ID };
+    }
+    const s = parsePackageSignature(bytes);
+    const stated = signedIdentity(s);
+    for (const field of ['name', 'version', 'sha256', 'size', 'pluginSha256'] as const) {
+      if (stated[field] !== identity[field]) {
+        throw new OspreyError(
+          'OSP_ERR_MODEL_SIGNATURE',
+          `${SIGNATURE_FILE} ${field} is ${String(stated[field])} but the uploaded package's is ${String(identity[field])}: it signs another package`,
+        );
+      }
+    }
+    verifyTrusted(identity, s.signature, s.keyId, publisherKeys, 'registry.publisherKeys');
+    return { signature: s.signature, keyId: s.keyId };
+  }
+
+  async function resignLegacy(): Promise<number> {
+    const fleetKey = createPublicKey(keys.privateKey);
+    let count = 0;
+    for (const rec of await store.listFleetSignedVersions()) {
+      const identity: ArtifactIdentity = { name: rec.name, version: rec.version, sha256: rec.sha256, size: rec.size, pluginSha256: rec.manifest.postprocess?.sha256 ?? null };
+      // Only what this very key signed in the v1 format: a row edited in the database is never signed anew.
+      if (!signedV1(rec, fleetKey)) continue;
+      await store.setVersionSignature(rec.sha256, signArtifact(identity, keys.privateKey), FLEET_KEY_ID);
+      count++;
+    }
+    if (count > 0) log.info({ versions: count }, 'fleet-signed versions re-signed in the current statement format');
+    return count;
+  }
+
   return {
+    resignLegacy,
     publicKeyPem: keys.publicKeyPem,
     artifactPath,
     uploadDir,
-    addVersion(name, upload) {
-      const result = tail.then(() => add(name, upload));
+    addVersion(name, upload, opts = {}) {
+      const result = tail.then(() => add(name, upload, opts.uploadedBy ?? null));
       tail = result.catch(() => undefined);
       return result;
     },
@@ -128,9 +198,20 @@ export function createRegistry(opts: RegistryOptions): Registry {
         size: rec.size,
         url: `${baseUrl}/api/artifacts/${rec.sha256}`,
         signature: rec.signature,
+        keyId: rec.keyId,
+        ...(rec.manifest.postprocess ? { pluginSha256: rec.manifest.postprocess.sha256 } : {}),
       };
     },
   };
+}
+
+/** Whether `rec.signature` is `key`'s signature of the pre-issue-14 statement (name, version, sha256). */
+function signedV1(rec: ModelVersionRecord, key: KeyObject): boolean {
+  try {
+    return verify(null, Buffer.from(`osprey-artifact/v1\n${rec.name}\n${rec.version}\n${rec.sha256}`, 'utf8'), key, Buffer.from(rec.signature, 'base64'));
+  } catch {
+    return false;
+  }
 }
 
 /**

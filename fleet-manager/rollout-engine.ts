@@ -56,10 +56,12 @@ export interface RolloutEngine {
   start(): Promise<void>;
   /** Stops ticking and waits for the running evaluation. Idempotent. */
   stop(): Promise<void>;
-  create(body: CreateRolloutBody): Promise<RolloutDoc>;
+  /** `by`: who starts it (`user:alice`), kept in the rollout's record. */
+  create(body: CreateRolloutBody, by?: string): Promise<RolloutDoc>;
   get(id: string): Promise<RolloutDoc | null>;
   list(): Promise<RolloutDoc[]>;
-  act(id: string, action: RolloutAction): Promise<RolloutDoc>;
+  /** `by`: who pulls the lever, appended to the rollout's actions. */
+  act(id: string, action: RolloutAction, by?: string): Promise<RolloutDoc>;
   /** Every edge of the line back to its previous version (a pin swap). */
   rollbackLine(line: string): Promise<LineRollback>;
   /** Feeds a stored edge message in (ingest's onReport). */
@@ -424,7 +426,7 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     tick() {
       return exclusive(tickAll);
     },
-    create(body) {
+    create(body, by) {
       return exclusive(async () => {
         const spec = normalizeRolloutSpec(body);
         if (typeof spec === 'string') throw new OspreyError('OSP_ERR_BAD_REQUEST', spec);
@@ -447,6 +449,8 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
           reason: null,
           stageIndex: 0,
           createdAt: t,
+          createdBy: by ?? null,
+          actions: [],
           updatedAt: t,
           finishedAt: null,
           stages: spec.stages.map(emptyStage),
@@ -469,13 +473,14 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
       // In-memory docs carry counters not yet saved.
       return stored.map((d) => active.get(d.id) ?? d);
     },
-    act(id, action) {
+    act(id, action, by) {
       return exclusive(async () => {
         const doc = await loadDoc(id);
         const out: TickOutput = { pins: [], refresh: new Set() };
         await apply(doc, { type: action }, out);
         doc.updatedAt = now();
-        log.info({ rollout: doc.id, action, status: doc.status }, 'rollout action');
+        if (by !== undefined) doc.actions = [...(doc.actions ?? []), { action, by, at: doc.updatedAt }];
+        log.info({ rollout: doc.id, action, status: doc.status, by }, 'rollout action');
         if (doc.status === 'running') {
           const { edges, byId } = await edgesNow();
           for (let i = 0; i <= doc.stages.length && (await step(doc, edges, byId, out)); i++);

@@ -238,6 +238,13 @@ export interface RolloutMember {
   previousModel: string | null;
 }
 
+/** One lever pulled by a person, for the rollout's record (who promoted it, who stopped it). */
+export interface RolloutActionRecord {
+  action: string;
+  by: string;
+  at: number;
+}
+
 /** The whole persisted state of one rollout. */
 export interface RolloutDoc {
   id: string;
@@ -249,6 +256,10 @@ export interface RolloutDoc {
   reason: string | null;
   stageIndex: number;
   createdAt: number;
+  /** Who started it (`user:alice`); absent in rollouts started before issue 14. */
+  createdBy?: string | null;
+  /** The levers people pulled (promote, pause, …), oldest first; absent before issue 14. */
+  actions?: RolloutActionRecord[];
   updatedAt: number;
   finishedAt: number | null;
   stages: StageState[];

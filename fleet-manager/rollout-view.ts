@@ -26,6 +26,7 @@ export function rolloutSummary(doc: RolloutDoc): RolloutSummary {
     stageCount: doc.stages.length,
     edges: Object.keys(doc.members).length,
     createdAt: doc.createdAt,
+    createdBy: doc.createdBy ?? null,
     updatedAt: doc.updatedAt,
     finishedAt: doc.finishedAt,
   };
@@ -82,6 +83,7 @@ export function rolloutView(doc: RolloutDoc, ctx: ViewContext): RolloutView {
     silenceTimeoutSeconds: doc.spec.silenceTimeoutSeconds,
     minSample: doc.spec.minSample,
     stages,
+    actions: doc.actions ?? [],
     members: Object.entries(doc.members).map(([edgeId, m]) => ({ edgeId, mode: m.mode, stage: m.stage, joinedAt: m.joinedAt, previous: m.previousModel })),
   };
 }

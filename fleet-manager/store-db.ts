@@ -4,7 +4,7 @@
  * group commit on top of it.
  */
 import Database from 'better-sqlite3';
-import { migrateToLineMinutes, migrateToStoreIds } from './store-migrations.js';
+import { addMissingColumns, migrateToLineMinutes, migrateToStoreIds } from './store-migrations.js';
 import type {
   EdgeRecord,
   IngestOutcome,
@@ -176,6 +176,7 @@ export interface FleetDb {
   ingestBatches(batches: readonly IngestRequest[]): (IngestOutcome | Error)[];
   markAllOffline(): number;
   getEdge(edgeId: string): EdgeRecord | null;
+  storeAckedSeq(edgeId: string, storeId: string): number | null;
   listEdges(): EdgeRecord[];
   listLines(): LineSummary[];
   listEvents(edgeId: string, limit: number): StoredEvent[];
@@ -511,6 +512,10 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
       const row = st.getEdge.get(edgeId);
       return row ? toEdgeRecord(row) : null;
     },
+    storeAckedSeq(edgeId, storeId) {
+      open();
+      return st.storeAcked.get(edgeId, storeId) ?? null;
+    },
     listEdges() {
       open();
       return st.listEdges.all().map(toEdgeRecord);
@@ -576,16 +581,14 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
  * version bump, so databases of either age converge on the same shape.
  */
 function addShadowColumns(db: Database.Database): void {
-  const have = new Set((db.prepare('PRAGMA table_info(results)').all() as { name: string }[]).map((c) => c.name));
-  const columns: [string, string][] = [
+  addMissingColumns(db, 'results', [
     ['shadow_model', 'TEXT'],
     ['shadow_verdict', 'TEXT'],
     ['shadow_label', 'TEXT'],
     ['shadow_score', 'REAL'],
     ['shadow_latency_ms', 'REAL'],
     ['shadow_error', 'TEXT'],
-  ];
-  for (const [name, type] of columns) if (!have.has(name)) db.exec(`ALTER TABLE results ADD COLUMN ${name} ${type}`);
+  ]);
 }
 
 function toEdgeRecord(row: EdgeRow): EdgeRecord {

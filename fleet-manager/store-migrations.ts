@@ -21,6 +21,15 @@ function columnsOf(db: Database.Database, table: string): string[] {
 }
 
 /**
+ * Adds the nullable columns a table lacks (a file made by an older build), by column check rather
+ * than a schema version, so databases of any age converge on the same shape.
+ */
+export function addMissingColumns(db: Database.Database, table: string, columns: readonly (readonly [name: string, type: string])[]): void {
+  const have = new Set(columnsOf(db, table));
+  for (const [name, type] of columns) if (!have.has(name)) db.exec(`ALTER TABLE ${table} ADD COLUMN ${name} ${type}`);
+}
+
+/**
  * Issue 5: results are keyed by (edge_id, store_id, seq) instead of (edge_id, seq), so a wiped
  * edge database (a new store, seqs from 1 again) never collides with the rows of the old one.
  * SQLite cannot change a UNIQUE constraint in place, so an old `results` table is rebuilt:

@@ -138,6 +138,8 @@ export interface FleetStore {
   markAllOffline(): Promise<number>;
   /** One edge, or null when it never reported. */
   getEdge(edgeId: string): Promise<EdgeRecord | null>;
+  /** Highest contiguous seq stored from one of the edge's result stores; null when none came from it. */
+  storeAckedSeq(edgeId: string, storeId: string): Promise<number | null>;
   listEdges(): Promise<EdgeRecord[]>;
   listLines(): Promise<LineSummary[]>;
   /** The edge's latest events, newest first (at most `limit`). */
@@ -214,6 +216,9 @@ export function openSqliteStore(opts: SqliteStoreOptions): FleetStore {
     },
     async getEdge(edgeId) {
       return db.getEdge(edgeId);
+    },
+    async storeAckedSeq(edgeId, storeId) {
+      return db.storeAckedSeq(edgeId, storeId);
     },
     async listEdges() {
       return db.listEdges();

@@ -5,3 +5,4 @@
 export { generatePartImage, SYNTHETIC_DEFECTS, type SyntheticDefect, type DefectKind, type PartImageOptions } from './synthetic.js';
 export { createRng, type Rng } from './prng.js';
 export { ensureDemoModel, DEMO_MODEL_NAME, DEMO_TRAIN_SEEDS } from './demo-model.js';
+export { tinyAnomalyModel } from './tiny-model.js';

@@ -164,6 +164,12 @@ async function createSession(dir: string, manifest: Manifest, opts: LoadOptions)
  */
 export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Promise<ModelRunner> {
   const manifest = await readManifest(dir);
+  if (manifest.postprocess && opts.allowPlugins === false) {
+    throw new OspreyError(
+      'OSP_ERR_MODEL_PLUGIN',
+      `${manifest.name}@${manifest.version} has a plug-in (${manifest.postprocess.module}) and plug-ins are not allowed here (model.allowPlugins)`,
+    );
+  }
   const pluginFile = await verifyPlugin(dir, manifest);
   // Imported before the session exists: a module that does not load costs no onnxruntime memory.
   const plugin = pluginFile ? await loadPlugin(pluginFile, manifest.postprocess!.sha256, { timeoutMs: opts.pluginTimeoutMs }) : undefined;
@@ -192,15 +198,7 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
   try {
     checkInput(session, input);
     checkOutputs(session, reader, manifest.task);
-    if (opts.warmup !== false) {
-      // A frame of pure padding: exercises the session and the reader (output shapes) once.
-      const plan = planResize(input.width, input.height, input);
-      const tensor = pixelsToTensor({ data: new Uint8Array(0), width: 0, height: 0, channels: 1 }, plan, input);
-      const pre: Preprocessed = { tensor, plan, source: { format: 'raw', width: input.width, height: input.height, channels: input.channels } };
-      const outputs = await run(tensor);
-      reader.verify?.(outputs);
-      await reader.read(outputs, {}, pre);
-    }
+    if (opts.warmup !== false) await warmUp(input, run, reader);
   } catch (err) {
     await session.release().catch(() => undefined);
     if (err instanceof OspreyError) throw err;
@@ -257,6 +255,59 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
       return closing;
     },
   };
+}
+
+/** A frame of pure padding at the manifest's input: exercises the session and, given one, the reader (output shapes) once. */
+async function warmUp(input: ResolvedInput, run: (t: InputTensor) => Promise<RawOutputs>, reader?: OutputReader): Promise<void> {
+  const plan = planResize(input.width, input.height, input);
+  const tensor = pixelsToTensor({ data: new Uint8Array(0), width: 0, height: 0, channels: 1 }, plan, input);
+  const pre: Preprocessed = { tensor, plan, source: { format: 'raw', width: input.width, height: input.height, channels: input.channels } };
+  const outputs = await run(tensor);
+  if (!reader) return;
+  reader.verify?.(outputs);
+  await reader.read(outputs, {}, pre);
+}
+
+/**
+ * Proves that `modelBytes` is a model that runs as `manifest` describes, without importing any
+ * plug-in (the fleet's registry calls it on every upload, in a child process): onnxruntime loads
+ * it (OSP_ERR_MODEL_LOAD), its one input matches the manifest (OSP_ERR_MODEL_INPUT), and one
+ * inference on a synthetic frame of the manifest's shape runs; without a plug-in the task's
+ * reader also reads that frame's outputs (OSP_ERR_MODEL_OUTPUT), with one every output must come
+ * out of the session.
+ */
+export async function checkModelRuns(modelBytes: Uint8Array, manifest: Manifest): Promise<void> {
+  const input = resolveInput(manifest.input);
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(modelBytes, sessionOptions({ intraOpThreads: 1 }, 'all'));
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_MODEL_LOAD', `onnxruntime cannot load ${manifest.model.file}: ${firstLine(err)}`, { cause: err });
+  }
+  try {
+    checkInput(session, input);
+    // Plug-in packages: the plug-in is code and is never run here; every session output is computed instead.
+    const reader = manifest.postprocess ? undefined : createOutputReader(manifest, session.outputNames, undefined);
+    if (reader) checkOutputs(session, reader, manifest.task);
+    const names = reader ? [...reader.outputNames] : [...session.outputNames];
+    await warmUp(
+      input,
+      async (tensor) => {
+        try {
+          return toRawOutputs(await session.run({ [input.name]: toOrtTensor(tensor) }, names), names);
+        } catch (err) {
+          if (err instanceof OspreyError) throw err;
+          throw new OspreyError('OSP_ERR_INFERENCE', `inference on a synthetic ${input.width}x${input.height} frame failed: ${firstLine(err)}`, { cause: err });
+        }
+      },
+      reader,
+    );
+  } catch (err) {
+    if (err instanceof OspreyError) throw err;
+    throw new OspreyError('OSP_ERR_MODEL_OUTPUT', `synthetic frame failed: ${firstLine(err)}`, { cause: err });
+  } finally {
+    await session.release().catch(() => undefined);
+  }
 }
 
 /** Input tensors a runner keeps for reuse (the edge runs 4 frames at once by default). */

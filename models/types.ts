@@ -59,6 +59,12 @@ export interface LoadOptions {
   /** Longest wait for a post-processing plug-in that returns a Promise, per frame (default 10 s). */
   pluginTimeoutMs?: number;
   /**
+   * Whether a package's plug-in may be imported (default true: the package's author running it).
+   * False: a package with a plug-in is refused with OSP_ERR_MODEL_PLUGIN before its module is
+   * read (the edge's `model.allowPlugins`).
+   */
+  allowPlugins?: boolean;
+  /**
    * Load the model's optimised graph from here, building it in a child process the first time
    * (optimized-model.ts; the edge agent keeps one under its data directory). Without it the
    * session optimises the model in this process, which keeps more memory.

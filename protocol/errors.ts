@@ -18,7 +18,8 @@ export const ErrorCodes = {
   OSP_ERR_MODEL_MANIFEST: 'a model manifest is missing or invalid',
   OSP_ERR_MODEL_CHECKSUM: 'model.onnx does not match the sha256 in its manifest',
   OSP_ERR_MODEL_LOAD: 'onnxruntime could not load the model',
-  OSP_ERR_MODEL_SIGNATURE: 'a model package is not signed by the fleet key',
+  OSP_ERR_MODEL_SIGNATURE: 'a model package is unsigned, or not signed by a trusted key (fleet.trustedKeys at the edge, registry.publisherKeys at the fleet)',
+  OSP_ERR_MODEL_ORIGIN: "an artifact URL points outside the edge's fleet origin(s) (fleet.httpUrl, fleet.artifactOrigins); nothing is fetched",
   OSP_ERR_MODEL_INPUT: 'the model input does not match the manifest',
   OSP_ERR_MODEL_OUTPUT: 'the model output cannot be read for the manifest task',
   OSP_ERR_MODEL_PLUGIN: 'a post-processing plug-in failed',
@@ -38,6 +39,10 @@ export const ErrorCodes = {
   OSP_ERR_IMAGE_CHECKSUM: 'an uploaded image does not match the sha256 its sender named',
   OSP_ERR_TOO_LARGE: 'a request body is larger than its configured limit (the message names the setting)',
   OSP_ERR_QUOTA: 'a fleet store is at its configured quota (the message names the setting); free space or raise it',
+  OSP_ERR_UNAUTHENTICATED: 'no valid credential: sign in, or send an API token or edge credential',
+  OSP_ERR_FORBIDDEN: 'the credential is valid but its role or identity does not allow this',
+  OSP_ERR_RATE_LIMITED: 'too many attempts; wait before trying again',
+  OSP_ERR_RESULT_UNSEEN: 'an image names a result the fleet has not yet heard of from that edge; retried until the result or the edge\'s lastSeq arrives',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
@@ -87,6 +92,8 @@ export function routerErrorMessage(err: { code?: string; message: string }): str
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   OSP_ERR_IMAGE_EMPTY: 400,
   OSP_ERR_BAD_REQUEST: 400,
+  OSP_ERR_UNAUTHENTICATED: 401,
+  OSP_ERR_FORBIDDEN: 403,
   OSP_ERR_NOT_FOUND: 404,
   OSP_ERR_CONFLICT: 409,
   OSP_ERR_IMAGE_TOO_LARGE: 413,
@@ -98,9 +105,15 @@ const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   // A package that is well-formed HTTP but not an acceptable model package.
   OSP_ERR_MODEL_MANIFEST: 422,
   OSP_ERR_MODEL_CHECKSUM: 422,
+  OSP_ERR_RATE_LIMITED: 429,
+  OSP_ERR_MODEL_SIGNATURE: 422,
+  OSP_ERR_MODEL_LOAD: 422,
+  OSP_ERR_MODEL_INPUT: 422,
+  OSP_ERR_MODEL_OUTPUT: 422,
   OSP_ERR_QUEUE_FULL: 503,
   OSP_ERR_SHUTTING_DOWN: 503,
   OSP_ERR_BUSY: 503,
+  OSP_ERR_RESULT_UNSEEN: 503,
   OSP_ERR_QUOTA: 507,
 };
 

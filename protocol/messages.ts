@@ -44,6 +44,10 @@ export const ModelArtifactSchema = Type.Object(
     size: Int(),
     url: Type.String({ minLength: 1 }),
     signature: Type.String({ minLength: 1 }),
+    /** Which trusted key made `signature` (absent: the fleet's own key, id "fleet"). */
+    keyId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' })),
+    /** sha256 of the package's plug-in (signed; absent: no plug-in). */
+    pluginSha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$' })),
   },
   strict,
 );

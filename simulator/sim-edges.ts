@@ -13,6 +13,7 @@ import { createEdgeAgent, type EdgeAgent } from '../edge-agent/edge-agent.js';
 import { createOptimizedModelCache } from '../models/optimized-model.js';
 import { generatePartImage, SYNTHETIC_DEFECTS } from '../models/synthetic.js';
 import { isOspreyError } from '../protocol/errors.js';
+import type { TrustedKeyEntry } from '../models/trusted-keys.js';
 
 export interface SimEdgeSpec {
   id: string;
@@ -30,6 +31,10 @@ export interface SimEdgesOptions {
   httpUrl?: string;
   /** The fleet's signing key (PEM); without it signed artifacts are refused. */
   publicKey?: string;
+  /** Further trusted publisher keys (fleet.trustedKeys). */
+  trustedKeys?: TrustedKeyEntry[];
+  /** Where edge X's credential is (`<credentialDir>/<X>.credential`, from enrollment); absent: none. */
+  credentialDir?: string;
   /** Frames per second per edge; 0: none. */
   fps: number;
   /** onnxruntime intra-op threads per model (default 1: hundreds of sessions share the cores). */
@@ -45,6 +50,11 @@ export interface SimEdgesOptions {
   /** Agents started at once (default 8). */
   startConcurrency?: number;
   logger: Logger;
+}
+
+/** The credential file of a simulated edge. */
+export function simCredentialFile(credentialDir: string, edgeId: string): string {
+  return join(credentialDir, `${edgeId}.credential`);
 }
 
 export interface SimEdgesStats {
@@ -128,6 +138,8 @@ export async function startSimEdges(opts: SimEdgesOptions): Promise<SimEdges> {
           mqttUrl: opts.mqttUrl,
           ...(opts.httpUrl ? { httpUrl: opts.httpUrl } : {}),
           ...(opts.publicKey ? { publicKey: opts.publicKey } : {}),
+          ...(opts.trustedKeys ? { trustedKeys: opts.trustedKeys } : {}),
+          ...(opts.credentialDir ? { credentialFile: simCredentialFile(opts.credentialDir, edge.id) } : {}),
         },
         model: { dir: opts.modelDir, threads: opts.threads ?? 1 },
         // One frame at a time per edge, as one camera station; a short queue absorbs jitter.

@@ -6,17 +6,19 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { destination, pino, type Level, type Logger } from 'pino';
 import { request } from 'undici';
 import { createFleetManager, type FleetManager } from '../fleet-manager/fleet-manager.js';
+import { openSqliteIdentityStore } from '../fleet-manager/identity-store.js';
 import { ensureDemoModel } from '../models/demo-model.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
 import type { SimEdgeSpec, SimEdgesStats } from './sim-edges.js';
 import type { SimWorkerSpec } from './sim-worker.js';
+import type { TrustedKeyEntry } from '../models/trusted-keys.js';
 
 export interface SimulateOptions {
   edges: number;
@@ -29,6 +31,13 @@ export interface SimulateOptions {
   linePrefix?: string;
   /** The fleet manager to load; absent: one is started in this process on free ports. */
   fleet?: { httpUrl: string; mqttUrl: string };
+  /** Publisher keys the embedded fleet accepts uploads signed by (registry.publisherKeys) and the edges trust (fleet.trustedKeys). */
+  publisherKeys?: TrustedKeyEntry[];
+  /**
+   * With `fleet`: the edges' credentials, `<dir>/<edge id>.credential` (from `osprey edge enroll`).
+   * Without `fleet` every edge is enrolled on the embedded fleet and its credential kept under dataDir.
+   */
+  credentialDir?: string;
   /** Frames per second per edge (0: none). */
   fps: number;
   /** Edge data (and the embedded fleet's) lives here. */
@@ -132,6 +141,28 @@ async function fetchPublicKey(httpUrl: string): Promise<string> {
   }
 }
 
+/**
+ * Enrolls every simulated edge on the embedded fleet's database, as `osprey edge enroll` would
+ * (a one-time token redeemed for the credential), and writes each credential 0600. Returns the folder.
+ */
+async function enrollSimEdges(fleetDataDir: string, credentialDir: string, edges: readonly SimEdgeSpec[]): Promise<string> {
+  await mkdir(credentialDir, { recursive: true, mode: 0o700 });
+  const identity = openSqliteIdentityStore({ file: join(fleetDataDir, 'fleet.db'), logger: pino({ level: 'silent' }) });
+  try {
+    for (const e of edges) {
+      const { token } = await identity.createEnrollmentToken({ edgeId: e.id, line: e.line, ttlMs: 60_000, createdBy: 'osprey simulate' });
+      const { credential } = await identity.redeemEnrollmentToken(token, e.id);
+      // The name sim-edges.ts simCredentialFile() reads (not imported: it would load the agent here).
+      const file = join(credentialDir, `${e.id}.credential`);
+      await writeFile(file, `${credential}\n`, { mode: 0o600 });
+      await chmod(file, 0o600);
+    }
+  } finally {
+    await identity.close();
+  }
+  return credentialDir;
+}
+
 /** Starts the fleet (if none was given) and every simulated edge; resolves once all run. */
 export async function startSimulation(opts: SimulateOptions): Promise<Simulation> {
   const edges = simEdgeSpecs(opts.edges, opts.lines ?? Math.max(1, Math.ceil(opts.edges / 50)), opts.edgePrefix, opts.linePrefix);
@@ -147,9 +178,11 @@ export async function startSimulation(opts: SimulateOptions): Promise<Simulation
       http: { host: '127.0.0.1', port: 0 },
       mqtt: { host: '127.0.0.1', port: 0 },
       logger: opts.logger ?? pino({ level: opts.logLevel ?? 'warn' }, destination(2)),
+      ...(opts.publisherKeys ? { registry: { publisherKeys: opts.publisherKeys } } : {}),
     });
     fleet = await fleetManager.start();
   }
+  const credentialDir = fleetManager ? await enrollSimEdges(join(opts.dataDir, 'fleet'), join(opts.dataDir, 'credentials'), edges) : opts.credentialDir;
   const workers: Worker[] = [];
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -180,6 +213,8 @@ export async function startSimulation(opts: SimulateOptions): Promise<Simulation
             mqttUrl: fleet!.mqttUrl,
             httpUrl: fleet!.httpUrl,
             publicKey,
+            ...(opts.publisherKeys ? { trustedKeys: opts.publisherKeys } : {}),
+            ...(credentialDir !== undefined ? { credentialDir } : {}),
             fps: opts.fps,
             ...(opts.threads !== undefined ? { threads: opts.threads } : {}),
             ...(opts.telemetryIntervalMs !== undefined ? { telemetryIntervalMs: opts.telemetryIntervalMs } : {}),

@@ -9,6 +9,7 @@ export const dashboardRoutes: FastifyPluginAsync = async (app) => {
   app.get(
     '/',
     {
+      config: { permission: 'public' },
       schema: {
         response: { 200: { content: { 'text/html': { schema: Type.String() } } }, ...errorResponses },
       },

@@ -10,10 +10,11 @@ import { EdgeParamsSchema } from '../control-schemas.js';
 import type { EdgeConvergence } from '../convergence.js';
 import type { EdgeRecord } from '../store.js';
 import type { RouteDeps } from './deps.js';
+import { lastSeqOf } from '../edge-last-seq.js';
 
 /** Registers the edge and line listings. */
 export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
-  app.get('/api/edges', { schema: { response: { 200: EdgesSchema, ...errorResponses } } }, async () => {
+  app.get('/api/edges', { config: { permission: 'fleet:read' }, schema: { response: { 200: EdgesSchema, ...errorResponses } } }, async () => {
     const edges = await deps.store.listEdges();
     const convergence = deps.control?.convergence;
     return { edges: edges.map((e) => toEdgeView(e, convergence?.view(e.id) ?? null)) };
@@ -21,36 +22,17 @@ export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.get<{ Params: Static<typeof EdgeParamsSchema>; Querystring: Static<typeof EdgeEventsQuerySchema> }>(
     '/api/edges/:id/events',
-    { schema: { params: EdgeParamsSchema, querystring: EdgeEventsQuerySchema, response: { 200: EdgeEventsSchema, ...errorResponses } } },
+    { config: { permission: 'fleet:read' }, schema: { params: EdgeParamsSchema, querystring: EdgeEventsQuerySchema, response: { 200: EdgeEventsSchema, ...errorResponses } } },
     async (req) => {
       if (!(await deps.store.getEdge(req.params.id))) throw new OspreyError('OSP_ERR_NOT_FOUND', `no edge ${req.params.id}`);
       return { events: await deps.store.listEvents(req.params.id, req.query.limit) };
     },
   );
 
-  app.get('/api/lines', { schema: { response: { 200: LinesSchema, ...errorResponses } } }, async () => {
+  app.get('/api/lines', { config: { permission: 'fleet:read' }, schema: { response: { 200: LinesSchema, ...errorResponses } } }, async () => {
     return { lines: await deps.store.listLines() };
   });
 };
-
-/**
- * The highest seq the edge has produced in its current store, or null before it reported one.
- * The freshest report counts (after a wiped edge database the old store's higher seqs are
- * history), a state naming another store (a retained replay) does not, and it is never below what
- * the fleet already holds: telemetry is sent every few seconds while acks move on every batch.
- */
-function lastSeqOf(e: EdgeRecord): number | null {
-  const reports: { lastSeq: number; ts: number }[] = [];
-  const t = e.telemetry;
-  if (t) reports.push({ lastSeq: t.lastSeq, ts: t.ts });
-  const s = e.state;
-  if (typeof s?.lastSeq === 'number' && (s.storeId === undefined || s.storeId === e.storeId)) {
-    reports.push({ lastSeq: s.lastSeq, ts: s.ts ?? 0 });
-  }
-  if (reports.length === 0) return null;
-  reports.sort((a, b) => b.ts - a.ts);
-  return Math.max(reports[0]!.lastSeq, e.ackedSeq);
-}
 
 function toEdgeView(e: EdgeRecord, convergence: EdgeConvergence | null): EdgeView {
   const t = e.telemetry;

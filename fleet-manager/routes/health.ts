@@ -9,7 +9,7 @@ const NO_INGEST = { messages: 0, dropped: 0, resultsStored: 0, acksSent: 0, stor
 export const healthRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   app.get(
     '/health',
-    { schema: { response: { 200: HealthSchema, 503: HealthSchema, ...errorResponses } } },
+    { config: { permission: 'public' }, schema: { response: { 200: HealthSchema, 503: HealthSchema, ...errorResponses } } },
     async (req, reply) => {
       let db = true;
       try {

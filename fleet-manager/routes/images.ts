@@ -2,6 +2,10 @@
  * Result images over HTTP (issue 5): edges upload kept images with
  * `PUT /api/results/:edgeId/:seq/image?store=ID` (idempotent), people and tools fetch them with
  * `GET /api/results/:edgeId/:seq/image[?store=ID]`.
+ *
+ * An upload is an edge's, for its own results only: the credential's edge must be `:edgeId`
+ * (403), and the seq one that edge has produced as far as the fleet knows (see `checkProduced`),
+ * so no one can plant an image on a result before the real one arrives.
  */
 import { createReadStream } from 'node:fs';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
@@ -11,6 +15,8 @@ import { StoreIdSchema } from '../../protocol/messages.js';
 import { EDGE_ID_PATTERN } from '../../protocol/topics.js';
 import { errorResponses } from '../http-schemas.js';
 import type { FleetImageStore, StoredImage } from '../image-store.js';
+import type { FleetStore } from '../store.js';
+import { lastSeqOf } from '../edge-last-seq.js';
 
 /** Content types an image upload may carry (what cameras produce). */
 export const IMAGE_UPLOAD_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/tiff', 'image/bmp', 'application/octet-stream'];
@@ -22,6 +28,9 @@ export interface ImageRouteDeps {
   /** Image bytes held at once across all uploads (images.maxInFlightBytes); default maxImageBytes × 4. */
   maxInFlightBytes?: number;
 }
+
+/** What the upload route reads besides images: how far each edge's result stores have got. */
+export type ImageUploadDeps = ImageRouteDeps & { fleet: Pick<FleetStore, 'getEdge' | 'storeAckedSeq'> };
 
 const ParamsSchema = Type.Object(
   { edgeId: Type.String({ pattern: EDGE_ID_PATTERN }), seq: Type.Integer({ minimum: 1 }) },
@@ -47,8 +56,33 @@ type Req = { Params: Static<typeof ParamsSchema>; Querystring: Static<typeof Que
 
 const describe = (p: { edgeId: string; seq: number }, store?: string) => `${p.edgeId}/${p.seq}${store ? ` (store ${store})` : ''}`;
 
+/**
+ * Throws unless `seq` of `storeId` is a result the edge has produced, as far as the fleet knows.
+ * The edge's current store: up to the highest of what the fleet holds and the lastSeq the edge
+ * last reported (state, telemetry), so an image that overtakes its result is not refused for
+ * good but answered 503 OSP_ERR_RESULT_UNSEEN, which the edge retries until the fleet has heard
+ * of it. A store the fleet knows that is no longer current (a replaced edge database): only the
+ * results that reached the fleet (409 otherwise; the rest never will). A store the fleet has
+ * not heard of yet (just replaced; the edge reports it on connect): 503, retried.
+ */
+async function checkProduced(fleet: ImageUploadDeps['fleet'], edgeId: string, storeId: string, seq: number): Promise<void> {
+  const unseen = (why: string) => new OspreyError('OSP_ERR_RESULT_UNSEEN', `result ${describe({ edgeId, seq }, storeId)} is not known to the fleet yet (${why}); retry after the edge's results sync`);
+  const edge = await fleet.getEdge(edgeId);
+  if (!edge) throw unseen('the edge has not reported');
+  if (storeId === edge.storeId) {
+    const highest = Math.max(lastSeqOf(edge) ?? 0, edge.ackedSeq);
+    if (seq > highest) throw unseen(`the edge's highest seq is ${highest}`);
+    return;
+  }
+  const acked = await fleet.storeAckedSeq(edgeId, storeId);
+  if (acked === null) throw unseen(`store ${storeId || "''"} is not the edge's current one`);
+  if (seq > acked) {
+    throw new OspreyError('OSP_ERR_CONFLICT', `result ${describe({ edgeId, seq }, storeId)} never reached the fleet, and that store is no longer the edge's (it reached seq ${acked})`);
+  }
+}
+
 /** Registers the image upload and download routes. */
-export const imageRoutes: FastifyPluginAsync<ImageRouteDeps> = async (app, deps) => {
+export const imageRoutes: FastifyPluginAsync<ImageUploadDeps> = async (app, deps) => {
   // Raw bytes; only this plugin's routes see these parsers.
   app.addContentTypeParser(IMAGE_UPLOAD_TYPES, { parseAs: 'buffer', bodyLimit: deps.maxImageBytes }, (_req, body, done) => done(null, body));
 
@@ -69,11 +103,36 @@ export const imageRoutes: FastifyPluginAsync<ImageRouteDeps> = async (app, deps)
     reply.raw.once('close', () => (inFlight -= n));
   };
 
+  // Before the body is read: whose result this is, and whether it exists. Params are not
+  // schema-checked yet; a malformed one is left to the schema (400).
+  const authorizeUpload = async (req: FastifyRequest<Req>, reply: FastifyReply) => {
+    const p = req.principal;
+    const { edgeId } = req.params;
+    if (p?.kind !== 'edge' || p.id !== edgeId) {
+      reply.header('connection', 'close');
+      throw new OspreyError('OSP_ERR_FORBIDDEN', `the credential of ${p?.kind === 'edge' ? `edge ${p.id}` : 'a person'} cannot upload images of edge ${edgeId}`);
+    }
+    const seq = Number(req.params.seq);
+    const store = req.query.store ?? '';
+    if (!Number.isSafeInteger(seq) || seq < 1 || typeof store !== 'string') return;
+    try {
+      await checkProduced(deps.fleet, edgeId, store, seq);
+    } catch (err) {
+      reply.header('connection', 'close');
+      if (err instanceof OspreyError && err.code === 'OSP_ERR_RESULT_UNSEEN') {
+        reply.header('retry-after', '5');
+      }
+      throw err;
+    }
+  };
+
   app.put<Req>(
     '/api/results/:edgeId/:seq/image',
     {
+      // Edge data, not a change people make: not audited (the result's ingest is not either).
+      config: { permission: 'images:upload', audit: false },
       bodyLimit: deps.maxImageBytes,
-      onRequest: reserve,
+      onRequest: [authorizeUpload, reserve],
       schema: {
         params: ParamsSchema,
         querystring: QuerySchema,
@@ -103,7 +162,7 @@ export const imageRoutes: FastifyPluginAsync<ImageRouteDeps> = async (app, deps)
 
   app.get<Req>(
     '/api/results/:edgeId/:seq/image',
-    { schema: { params: ParamsSchema, querystring: QuerySchema, response: errorResponses } },
+    { config: { permission: 'results:read' }, schema: { params: ParamsSchema, querystring: QuerySchema, response: errorResponses } },
     async (req, reply) => {
       const { store } = req.query;
       let image: StoredImage | null;

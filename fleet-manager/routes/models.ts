@@ -1,6 +1,6 @@
 /**
  * The model registry over HTTP: upload a version (a tar archive or the package files as
- * multipart), list models and versions, download artifacts by sha256 (with Range), and the fleet
+ * multipart; the publisher's signature.json travels as one more file of either), list models and versions, download artifacts by sha256 (with Range), and the fleet
  * public key edges verify signatures with.
  */
 import { createReadStream } from 'node:fs';
@@ -24,6 +24,7 @@ import type { PackageUpload } from '../registry.js';
 import { receiveMultipart } from '../multipart-upload.js';
 import { receiveFile } from '../upload-file.js';
 import type { RouteDeps } from './deps.js';
+import { describePrincipal } from '../auth/principal.js';
 
 const TAR_TYPES = ['application/x-tar', 'application/tar'];
 
@@ -33,7 +34,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   const { store, registry } = control;
   const view = (rec: ModelVersionRecord): ModelVersionView => {
     const a = registry.artifact(rec, control.baseUrl());
-    return { ...a, task: rec.manifest.task, createdAt: rec.createdAt, manifest: rec.manifest };
+    return { ...a, keyId: rec.keyId, task: rec.manifest.task, createdAt: rec.createdAt, uploadedBy: rec.uploadedBy, manifest: rec.manifest };
   };
 
   // Both upload forms go to disk as they arrive (never whole in memory); only this plugin's routes see these parsers.
@@ -57,7 +58,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.post<{ Params: Static<typeof ModelParamsSchema> }>(
     '/api/models/:name/versions',
-    { schema: { params: ModelParamsSchema, response: { 200: ModelVersionViewSchema, 201: ModelVersionViewSchema, ...errorResponses } } },
+    { config: { permission: 'registry:write' }, schema: { params: ModelParamsSchema, response: { 200: ModelVersionViewSchema, 201: ModelVersionViewSchema, ...errorResponses } } },
     async (req, reply) => {
       const upload = req.body as PackageUpload | undefined;
       if (!upload || typeof upload !== 'object' || !('archiveFile' in upload || 'files' in upload)) {
@@ -66,21 +67,27 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       }
       let added;
       try {
-        added = await registry.addVersion(req.params.name, upload);
+        added = await registry.addVersion(req.params.name, upload, { uploadedBy: describePrincipal(req.principal) });
       } finally {
         // Before the answer: a tar moved into the artifact store is gone already; whatever is left is no longer needed.
         if ('archiveFile' in upload) await unlink(upload.archiveFile.file).catch(() => undefined);
         else await rm(upload.files.dir, { recursive: true, force: true });
       }
-      return reply.code(added.created ? 201 : 200).send(view(added.record));
+      const { record } = added;
+      req.auditNote = {
+        action: 'model.upload',
+        target: `model:${record.name}@${record.version}`,
+        after: { sha256: record.sha256, size: record.size, created: added.created, uploadedBy: record.uploadedBy },
+      };
+      return reply.code(added.created ? 201 : 200).send(view(record));
     },
   );
 
-  app.get('/api/models', { schema: { response: { 200: ModelsSchema, ...errorResponses } } }, async () => ({ models: await store.listModels() }));
+  app.get('/api/models', { config: { permission: 'fleet:read' }, schema: { response: { 200: ModelsSchema, ...errorResponses } } }, async () => ({ models: await store.listModels() }));
 
   app.get<{ Params: Static<typeof ModelParamsSchema> }>(
     '/api/models/:name/versions',
-    { schema: { params: ModelParamsSchema, response: { 200: ModelVersionsSchema, ...errorResponses } } },
+    { config: { permission: 'fleet:read' }, schema: { params: ModelParamsSchema, response: { 200: ModelVersionsSchema, ...errorResponses } } },
     async (req) => {
       const versions = await store.listVersions(req.params.name);
       if (versions.length === 0) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model ${req.params.name}`);
@@ -90,7 +97,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.get<{ Params: Static<typeof VersionParamsSchema> }>(
     '/api/models/:name/versions/:version',
-    { schema: { params: VersionParamsSchema, response: { 200: ModelVersionViewSchema, ...errorResponses } } },
+    { config: { permission: 'fleet:read' }, schema: { params: VersionParamsSchema, response: { 200: ModelVersionViewSchema, ...errorResponses } } },
     async (req) => {
       const rec = await store.getVersion(req.params.name, req.params.version);
       if (!rec) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model version ${req.params.name}@${req.params.version}`);
@@ -100,7 +107,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.get<{ Params: Static<typeof ArtifactParamsSchema> }>(
     '/api/artifacts/:sha256',
-    { schema: { params: ArtifactParamsSchema, response: errorResponses } },
+    { config: { permission: 'artifacts:read' }, schema: { params: ArtifactParamsSchema, response: errorResponses } },
     async (req, reply) => {
       const { sha256 } = req.params;
       const rec = await store.getVersionBySha(sha256);
@@ -131,7 +138,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.get(
     '/api/fleet/public-key',
-    { schema: { response: { 200: Type.String({ description: 'SPKI PEM of the fleet artifact-signing key' }), ...errorResponses } } },
+    { config: { permission: 'public' }, schema: { response: { 200: Type.String({ description: 'SPKI PEM of the fleet artifact-signing key' }), ...errorResponses } } },
     async (_req, reply) => reply.type('text/plain; charset=utf-8').send(registry.publicKeyPem),
   );
 };

@@ -11,7 +11,7 @@ import type { RouteDeps } from './deps.js';
 export const resultRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   app.get<{ Querystring: ResultsQueryString }>(
     '/api/results',
-    { schema: { querystring: ResultsQuerySchema, response: { 200: ResultsPageSchema, ...errorResponses } } },
+    { config: { permission: 'results:read' }, schema: { querystring: ResultsQuerySchema, response: { 200: ResultsPageSchema, ...errorResponses } } },
     async (req) => {
       const q = req.query;
       if (q.cursor !== undefined && q.offset !== undefined) {

@@ -24,6 +24,7 @@ export const statsRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   app.get<{ Params: { line: string }; Querystring: StatsQueryString }>(
     '/api/lines/:line/stats',
     {
+      config: { permission: 'fleet:read' },
       schema: {
         params: LineParamsSchema,
         querystring: StatsQuerySchema,

@@ -2,7 +2,8 @@
  * README "By hand: one fleet manager, one edge", run as written: the commands and the edge config
  * are read from README.md itself (so the test breaks when the README drifts), with the fixed ports
  * made free ones and ./by-hand moved to a temp dir. Real processes, real HTTP and MQTT. Then the
- * edge takes part in a rollout, which it can only do with the fleet's key from that config.
+ * edge takes part in a rollout of a package signed with the README's publisher key, which the
+ * fleet and the edge trust as that config says.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -49,7 +50,10 @@ test("the README's by-hand fleet and edge work as written, and the edge takes a 
     assert.ok(found, `README runs "osprey ${verb}"`);
     return found.map(here);
   };
-  assert.deepEqual(section.commands.map((c) => c.slice(0, 2).join(' ')), ['fleet start', 'sample model', 'sample image', 'edge start']);
+  assert.deepEqual(section.commands.map((c) => c.slice(0, 2).join(' ')), ['model keygen', 'fleet start', 'sample model', 'sample image', 'edge start']);
+
+  // The publisher key pair, made before the fleet that trusts it.
+  await exec(process.execPath, [OSPREY_BIN, ...args('model keygen')]);
 
   // The fleet, on free ports instead of 8080 and 1883.
   const fleetArgs = args('fleet start').map((a) => (a === '8080' || a === '1883' ? '0' : a));
@@ -95,9 +99,10 @@ test("the README's by-hand fleet and edge work as written, and the edge takes a 
   assert.match(csv, /^bucket_start,/);
   assert.match(csv, /,line-A,ok,good,1,1,0\.000000\r\n$/);
 
-  // A rollout of the same package, now signed by the fleet: the edge verifies it with the key
-  // its config names, downloads it from the fleet and activates it.
+  // A rollout of the same package, signed as the README says with the publisher key: the fleet
+  // accepts it, the edge verifies it with the key its config names, downloads it and activates it.
   const pkgDir = join(dir, 'by-hand', 'models', 'osprey-demo-anomaly');
+  await exec(process.execPath, [OSPREY_BIN, 'model', 'sign', '--key', join(dir, 'by-hand', 'keys', 'release.key'), '--key-id', 'release', pkgDir]);
   const files = new Map<string, Uint8Array>();
   for (const name of await readdir(pkgDir)) files.set(name, await readFile(join(pkgDir, name)));
   const manifest = JSON.parse(Buffer.from(files.get('manifest.json')!).toString()) as { name: string; version: string };

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { loadEdgeConfig } from '../../edge-agent/config.js';
+import { artifactOrigins, loadEdgeConfig, parseEdgeConfig, readTrustedKeys } from '../../edge-agent/config.js';
+import { generateSigningKeys } from '../../models/artifact-signature.js';
 import { isOspreyError } from '../../protocol/errors.js';
 import { tempDir } from './fixtures.js';
 
@@ -98,4 +99,48 @@ test('a missing file is OSP_ERR_CONFIG naming the file', async (t) => {
     assert.equal(err.message, `config: cannot read ${file} (ENOENT)`);
     return true;
   });
+});
+
+test('trusted keys, artifact origins and plug-ins: defaults, the key set by id, and one-line errors', async (t) => {
+  const dir = await tempDir(t);
+  const a = generateSigningKeys();
+  const b = generateSigningKeys();
+  await writeFile(path.join(dir, 'b.pub'), b.publicKeyPem);
+  const base = { ...minimal, fleet: { mqttUrl: 'mqtt://fleet.local:1883', httpUrl: 'http://fleet.local:8080/base' } };
+  const plain = parseEdgeConfig(base, 'test', dir);
+  assert.equal(plain.model.allowPlugins, false, 'plug-ins are off unless the edge says so');
+  assert.deepEqual(artifactOrigins(plain), ['http://fleet.local:8080']);
+  assert.equal((await readTrustedKeys(plain)).size, 0);
+
+  const config = parseEdgeConfig(
+    {
+      ...base,
+      fleet: {
+        ...base.fleet,
+        publicKey: a.publicKeyPem,
+        trustedKeys: [{ id: 'release-b', publicKeyFile: 'b.pub' }],
+        artifactOrigins: ['https://mirror.plant.local:8443'],
+      },
+    },
+    'test',
+    dir,
+  );
+  assert.deepEqual(artifactOrigins(config), ['http://fleet.local:8080', 'https://mirror.plant.local:8443']);
+  assert.deepEqual([...(await readTrustedKeys(config)).keys()].sort(), ['fleet', 'release-b']);
+
+  const key = { id: 'k', publicKey: a.publicKeyPem };
+  const cases: [unknown, RegExp][] = [
+    [{ ...base, fleet: { ...base.fleet, trustedKeys: [{ id: 'k' }] } }, /^config fleet\.trustedKeys\[0\]: set publicKey or publicKeyFile \(one of the two\)/],
+    [{ ...base, fleet: { ...base.fleet, trustedKeys: [key, key] } }, /^config fleet\.trustedKeys\[1\]\.id: "k" is listed twice/],
+    [{ ...base, fleet: { ...base.fleet, publicKey: a.publicKeyPem, trustedKeys: [{ ...key, id: 'fleet' }] } }, /^config fleet\.trustedKeys: the id "fleet" is fleet\.publicKey's/],
+    [{ ...base, fleet: { ...base.fleet, trustedKeys: [{ id: 'bad id', publicKey: a.publicKeyPem }] } }, /^config fleet\.trustedKeys\[0\]\.id: must match pattern/],
+    [{ ...base, fleet: { ...base.fleet, trustedKeys: [{ id: 'k', publicKey: 'not a key' }] } }, /^config fleet\.trustedKeys\[0\]\.publicKey \(.*edge\.json\): not a PEM public key/],
+    [{ ...base, fleet: { ...base.fleet, artifactOrigins: ['ftp://elsewhere'] } }, /^config fleet\.artifactOrigins\[0\]: must match pattern/],
+    [{ ...base, model: { dir: 'm', allowPlugins: 'yes' } }, /^config model\.allowPlugins: must be boolean/],
+  ];
+  for (const [value, expected] of cases) assert.match(await configError(dir, value), expected);
+  await assert.rejects(
+    readTrustedKeys(parseEdgeConfig({ ...base, fleet: { ...base.fleet, trustedKeys: [{ id: 'k', publicKeyFile: 'missing.pub' }] } }, 'test', dir)),
+    /OspreyError: config fleet\.trustedKeys\[0\]\.publicKeyFile: cannot read .*missing\.pub \(ENOENT\)$/,
+  );
 });

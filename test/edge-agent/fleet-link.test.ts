@@ -13,7 +13,7 @@ import { edgeConfig, startBroker, tempDir, testLogger, type TestBroker } from '.
 
 const modelDir = useDemoModel();
 const EDGE = 'edge-test';
-const CLIENT_ID = `osprey-edge-${EDGE}`;
+const CLIENT_ID = EDGE;
 
 interface Rig {
   broker: TestBroker;

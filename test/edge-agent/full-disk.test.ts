@@ -5,13 +5,16 @@
  * must be stored, and nothing half-written may be left behind.
  */
 import assert from 'node:assert/strict';
-import { readdir, stat } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { pino } from 'pino';
+import { connectAsync } from 'mqtt';
+import { createIngest } from '../../fleet-manager/ingest.js';
 import { buildApp } from '../../fleet-manager/app.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteImageStore } from '../../fleet-manager/image-store.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { createEdgeAgent } from '../../edge-agent/edge-agent.js';
@@ -59,7 +62,16 @@ test('1000 frames on an 8 MiB disk, keeping every image: every verdict answered 
     await fleetImages.close();
     await fleetStore.close();
   });
-  const app = await buildApp({ store: fleetStore, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
+  // The fleet's own ingest stores what the edge reports, so it knows which results the images are for.
+  const ingestClient = await connectAsync(broker.url, { clientId: 'fleet-ingest', reconnectPeriod: 100 });
+  defer(() => ingestClient.endAsync(true));
+  const ingest = createIngest({ client: ingestClient, store: fleetStore, logger });
+  await ingest.start();
+  defer(() => ingest.stop());
+  const identity = openTestIdentity(t, path.join(dir, 'fleet.db'));
+  const credentialFile = path.join(dir, 'fleet.credential');
+  await writeFile(credentialFile, await identity.enrollEdge('edge-test'), { mode: 0o600 });
+  const app = await buildApp({ store: fleetStore, identity: identity.identity, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
   defer(() => app.close());
   await app.listen({ host: '127.0.0.1', port: 0 });
   const proxy = await startTcpProxy((app.server.address() as AddressInfo).port);
@@ -67,7 +79,7 @@ test('1000 frames on an 8 MiB disk, keeping every image: every verdict answered 
 
   const config = edgeConfig(dir, await modelDir, {
     dataDir: disk,
-    fleet: { mqttUrl: broker.url, httpUrl: `http://127.0.0.1:${proxy.port}` },
+    fleet: { mqttUrl: broker.url, httpUrl: `http://127.0.0.1:${proxy.port}`, credentialFile },
     images: { upload: true, sampling: { keepDefectImages: true, uncertainBand: 0.05, keepGoodEvery: 1 }, retryBaseMs: 20, retryMaxMs: 100, timeoutMs: 500 },
     disk: { minFreeBytes: 2 * MiB, resumeFreeBytes: 3 * MiB, checkIntervalMs: 50, alarmHoldMs: 2000 },
   });
@@ -144,12 +156,12 @@ test('a model download that fills the disk is aborted, its partial file deleted;
   const keys = generateSigningKeys();
   // Larger than the whole disk; the bytes never need to be a package, the disk fills first.
   const blob = randomBytes(6 * MiB);
-  const identity = { name: 'big-model', version: '1.0.0', sha256: sha256Of(blob) };
+  const identity = { name: 'big-model', version: '1.0.0', sha256: sha256Of(blob), size: blob.length, pluginSha256: null };
   const url = server.add(blob);
   const agent = createEdgeAgent(
     edgeConfig(dir, await modelDir, {
       dataDir: disk,
-      fleet: { mqttUrl: broker.url, publicKey: keys.publicKeyPem },
+      fleet: { mqttUrl: broker.url, publicKey: keys.publicKeyPem, artifactOrigins: [server.url] },
       model: { dir: await modelDir, retryBaseMs: 5, retryMaxMs: 40 },
       // No free-space floor: the download is let run into ENOSPC (the floor's refusal is tested in artifact-download.test.ts).
       disk: { minFreeBytes: 0, resumeFreeBytes: 0, checkIntervalMs: 1000, alarmHoldMs: 1000 },
@@ -163,7 +175,7 @@ test('a model download that fills the disk is aborted, its partial file deleted;
   const before = await agent.inspect(frame, { camera: 'cam1', source: 'http' });
 
   const desired = envelope('desired', 'edge-test', {
-    active: { ...identity, size: blob.length, url, signature: signArtifact(identity, keys.privateKeyPem) },
+    active: { name: identity.name, version: identity.version, sha256: identity.sha256, size: blob.length, url, signature: signArtifact(identity, keys.privateKeyPem) },
     config: {},
     configVersion: 1,
   });

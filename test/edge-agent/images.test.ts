@@ -9,11 +9,14 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteImageStore } from '../../fleet-manager/image-store.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { createImageSampler } from '../../edge-agent/image-sampling.js';
 import { createImageStore, imageExtension } from '../../edge-agent/image-store.js';
 import { createImageUploader } from '../../edge-agent/image-uploader.js';
+import { fleetCredential } from '../../edge-agent/fleet-credential.js';
+import { results } from '../fleet-manager/helpers.js';
 import { startTcpProxy } from '../../simulator/tcp-proxy.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { tempDir, testLogger } from './fixtures.js';
@@ -89,14 +92,15 @@ test('a restart rebuilds the store from disk and drops partial writes', async (t
   assert.deepEqual(await readdir(path.join(dir, 'legacy', 'pending')), ['2.jpg']);
 });
 
-test('uploads survive a cut link and a stalled one: each image arrives once, in order, resumed after the outage', async (t) => {
+test('uploads survive a cut link and a stalled one: each image arrives once, in order, resumed after the outage; one ahead of its result waits for it', async (t) => {
   const dir = await tempDir(t);
   const logger = pino({ level: 'silent' });
   await mkdir(path.join(dir, 'fleet'));
   const file = path.join(dir, 'fleet', 'fleet.db');
   const fleetStore = openSqliteStore({ file, logger });
   const fleetImages = openSqliteImageStore({ file, dir: path.join(dir, 'fleet', 'images'), logger });
-  const app = await buildApp({ store: fleetStore, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
+  const identity = openTestIdentity(t, file);
+  const app = await buildApp({ store: fleetStore, identity: identity.identity, logger, images: { images: fleetImages, maxImageBytes: 1 << 20 } });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const proxy = await startTcpProxy((app.server.address() as AddressInfo).port);
   t.after(async () => {
@@ -106,11 +110,18 @@ test('uploads survive a cut link and a stalled one: each image arrives once, in 
     await fleetStore.close();
   });
 
+  const STORE = 'storeAAAAAAAAAAA';
+  // The edge is enrolled, and the fleet has its results 1..6 (uploads are for results it produced).
+  const baseUrl = `http://127.0.0.1:${proxy.port}`;
+  const credential = fleetCredential(await identity.enrollEdge('e1'), baseUrl);
+  await fleetStore.ingestResults('e1', results(1, 6), { receivedAt: Date.now() }, STORE);
+
   const images = createImageStore({ dir: path.join(dir, 'edge'), maxBytes: 1 << 20, logger: testLogger() });
   await images.start();
   const uploader = createImageUploader({
     edgeId: 'e1',
-    baseUrl: `http://127.0.0.1:${proxy.port}`,
+    baseUrl,
+    authHeaders: credential.headersFor,
     images,
     logger: testLogger(),
     retryBaseMs: 20,
@@ -118,7 +129,6 @@ test('uploads survive a cut link and a stalled one: each image arrives once, in 
     timeoutMs: 500,
   });
   t.after(() => uploader.close());
-  const STORE = 'storeAAAAAAAAAAA';
 
   proxy.cut();
   uploader.start();
@@ -143,4 +153,17 @@ test('uploads survive a cut link and a stalled one: each image arrives once, in 
     assert.equal(img.bytes, 100);
   }
   assert.equal(uploader.stats().refused, 0);
+
+  // An image that overtakes its result (7 is not at the fleet yet) is answered "retry later",
+  // kept and retried, never dropped; it goes once the result has arrived.
+  const failures = uploader.stats().failures;
+  await images.keep(STORE, 7, jpeg(7));
+  await waitFor(() => uploader.stats().failures >= failures + 2, 'image 7 answered retry later');
+  assert.equal(images.stats().pending, 1);
+  assert.equal(await fleetImages.get({ edgeId: 'e1', storeId: STORE, seq: 7 }), null);
+  await fleetStore.ingestResults('e1', results(7, 7), { receivedAt: Date.now() }, STORE);
+  uploader.poke();
+  await waitFor(() => images.stats().pending === 0, 'image 7 once its result is at the fleet');
+  assert.ok(await fleetImages.get({ edgeId: 'e1', storeId: STORE, seq: 7 }));
+  assert.equal(uploader.stats().refused, 0, 'no image of the edge was ever refused for good');
 });

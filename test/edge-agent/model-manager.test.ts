@@ -64,9 +64,9 @@ function publishDesired(fleet: FakeFleet, body: DesiredBody): Promise<void> {
   return fleet.client.publishAsync(edgeTopic(EDGE, 'desired'), encodeMessage(msg), { qos: 1, retain: true }).then(() => undefined);
 }
 
-function startAgent(t: TestContext, dir: string, mqttUrl: string, publicKey: string, localDir: string): EdgeAgent {
+function startAgent(t: TestContext, dir: string, mqttUrl: string, publicKey: string, localDir: string, artifactOrigin: string): EdgeAgent {
   const config = edgeConfig(dir, localDir, {
-    fleet: { mqttUrl, publicKey },
+    fleet: { mqttUrl, publicKey, artifactOrigins: [artifactOrigin] },
     model: { dir: localDir, retryBaseMs: 5, retryMaxMs: 40, probationFrames: 10, probationErrors: 3 },
   });
   const agent = createEdgeAgent(config, { logger: testLogger(), reconnectPeriodMs: 100, finalSyncMs: 300 });
@@ -85,7 +85,7 @@ async function rig(t: TestContext): Promise<Rig> {
     await broker.close();
     await server.close();
   });
-  const agent = startAgent(t, dir, broker.url, p.keys.publicKeyPem, p.localDir);
+  const agent = startAgent(t, dir, broker.url, p.keys.publicKeyPem, p.localDir, server.url);
   const { httpUrl } = await agent.start();
   await fleet.next('state', (m) => m.msg.online);
   return {
@@ -374,7 +374,7 @@ test('the last desired state is persisted: after a restart with the broker down 
 
   // Restart offline: the broker is gone.
   const dir = path.dirname(r.dataDir);
-  const again = startAgent(t, dir, `mqtt://127.0.0.1:${port}`, p.keys.publicKeyPem, p.localDir);
+  const again = startAgent(t, dir, `mqtt://127.0.0.1:${port}`, p.keys.publicKeyPem, p.localDir, r.server.url);
   const { httpUrl } = await again.start();
   assert.equal(again.health().model, p.v2.id, 'the persisted active version, before any frame');
   assert.equal(again.models!.state().configVersion, 4);

@@ -117,6 +117,6 @@ export function usePackages(): Promise<TestPackages> {
  */
 export function artifactFor(server: ArtifactServer, pkg: TestPackage, privateKeyPem: string, bytes?: Buffer): ModelArtifact {
   const url = server.add(bytes ?? pkg.archive, pkg.sha256);
-  const identity = { name: pkg.name, version: pkg.version, sha256: pkg.sha256 };
-  return { ...identity, size: pkg.archive.length, url, signature: signArtifact(identity, privateKeyPem) };
+  const identity = { name: pkg.name, version: pkg.version, sha256: pkg.sha256, size: pkg.archive.length };
+  return { ...identity, url, signature: signArtifact({ ...identity, pluginSha256: null }, privateKeyPem) };
 }

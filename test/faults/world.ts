@@ -19,12 +19,17 @@
  *   itself in between.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { request } from 'undici';
 import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { startMosquitto, type Mosquitto } from '../helpers/mosquitto.js';
+import { credentialsFor, type TestIdentity } from '../helpers/identity.js';
+import { enrolledCredentialFile } from '../helpers/edge-credential.js';
+import { openSqliteIdentityStore } from '../../fleet-manager/identity-store.js';
+import { writeBrokerConfig } from '../../cli/broker-config.js';
+import { pino } from 'pino';
 import { waitFor } from '../helpers/wait-for.js';
 import type { Prng } from './prng.js';
 import { accountResults, type ResultCounts, type ResultRow, type WipedStore } from './result-accounting.js';
@@ -124,6 +129,8 @@ export class World {
   private readonly fleetDir: string;
   private readonly fleetConfig: string;
   private readonly edges = new Map<string, EdgeProc>();
+  /** Edge enrollment and the fleet API token, on the fleet's database. */
+  private creds: TestIdentity | undefined;
   /** Stores that were wiped, read just after the kill that preceded the wipe. */
   private readonly wiped: WipedStore[] = [];
   /** The external broker the world expects: its generation and pid after the last restart it asked for. */
@@ -158,8 +165,14 @@ export class World {
       mqtt: { host: '127.0.0.1', port: 0 },
       logLevel: 'info',
     };
+    // Every edge is enrolled before anything starts: Mosquitto reads its password file at start.
+    await mkdir(this.fleetDir, { recursive: true });
+    this.creds = credentialsFor(openSqliteIdentityStore({ file: join(this.fleetDir, 'fleet.db'), logger: pino({ level: 'silent' }) }));
+    for (const spec of opts.edges) await enrolledCredentialFile(this.creds, spec.id, this.credentialFile(spec.id));
     if (opts.broker === 'mosquitto') {
-      this.mosquitto = await startMosquitto();
+      // Configured as `osprey fleet broker-config` says; the fleet reads its password from fleetDir/keys.
+      const files = await writeBrokerConfig(this.fleetDir, join(opts.root, 'mosquitto'));
+      this.mosquitto = await startMosquitto({ accessConfig: await readFile(files.confFile, 'utf8') });
       this.brokerExpected = { generation: this.mosquitto.generation, pid: this.mosquitto.pid };
       this.brokerProxy = await startTcpProxy(this.mosquitto.port);
       this.edgeMqttProxy.setTarget(this.mosquitto.port);
@@ -181,6 +194,11 @@ export class World {
     if (!this.mosquitto) this.edgeMqttProxy.setTarget(Number(new URL(String(line.mqttUrl)).port));
   }
 
+  /** Outside the edge's data dir: a wiped disk does not take the enrollment with it. */
+  private credentialFile(edgeId: string): string {
+    return join(this.opts.root, `${edgeId}.credential`);
+  }
+
   private async addEdge(spec: EdgeSpec): Promise<void> {
     const dataDir = join(this.opts.root, spec.id);
     const configFile = join(this.opts.root, `${spec.id}.json`);
@@ -196,7 +214,11 @@ export class World {
         line: spec.line,
         dataDir,
         http: { host: '127.0.0.1', port: 0 },
-        fleet: { mqttUrl: `mqtt://127.0.0.1:${this.edgeMqttProxy.port}`, httpUrl: `http://127.0.0.1:${this.httpProxy.port}` },
+        fleet: {
+          mqttUrl: `mqtt://127.0.0.1:${this.edgeMqttProxy.port}`,
+          httpUrl: `http://127.0.0.1:${this.httpProxy.port}`,
+          credentialFile: this.credentialFile(spec.id),
+        },
         model: { dir: this.opts.modelDir },
         sync: { batchSize: 50, window: 2, intervalMs: 200, ackTimeoutMs: 1000 },
         telemetry: { intervalMs: 1000 },
@@ -504,7 +526,7 @@ export class World {
     // edges produced, less the counted wipe losses).
     for (const line of new Set(this.opts.edges.map((e) => e.line))) {
       const rows = [...atFleet.values()].filter((r) => r.line === line);
-      const res = await request(`${this.fleetHttpUrl}/api/lines/${line}/stats?from=0&bucket=1d`);
+      const res = await request(`${this.fleetHttpUrl}/api/lines/${line}/stats?from=0&bucket=1d`, { headers: await this.creds!.headers('viewer') });
       const stats = (await res.body.json()) as { totals: { total: number; ok: number; defect: number; byLabel: Record<string, number> } };
       const byLabel: Record<string, number> = {};
       for (const r of rows) byLabel[r.label] = (byLabel[r.label] ?? 0) + 1;
@@ -559,5 +581,6 @@ export class World {
     await this.brokerProxy?.close();
     await this.edgeMqttProxy?.close();
     await this.httpProxy?.close();
+    await this.creds?.identity.close();
   }
 }

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
 import type { ResultRecord } from '../../protocol/messages.js';
@@ -35,17 +36,23 @@ const DATA: Record<string, { line: string; results: ResultRecord[] }> = {
 
 /** A built app around a real SQLite store holding DATA; closed after the test. */
 async function build(t: TestContext, opts: { status?: () => { mqttConnected: boolean; ingest: never } } = {}) {
-  const store: FleetStore = openSqliteStore({ file: join(await tempDir(t), 'fleet.db'), logger: pino({ level: 'silent' }) });
+  const file = join(await tempDir(t), 'fleet.db');
+  const store: FleetStore = openSqliteStore({ file, logger: pino({ level: 'silent' }) });
+  const creds = openTestIdentity(t, file);
+  const { identity } = creds;
   for (const [id, d] of Object.entries(DATA)) {
     await store.recordState(id, envelope('state', id, { online: id !== 'e3', line: d.line, cameras: ['cam-1'], active: { name: 'm', version: '2' }, agentVersion: '0.1.0' }), { receivedAt: T0 });
     await store.ingestResults(id, d.results, { receivedAt: T0 + 200 * S });
   }
-  const app = await buildApp({ store, logger: pino({ level: 'silent' }), now: () => T0 + 10 * M, ...opts });
+  const app = await buildApp({ store, identity, logger: pino({ level: 'silent' }), now: () => T0 + 10 * M, ...opts });
   t.after(async () => {
     await app.close();
     await store.close();
   });
-  return { app, store };
+  // Results are confidential: the reads below are an admin's (a real API token).
+  const headers = await creds.headers('admin');
+  const get = (url: string) => app.inject({ url, headers });
+  return { app, store, get };
 }
 
 const L1_STATS = {
@@ -67,29 +74,29 @@ const L1_STATS = {
 };
 
 test('GET /api/lines/:line/stats answers exact counts per bucket, label and model', async (t) => {
-  const { app } = await build(t);
-  const res = await app.inject(`/api/lines/L1/stats?from=${T0}&to=${T0 + 3 * M}&bucket=1m`);
+  const { get } = await build(t);
+  const res = await get(`/api/lines/L1/stats?from=${T0}&to=${T0 + 3 * M}&bucket=1m`);
   assert.equal(res.statusCode, 200);
   assert.match(res.headers['content-type'] as string, /^application\/json/);
   assert.deepEqual(res.json(), L1_STATS);
 
   // ISO times give the same window; `to` is exclusive, so 08:02:00 drops the last bucket.
-  const iso = await app.inject('/api/lines/L1/stats?from=2025-01-01T08:00:00Z&to=2025-01-01T08:02:00.000Z&bucket=1m');
+  const iso = await get('/api/lines/L1/stats?from=2025-01-01T08:00:00Z&to=2025-01-01T08:02:00.000Z&bucket=1m');
   assert.deepEqual(iso.json().buckets.map((b: { start: number }) => b.start), [T0, T0 + M]);
   assert.equal(iso.json().totals.total, 5);
 
   // One 5-minute bucket holds everything; another line is kept apart.
-  const wide = await app.inject(`/api/lines/L1/stats?from=${T0}&to=${T0 + 5 * M}&bucket=5m`);
+  const wide = await get(`/api/lines/L1/stats?from=${T0}&to=${T0 + 5 * M}&bucket=5m`);
   assert.deepEqual(wide.json().buckets, [{ start: T0, ...L1_STATS.totals }]);
-  const l2 = await app.inject(`/api/lines/L2/stats?from=${T0}&to=${T0 + M}&bucket=10s`);
+  const l2 = await get(`/api/lines/L2/stats?from=${T0}&to=${T0 + M}&bucket=10s`);
   assert.deepEqual(l2.json().buckets, [
     { start: T0 + 10 * S, total: 1, ok: 0, defect: 1, defectRate: 1, byLabel: { scratch: 1 }, byModel: { 'm@1': { total: 1, defect: 1, defectRate: 1 } } },
   ]);
 });
 
 test('GET /api/lines/:line/stats defaults to the last 24 h in 1 h buckets', async (t) => {
-  const { app } = await build(t);
-  const res = await app.inject('/api/lines/L1/stats');
+  const { get } = await build(t);
+  const res = await get('/api/lines/L1/stats');
   assert.equal(res.statusCode, 200);
   const body = res.json();
   assert.equal(body.to, T0 + 10 * M);
@@ -99,8 +106,8 @@ test('GET /api/lines/:line/stats defaults to the last 24 h in 1 h buckets', asyn
 });
 
 test('GET /api/lines/:line/stats?format=csv is long format, one row per bucket × verdict × label', async (t) => {
-  const { app } = await build(t);
-  const res = await app.inject(`/api/lines/L1/stats?from=${T0}&to=${T0 + 3 * M}&bucket=1m&format=csv`);
+  const { get } = await build(t);
+  const res = await get(`/api/lines/L1/stats?from=${T0}&to=${T0 + 3 * M}&bucket=1m&format=csv`);
   assert.equal(res.statusCode, 200);
   assert.equal(res.headers['content-type'], 'text/csv; charset=utf-8');
   assert.equal(
@@ -118,7 +125,7 @@ test('GET /api/lines/:line/stats?format=csv is long format, one row per bucket �
 });
 
 test('stats: bad parameters get 400 naming the parameter, unknown lines 404', async (t) => {
-  const { app } = await build(t);
+  const { get } = await build(t);
   const cases: [string, number, RegExp][] = [
     ['/api/lines/L1/stats?bucket=7x', 400, /bucket/],
     ['/api/lines/L1/stats?bucket=0s', 400, /bucket/],
@@ -130,7 +137,7 @@ test('stats: bad parameters get 400 naming the parameter, unknown lines 404', as
     ['/api/lines/nope/stats', 404, /line nope not found/],
   ];
   for (const [url, status, message] of cases) {
-    const res = await app.inject(url);
+    const res = await get(url);
     assert.equal(res.statusCode, status, url);
     const body = res.json();
     assert.deepEqual(Object.keys(body), ['error', 'message'], url);
@@ -148,13 +155,13 @@ function allNewestFirst() {
 const keyOf = (r: { edgeId: string; seq: number }) => `${r.edgeId}#${r.seq}`;
 
 test('GET /api/results pages newest first with a cursor, and with an offset', async (t) => {
-  const { app } = await build(t);
+  const { get } = await build(t);
   const expected = allNewestFirst();
   const seen: unknown[] = [];
   let url = '/api/results?limit=3';
   let pages = 0;
   for (;;) {
-    const body = (await app.inject(url)).json();
+    const body = (await get(url)).json();
     seen.push(...body.items);
     pages++;
     if (body.nextCursor === null) break;
@@ -163,16 +170,16 @@ test('GET /api/results pages newest first with a cursor, and with an offset', as
   assert.equal(pages, 3);
   assert.deepEqual(seen, expected);
 
-  const page = (await app.inject('/api/results?limit=2&offset=2')).json();
+  const page = (await get('/api/results?limit=2&offset=2')).json();
   assert.deepEqual(page.items.map(keyOf), expected.slice(2, 4).map(keyOf));
   assert.equal(typeof page.nextCursor, 'string');
-  const last = (await app.inject('/api/results?limit=7')).json();
+  const last = (await get('/api/results?limit=7')).json();
   assert.equal(last.items.length, 7);
   assert.equal(last.nextCursor, null);
 });
 
 test('GET /api/results filters by edge, line, verdict, label, model and time', async (t) => {
-  const { app } = await build(t);
+  const { get } = await build(t);
   const all = allNewestFirst();
   const cases: [string, (r: (typeof all)[number]) => boolean][] = [
     ['edge=e1', (r) => r.edgeId === 'e1'],
@@ -184,13 +191,13 @@ test('GET /api/results filters by edge, line, verdict, label, model and time', a
     ['line=L3', () => false],
   ];
   for (const [query, keep] of cases) {
-    const body = (await app.inject(`/api/results?${query}`)).json();
+    const body = (await get(`/api/results?${query}`)).json();
     assert.deepEqual(body.items.map(keyOf), all.filter(keep).map(keyOf), query);
   }
 });
 
 test('GET /api/results rejects bad paging with the one error shape', async (t) => {
-  const { app } = await build(t);
+  const { get } = await build(t);
   for (const [query, message] of [
     ['limit=1001', /limit/],
     ['limit=0', /limit/],
@@ -199,7 +206,7 @@ test('GET /api/results rejects bad paging with the one error shape', async (t) =
     ['verdict=maybe', /verdict/],
     ['from=last-week', /from/],
   ] as const) {
-    const res = await app.inject(`/api/results?${query}`);
+    const res = await get(`/api/results?${query}`);
     assert.equal(res.statusCode, 400, query);
     assert.equal(res.json().error, 'OSP_ERR_BAD_REQUEST');
     assert.match(res.json().message, message, query);
@@ -207,14 +214,14 @@ test('GET /api/results rejects bad paging with the one error shape', async (t) =
 });
 
 test('GET /api/edges and /api/lines describe the fleet', async (t) => {
-  const { app } = await build(t);
-  const edges = (await app.inject('/api/edges')).json().edges;
+  const { get } = await build(t);
+  const edges = (await get('/api/edges')).json().edges;
   assert.deepEqual(edges[0], {
     id: 'e1', line: 'L1', cameras: ['cam-1'], online: true, firstSeen: T0, lastSeen: T0 + 200 * S,
     ackedSeq: 4, lastSeq: null, backlog: null, storeId: null, activeModel: 'm@2', agentVersion: '0.1.0', telemetry: null, convergence: null,
   });
   assert.deepEqual(edges.map((e: { id: string; online: boolean }) => [e.id, e.online]), [['e1', true], ['e2', true], ['e3', false]]);
-  assert.deepEqual((await app.inject('/api/lines')).json(), {
+  assert.deepEqual((await get('/api/lines')).json(), {
     lines: [{ line: 'L1', edges: 2, online: 2 }, { line: 'L2', edges: 1, online: 0 }],
   });
 });
@@ -246,6 +253,8 @@ test('GET / serves the dashboard under a CSP that allows exactly its inline scri
   // Self-contained: nothing fetched from elsewhere.
   assert.doesNotMatch(res.body, /<(link|img|script)[^>]+(src|href)=|url\(|@import/);
   for (const api of ['/api/lines', '/api/edges', '/health']) assert.ok(res.body.includes(api));
+  // A signed-out person gets the sign-in form; state changes carry the session's CSRF header.
+  for (const part of ['/api/auth/me', '/api/auth/sign-in', '/api/auth/sign-out', 'x-osprey-csrf', 'id="signin"']) assert.ok(res.body.includes(part), part);
 });
 
 test('unknown routes answer 404 in the one error shape', async (t) => {

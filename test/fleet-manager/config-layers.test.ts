@@ -26,9 +26,9 @@ test('mergeSettings: later layers win field by field; perLabel merges label by l
 
 test('config: layers are set and read over HTTP; each edge gets its effective config and a new version on change', { timeout: 20_000 }, async (t) => {
   const f = await startFleet(t);
-  const a1 = await connectSimEdge(f.mqttUrl, { id: 'a1', line: 'A', localModel: LOCAL });
-  const a2 = await connectSimEdge(f.mqttUrl, { id: 'a2', line: 'A', localModel: LOCAL });
-  const b1 = await connectSimEdge(f.mqttUrl, { id: 'b1', line: 'B', localModel: LOCAL });
+  const a1 = await connectSimEdge(f.mqttUrl, { id: 'a1', credential: await f.creds.enrollEdge('a1'), line: 'A', localModel: LOCAL });
+  const a2 = await connectSimEdge(f.mqttUrl, { id: 'a2', credential: await f.creds.enrollEdge('a2'), line: 'A', localModel: LOCAL });
+  const b1 = await connectSimEdge(f.mqttUrl, { id: 'b1', credential: await f.creds.enrollEdge('b1'), line: 'B', localModel: LOCAL });
   t.after(() => Promise.all([a1.close(), a2.close(), b1.close()]));
   // A first state is enough for an edge to get its desired state: nothing set yet, version 1.
   for (const e of [a1, a2, b1]) assert.deepEqual((await e.waitDesired(() => true)).config, {});
@@ -79,7 +79,7 @@ test('config: layers are set and read over HTTP; each edge gets its effective co
 
   // Config for an edge that has not appeared yet waits for it, and reaches it with its first state.
   await f.api('PUT', '/api/edges/late/config', { sampling: { keepGoodEvery: 7 } });
-  const late = await connectSimEdge(f.mqttUrl, { id: 'late', line: 'B', localModel: LOCAL });
+  const late = await connectSimEdge(f.mqttUrl, { id: 'late', credential: await f.creds.enrollEdge('late'), line: 'B', localModel: LOCAL });
   t.after(() => late.close());
   assert.deepEqual((await late.waitDesired(() => true)).config, { thresholds: { default: 0.5, perLabel: { scratch: 0.4 } }, sampling: { keepDefectImages: true, keepGoodEvery: 7 } });
 });

@@ -12,12 +12,22 @@ test('config: an empty config gets every default', () => {
     http: { host: '0.0.0.0', port: 8080 },
     mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: 4 * 1024 * 1024, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
     brokerUrl: null,
+    tls: null,
+    brokerPasswordFile: null,
     logLevel: 'info',
     publicUrl: null,
-    registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
+    registry: {
+      maxPackageBytes: 512 * 1024 * 1024,
+      maxBytes: 20 * 1024 ** 3,
+      requirePublisherSignature: true,
+      publisherKeys: [],
+      checkTimeoutMs: 60_000,
+      checkMaxRssBytes: 4 * 1024 ** 3,
+    },
     images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
+    auth: { sessionTtlMs: 12 * 3_600_000 },
   });
   const partial = resolveFleetConfig({ http: { port: 0 }, brokerUrl: 'mqtt://broker:1883', logLevel: 'warn' }, '/x');
   assert.deepEqual(partial.http, { host: '0.0.0.0', port: 0 });
@@ -34,6 +44,7 @@ test('config: a bad value is OSP_ERR_CONFIG naming the field', () => {
     [{ publicUrl: 'fleet:8080' }, /\/publicUrl must match pattern/],
     [{ rollouts: { tickMs: 1 } }, /\/rollouts\/tickMs must be >= 10/],
     [{ convergence: { graceMs: 5 } }, /\/convergence\/graceMs must be >= 100/],
+    [{ auth: { sessionTtlMs: 1000 } }, /\/auth\/sessionTtlMs must be >= 60000/],
     [{ images: { maxImageBytes: 4096, maxInFlightBytes: 2048 } }, /images\.maxInFlightBytes \(2048\) must be at least images\.maxImageBytes \(4096\)$/],
     [[], /must be object/],
   ];
@@ -76,12 +87,22 @@ test('config: command-line overrides win over the file and are checked with it',
     http: { host: '127.0.0.1', port: 0 },
     mqtt: { host: '0.0.0.0', port: 1884, maxPacketBytes: 4 * 1024 * 1024, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
     brokerUrl: 'mqtt://b:1883',
+    tls: null,
+    brokerPasswordFile: null,
     logLevel: 'debug',
     publicUrl: null,
-    registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3 },
+    registry: {
+      maxPackageBytes: 512 * 1024 * 1024,
+      maxBytes: 20 * 1024 ** 3,
+      requirePublisherSignature: true,
+      publisherKeys: [],
+      checkTimeoutMs: 60_000,
+      checkMaxRssBytes: 4 * 1024 ** 3,
+    },
     images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
+    auth: { sessionTtlMs: 12 * 3_600_000 },
   });
   assert.equal((await loadFleetConfig(undefined, { httpPort: 1 })).http.port, 1);
   await assert.rejects(loadFleetConfig(undefined, { brokerUrl: 'nope' }), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /\/brokerUrl/.test(err.message));

@@ -22,7 +22,7 @@ interface EdgeJson {
 
 test('an edge that keeps a stale config version is republished after the grace period, flagged, and cleared once it converges', { timeout: 30_000 }, async (t) => {
   const f = await startFleet(t, { convergence: { graceMs: GRACE_MS } });
-  const edge = await connectEdge(t, f.mqttUrl, 'e1');
+  const edge = await connectEdge(t, f.mqttUrl, 'e1', await f.creds.enrollEdge('e1'));
   // Every desired state this edge receives, with when it arrived.
   const desired: { at: number; msg: DesiredMessage }[] = [];
   const arrivals = new Set<() => void>();

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
 import { T0, result, tempDir } from './helpers.js';
@@ -10,13 +11,17 @@ import { T0, result, tempDir } from './helpers.js';
 const S = 1000;
 
 async function build(t: TestContext) {
-  const store: FleetStore = openSqliteStore({ file: join(await tempDir(t), 'fleet.db'), logger: pino({ level: 'silent' }) });
-  const app = await buildApp({ store, logger: pino({ level: 'silent' }), now: () => T0 + 600 * S });
+  const file = join(await tempDir(t), 'fleet.db');
+  const store: FleetStore = openSqliteStore({ file, logger: pino({ level: 'silent' }) });
+  const creds = openTestIdentity(t, file);
+  const { identity } = creds;
+  const app = await buildApp({ store, identity, logger: pino({ level: 'silent' }), now: () => T0 + 600 * S });
   t.after(async () => {
     await app.close();
     await store.close();
   });
-  return { app, store };
+  const headers = await creds.headers('viewer');
+  return { app, store, get: (url: string) => app.inject({ url, headers }) };
 }
 
 function telemetry(edgeId: string, lastSeq: number, ts: number) {
@@ -33,9 +38,9 @@ function telemetry(edgeId: string, lastSeq: number, ts: number) {
 }
 
 test('GET /api/edges: lastSeq never trails the ack and ignores another store; backlog is never negative', async (t) => {
-  const { app, store } = await build(t);
+  const { get, store } = await build(t);
   const view = async () => {
-    const e = (await app.inject('/api/edges')).json().edges[0] as { ackedSeq: number; lastSeq: number | null; backlog: number | null };
+    const e = (await get('/api/edges')).json().edges[0] as { ackedSeq: number; lastSeq: number | null; backlog: number | null };
     return [e.ackedSeq, e.lastSeq, e.backlog];
   };
   // Telemetry said 2, then four results were stored: the report is older than the ack.

@@ -14,6 +14,10 @@ import { startBroker } from '../../fleet-manager/broker.js';
 import { isOspreyError } from '../../protocol/errors.js';
 import { encodeMessage, envelope } from '../../protocol/validator.js';
 import { captureLogger, connectEdge, result, results, tempDir, type CapturedLogger } from './helpers.js';
+import { credentialsFor, openTestIdentity, type TestIdentity } from '../helpers/identity.js';
+import { openSqliteIdentityStore } from '../../fleet-manager/identity-store.js';
+import { writeFile } from 'node:fs/promises';
+import { connectAsync } from 'mqtt';
 
 const local = { host: '127.0.0.1', port: 0 };
 let fm: FleetManager;
@@ -21,6 +25,8 @@ let httpUrl: string;
 let mqttUrl: string;
 let log: CapturedLogger;
 let dataDir: string;
+/** Edge enrollment on the shared manager's database. */
+let creds: TestIdentity;
 
 before(async () => {
   log = captureLogger();
@@ -28,16 +34,18 @@ before(async () => {
   dataDir = await mkdtemp(join(tmpdir(), 'osprey-fleet-'));
   fm = createFleetManager({ dataDir, http: local, mqtt: local, logger: log.logger });
   ({ httpUrl, mqttUrl } = await fm.start());
+  creds = credentialsFor(openSqliteIdentityStore({ file: join(dataDir, 'fleet.db'), logger: pino({ level: 'silent' }) }));
 });
 
 after(async () => {
+  await creds.identity.close();
   await fm.close();
   await rm(dataDir, { recursive: true, force: true });
 });
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- JSON bodies, checked by the asserts
 async function get(path: string): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${httpUrl}${path}`);
+  const res = await fetch(`${httpUrl}${path}`, { headers: await creds.headers('admin') });
   return { status: res.status, body: await res.json() };
 }
 
@@ -51,7 +59,7 @@ test('start returns real URLs; /health answers over HTTP', async () => {
 });
 
 test('an edge reports state, then results are stored and acked', { timeout: 10_000 }, async (t) => {
-  const edge = await connectEdge(t, mqttUrl, 'edge-a');
+  const edge = await connectEdge(t, mqttUrl, 'edge-a', await creds.enrollEdge('edge-a'));
   await edge.publishState({ line: 'line-1', cameras: ['cam-1'], active: { name: 'builtin-anomaly', version: '1' } });
   await edge.publishResults(results(1, 10));
   assert.equal(await edge.nextAck(), 10);
@@ -81,7 +89,7 @@ test('an edge reports state, then results are stored and acked', { timeout: 10_0
 });
 
 test('a lost batch holds the ack at the gap until it arrives', { timeout: 10_000 }, async (t) => {
-  const edge = await connectEdge(t, mqttUrl, 'edge-gap');
+  const edge = await connectEdge(t, mqttUrl, 'edge-gap', await creds.enrollEdge('edge-gap'));
   await edge.publishState({ line: 'line-2' });
   await edge.publishResults(results(11, 20));
   assert.equal(await edge.nextAck(), 0);
@@ -93,7 +101,7 @@ test('a lost batch holds the ack at the gap until it arrives', { timeout: 10_000
 });
 
 test('bad messages are logged and dropped; the manager keeps serving and ingesting', { timeout: 10_000 }, async (t) => {
-  const edge = await connectEdge(t, mqttUrl, 'edge-bad');
+  const edge = await connectEdge(t, mqttUrl, 'edge-bad', await creds.enrollEdge('edge-bad'));
   const droppedBefore = (await get('/health')).body.ingest.dropped;
   await edge.publishState({ line: 'line-3' });
   await edge.publishRaw('results', '{"v":1,');
@@ -131,7 +139,7 @@ test('bad messages are logged and dropped; the manager keeps serving and ingesti
 });
 
 test('an edge that vanishes is marked offline by its last will', { timeout: 10_000 }, async (t) => {
-  const edge = await connectEdge(t, mqttUrl, 'edge-will');
+  const edge = await connectEdge(t, mqttUrl, 'edge-will', await creds.enrollEdge('edge-will'));
   const offline = log.waitFor((l) => l.msg === 'edge state' && l.edgeId === 'edge-will' && l.online === false);
   await edge.publishState({ line: 'line-1' });
   // A crash, not a clean disconnect: the socket just goes away, so the broker publishes the will.
@@ -148,7 +156,9 @@ test('close is idempotent and a restart keeps the data and the acks', { timeout:
   const first = createFleetManager(opts);
   t.after(() => first.close());
   const one = await first.start();
-  const e1 = await connectEdge(t, one.mqttUrl, 'edge-r');
+  const ids = openTestIdentity(t, join(dir, 'fleet.db'));
+  const credential = await ids.enrollEdge('edge-r');
+  const e1 = await connectEdge(t, one.mqttUrl, 'edge-r', credential);
   await e1.publishState({ line: 'line-r' });
   await e1.publishResults(results(1, 5));
   assert.equal(await e1.nextAck(), 5);
@@ -159,26 +169,49 @@ test('close is idempotent and a restart keeps the data and the acks', { timeout:
   const second = createFleetManager(opts);
   t.after(() => second.close());
   const two = await second.start();
+  const auth = { headers: await openTestIdentity(t, join(dir, 'fleet.db')).headers('admin') };
   // A new embedded broker knows no one: the edge is offline until it reports again.
-  const before = (await (await fetch(`${two.httpUrl}/api/edges`)).json()) as { edges: { online: boolean; ackedSeq: number }[] };
+  const before = (await (await fetch(`${two.httpUrl}/api/edges`, auth)).json()) as { edges: { online: boolean; ackedSeq: number }[] };
   assert.deepEqual(before.edges.map((e) => [e.online, e.ackedSeq]), [[false, 5]]);
-  const e2 = await connectEdge(t, two.mqttUrl, 'edge-r');
+  const e2 = await connectEdge(t, two.mqttUrl, 'edge-r', credential);
   await e2.publishResults(results(4, 8));
   assert.equal(await e2.nextAck(), 8);
-  const res = await fetch(`${two.httpUrl}/api/results?edge=edge-r`);
+  const res = await fetch(`${two.httpUrl}/api/results?edge=edge-r`, auth);
   assert.equal(((await res.json()) as { items: unknown[] }).items.length, 8);
 });
 
-test('with brokerUrl the manager embeds no broker and ingests through the external one', { timeout: 10_000 }, async (t) => {
-  const broker = await startBroker({ ...local, logger: pino({ level: 'silent' }) });
+test('with brokerUrl the manager embeds no broker and ingests through the external one, with its brokerPasswordFile', { timeout: 10_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const ids = openTestIdentity(t, join(dir, 'fleet.db'));
+  const fleetSecret = 'the-external-broker-password-of-the-fleet';
+  const broker = await startBroker({ ...local, logger: pino({ level: 'silent' }), fleetSecret, resolveEdgeCredential: (c) => ids.identity.resolveEdgeCredential(c) });
   t.after(() => broker.close());
-  const ext = createFleetManager({ dataDir: await tempDir(t), http: local, mqtt: { host: '127.0.0.1', port: 1 }, brokerUrl: broker.url, logger: pino({ level: 'silent' }) });
+  const brokerPasswordFile = join(dir, 'fleet-broker.secret');
+  await writeFile(brokerPasswordFile, `${fleetSecret}\n`, { mode: 0o600 });
+  const ext = createFleetManager({ dataDir: dir, http: local, mqtt: { host: '127.0.0.1', port: 1 }, brokerUrl: broker.url, brokerPasswordFile, logger: pino({ level: 'silent' }) });
   t.after(() => ext.close());
   const { mqttUrl: url } = await ext.start();
   assert.equal(url, broker.url);
-  const edge = await connectEdge(t, url, 'edge-x');
+  const edge = await connectEdge(t, url, 'edge-x', await ids.enrollEdge('edge-x'));
   await edge.publishResults(results(1, 2));
   assert.equal(await edge.nextAck(), 2);
+});
+
+test('fleetBrokerSecret: in-process code connects to the embedded broker as the fleet and reads every edge; a wrong password is refused', { timeout: 10_000 }, async (t) => {
+  const dir = await tempDir(t);
+  const fleetBrokerSecret = 'observer-secret-of-this-test';
+  const own = createFleetManager({ dataDir: dir, http: local, mqtt: local, logger: pino({ level: 'silent' }), fleetBrokerSecret });
+  t.after(() => own.close());
+  const { mqttUrl: url } = await own.start();
+  await assert.rejects(connectAsync(url, { clientId: 'osprey-fleet-observer', username: 'osprey-fleet', password: `${fleetBrokerSecret}x`, reconnectPeriod: 0 }), /Not authorized|Bad username or password/);
+  const observer = await connectAsync(url, { clientId: 'osprey-fleet-observer', username: 'osprey-fleet', password: fleetBrokerSecret, reconnectPeriod: 0 });
+  t.after(() => observer.endAsync(true));
+  const ack = new Promise<string>((resolve) => observer.on('message', (topic) => resolve(topic)));
+  await observer.subscribeAsync('osprey/v1/edges/+/ack', { qos: 1 });
+  const edge = await connectEdge(t, url, 'edge-o', await openTestIdentity(t, join(dir, 'fleet.db')).enrollEdge('edge-o'));
+  await edge.publishResults(results(1, 1));
+  assert.equal(await ack, 'osprey/v1/edges/edge-o/ack');
+  assert.throws(() => createFleetManager({ dataDir: dir, fleetBrokerSecret: 'short' }), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /fleetBrokerSecret/.test(err.message));
 });
 
 test('start fails clearly: bad options, unreachable broker, port in use', { timeout: 15_000 }, async (t) => {
@@ -192,6 +225,10 @@ test('start fails clearly: bad options, unreachable broker, port in use', { time
   const dead = createFleetManager({ dataDir: await tempDir(t), http: local, brokerUrl: `mqtt://127.0.0.1:${freePort}`, logger: pino({ level: 'silent' }) });
   await assert.rejects(dead.start(), (err) => isOspreyError(err, 'OSP_ERR_BROKER') && err.message.includes(`mqtt://127.0.0.1:${freePort}`));
   await dead.close();
+
+  const noPassword = createFleetManager({ dataDir: await tempDir(t), http: local, brokerUrl: `mqtt://127.0.0.1:${freePort}`, brokerPasswordFile: 'missing.secret', logger: pino({ level: 'silent' }) });
+  await assert.rejects(noPassword.start(), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /brokerPasswordFile .*missing\.secret does not exist/.test(err.message));
+  await noPassword.close();
 
   const busy = createFleetManager({ dataDir: await tempDir(t), http: local, mqtt: { host: '127.0.0.1', port: Number(new URL(mqttUrl).port) }, logger: pino({ level: 'silent' }) });
   await assert.rejects(busy.start(), (err) => isOspreyError(err, 'OSP_ERR_BROKER') && /EADDRINUSE/.test(err.message));

@@ -94,9 +94,11 @@ export interface TestEdge {
  * An edge played by a real mqtt.js client: subscribed to its acks, with a last will saying
  * offline, like the real agent.
  */
-export async function connectEdge(t: TestContext, url: string, id: string): Promise<TestEdge> {
+export async function connectEdge(t: TestContext, url: string, id: string, credential: string): Promise<TestEdge> {
   const client = await connectAsync(url, {
-    clientId: `test-${id}`,
+    clientId: id,
+    username: id,
+    password: credential,
     reconnectPeriod: 0,
     will: {
       topic: edgeTopic(id, 'state'),

@@ -11,6 +11,9 @@ import { edgeTopic } from '../../protocol/topics.js';
 import { startOsprey } from '../helpers/osprey-process.js';
 import { connectSimEdge } from '../helpers/sim-edge.js';
 import { floodPublish, memoryOf, publishHeader } from '../helpers/mqtt-flood.js';
+import { openTestIdentity } from '../helpers/identity.js';
+import { tempDir } from './helpers.js';
+import { FLEET_MQTT_USERNAME } from '../../fleet-manager/broker-auth.js';
 
 const silent = pino({ level: 'silent' });
 const MiB = 1024 * 1024;
@@ -43,21 +46,36 @@ test('retained cap: counts topics and bytes, allows replacements that do not gro
 });
 
 test('embedded broker: a PUBLISH over maxPacketBytes drops that connection unread; other clients and retained caps work', async (t) => {
-  const broker = await startBroker({ host: '127.0.0.1', port: 0, logger: silent, maxPacketBytes: 256 * 1024, maxRetainedMessages: 1, maxRetainedBytes: 1 << 20 });
+  const ids = openTestIdentity(t, join(await tempDir(t), 'fleet.db'));
+  const fleetSecret = 'fleet secret of this test';
+  const broker = await startBroker({
+    host: '127.0.0.1',
+    port: 0,
+    logger: silent,
+    maxPacketBytes: 256 * 1024,
+    maxRetainedMessages: 1,
+    maxRetainedBytes: 1 << 20,
+    fleetSecret,
+    resolveEdgeCredential: (c) => ids.identity.resolveEdgeCredential(c),
+  });
   t.after(() => broker.close());
-  const sub = await connectAsync(broker.url, { clientId: 'sub', reconnectPeriod: 0 });
+  const fleetLogin = (clientId: string) => ({ clientId: `osprey-fleet-${clientId}`, username: FLEET_MQTT_USERNAME, password: fleetSecret });
+  const press1 = { clientId: 'press-1', username: 'press-1', password: await ids.enrollEdge('press-1') };
+  const press2 = { clientId: 'press-2', username: 'press-2', password: await ids.enrollEdge('press-2') };
+  const sub = await connectAsync(broker.url, { ...fleetLogin('sub'), reconnectPeriod: 0 });
   t.after(() => sub.endAsync(true));
   const got: string[] = [];
   sub.on('message', (topic) => got.push(topic));
   await sub.subscribeAsync('osprey/#', { qos: 1 });
 
-  for (const kind of ['results', 'desired'] as const) {
-    const flood = await floodPublish(broker.url, edgeTopic('press-1', kind), 64 * MiB);
+  // An edge's results, and the fleet's own desired state: a size limit spares no one.
+  for (const [kind, login] of [['results', press1], ['desired', fleetLogin('flood')]] as const) {
+    const flood = await floodPublish(broker.url, login, edgeTopic('press-1', kind), 64 * MiB);
     assert.ok(flood.written < 64 * MiB, `${kind}: the broker read only the start of the packet (${flood.written} bytes written)`);
   }
 
   // The broker and the subscriber go on: a normal publish arrives, the flood never did.
-  const pub = await connectAsync(broker.url, { clientId: 'pub', reconnectPeriod: 0 });
+  const pub = await connectAsync(broker.url, { ...press1, reconnectPeriod: 0 });
   t.after(() => pub.endAsync(true));
   const arrived = new Promise<void>((resolve) => sub.on('message', (topic) => topic.endsWith('/events') && resolve()));
   await pub.publishAsync(edgeTopic('press-1', 'events'), Buffer.alloc(200 * 1024), { qos: 1 });
@@ -66,7 +84,7 @@ test('embedded broker: a PUBLISH over maxPacketBytes drops that connection unrea
 
   // Retained: one topic allowed; a second retained topic is refused (the publisher is dropped).
   await pub.publishAsync(edgeTopic('press-1', 'state'), Buffer.from('{}'), { qos: 1, retain: true });
-  const refused = await connectAsync(broker.url, { clientId: 'retainer', reconnectPeriod: 0 });
+  const refused = await connectAsync(broker.url, { ...press2, reconnectPeriod: 0 });
   t.after(() => refused.endAsync(true));
   const closed = new Promise<void>((resolve) => refused.once('close', () => resolve()));
   refused.publish(edgeTopic('press-2', 'state'), Buffer.from('{}'), { qos: 1, retain: true });
@@ -81,8 +99,10 @@ test('fleet process: a 200 MB results publish is refused, fleet memory stays bou
   const started = await fleet.waitForLine((l) => l.msg === 'fleet manager started');
   const mqttUrl = String(started.mqttUrl);
   const before = memoryOf(fleet.child.pid!);
+  // The edge enrolls on the fleet's database, as `osprey edge enroll` would.
+  const credential = await openTestIdentity(t, join(dir, 'fleet.db')).enrollEdge('press-1');
 
-  const flood = await floodPublish(mqttUrl, edgeTopic('press-1', 'results'), 200 * MiB);
+  const flood = await floodPublish(mqttUrl, { clientId: 'press-1', username: 'press-1', password: credential }, edgeTopic('press-1', 'results'), 200 * MiB);
   const after = memoryOf(fleet.child.pid!);
   assert.ok(flood.written < 200 * MiB, `broker hung up after ${flood.written} bytes`);
   const growth = after.peak - before.rss;
@@ -91,7 +111,7 @@ test('fleet process: a 200 MB results publish is refused, fleet memory stays bou
   await fleet.waitForLine((l) => l.msg === 'mqtt packet over maxPacketBytes; connection dropped');
 
   // Ingest still works: an edge's normal batch is stored and acked.
-  const edge = await connectSimEdge(mqttUrl, { id: 'press-1', line: 'L1', localModel: { name: 'inspect', version: '1' } });
+  const edge = await connectSimEdge(mqttUrl, { id: 'press-1', credential, line: 'L1', localModel: { name: 'inspect', version: '1' } });
   t.after(() => edge.close());
   await edge.sendResults([{ ts: Date.now(), camera: 'cam1', source: 'simulated', model: 'inspect@1', verdict: 'ok', label: 'good', score: 0.1, latencyMs: 5 }]);
 });

@@ -13,13 +13,14 @@ import { createFleetManager } from '../../fleet-manager/fleet-manager.js';
 import { pino } from 'pino';
 import { packageFiles, startFleet, uploadTar } from './control-helpers.js';
 import { tempDir } from './helpers.js';
+import { signedFiles, TEST_PUBLISHER_ID, testPublisher, tinyAnomalyModel } from '../helpers/publisher.js';
 
 test('registry: a tar upload becomes a signed, content-addressed version; listings show it', async (t) => {
   const f = await startFleet(t);
   const archive = packArchive(packageFiles('scratch-net', '1.0.0'));
   const sha = sha256Hex(archive);
 
-  const res = await uploadTar(f.httpUrl, 'scratch-net', archive);
+  const res = await uploadTar(f.httpUrl, 'scratch-net', archive, f.admin);
   assert.equal(res.status, 201);
   assert.equal(res.body.name, 'scratch-net');
   assert.equal(res.body.version, '1.0.0');
@@ -36,7 +37,9 @@ test('registry: a tar upload becomes a signed, content-addressed version; listin
   assert.equal(pem.status, 200);
   assert.match(pem.headers.get('content-type')!, /^text\/plain/);
   assert.match(pem.body, /^-----BEGIN PUBLIC KEY-----/);
-  verifyArtifact({ name: 'scratch-net', version: '1.0.0', sha256: sha }, String(res.body.signature), pem.body);
+  // Signed by the publisher (the test key the fleet trusts), not by the fleet.
+  assert.equal(res.body.keyId, TEST_PUBLISHER_ID);
+  verifyArtifact({ name: 'scratch-net', version: '1.0.0', sha256: sha, size: archive.length, pluginSha256: null }, String(res.body.signature), testPublisher.publicKeyPem);
   assert.equal((await stat(join(f.dataDir, 'keys', 'fleet-signing.key'))).mode & 0o777, 0o600);
 
   const models = await f.api('GET', '/api/models');
@@ -55,12 +58,12 @@ test('registry: a tar upload becomes a signed, content-addressed version; listin
 test('registry: versions are immutable; the same package again is idempotent', async (t) => {
   const f = await startFleet(t);
   const first = packArchive(packageFiles('m', '1'));
-  assert.equal((await uploadTar(f.httpUrl, 'm', first)).status, 201);
-  const again = await uploadTar(f.httpUrl, 'm', first);
+  assert.equal((await uploadTar(f.httpUrl, 'm', first, f.admin)).status, 201);
+  const again = await uploadTar(f.httpUrl, 'm', first, f.admin);
   assert.equal(again.status, 200);
   assert.equal(again.body.sha256, sha256Hex(first));
 
-  const other = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.from('retrained weights'))));
+  const other = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', tinyAnomalyModel({ offset: 0.25 }))), f.admin);
   assert.equal(other.status, 409);
   assert.equal(other.body.error, 'OSP_ERR_CONFLICT');
   assert.match(String(other.body.message), /immutable/);
@@ -71,17 +74,17 @@ test('registry: a multipart upload of the package files is the same artifact as 
   const f = await startFleet(t);
   const files = packageFiles('seal-check', '2.1');
   const form = new FormData();
-  for (const [name, bytes] of files) form.append('file', new Blob([bytes]), name);
-  const res = await fetch(`${f.httpUrl}/api/models/seal-check/versions`, { method: 'POST', body: form });
+  for (const [name, bytes] of signedFiles(files)) form.append('file', new Blob([bytes]), name);
+  const res = await fetch(`${f.httpUrl}/api/models/seal-check/versions`, { method: 'POST', body: form, headers: f.admin });
   const body = (await res.json()) as { sha256: string };
   assert.equal(res.status, 201);
   assert.equal(body.sha256, sha256Hex(packArchive(files)));
   // …so the tar of the same files is an idempotent re-upload.
-  assert.equal((await uploadTar(f.httpUrl, 'seal-check', packArchive(files))).status, 200);
+  assert.equal((await uploadTar(f.httpUrl, 'seal-check', packArchive(files), f.admin)).status, 200);
 
   const text = new FormData();
   text.append('manifest', '{}');
-  const bad = await fetch(`${f.httpUrl}/api/models/seal-check/versions`, { method: 'POST', body: text });
+  const bad = await fetch(`${f.httpUrl}/api/models/seal-check/versions`, { method: 'POST', body: text, headers: f.admin });
   assert.equal(bad.status, 400);
   assert.match(((await bad.json()) as { message: string }).message, /not a file/);
 });
@@ -97,7 +100,7 @@ test('registry: invalid packages are refused with a reason', async (t) => {
     ['bad manifest', packArchive(new Map([...good, ['manifest.json', Buffer.from('{"name":"m"}')]])), 422, /invalid manifest/],
   ];
   for (const [what, body, status, message] of cases) {
-    const res = await uploadTar(f.httpUrl, 'm', body);
+    const res = await uploadTar(f.httpUrl, 'm', body, f.admin);
     assert.equal(res.status, status, what);
     assert.match(String(res.body.message), message, what);
   }
@@ -109,20 +112,21 @@ test('registry: invalid packages are refused with a reason', async (t) => {
 
 test('registry: artifacts download whole or by Range (206, 416), with a sha256 ETag', async (t) => {
   const f = await startFleet(t);
-  const archive = packArchive(packageFiles('m', '1', Buffer.alloc(3000, 7)));
+  const model = tinyAnomalyModel({ padBytes: 3000 });
+  const archive = packArchive(packageFiles('m', '1', model));
   const sha = sha256Hex(archive);
-  await uploadTar(f.httpUrl, 'm', archive);
+  await uploadTar(f.httpUrl, 'm', archive, f.admin);
   const url = `${f.httpUrl}/api/artifacts/${sha}`;
 
-  const full = await fetch(url);
+  const full = await fetch(url, { headers: f.admin });
   assert.equal(full.status, 200);
   assert.equal(full.headers.get('etag'), `"${sha}"`);
   assert.equal(full.headers.get('accept-ranges'), 'bytes');
   assert.equal(Number(full.headers.get('content-length')), archive.length);
   assert.equal(sha256Hex(Buffer.from(await full.arrayBuffer())), sha);
-  assert.deepEqual(unpackArchive(archive).get('model.onnx'), Buffer.alloc(3000, 7));
+  assert.deepEqual(unpackArchive(archive).get('model.onnx'), Buffer.from(model));
 
-  const ranged = async (range: string, extra: Record<string, string> = {}) => fetch(url, { headers: { range, ...extra } });
+  const ranged = async (range: string, extra: Record<string, string> = {}) => fetch(url, { headers: { ...f.admin, range, ...extra } });
   const first = await ranged('bytes=0-99');
   assert.equal(first.status, 206);
   assert.equal(first.headers.get('content-range'), `bytes 0-99/${archive.length}`);
@@ -149,19 +153,19 @@ test('registry: artifacts download whole or by Range (206, 416), with a sha256 E
   assert.equal((await ranged('bytes=0-9', { 'if-range': `"${sha}"` })).status, 206);
   // Several ranges are not served as multipart: the whole artifact instead.
   assert.equal((await ranged('bytes=0-9,20-29')).status, 200);
-  assert.equal((await fetch(url, { headers: { 'if-none-match': `"${sha}"` } })).status, 304);
+  assert.equal((await fetch(url, { headers: { ...f.admin, 'if-none-match': `"${sha}"` } })).status, 304);
 
-  const head = await fetch(url, { method: 'HEAD' });
+  const head = await fetch(url, { method: 'HEAD', headers: f.admin });
   assert.equal(head.status, 200);
   assert.equal(Number(head.headers.get('content-length')), archive.length);
 
-  assert.equal((await fetch(`${f.httpUrl}/api/artifacts/${'0'.repeat(64)}`)).status, 404);
-  assert.equal((await fetch(`${f.httpUrl}/api/artifacts/xyz`)).status, 400);
+  assert.equal((await fetch(`${f.httpUrl}/api/artifacts/${'0'.repeat(64)}`, { headers: f.admin })).status, 404);
+  assert.equal((await fetch(`${f.httpUrl}/api/artifacts/xyz`, { headers: f.admin })).status, 400);
 });
 
 test('registry: a package over registry.maxPackageBytes is 413', async (t) => {
   const f = await startFleet(t, { registry: { maxPackageBytes: 4096 } });
-  const res = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(8192, 1))));
+  const res = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(8192, 1))), f.admin);
   assert.equal(res.status, 413);
   assert.equal(res.body.error, 'OSP_ERR_TOO_LARGE');
   assert.match(String(res.body.message), /exceeds registry\.maxPackageBytes \(4096 bytes\)/);

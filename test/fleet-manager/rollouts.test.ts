@@ -17,11 +17,11 @@ const V2 = 'inspect@2';
 
 async function fleetWithEdges(t: TestContext, edges: [string, string][], opts: Parameters<typeof startFleet>[1] = {}) {
   const f = await startFleet(t, opts);
-  const v1 = await register(f.httpUrl, 'inspect', '1');
-  const v2 = await register(f.httpUrl, 'inspect', '2');
+  const v1 = await register(f.httpUrl, 'inspect', '1', f.admin);
+  const v2 = await register(f.httpUrl, 'inspect', '2', f.admin);
   const sims = new Map<string, SimEdge>();
   for (const [id, line] of edges) {
-    const e = await connectSimEdge(f.mqttUrl, { id, line, localModel: V1 });
+    const e = await connectSimEdge(f.mqttUrl, { id, credential: await f.creds.enrollEdge(id), line, localModel: V1 });
     t.after(() => e.close());
     sims.set(id, e);
     await e.waitDesired(() => true); // the fleet knows it
@@ -270,7 +270,7 @@ test('rollouts: a silent edge counts against its stage; pause, resume and abort'
 
 test('rollouts: bad requests are refused with a reason', async (t) => {
   const f = await startFleet(t);
-  await register(f.httpUrl, 'inspect', '2');
+  await register(f.httpUrl, 'inspect', '2', f.admin);
   const post = (body: unknown) => f.api('POST', '/api/rollouts', body);
   const base = { model: 'inspect', version: '2', target: { all: true }, stages: [{ mode: 'live' }] };
   assert.equal((await post({ ...base, version: '3' })).status, 404);
@@ -313,9 +313,10 @@ test('rollouts: percent stages take nested shares of the target', { timeout: 30_
 test('rollouts: a fleet restart mid-rollout resumes from the stored state', { timeout: 30_000 }, async (t) => {
   const dataDir = await tempDir(t);
   const first = await startFleet(t, { dataDir });
-  await register(first.httpUrl, 'inspect', '1');
-  await register(first.httpUrl, 'inspect', '2');
-  let a1 = await connectSimEdge(first.mqttUrl, { id: 'a1', line: 'A', localModel: V1 });
+  await register(first.httpUrl, 'inspect', '1', first.admin);
+  await register(first.httpUrl, 'inspect', '2', first.admin);
+  const a1Credential = await first.creds.enrollEdge('a1');
+  let a1 = await connectSimEdge(first.mqttUrl, { id: 'a1', credential: a1Credential, line: 'A', localModel: V1 });
   const r = (
     await first.api('POST', '/api/rollouts', {
       model: 'inspect',
@@ -337,7 +338,7 @@ test('rollouts: a fleet restart mid-rollout resumes from the stored state', { ti
 
   // A new process on the same data: the rollout, its counters and the edge's desired state come back.
   const second = await startFleet(t, { dataDir });
-  a1 = await connectSimEdge(second.mqttUrl, { id: 'a1', line: 'A', localModel: V1, lastSeq });
+  a1 = await connectSimEdge(second.mqttUrl, { id: 'a1', credential: a1Credential, line: 'A', localModel: V1, lastSeq });
   t.after(() => a1.close());
   const d = await a1.waitDesired((x) => x.shadow?.version === '2');
   assert.equal(d.shadow!.url.startsWith(second.httpUrl), true, 'artifact URLs follow the new address');
@@ -354,7 +355,7 @@ test('rollouts: a fleet restart mid-rollout resumes from the stored state', { ti
 
 test('rollouts: rolling back a line returns every edge to its previous version', { timeout: 30_000 }, async (t) => {
   const { f, v2, sims } = await fleetWithEdges(t, [['a1', 'A'], ['a2', 'A'], ['b1', 'B']]);
-  const v3 = await register(f.httpUrl, 'inspect', '3');
+  const v3 = await register(f.httpUrl, 'inspect', '3', f.admin);
   const r = (await f.api('POST', '/api/rollouts', { model: 'inspect', version: '2', target: { all: true }, stages: [{ mode: 'live' }] })).body;
   for (const e of sims.values()) await e.waitActive(V2);
   await rolloutWhere(f, r.id, 'completed', (x) => x.status === 'completed');

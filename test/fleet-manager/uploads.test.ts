@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,8 +13,11 @@ import { test, type TestContext } from 'node:test';
 import { header, packArchive } from '../../models/package-archive.js';
 import { manifestBytes, packageFiles, startFleet, uploadTar } from './control-helpers.js';
 import { startOsprey } from '../helpers/osprey-process.js';
+import { openTestIdentity } from '../helpers/identity.js';
 import { memoryOf } from '../helpers/mqtt-flood.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { signedFiles, TEST_PUBLISHER_ID, testPublisher, testPublisherKey, tinyAnomalyModel } from '../helpers/publisher.js';
+import { signArtifact } from '../../models/artifact-signature.js';
 
 const MiB = 1024 * 1024;
 const files = (dir: string) => readdirSync(dir);
@@ -63,12 +66,84 @@ const formEnd = Buffer.from(`--${BOUNDARY}--\r\n`);
 const multipartBody = (parts: Iterable<[string, Uint8Array]>) =>
   Buffer.concat([...[...parts].flatMap(([name, bytes]) => [partHead(name), Buffer.from(bytes), Buffer.from('\r\n')]), formEnd]);
 
-/** The manifest of a package whose model is `size` zero bytes. */
-function zerosManifest(name: string, size: number): Buffer {
-  const h = createHash('sha256');
-  const zeros = Buffer.alloc(MiB);
-  for (let left = size; left > 0; left -= MiB) h.update(left >= MiB ? zeros : zeros.subarray(0, left));
-  return manifestBytes(name, '1', h.digest('hex'), size);
+/** A varint (protobuf). */
+function varint(n: number): Buffer {
+  const out: number[] = [];
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) out.push((n % 0x80) | 0x80);
+  out.push(n);
+  return Buffer.from(out);
+}
+
+/**
+ * A real model of `size` bytes, nearly all of them zeros, without ever holding them: the tiny
+ * anomaly model with one more (unused) initializer whose raw_data is the zeros. Returned as the
+ * bytes before the zeros, their count and the bytes after, with the whole model's sha256.
+ */
+function bigModel(size: number): { prefix: Buffer; zeros: number; suffix: Buffer; sha256: string } {
+  const base = Buffer.from(tinyAnomalyModel());
+  // ModelProto field 7 (graph, length-delimited): find it among the top-level fields.
+  let off = 0;
+  let graph: { start: number; body: number; end: number } | undefined;
+  while (off < base.length) {
+    const start = off;
+    let tag = 0;
+    for (let shift = 1; ; shift *= 128) {
+      const b = base[off++]!;
+      tag += (b & 0x7f) * shift;
+      if (b < 0x80) break;
+    }
+    const wire = tag & 7;
+    if (wire === 0) while (base[off++]! >= 0x80);
+    else if (wire === 2) {
+      let len = 0;
+      for (let shift = 1; ; shift *= 128) {
+        const b = base[off++]!;
+        len += (b & 0x7f) * shift;
+        if (b < 0x80) break;
+      }
+      if (tag >> 3 === 7) graph = { start, body: off, end: off + len };
+      off += len;
+    } else throw new Error(`unexpected wire type ${wire}`);
+  }
+  if (!graph) throw new Error('no graph in the tiny model');
+  const graphBody = base.subarray(graph.body, graph.end);
+  // TensorProto { dims: n, data_type: FLOAT, name: "pad", raw_data: <zeros> } as GraphProto field 5 (initializer).
+  const tensorHead = (n: number) => Buffer.concat([Buffer.from([0x08]), varint(n / 4), Buffer.from([0x10, 0x01, 0x42, 0x03]), Buffer.from('pad'), Buffer.from([0x4a]), varint(n)]);
+  const build = (n: number) => {
+    const tensorLen = tensorHead(n).length + n;
+    const init = Buffer.concat([Buffer.from([0x2a]), varint(tensorLen), tensorHead(n)]);
+    const graphLen = graphBody.length + init.length + n;
+    const prefix = Buffer.concat([base.subarray(0, graph!.start), Buffer.from([0x3a]), varint(graphLen), graphBody, init]);
+    return { prefix, suffix: base.subarray(graph!.end) };
+  };
+  // The zeros take what the rest leaves, rounded down to whole float32s: within 4 bytes of `size`.
+  let zeros = size - build(size).prefix.length - build(size).suffix.length;
+  zeros -= zeros % 4;
+  const { prefix, suffix } = build(zeros);
+  const h = createHash('sha256').update(prefix);
+  const chunk = Buffer.alloc(MiB);
+  for (let left = zeros; left > 0; left -= MiB) h.update(left >= MiB ? chunk : chunk.subarray(0, left));
+  return { prefix, zeros, suffix: Buffer.from(suffix), sha256: h.update(suffix).digest('hex') };
+}
+
+/**
+ * A signed package of a real model of about `size` bytes, to stream: its manifest, the model in
+ * three pieces, and the signature.json of its canonical archive (hashed here without holding it).
+ */
+function bigPackage(name: string, size: number) {
+  const model = bigModel(size - (size % 4));
+  const modelSize = model.prefix.length + model.zeros + model.suffix.length;
+  const manifest = manifestBytes(name, '1', model.sha256, modelSize);
+  const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);
+  // The canonical archive: manifest.json, model.onnx, end marker (what packArchive would write).
+  const h = createHash('sha256').update(Buffer.concat([header('manifest.json', manifest.length, 0), manifest, pad(manifest.length), header('model.onnx', modelSize, 0), model.prefix]));
+  const chunk = Buffer.alloc(MiB);
+  for (let left = model.zeros; left > 0; left -= MiB) h.update(left >= MiB ? chunk : chunk.subarray(0, left));
+  h.update(Buffer.concat([model.suffix, pad(modelSize), Buffer.alloc(1024)]));
+  const archiveSize = 512 + manifest.length + pad(manifest.length).length + 512 + modelSize + pad(modelSize).length + 1024;
+  const identity = { name, version: '1', sha256: h.digest('hex'), size: archiveSize, pluginSha256: null };
+  const signature = Buffer.from(JSON.stringify({ format: 'osprey-artifact/v2', keyId: TEST_PUBLISHER_ID, ...identity, signature: signArtifact(identity, testPublisher.privateKeyPem) }));
+  return { manifest, model, modelSize, signature, pad };
 }
 
 test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves no file; an aborted or empty one neither', async (t) => {
@@ -76,7 +151,7 @@ test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves
   const uploads = join(f.dataDir, 'uploads');
 
   let answered = false;
-  const over = postTar(f.httpUrl, 'm', { 'transfer-encoding': 'chunked' }, async (req) => writeZeros(req, 8 * MiB, () => answered));
+  const over = postTar(f.httpUrl, 'm', { ...f.admin, 'transfer-encoding': 'chunked' }, async (req) => writeZeros(req, 8 * MiB, () => answered));
   void over.then(() => (answered = true));
   const res = await over;
   assert.equal(res?.status, 413);
@@ -85,7 +160,7 @@ test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves
   assert.deepEqual(files(uploads), []);
 
   // The client goes away half-way: the partial file is deleted.
-  const aborted = postTar(f.httpUrl, 'm', { 'content-length': MiB }, async (req) => {
+  const aborted = postTar(f.httpUrl, 'm', { ...f.admin, 'content-length': MiB }, async (req) => {
     await writeZeros(req, MiB / 2);
     await waitFor(() => files(uploads).length === 1, 'the partial upload on disk');
     req.destroy();
@@ -93,7 +168,7 @@ test('uploads: a streamed upload over registry.maxPackageBytes is 413 and leaves
   assert.equal(await aborted, null);
   await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
 
-  const empty = await uploadTar(f.httpUrl, 'm', new Uint8Array(0));
+  const empty = await uploadTar(f.httpUrl, 'm', new Uint8Array(0), f.admin);
   assert.equal(empty.status, 400);
   assert.deepEqual(files(uploads), []);
   assert.deepEqual(files(join(f.dataDir, 'artifacts')), []);
@@ -103,7 +178,7 @@ test('uploads: a canonical tar is moved into place, another tar is re-packed; in
   const f = await startFleet(t);
   const pkg = packageFiles('m', '1');
   const canonical = packArchive(pkg);
-  const up = await uploadTar(f.httpUrl, 'm', canonical);
+  const up = await uploadTar(f.httpUrl, 'm', canonical, f.admin);
   assert.equal(up.status, 201);
   assert.equal(up.body.sha256, createHash('sha256').update(canonical).digest('hex'));
 
@@ -116,11 +191,11 @@ test('uploads: a canonical tar is moved into place, another tar is re-packed; in
     }),
     Buffer.alloc(1024),
   ]);
-  const repacked = await uploadTar(f.httpUrl, 'm', odd);
+  const repacked = await uploadTar(f.httpUrl, 'm', odd, f.admin);
   assert.equal(repacked.status, 201);
   assert.equal(repacked.body.sha256, createHash('sha256').update(packArchive(packageFiles('m', '2'))).digest('hex'));
 
-  const bad = await uploadTar(f.httpUrl, 'm', Buffer.alloc(4096, 7));
+  const bad = await uploadTar(f.httpUrl, 'm', Buffer.alloc(4096, 7), f.admin);
   assert.equal(bad.status, 422);
   assert.match(String(bad.body.message), /not a valid model package archive/);
   assert.deepEqual(files(join(f.dataDir, 'uploads')), []);
@@ -128,20 +203,21 @@ test('uploads: a canonical tar is moved into place, another tar is re-packed; in
 
 test('uploads: the artifact store quota (registry.maxBytes) refuses a package with 507 naming it', async (t) => {
   const f = await startFleet(t, { registry: { maxBytes: 8 * 1024 } });
-  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))))).status, 201);
-  const full = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '2', Buffer.alloc(5000, 2))));
+  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', tinyAnomalyModel({ padBytes: 2700 }))), f.admin)).status, 201);
+  const full = await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '2', tinyAnomalyModel({ padBytes: 4700 }))), f.admin);
   assert.equal(full.status, 507);
   assert.equal(full.body.error, 'OSP_ERR_QUOTA');
   assert.match(String(full.body.message), /^artifact store full: 6144 bytes used \+ 8192 would exceed registry\.maxBytes \(8192\)$/);
   assert.deepEqual(files(join(f.dataDir, 'uploads')), []);
   // The same package again takes no space: still accepted.
-  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', Buffer.alloc(3000, 1))))).status, 200);
+  assert.equal((await uploadTar(f.httpUrl, 'm', packArchive(packageFiles('m', '1', tinyAnomalyModel({ padBytes: 2700 }))), f.admin)).status, 200);
 });
 
 test('uploads: the image store quota (images.maxBytes) answers 507; a repeated image still fits', async (t) => {
   const f = await startFleet(t, { images: { maxBytes: 4096 } });
+  const press1 = { authorization: `Bearer ${await f.creds.enrollEdge('press-1')}` };
   const put = (seq: number, bytes: Buffer) =>
-    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { 'content-type': 'image/jpeg' } }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
+    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { ...press1, 'content-type': 'image/jpeg' } }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
   assert.equal((await put(1, Buffer.alloc(3000, 1))).status, 201);
   assert.equal((await put(2, Buffer.alloc(3000, 1))).status, 201, 'same bytes: shared blob, no new space');
   const full = await put(3, Buffer.alloc(2000, 2));
@@ -152,30 +228,33 @@ test('uploads: the image store quota (images.maxBytes) answers 507; a repeated i
 /** A real `osprey fleet` process on free ports in a temp dir, killed and removed after the test. */
 async function fleetProcess(t: TestContext) {
   const dir = mkdtempSync(join(tmpdir(), 'osprey-upload-'));
-  const fleet = startOsprey(['fleet', 'start', '--port', '0', '--mqtt-port', '0', '--data', dir]);
+  // The fleet trusts the test publisher (registry.publisherKeys), as a real one is configured.
+  const configFile = join(dir, 'fleet.json');
+  writeFileSync(configFile, JSON.stringify({ registry: { publisherKeys: [testPublisherKey()] } }));
+  const fleet = startOsprey(['fleet', 'start', '--config', configFile, '--port', '0', '--mqtt-port', '0', '--data', dir]);
   // One hook, process first: the dir is removed only once nothing writes to it.
   t.after(async () => {
     await fleet.stop('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   });
   const { httpUrl } = (await fleet.waitForLine((l) => l.msg === 'fleet manager started')) as { httpUrl: string };
-  return { fleet, httpUrl, dir };
+  const admin = await openTestIdentity(t, join(dir, 'fleet.db')).headers('admin');
+  return { fleet, httpUrl, dir, admin };
 }
 
 test('fleet process: a 500 MB package upload streams to disk; the fleet memory stays bounded', { timeout: 120_000 }, async (t) => {
-  const { fleet, httpUrl, dir } = await fleetProcess(t);
+  const { fleet, httpUrl, dir, admin } = await fleetProcess(t);
   const before = memoryOf(fleet.child.pid!);
 
-  // A valid package with a 500 MB model, streamed: manifest (its sha over the zeros), then the model.
+  // A valid, signed package with a real 500 MB model, streamed: manifest, the model, its signature.json.
   const size = 500 * MiB;
-  const manifest = zerosManifest('big', size);
-  const pad = (n: number) => Buffer.alloc((512 - (n % 512)) % 512);
-  const head = Buffer.concat([header('manifest.json', manifest.length, 0), manifest, pad(manifest.length), header('model.onnx', size, 0)]);
-  const tail = Buffer.concat([pad(size), Buffer.alloc(1024)]);
+  const { manifest, model, modelSize, signature, pad } = bigPackage('big', size);
+  const head = Buffer.concat([header('manifest.json', manifest.length, 0), manifest, pad(manifest.length), header('model.onnx', modelSize, 0), model.prefix]);
+  const tail = Buffer.concat([model.suffix, pad(modelSize), header('signature.json', signature.length, 0), signature, pad(signature.length), Buffer.alloc(1024)]);
   const started = Date.now();
-  const res = await postTar(httpUrl, 'big', { 'content-length': head.length + size + tail.length }, async (req) => {
+  const res = await postTar(httpUrl, 'big', { ...admin, 'content-length': head.length + model.zeros + tail.length }, async (req) => {
     req.write(head);
-    await writeZeros(req, size);
+    await writeZeros(req, model.zeros);
     req.end(tail);
   });
   const after = memoryOf(fleet.child.pid!);
@@ -191,7 +270,7 @@ test('uploads: a multipart upload is received to a directory; over registry.maxP
 
   // A model part that never ends: answered once 2 MiB of file bytes are in, not at the end of the body.
   let answered = false;
-  const over = postTar(f.httpUrl, 'm', { ...MULTIPART, 'transfer-encoding': 'chunked' }, async (req) => {
+  const over = postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART, 'transfer-encoding': 'chunked' }, async (req) => {
     req.write(partHead('model.onnx'));
     await writeZeros(req, 64 * MiB, () => answered);
   });
@@ -202,7 +281,7 @@ test('uploads: a multipart upload is received to a directory; over registry.maxP
   await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
 
   // The client goes away half-way through a part: the directory is deleted.
-  const aborted = postTar(f.httpUrl, 'm', { ...MULTIPART, 'content-length': MiB }, async (req) => {
+  const aborted = postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART, 'content-length': MiB }, async (req) => {
     req.write(partHead('model.onnx'));
     await writeZeros(req, MiB / 2);
     await waitFor(() => files(uploads).length === 1, 'the partial upload on disk');
@@ -211,7 +290,7 @@ test('uploads: a multipart upload is received to a directory; over registry.maxP
   assert.equal(await aborted, null);
   await waitFor(() => files(uploads).length === 0, 'the partial upload deleted');
 
-  const good = await postTar(f.httpUrl, 'm', MULTIPART, async (req) => void req.end(multipartBody(packageFiles('m', '1'))));
+  const good = await postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART }, async (req) => void req.end(multipartBody(signedFiles(packageFiles('m', '1')))));
   assert.equal(good?.status, 201, JSON.stringify(good?.body));
   assert.equal(good?.body.sha256, createHash('sha256').update(packArchive(packageFiles('m', '1'))).digest('hex'));
   assert.deepEqual(files(uploads), []);
@@ -231,7 +310,7 @@ test('uploads: multipart parts that are not flat package files are refused with 
     ['cut short', multipartBody(pkg).subarray(0, 300), 400, 'body is not valid multipart/form-data: Unexpected end of form'],
   ];
   for (const [what, body, status, message] of cases) {
-    const res = await postTar(f.httpUrl, 'm', MULTIPART, async (req) => void req.end(body));
+    const res = await postTar(f.httpUrl, 'm', { ...f.admin, ...MULTIPART }, async (req) => void req.end(body));
     assert.equal(res?.status, status, `${what}: ${JSON.stringify(res?.body)}`);
     assert.equal(res?.body.message, message, what);
     assert.deepEqual(files(uploads), [], what);
@@ -241,17 +320,17 @@ test('uploads: multipart parts that are not flat package files are refused with 
 });
 
 test('fleet process: a 500 MB multipart package upload streams to disk; the fleet memory stays bounded', { timeout: 120_000 }, async (t) => {
-  const { fleet, httpUrl, dir } = await fleetProcess(t);
+  const { fleet, httpUrl, dir, admin } = await fleetProcess(t);
   const before = memoryOf(fleet.child.pid!);
 
   const size = 500 * MiB;
-  const manifest = zerosManifest('big', size);
-  const head = Buffer.concat([partHead('manifest.json'), manifest, Buffer.from('\r\n'), partHead('model.onnx')]);
-  const tail = Buffer.concat([Buffer.from('\r\n'), formEnd]);
+  const { manifest, model, signature } = bigPackage('big', size);
+  const head = Buffer.concat([partHead('manifest.json'), manifest, Buffer.from('\r\n'), partHead('model.onnx'), model.prefix]);
+  const tail = Buffer.concat([model.suffix, Buffer.from('\r\n'), partHead('signature.json'), signature, Buffer.from('\r\n'), formEnd]);
   const started = Date.now();
-  const res = await postTar(httpUrl, 'big', { ...MULTIPART, 'content-length': head.length + size + tail.length }, async (req) => {
+  const res = await postTar(httpUrl, 'big', { ...admin, ...MULTIPART, 'content-length': head.length + model.zeros + tail.length }, async (req) => {
     req.write(head);
-    await writeZeros(req, size);
+    await writeZeros(req, model.zeros);
     req.end(tail);
   });
   const after = memoryOf(fleet.child.pid!);
@@ -263,10 +342,11 @@ test('fleet process: a 500 MB multipart package upload streams to disk; the flee
 
 test('uploads: image bodies held at once are capped by images.maxInFlightBytes; beyond it 503 with Retry-After before the body is read', async (t) => {
   const f = await startFleet(t, { images: { maxImageBytes: MiB, maxInFlightBytes: 1.5 * MiB } });
+  const press1 = { authorization: `Bearer ${await f.creds.enrollEdge('press-1')}` };
   const u = new URL(f.httpUrl);
   /** Starts a PUT of an image and leaves it open after `first` bytes; `finish()` sends the rest. */
   const open = (seq: number, headers: Record<string, string | number>, first: Buffer) => {
-    const req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: `/api/results/press-1/${seq}/image`, headers: { 'content-type': 'image/jpeg', ...headers } });
+    const req = httpRequest({ host: u.hostname, port: u.port, method: 'PUT', path: `/api/results/press-1/${seq}/image`, headers: { ...press1, 'content-type': 'image/jpeg', ...headers } });
     const answer = new Promise<{ status: number; retryAfter?: string; body: Record<string, unknown> } | null>((resolve) => {
       req.on('response', (res) => {
         const parts: Buffer[] = [];
@@ -279,7 +359,7 @@ test('uploads: image bodies held at once are capped by images.maxInFlightBytes; 
     return { req, answer };
   };
   const put = (seq: number, bytes: Buffer) =>
-    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { 'content-type': 'image/jpeg' } }).then(async (r) => ({
+    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { ...press1, 'content-type': 'image/jpeg' } }).then(async (r) => ({
       status: r.status,
       retryAfter: r.headers.get('retry-after'),
       body: (await r.json()) as Record<string, unknown>,

@@ -6,8 +6,10 @@
  * bodies to the package upload. Every answer is a success or a JSON error with a known code and
  * a one-line message, never a 5xx, and memory stays bounded.
  *
- * Every request goes through `send`, which adds `credential()`'s headers: when the API requires
- * sign-in, that one function supplies it.
+ * Every request goes through `send`, which adds the headers `credential()` made: an admin's API
+ * token, or for the image upload (edges only) the edge's own credential, both through the real
+ * identity store. The registry does not require publisher signatures here (registry config
+ * requirePublisherSignature false), so fuzzed packages reach every check behind the signature's.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -17,6 +19,9 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { connectAsync, type MqttClient } from 'mqtt';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
+import { FLEET_MQTT_USERNAME } from '../../fleet-manager/broker-auth.js';
+import { openSqliteIdentityStore, type IdentityStore } from '../../fleet-manager/identity-store.js';
+import { credentialsFor } from '../helpers/identity.js';
 import { startBroker, type EmbeddedBroker } from '../../fleet-manager/broker.js';
 import { openSqliteControlStore } from '../../fleet-manager/control-store.js';
 import { createDesiredPublisher } from '../../fleet-manager/desired-state.js';
@@ -30,6 +35,7 @@ import { packArchive } from '../../models/package-archive.js';
 import { sha256Hex } from '../../models/package-reader.js';
 import { packageFiles } from '../fleet-manager/control-helpers.js';
 import { assertBoundedMemory, assertErrorAnswer, editArchive, fuzz, jsonInput, nastyString, queryString, routePath, sampleMessages, tarEdit, urlPiece } from './arbitraries.js';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 
@@ -38,12 +44,15 @@ const EDGE = 'edge-1';
 const LINE = 'line-1';
 const STORE_ID = 'store-fuzz-0001';
 
+type Caller = 'user' | 'edge';
+
 /**
- * Headers that authenticate every fuzz request. Today the API has no sign-in; once it has, this
- * is the one place that signs in (or mints a token) and returns e.g. `{ authorization: 'Bearer …' }`.
+ * The one place that authenticates the fuzz: headers for a user (an admin's API token) and for
+ * the edge EDGE (its enrolled credential), made through the identity store's own paths.
  */
-async function credential(_app: FastifyInstance): Promise<Record<string, string>> {
-  return {};
+async function credential(identity: IdentityStore): Promise<Record<Caller, Record<string, string>>> {
+  const creds = credentialsFor(identity);
+  return { user: await creds.headers('admin'), edge: { authorization: `Bearer ${await creds.enrollEdge(EDGE)}` } };
 }
 
 /**
@@ -85,7 +94,7 @@ const GET_ROUTES: { path: string; query: readonly string[] }[] = [
 ];
 
 let app: FastifyInstance;
-let auth: Record<string, string> = {};
+let auth: Record<Caller, Record<string, string>> = { user: {}, edge: {} };
 let artifactSha = '';
 const closers: (() => Promise<unknown>)[] = [];
 
@@ -94,9 +103,9 @@ function assertSomeSucceeded(test: string): void {
   assert.ok((succeeded.get(test) ?? 0) > 0, `${test}: no fuzzed request succeeded; if the API now requires sign-in, make credential() supply it`);
 }
 
-/** Injects with the credential; answers status, headers and body text. */
-async function send(opts: InjectOptions): Promise<{ statusCode: number; headers: Record<string, unknown>; body: string }> {
-  const res = await app.inject({ ...opts, headers: { ...auth, ...(opts.headers ?? {}) } });
+/** Injects with the caller's credential; answers status, headers and body text. */
+async function send(opts: InjectOptions, as: Caller = 'user'): Promise<{ statusCode: number; headers: Record<string, unknown>; body: string }> {
+  const res = await app.inject({ ...opts, headers: { ...auth[as], ...(opts.headers ?? {}) } });
   return { statusCode: res.statusCode, headers: res.headers, body: res.body };
 }
 
@@ -119,33 +128,37 @@ before(async () => {
   const file = join(dir, 'fleet.db');
   const store = openSqliteStore({ file, logger });
   closers.push(() => store.close());
+  const identity = openSqliteIdentityStore({ file, logger });
+  closers.push(() => identity.close());
   const control = openSqliteControlStore({ file, logger });
   closers.push(() => control.close());
   const images = openSqliteImageStore({ file, dir: join(dir, 'images'), logger, maxBytes: 64 * MB });
   closers.push(() => images.close());
-  const registry = createRegistry({ store: control, dataDir: dir, keys: await loadOrCreateSigningKeys(dir, logger), logger, maxBytes: 256 * MB });
-  const broker: EmbeddedBroker = await startBroker({ host: '127.0.0.1', port: 0, logger });
+  const registry = createRegistry({ store: control, dataDir: dir, keys: await loadOrCreateSigningKeys(dir, logger), logger, maxBytes: 256 * MB, requirePublisherSignature: false });
+  const fleetSecret = randomBytes(32).toString('base64url');
+  const broker: EmbeddedBroker = await startBroker({ host: '127.0.0.1', port: 0, logger, fleetSecret, resolveEdgeCredential: (c) => identity.resolveEdgeCredential(c) });
   closers.push(() => broker.close());
-  const client: MqttClient = await connectAsync(broker.url, { reconnectPeriod: 0 });
+  const client: MqttClient = await connectAsync(broker.url, { clientId: 'osprey-fleet-fuzz', username: FLEET_MQTT_USERNAME, password: fleetSecret, reconnectPeriod: 0 });
   closers.push(() => client.endAsync(true));
   const membership = createRolloutMembership();
   const publisher = createDesiredPublisher({ client, store: control, fleet: store, registry, logger, shadowOf: membership.shadowOf, baseUrl: () => 'http://127.0.0.1:1' });
   const engine = createRolloutEngine({ control, fleet: store, publisher, membership, logger, tickMs: 60_000 });
   app = await buildApp({
     store,
+    identity,
     logger,
     control: { store: control, registry, publisher, engine, maxPackageBytes: 4 * MB, baseUrl: () => 'http://127.0.0.1:1' },
     images: { images, maxImageBytes: 1 * MB, maxInFlightBytes: 8 * MB },
   });
   closers.push(() => app.close());
-  auth = await credential(app);
+  auth = await credential(identity);
 
   // Something for the routes to find: an edge with state and results, an image, a model version.
   const samples = sampleMessages(EDGE, STORE_ID);
   const meta = { receivedAt: Date.now(), replay: false };
   await store.recordState(EDGE, samples.state as never, meta);
   await store.ingestResults(EDGE, (samples.results as { results: never[] }).results, meta, STORE_ID);
-  const put = await send({ method: 'PUT', url: `/api/results/${EDGE}/1/image?store=${STORE_ID}`, headers: { 'content-type': 'image/jpeg' }, payload: Buffer.from([0xff, 0xd8, 0xff, 0xd9]) });
+  const put = await send({ method: 'PUT', url: `/api/results/${EDGE}/1/image?store=${STORE_ID}`, headers: { 'content-type': 'image/jpeg' }, payload: Buffer.from([0xff, 0xd8, 0xff, 0xd9]) }, 'edge');
   assert.equal(put.statusCode, 201, put.body);
   const up = await send({ method: 'POST', url: '/api/models/part/versions', headers: { 'content-type': 'application/x-tar' }, payload: packArchive(packageFiles('part', '1.0.0')) });
   assert.equal(up.statusCode, 201, up.body);
@@ -292,21 +305,32 @@ test('regression: a package whose manifest nests plug-in options 10 000 deep is 
 });
 
 test('image uploads answer any body, content type, checksum header and key with a success or a one-line JSON error', async () => {
-  const uploads = fc.record({
-    path: fc.oneof(fc.integer({ min: 2, max: 1_000_000 }).map((seq) => `/api/results/${EDGE}/${seq}/image`), routePath('/api/results/:edgeId/:seq/image', known())),
+  const anyUpload = fc.record({
+    // Seqs the edge produced (its state says lastSeq 5) and others.
+    path: fc.oneof(fc.integer({ min: 1, max: 7 }).map((seq) => `/api/results/${EDGE}/${seq}/image`), routePath('/api/results/:edgeId/:seq/image', known())),
     query: fc.oneof(fc.constant(''), fc.constant(`?store=${STORE_ID}`), queryString(['store'])),
     type: fc.option(fc.oneof(fc.constantFrom('image/jpeg', 'image/png', 'application/octet-stream', 'text/plain', 'application/json', 'image/jpeg; q=1'), nastyString.map((s) => s.replace(/[\x00-\x1f\x7f]/g, ''))), { nil: undefined }),
-    sha: fc.option(fc.oneof(fc.constantFrom('a'.repeat(64), 'A'.repeat(64), 'zz'), fc.stringMatching(/^[0-9a-f]{64}$/)), { nil: undefined }),
+    // The body's own sha256 ('match'), none, or another.
+    sha: fc.oneof(fc.constantFrom(undefined, 'match'), fc.constantFrom('a'.repeat(64), 'A'.repeat(64), 'zz'), fc.stringMatching(/^[0-9a-f]{64}$/)),
     body: fc.oneof(fc.uint8Array({ maxLength: 2000 }), fc.constant(new Uint8Array(0))),
   });
+  // Well-formed uploads of produced results, so the storing path (and its conflicts on a second upload) is fuzzed too.
+  const goodUpload = fc.record({
+    path: fc.integer({ min: 2, max: 5 }).map((seq) => `/api/results/${EDGE}/${seq}/image`),
+    query: fc.constant(`?store=${STORE_ID}`),
+    type: fc.constantFrom('image/jpeg', 'image/png', 'application/octet-stream'),
+    sha: fc.constantFrom(undefined, 'match'),
+    body: fc.uint8Array({ minLength: 1, maxLength: 2000 }),
+  });
+  const uploads = fc.oneof({ weight: 3, arbitrary: anyUpload }, { weight: 1, arbitrary: goodUpload });
   await assertBoundedMemory(128 * MB, 'image uploads', () =>
     fuzz(
       'fleet image upload',
       fc.asyncProperty(uploads, async (u) => {
         const headers: Record<string, string> = {};
         if (u.type !== undefined) headers['content-type'] = u.type;
-        if (u.sha !== undefined) headers['x-osprey-sha256'] = u.sha;
-        const res = await send({ method: 'PUT', url: u.path + u.query, headers, payload: Buffer.from(u.body) });
+        if (u.sha !== undefined) headers['x-osprey-sha256'] = u.sha === 'match' ? sha256Hex(u.body) : u.sha;
+        const res = await send({ method: 'PUT', url: u.path + u.query, headers, payload: Buffer.from(u.body) }, 'edge');
         assertAnswer(res, `PUT ${u.path}${u.query} ${JSON.stringify(headers)}`, 'image');
       }),
       1,

@@ -1,7 +1,7 @@
 /**
  * Mosquitto (Debian package `mosquitto`) as an independent broker for the end-to-end and fault
- * suites: started by the test on a free port with a generated config (no persistence, anonymous,
- * loopback only), restartable, and stopped with the test. Tests skip with a clear message when
+ * suites: started by the test on a free port with a generated config (no persistence, loopback
+ * only; anonymous unless given the access settings of `osprey fleet broker-config`), restartable, and stopped with the test. Tests skip with a clear message when
  * the binary is absent (and fail under CI=true, see service-skip.ts).
  *
  * A long test must be able to tell that the broker it talks to is still the one it started:
@@ -44,6 +44,11 @@ export interface UnexpectedExit {
 export interface MosquittoOptions {
   /** How long a launch may take to print its "running" line (default 10 s). */
   startTimeoutMs?: number;
+  /**
+   * Access settings (mosquitto.conf lines, e.g. the snippet `osprey fleet broker-config`
+   * writes) in place of the default `allow_anonymous true`.
+   */
+  accessConfig?: string;
 }
 
 export interface Mosquitto {
@@ -61,6 +66,8 @@ export interface Mosquitto {
   assertSameBroker(expected: { generation: number; pid?: number }): void;
   /** Stops the broker (SIGKILL when `hard`), dropping every client at once. */
   stop(hard?: boolean): Promise<void>;
+  /** Sends SIGHUP and resolves once Mosquitto says it reloaded (password and ACL files). */
+  reload(): Promise<void>;
   /** Starts it again on a new free port (clients must be pointed there, e.g. by a proxy). */
   restart(): Promise<void>;
   /** Stops it and removes its config directory. */
@@ -86,6 +93,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   let generation = 0;
   const unexpectedExits: UnexpectedExit[] = [];
   const exitWaiters: ((e: UnexpectedExit) => void)[] = [];
+  const reloadWaiters: (() => void)[] = [];
   /** Processes we are stopping on purpose: their exit is expected. */
   const stopping = new WeakSet<ChildProcess>();
 
@@ -99,7 +107,14 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       await writeFile(
         conf,
         // stderr, not stdout: mosquitto buffers stdout on a pipe, and "running" is the line we await.
-        [`listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', 'log_type notice', 'log_type information', ''].join('\n'),
+        [
+          `listener ${port} 127.0.0.1`,
+          options.accessConfig ?? 'allow_anonymous true',
+          // As root Mosquitto drops to the user "mosquitto", who cannot read a test's 0700 temp dir.
+          ...(process.getuid?.() === 0 ? ['user root'] : []),
+          'persistence false', 'log_dest stderr', 'log_type error', 'log_type warning', 'log_type notice', 'log_type information',
+          '',
+        ].join('\n'),
       );
       const c = spawn(bin!, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
       const lines: string[] = [];
@@ -110,6 +125,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       const onLine = (line: string) => {
         lines.push(line);
         if (lines.length > 20) lines.shift();
+        // Single-threaded: the files are read in the same loop turn, before the next client is served.
+        if (/Reloading config\.$/.test(line)) for (const w of reloadWaiters.splice(0)) w();
         if (!running && / running$/.test(line)) {
           running = true;
           onRunning?.();
@@ -188,6 +205,12 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       if (expected.pid !== undefined && pid !== expected.pid) throw new Error(`mosquitto pid ${pid}, expected ${expected.pid}`);
     },
     stop,
+    reload() {
+      if (!child) return Promise.reject(new Error('mosquitto is not running'));
+      const reloaded = new Promise<void>((resolve) => reloadWaiters.push(resolve));
+      child.kill('SIGHUP');
+      return reloaded;
+    },
     async restart() {
       await stop();
       await launch();

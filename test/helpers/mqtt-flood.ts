@@ -8,9 +8,37 @@ import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import mqttPacket from 'mqtt-packet';
 
+/** Who connects: client id, username and password (every client of a secured broker has them). */
+export interface FloodLogin {
+  clientId: string;
+  username: string;
+  password: string;
+}
+
 /** The bytes of an MQTT 3.1.1 CONNECT. */
-export function connectPacket(clientId: string): Buffer {
-  return mqttPacket.generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, clientId, keepalive: 0 });
+export function connectPacket(login: FloodLogin): Buffer {
+  return mqttPacket.generate({
+    cmd: 'connect',
+    protocolId: 'MQTT',
+    protocolVersion: 4,
+    clean: true,
+    clientId: login.clientId,
+    username: login.username,
+    password: Buffer.from(login.password),
+    keepalive: 0,
+  });
+}
+
+/** Resolves with the CONNACK return code (0: accepted); rejects if the socket closes first. */
+async function connackCode(socket: Socket): Promise<number> {
+  let got = Buffer.alloc(0);
+  while (got.length < 4) {
+    const chunk = (await Promise.race([once(socket, 'data'), once(socket, 'close').then(() => null)])) as [Buffer] | null;
+    if (chunk === null) throw new Error('the broker closed the connection before its CONNACK');
+    got = Buffer.concat([got, chunk[0]]);
+  }
+  if (got[0] !== 0x20) throw new Error(`expected a CONNACK, got packet type 0x${got[0]!.toString(16)}`);
+  return got[3]!;
 }
 
 /** Fixed header, topic and packet id of a QoS 1 PUBLISH whose payload is `payloadBytes` long. */
@@ -68,15 +96,21 @@ function drainOrClose(socket: Socket): Promise<void> {
 }
 
 /**
- * Connects to a broker at `url` (mqtt://host:port), sends CONNECT and a PUBLISH of
+ * Connects to a broker at `url` (mqtt://host:port) as `login`, waits for the CONNACK (which must
+ * accept it: the flood is then refused for its size, not for who sent it), sends a PUBLISH of
  * `payloadBytes` to `topic`, and reports how much was written and whether the broker hung up.
  */
-export async function floodPublish(url: string, topic: string, payloadBytes: number): Promise<{ written: number; droppedByPeer: boolean }> {
+export async function floodPublish(url: string, login: FloodLogin, topic: string, payloadBytes: number): Promise<{ written: number; droppedByPeer: boolean }> {
   const { hostname, port } = new URL(url);
   const socket = connect(Number(port), hostname);
   socket.on('error', () => undefined); // the broker hanging up mid-write is the expected outcome
   await once(socket, 'connect');
-  socket.write(connectPacket(`flood-${process.pid}`));
+  socket.write(connectPacket(login));
+  const code = await connackCode(socket);
+  if (code !== 0) {
+    socket.destroy();
+    throw new Error(`the broker refused ${login.username} (CONNACK ${code})`);
+  }
   socket.write(publishHeader(topic, payloadBytes));
   const written = await streamPayload(socket, payloadBytes);
   const droppedByPeer = socket.destroyed || socket.readableEnded;

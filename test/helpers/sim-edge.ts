@@ -12,6 +12,8 @@ import type { DesiredMessage, EventMessage, ModelRef, ResultRecord, StateMessage
 
 export interface SimEdgeOptions {
   id: string;
+  /** The edge's credential (`ospe_…`, from enrollment): its MQTT password; username and client id are the id. */
+  credential: string;
   line: string;
   /** The model in its local config, reported until a desired state names another. */
   localModel: ModelRef;
@@ -55,7 +57,9 @@ const idOf = (r: ModelRef | null) => (r ? `${r.name}@${r.version}` : null);
 export async function connectSimEdge(mqttUrl: string, opts: SimEdgeOptions): Promise<SimEdge> {
   const { id, line } = opts;
   const client = await connectAsync(mqttUrl, {
-    clientId: `sim-${id}`,
+    clientId: id,
+    username: id,
+    password: opts.credential,
     reconnectPeriod: 0,
     will: { topic: edgeTopic(id, 'state'), payload: encodeMessage(envelope('state', id, { online: false, line })), qos: 1, retain: true },
   });

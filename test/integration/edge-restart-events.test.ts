@@ -18,6 +18,10 @@ import { archiveDirectory } from '../../models/package-archive.js';
 import { fitBuiltinAnomalyModel } from '../../models/authoring.js';
 import { DEMO_MODEL_NAME, ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
 import { edgeConfig, testLogger } from '../edge-agent/fixtures.js';
+import { openSqliteIdentityStore, type IdentityStore } from '../../fleet-manager/identity-store.js';
+import { credentialsFor, type TestIdentity } from '../helpers/identity.js';
+import { enrolledCredentialFile } from '../helpers/edge-credential.js';
+import { signedDirectoryArchive, testPublisherKey } from '../helpers/publisher.js';
 
 const NAME = DEMO_MODEL_NAME;
 
@@ -76,6 +80,11 @@ let log: ReturnType<typeof fleetLog>;
 let localDir: string;
 let v2: { sha256: string };
 let publicKey: string;
+let identity: IdentityStore;
+let creds: TestIdentity;
+let admin: { authorization: string };
+/** Each edge's credential file, enrolled on first use. */
+const credentialFiles = new Map<string, Promise<string>>();
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'osprey-restart-events-'));
@@ -85,28 +94,33 @@ before(async () => {
   await fitBuiltinAnomalyModel(train, v2Dir, { name: NAME, version: '2.0.0', width: 64, height: 64 });
   log = fleetLog();
   const local = { host: '127.0.0.1', port: 0 };
-  fleet = createFleetManager({ dataDir: join(root, 'fleet'), http: local, mqtt: local, rollouts: { tickMs: 100 }, logger: log.logger });
+  fleet = createFleetManager({ dataDir: join(root, 'fleet'), http: local, mqtt: local, rollouts: { tickMs: 100 }, registry: { publisherKeys: [testPublisherKey()] }, logger: log.logger });
   urls = await fleet.start();
+  identity = openSqliteIdentityStore({ file: join(root, 'fleet', 'fleet.db'), logger: pino({ level: 'silent' }) });
+  creds = credentialsFor(identity);
+  admin = await creds.headers('admin');
   const res = await fetch(`${urls.httpUrl}/api/models/${NAME}/versions`, {
     method: 'POST',
-    body: await archiveDirectory(v2Dir),
-    headers: { 'content-type': 'application/x-tar' },
+    body: await signedDirectoryArchive(v2Dir),
+    headers: { ...admin, 'content-type': 'application/x-tar' },
   });
   assert.equal(res.status, 201);
   v2 = (await res.json()) as { sha256: string };
-  publicKey = await (await fetch(`${urls.httpUrl}/api/fleet/public-key`)).text();
+  publicKey = await (await fetch(`${urls.httpUrl}/api/fleet/public-key`, { headers: admin })).text();
 });
 
 after(async () => {
   await fleet?.close();
+  await identity?.close();
   await rm(root, { recursive: true, force: true });
 });
 
 /** An in-process edge agent on the fleet; closed after the test if still running. */
-function edgeAgent(t: TestContext, edgeId: string): EdgeAgent {
+async function edgeAgent(t: TestContext, edgeId: string): Promise<EdgeAgent> {
+  if (!credentialFiles.has(edgeId)) credentialFiles.set(edgeId, enrolledCredentialFile(creds, edgeId, join(root, `${edgeId}.credential`)));
   const config = edgeConfig(join(root, edgeId), localDir, {
     edgeId,
-    fleet: { mqttUrl: urls.mqttUrl, httpUrl: urls.httpUrl, publicKey },
+    fleet: { mqttUrl: urls.mqttUrl, httpUrl: urls.httpUrl, publicKey, trustedKeys: [testPublisherKey()], credentialFile: await credentialFiles.get(edgeId)! },
   });
   const agent = createEdgeAgent(config, { logger: testLogger(), listen: false, reconnectPeriodMs: 200, finalSyncMs: 0 });
   t.after(() => agent.close());
@@ -115,13 +129,13 @@ function edgeAgent(t: TestContext, edgeId: string): EdgeAgent {
 
 /** Starts an edge and rolls v2 out to it; resolves once the fleet stored its activation. */
 async function edgeRunningV2(t: TestContext, edgeId: string): Promise<EdgeAgent> {
-  const agent = edgeAgent(t, edgeId);
+  const agent = await edgeAgent(t, edgeId);
   const from = log.count;
   await agent.start();
   const res = await fetch(`${urls.httpUrl}/api/rollouts`, {
     method: 'POST',
     body: JSON.stringify({ model: NAME, version: '2.0.0', target: { edges: [edgeId] }, stages: [{ mode: 'live' }] }),
-    headers: { 'content-type': 'application/json' },
+    headers: { ...admin, 'content-type': 'application/json' },
   });
   assert.equal(res.status, 201, await res.text());
   const ev = await log.waitEvent(edgeId, 'model-activated', from);
@@ -145,7 +159,7 @@ function storedEvents(edgeId: string, kind: string): { message: string; data: Re
 test('a restarted edge reports the version it restored to the fleet', { timeout: 120_000 }, async (t) => {
   await edgeRunningV2(t, 'restart-1');
   const from = log.count;
-  const again = edgeAgent(t, 'restart-1');
+  const again = await edgeAgent(t, 'restart-1');
   await again.start();
   // Raised by the model manager's start, before the fleet link was even started.
   const ev = await log.waitEvent('restart-1', 'model-activated', from);
@@ -161,7 +175,7 @@ test('a model refused while an edge restores it is reported to the fleet', { tim
   // The cached copy of the active version is damaged while the edge is down.
   await writeFile(join(root, 'restart-2', 'data', 'models', v2.sha256, 'model.onnx'), 'not an ONNX model any more');
   const from = log.count;
-  const again = edgeAgent(t, 'restart-2');
+  const again = await edgeAgent(t, 'restart-2');
   await again.start();
   const ev = await log.waitEvent('restart-2', 'model-failed', from);
   assert.match(ev.message ?? '', /@2\.0\.0 refused/);

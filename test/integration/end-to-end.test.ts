@@ -20,6 +20,8 @@ import { decodeMessage } from '../../protocol/validator.js';
 import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { mosquittoSkip, startMosquitto } from '../helpers/mosquitto.js';
+import { openTestIdentity } from '../helpers/identity.js';
+import { enrolledCredentialFile } from '../helpers/edge-credential.js';
 
 interface EdgeRow {
   seq: number;
@@ -56,6 +58,9 @@ async function framesToStatistics(t: TestContext, brokerUrl?: string): Promise<v
   });
   const { httpUrl, mqttUrl } = await fleet.start();
   t.after(() => fleet.close());
+  // People read the fleet with an admin's API token; each edge has its own enrolled credential.
+  const creds = openTestIdentity(t, join(root, 'fleet', 'fleet.db'));
+  const headers = await creds.headers('admin');
 
   // An observer on the broker: acks are events we can await instead of sleeping.
   const observer = await mqtt.connectAsync(mqttUrl, { clientId: `test-observer-${process.pid}` });
@@ -100,7 +105,7 @@ async function framesToStatistics(t: TestContext, brokerUrl?: string): Promise<v
         inputDir: inbox,
         hotFolder: { settleMs: 20, rescanMs: 200 },
         http: { host: '127.0.0.1', port: 0 },
-        fleet: { mqttUrl },
+        fleet: { mqttUrl, httpUrl, credentialFile: await enrolledCredentialFile(creds, e.id, join(dataDir, 'fleet.credential')) },
         model: { dir: modelDir },
         sync: { batchSize: 7, intervalMs: 100 },
         telemetry: { intervalMs: 500 },
@@ -167,7 +172,7 @@ async function framesToStatistics(t: TestContext, brokerUrl?: string): Promise<v
   // The fleet's per-line statistics equal exactly what each line's edge stored.
   for (const e of edges) {
     const rows = produced.get(e.id)!;
-    const res = await request(`${httpUrl}/api/lines/${e.line}/stats?from=0&bucket=1d`);
+    const res = await request(`${httpUrl}/api/lines/${e.line}/stats?from=0&bucket=1d`, { headers });
     assert.equal(res.statusCode, 200);
     const stats = (await res.body.json()) as { totals: { total: number; ok: number; defect: number; defectRate: number; byLabel: Record<string, number> } };
     const labels: Record<string, number> = {};
@@ -178,14 +183,14 @@ async function framesToStatistics(t: TestContext, brokerUrl?: string): Promise<v
     assert.deepEqual(stats.totals.byLabel, labels);
     assert.equal(stats.totals.defectRate, 4 / 12);
 
-    const csv = await request(`${httpUrl}/api/lines/${e.line}/stats?from=0&bucket=1d&format=csv`);
+    const csv = await request(`${httpUrl}/api/lines/${e.line}/stats?from=0&bucket=1d&format=csv`, { headers });
     assert.match(String(csv.headers['content-type']), /text\/csv/);
     const text = await csv.body.text();
     assert.ok(text.split('\n')[0]!.includes('defect_rate'));
   }
 
   // The edges appear in the fleet's list with their lines.
-  const list = (await (await request(`${httpUrl}/api/edges`)).body.json()) as { edges: { id: string; line: string }[] };
+  const list = (await (await request(`${httpUrl}/api/edges`, { headers })).body.json()) as { edges: { id: string; line: string }[] };
   assert.deepEqual(list.edges.map((e) => [e.id, e.line]).sort(), edges.map((e) => [e.id, e.line]).sort());
 
   // Graceful shutdown on SIGTERM: exit code 0.

@@ -28,6 +28,9 @@ import { decodeMessage } from '../../protocol/validator.js';
 import type { StateMessage } from '../../protocol/messages.js';
 import { startOsprey, type OspreyProcess } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { openTestIdentity } from '../helpers/identity.js';
+import { enrolledCredentialFile } from '../helpers/edge-credential.js';
+import { signedArchive, testPublisherKey } from '../helpers/publisher.js';
 
 const NAME = DEMO_MODEL_NAME;
 const id = (version: string) => `${NAME}@${version}`;
@@ -97,25 +100,30 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
 
   const dataDir = join(root, 'fleet');
   const local = { host: '127.0.0.1', port: 0 };
-  let fleet: FleetManager = createFleetManager({ dataDir, http: local, mqtt: local, rollouts: { tickMs: 100 }, logger: log });
+  const registry = { publisherKeys: [testPublisherKey()] };
+  let fleet: FleetManager = createFleetManager({ dataDir, http: local, mqtt: local, rollouts: { tickMs: 100 }, registry, logger: log });
   let { httpUrl, mqttUrl } = await fleet.start();
   t.after(() => fleet.close());
+  // An admin's API token drives the registry and rollouts; each edge has its own credential.
+  const creds = openTestIdentity(t, join(dataDir, 'fleet.db'));
+  const auth = await creds.headers('admin');
   const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${httpUrl}${path}`, body === undefined ? { method } : { method, body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    const res = await fetch(`${httpUrl}${path}`, body === undefined ? { method, headers: auth } : { method, body: JSON.stringify(body), headers: { ...auth, 'content-type': 'application/json' } });
     // eslint-disable-next-line @typescript-eslint/no-explicit-any -- checked by the asserts
     return { status: res.status, body: (await res.json()) as any };
   };
   const upload = async (archive: Buffer) => {
-    const res = await fetch(`${httpUrl}/api/models/${NAME}/versions`, { method: 'POST', body: archive, headers: { 'content-type': 'application/x-tar' } });
+    // Signed by the test publisher, as a release manager would (osprey model sign).
+    const res = await fetch(`${httpUrl}/api/models/${NAME}/versions`, { method: 'POST', body: signedArchive(archive), headers: { ...auth, 'content-type': 'application/x-tar' } });
     assert.equal(res.status, 201);
-    return (await res.json()) as { sha256: string; version: string };
+    return (await res.json()) as { sha256: string; version: string; size: number };
   };
   const v2 = await upload(await archiveDirectory(v2Dir));
   await upload(await archiveDirectory(v3Dir));
   const v4 = await upload(renamed('4.0.0'));
   const v5 = await upload(renamed('5.0.0'));
   await upload(renamed('6.0.0'));
-  const publicKey = await (await fetch(`${httpUrl}/api/fleet/public-key`)).text();
+  const publicKey = await (await fetch(`${httpUrl}/api/fleet/public-key`, { headers: auth })).text();
 
   const observer = watchStates(mqttUrl);
   t.after(() => observer.client.endAsync(true));
@@ -145,7 +153,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
           line,
           dataDir: dir,
           http: { host: '127.0.0.1', port: 0 },
-          fleet: { mqttUrl, httpUrl, publicKey },
+          fleet: { mqttUrl, httpUrl, publicKey, trustedKeys: [testPublisherKey()], credentialFile: await enrolledCredentialFile(creds, edgeId, join(dir, 'fleet.credential')) },
           model: { dir: v1Dir, retryBaseMs: 50, retryMaxMs: 500 },
           sync: { batchSize: 50, intervalMs: 100 },
           telemetry: { intervalMs: 300 },
@@ -236,7 +244,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
   bytes[bytes.length >> 1]! ^= 0x01;
   await writeFile(v4File, bytes);
   assert.notEqual(sha256Hex(bytes), v4.sha256);
-  const foreign = signArtifact({ name: NAME, version: '5.0.0', sha256: v5.sha256 }, generateSigningKeys().privateKeyPem);
+  const foreign = signArtifact({ name: NAME, version: '5.0.0', sha256: v5.sha256, size: v5.size, pluginSha256: null }, generateSigningKeys().privateKeyPem);
   const db = new Database(join(dataDir, 'fleet.db'));
   db.prepare('UPDATE model_versions SET signature = ? WHERE sha256 = ?').run(foreign, v5.sha256);
   db.close();
@@ -267,7 +275,7 @@ test('rollouts end to end: shadow, live, offline edge, gate rollback, refused pa
   await rolloutWhere(r6.body.id, 'awaits promotion', (r) => r.status === 'awaiting-promotion');
   const ports = { http: Number(new URL(httpUrl).port), mqtt: Number(new URL(mqttUrl).port) };
   await fleet.close();
-  fleet = createFleetManager({ dataDir, http: { ...local, port: ports.http }, mqtt: { ...local, port: ports.mqtt }, rollouts: { tickMs: 100 }, logger: log });
+  fleet = createFleetManager({ dataDir, http: { ...local, port: ports.http }, mqtt: { ...local, port: ports.mqtt }, rollouts: { tickMs: 100 }, registry, logger: log });
   ({ httpUrl, mqttUrl } = await fleet.start());
   const resumed = await rolloutWhere(r6.body.id, 'still awaits promotion', (r) => r.status === 'awaiting-promotion' && r.stages[0].edges[0].status === 'reporting');
   assert.equal(resumed.stages[0].status, 'awaiting-promotion');

@@ -18,6 +18,8 @@ import { generatePartImage } from '../../models/fixtures.js';
 import { useDemoModel } from '../edge-agent/demo-model.js';
 import { tempDir } from '../edge-agent/fixtures.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { openTestIdentity } from '../helpers/identity.js';
+import { enrolledCredentialFile } from '../helpers/edge-credential.js';
 
 const modelDir = useDemoModel();
 const silent = pino({ level: process.env.OSPREY_TEST_LOG ?? 'silent' });
@@ -31,10 +33,14 @@ async function startFleet(t: TestContext, dir: string) {
   });
   const urls = await fleet.start();
   t.after(() => fleet.close());
-  return urls;
+  const creds = openTestIdentity(t, path.join(dir, 'fleet', 'fleet.db'));
+  // The edge's credential, through enrollment; people read the API with an admin token.
+  const credentialFile = await enrolledCredentialFile(creds, 'press-1', path.join(dir, 'fleet.credential'));
+  const headers = await creds.headers('admin');
+  return { ...urls, credentialFile, headers };
 }
 
-function edgeAgent(dir: string, model: string, urls: { httpUrl: string; mqttUrl: string }, extra: Record<string, unknown> = {}): EdgeAgent {
+function edgeAgent(dir: string, model: string, urls: { httpUrl: string; mqttUrl: string; credentialFile: string }, extra: Record<string, unknown> = {}): EdgeAgent {
   const config = parseEdgeConfig(
     {
       edgeId: 'press-1',
@@ -42,7 +48,7 @@ function edgeAgent(dir: string, model: string, urls: { httpUrl: string; mqttUrl:
       dataDir: path.join(dir, 'edge'),
       http: { host: '127.0.0.1', port: 0 },
       model: { dir: model },
-      fleet: { mqttUrl: urls.mqttUrl, httpUrl: urls.httpUrl },
+      fleet: { mqttUrl: urls.mqttUrl, httpUrl: urls.httpUrl, credentialFile: urls.credentialFile },
       sync: { batchSize: 4, intervalMs: 100, ackTimeoutMs: 2000 },
       telemetry: { intervalMs: 60_000 },
       images: { retryBaseMs: 20, retryMaxMs: 200, sampling: { uncertainBand: 0 } },
@@ -62,7 +68,7 @@ async function inspect(httpUrl: string, seed: number, defect: boolean): Promise<
   return { ...body, bytes };
 }
 
-const getJson = async <T>(url: string): Promise<T> => (await (await request(url)).body.json()) as T;
+const getJson = async <T>(url: string, headers: Record<string, string>): Promise<T> => (await (await request(url, { headers })).body.json()) as T;
 
 test('a wiped edge database becomes a new store: the fleet keeps both, nothing lost or doubled', { timeout: 90_000 }, async (t) => {
   const dir = await tempDir(t);
@@ -86,13 +92,13 @@ test('a wiped edge database becomes a new store: the fleet keeps both, nothing l
   for (let i = 0; i < 3; i++) assert.equal((await inspect(again.httpUrl, 200 + i, i === 0)).seq, i + 1);
   await waitFor(() => second.health().ackedSeq === 3, 'second store synced (its own ack, not the old store\'s)');
 
-  const page = await getJson<{ items: { seq: number; storeId?: string; verdict: string }[] }>(`${urls.httpUrl}/api/results?edge=press-1&limit=100`);
+  const page = await getJson<{ items: { seq: number; storeId?: string; verdict: string }[] }>(`${urls.httpUrl}/api/results?edge=press-1&limit=100`, urls.headers);
   const keys = page.items.map((r) => `${r.storeId}/${r.seq}`).sort();
   assert.deepEqual(keys, [...[1, 2, 3, 4, 5].map((s) => `${oldStore}/${s}`), ...[1, 2, 3].map((s) => `${newStore}/${s}`)].sort());
-  const stats = await getJson<{ totals: { total: number; defect: number } }>(`${urls.httpUrl}/api/lines/line-A/stats?from=0&bucket=1d`);
+  const stats = await getJson<{ totals: { total: number; defect: number } }>(`${urls.httpUrl}/api/lines/line-A/stats?from=0&bucket=1d`, urls.headers);
   assert.equal(stats.totals.total, 8);
   assert.equal(stats.totals.defect, page.items.filter((r) => r.verdict === 'defect').length);
-  const edges = await getJson<{ edges: { id: string; storeId: string; ackedSeq: number; lastSeq: number }[] }>(`${urls.httpUrl}/api/edges`);
+  const edges = await getJson<{ edges: { id: string; storeId: string; ackedSeq: number; lastSeq: number }[] }>(`${urls.httpUrl}/api/edges`, urls.headers);
   assert.deepEqual(
     edges.edges.map((e) => [e.id, e.storeId, e.ackedSeq]),
     [['press-1', newStore, 3]],
@@ -114,12 +120,12 @@ test('defect images are kept at the edge, uploaded, and served with their result
 
   const storeId = agent.health().storeId!;
   for (const f of defects) {
-    const res = await request(`${urls.httpUrl}/api/results/press-1/${f.seq}/image?store=${storeId}`);
+    const res = await request(`${urls.httpUrl}/api/results/press-1/${f.seq}/image?store=${storeId}`, { headers: urls.headers });
     assert.equal(res.statusCode, 200);
     assert.equal(res.headers['content-type'], 'image/jpeg');
     assert.deepEqual(Buffer.from(await res.body.arrayBuffer()), f.bytes, 'the bytes the camera sent');
   }
-  const page = await getJson<{ items: { seq: number; hasImage: boolean }[] }>(`${urls.httpUrl}/api/results?edge=press-1`);
+  const page = await getJson<{ items: { seq: number; hasImage: boolean }[] }>(`${urls.httpUrl}/api/results?edge=press-1`, urls.headers);
   assert.deepEqual(
     page.items.filter((r) => r.hasImage).map((r) => r.seq).sort(),
     defects.map((f) => f.seq).sort(),

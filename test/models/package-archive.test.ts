@@ -44,7 +44,7 @@ test('signatures: valid, flipped byte, other key', () => {
   const other = generateSigningKeys();
   const archive = packArchive(files);
   const sha256 = createHash('sha256').update(archive).digest('hex');
-  const id = { name: 'm', version: '1', sha256 };
+  const id = { name: 'm', version: '1', sha256, size: archive.length, pluginSha256: null };
   const sig = signArtifact(id, fleet.privateKeyPem);
   verifyArtifact(id, sig, fleet.publicKeyPem);
 
@@ -52,6 +52,9 @@ test('signatures: valid, flipped byte, other key', () => {
   tampered[700] = tampered[700]! ^ 0xff;
   const tamperedSha = createHash('sha256').update(tampered).digest('hex');
   assert.throws(() => verifyArtifact({ ...id, sha256: tamperedSha }, sig, fleet.publicKeyPem), (e) => isOspreyError(e, 'OSP_ERR_MODEL_SIGNATURE'));
-  assert.throws(() => verifyArtifact(id, signArtifact(id, other.privateKeyPem), fleet.publicKeyPem), /not signed by the fleet key/);
+  assert.throws(() => verifyArtifact(id, signArtifact(id, other.privateKeyPem), fleet.publicKeyPem), /not signed by key "fleet"/);
   assert.throws(() => verifyArtifact({ ...id, version: '2' }, sig, fleet.publicKeyPem), /not signed/);
+  // The statement covers the size and the plug-in too: neither can be changed under a valid signature.
+  assert.throws(() => verifyArtifact({ ...id, size: id.size + 1 }, sig, fleet.publicKeyPem), /not signed/);
+  assert.throws(() => verifyArtifact({ ...id, pluginSha256: sha256 }, sig, fleet.publicKeyPem), /not signed/);
 });

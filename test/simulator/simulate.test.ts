@@ -18,13 +18,19 @@ import { loadModelPackage } from '../../models/package.js';
 import { generatePartImage } from '../../models/synthetic.js';
 import { OSPREY_BIN } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { signedDirectoryArchive, testPublisherKey } from '../helpers/publisher.js';
+import { openTestIdentity } from '../helpers/identity.js';
 
 const exec = promisify(execFile);
+
+/** The fleet API as an admin (set once the simulation's fleet exists). */
+let admin: Record<string, string> = {};
 
 async function api<T>(method: string, url: string, body?: unknown, contentType = 'application/json'): Promise<{ status: number; body: T }> {
   const res = await fetch(url, {
     method,
-    ...(body !== undefined ? { body: Buffer.isBuffer(body) ? body : JSON.stringify(body), headers: { 'content-type': contentType } } : {}),
+    headers: { ...admin, ...(body !== undefined ? { 'content-type': contentType } : {}) },
+    ...(body !== undefined ? { body: Buffer.isBuffer(body) ? body : JSON.stringify(body) } : {}),
   });
   return { status: res.status, body: (await res.json()) as T };
 }
@@ -54,10 +60,13 @@ test('simulated edges sync, follow a rollout and a line rollback, and lose nothi
   t.after(() => rm(dir, { recursive: true, force: true }));
   await writeSimModelPackage(join(dir, 'v1'), { version: '1.0.0', weightBytes: 16 * 1024 });
   await writeSimModelPackage(join(dir, 'v2'), { version: '2.0.0', weightBytes: 16 * 1024 });
-  const sim = await startSimulation({ edges: 4, lines: 2, processes: 2, fps: 4, dataDir: join(dir, 'sim'), images: false, logLevel: 'silent', telemetryIntervalMs: 1000 });
+  const sim = await startSimulation({
+    edges: 4, lines: 2, processes: 2, fps: 4, dataDir: join(dir, 'sim'), images: false, logLevel: 'silent', telemetryIntervalMs: 1000, publisherKeys: [testPublisherKey()],
+  });
   t.after(() => sim.close());
   const { httpUrl } = sim.fleet;
   assert.equal(sim.fleet.embedded, true);
+  admin = await openTestIdentity(t, join(dir, 'sim', 'fleet', 'fleet.db')).headers('admin');
   const ids = sim.edges.map((e) => e.id);
 
   // Every edge connected and syncing results the fleet has stored.
@@ -67,7 +76,7 @@ test('simulated edges sync, follow a rollout and a line rollback, and lose nothi
   assert.deepEqual(Object.values(before.active), [4]);
 
   for (const version of ['1.0.0', '2.0.0']) {
-    const up = await api<{ version: string }>('POST', `${httpUrl}/api/models/${SIM_MODEL_NAME}/versions`, await archiveDirectory(join(dir, version === '1.0.0' ? 'v1' : 'v2')), 'application/x-tar');
+    const up = await api<{ version: string }>('POST', `${httpUrl}/api/models/${SIM_MODEL_NAME}/versions`, await signedDirectoryArchive(join(dir, version === '1.0.0' ? 'v1' : 'v2')), 'application/x-tar');
     assert.equal(up.status, 201);
   }
   for (const version of ['1.0.0', '2.0.0']) {
@@ -149,6 +158,7 @@ test('osprey simulate refuses bad usage and an unreachable fleet with one line',
     [['simulate', '--edges', '2', '--fleet', 'http://127.0.0.1:8080'], /--fleet and --mqtt go together/],
     [['simulate', '--edges', '2', '--fleet', 'ftp://x', '--mqtt', 'mqtt://x'], /--fleet must be a http\/https URL/],
     [['simulate', '--edges', '2', '--fps', 'fast'], /--fps must be a number/],
+    [['simulate', '--edges', '2', '--credentials', 'creds'], /--credentials goes with --fleet/],
     [['simulate', '--edges', '2', '--fleet', `http://127.0.0.1:${port}`, '--mqtt', `mqtt://127.0.0.1:${port}`], /cannot read the fleet's public key/],
   ] as const) {
     const r = await osprey(...args);

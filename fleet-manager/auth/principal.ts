@@ -1,0 +1,36 @@
+/** Who made a request, once authenticated (fleet-manager/auth/authorize.ts). */
+import { EDGE_PERMISSIONS, ROLE_PERMISSIONS, type Permission, type Role } from './roles.js';
+
+export type Principal =
+  | {
+      kind: 'user';
+      /** The user's id in the directory. */
+      id: string;
+      /** Username, as people read it in the audit log. */
+      name: string;
+      /** The role this request acts with: the user's role, or the API token's narrower one. */
+      role: Role;
+      via: 'session' | 'token';
+      /** The session or API token id (never its secret). */
+      credentialId: string;
+    }
+  | {
+      kind: 'edge';
+      /** The edge id the credential is bound to. */
+      id: string;
+      credentialId: string;
+    };
+
+/** True when the principal holds `permission`; 'public' holds for everyone. */
+export function can(principal: Principal | undefined, permission: Permission): boolean {
+  if (permission === 'public') return true;
+  if (!principal) return false;
+  if (principal.kind === 'edge') return EDGE_PERMISSIONS.has(permission);
+  return ROLE_PERMISSIONS[principal.role].has(permission);
+}
+
+/** The audit log's name for a principal: `user:alice`, `edge:edge-7`, `anonymous`. */
+export function describePrincipal(p: Principal | undefined): string {
+  if (!p) return 'anonymous';
+  return p.kind === 'edge' ? `edge:${p.id}` : `user:${p.name}`;
+}
