@@ -59,7 +59,14 @@ async function credential(identity: IdentityStore): Promise<Record<Caller, Recor
  * The JSON-body routes and one valid body each: the fuzz sends mutations of it. A new route is
  * one line here (e.g. sign-in: `{ method: 'POST', url: '/api/auth/sign-in', valid: { … } }`).
  */
-const JSON_BODY_ROUTES: { method: 'POST' | 'PUT'; url: string; valid: unknown }[] = [
+const JSON_BODY_ROUTES: { method: 'POST' | 'PUT' | 'PATCH'; url: string; valid: unknown }[] = [
+  { method: 'POST', url: '/api/auth/sign-in', valid: { username: 'test-admin', password: 'password of test-admin' } },
+  { method: 'POST', url: '/api/edges/enroll', valid: { token: 'ospn_abcdefghijkl.bm90IGEgcmVhbCB0b2tlbg', edgeId: 'edge-9' } },
+  { method: 'POST', url: '/api/users', valid: { username: 'fuzz-user', password: 'a long enough password', role: 'viewer' } },
+  { method: 'PATCH', url: '/api/users/fuzz-user', valid: { role: 'operator', disabled: false } },
+  { method: 'PUT', url: '/api/users/fuzz-user/password', valid: { password: 'another long password' } },
+  { method: 'POST', url: '/api/tokens', valid: { name: 'ci', role: 'viewer', expiresInDays: 30 } },
+  { method: 'POST', url: '/api/enrollment-tokens', valid: { edgeId: 'edge-9', line: LINE, ttlSeconds: 600 } },
   { method: 'PUT', url: '/api/config', valid: { thresholds: { default: 0.5, perLabel: { dent: 0.4 } }, sampling: { keepDefectImages: true, uncertainBand: 0.05, keepGoodEvery: 0 } } },
   { method: 'PUT', url: `/api/lines/${LINE}/config`, valid: { thresholds: { default: 0.6 } } },
   { method: 'PUT', url: `/api/edges/${EDGE}/config`, valid: { sampling: { keepGoodEvery: 10 } } },
@@ -91,6 +98,12 @@ const GET_ROUTES: { path: string; query: readonly string[] }[] = [
   { path: '/api/fleet/public-key', query: [] },
   { path: '/api/rollouts', query: [] },
   { path: '/api/rollouts/:id', query: [] },
+  { path: '/api/auth/me', query: [] },
+  { path: '/api/users', query: [] },
+  { path: '/api/tokens', query: [] },
+  { path: '/api/enrollment-tokens', query: [] },
+  { path: '/api/edge-credentials', query: [] },
+  { path: '/api/audit', query: ['from', 'to', 'actor', 'action', 'limit', 'beforeId'] },
 ];
 
 let app: FastifyInstance;
