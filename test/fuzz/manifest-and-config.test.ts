@@ -60,11 +60,15 @@ test('parseManifest returns a manifest or throws OSP_ERR_MODEL_MANIFEST in one l
   );
 });
 
+const pem = () => generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
 const edgeConfig = {
   edgeId: 'press-1', line: 'line-1', cameras: ['cam1', 'cam2'], dataDir: 'data', inputDir: 'in',
   hotFolder: { settleMs: 100 }, http: { host: '127.0.0.1', port: 0, bodyLimitBytes: 1 << 20, maxInFlightBytes: 1 << 22 },
-  fleet: { mqttUrl: 'mqtt://127.0.0.1:1883', httpUrl: 'http://127.0.0.1:8080', publicKey: generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString(), maxPacketBytes: 1 << 20 },
-  model: { dir: 'model', cacheVersions: 3 }, thresholds: { default: 0.5, perLabel: { dent: 0.3 } },
+  fleet: {
+    mqttUrl: 'mqtts://fleet.local:8883', httpUrl: 'https://fleet.local:8443', publicKey: pem(), maxPacketBytes: 1 << 20, credentialFile: 'edge.credential', caFile: 'ca.pem',
+    trustedKeys: [{ id: 'publisher-1', publicKey: pem() }, { id: 'publisher-2', publicKeyFile: 'keys/p2.pem' }], artifactOrigins: ['https://mirror.local:9443'],
+  },
+  model: { dir: 'model', cacheVersions: 3, allowPlugins: false }, thresholds: { default: 0.5, perLabel: { dent: 0.3 } },
   queue: { concurrency: 2 }, sync: { batchSize: 100 }, retention: { maxRows: 10 }, images: { maxBytes: 1 << 20, sampling: { keepGoodEvery: 10 } },
   disk: { minFreeBytes: 1, resumeFreeBytes: 2 }, telemetry: { intervalMs: 1000 }, maxPixels: 1 << 24, logLevel: 'info',
 };
