@@ -9,10 +9,10 @@ import path from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import type { ErrorObject } from 'ajv';
-import { OspreyError } from '../protocol/errors.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
 import { ThresholdsSchema, type Thresholds } from '../protocol/messages.js';
 import { EDGE_ID_PATTERN } from '../protocol/topics.js';
-import { validatorFor } from '../protocol/validator.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan, validatorFor } from '../protocol/validator.js';
 import { FLEET_KEY_ID } from '../models/artifact-signature.js';
 import { checkTrustedKeyEntries, loadTrustedKeys, parseEd25519PublicKey, TrustedKeyListSchema, type TrustedKeyEntry } from '../models/trusted-keys.js';
 
@@ -280,6 +280,8 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new OspreyError('OSP_ERR_CONFIG', `config: must be a JSON object${where}`);
   }
+  // structuredClone and Value.Default recurse: a value nested thousands deep would overflow the stack.
+  if (nestedDeeperThan(value)) throw new OspreyError('OSP_ERR_CONFIG', `config: nested deeper than ${MAX_JSON_DEPTH} levels${where}`);
   // Defaults first (they only fill what is absent), then one validation over the whole result.
   const filled = Value.Default(EdgeConfigFileSchema, structuredClone(value)) as unknown;
   const validate = validatorFor(EdgeConfigFileSchema);
@@ -288,7 +290,8 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
     // Required/unknown-field errors are the most specific; ajv lists them with the rest.
     const first = errors[0]!;
     const more = errors.length > 1 ? ` (+${errors.length - 1} more)` : '';
-    throw new OspreyError('OSP_ERR_CONFIG', `config ${fieldName(first)}: ${describe(first)}${where}${more}`);
+    // The field name may be any key of the input: escaped and cut to one line.
+    throw new OspreyError('OSP_ERR_CONFIG', `config ${safeLine(`${fieldName(first)}: ${describe(first)}`)}${where}${more}`);
   }
   const file = filled as EdgeConfigFile;
   const abs = (p: string) => path.resolve(baseDir, p);
@@ -393,7 +396,7 @@ export async function loadEdgeConfig(file: string): Promise<EdgeConfig> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new OspreyError('OSP_ERR_CONFIG', `config: not valid JSON: ${(err as Error).message} (${full})`, {
+    throw new OspreyError('OSP_ERR_CONFIG', `config: not valid JSON: ${safeLine((err as Error).message, 200)} (${full})`, {
       cause: err,
     });
   }

@@ -7,7 +7,7 @@
 import { fastify, LogController, type FastifyError, type FastifyInstance } from 'fastify';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { Logger } from 'pino';
-import { OspreyError, httpStatusFor, isOspreyError, oneLine } from '../protocol/errors.js';
+import { OspreyError, httpStatusFor, isOspreyError, oneLine, safeLine } from '../protocol/errors.js';
 import { DetectionSchema, TelemetryMessageSchema, Verdict } from '../protocol/messages.js';
 import { validatorFor } from '../protocol/validator.js';
 import type { Pipeline } from './pipeline.js';
@@ -146,7 +146,8 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   const send = (reply: { code(n: number): unknown; header(k: string, v: string): unknown }, err: OspreyError) => {
     reply.code(httpStatusFor(err.code));
     if (err.code === 'OSP_ERR_QUEUE_FULL') reply.header('retry-after', '1');
-    return { error: err.code, message: oneLine(err) } satisfies ErrorBody;
+    // Messages may quote the request (a camera name): escaped and cut to one line.
+    return { error: err.code, message: safeLine(oneLine(err)) } satisfies ErrorBody;
   };
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

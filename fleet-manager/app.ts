@@ -3,9 +3,9 @@
  * tests drive it with `inject()` and the fleet manager adds listen and shutdown around it.
  * HTTP API reference: docs/fleet-manager.md.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyError, type FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
-import { OspreyError, httpStatusFor, oneLine } from '../protocol/errors.js';
+import { OspreyError, httpStatusFor, oneLine, routerErrorMessage, safeLine } from '../protocol/errors.js';
 import type { ErrorBody } from './http-schemas.js';
 import type { FleetStore } from './store.js';
 import type { IngestCounters } from './ingest.js';
@@ -66,6 +66,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     // Fastify's own ajv (not protocol's) because query strings need type coercion.
     ajv: { customOptions: { removeAdditional: false } },
+    // The router's own refusals (bad percent-encoding, over-long parameter) in the one error shape, not Fastify's.
+    frameworkErrors: (err, _req, reply) =>
+      (reply as unknown as FastifyReply).code(err.statusCode && err.statusCode < 500 ? err.statusCode : 400).send({ error: 'OSP_ERR_BAD_REQUEST', message: routerErrorMessage(err) } satisfies ErrorBody),
     ...(deps.https ? { https: deps.https } : {}),
   }) as FastifyInstance;
 
@@ -90,8 +93,18 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.decorate('authorization', installAuthorization(app, { identity: deps.identity, logger: deps.logger }));
 
   app.setNotFoundHandler(async (req, reply) =>
-    reply.code(404).send({ error: 'OSP_ERR_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } satisfies ErrorBody),
+    reply.code(404).send({ error: 'OSP_ERR_NOT_FOUND', message: `no route ${req.method} ${safeLine(req.url.split('?')[0]!, 200)}` } satisfies ErrorBody),
   );
+
+  // ajv coerces "1e400" or "Infinity" in a URL to Infinity and then skips minimum/maximum (they
+  // apply to finite numbers only): `limit=1e400` reached SQLite and was a 500.
+  app.addHook('preHandler', async (req) => {
+    for (const [where, values] of [['querystring', req.query], ['params', req.params]] as const) {
+      for (const [name, v] of Object.entries((values ?? {}) as Record<string, unknown>)) {
+        if (typeof v === 'number' && !Number.isFinite(v)) throw new OspreyError('OSP_ERR_BAD_REQUEST', `${where}/${safeLine(name, 64)} must be a finite number`);
+      }
+    }
+  });
 
   const routeDeps: RouteDeps = { store: deps.store, now, startedAt: now() };
   if (deps.status) routeDeps.status = deps.status;
@@ -120,7 +133,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
 /** Maps any error to the one error shape; validation messages already name the field. */
 function errorBody(err: FastifyError | OspreyError): ErrorBody {
-  if (err instanceof OspreyError) return { error: err.code, message: oneLine(err) };
+  if (err instanceof OspreyError) return { error: err.code, message: safeLine(oneLine(err)) };
   if (err.validation && err.validation.length > 0) {
     // Fastify's message leaves out which property was unexpected; ajv's params have it.
     const message = err.validation
@@ -130,7 +143,8 @@ function errorBody(err: FastifyError | OspreyError): ErrorBody {
         return `${err.validationContext ?? 'request'}${v.instancePath} ${v.message ?? v.keyword}${extra}`;
       })
       .join('; ');
-    return { error: 'OSP_ERR_BAD_REQUEST', message };
+    // Property names come from the request: escaped and cut.
+    return { error: 'OSP_ERR_BAD_REQUEST', message: safeLine(message) };
   }
-  return { error: 'OSP_ERR_BAD_REQUEST', message: oneLine(err) };
+  return { error: 'OSP_ERR_BAD_REQUEST', message: safeLine(oneLine(err)) };
 }

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Type, type Static } from '@sinclair/typebox';
 import { check } from '../protocol/validator.js';
-import { OspreyError } from '../protocol/errors.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
 import { DEFAULT_MAX_PACKET_BYTES } from '../protocol/mqtt-packet-limit.js';
 import { checkTrustedKeyEntries, TrustedKeyListSchema, type TrustedKeyEntry } from '../models/trusted-keys.js';
 
@@ -248,7 +248,7 @@ export async function loadFleetConfig(file?: string, overrides: FleetConfigOverr
     try {
       value = JSON.parse(text);
     } catch (err) {
-      throw new OspreyError('OSP_ERR_CONFIG', `${source} is not JSON: ${(err as Error).message}`, { cause: err });
+      throw new OspreyError('OSP_ERR_CONFIG', `${source} is not JSON: ${safeLine((err as Error).message, 200)}`, { cause: err });
     }
   }
   const merged = applyOverrides(value, overrides);

@@ -14,7 +14,7 @@ import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import busboy from 'busboy';
-import { isPackageFileName } from '../models/package-archive.js';
+import { isPackageFileName, MAX_PACKAGE_FILES } from '../models/package-archive.js';
 import { OspreyError } from '../protocol/errors.js';
 import { UPLOAD_SUFFIX } from './upload-file.js';
 
@@ -40,7 +40,8 @@ export async function receiveMultipart(body: Readable, headers: IncomingHttpHead
       let parser: busboy.Busboy;
       try {
         // preservePath: see the name as sent, so "../x" is refused instead of quietly becoming "x".
-        parser = busboy({ headers, preservePath: true });
+        // A file cap: each part is an open file, so 30 000 one-byte parts ran the fleet out of descriptors.
+        parser = busboy({ headers, preservePath: true, limits: { files: MAX_PACKAGE_FILES } });
       } catch (err) {
         return reject(badRequest(`body is not valid multipart/form-data: ${(err as Error).message}`));
       }
@@ -84,6 +85,7 @@ export async function receiveMultipart(body: Readable, headers: IncomingHttpHead
         written.catch(fail);
         writes.push(written);
       });
+      parser.on('filesLimit', () => fail(new OspreyError('OSP_ERR_MODEL_MANIFEST', `the upload holds more than ${MAX_PACKAGE_FILES} files`)));
       parser.on('error', (err: Error) => fail(badRequest(`body is not valid multipart/form-data: ${err.message}`)));
       parser.on('close', () => {
         Promise.all(writes).then(() => {

@@ -17,7 +17,7 @@ import { createPublicKey, verify } from 'node:crypto';
 import { FLEET_KEY_ID, signArtifact, verifyTrusted, type ArtifactIdentity } from '../models/artifact-signature.js';
 import { checkModelInChild } from '../models/model-check.js';
 import { parsePackageSignature, signedIdentity, SIGNATURE_FILE } from '../models/package-signature.js';
-import { OspreyError } from '../protocol/errors.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
 import { blobBytes, blobPath, moveIntoBlob, writeBlobFrom } from './blob-files.js';
 import { archiveFileSource, canonicalDigest, directorySource, type PackageSource } from './package-source.js';
 import type { ReceivedFiles } from './multipart-upload.js';
@@ -226,7 +226,7 @@ export async function checkPackage(name: string, source: PackageSource): Promise
   try {
     value = JSON.parse(text.toString('utf8'));
   } catch (err) {
-    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${MANIFEST_FILE} is not JSON: ${(err as Error).message}`, { cause: err });
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${MANIFEST_FILE} is not JSON: ${safeLine((err as Error).message, 200)}`, { cause: err });
   }
   const manifest = parseManifest(value, MANIFEST_FILE);
   if (manifest.name !== name) {

@@ -4,8 +4,8 @@
  */
 import type { ErrorObject } from 'ajv';
 import { ManifestSchema, type Manifest, type ManifestInput } from '../protocol/manifest.js';
-import { OspreyError } from '../protocol/errors.js';
-import { validatorFor } from '../protocol/validator.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
+import { MAX_JSON_DEPTH, nestedDeeperThan, validatorFor } from '../protocol/validator.js';
 
 /** The manifest's input section with every default applied and per-channel arrays expanded. */
 export interface ResolvedInput {
@@ -50,7 +50,8 @@ function describe(errors: ErrorObject[]): string {
 }
 
 function fail(where: string, message: string): never {
-  throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `invalid manifest (${where}): ${message}`);
+  // Field names and labels come from the manifest: escaped and cut to one line.
+  throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `invalid manifest (${where}): ${safeLine(message)}`);
 }
 
 /**
@@ -60,6 +61,8 @@ function fail(where: string, message: string): never {
 export function parseManifest(value: unknown, where = 'manifest.json'): Manifest {
   const validate = validatorFor(ManifestSchema);
   if (!validate(value)) fail(where, describe(validate.errors ?? []));
+  // postprocess.options is free-form: bounded here, or storing and signing it overflows the stack.
+  if (nestedDeeperThan(value)) fail(where, `nested deeper than ${MAX_JSON_DEPTH} levels`);
   const m = value as Manifest;
   const labels = new Set(m.labels);
   const channels = m.input.color === 'gray' ? 1 : 3;

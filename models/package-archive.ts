@@ -6,15 +6,16 @@
  */
 import { readdir, readFile, stat, mkdir, writeFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OspreyError } from '../protocol/errors.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
 
 const BLOCK = 512;
 /** Package file names: no separators, no leading dot, nothing that could escape the directory. */
 const FILE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$/;
 /** Whether a package may contain a file of this name. */
 export const isPackageFileName = (name: string): boolean => FILE_NAME.test(name);
-/** Refuse archives with absurd entry counts before allocating for them. */
-const MAX_FILES = 64;
+/** Refuse packages with absurd file counts (a tar's entries, a multipart upload's parts) before allocating for them. */
+export const MAX_PACKAGE_FILES = 64;
+const MAX_FILES = MAX_PACKAGE_FILES;
 
 function octal(value: number, width: number): string {
   return value.toString(8).padStart(width - 1, '0') + '\0';
@@ -83,7 +84,7 @@ export const ARCHIVE_BLOCK = BLOCK;
  */
 export function parseHeader(h: Buffer, off: number, seen: { has(name: string): boolean; readonly size: number }): { name: string; size: number } | null {
   const bad = (why: string): never => {
-    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${why}`);
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${safeLine(why)}`);
   };
   if (h.every((b) => b === 0)) return null;
   let sum = 0;
@@ -107,7 +108,7 @@ export function unpackArchive(archive: Uint8Array): Map<string, Buffer> {
   const files = new Map<string, Buffer>();
   let off = 0;
   const bad = (why: string): never => {
-    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${why}`);
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: ${safeLine(why)}`);
   };
   while (off + BLOCK <= buf.length) {
     const entry = parseHeader(buf.subarray(off, off + BLOCK), off, files);

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { OspreyError } from '../protocol/errors.js';
+import { OspreyError, safeLine } from '../protocol/errors.js';
 import type { Manifest } from '../protocol/manifest.js';
 import { parseManifest } from './manifest-check.js';
 
@@ -51,7 +51,7 @@ export async function readManifest(dir: string): Promise<Manifest> {
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${file} is not JSON: ${(err as Error).message}`, { cause: err });
+    throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${file} is not JSON: ${safeLine((err as Error).message, 200)}`, { cause: err });
   }
   return parseManifest(value, file);
 }

@@ -68,6 +68,26 @@ export function oneLine(err: unknown): string {
   return text.replace(/\s*\n\s*/g, ' ').trim();
 }
 
+/**
+ * Text built from outside input (a field name, a file name, a parser's message quoting the input)
+ * made fit for one log line: control characters (line breaks included) escaped as \uXXXX, and at
+ * most `max` characters, so a hostile name can neither forge log lines nor flood them.
+ */
+export function safeLine(text: string, max = 500): string {
+  const escaped = text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return escaped.length > max ? `${escaped.slice(0, max)}…` : escaped;
+}
+
+/**
+ * The one-line message for an error Fastify's router raises before any route or hook runs (a URL
+ * with broken percent-encoding, an over-long path parameter); its own message quotes the whole URL.
+ */
+export function routerErrorMessage(err: { code?: string; message: string }): string {
+  if (err.code === 'FST_ERR_BAD_URL') return 'the URL is not valid (malformed percent-encoding)';
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') return 'a URL path parameter is too long';
+  return safeLine(oneLine(err), 200);
+}
+
 /** HTTP status per error code, for the edge's and the fleet's HTTP APIs alike; codes not listed are 500. */
 const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
   OSP_ERR_IMAGE_EMPTY: 400,

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { TSchema, Static } from '@sinclair/typebox';
 import { MessageSchemas, PROTOCOL_VERSION, type MessageByKind } from './messages.js';
 import type { MessageKind } from './topics.js';
+import { safeLine } from './errors.js';
 
 export const ajv = new Ajv({ allErrors: true, strict: false, useDefaults: false });
 
@@ -34,8 +35,38 @@ export function formatErrors(errors: ErrorObject[] | null | undefined, max = 5):
     return `${where} ${e.message ?? e.keyword}${extra}`;
   });
   if (errors.length > max) parts.push(`and ${errors.length - max} more`);
-  return parts.join('; ');
+  // Paths and property names come from the input: escaped and cut.
+  return safeLine(parts.join('; '));
 }
+
+/**
+ * Deepest nesting a free-form part of a message or a manifest may have (events' `data`, a plug-in's
+ * `options`): far beyond any real use, far below what recursive code such as JSON.stringify and
+ * structuredClone survives (a few thousand levels overflow the stack).
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** True when `value` nests objects or arrays deeper than `max` levels. Iterative: safe at any depth. */
+export function nestedDeeperThan(value: unknown, max = MAX_JSON_DEPTH): boolean {
+  const stack: unknown[] = [value];
+  const depths: number[] = [0];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    const d = depths.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d >= max) return true;
+    for (const child of Object.values(v)) {
+      if (child !== null && typeof child === 'object') {
+        stack.push(child);
+        depths.push(d + 1);
+      }
+    }
+  }
+  return false;
+}
+
+/** Kinds whose schema admits free-form JSON (events' `data`); every other kind is bounded by its schema. */
+const FREE_FORM_KINDS: ReadonlySet<MessageKind> = new Set(['events']);
 
 export type Checked<T> = { ok: true; value: T } | { ok: false; error: string };
 
@@ -52,9 +83,13 @@ export function decodeMessage<K extends MessageKind>(kind: K, payload: Buffer | 
   try {
     value = JSON.parse(typeof payload === 'string' ? payload : payload.toString('utf8'));
   } catch (err) {
-    return { ok: false, error: `not JSON: ${(err as Error).message}` };
+    // V8 quotes the input in its message (line breaks and all).
+    return { ok: false, error: `not JSON: ${safeLine((err as Error).message, 200)}` };
   }
-  return check(MessageSchemas[kind], value) as Checked<MessageByKind[K]>;
+  const checked = check(MessageSchemas[kind], value) as Checked<MessageByKind[K]>;
+  // Valid, yet too deep for the store's JSON.stringify (a stack overflow there, not a clear refusal).
+  if (checked.ok && FREE_FORM_KINDS.has(kind) && nestedDeeperThan(value)) return { ok: false, error: `nested deeper than ${MAX_JSON_DEPTH} levels` };
+  return checked;
 }
 
 /** Builds a message with its envelope filled in. */
