@@ -132,7 +132,8 @@ export const imageRoutes: FastifyPluginAsync<ImageUploadDeps> = async (app, deps
       // Edge data, not a change people make: not audited (the result's ingest is not either).
       config: { permission: 'images:upload', audit: false },
       bodyLimit: deps.maxImageBytes,
-      onRequest: [authorizeUpload, reserve],
+      // The memory cap first: it reserves in the same turn as the headers arrive, whoever is asking.
+      onRequest: [reserve, authorizeUpload],
       schema: {
         params: ParamsSchema,
         querystring: QuerySchema,

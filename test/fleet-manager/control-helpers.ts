@@ -10,6 +10,10 @@ import { packArchive } from '../../models/package-archive.js';
 import { sha256Hex } from '../../models/package-reader.js';
 import { parseManifest } from '../../models/manifest-check.js';
 import { tempDir } from './helpers.js';
+import mqtt from 'mqtt';
+import { edgeTopic } from '../../protocol/topics.js';
+import { encodeMessage, envelope } from '../../protocol/validator.js';
+import { waitFor } from '../helpers/wait-for.js';
 import { join } from 'node:path';
 import { openTestIdentity, type TestIdentity } from '../helpers/identity.js';
 import { signedArchive, testPublisherKey, tinyAnomalyModel } from '../helpers/publisher.js';
@@ -121,4 +125,24 @@ export async function register(httpUrl: string, name: string, version: string, a
   const res = await uploadTar(httpUrl, name, packArchive(packageFiles(name, version)), auth);
   if (res.status !== 201 && res.status !== 200) throw new Error(`upload ${name}@${version}: ${res.status} ${JSON.stringify(res.body)}`);
   return String(res.body.sha256);
+}
+
+/**
+ * Enrolls `edgeId` on the fleet and has it report, over MQTT as itself, that it has produced
+ * results up to `lastSeq` (its retained state), as a real edge does before its images arrive;
+ * resolves once the fleet lists that lastSeq. Returns the edge's HTTP credential headers.
+ */
+export async function enrolledEdgeAt(f: TestFleet, edgeId: string, lastSeq: number): Promise<{ authorization: string }> {
+  const credential = await f.creds.enrollEdge(edgeId);
+  const client = await mqtt.connectAsync(f.mqttUrl, { clientId: edgeId, username: edgeId, password: credential });
+  try {
+    await client.publishAsync(edgeTopic(edgeId, 'state'), encodeMessage(envelope('state', edgeId, { online: true, lastSeq, ackedSeq: 0 })), { qos: 1, retain: true });
+    await waitFor(async () => {
+      const { body } = await f.api('GET', '/api/edges');
+      return (body as { edges: { id: string; lastSeq: number | null }[] }).edges.some((e) => e.id === edgeId && e.lastSeq === lastSeq);
+    }, `${edgeId} reporting lastSeq ${lastSeq}`);
+  } finally {
+    await client.endAsync();
+  }
+  return { authorization: `Bearer ${credential}` };
 }

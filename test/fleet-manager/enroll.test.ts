@@ -15,7 +15,7 @@ import { packArchive } from '../../models/package-archive.js';
 import { openSqliteIdentityStore } from '../../fleet-manager/identity-store.js';
 import { OSPREY_BIN } from '../helpers/osprey-process.js';
 import { brokerUrlFor } from '../../cli/edge-enroll.js';
-import { packageFiles, startFleet, type TestFleet } from './control-helpers.js';
+import { packageFiles, startFleet, uploadTar, type TestFleet } from './control-helpers.js';
 
 const run = promisify(execFile);
 
@@ -125,13 +125,9 @@ test('guessing enrollment tokens is rate-limited per address: after 10 failures 
 test('artifacts download with a live edge credential only: none 401, revoked 401, another edge any registered artifact', async (t) => {
   const fleet = await startFleet(t);
   const admin = await fleet.creds.headers('admin');
-  const up = await fetch(`${fleet.httpUrl}/api/models/m/versions`, {
-    method: 'POST',
-    body: packArchive(packageFiles('m', '1.0.0')),
-    headers: { ...admin, 'content-type': 'application/x-tar' },
-  });
+  const up = await uploadTar(fleet.httpUrl, 'm', packArchive(packageFiles('m', '1.0.0')), admin);
   assert.equal(up.status, 201);
-  const { sha256 } = (await up.json()) as { sha256: string };
+  const sha256 = String(up.body.sha256);
   const url = `${fleet.httpUrl}/api/artifacts/${sha256}`;
   const get = (credential?: string) => fetch(url, credential ? { headers: { authorization: `Bearer ${credential}` } } : {});
 

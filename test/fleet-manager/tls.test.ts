@@ -84,7 +84,8 @@ test('with tls the fleet serves only HTTPS and MQTTS; its own client connects ov
   await assert.rejects(request(`${fleet.httpUrl}/health`), { code: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE' });
 
   // MQTTS with the CA works; plain MQTT to the same port and MQTTS trusting another CA do not.
-  assert.equal(await tryMqtt(fleet.mqttUrl, { ca: fleet.ca, clientId: 'tls-probe' }), 'connected');
+  const probe = await openTestIdentity(t, path.join(fleet.dir, 'fleet.db')).enrollEdge('tls-probe');
+  assert.equal(await tryMqtt(fleet.mqttUrl, { ca: fleet.ca, clientId: 'tls-probe', username: 'tls-probe', password: probe }), 'connected');
   const plain = await tryMqtt(fleet.mqttUrl.replace('mqtts:', 'mqtt:'), { clientId: 'plain-probe' });
   assert.notEqual(plain, 'connected', 'plain MQTT on the TLS port is refused');
   const wrong = await tryMqtt(fleet.mqttUrl, { ca: await otherCa(t), clientId: 'wrong-ca-probe' });

@@ -10,8 +10,9 @@ import { request as httpRequest, type ClientRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
+import { Agent, request as undiciRequest } from 'undici';
 import { header, packArchive } from '../../models/package-archive.js';
-import { manifestBytes, packageFiles, startFleet, uploadTar } from './control-helpers.js';
+import { enrolledEdgeAt, manifestBytes, packageFiles, startFleet, uploadTar } from './control-helpers.js';
 import { startOsprey } from '../helpers/osprey-process.js';
 import { openTestIdentity } from '../helpers/identity.js';
 import { memoryOf } from '../helpers/mqtt-flood.js';
@@ -215,7 +216,8 @@ test('uploads: the artifact store quota (registry.maxBytes) refuses a package wi
 
 test('uploads: the image store quota (images.maxBytes) answers 507; a repeated image still fits', async (t) => {
   const f = await startFleet(t, { images: { maxBytes: 4096 } });
-  const press1 = { authorization: `Bearer ${await f.creds.enrollEdge('press-1')}` };
+  // press-1 has reported results up to seq 1000: the fleet takes their images.
+  const press1 = await enrolledEdgeAt(f, 'press-1', 1000);
   const put = (seq: number, bytes: Buffer) =>
     fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { ...press1, 'content-type': 'image/jpeg' } }).then(async (r) => ({ status: r.status, body: (await r.json()) as Record<string, unknown> }));
   assert.equal((await put(1, Buffer.alloc(3000, 1))).status, 201);
@@ -342,7 +344,8 @@ test('fleet process: a 500 MB multipart package upload streams to disk; the flee
 
 test('uploads: image bodies held at once are capped by images.maxInFlightBytes; beyond it 503 with Retry-After before the body is read', async (t) => {
   const f = await startFleet(t, { images: { maxImageBytes: MiB, maxInFlightBytes: 1.5 * MiB } });
-  const press1 = { authorization: `Bearer ${await f.creds.enrollEdge('press-1')}` };
+  // press-1 has reported results up to seq 1000: the fleet takes their images.
+  const press1 = await enrolledEdgeAt(f, 'press-1', 1000);
   const u = new URL(f.httpUrl);
   /** Starts a PUT of an image and leaves it open after `first` bytes; `finish()` sends the rest. */
   const open = (seq: number, headers: Record<string, string | number>, first: Buffer) => {
@@ -358,11 +361,15 @@ test('uploads: image bodies held at once are capped by images.maxInFlightBytes; 
     req.write(first);
     return { req, answer };
   };
+  // Its own connections, none open yet: a probe must not overtake the open upload on a kept-alive
+  // connection of the set-up above before the fleet has read that upload's headers.
+  const probes = new Agent();
+  t.after(() => probes.close());
   const put = (seq: number, bytes: Buffer) =>
-    fetch(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { ...press1, 'content-type': 'image/jpeg' } }).then(async (r) => ({
-      status: r.status,
-      retryAfter: r.headers.get('retry-after'),
-      body: (await r.json()) as Record<string, unknown>,
+    undiciRequest(`${f.httpUrl}/api/results/press-1/${seq}/image`, { method: 'PUT', body: bytes, headers: { ...press1, 'content-type': 'image/jpeg' }, dispatcher: probes }).then(async (r) => ({
+      status: r.statusCode,
+      retryAfter: r.headers['retry-after'] as string | undefined,
+      body: (await r.body.json()) as Record<string, unknown>,
     }));
 
   // Nothing tells the client when the fleet has read an open upload's headers: ask until a 600 KiB image
