@@ -4,13 +4,14 @@
  * command prints the config lines that point the edge at it.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { Agent, fetch as undiciFetch } from 'undici';
 import path from 'node:path';
 import { ErrorCodes, OspreyError, oneLine, type ErrorCode } from '../protocol/errors.js';
 import { loadEdgeConfig } from '../edge-agent/config.js';
 import { parse } from './args.js';
 
-export const edgeEnrollHelp = `Usage: osprey edge enroll --fleet URL --token T --edge-id ID [--out FILE | --config FILE]
+export const edgeEnrollHelp = `Usage: osprey edge enroll --fleet URL --token T --edge-id ID [--out FILE | --config FILE] [--ca FILE]
 
 Exchanges a one-time enrollment token (made by a fleet admin) for this edge's own credential,
 writes it to FILE with mode 0600 and prints the edge config lines that use it. The credential
@@ -24,6 +25,8 @@ Options:
   --out FILE        where the credential goes (default: fleet.credential in the dataDir of
                     --config, else in the current directory)
   --config FILE     the edge config: its dataDir holds the credential by default
+  --ca FILE         with an https:// fleet: the CA its certificate must be signed by (the
+                    fleet's private CA, ca.pem); it becomes the edge's fleet.caFile
   -h, --help        this text`;
 
 /** The loopback and wildcard hosts a fleet may name for its own broker. */
@@ -66,6 +69,7 @@ export async function edgeEnrollCommand(argv: string[]): Promise<number> {
     'edge-id': { type: 'string' },
     out: { type: 'string' },
     config: { type: 'string' },
+    ca: { type: 'string' },
   });
   if (values.help) {
     console.log(edgeEnrollHelp);
@@ -91,7 +95,14 @@ export async function edgeEnrollCommand(argv: string[]): Promise<number> {
     out = path.join(config.dataDir, 'fleet.credential');
   }
   const file = path.resolve(out ?? 'fleet.credential');
-  const fleetSection = await enrollEdge({ fleetUrl: base, token, edgeId, file });
+  let ca: Buffer | undefined;
+  if (values.ca !== undefined) {
+    if (base.protocol !== 'https:') throw new OspreyError('OSP_ERR_USAGE', '--ca goes with an https:// --fleet URL');
+    ca = await readFile(values.ca).catch((err: NodeJS.ErrnoException) => {
+      throw new OspreyError('OSP_ERR_USAGE', `cannot read --ca ${values.ca} (${err.code ?? err.message})`, { cause: err });
+    });
+  }
+  const fleetSection = await enrollEdge({ fleetUrl: base, token, edgeId, file, ...(ca && { ca, caFile: path.resolve(values.ca!) }) });
   console.log(`enrolled ${edgeId} with the fleet at ${fleetSection.httpUrl}; its credential is in ${file} (mode 0600)`);
   console.log('Put these in the "fleet" section of the edge config, then (re)start the edge:');
   for (const [k, v] of Object.entries(fleetSection)) console.log(`  ${JSON.stringify(k)}: ${JSON.stringify(v)},`);
@@ -110,21 +121,26 @@ export interface EnrolledFleet {
  * Exchanges an enrollment token for the edge's credential at `POST /api/edges/enroll` and writes
  * it to `file` (mode 0600). `osprey edge enroll` and `osprey demo` both enroll through it.
  */
-export async function enrollEdge(opts: { fleetUrl: URL; token: string; edgeId: string; file: string }): Promise<EnrolledFleet> {
+export async function enrollEdge(opts: { fleetUrl: URL; token: string; edgeId: string; file: string; ca?: Buffer; caFile?: string }): Promise<EnrolledFleet> {
   const { fleetUrl: base, token, edgeId, file } = opts;
   const url = new URL('api/edges/enroll', base.href.endsWith('/') ? base.href : `${base.href}/`).toString();
   let res: Response;
+  // With a CA the fleet's certificate is checked against it alone (its private CA).
+  const dispatcher = opts.ca ? new Agent({ connect: { ca: opts.ca } }) : undefined;
   try {
-    res = await fetch(url, {
+    res = (await undiciFetch(url, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ token, edgeId }),
       signal: AbortSignal.timeout(30_000),
-    });
+      ...(dispatcher && { dispatcher }),
+    })) as unknown as Response;
   } catch (err) {
+    await dispatcher?.close();
     throw new OspreyError('OSP_ERR_USAGE', `cannot reach the fleet at ${url}: ${oneLine((err as Error).cause ?? err)}`, { cause: err });
   }
   const text = await res.text();
+  await dispatcher?.close();
   let body: { error?: string; message?: string; edgeId?: string; credential?: string; mqttUrl?: string; caPem?: string };
   try {
     body = JSON.parse(text) as typeof body;
@@ -138,7 +154,8 @@ export async function enrollEdge(opts: { fleetUrl: URL; token: string; edgeId: s
   await writePrivate(file, `${body.credential}\n`);
   const mqttUrl = brokerUrlFor(body.mqttUrl, base.href);
   const fleetSection: EnrolledFleet = { ...(mqttUrl && { mqttUrl }), httpUrl: base.href.replace(/\/+$/, ''), credentialFile: file };
-  if (body.caPem) {
+  if (opts.caFile) fleetSection.caFile = opts.caFile;
+  else if (body.caPem) {
     const caFile = path.join(path.dirname(file), 'fleet-ca.pem');
     await writePrivate(caFile, body.caPem);
     fleetSection.caFile = caFile;

@@ -11,15 +11,19 @@ import { FLEET_DEFAULTS } from '../fleet-manager/config.js';
 import { openSqliteStore } from '../fleet-manager/store.js';
 import { openSqliteIdentityStore, type IdentityStore } from '../fleet-manager/identity-store.js';
 import { parse } from './args.js';
+import { tlsInitCommand } from './fleet-tls.js';
 
-export const fleetInitHelp = `Usage: osprey fleet init [--data DIR] [--admin NAME]
+export const fleetInitHelp = `Usage: osprey fleet init [--data DIR] [--admin NAME] [--tls [--host H]...]
 
 Creates the fleet's data directory and database and its first admin user, with a generated
 password printed once. Refuses when the fleet has users already (add more with "osprey user add").
+With --tls it also makes a private CA and the fleet's certificate (as "osprey fleet tls-init").
 
 Options:
   --data DIR        data directory (default: ${FLEET_DEFAULTS.dataDir})
   --admin NAME      the admin's username (default: admin)
+  --tls             also a private CA and TLS certificate in DIR/tls, and the config to use them
+  --host H          with --tls: a name or address edges reach the fleet by (repeatable)
   -h, --help        this text`;
 
 /** What a command run on the fleet host writes into the audit log as its actor and source. */
@@ -69,11 +73,12 @@ export async function createFirstAdmin(dataDir: string, username = 'admin'): Pro
 }
 
 export async function fleetInitCommand(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { data: { type: 'string' }, admin: { type: 'string' } });
+  const { values } = parse(argv, { data: { type: 'string' }, admin: { type: 'string' }, tls: { type: 'boolean' }, host: { type: 'string', multiple: true } });
   if (values.help) {
     console.log(fleetInitHelp);
     return 0;
   }
+  if (values.host && !values.tls) throw new OspreyError('OSP_ERR_USAGE', '--host goes with --tls');
   const admin = await createFirstAdmin(values.data ?? FLEET_DEFAULTS.dataDir, values.admin ?? 'admin');
   console.log(`Fleet data directory: ${admin.dataDir}
 First admin:          ${admin.username}
@@ -83,5 +88,9 @@ Password:             ${admin.password}
 Start the fleet:  osprey fleet start --data ${admin.dataDir}
 Then sign in at http://<this host>:${FLEET_DEFAULTS.http.port}/ or make an API token:
   osprey user token ${admin.username} --name ci --data ${admin.dataDir}`);
+  if (values.tls) {
+    console.log('');
+    await tlsInitCommand(['--data', admin.dataDir, ...(values.host ?? []).flatMap((h) => ['--host', h])]);
+  }
   return 0;
 }

@@ -55,3 +55,31 @@ test('osprey fleet tls-init writes the CA and certificate, prints a tls section 
   assert.match(String(started.mqttUrl), /^mqtts:\/\/127\.0\.0\.1:\d+$/);
   assert.equal(await fleet.stop('SIGTERM'), 0);
 });
+
+test('osprey fleet init --tls makes the admin and the CA; osprey edge enroll --ca enrolls over HTTPS and refuses a fleet it cannot verify', { timeout: 60_000 }, async (t) => {
+  const dir = await makeTempDir(t, 'osprey-tls-enroll-');
+  const data = join(dir, 'fleet');
+  const init = await osprey('fleet', 'init', '--data', data, '--tls');
+  assert.equal(init.code, 0, init.stderr);
+  assert.match(init.stdout, /Password: +\S{20,}/);
+  const snippet = JSON.parse(/\{\n {2}"tls"[\s\S]*?\n\}/.exec(init.stdout)![0]) as { tls: { certFile: string; keyFile: string; caFile: string } };
+  const config = join(dir, 'fleet.json');
+  await writeFile(config, JSON.stringify(snippet));
+  const fleet = startOsprey(['fleet', 'start', '--config', config, '--data', data, '--port', '0', '--mqtt-port', '0']);
+  t.after(() => fleet.stop());
+  const { httpUrl } = (await fleet.waitForLine((l) => l.msg === 'fleet manager started')) as { httpUrl: string };
+  assert.match(httpUrl, /^https:/);
+
+  const token = async () => (await osprey('edge', 'token', '--edge-id', 'press-9', '--data', data)).stdout.trim();
+  const unverified = await osprey('edge', 'enroll', '--fleet', httpUrl, '--token', await token(), '--edge-id', 'press-9', '--out', join(dir, 'no.credential'));
+  assert.notEqual(unverified.code, 0);
+  assert.match(unverified.stderr, /^osprey: cannot reach the fleet at https:.*certificate/);
+  assert.equal(unverified.stderr.trim().split('\n').length, 1);
+
+  const out = join(dir, 'press-9.credential');
+  const enrolled = await osprey('edge', 'enroll', '--fleet', httpUrl, '--ca', snippet.tls.caFile, '--token', await token(), '--edge-id', 'press-9', '--out', out);
+  assert.equal(enrolled.code, 0, enrolled.stderr);
+  assert.equal((await stat(out)).mode & 0o777, 0o600);
+  assert.match(enrolled.stdout, new RegExp(`"caFile": ${JSON.stringify(snippet.tls.caFile).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`));
+  assert.match(enrolled.stdout, /"mqttUrl": "mqtts:/);
+});
