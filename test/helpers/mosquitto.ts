@@ -96,6 +96,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   const reloadWaiters: (() => void)[] = [];
   /** Processes we are stopping on purpose: their exit is expected. */
   const stopping = new WeakSet<ChildProcess>();
+  /** Every broker process spawned and not yet exited: close() ends them all, whatever happened. */
+  const alive = new Set<ChildProcess>();
 
   async function launch(): Promise<void> {
     generation++;
@@ -117,6 +119,8 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
         ].join('\n'),
       );
       const c = spawn(bin!, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+      alive.add(c);
+      c.once('exit', () => alive.delete(c));
       const lines: string[] = [];
       let started = false;
       let running = false;
@@ -217,6 +221,13 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
     },
     async close() {
       await stop();
+      // A broker left over by a failed or interrupted start would keep the test process alive.
+      for (const c of alive) {
+        stopping.add(c);
+        const exited = once(c, 'exit');
+        c.kill('SIGKILL');
+        await exited;
+      }
       await rm(dir, { recursive: true, force: true });
     },
   };
