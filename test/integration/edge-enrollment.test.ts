@@ -20,6 +20,7 @@ import { DEMO_MODEL_NAME, ensureDemoModel, generatePartImage } from '../../model
 import { OSPREY_BIN } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { startFleet } from '../fleet-manager/control-helpers.js';
+import { signedArchive, testPublisherKey } from '../helpers/publisher.js';
 
 const run = promisify(execFile);
 
@@ -38,7 +39,7 @@ test('an enrolled edge syncs, uploads its images and downloads its model with it
   const files = unpackArchive(await archiveDirectory(v1Dir));
   const manifest = JSON.parse(files.get('manifest.json')!.toString()) as { version: string };
   const v2 = packArchive(new Map([...files, ['manifest.json', Buffer.from(JSON.stringify({ ...manifest, version: '2.0.0' }))]]));
-  const up = await fetch(`${fleet.httpUrl}/api/models/${DEMO_MODEL_NAME}/versions`, { method: 'POST', body: v2, headers: { ...admin, 'content-type': 'application/x-tar' } });
+  const up = await fetch(`${fleet.httpUrl}/api/models/${DEMO_MODEL_NAME}/versions`, { method: 'POST', body: signedArchive(v2), headers: { ...admin, 'content-type': 'application/x-tar' } });
   assert.equal(up.status, 201);
   const publicKey = (await api('GET', '/api/fleet/public-key')).body as string;
 
@@ -53,7 +54,8 @@ test('an enrolled edge syncs, uploads its images and downloads its model with it
     line: 'line-A',
     dataDir,
     http: { host: '127.0.0.1', port: 0 },
-    fleet: { mqttUrl: fleet.mqttUrl, httpUrl: fleet.httpUrl, publicKey, credentialFile },
+    // Signed by the test publisher, whose key the edge trusts (the fleet's own key signs nothing here).
+    fleet: { mqttUrl: fleet.mqttUrl, httpUrl: fleet.httpUrl, publicKey, trustedKeys: [testPublisherKey()], credentialFile },
     model: { dir: v1Dir, retryBaseMs: 50, retryMaxMs: 500 },
     sync: { batchSize: 10, intervalMs: 100 },
     telemetry: { intervalMs: 200 },
