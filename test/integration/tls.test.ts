@@ -21,6 +21,9 @@ import { useDemoModel } from '../edge-agent/demo-model.js';
 import { tempDir } from '../edge-agent/fixtures.js';
 import { captureLogger } from '../fleet-manager/helpers.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { openTestIdentity } from '../helpers/identity.js';
+import { enrolledCredentialFile } from '../helpers/edge-credential.js';
+import { signedArchive, testPublisherKey } from '../helpers/publisher.js';
 
 const modelDir = useDemoModel();
 const silent = pino({ level: process.env.OSPREY_TEST_LOG ?? 'silent' });
@@ -55,6 +58,7 @@ test('over TLS an edge trusting the fleet CA syncs, uploads and downloads; one t
     http: { host: '127.0.0.1', port: 0 },
     mqtt: { host: '127.0.0.1', port: 0 },
     rollouts: { tickMs: 100 },
+    registry: { publisherKeys: [testPublisherKey()] },
     tls: { certFile: tls.certFile, keyFile: tls.keyFile, caFile: tls.caFile },
     logger: silent,
   });
@@ -69,8 +73,11 @@ test('over TLS an edge trusting the fleet CA syncs, uploads and downloads; one t
 
   const client = new Agent({ connect: { ca: await readFile(edgeCa) } });
   t.after(() => client.close());
+  // People with an admin's API token; each edge with its own enrolled credential.
+  const creds = openTestIdentity(t, path.join(dir, 'fleet', 'fleet.db'));
+  const admin = await creds.headers('admin');
   const api = async (method: string, p: string, body?: Buffer | string, type = 'application/json') => {
-    const res = await request(`${httpUrl}${p}`, { method: method as 'GET', dispatcher: client, ...(body !== undefined && { body, headers: { 'content-type': type } }) });
+    const res = await request(`${httpUrl}${p}`, { method: method as 'GET', dispatcher: client, headers: { ...admin, ...(body !== undefined && { 'content-type': type }) }, ...(body !== undefined && { body }) });
     const text = await res.body.text();
     return { status: res.statusCode, text };
   };
@@ -78,14 +85,16 @@ test('over TLS an edge trusting the fleet CA syncs, uploads and downloads; one t
 
   // The impostor first: it keeps retrying (every 100 ms) through everything below.
   const impostorLog = captureLogger('info');
-  const impostor = edgeAgent(dir, model, 'press-wrong-ca', { mqttUrl, httpUrl, publicKey, caFile: wrongCa }, impostorLog.logger);
+  const impostorCredential = await enrolledCredentialFile(creds, 'press-wrong-ca', path.join(dir, 'press-wrong-ca.credential'));
+  const impostor = edgeAgent(dir, model, 'press-wrong-ca', { mqttUrl, httpUrl, publicKey, caFile: wrongCa, credentialFile: impostorCredential }, impostorLog.logger);
   t.after(() => impostor.close());
   await impostor.start();
   const refusal = await impostorLog.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('fleet certificate refused'));
   assert.match(refusal.msg, /^fleet certificate refused: .*\(UNABLE_TO_VERIFY_LEAF_SIGNATURE\); trusted: fleet\.caFile .*other-ca\/ca\.pem$/);
 
   // The real edge: results over mqtts, defect images over https.
-  const edge = edgeAgent(dir, model, 'press-tls', { mqttUrl, httpUrl, publicKey, caFile: edgeCa }, silent);
+  const credentialFile = await enrolledCredentialFile(creds, 'press-tls', path.join(dir, 'press-tls.credential'));
+  const edge = edgeAgent(dir, model, 'press-tls', { mqttUrl, httpUrl, publicKey, trustedKeys: [testPublisherKey()], caFile: edgeCa, credentialFile }, silent);
   t.after(() => edge.close());
   await edge.start();
   const defects: number[] = [];
@@ -105,7 +114,7 @@ test('over TLS an edge trusting the fleet CA syncs, uploads and downloads; one t
   const files = unpackArchive(await archiveDirectory(model));
   const manifest = JSON.parse(files.get('manifest.json')!.toString()) as { version: string };
   const v2 = packArchive(new Map([...files, ['manifest.json', Buffer.from(JSON.stringify({ ...manifest, version: '2.0.0' }))]]));
-  const uploaded = await api('POST', `/api/models/${DEMO_MODEL_NAME}/versions`, v2, 'application/x-tar');
+  const uploaded = await api('POST', `/api/models/${DEMO_MODEL_NAME}/versions`, Buffer.from(signedArchive(v2)), 'application/x-tar');
   assert.equal(uploaded.status, 201, uploaded.text);
   const rollout = await api('POST', '/api/rollouts', JSON.stringify({ model: DEMO_MODEL_NAME, version: '2.0.0', target: { edges: ['press-tls'] }, stages: [{ mode: 'live' }] }));
   assert.equal(rollout.status, 201, rollout.text);
