@@ -12,7 +12,7 @@ import { decodeMessage, encodeMessage, envelope } from '../../protocol/validator
 import { FLEET_MQTT_USERNAME } from '../../fleet-manager/broker-auth.js';
 import { connectSimEdge } from '../helpers/sim-edge.js';
 import { results } from '../fleet-manager/helpers.js';
-import { packageFiles } from '../fleet-manager/control-helpers.js';
+import { packageFiles, uploadTar } from '../fleet-manager/control-helpers.js';
 import { packArchive } from '../../models/package-archive.js';
 import { writeBrokerConfig } from '../../cli/broker-config.js';
 import { join } from 'node:path';
@@ -119,7 +119,7 @@ for (const { kind, skip } of brokerKinds()) {
     const w = await startMqttWorld(t, kind, ['edge-a', 'edge-b']);
     const headers = await w.fleet.creds.headers('release-manager');
     for (const version of ['1', '2']) {
-      const res = await fetch(`${w.fleet.httpUrl}/api/models/inspect/versions`, { method: 'POST', body: packArchive(packageFiles('inspect', version)), headers: { ...headers, 'content-type': 'application/x-tar' } });
+      const res = await uploadTar(w.fleet.httpUrl, 'inspect', packArchive(packageFiles('inspect', version)), headers);
       assert.ok(res.status === 201 || res.status === 200, `upload inspect@${version}: ${res.status}`);
     }
     const a = await connectSimEdge(w.mqttUrl, { id: 'edge-a', credential: w.login('edge-a').password, line: 'L1', localModel: LOCAL });
