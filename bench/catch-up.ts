@@ -121,13 +121,13 @@ async function runVariant(
   fleet: BenchChild<FleetReady>,
   modelDir: string,
   frames: Buffer[],
+  credentials: Record<string, string> | undefined,
 ): Promise<Outcome> {
   const edgeId = `catch-up-${index}`;
   const dataDir = join(opts.workDir, edgeId);
   await mkdir(dataDir, { recursive: true });
   opts.log(`catch-up [${v.name}]: seeding ${p.backlog} results`);
   seedBacklog(dataDir, p.backlog, edgeId);
-  const credentials = await enrollBenchEdges(fleet.ready.access, join(opts.workDir, 'fleet'), join(opts.workDir, 'credentials'), [{ id: edgeId, line: 'line-bench' }]);
   // The edge reaches the broker through a proxy that starts cut: the outage, then the reconnect.
   const link = await startTcpProxy(Number(new URL(fleet.ready.mqttUrl).port));
   link.cut();
@@ -245,11 +245,10 @@ interface LinkAlone {
  * loop delay and the time of its two synchronous steps per batch, to tell the edge's own cost
  * from contention with the fleet manager on a shared machine.
  */
-async function linkAlone(opts: Parameters<BenchRun>[0], p: Plan, fleet: FleetReady): Promise<LinkAlone> {
+async function linkAlone(opts: Parameters<BenchRun>[0], p: Plan, fleet: FleetReady, credentials: Record<string, string> | undefined): Promise<LinkAlone> {
   const results = opts.quick ? 20_000 : 200_000;
   const dataDir = join(opts.workDir, 'link-alone');
   await mkdir(dataDir, { recursive: true });
-  const credentials = await enrollBenchEdges(fleet.access, join(opts.workDir, 'fleet'), join(opts.workDir, 'credentials'), [{ id: 'link-alone', line: 'line-bench' }]);
   const login = credentials ? (await readFleetCredential(credentials['link-alone']!, undefined)).mqtt('link-alone') : undefined;
   seedBacklog(dataDir, results, 'link-alone');
   const store = openResultStore(dataDir);
@@ -315,8 +314,11 @@ export const run: BenchRun = async (opts) => {
   const outcomes: Outcome[] = [];
   let alone: LinkAlone;
   try {
-    for (const [i, v] of p.variants.entries()) outcomes.push(await runVariant(opts, p, v, i, fleet, modelDir, frameSet.images));
-    alone = await linkAlone(opts, p, fleet.ready);
+    // Every edge enrolled up front, while the fleet writes nothing (see fleet-ingest.ts startSims).
+    const edges = [...p.variants.map((_, i) => `catch-up-${i}`), 'link-alone'].map((id) => ({ id, line: 'line-bench' }));
+    const credentials = await enrollBenchEdges(fleet.ready.access, join(opts.workDir, 'fleet'), join(opts.workDir, 'credentials'), edges);
+    for (const [i, v] of p.variants.entries()) outcomes.push(await runVariant(opts, p, v, i, fleet, modelDir, frameSet.images, credentials));
+    alone = await linkAlone(opts, p, fleet.ready, credentials);
   } finally {
     await fleet.close();
   }

@@ -165,12 +165,15 @@ export async function startSims(fleet: BenchChild<FleetReady>, fleetDir: string,
   const sims: Sims = [];
   const perWorker = Math.ceil(edges / workers);
   const { mqttUrl, access } = fleet.ready;
+  const groups = Array.from({ length: workers }, (_, w) => ({
+    line: `line-${w % 4}`,
+    edgeIds: Array.from({ length: Math.min(perWorker, edges - w * perWorker) }, (_, i) => `${prefix}-${String(w * perWorker + i).padStart(4, '0')}`),
+  }));
+  // All enrolled before any edge connects: enrollment writes fleet.db from this process, and
+  // SQLite refuses a write transaction whose snapshot another process's commit made stale.
+  const credentialFiles = await enrollBenchEdges(access, fleetDir, join(workDir, `${prefix}-credentials`), groups.flatMap((g) => g.edgeIds.map((id) => ({ id, line: g.line }))));
   try {
-    for (let w = 0; w < workers; w++) {
-      const count = Math.min(perWorker, edges - w * perWorker);
-      const line = `line-${w % 4}`;
-      const edgeIds = Array.from({ length: count }, (_, i) => `${prefix}-${String(w * perWorker + i).padStart(4, '0')}`);
-      const credentialFiles = await enrollBenchEdges(access, fleetDir, join(workDir, `${prefix}-credentials`), edgeIds.map((id) => ({ id, line })));
+    for (const [w, { line, edgeIds }] of groups.entries()) {
       const spec: SimSpec = {
         mqttUrl,
         ...(credentialFiles ? { credentialFiles } : {}),

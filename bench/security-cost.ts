@@ -23,7 +23,6 @@ import { connectAsync, type IClientOptions } from 'mqtt';
 import { Agent, request } from 'undici';
 import { readFile } from 'node:fs/promises';
 import { readFleetCredential } from '../edge-agent/fleet-credential.js';
-import type { BenchChild } from './child.js';
 import { apiHeaders, enrollBenchEdges, fleetDispatcher, startBenchFleet, type FleetChildSecurity, type FleetReady } from './fleet-access.js';
 import type { FleetChildStats } from './fleet-child.js';
 import { health, startSims, usage, type Sims } from './fleet-ingest.js';
@@ -79,6 +78,8 @@ async function ingestAndOps(p: Plan, v: Variant, workDir: string): Promise<Omit<
   const dispatcher = await fleetDispatcher(fleet.ready.access);
   let sims: Sims = [];
   try {
+    // Enrolled before the fleet is busy (see startSims).
+    const opsLogin = await edgeLogin(fleet.ready, fleetDir, workDir);
     sims = await startSims(fleet, fleetDir, workDir, 'sim', p.ingest.edges, p.ingest.workers, p.ingest);
     const before = await health(fleet.ready.httpUrl, dispatcher);
     const s0 = await fleet.request<FleetChildStats>('stats');
@@ -95,7 +96,7 @@ async function ingestAndOps(p: Plan, v: Variant, workDir: string): Promise<Omit<
     return {
       ingestRate: total / u.wallS,
       ingestCpuUsPerResult: (u.cpuS * 1e6) / total,
-      connectMs: await connectCost(fleet, fleetDir, workDir, p.connects),
+      connectMs: await connectCost(fleet.ready.mqttUrl, opsLogin, p.connects),
       requestMs: await requestCost(fleet.ready, p.requests, dispatcher),
     };
   } finally {
@@ -105,17 +106,20 @@ async function ingestAndOps(p: Plan, v: Variant, workDir: string): Promise<Omit<
   }
 }
 
-/** Median time of `n` sequential MQTT connects (to CONNACK) of one edge, as it logs in (or not). */
-async function connectCost(fleet: BenchChild<FleetReady>, fleetDir: string, workDir: string, n: number): Promise<number> {
-  const { access, mqttUrl } = fleet.ready;
+/** One edge's MQTT login as a real edge's: its enrolled credential (authentication on), the fleet's CA (TLS). */
+async function edgeLogin(fleet: FleetReady, fleetDir: string, workDir: string): Promise<IClientOptions> {
   const id = 'ops-edge';
-  const files = await enrollBenchEdges(access, fleetDir, join(workDir, 'ops-credentials'), [{ id, line: 'ops' }]);
-  const login: IClientOptions = {
+  const files = await enrollBenchEdges(fleet.access, fleetDir, join(workDir, 'ops-credentials'), [{ id, line: 'ops' }]);
+  return {
     clientId: id,
     reconnectPeriod: 0,
     ...(files ? (await readFleetCredential(files[id]!, undefined)).mqtt(id) : {}),
-    ...(access.caFile ? { ca: await readFile(access.caFile), rejectUnauthorized: true } : {}),
+    ...(fleet.access.caFile ? { ca: await readFile(fleet.access.caFile), rejectUnauthorized: true } : {}),
   };
+}
+
+/** Median time of `n` sequential MQTT connects (to CONNACK) of one edge. */
+async function connectCost(mqttUrl: string, login: IClientOptions, n: number): Promise<number> {
   const samples: number[] = [];
   for (let i = 0; i < n; i++) {
     const t0 = performance.now();
