@@ -25,6 +25,8 @@ import { ensureDemoModel } from '../models/fixtures.js';
 import { benchScript, startChild, type BenchChild } from './child.js';
 import type { EdgeChildStats } from './edge-agent-child.js';
 import type { FleetChildStats } from './fleet-child.js';
+import { apiHeaders, enrollBenchEdges, startBenchFleet, type FleetReady } from './fleet-access.js';
+import { readFleetCredential } from '../edge-agent/fleet-credential.js';
 import { benchFrames } from './frames.js';
 import { isMain, runStandalone } from './standalone.js';
 import { startTcpProxy } from '../simulator/tcp-proxy.js';
@@ -116,9 +118,10 @@ async function runVariant(
   p: Plan,
   v: Variant,
   index: number,
-  fleet: BenchChild<{ httpUrl: string; mqttUrl: string }>,
+  fleet: BenchChild<FleetReady>,
   modelDir: string,
   frames: Buffer[],
+  credentials: Record<string, string> | undefined,
 ): Promise<Outcome> {
   const edgeId = `catch-up-${index}`;
   const dataDir = join(opts.workDir, edgeId);
@@ -135,7 +138,7 @@ async function runVariant(
       line: 'line-bench',
       dataDir,
       http: { host: '127.0.0.1', port: 0 },
-      fleet: { mqttUrl: `mqtt://127.0.0.1:${link.port}` },
+      fleet: { mqttUrl: `mqtt://127.0.0.1:${link.port}`, ...(credentials ? { credentialFile: credentials[edgeId] } : {}) },
       model: { dir: modelDir },
       sync: { batchSize: v.batchSize, window: v.window, maxResultsPerSecond: v.maxResultsPerSecond },
       telemetry: { intervalMs: 10_000 },
@@ -199,7 +202,7 @@ async function runVariant(
   running = false;
   await line;
   const final = await edgeHealth(httpUrl);
-  const edges = (await (await request(`${fleet.ready.httpUrl}/api/edges`)).body.json()) as { edges: { id: string; ackedSeq: number }[] };
+  const edges = (await (await request(`${fleet.ready.httpUrl}/api/edges`, { headers: apiHeaders(fleet.ready.access) })).body.json()) as { edges: { id: string; ackedSeq: number }[] };
   await edge.close();
   await link.close();
 
@@ -242,10 +245,11 @@ interface LinkAlone {
  * loop delay and the time of its two synchronous steps per batch, to tell the edge's own cost
  * from contention with the fleet manager on a shared machine.
  */
-async function linkAlone(opts: Parameters<BenchRun>[0], p: Plan, mqttUrl: string): Promise<LinkAlone> {
+async function linkAlone(opts: Parameters<BenchRun>[0], p: Plan, fleet: FleetReady, credentials: Record<string, string> | undefined): Promise<LinkAlone> {
   const results = opts.quick ? 20_000 : 200_000;
   const dataDir = join(opts.workDir, 'link-alone');
   await mkdir(dataDir, { recursive: true });
+  const login = credentials ? (await readFleetCredential(credentials['link-alone']!, undefined)).mqtt('link-alone') : undefined;
   seedBacklog(dataDir, results, 'link-alone');
   const store = openResultStore(dataDir);
   const reads: number[] = [];
@@ -265,7 +269,8 @@ async function linkAlone(opts: Parameters<BenchRun>[0], p: Plan, mqttUrl: string
   const v = p.variants[0]!;
   const link = createFleetLink({
     edgeId: 'link-alone',
-    mqttUrl,
+    mqttUrl: fleet.mqttUrl,
+    ...(login ? { credentials: login } : {}),
     store: measured,
     sync: { batchSize: v.batchSize, window: v.window, intervalMs: 2000, ackTimeoutMs: 10_000, maxResultsPerSecond: v.maxResultsPerSecond },
     telemetryIntervalMs: 3_600_000,
@@ -305,12 +310,15 @@ export const run: BenchRun = async (opts) => {
   const p = plan(opts.quick);
   const modelDir = await ensureDemoModel(join(opts.modelCache, 'demo'));
   const frameSet = await benchFrames(opts.modelCache, 8, 640, 480);
-  const fleet = await startChild<{ httpUrl: string; mqttUrl: string }>(benchScript('fleet-child.js'), [join(opts.workDir, 'fleet')]);
+  const fleet = await startBenchFleet(join(opts.workDir, 'fleet'));
   const outcomes: Outcome[] = [];
   let alone: LinkAlone;
   try {
-    for (const [i, v] of p.variants.entries()) outcomes.push(await runVariant(opts, p, v, i, fleet, modelDir, frameSet.images));
-    alone = await linkAlone(opts, p, fleet.ready.mqttUrl);
+    // Every edge enrolled up front, while the fleet writes nothing (see fleet-ingest.ts startSims).
+    const edges = [...p.variants.map((_, i) => `catch-up-${i}`), 'link-alone'].map((id) => ({ id, line: 'line-bench' }));
+    const credentials = await enrollBenchEdges(fleet.ready.access, join(opts.workDir, 'fleet'), join(opts.workDir, 'credentials'), edges);
+    for (const [i, v] of p.variants.entries()) outcomes.push(await runVariant(opts, p, v, i, fleet, modelDir, frameSet.images, credentials));
+    alone = await linkAlone(opts, p, fleet.ready, credentials);
   } finally {
     await fleet.close();
   }

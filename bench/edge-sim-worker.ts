@@ -19,12 +19,19 @@ import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { destination, pino } from 'pino';
 import { createFleetLink, type FleetLink } from '../edge-agent/fleet-link.js';
+import { readFleetCredential } from '../edge-agent/fleet-credential.js';
+import { loadEdgeFleetTls } from '../edge-agent/fleet-tls.js';
+import type { EdgeConfig } from '../edge-agent/config.js';
 import type { ResultStore } from '../edge-agent/result-store.js';
 import type { ResultRecord } from '../protocol/messages.js';
 import { oneLine } from '../protocol/errors.js';
 
 export interface SimSpec {
   mqttUrl: string;
+  /** Edge id → its credential file (bench/fleet-access.ts enrollBenchEdges); absent: authentication off. */
+  credentialFiles?: Record<string, string>;
+  /** The fleet's CA (mqtts:// URL): as an edge's fleet.caFile. */
+  caFile?: string;
   edgeIds: string[];
   line: string;
   batchSize: number;
@@ -125,11 +132,22 @@ async function main(): Promise<void> {
   const spec = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as SimSpec;
   const logger = pino({ level: 'warn' }, destination(2));
   let ackLatencies: number[] = [];
+  // As a real edge: its enrolled credential, and the fleet's CA (the download dispatcher is not used here).
+  const tls = spec.caFile ? await loadEdgeFleetTls({ fleet: { mqttUrl: spec.mqttUrl, caFile: spec.caFile } } as Pick<EdgeConfig, 'fleet'>) : undefined;
+  await tls?.dispatcher.close();
+  const credentials = new Map<string, { username: string; password: string }>();
+  for (const id of spec.edgeIds) {
+    const file = spec.credentialFiles?.[id];
+    if (file) credentials.set(id, (await readFleetCredential(file, undefined)).mqtt(id));
+  }
   const edges: SimEdge[] = spec.edgeIds.map((id) => {
     const store = new SyntheticStore(id, (ms) => ackLatencies.push(ms));
+    const login = credentials.get(id);
     const link = createFleetLink({
       edgeId: id,
       mqttUrl: spec.mqttUrl,
+      ...(login ? { credentials: login } : {}),
+      ...(tls ? { tls } : {}),
       // The link reads and acks through the ResultStore surface only; the rest is never called.
       store: store as unknown as ResultStore,
       sync: { batchSize: spec.batchSize, window: spec.window, intervalMs: 2000, ackTimeoutMs: 10_000 },

@@ -14,10 +14,11 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { stat, writeFile } from 'node:fs/promises';
 import { pino } from 'pino';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { openSqliteStore } from '../fleet-manager/store.js';
 import type { ResultRecord } from '../protocol/messages.js';
 import { benchScript, startChild, type BenchChild } from './child.js';
+import { enrollBenchEdges, startBenchFleet, type FleetReady } from './fleet-access.js';
 import type { BacklogReport, LiveReport, SimSpec } from './edge-sim-worker.js';
 import type { FleetChildStats } from './fleet-child.js';
 import { round } from './stats.js';
@@ -82,7 +83,7 @@ interface Usage {
   cpuS: number;
 }
 
-function usage(a: FleetChildStats, b: FleetChildStats, wallMs: number): Usage {
+export function usage(a: FleetChildStats, b: FleetChildStats, wallMs: number): Usage {
   return { wallS: wallMs / 1000, cpuS: (b.cpuUserUs + b.cpuSystemUs - a.cpuUserUs - a.cpuSystemUs) / 1e6 };
 }
 
@@ -97,8 +98,9 @@ async function dbBytes(dir: string): Promise<number> {
   return total;
 }
 
-async function health(httpUrl: string): Promise<HealthBody> {
-  const res = await request(`${httpUrl}/health`);
+/** The fleet's /health (public); `dispatcher` trusts its CA with TLS. */
+export async function health(httpUrl: string, dispatcher?: Dispatcher): Promise<HealthBody> {
+  const res = await request(`${httpUrl}/health`, dispatcher ? { dispatcher } : {});
   return (await res.body.json()) as HealthBody;
 }
 
@@ -152,19 +154,32 @@ async function storeOnly(dir: string, p: Plan): Promise<number> {
   }
 }
 
-type Sims = BenchChild<{ edges: number }>[];
+export type Sims = BenchChild<{ edges: number }>[];
 
 /** Starts `edges` simulated edges in `workers` processes and waits until all are connected. */
-async function startSims(mqttUrl: string, workDir: string, prefix: string, edges: number, workers: number, p: Plan): Promise<Sims> {
+/**
+ * Starts `workers` simulator processes sharing `edges` edges, each enrolled on the fleet (with
+ * authentication on) and trusting its CA (with TLS).
+ */
+export async function startSims(fleet: BenchChild<FleetReady>, fleetDir: string, workDir: string, prefix: string, edges: number, workers: number, p: Pick<Plan, 'batchSize' | 'window'>): Promise<Sims> {
   const sims: Sims = [];
   const perWorker = Math.ceil(edges / workers);
+  const { mqttUrl, access } = fleet.ready;
+  const groups = Array.from({ length: workers }, (_, w) => ({
+    line: `line-${w % 4}`,
+    edgeIds: Array.from({ length: Math.min(perWorker, edges - w * perWorker) }, (_, i) => `${prefix}-${String(w * perWorker + i).padStart(4, '0')}`),
+  }));
+  // All enrolled before any edge connects: enrollment writes fleet.db from this process, and
+  // SQLite refuses a write transaction whose snapshot another process's commit made stale.
+  const credentialFiles = await enrollBenchEdges(access, fleetDir, join(workDir, `${prefix}-credentials`), groups.flatMap((g) => g.edgeIds.map((id) => ({ id, line: g.line }))));
   try {
-    for (let w = 0; w < workers; w++) {
-      const count = Math.min(perWorker, edges - w * perWorker);
+    for (const [w, { line, edgeIds }] of groups.entries()) {
       const spec: SimSpec = {
         mqttUrl,
-        edgeIds: Array.from({ length: count }, (_, i) => `${prefix}-${String(w * perWorker + i).padStart(4, '0')}`),
-        line: `line-${w % 4}`,
+        ...(credentialFiles ? { credentialFiles } : {}),
+        ...(access.caFile ? { caFile: access.caFile } : {}),
+        edgeIds,
+        line,
         batchSize: p.batchSize,
         window: p.window,
         telemetryIntervalMs: 10_000,
@@ -191,7 +206,7 @@ interface LiveOutcome extends LivePhase {
   meanBatch: number;
 }
 
-async function runLive(fleet: BenchChild<{ httpUrl: string; mqttUrl: string }>, sims: Sims, phase: LivePhase): Promise<LiveOutcome> {
+async function runLive(fleet: BenchChild<FleetReady>, sims: Sims, phase: LivePhase): Promise<LiveOutcome> {
   const a = await fleet.request<FleetChildStats>('stats');
   const t0 = performance.now();
   const reports = await Promise.all(sims.map((w) => w.request<LiveReport>('live', { fps: phase.fps, seconds: phase.seconds }, 300_000)));
@@ -221,13 +236,13 @@ export const run: BenchRun = async (opts) => {
   log(`  store only: ${Math.round(storeRate)} results/s`);
 
   const fleetDir = join(opts.workDir, 'fleet');
-  const fleet = await startChild<{ httpUrl: string; mqttUrl: string }>(benchScript('./fleet-child.js'), [fleetDir], {
-    execArgv: process.env.OSPREY_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.OSPREY_BENCH_CPU_PROF] : [],
+  const fleet = await startBenchFleet(fleetDir, {
+    start: { execArgv: process.env.OSPREY_BENCH_CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.OSPREY_BENCH_CPU_PROF] : [] },
   });
   let sims: Sims = [];
   try {
     const idle0 = await fleet.request<FleetChildStats>('stats');
-    sims = await startSims(fleet.ready.mqttUrl, opts.workDir, 'sim', p.edges, p.workers, p);
+    sims = await startSims(fleet, fleetDir, opts.workDir, 'sim', p.edges, p.workers, p);
     const connected = await fleet.request<FleetChildStats>('stats');
     log(`  ${p.edges} edges connected in ${p.workers} simulator process(es); fleet RSS ${Math.round(connected.rssBytes / MB)} MB`);
 
@@ -257,7 +272,7 @@ export const run: BenchRun = async (opts) => {
       if (i > 0 || phase.edges !== p.edges) {
         await Promise.all(sims.map((w) => w.close(10_000)));
         sims = [];
-        sims = await startSims(fleet.ready.mqttUrl, opts.workDir, `live${i}`, phase.edges, phase.workers, p);
+        sims = await startSims(fleet, fleetDir, opts.workDir, `live${i}`, phase.edges, phase.workers, p);
       }
       const l = await runLive(fleet, sims, phase);
       lives.push(l);

@@ -23,7 +23,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { connectAsync, type MqttClient } from 'mqtt';
+import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
+import { fetch, type Response } from 'undici';
 import { destination, pino, type Logger } from 'pino';
 import { createFleetLink, type FleetLink } from '../edge-agent/fleet-link.js';
 import { createModelManager, type ModelManager, type ModelSlots } from '../edge-agent/model-manager.js';
@@ -36,7 +37,10 @@ import { readManifest, sha256Hex } from '../models/package-reader.js';
 import { parseManifest } from '../models/manifest-check.js';
 import type { Manifest } from '../protocol/manifest.js';
 import type { ModelRunner } from '../models/types.js';
-import { benchScript, startChild } from './child.js';
+import { apiHeaders, enrollBenchEdges, fleetDispatcher, fleetMqttOptions, startBenchFleet, type FleetChildSecurity } from './fleet-access.js';
+import { readFleetCredential, type FleetCredential } from '../edge-agent/fleet-credential.js';
+import { loadEdgeFleetTls, type EdgeFleetTls } from '../edge-agent/fleet-tls.js';
+import type { EdgeConfig } from '../edge-agent/config.js';
 import { watchStates, type StateWatch } from './state-watch.js';
 import { percentile } from './stats.js';
 import type { BenchOptions, BenchRun, BenchSection } from './types.js';
@@ -79,7 +83,13 @@ interface SimEdge {
   link: FleetLink;
 }
 
-async function startEdge(id: string, dir: string, mqttUrl: string, httpUrl: string, publicKey: string, log: Logger): Promise<SimEdge> {
+/** How an edge reaches the fleet: its enrolled credential (authentication on) and the fleet's CA (TLS). */
+interface EdgeAccess {
+  credential?: FleetCredential;
+  tls?: EdgeFleetTls;
+}
+
+async function startEdge(id: string, dir: string, mqttUrl: string, httpUrl: string, publicKey: string, log: Logger, access: EdgeAccess = {}): Promise<SimEdge> {
   await mkdir(dir, { recursive: true });
   const store = openResultStore(dir, { durability: 'normal' });
   const metrics = createMetrics();
@@ -108,7 +118,13 @@ async function startEdge(id: string, dir: string, mqttUrl: string, httpUrl: stri
     // The packages are signed by the benchmark's publisher key (bench/publisher.ts).
     trustedKeys: new Map([[BENCH_PUBLISHER_ID, createPublicKey(publicKey)]]),
     loadModel: async (packageDir) => standIn(await readManifest(packageDir)),
-    download: { baseUrl: httpUrl, retryBaseMs: 50, retryMaxMs: 500 },
+    download: {
+      baseUrl: httpUrl,
+      retryBaseMs: 50,
+      retryMaxMs: 500,
+      ...(access.tls ? { dispatcher: access.tls.dispatcher } : {}),
+      ...(access.credential ? { authHeaders: access.credential.headersFor } : {}),
+    },
     logger: edgeLog.child({ component: 'model-manager' }),
     onEvent: (kind, level, message, data) => link?.publishEvent(kind, level, message, data),
     onStateChange: () => link?.publishState(),
@@ -117,6 +133,8 @@ async function startEdge(id: string, dir: string, mqttUrl: string, httpUrl: stri
   link = createFleetLink({
     edgeId: id,
     mqttUrl,
+    ...(access.credential ? { credentials: access.credential.mqtt(id) } : {}),
+    ...(access.tls ? { tls: access.tls } : {}),
     store,
     sync: { batchSize: 500, window: 2, intervalMs: 2000, ackTimeoutMs: 10_000 },
     telemetryIntervalMs: 60_000,
@@ -148,13 +166,14 @@ function parseLocal(): Manifest {
 /**
  * The floor under any rollback: the same broker carrying one message to each of `n` plain
  * mqtt.js clients and one back from each, with no Osprey code on either side. Median of `rounds`.
+ * The clients log in as the fleet identity (the only one that may use topics outside the protocol).
  */
-async function bareFanOut(mqttUrl: string, n: number, rounds: number): Promise<number> {
+async function bareFanOut(mqttUrl: string, n: number, rounds: number, login: (name: string) => Promise<IClientOptions>): Promise<number> {
   const clients: MqttClient[] = [];
-  const fleet = await connectAsync(mqttUrl, { clientId: 'bench-bare-fleet' });
+  const fleet = await connectAsync(mqttUrl, await login('bare'));
   try {
     for (let i = 0; i < n; i++) {
-      const c = await connectAsync(mqttUrl, { clientId: `bench-bare-${i}` });
+      const c = await connectAsync(mqttUrl, await login(`bare-${i}`));
       c.on('message', (_t, payload) => void c.publishAsync(`bench/bare/${i}/out`, payload, { qos: 1 }));
       await c.subscribeAsync(`bench/bare/${i}/in`, { qos: 1 });
       clients.push(c);
@@ -185,37 +204,63 @@ async function json<T>(res: Response): Promise<T> {
   return (await res.json()) as T;
 }
 
-/** Measures line rollbacks of `edges` edges, `rounds` times. */
-export async function measureRollback(opts: { edges: number; rounds: number; workDir: string; log: (m: string) => void }) {
+export interface RollbackMeasure {
+  /** Each line rollback: to every edge reporting the target version, and the HTTP answer alone. */
+  samples: { totalMs: number; httpMs: number; to: string }[];
+  /** Each set-up rollout (v1, then v2, to every edge): from `POST /api/rollouts` to every edge reporting it active. */
+  rollouts: { version: string; ms: number }[];
+  bareMs: number;
+}
+
+/**
+ * Measures line rollbacks of `edges` edges, `rounds` times. `security` (default: authentication
+ * on, plain TCP) is the fleet's; the edges are enrolled and trust its CA as real ones do.
+ */
+export async function measureRollback(opts: { edges: number; rounds: number; workDir: string; log: (m: string) => void; security?: Partial<FleetChildSecurity> }): Promise<RollbackMeasure> {
   const quiet = pino({ level: 'warn' }, destination(2));
   const publisher = await benchPublisher(join(opts.workDir, 'publisher'));
-  const fleet = await startChild<{ httpUrl: string; mqttUrl: string }>(benchScript('fleet-child.js'), [join(opts.workDir, 'fleet'), publisher.publicKeyFile]);
+  const fleetDir = join(opts.workDir, 'fleet');
+  const fleet = await startBenchFleet(fleetDir, { ...opts.security, publisherKeyFile: publisher.publicKeyFile });
   const edges: SimEdge[] = [];
   let observer: StateWatch | undefined;
+  let edgeTls: EdgeFleetTls | undefined;
+  const dispatcher = await fleetDispatcher(fleet.ready.access);
   try {
-    const { httpUrl, mqttUrl } = fleet.ready;
+    const { httpUrl, mqttUrl, access } = fleet.ready;
+    const headers = apiHeaders(access);
+    const via = dispatcher ? { dispatcher } : {};
     const post = (path: string, body?: unknown) =>
-      fetch(`${httpUrl}${path}`, body === undefined ? { method: 'POST' } : { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+      fetch(`${httpUrl}${path}`, {
+        method: 'POST',
+        ...via,
+        ...(body === undefined ? { headers } : { body: JSON.stringify(body), headers: { ...headers, 'content-type': 'application/json' } }),
+      });
     for (const version of ['1', '2']) {
-      await json(await fetch(`${httpUrl}/api/models/${MODEL}/versions`, { method: 'POST', body: publisher.signedArchive(fakePackage(version)), headers: { 'content-type': 'application/x-tar' } }));
+      await json(await fetch(`${httpUrl}/api/models/${MODEL}/versions`, { method: 'POST', ...via, body: publisher.signedArchive(fakePackage(version)), headers: { ...headers, 'content-type': 'application/x-tar' } }));
     }
     const publicKey = publisher.publicKeyPem;
-    observer = await watchStates(mqttUrl, 'bench-rollback-observer');
+    observer = await watchStates(mqttUrl, await fleetMqttOptions(access, 'rollback-observer'));
+    // Every edge as a real one: enrolled on the fleet, trusting its CA (one dispatcher for all, as the simulator shares one).
+    const ids = Array.from({ length: opts.edges }, (_, i) => `r${String(i).padStart(3, '0')}`);
+    const credentialFiles = await enrollBenchEdges(access, fleetDir, join(opts.workDir, 'credentials'), ids.map((id) => ({ id, line: LINE })));
+    edgeTls = access.caFile ? await loadEdgeFleetTls({ fleet: { mqttUrl, caFile: access.caFile } } as Pick<EdgeConfig, 'fleet'>) : undefined;
 
     opts.log(`starting ${opts.edges} edges`);
-    for (let i = 0; i < opts.edges; i++) {
-      const id = `r${String(i).padStart(3, '0')}`;
-      edges.push(await startEdge(id, join(opts.workDir, 'edges', id), mqttUrl, httpUrl, publicKey, quiet));
+    for (const id of ids) {
+      const credential = credentialFiles ? await readFleetCredential(credentialFiles[id]!, httpUrl) : undefined;
+      edges.push(await startEdge(id, join(opts.workDir, 'edges', id), mqttUrl, httpUrl, publicKey, quiet, { ...(credential && { credential }), ...(edgeTls && { tls: edgeTls }) }));
     }
     await observer.allOn(`${MODEL}@0`, opts.edges);
 
     // v1 then v2 everywhere: each edge ends with v2 active and v1 loaded as previous.
+    const rollouts: RollbackMeasure['rollouts'] = [];
     for (const version of ['1', '2']) {
+      const t0 = performance.now();
       const r = await json<{ id: string }>(await post('/api/rollouts', { model: MODEL, version, target: { lines: [LINE] }, stages: [{ mode: 'live' }] }));
-      await observer.allOn(`${MODEL}@${version}`, opts.edges);
+      rollouts.push({ version, ms: (await observer.allOn(`${MODEL}@${version}`, opts.edges)) - t0 });
       // The next rollout may only start once this one has let go of the edges.
       for (let status = ''; status !== 'completed'; ) {
-        status = (await json<{ status: string }>(await fetch(`${httpUrl}/api/rollouts/${r.id}`))).status;
+        status = (await json<{ status: string }>(await fetch(`${httpUrl}/api/rollouts/${r.id}`, { ...via, headers }))).status;
         if (status !== 'completed') await new Promise((resolve) => setTimeout(resolve, 20));
       }
       opts.log(`rollout ${r.id}: every edge on ${MODEL}@${version}`);
@@ -234,9 +279,9 @@ export async function measureRollback(opts: { edges: number; rounds: number; wor
       opts.log(`round ${round + 1}: ${opts.edges} edges on ${MODEL}@${target} after ${(t1 - t0).toFixed(0)} ms (HTTP answer ${httpMs.toFixed(0)} ms)`);
       current = target;
     }
-    const bareMs = await bareFanOut(mqttUrl, opts.edges, opts.rounds);
+    const bareMs = await bareFanOut(mqttUrl, opts.edges, opts.rounds, (name) => fleetMqttOptions(access, `bench-${name}`));
     opts.log(`bare MQTT fan-out and echo, ${opts.edges} clients: ${bareMs.toFixed(0)} ms`);
-    return { samples, bareMs };
+    return { samples, rollouts, bareMs };
   } finally {
     await observer?.close();
     await Promise.all(edges.map(async (e) => {
@@ -244,6 +289,8 @@ export async function measureRollback(opts: { edges: number; rounds: number; wor
       await e.models.close();
       e.store.close();
     }));
+    await edgeTls?.dispatcher.close();
+    await dispatcher?.close();
     await fleet.close();
   }
 }

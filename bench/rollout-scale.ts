@@ -17,9 +17,9 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Agent, request } from 'undici';
 import { BENCH_PUBLISHER_ID, benchPublisher } from './publisher.js';
-import { startSimulation, type Simulation } from '../simulator/simulate.js';
+import { simEdgeSpecs, startSimulation, type Simulation } from '../simulator/simulate.js';
+import { apiHeaders, enrollBenchEdges, fleetMqttOptions, startBenchFleet } from './fleet-access.js';
 import { SIM_MODEL_NAME, writeSimModelPackage } from '../simulator/sim-model.js';
-import { benchScript, startChild } from './child.js';
 import type { FleetChildStats } from './fleet-child.js';
 import { isMain, runStandalone } from './standalone.js';
 import { watchStates, type StateWatch } from './state-watch.js';
@@ -56,10 +56,12 @@ interface RolloutViewLite {
   stages: { status: string; edges: RolloutEdgeView[] }[];
 }
 
-async function api<T>(method: string, url: string, body?: unknown, contentType = 'application/json'): Promise<T> {
+/** A person's HTTP call with the benchmark admin's token (`auth`: bench/fleet-access.ts apiHeaders). */
+async function api<T>(auth: Record<string, string>, method: string, url: string, body?: unknown, contentType = 'application/json'): Promise<T> {
   const res = await request(url, {
     method: method as 'GET',
-    ...(body !== undefined ? { body: Buffer.isBuffer(body) ? body : JSON.stringify(body), headers: { 'content-type': contentType } } : {}),
+    headers: { ...auth, ...(body !== undefined ? { 'content-type': contentType } : {}) },
+    ...(body !== undefined ? { body: Buffer.isBuffer(body) ? body : JSON.stringify(body) } : {}),
   });
   const text = await res.body.text();
   if (res.statusCode >= 300) throw new Error(`${method} ${url}: HTTP ${res.statusCode}: ${text}`);
@@ -67,10 +69,10 @@ async function api<T>(method: string, url: string, body?: unknown, contentType =
 }
 
 /** Polls the rollout until `pred` holds; resolves with performance.now() at that poll. */
-async function pollRollout(url: string, pred: (r: RolloutViewLite) => boolean, timeoutMs: number, everyMs = 100): Promise<{ at: number; view: RolloutViewLite }> {
+async function pollRollout(auth: Record<string, string>, url: string, pred: (r: RolloutViewLite) => boolean, timeoutMs: number, everyMs = 100): Promise<{ at: number; view: RolloutViewLite }> {
   const end = performance.now() + timeoutMs;
   for (;;) {
-    const view = await api<RolloutViewLite>('GET', url);
+    const view = await api<RolloutViewLite>(auth, 'GET', url);
     const at = performance.now();
     if (pred(view)) return { at, view };
     if (at > end) throw new Error(`rollout ${url} not there after ${timeoutMs} ms (status ${view.status})`);
@@ -79,13 +81,13 @@ async function pollRollout(url: string, pred: (r: RolloutViewLite) => boolean, t
 }
 
 /** The floor under a rollout: `clients` concurrent plain HTTP downloads of the artifact. */
-async function bareDownloads(httpUrl: string, sha256: string, clients: number): Promise<number> {
+async function bareDownloads(auth: Record<string, string>, httpUrl: string, sha256: string, clients: number): Promise<number> {
   const agent = new Agent({ connections: clients });
   try {
     const t0 = performance.now();
     await Promise.all(
       Array.from({ length: clients }, async () => {
-        const res = await request(`${httpUrl}/api/artifacts/${sha256}`, { dispatcher: agent });
+        const res = await request(`${httpUrl}/api/artifacts/${sha256}`, { dispatcher: agent, headers: auth });
         if (res.statusCode !== 200) throw new Error(`artifact download: HTTP ${res.statusCode}`);
         for await (const _chunk of res.body) {
           // bytes discarded: only the transfer is measured
@@ -101,8 +103,9 @@ async function bareDownloads(httpUrl: string, sha256: string, clients: number): 
 export const run: BenchRun = async ({ quick, log, workDir }) => {
   const p = plan(quick);
   const publisher = await benchPublisher(join(workDir, 'publisher'));
-  const fleetChild = await startChild<{ httpUrl: string; mqttUrl: string }>(benchScript('fleet-child.js'), [join(workDir, 'fleet'), publisher.publicKeyFile]);
-  const { httpUrl, mqttUrl } = fleetChild.ready;
+  const fleetChild = await startBenchFleet(join(workDir, 'fleet'), { publisherKeyFile: publisher.publicKeyFile });
+  const { httpUrl, mqttUrl, access } = fleetChild.ready;
+  const auth = apiHeaders(access);
   let sim: Simulation | undefined;
   let watch: StateWatch | undefined;
   try {
@@ -113,20 +116,24 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
     await writeSimModelPackage(small, { version: '1.0.0', weightBytes: 64 * 1024 });
     const manifest = await writeSimModelPackage(large, { version: '2.0.0', weightBytes: p.packageBytes });
     const upload = async (dir: string) =>
-      api<VersionView>('POST', `${httpUrl}/api/models/${SIM_MODEL_NAME}/versions`, await publisher.signedDirectory(dir), 'application/x-tar');
+      api<VersionView>(auth, 'POST', `${httpUrl}/api/models/${SIM_MODEL_NAME}/versions`, await publisher.signedDirectory(dir), 'application/x-tar');
     const v1 = await upload(small);
     const v2 = await upload(large);
     const V1 = `${SIM_MODEL_NAME}@1.0.0`;
     const V2 = `${SIM_MODEL_NAME}@${manifest.version}`;
     log(`registry: ${V1} (${v1.size} bytes), ${V2} (${(v2.size / 1048576).toFixed(1)} MiB)`);
 
-    const bareMs = await bareDownloads(httpUrl, v2.sha256, p.edges);
+    const bareMs = await bareDownloads(auth, httpUrl, v2.sha256, p.edges);
     log(`bare: ${p.edges} concurrent plain downloads of ${V2} in ${bareMs.toFixed(0)} ms`);
 
-    watch = await watchStates(mqttUrl, 'bench-rollout-scale-observer');
+    watch = await watchStates(mqttUrl, await fleetMqttOptions(access, 'rollout-scale-observer'));
     const t0 = performance.now();
     await mkdir(join(workDir, 'sim'), { recursive: true });
+    // Every simulated edge enrolled on the fleet as `osprey edge enroll` would (the ids startSimulation gives them).
+    const credentialDir = join(workDir, 'credentials');
+    await enrollBenchEdges(access, join(workDir, 'fleet'), credentialDir, simEdgeSpecs(p.edges, p.lines));
     sim = await startSimulation({
+      credentialDir,
       edges: p.edges,
       lines: p.lines,
       processes: p.processes,
@@ -143,15 +150,15 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
     const edges = sim.edges;
 
     // Everyone on v1 first, in one live stage.
-    const r1 = await api<{ id: string }>('POST', `${httpUrl}/api/rollouts`, { model: SIM_MODEL_NAME, version: '1.0.0', target: { all: true }, stages: [{ mode: 'live' }] });
+    const r1 = await api<{ id: string }>(auth, 'POST', `${httpUrl}/api/rollouts`, { model: SIM_MODEL_NAME, version: '1.0.0', target: { all: true }, stages: [{ mode: 'live' }] });
     const tr1 = performance.now();
     await watch.allOn(V1, p.edges, 120_000);
     const smallAllMs = performance.now() - tr1;
-    await pollRollout(`${httpUrl}/api/rollouts/${r1.id}`, (r) => r.status === 'completed', 120_000);
+    await pollRollout(auth, `${httpUrl}/api/rollouts/${r1.id}`, (r) => r.status === 'completed', 120_000);
     log(`rollout of ${V1} (${v1.size} bytes) to ${p.edges} edges: all running after ${smallAllMs.toFixed(0)} ms`);
 
     // The large version: one station, then the plant on promotion.
-    const r2 = await api<{ id: string }>('POST', `${httpUrl}/api/rollouts`, {
+    const r2 = await api<{ id: string }>(auth, 'POST', `${httpUrl}/api/rollouts`, {
       model: SIM_MODEL_NAME,
       version: manifest.version,
       target: { all: true },
@@ -162,7 +169,7 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
       ],
     });
     const r2Url = `${httpUrl}/api/rollouts/${r2.id}`;
-    await pollRollout(r2Url, (r) => r.status === 'awaiting-promotion', 120_000);
+    await pollRollout(auth, r2Url, (r) => r.status === 'awaiting-promotion', 120_000);
     log(`${V2} on one station; promoting to the plant`);
     // The simulator's steady cost (frames, sync, telemetry) before the promotion, so the CPU the
     // rollout itself takes can be told apart from it.
@@ -173,7 +180,7 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
     const stats0 = await sim.stats();
     const steadyCpuPerS = (stats0.cpuUs - steadyA.cpuUs) / 1e6 / ((performance.now() - tsA) / 1000);
     const tp = performance.now();
-    await api('POST', `${r2Url}/promote`);
+    await api(auth, 'POST', `${r2Url}/promote`);
     const promoteHttpMs = performance.now() - tp;
     // Both observers run at once: the broker's view of states, and the fleet's result counters.
     // Frame latency at the edges while the package moves (each stats() covers the frames since the last).
@@ -194,7 +201,7 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
     samplePeak();
     const [runningAt, reporting] = await Promise.all([
       watch.allOn(V2, p.edges, 300_000),
-      pollRollout(r2Url, (r) => r.stages[1]!.edges.length === p.edges && r.stages[1]!.edges.every((e) => e.reported === V2 && e.frames > 0), 300_000),
+      pollRollout(auth, r2Url, (r) => r.stages[1]!.edges.length === p.edges && r.stages[1]!.edges.every((e) => e.reported === V2 && e.frames > 0), 300_000),
     ]);
     clearTimeout(peakTimer);
     peakTimer = undefined;
@@ -207,9 +214,9 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
     const windowS = (performance.now() - tp) / 1000;
     const simCpuS = (statsAfter.cpuUs - stats0.cpuUs) / 1e6;
     const activationCpuMs = Math.max(0, ((simCpuS - steadyCpuPerS * windowS) * 1000) / (p.edges - 1));
-    await pollRollout(r2Url, (r) => r.status === 'awaiting-promotion', 120_000);
-    await api('POST', `${r2Url}/promote`);
-    await pollRollout(r2Url, (r) => r.status === 'completed', 120_000);
+    await pollRollout(auth, r2Url, (r) => r.status === 'awaiting-promotion', 120_000);
+    await api(auth, 'POST', `${r2Url}/promote`);
+    await pollRollout(auth, r2Url, (r) => r.status === 'completed', 120_000);
 
     // Rollback of one line (edges in contiguous blocks: line 1 is the first edges/lines).
     const line = edges[0]!.line;
@@ -222,7 +229,7 @@ export const run: BenchRun = async ({ quick, log, workDir }) => {
       // Edges off the line already on the target version count towards allOn() too.
       const before = [...watch.active.entries()].filter(([id, m]) => m === target && !onLine.has(id)).length;
       const t = performance.now();
-      await api('POST', `${httpUrl}/api/lines/${line}/rollback`);
+      await api(auth, 'POST', `${httpUrl}/api/lines/${line}/rollback`);
       const at = await watch.allOn(target, before + lineEdges, 60_000);
       rollbacks.push({ ms: at - t, to: target });
       log(`rollback ${i + 1} of ${line} (${lineEdges} edges) to ${target}: ${(at - t).toFixed(0)} ms`);

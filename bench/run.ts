@@ -36,6 +36,7 @@ export const BENCHMARKS: readonly BenchEntry[] = [
   { id: 'rollout-scale', module: './rollout-scale.js' },
   { id: 'catch-up', module: './catch-up.js' },
   { id: 'edge-write', module: './edge-write.js' },
+  { id: 'security-cost', module: './security-cost.js' },
   { id: 'capacity', module: './capacity.js' },
 ];
 

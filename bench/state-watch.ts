@@ -3,7 +3,7 @@
  * each edge runs, and a way to await "N edges report model X active" without polling.
  */
 import { performance } from 'node:perf_hooks';
-import { connectAsync, type MqttClient } from 'mqtt';
+import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import { decodeMessage } from '../protocol/validator.js';
 
 export interface StateWatch {
@@ -15,8 +15,9 @@ export interface StateWatch {
   close(): Promise<void>;
 }
 
-export async function watchStates(mqttUrl: string, clientId: string): Promise<StateWatch> {
-  const client = await connectAsync(mqttUrl, { clientId });
+/** `login`: a client that may read every edge's state (the fleet identity: bench/fleet-access.ts fleetMqttOptions). */
+export async function watchStates(mqttUrl: string, login: IClientOptions): Promise<StateWatch> {
+  const client = await connectAsync(mqttUrl, login);
   const active = new Map<string, string>();
   let waiter: { model: string; count: number; resolve: (t: number) => void } | undefined;
   const check = () => {

@@ -54,7 +54,7 @@ export interface AppDeps {
   /** What an edge's enrollment answers besides its credential, and its guessing limit. */
   enroll?: Omit<EnrollRouteDeps, 'identity'>;
   /** Sessions and sign-in (defaults: config auth.*; a limiter on the app's clock). */
-  auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter };
+  auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter; /** false: every request is anonymous (config auth.enabled). */ enabled?: boolean };
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -90,7 +90,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
 
   // Before any route: each route's registration is checked for a declared permission.
-  app.decorate('authorization', installAuthorization(app, { identity: deps.identity, logger: deps.logger }));
+  app.decorate('authorization', installAuthorization(app, { identity: deps.identity, logger: deps.logger, enabled: deps.auth?.enabled !== false }));
 
   app.setNotFoundHandler(async (req, reply) =>
     reply.code(404).send({ error: 'OSP_ERR_NOT_FOUND', message: `no route ${req.method} ${safeLine(req.url.split('?')[0]!, 200)}` } satisfies ErrorBody),

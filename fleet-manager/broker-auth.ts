@@ -135,6 +135,31 @@ export function createBrokerAuth(opts: BrokerAuthOptions): BrokerAuth {
   };
 }
 
+export interface OpenBrokerRulesOptions {
+  logger: Logger;
+  /** As BrokerAuthOptions.checkPublish (the retained caps stay on without authentication). */
+  checkPublish?: BrokerAuthOptions['checkPublish'];
+}
+
+/**
+ * The rules of a fleet started with `auth.enabled: false` (it then listens on loopback only):
+ * every client connects, publishes and subscribes; only the retained caps still refuse. Nobody
+ * has an identity, so identityOf() is always undefined (a revoked edge has nothing to drop).
+ */
+export function createOpenBrokerRules(opts: OpenBrokerRulesOptions): BrokerAuth {
+  const log = opts.logger;
+  return {
+    identityOf: () => undefined,
+    authenticate: (_client, _username, _password, done) => done(null, true),
+    authorizePublish(client, packet, callback) {
+      const refused = opts.checkPublish?.(client?.id ?? '', packet.topic, packet.retain, packet.payload.length) ?? null;
+      if (refused) log.warn({ clientId: client?.id, topic: packet.topic, retain: packet.retain }, `mqtt publish refused: ${refused}`);
+      callback(refused ? new Error(refused) : null);
+    },
+    authorizeSubscribe: (_client, sub, callback) => callback(null, sub),
+  };
+}
+
 /** A username or client id fit for the log: an identity's name, never something shaped like a bearer secret. */
 function loggable(name: string | undefined): string | undefined {
   if (typeof name !== 'string' || /^osp[a-z]_/.test(name)) return undefined;

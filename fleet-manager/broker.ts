@@ -10,7 +10,7 @@ import { Aedes, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { watchPacketSizes } from '../protocol/mqtt-packet-limit.js';
 import { FLEET_DEFAULTS } from './config.js';
-import { createBrokerAuth } from './broker-auth.js';
+import { createBrokerAuth, createOpenBrokerRules } from './broker-auth.js';
 import type { EdgeCredentialRecord } from './identity-store.js';
 
 export interface BrokerOptions {
@@ -29,6 +29,8 @@ export interface BrokerOptions {
   tls?: { cert: Buffer; key: Buffer };
   /** The password of the fleet's own client (username osprey-fleet); made at each fleet start. */
   fleetSecret: string;
+  /** True (config `auth.enabled: false`): any client, any topic (createOpenBrokerRules); the retained caps stay. */
+  open?: boolean;
   /** Resolves an edge credential (identity.resolveEdgeCredential): every edge authenticates with one. */
   resolveEdgeCredential(credential: string): Promise<EdgeCredentialRecord | null>;
 }
@@ -53,12 +55,10 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
   const d = FLEET_DEFAULTS.mqtt;
   const maxPacketBytes = opts.maxPacketBytes ?? d.maxPacketBytes;
   const retained = createRetainedCap(opts.maxRetainedMessages ?? d.maxRetainedMessages, opts.maxRetainedBytes ?? d.maxRetainedBytes);
-  const auth = createBrokerAuth({
-    fleetSecret: opts.fleetSecret,
-    resolveEdgeCredential: opts.resolveEdgeCredential,
-    logger: log,
-    checkPublish: (_clientId, topic, retain, bytes) => retained(topic, retain ? bytes : undefined),
-  });
+  const checkPublish = (_clientId: string, topic: string, retain: boolean, bytes: number) => retained(topic, retain ? bytes : undefined);
+  const auth = opts.open
+    ? createOpenBrokerRules({ logger: log, checkPublish })
+    : createBrokerAuth({ fleetSecret: opts.fleetSecret, resolveEdgeCredential: opts.resolveEdgeCredential, logger: log, checkPublish });
   const aedes = await Aedes.createBroker({ authenticate: auth.authenticate, authorizePublish: auth.authorizePublish, authorizeSubscribe: auth.authorizeSubscribe });
   aedes.on('clientError', (client, err) => log.debug({ clientId: client?.id, err }, 'mqtt client error'));
   aedes.on('connectionError', (client, err) => log.debug({ clientId: client?.id, err }, 'mqtt connection error'));

@@ -100,6 +100,9 @@ export const FleetConfigSchema = Type.Object(
     auth: Type.Optional(
       Type.Object(
         {
+          enabled: Type.Optional(
+            Type.Boolean({ description: 'false: no credential is asked for anywhere, and the fleet listens on loopback only (benchmarks, a developer machine)' }),
+          ),
           sessionTtlMs: Type.Optional(
             Type.Integer({ minimum: 60_000, maximum: 30 * 86_400_000, description: 'how long a sign-in session lasts' }),
           ),
@@ -147,7 +150,7 @@ export interface FleetConfig {
   images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
-  auth: { sessionTtlMs: number };
+  auth: { enabled: boolean; sessionTtlMs: number };
 }
 
 /** The `tls` section with absolute paths. */
@@ -170,7 +173,7 @@ export const FLEET_DEFAULTS = {
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },
   // A working day: people sign in once per shift.
-  auth: { sessionTtlMs: 12 * 3_600_000 },
+  auth: { enabled: true, sessionTtlMs: 12 * 3_600_000 },
 } as const;
 
 /**

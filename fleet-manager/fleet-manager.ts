@@ -108,11 +108,15 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     started.push({ name: 'images', close: () => images.close() });
     const identity: IdentityStore = openSqliteIdentityStore({ file: dbFile, logger: child('identity') });
     started.push({ name: 'identity', close: () => identity.close() });
-    // Secure by default: with nobody to sign in yet, nothing beyond this machine may reach the fleet.
-    const secured = (await identity.countUsers()) > 0;
+    // Secure by default: with nobody to sign in yet, or authentication switched off, nothing
+    // beyond this machine may reach the fleet.
+    const authOn = config.auth.enabled;
+    const secured = authOn && (await identity.countUsers()) > 0;
     const httpHost = secured ? config.http.host : loopbackOnly(config.http.host);
     const mqttHost = secured ? config.mqtt.host : loopbackOnly(config.mqtt.host);
-    if (!secured && (httpHost !== config.http.host || mqttHost !== config.mqtt.host)) {
+    if (!authOn) {
+      log.warn({ httpHost, mqttHost }, 'authentication is off (auth.enabled false): every request and MQTT client is let in without a credential; the fleet listens on loopback only');
+    } else if (!secured && (httpHost !== config.http.host || mqttHost !== config.mqtt.host)) {
       log.warn(
         { httpHost, mqttHost },
         'no users yet: the fleet listens on loopback only; create the first admin with "osprey fleet init" and restart to serve the network',
@@ -150,6 +154,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
           logger: child('broker'),
           ...(tlsFiles && { tls: tlsFiles }),
           fleetSecret: brokerPassword,
+          open: !authOn,
           resolveEdgeCredential: (credential) => identity.resolveEdgeCredential(credential),
         });
       } catch (err) {
@@ -203,7 +208,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
       ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
-      auth: { sessionTtlMs: config.auth.sessionTtlMs },
+      auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
     });
     httpApp = app;
     started.push({ name: 'http', close: () => app.close() });

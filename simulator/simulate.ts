@@ -145,7 +145,7 @@ async function fetchPublicKey(httpUrl: string): Promise<string> {
  * Enrolls every simulated edge on the embedded fleet's database, as `osprey edge enroll` would
  * (a one-time token redeemed for the credential), and writes each credential 0600. Returns the folder.
  */
-async function enrollSimEdges(fleetDataDir: string, credentialDir: string, edges: readonly SimEdgeSpec[]): Promise<string> {
+export async function enrollSimEdges(fleetDataDir: string, credentialDir: string, edges: readonly SimEdgeSpec[]): Promise<string> {
   await mkdir(credentialDir, { recursive: true, mode: 0o700 });
   const identity = openSqliteIdentityStore({ file: join(fleetDataDir, 'fleet.db'), logger: pino({ level: 'silent' }) });
   try {

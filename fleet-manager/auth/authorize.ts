@@ -11,7 +11,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { OspreyError } from '../../protocol/errors.js';
 import type { IdentityStore } from '../identity-store.js';
-import { can, describePrincipal, type Principal } from './principal.js';
+import { anonymousPrincipal, can, describePrincipal, type Principal } from './principal.js';
 import { PERMISSIONS, isSafeMethod, roleCovers, type Permission } from './roles.js';
 
 declare module 'fastify' {
@@ -85,6 +85,11 @@ export interface RouteRecord {
 export interface AuthorizationDeps {
   identity: IdentityStore;
   logger: Logger;
+  /**
+   * False (config `auth.enabled: false`; the fleet then listens on loopback only): no credential
+   * is read, and every request acts as one anonymous principal holding every permission. Default true.
+   */
+  enabled?: boolean;
 }
 
 export interface Authorization {
@@ -140,10 +145,17 @@ export function installAuthorization(app: FastifyInstance, deps: AuthorizationDe
     };
   }
 
+  // Authentication off: one principal for everyone, minted only here and only in this mode.
+  const anonymous = deps.enabled === false ? anonymousPrincipal() : undefined;
+
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
     const permission = req.routeOptions.config.permission;
     // No route matched: the 404 handler answers, and says nothing about what exists.
     if (permission === undefined) return;
+    if (anonymous) {
+      req.principal = anonymous;
+      return;
+    }
     const { principal, refused, csrfOk } = await authenticate(req);
     if (permission === 'public') {
       if (principal) req.principal = principal;
@@ -161,7 +173,7 @@ export function installAuthorization(app: FastifyInstance, deps: AuthorizationDe
     }
     if (!can(principal, permission)) {
       log.warn({ method: req.method, url: req.routeOptions.url, ip: req.ip, who: describePrincipal(principal), permission }, 'request refused: not permitted');
-      const as = principal.kind === 'edge' ? 'an edge credential' : `the role ${principal.role}`;
+      const as = principal.kind === 'user' ? `the role ${principal.role}` : 'an edge credential';
       throw new OspreyError('OSP_ERR_FORBIDDEN', `${req.method} ${req.routeOptions.url} needs the permission ${permission}, which ${as} does not have`);
     }
   });

@@ -9,6 +9,7 @@ import { errorResponses } from '../http-schemas.js';
 import { SessionInfoSchema, SignInBodySchema, type SignInBody } from '../people-schemas.js';
 import type { IdentityStore, UserRecord } from '../identity-store.js';
 import { SESSION_COOKIE, csrfTokenFor, readCookie } from '../auth/authorize.js';
+import { describePrincipal } from '../auth/principal.js';
 import type { SignInLimiter } from '../sign-in-limiter.js';
 
 export interface AuthRouteDeps {
@@ -67,7 +68,7 @@ export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) =
     async (req: FastifyRequest, reply: FastifyReply) => {
       const p = req.principal!;
       if (p.kind === 'user' && p.via === 'session') await identity.deleteSession(p.credentialId);
-      req.auditNote = { action: 'auth.sign-out', target: p.kind === 'user' ? `user:${p.name}` : `edge:${p.id}` };
+      req.auditNote = { action: 'auth.sign-out', target: describePrincipal(p) };
       return reply.header('set-cookie', sessionCookie(null, 0, secure(req))).code(204).send();
     },
   );

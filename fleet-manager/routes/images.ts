@@ -17,6 +17,7 @@ import { errorResponses } from '../http-schemas.js';
 import type { FleetImageStore, StoredImage } from '../image-store.js';
 import type { FleetStore } from '../store.js';
 import { lastSeqOf } from '../edge-last-seq.js';
+import { can } from '../auth/principal.js';
 
 /** Content types an image upload may carry (what cameras produce). */
 export const IMAGE_UPLOAD_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/tiff', 'image/bmp', 'application/octet-stream'];
@@ -108,7 +109,9 @@ export const imageRoutes: FastifyPluginAsync<ImageUploadDeps> = async (app, deps
   const authorizeUpload = async (req: FastifyRequest<Req>, reply: FastifyReply) => {
     const p = req.principal;
     const { edgeId } = req.params;
-    if (p?.kind !== 'edge' || p.id !== edgeId) {
+    // An edge uploads only its own images; anonymous only on a fleet with authentication off (can() checks).
+    const allowed = p?.kind === 'edge' ? p.id === edgeId : p?.kind === 'anonymous' && can(p, 'images:upload');
+    if (!allowed) {
       reply.header('connection', 'close');
       throw new OspreyError('OSP_ERR_FORBIDDEN', `the credential of ${p?.kind === 'edge' ? `edge ${p.id}` : 'a person'} cannot upload images of edge ${edgeId}`);
     }

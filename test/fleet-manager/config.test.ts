@@ -27,7 +27,7 @@ test('config: an empty config gets every default', () => {
     images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
-    auth: { sessionTtlMs: 12 * 3_600_000 },
+    auth: { enabled: true, sessionTtlMs: 12 * 3_600_000 },
   });
   const partial = resolveFleetConfig({ http: { port: 0 }, brokerUrl: 'mqtt://broker:1883', logLevel: 'warn' }, '/x');
   assert.deepEqual(partial.http, { host: '0.0.0.0', port: 0 });
@@ -45,6 +45,7 @@ test('config: a bad value is OSP_ERR_CONFIG naming the field', () => {
     [{ rollouts: { tickMs: 1 } }, /\/rollouts\/tickMs must be >= 10/],
     [{ convergence: { graceMs: 5 } }, /\/convergence\/graceMs must be >= 100/],
     [{ auth: { sessionTtlMs: 1000 } }, /\/auth\/sessionTtlMs must be >= 60000/],
+    [{ auth: { enabled: 'no' } }, /\/auth\/enabled must be boolean/],
     [{ images: { maxImageBytes: 4096, maxInFlightBytes: 2048 } }, /images\.maxInFlightBytes \(2048\) must be at least images\.maxImageBytes \(4096\)$/],
     [[], /must be object/],
   ];
@@ -102,7 +103,7 @@ test('config: command-line overrides win over the file and are checked with it',
     images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
-    auth: { sessionTtlMs: 12 * 3_600_000 },
+    auth: { enabled: true, sessionTtlMs: 12 * 3_600_000 },
   });
   assert.equal((await loadFleetConfig(undefined, { httpPort: 1 })).http.port, 1);
   await assert.rejects(loadFleetConfig(undefined, { brokerUrl: 'nope' }), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /\/brokerUrl/.test(err.message));

@@ -151,3 +151,18 @@ test('an edge uploads images only for seqs it has produced: ahead of the fleet 5
   assert.equal((await put(r, `/api/results/e1/4/image?store=${STORE_B}`, PNG, 'image/png')).statusCode, 201);
   assert.equal((await put(r, `/api/results/e1/5/image?store=${STORE_B}`, JPEG)).statusCode, 503);
 });
+
+test('anonymous uploads: refused by default; accepted only by an app built with authentication off (auth.enabled false)', async (t) => {
+  const r = await build(t);
+  const url = `/api/results/e1/2/image?store=${STORE_A}`;
+  assert.equal((await put(r, url, JPEG, 'image/jpeg', sha(JPEG), {})).statusCode, 401);
+  const logger = pino({ level: 'silent' });
+  const images = openSqliteImageStore({ file: join(r.dir, 'fleet.db'), dir: join(r.dir, 'images'), logger });
+  const open = await buildApp({ store: r.store, identity: r.creds.identity, logger, images: { images, maxImageBytes: 1 << 20 }, auth: { enabled: false } });
+  t.after(async () => {
+    await open.close();
+    await images.close();
+  });
+  const res = await open.inject({ method: 'PUT', url, payload: JPEG, headers: { 'content-type': 'image/jpeg', 'x-osprey-sha256': sha(JPEG) } });
+  assert.equal(res.statusCode, 201, res.body);
+});
