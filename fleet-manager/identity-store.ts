@@ -518,7 +518,9 @@ export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): Ident
       if (row.expires_at <= t) throw refused('the token expired');
       if (row.edge_id !== null && row.edge_id !== edgeId) throw refused(`the token is for another edge than ${edgeId}`);
       const m = mintSecret('edgeCredential');
-      const cred = redeem(row.id, edgeId, m.id, m.hash, mosquittoHash(m.token), t);
+      // IMMEDIATE: the write lock is taken (waiting on busy_timeout) before the read, so a busy fleet
+      // writing the same file cannot make the read-then-write fail with SQLITE_BUSY half-way.
+      const cred = redeem.immediate(row.id, edgeId, m.id, m.hash, mosquittoHash(m.token), t);
       if (typeof cred === 'string') throw refused(cred);
       return { credential: m.token, record: credOf(cred) };
     },
