@@ -4,28 +4,17 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { connectAsync } from 'mqtt';
-import { OSPREY_BIN } from '../helpers/osprey-process.js';
+import { runOsprey } from '../helpers/osprey-process.js';
 import { openTestIdentity } from '../helpers/identity.js';
 import { mosquittoSkip, startMosquitto } from '../helpers/mosquitto.js';
 import { tempDir } from '../fleet-manager/helpers.js';
 import { FLEET_MQTT_USERNAME } from '../../fleet-manager/broker-auth.js';
 
-const exec = promisify(execFile);
 
-async function osprey(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [OSPREY_BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const osprey = runOsprey;
 
 test('broker-config: password file of the valid edge credentials and the fleet, ACL patterns, conf; the fleet secret is kept 0600', async (t) => {
   const data = await tempDir(t);

@@ -1,25 +1,14 @@
 /** The command-line contract: --help, exit codes, one-line errors, `osprey infer` output. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
-import { OSPREY_BIN } from '../helpers/osprey-process.js';
+import { runOsprey } from '../helpers/osprey-process.js';
 
-const exec = promisify(execFile);
 
-async function osprey(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [OSPREY_BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const osprey = runOsprey;
 
 test('every command answers --help with exit 0', async () => {
   for (const args of [['--help'], ['demo', '--help'], ['fleet', 'start', '--help'], ['edge', 'start', '--help'], ['infer', '--help'], ['model', '--help'], ['sample', '--help'], ['sample', 'image', '--help']]) {

@@ -6,20 +6,12 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { X509Certificate } from 'node:crypto';
-import { OSPREY_BIN, startOsprey } from '../helpers/osprey-process.js';
+import { startOsprey, runOsprey } from '../helpers/osprey-process.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 
 const exec = promisify(execFile);
 
-async function osprey(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [OSPREY_BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const osprey = runOsprey;
 
 test('osprey fleet tls-init writes the CA and certificate, prints a tls section fleet start accepts, and keeps them on a rerun', { timeout: 60_000 }, async (t) => {
   const dir = await makeTempDir(t, 'osprey-tls-cli-');

@@ -5,29 +5,18 @@
  * sha256 are refused.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { writeModelPackage, type ManifestDraft } from '../../models/authoring.js';
 import { archiveDirectory, unpackArchive } from '../../models/package-archive.js';
 import { identityOfFiles, readPackageDirectory } from '../../models/package-signature.js';
-import { OSPREY_BIN } from '../helpers/osprey-process.js';
+import { runOsprey } from '../helpers/osprey-process.js';
 import { tinyAnomalyModel } from '../helpers/publisher.js';
 import { tempDir } from '../models/helpers.js';
 
-const exec = promisify(execFile);
 
-async function osprey(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [OSPREY_BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const osprey = runOsprey;
 
 const draft = (version: string) =>
   ({

@@ -3,35 +3,17 @@
  * processes), on fixture models built in code for every task, layout and input dtype.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { cp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import type { OnnxModelBuilder } from '../../models/onnx-builder.js';
-import { OSPREY_BIN } from '../helpers/osprey-process.js';
+import { runOsprey } from '../helpers/osprey-process.js';
 import { anomalibModel, redSpotPixels } from '../models/fixtures-anomaly.js';
 import { end2endDetector, ORIGINAL_BOXES, yoloDetector } from '../models/fixtures-detection.js';
 import { colourClassifier } from '../models/fixtures.js';
 import { pngFromPixels, solidPng, tempDir } from '../models/helpers.js';
 
-const exec = promisify(execFile);
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function osprey(...args: string[]): Promise<Run> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [OSPREY_BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const osprey = runOsprey;
 
 /** Runs a command that must succeed; returns its stdout as JSON lines. */
 async function ok(...args: string[]): Promise<Record<string, any>[]> {

@@ -2,10 +2,13 @@
  * Runs the real `osprey` command as a child process (as an operator would) and lets a test
  * await its JSON log lines instead of sleeping.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+
+const execFileAsync = promisify(execFile);
 
 export const OSPREY_BIN = fileURLToPath(new URL('../../../bin/osprey.js', import.meta.url));
 
@@ -74,4 +77,22 @@ export function startOsprey(args: string[], env: NodeJS.ProcessEnv = {}): Osprey
       return exited;
     },
   };
+}
+
+/** What a finished `osprey` command printed, and its exit code. */
+export interface OspreyRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `osprey ARGS...` to its end (a non-zero exit resolves too, with its code). */
+export async function runOsprey(...args: string[]): Promise<OspreyRun> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [OSPREY_BIN, ...args]);
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
 }

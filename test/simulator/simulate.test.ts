@@ -5,23 +5,20 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { archiveDirectory } from '../../models/package-archive.js';
 import { startSimulation, simEdgeSpecs } from '../../simulator/simulate.js';
 import { SIM_MODEL_NAME, writeSimModelPackage } from '../../simulator/sim-model.js';
 import { loadModelPackage } from '../../models/package.js';
 import { generatePartImage } from '../../models/synthetic.js';
-import { OSPREY_BIN } from '../helpers/osprey-process.js';
+import { runOsprey } from '../helpers/osprey-process.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { signedDirectoryArchive, testPublisherKey } from '../helpers/publisher.js';
 import { openTestIdentity } from '../helpers/identity.js';
 
-const exec = promisify(execFile);
 
 /** The fleet API as an admin (set once the simulation's fleet exists). */
 let admin: Record<string, string> = {};
@@ -122,15 +119,7 @@ test('simulated edges sync, follow a rollout and a line rollback, and lose nothi
   assert.deepEqual(new Set(ids).size, 4);
 });
 
-async function osprey(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, [OSPREY_BIN, ...args]);
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
+const osprey = runOsprey;
 
 test('osprey simulate runs edges against its own fleet and prints a JSON summary', { timeout: 120_000 }, async () => {
   const r = await osprey('simulate', '--edges', '3', '--processes', '1', '--fps', '5', '--duration', '2', '--interval', '0.5', '--json');
