@@ -101,3 +101,29 @@ test('only an anonymous principal minted for an app without authentication holds
     assert.equal(can(minted, p), true, `minted: ${p}`);
   }
 });
+
+test('no user yet: a fleet told to serve every interface listens on loopback only and says so, until the first admin exists', async (t) => {
+  const dataDir = await tempDir(t);
+  const log = captureLogger('info');
+  const opts = { dataDir, http: { host: '0.0.0.0', port: 0 }, mqtt: { host: '0.0.0.0', port: 0 } };
+  const fresh = createFleetManager({ ...opts, logger: log.logger });
+  const { httpUrl } = await fresh.start();
+  assert.equal(boundHost(log, 'mqtt broker listening'), '127.0.0.1');
+  assert.ok(log.lines.some((l) => /^no users yet: the fleet listens on loopback only/.test(String(l.msg)) && l.level === 40), 'it says so');
+  const outside = externalAddress();
+  if (outside) assert.equal(await reachable(outside, port(httpUrl)), false, `HTTP not reachable on ${outside}`);
+  // Still no credential-free access on loopback: authentication is on.
+  assert.equal((await fetch(`${httpUrl}/api/edges`)).status, 401);
+  await fresh.close();
+
+  // The first admin (as `osprey fleet init` makes one), then a restart: the configured interfaces.
+  const identity = openSqliteIdentityStore({ file: join(dataDir, 'fleet.db'), logger: pino({ level: 'silent' }) });
+  await identity.addUser({ username: 'admin', password: 'a long admin password', role: 'admin' });
+  await identity.close();
+  const log2 = captureLogger('info');
+  const served = createFleetManager({ ...opts, logger: log2.logger });
+  t.after(() => served.close());
+  await served.start();
+  assert.equal(boundHost(log2, 'mqtt broker listening'), '0.0.0.0');
+  assert.ok(!log2.lines.some((l) => /^no users yet/.test(String(l.msg))));
+});
