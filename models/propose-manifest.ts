@@ -61,6 +61,11 @@ export function packageNameFromFile(file: string): string {
   return name || 'model';
 }
 
+/** A metadata_props value by key, ignoring case as the ONNX spec says keys do. */
+function metadataValue(metadata: Record<string, string>, key: string): string | undefined {
+  return Object.entries(metadata).find(([k]) => k.toLowerCase() === key.toLowerCase())?.[1];
+}
+
 /** What the ONNX image metadata (Image Category Definition, metadata_props) says about the input. */
 interface ImageMetadata {
   color?: 'rgb' | 'bgr' | 'gray';
@@ -82,23 +87,26 @@ const PIXEL_RANGES: Record<string, { scale: number; mean: number; std: number }>
  * does not know is refused unless the person declared what it would have set (--color, or
  * --scale/--mean/--std).
  */
-function imageMetadata(metadata: Record<string, string>, d: PackDeclarations): ImageMetadata {
+function imageMetadata(raw: Record<string, string>, d: PackDeclarations): ImageMetadata {
+  // "Keys and values are case insensitive" (ONNX MetadataProps, Image Category Definition).
+  const known = <T>(table: Record<string, T>, value: string): [string, T] | undefined =>
+    Object.entries(table).find(([k]) => k.toLowerCase() === value.toLowerCase());
   const out: ImageMetadata = {};
-  const format = metadata['Image.BitmapPixelFormat'];
+  const format = metadataValue(raw, 'Image.BitmapPixelFormat');
   if (format !== undefined) {
-    out.color = PIXEL_FORMATS[format];
+    out.color = known(PIXEL_FORMATS, format)?.[1];
     if (!out.color && !d.color) fail(`metadata Image.BitmapPixelFormat=${format} is not one Osprey feeds (${Object.keys(PIXEL_FORMATS).join(', ')}); declare --color`);
   }
-  const gamma = metadata['Image.ColorSpaceGamma'];
+  const gamma = metadataValue(raw, 'Image.ColorSpaceGamma');
   if (gamma !== undefined && gamma.toUpperCase() !== 'SRGB') {
     fail(`metadata Image.ColorSpaceGamma=${gamma}: Osprey feeds sRGB pixels, not ${gamma}`);
   }
-  const range = metadata['Image.NominalPixelRange'];
+  const range = metadataValue(raw, 'Image.NominalPixelRange');
   if (range !== undefined) {
-    const r = PIXEL_RANGES[range];
+    const r = known(PIXEL_RANGES, range);
     const declared = d.scale !== undefined || d.mean !== undefined || d.std !== undefined;
     if (!r && !declared) fail(`metadata Image.NominalPixelRange=${range} is not one Osprey knows (${Object.keys(PIXEL_RANGES).join(', ')}); declare --scale/--mean/--std`);
-    if (r) out.range = { key: range, ...r };
+    if (r) out.range = { key: r[0], ...r[1] };
   }
   return out;
 }
@@ -176,10 +184,10 @@ export function proposeManifest(desc: OnnxDescription, d: PackDeclarations, mode
   if (d.color && d.color !== 'gray' && channels === 1) fail(`--color ${d.color} contradicts the model input ${input.name}, which has 1 channel`);
   const image = imageMetadata(desc.metadata, d);
   if (image.color && channels !== undefined && (image.color === 'gray') !== (channels === 1)) {
-    fail(`metadata Image.BitmapPixelFormat=${desc.metadata['Image.BitmapPixelFormat']} contradicts the model input ${input.name}, which has ${channels} channels`);
+    fail(`metadata Image.BitmapPixelFormat=${metadataValue(desc.metadata, 'Image.BitmapPixelFormat')} contradicts the model input ${input.name}, which has ${channels} channels`);
   }
   if (d.color && image.color && d.color !== image.color) {
-    fail(`--color ${d.color} contradicts the model's metadata Image.BitmapPixelFormat=${desc.metadata['Image.BitmapPixelFormat']}`);
+    fail(`--color ${d.color} contradicts the model's metadata Image.BitmapPixelFormat=${metadataValue(desc.metadata, 'Image.BitmapPixelFormat')}`);
   }
   const color = d.color ?? image.color ?? (channels === 1 ? 'gray' : 'rgb');
 
