@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { loadModelPackage, verifyModelPackage } from '../models/runtime.js';
 import { inspectOnnxFile } from '../models/onnx-inspect.js';
 import { packModel } from '../models/pack.js';
-import { proposeManifest } from '../models/propose-manifest.js';
+import { packageNameFromFile, proposeManifest } from '../models/propose-manifest.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
 import type { Manifest, Task } from '../protocol/manifest.js';
 import { parse } from './args.js';
@@ -146,7 +146,7 @@ async function inspect(argv: string[]): Promise<number> {
   let proposedManifest: unknown = null;
   let proposalError: string | undefined;
   try {
-    proposedManifest = proposeManifest(desc, {});
+    proposedManifest = proposeManifest(desc, { name: packageNameFromFile(positionals[0]!) });
   } catch (err) {
     proposalError = oneLine(err);
   }
@@ -185,7 +185,7 @@ async function pack(argv: string[]): Promise<number> {
   const norm = numbers('normalization', values.normalization, 3);
   const single = (flag: string, v: string | undefined) => numbers(flag, v, 1)?.[0];
   const declarations = {
-    name: values.name ?? file.replace(/^.*\//, '').replace(/\.onnx$/i, '').replace(/[^A-Za-z0-9._-]/g, '-'),
+    ...(values.name && { name: values.name }),
     ...(values.version && { version: values.version }),
     task: oneOf<Task>('task', values.task, ['classification', 'anomaly', 'detection']),
     labels: await labelsOption(values.labels),

@@ -9,7 +9,7 @@ import type { Manifest } from '../protocol/manifest.js';
 import { OspreyError } from '../protocol/errors.js';
 import { describeOnnx } from './onnx-inspect.js';
 import { writeModelPackage } from './package-writer.js';
-import { proposeManifest, type PackDeclarations } from './propose-manifest.js';
+import { packageNameFromFile, proposeManifest, type PackDeclarations } from './propose-manifest.js';
 
 export interface PackOptions extends Omit<PackDeclarations, 'postprocess'> {
   /** Path of a plug-in ES module (.js or .mjs) to copy into the package. */
@@ -44,6 +44,6 @@ export async function packModel(onnxFile: string, options: PackOptions): Promise
   const desc = describeOnnx(bytes, onnxFile);
   const { postprocessFile, out, ...declared } = options;
   const plugin = postprocessFile ? packagedPlugin(postprocessFile, await readInput(postprocessFile, 'plug-in')) : undefined;
-  const draft = proposeManifest(desc, { ...declared, ...(plugin && { postprocess: plugin.name }) });
+  const draft = proposeManifest(desc, { ...declared, name: declared.name ?? packageNameFromFile(onnxFile), ...(plugin && { postprocess: plugin.name }) });
   return writeModelPackage(out, draft, bytes, plugin ? { plugin: plugin.bytes } : {});
 }

@@ -51,6 +51,66 @@ function fail(message: string): never {
   throw new OspreyError('OSP_ERR_MODEL_MANIFEST', message);
 }
 
+/**
+ * A package name from the model's file name (`mnist-8.onnx` → `mnist-8`), fitted to the
+ * manifest's name pattern; `model` only when nothing of the name is left.
+ */
+export function packageNameFromFile(file: string): string {
+  const base = file.replace(/^.*[\\/]/, '').replace(/\.onnx$/i, '');
+  const name = base.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 128);
+  return name || 'model';
+}
+
+/** A metadata_props value by key, ignoring case as the ONNX spec says keys do. */
+function metadataValue(metadata: Record<string, string>, key: string): string | undefined {
+  return Object.entries(metadata).find(([k]) => k.toLowerCase() === key.toLowerCase())?.[1];
+}
+
+/** What the ONNX image metadata (Image Category Definition, metadata_props) says about the input. */
+interface ImageMetadata {
+  color?: 'rgb' | 'bgr' | 'gray';
+  /** value = (pixel·scale − mean) / std for the model's nominal pixel range. */
+  range?: { key: string; scale: number; mean: number; std: number };
+}
+
+const PIXEL_FORMATS: Record<string, 'rgb' | 'bgr' | 'gray'> = { Gray8: 'gray', Rgb8: 'rgb', Bgr8: 'bgr' };
+const PIXEL_RANGES: Record<string, { scale: number; mean: number; std: number }> = {
+  NominalRange_0_255: { scale: 1, mean: 0, std: 1 },
+  Normalized_0_1: { scale: 1 / 255, mean: 0, std: 1 },
+  Normalized_1_1: { scale: 1 / 255, mean: 0.5, std: 0.5 },
+  // Studio range: 16 + pixel·219/255.
+  NominalRange_16_235: { scale: 219 / 255, mean: -16, std: 1 },
+};
+
+/**
+ * Reads Image.BitmapPixelFormat / Image.ColorSpaceGamma / Image.NominalPixelRange. A value Osprey
+ * does not know is refused unless the person declared what it would have set (--color, or
+ * --scale/--mean/--std).
+ */
+function imageMetadata(raw: Record<string, string>, d: PackDeclarations): ImageMetadata {
+  // "Keys and values are case insensitive" (ONNX MetadataProps, Image Category Definition).
+  const known = <T>(table: Record<string, T>, value: string): [string, T] | undefined =>
+    Object.entries(table).find(([k]) => k.toLowerCase() === value.toLowerCase());
+  const out: ImageMetadata = {};
+  const format = metadataValue(raw, 'Image.BitmapPixelFormat');
+  if (format !== undefined) {
+    out.color = known(PIXEL_FORMATS, format)?.[1];
+    if (!out.color && !d.color) fail(`metadata Image.BitmapPixelFormat=${format} is not one Osprey feeds (${Object.keys(PIXEL_FORMATS).join(', ')}); declare --color`);
+  }
+  const gamma = metadataValue(raw, 'Image.ColorSpaceGamma');
+  if (gamma !== undefined && gamma.toUpperCase() !== 'SRGB') {
+    fail(`metadata Image.ColorSpaceGamma=${gamma}: Osprey feeds sRGB pixels, not ${gamma}`);
+  }
+  const range = metadataValue(raw, 'Image.NominalPixelRange');
+  if (range !== undefined) {
+    const r = known(PIXEL_RANGES, range);
+    const declared = d.scale !== undefined || d.mean !== undefined || d.std !== undefined;
+    if (!r && !declared) fail(`metadata Image.NominalPixelRange=${range} is not one Osprey knows (${Object.keys(PIXEL_RANGES).join(', ')}); declare --scale/--mean/--std`);
+    if (r) out.range = { key: r[0], ...r[1] };
+  }
+  return out;
+}
+
 function inputLayout(input: TensorInfo, declared?: 'nchw' | 'nhwc'): 'nchw' | 'nhwc' {
   const [, a, , c] = input.shape;
   const guess = a === 1 || a === 3 ? 'nchw' : c === 1 || c === 3 ? 'nhwc' : undefined;
@@ -74,6 +134,21 @@ function fixedSize(input: TensorInfo, layout: 'nchw' | 'nhwc'): { width: number;
 function classCount(output: TensorInfo): number | undefined {
   const dims = output.shape.slice(1).filter((d) => d !== 1);
   return dims.length === 1 && typeof dims[0] === 'number' ? dims[0] : undefined;
+}
+
+/**
+ * The detection layout a graph without an export convention has, only when it fits one exactly:
+ * a single output, either [1, N, 6] (end-to-end rows) or [1, 4+classes, anchors] with fewer rows
+ * than anchors (a YOLOv8-style head). Anything else (several outputs such as `scores` + `boxes`,
+ * a transposed head) is not guessed.
+ */
+function guessDetectionFormat(outputs: TensorInfo[]): 'yolov8' | 'end2end' | undefined {
+  if (outputs.length !== 1) return undefined;
+  const [batch, rows, cols] = outputs[0]!.shape;
+  if (outputs[0]!.shape.length !== 3 || (batch !== 1 && typeof batch === 'number')) return undefined;
+  if (cols === 6) return 'end2end';
+  if (typeof rows !== 'number' || rows < 5) return undefined;
+  return typeof cols !== 'number' || cols > rows ? 'yolov8' : undefined;
 }
 
 /**
@@ -107,23 +182,39 @@ export function proposeManifest(desc: OnnxDescription, d: PackDeclarations, mode
   if (channels !== undefined && channels !== 1 && channels !== 3) fail(`input ${input.name} has ${channels} channels; Osprey feeds 1 (gray) or 3`);
   if (d.color === 'gray' && channels === 3) fail(`--color gray contradicts the model input ${input.name}, which has 3 channels`);
   if (d.color && d.color !== 'gray' && channels === 1) fail(`--color ${d.color} contradicts the model input ${input.name}, which has 1 channel`);
-  const color = d.color ?? (channels === 1 ? 'gray' : 'rgb');
+  const image = imageMetadata(desc.metadata, d);
+  if (image.color && channels !== undefined && (image.color === 'gray') !== (channels === 1)) {
+    fail(`metadata Image.BitmapPixelFormat=${metadataValue(desc.metadata, 'Image.BitmapPixelFormat')} contradicts the model input ${input.name}, which has ${channels} channels`);
+  }
+  if (d.color && image.color && d.color !== image.color) {
+    fail(`--color ${d.color} contradicts the model's metadata Image.BitmapPixelFormat=${metadataValue(desc.metadata, 'Image.BitmapPixelFormat')}`);
+  }
+  const color = d.color ?? image.color ?? (channels === 1 ? 'gray' : 'rgb');
 
   const ultralytics = desc.convention === 'ultralytics';
   const uint8 = input.dtype === 'uint8';
   // Each framework's own pre-processing (docs/models.md "Resize modes"): Ultralytics letterboxes
   // detectors and centre-crops classifiers; torchvision/timm classifiers centre-crop; anomalib
   // (and anything else) resizes.
-  const resize = d.resize ?? (task === 'detection' ? (ultralytics ? 'letterbox' : 'stretch') : task === 'classification' ? 'center-crop' : 'stretch');
+  // A model carrying ONNX image metadata (Windows ML image binding) says how it is fed: resized,
+  // with the values of its nominal pixel range, not a framework's defaults.
+  const described = image.range !== undefined || image.color !== undefined;
+  const resize = d.resize ?? (task === 'detection' ? (ultralytics ? 'letterbox' : 'stretch') : task === 'classification' && !described ? 'center-crop' : 'stretch');
   // ImageNet statistics are the torchvision/timm default; Ultralytics and anomalib v2 (which
   // normalises inside the graph) take plain 0..1 values.
-  const imagenet = task === 'classification' && !ultralytics && !uint8;
+  const imagenet = task === 'classification' && !ultralytics && !uint8 && !described;
   if (uint8 && ((d.scale ?? 1) !== 1 || (d.mean ?? [0]).some((v) => v !== 0) || (d.std ?? [1]).some((v) => v !== 1))) {
     fail(`input ${input.name} is uint8: the model receives raw pixels, so --scale/--mean/--std cannot apply`);
   }
-  const scale = d.scale ?? (uint8 ? 1 : 1 / 255);
-  const mean = d.mean ?? (imagenet ? (color === 'gray' ? [0.449] : IMAGENET_MEAN) : [0]);
-  const std = d.std ?? (imagenet ? (color === 'gray' ? [0.226] : IMAGENET_STD) : [1]);
+  const range = uint8 ? undefined : image.range;
+  if (range) {
+    for (const [flag, v, want] of [['scale', d.scale === undefined ? undefined : [d.scale], range.scale], ['mean', d.mean, range.mean], ['std', d.std, range.std]] as const) {
+      if (v && v.some((x) => Math.abs(x - want) > 1e-6)) fail(`--${flag} ${v.join(',')} contradicts the model's metadata Image.NominalPixelRange=${range.key}`);
+    }
+  }
+  const scale = d.scale ?? range?.scale ?? (uint8 ? 1 : 1 / 255);
+  const mean = d.mean ?? (range ? [range.mean] : imagenet ? (color === 'gray' ? [0.449] : IMAGENET_MEAN) : [0]);
+  const std = d.std ?? (range ? [range.std] : imagenet ? (color === 'gray' ? [0.226] : IMAGENET_STD) : [1]);
   const channelCount = color === 'gray' ? 1 : 3;
   for (const [flag, v] of [['mean', mean], ['std', std]] as const) {
     if (v.length !== 1 && v.length !== channelCount) fail(`--${flag} has ${v.length} values; give 1 or ${channelCount} for ${color} input`);
@@ -210,9 +301,11 @@ export function proposeManifest(desc: OnnxDescription, d: PackDeclarations, mode
     };
     if (!d.postprocess) {
       const out = desc.outputs[0]!;
-      const shape3 = out.shape.length === 3;
-      const format = desc.hints.detectionFormat ?? (shape3 && out.shape[2] === 6 ? 'end2end' : shape3 ? 'yolov8' : undefined);
-      if (!format) fail(`output ${out.name} [${out.shape.join(', ')}] is neither [1, 4+classes, N] nor [1, N, 6]; supply a --postprocess plug-in`);
+      const format = desc.hints.detectionFormat ?? guessDetectionFormat(desc.outputs);
+      if (!format) {
+        const seen = desc.outputs.map((o) => `${o.name} [${o.shape.join(', ')}]`).join(', ');
+        fail(`detector outputs ${seen} fit no layout Osprey decodes (one output [1, 4+classes, anchors] or [1, N, 6]); supply a --postprocess plug-in`);
+      }
       if (format === 'yolov8' && typeof out.shape[1] === 'number') {
         const n = out.shape[1] - 4;
         labels ??= Array.from({ length: n }, (_, i) => `class_${i}`);

@@ -6,6 +6,10 @@
  * "defect vs good": the sum of their probabilities ≥ the default threshold (for sigmoid,
  * multi-label outputs, where probabilities do not add up, the maximum is used instead). The
  * frame is a defect when any of these fire.
+ *
+ * Score. With defect labels, `score` is the defect probability of the rule that fired (or the
+ * closest call), the value compared with `threshold`. Without any (a classifier that only says
+ * what it sees), it is the top-1 probability of the label reported.
  */
 import { OspreyError } from '../../protocol/errors.js';
 import type { Manifest } from '../../protocol/manifest.js';
@@ -89,7 +93,8 @@ export function classify(
   return {
     verdict: 'ok',
     label: good === undefined ? 'ok' : labels[good],
-    score: nearest?.score ?? 0,
+    // No defect labels: nothing is judged, so the score is the reported label's probability.
+    score: nearest?.score ?? (good === undefined ? 0 : probs[good]),
     threshold: nearest?.threshold ?? defaultThreshold(manifest.thresholds, opts.thresholds),
     top,
   };

@@ -10,7 +10,7 @@ import type { OnnxModelBuilder } from '../../models/onnx-builder.js';
 import { runOsprey } from '../helpers/osprey-process.js';
 import { anomalibModel, redSpotPixels } from '../models/fixtures-anomaly.js';
 import { end2endDetector, ORIGINAL_BOXES, yoloDetector } from '../models/fixtures-detection.js';
-import { colourClassifier } from '../models/fixtures.js';
+import { colourClassifier, rawGrayClassifier, scoresBoxesDetector } from '../models/fixtures.js';
 import { pngFromPixels, solidPng, tempDir } from '../models/helpers.js';
 
 const osprey = runOsprey;
@@ -204,4 +204,34 @@ test('bad models and bad declarations are one-line errors with a non-zero exit',
     fails(/model\.onnx has sha256 .* but the manifest says .*\[OSP_ERR_MODEL_CHECKSUM\]/, 'model', 'validate', tampered),
   ]);
   assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('out')), [], 'nothing written for a refused pack');
+});
+
+test('bring your own model: metadata honoured, named after the file, scored by its top-1; an unknown detector layout refused', async (t) => {
+  const dir = await tempDir(t, 'osprey-cli-byom-');
+  const mnist = await writeModel(dir, 'mnist-8.onnx', rawGrayClassifier());
+  const face = await writeModel(dir, 'face.onnx', scoresBoxesDetector());
+  const [inspected] = await ok('model', 'inspect', mnist);
+  assert.equal(inspected!.proposedManifest.name, 'mnist-8');
+  assert.deepEqual([inspected!.proposedManifest.input.scale, inspected!.proposedManifest.input.mean], [1, [0]]);
+
+  const pkg = join(dir, 'pkg');
+  const [packed] = await ok('model', 'pack', mnist, '--labels', 'bright,dark', '--out', pkg);
+  assert.equal(packed!.name, 'mnist-8');
+  const white = join(dir, 'white.png');
+  const black = join(dir, 'black.png');
+  await writeFile(white, await solidPng(8, 8, [255, 255, 255]));
+  await writeFile(black, await solidPng(8, 8, [0, 0, 0]));
+  // Raw 0..255 as the metadata says: white (mean 255) is bright, black dark, each with probability ~1.
+  const lines = await ok('infer', '--model', pkg, white, black);
+  assert.deepEqual(lines.map((l) => [l.verdict, l.label]), [['ok', 'bright'], ['ok', 'dark']]);
+  for (const l of lines) {
+    assert.equal(l.score, l.top[0].score, 'score is the top-1 probability when no label is a defect');
+    assert.ok(l.score > 0.99, String(l.score));
+  }
+
+  await fails(
+    /detector outputs scores \[1, 4420, 2\], boxes \[1, 4420, 4\] fit no layout Osprey decodes .*--postprocess plug-in \[OSP_ERR_MODEL_MANIFEST\]$/,
+    'model', 'pack', face, '--task', 'detection', '--out', join(dir, 'face-pkg'),
+  );
+  assert.deepEqual((await readdir(dir)).filter((f) => f.startsWith('face-pkg')), [], 'nothing written for a refused pack');
 });

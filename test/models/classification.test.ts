@@ -56,6 +56,13 @@ test('classify: grouped defect probability, per-label overrides, labels and top-
   // No defect labels: a plain classifier, label = top label.
   const plain = classify(new Float32Array([0.1, 0.7, 0.2]), { ...m, defectLabels: [] }, { activation: 'none' });
   assert.deepEqual([plain.verdict, plain.label], ['ok', 'scratch']);
+  // ... and its score is that label's probability (it was 0 beside a top-1 of 0.7), thresholds unchanged.
+  close(plain.score, 0.7);
+  assert.equal(plain.threshold, 0.5);
+  // With defect labels the score stays the defect probability (the value the threshold judges).
+  const judged = classify(new Float32Array([0.9, 0.04, 0.06]), m, { activation: 'none' });
+  assert.deepEqual([judged.verdict, judged.label, judged.threshold], ['ok', 'good', 0.5]);
+  close(judged.score, 0.1);
 });
 
 test('a real logits model through loadModelPackage: softmax, verdicts, per-edge overrides', async (t) => {

@@ -141,3 +141,42 @@ export function colourHead(
     .node('Gemm', [`${out}_means`, `${out}_w`, `${out}_b`], [`${out}_flat`])
     .node('Reshape', [`${out}_flat`, `${out}_shape`], [out]);
 }
+
+/**
+ * An MNIST-like classifier over 2×2 gray inputs that expects raw 0..255 values, as its ONNX image
+ * metadata says (Image.BitmapPixelFormat Gray8, Image.NominalPixelRange NominalRange_0_255):
+ * logits (m − 100, 100 − m) for the mean pixel m, labels `bright`, `dark`. Fed 0..1 or ImageNet
+ * normalised values, every image reads `dark`.
+ */
+export function rawGrayClassifier(metadata: Record<string, string> = {
+  'Image.BitmapPixelFormat': 'Gray8',
+  'Image.ColorSpaceGamma': 'SRGB',
+  'Image.NominalPixelRange': 'NominalRange_0_255',
+}): OnnxModelBuilder {
+  const b = new OnnxModelBuilder({ opset: 13 });
+  b.input('Input3', 'float32', [1, 1, 2, 2])
+    .node('GlobalAveragePool', ['Input3'], ['pooled'])
+    .node('Flatten', ['pooled'], ['mean'], { axis: 1 })
+    .initializer('w', 'float32', [1, 2], [1, -1])
+    .initializer('bias', 'float32', [2], [-100, 100])
+    .node('Gemm', ['mean', 'w', 'bias'], ['Plus214_Output_0'])
+    .output('Plus214_Output_0', 'float32', [1, 2]);
+  for (const [k, v] of Object.entries(metadata)) b.meta(k, v);
+  return b;
+}
+
+/**
+ * A face detector in the layout of UltraFace/RFB-320-style exports: two outputs, `scores`
+ * [1, 4420, 2] and `boxes` [1, 4420, 4], which fit neither Osprey layout.
+ */
+export function scoresBoxesDetector(): OnnxModelBuilder {
+  const b = new OnnxModelBuilder({ opset: 13 });
+  b.input('input', 'float32', [1, 3, 240, 320])
+    .initializer('scores_c', 'float32', [1, 4420, 2], new Float32Array(4420 * 2))
+    .initializer('boxes_c', 'float32', [1, 4420, 4], new Float32Array(4420 * 4))
+    .node('Identity', ['scores_c'], ['scores'])
+    .node('Identity', ['boxes_c'], ['boxes'])
+    .output('scores', 'float32', [1, 4420, 2])
+    .output('boxes', 'float32', [1, 4420, 4]);
+  return b;
+}

@@ -6,7 +6,11 @@ import { proposeManifest, type PackDeclarations } from '../../models/propose-man
 import { isOspreyError } from '../../protocol/errors.js';
 import { anomalibModel } from './fixtures-anomaly.js';
 import { end2endDetector, yoloDetector } from './fixtures-detection.js';
-import { colourClassifier } from './fixtures.js';
+import { colourClassifier, rawGrayClassifier, scoresBoxesDetector } from './fixtures.js';
+import { packModel } from '../../models/pack.js';
+import { tempDir } from './helpers.js';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 
 const describe = (b: OnnxModelBuilder) => describeOnnx(b.toBytes(), 'fixture.onnx');
 
@@ -127,4 +131,60 @@ test('files that are not ONNX, or are cut short, are one-line OSP_ERR_MODEL_LOAD
       return true;
     });
   }
+});
+
+test('a detector whose outputs fit no known layout is refused, naming them, instead of guessed', () => {
+  // Was: accepted as a YOLOv8 head with 4416 classes ([1, 4420, 2] read as 4+classes rows).
+  const face = scoresBoxesDetector();
+  const seen = /detector outputs scores \[1, 4420, 2\], boxes \[1, 4420, 4\] fit no layout Osprey decodes .*; supply a --postprocess plug-in/;
+  refuses({ task: 'detection' }, face, seen);
+  refuses({ task: 'detection', labels: ['face'] }, face, seen);
+  // One output, but transposed ([1, anchors, 4+classes]): not guessed either.
+  const transposed = new OnnxModelBuilder();
+  transposed.input('x', 'float32', [1, 3, 8, 8]).initializer('c', 'float32', [1, 8, 6], new Float32Array(48).fill(0))
+    .node('Identity', ['c'], ['y']).output('y', 'float32', [1, 8, 7]);
+  refuses({ task: 'detection' }, transposed, /detector outputs y \[1, 8, 7\] fit no layout/);
+  // With a plug-in, any layout is the plug-in's business.
+  assert.equal(proposeManifest(describe(face), { task: 'detection', labels: ['face'], postprocess: 'ultraface.mjs' }).outputs.detection!.format, 'plugin');
+  // The layouts that do fit are still read without metadata.
+  const head = new OnnxModelBuilder();
+  head.input('x', 'float32', [1, 3, 8, 8]).initializer('c', 'float32', [1, 6, 8], new Float32Array(48).fill(0))
+    .node('Identity', ['c'], ['y']).output('y', 'float32', [1, 6, 8]);
+  assert.deepEqual(proposeManifest(describe(head), { task: 'detection' }).labels, ['class_0', 'class_1']);
+});
+
+test('ONNX image metadata (Image.BitmapPixelFormat, Image.NominalPixelRange) sets colour and values', () => {
+  // Was: ImageNet mean/std over /255 and a 0.875 centre crop, for a model that wants raw 0..255.
+  const m = proposeManifest(describe(rawGrayClassifier()), {});
+  assert.deepEqual([m.input.color, m.input.scale, m.input.mean, m.input.std, m.input.resize], ['gray', 1, [0], [1], 'stretch']);
+  const range = (r: string) => {
+    const i = proposeManifest(describe(rawGrayClassifier({ 'Image.NominalPixelRange': r })), {}).input;
+    return [i.scale, i.mean, i.std];
+  };
+  assert.deepEqual(range('Normalized_0_1'), [1 / 255, [0], [1]]);
+  assert.deepEqual(range('Normalized_1_1'), [1 / 255, [0.5], [0.5]]);
+  assert.deepEqual(range('NominalRange_16_235'), [219 / 255, [-16], [1]]);
+  // A 3-channel model: the pixel format picks the channel order.
+  const bgr = colourClassifier().model.meta('Image.BitmapPixelFormat', 'Bgr8').meta('Image.NominalPixelRange', 'Normalized_0_1');
+  assert.deepEqual([proposeManifest(describe(bgr), {}).input.color, proposeManifest(describe(bgr), {}).input.mean], ['bgr', [0]]);
+  // Declarations agreeing with the metadata are fine; contradicting ones, and values Osprey cannot feed, are refused.
+  assert.equal(proposeManifest(describe(rawGrayClassifier()), { scale: 1, color: 'gray' }).input.scale, 1);
+  refuses({ scale: 1 / 255 }, rawGrayClassifier(), /--scale 0\.00392\d* contradicts the model's metadata Image\.NominalPixelRange=NominalRange_0_255/);
+  refuses({ color: 'rgb' }, colourClassifier().model.meta('Image.BitmapPixelFormat', 'Bgr8'), /--color rgb contradicts the model's metadata Image\.BitmapPixelFormat=Bgr8/);
+  refuses({}, colourClassifier().model.meta('Image.BitmapPixelFormat', 'Gray8'), /metadata Image\.BitmapPixelFormat=Gray8 contradicts the model input x, which has 3 channels/);
+  refuses({}, rawGrayClassifier({ 'Image.NominalPixelRange': 'NominalRange_0_1023' }), /metadata Image\.NominalPixelRange=NominalRange_0_1023 is not one Osprey knows/);
+  refuses({}, rawGrayClassifier({ 'Image.ColorSpaceGamma': 'Linear' }), /metadata Image\.ColorSpaceGamma=Linear: Osprey feeds sRGB pixels/);
+  refuses({}, rawGrayClassifier({ 'Image.BitmapPixelFormat': 'Rgba8' }), /metadata Image\.BitmapPixelFormat=Rgba8 is not one Osprey feeds/);
+  // ... unless the person declares what the unknown value would have set.
+  assert.equal(proposeManifest(describe(rawGrayClassifier({ 'Image.NominalPixelRange': 'NominalRange_0_1023' })), { scale: 4 }).input.scale, 4);
+});
+
+test('a packed model is named after its file, not "model"', async (t) => {
+  const dir = await tempDir(t, 'osprey-pack-name-');
+  const file = join(dir, 'mnist-8.onnx');
+  await writeFile(file, rawGrayClassifier().toBytes());
+  assert.equal((await packModel(file, { out: join(dir, 'pkg') })).name, 'mnist-8');
+  assert.equal((await packModel(file, { out: join(dir, 'named'), name: 'digits' })).name, 'digits');
+  await writeFile(join(dir, '_draft v2.onnx'), rawGrayClassifier().toBytes());
+  assert.equal((await packModel(join(dir, '_draft v2.onnx'), { out: join(dir, 'odd') })).name, 'draft-v2');
 });
