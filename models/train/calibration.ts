@@ -68,3 +68,13 @@ export function rateCurve(calibration: readonly number[], good: readonly number[
   for (const p of [50, 60, 70, 80, 85, 90, 92.5, 95, 97.5, 99, 100]) out.push({ percentile: p, ...ratesAt(good, defect, percentile(calibration, p)) });
   return out;
 }
+
+/** The validation figures of a model card: AUROC, the rates at the chosen threshold, the curve. */
+export function validationFigures(calibration: readonly number[], good: readonly number[], defect: readonly number[], threshold: number) {
+  const at = ratesAt(good, defect, threshold);
+  return {
+    auroc: auroc(good, defect),
+    atOperatingPoint: { falseRejectRate: at.falseRejectRate, catchRate: at.catchRate },
+    curve: rateCurve(calibration, good, defect),
+  };
+}

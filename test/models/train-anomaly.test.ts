@@ -92,6 +92,8 @@ test('osprey train anomaly on 32 MTD good images: a valid package the edge runti
   assert.equal(run.code, 0, run.stderr);
 
   const card = JSON.parse(await readFile(join(pkg, 'model-card.json'), 'utf8'));
+  assert.equal(card.schema, 'osprey-model-card/1');
+  assert.equal(card.tool.version, JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8')).version);
   assert.equal(card.data.goodImages, 32);
   assert.match(card.data.goodSha256, /^[0-9a-f]{64}$/);
   assert.match(card.backbone.sha256, /^[0-9a-f]{64}$/);
