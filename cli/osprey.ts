@@ -20,6 +20,7 @@ Commands:
   model inspect|pack|validate|keygen|sign  turn an exported ONNX file into a signed model package
   simulate --edges N        many simulated edges against a fleet manager (load test)
   sample image|model        a synthetic part image, the built-in model package
+  train anomaly --good DIR --out PKG  a one-class model from images of good parts
 
 Run "osprey <command> --help" for the options of one command.`;
 
@@ -71,6 +72,10 @@ const commands: Record<string, () => Promise<Command>> = {
   sample: async () => {
     const m = await import('./sample.js');
     return sub('sample', m.sampleHelp, m.sampleCommands);
+  },
+  train: async () => {
+    const m = await import('./train.js');
+    return sub('train', m.trainHelp, m.trainCommands);
   },
 };
 

@@ -1,0 +1,73 @@
+/** `osprey train anomaly`: fit a model package on images of good parts (models/train/). */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { OspreyError } from '../protocol/errors.js';
+import { parse } from './args.js';
+
+export const trainHelp = `Usage: osprey train anomaly --good DIR --out PKG [options]
+
+Fits a one-class anomaly model on images of good parts: a frozen ImageNet backbone (SqueezeNet
+1.1 layout) as feature extractor and a Gaussian over image features, calibrated from the good
+images alone (leave-one-out scores). Writes an ordinary model package (manifest.json, ONE
+model.onnx) and model-card.json beside it. Needs no GPU and no network.
+
+Options:
+  --good DIR              folder of good-part images (at least 3; a few hundred is best)
+  --out PKG               package folder to write
+  --backbone DIR|ONNX     backbone model (default $OSPREY_DATA/models/squeezenet-fp16)
+  --defects DIR           defect images (and sub-folders): AUROC, false-reject and catch-rate
+                          curve in the model card
+  --validation-good DIR   held-out good images for those figures (default: leave-one-out scores)
+  --operating-point P     balanced (p95 of leave-one-out scores, default), strict (p90),
+                          lenient (p99), or pNN
+  --name NAME             package name (default osprey-trained-anomaly)
+  --version V             package version (default 1.0.0)
+  -h, --help              this text`;
+
+function toolVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function trainAnomalyCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    good: { type: 'string' },
+    out: { type: 'string' },
+    backbone: { type: 'string' },
+    defects: { type: 'string' },
+    'validation-good': { type: 'string' },
+    'operating-point': { type: 'string' },
+    name: { type: 'string' },
+    version: { type: 'string' },
+  });
+  if (values.help) {
+    console.log(trainHelp);
+    return 0;
+  }
+  if (!values.good) throw new OspreyError('OSP_ERR_USAGE', 'train anomaly needs --good DIR');
+  if (!values.out) throw new OspreyError('OSP_ERR_USAGE', 'train anomaly needs --out PKG');
+  const backbone = values.backbone ?? (process.env.OSPREY_DATA ? join(process.env.OSPREY_DATA, 'models', 'squeezenet-fp16') : undefined);
+  if (!backbone) throw new OspreyError('OSP_ERR_USAGE', 'train anomaly needs --backbone DIR|ONNX (or OSPREY_DATA set)');
+  // Loaded here: onnx-proto and onnxruntime are not paid for by `osprey train --help`.
+  const { trainAnomaly } = await import('../models/train/train-anomaly.js');
+  const { parseOperatingPoint } = await import('../models/train/calibration.js');
+  const { card } = await trainAnomaly({
+    good: values.good,
+    out: values.out,
+    backbone,
+    defects: values.defects,
+    validationGood: values['validation-good'],
+    operatingPoint: values['operating-point'] ? parseOperatingPoint(values['operating-point']) : undefined,
+    name: values.name,
+    version: values.version,
+    toolVersion: toolVersion(),
+    log: (line) => console.error(line),
+  });
+  console.log(JSON.stringify({ out: values.out, operatingPoint: card.operatingPoint, validation: card.validation, timing: card.timing }));
+  return 0;
+}
+
+export const trainCommands = { anomaly: trainAnomalyCommand };

@@ -1,0 +1,235 @@
+/**
+ * `osprey train anomaly`: a one-class model from images of good parts, written as an ordinary
+ * model package (manifest.json + ONE model.onnx = backbone + Gaussian head) with model-card.json
+ * beside it. The recipe (issue 15): grey → resize 224 → 3 channels, per-image standardisation,
+ * SqueezeNet taps → features (features-graph.ts), Gaussian with a relative ridge (gaussian.ts),
+ * threshold at a percentile of leave-one-out scores (calibration.ts).
+ *
+ * The score is the raw squared Mahalanobis distance; the manifest's `raw` normalisation
+ * (min 0, max 2T, threshold T) puts the chosen threshold T at 0.5, the edge's usual scale.
+ */
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { OspreyError, isOspreyError } from '../../protocol/errors.js';
+import type { Manifest } from '../../protocol/manifest.js';
+import { resolveInput, type ResolvedInput } from '../manifest-check.js';
+import { sha256Hex } from '../package-reader.js';
+import { writeModelPackage } from '../package-writer.js';
+import { preprocessImage } from '../preprocess.js';
+import { percentile, validationFigures } from './calibration.js';
+import { buildGraph, featureCount, loadBackbone, SQUEEZENET_TAPS, type FeatureSpec } from './features-graph.js';
+import { fitGaussian, gaussianHead, gaussianScore } from './gaussian.js';
+import { imageSetHash, MODEL_CARD_FILE, writeModelCard } from './model-card.js';
+
+export { MODEL_CARD_FILE };
+
+const IMAGE_EXT = /\.(jpe?g|png|bmp|webp|tiff?)$/i;
+
+export interface TrainAnomalyOptions {
+  good: string;
+  /** Defect images (searched one folder deep) for validation figures. */
+  defects?: string;
+  /** Held-out good images for validation; without it the good side is the leave-one-out scores. */
+  validationGood?: string;
+  out: string;
+  /** Backbone ONNX file. */
+  backbone: string;
+  operatingPoint?: { name: string; percentile: number };
+  ridge?: number;
+  /** Feature recipe (default SQUEEZENET_TAPS). */
+  features?: FeatureSpec;
+  name?: string;
+  version?: string;
+  toolVersion?: string;
+  /** Progress lines (default: none). */
+  log?: (line: string) => void;
+}
+
+export interface TrainAnomalyResult {
+  manifest: Manifest;
+  card: Record<string, unknown>;
+}
+
+/** Image files under `dir` (and, when `depth` > 0, its sub-folders), sorted; pixel masks (*.mask.*) skipped. */
+export async function listImages(dir: string, depth = 0): Promise<string[]> {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    throw new OspreyError('OSP_ERR_USAGE', `cannot read image folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  const out: string[] = [];
+  for (const e of entries) {
+    const p = join(dir, e.name);
+    const s = e.isSymbolicLink() ? await stat(p).catch(() => undefined) : e;
+    if (!s) continue;
+    if (s.isDirectory() && depth > 0) out.push(...(await listImages(p, depth - 1)));
+    else if (s.isFile() && IMAGE_EXT.test(e.name) && !/\.mask\./i.test(e.name)) out.push(p);
+  }
+  return out.sort();
+}
+
+function inputSpec(spec: FeatureSpec): Manifest['input'] {
+  return {
+  name: 'image',
+  layout: 'nchw',
+  width: spec.size,
+  height: spec.size,
+  dtype: 'float32',
+  color: 'gray',
+  resize: 'stretch',
+  interpolation: spec.interpolation,
+  scale: 1 / 255,
+  mean: [0],
+  std: [1],
+  };
+}
+
+class Extractor {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly input: ResolvedInput,
+    private readonly output: string,
+  ) {}
+
+  static async create(bytes: Uint8Array, output: string, input: Manifest['input']): Promise<Extractor> {
+    const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all' });
+    return new Extractor(session, resolveInput(input), output);
+  }
+
+  /** The output for one image, through the edge's exact pre-processing. */
+  async run(bytes: Buffer, file: string): Promise<Float32Array> {
+    let pre;
+    try {
+      pre = await preprocessImage(bytes, this.input);
+    } catch (err) {
+      if (isOspreyError(err)) throw new OspreyError(err.code, `${file}: ${err.message}`, { cause: err });
+      throw err;
+    }
+    const t = pre.tensor;
+    const res = await this.session.run({ image: new ort.Tensor(t.dtype, t.data, t.dims) }, [this.output]);
+    return Float32Array.from(res[this.output].data as Float32Array);
+  }
+
+  close(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+async function readAll(files: string[]): Promise<Buffer[]> {
+  return Promise.all(files.map((f) => readFile(f)));
+}
+
+/** Trains, calibrates, validates and writes the package; returns the manifest and model card. */
+export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnomalyResult> {
+  const log = opts.log ?? (() => {});
+  const started = performance.now();
+  const spec: FeatureSpec = opts.features ?? SQUEEZENET_TAPS;
+  const op = opts.operatingPoint ?? { name: 'balanced', percentile: 95 };
+  const ridge = opts.ridge ?? 0.01;
+
+  const goodFiles = await listImages(opts.good);
+  if (goodFiles.length < 3) throw new OspreyError('OSP_ERR_USAGE', `--good ${opts.good}: needs at least 3 images, found ${goodFiles.length}`);
+  let backboneBytes: Buffer;
+  try {
+    const s = await stat(opts.backbone);
+    backboneBytes = await readFile(s.isDirectory() ? join(opts.backbone, 'model.onnx') : opts.backbone);
+  } catch (err) {
+    if (isOspreyError(err)) throw err;
+    throw new OspreyError('OSP_ERR_USAGE', `--backbone ${opts.backbone}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+  }
+  const backbone = loadBackbone(backboneBytes, spec, opts.backbone);
+  const D = featureCount(spec);
+
+  const extractor = await Extractor.create(buildGraph(backbone, spec), 'features', inputSpec(spec));
+  const goodBytes = await readAll(goodFiles);
+  const features: Float32Array[] = [];
+  try {
+    for (const [i, f] of goodFiles.entries()) {
+      features.push(await extractor.run(goodBytes[i], f));
+      if ((i + 1) % 100 === 0) log(`features: ${i + 1}/${goodFiles.length}`);
+    }
+  } finally {
+    await extractor.close();
+  }
+  const extractMs = performance.now() - started;
+  log(`features of ${goodFiles.length} images in ${(extractMs / 1000).toFixed(1)} s; fitting`);
+  const fit = fitGaussian(features, D, ridge);
+  const threshold = percentile(fit.looScores, op.percentile);
+  const trainMs = performance.now() - started;
+  log(`fitted in ${((trainMs - extractMs) / 1000).toFixed(1)} s; threshold ${threshold.toPrecision(6)} (p${op.percentile} of leave-one-out scores)`);
+
+  const modelBytes = buildGraph(backbone, spec, gaussianHead(fit), { 'osprey.trainer': 'anomaly-gaussian-v1' });
+  const name = opts.name ?? 'osprey-trained-anomaly';
+  const manifest = await writeModelPackage(opts.out, {
+    schemaVersion: 1,
+    name,
+    version: opts.version ?? '1.0.0',
+    task: 'anomaly',
+    description: `One-class model trained on ${goodFiles.length} good images (frozen backbone + Gaussian head)`,
+    input: inputSpec(spec),
+    outputs: { anomaly: { format: 'raw', score: 'score', normalization: { min: 0, max: 2 * threshold, threshold } } },
+    labels: [],
+    defectLabels: ['anomaly'],
+    thresholds: { default: 0.5 },
+    metadata: { generator: 'osprey train anomaly v1', trainImages: String(goodFiles.length), operatingPoint: op.name, modelCard: MODEL_CARD_FILE },
+  }, modelBytes);
+
+  // The package graph must give what the JavaScript computation gives.
+  const scorer = await Extractor.create(modelBytes, 'score', inputSpec(spec));
+  let maxRelDiff = 0;
+  try {
+    for (let i = 0; i < Math.min(3, goodFiles.length); i++) {
+      const g = (await scorer.run(goodBytes[i], goodFiles[i]))[0];
+      const js = gaussianScore(fit, features[i]);
+      maxRelDiff = Math.max(maxRelDiff, Math.abs(g - js) / Math.max(Math.abs(js), 1e-9));
+    }
+    if (!(maxRelDiff < 1e-4)) throw new OspreyError('OSP_ERR_INFERENCE', `the package graph's scores differ from the fit by ${maxRelDiff.toExponential(2)} (relative)`);
+
+    let validation: Record<string, unknown> | undefined;
+    if (opts.defects) {
+      const defectFiles = await listImages(opts.defects, 1);
+      if (defectFiles.length === 0) throw new OspreyError('OSP_ERR_USAGE', `--defects ${opts.defects}: no images found`);
+      const score = async (files: string[]) => {
+        const out: number[] = [];
+        for (const f of files) out.push((await scorer.run(await readFile(f), f))[0]);
+        return out;
+      };
+      const defectScores = await score(defectFiles);
+      const valGoodFiles = opts.validationGood ? await listImages(opts.validationGood) : [];
+      const goodScores = opts.validationGood ? await score(valGoodFiles) : fit.looScores;
+      const figures = validationFigures(fit.looScores, goodScores, defectScores, threshold);
+      validation = {
+        goodSource: opts.validationGood ? 'held-out good images' : 'leave-one-out scores of the training images',
+        goodImages: goodScores.length,
+        defectImages: defectScores.length,
+        ...figures,
+      };
+      const at = figures.atOperatingPoint;
+      log(`validation: AUROC ${(figures.auroc * 100).toFixed(1)} %, false rejects ${(at.falseRejectRate * 100).toFixed(1)} %, caught ${(at.catchRate * 100).toFixed(1)} %`);
+    }
+
+    const card = await writeModelCard(opts.out, {
+      model: { name, version: manifest.version, sha256: manifest.model.sha256, size: manifest.model.size },
+      data: { goodImages: goodFiles.length, goodSha256: imageSetHash(opts.good, goodFiles, goodBytes) },
+      backbone: { file: opts.backbone, sha256: sha256Hex(backboneBytes), taps: spec.taps.map((t) => t.name) },
+      method: {
+        name: 'gaussian-image-features',
+        hyperParameters: { size: spec.size, color: 'gray', standardise: 'per-image', grid: spec.grid, border: spec.border, interpolation: spec.interpolation, resize: spec.resize, inputScale: spec.inputScale, transform: 'relu+sqrt', pooling: 'avg+max', features: D, ridge },
+      },
+      calibration: {
+        source: 'closed-form leave-one-out scores of the good images',
+        looScores: { min: Math.min(...fit.looScores), median: percentile(fit.looScores, 50), max: Math.max(...fit.looScores) },
+      },
+      operatingPoint: { name: op.name, percentile: op.percentile, rawThreshold: threshold, normalisedThreshold: 0.5 },
+      ...(validation && { validation }),
+      check: { graphVsJsMaxRelDiff: maxRelDiff },
+      timing: { trainSeconds: trainMs / 1000 },
+      tool: { name: 'osprey', version: opts.toolVersion ?? 'unknown' },
+    });
+    return { manifest, card };
+  } finally {
+    await scorer.close();
+  }
+}
