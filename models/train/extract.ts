@@ -75,6 +75,16 @@ export class Extractor {
     return Float32Array.from(res[this.output].data as Float32Array);
   }
 
+  /** The output for each image in order, with a progress line every 100. */
+  async runAll(files: readonly string[], bytes: readonly Buffer[], log: (line: string) => void): Promise<Float32Array[]> {
+    const out: Float32Array[] = [];
+    for (const [i, f] of files.entries()) {
+      out.push(await this.run(bytes[i], f));
+      if ((i + 1) % 100 === 0) log(`features: ${i + 1}/${files.length}`);
+    }
+    return out;
+  }
+
   close(): Promise<void> {
     return this.session.release();
   }

@@ -62,12 +62,9 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
 
   const extractor = await Extractor.create(buildGraph(backbone, spec), 'features', inputSpec(spec));
   const goodBytes = await readAll(goodFiles);
-  const features: Float32Array[] = [];
+  let features: Float32Array[];
   try {
-    for (const [i, f] of goodFiles.entries()) {
-      features.push(await extractor.run(goodBytes[i], f));
-      if ((i + 1) % 100 === 0) log(`features: ${i + 1}/${goodFiles.length}`);
-    }
+    features = await extractor.runAll(goodFiles, goodBytes, log);
   } finally {
     await extractor.close();
   }

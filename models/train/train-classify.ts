@@ -74,12 +74,9 @@ export async function trainClassify(opts: TrainClassifyOptions) {
   const D = featureCount(spec);
   const trainBytes = await readAll(train.map((s) => s.file));
   const extractor = await Extractor.create(buildGraph(backbone, spec), 'features', inputSpec(spec));
-  const features: Float32Array[] = [];
+  let features: Float32Array[];
   try {
-    for (const [i, s] of train.entries()) {
-      features.push(await extractor.run(trainBytes[i], s.file));
-      if ((i + 1) % 100 === 0) log(`features: ${i + 1}/${train.length}`);
-    }
+    features = await extractor.runAll(train.map((s) => s.file), trainBytes, log);
   } finally {
     await extractor.close();
   }
