@@ -94,6 +94,41 @@ test('osprey train classify on 8 NEU images per class: valid package, edge runti
   assert.ok(correct >= 12, `held-out accuracy ${correct}/${held.length}`);
 });
 
+test('osprey train classify --good-label: that label is not a defect, and the edge passes frames of it', { skip, timeout: 120_000 }, async (t) => {
+  const data = ospreyDataDir();
+  const neu = join(data, 'neu-det');
+  const tmp = await makeTempDir(t, 'osprey-classify-good-');
+  const held: { file: string; label: string }[] = [];
+  for (const c of ['crazing', 'patches', 'scratches']) {
+    const names = (await readdir(join(neu, c))).filter((f) => f.endsWith('.jpg')).sort();
+    await mkdir(join(tmp, 'data', c), { recursive: true });
+    for (const f of names.filter((_, i) => i % 25 === 0).slice(0, 6)) await copyFile(join(neu, c, f), join(tmp, 'data', c, f));
+    for (const f of names.filter((_, i) => i % 25 === 12).slice(0, 3)) held.push({ file: join(neu, c, f), label: c });
+  }
+  const pkg = join(tmp, 'pkg');
+  const run = await runOsprey('train', 'classify', '--data', join(tmp, 'data'), '--out', pkg, '--val-fraction', '0',
+    '--good-label', 'crazing', '--backbone', join(data, 'models', 'squeezenet-fp16'));
+  assert.equal(run.code, 0, run.stderr);
+  const manifest = JSON.parse(await readFile(join(pkg, 'manifest.json'), 'utf8'));
+  assert.deepEqual(manifest.defectLabels, ['patches', 'scratches']);
+  const card = JSON.parse(await readFile(join(pkg, 'model-card.json'), 'utf8'));
+  assert.equal(card.validation, undefined);
+  assert.equal(card.data.trainImages, 18);
+  const runner = await loadModelPackage(pkg);
+  t.after(() => runner.close());
+  let right = 0;
+  let goodPassed = 0;
+  for (const h of held) {
+    const r = await runner.inspect(await readFile(h.file));
+    // Three labels: the top one has p > 1/3; with two defect labels their sum decides (≥ 0.5).
+    if (r.label === h.label) right++;
+    if (h.label === 'crazing' && r.verdict === 'ok') goodPassed++;
+  }
+  t.diagnostic(`held-out ${right}/${held.length} right, crazing passed ${goodPassed}/3`);
+  assert.ok(goodPassed >= 2, `crazing frames passed: ${goodPassed}/3`);
+  assert.ok(right >= 6, `held-out ${right}/${held.length}`);
+});
+
 test('osprey train classify: bad input is a one-line error naming the option', async (t) => {
   const tmp = await makeTempDir(t, 'osprey-classify-bad-');
   const noData = await runOsprey('train', 'classify', '--out', join(tmp, 'p'));
@@ -107,4 +142,8 @@ test('osprey train classify: bad input is a one-line error naming the option', a
   assert.equal(one.code, 1);
   assert.match(one.stderr, /--data .*needs one sub-folder per label \(at least 2\), found 1/);
   assert.equal(one.stderr.trim().split('\n').length, 1);
+  await mkdir(join(tmp, 'other'));
+  const good = await runOsprey('train', 'classify', '--data', tmp, '--out', join(tmp, 'p'), '--backbone', 'x', '--good-label', 'ok');
+  assert.equal(good.code, 1);
+  assert.match(good.stderr, /--good-label ok is not one of the labels \(only, other\)/);
 });
