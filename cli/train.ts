@@ -1,10 +1,11 @@
-/** `osprey train anomaly`: fit a model package on images of good parts (models/train/). */
+/** `osprey train anomaly|classify`: fit a model package on images (models/train/). */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OspreyError } from '../protocol/errors.js';
 import { parse } from './args.js';
 
 export const trainHelp = `Usage: osprey train anomaly --good DIR --out PKG [options]
+       osprey train classify --data DIR --out PKG [options]
 
 Fits a one-class anomaly model on images of good parts: a frozen ImageNet backbone (SqueezeNet
 1.1 layout) as feature extractor and a Gaussian over image features, calibrated from the good
@@ -22,7 +23,25 @@ Options:
                           lenient (p99), or pNN
   --name NAME             package name (default osprey-trained-anomaly)
   --version V             package version (default 1.0.0)
-  -h, --help              this text`;
+  -h, --help              this text
+
+osprey train classify: a classifier from one sub-folder of images per label (frozen backbone,
+fire9 global-average-pooled, softmax regression; ONE graph ending in Gemm + Softmax). Every
+label is a defect type unless --good-label names the good one.
+  --data DIR              one sub-folder per label (at least 2)
+  --out PKG               package folder to write
+  --backbone DIR|ONNX     backbone model (default $OSPREY_DATA/models/squeezenet-fp16)
+  --val-fraction F        share of each label held out for accuracy and confusion matrix in the
+                          model card (deterministic, stratified; default 0.2, 0 = none)
+  --good-label NAME       the label of good parts (not a defect)
+  --name NAME             package name (default osprey-trained-classifier)
+  --version V             package version (default 1.0.0)`;
+
+function defaultBackbone(given: string | undefined, command: string): string {
+  const backbone = given ?? (process.env.OSPREY_DATA ? join(process.env.OSPREY_DATA, 'models', 'squeezenet-fp16') : undefined);
+  if (!backbone) throw new OspreyError('OSP_ERR_USAGE', `train ${command} needs --backbone DIR|ONNX (or OSPREY_DATA set)`);
+  return backbone;
+}
 
 function toolVersion(): string {
   try {
@@ -49,8 +68,7 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
   }
   if (!values.good) throw new OspreyError('OSP_ERR_USAGE', 'train anomaly needs --good DIR');
   if (!values.out) throw new OspreyError('OSP_ERR_USAGE', 'train anomaly needs --out PKG');
-  const backbone = values.backbone ?? (process.env.OSPREY_DATA ? join(process.env.OSPREY_DATA, 'models', 'squeezenet-fp16') : undefined);
-  if (!backbone) throw new OspreyError('OSP_ERR_USAGE', 'train anomaly needs --backbone DIR|ONNX (or OSPREY_DATA set)');
+  const backbone = defaultBackbone(values.backbone, 'anomaly');
   // Loaded here: onnx-proto and onnxruntime are not paid for by `osprey train --help`.
   const { trainAnomaly } = await import('../models/train/train-anomaly.js');
   const { parseOperatingPoint } = await import('../models/train/calibration.js');
@@ -70,4 +88,39 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-export const trainCommands = { anomaly: trainAnomalyCommand };
+async function trainClassifyCommand(argv: string[]): Promise<number> {
+  const { values } = parse(argv, {
+    data: { type: 'string' },
+    out: { type: 'string' },
+    backbone: { type: 'string' },
+    'val-fraction': { type: 'string' },
+    'good-label': { type: 'string' },
+    name: { type: 'string' },
+    version: { type: 'string' },
+  });
+  if (values.help) {
+    console.log(trainHelp);
+    return 0;
+  }
+  if (!values.data) throw new OspreyError('OSP_ERR_USAGE', 'train classify needs --data DIR');
+  if (!values.out) throw new OspreyError('OSP_ERR_USAGE', 'train classify needs --out PKG');
+  const fraction = values['val-fraction'] === undefined ? undefined : Number(values['val-fraction']);
+  if (fraction !== undefined && !(fraction >= 0 && fraction < 1)) throw new OspreyError('OSP_ERR_USAGE', `--val-fraction must be a number in [0, 1), got ${values['val-fraction']}`);
+  const backbone = defaultBackbone(values.backbone, 'classify');
+  const { trainClassify } = await import('../models/train/train-classify.js');
+  const { card } = await trainClassify({
+    data: values.data,
+    out: values.out,
+    backbone,
+    valFraction: fraction,
+    goodLabel: values['good-label'],
+    name: values.name,
+    version: values.version,
+    toolVersion: toolVersion(),
+    log: (line) => console.error(line),
+  });
+  console.log(JSON.stringify({ out: values.out, validation: card.validation, timing: card.timing }));
+  return 0;
+}
+
+export const trainCommands = { anomaly: trainAnomalyCommand, classify: trainClassifyCommand };

@@ -37,6 +37,10 @@ export interface FeatureSpec {
   grid: number;
   /** Cells dropped at each border before pooling. */
   border: number;
+  /** Global pooling: average ‖ max (default) or average only. */
+  pooling?: 'avg+max' | 'avg';
+  /** ReLU → Sqrt on the taps before pooling (default true). */
+  sqrt?: boolean;
 }
 
 /**
@@ -56,6 +60,22 @@ export const SQUEEZENET_TAPS: FeatureSpec = {
   resize: 'linear',
   inputScale: 1,
   interpolation: 'linear',
+};
+
+/**
+ * The classifier's features (issue 15): SqueezeNet 1.1 fire9 (512 channels, 13×13), global
+ * average pool, no transform.
+ */
+export const SQUEEZENET_FIRE9_AVG: FeatureSpec = {
+  size: 224,
+  taps: [{ name: 'fire9/concat_1', channels: 512 }],
+  grid: 13,
+  border: 0,
+  resize: 'nearest',
+  inputScale: 1,
+  interpolation: 'linear',
+  pooling: 'avg',
+  sqrt: false,
 };
 
 /** A backbone cut at its last tap, float32, ready to be embedded. */
@@ -150,22 +170,29 @@ function addFeatureNodes(b: OnnxModelBuilder, bb: Backbone, spec: FeatureSpec): 
   b.initializer('train/slice_starts', 'int64', [2], [spec.border, spec.border])
     .initializer('train/slice_ends', 'int64', [2], [e, e])
     .initializer('train/slice_axes', 'int64', [2], [2, 3])
-    .node('Concat', pooled, ['train/taps'], { axis: 1 })
-    .node('Relu', ['train/taps'], ['train/relu'])
-    .node('Sqrt', ['train/relu'], ['train/sqrt'])
-    .node('Slice', ['train/sqrt', 'train/slice_starts', 'train/slice_ends', 'train/slice_axes'], ['train/inner'])
-    .node('ReduceMean', ['train/inner'], ['train/avg'], { axes: [2, 3], keepdims: 0 })
-    .node('ReduceMax', ['train/inner'], ['train/max'], { axes: [2, 3], keepdims: 0 })
-    .node('Concat', ['train/avg', 'train/max'], ['features'], { axis: 1 });
+    .node('Concat', pooled, ['train/taps'], { axis: 1 });
+  let maps = 'train/taps';
+  if (spec.sqrt !== false) {
+    b.node('Relu', ['train/taps'], ['train/relu']).node('Sqrt', ['train/relu'], ['train/sqrt']);
+    maps = 'train/sqrt';
+  }
+  b.node('Slice', [maps, 'train/slice_starts', 'train/slice_ends', 'train/slice_axes'], ['train/inner']);
+  if (spec.pooling === 'avg') {
+    b.node('ReduceMean', ['train/inner'], ['features'], { axes: [2, 3], keepdims: 0 });
+  } else {
+    b.node('ReduceMean', ['train/inner'], ['train/avg'], { axes: [2, 3], keepdims: 0 })
+      .node('ReduceMax', ['train/inner'], ['train/max'], { axes: [2, 3], keepdims: 0 })
+      .node('Concat', ['train/avg', 'train/max'], ['features'], { axis: 1 });
+  }
   return prefix;
 }
 
 /** Number of features the graph produces. */
 export function featureCount(spec: FeatureSpec): number {
-  return 2 * spec.taps.reduce((a, t) => a + t.channels, 0);
+  return (spec.pooling === 'avg' ? 1 : 2) * spec.taps.reduce((a, t) => a + t.channels, 0);
 }
 
-/** A head appended after `features`: its initializers and nodes, ending in output `score` [1]. */
+/** A head appended after `features`: its initializers and nodes, ending in its `outputs`. */
 export interface Head {
   build(b: OnnxModelBuilder): void;
   outputs: { name: string; dims: number[] }[];
@@ -175,8 +202,8 @@ export interface Head {
  * The ONNX bytes of the feature graph, with `head` appended when given (the package graph), or
  * with `features` as its output (what training runs).
  */
-export function buildGraph(bb: Backbone, spec: FeatureSpec, head?: Head, meta: Record<string, string> = {}): Uint8Array {
-  const b = new OnnxModelBuilder({ opset: 13, graphName: 'osprey_trained_anomaly', docString: 'Osprey one-class model: frozen backbone + Gaussian head' });
+export function buildGraph(bb: Backbone, spec: FeatureSpec, head?: Head, meta: Record<string, string> = {}, graphName = 'osprey_trained_anomaly', docString = 'Osprey one-class model: frozen backbone + Gaussian head'): Uint8Array {
+  const b = new OnnxModelBuilder({ opset: 13, graphName, docString });
   const prefix = addFeatureNodes(b, bb, spec);
   if (head) {
     head.build(b);

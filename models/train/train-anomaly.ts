@@ -8,23 +8,18 @@
  * The score is the raw squared Mahalanobis distance; the manifest's `raw` normalisation
  * (min 0, max 2T, threshold T) puts the chosen threshold T at 0.5, the edge's usual scale.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
-import { OspreyError, isOspreyError } from '../../protocol/errors.js';
+import { readFile } from 'node:fs/promises';
+import { OspreyError } from '../../protocol/errors.js';
 import type { Manifest } from '../../protocol/manifest.js';
-import { resolveInput, type ResolvedInput } from '../manifest-check.js';
 import { sha256Hex } from '../package-reader.js';
 import { writeModelPackage } from '../package-writer.js';
-import { preprocessImage } from '../preprocess.js';
+import { Extractor, inputSpec, listImages, readAll, readBackbone } from './extract.js';
 import { percentile, validationFigures } from './calibration.js';
 import { buildGraph, featureCount, loadBackbone, SQUEEZENET_TAPS, type FeatureSpec } from './features-graph.js';
 import { fitGaussian, gaussianHead, gaussianScore } from './gaussian.js';
 import { imageSetHash, MODEL_CARD_FILE, writeModelCard } from './model-card.js';
 
-export { MODEL_CARD_FILE };
-
-const IMAGE_EXT = /\.(jpe?g|png|bmp|webp|tiff?)$/i;
+export { MODEL_CARD_FILE, listImages };
 
 export interface TrainAnomalyOptions {
   good: string;
@@ -51,76 +46,6 @@ export interface TrainAnomalyResult {
   card: Record<string, unknown>;
 }
 
-/** Image files under `dir` (and, when `depth` > 0, its sub-folders), sorted; pixel masks (*.mask.*) skipped. */
-export async function listImages(dir: string, depth = 0): Promise<string[]> {
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    throw new OspreyError('OSP_ERR_USAGE', `cannot read image folder ${dir}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-  }
-  const out: string[] = [];
-  for (const e of entries) {
-    const p = join(dir, e.name);
-    const s = e.isSymbolicLink() ? await stat(p).catch(() => undefined) : e;
-    if (!s) continue;
-    if (s.isDirectory() && depth > 0) out.push(...(await listImages(p, depth - 1)));
-    else if (s.isFile() && IMAGE_EXT.test(e.name) && !/\.mask\./i.test(e.name)) out.push(p);
-  }
-  return out.sort();
-}
-
-function inputSpec(spec: FeatureSpec): Manifest['input'] {
-  return {
-  name: 'image',
-  layout: 'nchw',
-  width: spec.size,
-  height: spec.size,
-  dtype: 'float32',
-  color: 'gray',
-  resize: 'stretch',
-  interpolation: spec.interpolation,
-  scale: 1 / 255,
-  mean: [0],
-  std: [1],
-  };
-}
-
-class Extractor {
-  private constructor(
-    private readonly session: ort.InferenceSession,
-    private readonly input: ResolvedInput,
-    private readonly output: string,
-  ) {}
-
-  static async create(bytes: Uint8Array, output: string, input: Manifest['input']): Promise<Extractor> {
-    const session = await ort.InferenceSession.create(bytes, { graphOptimizationLevel: 'all' });
-    return new Extractor(session, resolveInput(input), output);
-  }
-
-  /** The output for one image, through the edge's exact pre-processing. */
-  async run(bytes: Buffer, file: string): Promise<Float32Array> {
-    let pre;
-    try {
-      pre = await preprocessImage(bytes, this.input);
-    } catch (err) {
-      if (isOspreyError(err)) throw new OspreyError(err.code, `${file}: ${err.message}`, { cause: err });
-      throw err;
-    }
-    const t = pre.tensor;
-    const res = await this.session.run({ image: new ort.Tensor(t.dtype, t.data, t.dims) }, [this.output]);
-    return Float32Array.from(res[this.output].data as Float32Array);
-  }
-
-  close(): Promise<void> {
-    return this.session.release();
-  }
-}
-
-async function readAll(files: string[]): Promise<Buffer[]> {
-  return Promise.all(files.map((f) => readFile(f)));
-}
-
 /** Trains, calibrates, validates and writes the package; returns the manifest and model card. */
 export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnomalyResult> {
   const log = opts.log ?? (() => {});
@@ -131,25 +56,15 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
 
   const goodFiles = await listImages(opts.good);
   if (goodFiles.length < 3) throw new OspreyError('OSP_ERR_USAGE', `--good ${opts.good}: needs at least 3 images, found ${goodFiles.length}`);
-  let backboneBytes: Buffer;
-  try {
-    const s = await stat(opts.backbone);
-    backboneBytes = await readFile(s.isDirectory() ? join(opts.backbone, 'model.onnx') : opts.backbone);
-  } catch (err) {
-    if (isOspreyError(err)) throw err;
-    throw new OspreyError('OSP_ERR_USAGE', `--backbone ${opts.backbone}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-  }
+  const backboneBytes = await readBackbone(opts.backbone);
   const backbone = loadBackbone(backboneBytes, spec, opts.backbone);
   const D = featureCount(spec);
 
   const extractor = await Extractor.create(buildGraph(backbone, spec), 'features', inputSpec(spec));
   const goodBytes = await readAll(goodFiles);
-  const features: Float32Array[] = [];
+  let features: Float32Array[];
   try {
-    for (const [i, f] of goodFiles.entries()) {
-      features.push(await extractor.run(goodBytes[i], f));
-      if ((i + 1) % 100 === 0) log(`features: ${i + 1}/${goodFiles.length}`);
-    }
+    features = await extractor.runAll(goodFiles, goodBytes, log);
   } finally {
     await extractor.close();
   }
