@@ -19,6 +19,8 @@ export interface AttemptLimiter {
   blockedFor(key: string): number;
   /** Counts a failed attempt of `key`. */
   fail(key: string): void;
+  /** Takes back one counted attempt of `key` (it turned out not to be a failure). */
+  forgive(key: string): void;
   /** Addresses tracked now (tests). */
   readonly size: number;
 }
@@ -51,6 +53,10 @@ export function createAttemptLimiter(opts: AttemptLimiterOptions): AttemptLimite
       // Map order is insertion order: the first key is the oldest window.
       if (entries.size >= maxKeys) entries.delete(entries.keys().next().value!);
       entries.set(key, { start: now(), failures: 1 });
+    },
+    forgive(key) {
+      const e = current(key);
+      if (e && e.failures > 0) e.failures--;
     },
     get size() {
       return entries.size;

@@ -1,3 +1,5 @@
+import { createAttemptLimiter } from './attempt-limiter.js';
+
 /**
  * How many sign-in failures a client IP or a username may make: at most `maxFailures` in a window
  * of `windowMs` (the window starts at its first failure), then every attempt is refused until the
@@ -28,61 +30,18 @@ export interface SignInLimiter {
   size(): number;
 }
 
-interface Window {
-  start: number;
-  failures: number;
-}
-
 export function createSignInLimiter(opts: SignInLimiterOptions = {}): SignInLimiter {
-  const maxFailures = opts.maxFailures ?? 5;
-  const windowMs = opts.windowMs ?? 60_000;
-  const maxKeys = opts.maxKeys ?? 10_000;
-  const now = opts.now ?? Date.now;
-  // Insertion order is window-start order: the first entries are the oldest.
-  const windows = new Map<string, Window>();
-
-  const current = (key: string, t: number): Window | undefined => {
-    const w = windows.get(key);
-    if (w && t - w.start >= windowMs) {
-      windows.delete(key);
-      return undefined;
-    }
-    return w;
-  };
-
-  /** Forgets the oldest windows (expired ones are the oldest) until one more key fits. */
-  function makeRoom(): void {
-    for (const key of windows.keys()) {
-      if (windows.size < maxKeys) return;
-      windows.delete(key);
-    }
-  }
-
+  // The same bounded, timer-free failure windows that guard enrollment, counted before the check.
+  const windows = createAttemptLimiter({ maxFailures: opts.maxFailures ?? 5, windowMs: opts.windowMs ?? 60_000, ...(opts.maxKeys !== undefined && { maxKeys: opts.maxKeys }), ...(opts.now && { now: opts.now }) });
   return {
     attempt(keys) {
-      const t = now();
-      let wait = 0;
-      for (const key of keys) {
-        const w = current(key, t);
-        if (w && w.failures >= maxFailures) wait = Math.max(wait, w.start + windowMs - t);
-      }
+      const wait = Math.max(0, ...keys.map((key) => windows.blockedFor(key)));
       if (wait > 0) return wait;
-      for (const key of keys) {
-        const w = current(key, t);
-        if (w) w.failures++;
-        else {
-          makeRoom();
-          windows.set(key, { start: t, failures: 1 });
-        }
-      }
+      for (const key of keys) windows.fail(key);
       return 0;
     },
     forgive(keys) {
-      const t = now();
-      for (const key of keys) {
-        const w = current(key, t);
-        if (w && w.failures > 0) w.failures--;
-      }
+      for (const key of keys) windows.forgive(key);
     },
     size: () => windows.size,
   };
