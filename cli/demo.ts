@@ -18,7 +18,7 @@ import { generateSigningKeys } from '../models/artifact-signature.js';
 import { intOption, parse } from './args.js';
 import { onShutdownSignal } from './signals.js';
 import { createFirstAdmin, openFleetIdentity } from './fleet-init.js';
-import { enrollEdge, type EnrolledFleet } from './edge-enroll.js';
+import { enrollEdge } from './edge-enroll.js';
 
 export const demoHelp = `Usage: osprey demo [options]
 
@@ -85,15 +85,18 @@ export async function demoCommand(argv: string[]): Promise<number> {
     });
     const { httpUrl } = await fleet.start();
     closers.push(() => fleet.close());
-    const statsToken = await demoViewerToken(fleetDir);
+    const ids = Array.from({ length: edges }, (_, i) => `edge-${i + 1}`);
+    const { statsToken, enrollment } = await demoTokens(fleetDir, ids);
 
     const agents: { id: string; inbox: string; httpUrl: string }[] = [];
     for (let i = 1; i <= edges; i++) {
-      const id = `edge-${i}`;
+      const id = ids[i - 1]!;
       const edgeDir = join(dataDir, 'edges', id);
       const inbox = join(edgeDir, 'inbox');
       await mkdir(inbox, { recursive: true });
-      const enrolled = await enrollDemoEdge(fleetDir, httpUrl, id, join(edgeDir, 'fleet.credential'));
+      // The edge exchanges its one-time token over HTTP, as `osprey edge enroll` does; every run
+      // enrolls again, which replaces the credential of the run before.
+      const enrolled = await enrollEdge({ fleetUrl: new URL(httpUrl), token: enrollment.get(id)!, edgeId: id, file: join(edgeDir, 'fleet.credential') });
       const config = parseEdgeConfig(
         {
           edgeId: id,
@@ -191,28 +194,21 @@ async function demoPublisherKey(dir: string): Promise<{ id: string; privateKeyFi
 }
 
 /**
- * Enrolls one demo edge as an admin and an edge would: a one-time token made for this edge (as
- * `POST /api/enrollment-tokens` makes one), exchanged over HTTP by the edge for its credential.
- * Every run enrolls again, which replaces the credential of the run before.
+ * What the demo's admin makes, in one visit to the fleet's identity store: a one-time enrollment
+ * token per edge (as `POST /api/enrollment-tokens` makes them) and a viewer token, valid a day,
+ * for the demo's own status lines.
  */
-async function enrollDemoEdge(fleetDir: string, httpUrl: string, edgeId: string, file: string): Promise<EnrolledFleet> {
-  const identity = await openFleetIdentity(fleetDir);
-  let token: string;
-  try {
-    token = (await identity.createEnrollmentToken({ edgeId, line: null, ttlMs: 10 * 60_000, createdBy: 'cli' })).token;
-  } finally {
-    await identity.close();
-  }
-  return enrollEdge({ fleetUrl: new URL(httpUrl), token, edgeId, file });
-}
-
-/** A viewer token for the demo's own status lines; it expires after a day. */
-async function demoViewerToken(fleetDir: string): Promise<string> {
+async function demoTokens(fleetDir: string, edgeIds: readonly string[]): Promise<{ statsToken: string; enrollment: Map<string, string> }> {
   const identity = await openFleetIdentity(fleetDir);
   try {
     const admin = (await identity.listUsers()).find((u) => u.role === 'admin' && !u.disabled);
     if (!admin) throw new OspreyError('OSP_ERR_CONFIG', `the fleet in ${fleetDir} has no enabled admin`);
-    return (await identity.createApiToken({ userId: admin.id, name: 'osprey demo status', role: 'viewer', expiresAt: Date.now() + 86_400_000 })).token;
+    const statsToken = (await identity.createApiToken({ userId: admin.id, name: 'osprey demo status', role: 'viewer', expiresAt: Date.now() + 86_400_000 })).token;
+    const enrollment = new Map<string, string>();
+    for (const edgeId of edgeIds) {
+      enrollment.set(edgeId, (await identity.createEnrollmentToken({ edgeId, line: null, ttlMs: 10 * 60_000, createdBy: 'cli' })).token);
+    }
+    return { statsToken, enrollment };
   } finally {
     await identity.close();
   }
