@@ -4,7 +4,7 @@
  * registry. Written here rather than taken from a dependency because packages are flat and small
  * in number of files, and the reader must refuse anything else (links, directories, `..`).
  */
-import { readdir, readFile, stat, mkdir, writeFile, rename, rm } from 'node:fs/promises';
+import { open, readdir, readFile, stat, mkdir, writeFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OspreyError, safeLine } from '../protocol/errors.js';
 
@@ -119,6 +119,38 @@ export function unpackArchive(archive: Uint8Array): Map<string, Buffer> {
     off = start + Math.ceil(entry.size / BLOCK) * BLOCK;
   }
   return bad('truncated (no end-of-archive marker)');
+}
+
+/**
+ * One file of an archive on disk, read without loading the rest (headers are read and the other
+ * entries skipped): null when the archive has no such entry; OSP_ERR_TOO_LARGE above `maxBytes`.
+ */
+export async function readArchiveEntry(file: string, name: string, maxBytes: number): Promise<Buffer | null> {
+  const fh = await open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    const seen = new Set<string>();
+    const h = Buffer.alloc(BLOCK);
+    let off = 0;
+    while (off + BLOCK <= size) {
+      await fh.read(h, 0, BLOCK, off);
+      const entry = parseHeader(h, off, seen);
+      if (!entry) return null;
+      const start = off + BLOCK;
+      if (entry.name === name) {
+        if (entry.size > maxBytes) throw new OspreyError('OSP_ERR_TOO_LARGE', `${name} in the archive is ${entry.size} bytes, more than ${maxBytes}`);
+        if (start + entry.size > size) throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `not a valid model package archive: entry "${name}" is truncated`);
+        const out = Buffer.alloc(entry.size);
+        await fh.read(out, 0, entry.size, start);
+        return out;
+      }
+      seen.add(entry.name);
+      off = start + Math.ceil(entry.size / BLOCK) * BLOCK;
+    }
+    return null;
+  } finally {
+    await fh.close();
+  }
 }
 
 /**

@@ -25,6 +25,11 @@ import { receiveMultipart } from '../multipart-upload.js';
 import { receiveFile } from '../upload-file.js';
 import type { RouteDeps } from './deps.js';
 import { describePrincipal } from '../auth/principal.js';
+import { readArchiveEntry } from '../../models/package-archive.js';
+import { GOLDEN_FILE, MODEL_CARD_FILE } from '../../models/train/model-card.js';
+
+/** Largest model card or golden.json the API reads out of an archive. */
+const PACKED_JSON_MAX = 1024 * 1024;
 
 const TAR_TYPES = ['application/x-tar', 'application/tar'];
 
@@ -103,6 +108,30 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       if (!rec) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model version ${req.params.name}@${req.params.version}`);
       return view(rec);
     },
+  );
+
+  /** A JSON file packed in a version's archive (the model card, the golden set), bounded. */
+  const packedJson = (file: string, what: string) => async (req: FastifyRequest<{ Params: Static<typeof VersionParamsSchema> }>) => {
+    const rec = await store.getVersion(req.params.name, req.params.version);
+    if (!rec) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model version ${req.params.name}@${req.params.version}`);
+    const bytes = await readArchiveEntry(registry.artifactPath(rec.sha256), file, PACKED_JSON_MAX);
+    if (!bytes) throw new OspreyError('OSP_ERR_NOT_FOUND', `${rec.name}@${rec.version} has no ${what} (${file}): it was not made by osprey train`);
+    try {
+      return JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
+    } catch {
+      throw new OspreyError('OSP_ERR_MODEL_MANIFEST', `${file} of ${rec.name}@${rec.version} is not JSON`);
+    }
+  };
+  const AnyObject = Type.Object({}, { additionalProperties: true });
+  app.get<{ Params: Static<typeof VersionParamsSchema> }>(
+    '/api/models/:name/versions/:version/card',
+    { config: { permission: 'fleet:read' }, schema: { params: VersionParamsSchema, response: { 200: { ...AnyObject, description: 'model-card.json of the version' }, ...errorResponses } } },
+    packedJson(MODEL_CARD_FILE, 'model card'),
+  );
+  app.get<{ Params: Static<typeof VersionParamsSchema> }>(
+    '/api/models/:name/versions/:version/golden',
+    { config: { permission: 'fleet:read' }, schema: { params: VersionParamsSchema, response: { 200: { ...AnyObject, description: 'golden.json: the golden set and its expected answers' }, ...errorResponses } } },
+    packedJson(GOLDEN_FILE, 'golden set'),
   );
 
   app.get<{ Params: Static<typeof ArtifactParamsSchema> }>(

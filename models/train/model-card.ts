@@ -10,6 +10,8 @@ import { join, relative } from 'node:path';
 import { sha256Hex } from '../package-reader.js';
 
 export const MODEL_CARD_FILE = 'model-card.json';
+/** The golden set's index beside the manifest (golden-set.ts writes it). */
+export const GOLDEN_FILE = 'golden.json';
 export const MODEL_CARD_SCHEMA = 'osprey-model-card/1';
 
 /** sha256 over the sorted lines "relative name NUL sha256(bytes)": the same images give the same hash wherever they live. */

@@ -182,3 +182,26 @@ test('registry: the signing key survives a restart', async (t) => {
   }
   assert.equal(keys[0], keys[1]);
 });
+
+test("registry: a version's model card and golden set are read out of its archive; a version without them is a clear 404", async (t) => {
+  const f = await startFleet(t);
+  const card = { schema: 'osprey-model-card/1', method: { name: 'gaussian-image-features' }, createdBy: 'user:rm' };
+  const golden = { schema: 'osprey-golden-set/1', tolerance: 0.001, expectedAccuracy: 1, images: [] };
+  const files = packageFiles('carded', '1.0.0');
+  files.set('model-card.json', Buffer.from(JSON.stringify(card)));
+  files.set('golden.json', Buffer.from(JSON.stringify(golden)));
+  assert.equal((await uploadTar(f.httpUrl, 'carded', packArchive(files), f.admin)).status, 201);
+  assert.equal((await uploadTar(f.httpUrl, 'plain', packArchive(packageFiles('plain', '1.0.0')), f.admin)).status, 201);
+
+  const got = await f.api('GET', '/api/models/carded/versions/1.0.0/card');
+  assert.equal(got.status, 200);
+  assert.deepEqual(got.body, card);
+  const gs = await f.api('GET', '/api/models/carded/versions/1.0.0/golden');
+  assert.equal(gs.status, 200);
+  assert.deepEqual(gs.body, golden);
+
+  const none = await f.api('GET', '/api/models/plain/versions/1.0.0/card');
+  assert.equal(none.status, 404);
+  assert.match(String((none.body as { message: string }).message), /plain@1\.0\.0 has no model card \(model-card\.json\)/);
+  assert.equal((await f.api('GET', '/api/models/nope/versions/1.0.0/golden')).status, 404);
+});
