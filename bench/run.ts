@@ -37,6 +37,7 @@ export const BENCHMARKS: readonly BenchEntry[] = [
   { id: 'catch-up', module: './catch-up.js' },
   { id: 'edge-write', module: './edge-write.js' },
   { id: 'security-cost', module: './security-cost.js' },
+  { id: 'training', module: './training.js' },
   { id: 'capacity', module: './capacity.js' },
 ];
 
