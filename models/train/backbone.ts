@@ -18,6 +18,8 @@ const { onnx } = onnxProto;
 
 /** Input size used when the backbone's H and W are symbolic. */
 export const DEFAULT_INPUT_SIZE = 224;
+/** Oldest backbone opset accepted (before 7, Add/Mul broadcast by attribute). */
+export const MIN_BACKBONE_OPSET = 7;
 /** Newest backbone opset accepted: the trainer's own ops (Reduce* with an `axes` attribute) are valid up to 17. */
 export const MAX_BACKBONE_OPSET = 17;
 
@@ -29,8 +31,13 @@ export interface BackboneGraph {
   size: number;
   /** Opset of the default domain the backbone was exported with. */
   opset: number;
+  /** Opsets of other domains it uses (e.g. com.microsoft after an onnxruntime optimisation). */
+  opsets: Record<string, number>;
+  irVersion: number;
   nodes: NodeProto[];
   initializers: TensorProto[];
+  /** The graph's first output (the class scores). */
+  output: string;
   /** metadata_props (mean/std and Image.* keys are read by input-norm.ts). */
   metadata: Record<string, string>;
 }
@@ -40,6 +47,8 @@ export interface Backbone {
   inputName: string;
   /** Opset the package graph must declare (at least 13). */
   opset: number;
+  /** Other domains' opsets the nodes need. */
+  opsets: Record<string, number>;
   nodes: NodeProto[];
   initializers: TensorProto[];
 }
@@ -93,6 +102,7 @@ export function readBackboneGraph(bytes: Uint8Array, file = 'backbone'): Backbon
   const g = model.graph;
   if (!g) return fail(file, 'no graph');
   const opset = num((model.opsetImport ?? []).find((o) => !o.domain)?.version ?? 0);
+  if (opset < MIN_BACKBONE_OPSET) fail(file, `opset ${opset} is older than the trainer takes (≥ ${MIN_BACKBONE_OPSET}); use a newer export (the ONNX model zoo's -7 or later files)`);
   if (opset > MAX_BACKBONE_OPSET) fail(file, `opset ${opset} is newer than the trainer takes (≤ ${MAX_BACKBONE_OPSET}); export the backbone again with opset_version=${MAX_BACKBONE_OPSET}`);
   const inits = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
   const inputs = (g.input ?? []).filter((i) => !inits.has(i.name ?? ''));
@@ -112,8 +122,11 @@ export function readBackboneGraph(bytes: Uint8Array, file = 'backbone'): Backbon
     inputName: input.name ?? '',
     size,
     opset,
+    opsets: Object.fromEntries((model.opsetImport ?? []).filter((o) => o.domain && o.domain !== 'ai.onnx').map((o) => [o.domain!, num(o.version)])),
+    irVersion: num(model.irVersion ?? 8),
     nodes: (g.node ?? []).map(widenNode),
     initializers: (g.initializer ?? []).map(toFloat32),
+    output: g.output?.[0]?.name ?? '',
     metadata: Object.fromEntries((model.metadataProps ?? []).map((p) => [p.key ?? '', p.value ?? ''])),
   };
 }
@@ -132,15 +145,12 @@ export interface TensorShapes {
  * Runs the (float32) backbone once on a zero image with every node output added as a graph output,
  * at the backbone's own opset, and returns their shapes.
  */
-export async function probeShapes(bg: BackboneGraph, original: Uint8Array): Promise<TensorShapes> {
-  const model = decodeOnnx(original, bg.file);
-  const g = model.graph!;
+export async function probeShapes(bg: BackboneGraph): Promise<TensorShapes> {
   const order = bg.nodes.flatMap((n) => n.output ?? []).filter((o) => o);
-  const finalOutput = g.output?.[0]?.name ?? '';
   const inputInfo = { name: bg.inputName, type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }, { dimValue: 3 }, { dimValue: bg.size }, { dimValue: bg.size }] } } } };
   const probe = onnx.ModelProto.create({
-    irVersion: model.irVersion,
-    opsetImport: model.opsetImport,
+    irVersion: Math.max(4, bg.irVersion),
+    opsetImport: [{ domain: '', version: bg.opset }, ...Object.entries(bg.opsets).map(([domain, version]) => ({ domain, version }))],
     graph: {
       name: 'probe',
       node: bg.nodes,
@@ -169,7 +179,7 @@ export async function probeShapes(bg: BackboneGraph, original: Uint8Array): Prom
       const t = res[name];
       if (t && (t.type === 'float32' || t.type === 'float16')) dims.set(name, t.dims.map(Number));
     }
-    return { order, dims, output: dims.get(finalOutput) ?? [] };
+    return { order, dims, output: dims.get(bg.output) ?? [] };
   } finally {
     await session.release();
   }
@@ -239,6 +249,7 @@ export function cutBackbone(bg: BackboneGraph, taps: readonly string[]): Backbon
   return {
     inputName: backboneTensor(bg.inputName),
     opset,
+    opsets: bg.opsets,
     nodes: nodes.map((n) => ({ ...n, input: (n.input ?? []).map(rename), output: (n.output ?? []).map(rename) })),
     initializers: initializers.map((t) => ({ ...t, name: rename(t.name ?? '') })),
   };

@@ -119,7 +119,7 @@ export async function prepareBackbone(bytes: Uint8Array, file: string, recipe: F
     return { backbone: cutBackbone(bg, choice.features.taps.map((t) => t.name)), spec: choice.features };
   }
   const input = resolveInputNorm(choice.inputNorm, bg.metadata, file);
-  const shapes = await probeShapes(bg, bytes);
+  const shapes = await probeShapes(bg);
   const names = choice.taps ? checkTaps(bg, shapes, choice.taps) : autoTaps(bg, shapes, recipe.taps);
   const spec = deriveSpec(recipe, bg.size, names.map((name) => ({ name, dims: shapes.dims.get(name)! })), input);
   return { backbone: cutBackbone(bg, names), spec };
@@ -204,7 +204,7 @@ export interface Head {
  * with `features` as its output (what training runs).
  */
 export function buildGraph(bb: Backbone, spec: FeatureSpec, head?: Head, meta: Record<string, string> = {}, graphName = 'osprey_trained_anomaly', docString = 'Osprey one-class model: frozen backbone + Gaussian head'): Uint8Array {
-  const b = new OnnxModelBuilder({ opset: bb.opset, graphName, docString });
+  const b = new OnnxModelBuilder({ opset: bb.opset, opsets: bb.opsets, graphName, docString });
   const prefix = addFeatureNodes(b, bb, spec);
   if (head) {
     head.build(b);

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test from 'node:test';
+import { buildResnet18 } from '../../bench/models/resnet18.js';
 import { OnnxModelBuilder } from '../../models/onnx-builder.js';
 import { loadModelPackage } from '../../models/runtime.js';
 import { ANOMALY_RECIPE, CLASSIFY_RECIPE, deriveSpec, prepareBackbone } from '../../models/train/features-graph.js';
@@ -70,6 +71,16 @@ for (const [label, build] of [
     assert.deepEqual(c.spec.taps.map((t) => t.name), [m.expected.classify]);
   });
 }
+
+test('automatic taps on the bench ResNet-18: layer1, layer2, layer3 block outputs (PaDiM) and layer4', async () => {
+  const m = buildResnet18({ width: 0.25 });
+  const a = await prepareBackbone(m.bytes, 'resnet18.onnx', ANOMALY_RECIPE);
+  assert.deepEqual(a.spec.taps.map((t) => [t.channels, t.size]), [[16, 56], [32, 28], [64, 14]]);
+  // Each a block's output: the ReLU after the residual Add.
+  for (const t of a.spec.taps) assert.ok(a.backbone.nodes.some((n) => n.opType === 'Relu' && n.output?.[0] === `backbone/${t.name}` && n.input?.[0]?.startsWith('backbone/add')), t.name);
+  const c = await prepareBackbone(m.bytes, 'resnet18.onnx', CLASSIFY_RECIPE);
+  assert.deepEqual(c.spec.taps.map((t) => [t.channels, t.size]), [[128, 7]]);
+});
 
 async function pickImages(from: string, to: string, every: number, count: number): Promise<string[]> {
   await mkdir(to, { recursive: true });
@@ -179,6 +190,7 @@ test('backbones that cannot work are refused with one line naming the file and t
   // Pooled straight away: no tensor larger than 1×1.
   await refuse(graph((b) => gapHead(b.input('x', 'float32', ['N', 3, 224, 224]), 'x')), /b\.onnx: the graph has no spatial feature maps/);
   await refuse(graph((b) => { b.input('x', 'float32', [1, 3, 8, 8]).node('Relu', ['x'], ['r']); gapHead(b, 'r'); }, 18), /opset 18 is newer than the trainer takes \(≤ 17\); export the backbone again with opset_version=17/);
+  await refuse(graph((b) => { b.input('x', 'float32', [1, 3, 8, 8]).node('Relu', ['x'], ['r']); gapHead(b, 'r'); }, 6), /opset 6 is older than the trainer takes \(≥ 7\)/);
   await refuse(zooMobilenetV2({ width: 0.25 }).bytes, /^b\.onnx: --taps: no tensor named nope in the backbone$/, { taps: ['nope'] });
   await refuse(zooMobilenetV2({ width: 0.25 }).bytes, /--input-norm backbone needs --mean a,b,c and --std a,b,c: b\.onnx carries no mean\/std in its metadata/, { inputNorm: { kind: 'backbone' } });
 });
