@@ -101,7 +101,8 @@ export function readBackboneGraph(bytes: Uint8Array, file = 'backbone'): Backbon
   const model = decodeOnnx(bytes, file);
   const g = model.graph;
   if (!g) return fail(file, 'no graph');
-  const opset = num((model.opsetImport ?? []).find((o) => !o.domain)?.version ?? 0);
+  const isDefault = (domain: string | null | undefined) => !domain || domain === 'ai.onnx';
+  const opset = num((model.opsetImport ?? []).find((o) => isDefault(o.domain))?.version ?? 0);
   if (opset < MIN_BACKBONE_OPSET) fail(file, `opset ${opset} is older than the trainer takes (≥ ${MIN_BACKBONE_OPSET}); use a newer export (the ONNX model zoo's -7 or later files)`);
   if (opset > MAX_BACKBONE_OPSET) fail(file, `opset ${opset} is newer than the trainer takes (≤ ${MAX_BACKBONE_OPSET}); export the backbone again with opset_version=${MAX_BACKBONE_OPSET}`);
   const inits = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
@@ -122,7 +123,7 @@ export function readBackboneGraph(bytes: Uint8Array, file = 'backbone'): Backbon
     inputName: input.name ?? '',
     size,
     opset,
-    opsets: Object.fromEntries((model.opsetImport ?? []).filter((o) => o.domain && o.domain !== 'ai.onnx').map((o) => [o.domain!, num(o.version)])),
+    opsets: Object.fromEntries((model.opsetImport ?? []).filter((o) => !isDefault(o.domain)).map((o) => [o.domain!, num(o.version)])),
     irVersion: num(model.irVersion ?? 8),
     nodes: (g.node ?? []).map(widenNode),
     initializers: (g.initializer ?? []).map(toFloat32),
