@@ -2,8 +2,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OspreyError } from '../protocol/errors.js';
-import { BACKBONE_ARGS, BACKBONE_HELP, backboneChoice } from '../models/train/input-norm.js';
 import { parse } from './args.js';
+import { BACKBONE_ARGS, BACKBONE_HELP, backboneChoice } from './train-backbone-options.js';
 
 export const trainHelp = `Usage: osprey train anomaly --good DIR --out PKG [options]
        osprey train classify --data DIR --out PKG [options]

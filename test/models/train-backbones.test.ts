@@ -13,11 +13,12 @@ import { buildResnet18 } from '../../bench/models/resnet18.js';
 import { OnnxModelBuilder } from '../../models/onnx-builder.js';
 import { loadModelPackage } from '../../models/runtime.js';
 import { ANOMALY_RECIPE, CLASSIFY_RECIPE, deriveSpec, prepareBackbone } from '../../models/train/features-graph.js';
-import { backboneChoice } from '../../models/train/input-norm.js';
 import { zooMobilenetV2, zooSqueezenet11, type BuiltBackbone } from '../helpers/backbone-graphs.js';
 import { runOsprey } from '../helpers/osprey-process.js';
 import { dataSkip, ospreyDataDir } from '../helpers/service-skip.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
+import { backboneChoice } from '../../cli/train-backbone-options.js';
+import { resolveInputNorm } from '../../models/train/input-norm.js';
 
 const IMAGENET = ['--mean', '0.485,0.456,0.406', '--std', '0.229,0.224,0.225'];
 
@@ -192,7 +193,7 @@ test('backbones that cannot work are refused with one line naming the file and t
   await refuse(graph((b) => { b.input('x', 'float32', [1, 3, 8, 8]).node('Relu', ['x'], ['r']); gapHead(b, 'r'); }, 18), /opset 18 is newer than the trainer takes \(≤ 17\); export the backbone again with opset_version=17/);
   await refuse(graph((b) => { b.input('x', 'float32', [1, 3, 8, 8]).node('Relu', ['x'], ['r']); gapHead(b, 'r'); }, 6), /opset 6 is older than the trainer takes \(≥ 7\)/);
   await refuse(zooMobilenetV2({ width: 0.25 }).bytes, /^b\.onnx: --taps: no tensor named nope in the backbone$/, { taps: ['nope'] });
-  await refuse(zooMobilenetV2({ width: 0.25 }).bytes, /--input-norm backbone needs --mean a,b,c and --std a,b,c: b\.onnx carries no mean\/std in its metadata/, { inputNorm: { kind: 'backbone' } });
+  await refuse(zooMobilenetV2({ width: 0.25 }).bytes, /--input-norm backbone needs --mean a,b,c and --std a,b,c: b\.onnx carries no mean\/std or Image\.NominalPixelRange in its metadata/, { inputNorm: { kind: 'backbone' } });
 });
 
 test('backbone options: parsed strictly, mean/std only with --input-norm backbone', () => {
@@ -202,8 +203,23 @@ test('backbone options: parsed strictly, mean/std only with --input-norm backbon
   });
   assert.deepEqual(backboneChoice({}), {});
   assert.throws(() => backboneChoice({ mean: '1,2,3' }), /--mean needs --input-norm backbone/);
-  assert.throws(() => backboneChoice({ 'input-norm': 'imagenet' }), /--input-norm must be standardise\|backbone, got "imagenet"/);
+  assert.throws(() => backboneChoice({ 'input-norm': 'imagenet' }), /--input-norm must be one of standardise\|backbone, got "imagenet"/);
   assert.throws(() => backboneChoice({ 'input-norm': 'backbone', mean: '1,2' }), /--mean needs 3 numbers, got "1,2"/);
   assert.throws(() => backboneChoice({ 'input-norm': 'backbone', std: '1,0,1' }), /--std values must be positive/);
   assert.throws(() => backboneChoice({ taps: ' , ' }), /--taps needs tensor names/);
+});
+
+test('--input-norm backbone: flags over the ONNX metadata over the torchvision defaults, the source in the card', () => {
+  const meta = { 'Image.BitmapPixelFormat': 'Bgr8', 'image.nominalpixelrange': 'NominalRange_0_255' };
+  assert.deepEqual(resolveInputNorm({ kind: 'backbone' }, meta, 'f'), {
+    kind: 'backbone', color: 'bgr', scale: 1, mean: [0, 0, 0], std: [1, 1, 1],
+    source: 'color from the ONNX metadata, scale from the ONNX metadata, mean from the ONNX metadata, std from the ONNX metadata',
+  });
+  const caffe = resolveInputNorm({ kind: 'backbone', mean: [104, 117, 123], std: [1, 1, 1] }, meta, 'f');
+  assert.deepEqual([caffe.kind === 'backbone' && caffe.mean, caffe.kind === 'backbone' && caffe.color], [[104, 117, 123], 'bgr']);
+  const tv = resolveInputNorm({ kind: 'backbone' }, { mean: '0.485,0.456,0.406', std: '[0.229, 0.224, 0.225]' }, 'f');
+  assert.deepEqual(tv, { kind: 'backbone', color: 'rgb', scale: 1 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], source: 'color default, scale default, mean from the ONNX metadata, std from the ONNX metadata' });
+  const half = resolveInputNorm({ kind: 'backbone' }, { 'Image.NominalPixelRange': 'Normalized_1_1' }, 'f');
+  assert.deepEqual(half.kind === 'backbone' && [half.scale, half.mean, half.std], [1 / 255, [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]);
+  assert.deepEqual(resolveInputNorm(undefined, meta, 'f'), { kind: 'standardise' });
 });
