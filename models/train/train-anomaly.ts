@@ -15,7 +15,7 @@ import { sha256Hex } from '../package-reader.js';
 import { writeModelPackage } from '../package-writer.js';
 import { Extractor, inputSpec, listImages, readAll, readBackbone } from './extract.js';
 import { percentile, validationFigures } from './calibration.js';
-import { ANOMALY_RECIPE, buildGraph, featureCount, inputNormCard, prepareBackbone, type BackboneChoice } from './features-graph.js';
+import { ANOMALY_RECIPE, buildGraph, featureCount, inputNormCard, prepareBackbone, type BackboneChoice, type FeatureSpec } from './features-graph.js';
 import { fitGaussian, gaussianHead, gaussianScore } from './gaussian.js';
 import { imageSetHash, MODEL_CARD_FILE, writeModelCard } from './model-card.js';
 
@@ -32,7 +32,9 @@ export interface TrainAnomalyOptions {
   backbone: string;
   operatingPoint?: { name: string; percentile: number };
   ridge?: number;
-  /** Taps, input normalisation or a whole feature spec (default: found in the backbone, features-graph.ts). */
+  /** Feature recipe (default: derived from the backbone's shapes, features-graph.ts). */
+  features?: FeatureSpec;
+  /** Taps and input normalisation (--taps, --input-norm; default: found in the backbone). */
   backboneChoice?: BackboneChoice;
   name?: string;
   version?: string;
@@ -56,7 +58,7 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
   const goodFiles = await listImages(opts.good);
   if (goodFiles.length < 3) throw new OspreyError('OSP_ERR_USAGE', `--good ${opts.good}: needs at least 3 images, found ${goodFiles.length}`);
   const backboneBytes = await readBackbone(opts.backbone);
-  const { backbone, spec } = await prepareBackbone(backboneBytes, opts.backbone, ANOMALY_RECIPE, opts.backboneChoice);
+  const { backbone, spec } = await prepareBackbone(backboneBytes, opts.backbone, ANOMALY_RECIPE, { ...opts.backboneChoice, features: opts.features });
   const D = featureCount(spec);
 
   const extractor = await Extractor.create(buildGraph(backbone, spec), 'features', inputSpec(spec));

@@ -15,7 +15,7 @@ import { OspreyError } from '../../protocol/errors.js';
 import { sha256Hex } from '../package-reader.js';
 import { writeModelPackage } from '../package-writer.js';
 import { Extractor, inputSpec, listImages, readAll, readBackbone } from './extract.js';
-import { CLASSIFY_RECIPE, buildGraph, featureCount, inputNormCard, prepareBackbone, type BackboneChoice } from './features-graph.js';
+import { CLASSIFY_RECIPE, buildGraph, featureCount, inputNormCard, prepareBackbone, type BackboneChoice, type FeatureSpec } from './features-graph.js';
 import { imageSetHash, MODEL_CARD_FILE, writeModelCard } from './model-card.js';
 import { fitSoftmax, softmaxHead, softmaxProbabilities } from './softmax-regression.js';
 
@@ -28,7 +28,9 @@ export interface TrainClassifyOptions {
   valFraction?: number;
   /** The label of good parts (not a defect); default: every label is a defect type. */
   goodLabel?: string;
-  /** Taps, input normalisation or a whole feature spec (default: found in the backbone, features-graph.ts). */
+  /** Feature recipe (default: derived from the backbone's shapes, features-graph.ts). */
+  features?: FeatureSpec;
+  /** Taps and input normalisation (--taps, --input-norm; default: found in the backbone). */
   backboneChoice?: BackboneChoice;
   epochs?: number;
   l2?: number;
@@ -70,7 +72,7 @@ export async function trainClassify(opts: TrainClassifyOptions) {
   }
 
   const backboneBytes = await readBackbone(opts.backbone);
-  const { backbone, spec } = await prepareBackbone(backboneBytes, opts.backbone, CLASSIFY_RECIPE, opts.backboneChoice);
+  const { backbone, spec } = await prepareBackbone(backboneBytes, opts.backbone, CLASSIFY_RECIPE, { ...opts.backboneChoice, features: opts.features });
   const D = featureCount(spec);
   const trainBytes = await readAll(train.map((s) => s.file));
   const extractor = await Extractor.create(buildGraph(backbone, spec), 'features', inputSpec(spec));
