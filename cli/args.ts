@@ -22,3 +22,26 @@ export function intOption(name: string, value: string | undefined, fallback: num
   }
   return n;
 }
+
+/** A comma list (blanks dropped), or undefined when the option is absent. */
+export function list(value: string | undefined): string[] | undefined {
+  return value === undefined ? undefined : value.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+/** Comma-separated finite numbers (exactly `count` when given), or undefined when the option is absent. */
+export function numbers(flag: string, value: string | undefined, count?: number): number[] | undefined {
+  const parts = list(value);
+  if (!parts) return undefined;
+  const nums = parts.map(Number);
+  if (nums.some((n) => !Number.isFinite(n)) || (count !== undefined && nums.length !== count)) {
+    throw new OspreyError('OSP_ERR_USAGE', `--${flag} needs ${count ?? 'comma-separated'} numbers, got "${value}"`);
+  }
+  return nums;
+}
+
+/** One of `allowed`, or undefined when the option is absent. */
+export function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T | undefined {
+  if (value === undefined) return undefined;
+  if (!allowed.includes(value as T)) throw new OspreyError('OSP_ERR_USAGE', `--${flag} must be one of ${allowed.join('|')}, got "${value}"`);
+  return value as T;
+}

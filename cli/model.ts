@@ -8,7 +8,7 @@ import { packModel } from '../models/pack.js';
 import { packageNameFromFile, proposeManifest } from '../models/propose-manifest.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
 import type { Manifest, Task } from '../protocol/manifest.js';
-import { parse } from './args.js';
+import { list, numbers, oneOf, parse } from './args.js';
 import { signCommands, signHelp } from './model-sign.js';
 import { identityOfFiles, parsePackageSignature, readPackageDirectory, SIGNATURE_FILE } from '../models/package-signature.js';
 import { verifyArtifact, signedStatement } from '../models/artifact-signature.js';
@@ -48,26 +48,6 @@ export const modelHelp = `Usage: osprey model <inspect|pack|validate|keygen|sign
       --public-key its signature is verified too.
 
 ${signHelp}`;
-
-function list(value: string | undefined): string[] | undefined {
-  return value === undefined ? undefined : value.split(',').map((s) => s.trim()).filter(Boolean);
-}
-
-function numbers(flag: string, value: string | undefined, count?: number): number[] | undefined {
-  const parts = list(value);
-  if (!parts) return undefined;
-  const nums = parts.map(Number);
-  if (nums.some((n) => !Number.isFinite(n)) || (count !== undefined && nums.length !== count)) {
-    throw new OspreyError('OSP_ERR_USAGE', `--${flag} needs ${count ?? 'comma-separated'} numbers, got "${value}"`);
-  }
-  return nums;
-}
-
-function oneOf<T extends string>(flag: string, value: string | undefined, allowed: readonly T[]): T | undefined {
-  if (value === undefined) return undefined;
-  if (!allowed.includes(value as T)) throw new OspreyError('OSP_ERR_USAGE', `--${flag} must be one of ${allowed.join('|')}, got "${value}"`);
-  return value as T;
-}
 
 /**
  * Labels from a file (one per line; "index,name" lines when every line has its index, in order,

@@ -3,13 +3,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OspreyError } from '../protocol/errors.js';
 import { parse } from './args.js';
+import { BACKBONE_ARGS, BACKBONE_HELP, backboneChoice } from './train-backbone-options.js';
 
 export const trainHelp = `Usage: osprey train anomaly --good DIR --out PKG [options]
        osprey train classify --data DIR --out PKG [options]
 
-Fits a one-class anomaly model on images of good parts: a frozen ImageNet backbone (SqueezeNet
-1.1 layout) as feature extractor and a Gaussian over image features, calibrated from the good
-images alone (leave-one-out scores). Writes an ordinary model package (manifest.json, ONE
+Fits a one-class anomaly model on images of good parts: a frozen ImageNet backbone (any ONNX
+classifier, taps found in its graph or named) as feature extractor and a Gaussian over image
+features, calibrated from the good images alone (leave-one-out scores). Writes an ordinary model package (manifest.json, ONE
 model.onnx) and model-card.json beside it. Needs no GPU and no network.
 
 Options:
@@ -21,6 +22,7 @@ Options:
   --validation-good DIR   held-out good images for those figures (default: leave-one-out scores)
   --operating-point P     balanced (p95 of leave-one-out scores, default), strict (p90),
                           lenient (p99), or pNN
+${BACKBONE_HELP}
   --name NAME             package name (default osprey-trained-anomaly)
   --version V             package version (default 1.0.0)
   -h, --help              this text
@@ -34,6 +36,7 @@ label is a defect type unless --good-label names the good one.
   --val-fraction F        share of each label held out for accuracy and confusion matrix in the
                           model card (deterministic, stratified; default 0.2, 0 = none)
   --good-label NAME       the label of good parts (not a defect)
+  --taps, --input-norm, --color, --scale, --mean, --std   as for train anomaly
   --name NAME             package name (default osprey-trained-classifier)
   --version V             package version (default 1.0.0)`;
 
@@ -59,6 +62,7 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     defects: { type: 'string' },
     'validation-good': { type: 'string' },
     'operating-point': { type: 'string' },
+    ...BACKBONE_ARGS,
     name: { type: 'string' },
     version: { type: 'string' },
   });
@@ -79,6 +83,7 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     defects: values.defects,
     validationGood: values['validation-good'],
     operatingPoint: values['operating-point'] ? parseOperatingPoint(values['operating-point']) : undefined,
+    backboneChoice: backboneChoice(values),
     name: values.name,
     version: values.version,
     toolVersion: toolVersion(),
@@ -95,6 +100,7 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     backbone: { type: 'string' },
     'val-fraction': { type: 'string' },
     'good-label': { type: 'string' },
+    ...BACKBONE_ARGS,
     name: { type: 'string' },
     version: { type: 'string' },
   });
@@ -114,6 +120,7 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     backbone,
     valFraction: fraction,
     goodLabel: values['good-label'],
+    backboneChoice: backboneChoice(values),
     name: values.name,
     version: values.version,
     toolVersion: toolVersion(),

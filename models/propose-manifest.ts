@@ -62,7 +62,7 @@ export function packageNameFromFile(file: string): string {
 }
 
 /** A metadata_props value by key, ignoring case as the ONNX spec says keys do. */
-function metadataValue(metadata: Record<string, string>, key: string): string | undefined {
+export function metadataValue(metadata: Record<string, string>, key: string): string | undefined {
   return Object.entries(metadata).find(([k]) => k.toLowerCase() === key.toLowerCase())?.[1];
 }
 
@@ -73,8 +73,8 @@ interface ImageMetadata {
   range?: { key: string; scale: number; mean: number; std: number };
 }
 
-const PIXEL_FORMATS: Record<string, 'rgb' | 'bgr' | 'gray'> = { Gray8: 'gray', Rgb8: 'rgb', Bgr8: 'bgr' };
-const PIXEL_RANGES: Record<string, { scale: number; mean: number; std: number }> = {
+export const PIXEL_FORMATS: Record<string, 'rgb' | 'bgr' | 'gray'> = { Gray8: 'gray', Rgb8: 'rgb', Bgr8: 'bgr' };
+export const PIXEL_RANGES: Record<string, { scale: number; mean: number; std: number }> = {
   NominalRange_0_255: { scale: 1, mean: 0, std: 1 },
   Normalized_0_1: { scale: 1 / 255, mean: 0, std: 1 },
   Normalized_1_1: { scale: 1 / 255, mean: 0.5, std: 0.5 },

@@ -1,5 +1,5 @@
 /**
- * What the trainers share: listing image folders, the gray input spec of the feature graph, an
+ * What the trainers share: listing image folders, the input spec of the feature graph, an
  * onnxruntime session that runs one output through the edge's exact pre-processing, and reading
  * the backbone.
  */
@@ -33,20 +33,12 @@ export async function listImages(dir: string, depth = 0): Promise<string[]> {
   return out.sort();
 }
 
+/** The package's input: gray 0..1 (standardised in the graph) or the backbone's own normalisation. */
 export function inputSpec(spec: FeatureSpec): Manifest['input'] {
-  return {
-  name: 'image',
-  layout: 'nchw',
-  width: spec.size,
-  height: spec.size,
-  dtype: 'float32',
-  color: 'gray',
-  resize: 'stretch',
-  interpolation: spec.interpolation,
-  scale: 1 / 255,
-  mean: [0],
-  std: [1],
-  };
+  const common = { name: 'image', layout: 'nchw', width: spec.size, height: spec.size, dtype: 'float32', resize: 'stretch', interpolation: spec.interpolation } as const;
+  const n = spec.input;
+  if (n?.kind === 'backbone') return { ...common, color: n.color, scale: n.scale, mean: n.mean, std: n.std };
+  return { ...common, color: 'gray', scale: 1 / 255, mean: [0], std: [1] };
 }
 
 export class Extractor {

@@ -1,35 +1,42 @@
 /**
- * The one-class trainer's feature graph: a frozen ImageNet backbone (its nodes copied from the
- * backbone's ONNX file, float16 weights widened to float32) with plain ONNX ops around it.
+ * The trainer's feature graph: a frozen ImageNet backbone (its nodes copied from the backbone's
+ * ONNX file, float16 widened to float32; backbone.ts) with plain ONNX ops around it.
  *
- *   image [1,1,224,224] gray 0..1
- *   → per-image standardisation ((x − mean) / std) → 3 identical channels → backbone input
- *   → taps (SqueezeNet 1.1: fire3 average-pooled, fire5, fire7 upsampled) at 27×27, concatenated
- *   → ReLU → Sqrt → the 1-cell border dropped → global average ‖ global max = features [1, 2C]
+ *   image [1,1,S,S] gray 0..1 → per-image standardisation → 3 identical channels   (--input-norm standardise)
+ *   image [1,3,S,S] normalised by the edge as the backbone wants                    (--input-norm backbone)
+ *   → backbone → taps (taps.ts), each brought to the grid: average-pooled when larger, resized
+ *   → concatenated → [ReLU → Sqrt] → border dropped → global average [‖ global max] = features [1, F]
  *
- * A scoring head (gaussian.ts) is appended to the same graph for the package: ONE ONNX graph.
+ * The grid, the pooling of each tap and the channel counts come from the tap shapes of one run
+ * (never written by hand). A head (gaussian.ts, softmax-regression.ts) is appended to the same
+ * graph for the package: ONE ONNX graph.
  */
 import onnxProto from 'onnx-proto';
-import { OspreyError } from '../../protocol/errors.js';
-import { float16ArrayToFloat32 } from '../float16.js';
 import { OnnxModelBuilder, type AttributeValue } from '../onnx-builder.js';
-import { decodeOnnx } from '../onnx-inspect.js';
+import { backboneTensor, cutBackbone, probeShapes, readBackboneGraph, type Backbone } from './backbone.js';
+import { resolveInputNorm, type InputNorm, type InputNormOptions } from './input-norm.js';
+import { autoTaps, checkTaps, type TapRecipe } from './taps.js';
 
-type NodeProto = onnxProto.onnx.INodeProto;
-type TensorProto = onnxProto.onnx.ITensorProto;
+export type { Backbone };
 
-/** Where the features come from: the backbone's input and the tap tensors (all at `grid`×`grid` or resized to it). */
+/** One tapped tensor of the backbone and how it is brought to the grid. */
+export interface TapSpec {
+  name: string;
+  channels: number;
+  /** Its height (= width) at the input size. */
+  size: number;
+  /** Average pool (kernel and stride) bringing a larger map down before the resize. */
+  avgPool?: { kernel: number; stride: number };
+}
+
+/** Where the features come from: the backbone's input and the tap tensors (all at `grid`×`grid`). */
 export interface FeatureSpec {
   /** Input size (square). */
   size: number;
-  /**
-   * Tapped tensors of the backbone, in order, and their channel counts; `avgPool` (kernel and
-   * stride) brings a larger map down before the resize.
-   */
-  taps: { name: string; channels: number; avgPool?: { kernel: number; stride: number } }[];
+  taps: TapSpec[];
   /** How a tap is resized to the grid. */
   resize: 'nearest' | 'linear';
-  /** Multiplies the standardised image (the backbone's input range). */
+  /** Multiplies the standardised image (standardise input only). */
   inputScale: number;
   /** How the image is resized to `size` (the manifest's input.interpolation). */
   interpolation: 'nearest' | 'linear' | 'cubic' | 'lanczos3';
@@ -41,126 +48,120 @@ export interface FeatureSpec {
   pooling?: 'avg+max' | 'avg';
   /** ReLU → Sqrt on the taps before pooling (default true). */
   sqrt?: boolean;
+  /** How the image becomes the backbone's input (default standardise). */
+  input?: InputNorm;
+}
+
+/** A recipe's fixed choices; the taps, grid and pooling come from the backbone. */
+export interface FeatureRecipe {
+  taps: TapRecipe;
+  border: number;
+  resize: FeatureSpec['resize'];
+  interpolation: FeatureSpec['interpolation'];
+  pooling: NonNullable<FeatureSpec['pooling']>;
+  sqrt: boolean;
 }
 
 /**
- * SqueezeNet 1.1 (../shared/data/models/squeezenet-fp16): fire3 average-pooled 55→27, fire5 (27),
- * fire7 resized 13→27 (linear) → 768 channels. Chosen on MTD dev (761 train images): image AUROC
- * 96.4 %; fire3 through the backbone's own max-pool 95.8 %, fire7 nearest 96.2 %.
+ * One-class: taps at strides 4/8/16 brought to the middle tap's grid, ReLU → √, 1-cell border
+ * dropped, average ‖ max. SqueezeNet 1.1 (../shared/data/models/squeezenet-fp16): fire3
+ * average-pooled 55→27 (3/2), fire5 (27), fire7 resized 13→27 (linear) → 768 channels, MTD dev
+ * image AUROC 96.4 % (761 train images); fire9 instead of fire7 95.0 %, fire3 through the
+ * backbone's own max-pool 95.8 %, fire7 nearest 96.2 %.
  */
-export const SQUEEZENET_TAPS: FeatureSpec = {
-  size: 224,
-  taps: [
-    { name: 'fire3/concat_1', channels: 128, avgPool: { kernel: 3, stride: 2 } },
-    { name: 'fire5/concat_1', channels: 256 },
-    { name: 'fire7/concat_1', channels: 384 },
-  ],
-  grid: 27,
-  border: 1,
-  resize: 'linear',
-  inputScale: 1,
-  interpolation: 'linear',
-};
+export const ANOMALY_RECIPE: FeatureRecipe = { taps: 'anomaly', border: 1, resize: 'linear', interpolation: 'linear', pooling: 'avg+max', sqrt: true };
+
+/** Classifier: the last feature map before the head (SqueezeNet: fire9, 512 channels), global average. */
+export const CLASSIFY_RECIPE: FeatureRecipe = { taps: 'classify', border: 0, resize: 'nearest', interpolation: 'linear', pooling: 'avg', sqrt: false };
 
 /**
- * The classifier's features (issue 15): SqueezeNet 1.1 fire9 (512 channels, 13×13), global
- * average pool, no transform.
+ * The feature spec for taps of the given shapes [1, C, h, w]: the grid is the middle tap's size
+ * (by size, the smaller of two middles); a larger tap is average-pooled with stride ⌊h/grid⌋ and
+ * the kernel that lands exactly on the grid (55→27: 3/2), then every tap is resized to the grid.
  */
-export const SQUEEZENET_FIRE9_AVG: FeatureSpec = {
-  size: 224,
-  taps: [{ name: 'fire9/concat_1', channels: 512 }],
-  grid: 13,
-  border: 0,
-  resize: 'nearest',
-  inputScale: 1,
-  interpolation: 'linear',
-  pooling: 'avg',
-  sqrt: false,
-};
-
-/** A backbone cut at its last tap, float32, ready to be embedded. */
-export interface Backbone {
-  inputName: string;
-  nodes: NodeProto[];
-  initializers: TensorProto[];
+export function deriveSpec(recipe: FeatureRecipe, size: number, taps: { name: string; dims: number[] }[], input: InputNorm = { kind: 'standardise' }): FeatureSpec {
+  const sizes = taps.map((t) => t.dims[2]!).sort((a, b) => b - a);
+  const grid = sizes[Math.ceil((sizes.length - 1) / 2)]!;
+  return {
+    size,
+    taps: taps.map((t) => {
+      const h = t.dims[2]!;
+      const stride = Math.floor(h / grid);
+      return { name: t.name, channels: t.dims[1]!, size: h, ...(stride >= 2 && { avgPool: { kernel: h - stride * (grid - 1), stride } }) };
+    }),
+    grid,
+    border: Math.min(recipe.border, Math.floor((grid - 1) / 2)),
+    resize: recipe.resize,
+    inputScale: 1,
+    interpolation: recipe.interpolation,
+    pooling: recipe.pooling,
+    sqrt: recipe.sqrt,
+    input,
+  };
 }
 
-function toFloat32(t: TensorProto): TensorProto {
-  if (t.dataType !== 10) return t;
-  const n = (t.dims ?? []).reduce<number>((a, b) => a * Number(b), 1);
-  let half: Uint16Array;
-  if (t.rawData && t.rawData.length > 0) {
-    const raw = t.rawData;
-    half = new Uint16Array(n);
-    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-    for (let i = 0; i < n; i++) half[i] = view.getUint16(i * 2, true);
-  } else {
-    half = Uint16Array.from(t.int32Data ?? []);
+/** What the person chose about the backbone (CLI flags). */
+export interface BackboneChoice {
+  /** Tensor names to tap (default: found in the graph, taps.ts). */
+  taps?: string[];
+  inputNorm?: InputNormOptions;
+  /** A complete spec instead of one derived from the backbone (its taps must exist). */
+  features?: FeatureSpec;
+}
+
+/**
+ * Reads the backbone, runs it once for the tensor shapes, picks or checks the taps, derives the
+ * feature spec and cuts the backbone at its taps. One-line errors name the file or the option.
+ */
+export async function prepareBackbone(bytes: Uint8Array, file: string, recipe: FeatureRecipe, choice: BackboneChoice = {}): Promise<{ backbone: Backbone; spec: FeatureSpec }> {
+  const bg = readBackboneGraph(bytes, file);
+  if (choice.features) {
+    return { backbone: cutBackbone(bg, choice.features.taps.map((t) => t.name)), spec: choice.features };
   }
-  const f = float16ArrayToFloat32(half);
-  return { name: t.name, dims: t.dims, dataType: 1, rawData: new Uint8Array(f.buffer, f.byteOffset, f.byteLength) };
+  const input = resolveInputNorm(choice.inputNorm, bg.metadata, file);
+  const shapes = await probeShapes(bg);
+  const names = choice.taps ? checkTaps(bg, shapes, choice.taps) : autoTaps(bg, shapes, recipe.taps);
+  const spec = deriveSpec(recipe, bg.size, names.map((name) => ({ name, dims: shapes.dims.get(name)! })), input);
+  return { backbone: cutBackbone(bg, names), spec };
 }
 
-/**
- * Reads a backbone ONNX file: keeps the nodes needed for the taps, widens float16 weights to
- * float32. Throws a one-line error naming the missing tap or a non-float input.
- */
-export function loadBackbone(bytes: Uint8Array, spec: FeatureSpec, file = 'backbone'): Backbone {
-  const model = decodeOnnx(bytes, file);
-  const g = model.graph;
-  if (!g) throw new OspreyError('OSP_ERR_MODEL_LOAD', `${file}: no graph`);
-  const inits = new Map((g.initializer ?? []).map((t) => [t.name ?? '', t]));
-  const inputs = (g.input ?? []).filter((i) => !inits.has(i.name ?? ''));
-  if (inputs.length !== 1) throw new OspreyError('OSP_ERR_MODEL_LOAD', `${file}: expected one image input, found ${inputs.length}`);
-  const inputName = inputs[0].name ?? '';
-  const producer = new Map<string, NodeProto>();
-  for (const n of g.node ?? []) for (const o of n.output ?? []) producer.set(o, n);
-  // Walk back from the taps: only the nodes they need.
-  const needed = new Set<NodeProto>();
-  const stack = spec.taps.map((t) => {
-    const n = producer.get(t.name);
-    if (!n) throw new OspreyError('OSP_ERR_MODEL_LOAD', `${file}: no tensor named ${t.name} to tap`);
-    return n;
-  });
-  while (stack.length > 0) {
-    const n = stack.pop()!;
-    if (needed.has(n)) continue;
-    needed.add(n);
-    for (const i of n.input ?? []) {
-      const p = producer.get(i);
-      if (p) stack.push(p);
-    }
-  }
-  const nodes = (g.node ?? []).filter((n) => needed.has(n)).map((n) => ({ ...n, name: `backbone/${n.name || n.output?.[0]}` }));
-  const used = new Set(nodes.flatMap((n) => n.input ?? []));
-  const initializers = [...inits.values()].filter((t) => used.has(t.name ?? '')).map(toFloat32);
-  return { inputName, nodes, initializers };
+/** A short description of the input normalisation, for the model card. */
+export function inputNormCard(spec: FeatureSpec): Record<string, unknown> {
+  const n = spec.input ?? { kind: 'standardise' };
+  return n.kind === 'standardise' ? { mode: 'standardise', color: 'gray', standardise: 'per-image', channels: 'gray ×3' } : { mode: 'backbone', color: n.color, scale: n.scale, mean: n.mean, std: n.std, source: n.source };
 }
 
-/** Adds the feature nodes (input → features [1, 2C]) to `b`; returns the number of nodes before the backbone's. */
+/** Adds the feature nodes (input → features [1, F]) to `b`; returns the number of nodes before the backbone's. */
 function addFeatureNodes(b: OnnxModelBuilder, bb: Backbone, spec: FeatureSpec): number {
   const S = spec.size;
   const G = spec.grid;
-  b.input('image', 'float32', [1, 1, S, S])
-    .initializer('train/eps', 'float32', [], [1e-6])
-    .node('ReduceMean', ['image'], ['train/mean'], { axes: [1, 2, 3], keepdims: 1 })
-    .node('Sub', ['image', 'train/mean'], ['train/centred'])
-    .node('Mul', ['train/centred', 'train/centred'], ['train/sq'])
-    .node('ReduceMean', ['train/sq'], ['train/var'], { axes: [1, 2, 3], keepdims: 1 })
-    .node('Add', ['train/var', 'train/eps'], ['train/var_eps'])
-    .node('Sqrt', ['train/var_eps'], ['train/std'])
-    .node('Div', ['train/centred', 'train/std'], ['train/unit'])
-    .initializer('train/input_scale', 'float32', [], [spec.inputScale])
-    .node('Mul', ['train/unit', 'train/input_scale'], ['train/standardised'])
-    .node('Concat', ['train/standardised', 'train/standardised', 'train/standardised'], [bb.inputName], { axis: 1 });
-  const prefix = 9;
+  let prefix: number;
+  if (spec.input?.kind === 'backbone') {
+    // The edge's pre-processing gives the backbone's own input (manifest color/scale/mean/std).
+    b.input('image', 'float32', [1, 3, S, S]).node('Identity', ['image'], [bb.inputName]);
+    prefix = 1;
+  } else {
+    b.input('image', 'float32', [1, 1, S, S])
+      .initializer('train/eps', 'float32', [], [1e-6])
+      .node('ReduceMean', ['image'], ['train/mean'], { axes: [1, 2, 3], keepdims: 1 })
+      .node('Sub', ['image', 'train/mean'], ['train/centred'])
+      .node('Mul', ['train/centred', 'train/centred'], ['train/sq'])
+      .node('ReduceMean', ['train/sq'], ['train/var'], { axes: [1, 2, 3], keepdims: 1 })
+      .node('Add', ['train/var', 'train/eps'], ['train/var_eps'])
+      .node('Sqrt', ['train/var_eps'], ['train/std'])
+      .node('Div', ['train/centred', 'train/std'], ['train/unit'])
+      .initializer('train/input_scale', 'float32', [], [spec.inputScale])
+      .node('Mul', ['train/unit', 'train/input_scale'], ['train/standardised'])
+      .node('Concat', ['train/standardised', 'train/standardised', 'train/standardised'], [bb.inputName], { axis: 1 });
+    prefix = 9;
+  }
   const pooled: string[] = [];
   for (const [i, tap] of spec.taps.entries()) {
     const name = `train/tap${i}`;
-    let src = tap.name;
+    let src = backboneTensor(tap.name);
     if (tap.avgPool) {
       src = `${name}/pooled`;
-      b.node('AveragePool', [tap.name], [src], { kernel_shape: [tap.avgPool.kernel, tap.avgPool.kernel], strides: [tap.avgPool.stride, tap.avgPool.stride] });
+      b.node('AveragePool', [backboneTensor(tap.name)], [src], { kernel_shape: [tap.avgPool.kernel, tap.avgPool.kernel], strides: [tap.avgPool.stride, tap.avgPool.stride] });
     }
     const mode: Record<string, AttributeValue> = spec.resize === 'linear' ? { mode: 'linear', coordinate_transformation_mode: 'half_pixel' } : { mode: 'nearest', coordinate_transformation_mode: 'asymmetric', nearest_mode: 'floor' };
     b.initializer(`${name}/sizes`, 'int64', [4], [1, tap.channels, G, G]).node('Resize', [src, '', '', `${name}/sizes`], [name], mode);
@@ -203,7 +204,7 @@ export interface Head {
  * with `features` as its output (what training runs).
  */
 export function buildGraph(bb: Backbone, spec: FeatureSpec, head?: Head, meta: Record<string, string> = {}, graphName = 'osprey_trained_anomaly', docString = 'Osprey one-class model: frozen backbone + Gaussian head'): Uint8Array {
-  const b = new OnnxModelBuilder({ opset: 13, graphName, docString });
+  const b = new OnnxModelBuilder({ opset: bb.opset, opsets: bb.opsets, graphName, docString });
   const prefix = addFeatureNodes(b, bb, spec);
   if (head) {
     head.build(b);

@@ -15,7 +15,7 @@ import { sha256Hex } from '../package-reader.js';
 import { writeModelPackage } from '../package-writer.js';
 import { Extractor, inputSpec, listImages, readAll, readBackbone } from './extract.js';
 import { percentile, validationFigures } from './calibration.js';
-import { buildGraph, featureCount, loadBackbone, SQUEEZENET_TAPS, type FeatureSpec } from './features-graph.js';
+import { ANOMALY_RECIPE, buildGraph, featureCount, inputNormCard, prepareBackbone, type BackboneChoice, type FeatureSpec } from './features-graph.js';
 import { fitGaussian, gaussianHead, gaussianScore } from './gaussian.js';
 import { imageSetHash, MODEL_CARD_FILE, writeModelCard } from './model-card.js';
 
@@ -32,8 +32,10 @@ export interface TrainAnomalyOptions {
   backbone: string;
   operatingPoint?: { name: string; percentile: number };
   ridge?: number;
-  /** Feature recipe (default SQUEEZENET_TAPS). */
+  /** Feature recipe (default: derived from the backbone's shapes, features-graph.ts). */
   features?: FeatureSpec;
+  /** Taps and input normalisation (--taps, --input-norm; default: found in the backbone). */
+  backboneChoice?: BackboneChoice;
   name?: string;
   version?: string;
   toolVersion?: string;
@@ -50,14 +52,13 @@ export interface TrainAnomalyResult {
 export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnomalyResult> {
   const log = opts.log ?? (() => {});
   const started = performance.now();
-  const spec: FeatureSpec = opts.features ?? SQUEEZENET_TAPS;
   const op = opts.operatingPoint ?? { name: 'balanced', percentile: 95 };
   const ridge = opts.ridge ?? 0.01;
 
   const goodFiles = await listImages(opts.good);
   if (goodFiles.length < 3) throw new OspreyError('OSP_ERR_USAGE', `--good ${opts.good}: needs at least 3 images, found ${goodFiles.length}`);
   const backboneBytes = await readBackbone(opts.backbone);
-  const backbone = loadBackbone(backboneBytes, spec, opts.backbone);
+  const { backbone, spec } = await prepareBackbone(backboneBytes, opts.backbone, ANOMALY_RECIPE, { ...opts.backboneChoice, features: opts.features });
   const D = featureCount(spec);
 
   const extractor = await Extractor.create(buildGraph(backbone, spec), 'features', inputSpec(spec));
@@ -128,10 +129,10 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
     const card = await writeModelCard(opts.out, {
       model: { name, version: manifest.version, sha256: manifest.model.sha256, size: manifest.model.size },
       data: { goodImages: goodFiles.length, goodSha256: imageSetHash(opts.good, goodFiles, goodBytes) },
-      backbone: { file: opts.backbone, sha256: sha256Hex(backboneBytes), taps: spec.taps.map((t) => t.name) },
+      backbone: { file: opts.backbone, sha256: sha256Hex(backboneBytes), taps: spec.taps.map((t) => t.name), input: inputNormCard(spec) },
       method: {
         name: 'gaussian-image-features',
-        hyperParameters: { size: spec.size, color: 'gray', standardise: 'per-image', grid: spec.grid, border: spec.border, interpolation: spec.interpolation, resize: spec.resize, inputScale: spec.inputScale, transform: 'relu+sqrt', pooling: 'avg+max', features: D, ridge },
+        hyperParameters: { size: spec.size, input: spec.input?.kind ?? 'standardise', grid: spec.grid, border: spec.border, interpolation: spec.interpolation, resize: spec.resize, inputScale: spec.inputScale, transform: 'relu+sqrt', pooling: 'avg+max', features: D, ridge },
       },
       calibration: {
         source: 'closed-form leave-one-out scores of the good images',

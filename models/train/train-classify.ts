@@ -15,7 +15,7 @@ import { OspreyError } from '../../protocol/errors.js';
 import { sha256Hex } from '../package-reader.js';
 import { writeModelPackage } from '../package-writer.js';
 import { Extractor, inputSpec, listImages, readAll, readBackbone } from './extract.js';
-import { buildGraph, featureCount, loadBackbone, SQUEEZENET_FIRE9_AVG, type FeatureSpec } from './features-graph.js';
+import { CLASSIFY_RECIPE, buildGraph, featureCount, inputNormCard, prepareBackbone, type BackboneChoice, type FeatureSpec } from './features-graph.js';
 import { imageSetHash, MODEL_CARD_FILE, writeModelCard } from './model-card.js';
 import { fitSoftmax, softmaxHead, softmaxProbabilities } from './softmax-regression.js';
 
@@ -28,7 +28,10 @@ export interface TrainClassifyOptions {
   valFraction?: number;
   /** The label of good parts (not a defect); default: every label is a defect type. */
   goodLabel?: string;
+  /** Feature recipe (default: derived from the backbone's shapes, features-graph.ts). */
   features?: FeatureSpec;
+  /** Taps and input normalisation (--taps, --input-norm; default: found in the backbone). */
+  backboneChoice?: BackboneChoice;
   epochs?: number;
   l2?: number;
   name?: string;
@@ -48,7 +51,6 @@ export function stratifiedHoldOut(n: number, fraction: number): Set<number> {
 export async function trainClassify(opts: TrainClassifyOptions) {
   const log = opts.log ?? (() => {});
   const started = performance.now();
-  const spec = opts.features ?? SQUEEZENET_FIRE9_AVG;
   const fraction = opts.valFraction ?? 0.2;
   if (!(fraction >= 0 && fraction < 1)) throw new OspreyError('OSP_ERR_USAGE', `--val-fraction must be in [0, 1), got ${fraction}`);
   let entries;
@@ -70,7 +72,7 @@ export async function trainClassify(opts: TrainClassifyOptions) {
   }
 
   const backboneBytes = await readBackbone(opts.backbone);
-  const backbone = loadBackbone(backboneBytes, spec, opts.backbone);
+  const { backbone, spec } = await prepareBackbone(backboneBytes, opts.backbone, CLASSIFY_RECIPE, { ...opts.backboneChoice, features: opts.features });
   const D = featureCount(spec);
   const trainBytes = await readAll(train.map((s) => s.file));
   const extractor = await Extractor.create(buildGraph(backbone, spec), 'features', inputSpec(spec));
@@ -141,10 +143,10 @@ export async function trainClassify(opts: TrainClassifyOptions) {
         perLabel: Object.fromEntries(labels.map((l, li) => [l, train.filter((s) => s.label === li).length])),
         trainSha256: imageSetHash(opts.data, train.map((s) => s.file), trainBytes),
       },
-      backbone: { file: opts.backbone, sha256: sha256Hex(backboneBytes), taps: spec.taps.map((t) => t.name) },
+      backbone: { file: opts.backbone, sha256: sha256Hex(backboneBytes), taps: spec.taps.map((t) => t.name), input: inputNormCard(spec) },
       method: {
         name: 'softmax-regression-image-features',
-        hyperParameters: { size: spec.size, color: 'gray', standardise: 'per-image', pooling: spec.pooling ?? 'avg+max', features: D, optimiser: 'adam', learningRate: 0.01, epochs, batch: 'full', l2 },
+        hyperParameters: { size: spec.size, input: spec.input?.kind ?? 'standardise', pooling: spec.pooling ?? 'avg+max', features: D, optimiser: 'adam', learningRate: 0.01, epochs, batch: 'full', l2 },
       },
       labels: { labels, defectLabels, goodLabel: opts.goodLabel ?? null },
       ...(validation && { validation }),
