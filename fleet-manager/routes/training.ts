@@ -66,7 +66,14 @@ export interface TrainingRouteDeps {
   now: () => number;
 }
 
-type ArchiveBody = { archive: ReceivedFile };
+/**
+ * A body this plugin's parsers received to disk. A class, checked with instanceof: a JSON body
+ * shaped like `{ file: "/etc/…" }` must never be taken for a file the fleet received (it would be
+ * read, moved and deleted).
+ */
+class Received {
+  constructor(readonly upload: ReceivedFile) {}
+}
 
 const view = (j: TrainingJob): TrainingJobView => ({
   id: j.id,
@@ -103,15 +110,15 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRouteDeps> = async (app,
     return declared > limit ? new OspreyError('OSP_ERR_TOO_LARGE', `upload of ${declared} bytes exceeds ${setting} (${limit} bytes)`) : null;
   };
   // Bodies go to disk as they arrive; only this plugin's routes see these parsers.
-  app.addContentTypeParser(['application/x-tar', 'application/tar'], (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: ArchiveBody) => void) => {
+  app.addContentTypeParser(['application/x-tar', 'application/tar'], (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: Received) => void) => {
     const refused = tooLarge(req, limits.maxArchiveBytes, 'training.maxArchiveBytes');
     if (refused) return done(refused);
-    receiveFile(payload, deps.uploadDir, limits.maxArchiveBytes, 'training.maxArchiveBytes').then((archive) => done(null, { archive }), done);
+    receiveFile(payload, deps.uploadDir, limits.maxArchiveBytes, 'training.maxArchiveBytes').then((archive) => done(null, new Received(archive)), done);
   });
-  app.addContentTypeParser('application/octet-stream', (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: ReceivedFile) => void) => {
+  app.addContentTypeParser('application/octet-stream', (req: FastifyRequest, payload: IncomingMessage, done: (err: Error | null, body?: Received) => void) => {
     const refused = tooLarge(req, limits.maxBackboneBytes, 'training.maxBackboneBytes');
     if (refused) return done(refused);
-    receiveFile(payload, backbones.uploadDir, limits.maxBackboneBytes, 'training.maxBackboneBytes').then((file) => done(null, file), done);
+    receiveFile(payload, backbones.uploadDir, limits.maxBackboneBytes, 'training.maxBackboneBytes').then((file) => done(null, new Received(file)), done);
   });
 
   /** The job's common checks: a backbone that exists, a version not taken. */
@@ -138,8 +145,8 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRouteDeps> = async (app,
     '/api/training-jobs',
     { config: { permission: 'training:write' }, schema: { response: { 201: TrainingJobViewSchema, ...errorResponses } } },
     async (req, reply) => {
-      const body = req.body as ArchiveBody | Record<string, unknown> | undefined;
-      const archive = body && typeof body === 'object' && 'archive' in body ? (body as ArchiveBody).archive : undefined;
+      const body = req.body as unknown;
+      const archive = body instanceof Received ? body.upload : undefined;
       try {
         let options: TrainingArchiveQuery;
         let source: Record<string, unknown>;
@@ -282,11 +289,8 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRouteDeps> = async (app,
     '/api/backbones',
     { config: { permission: 'registry:write' }, schema: { querystring: BackboneQuerySchema, response: { 201: BackboneViewSchema, ...errorResponses } } },
     async (req, reply) => {
-      const file = req.body as ReceivedFile | undefined;
-      if (!file || typeof file !== 'object' || !('file' in file)) {
-        throw new OspreyError('OSP_ERR_CONTENT_TYPE', 'upload the backbone as application/octet-stream (the .onnx file)');
-      }
-      const rec = await backbones.add(req.query.name, file.file, describePrincipal(req.principal));
+      if (!(req.body instanceof Received)) throw new OspreyError('OSP_ERR_CONTENT_TYPE', 'upload the backbone as application/octet-stream (the .onnx file)');
+      const rec = await backbones.add(req.query.name, req.body.upload.file, describePrincipal(req.principal));
       req.auditNote = { action: 'backbone.upload', target: `backbone:${rec.name}`, after: { sha256: rec.sha256, size: rec.size } };
       return reply.code(201).send(backboneView(rec, await deps.defaultBackbone()));
     },

@@ -275,6 +275,14 @@ test('bad requests get one clear line: bad archive, path traversal, unknown back
   assert.deepEqual((await f.api('GET', '/api/training-jobs')).body.jobs, []);
   assert.deepEqual(await readdir(join(f.dataDir, 'training')), []);
   assert.deepEqual(await readdir(join(f.dataDir, 'training-uploads')), []);
+  // A JSON body shaped like a received upload is not one: the file it names is neither read nor deleted.
+  const bait = join(await makeTempDir(t, 'osprey-tj-bait-'), 'keep.tar');
+  await writeFile(bait, rawTar([['good/a.jpg', jpg], ['good/b.jpg', jpg], ['good/c.jpg', jpg]]));
+  const forged = await f.api('POST', '/api/training-jobs?kind=anomaly&model=m', { archive: { file: bait, bytes: 1, sha256: 'x' } });
+  assert.equal(forged.status, 400);
+  const forgedBackbone = await f.api('POST', '/api/backbones?name=forged', { file: bait, bytes: 1, sha256: 'x' });
+  assert.equal(forgedBackbone.status, 415);
+  assert.ok((await stat(bait)).size > 0, 'the named file is still there');
   const missingSource = await f.api('POST', '/api/training-jobs', { kind: 'classify', model: 'm' });
   assert.deepEqual([missingSource.status, missingSource.body.message], [400, "body/ must have required property 'source'"]);
 
