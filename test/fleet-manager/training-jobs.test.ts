@@ -125,6 +125,7 @@ test('a job from an uploaded archive (anomaly): progress events in order, child 
   const last = seen.at(-1)!;
   assert.equal(last.state, 'succeeded', JSON.stringify(last));
   assert.deepEqual(priorities, [19]);
+  t.diagnostic(`anomaly job (20 good + 6 defect images): ${(last.finishedAt - last.startedAt) / 1000} s from start to registered, ${seen.length} events`);
   const phases = seen.map((j) => j.phase);
   assert.ok(phases.includes('training') || phases.includes('features'), phases.join());
   assert.ok(phases.includes('registering'), phases.join());
@@ -199,9 +200,19 @@ test('a job from images already in the fleet (classify): kept frames by line and
   const last = seen.at(-1)!;
   assert.equal(last.state, 'succeeded', JSON.stringify(last));
   assert.deepEqual(last.modelCard.labels.labels, classes);
+  t.diagnostic(`classify job (12 fleet images, 3 labels): ${(last.finishedAt - last.startedAt) / 1000} s from start to registered`);
   assert.equal(last.modelCard.createdBy, 'user:test-admin');
   const version = await f.api('GET', `/api/models/neu-fleet/versions/${last.resultVersion}`);
   assert.deepEqual([version.status, version.body.task, version.body.trainedBy], [200, 'classification', `training-job:${posted.body.id}`]);
+  // Ready for a shadow stage, like any registered version.
+  const rollout = await f.api('POST', '/api/rollouts', {
+    model: 'neu-fleet',
+    version: last.resultVersion,
+    target: { edges: [edgeId] },
+    stages: [{ name: 'shadow', mode: 'shadow', gates: { minFrames: 10 } }, { name: 'live', mode: 'live', soakSeconds: 0 }],
+  });
+  assert.equal(rollout.status, 201, JSON.stringify(rollout.body));
+  assert.deepEqual([rollout.body.status, rollout.body.stages[0].mode, rollout.body.stages[0].edges.map((e: Job) => e.edgeId)], ['running', 'shadow', [edgeId]]);
 
   // No kept frame matches: too few images, a clear 400.
   const none = await f.api('POST', '/api/training-jobs', { kind: 'classify', model: 'neu-fleet', source: { type: 'fleet', line: 'L2' } });
