@@ -25,6 +25,9 @@ Options:
 ${BACKBONE_HELP}
   --name NAME             package name (default osprey-trained-anomaly)
   --version V             package version (default 1.0.0)
+  --created-by WHO        who asked for it, written into model-card.json as createdBy
+  --progress json         progress as JSON lines on stderr ({"phase","progress","line"}), for
+                          the fleet's training jobs
   -h, --help              this text
 
 osprey train classify: a classifier from one sub-folder of images per label (frozen backbone,
@@ -46,6 +49,34 @@ function defaultBackbone(given: string | undefined, command: string): string {
   return backbone;
 }
 
+/**
+ * Where a trainer's log line puts the run: the phase it names and a rough 0..1 share (features
+ * are most of the time; `features: i/n` lines come every 100 images from models/train/extract.ts).
+ */
+export function progressOf(line: string): { phase: string; progress: number } | undefined {
+  const m = /^features: (\d+)\/(\d+)/.exec(line);
+  if (m) return { phase: 'features', progress: 0.05 + (0.75 * Number(m[1])) / Math.max(1, Number(m[2])) };
+  if (/^features of \d+ images/.test(line)) return { phase: 'fitting', progress: 0.8 };
+  if (/^fitted /.test(line)) return { phase: 'validating', progress: 0.9 };
+  if (/^validation: /.test(line)) return { phase: 'validating', progress: 0.95 };
+  return undefined;
+}
+
+/** The trainer's log: plain lines on stderr, or with `--progress json` one JSON object per line. */
+function trainLog(mode: string | undefined): (line: string) => void {
+  if (mode === undefined) return (line) => console.error(line);
+  if (mode !== 'json') throw new OspreyError('OSP_ERR_USAGE', `--progress must be json, got ${mode}`);
+  process.stderr.write(`${JSON.stringify({ phase: 'features', progress: 0.05, line: 'training started' })}\n`);
+  return (line) => process.stderr.write(`${JSON.stringify({ ...progressOf(line), line })}\n`);
+}
+
+/** Adds createdBy to the package's model card when --created-by was given. */
+async function stampCard(out: string, createdBy: string | undefined): Promise<void> {
+  if (createdBy === undefined) return;
+  const { addCreatedBy } = await import('../models/train/model-card.js');
+  await addCreatedBy(out, createdBy);
+}
+
 function toolVersion(): string {
   try {
     return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? 'unknown';
@@ -65,6 +96,8 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     ...BACKBONE_ARGS,
     name: { type: 'string' },
     version: { type: 'string' },
+    'created-by': { type: 'string' },
+    progress: { type: 'string' },
   });
   if (values.help) {
     console.log(trainHelp);
@@ -73,6 +106,7 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
   if (!values.good) throw new OspreyError('OSP_ERR_USAGE', 'train anomaly needs --good DIR');
   if (!values.out) throw new OspreyError('OSP_ERR_USAGE', 'train anomaly needs --out PKG');
   const backbone = defaultBackbone(values.backbone, 'anomaly');
+  const log = trainLog(values.progress);
   // Loaded here: onnx-proto and onnxruntime are not paid for by `osprey train --help`.
   const { trainAnomaly } = await import('../models/train/train-anomaly.js');
   const { parseOperatingPoint } = await import('../models/train/calibration.js');
@@ -87,8 +121,9 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     name: values.name,
     version: values.version,
     toolVersion: toolVersion(),
-    log: (line) => console.error(line),
+    log,
   });
+  await stampCard(values.out, values['created-by']);
   console.log(JSON.stringify({ out: values.out, operatingPoint: card.operatingPoint, validation: card.validation, timing: card.timing }));
   return 0;
 }
@@ -103,6 +138,8 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     ...BACKBONE_ARGS,
     name: { type: 'string' },
     version: { type: 'string' },
+    'created-by': { type: 'string' },
+    progress: { type: 'string' },
   });
   if (values.help) {
     console.log(trainHelp);
@@ -113,6 +150,7 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
   const fraction = values['val-fraction'] === undefined ? undefined : Number(values['val-fraction']);
   if (fraction !== undefined && !(fraction >= 0 && fraction < 1)) throw new OspreyError('OSP_ERR_USAGE', `--val-fraction must be a number in [0, 1), got ${values['val-fraction']}`);
   const backbone = defaultBackbone(values.backbone, 'classify');
+  const log = trainLog(values.progress);
   const { trainClassify } = await import('../models/train/train-classify.js');
   const { card } = await trainClassify({
     data: values.data,
@@ -124,8 +162,9 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     name: values.name,
     version: values.version,
     toolVersion: toolVersion(),
-    log: (line) => console.error(line),
+    log,
   });
+  await stampCard(values.out, values['created-by']);
   console.log(JSON.stringify({ out: values.out, validation: card.validation, timing: card.timing }));
   return 0;
 }

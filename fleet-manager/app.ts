@@ -26,6 +26,7 @@ import { authRoutes } from './routes/auth.js';
 import { userRoutes } from './routes/users.js';
 import { createSignInLimiter, type SignInLimiter } from './sign-in-limiter.js';
 import { FLEET_DEFAULTS } from './config.js';
+import { trainingRoutes, type TrainingRouteDeps } from './routes/training.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -55,6 +56,8 @@ export interface AppDeps {
   enroll?: Omit<EnrollRouteDeps, 'identity'>;
   /** Sessions and sign-in (defaults: config auth.*; a limiter on the app's clock). */
   auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter; /** false: every request is anonymous (config auth.enabled). */ enabled?: boolean };
+  /** Training jobs and backbones (issue 15); absent: no training routes. */
+  training?: TrainingRouteDeps;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -128,6 +131,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(configRoutes, routeDeps);
     await app.register(rolloutRoutes, routeDeps);
   }
+  if (deps.training) await app.register(trainingRoutes, deps.training);
   return app;
 }
 

@@ -110,6 +110,24 @@ export const FleetConfigSchema = Type.Object(
         strict,
       ),
     ),
+    training: Type.Optional(
+      Type.Object(
+        {
+          defaultBackbone: Type.Optional(
+            Type.Union([Type.String({ minLength: 1 }), Type.Null()], {
+              description: 'backbone jobs use when they name none: a backbone name in the fleet, or a path to an ONNX file or package folder (registered at start; relative to the config file)',
+            }),
+          ),
+          maxArchiveBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'largest training archive upload' })),
+          maxImages: Type.Optional(Type.Integer({ minimum: 3, maximum: 1_000_000, description: 'most images one training job takes' })),
+          maxScannedResults: Type.Optional(Type.Integer({ minimum: 100, description: 'most result rows a job from fleet images reads looking for kept frames' })),
+          maxBackboneBytes: Type.Optional(Type.Integer({ minimum: 1024, description: 'largest backbone upload' })),
+          timeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 86_400_000, description: 'longest a training job may run' })),
+          maxRssBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024 * 1024, description: 'most memory the trainer process may use' })),
+        },
+        { ...strict, description: 'training jobs on the fleet (docs/TRAINING.md "Training on the fleet")' },
+      ),
+    ),
     convergence: Type.Optional(
       Type.Object(
         {
@@ -151,6 +169,16 @@ export interface FleetConfig {
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
   auth: { enabled: boolean; sessionTtlMs: number };
+  training: {
+    /** A backbone name, or an absolute path; null: the SqueezeNet under $OSPREY_DATA when no backbone exists. */
+    defaultBackbone: string | null;
+    maxArchiveBytes: number;
+    maxImages: number;
+    maxScannedResults: number;
+    maxBackboneBytes: number;
+    timeoutMs: number;
+    maxRssBytes: number;
+  };
 }
 
 /** The `tls` section with absolute paths. */
@@ -174,6 +202,14 @@ export const FLEET_DEFAULTS = {
   convergence: { graceMs: 60_000 },
   // A working day: people sign in once per shift.
   auth: { enabled: true, sessionTtlMs: 12 * 3_600_000 },
+  training: {
+    maxArchiveBytes: 2 * 1024 ** 3,
+    maxImages: 20_000,
+    maxScannedResults: 1_000_000,
+    maxBackboneBytes: 512 * 1024 * 1024,
+    timeoutMs: 30 * 60_000,
+    maxRssBytes: 4 * 1024 ** 3,
+  },
 } as const;
 
 /**
@@ -219,7 +255,18 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
     auth: { ...FLEET_DEFAULTS.auth, ...c.auth },
+    training: {
+      ...FLEET_DEFAULTS.training,
+      ...c.training,
+      defaultBackbone: defaultBackboneOf(c.training?.defaultBackbone ?? null, baseDir),
+    },
   };
+}
+
+/** A backbone name as is; anything path-like (a separator or `.onnx`) resolved against baseDir. */
+function defaultBackboneOf(value: string | null, baseDir: string): string | null {
+  if (value === null) return null;
+  return /[/\\]|\.onnx$/i.test(value) ? resolve(baseDir, value) : value;
 }
 
 /** Command-line overrides (`--port`, `--mqtt-port`, `--broker`, `--data`), applied over the file. */

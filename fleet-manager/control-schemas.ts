@@ -41,6 +41,7 @@ export const ModelVersionViewSchema = Type.Object(
     task: Type.String(),
     createdAt: EpochMs,
     uploadedBy: Nullable(Type.String({ description: 'who registered it (user:NAME, cli); null: before issue 14' })),
+    trainedBy: Type.Optional(Nullable(Type.String({ description: 'training-job:ID when the fleet trained it (signed by the fleet key); null: uploaded' }))),
     manifest: Type.Object({}, { additionalProperties: true }),
   },
   strict,

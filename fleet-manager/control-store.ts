@@ -27,6 +27,8 @@ export interface ModelVersionRecord {
   createdAt: number;
   /** Who registered it (`user:alice`, `cli`); null for versions registered before issue 14. */
   uploadedBy: string | null;
+  /** The fleet training job that made it (`training-job:ID`; docs/SECURITY.md "Models are code"); null: uploaded. */
+  trainedBy?: string | null;
 }
 
 export interface ModelSummary {
@@ -180,6 +182,7 @@ interface VersionRow {
   manifest: string;
   created_at: number;
   uploaded_by: string | null;
+  trained_by: string | null;
 }
 
 interface PinRow {
@@ -210,7 +213,7 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
   // Who did it (issue 14): files made before have the tables without these columns.
-  addMissingColumns(db, 'model_versions', [['uploaded_by', 'TEXT']]);
+  addMissingColumns(db, 'model_versions', [['uploaded_by', 'TEXT'], ['trained_by', 'TEXT']]);
   addMissingColumns(db, 'rollouts', [['created_by', 'TEXT']]);
   // Issue 14: the signing key's id (versions registered before it were signed by the fleet key).
   if (!(db.prepare('PRAGMA table_info(model_versions)').all() as { name: string }[]).some((c) => c.name === 'key_id')) {
@@ -222,8 +225,8 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
     getVersion: db.prepare<[string, string], VersionRow>('SELECT * FROM model_versions WHERE name = ? AND version = ?'),
     getVersionBySha: db.prepare<[string], VersionRow>('SELECT * FROM model_versions WHERE sha256 = ?'),
     insertVersion: db.prepare(
-      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, key_id, manifest, created_at, uploaded_by)
-       VALUES (@name, @version, @sha256, @size, @signature, @keyId, @manifest, @createdAt, @uploadedBy)`,
+      `INSERT OR IGNORE INTO model_versions (name, version, sha256, size, signature, key_id, manifest, created_at, uploaded_by, trained_by)
+       VALUES (@name, @version, @sha256, @size, @signature, @keyId, @manifest, @createdAt, @uploadedBy, @trainedBy)`,
     ),
     listModels: db.prepare<[], { name: string; versions: number; latest: string; updated: number }>(
       // The newest version per model: SQLite returns the bare column of the row holding max().
@@ -310,7 +313,7 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
       return row ? toVersion(row) : null;
     },
     async insertVersion(rec) {
-      const changes = st.insertVersion.run({ ...rec, manifest: JSON.stringify(rec.manifest) }).changes;
+      const changes = st.insertVersion.run({ ...rec, manifest: JSON.stringify(rec.manifest), trainedBy: rec.trainedBy ?? null }).changes;
       return changes === 1;
     },
     async listFleetSignedVersions() {
@@ -399,6 +402,7 @@ function toVersion(row: VersionRow): ModelVersionRecord {
     manifest: JSON.parse(row.manifest) as Manifest,
     createdAt: row.created_at,
     uploadedBy: row.uploaded_by,
+    trainedBy: row.trained_by ?? null,
   };
 }
 

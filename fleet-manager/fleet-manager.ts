@@ -32,6 +32,10 @@ import { limitClientPackets } from '../protocol/mqtt-packet-limit.js';
 import { loadFleetTls } from './tls-files.js';
 import { FLEET_CLIENT_ID_PREFIX, FLEET_MQTT_USERNAME } from './broker-auth.js';
 import { BROKER_SECRET_FILE, newBrokerSecret, readBrokerSecret } from './broker-secret.js';
+import { openSqliteTrainingStore, type TrainingStore } from './training-store.js';
+import { openSqliteBackboneStore } from './backbone-store.js';
+import { createBackbones } from './backbones.js';
+import { createTrainingRunner } from './training-runner.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -138,6 +142,23 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       check: { timeoutMs: config.registry.checkTimeoutMs, maxRssBytes: config.registry.checkMaxRssBytes },
     });
     await registry.resignLegacy();
+    // Training jobs (issue 15): their store and backbones beside the registry; the runner starts with the rest.
+    const trainingStore: TrainingStore = openSqliteTrainingStore({ file: dbFile, logger: child('training') });
+    started.push({ name: 'training-store', close: () => trainingStore.close() });
+    const backboneStore = openSqliteBackboneStore(dbFile);
+    started.push({ name: 'backbone-store', close: () => backboneStore.close() });
+    const backbones = createBackbones({ store: backboneStore, dataDir: config.dataDir, logger: child('training') });
+    const configuredBackbone = await backbones.ensureDefault(config.training.defaultBackbone, process.env.OSPREY_DATA);
+    const trainer = createTrainingRunner({
+      store: trainingStore,
+      registry,
+      control,
+      backbones,
+      workRoot: join(config.dataDir, 'training'),
+      logger: child('training'),
+      timeoutMs: config.training.timeoutMs,
+      maxRssBytes: config.training.maxRssBytes,
+    });
     // With TLS only HTTPS and MQTTS listen; the files are checked before anything starts.
     const tlsFiles = config.tls ? await loadFleetTls(config.tls) : undefined;
 
@@ -209,6 +230,18 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
+      training: {
+        jobs: trainingStore,
+        runner: trainer,
+        backbones,
+        defaultBackbone: () => backbones.defaultName(configuredBackbone),
+        control,
+        results: store,
+        images,
+        uploadDir: join(config.dataDir, 'training-uploads'),
+        limits: config.training,
+        now: Date.now,
+      },
     });
     httpApp = app;
     started.push({ name: 'http', close: () => app.close() });
@@ -225,6 +258,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     started.push({ name: 'rollouts', close: () => engine.stop() });
     convergence.start();
     started.push({ name: 'convergence', close: () => convergence.stop() });
+    await trainer.start();
+    started.push({ name: 'training', close: () => trainer.stop() });
     log.info({ httpUrl, mqttUrl }, 'fleet manager started');
     return { httpUrl, mqttUrl };
   }

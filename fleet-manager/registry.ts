@@ -7,13 +7,13 @@
  * again is a no-op, a different one under an existing version is refused.
  */
 import { mkdirSync } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseManifest } from '../models/manifest-check.js';
 import { MANIFEST_FILE } from '../models/package-reader.js';
 import type { KeyObject } from 'node:crypto';
-import { createPublicKey, verify } from 'node:crypto';
+import { createHash, createPublicKey, verify } from 'node:crypto';
 import { FLEET_KEY_ID, signArtifact, verifyTrusted, type ArtifactIdentity } from '../models/artifact-signature.js';
 import { checkModelInChild } from '../models/model-check.js';
 import { parsePackageSignature, signedIdentity, SIGNATURE_FILE } from '../models/package-signature.js';
@@ -61,6 +61,14 @@ export interface Registry {
   /** Validates, stores, signs and records a package as a version of `name`. */
   addVersion(name: string, upload: PackageUpload, opts?: { uploadedBy?: string }): Promise<AddVersionResult>;
   /**
+   * The fleet's own artifact: a package a fleet training job wrote to `dir`. Checked like an
+   * upload (manifest, checksums, the model run in a child) but signed with the fleet key instead
+   * of needing a publisher signature, and recorded with its provenance (`trainedBy`
+   * `training-job:ID`, `uploadedBy` the user who started the job). Not reachable from any upload
+   * route (docs/SECURITY.md "Models are code").
+   */
+  addTrainedVersion(name: string, dir: string, provenance: { jobId: string; user: string }): Promise<AddVersionResult>;
+  /**
    * Re-signs the versions the fleet key signed in the v1 statement format (before issue 14:
    * name, version and sha256 only) with the current one, so an upgrade keeps them deployable to
    * edges that trust the fleet key. Returns how many were re-signed.
@@ -94,13 +102,14 @@ export function createRegistry(opts: RegistryOptions): Registry {
   // Artifacts are never deleted yet, so the sum only grows from what is on disk now.
   let used = blobBytes(root);
 
-  async function add(name: string, upload: PackageUpload, uploadedBy: string | null): Promise<AddVersionResult> {
+  async function add(name: string, upload: PackageUpload, uploadedBy: string | null, trainedBy: string | null = null): Promise<AddVersionResult> {
     const source = 'files' in upload ? directorySource(upload.files) : await archiveFileSource(upload.archiveFile.file);
     const manifest = await checkPackage(name, source);
     // Canonical: the same package has one sha256 however it was tarred or uploaded.
     const { sha256, size } = await canonicalDigest(source);
     const identity: ArtifactIdentity = { name, version: manifest.version, sha256, size, pluginSha256: manifest.postprocess?.sha256 ?? null };
-    const signed = await signatureOf(source, identity);
+    // Only addTrainedVersion passes trainedBy: the fleet signs what it made itself.
+    const signed = trainedBy !== null ? { signature: signArtifact(identity, keys.privateKey), keyId: FLEET_KEY_ID } : await signatureOf(source, identity);
     const existing = await store.getVersion(name, manifest.version);
     if (existing) {
       if (existing.sha256 === sha256) return { record: existing, created: false };
@@ -128,11 +137,12 @@ export function createRegistry(opts: RegistryOptions): Registry {
       manifest,
       createdAt: now(),
       uploadedBy,
+      trainedBy,
     };
     if (!(await store.insertVersion(record))) {
       throw new OspreyError('OSP_ERR_CONFLICT', `${name}@${manifest.version} or an identical package is already registered`);
     }
-    log.info({ model: name, version: manifest.version, sha256, size, keyId: record.keyId, uploadedBy, plugin: identity.pluginSha256 !== null }, 'model version registered');
+    log.info({ model: name, version: manifest.version, sha256, size, keyId: record.keyId, uploadedBy, trainedBy, plugin: identity.pluginSha256 !== null }, 'model version registered');
     return { record, created: true };
   }
 
@@ -190,6 +200,12 @@ export function createRegistry(opts: RegistryOptions): Registry {
       tail = result.catch(() => undefined);
       return result;
     },
+    async addTrainedVersion(name, dir, provenance) {
+      const files = await filesOf(dir);
+      const result = tail.then(() => add(name, { files }, provenance.user, `training-job:${provenance.jobId}`));
+      tail = result.catch(() => undefined);
+      return result;
+    },
     artifact(rec, baseUrl) {
       return {
         name: rec.name,
@@ -203,6 +219,17 @@ export function createRegistry(opts: RegistryOptions): Registry {
       };
     },
   };
+}
+
+/** A package folder as the multipart upload form describes it (sizes and sha256 of each file). */
+async function filesOf(dir: string): Promise<ReceivedFiles> {
+  const files = new Map<string, { size: number; sha256: string }>();
+  for (const name of await readdir(dir)) {
+    if (name === SIGNATURE_FILE) continue; // the fleet signs it; a stray signature.json is not the package's
+    const bytes = await readFile(join(dir, name));
+    files.set(name, { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+  }
+  return { dir, files };
 }
 
 /** Whether `rec.signature` is `key`'s signature of the pre-issue-14 statement (name, version, sha256). */

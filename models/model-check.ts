@@ -27,7 +27,7 @@ export interface ModelCheckOptions {
 }
 
 /** Resident set of a process in bytes (Linux /proc), or undefined where it cannot be read. */
-async function rssOf(pid: number): Promise<number | undefined> {
+export async function rssOf(pid: number): Promise<number | undefined> {
   try {
     const statm = await readFile(`/proc/${pid}/statm`, 'utf8');
     return Number(statm.split(' ')[1]) * 4096;

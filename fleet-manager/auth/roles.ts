@@ -21,6 +21,8 @@ export const PERMISSIONS = [
   'registry:write',
   // Start rollouts.
   'rollouts:write',
+  // Start and cancel training jobs on the fleet (issue 15).
+  'training:write',
   // Download model artifacts (edges, and people who release them).
   'artifacts:read',
   // Upload result images (an edge, for its own results only).
@@ -45,7 +47,7 @@ export const ROLE_PERMISSIONS: Readonly<Record<Role, ReadonlySet<Permission>>> =
   viewer: new Set(VIEWER),
   inspector: new Set([...VIEWER, 'results:read', 'results:review']),
   operator: new Set([...VIEWER, 'results:read', 'config:write', 'rollouts:control']),
-  'release-manager': new Set([...VIEWER, 'results:read', 'registry:write', 'rollouts:write', 'rollouts:control', 'artifacts:read']),
+  'release-manager': new Set([...VIEWER, 'results:read', 'registry:write', 'rollouts:write', 'rollouts:control', 'artifacts:read', 'training:write']),
   admin: new Set(PERMISSIONS.filter((p) => p !== 'public' && p !== 'images:upload')),
 };
 

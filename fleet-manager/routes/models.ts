@@ -39,7 +39,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   const { store, registry } = control;
   const view = (rec: ModelVersionRecord): ModelVersionView => {
     const a = registry.artifact(rec, control.baseUrl());
-    return { ...a, keyId: rec.keyId, task: rec.manifest.task, createdAt: rec.createdAt, uploadedBy: rec.uploadedBy, manifest: rec.manifest };
+    return { ...a, keyId: rec.keyId, task: rec.manifest.task, createdAt: rec.createdAt, uploadedBy: rec.uploadedBy, trainedBy: rec.trainedBy ?? null, manifest: rec.manifest };
   };
 
   // Both upload forms go to disk as they arrive (never whole in memory); only this plugin's routes see these parsers.

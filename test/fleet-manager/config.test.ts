@@ -28,7 +28,11 @@ test('config: an empty config gets every default', () => {
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
     auth: { enabled: true, sessionTtlMs: 12 * 3_600_000 },
+    training: { defaultBackbone: null, maxArchiveBytes: 2 * 1024 ** 3, maxImages: 20_000, maxScannedResults: 1_000_000, maxBackboneBytes: 512 * 1024 * 1024, timeoutMs: 30 * 60_000, maxRssBytes: 4 * 1024 ** 3 },
   });
+  // training.defaultBackbone: a name as is, a path against the config file's folder.
+  assert.equal(resolveFleetConfig({ training: { defaultBackbone: 'squeezenet-fp16' } }, '/x').training.defaultBackbone, 'squeezenet-fp16');
+  assert.equal(resolveFleetConfig({ training: { defaultBackbone: 'models/sq/model.onnx' } }, '/x').training.defaultBackbone, '/x/models/sq/model.onnx');
   const partial = resolveFleetConfig({ http: { port: 0 }, brokerUrl: 'mqtt://broker:1883', logLevel: 'warn' }, '/x');
   assert.deepEqual(partial.http, { host: '0.0.0.0', port: 0 });
   assert.equal(partial.brokerUrl, 'mqtt://broker:1883');
@@ -104,6 +108,7 @@ test('config: command-line overrides win over the file and are checked with it',
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
     auth: { enabled: true, sessionTtlMs: 12 * 3_600_000 },
+    training: { defaultBackbone: null, maxArchiveBytes: 2 * 1024 ** 3, maxImages: 20_000, maxScannedResults: 1_000_000, maxBackboneBytes: 512 * 1024 * 1024, timeoutMs: 30 * 60_000, maxRssBytes: 4 * 1024 ** 3 },
   });
   assert.equal((await loadFleetConfig(undefined, { httpPort: 1 })).http.port, 1);
   await assert.rejects(loadFleetConfig(undefined, { brokerUrl: 'nope' }), (err) => isOspreyError(err, 'OSP_ERR_CONFIG') && /\/brokerUrl/.test(err.message));

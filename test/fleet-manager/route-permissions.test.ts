@@ -71,6 +71,10 @@ test('every route of a full fleet declares a known permission; a route without o
   assert.equal(byRoute.get('PUT /api/results/:edgeId/:seq/image'), 'images:upload');
   assert.equal(byRoute.get('GET /api/results'), 'results:read');
   assert.equal(byRoute.get('GET /api/audit'), 'audit:read');
+  assert.equal(byRoute.get('POST /api/training-jobs'), 'training:write');
+  assert.equal(byRoute.get('POST /api/training-jobs/:id/cancel'), 'training:write');
+  assert.equal(byRoute.get('GET /api/training-jobs/:id/events'), 'fleet:read');
+  assert.equal(byRoute.get('POST /api/backbones'), 'registry:write');
 
   const bare = Fastify();
   installAuthorization(bare, { identity: {} as IdentityStore, logger: pino({ level: 'silent' }) });
@@ -149,6 +153,13 @@ const MATRIX: { method: string; path: string; body?: unknown; allowed: readonly 
   { method: 'POST', path: '/api/rollouts/ro-none/promote', allowed: only('admin', 'release-manager') },
   { method: 'POST', path: '/api/rollouts', body: {}, allowed: only('admin', 'release-manager') },
   { method: 'POST', path: '/api/models/m/versions', body: {}, allowed: only('admin', 'release-manager') },
+  { method: 'POST', path: '/api/training-jobs', body: {}, allowed: only('admin', 'release-manager') },
+  { method: 'POST', path: '/api/training-jobs/tj-none/cancel', allowed: only('admin', 'release-manager') },
+  { method: 'GET', path: '/api/training-jobs', allowed: PEOPLE },
+  { method: 'GET', path: '/api/training-jobs/tj-none/logs', allowed: PEOPLE },
+  { method: 'GET', path: '/api/backbones', allowed: PEOPLE },
+  { method: 'POST', path: '/api/backbones?name=b', body: {}, allowed: only('admin', 'release-manager') },
+  { method: 'DELETE', path: '/api/backbones/b', allowed: only('admin', 'release-manager') },
   { method: 'GET', path: `/api/artifacts/${'a'.repeat(64)}`, allowed: only('admin', 'release-manager', 'edge') },
   { method: 'PUT', path: '/api/results/edge-1/1/image', allowed: only('edge') },
   { method: 'GET', path: '/api/users', allowed: only('admin') },

@@ -1,0 +1,90 @@
+/**
+ * The fleet's backbone registry records (issue 15): which ONNX backbones training jobs may name,
+ * by name, with the sha256 of the file kept under `dataDir/backbones` (backbones.ts). One
+ * narrow, asynchronous interface; the SQLite implementation opens its own connection to `fleet.db`.
+ */
+import Database from 'better-sqlite3';
+
+export interface BackboneRecord {
+  name: string;
+  sha256: string;
+  size: number;
+  /** Who added it (`user:alice`), or `fleet` for one registered from configuration. */
+  uploadedBy: string;
+  createdAt: number;
+}
+
+export interface BackboneStore {
+  /** Inserts a backbone; false when the name is taken. */
+  insert(rec: BackboneRecord): Promise<boolean>;
+  get(name: string): Promise<BackboneRecord | null>;
+  /** Oldest first. */
+  list(): Promise<BackboneRecord[]>;
+  /** Deletes by name; returns the record deleted, or null. */
+  delete(name: string): Promise<BackboneRecord | null>;
+  /** How many names point at this file. */
+  countSha(sha256: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS backbones (
+  name TEXT PRIMARY KEY,
+  sha256 TEXT NOT NULL,
+  size INTEGER NOT NULL,
+  uploaded_by TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+`;
+
+interface Row {
+  name: string;
+  sha256: string;
+  size: number;
+  uploaded_by: string;
+  created_at: number;
+}
+
+const toRecord = (r: Row): BackboneRecord => ({ name: r.name, sha256: r.sha256, size: r.size, uploadedBy: r.uploaded_by, createdAt: r.created_at });
+
+/** Opens the backbone records on the fleet database file. */
+export function openSqliteBackboneStore(file: string): BackboneStore {
+  const db = new Database(file);
+  db.pragma('journal_mode = WAL');
+  db.pragma('busy_timeout = 5000');
+  db.exec(SCHEMA);
+  const st = {
+    insert: db.prepare<Row>('INSERT OR IGNORE INTO backbones (name, sha256, size, uploaded_by, created_at) VALUES (@name, @sha256, @size, @uploaded_by, @created_at)'),
+    get: db.prepare<[string], Row>('SELECT * FROM backbones WHERE name = ?'),
+    list: db.prepare<[], Row>('SELECT * FROM backbones ORDER BY created_at, name'),
+    delete: db.prepare<[string]>('DELETE FROM backbones WHERE name = ?'),
+    countSha: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM backbones WHERE sha256 = ?'),
+  };
+  let closed = false;
+  return {
+    async insert(rec) {
+      return st.insert.run({ name: rec.name, sha256: rec.sha256, size: rec.size, uploaded_by: rec.uploadedBy, created_at: rec.createdAt }).changes === 1;
+    },
+    async get(name) {
+      const r = st.get.get(name);
+      return r ? toRecord(r) : null;
+    },
+    async list() {
+      return st.list.all().map(toRecord);
+    },
+    async delete(name) {
+      const r = st.get.get(name);
+      if (!r) return null;
+      st.delete.run(name);
+      return toRecord(r);
+    },
+    async countSha(sha256) {
+      return st.countSha.get(sha256)!.n;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}

@@ -1,0 +1,317 @@
+/**
+ * Runs the fleet's training jobs one at a time (others wait queued): `osprey train` in a child
+ * process at the lowest CPU priority (nice 19), so ingest and rollouts are not starved, bounded
+ * in time and memory, its progress read from `--progress json` lines and its log kept bounded.
+ * A finished package is registered through the registry's internal path (the fleet's own
+ * artifact, signed with the fleet key, with its provenance). Cancel kills the child's process
+ * group; the job's temp folder goes whatever the outcome. A fleet restart finds jobs still
+ * marked running: they are failed ("interrupted by a fleet restart") and their folders removed.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import { mkdirSync } from 'node:fs';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { setPriority } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import { rssOf } from '../models/model-check.js';
+import { MODEL_CARD_FILE } from '../models/train/model-card.js';
+import { OspreyError, oneLine, safeLine } from '../protocol/errors.js';
+import type { Backbones } from './backbones.js';
+import type { ControlStore } from './control-store.js';
+import type { Registry } from './registry.js';
+import type { TrainingJob, TrainingJobPatch, TrainingStore } from './training-store.js';
+
+/** The CLI the child runs (the built dist/cli/osprey.js beside this file's folder). */
+const CLI = fileURLToPath(new URL('../cli/osprey.js', import.meta.url));
+/** The lowest scheduling priority on Linux and macOS. */
+export const TRAINING_NICE = 19;
+export const RESTART_ERROR = 'interrupted by a fleet restart';
+const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
+export const isTerminal = (job: TrainingJob) => TERMINAL.has(job.state);
+
+export interface TrainingRunnerOptions {
+  store: TrainingStore;
+  registry: Pick<Registry, 'addTrainedVersion'>;
+  control: Pick<ControlStore, 'listVersions' | 'getVersion'>;
+  backbones: Pick<Backbones, 'resolve'>;
+  /** Where job folders live (`<root>/<job id>`). */
+  workRoot: string;
+  logger: Logger;
+  /** Longest a trainer may run, and its largest resident memory; then it is killed and the job fails. */
+  timeoutMs: number;
+  maxRssBytes: number;
+  now?: () => number;
+}
+
+export interface TrainingRunner {
+  /** Fails jobs a previous process left running, removes stray folders, and starts the queue. */
+  start(): Promise<void>;
+  /** The folder a new job's images go to. */
+  workDirFor(id: string): string;
+  /** Stores a queued job and runs it when its turn comes. */
+  submit(job: TrainingJob): Promise<void>;
+  /** Cancels a queued or running job (a running one once its child is gone); OSP_ERR_CONFLICT when it has finished. */
+  cancel(id: string): Promise<TrainingJob>;
+  /** Calls `listener` with the job after each change; returns the unsubscribe. `onClose` runs when the runner stops. */
+  subscribe(id: string, listener: (job: TrainingJob) => void, onClose: () => void): () => void;
+  /** Kills a running child (its job stays running in the store: the next start fails it) and ends every subscription. */
+  stop(): Promise<void>;
+}
+
+/** The next patch version after the highest `x.y.z` among `versions`, or 1.0.0. */
+export function nextPatchVersion(versions: readonly string[]): string {
+  let best: [number, number, number] | undefined;
+  for (const v of versions) {
+    const m = /^(\d+)\.(\d+)\.(\d+)$/.exec(v);
+    if (!m) continue;
+    const t: [number, number, number] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    if (!best || t[0] > best[0] || (t[0] === best[0] && (t[1] > best[1] || (t[1] === best[1] && t[2] > best[2])))) best = t;
+  }
+  return best ? `${best[0]}.${best[1]}.${best[2] + 1}` : '1.0.0';
+}
+
+interface Running {
+  id: string;
+  child: ChildProcess;
+  closed: Promise<void>;
+  /** Why the runner killed it (cancel, timeout, memory, stop). */
+  killedFor?: 'cancel' | 'stop' | string;
+}
+
+/** Kills a child and every process of its group. */
+function killGroup(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    child.kill('SIGKILL');
+  }
+}
+
+/** Creates the runner; nothing runs before start(). */
+export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunner {
+  const { store, logger: log } = opts;
+  const now = opts.now ?? Date.now;
+  const events = new EventEmitter();
+  events.setMaxListeners(0);
+  mkdirSync(opts.workRoot, { recursive: true });
+  let running: Running | undefined;
+  let stopped = false;
+  let kicking = false;
+
+  const workDirFor = (id: string) => join(opts.workRoot, id);
+
+  async function patch(id: string, p: TrainingJobPatch): Promise<TrainingJob | null> {
+    const job = await store.updateJob(id, p);
+    if (job) events.emit(`job:${id}`, job);
+    return job;
+  }
+
+  /** Runs queued jobs one after another until none is left. */
+  async function kick(): Promise<void> {
+    if (kicking || running || stopped) return;
+    kicking = true;
+    try {
+      for (;;) {
+        if (stopped) return;
+        const job = await store.nextQueued();
+        if (!job) return;
+        await runJob(job).catch((err: unknown) => log.error({ err, jobId: job.id }, 'training job failed unexpectedly'));
+      }
+    } finally {
+      kicking = false;
+    }
+  }
+
+  async function finish(id: string, p: TrainingJobPatch): Promise<void> {
+    const job = await store.getJob(id);
+    if (job?.workDir) await rm(job.workDir, { recursive: true, force: true });
+    await patch(id, { ...p, phase: 'done', finishedAt: now(), workDir: null, pid: null });
+  }
+
+  async function runJob(job: TrainingJob): Promise<void> {
+    const workDir = job.workDir ?? workDirFor(job.id);
+    let version: string;
+    let backboneFile: string;
+    try {
+      version = job.requestedVersion ?? nextPatchVersion((await opts.control.listVersions(job.model)).map((v) => v.version));
+      if (await opts.control.getVersion(job.model, version)) throw new OspreyError('OSP_ERR_CONFLICT', `${job.model}@${version} already exists`);
+      backboneFile = (await opts.backbones.resolve(job.backbone)).file;
+    } catch (err) {
+      await finish(job.id, { state: 'failed', error: safeLine(oneLine(err as Error)) });
+      return;
+    }
+    // Cancelled while it waited for its turn (or just now): nothing to start.
+    if ((await store.getJob(job.id))?.state !== 'queued') return;
+    const data = join(workDir, 'data');
+    const out = join(workDir, 'out');
+    const args = [CLI, 'train', job.kind];
+    if (job.kind === 'anomaly') {
+      args.push('--good', join(data, 'good'));
+      if ((job.counts.defects ?? 0) > 0) args.push('--defects', join(data, 'defects'));
+      if (job.options.operatingPoint) args.push('--operating-point', job.options.operatingPoint);
+    } else {
+      args.push('--data', data);
+      if (job.options.valFraction !== undefined) args.push('--val-fraction', String(job.options.valFraction));
+      if (job.options.goodLabel) args.push('--good-label', job.options.goodLabel);
+    }
+    args.push('--out', out, '--backbone', backboneFile, '--name', job.model, '--version', version, '--created-by', job.createdBy, '--progress', 'json');
+
+    // Its own process group (detached), so a cancel kills whatever it started too.
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let closedResolve!: () => void;
+    const closed = new Promise<void>((resolve) => (closedResolve = resolve));
+    const r: Running = { id: job.id, child, closed };
+    running = r;
+    if (child.pid !== undefined) {
+      try {
+        setPriority(child.pid, TRAINING_NICE);
+      } catch (err) {
+        log.warn({ err, jobId: job.id }, 'cannot lower the trainer priority');
+      }
+    }
+    await patch(job.id, { state: 'running', phase: 'training', progress: 0.05, startedAt: now(), version, pid: child.pid ?? null });
+    log.info({ jobId: job.id, kind: job.kind, model: job.model, version, pid: child.pid }, 'training job started');
+
+    const kill = (why: string) => {
+      r.killedFor ??= why;
+      killGroup(child);
+    };
+    const timer = setTimeout(() => kill(`did not finish within ${opts.timeoutMs} ms (training.timeoutMs)`), opts.timeoutMs);
+    const watch = setInterval(() => {
+      if (child.pid === undefined) return;
+      void rssOf(child.pid).then((rss) => {
+        if (rss !== undefined && rss > opts.maxRssBytes) kill(`used more than ${opts.maxRssBytes} bytes of memory (training.maxRssBytes)`);
+      });
+    }, 200);
+
+    let lastPlain = '';
+    let progress = 0.05;
+    let pending: Promise<unknown> = Promise.resolve();
+    const onLine = (text: string) => {
+      if (!text.trim()) return;
+      let line = text;
+      let next: { phase?: string; progress?: number } | undefined;
+      try {
+        const j = JSON.parse(text) as { line?: unknown; phase?: unknown; progress?: unknown };
+        if (typeof j.line === 'string') line = j.line;
+        next = { ...(typeof j.phase === 'string' && { phase: j.phase }), ...(typeof j.progress === 'number' && { progress: j.progress }) };
+      } catch {
+        lastPlain = text;
+      }
+      // In order: each line's log and progress are stored before the next one's.
+      pending = pending.then(async () => {
+        await store.appendLog(job.id, [{ ts: now(), line }]);
+        if (next?.phase !== undefined && next.progress !== undefined && next.progress >= progress) {
+          progress = Math.min(next.progress, 0.95);
+          await patch(job.id, { phase: next.phase, progress });
+        }
+      });
+    };
+    const lines = (stream: NodeJS.ReadableStream) => {
+      let buf = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        buf += chunk;
+        // A line longer than this is cut: the child cannot fill the fleet's memory.
+        if (buf.length > 64 * 1024 && !buf.includes('\n')) buf = `${buf.slice(0, 1000)}…\n`;
+        let i;
+        while ((i = buf.indexOf('\n')) >= 0) {
+          onLine(buf.slice(0, i));
+          buf = buf.slice(i + 1);
+        }
+      });
+      stream.on('end', () => onLine(buf));
+    };
+    lines(child.stderr!);
+    lines(child.stdout!);
+
+    const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+      child.on('error', (error) => resolve({ code: null, signal: null, error }));
+      child.on('close', (code, signal) => resolve({ code, signal }));
+    });
+    clearTimeout(timer);
+    clearInterval(watch);
+    await pending.catch((err: unknown) => log.warn({ err, jobId: job.id }, 'training log not stored'));
+    try {
+      if (r.killedFor === 'stop') return; // the fleet is closing: the next start fails it
+      if (r.killedFor === 'cancel') {
+        await finish(job.id, { state: 'cancelled', error: 'cancelled' });
+        log.info({ jobId: job.id }, 'training job cancelled');
+        return;
+      }
+      if (exit.code !== 0) {
+        const why = r.killedFor ?? exit.error?.message ?? (lastPlain.replace(/^osprey: /, '') || (exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.code}`));
+        await finish(job.id, { state: 'failed', error: safeLine(`the trainer ${r.killedFor ? '' : 'failed: '}${why}`) });
+        log.warn({ jobId: job.id, reason: why }, 'training job failed');
+        return;
+      }
+      await patch(job.id, { phase: 'registering', progress: Math.max(progress, 0.96), pid: null });
+      try {
+        const added = await opts.registry.addTrainedVersion(job.model, out, { jobId: job.id, user: job.createdBy });
+        const card = JSON.parse(await readFile(join(out, MODEL_CARD_FILE), 'utf8')) as Record<string, unknown>;
+        await finish(job.id, { state: 'succeeded', progress: 1, resultVersion: added.record.version, resultSha256: added.record.sha256, modelCard: card });
+        log.info({ jobId: job.id, model: job.model, version: added.record.version, sha256: added.record.sha256 }, 'training job succeeded');
+      } catch (err) {
+        await finish(job.id, { state: 'failed', error: safeLine(`registering the model failed: ${oneLine(err as Error)}`) });
+      }
+    } finally {
+      running = undefined;
+      closedResolve();
+    }
+  }
+
+  return {
+    workDirFor,
+    async start() {
+      const interrupted = await store.failRunning(RESTART_ERROR, now());
+      for (const j of interrupted) await rm(j.workDir ?? workDirFor(j.id), { recursive: true, force: true });
+      // Folders of jobs that are no longer queued (a crash between steps) are removed too.
+      const keep = new Set<string>();
+      for (const j of await store.listJobs(10_000)) if (j.state === 'queued') keep.add(j.id);
+      for (const name of await readdir(opts.workRoot)) if (!keep.has(name)) await rm(join(opts.workRoot, name), { recursive: true, force: true });
+      void kick();
+    },
+    async submit(job) {
+      await store.insertJob(job);
+      events.emit(`job:${job.id}`, job);
+      void kick();
+    },
+    async cancel(id) {
+      const job = await store.getJob(id);
+      if (!job) throw new OspreyError('OSP_ERR_NOT_FOUND', `no training job ${safeLine(id, 80)}`);
+      if (isTerminal(job)) throw new OspreyError('OSP_ERR_CONFLICT', `training job ${id} has already ${job.state === 'succeeded' ? 'succeeded' : `been ${job.state}`}`);
+      if (running?.id === id) {
+        const r = running;
+        r.killedFor ??= 'cancel';
+        killGroup(r.child);
+        await r.closed;
+      } else {
+        await finish(id, { state: 'cancelled', error: 'cancelled' });
+      }
+      return (await store.getJob(id))!;
+    },
+    subscribe(id, listener, onClose) {
+      const name = `job:${id}`;
+      events.on(name, listener);
+      events.on('close', onClose);
+      return () => {
+        events.off(name, listener);
+        events.off('close', onClose);
+      };
+    },
+    async stop() {
+      stopped = true;
+      const r = running;
+      if (r) {
+        r.killedFor = 'stop';
+        killGroup(r.child);
+        await r.closed;
+      }
+      events.emit('close');
+      events.removeAllListeners();
+    },
+  };
+}
