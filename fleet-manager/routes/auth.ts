@@ -10,6 +10,7 @@ import { SessionInfoSchema, SignInBodySchema, type SignInBody } from '../people-
 import type { IdentityStore, UserRecord } from '../identity-store.js';
 import { SESSION_COOKIE, csrfTokenFor, readCookie } from '../auth/authorize.js';
 import { describePrincipal } from '../auth/principal.js';
+import { ROLE_PERMISSIONS, type Role } from '../auth/roles.js';
 import type { SignInLimiter } from '../sign-in-limiter.js';
 
 export interface AuthRouteDeps {
@@ -28,6 +29,9 @@ export function sessionCookie(token: string | null, maxAgeMs: number, secure: bo
 
 /** A user as the API shows it (never the password hash). */
 export const userView = (u: UserRecord) => ({ id: u.id, username: u.username, role: u.role, disabled: u.disabled, createdAt: u.createdAt, updatedAt: u.updatedAt });
+
+/** The permissions of a role, sorted (the console shows a person only what these allow). */
+const permissionsOf = (role: Role) => [...ROLE_PERMISSIONS[role]].sort();
 
 /** Registers /api/auth/sign-in, /api/auth/sign-out and /api/auth/me. */
 export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) => {
@@ -58,7 +62,7 @@ export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) =
       req.auditNote = { action: 'auth.sign-in', target: `user:${user.username}`, after: { session: record.id, expiresAt: record.expiresAt } };
       req.log.info({ user: user.username, ip: req.ip, session: record.id }, 'signed in');
       reply.header('set-cookie', sessionCookie(token, deps.sessionTtlMs, secure(req)));
-      return { user: userView(user), role: user.role, via: 'session' as const, csrfToken: csrfTokenFor(token) };
+      return { user: userView(user), role: user.role, via: 'session' as const, csrfToken: csrfTokenFor(token), permissions: permissionsOf(user.role) };
     },
   );
 
@@ -79,6 +83,6 @@ export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) =
     const user = await identity.getUser(p.id);
     if (!user) throw new OspreyError('OSP_ERR_UNAUTHENTICATED', 'the user no longer exists');
     const cookie = p.via === 'session' ? readCookie(req.headers.cookie, SESSION_COOKIE) : undefined;
-    return { user: userView(user), role: p.role, via: p.via, csrfToken: cookie === undefined ? null : csrfTokenFor(cookie) };
+    return { user: userView(user), role: p.role, via: p.via, csrfToken: cookie === undefined ? null : csrfTokenFor(cookie), permissions: permissionsOf(p.role) };
   });
 };
