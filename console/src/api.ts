@@ -26,7 +26,7 @@ export interface Api {
   /** Signs in; the answer's CSRF token is kept for later state changes. */
   signIn(username: string, password: string): Promise<SessionInfo>;
   signOut(): Promise<void>;
-  /** The current session, or null when signed out. */
+  /** The current session, or null when signed out (a quiet check: it does not call onSignedOut). */
   me(): Promise<SessionInfo | null>;
 }
 
@@ -34,7 +34,7 @@ export interface Api {
 export function createApi(onSignedOut: () => void): Api {
   let csrf: string | null = null;
 
-  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async function call<T>(method: string, path: string, body?: unknown, quiet = false): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
     if (method !== 'GET' && csrf) headers['x-osprey-csrf'] = csrf;
@@ -42,7 +42,7 @@ export function createApi(onSignedOut: () => void): Api {
     if (res.status === 204) return undefined as T;
     const data = (await res.json().catch(() => ({}))) as { error?: string; message?: string };
     if (!res.ok) {
-      if (res.status === 401 && path !== '/api/auth/sign-in') {
+      if (res.status === 401 && !quiet) {
         csrf = null;
         onSignedOut();
       }
@@ -55,7 +55,8 @@ export function createApi(onSignedOut: () => void): Api {
     get: (path) => call('GET', path),
     post: (path, body) => call('POST', path, body ?? {}),
     async signIn(username, password) {
-      const s = await call<SessionInfo>('POST', '/api/auth/sign-in', { username, password });
+      // A refused sign-in is the form's error, not a session that ended.
+      const s = await call<SessionInfo>('POST', '/api/auth/sign-in', { username, password }, true);
       csrf = s.csrfToken;
       return s;
     },
@@ -65,7 +66,7 @@ export function createApi(onSignedOut: () => void): Api {
     },
     async me() {
       try {
-        const s = await call<SessionInfo>('GET', '/api/auth/me');
+        const s = await call<SessionInfo>('GET', '/api/auth/me', undefined, true);
         csrf = s.csrfToken;
         return s;
       } catch (err) {

@@ -89,9 +89,14 @@ function TelemetryChart({ edge }: { edge: EdgeView }) {
       {
         width: el.clientWidth || 800,
         height: 220,
-        series: [{}, { label: 'fps', stroke: '#2563eb', width: 2 }, { label: 'p95 ms', stroke: '#d97706', width: 2, scale: 'ms' }],
+        series: [
+          {},
+          { label: 'fps', stroke: '#2563eb', width: 2, points: { show: true, size: 5 } },
+          { label: 'p95 ms', stroke: '#d97706', width: 2, dash: [6, 4], scale: 'ms', points: { show: true, size: 5 } },
+        ],
         axes: [{}, { label: 'frames/s' }, { scale: 'ms', side: 1, label: 'ms', grid: { show: false } }],
-        scales: { x: { time: true } },
+        // From the first point on, at least a minute wide (one point alone would stretch the axis over years).
+        scales: { x: { time: true, range: (_u, min, max) => [min - 1, Math.max(max, min + 60)] } },
       },
       points.current,
       el,

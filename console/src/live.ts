@@ -42,10 +42,11 @@ export function useFleet(api: Api): Fleet {
         setFleet((f) => ({ ...f, connected: false }));
         if (source?.readyState !== EventSource.CLOSED) return; // the browser retries by itself
         source = null;
-        // Refused, not dropped: a 401 signs the console out (Api), anything else is retried.
-        void api.me().then(
-          (s) => {
-            if (s && !closed) retry = setTimeout(open, RETRY_MS);
+        // Refused, not dropped: EventSource hides the status, so ask the API; its 401 signs the
+        // console out (Api), anything else is tried again.
+        void api.get('/api/auth/me').then(
+          () => {
+            if (!closed) retry = setTimeout(open, RETRY_MS);
           },
           () => {
             if (!closed) retry = setTimeout(open, RETRY_MS);

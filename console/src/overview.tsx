@@ -51,7 +51,18 @@ function LineCard({ line, edges, health, now }: { line: string; edges: EdgeView[
           {live.length}/{edges.length} edges live · {num(fps)} frames/s · {models.length > 0 ? models.join(', ') : 'no model reported'}
         </span>
       </header>
-      <table>
+      <table class="edges">
+        <colgroup>
+          <col class="c-state" />
+          <col class="c-edge" />
+          <col class="c-model" />
+          <col class="c-num" />
+          <col class="c-num" />
+          <col class="c-num" />
+          <col class="c-num" />
+          <col class="c-alarms" />
+          <col class="c-seen" />
+        </colgroup>
         <thead>
           <tr>
             <th>State</th>
@@ -91,7 +102,7 @@ function EdgeRow({ edge: e, health, now }: { edge: EdgeView; health: Health; now
       <td class="model">{e.activeModel ?? '–'}</td>
       <td class="num figure">{num(t?.fps)}</td>
       <td class="num figure">{num(t?.latencyP95Ms)}</td>
-      <td class="num">{num(e.backlog, 0)}</td>
+      <td class="num figure">{num(e.backlog, 0)}</td>
       <td class={`num figure ${t && t.failed > 0 ? 'warn' : ''}`}>{num(t?.failed, 0)}</td>
       <td>{alarms.length === 0 ? <span class="muted">none</span> : alarms.map((a) => <span class="alarm" key={a}>{a}</span>)}</td>
       <td class="seen" title={new Date(e.lastSeen).toISOString()}>
