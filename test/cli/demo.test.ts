@@ -15,11 +15,16 @@ test('osprey demo serves per-line statistics within 15 s and stops cleanly on Ct
   const demo = startOsprey(['demo', '--port', '0', '--edges', '3', '--data', data]);
   t.after(() => demo.stop('SIGKILL'));
 
-  const line = await demo.waitForLine((l) => typeof l.text === 'string' && l.text.includes('dashboard http'), 15_000);
+  const line = await demo.waitForLine((l) => typeof l.text === 'string' && l.text.includes('console http'), 15_000);
   const url = String(line.text).match(/(http:\/\/\S+?)\/?$/)![1]!;
   // Secure by default: the demo made an admin and printed its password once; nothing is open.
   const signInLine = await demo.waitForLine((l) => typeof l.text === 'string' && l.text.includes('sign in as'), 5_000);
   const [, username, password] = /sign in as (\S+) with password (\S+) /.exec(String(signInLine.text))!;
+  // The console at the printed URL, built by npm install.
+  const page = await request(`${url}/`);
+  assert.equal(page.statusCode, 200);
+  assert.equal(page.headers['content-type'], 'text/html; charset=utf-8');
+  assert.match(await page.body.text(), /<script type="module" src="\/assets\/main-/);
   const anonymous = await request(`${url}/api/lines/line-A/stats?bucket=1m`);
   assert.equal(anonymous.statusCode, 401);
   await anonymous.body.dump();
