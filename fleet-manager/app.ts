@@ -56,8 +56,8 @@ export interface AppDeps {
   /** What an edge's enrollment answers besides its credential, and its guessing limit. */
   enroll?: Omit<EnrollRouteDeps, 'identity'>;
   /** Sessions and sign-in (defaults: config auth.*; a limiter on the app's clock). */
-  /** Which edges changed (ingest notifies it): `GET /api/events` exists only when given. */
-  feed?: EdgeFeed;
+  /** The live stream: which edges changed (ingest notifies the feed); `GET /api/events` exists only when given. */
+  events?: { feed: EdgeFeed; heartbeatMs?: number; maxBufferedBytes?: number };
   /** Where the built console is (default dist/console). */
   console?: ConsoleRouteDeps;
   auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter; /** false: every request is anonymous (config auth.enabled). */ enabled?: boolean };
@@ -122,7 +122,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(statsRoutes, routeDeps);
   await app.register(resultRoutes, routeDeps);
   await app.register(consoleRoutes, deps.console ?? {});
-  if (deps.feed) await app.register(eventRoutes, { ...routeDeps, feed: deps.feed });
+  if (deps.events) await app.register(eventRoutes, { ...routeDeps, ...deps.events, identity: deps.identity });
   await app.register(authRoutes, {
     identity: deps.identity,
     sessionTtlMs: deps.auth?.sessionTtlMs ?? FLEET_DEFAULTS.auth.sessionTtlMs,

@@ -220,7 +220,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
       ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
-      feed,
+      events: { feed },
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
     });
     httpApp = app;

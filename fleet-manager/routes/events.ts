@@ -3,7 +3,8 @@
  * listens to instead of polling). The stream opens with a `snapshot` of every edge, then sends an
  * `edge` event with the edge's whole view each time ingest stores its state, telemetry or events.
  * A client that reads slowly never costs a growing queue: while its socket is backed up it keeps
- * only the newest view of each changed edge (at most one per edge). Streams end on app close.
+ * only the newest view of each changed edge (at most one per edge). A stream opened with a
+ * session ends at the first heartbeat after the session does. Streams end on app close.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { ServerResponse } from 'node:http';
@@ -11,11 +12,15 @@ import { Type } from '@sinclair/typebox';
 import { errorResponses, type EdgeView } from '../http-schemas.js';
 import type { EdgeFeed } from '../edge-feed.js';
 import type { RouteDeps } from './deps.js';
+import type { IdentityStore } from '../identity-store.js';
+import { SESSION_COOKIE, readCookie } from '../auth/authorize.js';
 import { toEdgeView } from './edges.js';
 
 export interface EventRouteDeps extends RouteDeps {
   feed: EdgeFeed;
-  /** A comment line this often keeps proxies from closing an idle stream (default 25 s). */
+  /** Where a stream's session is checked again at each heartbeat. */
+  identity: Pick<IdentityStore, 'resolveSession'>;
+  /** A comment line this often keeps proxies from closing an idle stream, and sessions are checked again (default 25 s). */
   heartbeatMs?: number;
   /** Bytes a client's socket may hold unsent before updates are held back and merged (default 256 KiB). */
   maxBufferedBytes?: number;
@@ -30,6 +35,8 @@ interface Client {
   snapshotRead: number;
   /** Views held back while the socket is backed up (or before the snapshot), newest per edge. */
   held: Map<string, EdgeView>;
+  /** The session cookie the stream was opened with; null for a bearer credential or no authentication. */
+  session: string | null;
 }
 
 /** The wire form of one event. JSON has no raw newline, so `data` is one line. */
@@ -83,6 +90,22 @@ export const eventRoutes: FastifyPluginAsync<EventRouteDeps> = async (app, deps)
     }).catch((err: unknown) => app.log.error({ err }, 'edge updates not sent'));
   });
 
+  /** Heartbeat: keeps the stream open through proxies, and ends it once its session is gone. */
+  function beat(): void {
+    for (const c of clients) {
+      c.res.write(': keep-alive\n\n');
+      if (c.session === null) continue;
+      deps.identity.resolveSession(c.session).then(
+        (found) => {
+          if (found || !clients.has(c)) return;
+          drop(c);
+          c.res.end();
+        },
+        (err: unknown) => app.log.warn({ err }, 'event stream: session not checked'),
+      );
+    }
+  }
+
   function drop(c: Client): void {
     clients.delete(c);
     if (clients.size === 0) {
@@ -101,14 +124,14 @@ export const eventRoutes: FastifyPluginAsync<EventRouteDeps> = async (app, deps)
       },
     },
     async (req, reply) => {
-      const c: Client = { res: reply.raw, ready: false, snapshotRead: ++reads, held: new Map() };
+      const p = req.principal;
+      const session = p?.kind === 'user' && p.via === 'session' ? (readCookie(req.headers.cookie, SESSION_COOKIE) ?? null) : null;
+      const c: Client = { res: reply.raw, ready: false, snapshotRead: ++reads, held: new Map(), session };
       // Listening before the snapshot is read: a change made meanwhile is held, not lost.
       clients.add(c);
       req.raw.on('close', () => drop(c));
       c.res.on('drain', () => flushHeld(c));
-      heartbeat ??= setInterval(() => {
-        for (const client of clients) client.res.write(': keep-alive\n\n');
-      }, heartbeatMs);
+      heartbeat ??= setInterval(beat, heartbeatMs);
       try {
         const edges = (await deps.store.listEdges()).map((e) => toEdgeView(e, convergence?.view(e.id) ?? null));
         reply.hijack();
