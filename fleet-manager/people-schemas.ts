@@ -37,6 +37,11 @@ export const SessionInfoSchema = Type.Object(
 );
 export type SessionInfo = Static<typeof SessionInfoSchema>;
 
+export const SessionStateSchema = Type.Object(
+  { session: Nullable(SessionInfoSchema) },
+  { ...strict, description: "this browser's session (its cookie); null when it has none: signed out or expired" },
+);
+
 export const UsersSchema = Type.Object({ users: Type.Array(UserViewSchema) }, strict);
 export const UsernameParamsSchema = Type.Object({ username: Username }, strict);
 export const AddUserBodySchema = Type.Object({ username: Username, password: Password, role: RoleSchema }, strict);

@@ -26,7 +26,7 @@ export interface Api {
   /** Signs in; the answer's CSRF token is kept for later state changes. */
   signIn(username: string, password: string): Promise<SessionInfo>;
   signOut(): Promise<void>;
-  /** The current session, or null when signed out (a quiet check: it does not call onSignedOut). */
+  /** This browser's session, or null when signed out (`GET /api/auth/session`: a 200 either way). */
   me(): Promise<SessionInfo | null>;
 }
 
@@ -65,14 +65,9 @@ export function createApi(onSignedOut: () => void): Api {
       csrf = null;
     },
     async me() {
-      try {
-        const s = await call<SessionInfo>('GET', '/api/auth/me', undefined, true);
-        csrf = s.csrfToken;
-        return s;
-      } catch (err) {
-        if (err instanceof ApiError && err.status === 401) return null;
-        throw err;
-      }
+      const { session } = await call<{ session: SessionInfo | null }>('GET', '/api/auth/session');
+      csrf = session?.csrfToken ?? null;
+      return session;
     },
   };
 }

@@ -51,39 +51,41 @@ function LineCard({ line, edges, health, now }: { line: string; edges: EdgeView[
           {live.length}/{edges.length} edges live · {num(fps)} frames/s · {models.length > 0 ? models.join(', ') : 'no model reported'}
         </span>
       </header>
-      <table class="edges">
-        <colgroup>
-          <col class="c-state" />
-          <col class="c-edge" />
-          <col class="c-model" />
-          <col class="c-num" />
-          <col class="c-num" />
-          <col class="c-num" />
-          <col class="c-num" />
-          <col class="c-alarms" />
-          <col class="c-seen" />
-        </colgroup>
-        <thead>
-          <tr>
-            <th>State</th>
-            <th>Edge</th>
-            <th>Model</th>
-            <th class="num">fps</th>
-            <th class="num">p95 ms</th>
-            <th class="num">Backlog</th>
-            <th class="num" title="inputs rejected in the last telemetry period">Rejected</th>
-            <th>Alarms</th>
-            <th>Last seen</th>
-          </tr>
-        </thead>
-        <tbody>
-          {[...edges]
-            .sort((a, b) => a.id.localeCompare(b.id))
-            .map((e) => (
-              <EdgeRow key={e.id} edge={e} health={health.get(e.id)!} now={now} />
-            ))}
-        </tbody>
-      </table>
+      <div class="scroll">
+        <table class="edges">
+          <colgroup>
+            <col class="c-state" />
+            <col class="c-edge" />
+            <col class="c-model" />
+            <col class="c-num" />
+            <col class="c-num" />
+            <col class="c-num" />
+            <col class="c-num" />
+            <col class="c-alarms" />
+            <col class="c-seen" />
+          </colgroup>
+          <thead>
+            <tr>
+              <th>State</th>
+              <th>Edge</th>
+              <th>Model</th>
+              <th class="num">fps</th>
+              <th class="num">p95 ms</th>
+              <th class="num">Backlog</th>
+              <th class="num" title="inputs rejected in the last telemetry period">Rejected</th>
+              <th>Alarms</th>
+              <th>Last seen</th>
+            </tr>
+          </thead>
+          <tbody>
+            {[...edges]
+              .sort((a, b) => a.id.localeCompare(b.id))
+              .map((e) => (
+                <EdgeRow key={e.id} edge={e} health={health.get(e.id)!} now={now} />
+              ))}
+          </tbody>
+        </table>
+      </div>
     </article>
   );
 }
@@ -99,7 +101,7 @@ function EdgeRow({ edge: e, health, now }: { edge: EdgeView; health: Health; now
       <td>
         <a href={`#/edges/${encodeURIComponent(e.id)}`}>{e.id}</a>
       </td>
-      <td class="model">{e.activeModel ?? '–'}</td>
+      <td class="model" title={e.activeModel ?? undefined}>{e.activeModel ?? '–'}</td>
       <td class="num figure">{num(t?.fps)}</td>
       <td class="num figure">{num(t?.latencyP95Ms)}</td>
       <td class="num figure">{num(e.backlog, 0)}</td>

@@ -6,7 +6,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { OspreyError } from '../../protocol/errors.js';
 import { errorResponses } from '../http-schemas.js';
-import { SessionInfoSchema, SignInBodySchema, type SignInBody } from '../people-schemas.js';
+import { SessionInfoSchema, SessionStateSchema, SignInBodySchema, type SignInBody } from '../people-schemas.js';
 import type { IdentityStore, UserRecord } from '../identity-store.js';
 import { SESSION_COOKIE, csrfTokenFor, readCookie } from '../auth/authorize.js';
 import { describePrincipal } from '../auth/principal.js';
@@ -33,7 +33,7 @@ export const userView = (u: UserRecord) => ({ id: u.id, username: u.username, ro
 /** The permissions of a role, sorted (the console shows a person only what these allow). */
 const permissionsOf = (role: Role) => [...ROLE_PERMISSIONS[role]].sort();
 
-/** Registers /api/auth/sign-in, /api/auth/sign-out and /api/auth/me. */
+/** Registers /api/auth/sign-in, /api/auth/sign-out, /api/auth/me and /api/auth/session. */
 export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) => {
   const { identity, limiter } = deps;
   const secure = (req: FastifyRequest) => req.protocol === 'https';
@@ -76,6 +76,16 @@ export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) =
       return reply.header('set-cookie', sessionCookie(null, 0, secure(req))).code(204).send();
     },
   );
+
+  // Public: a browser asks whether its cookie is still a session and gets a 200 either way (the
+  // console's first question; a 401 would be an error in every signed-out browser's console).
+  app.get('/api/auth/session', { config: { permission: 'public' }, schema: { response: { 200: SessionStateSchema, ...errorResponses } } }, async (req) => {
+    const cookie = readCookie(req.headers.cookie, SESSION_COOKIE);
+    const found = cookie === undefined ? null : await identity.resolveSession(cookie);
+    if (!found || cookie === undefined) return { session: null };
+    const { user } = found;
+    return { session: { user: userView(user), role: user.role, via: 'session' as const, csrfToken: csrfTokenFor(cookie), permissions: permissionsOf(user.role) } };
+  });
 
   app.get('/api/auth/me', { config: { permission: 'self' }, schema: { response: { 200: SessionInfoSchema, ...errorResponses } } }, async (req) => {
     const p = req.principal!;

@@ -66,3 +66,21 @@ test('GET /api/auth/me names the permissions of the role, so the console shows o
   const operator = await app.inject({ url: '/api/auth/me', headers: await creds.headers('operator') });
   assert.deepEqual(operator.json().permissions, ['config:write', 'fleet:read', 'results:read', 'rollouts:control', 'self']);
 });
+
+test("GET /api/auth/session answers 200 with the browser's session, or null without one", async (t) => {
+  const { app, creds } = await build(t);
+  await creds.token('viewer'); // the user test-viewer
+  assert.deepEqual((await app.inject('/api/auth/session')).json(), { session: null });
+  assert.deepEqual((await app.inject({ url: '/api/auth/session', headers: { cookie: 'osprey_session=osps_nothing.nothing' } })).json(), { session: null });
+  const signIn = await app.inject({ method: 'POST', url: '/api/auth/sign-in', payload: { username: 'test-viewer', password: 'password of test-viewer' } });
+  assert.equal(signIn.statusCode, 200);
+  const cookie = String(signIn.headers['set-cookie']).split(';')[0]!;
+  const res = await app.inject({ url: '/api/auth/session', headers: { cookie } });
+  assert.equal(res.statusCode, 200);
+  const { session } = res.json();
+  assert.equal(session.user.username, 'test-viewer');
+  assert.equal(session.role, 'viewer');
+  assert.equal(session.via, 'session');
+  assert.equal(session.csrfToken, signIn.json().csrfToken);
+  assert.deepEqual(session.permissions, ['fleet:read', 'self']);
+});
