@@ -10,7 +10,7 @@ import { onShutdownSignal } from './signals.js';
 
 export const fleetHelp = `Usage: osprey fleet start [options]
 
-Runs the fleet manager: HTTP API and dashboard, an embedded MQTT broker (aedes) unless --broker
+Runs the fleet manager: HTTP API and console, an embedded MQTT broker (aedes) unless --broker
 names another, and SQLite under the data directory. Logs are JSON lines (pino) on stdout.
 
 Options:

@@ -24,7 +24,7 @@ export const demoHelp = `Usage: osprey demo [options]
 
 Starts a fleet manager, N edge agents on two lines (line-A, line-B) and a generator that feeds
 them synthetic part images (about 10 % defective) through their hot folders and POST /inspect.
-Prints the dashboard URL; Ctrl-C stops everything cleanly.
+Prints the console's URL and how to sign in; Ctrl-C stops everything cleanly.
 
 Options:
   --port N       fleet manager HTTP port (default 8080; 0 picks a free one)
@@ -120,7 +120,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     }
 
     console.log(`osprey demo: ${edges} edges on line-A and line-B, ${fps} frames/s each`);
-    console.log(`osprey demo: dashboard ${httpUrl}/`);
+    // The console: open it in a browser and sign in with the admin below.
+    console.log(`osprey demo: console ${httpUrl}/`);
     if (admin) console.log(`osprey demo: sign in as ${admin.username} with password ${admin.password} (shown once; "osprey user passwd ${admin.username} --data ${fleetDir}" resets it)`);
     else console.log(`osprey demo: sign in with the admin made by the first run (reset: "osprey user passwd admin --data ${fleetDir}")`);
     console.log(`osprey demo: stats     curl -H "Authorization: Bearer $TOKEN" ${httpUrl}/api/lines/line-A/stats?bucket=1m`);

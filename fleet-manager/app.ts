@@ -13,7 +13,9 @@ import { healthRoutes } from './routes/health.js';
 import { edgeRoutes } from './routes/edges.js';
 import { statsRoutes } from './routes/stats.js';
 import { resultRoutes } from './routes/results.js';
-import { dashboardRoutes } from './routes/dashboard.js';
+import { consoleRoutes, type ConsoleRouteDeps } from './routes/console.js';
+import { eventRoutes } from './routes/events.js';
+import type { EdgeFeed } from './edge-feed.js';
 import { modelRoutes } from './routes/models.js';
 import { configRoutes } from './routes/config.js';
 import { rolloutRoutes } from './routes/rollouts.js';
@@ -55,6 +57,10 @@ export interface AppDeps {
   /** What an edge's enrollment answers besides its credential, and its guessing limit. */
   enroll?: Omit<EnrollRouteDeps, 'identity'>;
   /** Sessions and sign-in (defaults: config auth.*; a limiter on the app's clock). */
+  /** The live stream: which edges changed (ingest notifies the feed); `GET /api/events` exists only when given. */
+  events?: { feed: EdgeFeed; heartbeatMs?: number; maxBufferedBytes?: number };
+  /** Where the built console is (default dist/console). */
+  console?: ConsoleRouteDeps;
   auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter; /** false: every request is anonymous (config auth.enabled). */ enabled?: boolean };
   /** Training jobs and backbones (issue 15); absent: no training routes. */
   training?: TrainingRouteDeps;
@@ -65,7 +71,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const now = deps.now ?? Date.now;
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
-    // The dashboard polls every few seconds; per-request info lines would drown everything else.
+    // The console makes many small requests; per-request info lines would drown everything else.
     logController: new LogController({ disableRequestLogging: true }),
     // Fastify's own ajv (not protocol's) because query strings need type coercion.
     ajv: { customOptions: { removeAdditional: false } },
@@ -118,7 +124,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(enrollRoutes, { ...deps.enroll, identity: deps.identity });
   await app.register(statsRoutes, routeDeps);
   await app.register(resultRoutes, routeDeps);
-  await app.register(dashboardRoutes);
+  await app.register(consoleRoutes, deps.console ?? {});
+  if (deps.events) await app.register(eventRoutes, { ...routeDeps, ...deps.events, identity: deps.identity });
   await app.register(authRoutes, {
     identity: deps.identity,
     sessionTtlMs: deps.auth?.sessionTtlMs ?? FLEET_DEFAULTS.auth.sessionTtlMs,

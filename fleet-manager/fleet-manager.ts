@@ -28,6 +28,7 @@ import { createDesiredPublisher } from './desired-state.js';
 import { createRolloutEngine } from './rollout-engine.js';
 import { createRolloutMembership } from './rollout-membership.js';
 import { createConvergenceMonitor } from './convergence.js';
+import { createEdgeFeed } from './edge-feed.js';
 import { limitClientPackets } from '../protocol/mqtt-packet-limit.js';
 import { loadFleetTls } from './tls-files.js';
 import { FLEET_CLIENT_ID_PREFIX, FLEET_MQTT_USERNAME } from './broker-auth.js';
@@ -57,7 +58,7 @@ export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' 
 }
 
 export interface FleetManagerAddresses {
-  /** Where the HTTP API and dashboard answer, reachable from this machine. */
+  /** Where the HTTP API and console answer, reachable from this machine. */
   httpUrl: string;
   /** The broker edges should use: the embedded one, or the external brokerUrl. */
   mqttUrl: string;
@@ -217,7 +218,18 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     });
     const engine = createRolloutEngine({ control, fleet: store, publisher, membership, logger: child('rollouts'), tickMs: config.rollouts.tickMs });
     const convergence = createConvergenceMonitor({ control, fleet: store, publisher, logger: child('convergence'), graceMs: config.convergence.graceMs });
-    const ingest: Ingest = createIngest({ client, store, logger: child('ingest'), onReport: (report) => engine.onReport(report) });
+    // Live views of edges (the console's event stream): states, telemetry and events change them.
+    const feed = createEdgeFeed();
+    started.push({ name: 'edge-feed', close: async () => feed.close() });
+    const ingest: Ingest = createIngest({
+      client,
+      store,
+      logger: child('ingest'),
+      onReport: (report) => {
+        engine.onReport(report);
+        if (report.kind !== 'results') feed.notify(report.edgeId);
+      },
+    });
     started.push({ name: 'ingest', close: () => ingest.stop() });
     const app: FastifyInstance = await buildApp({
       store,
@@ -229,6 +241,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
       ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
+      events: { feed },
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       training: {
         jobs: trainingStore,

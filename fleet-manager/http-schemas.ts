@@ -72,6 +72,7 @@ export type ResultsQueryString = Static<typeof ResultsQuerySchema>;
 export const TelemetrySummarySchema = Type.Object(
   {
     at: EpochMs,
+    intervalMs: Type.Integer({ minimum: 0, description: "the edge's telemetry period: a report older than a few of these is stale" }),
     fps: Type.Number(),
     frames: Type.Integer(),
     defects: Type.Integer(),

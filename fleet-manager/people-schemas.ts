@@ -5,7 +5,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { EDGE_ID_PATTERN } from '../protocol/topics.js';
-import { ROLES, type Role } from './auth/roles.js';
+import { PERMISSIONS, ROLES, type Permission, type Role } from './auth/roles.js';
 
 const strict = { additionalProperties: false } as const;
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
@@ -29,8 +29,17 @@ export const SessionInfoSchema = Type.Object(
     role: Type.Unsafe<Role>({ type: 'string', enum: [...ROLES], description: 'the role this credential acts with (a token may be narrower than its user)' }),
     via: Type.Unsafe<'session' | 'token'>({ type: 'string', enum: ['session', 'token'] }),
     csrfToken: Nullable(Type.String({ description: 'send as x-osprey-csrf on every state change of this session; null for API tokens' })),
+    permissions: Type.Array(Type.Unsafe<Permission>({ type: 'string', enum: [...PERMISSIONS] }), {
+      description: "what this credential's role may do (fleet-manager/auth/roles.ts): the console shows only these controls",
+    }),
   },
   strict,
+);
+export type SessionInfo = Static<typeof SessionInfoSchema>;
+
+export const SessionStateSchema = Type.Object(
+  { session: Nullable(SessionInfoSchema) },
+  { ...strict, description: "this browser's session (its cookie); null when it has none: signed out or expired" },
 );
 
 export const UsersSchema = Type.Object({ users: Type.Array(UserViewSchema) }, strict);

@@ -6,10 +6,11 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { OspreyError } from '../../protocol/errors.js';
 import { errorResponses } from '../http-schemas.js';
-import { SessionInfoSchema, SignInBodySchema, type SignInBody } from '../people-schemas.js';
+import { SessionInfoSchema, SessionStateSchema, SignInBodySchema, type SignInBody } from '../people-schemas.js';
 import type { IdentityStore, UserRecord } from '../identity-store.js';
 import { SESSION_COOKIE, csrfTokenFor, readCookie } from '../auth/authorize.js';
 import { describePrincipal } from '../auth/principal.js';
+import { ROLE_PERMISSIONS, type Role } from '../auth/roles.js';
 import type { SignInLimiter } from '../sign-in-limiter.js';
 
 export interface AuthRouteDeps {
@@ -29,7 +30,10 @@ export function sessionCookie(token: string | null, maxAgeMs: number, secure: bo
 /** A user as the API shows it (never the password hash). */
 export const userView = (u: UserRecord) => ({ id: u.id, username: u.username, role: u.role, disabled: u.disabled, createdAt: u.createdAt, updatedAt: u.updatedAt });
 
-/** Registers /api/auth/sign-in, /api/auth/sign-out and /api/auth/me. */
+/** The permissions of a role, sorted (the console shows a person only what these allow). */
+const permissionsOf = (role: Role) => [...ROLE_PERMISSIONS[role]].sort();
+
+/** Registers /api/auth/sign-in, /api/auth/sign-out, /api/auth/me and /api/auth/session. */
 export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) => {
   const { identity, limiter } = deps;
   const secure = (req: FastifyRequest) => req.protocol === 'https';
@@ -58,7 +62,7 @@ export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) =
       req.auditNote = { action: 'auth.sign-in', target: `user:${user.username}`, after: { session: record.id, expiresAt: record.expiresAt } };
       req.log.info({ user: user.username, ip: req.ip, session: record.id }, 'signed in');
       reply.header('set-cookie', sessionCookie(token, deps.sessionTtlMs, secure(req)));
-      return { user: userView(user), role: user.role, via: 'session' as const, csrfToken: csrfTokenFor(token) };
+      return { user: userView(user), role: user.role, via: 'session' as const, csrfToken: csrfTokenFor(token), permissions: permissionsOf(user.role) };
     },
   );
 
@@ -73,12 +77,22 @@ export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) =
     },
   );
 
+  // Public: a browser asks whether its cookie is still a session and gets a 200 either way (the
+  // console's first question; a 401 would be an error in every signed-out browser's console).
+  app.get('/api/auth/session', { config: { permission: 'public' }, schema: { response: { 200: SessionStateSchema, ...errorResponses } } }, async (req) => {
+    const cookie = readCookie(req.headers.cookie, SESSION_COOKIE);
+    const found = cookie === undefined ? null : await identity.resolveSession(cookie);
+    if (!found || cookie === undefined) return { session: null };
+    const { user } = found;
+    return { session: { user: userView(user), role: user.role, via: 'session' as const, csrfToken: csrfTokenFor(cookie), permissions: permissionsOf(user.role) } };
+  });
+
   app.get('/api/auth/me', { config: { permission: 'self' }, schema: { response: { 200: SessionInfoSchema, ...errorResponses } } }, async (req) => {
     const p = req.principal!;
     if (p.kind !== 'user') throw new OspreyError('OSP_ERR_FORBIDDEN', 'an edge credential is not a person');
     const user = await identity.getUser(p.id);
     if (!user) throw new OspreyError('OSP_ERR_UNAUTHENTICATED', 'the user no longer exists');
     const cookie = p.via === 'session' ? readCookie(req.headers.cookie, SESSION_COOKIE) : undefined;
-    return { user: userView(user), role: p.role, via: p.via, csrfToken: cookie === undefined ? null : csrfTokenFor(cookie) };
+    return { user: userView(user), role: p.role, via: p.via, csrfToken: cookie === undefined ? null : csrfTokenFor(cookie), permissions: permissionsOf(p.role) };
   });
 };

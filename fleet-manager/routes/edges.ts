@@ -34,7 +34,8 @@ export const edgeRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   });
 };
 
-function toEdgeView(e: EdgeRecord, convergence: EdgeConvergence | null): EdgeView {
+/** An edge as the API shows it (`GET /api/edges`, the console's event stream). */
+export function toEdgeView(e: EdgeRecord, convergence: EdgeConvergence | null): EdgeView {
   const t = e.telemetry;
   const lastSeq = lastSeqOf(e);
   const active = e.state?.active;
@@ -55,6 +56,7 @@ function toEdgeView(e: EdgeRecord, convergence: EdgeConvergence | null): EdgeVie
       t && e.telemetryAt !== null
         ? {
             at: e.telemetryAt,
+            intervalMs: t.intervalMs,
             fps: t.fps,
             frames: t.frames,
             defects: t.defects,

@@ -15,7 +15,7 @@ test('osprey demo serves per-line statistics within 15 s and stops cleanly on Ct
   const demo = startOsprey(['demo', '--port', '0', '--edges', '3', '--data', data]);
   t.after(() => demo.stop('SIGKILL'));
 
-  const line = await demo.waitForLine((l) => typeof l.text === 'string' && l.text.includes('dashboard http'), 15_000);
+  const line = await demo.waitForLine((l) => typeof l.text === 'string' && l.text.includes('console http'), 15_000);
   const url = String(line.text).match(/(http:\/\/\S+?)\/?$/)![1]!;
   // Secure by default: the demo made an admin and printed its password once; nothing is open.
   const signInLine = await demo.waitForLine((l) => typeof l.text === 'string' && l.text.includes('sign in as'), 5_000);
@@ -46,10 +46,11 @@ test('osprey demo serves per-line statistics within 15 s and stops cleanly on Ct
   const credentials = (await (await request(`${url}/api/edge-credentials`, { headers: { cookie } })).body.json()) as { credentials: { edgeId: string; revokedAt: number | null }[] };
   assert.deepEqual(credentials.credentials.filter((c) => c.revokedAt === null).map((c) => c.edgeId).sort(), ['edge-1', 'edge-2', 'edge-3']);
 
+  // The console at the printed URL, as npm install built it.
   const page = await request(`${url}/`);
   assert.equal(page.statusCode, 200);
   assert.match(String(page.headers['content-type']), /text\/html/);
-  await page.body.dump();
+  assert.match(await page.body.text(), /<script type="module" src="\/assets\/main-[A-Z0-9]+\.js">/);
 
   assert.equal(await demo.stop('SIGINT'), 0);
   assert.ok(demo.lines.some((l) => typeof l.text === 'string' && l.text.includes('stopping')));

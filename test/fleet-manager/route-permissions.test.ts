@@ -24,6 +24,7 @@ const SAMPLE: Record<string, string> = {
   seq: '1',
   action: 'pause',
   username: 'somebody',
+  file: 'main.js',
 };
 
 function urlOf(pattern: string): string {
@@ -49,7 +50,7 @@ async function send(f: TestFleet, method: string, path: string, headers: Record<
  * The routes anyone may call without a credential. The enrollment exchange (an edge trading its
  * one-time token for a credential) is public by design; nothing else may be.
  */
-const PUBLIC = new Set(['/health', '/', '/api/fleet/public-key', '/api/auth/sign-in']);
+const PUBLIC = new Set(['/health', '/', '/assets/:file', '/api/fleet/public-key', '/api/auth/sign-in', '/api/auth/session']);
 const isPublicByDesign = (url: string) => PUBLIC.has(url) || /enroll/.test(url);
 
 /** State-changing routes a viewer may call: its own session and tokens, and signing in. */
