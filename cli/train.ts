@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OspreyError } from '../protocol/errors.js';
-import { parse } from './args.js';
+import { intOption, parse } from './args.js';
 
 export const trainHelp = `Usage: osprey train anomaly --good DIR --out PKG [options]
        osprey train classify --data DIR --out PKG [options]
@@ -21,6 +21,13 @@ Options:
   --validation-good DIR   held-out good images for those figures (default: leave-one-out scores)
   --operating-point P     balanced (p95 of leave-one-out scores, default), strict (p90),
                           lenient (p99), or pNN
+  --search quick|full|off the automatic search over layers and head (quick, default; full adds
+                          a second input size), judged on held-out good images against synthetic
+                          anomalies (or --defects); every trial is in the model card
+  --no-search             the fixed recipe (same as --search off)
+  --head gaussian|nearest --ridge R  --layers fire3,fire5,fire7  --size N
+                          pin a choice (with --no-search: the recipe; default gaussian 0.01,
+                          fire3,fire5,fire7, 224)
   --name NAME             package name (default osprey-trained-anomaly)
   --version V             package version (default 1.0.0)
   -h, --help              this text
@@ -34,6 +41,8 @@ label is a defect type unless --good-label names the good one.
   --val-fraction F        share of each label held out for accuracy and confusion matrix in the
                           model card (deterministic, stratified; default 0.2, 0 = none)
   --good-label NAME       the label of good parts (not a defect)
+  --search quick|full|off search over features (fire9 avg, avg+max, fire7+fire9) and L2 on a
+                          split of the training part (default quick); --no-search: fire9 avg, 1e-3
   --name NAME             package name (default osprey-trained-classifier)
   --version V             package version (default 1.0.0)`;
 
@@ -41,6 +50,13 @@ function defaultBackbone(given: string | undefined, command: string): string {
   const backbone = given ?? (process.env.OSPREY_DATA ? join(process.env.OSPREY_DATA, 'models', 'squeezenet-fp16') : undefined);
   if (!backbone) throw new OspreyError('OSP_ERR_USAGE', `train ${command} needs --backbone DIR|ONNX (or OSPREY_DATA set)`);
   return backbone;
+}
+
+/** --search / --no-search: the mode (default quick). */
+async function searchMode(values: { search?: string; 'no-search'?: boolean }) {
+  const { parseSearchMode } = await import('../models/train/search.js');
+  if (values['no-search'] && values.search && values.search !== 'off') throw new OspreyError('OSP_ERR_USAGE', `--no-search and --search ${values.search} contradict each other`);
+  return values['no-search'] ? 'off' : values.search === undefined ? undefined : parseSearchMode(values.search);
 }
 
 function toolVersion(): string {
@@ -59,6 +75,12 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     defects: { type: 'string' },
     'validation-good': { type: 'string' },
     'operating-point': { type: 'string' },
+    search: { type: 'string' },
+    'no-search': { type: 'boolean' },
+    head: { type: 'string' },
+    ridge: { type: 'string' },
+    layers: { type: 'string' },
+    size: { type: 'string' },
     name: { type: 'string' },
     version: { type: 'string' },
   });
@@ -72,19 +94,30 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
   // Loaded here: onnx-proto and onnxruntime are not paid for by `osprey train --help`.
   const { trainAnomaly } = await import('../models/train/train-anomaly.js');
   const { parseOperatingPoint } = await import('../models/train/calibration.js');
-  const { card } = await trainAnomaly({
+  const { describeAnomalyChoice, searchTable, squeezenetTap } = await import('../models/train/search.js');
+  const search = await searchMode(values);
+  if (values.head !== undefined && values.head !== 'gaussian' && values.head !== 'nearest') throw new OspreyError('OSP_ERR_USAGE', `--head must be gaussian or nearest, got "${values.head}"`);
+  const ridge = values.ridge === undefined ? undefined : Number(values.ridge);
+  if (ridge !== undefined && !(ridge > 0)) throw new OspreyError('OSP_ERR_USAGE', `--ridge must be a positive number, got "${values.ridge}"`);
+  const { card, search: report } = await trainAnomaly({
     good: values.good,
     out: values.out,
     backbone,
     defects: values.defects,
     validationGood: values['validation-good'],
     operatingPoint: values['operating-point'] ? parseOperatingPoint(values['operating-point']) : undefined,
+    search,
+    head: values.head as 'gaussian' | 'nearest' | undefined,
+    ridge,
+    layers: values.layers?.split(',').map(squeezenetTap),
+    size: values.size === undefined ? undefined : intOption('size', values.size, 224, 64, 1024),
     name: values.name,
     version: values.version,
     toolVersion: toolVersion(),
     log: (line) => console.error(line),
   });
-  console.log(JSON.stringify({ out: values.out, operatingPoint: card.operatingPoint, validation: card.validation, timing: card.timing }));
+  if (report) console.error(searchTable(report, describeAnomalyChoice, 'AUROC'));
+  console.log(JSON.stringify({ out: values.out, search: (card.search as { chosen: unknown }).chosen, operatingPoint: card.operatingPoint, validation: card.validation, timing: card.timing }));
   return 0;
 }
 
@@ -95,6 +128,8 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     backbone: { type: 'string' },
     'val-fraction': { type: 'string' },
     'good-label': { type: 'string' },
+    search: { type: 'string' },
+    'no-search': { type: 'boolean' },
     name: { type: 'string' },
     version: { type: 'string' },
   });
@@ -108,18 +143,22 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
   if (fraction !== undefined && !(fraction >= 0 && fraction < 1)) throw new OspreyError('OSP_ERR_USAGE', `--val-fraction must be a number in [0, 1), got ${values['val-fraction']}`);
   const backbone = defaultBackbone(values.backbone, 'classify');
   const { trainClassify } = await import('../models/train/train-classify.js');
-  const { card } = await trainClassify({
+  const { describeClassifyChoice, searchTable } = await import('../models/train/search.js');
+  const search = await searchMode(values);
+  const { card, search: report } = await trainClassify({
     data: values.data,
     out: values.out,
     backbone,
     valFraction: fraction,
     goodLabel: values['good-label'],
+    search,
     name: values.name,
     version: values.version,
     toolVersion: toolVersion(),
     log: (line) => console.error(line),
   });
-  console.log(JSON.stringify({ out: values.out, validation: card.validation, timing: card.timing }));
+  if (report) console.error(searchTable(report, describeClassifyChoice, 'accuracy'));
+  console.log(JSON.stringify({ out: values.out, search: (card.search as { chosen: unknown }).chosen, validation: card.validation, timing: card.timing }));
   return 0;
 }
 
