@@ -68,7 +68,7 @@ export interface TrainAnomalyResult {
 }
 
 /** The space actually searched: the mode's, narrowed by the pins. */
-function effectiveSpace(opts: TrainAnomalyOptions, base: FeatureSpec, mode: SearchMode): AnomalySpace {
+export function effectiveSpace(opts: Pick<TrainAnomalyOptions, 'searchSpace' | 'head' | 'ridge' | 'layers' | 'size'>, base: FeatureSpec, mode: SearchMode): AnomalySpace {
   const ridge = opts.ridge ?? 0.01;
   const fixedHead: AnomalyHead = opts.head === 'nearest' ? { head: 'nearest' } : { head: 'gaussian', ridge };
   if (mode === 'off') return { sizes: [opts.size ?? base.size], layerSets: [opts.layers ?? base.taps], heads: [fixedHead] };
@@ -230,7 +230,7 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
         name: fit.method,
         hyperParameters: { size: spec.size, color: 'gray', standardise: 'per-image', grid: spec.grid, border: spec.border, interpolation: spec.interpolation, resize: spec.resize, inputScale: spec.inputScale, transform: 'relu+sqrt', pooling: 'avg+max', features: D, ...fit.hyper },
       },
-      search: search ? { mode, protocol: search.protocol, trials: search.trials, chosen: search.chosen, seconds: search.seconds } : { mode: 'off', chosen: choice },
+      search: search ? { mode, protocol: search.protocol, trials: search.trials, chosen: search.chosen, seconds: search.seconds } : { mode, chosen: choice },
       calibration: {
         source: 'closed-form leave-one-out scores of the good images',
         looScores: { min: Math.min(...fit.looScores), median: percentile(fit.looScores, 50), max: Math.max(...fit.looScores) },

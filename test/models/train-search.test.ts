@@ -19,6 +19,7 @@ import { fitGaussian, gaussianScore, gaussianScorers } from '../../models/train/
 import { fitNearest, nearestHead, nearestScore } from '../../models/train/nearest-neighbour.js';
 import { searchAnomaly, searchClassify, searchTable, describeAnomalyChoice, selectColumns, specAtSize, subsetColumns, unionTaps, type Tap } from '../../models/train/search.js';
 import { ANOMALY_KINDS, synthesiseAnomaly } from '../../models/train/synthetic-anomalies.js';
+import { effectiveSpace } from '../../models/train/train-anomaly.js';
 import { runOsprey } from '../helpers/osprey-process.js';
 import { dataSkip, ospreyDataDir } from '../helpers/service-skip.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
@@ -101,6 +102,19 @@ test('classifier search: accuracy on the given check split, then log-loss; every
   assert.equal(report.chosen.pooling, 'avg+max');
   assert.deepEqual(report.chosen.layers, ['a', 'b']);
   assert.ok(report.trials.filter((t) => t.choice.pooling === 'avg').every((t) => t.score < 0.8));
+});
+
+test('anomaly search space: quick by default, pins narrow it, off is the fixed recipe', () => {
+  const quick = effectiveSpace({}, SQUEEZENET_TAPS, 'quick');
+  assert.deepEqual(quick.sizes, [224, 160]);
+  assert.deepEqual(quick.layerSets[0], SQUEEZENET_TAPS.taps);
+  assert.equal(quick.sizes.length * quick.layerSets.length * quick.heads.length, 12);
+  assert.deepEqual(effectiveSpace({ head: 'nearest' }, SQUEEZENET_TAPS, 'quick').heads, [{ head: 'nearest' }]);
+  assert.deepEqual(effectiveSpace({ ridge: 0.05 }, SQUEEZENET_TAPS, 'quick').heads, [{ head: 'nearest' }, { head: 'gaussian', ridge: 0.05 }]);
+  assert.deepEqual(effectiveSpace({ size: 192, head: 'gaussian' }, SQUEEZENET_TAPS, 'quick').sizes, [192]);
+  const full = effectiveSpace({}, SQUEEZENET_TAPS, 'full');
+  assert.equal(full.sizes.length * full.layerSets.length * full.heads.length, 64);
+  assert.deepEqual(effectiveSpace({}, SQUEEZENET_TAPS, 'off'), { sizes: [224], layerSets: [SQUEEZENET_TAPS.taps], heads: [{ head: 'gaussian', ridge: 0.01 }] });
 });
 
 test('Gaussian: the search scorer (dual form when n − 1 < D, primal otherwise) equals the fitted score', () => {
