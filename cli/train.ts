@@ -21,9 +21,10 @@ Options:
   --validation-good DIR   held-out good images for those figures (default: leave-one-out scores)
   --operating-point P     balanced (p95 of leave-one-out scores, default), strict (p90),
                           lenient (p99), or pNN
-  --search quick|full|off the automatic search over layers and head (quick, default; full adds
-                          a second input size), judged on held-out good images against synthetic
-                          anomalies (or --defects); every trial is in the model card
+  --search quick|full|off the automatic search over input size (224/160/128), taps and head
+                          (quick, default; full: more sizes, taps and ridges), judged on held-out
+                          good images against synthetic anomalies (or --defects); every trial
+                          is in the model card and printed as a table
   --no-search             the fixed recipe (same as --search off)
   --head gaussian|nearest --ridge R  --layers fire3,fire5,fire7  --size N
                           pin a choice (with --no-search: the recipe; default gaussian 0.01,

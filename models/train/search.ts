@@ -122,19 +122,20 @@ export interface AnomalySpace {
 }
 
 /**
- * The SqueezeNet 1.1 search spaces (quick: 224 and 160 px × {fire3+5+7, fire5+7} × {Gaussian ridge
- * 0.01, 0.03, 1-NN} = 12 trials; full: 224, 192, 160, 128 px × 4 layer sets (+ fire3+5+7+9,
- * fire2+3+5+7: up to 2560 features, a slower final fit) × 4 heads (+ ridge 0.1) = 64). The first
- * choice of each list is the fixed recipe.
+ * The SqueezeNet 1.1 search spaces (quick: 224, 160, 128 px × {fire3+5+7, fire5+7} × {Gaussian
+ * ridge 0.01, 0.03, 1-NN} = 18 trials; full: 224, 192, 160, 128, 96 px × 4 layer sets (+
+ * fire3+5+7+9, fire2+3+5+7: up to 2560 features, a slower final fit) × 4 heads (+ ridge 0.1) = 80).
+ * The first choice of each list is the fixed recipe. Smaller inputs cost less: a 128 px pass is
+ * about a third of a 224 px one.
  */
 export function squeezenetAnomalySpace(mode: 'quick' | 'full', base: FeatureSpec): AnomalySpace {
   const fire = (k: number): Tap => base.taps.find((t) => t.name === `fire${k}/concat_1`) ?? squeezenetTap(`fire${k}`);
   const layerSets = [base.taps, [fire(5), fire(7)]];
   const heads: AnomalyHead[] = [{ head: 'gaussian', ridge: 0.01 }, { head: 'gaussian', ridge: 0.03 }, { head: 'nearest' }];
   const scaled = (f: number) => Math.round((base.size * f) / 8) * 8;
-  if (mode === 'quick') return { sizes: [base.size, scaled(5 / 7)], layerSets, heads };
+  if (mode === 'quick') return { sizes: [base.size, scaled(5 / 7), scaled(4 / 7)], layerSets, heads };
   const more = [[fire(3), fire(5), fire(7), fire(9)], [fire(2), fire(3), fire(5), fire(7)]];
-  return { sizes: [base.size, scaled(6 / 7), scaled(5 / 7), scaled(4 / 7)], layerSets: [...layerSets, ...more], heads: [...heads, { head: 'gaussian', ridge: 0.1 }] };
+  return { sizes: [base.size, scaled(6 / 7), scaled(5 / 7), scaled(4 / 7), scaled(3 / 7)], layerSets: [...layerSets, ...more], heads: [...heads, { head: 'gaussian', ridge: 0.1 }] };
 }
 
 /** Cached features of one resolution: union rows for the fit part, the held-out good images and the anomalies. */

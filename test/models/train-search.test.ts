@@ -106,14 +106,14 @@ test('classifier search: accuracy on the given check split, then log-loss; every
 
 test('anomaly search space: quick by default, pins narrow it, off is the fixed recipe', () => {
   const quick = effectiveSpace({}, SQUEEZENET_TAPS, 'quick');
-  assert.deepEqual(quick.sizes, [224, 160]);
+  assert.deepEqual(quick.sizes, [224, 160, 128]);
   assert.deepEqual(quick.layerSets[0], SQUEEZENET_TAPS.taps);
-  assert.equal(quick.sizes.length * quick.layerSets.length * quick.heads.length, 12);
+  assert.equal(quick.sizes.length * quick.layerSets.length * quick.heads.length, 18);
   assert.deepEqual(effectiveSpace({ head: 'nearest' }, SQUEEZENET_TAPS, 'quick').heads, [{ head: 'nearest' }]);
   assert.deepEqual(effectiveSpace({ ridge: 0.05 }, SQUEEZENET_TAPS, 'quick').heads, [{ head: 'nearest' }, { head: 'gaussian', ridge: 0.05 }]);
   assert.deepEqual(effectiveSpace({ size: 192, head: 'gaussian' }, SQUEEZENET_TAPS, 'quick').sizes, [192]);
   const full = effectiveSpace({}, SQUEEZENET_TAPS, 'full');
-  assert.equal(full.sizes.length * full.layerSets.length * full.heads.length, 64);
+  assert.equal(full.sizes.length * full.layerSets.length * full.heads.length, 80);
   assert.deepEqual(effectiveSpace({}, SQUEEZENET_TAPS, 'off'), { sizes: [224], layerSets: [SQUEEZENET_TAPS.taps], heads: [{ head: 'gaussian', ridge: 0.01 }] });
 });
 
@@ -195,14 +195,14 @@ test('osprey train anomaly: the search on 24 MTD images reports every trial and 
   for (const f of names) await copyFile(join(src, f), join(good, f));
   const backbone = join(data, 'models', 'squeezenet-fp16');
 
-  // Quick search: 2 sizes × 2 layer sets × 3 heads.
+  // Quick search: 3 sizes × 2 layer sets × 3 heads.
   const pkg = join(tmp, 'pkg');
   const run = await runOsprey('train', 'anomaly', '--good', good, '--out', pkg, '--backbone', backbone);
   assert.equal(run.code, 0, run.stderr);
   const card = JSON.parse(await readFile(join(pkg, 'model-card.json'), 'utf8'));
   assert.equal(card.search.mode, 'quick');
   assert.match(card.search.protocol, /19 good images.*5 held-out good images.*5 synthetic anomalies/);
-  assert.equal(card.search.trials.length, 12);
+  assert.equal(card.search.trials.length, 18);
   const top = Math.max(...card.search.trials.map((tr: { score: number }) => tr.score));
   assert.deepEqual(card.search.chosen, card.search.trials.find((tr: { score: number }) => tr.score === top).choice);
   assert.deepEqual(card.backbone.taps, card.search.chosen.layers);
@@ -210,7 +210,7 @@ test('osprey train anomaly: the search on 24 MTD images reports every trial and 
   assert.ok(card.check.graphVsJsMaxRelDiff < 1e-4, `graph vs JavaScript ${card.check.graphVsJsMaxRelDiff}`);
   // The CLI's table: the header and one line per trial, the chosen one starred.
   const table = run.stderr.split('\n').filter((l) => /^[ *] \d+px /.test(l));
-  assert.equal(table.length, 12, run.stderr);
+  assert.equal(table.length, 18, run.stderr);
   assert.equal(table.filter((l) => l.startsWith('*')).length, 1);
   assert.equal(JSON.parse(run.stdout).search.size, card.search.chosen.size);
 
