@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { OspreyError } from '../protocol/errors.js';
-import { parse } from './args.js';
+import { intOption, parse } from './args.js';
 import { BACKBONE_ARGS, BACKBONE_HELP, backboneChoice } from './train-backbone-options.js';
 
 export const trainHelp = `Usage: osprey train anomaly --good DIR --out PKG [options]
@@ -22,6 +22,14 @@ Options:
   --validation-good DIR   held-out good images for those figures (default: leave-one-out scores)
   --operating-point P     balanced (p95 of leave-one-out scores, default), strict (p90),
                           lenient (p99), or pNN
+  --search quick|full|off the automatic search over input size (224/160/128), taps and head
+                          (quick, default; full: more sizes, taps and ridges), judged on held-out
+                          good images against synthetic anomalies (or --defects); every trial
+                          is in the model card and printed as a table
+  --no-search             the fixed recipe (same as --search off)
+  --head gaussian|nearest --ridge R  --size N
+                          pin a choice (with --no-search: the recipe; default gaussian 0.01, the
+                          backbone's size); --taps pins the layers
 ${BACKBONE_HELP}
   --name NAME             package name (default osprey-trained-anomaly)
   --version V             package version (default 1.0.0)
@@ -39,6 +47,9 @@ label is a defect type unless --good-label names the good one.
   --val-fraction F        share of each label held out for accuracy and confusion matrix in the
                           model card (deterministic, stratified; default 0.2, 0 = none)
   --good-label NAME       the label of good parts (not a defect)
+  --search quick|full|off search over features (the classifier-level tap averaged, with the tap
+                          before it, avg+max) and L2 on a split of the training part (default
+                          quick); --no-search: the classifier-level tap averaged, L2 1e-3
   --taps, --input-norm, --color, --scale, --mean, --std   as for train anomaly
   --name NAME             package name (default osprey-trained-classifier)
   --version V             package version (default 1.0.0)`;
@@ -49,12 +60,19 @@ function defaultBackbone(given: string | undefined, command: string): string {
   return backbone;
 }
 
+/** --search / --no-search: the mode (default quick). */
+async function searchMode(values: { search?: string; 'no-search'?: boolean }) {
+  const { parseSearchMode } = await import('../models/train/search.js');
+  if (values['no-search'] && values.search && values.search !== 'off') throw new OspreyError('OSP_ERR_USAGE', `--no-search and --search ${values.search} contradict each other`);
+  return values['no-search'] ? 'off' : values.search === undefined ? undefined : parseSearchMode(values.search);
+}
+
 /**
  * Where a trainer's log line puts the run: the phase it names and a rough 0..1 share (features
  * are most of the time; `features: i/n` lines come every 100 images from models/train/extract.ts).
  */
 export function progressOf(line: string): { phase: string; progress: number } | undefined {
-  const m = /^features: (\d+)\/(\d+)/.exec(line);
+  const m = /^features(?: \d+px)?: (\d+)\/(\d+)/.exec(line);
   if (m) return { phase: 'features', progress: 0.05 + (0.75 * Number(m[1])) / Math.max(1, Number(m[2])) };
   if (/^features of \d+ images/.test(line)) return { phase: 'fitting', progress: 0.8 };
   if (/^fitted /.test(line)) return { phase: 'validating', progress: 0.9 };
@@ -93,6 +111,11 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     defects: { type: 'string' },
     'validation-good': { type: 'string' },
     'operating-point': { type: 'string' },
+    search: { type: 'string' },
+    'no-search': { type: 'boolean' },
+    head: { type: 'string' },
+    ridge: { type: 'string' },
+    size: { type: 'string' },
     ...BACKBONE_ARGS,
     name: { type: 'string' },
     version: { type: 'string' },
@@ -110,13 +133,22 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
   // Loaded here: onnx-proto and onnxruntime are not paid for by `osprey train --help`.
   const { trainAnomaly } = await import('../models/train/train-anomaly.js');
   const { parseOperatingPoint } = await import('../models/train/calibration.js');
-  const { card } = await trainAnomaly({
+  const { describeAnomalyChoice, searchTable } = await import('../models/train/search.js');
+  const search = await searchMode(values);
+  if (values.head !== undefined && values.head !== 'gaussian' && values.head !== 'nearest') throw new OspreyError('OSP_ERR_USAGE', `--head must be gaussian or nearest, got "${values.head}"`);
+  const ridge = values.ridge === undefined ? undefined : Number(values.ridge);
+  if (ridge !== undefined && !(ridge > 0)) throw new OspreyError('OSP_ERR_USAGE', `--ridge must be a positive number, got "${values.ridge}"`);
+  const { card, search: report } = await trainAnomaly({
     good: values.good,
     out: values.out,
     backbone,
     defects: values.defects,
     validationGood: values['validation-good'],
     operatingPoint: values['operating-point'] ? parseOperatingPoint(values['operating-point']) : undefined,
+    search,
+    head: values.head as 'gaussian' | 'nearest' | undefined,
+    ridge,
+    size: values.size === undefined ? undefined : intOption('size', values.size, 224, 64, 1024),
     backboneChoice: backboneChoice(values),
     name: values.name,
     version: values.version,
@@ -124,7 +156,8 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     log,
   });
   await stampCard(values.out, values['created-by']);
-  console.log(JSON.stringify({ out: values.out, operatingPoint: card.operatingPoint, validation: card.validation, timing: card.timing }));
+  if (report) console.error(searchTable(report, describeAnomalyChoice, 'AUROC'));
+  console.log(JSON.stringify({ out: values.out, search: (card.search as { chosen: unknown }).chosen, operatingPoint: card.operatingPoint, validation: card.validation, timing: card.timing }));
   return 0;
 }
 
@@ -135,6 +168,8 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     backbone: { type: 'string' },
     'val-fraction': { type: 'string' },
     'good-label': { type: 'string' },
+    search: { type: 'string' },
+    'no-search': { type: 'boolean' },
     ...BACKBONE_ARGS,
     name: { type: 'string' },
     version: { type: 'string' },
@@ -152,12 +187,15 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
   const backbone = defaultBackbone(values.backbone, 'classify');
   const log = trainLog(values.progress);
   const { trainClassify } = await import('../models/train/train-classify.js');
-  const { card } = await trainClassify({
+  const { describeClassifyChoice, searchTable } = await import('../models/train/search.js');
+  const search = await searchMode(values);
+  const { card, search: report } = await trainClassify({
     data: values.data,
     out: values.out,
     backbone,
     valFraction: fraction,
     goodLabel: values['good-label'],
+    search,
     backboneChoice: backboneChoice(values),
     name: values.name,
     version: values.version,
@@ -165,7 +203,8 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     log,
   });
   await stampCard(values.out, values['created-by']);
-  console.log(JSON.stringify({ out: values.out, validation: card.validation, timing: card.timing }));
+  if (report) console.error(searchTable(report, describeClassifyChoice, 'accuracy'));
+  console.log(JSON.stringify({ out: values.out, search: (card.search as { chosen: unknown }).chosen, validation: card.validation, timing: card.timing }));
   return 0;
 }
 

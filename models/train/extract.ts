@@ -10,6 +10,7 @@ import { OspreyError, isOspreyError } from '../../protocol/errors.js';
 import type { Manifest } from '../../protocol/manifest.js';
 import { resolveInput, type ResolvedInput } from '../manifest-check.js';
 import { preprocessImage } from '../preprocess.js';
+import type { InputTensor } from '../tensor.js';
 import type { FeatureSpec } from './features-graph.js';
 
 const IMAGE_EXT = /\.(jpe?g|png|bmp|webp|tiff?)$/i;
@@ -55,14 +56,21 @@ export class Extractor {
 
   /** The output for one image, through the edge's exact pre-processing. */
   async run(bytes: Buffer, file: string): Promise<Float32Array> {
-    let pre;
+    return this.runTensor(await this.preprocess(bytes, file));
+  }
+
+  /** The edge's pre-processing of one image: the graph's input tensor. */
+  async preprocess(bytes: Buffer, file: string): Promise<InputTensor> {
     try {
-      pre = await preprocessImage(bytes, this.input);
+      return (await preprocessImage(bytes, this.input)).tensor;
     } catch (err) {
       if (isOspreyError(err)) throw new OspreyError(err.code, `${file}: ${err.message}`, { cause: err });
       throw err;
     }
-    const t = pre.tensor;
+  }
+
+  /** The output for an input tensor (an image pre-processed here, possibly altered: synthetic-anomalies.ts). */
+  async runTensor(t: InputTensor): Promise<Float32Array> {
     const res = await this.session.run({ image: new ort.Tensor(t.dtype, t.data, t.dims) }, [this.output]);
     return Float32Array.from(res[this.output].data as Float32Array);
   }

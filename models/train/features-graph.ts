@@ -84,11 +84,7 @@ export function deriveSpec(recipe: FeatureRecipe, size: number, taps: { name: st
   const grid = sizes[Math.ceil((sizes.length - 1) / 2)]!;
   return {
     size,
-    taps: taps.map((t) => {
-      const h = t.dims[2]!;
-      const stride = Math.floor(h / grid);
-      return { name: t.name, channels: t.dims[1]!, size: h, ...(stride >= 2 && { avgPool: { kernel: h - stride * (grid - 1), stride } }) };
-    }),
+    taps: taps.map((t) => tapSpec(t.name, t.dims, grid)),
     grid,
     border: Math.min(recipe.border, Math.floor((grid - 1) / 2)),
     resize: recipe.resize,
@@ -98,6 +94,13 @@ export function deriveSpec(recipe: FeatureRecipe, size: number, taps: { name: st
     sqrt: recipe.sqrt,
     input,
   };
+}
+
+/** A tap of shape [1, C, h, w] brought to `grid`: average-pooled with stride ⌊h/grid⌋ and the kernel that lands exactly on the grid when larger. */
+export function tapSpec(name: string, dims: readonly number[], grid: number): TapSpec {
+  const h = dims[2]!;
+  const stride = Math.floor(h / grid);
+  return { name, channels: dims[1]!, size: h, ...(stride >= 2 && { avgPool: { kernel: h - stride * (grid - 1), stride } }) };
 }
 
 /** What the person chose about the backbone (CLI flags). */
@@ -110,10 +113,20 @@ export interface BackboneChoice {
 }
 
 /**
+ * The other taps the automatic search may try, as tap specs on the chosen spec's grid: the
+ * anomaly recipe's taps and the classify recipe's tap of the same backbone (taps.ts).
+ */
+export interface TapCandidates {
+  anomaly: TapSpec[];
+  classify: TapSpec;
+}
+
+/**
  * Reads the backbone, runs it once for the tensor shapes, picks or checks the taps, derives the
  * feature spec and cuts the backbone at its taps. One-line errors name the file or the option.
+ * `candidates` are absent when a complete spec was given (nothing probed).
  */
-export async function prepareBackbone(bytes: Uint8Array, file: string, recipe: FeatureRecipe, choice: BackboneChoice = {}): Promise<{ backbone: Backbone; spec: FeatureSpec }> {
+export async function prepareBackbone(bytes: Uint8Array, file: string, recipe: FeatureRecipe, choice: BackboneChoice = {}): Promise<{ backbone: Backbone; spec: FeatureSpec; candidates?: TapCandidates }> {
   const bg = readBackboneGraph(bytes, file);
   if (choice.features) {
     return { backbone: cutBackbone(bg, choice.features.taps.map((t) => t.name)), spec: choice.features };
@@ -122,7 +135,14 @@ export async function prepareBackbone(bytes: Uint8Array, file: string, recipe: F
   const shapes = await probeShapes(bg);
   const names = choice.taps ? checkTaps(bg, shapes, choice.taps) : autoTaps(bg, shapes, recipe.taps);
   const spec = deriveSpec(recipe, bg.size, names.map((name) => ({ name, dims: shapes.dims.get(name)! })), input);
-  return { backbone: cutBackbone(bg, names), spec };
+  const at = (name: string) => tapSpec(name, shapes.dims.get(name)!, spec.grid);
+  const candidates = { anomaly: autoTaps(bg, shapes, 'anomaly').map(at), classify: at(autoTaps(bg, shapes, 'classify')[0]!) };
+  return { backbone: cutBackbone(bg, names), spec, candidates };
+}
+
+/** The backbone cut at `spec`'s taps (another size or tap set of the same backbone). */
+export function cutFor(bytes: Uint8Array, file: string, spec: FeatureSpec): Backbone {
+  return cutBackbone(readBackboneGraph(bytes, file), spec.taps.map((t) => t.name));
 }
 
 /** A short description of the input normalisation, for the model card. */

@@ -70,6 +70,85 @@ export function inverseTransposeLower(l: Float64Array, n: number): Float64Array 
   return w;
 }
 
+/**
+ * Score functions of the Gaussian for any ridge from the same rows, without the leave-one-out
+ * scores or the whitening matrix (what the search needs). With fewer images than features it
+ * works in the dual: by Woodbury, (UᵀU + λI)⁻¹ = (I − Uᵀ(UUᵀ + λI)⁻¹U)/λ with U = X/√(n−1), so
+ * score(x) = (‖d‖² − ‖L⁻¹Ud‖²)/λ with L the Cholesky factor of the n×n Gram matrix + λI.
+ */
+export function gaussianScorers(rows: readonly Float32Array[], dim: number): (ridge: number) => (x: ArrayLike<number>) => number {
+  const n = rows.length;
+  if (n < 3) throw new OspreyError('OSP_ERR_BAD_REQUEST', `the Gaussian needs at least 3 images, got ${n}`);
+  const mean = new Float64Array(dim);
+  for (const r of rows) for (let a = 0; a < dim; a++) mean[a] += r[a];
+  for (let a = 0; a < dim; a++) mean[a] /= n;
+  const centred = rows.map((r) => Float64Array.from(r.subarray(0, dim), (v, a) => v - mean[a]));
+  const dual = n - 1 < dim;
+  const m = dual ? n : dim;
+  // Primal: S/(n−1) (D×D, lower triangle); dual: XXᵀ/(n−1) (n×n, lower triangle).
+  const gram = new Float64Array(m * m);
+  if (dual) {
+    for (let i = 0; i < n; i++) {
+      for (let j = 0; j <= i; j++) {
+        let sum = 0;
+        const ci = centred[i];
+        const cj = centred[j];
+        for (let a = 0; a < dim; a++) sum += ci[a] * cj[a];
+        gram[i * n + j] = sum / (n - 1);
+      }
+    }
+  } else {
+    for (const d of centred) {
+      for (let a = 0; a < dim; a++) {
+        const da = d[a] / (n - 1);
+        if (da === 0) continue;
+        const ra = a * dim;
+        for (let b = 0; b <= a; b++) gram[ra + b] += da * d[b];
+      }
+    }
+  }
+  let trace = 0;
+  for (let a = 0; a < m; a++) trace += gram[a * m + a];
+  const meanVariance = trace / dim;
+  if (!(meanVariance > 0)) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'all training images give the same features');
+  const scale = 1 / Math.sqrt(n - 1);
+  const projections = new WeakMap<object, { norm: number; v: Float64Array }>();
+  return (ridge) => {
+    const lambda = ridge * meanVariance;
+    const k = Float64Array.from(gram);
+    for (let a = 0; a < m; a++) k[a * m + a] += lambda;
+    const l = cholesky(k, m);
+    const d = new Float64Array(dim);
+    const tmp = new Float64Array(m);
+    return (x) => {
+      if (!dual) {
+        for (let a = 0; a < dim; a++) d[a] = x[a] - mean[a];
+        return forwardNormSq(l, dim, d, tmp);
+      }
+      const { norm, v } = project(x);
+      return (norm - forwardNormSq(l, n, v, tmp)) / lambda;
+    };
+  };
+  /** ‖d‖² and Ud of a row, kept per row object: every ridge scores the same rows. */
+  function project(x: ArrayLike<number>): { norm: number; v: Float64Array } {
+    const known = projections.get(x as object);
+    if (known) return known;
+    const d = Float64Array.from({ length: dim }, (_, a) => x[a] - mean[a]);
+    let norm = 0;
+    for (let a = 0; a < dim; a++) norm += d[a] * d[a];
+    const v = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      let sum = 0;
+      const ci = centred[i];
+      for (let a = 0; a < dim; a++) sum += ci[a] * d[a];
+      v[i] = sum * scale;
+    }
+    const p = { norm, v };
+    projections.set(x as object, p);
+    return p;
+  }
+}
+
 /** Fits the Gaussian on n rows of `dim` features (n ≥ 3). */
 export function fitGaussian(rows: readonly Float32Array[], dim: number, ridge = 0.01): GaussianFit {
   const n = rows.length;
@@ -77,7 +156,7 @@ export function fitGaussian(rows: readonly Float32Array[], dim: number, ridge = 
   const mean = new Float64Array(dim);
   for (const r of rows) for (let a = 0; a < dim; a++) mean[a] += r[a];
   for (let a = 0; a < dim; a++) mean[a] /= n;
-  const centred = rows.map((r) => Float64Array.from(r, (v, a) => v - mean[a]));
+  const centred = rows.map((r) => Float64Array.from(r.subarray(0, dim), (v, a) => v - mean[a]));
   const scatter = new Float64Array(dim * dim);
   for (const d of centred) {
     for (let a = 0; a < dim; a++) {

@@ -15,8 +15,12 @@ import { OspreyError } from '../../protocol/errors.js';
 import { sha256Hex } from '../package-reader.js';
 import { writeModelPackage } from '../package-writer.js';
 import { Extractor, inputSpec, listImages, readAll, readBackbone } from './extract.js';
-import { CLASSIFY_RECIPE, buildGraph, featureCount, inputNormCard, prepareBackbone, type BackboneChoice, type FeatureSpec } from './features-graph.js';
+import { buildGraph, CLASSIFY_RECIPE, cutFor, featureCount, inputNormCard, prepareBackbone, type BackboneChoice, type FeatureSpec } from './features-graph.js';
 import { imageSetHash, MODEL_CARD_FILE, writeModelCard } from './model-card.js';
+import {
+  classifySpace, describeClassifyChoice, searchClassify, selectColumns, stratifiedHoldOut, subsetColumns, unionTaps,
+  type ClassifyChoice, type ClassifySpace, type SearchMode, type SearchReport,
+} from './search.js';
 import { fitSoftmax, softmaxHead, softmaxProbabilities } from './softmax-regression.js';
 
 export interface TrainClassifyOptions {
@@ -32,6 +36,9 @@ export interface TrainClassifyOptions {
   features?: FeatureSpec;
   /** Taps and input normalisation (--taps, --input-norm; default: found in the backbone). */
   backboneChoice?: BackboneChoice;
+  /** The search over features and L2 on a split of the training part (default quick); `off`: the fixed recipe. */
+  search?: SearchMode;
+  searchSpace?: ClassifySpace;
   epochs?: number;
   l2?: number;
   name?: string;
@@ -40,13 +47,10 @@ export interface TrainClassifyOptions {
   log?: (line: string) => void;
 }
 
-/** Indices of the `n` sorted items held out for validation: round(n·f) of them, evenly spaced. */
-export function stratifiedHoldOut(n: number, fraction: number): Set<number> {
-  const k = Math.round(n * fraction);
-  const out = new Set<number>();
-  for (let i = 0; i < n; i++) if (Math.floor(((i + 1) * k) / n) > Math.floor((i * k) / n)) out.add(i);
-  return out;
-}
+export { stratifiedHoldOut };
+
+/** Share of each label's TRAINING images the search holds out (the reported hold-out is never seen). */
+export const CLASSIFY_SEARCH_HOLD_OUT = 0.2;
 
 export async function trainClassify(opts: TrainClassifyOptions) {
   const log = opts.log ?? (() => {});
@@ -71,23 +75,51 @@ export async function trainClassify(opts: TrainClassifyOptions) {
     files.forEach((file, i) => (held.has(i) ? val : train).push({ file, label: li }));
   }
 
+  const mode = opts.search ?? 'quick';
+  const epochs = opts.epochs ?? 200;
   const backboneBytes = await readBackbone(opts.backbone);
-  const { backbone, spec } = await prepareBackbone(backboneBytes, opts.backbone, CLASSIFY_RECIPE, { ...opts.backboneChoice, features: opts.features });
-  const D = featureCount(spec);
+  const { spec: base, candidates } = await prepareBackbone(backboneBytes, opts.backbone, CLASSIFY_RECIPE, { ...opts.backboneChoice, features: opts.features });
+  let space: ClassifySpace = mode === 'off' ? { features: [{ taps: base.taps, pooling: base.pooling ?? 'avg+max' }], l2: [opts.l2 ?? 1e-3] } : (opts.searchSpace ?? classifySpace(mode, base, candidates));
+  // Taps given by name (--taps) pin the layers; the search still tries the pooling and L2.
+  if (opts.backboneChoice?.taps && mode !== 'off') space = { ...space, features: space.features.filter((f) => f.taps.length === base.taps.length && f.taps.every((t, i) => t.name === base.taps[i]!.name)) };
+  const union = unionTaps(space.features.map((f) => f.taps));
+  // One pass over the training images for the union of taps, average ‖ max: every candidate's features are columns of it.
+  const unionSpec: FeatureSpec = { ...base, taps: union, pooling: 'avg+max' };
   const trainBytes = await readAll(train.map((s) => s.file));
-  const extractor = await Extractor.create(buildGraph(backbone, spec), 'features', inputSpec(spec));
-  let features: Float32Array[];
+  const extractor = await Extractor.create(buildGraph(cutFor(backboneBytes, opts.backbone, unionSpec), unionSpec), 'features', inputSpec(unionSpec));
+  let unionRows: Float32Array[];
   try {
-    features = await extractor.runAll(train.map((s) => s.file), trainBytes, log);
+    unionRows = await extractor.runAll(train.map((s) => s.file), trainBytes, log);
   } finally {
     await extractor.close();
   }
   const extractMs = performance.now() - started;
-  const epochs = opts.epochs ?? 200;
-  const l2 = opts.l2 ?? 1e-3;
+
+  let search: SearchReport<ClassifyChoice> | undefined;
+  let choice: ClassifyChoice = { layers: space.features[0].taps.map((t) => t.name), pooling: space.features[0].pooling, l2: space.l2[0] };
+  if (space.features.length * space.l2.length > 1) {
+    // The inner split: per label, every 5th of its training images (name order); the reported hold-out stays unseen.
+    const inner = new Set<number>();
+    for (const li of labels.keys()) {
+      const idx = train.flatMap((s, i) => (s.label === li ? [i] : []));
+      for (const k of stratifiedHoldOut(idx.length, CLASSIFY_SEARCH_HOLD_OUT)) inner.add(idx[k]);
+    }
+    if (inner.size > 0) {
+      const part = (keep: boolean) => ({ rows: unionRows.filter((_, i) => inner.has(i) === keep), labels: train.filter((_, i) => inner.has(i) === keep).map((s) => s.label) });
+      const protocol = `fit on ${train.length - inner.size} training images, judged by accuracy (then log-loss) on ${inner.size} other training images (every ${Math.round(1 / CLASSIFY_SEARCH_HOLD_OUT)}th per label); the validation hold-out is not used`;
+      search = searchClassify(space, union, part(false), part(true), labels.length, protocol, { epochs, log });
+      choice = search.chosen;
+      log(`search: chose ${describeClassifyChoice(choice)} (${search.trials.length} trials, ${search.seconds.toFixed(1)} s)`);
+    } else log('search: off (too few training images for an inner split)');
+  }
+  const spec: FeatureSpec = { ...base, taps: choice.layers.map((n) => union.find((t) => t.name === n)!), pooling: choice.pooling };
+  const features = selectColumns(unionRows, subsetColumns(union, spec.taps, choice.pooling));
+  const backbone = cutFor(backboneBytes, opts.backbone, spec);
+  const D = featureCount(spec);
+  const l2 = choice.l2;
   const fit = fitSoftmax(features, train.map((s) => s.label), D, labels.length, { epochs, l2 });
   const trainMs = performance.now() - started;
-  log(`features of ${train.length} images in ${(extractMs / 1000).toFixed(1)} s; softmax regression in ${((trainMs - extractMs) / 1000).toFixed(1)} s (loss ${fit.loss.toFixed(4)})`);
+  log(`features of ${train.length} images in ${(extractMs / 1000).toFixed(1)} s; softmax regression (${describeClassifyChoice(choice)}) in ${((trainMs - extractMs) / 1000).toFixed(1)} s (loss ${fit.loss.toFixed(4)})`);
 
   const modelBytes = buildGraph(backbone, spec, softmaxHead(fit), { 'osprey.trainer': 'classify-softmax-v1' }, 'osprey_trained_classifier', 'Osprey classifier: frozen backbone + softmax regression');
   const name = opts.name ?? 'osprey-trained-classifier';
@@ -149,12 +181,13 @@ export async function trainClassify(opts: TrainClassifyOptions) {
         hyperParameters: { size: spec.size, input: spec.input?.kind ?? 'standardise', pooling: spec.pooling ?? 'avg+max', features: D, optimiser: 'adam', learningRate: 0.01, epochs, batch: 'full', l2 },
       },
       labels: { labels, defectLabels, goodLabel: opts.goodLabel ?? null },
+      search: search ? { mode, protocol: search.protocol, trials: search.trials, chosen: search.chosen, seconds: search.seconds } : { mode: 'off', chosen: choice },
       ...(validation && { validation }),
       check: { graphVsJsMaxAbsDiff: maxAbsDiff },
       timing: { trainSeconds: trainMs / 1000 },
       tool: { name: 'osprey', version: opts.toolVersion ?? 'unknown' },
     });
-    return { manifest, card };
+    return { manifest, card, ...(search && { search }) };
   } finally {
     await scorer.close();
   }

@@ -103,6 +103,9 @@ test('osprey train anomaly on 32 MTD good images: a valid package the edge runti
   assert.equal(card.validation.defectImages, 12);
   assert.ok(card.validation.auroc > 0.6, `card AUROC ${card.validation.auroc}`);
   assert.equal(card.validation.curve.length, 11);
+  // The search (on by default) was judged by the --defects images: the card says so.
+  assert.match(card.search.protocol, /26 good images.*6 held-out good images.*against 12 --defects images/);
+  assert.match(card.validation.note, /optimistic/);
 
   const validated = await runOsprey('model', 'validate', pkg);
   assert.equal(validated.code, 0, validated.stderr);

@@ -73,6 +73,15 @@ test('osprey train classify on 8 NEU images per class: valid package, edge runti
   assert.equal(card.validation.images, 12);
   assert.equal(card.validation.confusion.matrix.flat().reduce((a: number, b: number) => a + b, 0), 12);
   assert.ok(card.check.graphVsJsMaxAbsDiff < 1e-4);
+  // The search (quick, the default): 4 trials judged inside the 48 training images (2 of each label's 8).
+  assert.equal(card.search.mode, 'quick');
+  assert.match(card.search.protocol, /fit on 36 training images.* on 12 other training images/);
+  assert.equal(card.search.trials.length, 4);
+  const top = Math.max(...card.search.trials.map((tr: { score: number }) => tr.score));
+  assert.ok(card.search.trials.some((tr: { score: number; choice: unknown }) => tr.score === top && JSON.stringify(tr.choice) === JSON.stringify(card.search.chosen)));
+  assert.equal(card.method.hyperParameters.l2, card.search.chosen.l2);
+  assert.deepEqual(card.backbone.taps, card.search.chosen.layers);
+  assert.equal(run.stderr.split('\n').filter((l) => / accuracy +\d/.test(l) && /^[ *] fire/.test(l)).length, 4, run.stderr);
   const manifest = JSON.parse(await readFile(join(pkg, 'manifest.json'), 'utf8'));
   assert.equal(manifest.task, 'classification');
   assert.deepEqual(manifest.labels, classes);
@@ -107,8 +116,12 @@ test('osprey train classify --good-label: that label is not a defect, and the ed
   }
   const pkg = join(tmp, 'pkg');
   const run = await runOsprey('train', 'classify', '--data', join(tmp, 'data'), '--out', pkg, '--val-fraction', '0',
-    '--good-label', 'crazing', '--backbone', join(data, 'models', 'squeezenet-fp16'));
+    '--good-label', 'crazing', '--no-search', '--backbone', join(data, 'models', 'squeezenet-fp16'));
   assert.equal(run.code, 0, run.stderr);
+  const fixed = JSON.parse(await readFile(join(pkg, 'model-card.json'), 'utf8'));
+  // --no-search: the fixed recipe (fire9 average, 512 features, L2 1e-3).
+  assert.deepEqual(fixed.search, { mode: 'off', chosen: { layers: ['fire9/concat_1'], pooling: 'avg', l2: 0.001 } });
+  assert.equal(fixed.method.hyperParameters.features, 512);
   const manifest = JSON.parse(await readFile(join(pkg, 'manifest.json'), 'utf8'));
   assert.deepEqual(manifest.defectLabels, ['patches', 'scratches']);
   const card = JSON.parse(await readFile(join(pkg, 'model-card.json'), 'utf8'));
