@@ -1,5 +1,6 @@
 /** `osprey train anomaly|classify`: fit a model package on images (models/train/). */
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import { OspreyError } from '../protocol/errors.js';
 import { intOption, parse } from './args.js';
@@ -33,7 +34,7 @@ Options:
 ${BACKBONE_HELP}
   --name NAME             package name (default osprey-trained-anomaly)
   --version V             package version (default 1.0.0)
-  --created-by WHO        who asked for it, written into model-card.json as createdBy
+  --created-by WHO        who asked for it, model-card.json's createdBy (default local:$USER)
   --progress json         progress as JSON lines on stderr ({"phase","progress","line"}), for
                           the fleet's training jobs
   -h, --help              this text
@@ -88,11 +89,14 @@ function trainLog(mode: string | undefined): (line: string) => void {
   return (line) => process.stderr.write(`${JSON.stringify({ ...progressOf(line), line })}\n`);
 }
 
-/** Adds createdBy to the package's model card when --created-by was given. */
-async function stampCard(out: string, createdBy: string | undefined): Promise<void> {
-  if (createdBy === undefined) return;
-  const { addCreatedBy } = await import('../models/train/model-card.js');
-  await addCreatedBy(out, createdBy);
+/** Who asked for the model: --created-by (the fleet passes user:NAME), else the local account. */
+function createdBy(given: string | undefined): string {
+  if (given !== undefined) return given;
+  try {
+    return `local:${userInfo().username}`;
+  } catch {
+    return 'local:unknown';
+  }
 }
 
 function toolVersion(): string {
@@ -145,6 +149,7 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     defects: values.defects,
     validationGood: values['validation-good'],
     operatingPoint: values['operating-point'] ? parseOperatingPoint(values['operating-point']) : undefined,
+    createdBy: createdBy(values['created-by']),
     search,
     head: values.head as 'gaussian' | 'nearest' | undefined,
     ridge,
@@ -155,7 +160,6 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     toolVersion: toolVersion(),
     log,
   });
-  await stampCard(values.out, values['created-by']);
   if (report) console.error(searchTable(report, describeAnomalyChoice, 'AUROC'));
   console.log(JSON.stringify({ out: values.out, search: (card.search as { chosen: unknown }).chosen, operatingPoint: card.operatingPoint, validation: card.validation, timing: card.timing }));
   return 0;
@@ -195,6 +199,7 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     backbone,
     valFraction: fraction,
     goodLabel: values['good-label'],
+    createdBy: createdBy(values['created-by']),
     search,
     backboneChoice: backboneChoice(values),
     name: values.name,
@@ -202,7 +207,6 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     toolVersion: toolVersion(),
     log,
   });
-  await stampCard(values.out, values['created-by']);
   if (report) console.error(searchTable(report, describeClassifyChoice, 'accuracy'));
   console.log(JSON.stringify({ out: values.out, search: (card.search as { chosen: unknown }).chosen, validation: card.validation, timing: card.timing }));
   return 0;

@@ -12,7 +12,7 @@
  * label; `expectedAccuracy` is the share of images whose expected answer matches it.
  */
 import { writeFile } from 'node:fs/promises';
-import { extname, join, relative } from 'node:path';
+import { extname, join } from 'node:path';
 import { OspreyError } from '../../protocol/errors.js';
 import type { Verdict } from '../../protocol/messages.js';
 import { loadModelPackage } from '../package.js';
@@ -28,14 +28,13 @@ export const GOLDEN_SCHEMA = 'osprey-golden-set/1';
 export type GoldenTruth = { verdict: Verdict } | { label: string };
 
 export interface GoldenCandidate {
-  file: string;
+  /** Where it came from, as the card names it (e.g. `good/0123.jpg`); its extension is kept. */
+  source: string;
   bytes: Buffer;
   truth: GoldenTruth;
 }
 
 export interface GoldenOptions {
-  /** Root the `source` names are relative to (the training folder). */
-  root: string;
   /** Most images kept (default 24; the package's 64-file limit bounds it). */
   maxImages?: number;
   /** Images larger than this are passed over (default 512 KiB). */
@@ -73,7 +72,7 @@ const IMAGE_EXT = /^\.(jpe?g|png|bmp|webp|tiff?)$/;
  * with the package through the edge's runtime and writes golden.json. The package's manifest
  * and model must already be written.
  */
-export async function writeGoldenSet(dir: string, candidates: readonly GoldenCandidate[], opts: GoldenOptions): Promise<GoldenSummary> {
+export async function writeGoldenSet(dir: string, candidates: readonly GoldenCandidate[], opts: GoldenOptions = {}): Promise<GoldenSummary> {
   const maxImages = Math.min(opts.maxImages ?? 24, 48);
   const maxImageBytes = opts.maxImageBytes ?? 512 * 1024;
   const maxTotal = opts.maxTotalBytes ?? 4 * 1024 * 1024;
@@ -82,7 +81,7 @@ export async function writeGoldenSet(dir: string, candidates: readonly GoldenCan
   let total = 0;
   for (const c of candidates) {
     if (kept.length >= maxImages) break;
-    const ext = extname(c.file).toLowerCase();
+    const ext = extname(c.source).toLowerCase();
     if (!IMAGE_EXT.test(ext) || c.bytes.length > maxImageBytes || total + c.bytes.length > maxTotal) continue;
     kept.push({ ...c, name: `golden-${String(kept.length).padStart(2, '0')}${ext}` });
     total += c.bytes.length;
@@ -98,7 +97,7 @@ export async function writeGoldenSet(dir: string, candidates: readonly GoldenCan
       await writeFile(join(dir, c.name), c.bytes);
       images.push({
         file: c.name,
-        source: relative(opts.root, c.file),
+        source: c.source,
         sha256: sha256Hex(c.bytes),
         bytes: c.bytes.length,
         truth: c.truth,
@@ -111,4 +110,21 @@ export async function writeGoldenSet(dir: string, candidates: readonly GoldenCan
   const expectedAccuracy = correct / kept.length;
   await writeFile(join(dir, GOLDEN_FILE), `${JSON.stringify({ schema: GOLDEN_SCHEMA, tolerance, expectedAccuracy, images }, null, 2)}\n`);
   return { file: GOLDEN_FILE, images: kept.length, bytes: total, expectedAccuracy, tolerance };
+}
+
+/**
+ * writeGoldenSet for a trainer: the summary for the model card, or undefined (logged) when no
+ * candidate fits the bounds — a model is never refused for its golden set.
+ */
+export async function keepGoldenSet(dir: string, candidates: readonly GoldenCandidate[], log: (line: string) => void, opts: GoldenOptions = {}): Promise<Record<string, unknown> | undefined> {
+  if (candidates.length === 0) return undefined;
+  try {
+    const summary = await writeGoldenSet(dir, candidates, opts);
+    log(`golden set: ${summary.images} images, expected accuracy ${(summary.expectedAccuracy * 100).toFixed(0)} %`);
+    return { ...summary };
+  } catch (err) {
+    if (!(err instanceof OspreyError) || err.code !== 'OSP_ERR_USAGE') throw err;
+    log(`golden set: none (${err.message})`);
+    return undefined;
+  }
 }

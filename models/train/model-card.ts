@@ -5,7 +5,7 @@
  * the tool version and when. Plain JSON: the fleet and people read it as it is.
  */
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { sha256Hex } from '../package-reader.js';
 
@@ -26,11 +26,4 @@ export async function writeModelCard(dir: string, card: Record<string, unknown>)
   const full = { schema: MODEL_CARD_SCHEMA, ...card, createdAt: new Date().toISOString() };
   await writeFile(join(dir, MODEL_CARD_FILE), `${JSON.stringify(full, null, 2)}\n`);
   return full;
-}
-
-/** Records who asked for the model (`createdBy`, e.g. `user:alice`) in DIR/model-card.json. */
-export async function addCreatedBy(dir: string, createdBy: string): Promise<void> {
-  const file = join(dir, MODEL_CARD_FILE);
-  const card = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
-  await writeFile(file, `${JSON.stringify({ ...card, createdBy }, null, 2)}\n`);
 }

@@ -9,6 +9,7 @@
  * (min 0, max 2T, threshold T) puts the chosen threshold T at 0.5, the edge's usual scale.
  */
 import { readFile } from 'node:fs/promises';
+import { relative } from 'node:path';
 import { OspreyError } from '../../protocol/errors.js';
 import type { Manifest } from '../../protocol/manifest.js';
 import { sha256Hex } from '../package-reader.js';
@@ -24,6 +25,7 @@ import {
   type AnomalyChoice, type AnomalyHead, type AnomalySpace, type ResolutionFeatures, type SearchMode, type SearchReport,
 } from './search.js';
 import { synthesiseAnomaly } from './synthetic-anomalies.js';
+import { keepGoldenSet, spreadPick, type GoldenCandidate } from './golden-set.js';
 
 export { MODEL_CARD_FILE, listImages };
 
@@ -54,6 +56,10 @@ export interface TrainAnomalyOptions {
   features?: FeatureSpec;
   /** Taps and input normalisation (--taps, --input-norm; default: found in the backbone). Taps given pin the search's layers. */
   backboneChoice?: BackboneChoice;
+  /** Golden-set images kept in the package (default 16 good + up to 8 defects; 0: none). */
+  goldenImages?: number;
+  /** Who asked for the model (the card's createdBy, e.g. user:alice or local:USER). */
+  createdBy?: string;
   name?: string;
   version?: string;
   toolVersion?: string;
@@ -223,8 +229,23 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
       log(`validation: AUROC ${(figures.auroc * 100).toFixed(1)} %, false rejects ${(at.falseRejectRate * 100).toFixed(1)} %, caught ${(at.catchRate * 100).toFixed(1)} %`);
     }
 
+    // The golden set: good training images spread over the leave-one-out order below the threshold (typical to borderline), and some of the defects given.
+    const goldenCount = opts.goldenImages ?? 24;
+    let goldenSet: Record<string, unknown> | undefined;
+    if (goldenCount > 0) {
+      const below = fit.looScores.map((v, i) => ({ v, i })).filter((x) => x.v < threshold).sort((a, b) => a.v - b.v);
+      const goodPicks = spreadPick(below, Math.ceil((goldenCount * 2) / 3));
+      const defectPicks = spreadPick(defectFiles, goldenCount - goodPicks.length);
+      const candidates: GoldenCandidate[] = [
+        ...goodPicks.map(({ i }) => ({ source: `good/${relative(opts.good, goodFiles[i])}`, bytes: goodBytes[i], truth: { verdict: 'ok' as const } })),
+        ...(await Promise.all(defectPicks.map(async (f) => ({ source: `defects/${relative(opts.defects!, f)}`, bytes: await readFile(f), truth: { verdict: 'defect' as const } })))),
+      ];
+      goldenSet = await keepGoldenSet(opts.out, candidates, log, { maxImages: goldenCount });
+    }
+
     const card = await writeModelCard(opts.out, {
       model: { name, version: manifest.version, sha256: manifest.model.sha256, size: manifest.model.size },
+      ...(opts.createdBy && { createdBy: opts.createdBy }),
       data: { goodImages: goodFiles.length, goodSha256: imageSetHash(opts.good, goodFiles, goodBytes) },
       backbone: { file: opts.backbone, sha256: sha256Hex(backboneBytes), taps: spec.taps.map((t) => t.name), input: inputNormCard(spec) },
       method: {
@@ -238,6 +259,7 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
       },
       operatingPoint: { name: op.name, percentile: op.percentile, rawThreshold: threshold, normalisedThreshold: 0.5 },
       ...(validation && { validation }),
+      ...(goldenSet && { goldenSet }),
       check: { graphVsJsMaxRelDiff: maxRelDiff },
       timing: { trainSeconds: trainMs / 1000 },
       tool: { name: 'osprey', version: opts.toolVersion ?? 'unknown' },

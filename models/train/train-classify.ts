@@ -10,7 +10,8 @@
  * defect) unless `goodLabel` names the label of good parts, which is then left out.
  */
 import { readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
+import { keepGoldenSet, spreadPick, type GoldenCandidate } from './golden-set.js';
 import { OspreyError } from '../../protocol/errors.js';
 import { sha256Hex } from '../package-reader.js';
 import { writeModelPackage } from '../package-writer.js';
@@ -41,6 +42,10 @@ export interface TrainClassifyOptions {
   searchSpace?: ClassifySpace;
   epochs?: number;
   l2?: number;
+  /** Golden-set images kept in the package, spread over the labels (default 24; 0: none). */
+  goldenImages?: number;
+  /** Who asked for the model (the card's createdBy). */
+  createdBy?: string;
   name?: string;
   version?: string;
   toolVersion?: string;
@@ -168,7 +173,16 @@ export async function trainClassify(opts: TrainClassifyOptions) {
       };
       log(`validation: accuracy ${((correct / val.length) * 100).toFixed(1)} % on ${val.length} held-out images`);
     }
+    // The golden set: training images of every label, spread in name order.
+    const goldenCount = opts.goldenImages ?? 24;
+    const perLabel = Math.max(1, Math.floor(goldenCount / labels.length));
+    const candidates: GoldenCandidate[] = goldenCount === 0 ? [] : labels.flatMap((label, li) =>
+      spreadPick(train.flatMap((s, i) => (s.label === li ? [i] : [])), perLabel).map((i) => ({ source: relative(opts.data, train[i].file), bytes: trainBytes[i], truth: { label } })),
+    );
+    const goldenSet = await keepGoldenSet(opts.out, candidates, log, { maxImages: goldenCount });
+
     const card = await writeModelCard(opts.out, {
+      ...(opts.createdBy && { createdBy: opts.createdBy }),
       model: { name, version: manifest.version, sha256: manifest.model.sha256, size: manifest.model.size },
       data: {
         trainImages: train.length,
@@ -183,6 +197,7 @@ export async function trainClassify(opts: TrainClassifyOptions) {
       labels: { labels, defectLabels, goodLabel: opts.goodLabel ?? null },
       search: search ? { mode, protocol: search.protocol, trials: search.trials, chosen: search.chosen, seconds: search.seconds } : { mode: 'off', chosen: choice },
       ...(validation && { validation }),
+      ...(goldenSet && { goldenSet }),
       check: { graphVsJsMaxAbsDiff: maxAbsDiff },
       timing: { trainSeconds: trainMs / 1000 },
       tool: { name: 'osprey', version: opts.toolVersion ?? 'unknown' },

@@ -42,17 +42,16 @@ test('writeGoldenSet: images within bounds, expected answers from the package, a
     defectLabels: ['anomaly'],
     thresholds: { default: 0.5 },
   }, tinyAnomalyModel());
-  const root = '/data/train';
   const candidates: GoldenCandidate[] = [
-    { file: `${root}/good/dark.png`, bytes: await grey(20), truth: { verdict: 'ok' } },
-    { file: `${root}/good/bright.png`, bytes: await grey(250), truth: { verdict: 'ok' } }, // the model calls it a defect
-    { file: `${root}/good/huge.png`, bytes: await grey(10, 400), truth: { verdict: 'ok' } }, // over the per-image bound
-    { file: `${root}/good/notes.txt`, bytes: Buffer.from('not an image'), truth: { verdict: 'ok' } },
-    { file: `${root}/defects/white.png`, bytes: await grey(255), truth: { verdict: 'defect' } },
+    { source: `good/dark.png`, bytes: await grey(20), truth: { verdict: 'ok' } },
+    { source: `good/bright.png`, bytes: await grey(250), truth: { verdict: 'ok' } }, // the model calls it a defect
+    { source: `good/huge.png`, bytes: await grey(10, 400), truth: { verdict: 'ok' } }, // over the per-image bound
+    { source: `good/notes.txt`, bytes: Buffer.from('not an image'), truth: { verdict: 'ok' } },
+    { source: `defects/white.png`, bytes: await grey(255), truth: { verdict: 'defect' } },
   ];
   const maxImageBytes = Math.max(candidates[0]!.bytes.length, candidates[1]!.bytes.length, candidates[4]!.bytes.length);
   assert.ok(candidates[2]!.bytes.length > maxImageBytes);
-  const summary = await writeGoldenSet(dir, candidates, { root, maxImageBytes });
+  const summary = await writeGoldenSet(dir, candidates, { maxImageBytes });
   assert.equal(summary.images, 3);
   assert.equal(summary.expectedAccuracy, 2 / 3);
 
@@ -70,5 +69,5 @@ test('writeGoldenSet: images within bounds, expected answers from the package, a
     assert.deepEqual(bytes, [candidates[0], candidates[1], candidates[4]][i]!.bytes);
   }
 
-  await assert.rejects(writeGoldenSet(dir, [candidates[3]!], { root }), /no training image fits the golden set's bounds/);
+  await assert.rejects(writeGoldenSet(dir, [candidates[3]!]), /no training image fits the golden set's bounds/);
 });

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import test from 'node:test';
 import { auroc, parseOperatingPoint, percentile, ratesAt } from '../../models/train/calibration.js';
@@ -110,6 +111,17 @@ test('osprey train anomaly on 32 MTD good images: a valid package the edge runti
   const validated = await runOsprey('model', 'validate', pkg);
   assert.equal(validated.code, 0, validated.stderr);
 
+  // Who and the golden set: 16 good training images below the threshold and 8 of the defects, each
+  // with what this package answers through the edge's runtime.
+  assert.equal(card.createdBy, `local:${userInfo().username}`);
+  const golden = JSON.parse(await readFile(join(pkg, 'golden.json'), 'utf8'));
+  assert.equal(card.goldenSet.images, 24);
+  assert.equal(golden.images.length, 24);
+  const goldenGood = golden.images.filter((i: { truth: { verdict: string } }) => i.truth.verdict === 'ok');
+  assert.equal(goldenGood.length, 16);
+  assert.ok(goldenGood.every((i: { source: string; expected: { verdict: string } }) => i.source.startsWith('good/') && i.expected.verdict === 'ok'));
+  assert.equal(card.goldenSet.expectedAccuracy, golden.images.filter((i: { truth: { verdict: string }; expected: { verdict: string } }) => i.truth.verdict === i.expected.verdict).length / 24);
+
   // The edge's runtime: the one graph, the manifest's normalisation and threshold.
   const runner = await loadModelPackage(pkg);
   t.after(() => runner.close());
@@ -119,6 +131,11 @@ test('osprey train anomaly on 32 MTD good images: a valid package the edge runti
     return out;
   };
   const trained = await scores(trainFiles);
+  for (const img of golden.images) {
+    const r = await runner.inspect(await readFile(join(pkg, img.file)));
+    assert.equal(r.verdict, img.expected.verdict, img.source);
+    assert.ok(Math.abs(r.score - img.expected.score) <= golden.tolerance, `${img.source}: ${r.score} vs ${img.expected.score}`);
+  }
   assert.ok(trained.every((r) => r.score < 0.5 === (r.verdict === 'ok')));
   assert.ok(trained.filter((r) => r.verdict === 'ok').length >= 29, `train good passed: ${trained.filter((r) => r.verdict === 'ok').length}/32`);
   const g = (await scores(devGood)).map((r) => r.score);

@@ -75,6 +75,11 @@ test('osprey train classify on 8 NEU images per class: valid package, edge runti
   assert.ok(card.check.graphVsJsMaxAbsDiff < 1e-4);
   // The search (quick, the default): 4 trials judged inside the 48 training images (2 of each label's 8).
   assert.equal(card.search.mode, 'quick');
+  // The golden set: 4 training images of each of the 6 labels, with the package's own answers.
+  const golden = JSON.parse(await readFile(join(pkg, 'golden.json'), 'utf8'));
+  assert.equal(golden.images.length, 24);
+  assert.deepEqual([...new Set(golden.images.map((i: { truth: { label: string } }) => i.truth.label))], card.labels.labels);
+  assert.equal(card.goldenSet.expectedAccuracy, golden.images.filter((i: { truth: { label: string }; expected: { label: string } }) => i.truth.label === i.expected.label).length / 24);
   assert.match(card.search.protocol, /fit on 36 training images.* on 12 other training images/);
   assert.equal(card.search.trials.length, 4);
   const top = Math.max(...card.search.trials.map((tr: { score: number }) => tr.score));
