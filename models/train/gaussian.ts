@@ -70,6 +70,16 @@ export function inverseTransposeLower(l: Float64Array, n: number): Float64Array 
   return w;
 }
 
+/** The rows' count, mean and the rows minus it (n ≥ 3, else a one-line error). */
+function centre(rows: readonly Float32Array[], dim: number): { n: number; mean: Float64Array; centred: Float64Array[] } {
+  const n = rows.length;
+  if (n < 3) throw new OspreyError('OSP_ERR_BAD_REQUEST', `the Gaussian needs at least 3 images, got ${n}`);
+  const mean = new Float64Array(dim);
+  for (const r of rows) for (let a = 0; a < dim; a++) mean[a] += r[a];
+  for (let a = 0; a < dim; a++) mean[a] /= n;
+  return { n, mean, centred: rows.map((r) => Float64Array.from(r.subarray(0, dim), (v, a) => v - mean[a])) };
+}
+
 /**
  * Score functions of the Gaussian for any ridge from the same rows, without the leave-one-out
  * scores or the whitening matrix (what the search needs). With fewer images than features it
@@ -77,12 +87,7 @@ export function inverseTransposeLower(l: Float64Array, n: number): Float64Array 
  * score(x) = (‖d‖² − ‖L⁻¹Ud‖²)/λ with L the Cholesky factor of the n×n Gram matrix + λI.
  */
 export function gaussianScorers(rows: readonly Float32Array[], dim: number): (ridge: number) => (x: ArrayLike<number>) => number {
-  const n = rows.length;
-  if (n < 3) throw new OspreyError('OSP_ERR_BAD_REQUEST', `the Gaussian needs at least 3 images, got ${n}`);
-  const mean = new Float64Array(dim);
-  for (const r of rows) for (let a = 0; a < dim; a++) mean[a] += r[a];
-  for (let a = 0; a < dim; a++) mean[a] /= n;
-  const centred = rows.map((r) => Float64Array.from(r.subarray(0, dim), (v, a) => v - mean[a]));
+  const { n, mean, centred } = centre(rows, dim);
   const dual = n - 1 < dim;
   const m = dual ? n : dim;
   // Primal: S/(n−1) (D×D, lower triangle); dual: XXᵀ/(n−1) (n×n, lower triangle).
@@ -151,12 +156,7 @@ export function gaussianScorers(rows: readonly Float32Array[], dim: number): (ri
 
 /** Fits the Gaussian on n rows of `dim` features (n ≥ 3). */
 export function fitGaussian(rows: readonly Float32Array[], dim: number, ridge = 0.01): GaussianFit {
-  const n = rows.length;
-  if (n < 3) throw new OspreyError('OSP_ERR_BAD_REQUEST', `the Gaussian needs at least 3 images, got ${n}`);
-  const mean = new Float64Array(dim);
-  for (const r of rows) for (let a = 0; a < dim; a++) mean[a] += r[a];
-  for (let a = 0; a < dim; a++) mean[a] /= n;
-  const centred = rows.map((r) => Float64Array.from(r.subarray(0, dim), (v, a) => v - mean[a]));
+  const { n, mean, centred } = centre(rows, dim);
   const scatter = new Float64Array(dim * dim);
   for (const d of centred) {
     for (let a = 0; a < dim; a++) {
