@@ -21,7 +21,7 @@ Options:
   --defects DIR           defect images (and sub-folders): AUROC, false-reject and catch-rate
                           curve in the model card
   --validation-good DIR   held-out good images for those figures (default: leave-one-out scores)
-  --operating-point P     balanced (p95 of leave-one-out scores, default), strict (p90),
+  --operating-point P     balanced (p94 of leave-one-out scores, default), strict (p90),
                           lenient (p99), or pNN
   --search quick|full|off the automatic search over input size (224/160/128), taps and head
                           (quick, default; full: more sizes, taps and ridges), judged on held-out

@@ -18,7 +18,7 @@ const jobFields = {
   model: ModelParamsSchema.properties.name,
   version: Type.Optional(VersionParamsSchema.properties.version),
   backbone: Type.Optional(BackboneName),
-  operatingPoint: Type.Optional(Type.String({ pattern: '^(balanced|strict|lenient|p[0-9]{1,2}(\\.[0-9]+)?)$', description: 'anomaly: balanced (p95), strict (p90), lenient (p99) or pNN' })),
+  operatingPoint: Type.Optional(Type.String({ pattern: '^(balanced|strict|lenient|p[0-9]{1,2}(\\.[0-9]+)?)$', description: 'anomaly: balanced (p94), strict (p90), lenient (p99) or pNN' })),
   valFraction: Type.Optional(Type.Number({ minimum: 0, maximum: 0.9, description: 'classify: share of each label held out for validation' })),
   goodLabel: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'classify: the label of good parts' })),
 };

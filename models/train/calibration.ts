@@ -6,7 +6,7 @@
 import { OspreyError } from '../../protocol/errors.js';
 
 /** Named operating points: the percentile of the good images' leave-one-out scores. */
-export const OPERATING_POINTS = { balanced: 95, strict: 90, lenient: 99 } as const;
+export const OPERATING_POINTS = { balanced: 94, strict: 90, lenient: 99 } as const;
 export type OperatingPointName = keyof typeof OPERATING_POINTS;
 
 /** The p-th percentile (0..100) of `values`, linear interpolation between order statistics. */
@@ -65,7 +65,7 @@ export function ratesAt(good: readonly number[], defect: readonly number[], thre
 /** The curve at each percentile 50..100 of the calibration scores (what a user picks an operating point from). */
 export function rateCurve(calibration: readonly number[], good: readonly number[], defect: readonly number[]): (CurvePoint & { percentile: number })[] {
   const out: (CurvePoint & { percentile: number })[] = [];
-  for (const p of [50, 60, 70, 80, 85, 90, 92.5, 95, 97.5, 99, 100]) out.push({ percentile: p, ...ratesAt(good, defect, percentile(calibration, p)) });
+  for (const p of [50, 60, 70, 80, 85, 90, 92.5, 94, 95, 97.5, 99, 100]) out.push({ percentile: p, ...ratesAt(good, defect, percentile(calibration, p)) });
   return out;
 }
 

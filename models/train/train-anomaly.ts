@@ -15,7 +15,7 @@ import type { Manifest } from '../../protocol/manifest.js';
 import { sha256Hex } from '../package-reader.js';
 import { writeModelPackage } from '../package-writer.js';
 import { Extractor, inputSpec, listImages, readAll, readBackbone } from './extract.js';
-import { percentile, validationFigures } from './calibration.js';
+import { OPERATING_POINTS, percentile, validationFigures } from './calibration.js';
 import { ANOMALY_RECIPE, buildGraph, cutFor, featureCount, inputNormCard, prepareBackbone, type BackboneChoice, type FeatureSpec, type Head, type TapCandidates } from './features-graph.js';
 import { fitGaussian, gaussianHead, gaussianScore } from './gaussian.js';
 import { imageSetHash, MODEL_CARD_FILE, writeModelCard } from './model-card.js';
@@ -100,7 +100,7 @@ function headFor(choice: AnomalyChoice, rows: Float32Array[], D: number): { head
 export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnomalyResult> {
   const log = opts.log ?? (() => {});
   const started = performance.now();
-  const op = opts.operatingPoint ?? { name: 'balanced', percentile: 95 };
+  const op = opts.operatingPoint ?? { name: 'balanced', percentile: OPERATING_POINTS.balanced };
 
   const goodFiles = await listImages(opts.good);
   if (goodFiles.length < 3) throw new OspreyError('OSP_ERR_USAGE', `--good ${opts.good}: needs at least 3 images, found ${goodFiles.length}`);

@@ -98,12 +98,12 @@ test('osprey train anomaly on 32 MTD good images: a valid package the edge runti
   assert.equal(card.data.goodImages, 32);
   assert.match(card.data.goodSha256, /^[0-9a-f]{64}$/);
   assert.match(card.backbone.sha256, /^[0-9a-f]{64}$/);
-  assert.equal(card.operatingPoint.percentile, 95);
+  assert.equal(card.operatingPoint.percentile, 94);
   assert.ok(card.check.graphVsJsMaxRelDiff < 1e-4, `graph vs JavaScript: ${card.check.graphVsJsMaxRelDiff}`);
   assert.equal(card.validation.goodImages, 10);
   assert.equal(card.validation.defectImages, 12);
   assert.ok(card.validation.auroc > 0.6, `card AUROC ${card.validation.auroc}`);
-  assert.equal(card.validation.curve.length, 11);
+  assert.equal(card.validation.curve.length, 12);
   // The search (on by default) was judged by the --defects images: the card says so.
   assert.match(card.search.protocol, /26 good images.*6 held-out good images.*against 12 --defects images/);
   assert.match(card.validation.note, /optimistic/);
