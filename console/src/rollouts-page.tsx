@@ -1,0 +1,672 @@
+/**
+ * Rollouts: the list (`#/rollouts`), a new one (`#/rollouts/new`: version, target, stages, gates,
+ * each default explained) and one rollout live (`#/rollouts/:id`: each stage, each gate's value
+ * against its limit, each edge's progress) with its levers — promote, pause, resume, abort, roll
+ * back — behind a confirmation. Live over the rollout streams; every lever is shown only to a
+ * session whose permissions allow it (the API refuses the rest anyway).
+ */
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import type { Api, SessionInfo } from './api.js';
+import type { Fleet } from './live.js';
+import { useRollout, useRollouts, type RolloutSummary, type RolloutView } from './rollout-live.js';
+import { Confirm } from './confirm.js';
+import { LineRollback } from './line-rollback.js';
+import { clock, num } from './format.js';
+
+type StageView = RolloutView['stages'][number];
+type EdgeProgressView = StageView['edges'][number];
+type GateName = 'minFrames' | 'maxErrorRate' | 'maxP95LatencyMs' | 'minAgreement' | 'maxDefectRateChange';
+type Action = 'promote' | 'pause' | 'resume' | 'abort' | 'rollback';
+
+const can = (session: SessionInfo, p: 'rollouts:write' | 'rollouts:control') => session.permissions.includes(p);
+const ACTIVE = ['running', 'awaiting-promotion', 'paused'];
+
+export function RolloutsPage({ api, session, fleet, id }: { api: Api; session: SessionInfo; fleet: Fleet; id: string | null }) {
+  if (id === 'new') return can(session, 'rollouts:write') ? <CreateRollout api={api} fleet={fleet} /> : <p class="empty">Starting a rollout needs the release manager role.</p>;
+  if (id !== null) return <RolloutDetail api={api} session={session} id={id} />;
+  return <RolloutList api={api} session={session} fleet={fleet} />;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The list
+
+function RolloutList({ api, session, fleet }: { api: Api; session: SessionInfo; fleet: Fleet }) {
+  const live = useRollouts(api);
+  const lines = useMemo(() => [...new Set([...(fleet.edges?.values() ?? [])].map((e) => e.line).filter((l): l is string => !!l))].sort(), [fleet.edges]);
+  return (
+    <section class="rollouts-page">
+      <div class="summary">
+        <h1>Rollouts</h1>
+        {can(session, 'rollouts:write') && (
+          <a class="button" href="#/rollouts/new">
+            New rollout
+          </a>
+        )}
+      </div>
+      {live.value === null ? (
+        <p class="loading">Loading rollouts…</p>
+      ) : live.value.length === 0 ? (
+        <p class="empty">No rollout yet.</p>
+      ) : (
+        <div class="ro-panel">
+          <table class="ro-table">
+            <thead>
+              <tr>
+                <th>Rollout</th>
+                <th>Version</th>
+                <th>State</th>
+                <th>Stage</th>
+                <th class="num">Edges</th>
+                <th>Started</th>
+                <th>By</th>
+              </tr>
+            </thead>
+            <tbody>
+              {live.value.map((r) => (
+                <tr key={r.id} data-rollout={r.id} data-status={r.status}>
+                  <td>
+                    <a href={`#/rollouts/${encodeURIComponent(r.id)}`}>{r.id}</a>
+                  </td>
+                  <td class="mono">
+                    {r.model}@{r.version}
+                  </td>
+                  <td>
+                    <StatusBadge status={r.status} />
+                  </td>
+                  <td>{stageLabel(r)}</td>
+                  <td class="num">{r.edges}</td>
+                  <td>{clock(r.createdAt)}</td>
+                  <td>{who(r.createdBy)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {can(session, 'rollouts:control') && lines.length > 0 && (
+        <div class="ro-panel ro-lines">
+          <h2>Roll back a line</h2>
+          <p class="muted">Every edge of the line returns to the version it ran before its last change; a rollout running there is paused.</p>
+          {lines.map((line) => (
+            <div key={line} class="ro-line" data-line={line}>
+              <LineRollback api={api} session={session} line={line} />
+            </div>
+          ))}
+        </div>
+      )}
+    </section>
+  );
+}
+
+const stageLabel = (r: RolloutSummary) => `${r.stageIndex + 1} of ${r.stageCount} · ${r.stageName}`;
+const who = (by: string | null) => (by ? by.replace(/^user:/, '') : '–');
+
+function StatusBadge({ status }: { status: string }) {
+  return <span class={`ro-status s-${status}`}>{status.replace('-', ' ')}</span>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One rollout, live
+
+const GATE_WORDS: Record<GateName, { label: string; max: boolean; unit: 'count' | 'ratio' | 'ms' }> = {
+  minFrames: { label: 'Frames seen', max: false, unit: 'count' },
+  maxErrorRate: { label: 'Error rate', max: true, unit: 'ratio' },
+  maxP95LatencyMs: { label: 'p95 latency', max: true, unit: 'ms' },
+  minAgreement: { label: 'Agreement with the current model', max: false, unit: 'ratio' },
+  maxDefectRateChange: { label: 'Defect-rate change', max: true, unit: 'ratio' },
+};
+
+function gateValue(gate: GateName, v: number | null): string {
+  if (v === null) return '–';
+  const unit = GATE_WORDS[gate].unit;
+  return unit === 'ratio' ? `${num(v * 100, 2)} %` : unit === 'ms' ? `${num(v, 1)} ms` : num(v, 0);
+}
+
+const ACTION_WORDS: Record<Action, { label: string; title: string; text: string; danger: boolean }> = {
+  promote: { label: 'Promote', title: 'Promote to the next stage?', text: 'Ends this stage now, whatever its gates say, and opens the next stage (or completes the rollout after the last one).', danger: false },
+  pause: { label: 'Pause', title: 'Pause this rollout?', text: 'Stops judging the gates. Every edge keeps what it runs now; nothing moves until someone resumes it.', danger: false },
+  resume: { label: 'Resume', title: 'Resume this rollout?', text: 'Measures the current stage again from now: counters, soak and silence clocks start over.', danger: false },
+  abort: { label: 'Abort', title: 'Abort this rollout?', text: 'Ends the rollout. Edges already running the new version live keep it; shadow copies are dropped. Use Roll back to return edges to their old version.', danger: true },
+  rollback: { label: 'Roll back', title: 'Roll back this rollout?', text: 'Every edge still on this version returns to the version it ran before the rollout. The rollout ends.', danger: true },
+};
+
+function allowed(r: RolloutView, session: SessionInfo): Action[] {
+  const out: Action[] = [];
+  const active = ACTIVE.includes(r.status);
+  if (can(session, 'rollouts:write') && active) out.push('promote');
+  if (can(session, 'rollouts:control')) {
+    if (r.status === 'running' || r.status === 'awaiting-promotion') out.push('pause');
+    if (r.status === 'paused') out.push('resume');
+    if (active) out.push('abort');
+    if (r.status !== 'rolled-back') out.push('rollback');
+  }
+  return out;
+}
+
+function RolloutDetail({ api, session, id }: { api: Api; session: SessionInfo; id: string }) {
+  const live = useRollout(api, id);
+  const [asking, setAsking] = useState<Action | null>(null);
+  const r = live.value;
+  if (live.problem) return <p class="empty">{live.problem}. <a href="#/rollouts">All rollouts</a></p>;
+  if (!r) return <p class="loading">Loading rollout {id}…</p>;
+  const actions = allowed(r, session);
+  const lines = r.target.lines ?? [];
+  return (
+    <section class="rollout-page" data-rollout={r.id} data-status={r.status}>
+      <p class="crumbs">
+        <a href="#/rollouts">Rollouts</a> › {r.id}
+      </p>
+      <div class="ro-head">
+        <h1>
+          <span class="mono">
+            {r.model}@{r.version}
+          </span>{' '}
+          <StatusBadge status={r.status} />
+          <span class={`ro-live ${live.connected ? 'on' : ''}`}>{live.connected ? 'live' : 'reconnecting…'}</span>
+        </h1>
+        <div class="ro-actions">
+          {actions.map((a) => (
+            <button type="button" key={a} class={ACTION_WORDS[a].danger ? 'danger' : ''} onClick={() => setAsking(a)}>
+              {ACTION_WORDS[a].label}
+            </button>
+          ))}
+        </div>
+      </div>
+      {r.reason && <p class="ro-reason">{r.reason}</p>}
+      <dl class="facts ro-facts">
+        <dt>Target</dt>
+        <dd>{r.target.all ? 'every edge' : r.target.lines ? `line ${r.target.lines.join(', ')}` : `edges ${r.target.edges?.join(', ')}`}</dd>
+        <dt>Started</dt>
+        <dd>
+          {clock(r.createdAt)} by {who(r.createdBy)}
+        </dd>
+        <dt>On a failed gate</dt>
+        <dd>{r.onFailure === 'rollback' ? 'roll back automatically' : 'pause and wait for a person'}</dd>
+        <dt>Silence limit</dt>
+        <dd>{r.silenceTimeoutSeconds} s · judged once {r.minSample} edge{r.minSample > 1 ? 's' : ''} report</dd>
+        {r.finishedAt !== null && (
+          <>
+            <dt>Finished</dt>
+            <dd>{clock(r.finishedAt)}</dd>
+          </>
+        )}
+      </dl>
+      <ol class="ro-stepper">
+        {r.stages.map((s) => (
+          <li key={s.index} class={`st-${s.status} ${s.index === r.stageIndex ? 'current' : ''}`} data-stage={s.name} data-status={s.status}>
+            <strong>{s.name}</strong>
+            <span>{s.mode}</span>
+            <span class="st-status">{s.status.replace('-', ' ')}</span>
+          </li>
+        ))}
+      </ol>
+      {r.stages.map((s) => (
+        <Stage key={s.index} stage={s} current={s.index === r.stageIndex} />
+      ))}
+      {r.actions.length > 0 && (
+        <div class="ro-panel">
+          <h2>Who did what</h2>
+          <ul class="ro-history">
+            {r.actions.map((a, i) => (
+              <li key={i}>
+                {clock(a.at)} — {a.action} by {who(a.by)}
+              </li>
+            ))}
+          </ul>
+        </div>
+      )}
+      {lines.length > 0 && can(session, 'rollouts:control') && (
+        <div class="ro-panel ro-lines">
+          <h2>Roll back a line</h2>
+          {lines.map((line) => (
+            <div key={line} class="ro-line" data-line={line}>
+              <LineRollback api={api} session={session} line={line} />
+            </div>
+          ))}
+        </div>
+      )}
+      {asking && (
+        <Confirm
+          title={ACTION_WORDS[asking].title}
+          confirmLabel={ACTION_WORDS[asking].label}
+          danger={ACTION_WORDS[asking].danger}
+          onClose={() => setAsking(null)}
+          onConfirm={() => api.post(`/api/rollouts/${encodeURIComponent(r.id)}/${asking}`)}
+        >
+          <p>
+            <strong>
+              {r.model}@{r.version}
+            </strong>
+            , stage {r.stageIndex + 1} of {r.stages.length} ({r.stages[r.stageIndex]?.name}).
+          </p>
+          <p>{ACTION_WORDS[asking].text}</p>
+        </Confirm>
+      )}
+    </section>
+  );
+}
+
+function selection(s: StageView): string {
+  if (s.select.edges) return `edges ${s.select.edges.join(', ')}`;
+  if (s.select.line) return `line ${s.select.line}`;
+  if (s.select.percent !== undefined) return `${s.select.percent} % of the target`;
+  return 'the whole target';
+}
+
+function Stage({ stage: s, current }: { stage: StageView; current: boolean }) {
+  const gates = Object.entries(s.gates) as [GateName, number][];
+  return (
+    <article class={`ro-panel ro-stage ${current ? 'current' : ''}`} data-stage={s.name} data-status={s.status}>
+      <header>
+        <h2>
+          Stage {s.index + 1}: {s.name}
+        </h2>
+        <span class="muted">
+          {s.mode === 'shadow' ? 'shadow (runs beside the current model, changes no verdict)' : 'live (decides verdicts)'} · {selection(s)} · soak {s.soakSeconds} s ·{' '}
+          {s.promotion === 'manual' ? 'promoted by a person' : 'promoted automatically'}
+        </span>
+        <StatusBadge status={s.status} />
+      </header>
+      {s.reason && <p class="ro-reason muted">{s.reason}</p>}
+      {gates.length > 0 && (
+        <table class="ro-table ro-gates">
+          <thead>
+            <tr>
+              <th>Gate</th>
+              <th class="num">Now</th>
+              <th class="num">Limit</th>
+              <th>Verdict</th>
+            </tr>
+          </thead>
+          <tbody>
+            {gates.map(([gate, limit]) => {
+              const res = s.gateResults.find((g) => g.gate === gate);
+              const status = res?.status ?? 'pending';
+              return (
+                <tr key={gate} data-gate={gate} data-status={status}>
+                  <td>{GATE_WORDS[gate].label}</td>
+                  <td class="num">{gateValue(gate, res?.value ?? null)}</td>
+                  <td class="num">
+                    {GATE_WORDS[gate].max ? '≤ ' : '≥ '}
+                    {gateValue(gate, limit)}
+                  </td>
+                  <td class={`verdict v-${status}`}>
+                    {status}
+                    {res?.note ? ` — ${res.note}` : ''}
+                  </td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
+      {gates.length === 0 && <p class="muted ro-nogates">No gates: the stage passes once enough edges report the new version{s.soakSeconds > 0 ? ' and the soak is over' : ''}.</p>}
+      {s.edges.length > 0 ? (
+        <div class="scroll">
+          <table class="ro-table ro-edges">
+            <thead>
+              <tr>
+                <th>Edge</th>
+                <th>Line</th>
+                <th>Progress</th>
+                <th>Asked to run</th>
+                <th>Reports</th>
+                <th class="num">Frames</th>
+                <th class="num">Errors</th>
+                <th>Converged</th>
+              </tr>
+            </thead>
+            <tbody>
+              {s.edges.map((e) => (
+                <EdgeRow key={e.edgeId} e={e} />
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ) : (
+        <p class="muted ro-nogates">{s.status === 'pending' ? 'Not started yet.' : 'No edges in this stage.'}</p>
+      )}
+    </article>
+  );
+}
+
+function EdgeRow({ e }: { e: EdgeProgressView }) {
+  const converged = e.desired !== null && e.desired === e.reported;
+  return (
+    <tr data-edge={e.edgeId} data-progress={e.status} data-converged={String(converged)}>
+      <td>
+        <a href={`#/edges/${encodeURIComponent(e.edgeId)}`}>{e.edgeId}</a> {!e.online && <span class="muted">(offline)</span>}
+      </td>
+      <td>{e.line ?? '–'}</td>
+      <td class={`progress p-${e.status}`} title={e.failed ?? ''}>
+        {e.status}
+      </td>
+      <td class="mono">{e.desired ?? '–'}</td>
+      <td class="mono">{e.reported ?? '–'}</td>
+      <td class="num">{num(e.frames, 0)}</td>
+      <td class="num">{e.errorRate === null ? '–' : `${num(e.errorRate * 100, 2)} %`}</td>
+      <td>{e.convergedAt !== null ? clock(e.convergedAt) : converged ? 'yes' : 'not yet'}</td>
+    </tr>
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A new rollout
+
+interface GateDraft {
+  on: boolean;
+  value: string;
+}
+interface StageDraft {
+  name: string;
+  mode: 'shadow' | 'live';
+  /** '': every target edge; otherwise a percentage. */
+  percent: string;
+  gates: Record<GateName, GateDraft>;
+  soakSeconds: string;
+  promotion: 'auto' | 'manual';
+}
+
+const gatesDraft = (on: Partial<Record<GateName, string>>): Record<GateName, GateDraft> => {
+  const defaults: Record<GateName, string> = { minFrames: '200', maxErrorRate: '1', maxP95LatencyMs: '200', minAgreement: '95', maxDefectRateChange: '5' };
+  return Object.fromEntries((Object.keys(defaults) as GateName[]).map((g) => [g, { on: on[g] !== undefined, value: on[g] ?? defaults[g] }])) as Record<GateName, GateDraft>;
+};
+
+/** Shadow on every target edge, then a live canary on 10 %, then the whole target. */
+function defaultStages(): StageDraft[] {
+  return [
+    { name: 'shadow', mode: 'shadow', percent: '', gates: gatesDraft({ minFrames: '200', maxErrorRate: '1', minAgreement: '95' }), soakSeconds: '0', promotion: 'auto' },
+    { name: 'canary', mode: 'live', percent: '10', gates: gatesDraft({ minFrames: '200', maxErrorRate: '1', maxDefectRateChange: '5' }), soakSeconds: '600', promotion: 'manual' },
+    { name: 'full', mode: 'live', percent: '', gates: gatesDraft({ maxErrorRate: '1' }), soakSeconds: '0', promotion: 'auto' },
+  ];
+}
+
+const GATE_HELP: Record<GateName, { label: string; unit: string; help: string }> = {
+  minFrames: { label: 'Frames before judging', unit: 'frames', help: 'No gate is judged until the stage has seen this many frames with the new version (default 200).' },
+  maxErrorRate: { label: 'Highest error rate', unit: '%', help: 'Frames the new version failed on, out of all it got. Above the limit the stage fails (default 1 %).' },
+  maxP95LatencyMs: { label: 'Highest p95 latency', unit: 'ms', help: '95 % of frames must be inspected within this time, from the edges’ telemetry (default 200 ms).' },
+  minAgreement: { label: 'Lowest agreement', unit: '%', help: 'Shadow only: frames where the new version gives the same verdict as the current one (default 95 %).' },
+  maxDefectRateChange: {
+    label: 'Largest defect-rate change',
+    unit: 'points',
+    help: 'How far the share of defect verdicts may move from the current model’s, in percentage points (default 5). Skipped on edges with no history.',
+  },
+};
+
+interface ModelList {
+  models: { name: string; latestVersion: string }[];
+}
+interface VersionList {
+  versions: { version: string; createdAt: number; uploadedBy: string | null }[];
+}
+
+function CreateRollout({ api, fleet }: { api: Api; fleet: Fleet }) {
+  const [models, setModels] = useState<ModelList['models'] | null>(null);
+  const [model, setModel] = useState('');
+  const [versions, setVersions] = useState<VersionList['versions']>([]);
+  const [version, setVersion] = useState('');
+  const lines = useMemo(() => [...new Set([...(fleet.edges?.values() ?? [])].map((e) => e.line).filter((l): l is string => !!l))].sort(), [fleet.edges]);
+  const [targetKind, setTargetKind] = useState<'line' | 'edges' | 'all'>('line');
+  const [line, setLine] = useState('');
+  const [edges, setEdges] = useState<string[]>([]);
+  const [stages, setStages] = useState<StageDraft[]>(defaultStages);
+  const [onFailure, setOnFailure] = useState<'rollback' | 'pause'>('rollback');
+  const [silence, setSilence] = useState('300');
+  const [minSample, setMinSample] = useState('1');
+  const [error, setError] = useState<string | null>(null);
+  const [busy, setBusy] = useState(false);
+
+  useEffect(() => {
+    api.get<ModelList>('/api/models').then(
+      (m) => {
+        setModels(m.models);
+        if (m.models[0]) setModel(m.models[0].name);
+      },
+      (err: Error) => setError(err.message),
+    );
+  }, [api]);
+  useEffect(() => {
+    if (!model) return;
+    api.get<VersionList>(`/api/models/${encodeURIComponent(model)}/versions`).then(
+      (v) => {
+        const sorted = [...v.versions].sort((a, b) => b.createdAt - a.createdAt);
+        setVersions(sorted);
+        setVersion(sorted[0]?.version ?? '');
+      },
+      (err: Error) => setError(err.message),
+    );
+  }, [api, model]);
+  useEffect(() => {
+    if (!line && lines[0]) setLine(lines[0]);
+  }, [lines, line]);
+
+  const setStage = (i: number, patch: Partial<StageDraft>) => setStages((all) => all.map((s, j) => (j === i ? { ...s, ...patch } : s)));
+  const setGate = (i: number, g: GateName, patch: Partial<GateDraft>) => setStages((all) => all.map((s, j) => (j === i ? { ...s, gates: { ...s.gates, [g]: { ...s.gates[g], ...patch } } } : s)));
+
+  const submit = (ev: Event) => {
+    ev.preventDefault();
+    setError(null);
+    const body = {
+      model,
+      version,
+      target: targetKind === 'line' ? { lines: [line] } : targetKind === 'edges' ? { edges } : { all: true as const },
+      stages: stages.map((s) => {
+        const gates: Partial<Record<GateName, number>> = {};
+        for (const g of Object.keys(s.gates) as GateName[]) {
+          const d = s.gates[g];
+          if (!d.on || (g === 'minAgreement' && s.mode === 'live')) continue;
+          const v = Number(d.value);
+          gates[g] = g === 'maxErrorRate' || g === 'minAgreement' || g === 'maxDefectRateChange' ? v / 100 : v;
+        }
+        return {
+          name: s.name,
+          mode: s.mode,
+          ...(s.percent.trim() !== '' && Number(s.percent) < 100 && { select: { percent: Number(s.percent) } }),
+          gates,
+          soakSeconds: Number(s.soakSeconds || 0),
+          promotion: s.promotion,
+        };
+      }),
+      onFailure,
+      silenceTimeoutSeconds: Number(silence),
+      minSample: Number(minSample),
+    };
+    setBusy(true);
+    api.post<RolloutView>('/api/rollouts', body).then(
+      (r) => {
+        location.hash = `#/rollouts/${encodeURIComponent(r.id)}`;
+      },
+      (err: Error) => {
+        setBusy(false);
+        setError(err.message);
+      },
+    );
+  };
+
+  const allEdges = [...(fleet.edges?.values() ?? [])].map((e) => e.id).sort();
+  return (
+    <form class="rollout-new" onSubmit={submit}>
+      <p class="crumbs">
+        <a href="#/rollouts">Rollouts</a> › new
+      </p>
+      <h1>New rollout</h1>
+      <fieldset class="ro-panel">
+        <legend>What</legend>
+        <label>
+          Model
+          <select value={model} onChange={(e) => setModel((e.target as HTMLSelectElement).value)} disabled={!models || models.length === 0}>
+            {(models ?? []).map((m) => (
+              <option key={m.name} value={m.name}>
+                {m.name}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label>
+          Version
+          <select value={version} onChange={(e) => setVersion((e.target as HTMLSelectElement).value)}>
+            {versions.map((v) => (
+              <option key={v.version} value={v.version}>
+                {v.version} — registered {clock(v.createdAt)}
+              </option>
+            ))}
+          </select>
+        </label>
+        {models?.length === 0 && <p class="muted">No model in the registry yet: register one first.</p>}
+      </fieldset>
+
+      <fieldset class="ro-panel" data-part="target">
+        <legend>Where</legend>
+        <div class="ro-choices">
+          <label>
+            <input type="radio" name="target" checked={targetKind === 'line'} onChange={() => setTargetKind('line')} /> One line
+          </label>
+          <label>
+            <input type="radio" name="target" checked={targetKind === 'edges'} onChange={() => setTargetKind('edges')} /> Chosen edges
+          </label>
+          <label>
+            <input type="radio" name="target" checked={targetKind === 'all'} onChange={() => setTargetKind('all')} /> Every edge
+          </label>
+        </div>
+        {targetKind === 'line' && (
+          <label>
+            Line
+            <select value={line} onChange={(e) => setLine((e.target as HTMLSelectElement).value)}>
+              {lines.map((l) => (
+                <option key={l} value={l}>
+                  {l}
+                </option>
+              ))}
+            </select>
+          </label>
+        )}
+        {targetKind === 'edges' && (
+          <div class="ro-choices">
+            {allEdges.map((id) => (
+              <label key={id}>
+                <input type="checkbox" checked={edges.includes(id)} onChange={(e) => setEdges((all) => ((e.target as HTMLInputElement).checked ? [...all, id] : all.filter((x) => x !== id)))} /> {id}
+              </label>
+            ))}
+          </div>
+        )}
+        <p class="help">Edges that join the target later (a new edge on the line) join the stage the rollout is in.</p>
+      </fieldset>
+
+      {stages.map((s, i) => (
+        <fieldset class="ro-panel ro-stage-form" key={i} data-stage-form={i}>
+          <legend>
+            Stage {i + 1}
+            {stages.length > 1 && (
+              <button type="button" class="link" onClick={() => setStages((all) => all.filter((_, j) => j !== i))}>
+                Remove stage {i + 1}
+              </button>
+            )}
+          </legend>
+          <div class="ro-grid">
+            <label>
+              Name
+              <input value={s.name} onInput={(e) => setStage(i, { name: (e.target as HTMLInputElement).value })} />
+            </label>
+            <label>
+              Mode
+              <select value={s.mode} onChange={(e) => setStage(i, { mode: (e.target as HTMLSelectElement).value as 'shadow' | 'live' })}>
+                <option value="shadow">shadow</option>
+                <option value="live">live</option>
+              </select>
+              <span class="help">
+                {s.mode === 'shadow'
+                  ? 'Shadow: the new version runs beside the current one on the same frames; only the current one decides. Safe: it measures agreement without touching a verdict.'
+                  : 'Live: the new version decides the verdicts on these edges; the old one stays loaded for a fast roll back.'}
+              </span>
+            </label>
+            <label>
+              Share of the target (%)
+              <input inputMode="decimal" value={s.percent} placeholder="100" onInput={(e) => setStage(i, { percent: (e.target as HTMLInputElement).value })} />
+              <span class="help">Empty or 100: every target edge. 10 picks at least one edge, the same ones on every stage (10 % then 50 % are nested).</span>
+            </label>
+            <label>
+              Soak (seconds)
+              <input inputMode="numeric" value={s.soakSeconds} onInput={(e) => setStage(i, { soakSeconds: (e.target as HTMLInputElement).value })} />
+              <span class="help">Once every gate passes, the stage keeps watching this long before it counts as passed (default 0).</span>
+            </label>
+            <label>
+              After it passes
+              <select value={s.promotion} onChange={(e) => setStage(i, { promotion: (e.target as HTMLSelectElement).value as 'auto' | 'manual' })}>
+                <option value="auto">go on automatically</option>
+                <option value="manual">wait for a person to promote</option>
+              </select>
+              <span class="help">Default: automatically. "Wait" holds the stage (still watched) until someone presses Promote.</span>
+            </label>
+          </div>
+          <table class="ro-gate-form">
+            <tbody>
+              {(Object.keys(GATE_HELP) as GateName[])
+                .filter((g) => g !== 'minAgreement' || s.mode === 'shadow')
+                .map((g) => (
+                  <tr key={g} data-gate={g}>
+                    <td>
+                      <label>
+                        <input type="checkbox" checked={s.gates[g].on} onChange={(e) => setGate(i, g, { on: (e.target as HTMLInputElement).checked })} /> {GATE_HELP[g].label}
+                      </label>
+                    </td>
+                    <td>
+                      <input
+                        class="short"
+                        aria-label={`${GATE_HELP[g].label}, stage ${i + 1}`}
+                        inputMode="decimal"
+                        value={s.gates[g].value}
+                        disabled={!s.gates[g].on}
+                        onInput={(e) => setGate(i, g, { value: (e.target as HTMLInputElement).value })}
+                      />{' '}
+                      {GATE_HELP[g].unit}
+                    </td>
+                    <td class="help">{GATE_HELP[g].help}</td>
+                  </tr>
+                ))}
+            </tbody>
+          </table>
+        </fieldset>
+      ))}
+      <p>
+        <button
+          type="button"
+          class="secondary"
+          onClick={() => setStages((all) => [...all, { name: `stage-${all.length + 1}`, mode: 'live', percent: '', gates: gatesDraft({ maxErrorRate: '1' }), soakSeconds: '0', promotion: 'auto' }])}
+        >
+          Add a stage
+        </button>
+      </p>
+
+      <fieldset class="ro-panel">
+        <legend>When something goes wrong</legend>
+        <div class="ro-grid">
+          <label>
+            A failed stage
+            <select value={onFailure} onChange={(e) => setOnFailure((e.target as HTMLSelectElement).value as 'rollback' | 'pause')}>
+              <option value="rollback">rolls back automatically</option>
+              <option value="pause">pauses for a person</option>
+            </select>
+            <span class="help">Default: roll back — every edge returns to the version it ran before. Pause leaves edges as they are.</span>
+          </label>
+          <label>
+            Silence limit (seconds)
+            <input inputMode="numeric" value={silence} onInput={(e) => setSilence((e.target as HTMLInputElement).value)} />
+            <span class="help">An edge not heard from, or not running the new version, this long fails the stage (default 300).</span>
+          </label>
+          <label>
+            Edges that must report
+            <input inputMode="numeric" value={minSample} onInput={(e) => setMinSample((e.target as HTMLInputElement).value)} />
+            <span class="help">Gates are judged once this many edges of a stage run the new version (default 1, at most the stage's size).</span>
+          </label>
+        </div>
+      </fieldset>
+      {error && <p class="error">{error}</p>}
+      <p class="ro-submit">
+        <button type="submit" disabled={busy || !version}>
+          {busy ? 'Starting…' : 'Start rollout'}
+        </button>{' '}
+        <a href="#/rollouts">Cancel</a>
+      </p>
+    </form>
+  );
+}
