@@ -200,8 +200,9 @@ function RolloutDetail({ api, session, id }: { api: Api; session: SessionInfo; i
           </li>
         ))}
       </ol>
+      <EdgesNow r={r} />
       {r.stages.map((s) => (
-        <Stage key={s.index} stage={s} current={s.index === r.stageIndex} />
+        <Stage key={s.index} stage={s} current={s.index === r.stageIndex && ACTIVE.includes(r.status)} />
       ))}
       {r.actions.length > 0 && (
         <div class="ro-panel">
@@ -243,6 +244,36 @@ function RolloutDetail({ api, session, id }: { api: Api; session: SessionInfo; i
         </Confirm>
       )}
     </section>
+  );
+}
+
+/** Each edge of the rollout and what it runs now: on the new version, or back on what it ran before. */
+function EdgesNow({ r }: { r: RolloutView }) {
+  const candidate = `${r.model}@${r.version}`;
+  // The latest stage each edge was in has its current report.
+  const latest = new Map<string, EdgeProgressView>();
+  for (const s of r.stages) for (const e of s.edges) latest.set(e.edgeId, e);
+  if (r.members.length === 0) return null;
+  const on = r.members.filter((m) => latest.get(m.edgeId)?.reported === candidate).length;
+  return (
+    <div class="ro-panel ro-now">
+      <h2>
+        Edges now: {on} of {r.members.length} on {candidate}
+      </h2>
+      <ul>
+        {r.members.map((m) => {
+          const e = latest.get(m.edgeId);
+          const now = e?.reported ?? null;
+          return (
+            <li key={m.edgeId} data-edge={m.edgeId} data-on-candidate={String(now === candidate)}>
+              <a href={`#/edges/${encodeURIComponent(m.edgeId)}`}>{m.edgeId}</a>: <span class="mono">{now ?? 'nothing reported'}</span>
+              {e && !e.online && <span class="muted"> (offline)</span>}
+              <span class="muted"> · before the rollout: {m.previous ?? 'unknown'}</span>
+            </li>
+          );
+        })}
+      </ul>
+    </div>
   );
 }
 
@@ -308,9 +339,9 @@ function Stage({ stage: s, current }: { stage: StageView; current: boolean }) {
               <tr>
                 <th>Edge</th>
                 <th>Line</th>
-                <th>Progress</th>
+                <th>{current ? 'Progress' : 'In the stage'}</th>
                 <th>Asked to run</th>
-                <th>Reports</th>
+                <th>Reports now</th>
                 <th class="num">Frames</th>
                 <th class="num">Errors</th>
                 <th>Converged</th>

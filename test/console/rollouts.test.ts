@@ -118,6 +118,7 @@ test('rollouts in the console: a two-stage rollout to one line and its roll back
     await page.locator('.ro-stepper li[data-stage="canary"][data-status="promoted"]').waitFor();
     await page.locator('section.rollout-page[data-status="completed"]').waitFor({ timeout: 60_000 });
     await page.locator('.ro-stepper li[data-stage="full"][data-status="passed"]').waitFor();
+    await page.locator('.ro-now h2').getByText(`Edges now: 2 of 2 on ${NEW}`).waitFor();
     for (const e of EDGES) {
       const row = fullStage.locator(`tr[data-edge="${e}"]`);
       assert.equal(await row.getAttribute('data-converged'), 'true', `${e} converged`);
@@ -145,6 +146,8 @@ test('rollouts in the console: a two-stage rollout to one line and its roll back
     await page.locator('section.rollout-page[data-status="rolled-back"]').waitFor();
     for (const e of EDGES) await fullStage.locator(`tr[data-edge="${e}"] td:nth-child(5)`).getByText(OLD, { exact: true }).waitFor({ timeout: 60_000 });
     for (const e of EDGES) assert.equal(agents.get(e)!.health().model, OLD, `${e} runs the old version again`);
+    await page.locator('.ro-now h2').getByText(`Edges now: 0 of 2 on ${NEW}`).waitFor();
+    for (const e of EDGES) assert.match(await page.locator(`.ro-now li[data-edge="${e}"][data-on-candidate="false"]`).innerText(), new RegExp(`${e}: ${OLD}.*before the rollout: ${OLD}`));
     await inspect(first, 1);
     await op.page.locator('section.rollout-page[data-status="rolled-back"]').waitFor();
     assert.match(await page.locator('.ro-history').innerText(), /promote by test-release-manager[\s\S]*rollback by test-operator/);
