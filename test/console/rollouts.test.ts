@@ -188,6 +188,11 @@ test('rollouts in the console: a two-stage rollout to one line and its roll back
     await page.locator('article.ro-stage[data-stage="full"] tr[data-edge]').first().waitFor();
     assert.deepEqual(await buttons(), ['Sign out'], 'rollout page');
     await page.screenshot({ path: join(shots, 'console-rollout-viewer.png'), fullPage: true });
+    // On a tablet on the line: nothing spills sideways out of the page.
+    await page.setViewportSize({ width: 800, height: 1280 });
+    assert.equal(await page.evaluate(() => (globalThis as unknown as { document: { documentElement: { scrollWidth: number } } }).document.documentElement.scrollWidth), 800);
+    await page.screenshot({ path: join(shots, 'console-rollout-tablet.png'), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 800 });
     await page.goto(`${fleet.httpUrl}/#/rollouts/new`);
     await page.getByText('Starting a rollout needs the release manager role.').waitFor();
     assert.deepEqual(await buttons(), ['Sign out'], 'new rollout');
