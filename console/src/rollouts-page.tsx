@@ -1,6 +1,6 @@
 /**
- * Rollouts: the list (`#/rollouts`), a new one (`#/rollouts/new`: version, target, stages, gates,
- * each default explained) and one rollout live (`#/rollouts/:id`: each stage, each gate's value
+ * Rollouts: the list (`#/rollouts`), a new one (`#/rollouts/new`, the form in rollout-new.tsx:
+ * version, target, stages, gates, each default explained) and one rollout live (`#/rollouts/:id`: each stage, each gate's value
  * against its limit, each edge's progress) with its levers — promote, pause, resume, abort, roll
  * back — behind a confirmation. Live over the rollout streams; every lever is shown only to a
  * session whose permissions allow it (the API refuses the rest anyway).
