@@ -19,6 +19,7 @@ import type { EdgeFeed } from './edge-feed.js';
 import { modelRoutes } from './routes/models.js';
 import { configRoutes } from './routes/config.js';
 import { rolloutRoutes } from './routes/rollouts.js';
+import { rolloutEventRoutes } from './routes/rollout-events.js';
 import { imageRoutes, type ImageRouteDeps } from './routes/images.js';
 import { enrollRoutes, type EnrollRouteDeps } from './routes/enroll.js';
 import type { ControlDeps, RouteDeps } from './routes/deps.js';
@@ -58,7 +59,7 @@ export interface AppDeps {
   enroll?: Omit<EnrollRouteDeps, 'identity'>;
   /** Sessions and sign-in (defaults: config auth.*; a limiter on the app's clock). */
   /** The live stream: which edges changed (ingest notifies the feed); `GET /api/events` exists only when given. */
-  events?: { feed: EdgeFeed; heartbeatMs?: number; maxBufferedBytes?: number };
+  events?: { feed: EdgeFeed; heartbeatMs?: number; maxBufferedBytes?: number; /** Which rollouts changed; the rollout streams exist only when given (with control). */ rollouts?: EdgeFeed };
   /** Where the built console is (default dist/console). */
   console?: ConsoleRouteDeps;
   auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter; /** false: every request is anonymous (config auth.enabled). */ enabled?: boolean };
@@ -137,6 +138,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(modelRoutes, routeDeps);
     await app.register(configRoutes, routeDeps);
     await app.register(rolloutRoutes, routeDeps);
+    if (deps.events?.rollouts) await app.register(rolloutEventRoutes, { ...routeDeps, ...deps.events, rollouts: deps.events.rollouts, identity: deps.identity });
   }
   if (deps.training) await app.register(trainingRoutes, deps.training);
   return app;

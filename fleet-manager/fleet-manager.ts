@@ -216,7 +216,10 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       shadowOf: membership.shadowOf,
       baseUrl: () => baseUrl,
     });
-    const engine = createRolloutEngine({ control, fleet: store, publisher, membership, logger: child('rollouts'), tickMs: config.rollouts.tickMs });
+    // Which rollouts changed (the console's rollout stream): the engine tells it after each save.
+    const rolloutFeed = createEdgeFeed();
+    started.push({ name: 'rollout-feed', close: async () => rolloutFeed.close() });
+    const engine = createRolloutEngine({ control, fleet: store, publisher, membership, logger: child('rollouts'), tickMs: config.rollouts.tickMs, onChange: (id) => rolloutFeed.notify(id) });
     const convergence = createConvergenceMonitor({ control, fleet: store, publisher, logger: child('convergence'), graceMs: config.convergence.graceMs });
     // Live views of edges (the console's event stream): states, telemetry and events change them.
     const feed = createEdgeFeed();
@@ -241,7 +244,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
       ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
-      events: { feed },
+      events: { feed, rollouts: rolloutFeed },
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       training: {
         jobs: trainingStore,

@@ -49,6 +49,8 @@ export interface RolloutEngineOptions {
   baselineFrames?: number;
   /** Who owns which edge, shared with the desired-state publisher (default: a new one). */
   membership?: RolloutMembership;
+  /** Told the id of each rollout just saved (the console's live rollout stream). Cheap and synchronous. */
+  onChange?: (rolloutId: string) => void;
 }
 
 export interface RolloutEngine {
@@ -338,6 +340,7 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
       await control.saveRollout(doc, own);
       for (const p of own) pins.splice(pins.indexOf(p), 1);
       dirty.delete(doc.id);
+      opts.onChange?.(doc.id);
       if (ACTIVE_STATUSES.includes(doc.status)) active.set(doc.id, doc);
       else active.delete(doc.id);
     }

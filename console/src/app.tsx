@@ -7,16 +7,19 @@ import { createApi, type SessionInfo } from './api.js';
 import { SignIn } from './sign-in.js';
 import { Overview } from './overview.js';
 import { EdgePage } from './edge-page.js';
+import { RolloutsPage } from './rollouts-page.js';
 import { useFleet } from './live.js';
 import type { Api } from './api.js';
 
-type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'unknown'; hash: string };
+type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'rollouts'; id: string | null } | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/') return { screen: 'overview' };
   const edge = /^\/edges\/([^/]+)$/.exec(path);
   if (edge) return { screen: 'edge', id: decodeURIComponent(edge[1]!) };
+  const rollouts = /^\/rollouts(?:\/([^/]+))?$/.exec(path);
+  if (rollouts) return { screen: 'rollouts', id: rollouts[1] ? decodeURIComponent(rollouts[1]) : null };
   return { screen: 'unknown', hash: path };
 }
 
@@ -78,6 +81,9 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
           <a href="#/" class={route.screen === 'overview' ? 'current' : ''}>
             Plant overview
           </a>
+          <a href="#/rollouts" class={route.screen === 'rollouts' ? 'current' : ''}>
+            Rollouts
+          </a>
         </nav>
         <span class={`link-state ${fleet.connected ? 'live' : 'down'}`} data-testid="link-state">
           {fleet.connected ? 'Live' : fleet.edges ? 'Reconnecting…' : 'Connecting…'}
@@ -91,6 +97,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
       </header>
       <main>
         {route.screen === 'overview' && <Overview fleet={fleet} />}
+        {route.screen === 'rollouts' && <RolloutsPage api={api} session={session} fleet={fleet} id={route.id} />}
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
         {route.screen === 'unknown' && (
           <p class="empty">

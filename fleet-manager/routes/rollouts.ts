@@ -13,6 +13,7 @@ import {
   RolloutParamsSchema,
   RolloutsSchema,
   RolloutViewSchema,
+  type RolloutView,
 } from '../control-schemas.js';
 import { CreateRolloutSchema, type CreateRolloutBody, type RolloutDoc } from '../rollout-spec.js';
 import { rolloutSummary, rolloutView } from '../rollout-view.js';
@@ -20,19 +21,22 @@ import type { RouteDeps } from './deps.js';
 import type { RolloutAction } from '../rollout-engine.js';
 import { describePrincipal } from '../auth/principal.js';
 
+/** The full view of a rollout now (its edges' latest reports and desired states); needs deps.control. */
+export async function loadRolloutView(deps: RouteDeps, doc: RolloutDoc): Promise<RolloutView> {
+  const { engine, store } = deps.control!;
+  const [edges, desired] = await Promise.all([deps.store.listEdges(), store.listDesired()]);
+  return rolloutView(doc, {
+    edges: new Map(edges.map((e) => [e.id, e])),
+    desired: new Map(desired.map((d) => [d.edgeId, d])),
+    now: deps.now(),
+    engineStartedAt: engine.startedAt,
+  });
+}
+
 /** Registers the rollout routes; needs deps.control. */
 export const rolloutRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
-  const { engine, store } = deps.control!;
-
-  async function view(doc: RolloutDoc) {
-    const [edges, desired] = await Promise.all([deps.store.listEdges(), store.listDesired()]);
-    return rolloutView(doc, {
-      edges: new Map(edges.map((e) => [e.id, e])),
-      desired: new Map(desired.map((d) => [d.edgeId, d])),
-      now: deps.now(),
-      engineStartedAt: engine.startedAt,
-    });
-  }
+  const { engine } = deps.control!;
+  const view = (doc: RolloutDoc) => loadRolloutView(deps, doc);
 
   /** Pulls a lever and notes who did it, and the status before and after, for the audit row. */
   async function act(req: FastifyRequest, id: string, action: RolloutAction): Promise<RolloutDoc> {
