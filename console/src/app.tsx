@@ -7,16 +7,20 @@ import { createApi, type SessionInfo } from './api.js';
 import { SignIn } from './sign-in.js';
 import { Overview } from './overview.js';
 import { EdgePage } from './edge-page.js';
+import { ModelsPage } from './models-page.js';
 import { useFleet } from './live.js';
 import type { Api } from './api.js';
 
-type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'unknown'; hash: string };
+type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'models'; version?: { name: string; version: string } } | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/') return { screen: 'overview' };
   const edge = /^\/edges\/([^/]+)$/.exec(path);
   if (edge) return { screen: 'edge', id: decodeURIComponent(edge[1]!) };
+  if (path === '/models') return { screen: 'models' };
+  const mv = /^\/models\/([^/]+)\/([^/]+)$/.exec(path);
+  if (mv) return { screen: 'models', version: { name: decodeURIComponent(mv[1]!), version: decodeURIComponent(mv[2]!) } };
   return { screen: 'unknown', hash: path };
 }
 
@@ -78,6 +82,9 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
           <a href="#/" class={route.screen === 'overview' ? 'current' : ''}>
             Plant overview
           </a>
+          <a href="#/models" class={route.screen === 'models' ? 'current' : ''}>
+            Models
+          </a>
         </nav>
         <span class={`link-state ${fleet.connected ? 'live' : 'down'}`} data-testid="link-state">
           {fleet.connected ? 'Live' : fleet.edges ? 'Reconnecting…' : 'Connecting…'}
@@ -92,6 +99,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
       <main>
         {route.screen === 'overview' && <Overview fleet={fleet} />}
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
+        {route.screen === 'models' && <ModelsPage api={api} session={session} {...(route.version && { version: route.version })} />}
         {route.screen === 'unknown' && (
           <p class="empty">
             Nothing here ({route.hash}). <a href="#/">Back to the plant overview</a>

@@ -21,6 +21,7 @@ const SAMPLE: Record<string, string> = {
   name: 'm',
   version: '1.0.0',
   sha256: 'a'.repeat(64),
+  draft: 'd-0000000000000000',
   seq: '1',
   action: 'pause',
   username: 'somebody',
