@@ -120,6 +120,9 @@ test('pack wizard: permissions, bounds and one-line errors', async (t) => {
   const contradicts = await post(f, `/api/models/propose/${p.body.draft}/smoke-test`, { declarations: { ...declarations, size: { width: 16, height: 16 } }, image }, rm);
   assert.equal(contradicts.status, 422, JSON.stringify(contradicts.body));
   assert.doesNotMatch(contradicts.body.message, /\n/);
+  const huge = await post(f, `/api/models/propose/${p.body.draft}/smoke-test`, { declarations, image: 'A'.repeat(12 * 1024 * 1024) }, rm);
+  assert.equal(huge.status, 413, JSON.stringify(huge.body).slice(0, 300));
+  assert.doesNotMatch(huge.body.message, /\n/);
   assert.equal((await post(f, '/api/models/propose/d-0123456789abcdef/register', { declarations }, rm)).status, 404);
   assert.equal((await post(f, '/api/models/propose/nonsense/register', { declarations }, rm)).status, 400);
 });
