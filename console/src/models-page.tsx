@@ -545,6 +545,7 @@ function JobWatch({ api, id, onUpdate, onDone }: { api: Api; id: string; onUpdat
     let last: Job | null = null;
     source.addEventListener('job', (ev) => {
       last = JSON.parse((ev as MessageEvent<string>).data) as Job;
+      setError(null);
       setJob(last);
       onUpdate(last);
       if (finished(last)) {
@@ -678,7 +679,7 @@ function ModelCard({ card }: { card: Json }) {
           <dt>Backbone</dt>
           <dd>
             {backboneName(card.backbone as Json | undefined)} <span class="muted mono">sha256 {String(card.backbone?.sha256 ?? '–').slice(0, 12)}…</span>
-            {Array.isArray(card.backbone?.taps) && <span class="muted"> · {card.backbone.taps.length} feature taps</span>}
+            {Array.isArray(card.backbone?.taps) && <span class="muted"> · {card.backbone.taps.length} feature {card.backbone.taps.length === 1 ? 'tap' : 'taps'}</span>}
           </dd>
           <dt>Method</dt>
           <dd>{card.method?.name ?? '–'}</dd>

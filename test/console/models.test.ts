@@ -44,6 +44,18 @@ async function tileArchive(dir: string): Promise<string> {
   return file;
 }
 
+/** A tar of real NEU images, a folder per label (6 each of 3 labels: some are held out for the confusion matrix). */
+async function neuArchive(dir: string): Promise<string> {
+  const stage = join(dir, 'neu');
+  for (const cls of ['crazing', 'patches', 'scratches']) {
+    await mkdir(join(stage, cls), { recursive: true });
+    for (const f of await pick(join(data, 'neu-det', cls), 9, 6)) await symlink(f, join(stage, cls, f.split('/').pop()!));
+  }
+  const file = join(dir, 'neu.tar');
+  await run('tar', ['-chf', file, '-C', stage, '.']);
+  return file;
+}
+
 async function signIn(page: Page, url: string, user: string): Promise<void> {
   await page.goto(`${url}/#/models`);
   await page.getByLabel('Username').fill(user);
@@ -52,7 +64,7 @@ async function signIn(page: Page, url: string, user: string): Promise<void> {
   await page.getByTestId('who').waitFor();
 }
 
-test('a release manager trains from an archive and watches it live, reads the card with its curve, packs an ONNX file; a viewer has no controls', { skip: chromiumSkip() || dataSkip('magnetic-tile'), timeout: 240_000 }, async (t) => {
+test('a release manager trains from an archive and watches it live, reads the card with its curve, packs an ONNX file; a viewer has no controls', { skip: chromiumSkip() || dataSkip('magnetic-tile') || dataSkip('neu-det'), timeout: 240_000 }, async (t) => {
   const shots = process.env.OSPREY_SCREENSHOT_DIR ?? (await tempDir(t));
   await mkdir(shots, { recursive: true });
   const fleet = await startFleet(t, { training: { defaultBackbone: join(data, 'models', 'squeezenet-fp16') }, registry: { allowFleetPacked: true } as never });
@@ -144,6 +156,23 @@ test('a release manager trains from an archive and watches it live, reads the ca
   await page.getByText('Registered tiny@1.0.0 (fleet key (packed here)).').waitFor();
   await page.locator('tr[data-version="tiny@1.0.0"]').waitFor();
   await page.screenshot({ path: join(shots, 'console-models.png'), fullPage: true });
+
+  // A classifier from an archive: its card shows the accuracy and the confusion matrix as a grid.
+  await page.locator('select[name="kind"]').selectOption('classify');
+  await page.locator('input[name="train-model"]').fill('neu');
+  await page.locator('input[name="archive"]').setInputFiles(await neuArchive(files));
+  await page.getByRole('button', { name: 'Start training' }).click();
+  await page.locator('.job[data-state="succeeded"]').waitFor({ timeout: 180_000 });
+  await page.getByRole('link', { name: /Open neu@1\.0\.0/ }).click();
+  const grid = page.getByTestId('confusion');
+  await grid.waitFor();
+  assert.match(await page.getByTestId('validation').innerText(), /Accuracy\s+\d+(\.\d)? %/);
+  assert.equal(await grid.locator('tbody tr').count(), 3);
+  assert.equal(await grid.locator('tbody td').count(), 9);
+  // On a tablet the card still reads.
+  await page.setViewportSize({ width: 800, height: 1280 });
+  await page.screenshot({ path: join(shots, 'console-model-card-classify-tablet.png'), fullPage: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
 
   assert.deepEqual(await violations(), [], 'no CSP violation');
   // The only error: Chromium's log line for the refused (422) unsigned upload.
