@@ -186,6 +186,14 @@ test('a release manager trains from an archive and watches it live, reads the ca
   assert.deepEqual(await viewer.page.getByRole('button').allInnerTexts(), ['Sign out']);
   assert.equal(await viewer.page.locator('input[type="file"]').count(), 0);
   // And the API refuses what the hidden controls would do.
-  const refused = await viewer.page.evaluate(async () => (await fetch('/api/models/propose', { method: 'POST', body: new Uint8Array([1]), headers: { 'content-type': 'application/octet-stream' } })).status);
-  assert.ok(refused === 403, `propose as a viewer: ${refused}`);
+  // (with the session's own CSRF token, so the refusal is the role's).
+  const refused = await viewer.page.evaluate(async () => {
+    const { session } = (await (await fetch('/api/auth/session')).json()) as { session: { csrfToken: string } };
+    const propose = await fetch('/api/models/propose', { method: 'POST', body: new Uint8Array([1]), headers: { 'content-type': 'application/octet-stream', 'x-osprey-csrf': session.csrfToken } });
+    const train = await fetch('/api/training-jobs', { method: 'POST', body: '{}', headers: { 'content-type': 'application/json', 'x-osprey-csrf': session.csrfToken } });
+    return [propose.status, ((await propose.json()) as { message: string }).message, train.status, ((await train.json()) as { message: string }).message];
+  });
+  assert.deepEqual([refused[0], refused[2]], [403, 403]);
+  assert.match(String(refused[1]), /registry:write/);
+  assert.match(String(refused[3]), /training:write/);
 });
