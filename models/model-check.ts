@@ -38,7 +38,7 @@ export async function rssOf(pid: number): Promise<number | undefined> {
 
 /** Resolves when the model runs; rejects with the child's OspreyError code (OSP_ERR_MODEL_LOAD, _INPUT, _OUTPUT, …). */
 export async function checkModelInChild(opts: ModelCheckOptions): Promise<void> {
-  await runBoundedChild({ script: CHILD, args: [opts.file, String(opts.start), String(opts.size)], stdin: JSON.stringify(opts.manifest), what: opts.manifest.model.file, ...opts });
+  await runBoundedChild({ script: CHILD, args: [opts.file, String(opts.start), String(opts.size)], stdin: JSON.stringify(opts.manifest), what: opts.manifest.model.file, captureStdout: false, ...opts });
 }
 
 export interface BoundedChildOptions {
@@ -51,6 +51,8 @@ export interface BoundedChildOptions {
   what: string;
   timeoutMs?: number;
   maxRssBytes?: number;
+  /** Keep the child's stdout (the answer); false: ignored. Default true. */
+  captureStdout?: boolean;
   /** Largest stdout kept (default 64 KiB); more is a refusal. */
   maxStdoutBytes?: number;
 }
@@ -66,7 +68,8 @@ export function runBoundedChild(opts: BoundedChildOptions): Promise<string> {
   const maxStdout = opts.maxStdoutBytes ?? 64 * 1024;
   const file = opts.what;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [opts.script, ...opts.args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const argv = [opts.script, ...opts.args];
+    const child = opts.captureStdout === false ? spawn(process.execPath, argv, { stdio: ['pipe', 'ignore', 'pipe'] }) : spawn(process.execPath, argv, { stdio: ['pipe', 'pipe', 'pipe'] });
     let stderr = '';
     let stdout = '';
     let killedFor: string | undefined;
@@ -74,8 +77,8 @@ export function runBoundedChild(opts: BoundedChildOptions): Promise<string> {
     child.stderr.on('data', (text: string) => {
       if (stderr.length < STDERR_LIMIT) stderr += text;
     });
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (text: string) => {
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (text: string) => {
       stdout += text;
       if (stdout.length > maxStdout) kill(`wrote more than ${maxStdout} bytes of output`);
     });
