@@ -17,6 +17,7 @@ import { consoleRoutes, type ConsoleRouteDeps } from './routes/console.js';
 import { eventRoutes } from './routes/events.js';
 import type { EdgeFeed } from './edge-feed.js';
 import { modelRoutes } from './routes/models.js';
+import { modelPackRoutes } from './routes/model-pack.js';
 import { configRoutes } from './routes/config.js';
 import { rolloutRoutes } from './routes/rollouts.js';
 import { rolloutEventRoutes } from './routes/rollout-events.js';
@@ -136,6 +137,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.images) await app.register(imageRoutes, { ...deps.images, fleet: deps.store });
   if (deps.control) {
     await app.register(modelRoutes, routeDeps);
+    await app.register(modelPackRoutes, routeDeps);
     await app.register(configRoutes, routeDeps);
     await app.register(rolloutRoutes, routeDeps);
     if (deps.events?.rollouts) await app.register(rolloutEventRoutes, { ...routeDeps, ...deps.events, rollouts: deps.events.rollouts, identity: deps.identity });

@@ -72,6 +72,9 @@ export const FleetConfigSchema = Type.Object(
           requirePublisherSignature: Type.Optional(
             Type.Boolean({ description: 'refuse uploads without a signature.json by a key in publisherKeys (default true); false: unsigned uploads are signed with the fleet key' }),
           ),
+          allowFleetPacked: Type.Optional(
+            Type.Boolean({ description: 'sign packages the fleet packs from an uploaded ONNX file (console pack wizard) with the fleet key when no publisher signature comes with them (default false)' }),
+          ),
           publisherKeys: Type.Optional(TrustedKeyListSchema('publisher public keys uploads may be signed by: [{ id, publicKey | publicKeyFile }]')),
           checkTimeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000, description: 'longest the upload check may run the model (child process)' })),
           checkMaxRssBytes: Type.Optional(Type.Integer({ minimum: 64 * 1024 * 1024, description: 'most memory the upload check may use running the model' })),
@@ -160,6 +163,8 @@ export interface FleetConfig {
     maxPackageBytes: number;
     maxBytes: number;
     requirePublisherSignature: boolean;
+    /** Fleet-packed (pack wizard) packages without a publisher signature are signed with the fleet key. */
+    allowFleetPacked: boolean;
     /** File names absolute. */
     publisherKeys: TrustedKeyEntry[];
     checkTimeoutMs: number;
@@ -196,7 +201,7 @@ export const FLEET_DEFAULTS = {
   mqtt: { host: '0.0.0.0', port: 1883, maxPacketBytes: DEFAULT_MAX_PACKET_BYTES, maxRetainedMessages: 100_000, maxRetainedBytes: 256 * 1024 * 1024 },
   logLevel: 'info',
   // Secure by default: only packages signed by a publisher key the fleet was given are accepted.
-  registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3, requirePublisherSignature: true, checkTimeoutMs: 60_000, checkMaxRssBytes: 4 * 1024 ** 3 },
+  registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3, requirePublisherSignature: true, allowFleetPacked: false, checkTimeoutMs: 60_000, checkMaxRssBytes: 4 * 1024 ** 3 },
   images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },

@@ -139,6 +139,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       logger: child('registry'),
       maxBytes: config.registry.maxBytes,
       requirePublisherSignature: config.registry.requirePublisherSignature,
+      allowFleetPacked: config.registry.allowFleetPacked,
       publisherKeys,
       check: { timeoutMs: config.registry.checkTimeoutMs, maxRssBytes: config.registry.checkMaxRssBytes },
     });
@@ -240,7 +241,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       disconnectEdge: (edgeId) => embedded?.disconnectEdge(edgeId) ?? 0,
       logger: child('http'),
       status: () => ({ mqttConnected: client.connected, ingest: ingest.counters() }),
-      control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, baseUrl: () => baseUrl },
+      control: { store: control, registry, publisher, engine, convergence, maxPackageBytes: config.registry.maxPackageBytes, check: { timeoutMs: config.registry.checkTimeoutMs, maxRssBytes: config.registry.checkMaxRssBytes }, baseUrl: () => baseUrl },
       images: { images, maxImageBytes: config.images.maxImageBytes, maxInFlightBytes: config.images.maxInFlightBytes },
       ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },

@@ -47,6 +47,12 @@ export interface RegistryOptions {
   requirePublisherSignature?: boolean;
   /** Publisher keys by id an upload's signature.json may name (registry.publisherKeys). */
   publisherKeys?: ReadonlyMap<string, KeyObject>;
+  /**
+   * Sign packages the fleet packed from an uploaded ONNX file (the console's pack wizard) with the
+   * fleet key when they come without a publisher signature (registry.allowFleetPacked; default
+   * false: such a package needs a publisher's signature.json like any upload).
+   */
+  allowFleetPacked?: boolean;
   /** Bounds of the child process that runs each uploaded model once (registry.checkTimeoutMs / checkMaxRssBytes). */
   check?: { timeoutMs?: number; maxRssBytes?: number };
 }
@@ -68,6 +74,14 @@ export interface Registry {
    * route (docs/SECURITY.md "Models are code").
    */
   addTrainedVersion(name: string, dir: string, provenance: { jobId: string; user: string }): Promise<AddVersionResult>;
+  /**
+   * A package the fleet packed in `dir` from an ONNX file a user uploaded (the pack wizard). With
+   * a publisher's signature.json in `dir` it is checked like any upload; without one it is
+   * refused (OSP_ERR_MODEL_SIGNATURE, naming the sha256 to sign) unless allowFleetPacked is on,
+   * then signed with the fleet key and recorded with `trainedBy` `fleet-pack:SOURCE`
+   * (docs/SECURITY.md "Models the fleet packed").
+   */
+  addPackedVersion(name: string, dir: string, provenance: { user: string; source: string }): Promise<AddVersionResult>;
   /**
    * Re-signs the versions the fleet key signed in the v1 statement format (before issue 14:
    * name, version and sha256 only) with the current one, so an upgrade keeps them deployable to
@@ -96,6 +110,7 @@ export function createRegistry(opts: RegistryOptions): Registry {
   const maxBytes = opts.maxBytes ?? Infinity;
   const requireSigned = opts.requirePublisherSignature ?? true;
   const publisherKeys = opts.publisherKeys ?? new Map<string, KeyObject>();
+  const allowFleetPacked = opts.allowFleetPacked ?? false;
   mkdirSync(root, { recursive: true });
   const uploadDir = join(opts.dataDir, 'uploads');
   prepareUploadDir(uploadDir);
@@ -157,7 +172,7 @@ export function createRegistry(opts: RegistryOptions): Registry {
       if (requireSigned) {
         throw new OspreyError(
           'OSP_ERR_MODEL_SIGNATURE',
-          `${identity.name}@${identity.version} is not signed: upload it with the ${SIGNATURE_FILE} of \`osprey model sign\` (registry.requirePublisherSignature is on)`,
+          `${identity.name}@${identity.version} (sha256 ${identity.sha256}) is not signed: upload it with the ${SIGNATURE_FILE} of \`osprey model sign\` (registry.requirePublisherSignature is on)`,
         );
       }
       return { signature: signArtifact(identity, keys.privateKey), keyId: FLEET_KEY_ID };
@@ -206,6 +221,13 @@ export function createRegistry(opts: RegistryOptions): Registry {
       tail = result.catch(() => undefined);
       return result;
     },
+    async addPackedVersion(name, dir, provenance) {
+      const files = await filesOf(dir, true);
+      const fleetSigns = allowFleetPacked && !files.files.has(SIGNATURE_FILE);
+      const result = tail.then(() => add(name, { files }, provenance.user, fleetSigns ? `fleet-pack:${provenance.source}` : null));
+      tail = result.catch(() => undefined);
+      return result;
+    },
     artifact(rec, baseUrl) {
       return {
         name: rec.name,
@@ -222,10 +244,10 @@ export function createRegistry(opts: RegistryOptions): Registry {
 }
 
 /** A package folder as the multipart upload form describes it (sizes and sha256 of each file). */
-async function filesOf(dir: string): Promise<ReceivedFiles> {
+async function filesOf(dir: string, keepSignature = false): Promise<ReceivedFiles> {
   const files = new Map<string, { size: number; sha256: string }>();
   for (const name of await readdir(dir)) {
-    if (name === SIGNATURE_FILE) continue; // the fleet signs it; a stray signature.json is not the package's
+    if (name === SIGNATURE_FILE && !keepSignature) continue; // the fleet signs it; a stray signature.json is not the package's
     const bytes = await readFile(join(dir, name));
     files.set(name, { size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
   }

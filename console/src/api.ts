@@ -23,6 +23,8 @@ export class ApiError extends Error {
 export interface Api {
   get<T>(path: string): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
+  /** POSTs a file or form as it is (a tar, an ONNX file, multipart), with the CSRF header. */
+  upload<T>(path: string, body: Blob | FormData): Promise<T>;
   /** Signs in; the answer's CSRF token is kept for later state changes. */
   signIn(username: string, password: string): Promise<SessionInfo>;
   signOut(): Promise<void>;
@@ -36,9 +38,12 @@ export function createApi(onSignedOut: () => void): Api {
 
   async function call<T>(method: string, path: string, body?: unknown, quiet = false): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json' };
-    if (body !== undefined) headers['content-type'] = 'application/json';
+    const raw = body instanceof Blob || body instanceof FormData;
+    // A Blob goes with its own type; FormData lets the browser write the multipart boundary.
+    if (body instanceof Blob) headers['content-type'] = body.type || 'application/octet-stream';
+    else if (body !== undefined && !raw) headers['content-type'] = 'application/json';
     if (method !== 'GET' && csrf) headers['x-osprey-csrf'] = csrf;
-    const res = await fetch(path, { method, headers, credentials: 'same-origin', ...(body !== undefined && { body: JSON.stringify(body) }) });
+    const res = await fetch(path, { method, headers, credentials: 'same-origin', ...(body !== undefined && { body: raw ? (body as BodyInit) : JSON.stringify(body) }) });
     if (res.status === 204) return undefined as T;
     const data = (await res.json().catch(() => ({}))) as { error?: string; message?: string };
     if (!res.ok) {
@@ -54,6 +59,7 @@ export function createApi(onSignedOut: () => void): Api {
   return {
     get: (path) => call('GET', path),
     post: (path, body) => call('POST', path, body ?? {}),
+    upload: (path, body) => call('POST', path, body),
     async signIn(username, password) {
       // A refused sign-in is the form's error, not a session that ended.
       const s = await call<SessionInfo>('POST', '/api/auth/sign-in', { username, password }, true);

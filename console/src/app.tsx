@@ -8,10 +8,16 @@ import { SignIn } from './sign-in.js';
 import { Overview } from './overview.js';
 import { EdgePage } from './edge-page.js';
 import { RolloutsPage } from './rollouts-page.js';
+import { ModelsPage } from './models-page.js';
 import { useFleet } from './live.js';
 import type { Api } from './api.js';
 
-type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'rollouts'; id: string | null } | { screen: 'unknown'; hash: string };
+type Route =
+  | { screen: 'overview' }
+  | { screen: 'edge'; id: string }
+  | { screen: 'rollouts'; id: string | null }
+  | { screen: 'models'; version?: { name: string; version: string } }
+  | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
@@ -20,6 +26,9 @@ function parseHash(hash: string): Route {
   if (edge) return { screen: 'edge', id: decodeURIComponent(edge[1]!) };
   const rollouts = /^\/rollouts(?:\/([^/]+))?$/.exec(path);
   if (rollouts) return { screen: 'rollouts', id: rollouts[1] ? decodeURIComponent(rollouts[1]) : null };
+  if (path === '/models') return { screen: 'models' };
+  const mv = /^\/models\/([^/]+)\/([^/]+)$/.exec(path);
+  if (mv) return { screen: 'models', version: { name: decodeURIComponent(mv[1]!), version: decodeURIComponent(mv[2]!) } };
   return { screen: 'unknown', hash: path };
 }
 
@@ -84,6 +93,9 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
           <a href="#/rollouts" class={route.screen === 'rollouts' ? 'current' : ''}>
             Rollouts
           </a>
+          <a href="#/models" class={route.screen === 'models' ? 'current' : ''}>
+            Models
+          </a>
         </nav>
         <span class={`link-state ${fleet.connected ? 'live' : 'down'}`} data-testid="link-state">
           {fleet.connected ? 'Live' : fleet.edges ? 'Reconnecting…' : 'Connecting…'}
@@ -99,6 +111,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
         {route.screen === 'overview' && <Overview fleet={fleet} />}
         {route.screen === 'rollouts' && <RolloutsPage api={api} session={session} fleet={fleet} id={route.id} />}
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
+        {route.screen === 'models' && <ModelsPage api={api} session={session} {...(route.version && { version: route.version })} />}
         {route.screen === 'unknown' && (
           <p class="empty">
             Nothing here ({route.hash}). <a href="#/">Back to the plant overview</a>

@@ -21,6 +21,8 @@ export interface ControlDeps {
   convergence?: Pick<ConvergenceMonitor, 'view'>;
   /** Largest accepted package upload in bytes. */
   maxPackageBytes: number;
+  /** Bounds of a child process that runs a model (registry.checkTimeoutMs / checkMaxRssBytes); the pack wizard's smoke test. */
+  check?: { timeoutMs: number; maxRssBytes: number };
   /** Base URL of artifact downloads, as desired states carry it. */
   baseUrl: () => string;
 }

@@ -23,7 +23,7 @@ import type { ModelVersionRecord } from '../control-store.js';
 import type { PackageUpload } from '../registry.js';
 import { receiveMultipart } from '../multipart-upload.js';
 import { receiveFile } from '../upload-file.js';
-import type { RouteDeps } from './deps.js';
+import type { ControlDeps, RouteDeps } from './deps.js';
 import { describePrincipal } from '../auth/principal.js';
 import { readArchiveEntry } from '../../models/package-archive.js';
 import { GOLDEN_FILE, MODEL_CARD_FILE } from '../../models/train/model-card.js';
@@ -33,14 +33,17 @@ const PACKED_JSON_MAX = 1024 * 1024;
 
 const TAR_TYPES = ['application/x-tar', 'application/tar'];
 
+/** A version as the API shows it: its artifact (download URL, signature, key id) and provenance. */
+export function versionView(control: ControlDeps, rec: ModelVersionRecord): ModelVersionView {
+  const a = control.registry.artifact(rec, control.baseUrl());
+  return { ...a, keyId: rec.keyId, task: rec.manifest.task, createdAt: rec.createdAt, uploadedBy: rec.uploadedBy, trainedBy: rec.trainedBy ?? null, manifest: rec.manifest };
+}
+
 /** Registers the registry routes; needs deps.control. */
 export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   const control = deps.control!;
   const { store, registry } = control;
-  const view = (rec: ModelVersionRecord): ModelVersionView => {
-    const a = registry.artifact(rec, control.baseUrl());
-    return { ...a, keyId: rec.keyId, task: rec.manifest.task, createdAt: rec.createdAt, uploadedBy: rec.uploadedBy, trainedBy: rec.trainedBy ?? null, manifest: rec.manifest };
-  };
+  const view = (rec: ModelVersionRecord): ModelVersionView => versionView(control, rec);
 
   // Both upload forms go to disk as they arrive (never whole in memory); only this plugin's routes see these parsers.
   const limit = control.maxPackageBytes;

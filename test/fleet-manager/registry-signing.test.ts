@@ -36,7 +36,7 @@ test('registry: an unsigned package with a plug-in is refused (422), nothing is 
   const res = await uploadTar(f.httpUrl, 'm', packArchive(pluginPackage('m', '1')), f.admin, { signed: false });
   assert.equal(res.status, 422, JSON.stringify(res.body));
   assert.equal(res.body.error, 'OSP_ERR_MODEL_SIGNATURE');
-  assert.match(String(res.body.message), /m@1 is not signed: upload it with the signature\.json of `osprey model sign`/);
+  assert.match(String(res.body.message), /m@1 \(sha256 [0-9a-f]{64}\) is not signed: upload it with the signature\.json of `osprey model sign`/);
   assert.equal((await f.api('GET', '/api/models/m/versions')).status, 404);
 
   // The same package signed by the trusted publisher is accepted; its statement names the plug-in.

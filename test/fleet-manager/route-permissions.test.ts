@@ -21,6 +21,7 @@ const SAMPLE: Record<string, string> = {
   name: 'm',
   version: '1.0.0',
   sha256: 'a'.repeat(64),
+  draft: 'd-0000000000000000',
   seq: '1',
   action: 'pause',
   username: 'somebody',
@@ -76,6 +77,9 @@ test('every route of a full fleet declares a known permission; a route without o
   assert.equal(byRoute.get('POST /api/training-jobs/:id/cancel'), 'training:write');
   assert.equal(byRoute.get('GET /api/training-jobs/:id/events'), 'fleet:read');
   assert.equal(byRoute.get('POST /api/backbones'), 'registry:write');
+  assert.equal(byRoute.get('POST /api/models/propose'), 'registry:write');
+  assert.equal(byRoute.get('POST /api/models/propose/:draft/smoke-test'), 'registry:write');
+  assert.equal(byRoute.get('POST /api/models/propose/:draft/register'), 'registry:write');
 
   const bare = Fastify();
   installAuthorization(bare, { identity: {} as IdentityStore, logger: pino({ level: 'silent' }) });
@@ -154,6 +158,9 @@ const MATRIX: { method: string; path: string; body?: unknown; allowed: readonly 
   { method: 'POST', path: '/api/rollouts/ro-none/promote', allowed: only('admin', 'release-manager') },
   { method: 'POST', path: '/api/rollouts', body: {}, allowed: only('admin', 'release-manager') },
   { method: 'POST', path: '/api/models/m/versions', body: {}, allowed: only('admin', 'release-manager') },
+  { method: 'POST', path: '/api/models/propose', body: {}, allowed: only('admin', 'release-manager') },
+  { method: 'POST', path: '/api/models/propose/d-0000000000000000/smoke-test', body: {}, allowed: only('admin', 'release-manager') },
+  { method: 'POST', path: '/api/models/propose/d-0000000000000000/register', body: {}, allowed: only('admin', 'release-manager') },
   { method: 'POST', path: '/api/training-jobs', body: {}, allowed: only('admin', 'release-manager') },
   { method: 'POST', path: '/api/training-jobs/tj-none/cancel', allowed: only('admin', 'release-manager') },
   { method: 'GET', path: '/api/training-jobs', allowed: PEOPLE },

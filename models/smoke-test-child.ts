@@ -1,0 +1,35 @@
+/**
+ * Child process of smoke-test.ts: loads a package and inspects one sample image with it.
+ *
+ *   node smoke-test-child.js PACKAGE_DIR IMAGE_FILE
+ *
+ * Apart from the fleet manager for the same reason as check-model-child.ts: a model that
+ * crashes onnxruntime, hangs or allocates without bound costs this child, killed by the parent at
+ * its bounds. Exit 0: the inspection as one JSON line on stdout; else `CODE message` on stderr.
+ */
+import { readFile } from 'node:fs/promises';
+import { isOspreyError } from '../protocol/errors.js';
+import { loadModelPackage } from './package.js';
+
+async function main(): Promise<void> {
+  const [dir, image] = process.argv.slice(2);
+  if (!dir || !image) throw new Error('usage: smoke-test-child PACKAGE_DIR IMAGE_FILE');
+  const runner = await loadModelPackage(dir, { intraOpThreads: 1 });
+  try {
+    const r = await runner.inspect(await readFile(image));
+    const { heatmapPng: _h, ...rest } = r;
+    process.stdout.write(`${JSON.stringify(rest)}\n`);
+  } finally {
+    await runner.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    const text = err instanceof Error ? err.message : String(err);
+    const code = isOspreyError(err) ? err.code : 'OSP_ERR_MODEL_LOAD';
+    process.stderr.write(`${code} ${text.split('\n')[0]!.trim()}\n`);
+    process.exit(2);
+  },
+);
