@@ -24,7 +24,7 @@ export function VersionPage({ api, name, version }: { api: Api; name: string; ve
         const meta = (view.manifest.metadata ?? {}) as Json;
         const c = meta.modelCard ? await api.get<Json>(`${base}/card`).catch(() => null) : null;
         setCard(c);
-        setGolden(c?.golden || meta.golden ? await api.get<Json>(`${base}/golden`).catch(() => null) : null);
+        setGolden(c?.goldenSet || meta.golden ? await api.get<Json>(`${base}/golden`).catch(() => null) : null);
       },
       (err: Error) => setError(err.message),
     );
@@ -275,13 +275,13 @@ function Trials({ trials }: { trials: Json[] }) {
 }
 
 function Golden({ golden }: { golden: Json }) {
-  const items = (golden.images ?? golden.items ?? golden.set ?? []) as Json[];
+  const items = (golden.images ?? []) as Json[];
   return (
     <section class="panel golden" data-testid="golden">
       <h2>Golden set</h2>
       <p class="muted">
         {Array.isArray(items) ? `${items.length} images with their expected answers` : 'present'}
-        {typeof golden.expectedAccuracy === 'number' ? ` (expected accuracy ${pct(golden.expectedAccuracy)})` : ''}; edges check the model against it before they switch to it.
+        {typeof golden.expectedAccuracy === 'number' ? ` (expected accuracy ${pct(golden.expectedAccuracy)})` : ''}; training images kept with the package's own answers, for the edges' golden-set self-test.
       </p>
       {Array.isArray(items) && items.length > 0 && (
         <table>
@@ -295,8 +295,8 @@ function Golden({ golden }: { golden: Json }) {
           <tbody>
             {items.slice(0, 20).map((g, i) => (
               <tr key={i}>
-                <td class="mono">{String(g.file ?? i)}</td>
-                <td>{String(g.truth ?? '–')}</td>
+                <td class="mono">{String(g.source ?? g.file ?? i)}</td>
+                <td>{String(g.truth?.verdict ?? g.truth?.label ?? '–')}</td>
                 <td>
                   {String(g.expected?.verdict ?? '')} {String(g.expected?.label ?? '')} {typeof g.expected?.score === 'number' ? num(g.expected.score, 3) : ''}
                 </td>
