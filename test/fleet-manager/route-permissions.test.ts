@@ -76,6 +76,8 @@ test('every route of a full fleet declares a known permission; a route without o
   assert.equal(byRoute.get('POST /api/training-jobs/:id/cancel'), 'training:write');
   assert.equal(byRoute.get('GET /api/training-jobs/:id/events'), 'fleet:read');
   assert.equal(byRoute.get('POST /api/backbones'), 'registry:write');
+  assert.equal(byRoute.get('GET /api/edges/:id/telemetry'), 'fleet:read');
+  assert.equal(byRoute.get('POST /api/edges/:id/threshold-preview'), 'config:write');
 
   const bare = Fastify();
   installAuthorization(bare, { identity: {} as IdentityStore, logger: pino({ level: 'silent' }) });
@@ -147,6 +149,8 @@ const MATRIX: { method: string; path: string; body?: unknown; allowed: readonly 
   { method: 'PUT', path: '/api/config', body: { thresholds: { default: 0.5 } }, allowed: only('admin', 'operator') },
   { method: 'PUT', path: '/api/lines/L1/config', body: { thresholds: { default: 0.5 } }, allowed: only('admin', 'operator') },
   { method: 'DELETE', path: '/api/edges/edge-1/config', allowed: only('admin', 'operator') },
+  { method: 'GET', path: '/api/edges/edge-1/telemetry', allowed: PEOPLE },
+  { method: 'POST', path: '/api/edges/edge-1/threshold-preview', body: { label: 'scratch', threshold: 0.5 }, allowed: only('admin', 'operator') },
   { method: 'POST', path: '/api/rollouts/ro-none/pause', allowed: only('admin', 'release-manager', 'operator') },
   { method: 'POST', path: '/api/rollouts/ro-none/abort', allowed: only('admin', 'release-manager', 'operator') },
   { method: 'POST', path: '/api/rollouts/ro-none/rollback', allowed: only('admin', 'release-manager', 'operator') },
