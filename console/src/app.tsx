@@ -7,14 +7,16 @@ import { createApi, type SessionInfo } from './api.js';
 import { SignIn } from './sign-in.js';
 import { Overview } from './overview.js';
 import { EdgePage } from './edge-page.js';
+import { AdminPage, canAdmin } from './admin-page.js';
 import { useFleet } from './live.js';
 import type { Api } from './api.js';
 
-type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'unknown'; hash: string };
+type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'admin' } | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/') return { screen: 'overview' };
+  if (path === '/admin') return { screen: 'admin' };
   const edge = /^\/edges\/([^/]+)$/.exec(path);
   if (edge) return { screen: 'edge', id: decodeURIComponent(edge[1]!) };
   return { screen: 'unknown', hash: path };
@@ -78,6 +80,11 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
           <a href="#/" class={route.screen === 'overview' ? 'current' : ''}>
             Plant overview
           </a>
+          {canAdmin(session) && (
+            <a href="#/admin" class={route.screen === 'admin' ? 'current' : ''}>
+              Admin
+            </a>
+          )}
         </nav>
         <span class={`link-state ${fleet.connected ? 'live' : 'down'}`} data-testid="link-state">
           {fleet.connected ? 'Live' : fleet.edges ? 'Reconnecting…' : 'Connecting…'}
@@ -92,6 +99,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
       <main>
         {route.screen === 'overview' && <Overview fleet={fleet} />}
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
+        {route.screen === 'admin' && <AdminPage api={api} session={session} />}
         {route.screen === 'unknown' && (
           <p class="empty">
             Nothing here ({route.hash}). <a href="#/">Back to the plant overview</a>
