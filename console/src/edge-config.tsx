@@ -52,6 +52,9 @@ export function EdgeConfig({ api, edge, session, labels }: { api: Api; edge: Edg
   const [error, setError] = useState<string | null>(null);
   const [applied, setApplied] = useState(0);
   const c = edge.convergence;
+  // While the edge has not reported the desired config version, each report of it (the event
+  // stream) re-reads what it runs.
+  const pending = eff !== null && eff.configVersion !== null && eff.reportedConfigVersion !== eff.configVersion ? edge.lastSeen : 0;
   useEffect(() => {
     let gone = false;
     api.get<Effective>(`/api/edges/${encodeURIComponent(edge.id)}/effective-config`).then(
@@ -62,7 +65,7 @@ export function EdgeConfig({ api, edge, session, labels }: { api: Api; edge: Edg
       gone = true;
     };
     // Re-read when the edge's convergence moves (it reported a config version) or after an apply.
-  }, [api, edge.id, c?.converged, c?.reason, applied]);
+  }, [api, edge.id, c?.converged, c?.reason, applied, pending]);
   const canWrite = session.permissions.includes('config:write');
   return (
     <section class="edge-config">
@@ -97,8 +100,8 @@ export function EdgeConfig({ api, edge, session, labels }: { api: Api; edge: Edg
                         {show(read(eff.layers[l]))}
                       </td>
                     ))}
-                    <td class="num effective">{value === undefined ? <span class="muted">model's own</span> : show(value)}</td>
-                    <td class="from">{from ?? 'model package'}</td>
+                    <td class="num effective">{value === undefined ? <span class="muted">default</span> : show(value)}</td>
+                    <td class="from">{from ?? "the edge's own (model package or local config)"}</td>
                   </tr>
                 );
               })}

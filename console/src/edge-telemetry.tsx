@@ -71,6 +71,11 @@ const CHARTS: ChartSpec[] = [
   },
 ];
 
+/** A tick of the time axis: the local time of day, 24 h, as the rest of the console writes it. */
+function timeLabel(s: number): string {
+  return new Date(s * 1000).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', hour12: false });
+}
+
 function fromMinute(m: Minute): Point {
   return {
     t: m.at,
@@ -152,10 +157,21 @@ function TimeChart({ spec, points }: { spec: ChartSpec; points: Point[] }) {
         width: width(),
         height: 170,
         series: [{ label: 'time' }, ...spec.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2, ...(s.dash && { dash: s.dash }), points: { show: true, size: 4 }, spanGaps: false }))],
-        axes: [{ space: 70 }, { label: spec.unit, size: 56 }],
-        // At least ten minutes wide (one point alone would stretch the axis over years); the value axis from 0.
-        scales: { x: { time: true, range: (_u, min, max) => (Number.isFinite(min) && Number.isFinite(max) ? [Math.min(min, max - 600), max + 30] : [Date.now() / 1000 - 600, Date.now() / 1000]) }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] } },
+        axes: [{ space: 70, values: (_u, splits) => splits.map(timeLabel) }, { label: spec.unit, size: 56 }],
+        // At least a minute wide (one point alone would stretch the axis over years); the value axis from 0.
+        scales: { x: { time: true, range: (_u, min, max) => (Number.isFinite(min) && Number.isFinite(max) ? [Math.min(min, max - 60), max + 5] : [Date.now() / 1000 - 60, Date.now() / 1000]) }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] } },
         legend: { live: true },
+        // The axes are drawn on the canvas: their tick labels also go on the figure, for screen readers and tests.
+        hooks: {
+          draw: [
+            (u) => {
+              const ticks = (i: number) => ((u.axes[i] as { _values?: (string | number | null)[] })._values ?? []).filter((v) => v !== null && v !== '').join(' · ');
+              const fig = el.parentElement!;
+              fig.dataset.xTicks = ticks(0);
+              fig.dataset.yTicks = ticks(1);
+            },
+          ],
+        },
       },
       data(),
       el,
