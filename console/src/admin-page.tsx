@@ -129,7 +129,7 @@ function Secret({ title, secret, command, onDone }: { title: string; secret: str
       </button>
       {command && (
         <>
-          <p>On the edge, as the user that runs the agent:</p>
+          <p>On the edge, as the user that runs the agent (add --config EDGE.json to put the credential in the edge's dataDir):</p>
           <code class="command" data-testid="enroll-command">
             {command}
           </code>
@@ -188,10 +188,10 @@ function Users({ api, me }: { api: Api; me: string }) {
               <td>{u.disabled ? 'disabled' : 'enabled'}</td>
               <td class="seen">{clock(u.createdAt)}</td>
               <td class="actions">
-                <button type="button" class="small" disabled={busy} onClick={() => void run(() => api.send('PATCH', path(u.username), { disabled: !u.disabled }))}>
+                <button type="button" class="small plain" disabled={busy} onClick={() => void run(() => api.send('PATCH', path(u.username), { disabled: !u.disabled }))}>
                   {u.disabled ? 'Enable' : 'Disable'}
                 </button>
-                <button type="button" class="small" disabled={busy} onClick={() => (setResetting(u.username), setPassword(''))}>
+                <button type="button" class="small plain" disabled={busy} onClick={() => (setResetting(u.username), setPassword(''))}>
                   Reset password
                 </button>
               </td>
@@ -237,7 +237,7 @@ function Users({ api, me }: { api: Api; me: string }) {
         </label>
         <label>
           Role
-          <select name="new-role" value={form.role} onChange={(e) => setForm({ ...form, role: value(e) })}>
+          <select name="new-role" aria-label="Role" value={form.role} onChange={(e) => setForm({ ...form, role: value(e) })}>
             {ROLES.map((r) => (
               <option key={r} value={r}>
                 {r}
@@ -313,7 +313,7 @@ function Tokens({ api, session }: { api: Api; session: SessionInfo }) {
         </label>
         <label>
           Role
-          <select name="token-role" value={form.role} onChange={(e) => setForm({ ...form, role: value(e) })}>
+          <select name="token-role" aria-label="Token role" value={form.role} onChange={(e) => setForm({ ...form, role: value(e) })}>
             {ROLES.map((r) => (
               <option key={r} value={r}>
                 {r}
@@ -352,14 +352,14 @@ function Enrollments({ api }: { api: Api }) {
             const body = { ...(form.for === 'edge' ? { edgeId: name } : { line: name }), ttlSeconds: Math.round(Number(form.minutes) * 60) };
             const r = await api.post<{ token: string }>('/api/enrollment-tokens', body);
             const edgeId = form.for === 'edge' ? name : 'EDGE-ID';
-            setMade({ token: r.token, command: `osprey edge enroll --fleet ${location.origin} --token ${r.token} --edge-id ${edgeId} --config edge.json` });
+            setMade({ token: r.token, command: `osprey edge enroll --fleet ${location.origin} --token ${r.token} --edge-id ${edgeId}` });
             setForm({ ...form, name: '' });
           });
         }}
       >
         <label>
           For
-          <select name="enroll-for" value={form.for} onChange={(e) => setForm({ ...form, for: value(e) })}>
+          <select name="enroll-for" aria-label="For" value={form.for} onChange={(e) => setForm({ ...form, for: value(e) })}>
             <option value="edge">one edge id</option>
             <option value="line">any new edge of a line</option>
           </select>
@@ -463,7 +463,7 @@ function Audit({ api }: { api: Api }) {
   if (applied.to) q.set('to', String(new Date(applied.to).getTime()));
   const before = pages[pages.length - 1];
   if (before !== undefined) q.set('beforeId', String(before));
-  const [data, error] = useList<{ entries: AuditEntry[]; nextBeforeId: number | null }>(api, `/api/audit?${q}`);
+  const [data, error, reload] = useList<{ entries: AuditEntry[]; nextBeforeId: number | null }>(api, `/api/audit?${q}`);
   return (
     <section class="admin-part" data-part="audit">
       <h2>Audit log</h2>
@@ -471,8 +471,10 @@ function Audit({ api }: { api: Api }) {
         class="inline"
         onSubmit={(e) => {
           e.preventDefault();
+          // Filter also reads again: entries made since are shown.
           setApplied(filter);
           setPages([]);
+          reload();
         }}
       >
         <label>
@@ -491,7 +493,7 @@ function Audit({ api }: { api: Api }) {
           To
           <input name="audit-to" type="datetime-local" value={filter.to} onInput={(e) => setFilter({ ...filter, to: value(e) })} />
         </label>
-        <button type="submit">Filter</button>
+        <button type="submit">Filter / refresh</button>
       </form>
       {error && <p class="error">{error}</p>}
       {data && data.entries.length === 0 && <p class="muted">No entries.</p>}
