@@ -49,21 +49,53 @@ export function EdgeResults({ api, edge, onLabels }: { api: Api; edge: EdgeView;
       <h2>Recent results</h2>
       {error && <p class="error">{error}</p>}
       {items && items.length === 0 && <p class="muted">No results stored yet.</p>}
-      {items && items.length > 0 && (
+      {items && items.some((r) => r.hasImage) && (
         <div class="result-grid">
-          {items.map((r) => (
-            <figure key={`${r.storeId ?? ''}-${r.seq}`} class={`result ${r.verdict}`} data-seq={r.seq} data-verdict={r.verdict}>
-              {r.hasImage ? <ResultImage result={r} /> : <div class="no-image muted">no image kept</div>}
-              <figcaption>
-                <strong class={`verdict ${r.verdict}`}>{r.verdict}</strong> {r.label} · {num(r.score, 3)}
-                <br />
-                <span class="muted">
-                  #{r.seq} · {r.camera} · {clock(r.ts)}
-                </span>
-              </figcaption>
-            </figure>
-          ))}
+          {items
+            .filter((r) => r.hasImage)
+            .map((r) => (
+              <figure key={`${r.storeId ?? ''}-${r.seq}`} class={`result ${r.verdict}`} data-seq={r.seq} data-verdict={r.verdict}>
+                <ResultImage result={r} />
+                <figcaption>
+                  <strong class={`verdict ${r.verdict}`}>{r.verdict}</strong> {r.label} · {num(r.score, 3)}
+                  <br />
+                  <span class="muted">
+                    #{r.seq} · {r.camera} · {clock(r.ts)}
+                  </span>
+                </figcaption>
+              </figure>
+            ))}
         </div>
+      )}
+      {items && items.some((r) => !r.hasImage) && (
+        <table class="results-without-image">
+          <thead>
+            <tr>
+              <th>Result</th>
+              <th>Verdict</th>
+              <th>Label</th>
+              <th class="num">Score</th>
+              <th>Camera</th>
+              <th>When</th>
+              <th>Image</th>
+            </tr>
+          </thead>
+          <tbody>
+            {items
+              .filter((r) => !r.hasImage)
+              .map((r) => (
+                <tr key={`${r.storeId ?? ''}-${r.seq}`} data-seq={r.seq} data-verdict={r.verdict}>
+                  <td>#{r.seq}</td>
+                  <td class={`verdict ${r.verdict}`}>{r.verdict}</td>
+                  <td>{r.label}</td>
+                  <td class="num">{num(r.score, 3)}</td>
+                  <td>{r.camera}</td>
+                  <td class="seen">{clock(r.ts)}</td>
+                  <td class="muted">not kept</td>
+                </tr>
+              ))}
+          </tbody>
+        </table>
       )}
     </section>
   );

@@ -71,9 +71,9 @@ const CHARTS: ChartSpec[] = [
   },
 ];
 
-/** A tick of the time axis: the local time of day, 24 h, as the rest of the console writes it. */
-function timeLabel(s: number): string {
-  return new Date(s * 1000).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', hour12: false });
+/** A tick of the time axis: the local time of day, 24 h, as the rest of the console writes it (seconds when ticks are closer than a minute). */
+function timeLabel(s: number, seconds: boolean): string {
+  return new Date(s * 1000).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', ...(seconds && { second: '2-digit' }), hour12: false });
 }
 
 function fromMinute(m: Minute): Point {
@@ -157,7 +157,7 @@ function TimeChart({ spec, points }: { spec: ChartSpec; points: Point[] }) {
         width: width(),
         height: 170,
         series: [{ label: 'time' }, ...spec.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2, ...(s.dash && { dash: s.dash }), points: { show: true, size: 4 }, spanGaps: false }))],
-        axes: [{ space: 70, values: (_u, splits) => splits.map(timeLabel) }, { label: spec.unit, size: 56 }],
+        axes: [{ space: 70, values: (_u, splits, _axis, _space, incr) => splits.map((v) => timeLabel(v, incr < 60)) }, { label: spec.unit, size: 56 }],
         // At least a minute wide (one point alone would stretch the axis over years); the value axis from 0.
         scales: { x: { time: true, range: (_u, min, max) => (Number.isFinite(min) && Number.isFinite(max) ? [Math.min(min, max - 60), max + 5] : [Date.now() / 1000 - 60, Date.now() / 1000]) }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] } },
         legend: { live: true },

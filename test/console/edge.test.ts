@@ -76,7 +76,7 @@ test('an operator reads an edge: telemetry charts with time axes, config layers,
       ts: Date.now(), camera: 'cam1', source: 'http', model: 'boxes@1', verdict: 'defect', label: 'scratch', score: 0.91, latencyMs: 12,
       detections: [
         { label: 'scratch', score: 0.91, box: [40, 50, 160, 120] },
-        { label: 'dent', score: 0.62, box: [200, 180, 260, 240] },
+        { label: 'dent', score: 0.62, box: [150, 160, 210, 215] },
       ],
     },
   ]);
@@ -109,6 +109,7 @@ test('an operator reads an edge: telemetry charts with time axes, config layers,
     assert.ok((await chart.locator('.u-legend .u-series').count()) >= 2, `chart ${i}: a legend`);
   }
   assert.match(await charts.nth(1).locator('figcaption').innerText(), /Latency \(ms\)/);
+  await page.screenshot({ path: join(shots, 'console-edge.png') });
 
   // The layers side by side: the default threshold comes from the line, the band from the fleet.
   const layerRow = (title: string) => page.locator(`.edge-config tr[data-setting="${title}"]`);
@@ -161,9 +162,11 @@ test('an operator reads an edge: telemetry charts with time axes, config layers,
 
   // Result images: every defect of the edge shows its kept image, loaded.
   const defect = page.locator('.edge-results figure.result[data-verdict="defect"] img').first();
+  // Results without a kept image are listed, not shown as empty frames.
+  await page.locator('.edge-results table.results-without-image tr[data-verdict="ok"]').first().waitFor();
   await defect.waitFor();
   await waitFor(async () => (await defect.evaluate((img) => (img as unknown as { naturalWidth: number }).naturalWidth)) > 0, 'the defect image loads');
-  await page.screenshot({ path: join(shots, 'console-edge.png') });
+  await page.locator('.edge-results').screenshot({ path: join(shots, 'console-edge-results.png') });
 
   // The other edge's result: its image with both boxes drawn over it.
   await page.evaluate(() => ((globalThis as unknown as { location: { hash: string } }).location.hash = '#/edges/vision-2'));
