@@ -11,6 +11,7 @@ import type { FleetStore } from './store.js';
 import type { IngestCounters } from './ingest.js';
 import { healthRoutes } from './routes/health.js';
 import { edgeRoutes } from './routes/edges.js';
+import { edgeHistoryRoutes } from './routes/edge-history.js';
 import { statsRoutes } from './routes/stats.js';
 import { resultRoutes } from './routes/results.js';
 import { consoleRoutes, type ConsoleRouteDeps } from './routes/console.js';
@@ -123,6 +124,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   if (deps.images) routeDeps.images = deps.images.images;
   await app.register(healthRoutes, routeDeps);
   await app.register(edgeRoutes, routeDeps);
+  await app.register(edgeHistoryRoutes, routeDeps);
   await app.register(enrollRoutes, { ...deps.enroll, identity: deps.identity });
   await app.register(statsRoutes, routeDeps);
   await app.register(resultRoutes, routeDeps);

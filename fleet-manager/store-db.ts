@@ -5,6 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import { addMissingColumns, migrateToLineMinutes, migrateToStoreIds } from './store-migrations.js';
+import { createEdgeHistoryDb, type EdgeHistoryDb } from './edge-history-db.js';
 import type {
   EdgeRecord,
   IngestOutcome,
@@ -164,7 +165,7 @@ export interface IngestRequest {
 }
 
 /** The synchronous fleet database: FleetStore's operations (store.ts documents them). */
-export interface FleetDb {
+export interface FleetDb extends Pick<EdgeHistoryDb, 'telemetryHistory' | 'recentVerdicts'> {
   recordState(edgeId: string, state: StateMessage, meta: ReportMeta): void;
   recordTelemetry(edgeId: string, telemetry: TelemetryMessage, meta: ReportMeta): void;
   recordEvent(edgeId: string, event: EventMessage, meta: ReportMeta): void;
@@ -228,6 +229,7 @@ export function openFleetDatabase(file: string, log: StoreLog): Database.Databas
 
 /** Prepares every statement on an open fleet database (openFleetDatabase) and returns its operations. */
 export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
+  const history = createEdgeHistoryDb(db);
   const st = {
     getEdge: db.prepare<[string], EdgeRow>('SELECT * FROM edges WHERE id = ?'),
     // One upsert for every kind of report; line and cameras only ever move from unknown to known.
@@ -384,6 +386,7 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
   const recordTelemetry = db.transaction((edgeId: string, telemetry: TelemetryMessage, meta: ReportMeta) => {
     touch(edgeId, meta);
     st.writeTelemetry.run({ id: edgeId, telemetry: JSON.stringify(telemetry), at: meta.receivedAt });
+    history.recordTelemetry(edgeId, telemetry, meta.receivedAt);
   });
 
   const recordEvent = db.transaction((edgeId: string, ev: EventMessage, meta: ReportMeta) => {
@@ -563,6 +566,14 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
       const items = rows.slice(0, q.limit).map(toStoredResult);
       const last = items[items.length - 1];
       return { items, next: rows.length > q.limit && last ? { ts: last.ts, id: last.id } : null };
+    },
+    telemetryHistory(edgeId, from, to) {
+      open();
+      return history.telemetryHistory(edgeId, from, to);
+    },
+    recentVerdicts(edgeId, limit) {
+      open();
+      return history.recentVerdicts(edgeId, limit);
     },
     ping() {
       if (closed || st.ping.get() !== 1) throw new Error('fleet database is closed');

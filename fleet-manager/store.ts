@@ -61,6 +61,33 @@ export interface StatsRow {
   count: number;
 }
 
+/** One minute of an edge's telemetry (edge-history-db.ts says how reports are folded). */
+export interface TelemetryMinute {
+  /** Start of the minute (epoch ms, fleet clock). */
+  minute: number;
+  /** Reports folded into it. */
+  samples: number;
+  /** When its latest report arrived. */
+  at: number;
+  fps: number;
+  latencyP50Ms: number;
+  latencyP95Ms: number;
+  queueDepth: number;
+  cpuPercent: number;
+  rssBytes: number;
+  frames: number;
+  failed: number;
+  resultBytes: number | null;
+  imageBytes: number | null;
+}
+
+/** A stored result's decision, for threshold previews. */
+export interface VerdictScore {
+  verdict: Verdict;
+  label: string;
+  score: number;
+}
+
 /** A stored result: the edge's record plus where it came from. */
 export interface StoredResult extends ResultRecord {
   /** Storage-assigned id; only used to page stably, never exposed as a key. */
@@ -150,6 +177,10 @@ export interface FleetStore {
   lineStats(line: string, from: number, to: number, bucketMs: number): Promise<StatsRow[]>;
   /** Results newest first (ts, then arrival), filtered and paged. */
   listResults(query: ResultsQuery): Promise<ResultsPage>;
+  /** The edge's telemetry, one row per minute in [from, to), oldest first (bounded retention). */
+  telemetryHistory(edgeId: string, from: number, to: number): Promise<TelemetryMinute[]>;
+  /** The edge's latest `limit` results (verdict, label, score), newest first. */
+  recentVerdicts(edgeId: string, limit: number): Promise<VerdictScore[]>;
   /** Throws when the database cannot answer (for /health). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -237,6 +268,12 @@ export function openSqliteStore(opts: SqliteStoreOptions): FleetStore {
     },
     async listResults(q) {
       return db.listResults(q);
+    },
+    async telemetryHistory(edgeId, from, to) {
+      return db.telemetryHistory(edgeId, from, to);
+    },
+    async recentVerdicts(edgeId, limit) {
+      return db.recentVerdicts(edgeId, limit);
     },
     async ping() {
       db.ping();

@@ -25,6 +25,8 @@ export interface Api {
   post<T>(path: string, body?: unknown): Promise<T>;
   /** POSTs a file or form as it is (a tar, an ONNX file, multipart), with the CSRF header. */
   upload<T>(path: string, body: Blob | FormData): Promise<T>;
+  /** Any other state change (PUT, PATCH, DELETE), with the CSRF header. */
+  send<T>(method: 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T>;
   /** Signs in; the answer's CSRF token is kept for later state changes. */
   signIn(username: string, password: string): Promise<SessionInfo>;
   signOut(): Promise<void>;
@@ -60,6 +62,7 @@ export function createApi(onSignedOut: () => void): Api {
     get: (path) => call('GET', path),
     post: (path, body) => call('POST', path, body ?? {}),
     upload: (path, body) => call('POST', path, body),
+    send: (method, path, body) => call(method, path, body),
     async signIn(username, password) {
       // A refused sign-in is the form's error, not a session that ended.
       const s = await call<SessionInfo>('POST', '/api/auth/sign-in', { username, password }, true);

@@ -9,6 +9,7 @@ import { Overview } from './overview.js';
 import { EdgePage } from './edge-page.js';
 import { RolloutsPage } from './rollouts-page.js';
 import { ModelsPage } from './models-page.js';
+import { AdminPage, canAdmin } from './admin-page.js';
 import { useFleet } from './live.js';
 import type { Api } from './api.js';
 
@@ -17,11 +18,13 @@ type Route =
   | { screen: 'edge'; id: string }
   | { screen: 'rollouts'; id: string | null }
   | { screen: 'models'; version?: { name: string; version: string } }
+  | { screen: 'admin' }
   | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/') return { screen: 'overview' };
+  if (path === '/admin') return { screen: 'admin' };
   const edge = /^\/edges\/([^/]+)$/.exec(path);
   if (edge) return { screen: 'edge', id: decodeURIComponent(edge[1]!) };
   const rollouts = /^\/rollouts(?:\/([^/]+))?$/.exec(path);
@@ -96,6 +99,11 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
           <a href="#/models" class={route.screen === 'models' ? 'current' : ''}>
             Models
           </a>
+          {canAdmin(session) && (
+            <a href="#/admin" class={route.screen === 'admin' ? 'current' : ''}>
+              Admin
+            </a>
+          )}
         </nav>
         <span class={`link-state ${fleet.connected ? 'live' : 'down'}`} data-testid="link-state">
           {fleet.connected ? 'Live' : fleet.edges ? 'Reconnecting…' : 'Connecting…'}
@@ -112,6 +120,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
         {route.screen === 'rollouts' && <RolloutsPage api={api} session={session} fleet={fleet} id={route.id} />}
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
         {route.screen === 'models' && <ModelsPage api={api} session={session} {...(route.version && { version: route.version })} />}
+        {route.screen === 'admin' && <AdminPage api={api} session={session} />}
         {route.screen === 'unknown' && (
           <p class="empty">
             Nothing here ({route.hash}). <a href="#/">Back to the plant overview</a>

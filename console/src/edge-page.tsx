@@ -1,20 +1,21 @@
 /**
- * One edge: what it is, how it is doing now, its telemetry since this page opened (uPlot, fed by
- * the event stream) and its recent events.
+ * One edge: what it is and how it is doing now, its telemetry over time (edge-telemetry.tsx), its
+ * configuration layers and per-label thresholds (edge-config.tsx), its recent results with their
+ * images (edge-results.tsx), the inputs it rejected, and its events.
  */
-import { useEffect, useRef, useState } from 'preact/hooks';
-import uPlot from 'uplot';
+import { useEffect, useState } from 'preact/hooks';
 import type { Api, EdgeEvent, EdgeView, SessionInfo } from './api.js';
 import type { Fleet } from './live.js';
 import { useNow } from './live.js';
 import { edgeHealth } from './health.js';
 import { ago, bytes, clock, num } from './format.js';
+import { TelemetryCharts } from './edge-telemetry.js';
+import { EdgeConfig } from './edge-config.js';
+import { EdgeResults } from './edge-results.js';
 
-/** Telemetry points kept for the chart (at a 10 s period: over an hour and a half). */
-const MAX_POINTS = 600;
-
-export function EdgePage({ api, fleet, id }: { api: Api; fleet: Fleet; id: string; session: SessionInfo }) {
+export function EdgePage({ api, fleet, id, session }: { api: Api; fleet: Fleet; id: string; session: SessionInfo }) {
   const now = useNow(fleet.skewMs);
+  const [labels, setLabels] = useState<string[]>([]);
   const edge = fleet.edges?.get(id);
   if (!fleet.edges) return <p class="loading">Loading the fleet…</p>;
   if (!edge)
@@ -73,70 +74,26 @@ export function EdgePage({ api, fleet, id }: { api: Api; fleet: Fleet; id: strin
           <dd>{t && t.alarms.length > 0 ? t.alarms.join(', ') : 'none'}</dd>
         </dl>
       </div>
-      <TelemetryChart edge={edge} />
+      <TelemetryCharts api={api} edge={edge} />
+      <div class="edge-columns">
+        <EdgeConfig api={api} edge={edge} session={session} labels={labels} />
+        <Rejections edge={edge} />
+      </div>
+      {session.permissions.includes('results:read') && <EdgeResults api={api} edge={edge} onLabels={setLabels} />}
       <Events api={api} edge={edge} />
     </section>
-  );
-}
-
-function TelemetryChart({ edge }: { edge: EdgeView }) {
-  const box = useRef<HTMLDivElement>(null);
-  const plot = useRef<uPlot | null>(null);
-  const points = useRef<[number[], number[], number[]]>([[], [], []]);
-  useEffect(() => {
-    const el = box.current!;
-    plot.current = new uPlot(
-      {
-        width: el.clientWidth || 800,
-        height: 220,
-        series: [
-          {},
-          { label: 'fps', stroke: '#2563eb', width: 2, points: { show: true, size: 5 } },
-          { label: 'p95 ms', stroke: '#d97706', width: 2, dash: [6, 4], scale: 'ms', points: { show: true, size: 5 } },
-        ],
-        axes: [{}, { label: 'frames/s' }, { scale: 'ms', side: 1, label: 'ms', grid: { show: false } }],
-        // From the first point on, at least a minute wide (one point alone would stretch the axis over years).
-        scales: { x: { time: true, range: (_u, min, max) => [min - 1, Math.max(max, min + 60)] } },
-      },
-      points.current,
-      el,
-    );
-    const resize = () => plot.current?.setSize({ width: el.clientWidth, height: 220 });
-    addEventListener('resize', resize);
-    return () => {
-      removeEventListener('resize', resize);
-      plot.current?.destroy();
-      plot.current = null;
-    };
-  }, []);
-  const t = edge.telemetry;
-  useEffect(() => {
-    if (!t) return;
-    const [xs, fps, p95] = points.current;
-    const x = t.at / 1000;
-    if (xs.length > 0 && xs[xs.length - 1]! >= x) return;
-    xs.push(x);
-    fps.push(t.fps);
-    p95.push(t.latencyP95Ms);
-    if (xs.length > MAX_POINTS) for (const s of points.current) s.shift();
-    plot.current?.setData(points.current);
-  }, [t?.at]);
-  return (
-    <figure class="chart">
-      <figcaption>Telemetry since this page opened</figcaption>
-      <div ref={box} />
-    </figure>
   );
 }
 
 function Events({ api, edge }: { api: Api; edge: EdgeView }) {
   const [events, setEvents] = useState<EdgeEvent[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [kind, setKind] = useState('');
   // Re-read when the edge reports again, at most every 5 s.
   const tick = Math.floor(edge.lastSeen / 5000);
   useEffect(() => {
     let gone = false;
-    api.get<{ events: EdgeEvent[] }>(`/api/edges/${encodeURIComponent(edge.id)}/events?limit=20`).then(
+    api.get<{ events: EdgeEvent[] }>(`/api/edges/${encodeURIComponent(edge.id)}/events?limit=100`).then(
       (r) => !gone && (setEvents(r.events), setError(null)),
       (err: Error) => !gone && setError(err.message),
     );
@@ -144,12 +101,23 @@ function Events({ api, edge }: { api: Api; edge: EdgeView }) {
       gone = true;
     };
   }, [api, edge.id, tick]);
+  const shown = events?.filter((ev) => kind === '' || ev.kind === kind).slice(0, 30) ?? null;
   return (
     <section class="events">
-      <h2>Recent events</h2>
+      <h2>
+        Recent events{' '}
+        <select aria-label="Event kind" value={kind} onChange={(e) => setKind((e.target as HTMLSelectElement).value)}>
+          <option value="">all kinds</option>
+          {[...new Set((events ?? []).map((ev) => ev.kind))].sort().map((k) => (
+            <option key={k} value={k}>
+              {k}
+            </option>
+          ))}
+        </select>
+      </h2>
       {error && <p class="error">{error}</p>}
-      {events && events.length === 0 && <p class="muted">No events.</p>}
-      {events && events.length > 0 && (
+      {shown && shown.length === 0 && <p class="muted">No events.</p>}
+      {shown && shown.length > 0 && (
         <table>
           <thead>
             <tr>
@@ -160,7 +128,7 @@ function Events({ api, edge }: { api: Api; edge: EdgeView }) {
             </tr>
           </thead>
           <tbody>
-            {events.map((ev, i) => (
+            {shown.map((ev, i) => (
               <tr key={`${ev.ts}-${i}`} class={`level-${ev.level}`}>
                 <td class="seen">{clock(ev.ts)}</td>
                 <td>{ev.level}</td>
@@ -171,6 +139,37 @@ function Events({ api, edge }: { api: Api; edge: EdgeView }) {
           </tbody>
         </table>
       )}
+    </section>
+  );
+}
+
+/** Inputs the edge refused: counts by error code since its agent started (its telemetry). */
+function Rejections({ edge }: { edge: EdgeView }) {
+  const failures = Object.entries(edge.telemetry?.failures ?? {}).sort((a, b) => b[1] - a[1]);
+  return (
+    <section class="rejections" data-testid="rejections">
+      <h2>Rejected inputs</h2>
+      {failures.length === 0 ? (
+        <p class="muted">{edge.telemetry ? 'None since the agent started.' : 'No telemetry yet.'}</p>
+      ) : (
+        <table>
+          <thead>
+            <tr>
+              <th>Reason</th>
+              <th class="num">Since start</th>
+            </tr>
+          </thead>
+          <tbody>
+            {failures.map(([code, n]) => (
+              <tr key={code}>
+                <td>{code}</td>
+                <td class="num">{num(n, 0)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      <p class="muted">Each rejection is also an input-rejected event below.</p>
     </section>
   );
 }

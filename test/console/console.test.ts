@@ -100,7 +100,7 @@ test('a viewer signs in and watches the plant live: states, fresh and stale tele
   // Drill-down to the real edge: its facts, the live chart, its events.
   await row('press-1').getByRole('link', { name: 'press-1' }).click();
   await page.locator('section.edge-page[data-edge="press-1"]').waitFor();
-  await page.locator('.chart canvas').waitFor();
+  await page.locator('.chart canvas').first().waitFor();
   // Frames while the page is open: the live figures and the chart move.
   const busy = page.locator('dl.telemetry').getByText(/ of [1-9]\d* frames/);
   for (let seed = 10; seed < 200 && !(await busy.isVisible()); seed++) await agent.inspect(await generatePartImage({ seed, defect: null, format: 'jpeg' }), { camera: 'cam1', source: 'http' });

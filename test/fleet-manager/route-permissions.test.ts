@@ -80,6 +80,8 @@ test('every route of a full fleet declares a known permission; a route without o
   assert.equal(byRoute.get('POST /api/models/propose'), 'registry:write');
   assert.equal(byRoute.get('POST /api/models/propose/:draft/smoke-test'), 'registry:write');
   assert.equal(byRoute.get('POST /api/models/propose/:draft/register'), 'registry:write');
+  assert.equal(byRoute.get('GET /api/edges/:id/telemetry'), 'fleet:read');
+  assert.equal(byRoute.get('POST /api/edges/:id/threshold-preview'), 'config:write');
 
   const bare = Fastify();
   installAuthorization(bare, { identity: {} as IdentityStore, logger: pino({ level: 'silent' }) });
@@ -151,6 +153,8 @@ const MATRIX: { method: string; path: string; body?: unknown; allowed: readonly 
   { method: 'PUT', path: '/api/config', body: { thresholds: { default: 0.5 } }, allowed: only('admin', 'operator') },
   { method: 'PUT', path: '/api/lines/L1/config', body: { thresholds: { default: 0.5 } }, allowed: only('admin', 'operator') },
   { method: 'DELETE', path: '/api/edges/edge-1/config', allowed: only('admin', 'operator') },
+  { method: 'GET', path: '/api/edges/edge-1/telemetry', allowed: PEOPLE },
+  { method: 'POST', path: '/api/edges/edge-1/threshold-preview', body: { label: 'scratch', threshold: 0.5 }, allowed: only('admin', 'operator') },
   { method: 'POST', path: '/api/rollouts/ro-none/pause', allowed: only('admin', 'release-manager', 'operator') },
   { method: 'POST', path: '/api/rollouts/ro-none/abort', allowed: only('admin', 'release-manager', 'operator') },
   { method: 'POST', path: '/api/rollouts/ro-none/rollback', allowed: only('admin', 'release-manager', 'operator') },

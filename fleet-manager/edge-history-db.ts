@@ -1,0 +1,133 @@
+/**
+ * An edge's recent past, in the fleet database: its telemetry downsampled to one row per minute
+ * (`telemetry_minutes`, kept for TELEMETRY_RETENTION_MS), and its latest verdicts with their scores
+ * (read from `results`) for threshold previews. Synchronous (better-sqlite3); store.ts puts
+ * FleetStore's asynchronous interface on top.
+ */
+import type Database from 'better-sqlite3';
+import type { TelemetryMessage } from '../protocol/messages.js';
+import type { TelemetryMinute, VerdictScore } from './store.js';
+
+/** Telemetry history kept per edge: 7 days of minutes (at most 10 080 rows an edge). */
+export const TELEMETRY_RETENTION_MS = 7 * 86_400_000;
+const MINUTE_MS = 60_000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS telemetry_minutes (
+  edge_id TEXT NOT NULL,
+  minute INTEGER NOT NULL,
+  samples INTEGER NOT NULL,
+  at INTEGER NOT NULL,
+  fps REAL NOT NULL,
+  p50 REAL NOT NULL,
+  p95 REAL NOT NULL,
+  queue INTEGER NOT NULL,
+  cpu REAL NOT NULL,
+  rss INTEGER NOT NULL,
+  frames INTEGER NOT NULL,
+  failed INTEGER NOT NULL,
+  result_bytes INTEGER,
+  image_bytes INTEGER,
+  PRIMARY KEY (edge_id, minute)
+) WITHOUT ROWID;
+`;
+
+interface MinuteRow {
+  minute: number;
+  samples: number;
+  at: number;
+  fps: number;
+  p50: number;
+  p95: number;
+  queue: number;
+  cpu: number;
+  rss: number;
+  frames: number;
+  failed: number;
+  result_bytes: number | null;
+  image_bytes: number | null;
+}
+
+export interface EdgeHistoryDb {
+  /** Folds one telemetry report into its minute and drops the edge's minutes past retention. */
+  recordTelemetry(edgeId: string, t: TelemetryMessage, receivedAt: number): void;
+  /** The edge's minutes in [from, to), oldest first. */
+  telemetryHistory(edgeId: string, from: number, to: number): TelemetryMinute[];
+  /** The edge's latest `limit` results' verdict, label and score, newest first. */
+  recentVerdicts(edgeId: string, limit: number): VerdictScore[];
+}
+
+/**
+ * Creates the table if needed and prepares the statements. Within a minute: fps, p50 and CPU are
+ * averaged over the reports, p95, queue depth and memory are the worst, frames and rejections
+ * are summed, storage is the latest.
+ */
+export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
+  db.exec(SCHEMA);
+  const st = {
+    upsert: db.prepare(
+      `INSERT INTO telemetry_minutes (edge_id, minute, samples, at, fps, p50, p95, queue, cpu, rss, frames, failed, result_bytes, image_bytes)
+       VALUES (@edgeId, @minute, 1, @at, @fps, @p50, @p95, @queue, @cpu, @rss, @frames, @failed, @resultBytes, @imageBytes)
+       ON CONFLICT (edge_id, minute) DO UPDATE SET
+         fps = (fps * samples + excluded.fps) / (samples + 1),
+         p50 = (p50 * samples + excluded.p50) / (samples + 1),
+         cpu = (cpu * samples + excluded.cpu) / (samples + 1),
+         p95 = max(p95, excluded.p95),
+         queue = max(queue, excluded.queue),
+         rss = max(rss, excluded.rss),
+         frames = frames + excluded.frames,
+         failed = failed + excluded.failed,
+         result_bytes = coalesce(excluded.result_bytes, result_bytes),
+         image_bytes = coalesce(excluded.image_bytes, image_bytes),
+         at = max(at, excluded.at),
+         samples = samples + 1`,
+    ),
+    prune: db.prepare<[string, number]>('DELETE FROM telemetry_minutes WHERE edge_id = ? AND minute < ?'),
+    range: db.prepare<[string, number, number], MinuteRow>(
+      'SELECT * FROM telemetry_minutes WHERE edge_id = ? AND minute >= ? AND minute < ? ORDER BY minute',
+    ),
+    // results_edge_ts walks the edge's newest rows first.
+    recent: db.prepare<[string, number], VerdictScore>(
+      'SELECT verdict, label, score FROM results WHERE edge_id = ? ORDER BY ts DESC, id DESC LIMIT ?',
+    ),
+  };
+  const record = db.transaction((edgeId: string, t: TelemetryMessage, receivedAt: number) => {
+    const minute = Math.floor(receivedAt / MINUTE_MS) * MINUTE_MS;
+    st.upsert.run({
+      edgeId,
+      minute,
+      at: receivedAt,
+      fps: t.fps,
+      p50: t.latencyMs.p50,
+      p95: t.latencyMs.p95,
+      queue: t.queueDepth,
+      cpu: t.cpuPercent,
+      rss: t.rssBytes,
+      frames: t.frames,
+      failed: t.failed,
+      resultBytes: t.storage?.resultBytes ?? null,
+      imageBytes: t.storage?.imageBytes ?? null,
+    });
+    st.prune.run(edgeId, minute - TELEMETRY_RETENTION_MS);
+  });
+  return {
+    recordTelemetry: (edgeId, t, receivedAt) => record(edgeId, t, receivedAt),
+    telemetryHistory: (edgeId, from, to) =>
+      st.range.all(edgeId, from, to).map((r) => ({
+        minute: r.minute,
+        samples: r.samples,
+        at: r.at,
+        fps: r.fps,
+        latencyP50Ms: r.p50,
+        latencyP95Ms: r.p95,
+        queueDepth: r.queue,
+        cpuPercent: r.cpu,
+        rssBytes: r.rss,
+        frames: r.frames,
+        failed: r.failed,
+        resultBytes: r.result_bytes,
+        imageBytes: r.image_bytes,
+      })),
+    recentVerdicts: (edgeId, limit) => st.recent.all(edgeId, limit),
+  };
+}
