@@ -7,16 +7,19 @@ import { createApi, type SessionInfo } from './api.js';
 import { SignIn } from './sign-in.js';
 import { Overview } from './overview.js';
 import { EdgePage } from './edge-page.js';
+import { LinePage } from './line-page.js';
 import { useFleet } from './live.js';
 import type { Api } from './api.js';
 
-type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'unknown'; hash: string };
+type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'line'; line: string } | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/') return { screen: 'overview' };
   const edge = /^\/edges\/([^/]+)$/.exec(path);
   if (edge) return { screen: 'edge', id: decodeURIComponent(edge[1]!) };
+  const line = /^\/lines\/([^/]+)$/.exec(path);
+  if (line) return { screen: 'line', line: decodeURIComponent(line[1]!) };
   return { screen: 'unknown', hash: path };
 }
 
@@ -91,6 +94,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
       </header>
       <main>
         {route.screen === 'overview' && <Overview fleet={fleet} />}
+        {route.screen === 'line' && <LinePage api={api} fleet={fleet} line={route.line} />}
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
         {route.screen === 'unknown' && (
           <p class="empty">

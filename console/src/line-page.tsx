@@ -1,0 +1,442 @@
+/**
+ * One line (`#/lines/NAME`), for a product manager: its defect rate over time (uPlot, local-time
+ * axis, % axis, legend), zoomable by dragging or by span buttons; counts by label; by model
+ * version with markers where each version started and a before/after comparison; a second line
+ * overlaid; its shifts side by side; and the exact view as CSV. Every figure comes from
+ * `GET /api/lines/:line/series|compare|shifts`; the view refreshes when the line's edges report.
+ */
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import uPlot from 'uplot';
+import type { Api } from './api.js';
+import type { Fleet } from './live.js';
+import { clock, num } from './format.js';
+
+const MIN = 60_000;
+const SPANS = [
+  { label: '15 min', ms: 15 * MIN },
+  { label: '1 h', ms: 60 * MIN },
+  { label: '8 h', ms: 8 * 60 * MIN },
+  { label: '1 d', ms: 1440 * MIN },
+  { label: '7 d', ms: 7 * 1440 * MIN },
+  { label: '30 d', ms: 30 * 1440 * MIN },
+  { label: '90 d', ms: 90 * 1440 * MIN },
+] as const;
+const COLORS = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#db2777', '#0891b2', '#65a30d', '#9333ea', '#ea580c'];
+const CHART_HEIGHT = 300;
+
+type By = 'total' | 'label' | 'version';
+/** A span ending now (follows the clock), or a fixed window (after a zoom). */
+type Range = { span: number } | { from: number; to: number };
+
+interface Series {
+  line: string;
+  key: string;
+  total: number[];
+  defect: number[];
+}
+interface VersionSpan {
+  line: string;
+  model: string;
+  first: number;
+  last: number;
+  count: number;
+}
+export interface LineSeries {
+  line: string;
+  compare: string | null;
+  from: number;
+  to: number;
+  bucket: string;
+  bucketMs: number;
+  by: By;
+  starts: number[];
+  series: Series[];
+  versions: VersionSpan[];
+  rollouts: { id: string; model: string; version: string; status: string; createdAt: number }[];
+}
+interface Counts {
+  from: number;
+  to: number;
+  total: number;
+  defect: number;
+  defectRate: number | null;
+  byLabel: Record<string, number>;
+}
+interface Compare {
+  line: string;
+  version: string;
+  start: number;
+  before: Counts;
+  after: Counts;
+}
+interface ShiftTable {
+  shifts: { name: string; start: string }[];
+  days: { day: string; shifts: { shift: string; total: number; defect: number }[] }[];
+  totals: { shift: string; total: number; defect: number }[];
+}
+
+/** The query of a view; the CSV link is the same query with format=csv. */
+function seriesQuery(line: string, from: number, to: number, by: By, compare: string, bucket = 'auto'): string {
+  const q = new URLSearchParams({ from: String(from), to: String(to), bucket, by });
+  if (compare) q.set('compare', compare);
+  return `/api/lines/${encodeURIComponent(line)}/series?${q}`;
+}
+
+function pct(defect: number, total: number): string {
+  return total === 0 ? '–' : `${num((100 * defect) / total, 2)} %`;
+}
+
+export function LinePage({ api, fleet, line }: { api: Api; fleet: Fleet; line: string }) {
+  const [range, setRange] = useState<Range>({ span: 1440 * MIN });
+  const [by, setBy] = useState<By>('total');
+  const [compare, setCompare] = useState('');
+  const [view, setView] = useState<LineSeries | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const [lines, setLines] = useState<string[]>([]);
+  // The line's edges reporting (over the event stream) refresh a view that ends now, at most every 10 s.
+  const tick = useMemo(() => {
+    let last = 0;
+    for (const e of fleet.edges?.values() ?? []) if (e.line === line || e.line === compare) last = Math.max(last, e.lastSeen);
+    return Math.floor(last / 10_000);
+  }, [fleet.edges, line, compare]);
+  const live = 'span' in range;
+
+  useEffect(() => {
+    api.get<{ lines: { line: string }[] }>('/api/lines').then((r) => setLines(r.lines.map((l) => l.line)), () => setLines([]));
+  }, [api]);
+
+  useEffect(() => {
+    let gone = false;
+    const to = 'span' in range ? Date.now() + fleet.skewMs : range.to;
+    const from = 'span' in range ? to - range.span : range.from;
+    api.get<LineSeries>(seriesQuery(line, Math.round(from), Math.round(to), by, compare)).then(
+      (v) => !gone && (setView(v), setError(null)),
+      (err: Error) => !gone && setError(err.message),
+    );
+    return () => {
+      gone = true;
+    };
+  }, [api, line, range, by, compare, live ? tick : 0]);
+
+  const csv = view && `${seriesQuery(line, view.from, view.to, view.by, view.compare ?? '', view.bucket)}&format=csv`;
+  return (
+    <section class="line-page" data-line={line}>
+      <p class="crumbs">
+        <a href="#/">Plant overview</a> › line {line}
+      </p>
+      <h1>Line {line}</h1>
+      <div class="line-toolbar" role="toolbar" aria-label="Time range and view">
+        <span class="spans">
+          {SPANS.map((s) => (
+            <button type="button" class="quiet" aria-pressed={'span' in range && range.span === s.ms} onClick={() => setRange({ span: s.ms })}>
+              {s.label}
+            </button>
+          ))}
+        </span>
+        <label>
+          Show{' '}
+          <select value={by} onChange={(e) => setBy((e.target as HTMLSelectElement).value as By)}>
+            <option value="total">Defect rate</option>
+            <option value="version">Defect rate by model version</option>
+            <option value="label">Counts by label</option>
+          </select>
+        </label>
+        <label>
+          Compare with{' '}
+          <select value={compare} onChange={(e) => setCompare((e.target as HTMLSelectElement).value)}>
+            <option value="">no other line</option>
+            {lines
+              .filter((l) => l !== line)
+              .map((l) => (
+                <option value={l}>{l}</option>
+              ))}
+          </select>
+        </label>
+        {csv && (
+          <a class="button" href={csv} download data-testid="export-csv">
+            Export CSV
+          </a>
+        )}
+      </div>
+      {error && <p class="error">{error}</p>}
+      {view && (
+        <>
+          <p class="range" data-testid="range">
+            {clock(view.from)} – {clock(view.to)} · {view.starts.length} buckets of {view.bucket} · {live ? 'live' : 'zoomed: drag again or pick a span'}
+          </p>
+          <SeriesChart view={view} onZoom={(from, to) => setRange({ from, to })} />
+          <Totals view={view} />
+          <BeforeAfter api={api} line={line} view={view} />
+          <Shifts api={api} line={line} from={view.from} to={view.to} />
+        </>
+      )}
+      <AccuracySlot api={api} line={line} />
+    </section>
+  );
+}
+
+/**
+ * SLOT for the accuracy panel (review feature, another engineer: console/src/accuracy-panel.tsx,
+ * `GET /api/lines/:line/accuracy`). Replace this placeholder's body with `<AccuracyPanel …/>`;
+ * the line page renders it here, below the shifts.
+ */
+function AccuracySlot(_props: { api: Api; line: string }) {
+  return <section class="accuracy-slot" data-slot="accuracy" />;
+}
+
+/** Tick labels in local time, as precise as the visible span needs. */
+function timeTicks(spanMs: number): (u: uPlot, splits: number[]) => string[] {
+  const day = spanMs > 36 * 60 * MIN;
+  return (_u, splits) =>
+    splits.map((s) => {
+      const d = new Date(s * 1000);
+      const hm = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', hour12: false });
+      if (!day) return hm;
+      const md = d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+      return d.getHours() === 0 && d.getMinutes() === 0 ? md : `${md} ${hm}`;
+    });
+}
+
+function seriesName(view: LineSeries, s: Series): string {
+  const key = s.key === 'all' ? 'defect rate' : s.key;
+  return view.compare ? `${s.line}: ${key}` : key;
+}
+
+function SeriesChart({ view, onZoom }: { view: LineSeries; onZoom: (from: number, to: number) => void }) {
+  const box = useRef<HTMLDivElement>(null);
+  const fig = useRef<HTMLElement>(null);
+  const zoom = useRef(onZoom);
+  zoom.current = onZoom;
+  const counts = view.by === 'label';
+  useEffect(() => {
+    const el = box.current!;
+    const xs = view.starts.map((s) => s / 1000);
+    const ys = view.series.map((s) => (counts ? s.total.map((t) => t) : s.total.map((t, i) => (t === 0 ? null : (100 * s.defect[i]!) / t))));
+    const markers = [
+      ...view.versions.filter((v) => v.first >= view.from && v.first < view.to).map((v) => ({ at: v.first, text: `${view.compare ? `${v.line}: ` : ''}${v.model} starts`, color: '#111827' })),
+      ...view.rollouts.filter((r) => r.createdAt >= view.from && r.createdAt < view.to).map((r) => ({ at: r.createdAt, text: `rollout ${r.model}@${r.version}`, color: '#7c3aed' })),
+    ];
+    const ticks = timeTicks(view.to - view.from);
+    const plot = new uPlot(
+      {
+        width: el.clientWidth || 1000,
+        height: CHART_HEIGHT,
+        cursor: { drag: { x: true, y: false, setScale: false } },
+        series: [
+          { label: 'Time', value: (_u, v) => (v === null ? '–' : clock(v * 1000)) },
+          ...view.series.map((s, i) => ({
+            label: seriesName(view, s),
+            stroke: COLORS[i % COLORS.length],
+            width: 2,
+            ...(view.compare && s.line === view.compare ? { dash: [6, 4] } : {}),
+            points: { show: view.starts.length <= 120, size: 5 },
+            value: (_u: uPlot, v: number | null) => (v === null ? '–' : counts ? num(v, 0) : `${num(v, 2)} %`),
+          })),
+        ],
+        scales: { x: { time: true, range: [view.from / 1000, view.to / 1000] }, y: { range: (_u, _min, max) => [0, Math.max(counts ? 1 : 1, (max ?? 0) * 1.1)] } },
+        axes: [
+          {
+            values: (u, splits) => {
+              const labels = ticks(u, splits);
+              fig.current?.setAttribute('data-x-ticks', JSON.stringify(labels));
+              return labels;
+            },
+          },
+          { label: counts ? 'results per bucket' : 'defect rate (%)', values: (_u, splits) => splits.map((v) => (counts ? num(v, 0) : `${num(v, 1)} %`)), size: 60 },
+        ],
+        hooks: {
+          setSelect: [
+            (u) => {
+              if (u.select.width < 5) return;
+              const from = u.posToVal(u.select.left, 'x') * 1000;
+              const to = u.posToVal(u.select.left + u.select.width, 'x') * 1000;
+              u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+              zoom.current(Math.round(from), Math.round(to));
+            },
+          ],
+          draw: [
+            (u) => {
+              const ctx = u.ctx;
+              ctx.save();
+              ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
+              markers.forEach((m, i) => {
+                const x = Math.round(u.valToPos(m.at / 1000, 'x', true));
+                ctx.strokeStyle = m.color;
+                ctx.fillStyle = m.color;
+                ctx.lineWidth = devicePixelRatio;
+                ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
+                ctx.beginPath();
+                ctx.moveTo(x, u.bbox.top);
+                ctx.lineTo(x, u.bbox.top + u.bbox.height);
+                ctx.stroke();
+                ctx.fillText(m.text, x + 4 * devicePixelRatio, u.bbox.top + (14 + 14 * (i % 3)) * devicePixelRatio);
+              });
+              ctx.restore();
+            },
+          ],
+        },
+      },
+      [xs, ...ys] as uPlot.AlignedData,
+      el,
+    );
+    fig.current?.setAttribute('data-markers', JSON.stringify(markers.map((m) => m.text)));
+    const resize = () => plot.setSize({ width: el.clientWidth, height: CHART_HEIGHT });
+    addEventListener('resize', resize);
+    return () => {
+      removeEventListener('resize', resize);
+      plot.destroy();
+    };
+  }, [view]);
+  const what = counts ? 'Results by label' : view.by === 'version' ? 'Defect rate by model version' : 'Defect rate';
+  return (
+    <figure class="chart line-chart" ref={fig}>
+      <figcaption>
+        {what} per {view.bucket} bucket, local time. Drag across the chart to zoom.
+      </figcaption>
+      <div ref={box} />
+    </figure>
+  );
+}
+
+/** The view's series summed over its range: a table beside the chart. */
+function Totals({ view }: { view: LineSeries }) {
+  const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
+  return (
+    <table class="line-totals" data-testid="totals">
+      <thead>
+        <tr>
+          <th>{view.by === 'label' ? 'Label' : view.by === 'version' ? 'Model version' : 'Series'}</th>
+          <th>Results</th>
+          <th>Defects</th>
+          <th>Defect rate</th>
+        </tr>
+      </thead>
+      <tbody>
+        {view.series.map((s) => (
+          <tr data-series={`${s.line}/${s.key}`}>
+            <td>{seriesName(view, s)}</td>
+            <td class="figure">{sum(s.total)}</td>
+            <td class="figure">{sum(s.defect)}</td>
+            <td class="figure">{pct(sum(s.defect), sum(s.total))}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  );
+}
+
+/** Before vs after a version's first result on the line, over the view's range. */
+function BeforeAfter({ api, line, view }: { api: Api; line: string; view: LineSeries }) {
+  const versions = view.versions.filter((v) => v.line === line);
+  const [version, setVersion] = useState('');
+  const [result, setResult] = useState<Compare | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const chosen = version || versions[versions.length - 1]?.model || '';
+  useEffect(() => {
+    if (!chosen) return;
+    const v = versions.find((x) => x.model === chosen);
+    if (!v) return;
+    // The view's range, stretched to enclose the version's start when it lies outside.
+    const from = Math.min(view.from, v.first);
+    const to = Math.max(view.to, v.first + 1);
+    const q = new URLSearchParams({ version: chosen, from: String(from), to: String(to) });
+    let gone = false;
+    api.get<Compare>(`/api/lines/${encodeURIComponent(line)}/compare?${q}`).then(
+      (r) => !gone && (setResult(r), setError(null)),
+      (err: Error) => !gone && setError(err.message),
+    );
+    return () => {
+      gone = true;
+    };
+  }, [api, line, chosen, view.from, view.to]);
+  if (versions.length === 0) return null;
+  return (
+    <section class="before-after" data-testid="before-after">
+      <h2>
+        Before / after{' '}
+        <select aria-label="Version" value={chosen} onChange={(e) => setVersion((e.target as HTMLSelectElement).value)}>
+          {versions.map((v) => (
+            <option value={v.model}>{v.model}</option>
+          ))}
+        </select>
+      </h2>
+      {error && <p class="error">{error}</p>}
+      {result && result.version === chosen && (
+        <table>
+          <thead>
+            <tr>
+              <th />
+              <th>From</th>
+              <th>To</th>
+              <th>Frames</th>
+              <th>Defects</th>
+              <th>Defect rate</th>
+            </tr>
+          </thead>
+          <tbody>
+            {(['before', 'after'] as const).map((k) => (
+              <tr data-part={k}>
+                <th>{k === 'before' ? 'Before' : 'After'}</th>
+                <td>{clock(result[k].from)}</td>
+                <td>{clock(result[k].to)}</td>
+                <td class="figure">{result[k].total}</td>
+                <td class="figure">{result[k].defect}</td>
+                <td class="figure">{pct(result[k].defect, result[k].total)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+    </section>
+  );
+}
+
+/** The view's range by local day and shift (the fleet's shift calendar). */
+function Shifts({ api, line, from, to }: { api: Api; line: string; from: number; to: number }) {
+  const [table, setTable] = useState<ShiftTable | null>(null);
+  useEffect(() => {
+    let gone = false;
+    api.get<ShiftTable>(`/api/lines/${encodeURIComponent(line)}/shifts?from=${from}&to=${to}`).then((t) => !gone && setTable(t), () => !gone && setTable(null));
+    return () => {
+      gone = true;
+    };
+  }, [api, line, from, to]);
+  if (!table) return null;
+  return (
+    <section class="shifts" data-testid="shifts">
+      <h2>Shifts side by side</h2>
+      <table>
+        <thead>
+          <tr>
+            <th>Day</th>
+            {table.shifts.map((s) => (
+              <th>
+                {s.name} <span class="muted">from {s.start}</span>
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {table.days.map((d) => (
+            <tr>
+              <td>{d.day}</td>
+              {d.shifts.map((c) => (
+                <td class="figure" title={`${c.defect} of ${c.total} frames`}>
+                  {pct(c.defect, c.total)} <span class="muted">of {c.total}</span>
+                </td>
+              ))}
+            </tr>
+          ))}
+          <tr class="total">
+            <td>All days</td>
+            {table.totals.map((c) => (
+              <td class="figure">
+                {pct(c.defect, c.total)} <span class="muted">of {c.total}</span>
+              </td>
+            ))}
+          </tr>
+        </tbody>
+      </table>
+    </section>
+  );
+}
