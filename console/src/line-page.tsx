@@ -23,6 +23,8 @@ const SPANS = [
 ] as const;
 const COLORS = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#db2777', '#0891b2', '#65a30d', '#9333ea', '#ea580c'];
 const CHART_HEIGHT = 300;
+/** A live view is fetched again at most this often while its edges report. */
+const REFRESH_MS = 5000;
 
 type By = 'total' | 'label' | 'version';
 /** A span ending now (follows the clock), or a fixed window (after a zoom). */
@@ -93,13 +95,20 @@ export function LinePage({ api, fleet, line }: { api: Api; fleet: Fleet; line: s
   const [view, setView] = useState<LineSeries | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [lines, setLines] = useState<string[]>([]);
-  // The line's edges reporting (over the event stream) refresh a view that ends now, at most every 10 s.
-  const tick = useMemo(() => {
+  const live = 'span' in range;
+  // The line's edges reporting (over the event stream) refresh a view that ends now, at most every REFRESH_MS.
+  const lastSeen = useMemo(() => {
     let last = 0;
     for (const e of fleet.edges?.values() ?? []) if (e.line === line || e.line === compare) last = Math.max(last, e.lastSeen);
-    return Math.floor(last / 10_000);
+    return last;
   }, [fleet.edges, line, compare]);
-  const live = 'span' in range;
+  const [refresh, setRefresh] = useState(0);
+  const fetchedAt = useRef(0);
+  useEffect(() => {
+    if (!live || fetchedAt.current === 0) return;
+    const timer = setTimeout(() => setRefresh((n) => n + 1), Math.max(0, fetchedAt.current + REFRESH_MS - Date.now()));
+    return () => clearTimeout(timer);
+  }, [lastSeen, live]);
 
   useEffect(() => {
     api.get<{ lines: { line: string }[] }>('/api/lines').then((r) => setLines(r.lines.map((l) => l.line)), () => setLines([]));
@@ -109,6 +118,7 @@ export function LinePage({ api, fleet, line }: { api: Api; fleet: Fleet; line: s
     let gone = false;
     const to = 'span' in range ? Date.now() + fleet.skewMs : range.to;
     const from = 'span' in range ? to - range.span : range.from;
+    fetchedAt.current = Date.now();
     api.get<LineSeries>(seriesQuery(line, Math.round(from), Math.round(to), by, compare)).then(
       (v) => !gone && (setView(v), setError(null)),
       (err: Error) => !gone && setError(err.message),
@@ -116,7 +126,7 @@ export function LinePage({ api, fleet, line }: { api: Api; fleet: Fleet; line: s
     return () => {
       gone = true;
     };
-  }, [api, line, range, by, compare, live ? tick : 0]);
+  }, [api, line, range, by, compare, refresh]);
 
   const csv = view && `${seriesQuery(line, view.from, view.to, view.by, view.compare ?? '', view.bucket)}&format=csv`;
   return (
@@ -233,7 +243,7 @@ function SeriesChart({ view, onZoom }: { view: LineSeries; onZoom: (from: number
             value: (_u: uPlot, v: number | null) => (v === null ? '–' : counts ? num(v, 0) : `${num(v, 2)} %`),
           })),
         ],
-        scales: { x: { time: true, range: [view.from / 1000, view.to / 1000] }, y: { range: (_u, _min, max) => [0, Math.max(counts ? 1 : 1, (max ?? 0) * 1.1)] } },
+        scales: { x: { time: true, range: [view.from / 1000, view.to / 1000] }, y: { range: (_u, _min, max) => [0, counts ? Math.max(1, (max ?? 0) * 1.25) : Math.min(100, Math.max(1, (max ?? 0) * 1.25))] } },
         axes: [
           {
             values: (u, splits) => {
@@ -269,7 +279,10 @@ function SeriesChart({ view, onZoom }: { view: LineSeries; onZoom: (from: number
                 ctx.moveTo(x, u.bbox.top);
                 ctx.lineTo(x, u.bbox.top + u.bbox.height);
                 ctx.stroke();
-                ctx.fillText(m.text, x + 4 * devicePixelRatio, u.bbox.top + (14 + 14 * (i % 3)) * devicePixelRatio);
+                // Right of the line, or left of it where the text would run off the plot.
+                const room = x + ctx.measureText(m.text).width + 8 * devicePixelRatio < u.bbox.left + u.bbox.width;
+                ctx.textAlign = room ? 'left' : 'right';
+                ctx.fillText(m.text, x + (room ? 4 : -4) * devicePixelRatio, u.bbox.top + (14 + 14 * (i % 3)) * devicePixelRatio);
               });
               ctx.restore();
             },
@@ -314,7 +327,7 @@ function Totals({ view }: { view: LineSeries }) {
       <tbody>
         {view.series.map((s) => (
           <tr data-series={`${s.line}/${s.key}`}>
-            <td>{seriesName(view, s)}</td>
+            <td>{s.key === 'all' ? `${s.line}: all results` : seriesName(view, s)}</td>
             <td class="figure">{sum(s.total)}</td>
             <td class="figure">{sum(s.defect)}</td>
             <td class="figure">{pct(sum(s.defect), sum(s.total))}</td>
@@ -336,9 +349,11 @@ function BeforeAfter({ api, line, view }: { api: Api; line: string; view: LineSe
     if (!chosen) return;
     const v = versions.find((x) => x.model === chosen);
     if (!v) return;
-    // The view's range, stretched to enclose the version's start when it lies outside.
-    const from = Math.min(view.from, v.first);
-    const to = Math.max(view.to, v.first + 1);
+    // The view's range when it holds the version's start; else the view's length either side of it.
+    const inside = v.first > view.from && v.first < view.to;
+    const span = view.to - view.from;
+    const from = inside ? view.from : Math.max(0, v.first - span);
+    const to = inside ? view.to : v.first + span;
     const q = new URLSearchParams({ version: chosen, from: String(from), to: String(to) });
     let gone = false;
     api.get<Compare>(`/api/lines/${encodeURIComponent(line)}/compare?${q}`).then(

@@ -17,27 +17,29 @@ export interface HistoryOptions {
   switchAt: number;
   oldModel: string;
   newModel: string;
-  /** Every n-th result of a model is a defect. */
+  /** About one in n results of a model is a defect. */
   defectEvery: { old: number; new: number };
   /** Shifts each record's ts within its minute (ms), so two edges do not collide exactly. */
   offsetMs?: number;
 }
 
-/** One result a minute in [from, to). Defects alternate between the labels scratch and dent. */
+/** One result a minute in [from, to); a defect is labelled scratch or dent. */
 export function pastResults(o: HistoryOptions): PastResult[] {
   const out: PastResult[] = [];
   let n = 0;
   for (let ts = o.from + (o.offsetMs ?? 0); ts < o.to; ts += MINUTE, n++) {
     const isNew = ts >= o.switchAt;
     const every = isNew ? o.defectEvery.new : o.defectEvery.old;
-    const defect = n % every === 0;
+    // A fixed pseudo-random draw (the same every run): about one in `every` is a defect.
+    const draw = Math.abs(Math.sin((n + 1) * 12.9898 + (o.offsetMs ?? 0) * 78.233) * 43758.5453) % 1;
+    const defect = draw < 1 / every;
     out.push({
       ts,
       camera: 'cam1',
       source: 'simulated',
       model: isNew ? o.newModel : o.oldModel,
       verdict: defect ? 'defect' : 'ok',
-      label: defect ? (n % (2 * every) === 0 ? 'scratch' : 'dent') : 'good',
+      label: defect ? (n % 2 === 0 ? 'scratch' : 'dent') : 'good',
       score: defect ? 0.9 : 0.1,
       latencyMs: 12,
     });

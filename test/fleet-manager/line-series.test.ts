@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startFleet } from './control-helpers.js';
+import { register, startFleet } from './control-helpers.js';
 import { connectSimEdge } from '../helpers/sim-edge.js';
 import { HOUR, MINUTE, countIn, pastResults, sendPast } from '../console/line-history.js';
 import { resolveFleetConfig } from '../../fleet-manager/config.js';
@@ -44,6 +44,10 @@ test('line series, compare and shifts answer from the ingested past; the CSV is 
     await sendPast(edge, records);
   }
   const lineA = [...a1, ...a2];
+  // A real rollout of inspect@2 to line-A: a marker on line-A's chart, none on line-B's.
+  await register(fleet.httpUrl, 'inspect', '2', fleet.admin);
+  const rollout = await fleet.api('POST', '/api/rollouts', { model: 'inspect', version: '2', target: { lines: ['line-A'] }, stages: [{ mode: 'shadow' }] });
+  assert.equal(rollout.status, 201, JSON.stringify(rollout.body));
 
   // Aligned buckets: an unaligned range widens to whole 5-minute buckets; every bucket is present.
   const from = T0 + 7 * MINUTE + 3_000;
@@ -97,6 +101,11 @@ test('line series, compare and shifts answer from the ingested past; the CSV is 
   const v2 = byVersion.versions.find((x) => x.model === 'inspect@2')!;
   assert.equal(v2.first, Math.min(...lineA.filter((r) => r.model === 'inspect@2').map((r) => r.ts)));
   assert.equal(v2.count, lineA.filter((r) => r.model === 'inspect@2').length);
+
+  const markers = (await get(`/api/lines/line-A/series`)).json().rollouts;
+  assert.deepEqual(markers.map((r: { id: string; model: string; version: string }) => [r.id, r.model, r.version]), [[rollout.body.id, 'inspect', '2']]);
+  assert.equal(markers[0].createdAt, rollout.body.createdAt);
+  assert.deepEqual((await get(`/api/lines/line-B/series`)).json().rollouts, []);
 
   // A second line overlaid.
   const both = (await get(`/api/lines/line-A/series?${range}&compare=line-B`)).json() as View;
