@@ -252,7 +252,13 @@ function SeriesChart({ view, onZoom }: { view: LineSeries; onZoom: (from: number
               return labels;
             },
           },
-          { label: counts ? 'results per bucket' : 'defect rate (%)', values: (_u, splits) => splits.map((v) => (counts ? num(v, 0) : `${num(v, 1)} %`)), size: 60 },
+          {
+            label: counts ? 'results per bucket' : 'defect rate (%)',
+            // Counts are whole: ticks at whole steps only.
+            ...(counts && { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 1e6] }),
+            values: (_u, splits) => splits.map((v) => (counts ? num(v, 0) : `${num(v, 1)} %`)),
+            size: 60,
+          },
         ],
         hooks: {
           setSelect: [

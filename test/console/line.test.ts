@@ -118,6 +118,12 @@ test('a product manager compares a line before and after a version, zooms, and e
   const zoomed = await range.innerText();
   assert.match(zoomed, /buckets of 1m/);
 
+  // Counts by label.
+  await page.getByLabel('Show').selectOption('label');
+  await page.locator('table[data-testid="totals"] tr[data-series="line-A/scratch"]').waitFor();
+  assert.match(await chart.locator('figcaption').innerText(), /Results by label per 1m bucket/);
+  await page.screenshot({ path: join(shots, 'console-line-labels.png') });
+
   // By version, the second line overlaid; then export exactly this view.
   await page.getByLabel('Show').selectOption('version');
   await page.getByLabel('Compare with').selectOption('line-B');
@@ -143,6 +149,10 @@ test('a product manager compares a line before and after a version, zooms, and e
   for (const s of view.series) assert.ok(legend.includes(`${s.line}: ${s.key}`), `legend has ${s.line}: ${s.key}`);
   await page.screenshot({ path: join(shots, 'console-line-zoomed.png') });
   await page.screenshot({ path: join(shots, 'console-line-full.png'), fullPage: true });
+  // A tablet on the line, upright: the chart takes the new width.
+  await page.setViewportSize({ width: 800, height: 1280 });
+  await page.waitForFunction(() => (globalThis as unknown as { document: { querySelector(s: string): { clientWidth: number } | null } }).document.querySelector('.line-chart canvas')!.clientWidth < 800);
+  await page.screenshot({ path: join(shots, 'console-line-tablet.png') });
 
   assert.deepEqual(await violations(), [], 'no CSP violation');
   assert.deepEqual(errors, [], 'no console error');

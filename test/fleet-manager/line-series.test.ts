@@ -155,6 +155,10 @@ test('line series, compare and shifts answer from the ingested past; the CSV is 
     assert.equal(sh.totals.find((x: { shift: string }) => x.shift === name).total, lineA.filter((r) => dayOf(r.ts) === name).length, name);
   }
 
+  const far = await get(`/api/lines/line-A/shifts?from=${T0 - 500 * 24 * HOUR}&to=${T0}`);
+  assert.equal(far.status, 400);
+  assert.equal(far.json().message, 'querystring/from and to span more than 400 days');
+
   // fleet:read: a viewer reads; no credential, no answer.
   assert.equal((await get(`/api/lines/line-A/series`, {})).status, 401);
   assert.equal((await get(`/api/lines/line-A/shifts`, {})).status, 401);
