@@ -11,15 +11,15 @@ import { LinePage } from './line-page.js';
 import { useFleet } from './live.js';
 import type { Api } from './api.js';
 
-type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'line'; line: string } | { screen: 'unknown'; hash: string };
+type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'line'; line: string; query: string } | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/') return { screen: 'overview' };
   const edge = /^\/edges\/([^/]+)$/.exec(path);
   if (edge) return { screen: 'edge', id: decodeURIComponent(edge[1]!) };
-  const line = /^\/lines\/([^/]+)$/.exec(path);
-  if (line) return { screen: 'line', line: decodeURIComponent(line[1]!) };
+  const line = /^\/lines\/([^/?]+)(?:\?(.*))?$/.exec(path);
+  if (line) return { screen: 'line', line: decodeURIComponent(line[1]!), query: line[2] ?? '' };
   return { screen: 'unknown', hash: path };
 }
 
@@ -94,7 +94,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
       </header>
       <main>
         {route.screen === 'overview' && <Overview fleet={fleet} />}
-        {route.screen === 'line' && <LinePage api={api} fleet={fleet} line={route.line} />}
+        {route.screen === 'line' && <LinePage key={`${route.line}?${route.query}`} api={api} fleet={fleet} line={route.line} query={route.query} />}
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
         {route.screen === 'unknown' && (
           <p class="empty">

@@ -88,10 +88,31 @@ function pct(defect: number, total: number): string {
   return total === 0 ? '–' : `${num((100 * defect) / total, 2)} %`;
 }
 
-export function LinePage({ api, fleet, line }: { api: Api; fleet: Fleet; line: string }) {
-  const [range, setRange] = useState<Range>({ span: 1440 * MIN });
-  const [by, setBy] = useState<By>('total');
-  const [compare, setCompare] = useState('');
+/** The view a link names (`#/lines/NAME?from=&to=&by=&compare=`, times in epoch ms); else the last day. */
+function initialView(query: string): { range: Range; by: By; compare: string } {
+  const q = new URLSearchParams(query);
+  const from = Number(q.get('from'));
+  const to = Number(q.get('to'));
+  const by = q.get('by');
+  return {
+    range: q.get('from') && q.get('to') && from < to ? { from, to } : { span: Number(q.get('span')) > 0 ? Number(q.get('span')) : 1440 * MIN },
+    by: by === 'label' || by === 'version' ? by : 'total',
+    compare: q.get('compare') ?? '',
+  };
+}
+
+export function LinePage({ api, fleet, line, query }: { api: Api; fleet: Fleet; line: string; query: string }) {
+  const initial = useMemo(() => initialView(query), []);
+  const [range, setRange] = useState<Range>(initial.range);
+  const [by, setBy] = useState<By>(initial.by);
+  const [compare, setCompare] = useState(initial.compare);
+  // The address names the view, so a link (or a reload) opens this very view.
+  useEffect(() => {
+    const q = new URLSearchParams('span' in range ? { span: String(range.span) } : { from: String(range.from), to: String(range.to) });
+    if (by !== 'total') q.set('by', by);
+    if (compare) q.set('compare', compare);
+    history.replaceState(null, '', `#/lines/${encodeURIComponent(line)}?${q}`);
+  }, [line, range, by, compare]);
   const [view, setView] = useState<LineSeries | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [lines, setLines] = useState<string[]>([]);
@@ -200,7 +221,7 @@ function timeTicks(spanMs: number): (u: uPlot, splits: number[]) => string[] {
   return (_u, splits) =>
     splits.map((s) => {
       const d = new Date(s * 1000);
-      const hm = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', hour12: false });
+      const hm = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
       if (!day) return hm;
       const md = d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
       return d.getHours() === 0 && d.getMinutes() === 0 ? md : `${md} ${hm}`;

@@ -60,7 +60,7 @@ test('a product manager compares a line before and after a version, zooms, and e
   // From the overview's line card to the line page.
   await page.locator('article[data-line="line-A"] h2').getByRole('link', { name: 'line-A' }).click();
   await page.locator('section.line-page[data-line="line-A"]').waitFor();
-  assert.match(page.url(), /#\/lines\/line-A$/);
+  assert.match(page.url(), /#\/lines\/line-A\?span=86400000$/, 'the address names the view');
   const chart = page.locator('figure.line-chart');
   await chart.locator('canvas').waitFor();
   const range = page.getByTestId('range');
@@ -70,7 +70,7 @@ test('a product manager compares a line before and after a version, zooms, and e
   const ticks = JSON.parse((await chart.getAttribute('data-x-ticks'))!) as string[];
   assert.ok(ticks.length >= 4, `x ticks: ${ticks}`);
   assert.ok(ticks.every((s) => /\d{1,2}:\d{2}/.test(s)), `x ticks show times: ${ticks}`);
-  const hhmm = (ms: number) => new Date(ms).toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', hour12: false });
+  const hhmm = (ms: number) => new Date(ms).toLocaleTimeString('en-US', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
   assert.ok(ticks.includes(hhmm(T0)) || ticks.includes(hhmm(T0 + 3 * HOUR)), `local hours among ${ticks}`);
   assert.match(await chart.locator('.u-legend').innerText(), /defect rate/);
   assert.deepEqual(JSON.parse((await chart.getAttribute('data-markers'))!), ['inspect@1 starts', 'inspect@2 starts', 'rollout inspect@2']);
@@ -153,6 +153,17 @@ test('a product manager compares a line before and after a version, zooms, and e
   await page.setViewportSize({ width: 800, height: 1280 });
   await page.waitForFunction(() => (globalThis as unknown as { document: { querySelector(s: string): { clientWidth: number } | null } }).document.querySelector('.line-chart canvas')!.clientWidth < 800);
   await page.screenshot({ path: join(shots, 'console-line-tablet.png') });
+
+  // A link to a window ending at local midnight: the clock reads 00:00, never 24:00.
+  const midnight = new Date();
+  midnight.setHours(0, 0, 0, 0);
+  await page.evaluate((h) => ((globalThis as unknown as { location: { hash: string } }).location.hash = h), `#/lines/line-A?from=${midnight.getTime() - 3 * HOUR}&to=${midnight.getTime()}`);
+  await range.getByText('180 buckets of 1m').waitFor();
+  const rangeText = await range.innerText();
+  assert.ok(rangeText.includes('00:00:00') && !rangeText.includes('24:00'), rangeText);
+  await page.waitForFunction(() => /00:00/.test((globalThis as unknown as { document: { querySelector(s: string): { getAttribute(a: string): string | null } } }).document.querySelector('figure.line-chart')!.getAttribute('data-x-ticks') ?? ''));
+  const midnightTicks = JSON.parse((await chart.getAttribute('data-x-ticks'))!) as string[];
+  assert.ok(midnightTicks.includes('00:00') && !midnightTicks.some((s) => s.startsWith('24')), `ticks: ${midnightTicks}`);
 
   assert.deepEqual(await violations(), [], 'no CSP violation');
   assert.deepEqual(errors, [], 'no console error');
