@@ -6,10 +6,10 @@
  * `GET /api/lines/:line/series|compare|shifts`; the view refreshes when the line's edges report.
  */
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import uPlot from 'uplot';
 import type { Api } from './api.js';
 import type { Fleet } from './live.js';
 import { clock, num } from './format.js';
+import { SeriesChart, seriesName, type By, type LineSeries } from './line-chart.js';
 
 const MIN = 60_000;
 const SPANS = [
@@ -21,41 +21,12 @@ const SPANS = [
   { label: '30 d', ms: 30 * 1440 * MIN },
   { label: '90 d', ms: 90 * 1440 * MIN },
 ] as const;
-const COLORS = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#db2777', '#0891b2', '#65a30d', '#9333ea', '#ea580c'];
-const CHART_HEIGHT = 300;
 /** A live view is fetched again at most this often while its edges report. */
 const REFRESH_MS = 5000;
 
-type By = 'total' | 'label' | 'version';
 /** A span ending now (follows the clock), or a fixed window (after a zoom). */
 type Range = { span: number } | { from: number; to: number };
 
-interface Series {
-  line: string;
-  key: string;
-  total: number[];
-  defect: number[];
-}
-interface VersionSpan {
-  line: string;
-  model: string;
-  first: number;
-  last: number;
-  count: number;
-}
-export interface LineSeries {
-  line: string;
-  compare: string | null;
-  from: number;
-  to: number;
-  bucket: string;
-  bucketMs: number;
-  by: By;
-  starts: number[];
-  series: Series[];
-  versions: VersionSpan[];
-  rollouts: { id: string; model: string; version: string; status: string; createdAt: number }[];
-}
 interface Counts {
   from: number;
   to: number;
@@ -113,7 +84,8 @@ export function LinePage({ api, fleet, line, query }: { api: Api; fleet: Fleet; 
     if (compare) q.set('compare', compare);
     history.replaceState(null, '', `#/lines/${encodeURIComponent(line)}?${q}`);
   }, [line, range, by, compare]);
-  const [view, setView] = useState<LineSeries | null>(null);
+  // The view shown, and whether it was asked for as a span ending now (live) or a fixed window.
+  const [view, setView] = useState<(LineSeries & { live: boolean }) | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [lines, setLines] = useState<string[]>([]);
   const live = 'span' in range;
@@ -141,7 +113,7 @@ export function LinePage({ api, fleet, line, query }: { api: Api; fleet: Fleet; 
     const from = 'span' in range ? to - range.span : range.from;
     fetchedAt.current = Date.now();
     api.get<LineSeries>(seriesQuery(line, Math.round(from), Math.round(to), by, compare)).then(
-      (v) => !gone && (setView(v), setError(null)),
+      (v) => !gone && (setView({ ...v, live: 'span' in range }), setError(null)),
       (err: Error) => !gone && setError(err.message),
     );
     return () => {
@@ -193,7 +165,7 @@ export function LinePage({ api, fleet, line, query }: { api: Api; fleet: Fleet; 
       {view && (
         <>
           <p class="range" data-testid="range">
-            {clock(view.from)} – {clock(view.to)} · {view.starts.length} buckets of {view.bucket} · {live ? 'live' : 'zoomed: drag again or pick a span'}
+            {clock(view.from)} – {clock(view.to)} · {view.starts.length} buckets of {view.bucket} · {view.live ? 'live' : 'zoomed: drag again or pick a span'}
           </p>
           <SeriesChart view={view} onZoom={(from, to) => setRange({ from, to })} />
           <Totals view={view} />
@@ -213,129 +185,6 @@ export function LinePage({ api, fleet, line, query }: { api: Api; fleet: Fleet; 
  */
 function AccuracySlot(_props: { api: Api; line: string }) {
   return <section class="accuracy-slot" data-slot="accuracy" />;
-}
-
-/** Tick labels in local time, as precise as the visible span needs. */
-function timeTicks(spanMs: number): (u: uPlot, splits: number[]) => string[] {
-  const day = spanMs > 36 * 60 * MIN;
-  return (_u, splits) =>
-    splits.map((s) => {
-      const d = new Date(s * 1000);
-      const hm = d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
-      if (!day) return hm;
-      const md = d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
-      return d.getHours() === 0 && d.getMinutes() === 0 ? md : `${md} ${hm}`;
-    });
-}
-
-function seriesName(view: LineSeries, s: Series): string {
-  const key = s.key === 'all' ? 'defect rate' : s.key;
-  return view.compare ? `${s.line}: ${key}` : key;
-}
-
-function SeriesChart({ view, onZoom }: { view: LineSeries; onZoom: (from: number, to: number) => void }) {
-  const box = useRef<HTMLDivElement>(null);
-  const fig = useRef<HTMLElement>(null);
-  const zoom = useRef(onZoom);
-  zoom.current = onZoom;
-  const counts = view.by === 'label';
-  useEffect(() => {
-    const el = box.current!;
-    const xs = view.starts.map((s) => s / 1000);
-    const ys = view.series.map((s) => (counts ? s.total.map((t) => t) : s.total.map((t, i) => (t === 0 ? null : (100 * s.defect[i]!) / t))));
-    const markers = [
-      ...view.versions.filter((v) => v.first >= view.from && v.first < view.to).map((v) => ({ at: v.first, text: `${view.compare ? `${v.line}: ` : ''}${v.model} starts`, color: '#111827' })),
-      ...view.rollouts.filter((r) => r.createdAt >= view.from && r.createdAt < view.to).map((r) => ({ at: r.createdAt, text: `rollout ${r.model}@${r.version}`, color: '#7c3aed' })),
-    ];
-    const ticks = timeTicks(view.to - view.from);
-    const plot = new uPlot(
-      {
-        width: el.clientWidth || 1000,
-        height: CHART_HEIGHT,
-        cursor: { drag: { x: true, y: false, setScale: false } },
-        series: [
-          { label: 'Time', value: (_u, v) => (v === null ? '–' : clock(v * 1000)) },
-          ...view.series.map((s, i) => ({
-            label: seriesName(view, s),
-            stroke: COLORS[i % COLORS.length],
-            width: 2,
-            ...(view.compare && s.line === view.compare ? { dash: [6, 4] } : {}),
-            points: { show: view.starts.length <= 120, size: 5 },
-            value: (_u: uPlot, v: number | null) => (v === null ? '–' : counts ? num(v, 0) : `${num(v, 2)} %`),
-          })),
-        ],
-        scales: { x: { time: true, range: [view.from / 1000, view.to / 1000] }, y: { range: (_u, _min, max) => [0, counts ? Math.max(1, (max ?? 0) * 1.25) : Math.min(100, Math.max(1, (max ?? 0) * 1.25))] } },
-        axes: [
-          {
-            values: (u, splits) => {
-              const labels = ticks(u, splits);
-              fig.current?.setAttribute('data-x-ticks', JSON.stringify(labels));
-              return labels;
-            },
-          },
-          {
-            label: counts ? 'results per bucket' : 'defect rate (%)',
-            // Counts are whole: ticks at whole steps only.
-            ...(counts && { incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 1e6] }),
-            values: (_u, splits) => splits.map((v) => (counts ? num(v, 0) : `${num(v, 1)} %`)),
-            size: 60,
-          },
-        ],
-        hooks: {
-          setSelect: [
-            (u) => {
-              if (u.select.width < 5) return;
-              const from = u.posToVal(u.select.left, 'x') * 1000;
-              const to = u.posToVal(u.select.left + u.select.width, 'x') * 1000;
-              u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
-              zoom.current(Math.round(from), Math.round(to));
-            },
-          ],
-          draw: [
-            (u) => {
-              const ctx = u.ctx;
-              ctx.save();
-              ctx.font = `${12 * devicePixelRatio}px system-ui, sans-serif`;
-              markers.forEach((m, i) => {
-                const x = Math.round(u.valToPos(m.at / 1000, 'x', true));
-                ctx.strokeStyle = m.color;
-                ctx.fillStyle = m.color;
-                ctx.lineWidth = devicePixelRatio;
-                ctx.setLineDash([4 * devicePixelRatio, 3 * devicePixelRatio]);
-                ctx.beginPath();
-                ctx.moveTo(x, u.bbox.top);
-                ctx.lineTo(x, u.bbox.top + u.bbox.height);
-                ctx.stroke();
-                // Right of the line, or left of it where the text would run off the plot.
-                const room = x + ctx.measureText(m.text).width + 8 * devicePixelRatio < u.bbox.left + u.bbox.width;
-                ctx.textAlign = room ? 'left' : 'right';
-                ctx.fillText(m.text, x + (room ? 4 : -4) * devicePixelRatio, u.bbox.top + (14 + 14 * (i % 3)) * devicePixelRatio);
-              });
-              ctx.restore();
-            },
-          ],
-        },
-      },
-      [xs, ...ys] as uPlot.AlignedData,
-      el,
-    );
-    fig.current?.setAttribute('data-markers', JSON.stringify(markers.map((m) => m.text)));
-    const resize = () => plot.setSize({ width: el.clientWidth, height: CHART_HEIGHT });
-    addEventListener('resize', resize);
-    return () => {
-      removeEventListener('resize', resize);
-      plot.destroy();
-    };
-  }, [view]);
-  const what = counts ? 'Results by label' : view.by === 'version' ? 'Defect rate by model version' : 'Defect rate';
-  return (
-    <figure class="chart line-chart" ref={fig}>
-      <figcaption>
-        {what} per {view.bucket} bucket, local time. Drag across the chart to zoom.
-      </figcaption>
-      <div ref={box} />
-    </figure>
-  );
 }
 
 /** The view's series summed over its range: a table beside the chart. */
