@@ -39,7 +39,7 @@ export const LineSeriesSchema = Type.Object(
     to: EpochMs,
     bucket: Type.String(),
     bucketMs: Type.Integer(),
-    by: Type.String(),
+    by: Type.Union([Type.Literal('total'), Type.Literal('label'), Type.Literal('version')]),
     starts: Type.Array(EpochMs, { description: 'every bucket start in [from, to), empty buckets included' }),
     series: Type.Array(
       Type.Object(
@@ -60,6 +60,8 @@ export const LineSeriesSchema = Type.Object(
   },
   strict,
 );
+
+export type LineSeriesView = Static<typeof LineSeriesSchema>;
 
 export const CompareQuerySchema = Type.Object(
   {
@@ -88,6 +90,8 @@ export const CompareSchema = Type.Object(
   strict,
 );
 
+export type CompareView = Static<typeof CompareSchema>;
+
 export const ShiftQuerySchema = Type.Object({ from: Time('inclusive; default to − 7 d'), to: Time('exclusive; default now') }, strict);
 export type ShiftQueryString = Static<typeof ShiftQuerySchema>;
 
@@ -104,3 +108,4 @@ export const ShiftTableSchema = Type.Object(
   },
   strict,
 );
+export type ShiftTableView = Static<typeof ShiftTableSchema>;

@@ -6,39 +6,15 @@
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import { clock, num } from './format.js';
+import type { LineSeriesView } from '../../fleet-manager/line-series-schemas.js';
 
 const MIN = 60_000;
 const COLORS = ['#2563eb', '#dc2626', '#059669', '#d97706', '#7c3aed', '#db2777', '#0891b2', '#65a30d', '#9333ea', '#ea580c'];
 const CHART_HEIGHT = 300;
 
-export type By = 'total' | 'label' | 'version';
-
-export interface Series {
-  line: string;
-  key: string;
-  total: number[];
-  defect: number[];
-}
-export interface VersionSpan {
-  line: string;
-  model: string;
-  first: number;
-  last: number;
-  count: number;
-}
-export interface LineSeries {
-  line: string;
-  compare: string | null;
-  from: number;
-  to: number;
-  bucket: string;
-  bucketMs: number;
-  by: By;
-  starts: number[];
-  series: Series[];
-  versions: VersionSpan[];
-  rollouts: { id: string; model: string; version: string; status: string; createdAt: number }[];
-}
+export type LineSeries = LineSeriesView;
+export type By = LineSeries['by'];
+export type Series = LineSeries['series'][number];
 
 /** Tick labels in local time, as precise as the visible span needs. */
 function timeTicks(spanMs: number): (u: uPlot, splits: number[]) => string[] {

@@ -10,6 +10,7 @@ import type { Api } from './api.js';
 import type { Fleet } from './live.js';
 import { clock, num } from './format.js';
 import { SeriesChart, seriesName, type By, type LineSeries } from './line-chart.js';
+import type { CompareView, ShiftTableView } from '../../fleet-manager/line-series-schemas.js';
 
 const MIN = 60_000;
 const SPANS = [
@@ -27,26 +28,8 @@ const REFRESH_MS = 5000;
 /** A span ending now (follows the clock), or a fixed window (after a zoom). */
 type Range = { span: number } | { from: number; to: number };
 
-interface Counts {
-  from: number;
-  to: number;
-  total: number;
-  defect: number;
-  defectRate: number | null;
-  byLabel: Record<string, number>;
-}
-interface Compare {
-  line: string;
-  version: string;
-  start: number;
-  before: Counts;
-  after: Counts;
-}
-interface ShiftTable {
-  shifts: { name: string; start: string }[];
-  days: { day: string; shifts: { shift: string; total: number; defect: number }[] }[];
-  totals: { shift: string; total: number; defect: number }[];
-}
+type Compare = CompareView;
+type ShiftTable = ShiftTableView;
 
 /** The query of a view; the CSV link is the same query with format=csv. */
 function seriesQuery(line: string, from: number, to: number, by: By, compare: string, bucket = 'auto'): string {
