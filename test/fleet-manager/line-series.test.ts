@@ -10,6 +10,7 @@ import { register, startFleet } from './control-helpers.js';
 import { connectSimEdge } from '../helpers/sim-edge.js';
 import { HOUR, MINUTE, countIn, pastResults, sendPast } from '../console/line-history.js';
 import { resolveFleetConfig } from '../../fleet-manager/config.js';
+import { shiftGrainMs, shiftTable } from '../../fleet-manager/line-series.js';
 
 interface View {
   from: number;
@@ -171,4 +172,20 @@ test('a shift calendar with one start twice is refused, naming the field', () =>
   );
   assert.throws(() => resolveFleetConfig({ shifts: [{ name: 'A', start: '6:00' }] }), /shifts\/0\/start/);
   assert.deepEqual(resolveFleetConfig({}).shifts.map((s) => s.name), ['Early', 'Late', 'Night']);
+});
+
+test('shift table: a night shift past midnight counts on the day it began; the grain follows the calendar', () => {
+  const shifts = [{ name: 'Day', start: '06:00' }, { name: 'Late', start: '14:00' }, { name: 'Night', start: '22:00' }];
+  const at = (day: number, h: number, m = 0) => new Date(2026, 2, day, h, m).getTime(); // local times
+  const row = (bucket: number, verdict: 'ok' | 'defect', count: number) => ({ bucket, verdict, label: verdict === 'ok' ? 'good' : 'dent', model: 'm@1', count });
+  const t = shiftTable([row(at(10, 5, 59), 'ok', 1), row(at(10, 6), 'ok', 3), row(at(10, 23), 'defect', 2), row(at(11, 2), 'ok', 4), row(at(11, 7), 'defect', 1)], shifts);
+  assert.deepEqual(t.days, [
+    { day: '2026-03-09', shifts: [{ shift: 'Day', total: 0, defect: 0 }, { shift: 'Late', total: 0, defect: 0 }, { shift: 'Night', total: 1, defect: 0 }] },
+    { day: '2026-03-10', shifts: [{ shift: 'Day', total: 3, defect: 0 }, { shift: 'Late', total: 0, defect: 0 }, { shift: 'Night', total: 6, defect: 2 }] },
+    { day: '2026-03-11', shifts: [{ shift: 'Day', total: 1, defect: 1 }, { shift: 'Late', total: 0, defect: 0 }, { shift: 'Night', total: 0, defect: 0 }] },
+  ]);
+  assert.deepEqual(t.totals, [{ shift: 'Day', total: 4, defect: 1 }, { shift: 'Late', total: 0, defect: 0 }, { shift: 'Night', total: 7, defect: 2 }]);
+  assert.equal(shiftGrainMs(shifts, 60), HOUR);
+  assert.equal(shiftGrainMs([{ name: 'A', start: '06:30' }, { name: 'B', start: '18:30' }], 60), 30 * MINUTE);
+  assert.equal(shiftGrainMs(shifts, 330), 30 * MINUTE, 'a zone at +05:30');
 });
