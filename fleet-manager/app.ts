@@ -13,6 +13,8 @@ import { healthRoutes } from './routes/health.js';
 import { edgeRoutes } from './routes/edges.js';
 import { edgeHistoryRoutes } from './routes/edge-history.js';
 import { statsRoutes } from './routes/stats.js';
+import { lineSeriesRoutes } from './routes/line-series.js';
+import { DEFAULT_SHIFTS, type Shift } from './line-series.js';
 import { resultRoutes } from './routes/results.js';
 import { consoleRoutes, type ConsoleRouteDeps } from './routes/console.js';
 import { eventRoutes } from './routes/events.js';
@@ -65,6 +67,8 @@ export interface AppDeps {
   /** Where the built console is (default dist/console). */
   console?: ConsoleRouteDeps;
   auth?: { sessionTtlMs?: number; signInLimiter?: SignInLimiter; /** false: every request is anonymous (config auth.enabled). */ enabled?: boolean };
+  /** The shift calendar of the line page (config `shifts`); absent: the default one. */
+  shifts?: readonly Shift[];
   /** Training jobs and backbones (issue 15); absent: no training routes. */
   training?: TrainingRouteDeps;
 }
@@ -127,6 +131,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(edgeHistoryRoutes, routeDeps);
   await app.register(enrollRoutes, { ...deps.enroll, identity: deps.identity });
   await app.register(statsRoutes, routeDeps);
+  await app.register(lineSeriesRoutes, { ...routeDeps, shifts: deps.shifts ?? DEFAULT_SHIFTS });
   await app.register(resultRoutes, routeDeps);
   await app.register(consoleRoutes, deps.console ?? {});
   if (deps.events) await app.register(eventRoutes, { ...routeDeps, ...deps.events, identity: deps.identity });

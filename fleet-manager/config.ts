@@ -8,6 +8,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { check } from '../protocol/validator.js';
 import { OspreyError, safeLine } from '../protocol/errors.js';
 import { DEFAULT_MAX_PACKET_BYTES } from '../protocol/mqtt-packet-limit.js';
+import { DEFAULT_SHIFTS, shiftProblem, type Shift } from './line-series.js';
 import { checkTrustedKeyEntries, TrustedKeyListSchema, type TrustedKeyEntry } from '../models/trusted-keys.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -131,6 +132,18 @@ export const FleetConfigSchema = Type.Object(
         { ...strict, description: 'training jobs on the fleet (docs/TRAINING.md "Training on the fleet")' },
       ),
     ),
+    shifts: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            name: Type.String({ minLength: 1, maxLength: 32 }),
+            start: Type.String({ pattern: '^([01][0-9]|2[0-3]):[0-5][0-9]$', description: 'local start time HH:MM (the fleet manager\'s time zone)' }),
+          },
+          strict,
+        ),
+        { minItems: 1, maxItems: 12, description: 'the shift calendar of the line page (default Early 06:00, Late 14:00, Night 22:00); each shift ends where the next begins' },
+      ),
+    ),
     convergence: Type.Optional(
       Type.Object(
         {
@@ -173,6 +186,8 @@ export interface FleetConfig {
   images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
+  /** The shift calendar, in start order (docs/CONFIG.md). */
+  shifts: Shift[];
   auth: { enabled: boolean; sessionTtlMs: number };
   training: {
     /** A backbone name, or an absolute path; null: the SqueezeNet under $OSPREY_DATA when no backbone exists. */
@@ -259,6 +274,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     images: { ...FLEET_DEFAULTS.images, ...c.images, maxInFlightBytes },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
+    shifts: shiftsOf(c.shifts, source),
     auth: { ...FLEET_DEFAULTS.auth, ...c.auth },
     training: {
       ...FLEET_DEFAULTS.training,
@@ -266,6 +282,14 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
       defaultBackbone: defaultBackboneOf(c.training?.defaultBackbone ?? null, baseDir),
     },
   };
+}
+
+/** The shift calendar in start order; two shifts with one start or one name are refused. */
+function shiftsOf(shifts: Shift[] | undefined, source: string): Shift[] {
+  if (!shifts) return DEFAULT_SHIFTS.map((s) => ({ ...s }));
+  const problem = shiftProblem(shifts);
+  if (problem) throw new OspreyError('OSP_ERR_CONFIG', `${source}: ${problem}`);
+  return [...shifts].sort((a, b) => (a.start < b.start ? -1 : 1));
 }
 
 /** A backbone name as is; anything path-like (a separator or `.onnx`) resolved against baseDir. */

@@ -247,6 +247,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
       events: { feed, rollouts: rolloutFeed },
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
+      shifts: config.shifts,
       training: {
         jobs: trainingStore,
         runner: trainer,

@@ -14,6 +14,7 @@ import type {
   ResultsPage,
   ResultsQuery,
   StatsRow,
+  LineVersion,
   StoredEvent,
   StoredResult,
 } from './store.js';
@@ -183,6 +184,7 @@ export interface FleetDb extends Pick<EdgeHistoryDb, 'telemetryHistory' | 'recen
   listEvents(edgeId: string, limit: number): StoredEvent[];
   hasLine(line: string): boolean;
   lineStats(line: string, from: number, to: number, bucketMs: number): StatsRow[];
+  lineVersions(line: string): LineVersion[];
   listResults(query: ResultsQuery): ResultsPage;
   ping(): void;
   close(): void;
@@ -332,6 +334,18 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
        FROM results WHERE line = @line AND ts >= @from AND ts < @to
        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
     ),
+    // Each model's first and last minute on the line (line_minutes' primary key leads with line),
+    // then the exact first and last ts from the rows of those two minutes (results_ts).
+    lineVersionMinutes: db.prepare<[string], { model: string; first: number; last: number; count: number }>(
+      `SELECT model, min(minute) AS first, max(minute) AS last, sum(count) AS count
+       FROM line_minutes WHERE line = ? GROUP BY model HAVING sum(count) > 0 ORDER BY first, model`,
+    ),
+    modelFirstTs: db.prepare<[string, string, number, number], number | null>(
+      'SELECT min(ts) FROM results WHERE line = ? AND model = ? AND ts >= ? AND ts < ?',
+    ).pluck(),
+    modelLastTs: db.prepare<[string, string, number, number], number | null>(
+      'SELECT max(ts) FROM results WHERE line = ? AND model = ? AND ts >= ? AND ts < ?',
+    ).pluck(),
     ping: db.prepare<[], number>('SELECT 1').pluck(),
   };
 
@@ -550,6 +564,15 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
         return st.lineStatsMinutes.all({ line, from, to, aFrom, aTo, b: bucketMs });
       }
       return st.lineStatsRows.all({ line, from, to, b: bucketMs });
+    },
+    lineVersions(line) {
+      open();
+      return st.lineVersionMinutes.all(line).map((v) => ({
+        model: v.model,
+        first: st.modelFirstTs.get(line, v.model, v.first, v.first + MINUTE_MS) ?? v.first,
+        last: st.modelLastTs.get(line, v.model, v.last, v.last + MINUTE_MS) ?? v.last,
+        count: v.count,
+      }));
     },
     listResults(q) {
       open();

@@ -53,6 +53,14 @@ export interface StoredEvent {
 }
 
 /** One group of the stats query: results of one bucket × verdict × label × model. */
+/** A model version on a line: when its first and last results were inspected, and how many. */
+export interface LineVersion {
+  model: string;
+  first: number;
+  last: number;
+  count: number;
+}
+
 export interface StatsRow {
   bucket: number;
   verdict: Verdict;
@@ -175,6 +183,8 @@ export interface FleetStore {
   hasLine(line: string): Promise<boolean>;
   /** Counts per bucket × verdict × label × model, buckets aligned to epoch multiples of bucketMs. */
   lineStats(line: string, from: number, to: number, bucketMs: number): Promise<StatsRow[]>;
+  /** Each model version seen on the line: its first and last result (epoch ms), oldest first. */
+  lineVersions(line: string): Promise<LineVersion[]>;
   /** Results newest first (ts, then arrival), filtered and paged. */
   listResults(query: ResultsQuery): Promise<ResultsPage>;
   /** The edge's telemetry, one row per minute in [from, to), oldest first (bounded retention). */
@@ -265,6 +275,9 @@ export function openSqliteStore(opts: SqliteStoreOptions): FleetStore {
     },
     async lineStats(line, from, to, bucketMs) {
       return db.lineStats(line, from, to, bucketMs);
+    },
+    async lineVersions(line) {
+      return db.lineVersions(line);
     },
     async listResults(q) {
       return db.listResults(q);

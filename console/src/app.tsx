@@ -10,6 +10,7 @@ import { EdgePage } from './edge-page.js';
 import { RolloutsPage } from './rollouts-page.js';
 import { ModelsPage } from './models-page.js';
 import { AdminPage, canAdmin } from './admin-page.js';
+import { LinePage } from './line-page.js';
 import { useFleet } from './live.js';
 import type { Api } from './api.js';
 
@@ -19,6 +20,7 @@ type Route =
   | { screen: 'rollouts'; id: string | null }
   | { screen: 'models'; version?: { name: string; version: string } }
   | { screen: 'admin' }
+  | { screen: 'line'; line: string; query: string }
   | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
@@ -32,6 +34,8 @@ function parseHash(hash: string): Route {
   if (path === '/models') return { screen: 'models' };
   const mv = /^\/models\/([^/]+)\/([^/]+)$/.exec(path);
   if (mv) return { screen: 'models', version: { name: decodeURIComponent(mv[1]!), version: decodeURIComponent(mv[2]!) } };
+  const line = /^\/lines\/([^/?]+)(?:\?(.*))?$/.exec(path);
+  if (line) return { screen: 'line', line: decodeURIComponent(line[1]!), query: line[2] ?? '' };
   return { screen: 'unknown', hash: path };
 }
 
@@ -118,6 +122,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
       <main>
         {route.screen === 'overview' && <Overview fleet={fleet} />}
         {route.screen === 'rollouts' && <RolloutsPage api={api} session={session} fleet={fleet} id={route.id} />}
+        {route.screen === 'line' && <LinePage key={`${route.line}?${route.query}`} api={api} session={session} fleet={fleet} line={route.line} query={route.query} />}
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
         {route.screen === 'models' && <ModelsPage api={api} session={session} {...(route.version && { version: route.version })} />}
         {route.screen === 'admin' && <AdminPage api={api} session={session} />}

@@ -46,7 +46,7 @@ function LineCard({ line, edges, health, now }: { line: string; edges: EdgeView[
   return (
     <article class="line" data-line={line}>
       <header>
-        <h2>{line}</h2>
+        <h2>{line === NO_LINE ? line : <a href={`#/lines/${encodeURIComponent(line)}`}>{line}</a>}</h2>
         <span class="facts">
           {live.length}/{edges.length} edges live · {num(fps)} frames/s · {models.length > 0 ? models.join(', ') : 'no model reported'}
         </span>

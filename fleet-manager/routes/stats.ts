@@ -65,7 +65,7 @@ export const statsRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 };
 
 /** Parses a time query parameter; a malformed one is the sender's error, named. */
-function timeParam(name: string, text: string | undefined): number | null {
+export function timeParam(name: string, text: string | undefined): number | null {
   if (text === undefined) return null;
   const ms = parseTime(text);
   if (ms === null) throw new OspreyError('OSP_ERR_BAD_REQUEST', `querystring/${name} must be an ISO 8601 date or epoch milliseconds`);

@@ -28,6 +28,7 @@ test('config: an empty config gets every default', () => {
     images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
+    shifts: [{ name: 'Early', start: '06:00' }, { name: 'Late', start: '14:00' }, { name: 'Night', start: '22:00' }],
     auth: { enabled: true, sessionTtlMs: 12 * 3_600_000 },
     training: { defaultBackbone: null, maxArchiveBytes: 2 * 1024 ** 3, maxImages: 20_000, maxScannedResults: 1_000_000, maxBackboneBytes: 512 * 1024 * 1024, timeoutMs: 30 * 60_000, maxRssBytes: 4 * 1024 ** 3 },
   });
@@ -109,6 +110,7 @@ test('config: command-line overrides win over the file and are checked with it',
     images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
     rollouts: { tickMs: 1000 },
     convergence: { graceMs: 60_000 },
+    shifts: [{ name: 'Early', start: '06:00' }, { name: 'Late', start: '14:00' }, { name: 'Night', start: '22:00' }],
     auth: { enabled: true, sessionTtlMs: 12 * 3_600_000 },
     training: { defaultBackbone: null, maxArchiveBytes: 2 * 1024 ** 3, maxImages: 20_000, maxScannedResults: 1_000_000, maxBackboneBytes: 512 * 1024 * 1024, timeoutMs: 30 * 60_000, maxRssBytes: 4 * 1024 ** 3 },
   });

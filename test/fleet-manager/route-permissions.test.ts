@@ -144,6 +144,9 @@ const only = (...who: Who[]) => who;
 const MATRIX: { method: string; path: string; body?: unknown; allowed: readonly Who[] }[] = [
   { method: 'GET', path: '/api/edges', allowed: PEOPLE },
   { method: 'GET', path: '/api/lines/L1/stats', allowed: PEOPLE },
+  { method: 'GET', path: '/api/lines/L1/series', allowed: PEOPLE },
+  { method: 'GET', path: '/api/lines/L1/compare?version=a@1', allowed: PEOPLE },
+  { method: 'GET', path: '/api/lines/L1/shifts', allowed: PEOPLE },
   { method: 'GET', path: '/api/rollouts', allowed: PEOPLE },
   { method: 'GET', path: '/api/models', allowed: PEOPLE },
   { method: 'GET', path: '/api/config', allowed: PEOPLE },
