@@ -183,6 +183,7 @@ export interface FleetDb {
   hasLine(line: string): boolean;
   lineStats(line: string, from: number, to: number, bucketMs: number): StatsRow[];
   listResults(query: ResultsQuery): ResultsPage;
+  getResult(edgeId: string, storeId: string, seq: number): StoredResult | null;
   ping(): void;
   close(): void;
 }
@@ -330,6 +331,7 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
        FROM results WHERE line = @line AND ts >= @from AND ts < @to
        GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
     ),
+    getResult: db.prepare<[string, string, number], ResultRow>('SELECT * FROM results WHERE edge_id = ? AND store_id = ? AND seq = ?'),
     ping: db.prepare<[], number>('SELECT 1').pluck(),
   };
 
@@ -563,6 +565,11 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
       const items = rows.slice(0, q.limit).map(toStoredResult);
       const last = items[items.length - 1];
       return { items, next: rows.length > q.limit && last ? { ts: last.ts, id: last.id } : null };
+    },
+    getResult(edgeId, storeId, seq) {
+      open();
+      const row = st.getResult.get(edgeId, storeId, seq);
+      return row ? toStoredResult(row) : null;
     },
     ping() {
       if (closed || st.ping.get() !== 1) throw new Error('fleet database is closed');

@@ -150,6 +150,8 @@ export interface FleetStore {
   lineStats(line: string, from: number, to: number, bucketMs: number): Promise<StatsRow[]>;
   /** Results newest first (ts, then arrival), filtered and paged. */
   listResults(query: ResultsQuery): Promise<ResultsPage>;
+  /** One result by its key (`storeId` '' for edges that send none), or null. */
+  getResult(edgeId: string, storeId: string, seq: number): Promise<StoredResult | null>;
   /** Throws when the database cannot answer (for /health). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -237,6 +239,9 @@ export function openSqliteStore(opts: SqliteStoreOptions): FleetStore {
     },
     async listResults(q) {
       return db.listResults(q);
+    },
+    async getResult(edgeId, storeId, seq) {
+      return db.getResult(edgeId, storeId, seq);
     },
     async ping() {
       db.ping();

@@ -50,10 +50,10 @@ export interface SourceLimits {
 const IMAGE_EXT = /\.(jpe?g|png|bmp|webp|tiff?)$/i;
 const EXT_OF: Record<string, string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/tiff': 'tiff', 'image/bmp': 'bmp' };
 /** Folder names made from labels: what a file system and `osprey train` take everywhere. */
-const folderOf = (label: string) => label.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_').slice(0, 100) || '_';
+export const folderOf = (label: string) => label.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_').slice(0, 100) || '_';
 
 /** The file extension of an image blob: from its content type, else from its first bytes. */
-async function extensionOf(file: string, contentType: string): Promise<string> {
+export async function extensionOf(file: string, contentType: string): Promise<string> {
   const known = EXT_OF[contentType];
   if (known) return known;
   const fh = await open(file, 'r');
