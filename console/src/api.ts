@@ -23,6 +23,8 @@ export class ApiError extends Error {
 export interface Api {
   get<T>(path: string): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
+  put<T>(path: string, body: unknown): Promise<T>;
+  del<T>(path: string): Promise<T>;
   /** Signs in; the answer's CSRF token is kept for later state changes. */
   signIn(username: string, password: string): Promise<SessionInfo>;
   signOut(): Promise<void>;
@@ -54,6 +56,8 @@ export function createApi(onSignedOut: () => void): Api {
   return {
     get: (path) => call('GET', path),
     post: (path, body) => call('POST', path, body ?? {}),
+    put: (path, body) => call('PUT', path, body),
+    del: (path) => call('DELETE', path),
     async signIn(username, password) {
       // A refused sign-in is the form's error, not a session that ended.
       const s = await call<SessionInfo>('POST', '/api/auth/sign-in', { username, password }, true);

@@ -8,15 +8,18 @@ import { SignIn } from './sign-in.js';
 import { Overview } from './overview.js';
 import { EdgePage } from './edge-page.js';
 import { useFleet } from './live.js';
+import { ReviewPage } from './review-page.js';
 import type { Api } from './api.js';
 
-type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'unknown'; hash: string };
+type Route = { screen: 'overview' } | { screen: 'edge'; id: string } | { screen: 'review'; line: string | null } | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/') return { screen: 'overview' };
   const edge = /^\/edges\/([^/]+)$/.exec(path);
   if (edge) return { screen: 'edge', id: decodeURIComponent(edge[1]!) };
+  const review = /^\/review(?:\/([^/]+))?$/.exec(path);
+  if (review) return { screen: 'review', line: review[1] ? decodeURIComponent(review[1]) : null };
   return { screen: 'unknown', hash: path };
 }
 
@@ -78,6 +81,11 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
           <a href="#/" class={route.screen === 'overview' ? 'current' : ''}>
             Plant overview
           </a>
+          {session.permissions.includes('results:read') && (
+            <a href="#/review" class={route.screen === 'review' ? 'current' : ''}>
+              Review
+            </a>
+          )}
         </nav>
         <span class={`link-state ${fleet.connected ? 'live' : 'down'}`} data-testid="link-state">
           {fleet.connected ? 'Live' : fleet.edges ? 'Reconnecting…' : 'Connecting…'}
@@ -92,6 +100,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
       <main>
         {route.screen === 'overview' && <Overview fleet={fleet} />}
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
+        {route.screen === 'review' && <ReviewPage api={api} session={session} fleet={fleet} line={route.line} />}
         {route.screen === 'unknown' && (
           <p class="empty">
             Nothing here ({route.hash}). <a href="#/">Back to the plant overview</a>
