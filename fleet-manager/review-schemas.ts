@@ -5,7 +5,10 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DetectionSchema, StoreIdSchema, Verdict } from '../protocol/messages.js';
 import { EDGE_ID_PATTERN } from '../protocol/topics.js';
-import { REVIEW_VERDICTS } from './review-store.js';
+
+/** What an inspector says about the model's call on a frame. */
+export const REVIEW_VERDICTS = ['confirmed', 'false-call', 'missed-defect', 'relabelled'] as const;
+export type ReviewVerdict = (typeof REVIEW_VERDICTS)[number];
 
 const strict = { additionalProperties: false } as const;
 const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);

@@ -9,10 +9,9 @@
 import Database from 'better-sqlite3';
 import type { Verdict } from '../protocol/messages.js';
 import { resultKeyString, type ResultKey } from './image-store.js';
+import type { ReviewVerdict } from './review-schemas.js';
 
-/** What an inspector says about the model's call on a frame. */
-export const REVIEW_VERDICTS = ['confirmed', 'false-call', 'missed-defect', 'relabelled'] as const;
-export type ReviewVerdict = (typeof REVIEW_VERDICTS)[number];
+export type { ReviewVerdict };
 
 /** The result a review is about, as it was when reviewed. */
 export interface ReviewedResult extends ResultKey {

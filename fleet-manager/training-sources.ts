@@ -8,8 +8,8 @@
  * - an uploaded tar archive, extracted with every path checked (no absolute paths, no `..`, no
  *   links, bounded depth, count and bytes).
  *
- * A frame's label is its reviewed label when a review exists (`reviewOf`; the review feature is
- * issue 16, so by default there is none) else the model's call: for anomaly, verdict ok → good,
+ * A frame's label is its reviewed label when a review exists (`reviewOf`, the fleet's review
+ * store: fleet-manager/review-store.ts) else the model's call: for anomaly, verdict ok → good,
  * defect → defects; for classify, the label.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
