@@ -21,7 +21,9 @@ import { materialiseFleetImages } from '../../fleet-manager/training-sources.js'
 import { envelope } from '../../protocol/validator.js';
 import type { ResultRecord } from '../../protocol/messages.js';
 import { openTestIdentity } from '../helpers/identity.js';
-import { result, tempDir } from './helpers.js';
+import { connectEdge, result, tempDir } from './helpers.js';
+import { startFleet } from './control-helpers.js';
+import { dataSkip, ospreyDataDir } from '../helpers/service-skip.js';
 
 const run = promisify(execFile);
 const STORE = 'storeAAAAAAAAAAA';
@@ -322,4 +324,32 @@ test('reviewed labels feed the training source (reviewOf from the review store)'
     pit: ['e1_storeAAAAAAAAAAA_6.png'],
     scratch: ['e1_storeAAAAAAAAAAA_1.png', 'e1_storeAAAAAAAAAAA_3.png'],
   });
+});
+
+test('a fleet-sourced training job takes the labels given in review (the fleet wires its review store into training)', { skip: dataSkip('models/squeezenet-fp16'), timeout: 120_000 }, async (t) => {
+  const f = await startFleet(t, { training: { defaultBackbone: join(ospreyDataDir(), 'models', 'squeezenet-fp16') } });
+  const credential = await f.creds.enrollEdge('cam-r');
+  const edge = await connectEdge(t, f.mqttUrl, 'cam-r', credential);
+  // 1..3 called scratch, 4..6 called dent by the model; the inspector relabels 3 as dent and calls 5 and 6 false calls.
+  const batch = [1, 2, 3, 4, 5, 6].map((seq) => result(seq, { verdict: 'defect', label: seq <= 3 ? 'scratch' : 'dent', model: 'cls@1', ts: Date.now() + seq }));
+  await edge.publishState({ line: 'LR', lastSeq: batch.length, ackedSeq: 0 });
+  await edge.publishResults(batch);
+  assert.equal(await edge.nextAck(), batch.length);
+  for (const seq of [1, 2, 3, 4, 5, 6]) {
+    const png = await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: seq * 40, g: 0, b: 0 } } }).png().toBuffer();
+    const res = await fetch(`${f.httpUrl}/api/results/cam-r/${seq}/image`, { method: 'PUT', body: png, headers: { authorization: `Bearer ${credential}`, 'content-type': 'image/png' } });
+    assert.equal(res.status, 201, await res.text());
+  }
+  const inspector = await f.creds.headers('inspector');
+  for (const [seq, body] of [[3, { review: 'relabelled', label: 'dent' }], [5, { review: 'false-call' }], [6, { review: 'false-call' }]] as const) {
+    const res = await fetch(`${f.httpUrl}/api/results/cam-r/${seq}/review`, { method: 'PUT', body: JSON.stringify(body), headers: { ...inspector, 'content-type': 'application/json' } });
+    assert.equal(res.status, 200, await res.text());
+  }
+  const posted = await f.api('POST', '/api/training-jobs', { kind: 'classify', model: 'cls-reviewed', source: { type: 'fleet', line: 'LR' } });
+  assert.equal(posted.status, 201, JSON.stringify(posted.body));
+  // The model's calls would be { scratch: 3, dent: 3 }.
+  assert.deepEqual(posted.body.counts, { scratch: 2, dent: 2, good: 2 });
+  // Only the layout was under test: the job is not left to train.
+  const cancelled = await f.api('POST', `/api/training-jobs/${posted.body.id}/cancel`);
+  assert.ok(cancelled.status === 200 || cancelled.status === 409, JSON.stringify(cancelled.body));
 });
