@@ -212,6 +212,11 @@ test('accuracy per line and model version: false-call rate = false calls / revie
   assert.equal((await get(r, `/api/lines/L1/accuracy?from=${FRAMES[2]!.ts}`)).json().total.reviewed, 3);
   assert.equal((await get(r, '/api/lines/L2/accuracy')).json().total.reviewed, 0);
   assert.equal((await get(r, '/api/lines/L1/accuracy', r.viewer)).statusCode, 403);
+
+  // The export's walk over a line's reviews: oldest result first, paged by keyset.
+  const seqs: number[] = [];
+  for (let after, page; (page = await r.reviews.list({ line: 'L1', limit: 2, ...(after && { after }) })).length > 0; after = page[page.length - 1]) seqs.push(...page.map((x) => x.seq));
+  assert.deepEqual(seqs, [1, 2, 3, 6, 7]);
 });
 
 /** Reviews 1, 2, 3, 6, 7 as in the accuracy test, then exports and unpacks with GNU tar. */
