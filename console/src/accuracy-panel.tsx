@@ -10,7 +10,19 @@ import { num } from './format.js';
 
 const pct = (v: number | null) => (v === null ? '–' : `${num(v * 100, 1)} %`);
 
-export function AccuracyPanel({ api, line, version = 0 }: { api: Api; line: string; /** Bump to re-read (after a review). */ version?: number }) {
+export function AccuracyPanel({
+  api,
+  line,
+  version = 0,
+  compact = false,
+}: {
+  api: Api;
+  line: string;
+  /** Bump to re-read (after a review). */
+  version?: number;
+  /** Narrow (a side column): the figures two by two and per version only the rates. */
+  compact?: boolean;
+}) {
   const [acc, setAcc] = useState<Accuracy | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
@@ -24,7 +36,7 @@ export function AccuracyPanel({ api, line, version = 0 }: { api: Api; line: stri
     };
   }, [api, line, version]);
   return (
-    <section class="accuracy-panel" data-testid="accuracy" data-line={line}>
+    <section class={`accuracy-panel ${compact ? 'compact' : ''}`} data-testid="accuracy" data-line={line}>
       <h2>Accuracy on {line}</h2>
       {error && <p class="error">{error}</p>}
       {acc && acc.total.reviewed === 0 && <p class="muted">No frame of this line has been reviewed yet.</p>}
@@ -38,19 +50,34 @@ export function AccuracyPanel({ api, line, version = 0 }: { api: Api; line: stri
           </div>
           <table class="accuracy-versions">
             <thead>
-              <tr>
-                <th>Model version</th>
-                <th class="num">Reviewed</th>
-                <th class="num">Defect calls</th>
-                <th class="num">False calls</th>
-                <th class="num">False-call rate</th>
-                <th class="num">Confirmed defect rate</th>
-                <th class="num">Relabelled</th>
-                <th class="num">Missed defects</th>
-              </tr>
+              {compact ? (
+                <tr>
+                  <th>Model version</th>
+                  <th class="num">Reviewed</th>
+                  <th class="num">False-call rate</th>
+                </tr>
+              ) : (
+                <tr>
+                  <th>Model version</th>
+                  <th class="num">Reviewed</th>
+                  <th class="num">Defect calls</th>
+                  <th class="num">False calls</th>
+                  <th class="num">False-call rate</th>
+                  <th class="num">Confirmed defect rate</th>
+                  <th class="num">Relabelled</th>
+                  <th class="num">Missed defects</th>
+                </tr>
+              )}
             </thead>
             <tbody>
-              {acc.versions.map((v: AccuracyFigures) => (
+              {acc.versions.map((v: AccuracyFigures) =>
+                compact ? (
+                  <tr key={v.model} data-model={v.model}>
+                    <td class="model">{v.model}</td>
+                    <td class="num">{v.reviewed}</td>
+                    <td class="num">{pct(v.falseCallRate)}</td>
+                  </tr>
+                ) : (
                 <tr key={v.model} data-model={v.model}>
                   <td class="model">{v.model}</td>
                   <td class="num">{v.reviewed}</td>
@@ -61,7 +88,8 @@ export function AccuracyPanel({ api, line, version = 0 }: { api: Api; line: stri
                   <td class="num">{v.relabelled}</td>
                   <td class="num">{v.missedDefects}</td>
                 </tr>
-              ))}
+                ),
+              )}
             </tbody>
           </table>
         </>

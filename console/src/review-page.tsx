@@ -27,13 +27,17 @@ interface Done {
 export function ReviewPage({ api, session, fleet, line: chosen }: { api: Api; session: SessionInfo; fleet: Fleet; line: string | null }) {
   const lines = useMemo(() => [...new Set([...(fleet.edges?.values() ?? [])].map((e) => e.line).filter((l): l is string => !!l))].sort(), [fleet.edges]);
   const line = chosen ?? lines[0] ?? null;
+  const [order, setOrder] = useState<Order>('newest');
   if (!fleet.edges) return <p class="loading">Loading the fleet…</p>;
   if (!session.permissions.includes('results:read')) return <p class="empty">Your role cannot see result images, so it has no review queue.</p>;
   if (!line) return <p class="empty">No line has reported yet: nothing to review.</p>;
-  return <LineReview key={line} api={api} session={session} fleet={fleet} line={line} lines={lines} />;
+  return <LineReview key={`${line}|${order}`} api={api} session={session} fleet={fleet} line={line} lines={lines} order={order} setOrder={setOrder} />;
 }
 
-function LineReview({ api, session, fleet, line, lines }: { api: Api; session: SessionInfo; fleet: Fleet; line: string; lines: string[] }) {
+type Order = 'newest' | 'uncertain';
+
+function LineReview(props: { api: Api; session: SessionInfo; fleet: Fleet; line: string; lines: string[]; order: Order; setOrder: (o: Order) => void }) {
+  const { api, session, fleet, line, lines, order } = props;
   const canReview = session.permissions.includes('results:review');
   const [items, setItems] = useState<QueueItem[]>([]);
   const [done, setDone] = useState<Done[]>([]);
@@ -46,10 +50,13 @@ function LineReview({ api, session, fleet, line, lines }: { api: Api; session: S
   const [format, setFormat] = useState<'imagefolder' | 'yolo' | 'coco'>('imagefolder');
   // Reviews and undos go out one after another, in the order they were given.
   const chain = useRef<Promise<unknown>>(Promise.resolve());
-  const send = (fn: () => Promise<unknown>) => {
+  const send = (fn: () => Promise<unknown>, undoLocally: () => void) => {
     chain.current = chain.current.then(fn).then(
       () => setAccVersion((v) => v + 1),
-      (err: Error) => setMessage(`Not saved: ${err.message}`),
+      (err: Error) => {
+        setMessage(`Not saved: ${err.message}`);
+        undoLocally();
+      },
     );
   };
 
@@ -65,7 +72,7 @@ function LineReview({ api, session, fleet, line, lines }: { api: Api; session: S
     const seen = new Set([...items, ...done.map((d) => d.item)].map(keyOf));
     const asked = lineSeq;
     api
-      .get<{ items: QueueItem[] }>(`/api/review/queue?line=${encodeURIComponent(line)}&limit=${BATCH}`)
+      .get<{ items: QueueItem[] }>(`/api/review/queue?line=${encodeURIComponent(line)}&limit=${BATCH}&order=${order}`)
       .then(
         (q) => {
           if (!mounted.current) return;
@@ -101,7 +108,15 @@ function LineReview({ api, session, fleet, line, lines }: { api: Api; session: S
     setPicking(false);
     setItems((old) => old.slice(1));
     setDone((d) => [...d, { item: current, review: r, ...(label !== undefined && { label }) }]);
-    send(() => api.put(reviewUrl(current), { review: r, ...(label !== undefined && { label }) }));
+    const item = current;
+    // Refused: the frame goes back to the front of the queue, unreviewed.
+    send(
+      () => api.put(reviewUrl(item), { review: r, ...(label !== undefined && { label }) }),
+      () => {
+        setDone((d) => d.filter((x) => x.item !== item));
+        setItems((old) => [item, ...old.filter((o) => keyOf(o) !== keyOf(item))]);
+      },
+    );
   };
   const undo = () => {
     const last = done[done.length - 1];
@@ -110,7 +125,14 @@ function LineReview({ api, session, fleet, line, lines }: { api: Api; session: S
     setPicking(false);
     setDone((d) => d.slice(0, -1));
     setItems((old) => [last.item, ...old]);
-    send(() => api.del(reviewUrl(last.item)));
+    // Refused: the review stands, so the frame leaves the queue again.
+    send(
+      () => api.del(reviewUrl(last.item)),
+      () => {
+        setItems((old) => old.filter((o) => keyOf(o) !== keyOf(last.item)));
+        setDone((d) => [...d, last]);
+      },
+    );
   };
   const labels = current ? pickable(current, items) : [];
 
@@ -150,6 +172,13 @@ function LineReview({ api, session, fleet, line, lines }: { api: Api; session: S
                 {l}
               </option>
             ))}
+          </select>
+        </label>
+        <label>
+          Order{' '}
+          <select value={order} onChange={(e) => props.setOrder((e.target as HTMLSelectElement).value as Order)} data-testid="review-order">
+            <option value="newest">Newest first</option>
+            <option value="uncertain">Most uncertain first</option>
           </select>
         </label>
         <span class="count" data-testid="review-left">
@@ -209,9 +238,9 @@ function LineReview({ api, session, fleet, line, lines }: { api: Api; session: S
             </div>
           )}
           {!canReview && <p class="muted">Your role can look at the queue; reviewing needs the inspector role.</p>}
+          <AccuracyPanel api={api} line={line} version={accVersion} compact />
         </aside>
       </div>
-      <AccuracyPanel api={api} line={line} version={accVersion} />
     </section>
   );
 }

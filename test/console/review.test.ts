@@ -186,6 +186,11 @@ test('an inspector reviews 20 frames by keyboard and sees the line accuracy chan
   await operator.page.getByTestId('frame').waitFor();
   await operator.page.getByText('reviewing needs the inspector role').waitFor();
   assert.equal(await operator.page.getByTestId('review-actions').count(), 0);
+  // Most uncertain first: the frame the API ranks first.
+  const ranked = (await fleet.api('GET', `/api/review/queue?line=${LINE}&order=uncertain&limit=1`)).body.items[0];
+  await operator.page.getByTestId('review-order').selectOption('uncertain');
+  await operator.page.locator(`[data-testid="frame"][data-key="${ranked.edgeId}/${ranked.storeId ?? ''}/${ranked.seq}"]`).waitFor();
+  assert.deepEqual(operator.errors, []);
   const viewer = await watchedPage(browser);
   await signIn(viewer.page, fleet.httpUrl, 'test-viewer');
   assert.equal(await viewer.page.getByRole('link', { name: 'Review' }).count(), 0);
