@@ -136,8 +136,14 @@ function LineReview(props: { api: Api; session: SessionInfo; fleet: Fleet; line:
   };
   const labels = current ? pickable(current, items) : [];
 
+  // The key handler reads this render's state through a ref set while rendering: an effect would
+  // re-register it only after paint, and a key pressed as the next frame appears would act on the
+  // frame before it.
+  const live = useRef({ picking, labels, current, canReview, act, undo });
+  live.current = { picking, labels, current, canReview, act, undo };
   useEffect(() => {
     const onKey = (ev: KeyboardEvent) => {
+      const { picking, labels, current, canReview, act, undo } = live.current;
       if (ev.ctrlKey || ev.metaKey || ev.altKey) return;
       const tag = (ev.target as HTMLElement | null)?.tagName;
       if (tag === 'INPUT' || tag === 'SELECT' || tag === 'TEXTAREA') return;
@@ -157,7 +163,7 @@ function LineReview(props: { api: Api; session: SessionInfo; fleet: Fleet; line:
     };
     addEventListener('keydown', onKey);
     return () => removeEventListener('keydown', onKey);
-  });
+  }, []);
 
   const exportUrl = `/api/datasets/export?line=${encodeURIComponent(line)}&format=${format}`;
   return (

@@ -159,12 +159,39 @@ test('an inspector reviews 20 frames by keyboard and sees the line accuracy chan
   const fc = falseCalls - (last.press === 'F' ? 1 : 0) + (redo === 'F' ? 1 : 0);
   await page.getByTestId('false-call-rate').getByText(pct(fc, defectCalls), { exact: true }).waitFor();
 
-  // Export: the button names the line and format; the archive holds the 20 reviewed images.
+  // A key pressed the moment the next frame appears (before the browser paints) acts on that
+  // frame, not on the one before it: the second C is sent from the frame's own DOM change.
+  const twoBefore = (await frame.getAttribute('data-key'))!;
+  await page.evaluate(
+    () =>
+      new Promise<void>((resolve) => {
+        // Runs in the page (this file is compiled without the DOM's types).
+        type El = object;
+        const w = globalThis as unknown as {
+          document: { querySelector(s: string): El };
+          dispatchEvent(e: unknown): boolean;
+          KeyboardEvent: new (type: string, init: { key: string }) => unknown;
+          MutationObserver: new (fn: () => void) => { observe(el: El, o: { attributes: boolean; attributeFilter: string[] }): void; disconnect(): void };
+        };
+        const press = () => w.dispatchEvent(new w.KeyboardEvent('keydown', { key: 'c' }));
+        const seen = new w.MutationObserver(() => {
+          seen.disconnect();
+          press();
+          resolve();
+        });
+        seen.observe(w.document.querySelector('[data-testid="frame"]'), { attributes: true, attributeFilter: ['data-key'] });
+        press();
+      }),
+  );
+  await page.getByTestId('reviewed').getByText('22', { exact: true }).waitFor({ timeout: 10_000 });
+  assert.notEqual(await frame.getAttribute('data-key'), twoBefore);
+
+  // Export: the button names the line and format; the archive holds the 22 reviewed images.
   await page.getByLabel('Export format').selectOption('coco');
   const href = await page.getByTestId('export').getAttribute('href');
   assert.equal(href, `/api/datasets/export?line=${LINE}&format=coco`);
   const tar = await page.request.get(`${fleet.httpUrl}${href}`);
-  assert.deepEqual([tar.status(), tar.headers()['content-type'], tar.headers()['x-osprey-frames']], [200, 'application/x-tar', '20']);
+  assert.deepEqual([tar.status(), tar.headers()['content-type'], tar.headers()['x-osprey-frames']], [200, 'application/x-tar', '22']);
 
   // A tablet on the line (portrait): the buttons are large, and a tap reviews.
   await page.setViewportSize({ width: 800, height: 1280 });
@@ -175,7 +202,7 @@ test('an inspector reviews 20 frames by keyboard and sees the line accuracy chan
   await page.screenshot({ path: join(shots, 'console-review-tablet.png') });
   await confirm.click();
   await page.locator(`[data-testid="frame"]:not([data-key="${tabletKey}"])`).waitFor();
-  await page.getByTestId('reviewed').getByText('21', { exact: true }).waitFor();
+  await page.getByTestId('reviewed').getByText('23', { exact: true }).waitFor();
   assert.deepEqual(await violations(), [], 'no CSP violation');
   assert.deepEqual(errors, [], 'no console error');
 
