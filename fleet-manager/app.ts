@@ -34,6 +34,9 @@ import { userRoutes } from './routes/users.js';
 import { createSignInLimiter, type SignInLimiter } from './sign-in-limiter.js';
 import { FLEET_DEFAULTS } from './config.js';
 import { trainingRoutes, type TrainingRouteDeps } from './routes/training.js';
+import { reviewRoutes } from './routes/reviews.js';
+import { datasetRoutes } from './routes/datasets.js';
+import type { ReviewStore } from './review-store.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -71,6 +74,8 @@ export interface AppDeps {
   shifts?: readonly Shift[];
   /** Training jobs and backbones (issue 15); absent: no training routes. */
   training?: TrainingRouteDeps;
+  /** Inspectors' reviews (issue 16): review, accuracy and dataset-export routes; they also need `images`. */
+  reviews?: ReviewStore;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -150,6 +155,11 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     if (deps.events?.rollouts) await app.register(rolloutEventRoutes, { ...routeDeps, ...deps.events, rollouts: deps.events.rollouts, identity: deps.identity });
   }
   if (deps.training) await app.register(trainingRoutes, deps.training);
+  if (deps.reviews && deps.images) {
+    const reviewDeps = { store: deps.store, images: deps.images.images, reviews: deps.reviews, now, ...(deps.control && { control: deps.control }) };
+    await app.register(reviewRoutes, reviewDeps);
+    await app.register(datasetRoutes, reviewDeps);
+  }
   return app;
 }
 

@@ -37,6 +37,7 @@ import { openSqliteTrainingStore, type TrainingStore } from './training-store.js
 import { openSqliteBackboneStore } from './backbone-store.js';
 import { createBackbones } from './backbones.js';
 import { createTrainingRunner } from './training-runner.js';
+import { openSqliteReviewStore, type ReviewStore } from './review-store.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -111,6 +112,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     // Result images: blobs by sha256 under dataDir/images, links in fleet.db (issue 5).
     const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images'), maxBytes: config.images.maxBytes });
     started.push({ name: 'images', close: () => images.close() });
+    const reviews: ReviewStore = openSqliteReviewStore({ file: dbFile });
+    started.push({ name: 'reviews', close: () => reviews.close() });
     const identity: IdentityStore = openSqliteIdentityStore({ file: dbFile, logger: child('identity') });
     started.push({ name: 'identity', close: () => identity.close() });
     // Secure by default: with nobody to sign in yet, or authentication switched off, nothing
@@ -246,6 +249,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       ...(tlsFiles && { https: { cert: tlsFiles.cert, key: tlsFiles.key } }),
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
       events: { feed, rollouts: rolloutFeed },
+      reviews,
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       shifts: config.shifts,
       training: {
@@ -256,6 +260,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
         control,
         results: store,
         images,
+        reviewOf: (key) => reviews.get(key),
         uploadDir: join(config.dataDir, 'training-uploads'),
         limits: config.training,
         now: Date.now,

@@ -186,6 +186,7 @@ export interface FleetDb extends Pick<EdgeHistoryDb, 'telemetryHistory' | 'recen
   lineStats(line: string, from: number, to: number, bucketMs: number): StatsRow[];
   lineVersions(line: string): LineVersion[];
   listResults(query: ResultsQuery): ResultsPage;
+  getResult(edgeId: string, storeId: string, seq: number): StoredResult | null;
   ping(): void;
   close(): void;
 }
@@ -346,6 +347,7 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
     modelLastTs: db.prepare<[string, string, number, number], number | null>(
       'SELECT max(ts) FROM results WHERE line = ? AND model = ? AND ts >= ? AND ts < ?',
     ).pluck(),
+    getResult: db.prepare<[string, string, number], ResultRow>('SELECT * FROM results WHERE edge_id = ? AND store_id = ? AND seq = ?'),
     ping: db.prepare<[], number>('SELECT 1').pluck(),
   };
 
@@ -597,6 +599,11 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
     recentVerdicts(edgeId, limit) {
       open();
       return history.recentVerdicts(edgeId, limit);
+    },
+    getResult(edgeId, storeId, seq) {
+      open();
+      const row = st.getResult.get(edgeId, storeId, seq);
+      return row ? toStoredResult(row) : null;
     },
     ping() {
       if (closed || st.ping.get() !== 1) throw new Error('fleet database is closed');

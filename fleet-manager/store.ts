@@ -191,6 +191,8 @@ export interface FleetStore {
   telemetryHistory(edgeId: string, from: number, to: number): Promise<TelemetryMinute[]>;
   /** The edge's latest `limit` results (verdict, label, score), newest first. */
   recentVerdicts(edgeId: string, limit: number): Promise<VerdictScore[]>;
+  /** One result by its key (`storeId` '' for edges that send none), or null. */
+  getResult(edgeId: string, storeId: string, seq: number): Promise<StoredResult | null>;
   /** Throws when the database cannot answer (for /health). */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -287,6 +289,9 @@ export function openSqliteStore(opts: SqliteStoreOptions): FleetStore {
     },
     async recentVerdicts(edgeId, limit) {
       return db.recentVerdicts(edgeId, limit);
+    },
+    async getResult(edgeId, storeId, seq) {
+      return db.getResult(edgeId, storeId, seq);
     },
     async ping() {
       db.ping();

@@ -8,8 +8,8 @@
  * - an uploaded tar archive, extracted with every path checked (no absolute paths, no `..`, no
  *   links, bounded depth, count and bytes).
  *
- * A frame's label is its reviewed label when a review exists (`reviewOf`; the review feature is
- * issue 16, so by default there is none) else the model's call: for anomaly, verdict ok → good,
+ * A frame's label is its reviewed label when a review exists (`reviewOf`, the fleet's review
+ * store: fleet-manager/review-store.ts) else the model's call: for anomaly, verdict ok → good,
  * defect → defects; for classify, the label.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -50,10 +50,10 @@ export interface SourceLimits {
 const IMAGE_EXT = /\.(jpe?g|png|bmp|webp|tiff?)$/i;
 const EXT_OF: Record<string, string> = { 'image/jpeg': 'jpg', 'image/png': 'png', 'image/webp': 'webp', 'image/tiff': 'tiff', 'image/bmp': 'bmp' };
 /** Folder names made from labels: what a file system and `osprey train` take everywhere. */
-const folderOf = (label: string) => label.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_').slice(0, 100) || '_';
+export const folderOf = (label: string) => label.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_').slice(0, 100) || '_';
 
 /** The file extension of an image blob: from its content type, else from its first bytes. */
-async function extensionOf(file: string, contentType: string): Promise<string> {
+export async function extensionOf(file: string, contentType: string): Promise<string> {
   const known = EXT_OF[contentType];
   if (known) return known;
   const fh = await open(file, 'r');

@@ -27,6 +27,8 @@ export interface Api {
   upload<T>(path: string, body: Blob | FormData): Promise<T>;
   /** Any other state change (PUT, PATCH, DELETE), with the CSRF header. */
   send<T>(method: 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T>;
+  put<T>(path: string, body: unknown): Promise<T>;
+  del<T>(path: string): Promise<T>;
   /** Signs in; the answer's CSRF token is kept for later state changes. */
   signIn(username: string, password: string): Promise<SessionInfo>;
   signOut(): Promise<void>;
@@ -63,6 +65,8 @@ export function createApi(onSignedOut: () => void): Api {
     post: (path, body) => call('POST', path, body ?? {}),
     upload: (path, body) => call('POST', path, body),
     send: (method, path, body) => call(method, path, body),
+    put: (path, body) => call('PUT', path, body),
+    del: (path) => call('DELETE', path),
     async signIn(username, password) {
       // A refused sign-in is the form's error, not a session that ended.
       const s = await call<SessionInfo>('POST', '/api/auth/sign-in', { username, password }, true);

@@ -12,6 +12,7 @@ import { ModelsPage } from './models-page.js';
 import { AdminPage, canAdmin } from './admin-page.js';
 import { LinePage } from './line-page.js';
 import { useFleet } from './live.js';
+import { ReviewPage } from './review-page.js';
 import type { Api } from './api.js';
 
 type Route =
@@ -21,6 +22,7 @@ type Route =
   | { screen: 'models'; version?: { name: string; version: string } }
   | { screen: 'admin' }
   | { screen: 'line'; line: string; query: string }
+  | { screen: 'review'; line: string | null }
   | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
@@ -36,6 +38,8 @@ function parseHash(hash: string): Route {
   if (mv) return { screen: 'models', version: { name: decodeURIComponent(mv[1]!), version: decodeURIComponent(mv[2]!) } };
   const line = /^\/lines\/([^/?]+)(?:\?(.*))?$/.exec(path);
   if (line) return { screen: 'line', line: decodeURIComponent(line[1]!), query: line[2] ?? '' };
+  const review = /^\/review(?:\/([^/]+))?$/.exec(path);
+  if (review) return { screen: 'review', line: review[1] ? decodeURIComponent(review[1]) : null };
   return { screen: 'unknown', hash: path };
 }
 
@@ -97,6 +101,11 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
           <a href="#/" class={route.screen === 'overview' ? 'current' : ''}>
             Plant overview
           </a>
+          {session.permissions.includes('results:read') && (
+            <a href="#/review" class={route.screen === 'review' ? 'current' : ''}>
+              Review
+            </a>
+          )}
           <a href="#/rollouts" class={route.screen === 'rollouts' ? 'current' : ''}>
             Rollouts
           </a>
@@ -126,6 +135,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
         {route.screen === 'models' && <ModelsPage api={api} session={session} {...(route.version && { version: route.version })} />}
         {route.screen === 'admin' && <AdminPage api={api} session={session} />}
+        {route.screen === 'review' && <ReviewPage api={api} session={session} fleet={fleet} line={route.line} />}
         {route.screen === 'unknown' && (
           <p class="empty">
             Nothing here ({route.hash}). <a href="#/">Back to the plant overview</a>

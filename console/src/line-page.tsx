@@ -8,6 +8,7 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Api, SessionInfo } from './api.js';
 import { LineRollback } from './line-rollback.js';
+import { AccuracyPanel } from './accuracy-panel.js';
 import type { Fleet } from './live.js';
 import { clock, num } from './format.js';
 import { SeriesChart, seriesName, type By, type LineSeries } from './line-chart.js';
@@ -158,19 +159,11 @@ export function LinePage({ api, session, fleet, line, query }: { api: Api; sessi
           <Shifts api={api} line={line} from={view.from} to={view.to} />
         </>
       )}
-      <AccuracySlot api={api} line={line} />
+      {session.permissions.includes('results:read') && <AccuracyPanel api={api} line={line} />}
     </section>
   );
 }
 
-/**
- * SLOT for the accuracy panel (review feature, another engineer: console/src/accuracy-panel.tsx,
- * `GET /api/lines/:line/accuracy`). Replace this placeholder's body with `<AccuracyPanel …/>`;
- * the line page renders it here, below the shifts.
- */
-function AccuracySlot(_props: { api: Api; line: string }) {
-  return <section class="accuracy-slot" data-slot="accuracy" />;
-}
 
 /** The view's series summed over its range: a table beside the chart. */
 function Totals({ view }: { view: LineSeries }) {

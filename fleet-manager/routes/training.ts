@@ -18,10 +18,10 @@ import { receiveFile, prepareUploadDir, type ReceivedFile } from '../upload-file
 import type { Backbones } from '../backbones.js';
 import type { BackboneRecord } from '../backbone-store.js';
 import type { ControlStore } from '../control-store.js';
-import type { FleetImageStore } from '../image-store.js';
+import type { FleetImageStore, ResultKey } from '../image-store.js';
 import type { FleetStore } from '../store.js';
 import { isTerminal, type TrainingRunner } from '../training-runner.js';
-import { checkCounts, extractTrainingArchive, materialiseFleetImages } from '../training-sources.js';
+import { checkCounts, extractTrainingArchive, materialiseFleetImages, type FrameReview } from '../training-sources.js';
 import type { TrainingJob, TrainingStore } from '../training-store.js';
 import {
   BackboneParamsSchema,
@@ -60,6 +60,8 @@ export interface TrainingRouteDeps {
   control: Pick<ControlStore, 'getVersion'>;
   results: Pick<FleetStore, 'listResults'>;
   images: Pick<FleetImageStore, 'get'>;
+  /** Inspectors' reviews: a reviewed frame trains with its reviewed label (issue 16). */
+  reviewOf?: (key: ResultKey) => Promise<FrameReview | null>;
   /** Where archives are received (beside the jobs' folders). */
   uploadDir: string;
   limits: TrainingLimits;
@@ -175,7 +177,7 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRouteDeps> = async (app,
           await mkdir(data, { recursive: true });
           counts = archive
             ? await extractTrainingArchive(archive.file, options.kind, data, { maxImages: limits.maxImages })
-            : await materialiseFleetImages({ results: deps.results, images: deps.images }, options.kind, source as never, data, limits);
+            : await materialiseFleetImages({ results: deps.results, images: deps.images, ...(deps.reviewOf && { reviewOf: deps.reviewOf }) }, options.kind, source as never, data, limits);
           checkCounts(options.kind, counts, options.goodLabel);
         } catch (err) {
           await rm(workDir, { recursive: true, force: true });

@@ -82,6 +82,11 @@ test('every route of a full fleet declares a known permission; a route without o
   assert.equal(byRoute.get('POST /api/models/propose/:draft/register'), 'registry:write');
   assert.equal(byRoute.get('GET /api/edges/:id/telemetry'), 'fleet:read');
   assert.equal(byRoute.get('POST /api/edges/:id/threshold-preview'), 'config:write');
+  assert.equal(byRoute.get('PUT /api/results/:edgeId/:seq/review'), 'results:review');
+  assert.equal(byRoute.get('DELETE /api/results/:edgeId/:seq/review'), 'results:review');
+  assert.equal(byRoute.get('GET /api/review/queue'), 'results:read');
+  assert.equal(byRoute.get('GET /api/lines/:line/accuracy'), 'results:read');
+  assert.equal(byRoute.get('GET /api/datasets/export'), 'results:read');
 
   const bare = Fastify();
   installAuthorization(bare, { identity: {} as IdentityStore, logger: pino({ level: 'silent' }) });
@@ -153,6 +158,11 @@ const MATRIX: { method: string; path: string; body?: unknown; allowed: readonly 
   { method: 'GET', path: '/api/auth/me', allowed: PEOPLE },
   { method: 'GET', path: '/api/results', allowed: only('admin', 'release-manager', 'operator', 'inspector') },
   { method: 'GET', path: '/api/results/edge-1/1/image', allowed: only('admin', 'release-manager', 'operator', 'inspector') },
+  { method: 'GET', path: '/api/review/queue', allowed: only('admin', 'release-manager', 'operator', 'inspector') },
+  { method: 'GET', path: '/api/lines/L1/accuracy', allowed: only('admin', 'release-manager', 'operator', 'inspector') },
+  { method: 'GET', path: '/api/datasets/export?line=L1&format=coco', allowed: only('admin', 'release-manager', 'operator', 'inspector') },
+  { method: 'PUT', path: '/api/results/edge-1/1/review', body: { review: 'confirmed' }, allowed: only('admin', 'inspector') },
+  { method: 'DELETE', path: '/api/results/edge-1/1/review', allowed: only('admin', 'inspector') },
   { method: 'PUT', path: '/api/config', body: { thresholds: { default: 0.5 } }, allowed: only('admin', 'operator') },
   { method: 'PUT', path: '/api/lines/L1/config', body: { thresholds: { default: 0.5 } }, allowed: only('admin', 'operator') },
   { method: 'DELETE', path: '/api/edges/edge-1/config', allowed: only('admin', 'operator') },
