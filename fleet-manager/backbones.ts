@@ -9,13 +9,22 @@ import { mkdirSync } from 'node:fs';
 import { readFile, stat, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
-import { decodeOnnx } from '../models/onnx-inspect.js';
 import { OspreyError, safeLine } from '../protocol/errors.js';
 import { blobPath, moveIntoBlob, writeBlob } from './blob-files.js';
 import type { BackboneRecord, BackboneStore } from './backbone-store.js';
 import { prepareUploadDir } from './upload-file.js';
 
 /** Backbone names: like model names. */
+/**
+ * Refuses bytes that do not decode as ONNX (one line naming `label`). onnx-proto is loaded here,
+ * on the first upload, not when the fleet starts: the daemons load only the runtime part of
+ * models/ (test/models/daemon-imports.test.ts).
+ */
+async function checkOnnx(bytes: Uint8Array, label: string): Promise<void> {
+  const { decodeOnnx } = await import('../models/onnx-inspect.js');
+  decodeOnnx(bytes, label);
+}
+
 export const BACKBONE_NAME_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$';
 const NAME = new RegExp(BACKBONE_NAME_PATTERN);
 
@@ -66,7 +75,7 @@ export function createBackbones(opts: { store: BackboneStore; dataDir: string; l
 
   async function addBytes(name: string, bytes: Buffer, uploadedBy: string, label: string): Promise<BackboneRecord> {
     checkName(name);
-    decodeOnnx(bytes, label);
+    await checkOnnx(bytes, label);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     await writeBlob(root, sha256, bytes);
     return record(name, sha256, bytes.length, uploadedBy);
@@ -78,7 +87,7 @@ export function createBackbones(opts: { store: BackboneStore; dataDir: string; l
       try {
         checkName(name);
         const bytes = await readFile(file);
-        decodeOnnx(bytes, `backbone ${name}`);
+        await checkOnnx(bytes, `backbone ${name}`);
         const sha256 = createHash('sha256').update(bytes).digest('hex');
         await moveIntoBlob(root, sha256, file);
         return await record(name, sha256, bytes.length, uploadedBy);

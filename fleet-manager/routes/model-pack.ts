@@ -17,8 +17,6 @@ import { errorResponses } from '../http-schemas.js';
 import { ModelVersionViewSchema } from '../control-schemas.js';
 import { describePrincipal } from '../auth/principal.js';
 import { receiveFile, UPLOAD_SUFFIX, type ReceivedFile } from '../upload-file.js';
-import { inspectOnnxFile } from '../../models/onnx-inspect.js';
-import { packModel } from '../../models/pack.js';
 import { packageNameFromFile, proposeManifest } from '../../models/propose-manifest.js';
 import { smokeTestInChild } from '../../models/smoke-test.js';
 import { SIGNATURE_FILE } from '../../models/package-signature.js';
@@ -140,6 +138,8 @@ export const modelPackRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) 
       const fileName = req.query.file ?? 'model.onnx';
       let desc;
       try {
+        // Authoring code (onnx-proto) is loaded on first use, never at fleet start (daemon-imports test).
+        const { inspectOnnxFile } = await import('../../models/onnx-inspect.js');
         desc = await inspectOnnxFile(upload.file);
       } catch (err) {
         await unlink(upload.file).catch(() => undefined);
@@ -178,6 +178,7 @@ export const modelPackRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) 
   const pack = async (d: Draft, declarations: Declarations) => {
     const dir = join(registry.uploadDir, `pack-${randomBytes(6).toString('hex')}${UPLOAD_SUFFIX}`);
     try {
+      const { packModel } = await import('../../models/pack.js');
       const manifest = await packModel(d.upload.file, { ...declarations, name: declarations.name ?? packageNameFromFile(d.fileName), out: dir });
       return { dir, manifest };
     } catch (err) {

@@ -12,7 +12,7 @@ import * as ort from 'onnxruntime-node';
 import { OnnxModelBuilder } from '../../models/onnx-builder.js';
 import { createRng } from '../../models/prng.js';
 import type { InputTensor } from '../../models/tensor.js';
-import { percentile } from '../../models/train/calibration.js';
+import { OPERATING_POINTS, percentile } from '../../models/train/calibration.js';
 import { Extractor, inputSpec, listImages, readAll, readBackbone } from '../../models/train/extract.js';
 import { ANOMALY_RECIPE, buildGraph, cutFor, deriveSpec, featureCount, tapSpec } from '../../models/train/features-graph.js';
 
@@ -246,7 +246,7 @@ test('osprey train anomaly: the search on 24 MTD images reports every trial and 
   const ex = await Extractor.create(buildGraph(cutFor(await readBackbone(backbone), backbone, SQUEEZENET_TAPS), SQUEEZENET_TAPS), 'features', inputSpec(SQUEEZENET_TAPS));
   t.after(() => ex.close());
   const rows = await ex.runAll(files, await readAll(files), () => {});
-  const want = percentile(fitGaussian(rows, featureCount(SQUEEZENET_TAPS), 0.01).looScores, 95);
+  const want = percentile(fitGaussian(rows, featureCount(SQUEEZENET_TAPS), 0.01).looScores, OPERATING_POINTS.balanced);
   assert.ok(Math.abs(fixedCard.operatingPoint.rawThreshold - want) < 1e-6 * want, `${fixedCard.operatingPoint.rawThreshold} vs ${want}`);
   assert.equal(fixedRun.stderr.split('\n').filter((l) => /^[ *] \d+px /.test(l)).length, 0);
 });
