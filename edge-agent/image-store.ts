@@ -279,7 +279,7 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
    * Writes one image to `pending/` (temp file, then rename), its heatmap first, and adds it; false
    * when skipped for lack of room. A heatmap that does not fit or cannot be written is left out.
    */
-  async function write(storeId: string | undefined, seq: number, image: Buffer, heatmapPng: Buffer | undefined): Promise<boolean> {
+  async function write(storeId: string | undefined, seq: number, image: Buffer, heatmapPng: Buffer | undefined, at: number): Promise<boolean> {
     const ext = imageExtension(image);
     const dir = path.join(storeDir(storeId), 'pending');
     await mkdir(dir, { recursive: true });
@@ -310,9 +310,13 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
       skipped++;
       throw err;
     }
-    const kept: KeptImage = { storeId, seq, file, bytes: image.length, contentType: TYPES[ext]!, at: Date.now() };
+    const kept: KeptImage = { storeId, seq, file, bytes: image.length, contentType: TYPES[ext]!, at };
     if (heatmap) kept.heatmap = heatmap;
-    pending.push(kept);
+    // In the order keep() was called, not the order writes finished (a defect's image waits for its
+    // heatmap's write): the oldest result's image is evicted first.
+    let i = pending.length;
+    while (i > 0 && (pending[i - 1]!.at > at || (pending[i - 1]!.at === at && pending[i - 1]!.storeId === storeId && pending[i - 1]!.seq > seq))) i--;
+    pending.splice(i, 0, kept);
     bytes += sizeOf(kept);
     return true;
   }
@@ -332,7 +336,7 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
       writing++;
       let kept: boolean;
       try {
-        kept = await write(storeId, seq, image, heatmap);
+        kept = await write(storeId, seq, image, heatmap, Date.now());
       } finally {
         writing--;
       }

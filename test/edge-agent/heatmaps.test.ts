@@ -62,6 +62,14 @@ test('a heatmap counts toward the image quota, moves and is deleted with its ima
   assert.deepEqual(big.stats(), { images: 2, bytes: 300, pending: 2, evicted: 2, skipped: 0 });
 });
 
+test("images stay in the order they were kept though a defect's image waits for its heatmap's write", async (t) => {
+  const store = createImageStore({ dir: await tempDir(t), maxBytes: 1 << 20, logger: testLogger() });
+  await store.start();
+  // Seq 1 (a defect, two writes) and seq 2 (one write) at once, as consecutive frames are.
+  await Promise.all([store.keep(STORE, 1, jpeg(1), png(1)), store.keep(STORE, 2, jpeg(2))]);
+  assert.equal(store.nextPending()?.seq, 1, 'the oldest first: uploaded first, evicted first');
+});
+
 test('the disk floor: a heatmap is dropped before the image when only the image fits; the start-up scan re-attaches heatmaps and deletes orphans', async (t) => {
   const dir = await tempDir(t);
   let free = 10_000 + 100 + 20; // room above the floor for the image, not for its heatmap too
