@@ -130,6 +130,7 @@ test('the Edge page draws an anomaly heatmap over a defect image: opaque on the 
   assert.match(await legend.innerText(), /normal[\s\S]*anomalous[\s\S]*0\.5 threshold/);
   await figure.scrollIntoViewIfNeeded();
   await page.screenshot({ path: join(shots, 'console-edge-heatmap.png') });
+  await page.locator('.edge-results').screenshot({ path: join(shots, 'console-edge-heatmap-results.png') });
   const toggle = page.getByLabel('Show anomaly heatmaps');
   await toggle.uncheck();
   await figure.locator('.shot[data-heatmap="hidden"]').waitFor();

@@ -12,7 +12,10 @@ import sharp from 'sharp';
 import { pino } from 'pino';
 import { createEdgeAgent } from '../../edge-agent/edge-agent.js';
 import { parseEdgeConfig } from '../../edge-agent/config.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { createImageStore } from '../../edge-agent/image-store.js';
+import { createImageUploader } from '../../edge-agent/image-uploader.js';
 import { ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
 import { startFleet } from '../fleet-manager/control-helpers.js';
 import { enrolledCredentialFile } from '../helpers/edge-credential.js';
@@ -98,6 +101,50 @@ test('the disk floor: a heatmap is dropped before the image when only the image 
   await again.freeDisk(Number.MAX_SAFE_INTEGER); // the disk is never enough: everything goes
   assert.deepEqual(await files(dir), [], 'deleted with their images');
   assert.equal(again.stats().bytes, 0);
+});
+
+test('the uploader sends the heatmap after its image: a failure retries the heatmap alone, a refusal (an older fleet) never holds the image back', async (t) => {
+  const seen: string[] = [];
+  // A real HTTP server: the first heatmap PUT answers 503, seq 2's heatmap 404 (a fleet without the route).
+  let failHeatmapOnce = true;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      seen.push(`${req.method} ${req.url} ${req.headers['content-type']}`);
+      const heatmap = req.url!.includes('/heatmap');
+      const status = !heatmap ? 201 : req.url!.includes('/2/') ? 404 : failHeatmapOnce ? ((failHeatmapOnce = false), 503) : 201;
+      res.writeHead(status, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const images = createImageStore({ dir: await tempDir(t), maxBytes: 1 << 20, logger: testLogger() });
+  await images.start();
+  await images.keep(STORE, 1, jpeg(1), png(1));
+  await images.keep(STORE, 2, jpeg(2), png(2));
+  await images.keep(STORE, 3, jpeg(3));
+  const uploader = createImageUploader({
+    edgeId: 'e1',
+    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    images,
+    logger: testLogger(),
+    retryBaseMs: 5,
+    retryMaxMs: 20,
+    timeoutMs: 5000,
+  });
+  uploader.start();
+  t.after(() => uploader.close());
+  await waitFor(() => images.stats().pending === 0, 'all uploaded');
+  const q = `?store=${STORE}`;
+  assert.deepEqual(seen, [
+    `PUT /api/results/e1/1/image${q} image/jpeg`,
+    `PUT /api/results/e1/1/heatmap${q} image/png`,
+    `PUT /api/results/e1/1/heatmap${q} image/png`,
+    `PUT /api/results/e1/2/image${q} image/jpeg`,
+    `PUT /api/results/e1/2/heatmap${q} image/png`,
+    `PUT /api/results/e1/3/image${q} image/jpeg`,
+  ], 'the image once, its heatmap retried; a refused heatmap does not stop the queue');
+  assert.deepEqual(uploader.stats(), { uploaded: 3, failures: 1, refused: 0, heatmaps: 1 });
 });
 
 test("a real agent's defect frame sends its heatmap to a real fleet; an ok frame renders none and has none at the fleet", { timeout: 120_000 }, async (t) => {
