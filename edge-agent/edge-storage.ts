@@ -240,7 +240,7 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
     },
     wantsHeatmap(runner) {
       const p = sampler.policy;
-      return images !== undefined && runner.manifest.task === 'anomaly' && (p.keepDefectImages || p.uncertainBand > 0);
+      return images !== undefined && runner.manifest?.task === 'anomaly' && (p.keepDefectImages || p.uncertainBand > 0);
     },
     setSampling(sampling) {
       sampler.update(sampling);
