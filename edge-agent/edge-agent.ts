@@ -287,6 +287,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         m.observeFailure(err, model);
       },
       onSlotFree: () => folder?.poke(),
+      wantsHeatmap: (runner) => st.wantsHeatmap(runner),
     }));
 
     // Desired state: restores the last active version before the first frame is accepted.

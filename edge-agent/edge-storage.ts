@@ -20,6 +20,7 @@ import { createHysteresisAlarm } from './hysteresis-alarm.js';
 import { createImageSampler, type ImageSampler } from './image-sampling.js';
 import { createImageStore, IMAGE_QUOTA_ALARM, type ImageStore } from './image-store.js';
 import { createImageUploader, type ImageUploader } from './image-uploader.js';
+import type { ModelRunner } from '../models/types.js';
 import type { InspectOutcome } from './pipeline.js';
 import type { ResultStore } from './result-store.js';
 import { createRetention, RESULT_QUOTA_ALARM, type Retention } from './retention.js';
@@ -49,6 +50,11 @@ export interface EdgeStorage {
   start(): Promise<void>;
   /** After each answered frame: keeps its image when the sampling policy says so. Never throws. */
   onResult(outcome: InspectOutcome, image: Buffer | undefined): void;
+  /**
+   * Whether the pipeline should ask `runner` for an anomaly heatmap: an anomaly model, and a
+   * policy that may keep a defect frame's image (keepDefectImages, or an uncertain band).
+   */
+  wantsHeatmap(runner: ModelRunner): boolean;
   /** The fleet's sampling policy from desired state (absent fields: the local config). */
   setSampling(sampling: EdgeSettings['sampling'] | undefined): void;
   /** The fleet link is up again: retry uploads now. */
@@ -224,11 +230,17 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
       if (!images || !image || record.seq === 0) return;
       const reason = sampler.decide(record.verdict, record.score, inspection.threshold);
       if (!reason) return;
+      // The heatmap goes with a kept defect image only (the model renders none for an ok call).
+      const heatmap = record.verdict === 'defect' ? inspection.heatmapPng : undefined;
       const write = images
-        .keep(opts.store.storeId, record.seq, image)
+        .keep(opts.store.storeId, record.seq, image, heatmap)
         .catch((err: unknown) => log.warn({ err, seq: record.seq }, 'cannot keep image'))
         .finally(() => writes.delete(write));
       writes.add(write);
+    },
+    wantsHeatmap(runner) {
+      const p = sampler.policy;
+      return images !== undefined && runner.manifest?.task === 'anomaly' && (p.keepDefectImages || p.uncertainBand > 0);
     },
     setSampling(sampling) {
       sampler.update(sampling);

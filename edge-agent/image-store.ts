@@ -16,6 +16,13 @@
  * (`freeDisk`), images go until the disk has its floor again; with no image left to delete, the
  * new image is not kept (`skipped`), so images never take the space the result log needs. A write
  * that fails (ENOSPC) deletes its temp file: no 0-byte or partial file is left behind.
+ *
+ * An anomaly model's heatmap (a small PNG of where it looked) may travel with an image:
+ * `<seq>.heatmap.png` beside `<seq>.<ext>`, written first (temp file, rename) so a crash never
+ * leaves an image whose heatmap is half written; a heatmap without its image is deleted at start.
+ * It counts toward the same quota and disk floor, moves to `sent/` with its image and is deleted
+ * with it. When image and heatmap together would not fit, the image is kept without it: a heatmap
+ * never costs an image.
  */
 import { mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -23,6 +30,12 @@ import type { Logger } from 'pino';
 import { freeBytes as statfsFree } from './disk-space.js';
 
 export const IMAGE_QUOTA_ALARM = 'image-quota';
+
+/** A heatmap kept with an image. */
+export interface KeptHeatmap {
+  file: string;
+  bytes: number;
+}
 
 /** One kept image. */
 export interface KeptImage {
@@ -34,6 +47,8 @@ export interface KeptImage {
   contentType: string;
   /** When it was kept (ms); eviction order. */
   at: number;
+  /** The anomaly heatmap kept with it, if any (counted in the store's bytes, deleted with it). */
+  heatmap?: KeptHeatmap;
 }
 
 export interface ImageStoreStats {
@@ -49,8 +64,11 @@ export interface ImageStoreStats {
 export interface ImageStore {
   /** Scans the directory (removing partial files) and rebuilds the index. */
   start(): Promise<void>;
-  /** Keeps one image for result `seq` of store `storeId`; evicts the oldest while over quota. */
-  keep(storeId: string | undefined, seq: number, image: Buffer): Promise<void>;
+  /**
+   * Keeps one image for result `seq` of store `storeId`, with its anomaly heatmap (PNG) when given;
+   * evicts the oldest while over quota.
+   */
+  keep(storeId: string | undefined, seq: number, image: Buffer, heatmap?: Buffer): Promise<void>;
   /** The oldest image not yet uploaded, or undefined. */
   nextPending(): KeptImage | undefined;
   /** Moves an image to the uploaded side. */
@@ -83,6 +101,10 @@ export interface ImageStoreOptions {
 
 const LEGACY = 'legacy';
 const NAME = /^(\d+)\.(jpg|png|webp|tif|bmp|bin)$/;
+const HEATMAP_NAME = /^(\d+)\.heatmap\.png$/;
+const heatmapName = (seq: number) => `${seq}.heatmap.png`;
+/** Bytes an image takes with its heatmap. */
+const sizeOf = (img: KeptImage) => img.bytes + (img.heatmap?.bytes ?? 0);
 
 const TYPES: Record<string, string> = {
   jpg: 'image/jpeg',
@@ -124,50 +146,93 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
 
   const storeDir = (storeId: string | undefined) => path.join(opts.dir, storeId ?? LEGACY);
 
-  async function scan(side: 'pending' | 'sent'): Promise<KeptImage[]> {
-    const found: KeptImage[] = [];
+  /**
+   * Both sides of every store, oldest first. A heatmap is attached to the image of its seq in the
+   * same store on either side (a crash between the two renames of markSent leaves them apart);
+   * one without an image is deleted.
+   */
+  async function scan(): Promise<{ pending: KeptImage[]; sent: KeptImage[] }> {
+    const out = { pending: [] as KeptImage[], sent: [] as KeptImage[] };
     let stores: string[];
     try {
       stores = await readdir(opts.dir);
     } catch {
-      return found;
+      return out;
     }
     for (const store of stores) {
-      const dir = path.join(opts.dir, store, side);
-      let names: string[];
-      try {
-        names = await readdir(dir);
-      } catch {
-        continue;
-      }
-      for (const name of names) {
-        const file = path.join(dir, name);
-        const m = NAME.exec(name);
-        if (!m) {
-          // A write cut short by a crash; never a whole image.
-          if (name.endsWith('.tmp')) await unlink(file).catch(() => undefined);
+      const heatmaps = new Map<number, KeptHeatmap>();
+      const found: KeptImage[] = [];
+      for (const side of ['pending', 'sent'] as const) {
+        const dir = path.join(opts.dir, store, side);
+        let names: string[];
+        try {
+          names = await readdir(dir);
+        } catch {
           continue;
         }
-        const st = await stat(file).catch(() => undefined);
-        if (!st) continue;
-        found.push({
-          storeId: store === LEGACY ? undefined : store,
-          seq: Number(m[1]),
-          file,
-          bytes: st.size,
-          contentType: TYPES[m[2]!]!,
-          at: st.mtimeMs,
-        });
+        for (const name of names) {
+          const file = path.join(dir, name);
+          const h = HEATMAP_NAME.exec(name);
+          const m = h ? null : NAME.exec(name);
+          if (!h && !m) {
+            // A write cut short by a crash; never a whole image.
+            if (name.endsWith('.tmp')) await unlink(file).catch(() => undefined);
+            continue;
+          }
+          const st = await stat(file).catch(() => undefined);
+          if (!st) continue;
+          if (h) {
+            heatmaps.set(Number(h[1]), { file, bytes: st.size });
+            continue;
+          }
+          const img: KeptImage = {
+            storeId: store === LEGACY ? undefined : store,
+            seq: Number(m![1]),
+            file,
+            bytes: st.size,
+            contentType: TYPES[m![2]!]!,
+            at: st.mtimeMs,
+          };
+          found.push(img);
+          out[side].push(img);
+        }
       }
+      for (const img of found) {
+        const h = heatmaps.get(img.seq);
+        if (h) {
+          img.heatmap = h;
+          heatmaps.delete(img.seq);
+        }
+      }
+      // Heatmaps whose image is gone (evicted, or the crash came before the image's rename).
+      for (const h of heatmaps.values()) await unlink(h.file).catch(() => undefined);
     }
-    return found.sort((a, b) => a.at - b.at || a.seq - b.seq);
+    const order = (a: KeptImage, b: KeptImage) => a.at - b.at || a.seq - b.seq;
+    out.pending.sort(order);
+    out.sent.sort(order);
+    return out;
   }
 
   async function remove(img: KeptImage): Promise<void> {
-    bytes -= img.bytes;
-    await unlink(img.file).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') log.warn({ err, file: img.file }, 'cannot delete image');
-    });
+    bytes -= sizeOf(img);
+    for (const file of [img.file, ...(img.heatmap ? [img.heatmap.file] : [])]) {
+      await unlink(file).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') log.warn({ err, file }, 'cannot delete image');
+      });
+    }
+  }
+
+  /** Writes `data` to `file` through a temp file and a rename; no partial file is left behind. */
+  async function writeAtomic(file: string, data: Buffer): Promise<void> {
+    const tmp = `${file}.${process.pid}.${seqTmp++}.tmp`;
+    try {
+      await writeFile(tmp, data);
+      await rename(tmp, file);
+    } catch (err) {
+      // ENOSPC mid-write leaves a 0-byte or partial temp file: never keep it.
+      await unlink(tmp).catch(() => undefined);
+      throw err;
+    }
   }
 
   /** Deletes the oldest image, uploaded ones first; false when none is left. */
@@ -210,49 +275,68 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
     for (const fn of w) fn();
   }
 
-  /** Writes one image to `pending/` (temp file, then rename) and adds it; false when skipped for lack of room. */
-  async function write(storeId: string | undefined, seq: number, image: Buffer): Promise<boolean> {
+  /**
+   * Writes one image to `pending/` (temp file, then rename), its heatmap first, and adds it; false
+   * when skipped for lack of room. A heatmap that does not fit or cannot be written is left out.
+   */
+  async function write(storeId: string | undefined, seq: number, image: Buffer, heatmapPng: Buffer | undefined, at: number): Promise<boolean> {
     const ext = imageExtension(image);
     const dir = path.join(storeDir(storeId), 'pending');
     await mkdir(dir, { recursive: true });
     const file = path.join(dir, `${seq}.${ext}`);
-    if (minFree > 0 && !(await diskRoom(minFree + image.length))) {
-      skipped++;
-      log.warn({ seq, bytes: image.length, minFreeBytes: minFree }, 'data disk low and no image left to evict; image not kept');
-      return false;
+    let extra = heatmapPng && heatmapPng.length > 0 && image.length + heatmapPng.length <= opts.maxBytes ? heatmapPng : undefined;
+    if (minFree > 0 && !(await diskRoom(minFree + image.length + (extra?.length ?? 0)))) {
+      if (!extra || !(await diskRoom(minFree + image.length))) {
+        skipped++;
+        log.warn({ seq, bytes: image.length, minFreeBytes: minFree }, 'data disk low and no image left to evict; image not kept');
+        return false;
+      }
+      extra = undefined; // room for the image alone
     }
-    const tmp = `${file}.${process.pid}.${seqTmp++}.tmp`;
+    let heatmap: KeptHeatmap | undefined;
+    if (extra) {
+      const hfile = path.join(dir, heatmapName(seq));
+      try {
+        await writeAtomic(hfile, extra);
+        heatmap = { file: hfile, bytes: extra.length };
+      } catch (err) {
+        log.warn({ err, seq }, 'cannot write heatmap; image kept without it');
+      }
+    }
     try {
-      await writeFile(tmp, image);
-      await rename(tmp, file);
+      await writeAtomic(file, image);
     } catch (err) {
-      // ENOSPC mid-write leaves a 0-byte or partial temp file: never keep it.
-      await unlink(tmp).catch(() => undefined);
+      if (heatmap) await unlink(heatmap.file).catch(() => undefined);
       skipped++;
       throw err;
     }
-    pending.push({ storeId, seq, file, bytes: image.length, contentType: TYPES[ext]!, at: Date.now() });
-    bytes += image.length;
+    const kept: KeptImage = { storeId, seq, file, bytes: image.length, contentType: TYPES[ext]!, at };
+    if (heatmap) kept.heatmap = heatmap;
+    // In the order keep() was called, not the order writes finished (a defect's image waits for its
+    // heatmap's write): the oldest result's image is evicted first.
+    let i = pending.length;
+    while (i > 0 && (pending[i - 1]!.at > at || (pending[i - 1]!.at === at && pending[i - 1]!.storeId === storeId && pending[i - 1]!.seq > seq))) i--;
+    pending.splice(i, 0, kept);
+    bytes += sizeOf(kept);
     return true;
   }
 
   return {
     async start() {
-      pending = await scan('pending');
-      sent = await scan('sent');
-      bytes = [...pending, ...sent].reduce((sum, i) => sum + i.bytes, 0);
+      ({ pending, sent } = await scan());
+      bytes = [...pending, ...sent].reduce((sum, i) => sum + sizeOf(i), 0);
       log.info({ pending: pending.length, sent: sent.length, bytes }, 'image store opened');
       await evict();
       if (pending.length > 0) wake();
     },
-    async keep(storeId, seq, image) {
+    async keep(storeId, seq, image, heatmap) {
       if (closed || opts.maxBytes <= 0 || image.length > opts.maxBytes) return;
       // From the first await on, the image is on its way to `pending`: stats() counts it, so
       // "nothing pending" never holds while a kept image is still being written.
       writing++;
       let kept: boolean;
       try {
-        kept = await write(storeId, seq, image);
+        kept = await write(storeId, seq, image, heatmap, Date.now());
       } finally {
         writing--;
       }
@@ -275,10 +359,21 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // evicted while we waited
         throw err;
       }
+      let heatmap = img.heatmap;
+      if (heatmap) {
+        const hTarget = path.join(dir, path.basename(heatmap.file));
+        // A failed move leaves it where it is: still found by its seq at the next start.
+        heatmap = await rename(heatmap.file, hTarget).then(
+          () => ({ ...heatmap!, file: hTarget }),
+          (err: unknown) => (log.warn({ err, file: heatmap!.file }, 'cannot move heatmap to sent'), heatmap),
+        );
+      }
       // Re-find: keep() or evict() may have moved entries while we awaited.
       const j = pending.indexOf(img);
       if (j >= 0) pending.splice(j, 1);
-      sent.push({ ...img, file: target });
+      const moved: KeptImage = { ...img, file: target };
+      if (heatmap) moved.heatmap = heatmap;
+      sent.push(moved);
       if (pending.length === 0) evictedRecently = false;
     },
     async discard(img) {

@@ -8,6 +8,10 @@
  * outages and restarts; a failed attempt is retried with exponential backoff (capped), and
  * `poke()` (the fleet link coming back) retries at once. Images are small, so an interrupted
  * upload restarts from its first byte rather than resuming mid-file.
+ *
+ * An image kept with an anomaly heatmap is followed by `PUT …/{seq}/heatmap?store=` (image/png),
+ * and only counts as sent once both are: a heatmap that fails for a while is retried (the image is
+ * not sent again), one the fleet refuses for good is dropped and the image marked sent anyway.
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -35,6 +39,8 @@ export interface ImageUploaderStats {
   failures: number;
   /** Refused by the fleet for good (4xx other than 408/429): dropped locally, logged. */
   refused: number;
+  /** Heatmaps uploaded (with their images). */
+  heatmaps: number;
 }
 
 export interface ImageUploader {
@@ -49,7 +55,9 @@ export interface ImageUploader {
 /** Creates the uploader; nothing is sent until start(). */
 export function createImageUploader(opts: ImageUploaderOptions): ImageUploader {
   const log = opts.logger;
-  const stats: ImageUploaderStats = { uploaded: 0, failures: 0, refused: 0 };
+  const stats: ImageUploaderStats = { uploaded: 0, failures: 0, refused: 0, heatmaps: 0 };
+  /** The image whose own bytes are uploaded while its heatmap is still to go. */
+  let imageDone: KeptImage | undefined;
   const base = opts.baseUrl.replace(/\/+$/, '');
   let closed = false;
   let loop: Promise<void> | undefined;
@@ -73,28 +81,47 @@ export function createImageUploader(opts: ImageUploaderOptions): ImageUploader {
     });
   }
 
-  function urlFor(img: KeptImage): string {
+  function urlFor(img: KeptImage, kind: 'image' | 'heatmap'): string {
     const store = img.storeId === undefined ? '' : `?store=${encodeURIComponent(img.storeId)}`;
-    return `${base}/api/results/${encodeURIComponent(opts.edgeId)}/${img.seq}/image${store}`;
+    return `${base}/api/results/${encodeURIComponent(opts.edgeId)}/${img.seq}/${kind}${store}`;
   }
 
-  /** 'sent', 'refused' (do not retry) or 'retry'. */
+  /** The image, then its heatmap: 'sent', 'refused' (do not retry), 'retry' or 'gone'. */
   async function upload(img: KeptImage): Promise<'sent' | 'refused' | 'retry' | 'gone'> {
+    if (imageDone !== img) {
+      const outcome = await put(img, img.file, img.contentType, 'image');
+      if (outcome !== 'sent' || !img.heatmap) return outcome;
+      imageDone = img;
+    }
+    if (!img.heatmap) return 'sent';
+    const outcome = await put(img, img.heatmap.file, 'image/png', 'heatmap').catch((err: unknown) => {
+      log.warn({ err, file: img.heatmap!.file }, 'cannot read heatmap for upload');
+      return 'gone' as const;
+    });
+    if (outcome === 'retry') return 'retry';
+    // Refused or gone: the image is uploaded, and a heatmap never holds it back.
+    if (outcome === 'sent') stats.heatmaps++;
+    imageDone = undefined;
+    return 'sent';
+  }
+
+  /** PUTs one file of a kept image. */
+  async function put(img: KeptImage, file: string, contentType: string, kind: 'image' | 'heatmap'): Promise<'sent' | 'refused' | 'retry' | 'gone'> {
     let body: Buffer;
     try {
-      body = await readFile(img.file);
+      body = await readFile(file);
     } catch (err) {
       // Evicted by the quota between nextPending() and now, or removed by hand.
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
       throw err;
     }
     const sha256 = createHash('sha256').update(body).digest('hex');
-    const url = urlFor(img);
+    const url = urlFor(img, kind);
     try {
       const res = await request(url, {
         method: 'PUT',
         body,
-        headers: { ...opts.authHeaders?.(url), 'content-type': img.contentType, 'x-osprey-sha256': sha256 },
+        headers: { ...opts.authHeaders?.(url), 'content-type': contentType, 'x-osprey-sha256': sha256 },
         headersTimeout: opts.timeoutMs,
         bodyTimeout: opts.timeoutMs,
         signal: AbortSignal.timeout(opts.timeoutMs),
@@ -103,7 +130,7 @@ export function createImageUploader(opts: ImageUploaderOptions): ImageUploader {
       const text = await res.body.text();
       if (res.statusCode >= 200 && res.statusCode < 300) return 'sent';
       const permanent = res.statusCode >= 400 && res.statusCode < 500 && res.statusCode !== 408 && res.statusCode !== 429;
-      log.warn({ seq: img.seq, storeId: img.storeId, status: res.statusCode, body: text.slice(0, 200) }, 'image upload refused');
+      log.warn({ seq: img.seq, storeId: img.storeId, kind, status: res.statusCode, body: text.slice(0, 200) }, 'image upload refused');
       return permanent ? 'refused' : 'retry';
     } catch (err) {
       const code = String((err as NodeJS.ErrnoException).code ?? (err as Error).name);
@@ -133,6 +160,7 @@ export function createImageUploader(opts: ImageUploaderOptions): ImageUploader {
         lastErrorCode = undefined;
         await opts.images.markSent(img).catch((err: unknown) => log.error({ err, file: img.file }, 'cannot mark image uploaded'));
       } else if (outcome === 'refused' || outcome === 'gone') {
+        imageDone = undefined;
         if (outcome === 'refused') stats.refused++;
         await opts.images.discard(img);
       } else {

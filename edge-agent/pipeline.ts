@@ -52,6 +52,12 @@ export interface PipelineOptions {
   shadowWaitMs?: number;
   /** Called whenever a slot frees up (hot folder uses it to pull the next file). */
   onSlotFree?: () => void;
+  /**
+   * Asked before each frame: whether to ask `runner` for an anomaly heatmap (InspectOptions.heatmap;
+   * the model renders one only on a defect call, so ok frames pay nothing). It comes back on the
+   * outcome's inspection.heatmapPng for onResult. Must not throw. Default: never.
+   */
+  wantsHeatmap?: (runner: ModelRunner) => boolean;
 }
 
 export interface Pipeline {
@@ -133,6 +139,14 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
   let drainWaiters: (() => void)[] = [];
 
   const depth = () => queue.length + running;
+  const wantsHeatmap = (runner: ModelRunner): boolean => {
+    try {
+      return opts.wantsHeatmap?.(runner) ?? false;
+    } catch (err) {
+      log.error({ err }, 'heatmap hook threw');
+      return false;
+    }
+  };
 
   function fail(err: OspreyError, meta: FrameMeta, modelId?: string): OspreyError {
     try {
@@ -246,6 +260,8 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     const candidate = shadow;
     const frameThresholds = thresholds;
     const options: InspectOptions = frameThresholds ? { thresholds: frameThresholds } : {};
+    // The shadow candidate never renders one: its outcome is a verdict, not evidence.
+    const activeOptions: InspectOptions = wantsHeatmap(runner) ? { ...options, heatmap: true } : options;
     const failed = (err: unknown) => {
       const ospErr = asOspreyError(err);
       if (!isOspreyError(err)) log.error({ err, model: runner.id }, 'frame failed unexpectedly');
@@ -254,7 +270,7 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     };
     let inspection: Inspection;
     try {
-      inspection = await runner.inspect(job.image, options);
+      inspection = await runner.inspect(job.image, activeOptions);
     } catch (err) {
       failed(err);
       return;

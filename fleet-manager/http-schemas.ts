@@ -40,6 +40,7 @@ export const ResultViewSchema = Type.Object(
     detections: Type.Optional(Type.Array(DetectionSchema)),
     storeId: Type.Optional(Type.String({ description: 'the edge result store; absent for edges that send none' })),
     hasImage: Type.Boolean({ description: 'an image is stored: GET /api/results/:edgeId/:seq/image (?store= when given)' }),
+    hasHeatmap: Type.Optional(Type.Boolean({ description: "an anomaly heatmap is stored: GET /api/results/:edgeId/:seq/heatmap (?store= when given); present only when true" })),
   },
   strict,
 );

@@ -8,6 +8,10 @@
  * Idempotent: uploading the same bytes for the same result again changes nothing; the same
  * bytes for another result share the blob. A different image for a result that already has one
  * is a conflict (the edge's store went back in time), never a silent replacement.
+ *
+ * Two kinds per result key: the frame (`image`, table `result_images`) and an anomaly model's
+ * heatmap (`heatmap`, table `result_heatmaps`, same columns and rules), sharing the blob
+ * directory and the quota.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -33,6 +37,10 @@ export interface StoredImage extends ResultKey {
   file: string;
 }
 
+/** What is stored for a result: its frame, or its anomaly heatmap (PNG). */
+export type ImageKind = 'image' | 'heatmap';
+export const IMAGE_KINDS: readonly ImageKind[] = ['image', 'heatmap'];
+
 export interface PutImageOutcome {
   image: StoredImage;
   /** False when this exact image was already linked to this result (a repeated upload). */
@@ -45,13 +53,13 @@ export interface FleetImageStore {
    * (OSP_ERR_IMAGE_CHECKSUM otherwise); another image already linked to the result is
    * OSP_ERR_CONFLICT.
    */
-  put(key: ResultKey, bytes: Buffer, contentType: string, sha256?: string): Promise<PutImageOutcome>;
-  /** The image of one result, or null. */
-  get(key: ResultKey): Promise<StoredImage | null>;
-  /** Images linked to (edge, seq) in any store (more than one only after an edge database was replaced). */
-  find(edgeId: string, seq: number): Promise<StoredImage[]>;
-  /** Which of these results have an image, as `edgeId/storeId/seq` strings. */
-  has(keys: readonly ResultKey[]): Promise<Set<string>>;
+  put(key: ResultKey, bytes: Buffer, contentType: string, sha256?: string, kind?: ImageKind): Promise<PutImageOutcome>;
+  /** The image (or heatmap) of one result, or null. */
+  get(key: ResultKey, kind?: ImageKind): Promise<StoredImage | null>;
+  /** Images (or heatmaps) linked to (edge, seq) in any store (more than one only after an edge database was replaced). */
+  find(edgeId: string, seq: number, kind?: ImageKind): Promise<StoredImage[]>;
+  /** Which of these results have an image (or heatmap), as `edgeId/storeId/seq` strings. */
+  has(keys: readonly ResultKey[], kind?: ImageKind): Promise<Set<string>>;
   close(): Promise<void>;
 }
 
@@ -71,6 +79,18 @@ CREATE TABLE IF NOT EXISTS result_images (
 ) WITHOUT ROWID;
 -- (edge, seq) lookups without the store, for GET /api/results/:edgeId/:seq/image.
 CREATE INDEX IF NOT EXISTS result_images_edge_seq ON result_images (edge_id, seq);
+-- Anomaly heatmaps: the same key, a second kind beside the image.
+CREATE TABLE IF NOT EXISTS result_heatmaps (
+  edge_id TEXT NOT NULL,
+  store_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  PRIMARY KEY (edge_id, store_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS result_heatmaps_edge_seq ON result_heatmaps (edge_id, seq);
 `;
 
 interface Row {
@@ -106,15 +126,19 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
 
-  const st = {
-    used: db.prepare<[], { used: number }>('SELECT COALESCE(SUM(bytes), 0) AS used FROM (SELECT MAX(bytes) AS bytes FROM result_images GROUP BY sha256)'),
-    get: db.prepare<[string, string, number], Row>('SELECT * FROM result_images WHERE edge_id = ? AND store_id = ? AND seq = ?'),
-    find: db.prepare<[string, number], Row>('SELECT * FROM result_images WHERE edge_id = ? AND seq = ? ORDER BY received_at'),
+  const used0 = db.prepare<[], { used: number }>(
+    `SELECT COALESCE(SUM(bytes), 0) AS used FROM (SELECT sha256, MAX(bytes) AS bytes FROM
+       (SELECT sha256, bytes FROM result_images UNION ALL SELECT sha256, bytes FROM result_heatmaps) GROUP BY sha256)`,
+  );
+  const statements = (table: string) => ({
+    get: db.prepare<[string, string, number], Row>(`SELECT * FROM ${table} WHERE edge_id = ? AND store_id = ? AND seq = ?`),
+    find: db.prepare<[string, number], Row>(`SELECT * FROM ${table} WHERE edge_id = ? AND seq = ? ORDER BY received_at`),
     insert: db.prepare<Row>(
-      `INSERT OR IGNORE INTO result_images (edge_id, store_id, seq, sha256, content_type, bytes, received_at)
+      `INSERT OR IGNORE INTO ${table} (edge_id, store_id, seq, sha256, content_type, bytes, received_at)
        VALUES (@edge_id, @store_id, @seq, @sha256, @content_type, @bytes, @received_at)`,
     ),
-  };
+  });
+  const byKind = { image: statements('result_images'), heatmap: statements('result_heatmaps') };
 
   const blobPath = (sha: string) => blobFile(opts.dir, sha);
   const writeBlob = (sha: string, bytes: Buffer) => writeBlobFile(opts.dir, sha, bytes);
@@ -132,10 +156,11 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
   let closed = false;
   const maxBytes = opts.maxBytes ?? Infinity;
   // Bytes of distinct blobs; images are never deleted yet, so it only grows from here.
-  let used = st.used.get()!.used;
+  let used = used0.get()!.used;
 
   return {
-    async put(key, bytes, contentType, claimed) {
+    async put(key, bytes, contentType, claimed, kind = 'image') {
+      const st = byKind[kind];
       const sha = createHash('sha256').update(bytes).digest('hex');
       if (claimed !== undefined && claimed.toLowerCase() !== sha) {
         throw new OspreyError('OSP_ERR_IMAGE_CHECKSUM', `image sha256 is ${sha}, the sender named ${claimed}`);
@@ -145,7 +170,7 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
         if (before.sha256 !== sha) {
           throw new OspreyError(
             'OSP_ERR_CONFLICT',
-            `result ${key.edgeId}/${key.seq}${key.storeId ? ` (store ${key.storeId})` : ''} already has another image (${before.sha256})`,
+            `result ${key.edgeId}/${key.seq}${key.storeId ? ` (store ${key.storeId})` : ''} already has another ${kind} (${before.sha256})`,
           );
         }
         // Repeated upload; make sure the blob is still there (it is written before the link).
@@ -171,19 +196,20 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
       };
       const created = st.insert.run(row).changes === 1;
       const stored = created ? row : st.get.get(key.edgeId, key.storeId, key.seq)!;
-      if (stored.sha256 !== sha) throw new OspreyError('OSP_ERR_CONFLICT', `result ${key.edgeId}/${key.seq} already has another image`);
-      log.debug({ edgeId: key.edgeId, storeId: key.storeId, seq: key.seq, sha256: sha, bytes: bytes.length }, 'image stored');
+      if (stored.sha256 !== sha) throw new OspreyError('OSP_ERR_CONFLICT', `result ${key.edgeId}/${key.seq} already has another ${kind}`);
+      log.debug({ edgeId: key.edgeId, storeId: key.storeId, seq: key.seq, kind, sha256: sha, bytes: bytes.length }, 'image stored');
       return { image: toImage(stored), created };
     },
-    async get(key) {
-      const r = st.get.get(key.edgeId, key.storeId, key.seq);
+    async get(key, kind = 'image') {
+      const r = byKind[kind].get.get(key.edgeId, key.storeId, key.seq);
       return r ? toImage(r) : null;
     },
-    async find(edgeId, seq) {
-      return st.find.all(edgeId, seq).map(toImage);
+    async find(edgeId, seq, kind = 'image') {
+      return byKind[kind].find.all(edgeId, seq).map(toImage);
     },
-    async has(keys) {
+    async has(keys, kind = 'image') {
       const found = new Set<string>();
+      const st = byKind[kind];
       for (const k of keys) if (st.get.get(k.edgeId, k.storeId, k.seq)) found.add(resultKeyString(k));
       return found;
     },

@@ -1,12 +1,14 @@
 /**
  * An edge's latest results (`GET /api/results?edge=`), each with its kept image
  * (`GET /api/results/:edge/:seq/image`) and the model's detection boxes drawn over it in SVG,
- * scaled from the image's own pixels. Re-read when the fleet stores more of the edge's results
- * (its ack moves on the event stream).
+ * scaled from the image's own pixels, and an anomaly model's heatmap as a see-through overlay
+ * (result-image.tsx; a toggle hides the heatmaps, a legend reads their colours). Re-read when the
+ * fleet stores more of the edge's results (its ack moves on the event stream).
  */
 import { useEffect, useState } from 'preact/hooks';
 import type { Api, EdgeView } from './api.js';
 import { clock, num } from './format.js';
+import { HeatmapLegend, ResultImage } from './result-image.js';
 
 export interface ResultView {
   edgeId: string;
@@ -21,6 +23,7 @@ export interface ResultView {
   latencyMs: number;
   detections?: { label: string; score: number; box: [number, number, number, number] }[];
   hasImage: boolean;
+  hasHeatmap?: boolean;
 }
 
 const SHOWN = 8;
@@ -29,6 +32,7 @@ const SHOWN = 8;
 export function EdgeResults({ api, edge, onLabels }: { api: Api; edge: EdgeView; onLabels: (labels: string[]) => void }) {
   const [items, setItems] = useState<ResultView[] | null>(null);
   const [error, setError] = useState<string | null>(null);
+  const [heatmaps, setHeatmaps] = useState(true);
   useEffect(() => {
     let gone = false;
     api.get<{ items: ResultView[] }>(`/api/results?edge=${encodeURIComponent(edge.id)}&limit=${SHOWN}`).then(
@@ -49,13 +53,21 @@ export function EdgeResults({ api, edge, onLabels }: { api: Api; edge: EdgeView;
       <h2>Recent results</h2>
       {error && <p class="error">{error}</p>}
       {items && items.length === 0 && <p class="muted">No results stored yet.</p>}
+      {items && items.some((r) => r.hasImage && r.hasHeatmap) && (
+        <div class="heatmap-controls">
+          <label>
+            <input type="checkbox" checked={heatmaps} onChange={(e) => setHeatmaps((e.target as HTMLInputElement).checked)} /> Show anomaly heatmaps
+          </label>
+          {heatmaps && <HeatmapLegend />}
+        </div>
+      )}
       {items && items.some((r) => r.hasImage) && (
         <div class="result-grid">
           {items
             .filter((r) => r.hasImage)
             .map((r) => (
               <figure key={`${r.storeId ?? ''}-${r.seq}`} class={`result ${r.verdict}`} data-seq={r.seq} data-verdict={r.verdict}>
-                <ResultImage result={r} />
+                <ResultImage result={r} showHeatmap={heatmaps} />
                 <figcaption>
                   <strong class={`verdict ${r.verdict}`}>{r.verdict}</strong> {r.label} · {num(r.score, 3)}
                   <br />
@@ -98,36 +110,5 @@ export function EdgeResults({ api, edge, onLabels }: { api: Api; edge: EdgeView;
         </table>
       )}
     </section>
-  );
-}
-
-/** The result's image with its detection boxes over it (SVG in the image's pixel space). */
-export function ResultImage({ result }: { result: ResultView }) {
-  const [size, setSize] = useState<{ w: number; h: number } | null>(null);
-  const src = `/api/results/${encodeURIComponent(result.edgeId)}/${result.seq}/image${result.storeId ? `?store=${encodeURIComponent(result.storeId)}` : ''}`;
-  const boxes = result.detections ?? [];
-  return (
-    <div class="shot">
-      <img src={src} alt={`result ${result.seq}: ${result.verdict} ${result.label}`} loading="lazy" onLoad={(e) => {
-        const img = e.target as HTMLImageElement;
-        setSize({ w: img.naturalWidth, h: img.naturalHeight });
-      }} />
-      {size && boxes.length > 0 && (
-        <svg class="boxes" viewBox={`0 0 ${size.w} ${size.h}`} preserveAspectRatio="none" data-boxes={boxes.length}>
-          {boxes.map((d, i) => {
-            const [x1, y1, x2, y2] = d.box;
-            const stroke = Math.max(1, size.w / 160);
-            return (
-              <g key={i} class="box">
-                <rect x={x1} y={y1} width={Math.max(0, x2 - x1)} height={Math.max(0, y2 - y1)} stroke-width={stroke} />
-                <text x={x1 + stroke} y={Math.max(y1 - stroke * 2, size.h / 18)} font-size={size.h / 16}>
-                  {d.label} {num(d.score, 2)}
-                </text>
-              </g>
-            );
-          })}
-        </svg>
-      )}
-    </div>
   );
 }

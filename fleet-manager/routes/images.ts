@@ -1,7 +1,8 @@
 /**
  * Result images over HTTP (issue 5): edges upload kept images with
  * `PUT /api/results/:edgeId/:seq/image?store=ID` (idempotent), people and tools fetch them with
- * `GET /api/results/:edgeId/:seq/image[?store=ID]`.
+ * `GET /api/results/:edgeId/:seq/image[?store=ID]`. An anomaly model's heatmap (PNG) of a kept
+ * defect image travels the same way at `…/:seq/heatmap` (same rules; stored beside the image).
  *
  * An upload is an edge's, for its own results only: the credential's edge must be `:edgeId`
  * (403), and the seq one that edge has produced as far as the fleet knows (see `checkProduced`),
@@ -14,7 +15,7 @@ import { OspreyError } from '../../protocol/errors.js';
 import { StoreIdSchema } from '../../protocol/messages.js';
 import { EDGE_ID_PATTERN } from '../../protocol/topics.js';
 import { errorResponses } from '../http-schemas.js';
-import type { FleetImageStore, StoredImage } from '../image-store.js';
+import { IMAGE_KINDS, type FleetImageStore, type ImageKind, type StoredImage } from '../image-store.js';
 import type { FleetStore } from '../store.js';
 import { lastSeqOf } from '../edge-last-seq.js';
 import { can } from '../auth/principal.js';
@@ -39,6 +40,8 @@ const ParamsSchema = Type.Object(
 );
 const QuerySchema = Type.Object({ store: Type.Optional(StoreIdSchema) }, { additionalProperties: false });
 const HeadersSchema = Type.Object({ 'x-osprey-sha256': Type.Optional(Type.String({ pattern: '^[0-9a-fA-F]{64}$' })) });
+/** A heatmap is rendered by the edge as PNG; nothing else is taken for it. */
+const HEATMAP_TYPE = 'image/png';
 
 export const ImageReceiptSchema = Type.Object(
   {
@@ -129,69 +132,76 @@ export const imageRoutes: FastifyPluginAsync<ImageUploadDeps> = async (app, deps
     }
   };
 
-  app.put<Req>(
-    '/api/results/:edgeId/:seq/image',
-    {
-      // Edge data, not a change people make: not audited (the result's ingest is not either).
-      config: { permission: 'images:upload', audit: false },
-      bodyLimit: deps.maxImageBytes,
-      // The memory cap first: it reserves in the same turn as the headers arrive, whoever is asking.
-      onRequest: [reserve, authorizeUpload],
-      schema: {
-        params: ParamsSchema,
-        querystring: QuerySchema,
-        headers: HeadersSchema,
-        response: { 200: ImageReceiptSchema, 201: ImageReceiptSchema, ...errorResponses },
-      },
-    },
-    async (req, reply) => {
-      if (!Buffer.isBuffer(req.body)) {
-        throw new OspreyError('OSP_ERR_CONTENT_TYPE', `send the image bytes as one of ${IMAGE_UPLOAD_TYPES.join(', ')}`);
-      }
-      if (req.body.length === 0) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'the image has zero bytes');
-      const contentType = String(req.headers['content-type']).split(';')[0]!.trim().toLowerCase();
-      const key = { edgeId: req.params.edgeId, storeId: req.query.store ?? '', seq: req.params.seq };
-      const { image, created } = await deps.images.put(key, req.body, contentType, req.headers['x-osprey-sha256']);
-      return reply.code(created ? 201 : 200).send({
-        edgeId: image.edgeId,
-        storeId: image.storeId || null,
-        seq: image.seq,
-        sha256: image.sha256,
-        bytes: image.bytes,
-        contentType: image.contentType,
-        created,
-      });
-    },
-  );
+  for (const kind of IMAGE_KINDS) registerKind(kind);
 
-  app.get<Req>(
-    '/api/results/:edgeId/:seq/image',
-    { config: { permission: 'results:read' }, schema: { params: ParamsSchema, querystring: QuerySchema, response: errorResponses } },
-    async (req, reply) => {
-      const { store } = req.query;
-      let image: StoredImage | null;
-      if (store !== undefined) image = await deps.images.get({ edgeId: req.params.edgeId, storeId: store, seq: req.params.seq });
-      else {
-        const found = await deps.images.find(req.params.edgeId, req.params.seq);
-        // Two stores of one edge (a replaced database) can both have this seq: never guess which.
-        if (found.length > 1) {
-          throw new OspreyError(
-            'OSP_ERR_CONFLICT',
-            `result ${describe(req.params)} exists in ${found.length} stores of this edge; add ?store= (${found.map((i) => i.storeId || "''").join(', ')})`,
-          );
+  function registerKind(kind: ImageKind): void {
+    app.put<Req>(
+      `/api/results/:edgeId/:seq/${kind}`,
+      {
+        // Edge data, not a change people make: not audited (the result's ingest is not either).
+        config: { permission: 'images:upload', audit: false },
+        bodyLimit: deps.maxImageBytes,
+        // The memory cap first: it reserves in the same turn as the headers arrive, whoever is asking.
+        onRequest: [reserve, authorizeUpload],
+        schema: {
+          params: ParamsSchema,
+          querystring: QuerySchema,
+          headers: HeadersSchema,
+          response: { 200: ImageReceiptSchema, 201: ImageReceiptSchema, ...errorResponses },
+        },
+      },
+      async (req, reply) => {
+        if (!Buffer.isBuffer(req.body)) {
+          throw new OspreyError('OSP_ERR_CONTENT_TYPE', `send the image bytes as one of ${IMAGE_UPLOAD_TYPES.join(', ')}`);
         }
-        image = found[0] ?? null;
-      }
-      if (!image) throw new OspreyError('OSP_ERR_NOT_FOUND', `no image for result ${describe(req.params, store)}`);
-      const stream = createReadStream(image.file);
-      // The bytes of a result never change: cache them for good, keyed by their hash.
-      return reply
-        .header('content-type', image.contentType)
-        .header('content-length', String(image.bytes))
-        .header('etag', `"${image.sha256}"`)
-        .header('cache-control', 'private, max-age=31536000, immutable')
-        .header('x-osprey-sha256', image.sha256)
-        .send(stream);
-    },
-  );
+        if (req.body.length === 0) throw new OspreyError('OSP_ERR_BAD_REQUEST', `the ${kind} has zero bytes`);
+        const contentType = String(req.headers['content-type']).split(';')[0]!.trim().toLowerCase();
+        if (kind === 'heatmap' && contentType !== HEATMAP_TYPE) {
+          throw new OspreyError('OSP_ERR_CONTENT_TYPE', `a heatmap is sent as ${HEATMAP_TYPE}, not ${contentType}`);
+        }
+        const key = { edgeId: req.params.edgeId, storeId: req.query.store ?? '', seq: req.params.seq };
+        const { image, created } = await deps.images.put(key, req.body, contentType, req.headers['x-osprey-sha256'], kind);
+        return reply.code(created ? 201 : 200).send({
+          edgeId: image.edgeId,
+          storeId: image.storeId || null,
+          seq: image.seq,
+          sha256: image.sha256,
+          bytes: image.bytes,
+          contentType: image.contentType,
+          created,
+        });
+      },
+    );
+
+    app.get<Req>(
+      `/api/results/:edgeId/:seq/${kind}`,
+      { config: { permission: 'results:read' }, schema: { params: ParamsSchema, querystring: QuerySchema, response: errorResponses } },
+      async (req, reply) => {
+        const { store } = req.query;
+        let image: StoredImage | null;
+        if (store !== undefined) image = await deps.images.get({ edgeId: req.params.edgeId, storeId: store, seq: req.params.seq }, kind);
+        else {
+          const found = await deps.images.find(req.params.edgeId, req.params.seq, kind);
+          // Two stores of one edge (a replaced database) can both have this seq: never guess which.
+          if (found.length > 1) {
+            throw new OspreyError(
+              'OSP_ERR_CONFLICT',
+              `result ${describe(req.params)} exists in ${found.length} stores of this edge; add ?store= (${found.map((i) => i.storeId || "''").join(', ')})`,
+            );
+          }
+          image = found[0] ?? null;
+        }
+        if (!image) throw new OspreyError('OSP_ERR_NOT_FOUND', `no ${kind} for result ${describe(req.params, store)}`);
+        const stream = createReadStream(image.file);
+        // The bytes of a result never change: cache them for good, keyed by their hash.
+        return reply
+          .header('content-type', image.contentType)
+          .header('content-length', String(image.bytes))
+          .header('etag', `"${image.sha256}"`)
+          .header('cache-control', 'private, max-age=31536000, immutable')
+          .header('x-osprey-sha256', image.sha256)
+          .send(stream);
+      },
+    );
+  }
 };

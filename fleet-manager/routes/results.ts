@@ -30,7 +30,11 @@ export const resultRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => 
       const page = await deps.store.listResults(query);
       const keys = page.items.map((r) => ({ edgeId: r.edgeId, storeId: r.storeId ?? '', seq: r.seq }));
       const withImage = deps.images ? await deps.images.has(keys) : new Set<string>();
-      const items = page.items.map((r, i) => ({ ...toView(r), hasImage: withImage.has(resultKeyString(keys[i]!)) }));
+      const withHeatmap = deps.images ? await deps.images.has(keys, 'heatmap') : new Set<string>();
+      const items = page.items.map((r, i) => {
+        const key = resultKeyString(keys[i]!);
+        return { ...toView(r), hasImage: withImage.has(key), ...(withHeatmap.has(key) && { hasHeatmap: true }) };
+      });
       return { items, nextCursor: page.next ? encodeCursor(page.next) : null };
     },
   );

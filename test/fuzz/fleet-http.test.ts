@@ -90,6 +90,7 @@ const GET_ROUTES: { path: string; query: readonly string[] }[] = [
   { path: '/api/lines/:line/config', query: [] },
   { path: '/api/results', query: ['limit', 'cursor', 'offset', 'edge', 'line', 'verdict', 'label', 'model', 'from', 'to'] },
   { path: '/api/results/:edgeId/:seq/image', query: ['store'] },
+  { path: '/api/results/:edgeId/:seq/heatmap', query: ['store'] },
   { path: '/api/config', query: [] },
   { path: '/api/models', query: [] },
   { path: '/api/models/:name/versions', query: [] },
