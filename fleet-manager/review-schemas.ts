@@ -48,6 +48,7 @@ export const QueueItemSchema = Type.Object(
     detections: Type.Optional(Type.Array(DetectionSchema)),
     labels: Type.Array(Type.String(), { description: "the model's labels (its manifest), for the label picker" }),
     image: Type.String({ description: 'URL of the frame (GET, results:read)' }),
+    heatmap: Type.Optional(Type.String({ description: "URL of the frame's anomaly heatmap (PNG) when the edge uploaded one" })),
   },
   strict,
 );

@@ -52,7 +52,7 @@ export function heatAlpha(t: number): number {
 }
 
 /** The heatmap drawn onto a canvas with per-pixel opacity; the canvas is stretched over the image by CSS. */
-function HeatmapCanvas({ src }: { src: string }) {
+export function HeatmapCanvas({ src }: { src: string }) {
   const canvas = useRef<HTMLCanvasElement>(null);
   const [failed, setFailed] = useState(false);
   useEffect(() => {

@@ -4,6 +4,7 @@
  * M missed defect, L label, U or ← undo), big buttons for a tablet. The next frames are preloaded,
  * reviews are sent in order in the background, and the line's accuracy panel follows them.
  */
+import { HeatmapCanvas } from './result-image.js';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Api, SessionInfo } from './api.js';
 import type { Fleet } from './live.js';
@@ -257,7 +258,7 @@ function pickable(item: QueueItem, items: QueueItem[]): string[] {
   return known.filter((l) => l !== item.label).slice(0, 9);
 }
 
-/** The frame, as large as the screen allows, with the model's boxes drawn over it. */
+/** The frame, as large as the screen allows, with the model's anomaly heatmap and boxes drawn over it. */
 function Frame({ item }: { item: QueueItem }) {
   // Keyed by the image, so a frame never takes the previous frame's size.
   const [loaded, setLoaded] = useState<{ src: string; w: number; h: number } | null>(null);
@@ -276,6 +277,7 @@ function Frame({ item }: { item: QueueItem }) {
             setLoaded({ src: item.image, w: img.naturalWidth, h: img.naturalHeight });
           }}
         />
+        {size && item.heatmap && <HeatmapCanvas src={item.heatmap} />}
         {size && item.detections && item.detections.length > 0 && (
           <svg class="boxes" viewBox={`0 0 ${size.w} ${size.h}`} preserveAspectRatio="none" data-testid="boxes">
             {item.detections.map((d, i) => (

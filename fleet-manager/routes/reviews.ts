@@ -46,7 +46,7 @@ export interface ReviewRouteDeps {
 const PAGE = 200;
 
 /** The image URL of a result, as the image routes answer it. */
-export const imageUrl = (k: ResultKey) => `/api/results/${encodeURIComponent(k.edgeId)}/${k.seq}/image${k.storeId ? `?store=${encodeURIComponent(k.storeId)}` : ''}`;
+export const imageUrl = (k: ResultKey, kind: 'image' | 'heatmap' = 'image') => `/api/results/${encodeURIComponent(k.edgeId)}/${k.seq}/${kind}${k.storeId ? `?store=${encodeURIComponent(k.storeId)}` : ''}`;
 
 export const reviewView = (r: ReviewRecord): ReviewView => ({ ...r, storeId: r.storeId || null });
 
@@ -80,7 +80,7 @@ export const reviewRoutes: FastifyPluginAsync<ReviewRouteDeps> = async (app, dep
         });
         scanned += page.items.length;
         const keys = page.items.map(keyOf);
-        const [withImage, reviewed] = await Promise.all([deps.images.has(keys), deps.reviews.reviewed(keys)]);
+        const [withImage, withHeatmap, reviewed] = await Promise.all([deps.images.has(keys), deps.images.has(keys, 'heatmap'), deps.reviews.reviewed(keys)]);
         for (const [i, r] of page.items.entries()) {
           const k = resultKeyString(keys[i]!);
           if (!withImage.has(k) || reviewed.has(k)) continue;
@@ -104,6 +104,7 @@ export const reviewRoutes: FastifyPluginAsync<ReviewRouteDeps> = async (app, dep
             image: imageUrl(keys[i]!),
           };
           if (r.detections) item.detections = r.detections;
+          if (withHeatmap.has(k)) item.heatmap = imageUrl(keys[i]!, 'heatmap');
           found.push(item);
           if (q.order === 'newest' && found.length >= q.limit) break;
         }
