@@ -5,6 +5,7 @@
  * every edge enrolls with a one-time token for its own credential, and the registry accepts only
  * packages signed by the demo's publisher key, which lives outside the fleet's data directory.
  */
+import { PUBLIC_KEY_FILE } from '../fleet-manager/signing-keys.js';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -80,7 +81,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
       dataDir: fleetDir,
       http: { host: '127.0.0.1', port },
       mqtt: { host: '127.0.0.1', port: 0 },
-      registry: { publisherKeys: [{ id: publisher.id, publicKeyFile: publisher.publicKeyFile }] },
+      // The demo is one person's whole plant: the pack wizard may register what the fleet packs
+      // (signed with the fleet key), and the edges below trust that key too, so versions trained or
+      // packed in the console deploy. A real fleet decides both per plant (docs/SECURITY.md).
+      registry: { publisherKeys: [{ id: publisher.id, publicKeyFile: publisher.publicKeyFile }], allowFleetPacked: true },
       logger: log.child({ component: 'fleet' }),
     });
     const { httpUrl } = await fleet.start();
@@ -106,8 +110,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
           inputDir: inbox,
           http: { host: '127.0.0.1', port: 0 },
           // httpUrl: kept defect images are uploaded there and served with their results.
-          // The edge trusts the demo publisher's key (the fleet's own key signs nothing here).
-          fleet: { ...enrolled, mqttUrl: enrolled.mqttUrl!, trustedKeys: [{ id: publisher.id, publicKeyFile: publisher.publicKeyFile }] },
+          // The edge trusts the demo publisher's key, and the fleet's own key (versions trained or packed in the console).
+          fleet: { ...enrolled, mqttUrl: enrolled.mqttUrl!, trustedKeys: [{ id: publisher.id, publicKeyFile: publisher.publicKeyFile }], publicKeyFile: join(fleetDir, PUBLIC_KEY_FILE) },
           model: { dir: modelDir },
           telemetry: { intervalMs: 5000 },
         },
