@@ -54,6 +54,14 @@ function markersOf(view: LineSeries): Marker[] {
   ];
 }
 
+/** Indices of values with no value on either side: uPlot draws no line through them. */
+function isolatedPoints(u: uPlot, seriesIdx: number): number[] {
+  const ys = u.data[seriesIdx]! as (number | null | undefined)[];
+  const out: number[] = [];
+  for (let i = 0; i < ys.length; i++) if (ys[i] != null && ys[i - 1] == null && ys[i + 1] == null) out.push(i);
+  return out;
+}
+
 /**
  * The chart of a view. A view with the same series and bucket (a live view moving on) only
  * updates the data, so a drag in progress is not lost; any other change draws a new chart.
@@ -85,7 +93,9 @@ export function SeriesChart({ view, onZoom }: { view: LineSeries; onZoom: (from:
             stroke: COLORS[i % COLORS.length],
             width: 2,
             ...(v0.compare && s.line === v0.compare ? { dash: [6, 4] } : {}),
-            points: { show: v0.starts.length <= 120, size: 5 },
+            // Every point when there are few buckets; otherwise only isolated ones (a bucket between
+            // gaps draws no line, so without its point it would not show at all).
+            points: { show: true, size: 5, filter: v0.starts.length <= 120 ? null : isolatedPoints },
             value: (_u: uPlot, v: number | null) => (v === null ? '–' : counts ? num(v, 0) : `${num(v, 2)} %`),
           })),
         ],
