@@ -38,6 +38,7 @@ export const BENCHMARKS: readonly BenchEntry[] = [
   { id: 'edge-write', module: './edge-write.js' },
   { id: 'security-cost', module: './security-cost.js' },
   { id: 'training', module: './training.js' },
+  { id: 'console', module: './console.js' },
   { id: 'capacity', module: './capacity.js' },
 ];
 
