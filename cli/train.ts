@@ -61,6 +61,17 @@ function defaultBackbone(given: string | undefined, command: string): string {
   return backbone;
 }
 
+/** The options both trainers take: the search, the backbone, naming, who and progress. */
+const COMMON_ARGS = {
+  search: { type: 'string' },
+  'no-search': { type: 'boolean' },
+  ...BACKBONE_ARGS,
+  name: { type: 'string' },
+  version: { type: 'string' },
+  'created-by': { type: 'string' },
+  progress: { type: 'string' },
+} as const;
+
 /** --search / --no-search: the mode (default quick). */
 async function searchMode(values: { search?: string; 'no-search'?: boolean }) {
   const { parseSearchMode } = await import('../models/train/search.js');
@@ -115,16 +126,10 @@ async function trainAnomalyCommand(argv: string[]): Promise<number> {
     defects: { type: 'string' },
     'validation-good': { type: 'string' },
     'operating-point': { type: 'string' },
-    search: { type: 'string' },
-    'no-search': { type: 'boolean' },
     head: { type: 'string' },
     ridge: { type: 'string' },
     size: { type: 'string' },
-    ...BACKBONE_ARGS,
-    name: { type: 'string' },
-    version: { type: 'string' },
-    'created-by': { type: 'string' },
-    progress: { type: 'string' },
+    ...COMMON_ARGS,
   });
   if (values.help) {
     console.log(trainHelp);
@@ -172,13 +177,7 @@ async function trainClassifyCommand(argv: string[]): Promise<number> {
     backbone: { type: 'string' },
     'val-fraction': { type: 'string' },
     'good-label': { type: 'string' },
-    search: { type: 'string' },
-    'no-search': { type: 'boolean' },
-    ...BACKBONE_ARGS,
-    name: { type: 'string' },
-    version: { type: 'string' },
-    'created-by': { type: 'string' },
-    progress: { type: 'string' },
+    ...COMMON_ARGS,
   });
   if (values.help) {
     console.log(trainHelp);
