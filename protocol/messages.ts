@@ -7,6 +7,7 @@
  */
 import { Type, type Static, type TSchema, type TProperties } from '@sinclair/typebox';
 import { EDGE_ID_PATTERN } from './topics.js';
+import { GoldenSetReportSchema, GoldenSetSettingsSchema, MonitorFiguresSchema, MonitorSettingsSchema } from './monitoring.js';
 
 export const PROTOCOL_VERSION = 1;
 
@@ -84,6 +85,8 @@ export const EdgeSettingsSchema = Type.Object(
         strict,
       ),
     ),
+    monitoring: Type.Optional(MonitorSettingsSchema),
+    goldenSet: Type.Optional(GoldenSetSettingsSchema),
   },
   strict,
 );
@@ -182,6 +185,7 @@ export const StateMessageSchema = message(
     ackedSeq: Type.Optional(Int()),
     storeId: Type.Optional(StoreIdSchema),
     errors: Type.Optional(Type.Array(Type.String(), { maxItems: 50 })),
+    goldenSet: Type.Optional(GoldenSetReportSchema),
   },
   'edge → fleet reported state (retained; the last will publishes online:false)',
 );
@@ -239,6 +243,7 @@ export const TelemetryMessageSchema = message(
         { ...strict, description: 'the edge store and its quotas (issue 5)' },
       ),
     ),
+    monitor: Type.Optional(MonitorFiguresSchema),
     cpuPercent: Type.Number({ minimum: 0 }),
     rssBytes: Int(),
     perModel: Type.Record(
@@ -269,6 +274,7 @@ export const EventKinds = [
   'model-rolled-back',
   'config-applied',
   'alert',
+  'golden-set',
 ] as const;
 
 export const EventMessageSchema = message(
