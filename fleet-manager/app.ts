@@ -34,6 +34,7 @@ import { userRoutes } from './routes/users.js';
 import { createSignInLimiter, type SignInLimiter } from './sign-in-limiter.js';
 import { FLEET_DEFAULTS } from './config.js';
 import { trainingRoutes, type TrainingRouteDeps } from './routes/training.js';
+import type { SseHubOptions } from './routes/sse.js';
 import { reviewRoutes } from './routes/reviews.js';
 import { datasetRoutes } from './routes/datasets.js';
 import type { ReviewStore } from './review-store.js';
@@ -73,7 +74,7 @@ export interface AppDeps {
   /** The shift calendar of the line page (config `shifts`); absent: the default one. */
   shifts?: readonly Shift[];
   /** Training jobs and backbones (issue 15); absent: no training routes. */
-  training?: TrainingRouteDeps;
+  training?: Omit<TrainingRouteDeps, keyof SseHubOptions>;
   /** Inspectors' reviews (issue 16): review, accuracy and dataset-export routes; they also need `images`. */
   reviews?: ReviewStore;
 }
@@ -154,7 +155,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(rolloutRoutes, routeDeps);
     if (deps.events?.rollouts) await app.register(rolloutEventRoutes, { ...routeDeps, ...deps.events, rollouts: deps.events.rollouts, identity: deps.identity });
   }
-  if (deps.training) await app.register(trainingRoutes, deps.training);
+  if (deps.training) await app.register(trainingRoutes, { ...deps.training, identity: deps.identity, ...(deps.events?.heartbeatMs !== undefined && { heartbeatMs: deps.events.heartbeatMs }) });
   if (deps.reviews && deps.images) {
     const reviewDeps = { store: deps.store, images: deps.images.images, reviews: deps.reviews, now, ...(deps.control && { control: deps.control }) };
     await app.register(reviewRoutes, reviewDeps);

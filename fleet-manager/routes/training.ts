@@ -9,12 +9,13 @@ import { mkdir, rm, unlink } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { Static } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { OspreyError, isOspreyError, safeLine } from '../../protocol/errors.js';
 import { check } from '../../protocol/validator.js';
 import { errorResponses } from '../http-schemas.js';
 import { describePrincipal } from '../auth/principal.js';
 import { receiveFile, prepareUploadDir, type ReceivedFile } from '../upload-file.js';
+import { createSseHub, type SseHubOptions } from './sse.js';
 import type { Backbones } from '../backbones.js';
 import type { BackboneRecord } from '../backbone-store.js';
 import type { ControlStore } from '../control-store.js';
@@ -51,7 +52,7 @@ export interface TrainingLimits {
   maxBackboneBytes: number;
 }
 
-export interface TrainingRouteDeps {
+export interface TrainingRouteDeps extends SseHubOptions {
   jobs: TrainingStore;
   runner: TrainingRunner;
   backbones: Backbones;
@@ -259,31 +260,31 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRouteDeps> = async (app,
   );
 
   // Server-sent events: the job now, then after each change, until it finishes (or the fleet closes).
+  const hub = createSseHub(app, deps);
   app.get<{ Params: Static<typeof JobParamsSchema> }>(
     '/api/training-jobs/:id/events',
-    { config: { permission: 'fleet:read' }, schema: { params: JobParamsSchema, response: errorResponses } },
+    {
+      config: { permission: 'fleet:read' },
+      schema: {
+        params: JobParamsSchema,
+        response: { 200: { content: { 'text/event-stream': { schema: Type.String() } } }, ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const first = await getJob(req.params.id);
-      reply.hijack();
-      const res = reply.raw;
-      res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive' });
-      let ended = false;
-      let unsubscribe = () => {};
-      const end = () => {
-        if (ended) return;
-        ended = true;
-        unsubscribe();
-        res.end();
-      };
+      const stream = hub.open(req, reply);
+      let started = false;
       const send = (job: TrainingJob) => {
-        if (ended) return;
-        res.write(`event: job\ndata: ${JSON.stringify(view(job))}\n\n`);
-        if (isTerminal(job)) end();
+        stream.send('job', 'job', view(job));
+        if (started && isTerminal(job)) stream.end();
       };
-      unsubscribe = runner.subscribe(first.id, send, end);
-      res.on('close', end);
+      stream.onEnd(runner.subscribe(first.id, send, () => stream.end()));
       // Read after subscribing: a change in between is sent, not lost.
-      send(await getJob(first.id));
+      const now = await getJob(first.id);
+      if (stream.ended) throw new OspreyError('OSP_ERR_SHUTTING_DOWN', 'the fleet is closing');
+      stream.start([]);
+      started = true;
+      send(now);
     },
   );
 

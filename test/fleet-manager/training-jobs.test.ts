@@ -74,8 +74,10 @@ async function events(f: TestFleet, id: string, onEvent: (job: Job) => void | Pr
     while ((i = buf.indexOf('\n\n')) >= 0) {
       const block = buf.slice(0, i);
       buf = buf.slice(i + 2);
-      const dataLine = block.split('\n').find((l) => l.startsWith('data: '));
-      assert.ok(block.startsWith('event: job\n') && dataLine, block);
+      // Field lines in any order; a `retry:` hint may lead the first block.
+      const lines = block.split('\n');
+      const dataLine = lines.find((l) => l.startsWith('data: '));
+      assert.ok(lines.includes('event: job') && dataLine, block);
       const job = JSON.parse(dataLine.slice(6)) as Job;
       seen.push(job);
       await onEvent(job);
