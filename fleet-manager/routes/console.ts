@@ -4,7 +4,7 @@
  * dist/console. Both are public; every piece of data comes from the authenticated API. The CSP
  * allows this origin only: no inline script or style, no other host.
  */
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync } from 'fastify';
@@ -36,6 +36,26 @@ const TYPES: Record<string, string> = {
   '.svg': 'image/svg+xml',
 };
 
+interface Asset {
+  body: Buffer;
+  type: string;
+  br: Buffer | undefined;
+  gzip: Buffer | undefined;
+}
+
+/** The encoding to answer with: brotli, then gzip, when the request accepts it (q=0 refuses). */
+export function pickEncoding(acceptEncoding: string | undefined, asset: Pick<Asset, 'br' | 'gzip'>): 'br' | 'gzip' | null {
+  const accepted = new Set<string>();
+  for (const part of (acceptEncoding ?? '').toLowerCase().split(',')) {
+    const [coding, ...params] = part.trim().split(';');
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    if (coding && !(q && Number(q.slice(2)) === 0)) accepted.add(coding.trim());
+  }
+  if (asset.br && accepted.has('br')) return 'br';
+  if (asset.gzip && accepted.has('gzip')) return 'gzip';
+  return null;
+}
+
 export interface ConsoleRouteDeps {
   /** The built console: index.html and assets/ (default: dist/console). */
   dir?: string;
@@ -45,12 +65,16 @@ export interface ConsoleRouteDeps {
 export const consoleRoutes: FastifyPluginAsync<ConsoleRouteDeps> = async (app, deps) => {
   const dir = deps.dir ?? CONSOLE_DIST_DIR;
   let html: Buffer | null = null;
-  const assets = new Map<string, { body: Buffer; type: string }>();
+  const assets = new Map<string, Asset>();
   try {
     html = readFileSync(join(dir, 'index.html'));
     for (const name of readdirSync(join(dir, 'assets'))) {
       const type = TYPES[extname(name)];
-      if (type) assets.set(name, { body: readFileSync(join(dir, 'assets', name)), type });
+      if (!type) continue;
+      const path = join(dir, 'assets', name);
+      // The build's compressed twins (console/build.ts), when it made them.
+      const twin = (ext: string) => (existsSync(path + ext) ? readFileSync(path + ext) : undefined);
+      assets.set(name, { body: readFileSync(path), type, br: twin('.br'), gzip: twin('.gz') });
     }
   } catch (err) {
     app.log.warn({ dir, reason: (err as Error).message }, 'the console is not built: "/" answers 503 (run "npm run build")');
@@ -79,7 +103,10 @@ export const consoleRoutes: FastifyPluginAsync<ConsoleRouteDeps> = async (app, d
       const asset = assets.get(req.params.file);
       if (!asset) return reply.code(404).send({ error: 'OSP_ERR_NOT_FOUND', message: `no console asset ${safeLine(req.params.file, 128)}` });
       // The name carries the content's hash: a changed file is a new name, so this one never changes.
-      return reply.type(asset.type).headers({ ...common, 'cache-control': 'public, max-age=31536000, immutable' }).send(asset.body);
+      const headers = { ...common, 'cache-control': 'public, max-age=31536000, immutable', vary: 'accept-encoding' };
+      const encoding = pickEncoding(req.headers['accept-encoding'], asset);
+      if (encoding) return reply.type(asset.type).headers({ ...headers, 'content-encoding': encoding }).send(encoding === 'br' ? asset.br : asset.gzip);
+      return reply.type(asset.type).headers(headers).send(asset.body);
     },
   );
 };

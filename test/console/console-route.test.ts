@@ -1,6 +1,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
@@ -42,6 +43,21 @@ test('GET / serves the console shell under a strict CSP; its hashed assets are c
     assert.equal(asset.headers['cache-control'], 'public, max-age=31536000, immutable');
     assert.equal(asset.headers['x-content-type-options'], 'nosniff');
     assert.ok(asset.body.length > 1000);
+    assert.equal(asset.headers['content-encoding'], undefined, 'no Accept-Encoding: the plain file');
+    // Compressed once at build time; what the browser accepts, brotli first, unpacking to the same bytes.
+    for (const [accept, encoding, unpack] of [
+      ['gzip, deflate, br', 'br', brotliDecompressSync],
+      ['gzip', 'gzip', gunzipSync],
+      ['br;q=0, gzip;q=0.5', 'gzip', gunzipSync],
+    ] as const) {
+      const packed = await app.inject({ url: path, headers: { 'accept-encoding': accept } });
+      assert.equal(packed.headers['content-encoding'], encoding, accept);
+      assert.equal(packed.headers.vary, 'accept-encoding');
+      assert.ok(packed.rawPayload.length < asset.rawPayload.length / 2, `${path} ${encoding}: ${packed.rawPayload.length} of ${asset.rawPayload.length} bytes`);
+      assert.ok(unpack(packed.rawPayload).equals(asset.rawPayload), `${path} ${encoding} unpacks to the file`);
+    }
+    const identity = await app.inject({ url: path, headers: { 'accept-encoding': 'identity' } });
+    assert.equal(identity.headers['content-encoding'], undefined);
   }
   // Only the files the build made; a name is never a path.
   for (const path of ['/assets/nothing.js', '/assets/..%2Findex.html', '/assets/%2E%2E%2F%2E%2E%2Fpackage.json']) {
