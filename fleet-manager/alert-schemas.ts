@@ -46,6 +46,12 @@ export const AlertViewSchema = Type.Object(
 );
 export type AlertView = Static<typeof AlertViewSchema>;
 
+/** One change of an alert, as in-process listeners and the console's event stream (`event: alert`) carry it. */
+export interface AlertChange {
+  event: AlertEvent;
+  alert: AlertView;
+}
+
 export const AlertStateFilter = Type.Union(
   [Type.Literal('open'), Type.Literal('acknowledged'), Type.Literal('resolved'), Type.Literal('active')],
   { description: 'open: not acknowledged nor resolved; acknowledged: acknowledged, not resolved; active: not resolved' },

@@ -17,7 +17,7 @@
  */
 import type { Logger } from 'pino';
 import type { EventMessage, StateMessage, TelemetryMessage } from '../protocol/messages.js';
-import type { AlertEvent, AlertView, Severity } from './alert-schemas.js';
+import type { AlertChange, AlertEvent, AlertView, Severity } from './alert-schemas.js';
 import { alertView, rolloutSubject, type AlertInput, type AlertRecord, type AlertStore } from './alert-store.js';
 import type { ConvergenceMonitor } from './convergence.js';
 import type { EdgeFeed } from './edge-feed.js';
@@ -38,11 +38,7 @@ export interface AlertSettings {
   checkMs: number;
 }
 
-/** One change of an alert, as listeners hear it. */
-export interface AlertChange {
-  event: AlertEvent;
-  alert: AlertView;
-}
+export type { AlertChange };
 
 export interface AlertsOptions {
   store: AlertStore;

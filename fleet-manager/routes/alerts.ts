@@ -14,7 +14,8 @@ import { time } from './reviews.js';
 
 export interface AlertRouteDeps {
   store: AlertStore;
-  alerts: Pick<Alerts, 'acknowledge'>;
+  /** The rules: acknowledgements go through them; `onChange` is the live feed of every alert change (for `GET /api/events`). */
+  alerts: Pick<Alerts, 'acknowledge' | 'onChange'>;
 }
 
 export const alertRoutes: FastifyPluginAsync<AlertRouteDeps> = async (app, deps) => {
