@@ -56,6 +56,8 @@ export interface AlertStore {
   latest(type: string, subject: string): Promise<AlertRecord | null>;
   /** Every unresolved alert. */
   listActive(): Promise<AlertRecord[]>;
+  /** The unresolved alerts of one subject (an edge id, or `rollout:ID`). */
+  activeOf(subject: string): Promise<AlertRecord[]>;
   list(query: AlertListQuery): Promise<AlertRecord[]>;
   /** Unresolved alerts: not acknowledged (`open`) and acknowledged. */
   counts(): Promise<{ open: number; acknowledged: number }>;
@@ -85,6 +87,7 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (type, subject) WHERE resolved_at IS NULL;
 CREATE INDEX IF NOT EXISTS alerts_subject ON alerts (type, subject, id);
+CREATE INDEX IF NOT EXISTS alerts_active_subject ON alerts (subject) WHERE resolved_at IS NULL;
 CREATE INDEX IF NOT EXISTS alerts_resolved ON alerts (resolved_at) WHERE resolved_at IS NOT NULL;
 `;
 
@@ -182,6 +185,7 @@ export function openSqliteAlertStore(opts: SqliteAlertStoreOptions): AlertStore 
       'UPDATE alerts SET acknowledged_at = @at, acknowledged_by = @by, updated_at = @at WHERE id = @id AND acknowledged_at IS NULL',
     ),
     active: db.prepare<[], Row>('SELECT * FROM alerts WHERE resolved_at IS NULL ORDER BY id'),
+    activeOf: db.prepare<[string], Row>('SELECT * FROM alerts WHERE subject = ? AND resolved_at IS NULL ORDER BY id'),
     counts: db.prepare<[], { open: number | null; acknowledged: number | null }>(
       'SELECT sum(acknowledged_at IS NULL) AS open, sum(acknowledged_at IS NOT NULL) AS acknowledged FROM alerts WHERE resolved_at IS NULL',
     ),
@@ -251,6 +255,9 @@ export function openSqliteAlertStore(opts: SqliteAlertStoreOptions): AlertStore 
     },
     async listActive() {
       return st.active.all().map(toRecord);
+    },
+    async activeOf(subject) {
+      return st.activeOf.all(subject).map(toRecord);
     },
     async list(q) {
       const where: string[] = [];

@@ -150,8 +150,9 @@ export function createAlerts(opts: AlertsOptions): Alerts {
     const edge = await fleet.getEdge(edgeId);
     const line = edge?.line ?? null;
     // Open edge alarms the edge no longer lists: their cleared event was lost (or is late).
-    for (const a of await store.listActive()) {
-      if (a.source !== 'edge' || a.subject !== edgeId || listed.has(a.type)) continue;
+    const active = await store.activeOf(edgeId);
+    for (const a of active) {
+      if (a.source !== 'edge' || listed.has(a.type)) continue;
       if (a.sourceTs !== null && a.sourceTs > tel.ts) continue;
       await resolve(a.type, edgeId, tel.ts);
     }
@@ -162,10 +163,10 @@ export function createAlerts(opts: AlertsOptions): Alerts {
       if (latest && latest.sourceTs !== null && latest.sourceTs > tel.ts) continue;
       await raise({ type: alarm, source: 'edge', subject: edgeId, edgeId, line, severity: 'warning', message: `the edge reports alarm ${alarm} (its raising event did not arrive)`, data: null, sourceTs: tel.ts });
     }
-    await judgeBacklog(edgeId, line, tel.pendingResults);
+    await judgeBacklog(edgeId, line, tel.pendingResults, active.some((a) => a.type === 'backlog-growing'));
   }
 
-  async function judgeBacklog(edgeId: string, line: string | null, pending: number): Promise<void> {
+  async function judgeBacklog(edgeId: string, line: string | null, pending: number, alerted: boolean): Promise<void> {
     const t = now();
     const samples = backlog.get(edgeId) ?? [];
     samples.push({ at: t, pending });
@@ -173,11 +174,13 @@ export function createAlerts(opts: AlertsOptions): Alerts {
     while (samples.length > 2 && samples[1]!.at <= t - settings.backlogWindowMs) samples.shift();
     if (samples.length > MAX_SAMPLES) samples.splice(0, samples.length - MAX_SAMPLES);
     backlog.set(edgeId, samples);
+    if (alerted && pending === 0) return resolve('backlog-growing', edgeId);
     const base = samples[0]!;
     if (base.at > t - settings.backlogWindowMs) return; // the window is not covered yet
     const growth = pending - base.pending;
     if (growth >= settings.backlogMinGrowth && pending > 0) {
-      await raiseOnce({
+      if (alerted) return;
+      await raise({
         type: 'backlog-growing',
         source: 'fleet',
         subject: edgeId,
@@ -187,7 +190,7 @@ export function createAlerts(opts: AlertsOptions): Alerts {
         message: `results waiting at the edge grew from ${base.pending} to ${pending} in ${Math.round((t - base.at) / 1000)} s`,
         data: { from: base.pending, to: pending, windowMs: t - base.at },
       });
-    } else if (growth <= 0 || pending === 0) {
+    } else if (alerted && growth <= 0) {
       await resolve('backlog-growing', edgeId);
     }
   }
@@ -205,15 +208,20 @@ export function createAlerts(opts: AlertsOptions): Alerts {
     const t = now();
     const edges = await fleet.listEdges();
     const known = new Set(edges.map((e) => e.id));
+    // One read of what is open, so a fleet of healthy edges costs no statement per edge.
+    const active = await store.listActive();
+    const open = new Set(active.map((a) => `${a.type}\n${a.subject}`));
+    const resolveOpen = (type: string, subject: string) => (open.has(`${type}\n${subject}`) ? resolve(type, subject) : Promise.resolve());
+    const raiseNew = (input: AlertInput) => (open.has(`${input.type}\n${input.subject}`) ? Promise.resolve() : raiseOnce(input));
     for (const edge of edges) {
       if (stopped) return;
       if (edge.online) {
         offlineSince.delete(edge.id);
-        await resolve('edge-offline', edge.id);
+        await resolveOpen('edge-offline', edge.id);
       } else if (!offlineSince.has(edge.id)) {
         offlineSince.set(edge.id, t);
       } else if (t - offlineSince.get(edge.id)! >= settings.offlineAfterMs) {
-        await raiseOnce({
+        await raiseNew({
           type: 'edge-offline',
           source: 'fleet',
           subject: edge.id,
@@ -226,7 +234,7 @@ export function createAlerts(opts: AlertsOptions): Alerts {
       }
       const view = opts.convergence?.view(edge.id) ?? null;
       if (view && !view.converged && view.mismatchSince !== null && t - view.mismatchSince >= settings.mismatchAfterMs) {
-        await raiseOnce({
+        await raiseNew({
           type: 'desired-state-mismatch',
           source: 'fleet',
           subject: edge.id,
@@ -237,12 +245,12 @@ export function createAlerts(opts: AlertsOptions): Alerts {
           data: { reason: view.reason, mismatchSince: view.mismatchSince, republished: view.republished },
         });
       } else if (!view || view.converged) {
-        await resolve('desired-state-mismatch', edge.id);
+        await resolveOpen('desired-state-mismatch', edge.id);
       }
     }
     // Edges the fleet no longer knows: nothing about them can end otherwise.
     for (const id of offlineSince.keys()) if (!known.has(id)) offlineSince.delete(id);
-    for (const a of await store.listActive()) {
+    for (const a of active) {
       if (a.edgeId !== null && !known.has(a.edgeId) && a.source === 'fleet') await resolve(a.type, a.subject);
     }
   }
