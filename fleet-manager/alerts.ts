@@ -146,11 +146,14 @@ export function createAlerts(opts: AlertsOptions): Alerts {
   }
 
   async function onTelemetry(edgeId: string, tel: TelemetryMessage): Promise<void> {
-    const listed = new Set(tel.alarms ?? []);
     const edge = await fleet.getEdge(edgeId);
     const line = edge?.line ?? null;
-    // Open edge alarms the edge no longer lists: their cleared event was lost (or is late).
     const active = await store.activeOf(edgeId);
+    await judgeBacklog(edgeId, line, tel.pendingResults, active.some((a) => a.type === 'backlog-growing'));
+    // No list at all (an agent from before alarms were reported): it says nothing about alarms.
+    if (tel.alarms === undefined) return;
+    const listed = new Set(tel.alarms);
+    // Open edge alarms the edge no longer lists: their cleared event was lost (or is late).
     for (const a of active) {
       if (a.source !== 'edge' || listed.has(a.type)) continue;
       if (a.sourceTs !== null && a.sourceTs > tel.ts) continue;
@@ -163,7 +166,6 @@ export function createAlerts(opts: AlertsOptions): Alerts {
       if (latest && latest.sourceTs !== null && latest.sourceTs > tel.ts) continue;
       await raise({ type: alarm, source: 'edge', subject: edgeId, edgeId, line, severity: 'warning', message: `the edge reports alarm ${alarm} (its raising event did not arrive)`, data: null, sourceTs: tel.ts });
     }
-    await judgeBacklog(edgeId, line, tel.pendingResults, active.some((a) => a.type === 'backlog-growing'));
   }
 
   async function judgeBacklog(edgeId: string, line: string | null, pending: number, alerted: boolean): Promise<void> {

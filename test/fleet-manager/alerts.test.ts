@@ -24,7 +24,7 @@ async function sendEvent(edge: SimEdge, level: EventMessage['level'], message: s
   await edge.client.publishAsync(edgeTopic(edge.id, 'events'), encodeMessage(envelope('events', edge.id, { kind: 'alert', level, message, data }, ts)), { qos: 1 });
 }
 
-async function sendTelemetry(edge: SimEdge, alarms: string[], pendingResults: number, ts = Date.now()): Promise<void> {
+async function sendTelemetry(edge: SimEdge, alarms: string[] | undefined, pendingResults: number, ts = Date.now()): Promise<void> {
   const msg = envelope('telemetry', edge.id, {
     intervalMs: 1000,
     frames: 0,
@@ -37,7 +37,7 @@ async function sendTelemetry(edge: SimEdge, alarms: string[], pendingResults: nu
     lastSeq: pendingResults,
     ackedSeq: 0,
     pendingResults,
-    alarms,
+    ...(alarms && { alarms }),
     cpuPercent: 1,
     rssBytes: 1,
     perModel: {},
@@ -149,10 +149,16 @@ test('telemetry reconciles lost alarm events both ways, and an older report neve
   await sendEvent(edge, 'warn', 'marker', { alarm: 'disk-low' }, t0 + 3000);
   await logged(log, 'alert raised', 'disk-low');
   assert.equal((await alerts(f, '?type=score-drift')).items[0]!.state, 'open');
+  // Telemetry without an alarms list (an agent from before alarms were reported) says nothing about them.
+  await sendTelemetry(edge, undefined, 0, t0 + 3500);
+  await sendEvent(edge, 'warn', 'marker', { alarm: 'image-quota' }, t0 + 3600);
+  await logged(log, 'alert raised', 'image-quota');
+  assert.deepEqual((await alerts(f, '?state=active')).items.map((a) => a.type).sort(), ['disk-low', 'golden-set-failed', 'image-quota', 'score-drift']);
 
   // The clearing events were lost: newer telemetry without the alarms resolves them.
   await sendTelemetry(edge, ['disk-low'], 0, t0 + 4000);
   await logged(log, 'alert resolved', 'score-drift');
+  await logged(log, 'alert resolved', 'image-quota');
   await logged(log, 'alert resolved', 'golden-set-failed');
   assert.equal((await alerts(f, '?type=disk-low')).items[0]!.state, 'open');
   // Cleared by an event at t0+6000, then an old telemetry (t0+5000) that still lists it: not raised again.
@@ -166,7 +172,7 @@ test('telemetry reconciles lost alarm events both ways, and an older report neve
   await sendEvent(edge, 'error', 'results conflict', { conflicts: 3 }, t0 + 8000);
   await sendEvent(edge, 'warn', 'marker 3', { alarm: 'image-brightness' }, t0 + 9000);
   await logged(log, 'alert raised', 'image-brightness');
-  assert.deepEqual((await alerts(f)).items.map((a) => a.type).sort(), ['disk-low', 'golden-set-failed', 'image-brightness', 'image-contrast', 'score-drift']);
+  assert.deepEqual((await alerts(f)).items.map((a) => a.type).sort(), ['disk-low', 'golden-set-failed', 'image-brightness', 'image-contrast', 'image-quota', 'score-drift']);
 });
 
 test("the fleet's own alerts on an injected clock: an edge offline too long, a growing backlog; each resolves when its condition ends", async (t) => {
