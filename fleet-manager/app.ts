@@ -38,6 +38,8 @@ import type { SseHubOptions } from './routes/sse.js';
 import { reviewRoutes } from './routes/reviews.js';
 import { datasetRoutes } from './routes/datasets.js';
 import type { ReviewStore } from './review-store.js';
+import { alertRoutes, type AlertRouteDeps } from './routes/alerts.js';
+import { webhookRoutes, type WebhookRouteDeps } from './routes/webhooks.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -77,6 +79,8 @@ export interface AppDeps {
   training?: Omit<TrainingRouteDeps, keyof SseHubOptions>;
   /** Inspectors' reviews (issue 16): review, accuracy and dataset-export routes; they also need `images`. */
   reviews?: ReviewStore;
+  /** Alerts (issue 17) and their webhooks; absent: no alert or webhook routes. */
+  alerts?: AlertRouteDeps & { webhooks?: Omit<WebhookRouteDeps, 'now'> };
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -161,6 +165,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(reviewRoutes, reviewDeps);
     await app.register(datasetRoutes, reviewDeps);
   }
+  if (deps.alerts) await app.register(alertRoutes, deps.alerts);
+  if (deps.alerts?.webhooks) await app.register(webhookRoutes, { ...deps.alerts.webhooks, now });
   return app;
 }
 

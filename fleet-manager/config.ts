@@ -154,6 +154,31 @@ export const FleetConfigSchema = Type.Object(
         strict,
       ),
     ),
+    alerts: Type.Optional(
+      Type.Object(
+        {
+          offlineAfterMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 7 * 86_400_000, description: 'an edge offline this long raises edge-offline' })),
+          backlogWindowMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 86_400_000, description: 'window over which a growing backlog (telemetry pendingResults) is judged' })),
+          backlogMinGrowth: Type.Optional(Type.Integer({ minimum: 1, description: 'growth of pendingResults over the window that raises backlog-growing' })),
+          mismatchAfterMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 7 * 86_400_000, description: 'an edge not running its desired state this long raises desired-state-mismatch' })),
+          checkMs: Type.Optional(Type.Integer({ minimum: 50, maximum: 600_000, description: 'how often offline edges and convergence are judged' })),
+          maxAlerts: Type.Optional(Type.Integer({ minimum: 100, maximum: 10_000_000, description: 'resolved alerts kept (oldest deleted first)' })),
+        },
+        { ...strict, description: 'alert rules (docs/monitoring.md "Alerts and notifications")' },
+      ),
+    ),
+    webhooks: Type.Optional(
+      Type.Object(
+        {
+          timeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 120_000, description: 'longest one delivery attempt may take' })),
+          retryBaseMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 3_600_000, description: 'first retry delay, doubled per failed attempt (with jitter)' })),
+          retryMaxMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 86_400_000, description: 'longest retry delay' })),
+          maxAgeMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 30 * 86_400_000, description: 'a notification not delivered after this long is given up' })),
+          maxOutbox: Type.Optional(Type.Integer({ minimum: 100, maximum: 10_000_000, description: 'deliveries kept in the outbox (finished ones deleted first)' })),
+        },
+        { ...strict, description: 'webhook notifications of alerts' },
+      ),
+    ),
   },
   { $id: 'osprey.fleetConfig', ...strict },
 );
@@ -186,6 +211,8 @@ export interface FleetConfig {
   images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
+  alerts: { offlineAfterMs: number; backlogWindowMs: number; backlogMinGrowth: number; mismatchAfterMs: number; checkMs: number; maxAlerts: number };
+  webhooks: { timeoutMs: number; retryBaseMs: number; retryMaxMs: number; maxAgeMs: number; maxOutbox: number };
   /** The shift calendar, in start order (docs/CONFIG.md). */
   shifts: Shift[];
   auth: { enabled: boolean; sessionTtlMs: number };
@@ -220,6 +247,8 @@ export const FLEET_DEFAULTS = {
   images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },
+  alerts: { offlineAfterMs: 5 * 60_000, backlogWindowMs: 10 * 60_000, backlogMinGrowth: 100, mismatchAfterMs: 10 * 60_000, checkMs: 5000, maxAlerts: 10_000 },
+  webhooks: { timeoutMs: 10_000, retryBaseMs: 5000, retryMaxMs: 15 * 60_000, maxAgeMs: 24 * 3_600_000, maxOutbox: 10_000 },
   // A working day: people sign in once per shift.
   auth: { enabled: true, sessionTtlMs: 12 * 3_600_000 },
   training: {
@@ -274,6 +303,8 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     images: { ...FLEET_DEFAULTS.images, ...c.images, maxInFlightBytes },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
+    alerts: { ...FLEET_DEFAULTS.alerts, ...c.alerts },
+    webhooks: { ...FLEET_DEFAULTS.webhooks, ...c.webhooks },
     shifts: shiftsOf(c.shifts, source),
     auth: { ...FLEET_DEFAULTS.auth, ...c.auth },
     training: {

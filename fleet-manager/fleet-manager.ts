@@ -38,6 +38,10 @@ import { openSqliteBackboneStore } from './backbone-store.js';
 import { createBackbones } from './backbones.js';
 import { createTrainingRunner } from './training-runner.js';
 import { openSqliteReviewStore, type ReviewStore } from './review-store.js';
+import { openSqliteAlertStore } from './alert-store.js';
+import { createAlerts } from './alerts.js';
+import { openSqliteWebhookStore } from './webhook-store.js';
+import { createWebhookSender } from './webhook-sender.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -56,6 +60,8 @@ export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' 
   fleetBrokerSecret?: string;
   /** Base for a relative dataDir (default: the current directory). */
   baseDir?: string;
+  /** Clock of the alert rules (tests move it instead of waiting); default Date.now. */
+  alertClock?: () => number;
 }
 
 export interface FleetManagerAddresses {
@@ -86,7 +92,7 @@ export interface FleetManager {
  * OSP_ERR_CONFIG naming the field) plus a logger.
  */
 export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager {
-  const { logger, clientId, baseDir, brokerUrl, tls, fleetBrokerSecret, ...rest } = opts;
+  const { logger, clientId, baseDir, brokerUrl, tls, fleetBrokerSecret, alertClock, ...rest } = opts;
   const config = resolveFleetConfig({ ...rest, ...(brokerUrl != null && { brokerUrl }), ...(tls != null && { tls }) }, baseDir);
   if (fleetBrokerSecret !== undefined && fleetBrokerSecret.length < 16) throw new OspreyError('OSP_ERR_CONFIG', 'fleetBrokerSecret must have at least 16 characters');
   const log = logger ?? pino({ level: config.logLevel });
@@ -228,12 +234,29 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     // Live views of edges (the console's event stream): states, telemetry and events change them.
     const feed = createEdgeFeed();
     started.push({ name: 'edge-feed', close: async () => feed.close() });
+    // Alerts (issue 17): edge alarms and the fleet's own, told to webhooks through a durable outbox.
+    const alertStore = openSqliteAlertStore({ file: dbFile, maxAlerts: config.alerts.maxAlerts });
+    started.push({ name: 'alert-store', close: () => alertStore.close() });
+    const webhookStore = openSqliteWebhookStore({ file: dbFile, maxOutbox: config.webhooks.maxOutbox });
+    started.push({ name: 'webhook-store', close: () => webhookStore.close() });
+    const webhooks = createWebhookSender({ store: webhookStore, privateKey: keys.privateKey, settings: config.webhooks, logger: child('webhooks') });
+    const alerts = createAlerts({
+      store: alertStore,
+      fleet: store,
+      settings: config.alerts,
+      logger: child('alerts'),
+      convergence,
+      rollouts: { get: (id) => engine.get(id), changes: rolloutFeed },
+      ...(alertClock && { now: alertClock }),
+    });
+    alerts.onChange((change) => void webhooks.notify(change).catch((err: unknown) => log.error({ err, alertId: change.alert.id }, 'webhook notification not queued')));
     const ingest: Ingest = createIngest({
       client,
       store,
       logger: child('ingest'),
       onReport: (report) => {
         engine.onReport(report);
+        alerts.onReport(report);
         if (report.kind !== 'results') feed.notify(report.edgeId);
       },
     });
@@ -250,6 +273,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
       events: { feed, rollouts: rolloutFeed },
       reviews,
+      alerts: { store: alertStore, alerts, webhooks: { store: webhookStore, sender: webhooks } },
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       shifts: config.shifts,
       training: {
@@ -281,6 +305,10 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     started.push({ name: 'rollouts', close: () => engine.stop() });
     convergence.start();
     started.push({ name: 'convergence', close: () => convergence.stop() });
+    await alerts.start();
+    started.push({ name: 'alerts', close: () => alerts.stop() });
+    webhooks.start();
+    started.push({ name: 'webhooks', close: () => webhooks.stop() });
     await trainer.start();
     started.push({ name: 'training', close: () => trainer.stop() });
     log.info({ httpUrl, mqttUrl }, 'fleet manager started');

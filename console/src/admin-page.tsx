@@ -7,9 +7,10 @@
 import { useEffect, useState } from 'preact/hooks';
 import type { Api, SessionInfo } from './api.js';
 import { clock } from './format.js';
+import { Webhooks } from './admin-webhooks.js';
 
 /** Permissions that open the Admin screen (any one of them). */
-export const ADMIN_PERMISSIONS = ['users:admin', 'tokens:admin', 'edges:enroll', 'audit:read'] as const;
+export const ADMIN_PERMISSIONS = ['users:admin', 'tokens:admin', 'edges:enroll', 'audit:read', 'alerts:admin'] as const;
 
 export function canAdmin(session: SessionInfo): boolean {
   return ADMIN_PERMISSIONS.some((p) => session.permissions.includes(p));
@@ -112,6 +113,7 @@ export function AdminPage({ api, session }: { api: Api; session: SessionInfo }) 
       <Tokens api={api} session={session} />
       {has('edges:enroll') && <Enrollments api={api} />}
       {has('edges:enroll') && <Credentials api={api} />}
+      {has('alerts:admin') && <Webhooks api={api} />}
       {has('audit:read') && <Audit api={api} />}
     </section>
   );

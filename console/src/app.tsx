@@ -13,6 +13,7 @@ import { AdminPage, canAdmin } from './admin-page.js';
 import { LinePage } from './line-page.js';
 import { useFleet } from './live.js';
 import { ReviewPage } from './review-page.js';
+import { AlertsPage, AlertsNavLink } from './alerts-page.js';
 import type { Api } from './api.js';
 
 type Route =
@@ -23,12 +24,14 @@ type Route =
   | { screen: 'admin' }
   | { screen: 'line'; line: string; query: string }
   | { screen: 'review'; line: string | null }
+  | { screen: 'alerts' }
   | { screen: 'unknown'; hash: string };
 
 function parseHash(hash: string): Route {
   const path = hash.replace(/^#/, '') || '/';
   if (path === '/') return { screen: 'overview' };
   if (path === '/admin') return { screen: 'admin' };
+  if (path === '/alerts') return { screen: 'alerts' };
   const edge = /^\/edges\/([^/]+)$/.exec(path);
   if (edge) return { screen: 'edge', id: decodeURIComponent(edge[1]!) };
   const rollouts = /^\/rollouts(?:\/([^/]+))?$/.exec(path);
@@ -106,6 +109,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
               Review
             </a>
           )}
+          <AlertsNavLink api={api} fleet={fleet} current={route.screen === 'alerts'} />
           <a href="#/rollouts" class={route.screen === 'rollouts' ? 'current' : ''}>
             Rollouts
           </a>
@@ -135,6 +139,7 @@ function SignedIn({ api, session, onSignedOut }: { api: Api; session: SessionInf
         {route.screen === 'edge' && <EdgePage api={api} fleet={fleet} id={route.id} session={session} />}
         {route.screen === 'models' && <ModelsPage api={api} session={session} {...(route.version && { version: route.version })} />}
         {route.screen === 'admin' && <AdminPage api={api} session={session} />}
+        {route.screen === 'alerts' && <AlertsPage api={api} session={session} fleet={fleet} />}
         {route.screen === 'review' && <ReviewPage api={api} session={session} fleet={fleet} line={route.line} />}
         {route.screen === 'unknown' && (
           <p class="empty">

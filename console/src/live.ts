@@ -5,6 +5,9 @@
  */
 import { useEffect, useState } from 'preact/hooks';
 import type { Api, EdgeView } from './api.js';
+import type { AlertChange } from '../../fleet-manager/alert-schemas.js';
+
+export type { AlertChange };
 
 export interface Fleet {
   /** Every edge by id; null until the first snapshot. */
@@ -13,13 +16,17 @@ export interface Fleet {
   connected: boolean;
   /** The fleet's clock minus this browser's (ms), so ages are the fleet's. */
   skewMs: number;
+  /** Alert changes heard on the stream (`event: alert`), counted: screens read again when it moves. */
+  alertTick: number;
+  /** The latest alert change heard; null before any. */
+  lastAlert: AlertChange | null;
 }
 
 const RETRY_MS = 3000;
 
 /** Subscribes to the fleet's event stream while the component is mounted. */
 export function useFleet(api: Api): Fleet {
-  const [fleet, setFleet] = useState<Fleet>({ edges: null, connected: false, skewMs: 0 });
+  const [fleet, setFleet] = useState<Fleet>({ edges: null, connected: false, skewMs: 0, alertTick: 0, lastAlert: null });
   useEffect(() => {
     let source: EventSource | null = null;
     let retry: ReturnType<typeof setTimeout> | undefined;
@@ -28,7 +35,12 @@ export function useFleet(api: Api): Fleet {
       source = new EventSource('/api/events');
       source.addEventListener('snapshot', (ev) => {
         const { now, edges } = JSON.parse((ev as MessageEvent<string>).data) as { now: number; edges: EdgeView[] };
-        setFleet({ edges: new Map(edges.map((e) => [e.id, e])), connected: true, skewMs: now - Date.now() });
+        // A new snapshot (also after a reconnect) may follow missed alert changes: screens read again.
+        setFleet((f) => ({ ...f, edges: new Map(edges.map((e) => [e.id, e])), connected: true, skewMs: now - Date.now(), alertTick: f.alertTick + 1 }));
+      });
+      source.addEventListener('alert', (ev) => {
+        const change = JSON.parse((ev as MessageEvent<string>).data) as AlertChange;
+        setFleet((f) => ({ ...f, alertTick: f.alertTick + 1, lastAlert: change }));
       });
       source.addEventListener('edge', (ev) => {
         const { edge } = JSON.parse((ev as MessageEvent<string>).data) as { edge: EdgeView };

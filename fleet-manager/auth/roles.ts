@@ -23,6 +23,10 @@ export const PERMISSIONS = [
   'rollouts:write',
   // Start and cancel training jobs on the fleet (issue 15).
   'training:write',
+  // Acknowledge alerts (issue 17): the people who act on the floor or release models.
+  'alerts:ack',
+  // Webhook subscriptions of alert notifications (issue 17): their URLs are secrets of chat tools.
+  'alerts:admin',
   // Download model artifacts (edges, and people who release them).
   'artifacts:read',
   // Upload result images (an edge, for its own results only).
@@ -45,9 +49,9 @@ const VIEWER: readonly Permission[] = ['self', 'fleet:read'];
 /** Each role's permissions ('public' is everyone's and not listed). */
 export const ROLE_PERMISSIONS: Readonly<Record<Role, ReadonlySet<Permission>>> = {
   viewer: new Set(VIEWER),
-  inspector: new Set([...VIEWER, 'results:read', 'results:review']),
-  operator: new Set([...VIEWER, 'results:read', 'config:write', 'rollouts:control']),
-  'release-manager': new Set([...VIEWER, 'results:read', 'registry:write', 'rollouts:write', 'rollouts:control', 'artifacts:read', 'training:write']),
+  inspector: new Set([...VIEWER, 'results:read', 'results:review', 'alerts:ack']),
+  operator: new Set([...VIEWER, 'results:read', 'config:write', 'rollouts:control', 'alerts:ack']),
+  'release-manager': new Set([...VIEWER, 'results:read', 'registry:write', 'rollouts:write', 'rollouts:control', 'artifacts:read', 'training:write', 'alerts:ack']),
   admin: new Set(PERMISSIONS.filter((p) => p !== 'public' && p !== 'images:upload')),
 };
 

@@ -87,6 +87,11 @@ test('every route of a full fleet declares a known permission; a route without o
   assert.equal(byRoute.get('GET /api/review/queue'), 'results:read');
   assert.equal(byRoute.get('GET /api/lines/:line/accuracy'), 'results:read');
   assert.equal(byRoute.get('GET /api/datasets/export'), 'results:read');
+  assert.equal(byRoute.get('GET /api/alerts'), 'fleet:read');
+  assert.equal(byRoute.get('POST /api/alerts/:id/ack'), 'alerts:ack');
+  for (const r of ['GET /api/webhooks', 'POST /api/webhooks', 'PATCH /api/webhooks/:id', 'DELETE /api/webhooks/:id', 'POST /api/webhooks/:id/test', 'GET /api/webhooks/:id/deliveries']) {
+    assert.equal(byRoute.get(r), 'alerts:admin', r);
+  }
 
   const bare = Fastify();
   installAuthorization(bare, { identity: {} as IdentityStore, logger: pino({ level: 'silent' }) });
@@ -187,6 +192,11 @@ const MATRIX: { method: string; path: string; body?: unknown; allowed: readonly 
   { method: 'DELETE', path: '/api/backbones/b', allowed: only('admin', 'release-manager') },
   { method: 'GET', path: `/api/artifacts/${'a'.repeat(64)}`, allowed: only('admin', 'release-manager', 'edge') },
   { method: 'PUT', path: '/api/results/edge-1/1/image', allowed: only('edge') },
+  { method: 'GET', path: '/api/alerts', allowed: PEOPLE },
+  { method: 'POST', path: '/api/alerts/999/ack', allowed: only('admin', 'release-manager', 'operator', 'inspector') },
+  { method: 'GET', path: '/api/webhooks', allowed: only('admin') },
+  { method: 'POST', path: '/api/webhooks', body: { name: 'w', url: 'http://127.0.0.1:9/x' }, allowed: only('admin') },
+  { method: 'POST', path: '/api/webhooks/999/test', allowed: only('admin') },
   { method: 'GET', path: '/api/users', allowed: only('admin') },
   { method: 'POST', path: '/api/users', body: {}, allowed: only('admin') },
   { method: 'PATCH', path: '/api/users/somebody', body: { role: 'viewer' }, allowed: only('admin') },
