@@ -144,7 +144,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(lineSeriesRoutes, { ...routeDeps, shifts: deps.shifts ?? DEFAULT_SHIFTS });
   await app.register(resultRoutes, routeDeps);
   await app.register(consoleRoutes, deps.console ?? {});
-  if (deps.events) await app.register(eventRoutes, { ...routeDeps, ...deps.events, identity: deps.identity });
+  if (deps.events) await app.register(eventRoutes, { ...routeDeps, ...deps.events, identity: deps.identity, ...(deps.alerts && { alerts: deps.alerts.alerts }) });
   await app.register(authRoutes, {
     identity: deps.identity,
     sessionTtlMs: deps.auth?.sessionTtlMs ?? FLEET_DEFAULTS.auth.sessionTtlMs,

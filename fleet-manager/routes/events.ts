@@ -1,7 +1,8 @@
 /**
  * `GET /api/events`: the fleet's edges, live, as server-sent events (what the console's overview
  * listens to instead of polling). The stream opens with a `snapshot` of every edge, then sends an
- * `edge` event with the edge's whole view each time ingest stores its state, telemetry or events.
+ * `edge` event with the edge's whole view each time ingest stores its state, telemetry or events,
+ * and an `alert` event for each change of an alert (raised, updated, acknowledged, resolved).
  * A client that reads slowly never costs a growing queue: while its socket is backed up it keeps
  * only the newest view of each changed edge (at most one per edge). A stream opened with a
  * session ends at the first heartbeat after the session does. Streams end on app close.
@@ -13,9 +14,12 @@ import type { EdgeFeed } from '../edge-feed.js';
 import type { RouteDeps } from './deps.js';
 import { toEdgeView } from './edges.js';
 import { createSseHub, type SseHubOptions, type SseStream } from './sse.js';
+import type { Alerts } from '../alerts.js';
 
 export interface EventRouteDeps extends RouteDeps, SseHubOptions {
   feed: EdgeFeed;
+  /** Alert changes (issue 17), sent as `alert` {event, alert}; absent: none are sent. */
+  alerts?: Pick<Alerts, 'onChange'>;
 }
 
 /** One connected stream and the read that made its snapshot (updates read before it are older). */
@@ -53,14 +57,21 @@ export const eventRoutes: FastifyPluginAsync<EventRouteDeps> = async (app, deps)
       })
       .catch((err: unknown) => app.log.error({ err }, 'edge updates not sent'));
   });
-  app.addHook('preClose', async () => unsubscribe());
+  // Each alert change as it happens; a slow reader keeps only the newest change of each alert.
+  const unsubscribeAlerts = deps.alerts?.onChange((change) => {
+    for (const c of clients) c.stream.send(`alert:${change.alert.id}`, 'alert', change);
+  });
+  app.addHook('preClose', async () => {
+    unsubscribe();
+    unsubscribeAlerts?.();
+  });
 
   app.get(
     '/api/events',
     {
       config: { permission: 'fleet:read' },
       schema: {
-        description: 'server-sent events: `snapshot` {now, edges}, then `edge` {now, edge} per change (docs/fleet-manager.md)',
+        description: 'server-sent events: `snapshot` {now, edges}, then `edge` {now, edge} per change and `alert` {event, alert} per alert change (docs/fleet-manager.md)',
         response: { 200: { content: { 'text/event-stream': { schema: Type.String() } } }, ...errorResponses },
       },
     },

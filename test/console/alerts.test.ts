@@ -2,7 +2,7 @@
  * The Alerts screen and Admin › Webhooks in a real browser (Debian's Chromium) on a real fleet
  * with an edge played by a real MQTT client: the header counts open alerts; an operator
  * acknowledges one and is shown as who did; the edge clears it and the screen shows it resolved
- * (read again on a reload, as after a dropped stream); filters narrow the list; a viewer sees no
+ * live over the event stream, and again after a reload; filters narrow the list; a viewer sees no
  * Acknowledge button; an admin adds a webhook, sends a test to a real local receiver, sees the
  * delivery, and deletes the webhook.
  */
@@ -64,15 +64,19 @@ test('alerts: counted in the header, acknowledged by an operator (shown who), re
   const stored = (await fleet.api('GET', '/api/alerts?type=image-blur')).body.items[0];
   assert.deepEqual([stored.state, stored.acknowledgedBy], ['acknowledged', 'user:test-operator']);
 
-  // The edge clears it: after a reload (as after a dropped stream) it shows resolved, and the header counts one open alert.
+  // The edge clears it: live over the event stream (no reload), the row turns resolved and the header counts one.
+  await page.getByLabel('State').selectOption('');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  await page.locator('tr[data-type="image-blur"][data-state="acknowledged"]').waitFor();
   await alarm({ alarm: 'image-blur', cleared: true, sharpness: 11 }, 'image sharp again', 'info');
-  await log.waitFor((l) => l.msg === 'alert resolved' && l.type === 'image-blur');
+  await page.locator('tr[data-type="image-blur"][data-state="resolved"]').waitFor();
+  assert.notEqual((await page.locator('tr[data-type="image-blur"]').getByTestId('resolved').innerText()).trim(), '–');
+  await page.getByTestId('open-alerts').getByText('1').waitFor();
+  // A reload (as after a dropped stream) reads the same from GET /api/alerts.
   await page.reload();
   await page.getByLabel('State').selectOption('');
   await page.getByRole('button', { name: 'Filter' }).click();
   await page.locator('tr[data-type="image-blur"][data-state="resolved"]').waitFor();
-  assert.notEqual((await page.locator('tr[data-type="image-blur"]').getByTestId('resolved').innerText()).trim(), '–');
-  await page.getByTestId('open-alerts').getByText('1').waitFor();
   await page.screenshot({ path: join(shots, 'console-alerts.png') });
 
   // Filters: resolved only; by edge; a line with none.
