@@ -16,9 +16,10 @@ const strict = { additionalProperties: false } as const;
 export const EDGE_ALARMS = [
   // Storage (issue 5, issue 13).
   'result-quota',
+  'result-store-error',
+  'result-store-replaced',
   'image-quota',
   'disk-low',
-  'store-replaced',
   // Image health (issue 17).
   'image-brightness',
   'image-contrast',
