@@ -36,6 +36,8 @@ import { FLEET_DEFAULTS } from './config.js';
 import { trainingRoutes, type TrainingRouteDeps } from './routes/training.js';
 import { reviewRoutes } from './routes/reviews.js';
 import { datasetRoutes } from './routes/datasets.js';
+import { goldenSetRoutes } from './routes/golden-set.js';
+import type { GoldenSetStore } from './golden-set-store.js';
 import type { ReviewStore } from './review-store.js';
 
 declare module 'fastify' {
@@ -76,6 +78,8 @@ export interface AppDeps {
   training?: TrainingRouteDeps;
   /** Inspectors' reviews (issue 16): review, accuracy and dataset-export routes; they also need `images`. */
   reviews?: ReviewStore;
+  /** The edges' golden-set reports (issue 17); absent: no `GET /api/edges/:id/golden-set`. */
+  goldenSets?: Pick<GoldenSetStore, 'forEdge'>;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -134,6 +138,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, routeDeps);
   await app.register(edgeRoutes, routeDeps);
   await app.register(edgeHistoryRoutes, routeDeps);
+  if (deps.goldenSets) await app.register(goldenSetRoutes, { store: deps.store, goldenSets: deps.goldenSets });
   await app.register(enrollRoutes, { ...deps.enroll, identity: deps.identity });
   await app.register(statsRoutes, routeDeps);
   await app.register(lineSeriesRoutes, { ...routeDeps, shifts: deps.shifts ?? DEFAULT_SHIFTS });

@@ -38,6 +38,8 @@ import { openSqliteBackboneStore } from './backbone-store.js';
 import { createBackbones } from './backbones.js';
 import { createTrainingRunner } from './training-runner.js';
 import { openSqliteReviewStore, type ReviewStore } from './review-store.js';
+import { openSqliteGoldenSetStore } from './golden-set-store.js';
+import { goldenSetReportListener } from './golden-set-reports.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -114,6 +116,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     started.push({ name: 'images', close: () => images.close() });
     const reviews: ReviewStore = openSqliteReviewStore({ file: dbFile });
     started.push({ name: 'reviews', close: () => reviews.close() });
+    const goldenSets = openSqliteGoldenSetStore({ file: dbFile });
+    started.push({ name: 'golden-sets', close: () => goldenSets.close() });
     const identity: IdentityStore = openSqliteIdentityStore({ file: dbFile, logger: child('identity') });
     started.push({ name: 'identity', close: () => identity.close() });
     // Secure by default: with nobody to sign in yet, or authentication switched off, nothing
@@ -223,16 +227,19 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     // Which rollouts changed (the console's rollout stream): the engine tells it after each save.
     const rolloutFeed = createEdgeFeed();
     started.push({ name: 'rollout-feed', close: async () => rolloutFeed.close() });
-    const engine = createRolloutEngine({ control, fleet: store, publisher, membership, logger: child('rollouts'), tickMs: config.rollouts.tickMs, onChange: (id) => rolloutFeed.notify(id) });
+    const engine = createRolloutEngine({ control, fleet: store, publisher, membership, goldenSets, logger: child('rollouts'), tickMs: config.rollouts.tickMs, onChange: (id) => rolloutFeed.notify(id) });
     const convergence = createConvergenceMonitor({ control, fleet: store, publisher, logger: child('convergence'), graceMs: config.convergence.graceMs });
     // Live views of edges (the console's event stream): states, telemetry and events change them.
     const feed = createEdgeFeed();
     started.push({ name: 'edge-feed', close: async () => feed.close() });
+    const onGoldenSet = goldenSetReportListener(goldenSets, child('golden-set'));
     const ingest: Ingest = createIngest({
       client,
       store,
       logger: child('ingest'),
       onReport: (report) => {
+        // Stored before the engine looks: the golden-set gate reads it.
+        onGoldenSet(report);
         engine.onReport(report);
         if (report.kind !== 'results') feed.notify(report.edgeId);
       },
@@ -250,6 +257,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
       events: { feed, rollouts: rolloutFeed },
       reviews,
+      goldenSets,
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       shifts: config.shifts,
       training: {

@@ -110,3 +110,10 @@ export type GoldenImageOutcome = Static<typeof GoldenImageOutcomeSchema>;
 
 /** Outcomes carried by one `golden-set` event (a golden set has at most 48 images). */
 export const GOLDEN_MAX_OUTCOMES = 64;
+
+/** The `golden-set` event's data: the report and its per-image outcomes. */
+export const GoldenSetEventDataSchema = Type.Object(
+  { ...GoldenSetReportSchema.properties, outcomes: Type.Array(GoldenImageOutcomeSchema, { maxItems: GOLDEN_MAX_OUTCOMES }) },
+  { ...strict, description: 'a golden-set event (issue 17)' },
+);
+export type GoldenSetEventData = Static<typeof GoldenSetEventDataSchema>;
