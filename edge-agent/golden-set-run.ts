@@ -146,5 +146,5 @@ export async function runGoldenSet(runner: ModelRunner, dir: string, golden: Gol
   const reason = passed
     ? undefined
     : `${timedOut ? `time limit of ${opts.timeoutMs} ms reached; ` : ''}${mismatches} of ${images} images off their expected answer (first: ${firstProblem[0]})`.slice(0, 300);
-  return { passed, accuracy: round(correct / images), expectedAccuracy: golden.expectedAccuracy, images, mismatches, ...(reason !== undefined && { reason }), outcomes };
+  return { passed, accuracy: correct / images, expectedAccuracy: golden.expectedAccuracy, images, mismatches, ...(reason !== undefined && { reason }), outcomes };
 }

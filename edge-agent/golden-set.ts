@@ -101,11 +101,11 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
   function reschedule(): void {
     if (!started || closed) return;
     void task?.destroy();
+    // The run's promise is returned so that noOverlap skips a tick while the last run is going:
+    // a schedule shorter than a run never piles runs up.
     task = cronSchedule(
       scheduleExpr,
-      () => {
-        void run('schedule').catch((err: unknown) => log.error({ err }, 'scheduled golden-set run failed'));
-      },
+      () => run('schedule').catch((err: unknown) => log.error({ err }, 'scheduled golden-set run failed')),
       { name: 'golden-set', noOverlap: true, logger: cronLogger },
     );
     log.info({ schedule: scheduleExpr }, 'golden-set self-test scheduled');
@@ -139,19 +139,19 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
   }
 
   /** One model over its golden set: the report and the per-image outcomes. */
-  async function runOne(m: ServingModel, trigger: GoldenTrigger): Promise<{ report: GoldenSetReport; outcomes: GoldenImageOutcome[] }> {
+  async function runOne(m: ServingModel, dir: string, trigger: GoldenTrigger): Promise<{ report: GoldenSetReport; outcomes: GoldenImageOutcome[] }> {
     const t0 = performance.now();
     const base = { model: idOf(m.ref), ...(m.ref.sha256 !== undefined && { sha256: m.ref.sha256 }), role: m.role, trigger };
     let outcomes: GoldenImageOutcome[] = [];
     let result: Pick<GoldenSetReport, 'passed' | 'accuracy' | 'expectedAccuracy' | 'images' | 'mismatches' | 'reason'>;
-    const read = m.dir === undefined ? ({ kind: 'none' } as const) : await readGoldenSet(m.dir);
+    const read = await readGoldenSet(dir);
     if (read.kind === 'none') {
-      result = { passed: null, accuracy: null, expectedAccuracy: null, images: 0, mismatches: 0, reason: m.dir === undefined ? 'package directory unknown' : 'the package has no golden set' };
+      result = { passed: null, accuracy: null, expectedAccuracy: null, images: 0, mismatches: 0, reason: 'the package has no golden set' };
     } else if (read.kind === 'invalid') {
       result = { passed: false, accuracy: null, expectedAccuracy: null, images: 0, mismatches: 0, reason: read.reason };
     } else {
       try {
-        const r = await runGoldenSet(m.runner, m.dir!, read.golden, { timeoutMs });
+        const r = await runGoldenSet(m.runner, dir, read.golden, { timeoutMs });
         outcomes = r.outcomes;
         result = { passed: r.passed, accuracy: r.accuracy, expectedAccuracy: r.expectedAccuracy, images: r.images, mismatches: r.mismatches, ...(r.reason !== undefined && { reason: r.reason }) };
       } catch (err) {
@@ -163,8 +163,8 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
   }
 
   /** Runs one model and reports it, unless it left service while it ran (a rollback closed it). */
-  async function runAndReport(m: ServingModel, trigger: GoldenTrigger): Promise<GoldenSetReport> {
-    const { report, outcomes } = await runOne(m, trigger);
+  async function runAndReport(m: ServingModel & { dir: string }, trigger: GoldenTrigger): Promise<GoldenSetReport> {
+    const { report, outcomes } = await runOne(m, m.dir, trigger);
     if (!inService().some((s) => s.runner === m.runner)) {
       log.info({ model: report.model }, 'golden-set result dropped: the model left service during the run');
       return report;
@@ -200,7 +200,9 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
       const out: GoldenSetReport[] = [];
       for (const m of inService()) {
         if (closed) break;
-        if (role === undefined || m.role === role) out.push(await runAndReport(m, trigger));
+        // A runner handed in by the caller (the simulator's shared model) has no package to read: not tested.
+        if (m.dir === undefined || (role !== undefined && m.role !== role)) continue;
+        out.push(await runAndReport({ ...m, dir: m.dir }, trigger));
       }
       if (!closed) updateAlarm();
       return out;
