@@ -203,6 +203,8 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
         // A runner handed in by the caller (the simulator's shared model) has no package to read: not tested.
         if (m.dir === undefined || (role !== undefined && m.role !== role)) continue;
         out.push(await runAndReport({ ...m, dir: m.dir }, trigger));
+        // At once: a rollback may take the failing model out of service before the next one ran.
+        if (!closed) updateAlarm();
       }
       if (!closed) updateAlarm();
       return out;
