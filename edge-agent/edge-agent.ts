@@ -336,7 +336,10 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       },
       logger: base.child({ component: 'model-manager' }),
       onEvent: publishEvent,
-      onStateChange: () => fleetLink?.publishState(),
+      onStateChange: () => {
+        golden.servingChanged();
+        fleetLink?.publishState();
+      },
       onConfigApplied: (settings) => {
         st.setSampling(settings.sampling);
         golden.applySettings(settings.goldenSet);

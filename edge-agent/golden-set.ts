@@ -50,6 +50,8 @@ export interface GoldenSetMonitor {
   onModelReady(role: ServingModel['role']): void;
   /** Runs the models in service (or only `role`'s) now, after any run in progress; resolves with their reports. */
   run(trigger: GoldenTrigger, role?: ServingModel['role']): Promise<GoldenSetReport[]>;
+  /** The models in service may have changed (a shadow dropped): clears the alarm of a failing one that left. */
+  servingChanged(): void;
   /** The active model's last report (the state's `goldenSet`). */
   report(): GoldenSetReport | undefined;
   /** The schedule in force. */
@@ -120,10 +122,11 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
     }
   }
 
-  /** Raises or clears the alarm from the failing models still in service. */
+  /** Raises or clears the alarm from the failing models still in service (reports of the others are forgotten). */
   function updateAlarm(): void {
     const serving = new Set(inService().map(keyOf));
     for (const key of [...failing.keys()]) if (!serving.has(key)) failing.delete(key);
+    for (const key of [...reports.keys()]) if (!serving.has(key)) reports.delete(key);
     const raise = failing.size > 0;
     if (raise === alarmRaised) return;
     alarmRaised = raise;
@@ -240,6 +243,9 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
       void run('activation', role).catch((err: unknown) => log.error({ err }, 'golden-set run after activation failed'));
     },
     run,
+    servingChanged() {
+      if (started && !closed) updateAlarm();
+    },
     report() {
       const active = inService().find((m) => m.role === 'active');
       return active ? reports.get(keyOf(active)) : undefined;

@@ -157,3 +157,25 @@ test('goldenSet.schedule drives node-cron: every second runs it, a bad expressio
   await r.agent.close();
   assert.equal([...getTasks().values()].filter((task) => task.name === 'golden-set').length, 0, 'the cron task is destroyed on close');
 });
+
+test('a shadow candidate is tested when it loads; its failure raises the alarm, which clears when the candidate is dropped', { skip, timeout: 60_000 }, async (t) => {
+  const p = await packages();
+  const r = await rig(t);
+  const good = artifactFor(r.server, p.good, p.keys.privateKeyPem);
+  const perturbed = artifactFor(r.server, p.perturbed, p.keys.privateKeyPem);
+  let since = r.mark();
+  await r.desired({ active: good, shadow: perturbed, config: {}, configVersion: 1 });
+  const shadow = await r.golden(since, (e) => e.model === p.perturbed.id);
+  assert.deepEqual([shadow.role, shadow.passed], ['shadow', false]);
+  assert.equal((await r.alarm(since, false)).msg.data?.role, 'shadow');
+  // The active model's report is the state's; the shadow's is not.
+  assert.equal((await r.golden(since, (e) => e.model === p.good.id)).passed, true);
+  const state = await r.fleet.next('state', (m) => m.msg.goldenSet?.model === p.good.id, { since });
+  assert.equal(state.msg.goldenSet?.role, 'active');
+
+  since = r.mark();
+  await r.desired({ active: good, shadow: null, config: {}, configVersion: 2 });
+  await r.alarm(since, true);
+  assert.deepEqual(r.agent.health().alarms, []);
+  assert.ok(!r.fleet.messages.slice(since).some((m) => m.kind === 'events' && (m.msg as EventMessage).kind === 'golden-set'), 'cleared without another run');
+});
