@@ -83,6 +83,8 @@ export interface GoldenRunResult {
 export interface GoldenRunOptions {
   /** The whole run's limit; images not reached by then count as mismatches. */
   timeoutMs: number;
+  /** Stops between images (the agent closing); the result is then of no use and not reported. */
+  signal?: AbortSignal;
   now?: () => number;
 }
 
@@ -105,7 +107,9 @@ export async function runGoldenSet(runner: ModelRunner, dir: string, golden: Gol
     let got: GoldenImageOutcome['got'] = null;
     let error: string | undefined;
     const left = deadline - now();
-    if (timedOut || left <= 0) {
+    if (opts.signal?.aborted) {
+      error = 'not run: stopped';
+    } else if (timedOut || left <= 0) {
       timedOut = true;
       error = 'not run: time limit reached';
     } else {

@@ -83,6 +83,8 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
   /** Models in service whose last run failed. */
   const failing = new Map<string, GoldenSetReport>();
   let alarmRaised = false;
+  /** Aborted at close: the run in progress stops between images instead of holding the shutdown. */
+  const stopping = new AbortController();
 
   function emit(kind: EventMessage['kind'], level: EventMessage['level'], message: string, data: Record<string, unknown>): void {
     try {
@@ -154,7 +156,7 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
       result = { passed: false, accuracy: null, expectedAccuracy: null, images: 0, mismatches: 0, reason: read.reason };
     } else {
       try {
-        const r = await runGoldenSet(m.runner, dir, read.golden, { timeoutMs });
+        const r = await runGoldenSet(m.runner, dir, read.golden, { timeoutMs, signal: stopping.signal });
         outcomes = r.outcomes;
         result = { passed: r.passed, accuracy: r.accuracy, expectedAccuracy: r.expectedAccuracy, images: r.images, mismatches: r.mismatches, ...(r.reason !== undefined && { reason: r.reason }) };
       } catch (err) {
@@ -168,6 +170,7 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
   /** Runs one model and reports it, unless it left service while it ran (a rollback closed it). */
   async function runAndReport(m: ServingModel & { dir: string }, trigger: GoldenTrigger): Promise<GoldenSetReport> {
     const { report, outcomes } = await runOne(m, m.dir, trigger);
+    if (closed) return report; // stopped by close: not a result
     if (!inService().some((s) => s.runner === m.runner)) {
       log.info({ model: report.model }, 'golden-set result dropped: the model left service during the run');
       return report;
@@ -259,6 +262,7 @@ export function createGoldenSetMonitor(opts: GoldenSetMonitorOptions): GoldenSet
     async close() {
       if (closed) return;
       closed = true;
+      stopping.abort();
       await task?.destroy();
       task = undefined;
       await chain;

@@ -58,7 +58,7 @@ test('pass rule: expected verdicts and scores within tolerance pass; the accurac
   assert.match(off.reason ?? '', /^3 of 3 images off their expected answer \(first: golden-00\.png: ok\/good score 0\.080431, expected ok\/good score 0\.078431 ± 0\.001\)$/);
 });
 
-test('a replaced image, a broken golden.json and the time limit fail the run with the reason', async (t) => {
+test('a replaced image, a broken golden.json, the time limit and a stop fail the run with the reason', async (t) => {
   const { dir, runner, golden } = await tinyPackage(t);
   await writeFile(join(dir, 'golden-01.png'), await grey(21));
   const replaced = await runGoldenSet(runner, dir, golden, { timeoutMs: 10_000 });
@@ -71,6 +71,11 @@ test('a replaced image, a broken golden.json and the time limit fail the run wit
   assert.deepEqual([late.passed, late.mismatches], [false, 2]);
   assert.match(late.reason ?? '', /^time limit of 50 ms reached; 2 of 2 images off/);
   assert.ok(late.outcomes.every((o) => o.error === 'not run: time limit reached'));
+
+  // Stopped (the agent closing): no image is inspected after the signal.
+  const stopped = await runGoldenSet(runner, dir, golden, { timeoutMs: 10_000, signal: AbortSignal.abort() });
+  assert.deepEqual([stopped.passed, stopped.mismatches], [false, 3]);
+  assert.ok(stopped.outcomes.every((o) => o.got === null && o.error === 'not run: stopped'));
 
   assert.deepEqual(await readGoldenSet(join(dir, 'nowhere')), { kind: 'none' });
   await writeFile(join(dir, 'golden.json'), '{ not json');
