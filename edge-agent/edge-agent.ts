@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { oneLine, type OspreyError } from '../protocol/errors.js';
 import type { Thresholds } from '../protocol/messages.js';
+import type { GoldenSetReport } from '../protocol/monitoring.js';
 import { withTimeout } from '../protocol/timeout.js';
 import { createOptimizedModelCache, loadModelPackage, type OptimizedModelCache } from '../models/runtime.js';
 import type { ModelRunner } from '../models/types.js';
@@ -21,6 +22,8 @@ import { createHotFolder, type HotFolder } from './hot-folder.js';
 import { buildHttpServer, type Health } from './http-server.js';
 import { createMetrics } from './metrics.js';
 import { createModelManager, isModelFault, type ModelManager } from './model-manager.js';
+import { createGoldenSetMonitor, type GoldenSetMonitor } from './golden-set.js';
+import { addGoldenSetRoute } from './golden-set-http.js';
 import { createEdgeStorage, type EdgeStorage, type EdgeStorageOptions } from './edge-storage.js';
 import { createPipeline, type FrameMeta, type InspectOutcome, type Pipeline } from './pipeline.js';
 import { openResultStore, type ResultStore } from './result-store.js';
@@ -86,6 +89,11 @@ async function readAgentVersion(): Promise<string> {
   }
 }
 
+/** The state's `goldenSet` part, when the active model has a report. */
+function withReport(report: GoldenSetReport | undefined): { goldenSet?: GoldenSetReport } {
+  return report ? { goldenSet: report } : {};
+}
+
 function urlOf(address: AddressInfo | string | null, host: string): string {
   if (!address || typeof address === 'string') return `http://${host}`;
   const wildcard = address.address === '0.0.0.0' || address.address === '::';
@@ -107,6 +115,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   let pipeline: Pipeline | undefined;
   let storage: EdgeStorage | undefined;
   let models: ModelManager | undefined;
+  let goldenSet: GoldenSetMonitor | undefined;
   let app: FastifyInstance | undefined;
   let link: FleetLink | undefined;
   let fleetTls: EdgeFleetTls | undefined;
@@ -152,7 +161,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         ...(link?.lastError !== undefined && { lastError: link.lastError }),
       },
       failures: metrics.failures(),
-      ...(storage ? { storeId: store.storeId ?? null, alarms: storage.alarms(), storage: storage.figures() } : {}),
+      ...(storage ? { storeId: store.storeId ?? null, alarms: [...storage.alarms(), ...(goldenSet?.alarms() ?? [])], storage: storage.figures() } : {}),
     };
   }
 
@@ -179,6 +188,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       if (timedOut) log.warn({ depth: pipeline.depth }, 'queue not drained in time');
     });
     await step('http', () => app?.close());
+    // Before the link: its last report still goes out; before the models it runs.
+    await step('golden set', () => goldenSet?.close());
     await step('fleet link', () => link?.close({ finalSyncMs: opts.finalSyncMs ?? 2000 }));
     await step('storage', () => storage?.close());
     // The manager closes every runner it holds, the config's model included when it loaded it.
@@ -234,6 +245,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
             agentVersion,
             startedAt,
             ...m.state(),
+            ...withReport(golden.report()),
           }),
           telemetry: () => ({
             ...metrics.snapshot(),
@@ -241,7 +253,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
             lastSeq: s.lastSeq,
             ackedSeq: s.ackedSeq,
             pendingResults: s.pending,
-            alarms: st.alarms(),
+            alarms: [...st.alarms(), ...golden.alarms()],
             storage: st.figures(),
           }),
           onUp: () => st.online(),
@@ -290,12 +302,20 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       wantsHeatmap: (runner) => st.wantsHeatmap(runner),
     }));
 
+    // Golden-set self-test (issue 17): after activations, on its schedule, on demand.
+    const golden = (goldenSet = createGoldenSetMonitor({
+      serving: () => m.serving(),
+      publishEvent,
+      onStateChange: () => fleetLink?.publishState(),
+      logger: base.child({ component: 'golden-set' }),
+    }));
+
     // Desired state: restores the last active version before the first frame is accepted.
     const m = (models = createModelManager({
       dataDir: config.dataDir,
       slots: p,
       localModel: active,
-      ...(ownsRunner ? { loadLocalModel: loadLocal } : {}),
+      ...(ownsRunner ? { loadLocalModel: loadLocal, localModelDir: config.model.dir } : {}),
       ...(config.thresholds ? { localThresholds: config.thresholds } : {}),
       trustedKeys,
       allowPlugins,
@@ -316,8 +336,15 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       },
       logger: base.child({ component: 'model-manager' }),
       onEvent: publishEvent,
-      onStateChange: () => fleetLink?.publishState(),
-      onConfigApplied: (settings) => st.setSampling(settings.sampling),
+      onStateChange: () => {
+        golden.servingChanged();
+        fleetLink?.publishState();
+      },
+      onConfigApplied: (settings) => {
+        st.setSampling(settings.sampling);
+        golden.applySettings(settings.goldenSet);
+      },
+      onModelReady: (role) => golden.onModelReady(role),
     }));
 
     const server =
@@ -333,6 +360,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
           })
         : undefined;
     app = server;
+    if (server) addGoldenSetRoute(server, golden);
 
     const folder = config.inputDir
       ? createHotFolder({
@@ -352,6 +380,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     // 3. Started in order: storage, models (restored before the first frame), HTTP, fleet, folder.
     await st.start();
     await m.start();
+    golden.start();
     let httpUrl = '';
     if (server) {
       await server.listen({ host: config.http.host, port: config.http.port });

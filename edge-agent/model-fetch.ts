@@ -74,6 +74,8 @@ export interface ArtifactFetcher {
   fetch(a: ModelArtifact, role: ModelRole, signal: AbortSignal): Promise<ModelRunner>;
   /** True when the package is in the cache. */
   has(sha256: string): Promise<boolean>;
+  /** Where the package of this archive is extracted in the cache. */
+  packageDir(sha256: string): string;
   /** Keeps at most `keep` packages, `protect` always among them; returns what was removed. */
   prune(keep: number, protect: ReadonlySet<string>): Promise<string[]>;
   /** The download in progress, with failed attempts so far. */
@@ -214,6 +216,9 @@ export function createArtifactFetcher(opts: ArtifactFetcherOptions): ArtifactFet
       }
       log.info({ model: id, sha256: a.sha256, role, ms: Math.round(performance.now() - t0) }, 'model loaded');
       return runner;
+    },
+    packageDir(sha256) {
+      return opened().packageDir(sha256);
     },
     has(sha256) {
       return opened().has(sha256);

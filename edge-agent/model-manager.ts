@@ -47,6 +47,8 @@ export interface ModelManagerOptions {
   slots: ModelSlots;
   /** The model the pipeline starts with (config `model.dir`): used while the desired state names none. */
   localModel: ModelRunner;
+  /** The local model's package directory (config `model.dir`), for its golden set; absent: unknown. */
+  localModelDir?: string;
   /** Reloads the local model after the manager closed it; absent: the local model is never closed. */
   loadLocalModel?: () => Promise<ModelRunner>;
   /** Thresholds from the edge's own config, used while the desired config has none. */
@@ -74,6 +76,17 @@ export interface ModelManagerOptions {
   onStateChange?: () => void;
   /** A desired config was applied (thresholds are already in the slots; sampling is for the caller). */
   onConfigApplied?: (settings: EdgeSettings, configVersion: number) => void;
+  /** A model just came into service: activated (also restored at start) or loaded as the shadow candidate. */
+  onModelReady?: (role: ModelRole) => void;
+}
+
+/** A model in service, with its package directory (the golden-set self-test reads it). */
+export interface ServingModel {
+  role: ModelRole;
+  ref: ModelRef;
+  runner: ModelRunner;
+  /** Absent for a local model handed in by the caller. */
+  dir?: string;
 }
 
 /** The model part of the edge's reported state. */
@@ -111,6 +124,8 @@ export interface ModelManager {
   observeFailure(err: OspreyError, model?: string): void;
   state(): ModelManagerState;
   status(): ModelManagerStatus;
+  /** The active model and the shadow candidate (when one is loaded). */
+  serving(): ServingModel[];
   /** The desired config in force (undefined until one was received). */
   readonly settings: EdgeSettings | undefined;
   /** Resolves when nothing is left to do for the current desired state (or it is blocked retrying a download). */
@@ -144,6 +159,8 @@ interface Loaded {
   owned: boolean;
   /** Passed probation (or needs none: the local model). */
   proven: boolean;
+  /** The package directory (the cache's, or config model.dir). */
+  dir?: string;
 }
 
 function sameDesired(a: DesiredMessage | null, b: DesiredMessage): boolean {
@@ -183,7 +200,8 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
   const writer = createModelStateWriter(opts.dataDir, (err) => log.error({ err }, 'cannot persist model state'));
 
   // The local model is the manager's to close only when it can load it again.
-  const loaded = new Map<string, Loaded>([[LOCAL, { key: LOCAL, runner: opts.localModel, owned: opts.loadLocalModel !== undefined, proven: true }]]);
+  const localDir = opts.localModelDir !== undefined ? { dir: opts.localModelDir } : {};
+  const loaded = new Map<string, Loaded>([[LOCAL, { key: LOCAL, runner: opts.localModel, owned: opts.loadLocalModel !== undefined, proven: true, ...localDir }]]);
   let activeKey = LOCAL;
   let previousKey: string | null = null;
   let shadowKey: string | null = null;
@@ -207,6 +225,14 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
       opts.onEvent?.(kind, level, message, data);
     } catch (err) {
       log.error({ err, kind }, 'event hook threw');
+    }
+  }
+
+  function modelReady(role: ModelRole): void {
+    try {
+      opts.onModelReady?.(role);
+    } catch (err) {
+      log.error({ err, role }, 'model-ready hook threw');
     }
   }
 
@@ -288,7 +314,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     const have = ready(LOCAL);
     if (have) return have;
     const runner = await opts.loadLocalModel!();
-    const entry: Loaded = { key: LOCAL, runner, owned: true, proven: true };
+    const entry: Loaded = { key: LOCAL, runner, owned: true, proven: true, ...localDir };
     loaded.set(LOCAL, entry);
     return entry;
   }
@@ -299,7 +325,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     const have = ready(a.sha256);
     if (have) return have;
     const runner = await fetcher.fetch(a, role, signal);
-    const entry: Loaded = { key: a.sha256, runner, artifact: a, owned: true, proven: false };
+    const entry: Loaded = { key: a.sha256, runner, artifact: a, owned: true, proven: false, dir: fetcher.packageDir(a.sha256) };
     loaded.set(a.sha256, entry);
     return entry;
   }
@@ -330,6 +356,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     });
     persist();
     stateChanged();
+    modelReady('active');
   }
 
   /** Local self-protection: the active model failed its probation; back to the previous version. */
@@ -450,6 +477,7 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
     const ref = refOf(entry.key);
     emit('model-activated', 'info', `${ref.name}@${ref.version} running in shadow`, { ...ref, role: 'shadow' });
     stateChanged();
+    modelReady('shadow');
   }
 
   /** Loads the previous version remembered from before a restart, so a rollback stays a switch. */
@@ -585,6 +613,14 @@ export function createModelManager(opts: ModelManagerOptions): ModelManager {
           .filter((p): p is ProbationState => p !== undefined)
           .map((p) => ({ model: p.id, role: p.role, frames: p.frames, errors: p.errors })),
       };
+    },
+    serving() {
+      const out: ServingModel[] = [];
+      for (const [role, key] of [['active', activeKey], ['shadow', shadowKey]] as const) {
+        const entry = key !== null ? loaded.get(key) : undefined;
+        if (entry) out.push({ role, ref: refOf(entry.key), runner: entry.runner, ...(entry.dir !== undefined && { dir: entry.dir }) });
+      }
+      return out;
     },
     get settings() {
       return config.settings;

@@ -37,6 +37,8 @@ import { trainingRoutes, type TrainingRouteDeps } from './routes/training.js';
 import type { SseHubOptions } from './routes/sse.js';
 import { reviewRoutes } from './routes/reviews.js';
 import { datasetRoutes } from './routes/datasets.js';
+import { goldenSetRoutes } from './routes/golden-set.js';
+import type { GoldenSetStore } from './golden-set-store.js';
 import type { ReviewStore } from './review-store.js';
 import { alertRoutes, type AlertRouteDeps } from './routes/alerts.js';
 import { webhookRoutes, type WebhookRouteDeps } from './routes/webhooks.js';
@@ -81,6 +83,8 @@ export interface AppDeps {
   reviews?: ReviewStore;
   /** Alerts (issue 17) and their webhooks; absent: no alert or webhook routes. */
   alerts?: AlertRouteDeps & { webhooks?: Omit<WebhookRouteDeps, 'now'> };
+  /** The edges' golden-set reports (issue 17); absent: no `GET /api/edges/:id/golden-set`. */
+  goldenSets?: Pick<GoldenSetStore, 'forEdge'>;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -139,6 +143,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(healthRoutes, routeDeps);
   await app.register(edgeRoutes, routeDeps);
   await app.register(edgeHistoryRoutes, routeDeps);
+  if (deps.goldenSets) await app.register(goldenSetRoutes, { store: deps.store, goldenSets: deps.goldenSets });
   await app.register(enrollRoutes, { ...deps.enroll, identity: deps.identity });
   await app.register(statsRoutes, routeDeps);
   await app.register(lineSeriesRoutes, { ...routeDeps, shifts: deps.shifts ?? DEFAULT_SHIFTS });

@@ -42,6 +42,8 @@ import { openSqliteAlertStore } from './alert-store.js';
 import { createAlerts } from './alerts.js';
 import { openSqliteWebhookStore } from './webhook-store.js';
 import { createWebhookSender } from './webhook-sender.js';
+import { openSqliteGoldenSetStore } from './golden-set-store.js';
+import { goldenSetReportListener } from './golden-set-reports.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -120,6 +122,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     started.push({ name: 'images', close: () => images.close() });
     const reviews: ReviewStore = openSqliteReviewStore({ file: dbFile });
     started.push({ name: 'reviews', close: () => reviews.close() });
+    const goldenSets = openSqliteGoldenSetStore({ file: dbFile });
+    started.push({ name: 'golden-sets', close: () => goldenSets.close() });
     const identity: IdentityStore = openSqliteIdentityStore({ file: dbFile, logger: child('identity') });
     started.push({ name: 'identity', close: () => identity.close() });
     // Secure by default: with nobody to sign in yet, or authentication switched off, nothing
@@ -229,7 +233,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     // Which rollouts changed (the console's rollout stream): the engine tells it after each save.
     const rolloutFeed = createEdgeFeed();
     started.push({ name: 'rollout-feed', close: async () => rolloutFeed.close() });
-    const engine = createRolloutEngine({ control, fleet: store, publisher, membership, logger: child('rollouts'), tickMs: config.rollouts.tickMs, onChange: (id) => rolloutFeed.notify(id) });
+    const engine = createRolloutEngine({ control, fleet: store, publisher, membership, goldenSets, logger: child('rollouts'), tickMs: config.rollouts.tickMs, onChange: (id) => rolloutFeed.notify(id) });
     const convergence = createConvergenceMonitor({ control, fleet: store, publisher, logger: child('convergence'), graceMs: config.convergence.graceMs });
     // Live views of edges (the console's event stream): states, telemetry and events change them.
     const feed = createEdgeFeed();
@@ -250,11 +254,14 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       ...(alertClock && { now: alertClock }),
     });
     alerts.onChange((change) => void webhooks.notify(change).catch((err: unknown) => log.error({ err, alertId: change.alert.id }, 'webhook notification not queued')));
+    const onGoldenSet = goldenSetReportListener(goldenSets, child('golden-set'));
     const ingest: Ingest = createIngest({
       client,
       store,
       logger: child('ingest'),
       onReport: (report) => {
+        // Stored before the engine looks: the golden-set gate reads it.
+        onGoldenSet(report);
         engine.onReport(report);
         alerts.onReport(report);
         if (report.kind !== 'results') feed.notify(report.edgeId);
@@ -274,6 +281,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       events: { feed, rollouts: rolloutFeed },
       reviews,
       alerts: { store: alertStore, alerts, webhooks: { store: webhookStore, sender: webhooks } },
+      goldenSets,
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       shifts: config.shifts,
       training: {

@@ -17,6 +17,7 @@ import type { EdgeRecord, FleetStore } from './store.js';
 import type { ControlStore } from './control-store.js';
 import type { DesiredPublisher } from './desired-state.js';
 import type { InboundReport } from './ingest.js';
+import type { GoldenSetStore } from './golden-set-store.js';
 import { createRolloutMembership, type RolloutMembership } from './rollout-membership.js';
 import { createRolloutScheduler } from './rollout-scheduler.js';
 import { transition, type RolloutAction, type RolloutMachineEvent } from './rollout-stage-machine.js';
@@ -51,6 +52,8 @@ export interface RolloutEngineOptions {
   membership?: RolloutMembership;
   /** Told the id of each rollout just saved (the console's live rollout stream). Cheap and synchronous. */
   onChange?: (rolloutId: string) => void;
+  /** The edges' golden-set reports (gate goldenSet); absent: that gate stays pending. */
+  goldenSets?: Pick<GoldenSetStore, 'latestFor'>;
 }
 
 export interface RolloutEngine {
@@ -266,7 +269,8 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     const inStage = edgesNow.filter(([, , p]) => p !== 'removed').length;
     const reporting = edgesNow.filter(([, , p]) => p === 'reporting').length;
     if (st.measuringSince === null && inStage > 0 && reporting >= Math.min(doc.spec.minSample, inStage)) st.measuringSince = now();
-    const evaluation = evaluateStage(doc.spec, stage, st, edgesNow, now(), { ignoreSilence: awaiting });
+    const golden = stage.gates.goldenSet === true && opts.goldenSets ? await opts.goldenSets.latestFor(edgesNow.map(([id]) => id), candidateId(doc)) : undefined;
+    const evaluation = evaluateStage(doc.spec, stage, st, edgesNow, now(), { ignoreSilence: awaiting, candidate: candidateId(doc), ...(golden && { golden }) });
     st.evaluation = evaluation;
     doc.updatedAt = now();
     if (evaluation.decision === 'fail') {

@@ -4,6 +4,8 @@
  * engine, the HTTP view and the tests all see the same verdict.
  */
 import type { ModelRef } from '../protocol/messages.js';
+import type { GoldenSetReport } from '../protocol/monitoring.js';
+import { judgeGoldenGate } from './rollout-golden-gate.js';
 import type { GateResult, Gates, RolloutSpec, StageEdgeState, StageEvaluation, StageMetrics, StageMode, StageSpec, StageState } from './rollout-spec.js';
 
 export type EdgeProgress = 'pending' | 'reporting' | 'silent' | 'failed' | 'removed';
@@ -103,6 +105,7 @@ export function judgeGates(gates: Gates, m: StageMetrics, mode: StageMode): Gate
 }
 
 function describe(g: GateResult): string {
+  if (g.gate === 'goldenSet') return `goldenSet: ${g.note ?? 'failed'}`;
   const v = g.value === null ? 'n/a' : Number(g.value.toFixed(4));
   return `${g.gate} ${v} ${g.gate.startsWith('max') ? '>' : '<'} ${g.limit}`;
 }
@@ -118,10 +121,11 @@ export function evaluateStage(
   state: StageState,
   edges: [string, StageEdgeState, EdgeProgress][],
   now: number,
-  opts: { ignoreSilence?: boolean } = {},
+  opts: { ignoreSilence?: boolean; /** Each edge's latest golden-set report of the candidate (gate goldenSet). */ golden?: ReadonlyMap<string, GoldenSetReport>; candidate?: string } = {},
 ): StageEvaluation {
   const metrics = stageMetrics(stage, edges.map(([, e, p]) => [e, p]));
   const gates = judgeGates(stage.gates, metrics, stage.mode);
+  if (stage.gates.goldenSet === true) gates.push(judgeGoldenGate(edges, opts.golden ?? new Map(), stage.mode, opts.candidate ?? 'the candidate'));
   const result = (decision: StageEvaluation['decision'], reason: string | null): StageEvaluation => ({ at: now, decision, reason, metrics, gates });
 
   const failed = edges.filter(([, , p]) => p === 'failed');

@@ -20,6 +20,9 @@ export const GatesSchema = Type.Object(
     maxDefectRateChange: Type.Optional(
       Type.Number({ minimum: 0, maximum: 1, description: '|candidate defect rate − current defect rate| (shadow: same frames; live: the edges’ recent history)' }),
     ),
+    goldenSet: Type.Optional(
+      Type.Boolean({ description: 'true: every edge of the stage must report a passing golden-set self-test of the candidate (a version without a golden set fails)' }),
+    ),
   },
   strict,
 );

@@ -42,10 +42,17 @@ export const MonitorSettingsSchema = Type.Object(
 );
 export type MonitorSettings = Static<typeof MonitorSettingsSchema>;
 
-/** Golden-set self-test settings (layered config `goldenSet`). */
+/** The golden-set self-test's schedule when the layered config names none: 03:00 on the 1st of each month. */
+export const DEFAULT_GOLDEN_SCHEDULE = '0 3 1 * *';
+
+/** Golden-set self-test settings (layered config `goldenSet`; docs/monitoring.md). */
 export const GoldenSetSettingsSchema = Type.Object(
   {
-    schedule: Type.Optional(Type.String({ minLength: 1, maxLength: 100, description: 'node-cron expression (default monthly)' })),
+    schedule: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 100, description: 'node-cron expression, 5 or 6 fields (default "0 3 1 * *": monthly); checked by node-cron where it is accepted' }),
+    ),
+    runOnActivation: Type.Optional(Type.Boolean({ description: 'run right after a model is activated or a shadow candidate loads (default true)' })),
+    timeoutMs: Type.Optional(Type.Integer({ minimum: 1000, maximum: 3_600_000, description: 'longest run of one model over its golden set (default 120000)' })),
   },
   { ...strict, description: 'golden-set self-test (issue 17)' },
 );
@@ -55,6 +62,59 @@ export type GoldenSetSettings = Static<typeof GoldenSetSettingsSchema>;
 export const MonitorFiguresSchema = Type.Object({}, { ...strict, description: 'image health and score drift figures (issue 17)' });
 export type MonitorFigures = Static<typeof MonitorFiguresSchema>;
 
-/** The last golden-set self-test of a model, reported in the edge's state. */
-export const GoldenSetReportSchema = Type.Object({}, { ...strict, description: 'the last golden-set self-test (issue 17)' });
+/** The last golden-set self-test of a model, reported in the edge's state (`goldenSet`) and in the `golden-set` event. */
+export const GoldenSetReportSchema = Type.Object(
+  {
+    model: Type.String({ minLength: 1, maxLength: 200, description: 'name@version of the model tested' }),
+    sha256: Type.Optional(Type.String({ pattern: '^[0-9a-f]{64}$', description: 'its archive (absent for the edge\'s local model)' })),
+    role: Type.Union([Type.Literal('active'), Type.Literal('shadow')]),
+    trigger: Type.Union([Type.Literal('activation'), Type.Literal('schedule'), Type.Literal('demand')]),
+    ranAt: Type.Integer({ minimum: 0, description: 'epoch ms when the run ended' }),
+    durationMs: Type.Number({ minimum: 0 }),
+    passed: Type.Union([Type.Boolean(), Type.Null()], {
+      description: 'true: every image got its expected answer within tolerance; false: one did not (or the run failed); null: the package has no golden set',
+    }),
+    accuracy: Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()], { description: 'share of images answered as their truth' }),
+    expectedAccuracy: Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()], { description: 'the same share when the package was made' }),
+    images: Type.Integer({ minimum: 0 }),
+    mismatches: Type.Integer({ minimum: 0, description: 'images whose answer differs from the expected one (or that failed)' }),
+    reason: Type.Optional(Type.String({ maxLength: 300, description: 'why it failed, or why there is no result' })),
+  },
+  { ...strict, description: 'the last golden-set self-test (issue 17)' },
+);
 export type GoldenSetReport = Static<typeof GoldenSetReportSchema>;
+
+const GoldenAnswerSchema = Type.Object(
+  {
+    verdict: Type.Union([Type.Literal('ok'), Type.Literal('defect')]),
+    label: Type.String({ maxLength: 64 }),
+    score: Type.Number(),
+  },
+  strict,
+);
+
+/** One golden image's outcome, in the `golden-set` event (`data.outcomes`, at most GOLDEN_MAX_OUTCOMES). */
+export const GoldenImageOutcomeSchema = Type.Object(
+  {
+    file: Type.String({ maxLength: 100 }),
+    source: Type.Optional(Type.String({ maxLength: 200, description: 'where the trainer took it from' })),
+    truth: Type.String({ maxLength: 64, description: 'the verdict (anomaly) or label (classification) it truly is' }),
+    expected: GoldenAnswerSchema,
+    got: Type.Union([GoldenAnswerSchema, Type.Null()], { description: 'null: the image could not be inspected (see error)' }),
+    match: Type.Boolean({ description: 'same verdict and label as expected, score within tolerance' }),
+    correct: Type.Boolean({ description: 'the answer agrees with the truth' }),
+    error: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { ...strict, description: 'one golden image (issue 17)' },
+);
+export type GoldenImageOutcome = Static<typeof GoldenImageOutcomeSchema>;
+
+/** Outcomes carried by one `golden-set` event (a golden set has at most 48 images). */
+export const GOLDEN_MAX_OUTCOMES = 64;
+
+/** The `golden-set` event's data: the report and its per-image outcomes. */
+export const GoldenSetEventDataSchema = Type.Object(
+  { ...GoldenSetReportSchema.properties, outcomes: Type.Array(GoldenImageOutcomeSchema, { maxItems: GOLDEN_MAX_OUTCOMES }) },
+  { ...strict, description: 'a golden-set event (issue 17)' },
+);
+export type GoldenSetEventData = Static<typeof GoldenSetEventDataSchema>;

@@ -1,7 +1,8 @@
 /**
  * One edge: what it is and how it is doing now, its telemetry over time (edge-telemetry.tsx), its
  * configuration layers and per-label thresholds (edge-config.tsx), its recent results with their
- * images (edge-results.tsx), the inputs it rejected, and its events.
+ * images (edge-results.tsx), its golden-set self-tests (edge-golden.tsx), the inputs it rejected,
+ * and its events.
  */
 import { useEffect, useState } from 'preact/hooks';
 import type { Api, EdgeEvent, EdgeView, SessionInfo } from './api.js';
@@ -12,6 +13,7 @@ import { ago, bytes, clock, num } from './format.js';
 import { TelemetryCharts } from './edge-telemetry.js';
 import { EdgeConfig } from './edge-config.js';
 import { EdgeResults } from './edge-results.js';
+import { EdgeGoldenSets } from './edge-golden.js';
 
 export function EdgePage({ api, fleet, id, session }: { api: Api; fleet: Fleet; id: string; session: SessionInfo }) {
   const now = useNow(fleet.skewMs);
@@ -80,6 +82,7 @@ export function EdgePage({ api, fleet, id, session }: { api: Api; fleet: Fleet; 
         <Rejections edge={edge} />
       </div>
       {session.permissions.includes('results:read') && <EdgeResults api={api} edge={edge} onLabels={setLabels} />}
+      <EdgeGoldenSets api={api} edge={edge} />
       <Events api={api} edge={edge} />
     </section>
   );

@@ -9,7 +9,9 @@ import type { Fleet } from './live.js';
 import type { RolloutView } from './rollout-live.js';
 import { clock } from './format.js';
 
-export type GateName = 'minFrames' | 'maxErrorRate' | 'maxP95LatencyMs' | 'minAgreement' | 'maxDefectRateChange';
+export type GateName = 'minFrames' | 'maxErrorRate' | 'maxP95LatencyMs' | 'minAgreement' | 'maxDefectRateChange' | 'goldenSet';
+/** Gates that are on or off, without a number. */
+const SWITCH_GATES: readonly GateName[] = ['goldenSet'];
 
 interface GateDraft {
   on: boolean;
@@ -26,7 +28,7 @@ interface StageDraft {
 }
 
 const gatesDraft = (on: Partial<Record<GateName, string>>): Record<GateName, GateDraft> => {
-  const defaults: Record<GateName, string> = { minFrames: '200', maxErrorRate: '1', maxP95LatencyMs: '200', minAgreement: '95', maxDefectRateChange: '5' };
+  const defaults: Record<GateName, string> = { minFrames: '200', maxErrorRate: '1', maxP95LatencyMs: '200', minAgreement: '95', maxDefectRateChange: '5', goldenSet: '' };
   return Object.fromEntries((Object.keys(defaults) as GateName[]).map((g) => [g, { on: on[g] !== undefined, value: on[g] ?? defaults[g] }])) as Record<GateName, GateDraft>;
 };
 
@@ -48,6 +50,11 @@ const GATE_HELP: Record<GateName, { label: string; unit: string; help: string }>
     label: 'Largest defect-rate change',
     unit: 'points',
     help: 'How far the share of defect verdicts may move from the current model’s, in percentage points (default 5). Skipped on edges with no history.',
+  },
+  goldenSet: {
+    label: 'Golden set passed on every edge',
+    unit: '',
+    help: 'Every edge runs the version’s golden set (its labelled reference images) when it gets it; the stage waits for a pass from each and fails on a mismatch, or when the version has no golden set.',
   },
 };
 
@@ -109,10 +116,14 @@ export function CreateRollout({ api, fleet }: { api: Api; fleet: Fleet }) {
       version,
       target: targetKind === 'line' ? { lines: [line] } : targetKind === 'edges' ? { edges } : { all: true as const },
       stages: stages.map((s) => {
-        const gates: Partial<Record<GateName, number>> = {};
+        const gates: Partial<Record<GateName, number | boolean>> = {};
         for (const g of Object.keys(s.gates) as GateName[]) {
           const d = s.gates[g];
           if (!d.on || (g === 'minAgreement' && s.mode === 'live')) continue;
+          if (SWITCH_GATES.includes(g)) {
+            gates[g] = true;
+            continue;
+          }
           const v = Number(d.value);
           gates[g] = g === 'maxErrorRate' || g === 'minAgreement' || g === 'maxDefectRateChange' ? v / 100 : v;
         }
@@ -268,6 +279,7 @@ export function CreateRollout({ api, fleet }: { api: Api; fleet: Fleet }) {
                       </label>
                     </td>
                     <td>
+                      {!SWITCH_GATES.includes(g) && (
                       <input
                         class="short"
                         aria-label={`${GATE_HELP[g].label}, stage ${i + 1}`}
@@ -275,7 +287,8 @@ export function CreateRollout({ api, fleet }: { api: Api; fleet: Fleet }) {
                         value={s.gates[g].value}
                         disabled={!s.gates[g].on}
                         onInput={(e) => setGate(i, g, { value: (e.target as HTMLInputElement).value })}
-                      />{' '}
+                      />
+                      )}{' '}
                       {GATE_HELP[g].unit}
                     </td>
                     <td class="help">{GATE_HELP[g].help}</td>

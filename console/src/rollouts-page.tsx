@@ -114,6 +114,7 @@ const GATE_WORDS: Record<GateName, { label: string; max: boolean; unit: 'count' 
   maxP95LatencyMs: { label: 'p95 latency', max: true, unit: 'ms' },
   minAgreement: { label: 'Agreement with the current model', max: false, unit: 'ratio' },
   maxDefectRateChange: { label: 'Defect-rate change', max: true, unit: 'ratio' },
+  goldenSet: { label: 'Golden set passed (share of edges)', max: false, unit: 'ratio' },
 };
 
 function gateValue(gate: GateName, v: number | null): string {
@@ -285,7 +286,8 @@ function selection(s: StageView): string {
 }
 
 function Stage({ stage: s, current }: { stage: StageView; current: boolean }) {
-  const gates = Object.entries(s.gates) as [GateName, number][];
+  // goldenSet is a switch (true), not a number: its limit is every edge.
+  const gates = Object.entries(s.gates).filter(([, v]) => v !== false) as [GateName, number | boolean][];
   return (
     <article class={`ro-panel ro-stage ${current ? 'current' : ''}`} data-stage={s.name} data-status={s.status}>
       <header>
@@ -318,8 +320,7 @@ function Stage({ stage: s, current }: { stage: StageView; current: boolean }) {
                   <td>{GATE_WORDS[gate].label}</td>
                   <td class="num">{gateValue(gate, res?.value ?? null)}</td>
                   <td class="num">
-                    {GATE_WORDS[gate].max ? '≤ ' : '≥ '}
-                    {gateValue(gate, limit)}
+                    {typeof limit === 'boolean' ? 'every edge' : `${GATE_WORDS[gate].max ? '≤ ' : '≥ '}${gateValue(gate, limit)}`}
                   </td>
                   <td class={`verdict v-${status}`}>
                     {status}

@@ -7,6 +7,7 @@ import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { Static } from '@sinclair/typebox';
 import { OspreyError } from '../../protocol/errors.js';
 import { EdgeSettingsSchema, type EdgeSettings } from '../../protocol/messages.js';
+import { cronScheduleError } from '../../protocol/golden-schedule.js';
 import { errorResponses } from '../http-schemas.js';
 import {
   ConfigLayerViewSchema,
@@ -41,6 +42,10 @@ export const configRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => 
   const target = (scope: ConfigScope, key: string) => (scope === 'fleet' ? 'config:fleet' : `config:${scope}:${key}`);
 
   async function put(req: FastifyRequest, scope: ConfigScope, key: string, settings: EdgeSettings) {
+    // What the schema cannot say: the schedule must parse as node-cron parses it at the edge.
+    const schedule = settings.goldenSet?.schedule;
+    const bad = schedule !== undefined ? cronScheduleError(schedule) : null;
+    if (bad) throw new OspreyError('OSP_ERR_BAD_REQUEST', `body/goldenSet/schedule: ${bad}`);
     const old = await store.getConfigLayer(scope, key);
     const layer = await store.putConfigLayer(scope, key, settings, deps.now());
     req.auditNote = { action: 'config.put', target: target(scope, key), before: old?.settings ?? null, after: layer.settings };
