@@ -37,6 +37,9 @@ import { trainingRoutes, type TrainingRouteDeps } from './routes/training.js';
 import { reviewRoutes } from './routes/reviews.js';
 import { datasetRoutes } from './routes/datasets.js';
 import type { ReviewStore } from './review-store.js';
+import type { FleetMetrics } from './fleet-metrics.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { installApiDocsPermission, registerApiDocs, registerOpenApi } from './openapi.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -76,6 +79,8 @@ export interface AppDeps {
   training?: TrainingRouteDeps;
   /** Inspectors' reviews (issue 16): review, accuracy and dataset-export routes; they also need `images`. */
   reviews?: ReviewStore;
+  /** Prometheus metrics (fleet-metrics.ts): HTTP answers are counted and `GET /metrics` exists only when given. */
+  metrics?: FleetMetrics;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -96,6 +101,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onResponse', async (req, reply) => {
     req.log.debug({ method: req.method, url: req.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request completed');
   });
+  deps.metrics?.instrument(app);
 
   app.setErrorHandler<FastifyError | OspreyError>(async (err, req, reply) => {
     const body = errorBody(err);
@@ -110,6 +116,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.code(status).send(unexpected ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
   });
 
+  // Before the authorization hook, which refuses a route without a permission: the API reader's own routes get theirs.
+  installApiDocsPermission(app);
   // Before any route: each route's registration is checked for a declared permission.
   app.decorate('authorization', installAuthorization(app, { identity: deps.identity, logger: deps.logger, enabled: deps.auth?.enabled !== false }));
 
@@ -126,6 +134,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       }
     }
   });
+
+  // Before any route: the OpenAPI document collects every route as it is registered.
+  await registerOpenApi(app);
 
   const routeDeps: RouteDeps = { store: deps.store, now, startedAt: now() };
   if (deps.status) routeDeps.status = deps.status;
@@ -160,6 +171,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     await app.register(reviewRoutes, reviewDeps);
     await app.register(datasetRoutes, reviewDeps);
   }
+  if (deps.metrics) await app.register(metricsRoutes, { registry: deps.metrics.registry });
+  await registerApiDocs(app);
   return app;
 }
 

@@ -38,6 +38,7 @@ import { openSqliteBackboneStore } from './backbone-store.js';
 import { createBackbones } from './backbones.js';
 import { createTrainingRunner } from './training-runner.js';
 import { openSqliteReviewStore, type ReviewStore } from './review-store.js';
+import { createFleetMetrics } from './fleet-metrics.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -228,10 +229,19 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     // Live views of edges (the console's event stream): states, telemetry and events change them.
     const feed = createEdgeFeed();
     started.push({ name: 'edge-feed', close: async () => feed.close() });
+    // Prometheus metrics (GET /metrics): gauges read the stores at scrape time; ingest and HTTP feed the rest.
+    const metrics = createFleetMetrics({
+      store,
+      control,
+      training: trainingStore,
+      ...(embedded && { mqttClients: embedded.clientCount }),
+      mqttConnected: () => client.connected,
+    });
     const ingest: Ingest = createIngest({
       client,
       store,
       logger: child('ingest'),
+      observer: metrics.ingest,
       onReport: (report) => {
         engine.onReport(report);
         if (report.kind !== 'results') feed.notify(report.edgeId);
@@ -250,6 +260,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
       events: { feed, rollouts: rolloutFeed },
       reviews,
+      metrics,
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       shifts: config.shifts,
       training: {
