@@ -5,14 +5,19 @@
  */
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import fastifySwagger from '@fastify/swagger';
+import { fastifySwagger } from '@fastify/swagger';
 
 export const EDGE_OPENAPI_URL = '/openapi.json';
 
-/** Starts collecting the edge's routes into its document; register before any route. */
+/** Starts collecting the edge's routes into its document; call before any route is added. */
 export function registerEdgeOpenApi(app: FastifyInstance): void {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
-  void app.register(fastifySwagger, {
+  // Called, not registered: the edge adds its routes at once (buildHttpServer is synchronous), and
+  // a registered plugin would only load at ready(), after them, and see none.
+  const done = (err?: Error) => {
+    if (err) throw err;
+  };
+  fastifySwagger(app, {
     openapi: {
       openapi: '3.0.3',
       info: {
@@ -22,5 +27,5 @@ export function registerEdgeOpenApi(app: FastifyInstance): void {
           "The edge agent's local HTTP API (docs/edge-agent.md): loopback only, no credential; the station's camera software posts frames to it. Errors answer `{ error: OSP_ERR_…, message }`.",
       },
     },
-  });
+  }, done);
 }

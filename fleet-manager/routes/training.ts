@@ -9,7 +9,7 @@ import { mkdir, rm, unlink } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import type { Static } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { OspreyError, isOspreyError, safeLine } from '../../protocol/errors.js';
 import { check } from '../../protocol/validator.js';
 import { errorResponses } from '../http-schemas.js';
@@ -261,7 +261,7 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRouteDeps> = async (app,
   // Server-sent events: the job now, then after each change, until it finishes (or the fleet closes).
   app.get<{ Params: Static<typeof JobParamsSchema> }>(
     '/api/training-jobs/:id/events',
-    { config: { permission: 'fleet:read' }, schema: { params: JobParamsSchema, response: errorResponses } },
+    { config: { permission: 'fleet:read' }, schema: { params: JobParamsSchema, response: { 200: { description: 'server-sent events: the job now, then after each change', content: { 'text/event-stream': { schema: Type.String() } } }, ...errorResponses } } },
     async (req, reply) => {
       const first = await getJob(req.params.id);
       reply.hijack();
