@@ -7,13 +7,15 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CONSOLE_CSP } from '../../fleet-manager/routes/console.js';
 import { API_DOCS_CSP, API_DOCS_PREFIX } from '../../fleet-manager/openapi.js';
 import { EDGE_OPENAPI_FILE, FLEET_OPENAPI_FILE, documentText, edgeOpenApi, fleetOpenApi, type OpenApiDocument } from '../docs/openapi-documents.js';
 import { chromiumSkip, launchChromium, watchedPage } from '../console/browser.js';
 import { startFleet } from './control-helpers.js';
+import { tempDir } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const REGENERATE = 'run "npm run openapi" and commit the result';
@@ -100,7 +102,9 @@ test('the reader: fleet:read, served under the console CSP, and it renders the d
   const operations = await w.page.locator('.opblock').count();
   assert.equal(operations, inDocument, 'every operation of the document shown');
   assert.ok(await w.page.locator('.opblock-summary-path[data-path="/metrics"]').count() >= 1, 'GET /metrics shown');
-  await w.page.screenshot({ path: `${ROOT}docs/images/api-docs.png` });
+  const shots = process.env.OSPREY_SCREENSHOT_DIR ?? (await tempDir(t));
+  await mkdir(shots, { recursive: true });
+  await w.page.screenshot({ path: join(shots, 'api-docs.png') });
   assert.deepEqual(await w.violations(), [], 'CSP violations');
   assert.deepEqual(w.errors, [], 'console errors');
 });
