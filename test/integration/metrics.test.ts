@@ -165,6 +165,18 @@ test('fleet and edge /metrics count exactly the frames sent; alarms, permission 
   assert.equal(withAlarm!.value('osprey_fleet_edge_backlog_results', { edge: other7, line: 'line-M' }), 12);
   assert.equal(withAlarm!.value('osprey_fleet_edges', { status: 'online' }), 2);
 
+  // Batches of several rows, a resend and an overlapping one: each stored row counted once, by its verdict.
+  const row = (seq: number, verdict: 'ok' | 'defect') => ({ seq, ts: Date.now(), camera: 'cam1', source: 'http' as const, model: 'm@1', verdict, label: verdict === 'ok' ? 'good' : 'scratch', score: verdict === 'ok' ? 0.1 : 0.9, latencyMs: 2 });
+  const batchesBefore = withAlarm!.value('osprey_fleet_result_batches_total');
+  for (const rows of [[row(1, 'ok'), row(2, 'defect'), row(3, 'ok')], [row(1, 'ok'), row(2, 'defect'), row(3, 'ok')], [row(3, 'ok'), row(4, 'defect'), row(5, 'ok')]]) {
+    await client.publishAsync(edgeTopic(other7, 'results'), encodeMessage(envelope('results', other7, { fromSeq: rows[0]!.seq, toSeq: rows.at(-1)!.seq, results: rows })), { qos: 1 });
+  }
+  let batched: Scrape | undefined;
+  await waitFor(async () => (batched = await scrape(`${f.httpUrl}/metrics`, viewer)).value('osprey_fleet_result_batches_total') === batchesBefore + 3, 'three batches stored');
+  assert.equal(batched!.value('osprey_fleet_results_ingested_total', { edge: other7, verdict: 'ok' }), 3, 'seqs 1, 3, 5');
+  assert.equal(batched!.value('osprey_fleet_results_ingested_total', { edge: other7, verdict: 'defect' }), 2, 'seqs 2, 4');
+  assert.equal(batched!.histogram('osprey_fleet_ingest_duration_seconds').count, batchesBefore + 3);
+
   // The dashboards: every metric their PromQL names is in these real scrapes.
   const exposed = new Set([...fleet.families.keys(), ...edge.families.keys()]);
   for (const file of ['deploy/grafana/osprey-fleet.json', 'deploy/grafana/osprey-edge.json']) {
