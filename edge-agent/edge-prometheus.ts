@@ -51,6 +51,7 @@ export function createEdgePrometheus(opts: EdgePrometheusOptions): EdgePrometheu
     });
 
   const frames = new Counter({ name: 'osprey_edge_frames_total', help: 'Frames answered with a verdict, by camera and verdict.', labelNames: ['camera', 'verdict'] as const, registers });
+  const frameChildren = new Map<string, { inc(): void }>();
   const rejected = new Counter({ name: 'osprey_edge_inputs_rejected_total', help: 'Inputs refused (bad image, full queue, model error, …) by error code.', labelNames: ['code'] as const, registers });
   const latency = new Histogram({
     name: 'osprey_edge_inspect_duration_seconds',
@@ -96,7 +97,11 @@ export function createEdgePrometheus(opts: EdgePrometheusOptions): EdgePrometheu
   return {
     registry,
     frame(camera, verdict, latencyMs) {
-      frames.inc({ camera, verdict });
+      // The labelled child is looked up once per camera and verdict, not hashed on every frame.
+      const key = `${camera}\u0000${verdict}`;
+      let child = frameChildren.get(key);
+      if (!child) frameChildren.set(key, (child = frames.labels({ camera, verdict })));
+      child.inc();
       latency.observe(latencyMs / 1000);
     },
     rejected: (code) => rejected.inc({ code }),
