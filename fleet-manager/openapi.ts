@@ -89,5 +89,6 @@ export async function registerApiDocs(app: FastifyInstance): Promise<void> {
     // The console's strict policy: the reader's page loads only its own script and style files.
     staticCSP: API_DOCS_CSP,
     uiConfig: { deepLinking: false },
+    theme: { title: 'Osprey fleet API' },
   });
 }
