@@ -54,6 +54,16 @@ export const EdgeConfigFileSchema = Type.Object(
       },
       { ...strict, default: {} },
     ),
+    metrics: Type.Optional(
+      Type.Object(
+        {
+          host: Type.String({ minLength: 1, description: 'interface of the metrics listener; another machine\'s Prometheus needs a non-loopback one' }),
+          port: Type.Integer({ minimum: 0, maximum: 65535, description: 'port of the metrics listener (0 picks a free one)' }),
+          tokenFile: Type.Optional(Path('file holding the bearer token scrapers must send (Authorization: Bearer); absent: no credential asked')),
+        },
+        { ...strict, description: 'a second listener serving only GET /metrics, for a Prometheus on another machine (docs/SECURITY.md); absent: /metrics only on the loopback API' },
+      ),
+    ),
     fleet: Type.Optional(
       Type.Object(
         {
@@ -214,6 +224,8 @@ export interface EdgeConfig {
   inputDir?: string;
   hotFolder: { settleMs: number; rescanMs: number; inFlight: number };
   http: { host: string; port: number; bodyLimitBytes: number; maxInFlightBytes?: number };
+  /** The metrics-only listener (absent: none); tokenFile absolute. */
+  metrics?: { host: string; port: number; tokenFile?: string };
   fleet?: {
     mqttUrl: string;
     publicKey?: string;
@@ -300,6 +312,7 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
     dataDir: abs(file.dataDir),
     model: { ...file.model, dir: abs(file.model.dir) },
   };
+  if (file.metrics?.tokenFile !== undefined) config.metrics = { ...file.metrics, tokenFile: abs(file.metrics.tokenFile) };
   if (file.inputDir !== undefined) config.inputDir = abs(file.inputDir);
   else delete config.inputDir;
   if (file.disk.resumeFreeBytes < file.disk.minFreeBytes) {

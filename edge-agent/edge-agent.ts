@@ -21,6 +21,8 @@ import { loadEdgeFleetTls, type EdgeFleetTls } from './fleet-tls.js';
 import { createHotFolder, type HotFolder } from './hot-folder.js';
 import { buildHttpServer, type Health } from './http-server.js';
 import { createMetrics } from './metrics.js';
+import { createEdgePrometheus } from './edge-prometheus.js';
+import { createMetricsListener, type MetricsListener } from './metrics-listener.js';
 import { createModelManager, isModelFault, type ModelManager } from './model-manager.js';
 import { createGoldenSetMonitor, type GoldenSetMonitor } from './golden-set.js';
 import { addGoldenSetRoute } from './golden-set-http.js';
@@ -61,8 +63,11 @@ export interface EdgeAgentOptions {
 
 export interface EdgeAgent {
   readonly id: string;
-  /** Opens the store, loads the model, listens, connects; resolves once frames are accepted. */
-  start(): Promise<{ httpUrl: string }>;
+  /**
+   * Opens the store, loads the model, listens, connects; resolves once frames are accepted.
+   * `metricsUrl`: the metrics listener's /metrics (config `metrics`), when there is one.
+   */
+  start(): Promise<{ httpUrl: string; metricsUrl?: string }>;
   /** Stops inputs, drains the queue, syncs briefly, says offline, closes all. Idempotent. */
   close(): Promise<void>;
   /** The same figures as GET /health (only after start). */
@@ -107,6 +112,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   // Children of the base, not of `log`: pino would otherwise print `component` twice.
   const log = base.child({ component: 'edge-agent' });
   const metrics = createMetrics();
+  // Prometheus (GET /metrics): counters per frame, gauges read from health() at scrape time.
+  const prometheus = createEdgePrometheus({ edgeId: config.edgeId, line: config.line, health: () => health() });
   const startedAt = Date.now();
   let agentVersion = '0.0.0';
   let store: ResultStore | undefined;
@@ -120,7 +127,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   let link: FleetLink | undefined;
   let fleetTls: EdgeFleetTls | undefined;
   let hotFolder: HotFolder | undefined;
-  let starting: Promise<{ httpUrl: string }> | undefined;
+  let metricsListener: MetricsListener | undefined;
+  let starting: Promise<{ httpUrl: string; metricsUrl?: string }> | undefined;
   let closing: Promise<void> | undefined;
   let stopping = false;
   const rejectionLimiter = new Map<string, { sentAt: number; suppressed: number }>();
@@ -128,6 +136,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   /** Every refused frame: counted always; an input-rejected event at most every 10 s per code. */
   function onRejected(err: OspreyError, source: string): void {
     metrics.failure(err.code);
+    prometheus.rejected(err.code);
     if (!link || err.code === 'OSP_ERR_SHUTTING_DOWN') return;
     const now = Date.now();
     const slot = rejectionLimiter.get(err.code) ?? { sentAt: 0, suppressed: 0 };
@@ -190,6 +199,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     await step('http', () => app?.close());
     // Before the link: its last report still goes out; before the models it runs.
     await step('golden set', () => goldenSet?.close());
+    await step('metrics listener', () => metricsListener?.close());
     await step('fleet link', () => link?.close({ finalSyncMs: opts.finalSyncMs ?? 2000 }));
     await step('storage', () => storage?.close());
     // The manager closes every runner it holds, the config's model included when it loaded it.
@@ -200,7 +210,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
     log.info({ lastSeq: store?.lastSeq, ackedSeq: store?.ackedSeq }, 'edge agent stopped');
   }
 
-  async function startup(): Promise<{ httpUrl: string }> {
+  async function startup(): Promise<{ httpUrl: string; metricsUrl?: string }> {
     // 1. What the parts need: files, the fleet key, the result store and the local model.
     agentVersion = await readAgentVersion();
     const tls = (fleetTls = await loadEdgeFleetTls(config));
@@ -290,6 +300,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         const { record, inspection } = outcome;
         st.onResult(outcome, image);
         metrics.result(record, inspection.timings.totalMs);
+        prometheus.frame(record.camera, record.verdict, record.latencyMs);
         m.observeResult(record);
         fleetLink?.notifyResults();
       },
@@ -357,10 +368,14 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
             logger: base.child({ component: 'http' }),
             health,
             onReject: (err) => onRejected(err, 'http'),
+            metrics: prometheus.scrape,
           })
         : undefined;
     app = server;
     if (server) addGoldenSetRoute(server, golden);
+    const listener = (metricsListener = config.metrics
+      ? createMetricsListener({ ...config.metrics, scrape: prometheus.scrape, logger: base.child({ component: 'metrics' }) })
+      : undefined);
 
     const folder = config.inputDir
       ? createHotFolder({
@@ -386,13 +401,14 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       await server.listen({ host: config.http.host, port: config.http.port });
       httpUrl = urlOf(server.server.address(), config.http.host);
     }
+    const metricsUrl = listener ? await listener.start() : undefined;
     if (fleetLink) {
       fleetLink.start();
       fleetLink.publishEvent('started', 'info', 'edge agent started', { httpUrl, model: p.model.id, lastSeq: s.lastSeq });
     }
     if (folder) await folder.start();
     log.info({ httpUrl, fleet: config.fleet?.mqttUrl ?? null, inputDir: config.inputDir ?? null }, 'edge agent ready');
-    return { httpUrl };
+    return { httpUrl, ...(metricsUrl !== undefined && { metricsUrl }) };
   }
 
   return {

@@ -12,6 +12,7 @@ import { DetectionSchema, TelemetryMessageSchema, Verdict } from '../protocol/me
 import { validatorFor } from '../protocol/validator.js';
 import type { Pipeline } from './pipeline.js';
 import { createBodyReader } from './http-body.js';
+import { EDGE_OPENAPI_URL, registerEdgeOpenApi } from './edge-openapi.js';
 
 /** Content types accepted by POST /inspect; anything else is 415. */
 export const IMAGE_CONTENT_TYPES = [
@@ -96,6 +97,8 @@ export interface HttpServerOptions {
   health(): Health;
   /** Requests refused before reaching the pipeline (415, 413, 400). Must not throw. */
   onReject?: (err: OspreyError) => void;
+  /** The Prometheus exposition (edge-prometheus.ts); absent: no GET /metrics. */
+  metrics?: () => Promise<{ contentType: string; text: string }>;
 }
 
 /** Translates fastify's own errors (parsing, limits, validation) into Osprey codes. */
@@ -133,6 +136,8 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   }) as unknown as FastifyInstance;
 
   app.setValidatorCompiler(({ schema }) => validatorFor(schema as TSchema));
+  // Before any route: the edge's OpenAPI document collects every route as it is registered.
+  registerEdgeOpenApi(app);
   // Only image bytes are accepted: without the default JSON/text parsers those are 415 too.
   app.removeAllContentTypeParsers();
   // Our own reader, not parseAs: it refuses by content-length and caps the bytes of all requests together.
@@ -215,6 +220,24 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   );
 
   app.get('/health', { schema: { response: { 200: HealthSchema } } }, async () => opts.health());
+
+  const metrics = opts.metrics;
+  if (metrics) {
+    app.get(
+      '/metrics',
+      { schema: { summary: 'Prometheus metrics (text exposition format 0.0.4)', response: { 200: { description: 'every osprey_edge_* metric', content: { 'text/plain': { schema: Type.String() } } } } } },
+      async (_req, reply) => {
+        const { contentType, text } = await metrics();
+        return reply.type(contentType).header('cache-control', 'no-store').send(text);
+      },
+    );
+  }
+
+  app.get(
+    EDGE_OPENAPI_URL,
+    { schema: { summary: 'This OpenAPI 3 document', response: { 200: { description: 'the document', content: { 'application/json': { schema: Type.Object({}, { additionalProperties: true }) } } } } } },
+    async () => app.swagger(),
+  );
 
   return app;
 }

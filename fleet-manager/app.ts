@@ -42,6 +42,9 @@ import type { GoldenSetStore } from './golden-set-store.js';
 import type { ReviewStore } from './review-store.js';
 import { alertRoutes, type AlertRouteDeps } from './routes/alerts.js';
 import { webhookRoutes, type WebhookRouteDeps } from './routes/webhooks.js';
+import type { FleetMetrics } from './fleet-metrics.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { installApiDocsPermission, registerApiDocs, registerOpenApi } from './openapi.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -85,6 +88,8 @@ export interface AppDeps {
   alerts?: AlertRouteDeps & { webhooks?: Omit<WebhookRouteDeps, 'now'> };
   /** The edges' golden-set reports (issue 17); absent: no `GET /api/edges/:id/golden-set`. */
   goldenSets?: Pick<GoldenSetStore, 'forEdge'>;
+  /** Prometheus metrics (fleet-metrics.ts): HTTP answers are counted and `GET /metrics` exists only when given. */
+  metrics?: FleetMetrics;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -105,6 +110,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.addHook('onResponse', async (req, reply) => {
     req.log.debug({ method: req.method, url: req.url, statusCode: reply.statusCode, ms: reply.elapsedTime }, 'request completed');
   });
+  deps.metrics?.instrument(app);
 
   app.setErrorHandler<FastifyError | OspreyError>(async (err, req, reply) => {
     const body = errorBody(err);
@@ -119,6 +125,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.code(status).send(unexpected ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
   });
 
+  // Before the authorization hook, which refuses a route without a permission: the API reader's own routes get theirs.
+  installApiDocsPermission(app);
   // Before any route: each route's registration is checked for a declared permission.
   app.decorate('authorization', installAuthorization(app, { identity: deps.identity, logger: deps.logger, enabled: deps.auth?.enabled !== false }));
 
@@ -135,6 +143,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       }
     }
   });
+
+  // Before any route: the OpenAPI document collects every route as it is registered.
+  await registerOpenApi(app);
 
   const routeDeps: RouteDeps = { store: deps.store, now, startedAt: now() };
   if (deps.status) routeDeps.status = deps.status;
@@ -172,6 +183,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
   if (deps.alerts) await app.register(alertRoutes, deps.alerts);
   if (deps.alerts?.webhooks) await app.register(webhookRoutes, { ...deps.alerts.webhooks, now });
+  if (deps.metrics) await app.register(metricsRoutes, { registry: deps.metrics.registry });
+  await registerApiDocs(app);
   return app;
 }
 

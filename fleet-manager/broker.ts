@@ -45,6 +45,8 @@ export interface EmbeddedBroker {
    * back, because every CONNECT checks the credential again). Returns how many were dropped.
    */
   disconnectEdge(edgeId: string): number;
+  /** MQTT clients connected now (edges and the fleet's own client; the fleet's /metrics). */
+  clientCount(): number;
   /** Disconnects every client and stops listening. Idempotent. */
   close(): Promise<void>;
 }
@@ -108,6 +110,7 @@ export async function startBroker(opts: BrokerOptions): Promise<EmbeddedBroker> 
       if (dropped > 0) log.info({ edgeId, dropped }, 'mqtt connections of a revoked edge dropped');
       return dropped;
     },
+    clientCount: () => aedes.connectedClients,
     close() {
       closing ??= (async () => {
         // Stop accepting first; server.close resolves once aedes has closed every client.

@@ -44,6 +44,7 @@ import { openSqliteWebhookStore } from './webhook-store.js';
 import { createWebhookSender } from './webhook-sender.js';
 import { openSqliteGoldenSetStore } from './golden-set-store.js';
 import { goldenSetReportListener } from './golden-set-reports.js';
+import { createFleetMetrics } from './fleet-metrics.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -255,10 +256,20 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     });
     alerts.onChange((change) => void webhooks.notify(change).catch((err: unknown) => log.error({ err, alertId: change.alert.id }, 'webhook notification not queued')));
     const onGoldenSet = goldenSetReportListener(goldenSets, child('golden-set'));
+    // Prometheus metrics (GET /metrics): gauges read the stores at scrape time; ingest and HTTP feed the rest.
+    const metrics = createFleetMetrics({
+      store,
+      control,
+      training: trainingStore,
+      ...(embedded && { mqttClients: embedded.clientCount }),
+      mqttConnected: () => client.connected,
+      openAlerts: () => alertStore.openAlertsByType(),
+    });
     const ingest: Ingest = createIngest({
       client,
       store,
       logger: child('ingest'),
+      observer: metrics.ingest,
       onReport: (report) => {
         // Stored before the engine looks: the golden-set gate reads it.
         onGoldenSet(report);
@@ -282,6 +293,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       reviews,
       alerts: { store: alertStore, alerts, webhooks: { store: webhookStore, sender: webhooks } },
       goldenSets,
+      metrics,
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       shifts: config.shifts,
       training: {

@@ -21,6 +21,14 @@ export type ErrorBody = Static<typeof ErrorSchema>;
 /** Error responses every route declares. */
 export const errorResponses = { '4xx': ErrorSchema, '5xx': ErrorSchema } as const;
 
+/**
+ * An answer of raw bytes (an image, an artifact, a file) in the OpenAPI document. Never used to
+ * serialize: the handler sends a stream or a buffer, which Fastify passes through as is.
+ */
+export function binaryResponse(description: string, ...types: string[]) {
+  return { description, content: Object.fromEntries(types.map((t) => [t, { schema: { type: 'string', format: 'binary' } }])) };
+}
+
 const rp = ResultRecordSchema.properties;
 
 export const ResultViewSchema = Type.Object(

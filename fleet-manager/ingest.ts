@@ -30,6 +30,20 @@ export interface IngestOptions {
    * results arriving). Synchronous and must not throw; it runs inside the edge's ordered chain.
    */
   onReport?: (report: InboundReport) => void;
+  /** Told of each result batch stored, each ack sent and each message dropped (the fleet's /metrics). Must not throw. */
+  observer?: IngestObserver;
+}
+
+/** What the fleet's /metrics counts of ingest (fleet-manager/fleet-metrics.ts). */
+export interface IngestObserver {
+  /**
+   * A result batch stored: the rows new in it by verdict (when only some rows were new, the
+   * batch's last ones are taken for them: a resend overlaps rows stored before it) and the
+   * seconds from its arrival to stored, queueing behind the edge's earlier messages included.
+   */
+  batchStored(edgeId: string, inserted: Record<string, number>, seconds: number): void;
+  ackSent(): void;
+  dropped(): void;
 }
 
 /** Counters since start, for /health and tests. */
@@ -64,6 +78,7 @@ export function createIngest(opts: IngestOptions): Ingest {
 
   function drop(topic: string, reason: string, edgeId?: string): void {
     counters.dropped++;
+    opts.observer?.dropped();
     log.warn({ topic, edgeId, reason }, 'message dropped');
   }
 
@@ -75,6 +90,7 @@ export function createIngest(opts: IngestOptions): Ingest {
     } catch (err) {
       // A throw here would escape into mqtt.js and stall every later message.
       counters.dropped++;
+      opts.observer?.dropped();
       log.error({ err, topic }, 'message handling failed');
     }
   }
@@ -100,7 +116,8 @@ export function createIngest(opts: IngestOptions): Ingest {
     }
     // [MQTT-3.3.1-8] retain is set only on messages replayed because of our subscription.
     const meta: ReportMeta = { receivedAt: now(), replay: packet.retain };
-    enqueue(edgeId, () => handle(kind, edgeId, msg, meta, topic));
+    const arrived = performance.now();
+    enqueue(edgeId, () => handle(kind, edgeId, msg, meta, topic, arrived));
   }
 
   function enqueue(edgeId: string, task: () => Promise<void>): void {
@@ -111,9 +128,9 @@ export function createIngest(opts: IngestOptions): Ingest {
     });
   }
 
-  async function handle(kind: InboundKind, edgeId: string, msg: MessageByKind[InboundKind], meta: ReportMeta, topic: string) {
+  async function handle(kind: InboundKind, edgeId: string, msg: MessageByKind[InboundKind], meta: ReportMeta, topic: string, arrived: number) {
     try {
-      await record(kind, edgeId, msg, meta, topic);
+      await record(kind, edgeId, msg, meta, topic, arrived);
     } catch (err) {
       // Not acked, so the edge sends the batch again; the fleet keeps serving.
       counters.storeErrors++;
@@ -128,10 +145,10 @@ export function createIngest(opts: IngestOptions): Ingest {
   }
 
   /** Stores one message; throws when the store fails. */
-  async function record(kind: InboundKind, edgeId: string, msg: MessageByKind[InboundKind], meta: ReportMeta, topic: string) {
+  async function record(kind: InboundKind, edgeId: string, msg: MessageByKind[InboundKind], meta: ReportMeta, topic: string, arrived: number) {
     switch (kind) {
       case 'results':
-        return await handleResults(edgeId, msg as MessageByKind['results'], meta, topic);
+        return await handleResults(edgeId, msg as MessageByKind['results'], meta, topic, arrived);
       case 'state': {
         const state = msg as MessageByKind['state'];
         await store.recordState(edgeId, state, meta);
@@ -149,7 +166,7 @@ export function createIngest(opts: IngestOptions): Ingest {
     }
   }
 
-  async function handleResults(edgeId: string, msg: MessageByKind['results'], meta: ReportMeta, topic: string) {
+  async function handleResults(edgeId: string, msg: MessageByKind['results'], meta: ReportMeta, topic: string, arrived: number) {
     const outside = msg.results.find((r) => r.seq < msg.fromSeq || r.seq > msg.toSeq);
     if (outside || msg.fromSeq > msg.toSeq) {
       drop(topic, `seq ${outside?.seq ?? msg.fromSeq} outside the batch range ${msg.fromSeq}..${msg.toSeq}`, edgeId);
@@ -158,6 +175,11 @@ export function createIngest(opts: IngestOptions): Ingest {
     const { storeId } = msg;
     const { ackedSeq, inserted, conflicts } = await store.ingestResults(edgeId, msg.results, meta, storeId);
     counters.resultsStored += inserted;
+    if (opts.observer) {
+      const verdicts: Record<string, number> = {};
+      for (const r of msg.results.slice(msg.results.length - inserted)) verdicts[r.verdict] = (verdicts[r.verdict] ?? 0) + 1;
+      opts.observer.batchStored(edgeId, verdicts, (performance.now() - arrived) / 1000);
+    }
     log.debug({ edgeId, storeId, fromSeq: msg.fromSeq, toSeq: msg.toSeq, inserted, ackedSeq }, 'results stored');
     if (conflicts > 0) {
       // Same (edge, store, seq), another frame: the edge's results.db was restored or copied.
@@ -178,6 +200,7 @@ export function createIngest(opts: IngestOptions): Ingest {
     client.publishAsync(edgeTopic(edgeId, 'ack'), encodeMessage(ack), { qos: 1 }).then(
       () => {
         counters.acksSent++;
+        opts.observer?.ackSent();
       },
       (err: unknown) => log.warn({ err, edgeId, ackSeq: ackedSeq }, 'ack not sent'),
     );

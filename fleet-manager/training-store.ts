@@ -69,6 +69,8 @@ export interface TrainingStore {
   listJobs(limit: number): Promise<TrainingJob[]>;
   /** Oldest queued job, or null. */
   nextQueued(): Promise<TrainingJob | null>;
+  /** How many jobs are in each state (the fleet's /metrics; states with none are absent). */
+  countByState(): Promise<Partial<Record<TrainingState, number>>>;
   updateJob(id: string, patch: TrainingJobPatch): Promise<TrainingJob | null>;
   /** Appends lines (cut to MAX_LOG_LINE), keeping at most MAX_LOG_LINES per job. */
   appendLog(id: string, lines: readonly TrainingLogLine[]): Promise<void>;
@@ -117,6 +119,7 @@ export function openSqliteTrainingStore(opts: SqliteTrainingStoreOptions): Train
     list: db.prepare<[number], { doc: string }>('SELECT doc FROM training_jobs ORDER BY created_at DESC, id DESC LIMIT ?'),
     next: db.prepare<[], { doc: string }>("SELECT doc FROM training_jobs WHERE state = 'queued' ORDER BY created_at, id LIMIT 1"),
     running: db.prepare<[], { doc: string }>("SELECT doc FROM training_jobs WHERE state = 'running'"),
+    countByState: db.prepare<[], { state: TrainingState; n: number }>('SELECT state, count(*) AS n FROM training_jobs GROUP BY state'),
     update: db.prepare<[string, string, string]>('UPDATE training_jobs SET state = ?, doc = ? WHERE id = ?'),
     logCount: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM training_logs WHERE job_id = ?'),
     logInsert: db.prepare<[string, number, number, string]>('INSERT INTO training_logs (job_id, n, ts, line) VALUES (?, ?, ?, ?)'),
@@ -160,6 +163,9 @@ export function openSqliteTrainingStore(opts: SqliteTrainingStoreOptions): Train
     },
     async nextQueued() {
       return parse(st.next.get());
+    },
+    async countByState() {
+      return Object.fromEntries(st.countByState.all().map((r) => [r.state, r.n]));
     },
     async updateJob(id, patch) {
       return update(id, patch);

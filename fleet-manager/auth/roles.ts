@@ -9,6 +9,8 @@ export const PERMISSIONS = [
   'public',
   // Edges, lines, statistics, rollouts, models and config layers, read-only.
   'fleet:read',
+  // GET /metrics: aggregate figures for Prometheus (every role; a viewer's API token is what Prometheus uses).
+  'metrics:read',
   // Result rows and their images (a manufacturer's confidential pictures).
   'results:read',
   // Marking results as reviewed (the inspector's verdict on a result).
@@ -44,7 +46,7 @@ export type Permission = (typeof PERMISSIONS)[number];
 export const ROLES = ['admin', 'release-manager', 'operator', 'inspector', 'viewer'] as const;
 export type Role = (typeof ROLES)[number];
 
-const VIEWER: readonly Permission[] = ['self', 'fleet:read'];
+const VIEWER: readonly Permission[] = ['self', 'fleet:read', 'metrics:read'];
 
 /** Each role's permissions ('public' is everyone's and not listed). */
 export const ROLE_PERMISSIONS: Readonly<Record<Role, ReadonlySet<Permission>>> = {

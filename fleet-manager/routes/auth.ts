@@ -68,7 +68,7 @@ export const authRoutes: FastifyPluginAsync<AuthRouteDeps> = async (app, deps) =
 
   app.post(
     '/api/auth/sign-out',
-    { config: { permission: 'self' }, schema: { response: errorResponses } },
+    { config: { permission: 'self' }, schema: { response: { 204: { description: 'signed out; the session cookie is cleared', type: 'null' }, ...errorResponses } } },
     async (req: FastifyRequest, reply: FastifyReply) => {
       const p = req.principal!;
       if (p.kind === 'user' && p.via === 'session') await identity.deleteSession(p.credentialId);

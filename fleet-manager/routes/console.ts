@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import { safeLine } from '../../protocol/errors.js';
-import { errorResponses } from '../http-schemas.js';
+import { binaryResponse, errorResponses } from '../http-schemas.js';
 
 /** The console's Content-Security-Policy: its own origin only, for everything. */
 export const CONSOLE_CSP = [
@@ -96,7 +96,7 @@ export const consoleRoutes: FastifyPluginAsync<ConsoleRouteDeps> = async (app, d
     '/assets/:file',
     {
       config: { permission: 'public' },
-      schema: { params: Type.Object({ file: Type.String({ maxLength: 128 }) }, { additionalProperties: false }), response: errorResponses },
+      schema: { params: Type.Object({ file: Type.String({ maxLength: 128 }) }, { additionalProperties: false }), response: { 200: binaryResponse('a script, style sheet or font of the console', ...new Set(Object.values(TYPES))), ...errorResponses } },
     },
     async (req, reply) => {
       // Only the files the build made: a name is a key, never a path.

@@ -14,7 +14,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { OspreyError } from '../../protocol/errors.js';
 import { StoreIdSchema } from '../../protocol/messages.js';
 import { EDGE_ID_PATTERN } from '../../protocol/topics.js';
-import { errorResponses } from '../http-schemas.js';
+import { binaryResponse, errorResponses } from '../http-schemas.js';
 import { IMAGE_KINDS, type FleetImageStore, type ImageKind, type StoredImage } from '../image-store.js';
 import type { FleetStore } from '../store.js';
 import { lastSeqOf } from '../edge-last-seq.js';
@@ -175,7 +175,7 @@ export const imageRoutes: FastifyPluginAsync<ImageUploadDeps> = async (app, deps
 
     app.get<Req>(
       `/api/results/:edgeId/:seq/${kind}`,
-      { config: { permission: 'results:read' }, schema: { params: ParamsSchema, querystring: QuerySchema, response: errorResponses } },
+      { config: { permission: 'results:read' }, schema: { params: ParamsSchema, querystring: QuerySchema, response: { 200: binaryResponse(`the result's ${kind} as uploaded`, 'image/jpeg', 'image/png', 'image/webp'), ...errorResponses } } },
       async (req, reply) => {
         const { store } = req.query;
         let image: StoredImage | null;

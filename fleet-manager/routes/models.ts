@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { OspreyError } from '../../protocol/errors.js';
-import { errorResponses } from '../http-schemas.js';
+import { binaryResponse, errorResponses } from '../http-schemas.js';
 import {
   ArtifactParamsSchema,
   ModelParamsSchema,
@@ -139,7 +139,13 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
 
   app.get<{ Params: Static<typeof ArtifactParamsSchema> }>(
     '/api/artifacts/:sha256',
-    { config: { permission: 'artifacts:read' }, schema: { params: ArtifactParamsSchema, response: errorResponses } },
+    {
+      config: { permission: 'artifacts:read' },
+      schema: {
+        params: ArtifactParamsSchema,
+        response: { 200: binaryResponse('the package (tar)', 'application/x-tar'), 206: binaryResponse('the Range asked for', 'application/x-tar'), 304: { description: 'If-None-Match matched', type: 'null' }, ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const { sha256 } = req.params;
       const rec = await store.getVersionBySha(sha256);

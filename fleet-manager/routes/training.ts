@@ -263,13 +263,7 @@ export const trainingRoutes: FastifyPluginAsync<TrainingRouteDeps> = async (app,
   const hub = createSseHub(app, deps);
   app.get<{ Params: Static<typeof JobParamsSchema> }>(
     '/api/training-jobs/:id/events',
-    {
-      config: { permission: 'fleet:read' },
-      schema: {
-        params: JobParamsSchema,
-        response: { 200: { content: { 'text/event-stream': { schema: Type.String() } } }, ...errorResponses },
-      },
-    },
+    { config: { permission: 'fleet:read' }, schema: { params: JobParamsSchema, response: { 200: { description: 'server-sent events: the job now, then after each change', content: { 'text/event-stream': { schema: Type.String() } } }, ...errorResponses } } },
     async (req, reply) => {
       const first = await getJob(req.params.id);
       const stream = hub.open(req, reply);

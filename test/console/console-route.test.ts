@@ -78,9 +78,9 @@ test('GET /api/auth/me names the permissions of the role, so the console shows o
   const { app, creds } = await build(t);
   const viewer = await app.inject({ url: '/api/auth/me', headers: await creds.headers('viewer') });
   assert.equal(viewer.statusCode, 200);
-  assert.deepEqual(viewer.json().permissions, ['fleet:read', 'self']);
+  assert.deepEqual(viewer.json().permissions, ['fleet:read', 'metrics:read', 'self']);
   const operator = await app.inject({ url: '/api/auth/me', headers: await creds.headers('operator') });
-  assert.deepEqual(operator.json().permissions, ['config:write', 'fleet:read', 'results:read', 'rollouts:control', 'self']);
+  assert.deepEqual(operator.json().permissions, ['config:write', 'fleet:read', 'metrics:read', 'results:read', 'rollouts:control', 'self']);
 });
 
 test("GET /api/auth/session answers 200 with the browser's session, or null without one", async (t) => {
@@ -98,5 +98,5 @@ test("GET /api/auth/session answers 200 with the browser's session, or null with
   assert.equal(session.role, 'viewer');
   assert.equal(session.via, 'session');
   assert.equal(session.csrfToken, signIn.json().csrfToken);
-  assert.deepEqual(session.permissions, ['fleet:read', 'self']);
+  assert.deepEqual(session.permissions, ['fleet:read', 'metrics:read', 'self']);
 });
