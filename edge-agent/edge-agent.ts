@@ -21,6 +21,7 @@ import { createHotFolder, type HotFolder } from './hot-folder.js';
 import { buildHttpServer, type Health } from './http-server.js';
 import { createMetrics } from './metrics.js';
 import { createModelManager, isModelFault, type ModelManager } from './model-manager.js';
+import { createMonitor, type Monitor } from './monitor.js';
 import { createEdgeStorage, type EdgeStorage, type EdgeStorageOptions } from './edge-storage.js';
 import { createPipeline, type FrameMeta, type InspectOutcome, type Pipeline } from './pipeline.js';
 import { openResultStore, type ResultStore } from './result-store.js';
@@ -106,6 +107,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   let ownsRunner = false;
   let pipeline: Pipeline | undefined;
   let storage: EdgeStorage | undefined;
+  let monitor: Monitor | undefined;
   let models: ModelManager | undefined;
   let app: FastifyInstance | undefined;
   let link: FleetLink | undefined;
@@ -152,7 +154,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         ...(link?.lastError !== undefined && { lastError: link.lastError }),
       },
       failures: metrics.failures(),
-      ...(storage ? { storeId: store.storeId ?? null, alarms: storage.alarms(), storage: storage.figures() } : {}),
+      ...(storage ? { storeId: store.storeId ?? null, alarms: [...storage.alarms(), ...(monitor?.alarms() ?? [])], storage: storage.figures() } : {}),
+      ...(monitor ? { monitor: monitor.figures() } : {}),
     };
   }
 
@@ -241,8 +244,9 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
             lastSeq: s.lastSeq,
             ackedSeq: s.ackedSeq,
             pendingResults: s.pending,
-            alarms: st.alarms(),
+            alarms: [...st.alarms(), ...mon.alarms()],
             storage: st.figures(),
+            monitor: mon.figures(),
           }),
           onUp: () => st.online(),
           onDesired: (desired) => m.applyDesired(desired),
@@ -265,6 +269,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       logger: base.child({ component: 'storage' }),
       publishEvent,
     }));
+    // Image health and score drift on every answered frame (issue 17).
+    const mon = (monitor = createMonitor({ logger: base.child({ component: 'monitor' }), publishEvent }));
     const p = (pipeline = createPipeline({
       store: st.pipelineStore,
       model: active,
@@ -277,6 +283,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       onResult: (outcome, image) => {
         const { record, inspection } = outcome;
         st.onResult(outcome, image);
+        mon.observe(outcome, p.model.id === record.model ? p.model : undefined);
         metrics.result(record, inspection.timings.totalMs);
         m.observeResult(record);
         fleetLink?.notifyResults();
@@ -288,6 +295,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       },
       onSlotFree: () => folder?.poke(),
       wantsHeatmap: (runner) => st.wantsHeatmap(runner),
+      thumbnail: () => mon.thumbnailSize(),
     }));
 
     // Desired state: restores the last active version before the first frame is accepted.
@@ -317,7 +325,10 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       logger: base.child({ component: 'model-manager' }),
       onEvent: publishEvent,
       onStateChange: () => fleetLink?.publishState(),
-      onConfigApplied: (settings) => st.setSampling(settings.sampling),
+      onConfigApplied: (settings) => {
+        st.setSampling(settings.sampling);
+        mon.setSettings(settings.monitoring);
+      },
     }));
 
     const server =
@@ -329,6 +340,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
             ...(config.http.maxInFlightBytes !== undefined ? { maxInFlightBytes: config.http.maxInFlightBytes } : {}),
             logger: base.child({ component: 'http' }),
             health,
+            monitor: mon,
             onReject: (err) => onRejected(err, 'http'),
           })
         : undefined;

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { OspreyError, httpStatusFor, isOspreyError, oneLine, safeLine } from '../protocol/errors.js';
 import { DetectionSchema, TelemetryMessageSchema, Verdict } from '../protocol/messages.js';
 import { validatorFor } from '../protocol/validator.js';
+import { MonitorFiguresSchema, type MonitorFigures } from '../protocol/monitoring.js';
 import type { Pipeline } from './pipeline.js';
 import { createBodyReader } from './http-body.js';
 
@@ -77,6 +78,7 @@ export const HealthSchema = Type.Object(
     storeId: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'the result store identity; null for a store from before storeIds' })),
     alarms: Type.Optional(Type.Array(Type.String(), { description: 'e.g. result-quota: verdicts answered but not stored' })),
     storage: Type.Optional(TelemetryMessageSchema.properties.storage),
+    monitor: Type.Optional(MonitorFiguresSchema),
   },
   { additionalProperties: false },
 );
@@ -94,6 +96,8 @@ export interface HttpServerOptions {
   maxInFlightBytes?: number;
   logger: Logger;
   health(): Health;
+  /** Image health and score drift (monitor.ts): POST /monitor/reference starts a new reference. */
+  monitor?: { resetReference(reason: string): void; figures(): MonitorFigures };
   /** Requests refused before reaching the pipeline (415, 413, 400). Must not throw. */
   onReject?: (err: OspreyError) => void;
 }
@@ -215,6 +219,17 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
   );
 
   app.get('/health', { schema: { response: { 200: HealthSchema } } }, async () => opts.health());
+
+  const monitor = opts.monitor;
+  if (monitor) {
+    // An operator (or the line's software) says "this is how the camera should look now": the
+    // next frames become the reference of image health and score drift; alarms in force clear.
+    app.post('/monitor/reference', { schema: { response: { 200: MonitorFiguresSchema } } }, async () => {
+      monitor.resetReference('operator request');
+      log.info('monitor reference reset by request');
+      return monitor.figures();
+    });
+  }
 
   return app;
 }
