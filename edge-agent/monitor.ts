@@ -30,7 +30,7 @@ export const MONITOR_DEFAULTS: Required<MonitorSettings> = {
   thumbnailSize: 128,
   referenceFrames: 100,
   window: 25,
-  sigmas: 6,
+  sigmas: 5,
   shiftLimit: 0.04,
   scoreReferenceFrames: 300,
   scoreWindow: 300,
@@ -44,6 +44,14 @@ export const MONITOR_DEFAULTS: Required<MonitorSettings> = {
 const CLEAR_SHARE = 0.6;
 /** PSI clear mark: the usual "no change" reading. */
 const PSI_CLEAR = 0.1;
+/**
+ * Score bins: about 30 frames of the smaller sample per bin, 2 to 10 bins. PSI's sampling noise
+ * is about (bins − 1)(1/reference + 1/window): 0.06 at the default 300/300 and 10 bins, but 0.9
+ * for 10 bins of 20 frames, so small windows get fewer bins.
+ */
+export function psiBins(referenceFrames: number, window: number): number {
+  return Math.max(2, Math.min(10, Math.floor(Math.min(referenceFrames, window) / 30)));
+}
 /** Floors of the reference spreads (gray levels; log units for contrast and sharpness). */
 const SPREAD_FLOOR = { brightness: 1, contrast: 0.02, sharpness: 0.05 } as const;
 /** Largest shift looked for, as a fraction of the frame. */
@@ -270,7 +278,7 @@ export function createMonitor(opts: MonitorOptions): Monitor {
       refDefects += defect;
       if (refScores.length < s.scoreReferenceFrames) return;
       // Label rates always come from the frames: calibration gives scores only.
-      const fromFrames = scoreReferenceOf(refScores, refLabels);
+      const fromFrames = scoreReferenceOf(refScores, refLabels, psiBins(s.scoreReferenceFrames, s.scoreWindow));
       scoreRef = { ...(calibrationReference(runner) ?? fromFrames), labels: fromFrames.labels! };
       refRate = refDefects / refScores.length;
       defectLimit = binomialCriticalCount(s.defectWindow, Math.max(MIN_DEFECT_RATE, refRate), s.defectAlpha);

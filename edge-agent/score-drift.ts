@@ -26,7 +26,7 @@ export function psi(expected: readonly number[], actual: readonly number[]): num
   return sum;
 }
 
-/** Inner bin edges at the reference's deciles (ties merged): bins are [−∞, e0), [e0, e1), … [en, ∞). */
+/** Inner bin edges at the reference's quantiles (deciles by default; ties merged): bins are [−∞, e0), [e0, e1), … [en, ∞). */
 export function quantileEdges(reference: readonly number[], bins = 10): number[] {
   const s = [...reference].sort((a, b) => a - b);
   const edges: number[] = [];
@@ -129,8 +129,8 @@ export interface ScoreReference {
 }
 
 /** The reference made of `scores` (and their labels) seen after activation. */
-export function scoreReferenceOf(scores: readonly number[], labels?: readonly string[]): ScoreReference {
-  const edges = quantileEdges(scores);
+export function scoreReferenceOf(scores: readonly number[], labels?: readonly string[], bins = 10): ScoreReference {
+  const edges = quantileEdges(scores, bins);
   const ref: ScoreReference = { edges, shares: histogram(scores, edges), source: 'frames' };
   if (labels) {
     ref.labels = new Map();

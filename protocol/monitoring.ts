@@ -44,7 +44,7 @@ export const MonitorSettingsSchema = Type.Object(
     ),
     window: Type.Optional(Type.Integer({ minimum: 5, maximum: 1000, description: 'frames of the rolling medians of the image figures (default 25)' })),
     sigmas: Type.Optional(
-      Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'brightness, contrast and blur limit: this many standard errors of the rolling median from the reference (default 6)' }),
+      Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'brightness, contrast and blur limit: this many standard errors of the rolling median from the reference (default 5)' }),
     ),
     shiftLimit: Type.Optional(
       Type.Number({ exclusiveMinimum: 0, maximum: 0.5, description: 'camera-shift limit: rolling median shift as a fraction of the frame (default 0.04)' }),
