@@ -32,41 +32,38 @@ export interface FrameHealth {
   rows: Float64Array;
 }
 
-/** One pass for the moments and profiles, one for the Laplacian: O(thumbnail pixels). */
+/** One pass over the thumbnail for the moments, the profiles and the Laplacian: O(thumbnail pixels). */
 export function measureFrame(t: GrayThumbnail): FrameHealth {
   const { width: w, height: h, data: d } = t;
   const cols = new Float64Array(w);
   const rows = new Float64Array(h);
   let sum = 0;
   let sum2 = 0;
+  let lapSum = 0;
+  let lapSum2 = 0;
   for (let y = 0; y < h; y++) {
     let rs = 0;
     const o = y * w;
+    const inner = y > 0 && y < h - 1;
     for (let x = 0; x < w; x++) {
-      const v = d[o + x]!;
+      const i = o + x;
+      const v = d[i]!;
       rs += v;
       sum2 += v * v;
       cols[x]! += v;
+      if (inner && x > 0 && x < w - 1) {
+        const l = d[i - 1]! + d[i + 1]! + d[i - w]! + d[i + w]! - 4 * v;
+        lapSum += l;
+        lapSum2 += l * l;
+      }
     }
     rows[y] = rs / w;
     sum += rs;
   }
   for (let x = 0; x < w; x++) cols[x]! /= h;
   const n = w * h;
+  const m = Math.max(0, w - 2) * Math.max(0, h - 2);
   const mean = sum / n;
-  let lapSum = 0;
-  let lapSum2 = 0;
-  let m = 0;
-  for (let y = 1; y < h - 1; y++) {
-    const o = y * w;
-    for (let x = 1; x < w - 1; x++) {
-      const i = o + x;
-      const l = d[i - 1]! + d[i + 1]! + d[i - w]! + d[i + w]! - 4 * d[i]!;
-      lapSum += l;
-      lapSum2 += l * l;
-      m++;
-    }
-  }
   const lapMean = m > 0 ? lapSum / m : 0;
   const variance = Math.max(0, sum2 / n - mean * mean);
   return {
