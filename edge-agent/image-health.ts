@@ -80,7 +80,9 @@ export function measureFrame(t: GrayThumbnail): FrameHealth {
  * The lag (in thumbnail pixels, within ±maxLag) at which `profile` best matches `reference`:
  * the maximum of the normalised cross-correlation of the two profiles' first differences over
  * their overlap (differences, so a change of brightness or a gradient does not move the peak).
- * Positive: the content moved towards higher indices (right or down).
+ * Positive: the content moved towards higher indices (right or down). Sub-pixel: a parabola
+ * through the peak and its two neighbours (a small thumbnail would otherwise round every shift to
+ * whole pixels, and a rolling median of whole pixels jumps by one).
  */
 export function profileLag(profile: Float64Array, reference: Float64Array, maxLag: number): number {
   const n = Math.min(profile.length, reference.length);
@@ -92,6 +94,7 @@ export function profileLag(profile: Float64Array, reference: Float64Array, maxLa
     r[i] = reference[i + 1]! - reference[i]!;
   }
   const L = Math.min(maxLag, Math.floor((n - 1) / 2));
+  const scores = new Float64Array(2 * L + 1);
   let best = 0;
   let bestScore = -Infinity;
   for (let lag = -L; lag <= L; lag++) {
@@ -109,12 +112,18 @@ export function profileLag(profile: Float64Array, reference: Float64Array, maxLa
       sbb += y * y;
     }
     const score = saa > 0 && sbb > 0 ? sab / Math.sqrt(saa * sbb) : 0;
+    scores[lag + L] = score;
     if (score > bestScore) {
       bestScore = score;
       best = lag;
     }
   }
-  return best;
+  if (best === -L || best === L) return best;
+  const a0 = scores[best + L - 1]!;
+  const b0 = scores[best + L]!;
+  const c0 = scores[best + L + 1]!;
+  const curve = a0 - 2 * b0 + c0;
+  return curve < 0 ? best + Math.max(-0.5, Math.min(0.5, (a0 - c0) / (2 * curve))) : best;
 }
 
 /** The camera's shift against `ref`, as a fraction of the thumbnail's width and height. */

@@ -31,7 +31,7 @@ export const MONITOR_DEFAULTS: Required<MonitorSettings> = {
   referenceFrames: 100,
   window: 25,
   sigmas: 5,
-  shiftLimit: 0.04,
+  shiftLimit: 0.05,
   scoreReferenceFrames: 300,
   scoreWindow: 300,
   psiLimit: 0.25,

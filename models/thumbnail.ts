@@ -12,13 +12,13 @@ export interface GrayThumbnail {
   data: Float32Array;
 }
 
-/** Pixel reads per thumbnail at most: a 640×640 RGB input costs 64 k reads, not all 1.2 M. */
-const MAX_READS = 65_536;
+/** Pixel reads per thumbnail at most: a 640×640 RGB input costs 16 k reads at 128, not all 1.2 M. */
+const MAX_READS = 16_384;
 
 /**
  * Averages `image` over square blocks of b×b pixels, b the smallest integer that brings the
  * longer side to at most `maxSide` (pixels past the last whole block are left out); RGB becomes
- * gray as the mean of the three channels. Where averaging every pixel would take more than 64 k
+ * gray as the mean of the three channels. Where averaging every pixel would take more than 16 k
  * reads, each block is averaged over evenly spaced samples (one, for a 640×640 RGB input at 128),
  * which bounds the cost for large model inputs: the statistics taken from the thumbnail need
  * the same method on every frame, not every pixel. One allocation.

@@ -47,7 +47,7 @@ export const MonitorSettingsSchema = Type.Object(
       Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'brightness, contrast and blur limit: this many standard errors of the rolling median from the reference (default 5)' }),
     ),
     shiftLimit: Type.Optional(
-      Type.Number({ exclusiveMinimum: 0, maximum: 0.5, description: 'camera-shift limit: rolling median shift as a fraction of the frame (default 0.04)' }),
+      Type.Number({ exclusiveMinimum: 0, maximum: 0.5, description: 'camera-shift limit: rolling median shift as a fraction of the frame (default 0.05)' }),
     ),
     scoreReferenceFrames: Type.Optional(
       Type.Integer({ minimum: 20, maximum: 100_000, description: 'frames after activation that make the score reference (default 300)' }),
