@@ -53,6 +53,8 @@ test('image health on real MTD frames: no alarm over a long unaltered run; each 
     t.diagnostic(`${kind}: ${ALARM_OF[kind]} after ${hit ? hit.frame - start : 'no'} frames; all raised: ${line.alerts.filter((a) => !a.cleared).map((a) => `${a.alarm}@${a.frame - start}`).join(' ')}`);
     assert.ok(hit, `${kind}: ${ALARM_OF[kind]} not raised within ${MAX_FRAMES_TO_ALARM} frames`);
     assert.ok(hit.frame - start <= MAX_FRAMES_TO_ALARM);
+    const others = line.alerts.filter((a) => !a.cleared && a.alarm !== ALARM_OF[kind]).map((a) => a.alarm);
+    assert.deepEqual(others, [], `${kind}: only its own alarm`);
     assert.ok(line.monitor.alarms().includes(ALARM_OF[kind] as never), `${kind}: listed in alarms()`);
     assert.equal(hit.data.alarm, ALARM_OF[kind]);
   }
