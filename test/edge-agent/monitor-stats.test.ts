@@ -12,6 +12,7 @@ import { grayThumbnail, type GrayThumbnail } from '../../models/thumbnail.js';
 import { frameShift, measureFrame, profileLag, shiftReference } from '../../edge-agent/image-health.js';
 import { createMonitor } from '../../edge-agent/monitor.js';
 import type { InspectOutcome } from '../../edge-agent/pipeline.js';
+import type { ModelRunner } from '../../models/types.js';
 import {
   binomialCriticalCount,
   binomialTail,
@@ -180,4 +181,23 @@ test('a monitor never throws into the pipeline and costs nothing when disabled',
   on.observe({} as InspectOutcome);
   on.setSettings({ enabled: false });
   assert.equal(on.thumbnailSize(), undefined);
+});
+
+test('score drift takes its reference from the package calibration quantiles when the manifest carries them', () => {
+  const runner = { id: 'm@1', manifest: { metadata: { scoreQuantiles: '0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1' } } } as unknown as ModelRunner;
+  const mon = createMonitor({ settings: { scoreReferenceFrames: 60, scoreWindow: 60 }, logger: testLogger() });
+  const rng = createRng(9);
+  const t = scene(16, 16);
+  // Scores uniform on [0, 1], as the calibration says: no drift, whatever the first frames were.
+  for (let i = 0; i < 200; i++) mon.observe(outcome(i, t, rng.next()), runner);
+  assert.equal(mon.figures().scoreReference, 'calibration');
+  assert.ok(mon.figures().scorePsi! < 0.25, String(mon.figures().scorePsi));
+  // All scores low: far from the calibration's spread.
+  for (let i = 200; i < 260; i++) mon.observe(outcome(i, t, 0.05 * rng.next()), runner);
+  assert.ok(mon.figures().scorePsi! > 1, String(mon.figures().scorePsi));
+  assert.ok(mon.alarms().includes('score-drift'));
+  // Without metadata: the first frames are the reference.
+  const plain = createMonitor({ settings: { scoreReferenceFrames: 60, scoreWindow: 60 }, logger: testLogger() });
+  for (let i = 0; i < 60; i++) plain.observe(outcome(i, t, rng.next()));
+  assert.equal(plain.figures().scoreReference, 'frames');
 });
