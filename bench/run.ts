@@ -39,6 +39,7 @@ export const BENCHMARKS: readonly BenchEntry[] = [
   { id: 'security-cost', module: './security-cost.js' },
   { id: 'training', module: './training.js' },
   { id: 'console', module: './console.js' },
+  { id: 'monitoring', module: './monitoring.js' },
   { id: 'capacity', module: './capacity.js' },
 ];
 

@@ -91,7 +91,7 @@ async function barePass(backbone: string, files: readonly string[]): Promise<num
 }
 
 /** $OSPREY_DATA, else ../shared/data beside the repository (as the tests find it); undefined when absent. */
-function dataRoot(): string | undefined {
+export function dataRoot(): string | undefined {
   const dir = resolve(process.env.OSPREY_DATA ?? fileURLToPath(new URL('../../../shared/data', import.meta.url)));
   return existsSync(join(dir, 'magnetic-tile')) ? dir : undefined;
 }

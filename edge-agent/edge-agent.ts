@@ -26,6 +26,7 @@ import { createMetricsListener, type MetricsListener } from './metrics-listener.
 import { createModelManager, isModelFault, type ModelManager } from './model-manager.js';
 import { createGoldenSetMonitor, type GoldenSetMonitor } from './golden-set.js';
 import { addGoldenSetRoute } from './golden-set-http.js';
+import { createMonitor, type Monitor } from './monitor.js';
 import { createEdgeStorage, type EdgeStorage, type EdgeStorageOptions } from './edge-storage.js';
 import { createPipeline, type FrameMeta, type InspectOutcome, type Pipeline } from './pipeline.js';
 import { openResultStore, type ResultStore } from './result-store.js';
@@ -121,6 +122,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
   let ownsRunner = false;
   let pipeline: Pipeline | undefined;
   let storage: EdgeStorage | undefined;
+  let monitor: Monitor | undefined;
   let models: ModelManager | undefined;
   let goldenSet: GoldenSetMonitor | undefined;
   let app: FastifyInstance | undefined;
@@ -170,7 +172,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
         ...(link?.lastError !== undefined && { lastError: link.lastError }),
       },
       failures: metrics.failures(),
-      ...(storage ? { storeId: store.storeId ?? null, alarms: [...storage.alarms(), ...(goldenSet?.alarms() ?? [])], storage: storage.figures() } : {}),
+      ...(storage ? { storeId: store.storeId ?? null, alarms: [...storage.alarms(), ...(goldenSet?.alarms() ?? []), ...(monitor?.alarms() ?? [])], storage: storage.figures() } : {}),
+      ...(monitor ? { monitor: monitor.figures() } : {}),
     };
   }
 
@@ -263,8 +266,9 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
             lastSeq: s.lastSeq,
             ackedSeq: s.ackedSeq,
             pendingResults: s.pending,
-            alarms: [...st.alarms(), ...golden.alarms()],
+            alarms: [...st.alarms(), ...golden.alarms(), ...mon.alarms()],
             storage: st.figures(),
+            monitor: mon.figures(),
           }),
           onUp: () => st.online(),
           onDesired: (desired) => m.applyDesired(desired),
@@ -287,6 +291,8 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       logger: base.child({ component: 'storage' }),
       publishEvent,
     }));
+    // Image health and score drift on every answered frame (issue 17).
+    const mon = (monitor = createMonitor({ logger: base.child({ component: 'monitor' }), publishEvent }));
     const p = (pipeline = createPipeline({
       store: st.pipelineStore,
       model: active,
@@ -299,6 +305,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       onResult: (outcome, image) => {
         const { record, inspection } = outcome;
         st.onResult(outcome, image);
+        mon.observe(outcome, p.model.id === record.model ? p.model : undefined);
         metrics.result(record, inspection.timings.totalMs);
         prometheus.frame(record.camera, record.verdict, record.latencyMs);
         m.observeResult(record);
@@ -311,6 +318,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       },
       onSlotFree: () => folder?.poke(),
       wantsHeatmap: (runner) => st.wantsHeatmap(runner),
+      thumbnail: () => mon.thumbnailSize(),
     }));
 
     // Golden-set self-test (issue 17): after activations, on its schedule, on demand.
@@ -354,6 +362,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       onConfigApplied: (settings) => {
         st.setSampling(settings.sampling);
         golden.applySettings(settings.goldenSet);
+        mon.setSettings(settings.monitoring);
       },
       onModelReady: (role) => golden.onModelReady(role),
     }));
@@ -367,6 +376,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
             ...(config.http.maxInFlightBytes !== undefined ? { maxInFlightBytes: config.http.maxInFlightBytes } : {}),
             logger: base.child({ component: 'http' }),
             health,
+            monitor: mon,
             onReject: (err) => onRejected(err, 'http'),
             metrics: prometheus.scrape,
           })

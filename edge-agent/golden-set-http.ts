@@ -5,7 +5,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { Type } from '@sinclair/typebox';
-import { OspreyError } from '../protocol/errors.js';
+import { requireLoopback } from './loopback-only.js';
 import { GoldenSetReportSchema } from '../protocol/monitoring.js';
 import type { GoldenSetMonitor } from './golden-set.js';
 
@@ -15,15 +15,13 @@ const RunQuery = Type.Object(
 );
 const RunResponse = Type.Object({ reports: Type.Array(GoldenSetReportSchema) }, { additionalProperties: false });
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
-
 /** Adds the route to the edge's HTTP app (before it listens). */
 export function addGoldenSetRoute(app: FastifyInstance, monitor: Pick<GoldenSetMonitor, 'run'>): void {
   app.post<{ Querystring: { role?: 'active' | 'shadow' } }>(
     '/golden-set/run',
     { schema: { querystring: RunQuery, response: { 200: RunResponse } } },
     async (req) => {
-      if (!LOOPBACK.test(req.socket.remoteAddress ?? '')) throw new OspreyError('OSP_ERR_FORBIDDEN', 'POST /golden-set/run is answered to loopback callers only');
+      requireLoopback(req);
       return { reports: await monitor.run('demand', req.query.role) };
     },
   );

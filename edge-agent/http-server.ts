@@ -10,8 +10,10 @@ import type { Logger } from 'pino';
 import { OspreyError, httpStatusFor, isOspreyError, oneLine, safeLine } from '../protocol/errors.js';
 import { DetectionSchema, TelemetryMessageSchema, Verdict } from '../protocol/messages.js';
 import { validatorFor } from '../protocol/validator.js';
+import { MonitorFiguresSchema, type MonitorFigures } from '../protocol/monitoring.js';
 import type { Pipeline } from './pipeline.js';
 import { createBodyReader } from './http-body.js';
+import { requireLoopback } from './loopback-only.js';
 import { EDGE_OPENAPI_URL, registerEdgeOpenApi } from './edge-openapi.js';
 
 /** Content types accepted by POST /inspect; anything else is 415. */
@@ -78,6 +80,7 @@ export const HealthSchema = Type.Object(
     storeId: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: 'the result store identity; null for a store from before storeIds' })),
     alarms: Type.Optional(Type.Array(Type.String(), { description: 'e.g. result-quota: verdicts answered but not stored' })),
     storage: Type.Optional(TelemetryMessageSchema.properties.storage),
+    monitor: Type.Optional(MonitorFiguresSchema),
   },
   { additionalProperties: false },
 );
@@ -95,6 +98,8 @@ export interface HttpServerOptions {
   maxInFlightBytes?: number;
   logger: Logger;
   health(): Health;
+  /** Image health and score drift (monitor.ts): POST /monitor/reference starts a new reference. */
+  monitor?: { resetReference(reason: string): void; figures(): MonitorFigures };
   /** Requests refused before reaching the pipeline (415, 413, 400). Must not throw. */
   onReject?: (err: OspreyError) => void;
   /** The Prometheus exposition (edge-prometheus.ts); absent: no GET /metrics. */
@@ -238,6 +243,18 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     { schema: { summary: 'This OpenAPI 3 document', response: { 200: { description: 'the document', content: { 'application/json': { schema: Type.Object({}, { additionalProperties: true }) } } } } } },
     async () => app.swagger(),
   );
+
+  const monitor = opts.monitor;
+  if (monitor) {
+    // An operator (or the line's software) says "this is how the camera should look now": the
+    // next frames become the reference of image health and score drift; alarms in force clear.
+    app.post('/monitor/reference', { schema: { response: { 200: MonitorFiguresSchema } } }, async (req) => {
+      requireLoopback(req);
+      monitor.resetReference('operator request');
+      log.info('monitor reference reset by request');
+      return monitor.figures();
+    });
+  }
 
   return app;
 }

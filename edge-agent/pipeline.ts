@@ -58,6 +58,11 @@ export interface PipelineOptions {
    * outcome's inspection.heatmapPng for onResult. Must not throw. Default: never.
    */
   wantsHeatmap?: (runner: ModelRunner) => boolean;
+  /**
+   * Asked before each frame: the longest side of the gray thumbnail to ask the active runner for
+   * (InspectOptions.thumbnail, image health), or undefined for none. Must not throw. Default: none.
+   */
+  thumbnail?: () => number | undefined;
 }
 
 export interface Pipeline {
@@ -145,6 +150,15 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     } catch (err) {
       log.error({ err }, 'heatmap hook threw');
       return false;
+    }
+  };
+
+  const thumbnailSize = (): number | undefined => {
+    try {
+      return opts.thumbnail?.();
+    } catch (err) {
+      log.error({ err }, 'thumbnail hook threw');
+      return undefined;
     }
   };
 
@@ -261,7 +275,9 @@ export function createPipeline(opts: PipelineOptions): Pipeline {
     const frameThresholds = thresholds;
     const options: InspectOptions = frameThresholds ? { thresholds: frameThresholds } : {};
     // The shadow candidate never renders one: its outcome is a verdict, not evidence.
-    const activeOptions: InspectOptions = wantsHeatmap(runner) ? { ...options, heatmap: true } : options;
+    const activeOptions: InspectOptions = wantsHeatmap(runner) ? { ...options, heatmap: true } : { ...options };
+    const thumbnail = thumbnailSize();
+    if (thumbnail) activeOptions.thumbnail = thumbnail;
     const failed = (err: unknown) => {
       const ospErr = asOspreyError(err);
       if (!isOspreyError(err)) log.error({ err, model: runner.id }, 'frame failed unexpectedly');

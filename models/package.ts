@@ -221,7 +221,7 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
 
   const inspectOnce = async (image: Buffer, options: InspectOptions): Promise<Inspection> => {
     const t0 = performance.now();
-    const pre = await preprocessImage(image, input, { maxPixels, reuse: takeTensor });
+    const pre = await preprocessImage(image, input, { maxPixels, reuse: takeTensor, ...(options.thumbnail ? { thumbnail: options.thumbnail } : {}) });
     const t1 = performance.now();
     let outputs: RawOutputs;
     try {
@@ -234,6 +234,7 @@ export async function loadModelPackage(dir: string, opts: LoadOptions = {}): Pro
     const t3 = performance.now();
     return {
       ...judgement,
+      ...(pre.thumbnail && { thumbnail: pre.thumbnail }),
       timings: { decodeMs: t1 - t0, inferMs: t2 - t1, postMs: t3 - t2, totalMs: t3 - t0 },
     };
   };

@@ -5,12 +5,18 @@
 import type { Detection, Thresholds, Verdict } from '../protocol/messages.js';
 import type { Manifest } from '../protocol/manifest.js';
 import type { OptimizedModelCache } from './optimized-model.js';
+import type { GrayThumbnail } from './thumbnail.js';
 
 export interface InspectOptions {
   /** Per-edge overrides of the package's thresholds (default and per label). */
   thresholds?: Thresholds;
   /** Produce a small PNG heatmap for anomaly models (only used for defect frames). */
   heatmap?: boolean;
+  /**
+   * Return a gray thumbnail (longer side at most this many pixels) of the pixels the model's
+   * pre-processing decoded, as `Inspection.thumbnail` (image health, issue 17). Absent: none, no cost.
+   */
+  thumbnail?: number;
 }
 
 export interface Inspection {
@@ -33,6 +39,8 @@ export interface Inspection {
   /** Top-k labels for classification. */
   top?: { label: string; score: number }[];
   heatmapPng?: Buffer;
+  /** Present when InspectOptions.thumbnail asked for it. */
+  thumbnail?: GrayThumbnail;
   timings: { decodeMs: number; inferMs: number; postMs: number; totalMs: number };
 }
 

@@ -33,10 +33,33 @@ export const EDGE_ALARMS = [
 ] as const;
 export type EdgeAlarm = (typeof EDGE_ALARMS)[number];
 
-/** Image health and score drift settings (layered config `monitoring`). */
+/** Image health and score drift settings (layered config `monitoring`); docs/monitoring.md has the defaults and why. */
 export const MonitorSettingsSchema = Type.Object(
   {
     enabled: Type.Optional(Type.Boolean({ description: 'image health and score drift checks on every frame (default true)' })),
+    thumbnailSize: Type.Optional(
+      Type.Integer({ minimum: 16, maximum: 256, description: 'longest side of the gray thumbnail image health is measured on, in pixels (default 128)' }),
+    ),
+    referenceFrames: Type.Optional(
+      Type.Integer({ minimum: 10, maximum: 10_000, description: 'frames after activation (or POST /monitor/reference) that make the image reference (default 100)' }),
+    ),
+    window: Type.Optional(Type.Integer({ minimum: 5, maximum: 1000, description: 'frames of the rolling medians of the image figures (default 25)' })),
+    sigmas: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 100, description: 'brightness, contrast and blur limit: this many standard errors of the rolling median from the reference (default 5)' }),
+    ),
+    shiftLimit: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 0.5, description: 'camera-shift limit: rolling median shift as a fraction of the frame (default 0.05)' }),
+    ),
+    scoreReferenceFrames: Type.Optional(
+      Type.Integer({ minimum: 20, maximum: 100_000, description: 'frames after activation that make the score reference (default 300)' }),
+    ),
+    scoreWindow: Type.Optional(Type.Integer({ minimum: 20, maximum: 100_000, description: 'frames of the rolling score window (default 300)' })),
+    psiLimit: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 10, description: 'score-drift raise mark: population stability index (default 0.25)' })),
+    defectWindow: Type.Optional(Type.Integer({ minimum: 10, maximum: 100_000, description: 'frames of the rolling defect rate (default 100)' })),
+    defectAlpha: Type.Optional(
+      Type.Number({ exclusiveMinimum: 0, maximum: 0.5, description: 'defect-rate-spike: binomial tail probability of the window count under the reference rate (default 1e-4)' }),
+    ),
+    holdMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 86_400_000, description: 'an alarm clears only after its condition has been gone this long (default 60000)' })),
   },
   { ...strict, description: 'image health and score drift (issue 17)' },
 );
@@ -58,8 +81,35 @@ export const GoldenSetSettingsSchema = Type.Object(
 );
 export type GoldenSetSettings = Static<typeof GoldenSetSettingsSchema>;
 
-/** The monitors' figures in one telemetry interval. */
-export const MonitorFiguresSchema = Type.Object({}, { ...strict, description: 'image health and score drift figures (issue 17)' });
+const Fig = (description: string) => Type.Optional(Type.Number({ description }));
+
+/** The monitors' figures: the rolling values, their references and limits, now. */
+export const MonitorFiguresSchema = Type.Object(
+  {
+    phase: Type.Union([Type.Literal('off'), Type.Literal('reference'), Type.Literal('watching')], {
+      description: 'off: disabled; reference: collecting the reference frames; watching: checking every frame',
+    }),
+    model: Type.Optional(Type.String({ maxLength: 200, description: 'the model whose activation started the reference' })),
+    referenceFrames: Type.Integer({ minimum: 0, description: 'frames in the image reference so far' }),
+    frames: Type.Integer({ minimum: 0, description: 'frames measured since the reference was reset' }),
+    brightness: Fig('rolling median of the mean gray level (0..255)'),
+    brightnessReference: Fig('reference median'),
+    contrast: Fig('rolling median of the gray levels’ standard deviation'),
+    contrastReference: Fig('reference median'),
+    sharpness: Fig('rolling median of the variance of the Laplacian'),
+    sharpnessReference: Fig('reference median'),
+    shiftX: Fig('rolling median of the horizontal shift against the reference, fraction of the width'),
+    shiftY: Fig('rolling median of the vertical shift, fraction of the height'),
+    scorePsi: Fig('population stability index of the score window against the score reference'),
+    labelPsi: Fig('population stability index of the label rates'),
+    scoreReference: Type.Optional(Type.Union([Type.Literal('calibration'), Type.Literal('frames')], { description: 'where the score reference comes from' })),
+    defectRate: Fig('defect rate in the rolling defect window'),
+    defectRateReference: Fig('defect rate of the reference frames'),
+    defectLimit: Fig('defects in the window that raise defect-rate-spike'),
+    checkMs: Fig('mean cost of the checks per frame, ms (thumbnail excluded: it is part of the model’s decode)'),
+  },
+  { ...strict, description: 'image health and score drift figures (issue 17)' },
+);
 export type MonitorFigures = Static<typeof MonitorFiguresSchema>;
 
 /** The last golden-set self-test of a model, reported in the edge's state (`goldenSet`) and in the `golden-set` event. */

@@ -4,6 +4,7 @@
  * false-reject / catch-rate curve.
  */
 import { OspreyError } from '../../protocol/errors.js';
+import { normalizeAnomalyScore } from '../postprocess/anomaly.js';
 
 /** Named operating points: the percentile of the good images' leave-one-out scores. */
 export const OPERATING_POINTS = { balanced: 94, strict: 90, lenient: 99 } as const;
@@ -17,6 +18,16 @@ export function percentile(values: readonly number[], p: number): number {
   const lo = Math.floor(pos);
   const hi = Math.min(s.length - 1, lo + 1);
   return s[lo] + (s[hi] - s[lo]) * (pos - lo);
+}
+
+/**
+ * The deciles (0, 10, … 100 %) of calibration scores as the runtime normalises them
+ * (models/postprocess/anomaly.ts), 4 decimals: a package's `metadata.scoreQuantiles`, the edge's
+ * score-drift reference (edge-agent/monitor.ts). Eleven numbers: small enough for a manifest.
+ */
+export function scoreQuantiles(raw: readonly number[], normalization: { min: number; max: number; threshold: number }): number[] {
+  const normalised = raw.map((v) => normalizeAnomalyScore(v, normalization));
+  return Array.from({ length: 11 }, (_, i) => Number(percentile(normalised, i * 10).toFixed(4)));
 }
 
 /** Parses `--operating-point`: a name (balanced, strict, lenient) or `pNN` (a percentile). */

@@ -15,7 +15,7 @@ import type { Manifest } from '../../protocol/manifest.js';
 import { sha256Hex } from '../package-reader.js';
 import { writeModelPackage } from '../package-writer.js';
 import { Extractor, inputSpec, listImages, readAll, readBackbone } from './extract.js';
-import { OPERATING_POINTS, percentile, validationFigures } from './calibration.js';
+import { OPERATING_POINTS, percentile, scoreQuantiles, validationFigures } from './calibration.js';
 import { ANOMALY_RECIPE, buildGraph, cutFor, featureCount, inputNormCard, prepareBackbone, type BackboneChoice, type FeatureSpec, type Head, type TapCandidates } from './features-graph.js';
 import { fitGaussian, gaussianHead, gaussianScore } from './gaussian.js';
 import { imageSetHash, MODEL_CARD_FILE, writeModelCard } from './model-card.js';
@@ -170,6 +170,8 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
   const trainMs = performance.now() - started;
   log(`fitted ${describeAnomalyChoice(choice)} on all ${goodFiles.length} images in ${((performance.now() - fitStarted) / 1000).toFixed(1)} s; threshold ${threshold.toPrecision(6)} (p${op.percentile} of leave-one-out scores)`);
   const backbone = cutFor(backboneBytes, opts.backbone, spec);
+  // The edge's score-drift reference (edge-agent/monitor.ts): the leave-one-out scores as the runtime normalises them.
+  const calibrationQuantiles = scoreQuantiles(fit.looScores, { min: 0, max: 2 * threshold, threshold });
 
   const modelBytes = buildGraph(backbone, spec, fit.head, { 'osprey.trainer': choice.head === 'nearest' ? 'anomaly-nearest-v1' : 'anomaly-gaussian-v1' }, 'osprey_trained_anomaly', `Osprey one-class model: frozen backbone + ${choice.head === 'nearest' ? '1-NN' : 'Gaussian'} head`);
   const name = opts.name ?? 'osprey-trained-anomaly';
@@ -184,7 +186,13 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
     labels: [],
     defectLabels: ['anomaly'],
     thresholds: { default: 0.5 },
-    metadata: { generator: 'osprey train anomaly v1', trainImages: String(goodFiles.length), operatingPoint: op.name, modelCard: MODEL_CARD_FILE },
+    metadata: {
+      generator: 'osprey train anomaly v1',
+      trainImages: String(goodFiles.length),
+      operatingPoint: op.name,
+      modelCard: MODEL_CARD_FILE,
+      scoreQuantiles: calibrationQuantiles.join(','),
+    },
   }, modelBytes);
 
   // The package graph must give what the JavaScript computation gives.
@@ -256,6 +264,7 @@ export async function trainAnomaly(opts: TrainAnomalyOptions): Promise<TrainAnom
       calibration: {
         source: 'closed-form leave-one-out scores of the good images',
         looScores: { min: Math.min(...fit.looScores), median: percentile(fit.looScores, 50), max: Math.max(...fit.looScores) },
+        scoreQuantiles: calibrationQuantiles,
       },
       operatingPoint: { name: op.name, percentile: op.percentile, rawThreshold: threshold, normalisedThreshold: 0.5 },
       ...(validation && { validation }),

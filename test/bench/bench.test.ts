@@ -41,7 +41,7 @@ test('bench: every benchmark runs in quick mode and reports well-formed figures'
     [],
   );
   const ids = outcome.sections.map((s) => s.id);
-  for (const required of ['edge-pipeline', 'fleet-ingest', 'rollback', 'rollout-scale', 'catch-up', 'edge-write', 'security-cost', 'training', 'console', 'capacity']) assert.ok(ids.includes(required), `section ${required} missing`);
+  for (const required of ['edge-pipeline', 'fleet-ingest', 'rollback', 'rollout-scale', 'catch-up', 'edge-write', 'security-cost', 'training', 'console', 'monitoring', 'capacity']) assert.ok(ids.includes(required), `section ${required} missing`);
   for (const s of outcome.sections) checkSection(s);
   const edge = outcome.sections.find((s) => s.id === 'edge-pipeline')!;
   // Each model is measured on both sides: throughput against the bare loop.

@@ -13,6 +13,8 @@ import type { RouteRecord } from '../../fleet-manager/auth/authorize.js';
 import { openSqliteIdentityStore } from '../../fleet-manager/identity-store.js';
 import { buildHttpServer, type Health } from '../../edge-agent/http-server.js';
 import type { Pipeline } from '../../edge-agent/pipeline.js';
+import type { Monitor } from '../../edge-agent/monitor.js';
+import { addGoldenSetRoute } from '../../edge-agent/golden-set-http.js';
 import { credentialsFor } from '../helpers/identity.js';
 
 /** Where the checked-in copies live, relative to the project root. */
@@ -50,7 +52,7 @@ export async function fleetOpenApi(): Promise<{ doc: OpenApiDocument; routes: re
   }
 }
 
-/** The edge's document and its routes, from the app the agent builds (metrics route on). */
+/** The edge's document and its routes, from the app the agent builds (every optional route on). */
 export async function edgeOpenApi(): Promise<{ doc: OpenApiDocument; routes: { method: string; url: string }[] }> {
   const app = buildHttpServer({
     pipeline: {} as Pipeline,
@@ -59,7 +61,10 @@ export async function edgeOpenApi(): Promise<{ doc: OpenApiDocument; routes: { m
     logger: pino({ level: 'silent' }),
     health: () => ({}) as Health,
     metrics: async () => ({ contentType: 'text/plain', text: '' }),
+    monitor: {} as Monitor,
   });
+  // The edge agent adds the golden-set route to this app itself (edge-agent.ts).
+  addGoldenSetRoute(app, { run: async () => [] });
   try {
     await app.ready();
     // The router's own list ("└── /health (GET, HEAD)"): every route the app answers.

@@ -63,7 +63,7 @@ test('the edge document lists every edge route with its answers, and equals docs
   const { doc, routes } = await edgeOpenApi();
   assert.deepEqual(
     routes.filter((r) => r.method !== 'HEAD').map((r) => `${r.method} ${r.url}`).sort(),
-    ['GET /health', 'GET /metrics', 'GET /openapi.json', 'POST /inspect'],
+    ['GET /health', 'GET /metrics', 'GET /openapi.json', 'POST /golden-set/run', 'POST /inspect', 'POST /monitor/reference'],
   );
   assert.deepEqual(missingRoutes(doc, routes), []);
   assert.deepEqual(withoutSuccessSchema(doc), []);

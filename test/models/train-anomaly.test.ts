@@ -104,6 +104,13 @@ test('osprey train anomaly on 32 MTD good images: a valid package the edge runti
   assert.equal(card.validation.defectImages, 12);
   assert.ok(card.validation.auroc > 0.6, `card AUROC ${card.validation.auroc}`);
   assert.equal(card.validation.curve.length, 12);
+  // The edge's score-drift reference: the calibration scores' deciles, normalised as the runtime does.
+  const manifest = JSON.parse(await readFile(join(pkg, 'manifest.json'), 'utf8'));
+  const quantiles = String(manifest.metadata.scoreQuantiles).split(',').map(Number);
+  assert.deepEqual(quantiles, card.calibration.scoreQuantiles);
+  assert.equal(quantiles.length, 11);
+  assert.ok(quantiles.every((q, i) => q >= 0 && q <= 1 && (i === 0 || q >= quantiles[i - 1]!)), String(quantiles));
+  assert.ok(quantiles[9]! <= 0.5 && quantiles[10]! >= 0.5, `p90 below the threshold, the top one at or above it (94th percentile): ${quantiles}`);
   // The search (on by default) was judged by the --defects images: the card says so.
   assert.match(card.search.protocol, /26 good images.*6 held-out good images.*against 12 --defects images/);
   assert.match(card.validation.note, /optimistic/);

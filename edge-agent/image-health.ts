@@ -1,0 +1,160 @@
+/**
+ * Image health of one frame (issue 17), from the small gray thumbnail the model's pre-processing
+ * made of the pixels it decoded anyway (models/thumbnail.ts): brightness (mean gray level),
+ * contrast (RMS: std over mean), sharpness (variance of the Laplacian over the variance of the
+ * gray levels) and the camera's shift
+ * against a reference, estimated by cross-correlating the frame's row and column projection
+ * profiles with the reference's. Pure functions: the monitor (monitor.ts) keeps the windows.
+ */
+import type { GrayThumbnail } from '../models/thumbnail.js';
+
+/** Row and column means of a reference (the average of the reference frames' profiles). */
+export interface ShiftReference {
+  width: number;
+  height: number;
+  cols: Float64Array;
+  rows: Float64Array;
+}
+
+export interface FrameHealth {
+  /** Mean gray level, 0..255. */
+  brightness: number;
+  /** RMS contrast: standard deviation of the gray levels over their mean (a change of gain leaves it). */
+  contrast: number;
+  /**
+   * Variance of the 4-neighbour Laplacian over the inner pixels, divided by the variance of the
+   * gray levels: fine detail relative to all detail, so a change of gain or contrast leaves it and
+   * blur lowers it.
+   */
+  sharpness: number;
+  /** Column and row means of the thumbnail (for the shift and for building a reference). */
+  cols: Float64Array;
+  rows: Float64Array;
+}
+
+/**
+ * One pass over every other row of the thumbnail (rows 1, 3, 5, …: the cost halves, and each has
+ * both neighbours for the Laplacian) for the moments, the profiles and the Laplacian. `rows` then
+ * holds those rows' means, so a vertical lag counts sampled rows: frameShift divides by its length.
+ */
+export function measureFrame(t: GrayThumbnail): FrameHealth {
+  const { width: w, height: h, data: d } = t;
+  const sampled = h >= 3 ? Math.floor((h - 1) / 2) : h;
+  const first = h >= 3 ? 1 : 0;
+  const step = h >= 3 ? 2 : 1;
+  const cols = new Float64Array(w);
+  const rows = new Float64Array(sampled);
+  let sum = 0;
+  let sum2 = 0;
+  let lapSum = 0;
+  let lapSum2 = 0;
+  let m = 0;
+  for (let r = 0, y = first; r < sampled; r++, y += step) {
+    let rs = 0;
+    const o = y * w;
+    const inner = y > 0 && y < h - 1;
+    for (let x = 0; x < w; x++) {
+      const i = o + x;
+      const v = d[i]!;
+      rs += v;
+      sum2 += v * v;
+      cols[x]! += v;
+      if (inner && x > 0 && x < w - 1) {
+        const l = d[i - 1]! + d[i + 1]! + d[i - w]! + d[i + w]! - 4 * v;
+        lapSum += l;
+        lapSum2 += l * l;
+        m++;
+      }
+    }
+    rows[r] = rs / w;
+    sum += rs;
+  }
+  for (let x = 0; x < w; x++) cols[x]! /= sampled;
+  const n = w * sampled;
+  const mean = sum / n;
+  const lapMean = m > 0 ? lapSum / m : 0;
+  const variance = Math.max(0, sum2 / n - mean * mean);
+  return {
+    brightness: mean,
+    // Floors: a black frame has no contrast rather than a division by zero.
+    contrast: Math.sqrt(variance) / Math.max(1, mean),
+    sharpness: m > 0 ? Math.max(0, lapSum2 / m - lapMean * lapMean) / Math.max(1, variance) : 0,
+    cols,
+    rows,
+  };
+}
+
+/**
+ * The lag (in thumbnail pixels, within ±maxLag) at which `profile` best matches `reference`:
+ * the maximum of the normalised cross-correlation of the two profiles' first differences over
+ * their overlap (differences, so a change of brightness or a gradient does not move the peak).
+ * Positive: the content moved towards higher indices (right or down). Sub-pixel: a parabola
+ * through the peak and its two neighbours (a small thumbnail would otherwise round every shift to
+ * whole pixels, and a rolling median of whole pixels jumps by one).
+ */
+export function profileLag(profile: Float64Array, reference: Float64Array, maxLag: number): number {
+  const n = Math.min(profile.length, reference.length);
+  if (n < 4) return 0;
+  const a = new Float64Array(n - 1);
+  const r = new Float64Array(n - 1);
+  for (let i = 0; i < n - 1; i++) {
+    a[i] = profile[i + 1]! - profile[i]!;
+    r[i] = reference[i + 1]! - reference[i]!;
+  }
+  const L = Math.min(maxLag, Math.floor((n - 1) / 2));
+  const scores = new Float64Array(2 * L + 1);
+  let best = 0;
+  let bestScore = -Infinity;
+  for (let lag = -L; lag <= L; lag++) {
+    // a[i] is compared with r[i − lag]: content moved by +lag appears lag samples later.
+    let sab = 0;
+    let saa = 0;
+    let sbb = 0;
+    const from = Math.max(0, lag);
+    const to = Math.min(n - 1, n - 1 + lag);
+    for (let i = from; i < to; i++) {
+      const x = a[i]!;
+      const y = r[i - lag]!;
+      sab += x * y;
+      saa += x * x;
+      sbb += y * y;
+    }
+    const score = saa > 0 && sbb > 0 ? sab / Math.sqrt(saa * sbb) : 0;
+    scores[lag + L] = score;
+    if (score > bestScore) {
+      bestScore = score;
+      best = lag;
+    }
+  }
+  if (best === -L || best === L) return best;
+  const a0 = scores[best + L - 1]!;
+  const b0 = scores[best + L]!;
+  const c0 = scores[best + L + 1]!;
+  const curve = a0 - 2 * b0 + c0;
+  return curve < 0 ? best + Math.max(-0.5, Math.min(0.5, (a0 - c0) / (2 * curve))) : best;
+}
+
+/** The camera's shift against `ref`, as a fraction of the thumbnail's width and height. */
+export function frameShift(f: FrameHealth, ref: ShiftReference, maxLagFraction: number): { x: number; y: number } {
+  if (f.cols.length !== ref.cols.length || f.rows.length !== ref.rows.length) return { x: 0, y: 0 };
+  const x = profileLag(f.cols, ref.cols, Math.max(1, Math.round(maxLagFraction * ref.width)));
+  const y = profileLag(f.rows, ref.rows, Math.max(1, Math.round(maxLagFraction * ref.height)));
+  // ref.width/height are the profiles' lengths (rows: the sampled rows), so these are fractions of the frame.
+  return { x: x / ref.width, y: y / ref.height };
+}
+
+/** The reference profiles: the mean of the reference frames' profiles (all of one size). */
+export function shiftReference(frames: readonly FrameHealth[]): ShiftReference | undefined {
+  const first = frames[0];
+  if (!first) return undefined;
+  const same = frames.filter((f) => f.cols.length === first.cols.length && f.rows.length === first.rows.length);
+  const cols = new Float64Array(first.cols.length);
+  const rows = new Float64Array(first.rows.length);
+  for (const f of same) {
+    for (let i = 0; i < cols.length; i++) cols[i]! += f.cols[i]!;
+    for (let i = 0; i < rows.length; i++) rows[i]! += f.rows[i]!;
+  }
+  for (let i = 0; i < cols.length; i++) cols[i]! /= same.length;
+  for (let i = 0; i < rows.length; i++) rows[i]! /= same.length;
+  return { width: cols.length, height: rows.length, cols, rows };
+}
