@@ -24,6 +24,7 @@ import type { ModelRunner } from '../models/types.js';
 import type { InspectOutcome } from './pipeline.js';
 import type { ResultStore } from './result-store.js';
 import { createRetention, RESULT_QUOTA_ALARM, type Retention } from './retention.js';
+import type { EdgeAlarm } from '../protocol/monitoring.js';
 
 /** Defaults for hand-built configs (the config schema fills the same values in). */
 export const DEFAULT_RETENTION: RetentionConfig = { ackedMaxAgeMs: 7 * 24 * 3_600_000, maxBytes: 1 << 30, maxRows: 0, intervalMs: 10_000 };
@@ -37,9 +38,9 @@ export const DEFAULT_IMAGES: ImagesConfig = {
 };
 
 export const DEFAULT_DISK: DiskConfig = { minFreeBytes: 256 << 20, resumeFreeBytes: 512 << 20, checkIntervalMs: 5000, alarmHoldMs: 60_000 };
-export const DISK_LOW_ALARM = 'disk-low';
+export const DISK_LOW_ALARM = 'disk-low' satisfies EdgeAlarm;
 /** results.db was damaged at start and replaced by a new store (result-store.ts); until restart. */
-export const STORE_REPLACED_ALARM = 'result-store-replaced';
+export const STORE_REPLACED_ALARM = 'result-store-replaced' satisfies EdgeAlarm;
 
 export type StorageFigures = NonNullable<TelemetryMessage['storage']>;
 

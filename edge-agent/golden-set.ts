@@ -19,8 +19,9 @@ import { cronScheduleError } from '../protocol/golden-schedule.js';
 import { DEFAULT_GOLDEN_SCHEDULE, type GoldenImageOutcome, type GoldenSetReport, type GoldenSetSettings } from '../protocol/monitoring.js';
 import { readGoldenSet, runGoldenSet } from './golden-set-run.js';
 import type { ServingModel } from './model-manager.js';
+import type { EdgeAlarm } from '../protocol/monitoring.js';
 
-export const GOLDEN_SET_ALARM = 'golden-set-failed';
+export const GOLDEN_SET_ALARM = 'golden-set-failed' satisfies EdgeAlarm;
 export const DEFAULT_GOLDEN_TIMEOUT_MS = 120_000;
 
 export type GoldenTrigger = GoldenSetReport['trigger'];

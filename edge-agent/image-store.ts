@@ -28,8 +28,9 @@ import { mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promise
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { freeBytes as statfsFree } from './disk-space.js';
+import type { EdgeAlarm } from '../protocol/monitoring.js';
 
-export const IMAGE_QUOTA_ALARM = 'image-quota';
+export const IMAGE_QUOTA_ALARM = 'image-quota' satisfies EdgeAlarm;
 
 /** A heatmap kept with an image. */
 export interface KeptHeatmap {

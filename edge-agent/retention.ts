@@ -20,6 +20,7 @@ import { isOspreyError } from '../protocol/errors.js';
 import type { RetentionConfig } from './config.js';
 import { createHysteresisAlarm } from './hysteresis-alarm.js';
 import type { NewResult, ResultStore } from './result-store.js';
+import type { EdgeAlarm } from '../protocol/monitoring.js';
 
 /** Storing resumes below this share of the quota, so the alarm does not flap row by row. */
 const RESUME_BELOW = 0.95;
@@ -34,8 +35,8 @@ const CHUNKS_PER_TURN = 4;
  */
 const SIZE_EVERY = 16;
 
-export const RESULT_QUOTA_ALARM = 'result-quota';
-export const STORE_ERROR_ALARM = 'result-store-error';
+export const RESULT_QUOTA_ALARM = 'result-quota' satisfies EdgeAlarm;
+export const STORE_ERROR_ALARM = 'result-store-error' satisfies EdgeAlarm;
 
 export interface RetentionStats {
   /** Verdicts answered but not stored since start (quota full, or the disk refused the write). */
