@@ -9,8 +9,18 @@ import type { OptimizedModelCache } from './optimized-model.js';
 export interface InspectOptions {
   /** Per-edge overrides of the package's thresholds (default and per label). */
   thresholds?: Thresholds;
-  /** Produce a small PNG heatmap for anomaly models (only used for defect frames). */
+  /**
+   * Anomaly models: return the anomaly map of a defect frame (Inspection.anomalyMap) so that a
+   * heatmap can be rendered from it later, off the answer path (renderHeatmap).
+   */
   heatmap?: boolean;
+}
+
+/** An anomaly map on the normalised scale (0.5 = threshold), row-major, width×height. */
+export interface AnomalyMap {
+  width: number;
+  height: number;
+  values: Float32Array;
 }
 
 export interface Inspection {
@@ -32,7 +42,8 @@ export interface Inspection {
   detections?: Detection[];
   /** Top-k labels for classification. */
   top?: { label: string; score: number }[];
-  heatmapPng?: Buffer;
+  /** Anomaly models, defect frames, when asked (InspectOptions.heatmap): the map, normalised 0..1. */
+  anomalyMap?: AnomalyMap;
   timings: { decodeMs: number; inferMs: number; postMs: number; totalMs: number };
 }
 

@@ -45,16 +45,16 @@ test('a raw-score model through loadModelPackage: normalised score, thresholds, 
   const a = await runner.inspect(dark, { heatmap: true });
   assert.deepEqual([a.verdict, a.label, a.threshold], ['ok', 'good', 0.5]);
   close(a.score, 0.3);
-  assert.equal(a.heatmapPng, undefined, 'no heatmap for good frames');
+  assert.equal(a.anomalyMap, undefined, 'no map for good frames');
 
   // Mean (0 + 255·3)/4/255 = 0.75 → 0.85: anomaly.
   const bright = await pngFromPixels([0, 255, 255, 255], 2, 2, 1);
   const b = await runner.inspect(bright, { heatmap: true });
   assert.deepEqual([b.verdict, b.label], ['defect', 'anomaly']);
   close(b.score, 0.85);
-  const meta = await sharp(b.heatmapPng!).metadata();
+  const meta = await sharp(await renderHeatmap(b.anomalyMap!.values, b.anomalyMap!.width, b.anomalyMap!.height)).metadata();
   assert.deepEqual([meta.format, meta.width], ['png', 64]);
-  assert.equal((await runner.inspect(bright)).heatmapPng, undefined, 'heatmap only when asked');
+  assert.equal((await runner.inspect(bright)).anomalyMap, undefined, 'map only when asked');
 
   // Per-edge override: the 'anomaly' label or the default.
   assert.equal((await runner.inspect(dark, { thresholds: { default: 0.25 } })).verdict, 'defect');
@@ -73,12 +73,13 @@ test('anomalib v2: pred_score is used as exported (0.5 = threshold), for every i
     const good = await runner.inspect(await pngFromPixels(redSpotPixels(102), 4, 4, 3), { heatmap: true });
     assert.deepEqual([good.verdict, good.label, good.threshold], ['ok', 'good', 0.5], dtype);
     close(good.score, 0.4, eps);
-    assert.equal(good.heatmapPng, undefined);
+    assert.equal(good.anomalyMap, undefined);
     // One pixel at 204/255 = 0.8: score 0.8 exactly, not renormalised.
     const bad = await runner.inspect(await pngFromPixels(redSpotPixels(51, 204), 4, 4, 3), { heatmap: true });
     assert.deepEqual([bad.verdict, bad.label], ['defect', 'anomaly'], dtype);
     close(bad.score, 0.8, eps);
-    const meta = await sharp(bad.heatmapPng!).metadata();
+    assert.deepEqual([bad.anomalyMap!.width, bad.anomalyMap!.height], [4, 4]);
+    const meta = await sharp(await renderHeatmap(bad.anomalyMap!.values, 4, 4)).metadata();
     assert.deepEqual([meta.format, meta.width, meta.height], ['png', 64, 64]);
   }
 });
