@@ -37,6 +37,8 @@ import { trainingRoutes, type TrainingRouteDeps } from './routes/training.js';
 import { reviewRoutes } from './routes/reviews.js';
 import { datasetRoutes } from './routes/datasets.js';
 import type { ReviewStore } from './review-store.js';
+import { explainRoutes } from './routes/explain.js';
+import type { Explainer } from './explainer.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -76,6 +78,8 @@ export interface AppDeps {
   training?: TrainingRouteDeps;
   /** Inspectors' reviews (issue 16): review, accuracy and dataset-export routes; they also need `images`. */
   reviews?: ReviewStore;
+  /** Occlusion maps of classifier results on demand (issue 17); they also need `images`. */
+  explainer?: Explainer;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -147,6 +151,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(userRoutes, { identity: deps.identity, now, ...(deps.disconnectEdge && { disconnectEdge: deps.disconnectEdge }) });
   if (deps.images) await app.register(imageRoutes, { ...deps.images, fleet: deps.store });
+  if (deps.images && deps.explainer) await app.register(explainRoutes, { explainer: deps.explainer, images: deps.images.images });
   if (deps.control) {
     await app.register(modelRoutes, routeDeps);
     await app.register(modelPackRoutes, routeDeps);

@@ -38,6 +38,7 @@ import { openSqliteBackboneStore } from './backbone-store.js';
 import { createBackbones } from './backbones.js';
 import { createTrainingRunner } from './training-runner.js';
 import { openSqliteReviewStore, type ReviewStore } from './review-store.js';
+import { clearExplainCache, createExplainer } from './explainer.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -238,6 +239,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       },
     });
     started.push({ name: 'ingest', close: () => ingest.stop() });
+    // Packages extracted for occlusion maps: re-extracted on demand, so versions no longer explained do not pile up.
+    await clearExplainCache(join(config.dataDir, 'explain-cache'));
     const app: FastifyInstance = await buildApp({
       store,
       identity,
@@ -250,6 +253,16 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       enroll: { info: () => ({ mqttUrl: brokerForEdges }) },
       events: { feed, rollouts: rolloutFeed },
       reviews,
+      explainer: createExplainer({
+        results: store,
+        images,
+        control,
+        registry,
+        cacheDir: join(config.dataDir, 'explain-cache'),
+        logger: child('explain'),
+        timeoutMs: config.registry.checkTimeoutMs,
+        maxRssBytes: config.registry.checkMaxRssBytes,
+      }),
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       shifts: config.shifts,
       training: {

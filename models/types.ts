@@ -14,6 +14,8 @@ export interface InspectOptions {
    * heatmap can be rendered from it later, off the answer path (renderHeatmap).
    */
   heatmap?: boolean;
+  /** Classification: how many labels `top` lists (default the manifest's topK); occlusion maps ask for all. */
+  topK?: number;
 }
 
 /** An anomaly map on the normalised scale (0.5 = threshold), row-major, width×height. */
