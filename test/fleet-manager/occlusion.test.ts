@@ -65,7 +65,7 @@ test('an occlusion map of a real classifier result, computed by the fleet, equal
   await agent.start();
   const image = await spotImage();
   const outcome = await agent.inspect(image, { camera: 'cam1', source: 'http' });
-  assert.deepEqual([outcome.record.model, outcome.record.verdict, outcome.record.label], [ID, 'defect', 'scratch']);
+  assert.deepEqual([outcome.record.model, outcome.record.verdict, outcome.record.label], [ID, 'defect', 'dent']);
   const seq = outcome.record.seq;
   type Row = { seq: number; storeId?: string; hasImage: boolean };
   const row = await waitFor(async () => ((await fleet.api('GET', '/api/results?edge=cls-1')).body.items as Row[]).find((r) => r.seq === seq && r.hasImage), 'the kept image at the fleet');
@@ -80,7 +80,7 @@ test('an occlusion map of a real classifier result, computed by the fleet, equal
   const map = (await res.json()) as { model: string; label: string; score: number; cols: number; rows: number; width: number; height: number; drops: number[]; url: string; storeId: string | null };
   assert.equal(res.status, 200, JSON.stringify(map));
   t.diagnostic(`occlusion map (8×8 cells, 65 runs in a child) answered in ${Date.now() - started} ms`);
-  assert.deepEqual([map.model, map.label, map.cols, map.rows, map.width, map.height, map.drops.length], [ID, 'scratch', 8, 8, OCC_IMAGE.width, OCC_IMAGE.height, 64]);
+  assert.deepEqual([map.model, map.label, map.cols, map.rows, map.width, map.height, map.drops.length], [ID, 'dent', 8, 8, OCC_IMAGE.width, OCC_IMAGE.height, 64]);
   assert.equal(map.storeId, row.storeId);
 
   // Independently: the same package, the same image (as the fleet serves it), cells greyed here.
@@ -88,18 +88,18 @@ test('an occlusion map of a real classifier result, computed by the fleet, equal
   assert.deepEqual(served, image);
   const runner = await loadModelPackage(pkgDir);
   t.after(() => runner.close());
-  const base = await scoreWithGreyed(runner, image, 'scratch');
+  const base = await scoreWithGreyed(runner, image, 'dent');
   assert.ok(Math.abs(base - map.score) < 1e-6, `base score ${base} vs ${map.score}`);
-  // 16 × 12 px cells: (5, 2) holds the red spot, (0, 0) and (6, 5) are plain grey.
+  // 16 × 12 px cells: (5, 2) holds the blue spot, (0, 0) and (6, 5) are plain grey.
   for (const [cx, cy] of [[5, 2], [0, 0], [6, 5]] as const) {
-    const drop = base - (await scoreWithGreyed(runner, image, 'scratch', { x0: cx * 16, x1: cx * 16 + 16, y0: cy * 12, y1: cy * 12 + 12 }));
+    const drop = base - (await scoreWithGreyed(runner, image, 'dent', { x0: cx * 16, x1: cx * 16 + 16, y0: cy * 12, y1: cy * 12 + 12 }));
     const got = map.drops[cy * 8 + cx]!;
     assert.ok(Math.abs(got - drop) < 1e-6, `cell (${cx}, ${cy}): map ${got}, computed here ${drop}`);
   }
   const spot = map.drops[2 * 8 + 5]!;
-  assert.ok(spot > 0.05, `greying the spot lowers p(scratch) clearly: ${spot}`);
+  assert.ok(spot > 0.05, `greying the spot lowers p(dent) clearly: ${spot}`);
   assert.equal(Math.max(...map.drops), spot, 'the spot cell matters most');
-  assert.ok(Math.abs(map.drops[0]!) < 1e-3, `a grey cell hardly matters: ${map.drops[0]}`);
+  assert.ok(Math.abs(map.drops[0]!) < spot / 20, `a grey cell hardly matters (JPEG noise only): ${map.drops[0]}`);
 
   // The stored heatmap (one square per cell, stretched over the image when drawn): red over the spot cell, blue over plain grey.
   const png = await fetch(`${fleet.httpUrl}${map.url}`, { headers: inspector });
@@ -112,7 +112,7 @@ test('an occlusion map of a real classifier result, computed by the fleet, equal
   const [r, g, b] = at(5 * 8 + 4, 2 * 8 + 4);
   assert.ok(r! > 90 && r! > 2 * b! && g! < 40, `the spot cell is red: ${[r, g, b]}`);
   const [r0, g0, b0] = at(3, 3);
-  assert.ok(r0! < 10 && g0! < 10 && Math.abs(b0! - jet(0)[2]) < 16, `a plain cell is blue: ${[r0, g0, b0]}`);
+  assert.ok(r0! < 10 && g0! < 10 && b0! >= jet(0)[2] && b0! < 200, `a plain cell is dark blue: ${[r0, g0, b0]}`);
 
   // The audit log names who asked for which result.
   const audit = await fleet.api('GET', '/api/audit?limit=20');
@@ -164,5 +164,5 @@ test('occlusion refusals in one line: no image, not a classifier, not registered
   const busy = both.find((b) => b.status === 503)!;
   assert.equal(busy.body.error, 'OSP_ERR_BUSY');
   assert.match(busy.body.message!, /^another occlusion map is being computed; retry in a few seconds$/);
-  assert.equal(both.find((b) => b.status === 200)!.body.label, 'scratch');
+  assert.equal(both.find((b) => b.status === 200)!.body.label, 'dent');
 });

@@ -1,17 +1,18 @@
 /**
  * A small real classifier package for the occlusion-map tests, and a part image it calls: the
  * model stretches the image to 8×8 RGB, averages each channel and multiplies by 60 (logits
- * scratch = red, good = green, dent = blue, softmax). The image is a neutral grey part with a red
- * spot in one grid cell, so the model says "scratch" because of that spot: greying the spot's
- * cell lowers p(scratch), greying a grey cell changes nothing.
+ * scratch = red, good = green, dent = blue, softmax). The image is a neutral grey part with a blue
+ * spot in one grid cell, so the model says "dent" because of that spot: greying the spot's
+ * cell lowers p(dent), greying a grey cell changes nothing.
  */
 import sharp from 'sharp';
 import { archiveDirectory } from '../../models/package-archive.js';
+import { generatePartImage } from '../../models/fixtures.js';
 import { OnnxModelBuilder, writeModelPackage, type ManifestDraft } from '../../models/authoring.js';
 
 export const OCC_MODEL = 'spot-classifier';
 export const OCC_VERSION = '1.0.0';
-/** The test image: 128 × 96, the red spot inside cell (5, 2) of an 8 × 8 grid (16 × 12 px cells). */
+/** The test image: 128 × 96, the blue spot inside cell (5, 2) of an 8 × 8 grid (16 × 12 px cells). */
 export const OCC_IMAGE = { width: 128, height: 96, spot: { left: 82, top: 26, width: 12, height: 8 }, spotCell: { cx: 5, cy: 2 } } as const;
 
 /** Writes the package into `dir`; returns its archive (unsigned). */
@@ -39,12 +40,30 @@ export async function spotClassifierPackage(dir: string): Promise<Buffer> {
   return archiveDirectory(dir);
 }
 
-/** The part image (JPEG, as a camera sends): grey 128 with a red spot. */
+/** The part image (JPEG, as a camera sends): grey 128 with a blue spot (a dent, to this model). */
 export async function spotImage(): Promise<Buffer> {
   const { width, height, spot } = OCC_IMAGE;
   const px = Buffer.alloc(width * height * 3, 128);
   for (let y = spot.top; y < spot.top + spot.height; y++) {
-    for (let x = spot.left; x < spot.left + spot.width; x++) px.set([250, 40, 40], (y * width + x) * 3);
+    for (let x = spot.left; x < spot.left + spot.width; x++) px.set([40, 60, 250], (y * width + x) * 3);
   }
   return sharp(px, { raw: { width, height, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+}
+
+/**
+ * A generated flange (models/synthetic.ts, 320 × 240) with a blue paint mark on its rim: the part
+ * and belt are neutral grey, so to this model only the mark counts (softmax ignores a brightness
+ * change common to all channels). For screenshots that look like a line's frames.
+ */
+export async function markedPartImage(): Promise<Buffer> {
+  const width = 320;
+  const height = 240;
+  const { data } = await sharp(await generatePartImage({ seed: 7, width, height, format: 'png' })).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const [cx, cy, rx, ry] = [220, 75, 13, 9]; // inside cell (5, 2) of an 8 × 8 grid
+  for (let y = cy - ry; y <= cy + ry; y++) {
+    for (let x = cx - rx; x <= cx + rx; x++) {
+      if (((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1) data.set([40, 70, 230], (y * width + x) * 3);
+    }
+  }
+  return sharp(data, { raw: { width, height, channels: 3 } }).jpeg({ quality: 92 }).toBuffer();
 }
