@@ -22,7 +22,8 @@ async function main(): Promise<void> {
   } catch {
     // Not allowed here: run at the normal priority.
   }
-  const runner = await loadModelPackage(dir, { intraOpThreads: 1 });
+  // A plug-in is never run on the fleet (docs/SECURITY.md): such a package is refused here too.
+  const runner = await loadModelPackage(dir, { intraOpThreads: 1, allowPlugins: false });
   try {
     process.stdout.write(`${JSON.stringify(await occlusionMap(runner, await readFile(image), Number(cells)))}\n`);
   } finally {

@@ -31,6 +31,17 @@ test('heatmap: jet ramp and a small PNG', async () => {
   const png = await renderHeatmap(new Float32Array([0, 0.5, 1, 0.25]), 2, 2, 64);
   const meta = await sharp(png).metadata();
   assert.deepEqual([meta.format, meta.width, meta.height], ['png', 64, 64]);
+  // Decoded by another PNG reader: corners keep their values' colours, the middle blends them
+  // bilinearly (mean of the four values, 0.4375), and the aspect ratio follows the map's.
+  const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+  const px = (x: number, y: number) => [...data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3)];
+  assert.deepEqual([px(0, 0), px(63, 0), px(0, 63), px(63, 63)], [jet(0), jet(0.5), jet(1), jet(0.25)]);
+  const mid = px(31, 31).map((c, i) => Math.abs(c - jet(0.4375)[i]!));
+  assert.ok(Math.max(...mid) <= 12, `middle blends the four values: ${px(31, 31)} vs ${jet(0.4375)}`);
+  const wide = await sharp(await renderHeatmap(new Float32Array([NaN, 2, -1, 0.5, 0.5, 0.5]), 3, 2, 60)).raw().toBuffer({ resolveWithObject: true });
+  assert.deepEqual([wide.info.width, wide.info.height], [60, 40]);
+  assert.deepEqual([...wide.data.subarray(0, 3)], jet(1), 'NaN reads as 1 (as jet does)');
+  await assert.rejects(renderHeatmap(new Float32Array(3), 2, 2), /a 2×2 map needs 4 values, got 3/);
 });
 
 test('a raw-score model through loadModelPackage: normalised score, thresholds, heatmap on defects', async (t) => {
