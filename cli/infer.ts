@@ -1,7 +1,7 @@
 /** `osprey infer --model DIR IMAGE...`: the edge's exact pipeline, one JSON line per image. */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { loadModelPackage } from '../models/runtime.js';
+import { loadModelPackage, renderHeatmap } from '../models/runtime.js';
 import { OspreyError, oneLine } from '../protocol/errors.js';
 import { ThresholdValueSchema } from '../protocol/messages.js';
 import { check } from '../protocol/validator.js';
@@ -54,9 +54,9 @@ export async function inferCommand(argv: string[]): Promise<number> {
         if (r.detections) line.detections = r.detections;
         if (r.top) line.top = r.top;
         line.latencyMs = latencyMs;
-        if (heatmaps && r.heatmapPng) {
+        if (heatmaps && r.anomalyMap) {
           line.heatmap = join(heatmaps, `${basename(file)}.heatmap.png`);
-          await writeFile(line.heatmap as string, r.heatmapPng);
+          await writeFile(line.heatmap as string, await renderHeatmap(r.anomalyMap.values, r.anomalyMap.width, r.anomalyMap.height));
         }
         console.log(JSON.stringify(line));
       } catch (err) {

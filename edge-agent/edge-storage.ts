@@ -231,8 +231,9 @@ export function createEdgeStorage(opts: EdgeStorageOptions): EdgeStorage {
       if (!images || !image || record.seq === 0) return;
       const reason = sampler.decide(record.verdict, record.score, inspection.threshold);
       if (!reason) return;
-      // The heatmap goes with a kept defect image only (the model renders none for an ok call).
-      const heatmap = record.verdict === 'defect' ? inspection.heatmapPng : undefined;
+      // The heatmap goes with a kept defect image only (the model returns no map for an ok call);
+      // the store renders it from the map after the frame was answered.
+      const heatmap = record.verdict === 'defect' ? inspection.anomalyMap : undefined;
       const write = images
         .keep(opts.store.storeId, record.seq, image, heatmap)
         .catch((err: unknown) => log.warn({ err, seq: record.seq }, 'cannot keep image'))

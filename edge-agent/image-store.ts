@@ -22,11 +22,15 @@
  * leaves an image whose heatmap is half written; a heatmap without its image is deleted at start.
  * It counts toward the same quota and disk floor, moves to `sent/` with its image and is deleted
  * with it. When image and heatmap together would not fit, the image is kept without it: a heatmap
- * never costs an image.
+ * never costs an image. The edge hands it the model's raw anomaly map (a small Float32Array) and the
+ * store renders the PNG itself (renderHeatmap), after the frame was answered: the verdict never
+ * waits for PNG encoding, and a map is only rendered for an image that is kept.
  */
 import { mkdir, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
+import type { AnomalyMap } from '../models/types.js';
+import { renderHeatmap } from '../models/postprocess/heatmap.js';
 import { freeBytes as statfsFree } from './disk-space.js';
 import type { EdgeAlarm } from '../protocol/monitoring.js';
 
@@ -66,10 +70,10 @@ export interface ImageStore {
   /** Scans the directory (removing partial files) and rebuilds the index. */
   start(): Promise<void>;
   /**
-   * Keeps one image for result `seq` of store `storeId`, with its anomaly heatmap (PNG) when given;
-   * evicts the oldest while over quota.
+   * Keeps one image for result `seq` of store `storeId`, with its anomaly heatmap when given (a
+   * PNG, or the anomaly map to render as one here); evicts the oldest while over quota.
    */
-  keep(storeId: string | undefined, seq: number, image: Buffer, heatmap?: Buffer): Promise<void>;
+  keep(storeId: string | undefined, seq: number, image: Buffer, heatmap?: Buffer | AnomalyMap): Promise<void>;
   /** The oldest image not yet uploaded, or undefined. */
   nextPending(): KeptImage | undefined;
   /** Moves an image to the uploaded side. */
@@ -280,10 +284,11 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
    * Writes one image to `pending/` (temp file, then rename), its heatmap first, and adds it; false
    * when skipped for lack of room. A heatmap that does not fit or cannot be written is left out.
    */
-  async function write(storeId: string | undefined, seq: number, image: Buffer, heatmapPng: Buffer | undefined, at: number): Promise<boolean> {
+  async function write(storeId: string | undefined, seq: number, image: Buffer, source: Buffer | AnomalyMap | undefined, at: number): Promise<boolean> {
     const ext = imageExtension(image);
     const dir = path.join(storeDir(storeId), 'pending');
     await mkdir(dir, { recursive: true });
+    const heatmapPng = await heatmapBytes(source, seq);
     const file = path.join(dir, `${seq}.${ext}`);
     let extra = heatmapPng && heatmapPng.length > 0 && image.length + heatmapPng.length <= opts.maxBytes ? heatmapPng : undefined;
     if (minFree > 0 && !(await diskRoom(minFree + image.length + (extra?.length ?? 0)))) {
@@ -320,6 +325,17 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
     pending.splice(i, 0, kept);
     bytes += sizeOf(kept);
     return true;
+  }
+
+  /** The PNG of a heatmap: as given, or rendered from its anomaly map (undefined if that fails). */
+  async function heatmapBytes(source: Buffer | AnomalyMap | undefined, seq: number): Promise<Buffer | undefined> {
+    if (source === undefined || Buffer.isBuffer(source)) return source;
+    try {
+      return await renderHeatmap(source.values, source.width, source.height);
+    } catch (err) {
+      log.warn({ err, seq }, 'cannot render heatmap; image kept without it');
+      return undefined;
+    }
   }
 
   return {

@@ -53,9 +53,10 @@ export interface PipelineOptions {
   /** Called whenever a slot frees up (hot folder uses it to pull the next file). */
   onSlotFree?: () => void;
   /**
-   * Asked before each frame: whether to ask `runner` for an anomaly heatmap (InspectOptions.heatmap;
-   * the model renders one only on a defect call, so ok frames pay nothing). It comes back on the
-   * outcome's inspection.heatmapPng for onResult. Must not throw. Default: never.
+   * Asked before each frame: whether to ask `runner` for an anomaly map (InspectOptions.heatmap;
+   * the model returns one only on a defect call, so ok frames pay nothing). It comes back on the
+   * outcome's inspection.anomalyMap for onResult, which renders the PNG after the answer, and
+   * only for an image it keeps. Must not throw. Default: never.
    */
   wantsHeatmap?: (runner: ModelRunner) => boolean;
   /**

@@ -45,6 +45,8 @@ import { webhookRoutes, type WebhookRouteDeps } from './routes/webhooks.js';
 import type { FleetMetrics } from './fleet-metrics.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { installApiDocsPermission, registerApiDocs, registerOpenApi } from './openapi.js';
+import { explainRoutes } from './routes/explain.js';
+import type { Explainer } from './explainer.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -90,6 +92,8 @@ export interface AppDeps {
   goldenSets?: Pick<GoldenSetStore, 'forEdge'>;
   /** Prometheus metrics (fleet-metrics.ts): HTTP answers are counted and `GET /metrics` exists only when given. */
   metrics?: FleetMetrics;
+  /** Occlusion maps of classifier results on demand (issue 17); they also need `images`. */
+  explainer?: Explainer;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -168,6 +172,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(userRoutes, { identity: deps.identity, now, ...(deps.disconnectEdge && { disconnectEdge: deps.disconnectEdge }) });
   if (deps.images) await app.register(imageRoutes, { ...deps.images, fleet: deps.store });
+  if (deps.images && deps.explainer) await app.register(explainRoutes, { explainer: deps.explainer, images: deps.images.images });
   if (deps.control) {
     await app.register(modelRoutes, routeDeps);
     await app.register(modelPackRoutes, routeDeps);

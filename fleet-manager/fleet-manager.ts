@@ -45,6 +45,7 @@ import { createWebhookSender } from './webhook-sender.js';
 import { openSqliteGoldenSetStore } from './golden-set-store.js';
 import { goldenSetReportListener } from './golden-set-reports.js';
 import { createFleetMetrics } from './fleet-metrics.js';
+import { clearExplainCache, createExplainer } from './explainer.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -279,6 +280,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       },
     });
     started.push({ name: 'ingest', close: () => ingest.stop() });
+    // Packages extracted for occlusion maps: re-extracted on demand, so versions no longer explained do not pile up.
+    await clearExplainCache(join(config.dataDir, 'explain-cache'));
     const app: FastifyInstance = await buildApp({
       store,
       identity,
@@ -294,6 +297,16 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       alerts: { store: alertStore, alerts, webhooks: { store: webhookStore, sender: webhooks } },
       goldenSets,
       metrics,
+      explainer: createExplainer({
+        results: store,
+        images,
+        control,
+        registry,
+        cacheDir: join(config.dataDir, 'explain-cache'),
+        logger: child('explain'),
+        timeoutMs: config.registry.checkTimeoutMs,
+        maxRssBytes: config.registry.checkMaxRssBytes,
+      }),
       auth: { sessionTtlMs: config.auth.sessionTtlMs, enabled: authOn },
       shifts: config.shifts,
       training: {

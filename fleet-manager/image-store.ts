@@ -11,7 +11,9 @@
  *
  * Two kinds per result key: the frame (`image`, table `result_images`) and an anomaly model's
  * heatmap (`heatmap`, table `result_heatmaps`, same columns and rules), sharing the blob
- * directory and the quota.
+ * directory and the quota. A third kind is the fleet's own: a classifier's occlusion map
+ * (`occlusion`, table `result_occlusions`), computed on demand (explainer.ts); being derived,
+ * a new computation replaces the previous one instead of conflicting with it.
  */
 import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -37,8 +39,9 @@ export interface StoredImage extends ResultKey {
   file: string;
 }
 
-/** What is stored for a result: its frame, or its anomaly heatmap (PNG). */
-export type ImageKind = 'image' | 'heatmap';
+/** What is stored for a result: its frame, its anomaly heatmap (PNG), or the fleet's occlusion map (PNG). */
+export type ImageKind = 'image' | 'heatmap' | 'occlusion';
+/** The kinds edges upload. */
 export const IMAGE_KINDS: readonly ImageKind[] = ['image', 'heatmap'];
 
 export interface PutImageOutcome {
@@ -91,6 +94,18 @@ CREATE TABLE IF NOT EXISTS result_heatmaps (
   PRIMARY KEY (edge_id, store_id, seq)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS result_heatmaps_edge_seq ON result_heatmaps (edge_id, seq);
+-- Classifiers' occlusion maps, computed by the fleet on demand: the same key again.
+CREATE TABLE IF NOT EXISTS result_occlusions (
+  edge_id TEXT NOT NULL,
+  store_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  content_type TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  PRIMARY KEY (edge_id, store_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS result_occlusions_edge_seq ON result_occlusions (edge_id, seq);
 `;
 
 interface Row {
@@ -128,7 +143,8 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
 
   const used0 = db.prepare<[], { used: number }>(
     `SELECT COALESCE(SUM(bytes), 0) AS used FROM (SELECT sha256, MAX(bytes) AS bytes FROM
-       (SELECT sha256, bytes FROM result_images UNION ALL SELECT sha256, bytes FROM result_heatmaps) GROUP BY sha256)`,
+       (SELECT sha256, bytes FROM result_images UNION ALL SELECT sha256, bytes FROM result_heatmaps
+        UNION ALL SELECT sha256, bytes FROM result_occlusions) GROUP BY sha256)`,
   );
   const statements = (table: string) => ({
     get: db.prepare<[string, string, number], Row>(`SELECT * FROM ${table} WHERE edge_id = ? AND store_id = ? AND seq = ?`),
@@ -137,8 +153,14 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
       `INSERT OR IGNORE INTO ${table} (edge_id, store_id, seq, sha256, content_type, bytes, received_at)
        VALUES (@edge_id, @store_id, @seq, @sha256, @content_type, @bytes, @received_at)`,
     ),
+    replace: db.prepare<Row>(
+      `INSERT OR REPLACE INTO ${table} (edge_id, store_id, seq, sha256, content_type, bytes, received_at)
+       VALUES (@edge_id, @store_id, @seq, @sha256, @content_type, @bytes, @received_at)`,
+    ),
   });
-  const byKind = { image: statements('result_images'), heatmap: statements('result_heatmaps') };
+  const byKind = { image: statements('result_images'), heatmap: statements('result_heatmaps'), occlusion: statements('result_occlusions') };
+  /** Kinds the fleet derives itself: a new one replaces the old. */
+  const derived = (kind: ImageKind) => kind === 'occlusion';
 
   const blobPath = (sha: string) => blobFile(opts.dir, sha);
   const writeBlob = (sha: string, bytes: Buffer) => writeBlobFile(opts.dir, sha, bytes);
@@ -166,7 +188,7 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
         throw new OspreyError('OSP_ERR_IMAGE_CHECKSUM', `image sha256 is ${sha}, the sender named ${claimed}`);
       }
       const before = st.get.get(key.edgeId, key.storeId, key.seq);
-      if (before) {
+      if (before && !(derived(kind) && before.sha256 !== sha)) {
         if (before.sha256 !== sha) {
           throw new OspreyError(
             'OSP_ERR_CONFLICT',
@@ -194,7 +216,7 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
         bytes: bytes.length,
         received_at: now(),
       };
-      const created = st.insert.run(row).changes === 1;
+      const created = (derived(kind) ? st.replace : st.insert).run(row).changes >= 1;
       const stored = created ? row : st.get.get(key.edgeId, key.storeId, key.seq)!;
       if (stored.sha256 !== sha) throw new OspreyError('OSP_ERR_CONFLICT', `result ${key.edgeId}/${key.seq} already has another ${kind}`);
       log.debug({ edgeId: key.edgeId, storeId: key.storeId, seq: key.seq, kind, sha256: sha, bytes: bytes.length }, 'image stored');

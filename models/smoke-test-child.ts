@@ -17,7 +17,7 @@ async function main(): Promise<void> {
   const runner = await loadModelPackage(dir, { intraOpThreads: 1 });
   try {
     const r = await runner.inspect(await readFile(image));
-    const { heatmapPng: _h, ...rest } = r;
+    const { anomalyMap: _m, ...rest } = r;
     process.stdout.write(`${JSON.stringify(rest)}\n`);
   } finally {
     await runner.close();

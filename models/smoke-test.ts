@@ -9,7 +9,7 @@ import { runBoundedChild } from './model-check.js';
 
 const CHILD = fileURLToPath(new URL('./smoke-test-child.js', import.meta.url));
 
-export type SmokeResult = Omit<Inspection, 'heatmapPng'>;
+export type SmokeResult = Omit<Inspection, 'anomalyMap'>;
 
 /** Inspects `imageFile` with the package in `dir`, in a bounded child. */
 export async function smokeTestInChild(dir: string, imageFile: string, opts: { timeoutMs?: number; maxRssBytes?: number; what?: string } = {}): Promise<SmokeResult> {

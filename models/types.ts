@@ -10,13 +10,25 @@ import type { GrayThumbnail } from './thumbnail.js';
 export interface InspectOptions {
   /** Per-edge overrides of the package's thresholds (default and per label). */
   thresholds?: Thresholds;
-  /** Produce a small PNG heatmap for anomaly models (only used for defect frames). */
+  /**
+   * Anomaly models: return the anomaly map of a defect frame (Inspection.anomalyMap) so that a
+   * heatmap can be rendered from it later, off the answer path (renderHeatmap).
+   */
   heatmap?: boolean;
   /**
    * Return a gray thumbnail (longer side at most this many pixels) of the pixels the model's
    * pre-processing decoded, as `Inspection.thumbnail` (image health, issue 17). Absent: none, no cost.
    */
   thumbnail?: number;
+  /** Classification: how many labels `top` lists (default the manifest's topK); occlusion maps ask for all. */
+  topK?: number;
+}
+
+/** An anomaly map on the normalised scale (0.5 = threshold), row-major, width×height. */
+export interface AnomalyMap {
+  width: number;
+  height: number;
+  values: Float32Array;
 }
 
 export interface Inspection {
@@ -38,9 +50,10 @@ export interface Inspection {
   detections?: Detection[];
   /** Top-k labels for classification. */
   top?: { label: string; score: number }[];
-  heatmapPng?: Buffer;
   /** Present when InspectOptions.thumbnail asked for it. */
   thumbnail?: GrayThumbnail;
+  /** Anomaly models, defect frames, when asked (InspectOptions.heatmap): the map, normalised 0..1. */
+  anomalyMap?: AnomalyMap;
   timings: { decodeMs: number; inferMs: number; postMs: number; totalMs: number };
 }
 

@@ -9,6 +9,7 @@ import { useEffect, useState } from 'preact/hooks';
 import type { Api, EdgeView } from './api.js';
 import { clock, num } from './format.js';
 import { HeatmapLegend, ResultImage } from './result-image.js';
+import { ExplainControls, useExplain } from './explain.js';
 
 export interface ResultView {
   edgeId: string;
@@ -66,16 +67,7 @@ export function EdgeResults({ api, edge, onLabels }: { api: Api; edge: EdgeView;
           {items
             .filter((r) => r.hasImage)
             .map((r) => (
-              <figure key={`${r.storeId ?? ''}-${r.seq}`} class={`result ${r.verdict}`} data-seq={r.seq} data-verdict={r.verdict}>
-                <ResultImage result={r} showHeatmap={heatmaps} />
-                <figcaption>
-                  <strong class={`verdict ${r.verdict}`}>{r.verdict}</strong> {r.label} · {num(r.score, 3)}
-                  <br />
-                  <span class="muted">
-                    #{r.seq} · {r.camera} · {clock(r.ts)}
-                  </span>
-                </figcaption>
-              </figure>
+              <ResultFigure key={`${r.storeId ?? ''}-${r.seq}`} api={api} r={r} heatmaps={heatmaps} />
             ))}
         </div>
       )}
@@ -110,5 +102,23 @@ export function EdgeResults({ api, edge, onLabels }: { api: Api; edge: EdgeView;
         </table>
       )}
     </section>
+  );
+}
+
+/** One kept result: its image with what the model saw, its call, and Explain for a classifier. */
+function ResultFigure({ api, r, heatmaps }: { api: Api; r: ResultView; heatmaps: boolean }) {
+  const ex = useExplain(api, r);
+  return (
+    <figure class={`result ${r.verdict}`} data-seq={r.seq} data-verdict={r.verdict}>
+      <ResultImage result={r} showHeatmap={heatmaps} occlusion={ex.overlay?.url ?? null} />
+      <figcaption>
+        <strong class={`verdict ${r.verdict}`}>{r.verdict}</strong> {r.label} · {num(r.score, 3)}
+        <br />
+        <span class="muted">
+          #{r.seq} · {r.camera} · {clock(r.ts)}
+        </span>
+        <ExplainControls ex={ex} />
+      </figcaption>
+    </figure>
   );
 }

@@ -4,6 +4,7 @@
  * model's heatmap (`GET /api/results/:edge/:seq/heatmap`) on a canvas stretched over the image.
  * The heatmap PNG is a jet colour ramp (blue = normal, red = anomalous, 0.5 = the threshold); each
  * pixel's opacity follows its value, so normal areas stay see-through and the anomaly glows.
+ * A classifier's occlusion map (explain.tsx) is drawn the same way when the caller has one.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { num } from './format.js';
@@ -52,7 +53,7 @@ export function heatAlpha(t: number): number {
 }
 
 /** The heatmap drawn onto a canvas with per-pixel opacity; the canvas is stretched over the image by CSS. */
-export function HeatmapCanvas({ src }: { src: string }) {
+export function HeatmapCanvas({ src, label = 'anomaly heatmap' }: { src: string; label?: string }) {
   const canvas = useRef<HTMLCanvasElement>(null);
   const [failed, setFailed] = useState(false);
   useEffect(() => {
@@ -79,7 +80,7 @@ export function HeatmapCanvas({ src }: { src: string }) {
     };
   }, [src]);
   if (failed) return null;
-  return <canvas ref={canvas} class="heatmap" aria-label="anomaly heatmap" />;
+  return <canvas ref={canvas} class="heatmap" aria-label={label} />;
 }
 
 /** The colour scale of the heatmap overlay. */
@@ -94,8 +95,8 @@ export function HeatmapLegend() {
   );
 }
 
-/** The result's image with its detection boxes and, when shown, its anomaly heatmap over it. */
-export function ResultImage({ result, showHeatmap = true }: { result: ResultImageSource; showHeatmap?: boolean }) {
+/** The result's image with its detection boxes and, when shown, its anomaly heatmap (or `occlusion` map) over it. */
+export function ResultImage({ result, showHeatmap = true, occlusion }: { result: ResultImageSource; showHeatmap?: boolean; occlusion?: string | null }) {
   const [size, setSize] = useState<{ w: number; h: number } | null>(null);
   const boxes = result.detections ?? [];
   return (
@@ -105,6 +106,7 @@ export function ResultImage({ result, showHeatmap = true }: { result: ResultImag
         setSize({ w: img.naturalWidth, h: img.naturalHeight });
       }} />
       {size && result.hasHeatmap && showHeatmap && <HeatmapCanvas src={resultFileUrl(result, 'heatmap')} />}
+      {size && occlusion && <HeatmapCanvas key={occlusion} src={occlusion} label="occlusion map" />}
       {size && boxes.length > 0 && (
         <svg class="boxes" viewBox={`0 0 ${size.w} ${size.h}`} preserveAspectRatio="none" data-boxes={boxes.length}>
           {boxes.map((d, i) => {

@@ -5,6 +5,7 @@
  * reviews are sent in order in the background, and the line's accuracy panel follows them.
  */
 import { HeatmapCanvas } from './result-image.js';
+import { ExplainControls, useExplain } from './explain.js';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { Api, SessionInfo } from './api.js';
 import type { Fleet } from './live.js';
@@ -212,7 +213,7 @@ function LineReview(props: { api: Api; session: SessionInfo; fleet: Fleet; line:
         </p>
       )}
       <div class="review-body">
-        {current ? <Frame item={current} /> : <p class="empty review-empty">{loading ? 'Loading the queue…' : 'Nothing left to review on this line. New frames appear here as they arrive.'}</p>}
+        {current ? <Frame api={api} item={current} /> : <p class="empty review-empty">{loading ? 'Loading the queue…' : 'Nothing left to review on this line. New frames appear here as they arrive.'}</p>}
         <aside class="review-side">
           {current && <Call item={current} />}
           {canReview && current && (
@@ -259,7 +260,8 @@ function pickable(item: QueueItem, items: QueueItem[]): string[] {
 }
 
 /** The frame, as large as the screen allows, with the model's anomaly heatmap and boxes drawn over it. */
-function Frame({ item }: { item: QueueItem }) {
+function Frame({ api, item }: { api: Api; item: QueueItem }) {
+  const ex = useExplain(api, item);
   // Keyed by the image, so a frame never takes the previous frame's size.
   const [loaded, setLoaded] = useState<{ src: string; w: number; h: number } | null>(null);
   const size = loaded?.src === item.image ? loaded : null;
@@ -278,6 +280,7 @@ function Frame({ item }: { item: QueueItem }) {
           }}
         />
         {size && item.heatmap && <HeatmapCanvas src={item.heatmap} />}
+        {size && ex.overlay && <HeatmapCanvas key={ex.overlay.url} src={ex.overlay.url} label="occlusion map" />}
         {size && item.detections && item.detections.length > 0 && (
           <svg class="boxes" viewBox={`0 0 ${size.w} ${size.h}`} preserveAspectRatio="none" data-testid="boxes">
             {item.detections.map((d, i) => (
@@ -292,7 +295,7 @@ function Frame({ item }: { item: QueueItem }) {
         )}
       </div>
       <figcaption class="muted">
-        {item.edgeId} · {item.camera} · seq {item.seq} · {clock(item.ts)}
+        {item.edgeId} · {item.camera} · seq {item.seq} · {clock(item.ts)} <ExplainControls ex={ex} />
       </figcaption>
     </figure>
   );

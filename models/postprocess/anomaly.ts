@@ -8,7 +8,6 @@
 import { OspreyError } from '../../protocol/errors.js';
 import type { Manifest } from '../../protocol/manifest.js';
 import { pluginAnomaly, type Plugin } from '../plugin.js';
-import { renderHeatmap } from './heatmap.js';
 import type { Judgement, OutputReader, RawOutput, RawOutputs } from './output-reader.js';
 import { resolveThreshold } from './thresholds.js';
 
@@ -18,6 +17,16 @@ export type AnomalyNormalization = NonNullable<NonNullable<Manifest['outputs']['
 export function normalizeAnomalyScore(raw: number, n: { min: number; max: number; threshold: number }): number {
   const v = (raw - n.threshold) / (n.max - n.min) + 0.5;
   return Math.min(1, Math.max(0, v));
+}
+
+/**
+ * A copy of a map on the normalised scale: the caller may keep it after the session's output
+ * buffers are reused. Rendering it as a PNG is left to whoever keeps it (off the answer path).
+ */
+function normalizedMap(data: ArrayLike<number>, pixelNorm: { min: number; max: number; threshold: number } | undefined): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = pixelNorm ? normalizeAnomalyScore(data[i]!, pixelNorm) : data[i]!;
+  return out;
 }
 
 /** Height and width of an anomaly map: the last two dims of [1,1,H,W], [1,H,W] or [H,W]. */
@@ -72,8 +81,7 @@ export function createAnomalyReader(manifest: Manifest, opts: AnomalyReaderOptio
       const defect = score >= threshold;
       const result: Judgement = { verdict: defect ? 'defect' : 'ok', label: defect ? 'anomaly' : 'good', score, threshold };
       if (defect && options.heatmap && map && size) {
-        const values = pixelNorm ? map.data.map((v) => normalizeAnomalyScore(v, pixelNorm)) : map.data;
-        result.heatmapPng = await renderHeatmap(values, size.width, size.height);
+        result.anomalyMap = { width: size.width, height: size.height, values: normalizedMap(map.data, pixelNorm) };
       }
       return result;
     },
@@ -105,8 +113,7 @@ function createPluginAnomalyReader(manifest: Manifest, opts: AnomalyReaderOption
       const defect = score >= threshold;
       const judgement: Judgement = { verdict: defect ? 'defect' : 'ok', label: defect ? 'anomaly' : 'good', score, threshold };
       if (defect && options.heatmap && map) {
-        const values = pixelNorm ? map.data.map((v) => normalizeAnomalyScore(v, pixelNorm)) : map.data;
-        judgement.heatmapPng = await renderHeatmap(values, map.width, map.height);
+        judgement.anomalyMap = { width: map.width, height: map.height, values: normalizedMap(map.data, pixelNorm) };
       }
       return judgement;
     },

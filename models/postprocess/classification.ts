@@ -135,7 +135,7 @@ export function createClassificationReader(manifest: Manifest): OutputReader {
         }
       }
       const probs = toProbabilities(v, spec.activation);
-      return classify(probs, manifest, { activation: spec.activation, topK: spec.topK, thresholds: options.thresholds });
+      return classify(probs, manifest, { activation: spec.activation, topK: options.topK ?? spec.topK, thresholds: options.thresholds });
     },
   };
 }

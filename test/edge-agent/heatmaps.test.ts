@@ -5,7 +5,7 @@
  * an ok frame has none.
  */
 import assert from 'node:assert/strict';
-import { readdir, rename, writeFile } from 'node:fs/promises';
+import { readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import sharp from 'sharp';
@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { createImageStore } from '../../edge-agent/image-store.js';
 import { createImageUploader } from '../../edge-agent/image-uploader.js';
 import { ensureDemoModel, generatePartImage } from '../../models/fixtures.js';
+import { renderHeatmap } from '../../models/postprocess/heatmap.js';
 import { startFleet } from '../fleet-manager/control-helpers.js';
 import { enrolledCredentialFile } from '../helpers/edge-credential.js';
 import { testPublisherKey } from '../helpers/publisher.js';
@@ -63,6 +64,23 @@ test('a heatmap counts toward the image quota, moves and is deleted with its ima
     assert.ok(big.stats().bytes <= 300, `after seq ${seq}: ${big.stats().bytes} bytes`);
   }
   assert.deepEqual(big.stats(), { images: 2, bytes: 300, pending: 2, evicted: 2, skipped: 0 });
+});
+
+test('an anomaly map handed to the store is rendered there (after the answer) and kept as the same PNG renderHeatmap makes', async (t) => {
+  const dir = await tempDir(t);
+  const store = createImageStore({ dir, maxBytes: 100_000, logger: testLogger() });
+  await store.start();
+  const values = new Float32Array(16).map((_, i) => i / 15);
+  await store.keep(STORE, 7, jpeg(7), { width: 4, height: 4, values });
+  const kept = store.nextPending()!;
+  assert.ok(kept.heatmap, 'the map became a heatmap file');
+  const bytes = await readFile(kept.heatmap.file);
+  assert.deepEqual(bytes, await renderHeatmap(values, 4, 4));
+  assert.equal(kept.heatmap.bytes, bytes.length);
+  assert.equal(store.stats().bytes, 100 + bytes.length, 'the rendered PNG counts toward the quota');
+  // A map that cannot be rendered costs only the heatmap, never the image.
+  await store.keep(STORE, 8, jpeg(8), { width: 4, height: 0, values: new Float32Array(0) });
+  assert.deepEqual(await files(dir), ['pending/7.heatmap.png', 'pending/7.jpg', 'pending/8.jpg']);
 });
 
 test("images stay in the order they were kept though a defect's image waits for its heatmap's write", async (t) => {
@@ -175,8 +193,10 @@ test("a real agent's defect frame sends its heatmap to a real fleet; an ok frame
   const defects = outcomes.filter((o) => o.record.verdict === 'defect');
   const oks = outcomes.filter((o) => o.record.verdict === 'ok');
   assert.ok(defects.length >= 1 && oks.length >= 2, `the model calls defects and ok parts: ${outcomes.map((o) => o.record.verdict).join(',')}`);
-  for (const o of defects) assert.ok(o.inspection.heatmapPng, `defect #${o.record.seq} rendered a heatmap`);
-  for (const o of oks) assert.equal(o.inspection.heatmapPng, undefined, `ok #${o.record.seq} rendered none`);
+  // The answer carries the raw map, never a PNG: encoding happens after the answer, in the image store.
+  for (const o of defects) assert.ok(o.inspection.anomalyMap?.values instanceof Float32Array, `defect #${o.record.seq} returned its anomaly map`);
+  for (const o of outcomes) assert.equal((o.inspection as { heatmapPng?: unknown }).heatmapPng, undefined, `#${o.record.seq} answered without a rendered PNG`);
+  for (const o of oks) assert.equal(o.inspection.anomalyMap, undefined, `ok #${o.record.seq} returned none`);
 
   type Row = { seq: number; storeId?: string; verdict: string; hasImage: boolean; hasHeatmap?: boolean };
   const stored = async () => (await fleet.api('GET', '/api/results?edge=press-9&limit=100')).body.items as Row[];
@@ -201,7 +221,8 @@ test("a real agent's defect frame sends its heatmap to a real fleet; an ok frame
   const res = await fetch(`${fleet.httpUrl}/api/results/press-9/${d.record.seq}/heatmap?store=${storeId}`, { headers: reader });
   assert.equal(res.status, 200);
   const bytes = Buffer.from(await res.arrayBuffer());
-  assert.deepEqual(bytes, d.inspection.heatmapPng, 'the fleet serves the heatmap the model rendered');
+  const m = d.inspection.anomalyMap!;
+  assert.deepEqual(bytes, await renderHeatmap(m.values, m.width, m.height), 'the fleet serves the heatmap of the map the model returned');
   const meta = await sharp(bytes).metadata();
   assert.equal(meta.format, 'png');
   assert.equal(meta.width, 64);
