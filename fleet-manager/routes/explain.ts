@@ -10,7 +10,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { OspreyError } from '../../protocol/errors.js';
 import { StoreIdSchema } from '../../protocol/messages.js';
 import { EDGE_ID_PATTERN } from '../../protocol/topics.js';
-import { errorResponses } from '../http-schemas.js';
+import { binaryResponse, errorResponses } from '../http-schemas.js';
 import type { Explainer } from '../explainer.js';
 import { resultKeyString, type FleetImageStore, type StoredImage } from '../image-store.js';
 
@@ -77,7 +77,7 @@ export const explainRoutes: FastifyPluginAsync<ExplainRouteDeps> = async (app, d
 
   app.get<Req>(
     '/api/results/:edgeId/:seq/occlusion',
-    { config: { permission: 'results:read' }, schema: { params: ParamsSchema, querystring: QuerySchema, response: errorResponses } },
+    { config: { permission: 'results:read' }, schema: { params: ParamsSchema, querystring: QuerySchema, response: { 200: binaryResponse('the occlusion map (PNG heatmap)', 'image/png'), ...errorResponses } } },
     async (req, reply) => {
       const { edgeId, seq } = req.params;
       const { store } = req.query;
