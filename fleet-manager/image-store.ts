@@ -69,8 +69,10 @@ export interface FleetImageStore {
 /** The string `has` answers with. */
 export const resultKeyString = (k: ResultKey) => `${k.edgeId}/${k.storeId}/${k.seq}`;
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS result_images (
+/** The link table of one kind: result key → blob, all kinds alike. */
+const kindTable = (table: string, comment: string) => `
+-- ${comment}
+CREATE TABLE IF NOT EXISTS ${table} (
   edge_id TEXT NOT NULL,
   store_id TEXT NOT NULL,
   seq INTEGER NOT NULL,
@@ -80,33 +82,14 @@ CREATE TABLE IF NOT EXISTS result_images (
   received_at INTEGER NOT NULL,
   PRIMARY KEY (edge_id, store_id, seq)
 ) WITHOUT ROWID;
--- (edge, seq) lookups without the store, for GET /api/results/:edgeId/:seq/image.
-CREATE INDEX IF NOT EXISTS result_images_edge_seq ON result_images (edge_id, seq);
--- Anomaly heatmaps: the same key, a second kind beside the image.
-CREATE TABLE IF NOT EXISTS result_heatmaps (
-  edge_id TEXT NOT NULL,
-  store_id TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  sha256 TEXT NOT NULL,
-  content_type TEXT NOT NULL,
-  bytes INTEGER NOT NULL,
-  received_at INTEGER NOT NULL,
-  PRIMARY KEY (edge_id, store_id, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS result_heatmaps_edge_seq ON result_heatmaps (edge_id, seq);
--- Classifiers' occlusion maps, computed by the fleet on demand: the same key again.
-CREATE TABLE IF NOT EXISTS result_occlusions (
-  edge_id TEXT NOT NULL,
-  store_id TEXT NOT NULL,
-  seq INTEGER NOT NULL,
-  sha256 TEXT NOT NULL,
-  content_type TEXT NOT NULL,
-  bytes INTEGER NOT NULL,
-  received_at INTEGER NOT NULL,
-  PRIMARY KEY (edge_id, store_id, seq)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS result_occlusions_edge_seq ON result_occlusions (edge_id, seq);
+-- (edge, seq) lookups without the store, e.g. for GET /api/results/:edgeId/:seq/image.
+CREATE INDEX IF NOT EXISTS ${table}_edge_seq ON ${table} (edge_id, seq);
 `;
+
+const SCHEMA =
+  kindTable('result_images', 'The frames edges uploaded.') +
+  kindTable('result_heatmaps', "Anomaly heatmaps: the same key, a second kind beside the image.") +
+  kindTable('result_occlusions', "Classifiers' occlusion maps, computed by the fleet on demand: the same key again.");
 
 interface Row {
   edge_id: string;

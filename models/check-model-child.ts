@@ -8,9 +8,9 @@
  * never the fleet. Exit 0: the model runs; else one line `CODE message` on stderr.
  */
 import { open } from 'node:fs/promises';
-import { isOspreyError } from '../protocol/errors.js';
 import { parseManifest } from './manifest-check.js';
 import { checkModelRuns } from './package.js';
+import { runChild } from './child-main.js';
 
 async function readStdin(): Promise<string> {
   const parts: Buffer[] = [];
@@ -39,12 +39,4 @@ async function main(): Promise<void> {
   await checkModelRuns(bytes, manifest);
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    const text = err instanceof Error ? err.message : String(err);
-    const code = isOspreyError(err) ? err.code : 'OSP_ERR_MODEL_LOAD';
-    process.stderr.write(`${code} ${text.split('\n')[0]!.trim()}\n`);
-    process.exit(2);
-  },
-);
+runChild(main);

@@ -10,9 +10,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { setPriority } from 'node:os';
-import { isOspreyError } from '../protocol/errors.js';
 import { loadModelPackage } from './package.js';
 import { occlusionMap } from './occlusion.js';
+import { runChild } from './child-main.js';
 
 async function main(): Promise<void> {
   const [dir, image, cells] = process.argv.slice(2);
@@ -31,12 +31,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    const text = err instanceof Error ? err.message : String(err);
-    const code = isOspreyError(err) ? err.code : 'OSP_ERR_MODEL_LOAD';
-    process.stderr.write(`${code} ${text.split('\n')[0]!.trim()}\n`);
-    process.exit(2);
-  },
-);
+runChild(main);

@@ -8,8 +8,8 @@
  * its bounds. Exit 0: the inspection as one JSON line on stdout; else `CODE message` on stderr.
  */
 import { readFile } from 'node:fs/promises';
-import { isOspreyError } from '../protocol/errors.js';
 import { loadModelPackage } from './package.js';
+import { runChild } from './child-main.js';
 
 async function main(): Promise<void> {
   const [dir, image] = process.argv.slice(2);
@@ -24,12 +24,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    const text = err instanceof Error ? err.message : String(err);
-    const code = isOspreyError(err) ? err.code : 'OSP_ERR_MODEL_LOAD';
-    process.stderr.write(`${code} ${text.split('\n')[0]!.trim()}\n`);
-    process.exit(2);
-  },
-);
+runChild(main);
