@@ -79,6 +79,9 @@ const CHARTS: ChartSpec[] = [
   },
 ];
 
+/** A point with at least one monitor figure (none while the reference is collected). */
+const hasFigures = (p: Point) => p.monitor !== null && Object.values(p.monitor).some((v) => v !== null);
+
 type Figures = NonNullable<NonNullable<EdgeView['telemetry']>['monitor']>;
 
 /** One figure's row: now, its reference, and the alarm that watches it. */
@@ -116,7 +119,7 @@ function FigureTable({ f, alarms }: { f: Figures; alarms: string[] }) {
         <Row name="Brightness" now={num(f.brightness)} reference={num(f.brightnessReference)} alarm="image-brightness" alarms={alarms} />
         <Row name="Contrast" now={num(f.contrast)} reference={num(f.contrastReference)} alarm="image-contrast" alarms={alarms} />
         <Row name="Sharpness" now={num(f.sharpness, 0)} reference={num(f.sharpnessReference, 0)} alarm="image-blur" alarms={alarms} />
-        <Row name="Camera shift" now={shift} reference="0" unit=" %" alarm="camera-shift" alarms={alarms} />
+        <Row name="Camera shift" now={shift} reference={shift === '–' ? '–' : '0'} unit=" %" alarm="camera-shift" alarms={alarms} />
         <Row name="Score PSI" now={num(f.scorePsi, 3)} reference={`limit ${PSI_LIMIT}`} alarm="score-drift" alarms={alarms} />
         <Row name="Defect rate" now={num(pct(f.defectRate), 2)} reference={num(pct(f.defectRateReference), 2)} unit=" %" alarm="defect-rate-spike" alarms={alarms} />
       </tbody>
@@ -150,7 +153,7 @@ export function ImageHealth({ edge, points }: { edge: EdgeView; points: Point[] 
               {f.model && <span> · model {f.model}</span>}
               <span class="muted">
                 {' '}
-                · {num(f.frames, 0)} frames, reference of {num(f.referenceFrames, 0)}
+                · {num(f.frames, 0)} frames measured, {num(f.referenceFrames, 0)} in the image reference
                 {f.scoreReference && `; scores against ${f.scoreReference === 'calibration' ? 'the calibration data' : 'the first frames'}`}
                 {f.checkMs !== undefined && `; checks ${num(f.checkMs, 3)} ms/frame`}
               </span>
@@ -167,13 +170,16 @@ export function ImageHealth({ edge, points }: { edge: EdgeView; points: Point[] 
           </ul>
         </div>
       )}
-      {points !== null && (f || points.some((p) => p.monitor !== null)) && (
-        <div class="chart-grid">
-          {CHARTS.map((c) => (
-            <TimeChart key={c.key} spec={c} points={points} />
-          ))}
-        </div>
-      )}
+      {points !== null &&
+        (points.some(hasFigures) ? (
+          <div class="chart-grid">
+            {CHARTS.map((c) => (
+              <TimeChart key={c.key} spec={c} points={points} />
+            ))}
+          </div>
+        ) : (
+          f && <p class="muted no-monitor-charts">No figures to chart yet{f.phase === 'reference' ? ': the monitor is collecting its reference' : ''}.</p>
+        ))}
     </section>
   );
 }

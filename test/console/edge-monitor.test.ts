@@ -82,7 +82,7 @@ test('a viewer reads an edge’s image health: figures against references, chart
   const section = page.locator('section.edge-page[data-edge="cam-7"] section.edge-monitor');
   await section.waitFor();
   assert.equal(await section.getAttribute('data-phase'), 'watching');
-  assert.match(await section.locator('.monitor-state').innerText(), /watching every frame · model mtd@3 · 24,400 frames, reference of 100; scores against the calibration data/);
+  assert.match(await section.locator('.monitor-state').innerText(), /watching every frame · model mtd@3 · 24,400 frames measured, 100 in the image reference; scores against the calibration data/);
 
   // The figures now against their references (frame 24 400: brightness 118 + 5/2, sharpness 930).
   const cells = (figure: string) => section.locator(`tr[data-figure="${figure}"] > *`).allInnerTexts();
