@@ -1,12 +1,14 @@
 /**
  * An edge's recent past, in the fleet database: its telemetry downsampled to one row per minute
  * (`telemetry_minutes`, kept for TELEMETRY_RETENTION_MS), and its latest verdicts with their scores
- * (read from `results`) for threshold previews. Synchronous (better-sqlite3); store.ts puts
+ * (read from `results`) for threshold previews. Each minute also keeps the edge's image health and
+ * score drift figures (telemetry `monitor`). Synchronous (better-sqlite3); store.ts puts
  * FleetStore's asynchronous interface on top.
  */
 import type Database from 'better-sqlite3';
 import type { TelemetryMessage } from '../protocol/messages.js';
 import type { TelemetryMinute, VerdictScore } from './store.js';
+import { addMissingColumns } from './store-migrations.js';
 
 /** Telemetry history kept per edge: 7 days of minutes (at most 10 080 rows an edge). */
 export const TELEMETRY_RETENTION_MS = 7 * 86_400_000;
@@ -46,7 +48,37 @@ interface MinuteRow {
   failed: number;
   result_bytes: number | null;
   image_bytes: number | null;
+  brightness: number | null;
+  brightness_ref: number | null;
+  contrast: number | null;
+  contrast_ref: number | null;
+  sharpness: number | null;
+  sharpness_ref: number | null;
+  shift_x: number | null;
+  shift_y: number | null;
+  score_psi: number | null;
+  defect_rate: number | null;
+  defect_rate_ref: number | null;
 }
+
+/**
+ * The edge's image health and score drift figures (telemetry `monitor`, issue 17): nullable
+ * columns added to tables made by older builds. Within a minute each keeps its latest reported
+ * value (they are rolling medians and rates already).
+ */
+const MONITOR_COLUMNS = [
+  ['brightness', 'brightness', 'brightness'],
+  ['brightness_ref', 'brightnessRef', 'brightnessReference'],
+  ['contrast', 'contrast', 'contrast'],
+  ['contrast_ref', 'contrastRef', 'contrastReference'],
+  ['sharpness', 'sharpness', 'sharpness'],
+  ['sharpness_ref', 'sharpnessRef', 'sharpnessReference'],
+  ['shift_x', 'shiftX', 'shiftX'],
+  ['shift_y', 'shiftY', 'shiftY'],
+  ['score_psi', 'scorePsi', 'scorePsi'],
+  ['defect_rate', 'defectRate', 'defectRate'],
+  ['defect_rate_ref', 'defectRateRef', 'defectRateReference'],
+] as const;
 
 export interface EdgeHistoryDb {
   /** Folds one telemetry report into its minute and drops the edge's minutes past retention. */
@@ -60,14 +92,18 @@ export interface EdgeHistoryDb {
 /**
  * Creates the table if needed and prepares the statements. Within a minute: fps, p50 and CPU are
  * averaged over the reports, p95, queue depth and memory are the worst, frames and rejections
- * are summed, storage is the latest.
+ * are summed, storage and the monitor figures are the latest reported.
  */
 export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
   db.exec(SCHEMA);
+  addMissingColumns(db, 'telemetry_minutes', MONITOR_COLUMNS.map(([column]) => [column, 'REAL'] as const));
+  const monitorColumns = MONITOR_COLUMNS.map(([column]) => `, ${column}`).join('');
+  const monitorParams = MONITOR_COLUMNS.map(([, param]) => `, @${param}`).join('');
+  const monitorUpdates = MONITOR_COLUMNS.map(([column]) => `\n         ${column} = coalesce(excluded.${column}, ${column}),`).join('');
   const st = {
     upsert: db.prepare(
-      `INSERT INTO telemetry_minutes (edge_id, minute, samples, at, fps, p50, p95, queue, cpu, rss, frames, failed, result_bytes, image_bytes)
-       VALUES (@edgeId, @minute, 1, @at, @fps, @p50, @p95, @queue, @cpu, @rss, @frames, @failed, @resultBytes, @imageBytes)
+      `INSERT INTO telemetry_minutes (edge_id, minute, samples, at, fps, p50, p95, queue, cpu, rss, frames, failed, result_bytes, image_bytes${monitorColumns})
+       VALUES (@edgeId, @minute, 1, @at, @fps, @p50, @p95, @queue, @cpu, @rss, @frames, @failed, @resultBytes, @imageBytes${monitorParams})
        ON CONFLICT (edge_id, minute) DO UPDATE SET
          fps = (fps * samples + excluded.fps) / (samples + 1),
          p50 = (p50 * samples + excluded.p50) / (samples + 1),
@@ -78,7 +114,7 @@ export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
          frames = frames + excluded.frames,
          failed = failed + excluded.failed,
          result_bytes = coalesce(excluded.result_bytes, result_bytes),
-         image_bytes = coalesce(excluded.image_bytes, image_bytes),
+         image_bytes = coalesce(excluded.image_bytes, image_bytes),${monitorUpdates}
          at = max(at, excluded.at),
          samples = samples + 1`,
     ),
@@ -93,7 +129,10 @@ export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
   };
   const record = db.transaction((edgeId: string, t: TelemetryMessage, receivedAt: number) => {
     const minute = Math.floor(receivedAt / MINUTE_MS) * MINUTE_MS;
+    const monitor: Record<string, number | null> = {};
+    for (const [, param, field] of MONITOR_COLUMNS) monitor[param] = t.monitor?.[field] ?? null;
     st.upsert.run({
+      ...monitor,
       edgeId,
       minute,
       at: receivedAt,
@@ -127,6 +166,21 @@ export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
         failed: r.failed,
         resultBytes: r.result_bytes,
         imageBytes: r.image_bytes,
+        monitor: MONITOR_COLUMNS.some(([column]) => r[column] !== null)
+          ? {
+              brightness: r.brightness,
+              brightnessReference: r.brightness_ref,
+              contrast: r.contrast,
+              contrastReference: r.contrast_ref,
+              sharpness: r.sharpness,
+              sharpnessReference: r.sharpness_ref,
+              shiftX: r.shift_x,
+              shiftY: r.shift_y,
+              scorePsi: r.score_psi,
+              defectRate: r.defect_rate,
+              defectRateReference: r.defect_rate_ref,
+            }
+          : null,
       })),
     recentVerdicts: (edgeId, limit) => st.recent.all(edgeId, limit),
   };

@@ -95,6 +95,7 @@ export const TelemetrySummarySchema = Type.Object(
     rssBytes: Type.Integer(),
     alarms: Type.Array(Type.String(), { description: 'alarms in force at the edge, e.g. result-quota' }),
     storage: Type.Optional(TelemetryMessageSchema.properties.storage),
+    monitor: Type.Optional(TelemetryMessageSchema.properties.monitor),
   },
   strict,
 );

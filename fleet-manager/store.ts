@@ -87,6 +87,23 @@ export interface TelemetryMinute {
   failed: number;
   resultBytes: number | null;
   imageBytes: number | null;
+  /** The latest image health and score drift figures of the minute (telemetry `monitor`); null when none was reported. */
+  monitor: MonitorMinute | null;
+}
+
+/** A minute's image health and score drift figures; null where the edge reported none (e.g. while collecting its reference). */
+export interface MonitorMinute {
+  brightness: number | null;
+  brightnessReference: number | null;
+  contrast: number | null;
+  contrastReference: number | null;
+  sharpness: number | null;
+  sharpnessReference: number | null;
+  shiftX: number | null;
+  shiftY: number | null;
+  scorePsi: number | null;
+  defectRate: number | null;
+  defectRateReference: number | null;
 }
 
 /** A stored result's decision, for threshold previews. */

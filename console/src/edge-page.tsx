@@ -1,5 +1,6 @@
 /**
- * One edge: what it is and how it is doing now, its telemetry over time (edge-telemetry.tsx), its
+ * One edge: what it is and how it is doing now, its telemetry over time (edge-telemetry.tsx) with
+ * its image health and score drift (edge-monitor.tsx), its
  * configuration layers and per-label thresholds (edge-config.tsx), its recent results with their
  * images (edge-results.tsx), its golden-set self-tests (edge-golden.tsx), the inputs it rejected,
  * and its events.
@@ -14,6 +15,7 @@ import { TelemetryCharts } from './edge-telemetry.js';
 import { EdgeConfig } from './edge-config.js';
 import { EdgeResults } from './edge-results.js';
 import { EdgeGoldenSets } from './edge-golden.js';
+import { ImageHealth } from './edge-monitor.js';
 
 export function EdgePage({ api, fleet, id, session }: { api: Api; fleet: Fleet; id: string; session: SessionInfo }) {
   const now = useNow(fleet.skewMs);
@@ -76,7 +78,7 @@ export function EdgePage({ api, fleet, id, session }: { api: Api; fleet: Fleet; 
           <dd>{t && t.alarms.length > 0 ? t.alarms.join(', ') : 'none'}</dd>
         </dl>
       </div>
-      <TelemetryCharts api={api} edge={edge} />
+      <TelemetryCharts api={api} edge={edge} after={(points) => <ImageHealth edge={edge} points={points} />} />
       <div class="edge-columns">
         <EdgeConfig api={api} edge={edge} session={session} labels={labels} />
         <Rejections edge={edge} />

@@ -2,14 +2,31 @@
  * An edge's telemetry over time: the fleet's per-minute history (`GET /api/edges/:id/telemetry`,
  * the last six hours) followed by every report that arrives while the page is open (the event
  * stream). Six uPlot charts with local time axes, units and legends: throughput, latency, queue,
- * CPU, memory and storage.
+ * CPU, memory and storage. The points also carry the image health and score drift figures, which
+ * edge-monitor.tsx draws with the same chart (`TimeChart`) under its own section (`after`).
  */
+import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import type { Api, EdgeView } from './api.js';
 
+/** The image health and score drift figures of a point (telemetry `monitor`); null where not reported. */
+export interface MonitorPoint {
+  brightness: number | null;
+  brightnessReference: number | null;
+  contrast: number | null;
+  contrastReference: number | null;
+  sharpness: number | null;
+  sharpnessReference: number | null;
+  shiftX: number | null;
+  shiftY: number | null;
+  scorePsi: number | null;
+  defectRate: number | null;
+  defectRateReference: number | null;
+}
+
 /** One point of every series, at `t` (epoch ms). */
-interface Point {
+export interface Point {
   t: number;
   fps: number;
   p50: number;
@@ -19,6 +36,7 @@ interface Point {
   rssMiB: number;
   resultMiB: number | null;
   imageMiB: number | null;
+  monitor: MonitorPoint | null;
 }
 
 interface Minute {
@@ -32,6 +50,7 @@ interface Minute {
   rssBytes: number;
   resultBytes: number | null;
   imageBytes: number | null;
+  monitor: MonitorPoint | null;
 }
 
 const MiB = 1024 * 1024;
@@ -39,11 +58,13 @@ const HISTORY_MS = 6 * 3_600_000;
 /** Live points kept after the history (at a 10 s period: over five hours). */
 const MAX_LIVE = 2000;
 
-interface ChartSpec {
+export interface ChartSpec {
   key: string;
   title: string;
   unit: string;
   series: { label: string; value: (p: Point) => number | null; stroke: string; dash?: number[] }[];
+  /** The value axis from the data's [min, max]; default from 0 to a little above the highest value. */
+  range?: (min: number, max: number) => [number, number];
 }
 
 const CHARTS: ChartSpec[] = [
@@ -87,6 +108,7 @@ function fromMinute(m: Minute): Point {
     rssMiB: m.rssBytes / MiB,
     resultMiB: m.resultBytes === null ? null : m.resultBytes / MiB,
     imageMiB: m.imageBytes === null ? null : m.imageBytes / MiB,
+    monitor: m.monitor,
   };
 }
 
@@ -101,10 +123,28 @@ function fromLive(t: NonNullable<EdgeView['telemetry']>): Point {
     rssMiB: t.rssBytes / MiB,
     resultMiB: t.storage ? t.storage.resultBytes / MiB : null,
     imageMiB: t.storage ? t.storage.imageBytes / MiB : null,
+    monitor: t.monitor ? monitorPoint(t.monitor) : null,
   };
 }
 
-export function TelemetryCharts({ api, edge }: { api: Api; edge: EdgeView }) {
+function monitorPoint(m: NonNullable<NonNullable<EdgeView['telemetry']>['monitor']>): MonitorPoint {
+  return {
+    brightness: m.brightness ?? null,
+    brightnessReference: m.brightnessReference ?? null,
+    contrast: m.contrast ?? null,
+    contrastReference: m.contrastReference ?? null,
+    sharpness: m.sharpness ?? null,
+    sharpnessReference: m.sharpnessReference ?? null,
+    shiftX: m.shiftX ?? null,
+    shiftY: m.shiftY ?? null,
+    scorePsi: m.scorePsi ?? null,
+    defectRate: m.defectRate ?? null,
+    defectRateReference: m.defectRateReference ?? null,
+  };
+}
+
+/** `after` renders below the telemetry section from the same points (null while loading). */
+export function TelemetryCharts({ api, edge, after }: { api: Api; edge: EdgeView; after?: (points: Point[] | null) => ComponentChildren }) {
   const [points, setPoints] = useState<Point[] | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
@@ -127,25 +167,29 @@ export function TelemetryCharts({ api, edge }: { api: Api; edge: EdgeView }) {
     setPoints([...points.slice(-MAX_LIVE), fromLive(t)]);
   }, [t?.at, points === null]);
   return (
-    <section class="edge-telemetry">
-      <h2>
-        Telemetry <span class="muted">last 6 h per minute, then live</span>
-      </h2>
-      {error && <p class="error">{error}</p>}
-      {points === null ? (
-        <p class="muted">Loading telemetry…</p>
-      ) : (
-        <div class="chart-grid">
-          {CHARTS.map((c) => (
-            <TimeChart key={c.key} spec={c} points={points} />
-          ))}
-        </div>
-      )}
-    </section>
+    <>
+      <section class="edge-telemetry">
+        <h2>
+          Telemetry <span class="muted">last 6 h per minute, then live</span>
+        </h2>
+        {error && <p class="error">{error}</p>}
+        {points === null ? (
+          <p class="muted">Loading telemetry…</p>
+        ) : (
+          <div class="chart-grid">
+            {CHARTS.map((c) => (
+              <TimeChart key={c.key} spec={c} points={points} />
+            ))}
+          </div>
+        )}
+      </section>
+      {after?.(points)}
+    </>
   );
 }
 
-function TimeChart({ spec, points }: { spec: ChartSpec; points: Point[] }) {
+/** One uPlot chart of `spec`'s series over `points`, local time axis; the figure carries its tick labels and its plotted points (`data-points`, of the first series). */
+export function TimeChart({ spec, points }: { spec: ChartSpec; points: Point[] }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const data = (): uPlot.AlignedData => [points.map((p) => p.t / 1000), ...spec.series.map((s) => points.map((p) => s.value(p)))];
@@ -159,7 +203,7 @@ function TimeChart({ spec, points }: { spec: ChartSpec; points: Point[] }) {
         series: [{ label: 'time' }, ...spec.series.map((s) => ({ label: s.label, stroke: s.stroke, width: 2, ...(s.dash && { dash: s.dash }), points: { show: true, size: 4 }, spanGaps: false }))],
         axes: [{ space: 70, values: (_u, splits, _axis, _space, incr) => splits.map((v) => timeLabel(v, incr < 60)) }, { label: spec.unit, size: 56 }],
         // At least a minute wide (one point alone would stretch the axis over years); the value axis from 0.
-        scales: { x: { time: true, range: (_u, min, max) => (Number.isFinite(min) && Number.isFinite(max) ? [Math.min(min, max - 60), max + 5] : [Date.now() / 1000 - 60, Date.now() / 1000]) }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.15 : 1] } },
+        scales: { x: { time: true, range: (_u, min, max) => (Number.isFinite(min) && Number.isFinite(max) ? [Math.min(min, max - 60), max + 5] : [Date.now() / 1000 - 60, Date.now() / 1000]) }, y: { range: (_u, min, max) => (spec.range ? spec.range(min, max) : [0, max > 0 ? max * 1.15 : 1]) } },
         legend: { live: true },
         // The axes are drawn on the canvas: their tick labels also go on the figure, for screen readers and tests.
         hooks: {
@@ -169,6 +213,7 @@ function TimeChart({ spec, points }: { spec: ChartSpec; points: Point[] }) {
               const fig = el.parentElement!;
               fig.dataset.xTicks = ticks(0);
               fig.dataset.yTicks = ticks(1);
+              fig.dataset.points = String(Array.from(u.data[1] ?? [], (v: number | null | undefined) => v).filter((v) => v !== null && v !== undefined).length);
             },
           ],
         },

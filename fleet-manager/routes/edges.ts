@@ -70,6 +70,7 @@ export function toEdgeView(e: EdgeRecord, convergence: EdgeConvergence | null): 
             rssBytes: t.rssBytes,
             alarms: t.alarms ?? [],
             ...(t.storage ? { storage: t.storage } : {}),
+            ...(t.monitor ? { monitor: t.monitor } : {}),
           }
         : null,
     convergence,

@@ -80,7 +80,7 @@ test('GET /api/auth/me names the permissions of the role, so the console shows o
   assert.equal(viewer.statusCode, 200);
   assert.deepEqual(viewer.json().permissions, ['fleet:read', 'metrics:read', 'self']);
   const operator = await app.inject({ url: '/api/auth/me', headers: await creds.headers('operator') });
-  assert.deepEqual(operator.json().permissions, ['config:write', 'fleet:read', 'metrics:read', 'results:read', 'rollouts:control', 'self']);
+  assert.deepEqual(operator.json().permissions, ['alerts:ack', 'config:write', 'fleet:read', 'metrics:read', 'results:read', 'rollouts:control', 'self']);
 });
 
 test("GET /api/auth/session answers 200 with the browser's session, or null without one", async (t) => {

@@ -97,9 +97,9 @@ test('an operator reads an edge: telemetry charts with time axes, config layers,
   await page.locator('section.edge-page[data-edge="press-1"]').waitFor();
 
   // Six charts, each with a time axis and a value axis with its unit, and a legend.
-  const charts = page.locator('.chart-grid figure.chart');
+  const charts = page.locator('.edge-telemetry .chart-grid figure.chart');
   await charts.nth(5).locator('canvas').waitFor();
-  assert.deepEqual(await page.locator('.chart-grid figure.chart').evaluateAll((fs) => fs.map((f) => (f as unknown as { dataset: { chart: string } }).dataset.chart)), ['fps', 'latency', 'queue', 'cpu', 'memory', 'storage']);
+  assert.deepEqual(await charts.evaluateAll((fs) => fs.map((f) => (f as unknown as { dataset: { chart: string } }).dataset.chart)), ['fps', 'latency', 'queue', 'cpu', 'memory', 'storage']);
   for (let i = 0; i < 6; i++) {
     const chart = charts.nth(i);
     assert.equal(await chart.locator('.u-axis').count(), 2, `chart ${i}: two axes`);

@@ -7,12 +7,14 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
 import { openTestIdentity } from '../helpers/identity.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
 import type { ResultRecord } from '../../protocol/messages.js';
+import type { MonitorFigures } from '../../protocol/monitoring.js';
 import { TELEMETRY_RETENTION_MS } from '../../fleet-manager/edge-history-db.js';
 import { T0, result, tempDir } from './helpers.js';
 
@@ -39,7 +41,11 @@ async function build(t: TestContext) {
   return { store, creds, call, setNow: (ms: number) => (now = ms) };
 }
 
-function telemetry(edgeId: string, at: number, over: { fps: number; p50: number; p95: number; queue: number; frames: number; failed?: number; cpu?: number }) {
+function telemetry(
+  edgeId: string,
+  at: number,
+  over: { fps: number; p50: number; p95: number; queue: number; frames: number; failed?: number; cpu?: number; monitor?: MonitorFigures; alarms?: string[] },
+) {
   return envelope(
     'telemetry',
     edgeId,
@@ -49,6 +55,8 @@ function telemetry(edgeId: string, at: number, over: { fps: number; p50: number;
       pendingResults: 0, cpuPercent: over.cpu ?? 10, rssBytes: 1e8,
       storage: { resultRows: 1, resultBytes: 4096, notStored: 0, notStoredDefects: 0, images: 1, imageBytes: 2048, imagesPending: 0, imagesEvicted: 0 },
       perModel: {},
+      ...(over.monitor && { monitor: over.monitor }),
+      ...(over.alarms && { alarms: over.alarms }),
     },
     at,
   );
@@ -155,4 +163,65 @@ test('POST /api/edges/:id/threshold-preview: validated (one line naming the fiel
   }
   const missing = await call('operator', 'POST', '/api/edges/nobody/threshold-preview', { label: 'x', threshold: 0.5 });
   assert.deepEqual([missing.status, missing.body.message], [404, 'no edge nobody']);
+});
+
+/** What an edge's monitor reports while watching (edge-agent/monitor.ts), with the figures given. */
+function watching(over: Partial<MonitorFigures>): MonitorFigures {
+  return {
+    phase: 'watching', model: 'mtd@1', referenceFrames: 100, frames: 400,
+    brightness: 120, brightnessReference: 118, contrast: 40, contrastReference: 41, sharpness: 900, sharpnessReference: 950,
+    shiftX: 0.001, shiftY: -0.002, scorePsi: 0.03, labelPsi: 0.01, scoreReference: 'calibration', defectRate: 0.02, defectRateReference: 0.025, defectLimit: 9, checkMs: 0.2,
+    ...over,
+  };
+}
+
+test('GET /api/edges/:id/telemetry and GET /api/edges: the image health and score drift figures, latest of each minute, with their references', async (t) => {
+  const { store, call } = await build(t);
+  const put = (at: number, monitor?: MonitorFigures, alarms?: string[]) =>
+    store.recordTelemetry('e1', telemetry('e1', at, { fps: 10, p50: 4, p95: 9, queue: 0, frames: 100, ...(monitor && { monitor }), ...(alarms && { alarms }) }), { receivedAt: at });
+  // Minute 1: no monitor figures (an older agent). Minute 2: collecting the reference (no score figures yet).
+  // Minute 3: two reports, the latest wins. Minute 4: the camera was knocked.
+  await put(T0 + 1 * MIN + 1_000);
+  await put(T0 + 2 * MIN + 1_000, { phase: 'reference', referenceFrames: 40, frames: 40, brightness: 117, contrast: 41, sharpness: 960 });
+  await put(T0 + 3 * MIN + 1_000, watching({ brightness: 119, scorePsi: 0.05 }));
+  await put(T0 + 3 * MIN + 20_000, watching({ brightness: 121, scorePsi: 0.08, defectRate: 0.03 }));
+  await put(T0 + 4 * MIN + 1_000, watching({ shiftX: 0.09, shiftY: 0.04, sharpness: 300, scorePsi: 0.4 }), ['camera-shift', 'image-blur', 'score-drift']);
+
+  const res = await call('viewer', 'GET', `/api/edges/e1/telemetry?from=${T0}&to=${T0 + 10 * MIN}`);
+  assert.equal(res.status, 200);
+  const monitors = res.body.minutes.map((m: { monitor: unknown }) => m.monitor);
+  assert.equal(monitors.length, 4);
+  assert.equal(monitors[0], null, 'a minute without monitor figures');
+  assert.deepEqual(monitors[1], {
+    brightness: 117, brightnessReference: null, contrast: 41, contrastReference: null, sharpness: 960, sharpnessReference: null,
+    shiftX: null, shiftY: null, scorePsi: null, defectRate: null, defectRateReference: null,
+  });
+  assert.deepEqual(monitors[2], {
+    brightness: 121, brightnessReference: 118, contrast: 40, contrastReference: 41, sharpness: 900, sharpnessReference: 950,
+    shiftX: 0.001, shiftY: -0.002, scorePsi: 0.08, defectRate: 0.03, defectRateReference: 0.025,
+  });
+  assert.deepEqual([monitors[3].shiftX, monitors[3].shiftY, monitors[3].sharpness, monitors[3].scorePsi], [0.09, 0.04, 300, 0.4]);
+
+  // The edge view carries the latest figures as the edge reported them, and the alarms in force.
+  const edges = await call('viewer', 'GET', '/api/edges');
+  const view = edges.body.edges.find((e: { id: string }) => e.id === 'e1');
+  assert.deepEqual(view.telemetry.monitor, watching({ shiftX: 0.09, shiftY: 0.04, sharpness: 300, scorePsi: 0.4 }));
+  assert.deepEqual(view.telemetry.alarms, ['camera-shift', 'image-blur', 'score-drift']);
+});
+
+test('telemetry_minutes made by an older build gains the monitor columns; its rows read with monitor null', async (t) => {
+  const file = join(await tempDir(t), 'fleet.db');
+  const old = new Database(file);
+  old.exec(`CREATE TABLE telemetry_minutes (
+    edge_id TEXT NOT NULL, minute INTEGER NOT NULL, samples INTEGER NOT NULL, at INTEGER NOT NULL, fps REAL NOT NULL, p50 REAL NOT NULL,
+    p95 REAL NOT NULL, queue INTEGER NOT NULL, cpu REAL NOT NULL, rss INTEGER NOT NULL, frames INTEGER NOT NULL, failed INTEGER NOT NULL,
+    result_bytes INTEGER, image_bytes INTEGER, PRIMARY KEY (edge_id, minute)) WITHOUT ROWID`);
+  old.prepare('INSERT INTO telemetry_minutes VALUES (?, ?, 1, ?, 7, 1, 2, 0, 5, 1000, 70, 0, NULL, NULL)').run('e1', T0, T0 + 1000);
+  old.close();
+  const store = openSqliteStore({ file, logger: pino({ level: 'silent' }) });
+  t.after(() => store.close());
+  await store.recordTelemetry('e1', telemetry('e1', T0 + MIN, { fps: 8, p50: 1, p95: 2, queue: 0, frames: 80, monitor: watching({}) }), { receivedAt: T0 + MIN });
+  const minutes = await store.telemetryHistory('e1', T0, T0 + 2 * MIN);
+  assert.deepEqual(minutes.map((m) => [m.fps, m.monitor?.brightness ?? null]), [[7, null], [8, 120]]);
+  assert.equal(minutes[0]!.monitor, null);
 });

@@ -42,7 +42,8 @@ export interface SimEdge {
   publishState(extra?: Partial<StateMessage>): Promise<void>;
   /** Sends results and resolves once the fleet acked them (stored). */
   sendResults(records: Omit<ResultRecord, 'seq'>[]): Promise<void>;
-  sendTelemetry(perModel: TelemetryMessage['perModel']): Promise<void>;
+  /** Sends a telemetry report; `extra` overrides or adds fields (e.g. `monitor`, `alarms`). */
+  sendTelemetry(perModel: TelemetryMessage['perModel'], extra?: Partial<TelemetryMessage>): Promise<void>;
   sendEvent(kind: EventMessage['kind'], message: string, data?: Record<string, unknown>): Promise<void>;
   /** Resolves with the time the edge reports the model as active (after applying a desired state). */
   waitActive(model: string, timeoutMs?: number): Promise<number>;
@@ -110,7 +111,7 @@ export async function connectSimEdge(mqttUrl: string, opts: SimEdgeOptions): Pro
       await client.publishAsync(edgeTopic(id, 'results'), encodeMessage(msg), { qos: 1 });
       await timeLimit(done, 10_000, `${id}: results not acked`);
     },
-    async sendTelemetry(perModel) {
+    async sendTelemetry(perModel, extra = {}) {
       const frames = Object.values(perModel).reduce((a, m) => a + m.frames, 0);
       const msg = envelope('telemetry', id, {
         intervalMs: 1000,
@@ -127,6 +128,7 @@ export async function connectSimEdge(mqttUrl: string, opts: SimEdgeOptions): Pro
         cpuPercent: 10,
         rssBytes: 100_000_000,
         perModel,
+        ...extra,
       });
       await client.publishAsync(edgeTopic(id, 'telemetry'), encodeMessage(msg), { qos: 1 });
     },
