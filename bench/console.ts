@@ -285,7 +285,7 @@ export const run: BenchRun = async (opts) => {
           unit: 'KiB',
           baseline: { name: 'the HTML of / alone (body)', value: round(html[0]!.bytes / 1024) },
           goal: { value: '<=', target: 500 },
-          note: `${first.requests} requests (${first.paths.join(', ')}); served uncompressed`,
+          note: `${first.requests} requests (${first.paths.join(', ')}); script and style sheet compressed at build time, served as the browser accepts (gzip or brotli)`,
         },
         {
           name: 'first load: navigation → sign-in form usable',

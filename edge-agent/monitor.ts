@@ -375,6 +375,10 @@ export function createMonitor(opts: MonitorOptions): Monitor {
       if (refRate !== undefined) f.defectRateReference = round(refRate);
       if (defectLimit !== undefined) f.defectLimit = defectLimit;
       if (costFrames > 0) f.checkMs = round(costMs / costFrames);
+      if (s.enabled) {
+        f.psiLimit = s.psiLimit;
+        f.shiftLimit = s.shiftLimit;
+      }
       return f;
     },
   };

@@ -107,6 +107,8 @@ export const MonitorFiguresSchema = Type.Object(
     defectRateReference: Fig('defect rate of the reference frames'),
     defectLimit: Fig('defects in the window that raise defect-rate-spike'),
     checkMs: Fig('mean cost of the checks per frame, ms (thumbnail excluded: it is part of the model’s decode)'),
+    psiLimit: Fig('the score-drift raise mark in force (monitoring.psiLimit)'),
+    shiftLimit: Fig('the camera-shift limit in force, fraction of the frame (monitoring.shiftLimit)'),
   },
   { ...strict, description: 'image health and score drift figures (issue 17)' },
 );

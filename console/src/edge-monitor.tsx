@@ -17,8 +17,8 @@ const MONITOR_ALARMS: [alarm: string, meaning: string][] = [
   ['defect-rate-spike', 'defects spiked'],
 ];
 
-/** The score-drift alarm's default raise mark (monitoring.psiLimit). */
-const PSI_LIMIT = 0.25;
+/** The score-drift alarm's default raise mark (monitoring.psiLimit), for edges that do not report theirs. */
+const DEFAULT_PSI_LIMIT = 0.25;
 
 const pct = (v: number | null | undefined) => (v === null || v === undefined ? null : v * 100);
 const m = (p: Point) => p.monitor;
@@ -29,7 +29,8 @@ const symmetric = (min: number, max: number): [number, number] => {
   return [-a, a];
 };
 
-const CHARTS: ChartSpec[] = [
+/** The charts, with the edge's own score-drift raise mark. */
+const charts = (psiLimit: number): ChartSpec[] => [
   {
     key: 'brightness',
     title: 'Brightness',
@@ -65,7 +66,7 @@ const CHARTS: ChartSpec[] = [
     series: [
       { label: 'score PSI', value: (p) => m(p)?.scorePsi ?? null, stroke: '#059669' },
       // Drawn where the score PSI is, so the line spans the same minutes.
-      { label: `alarm ${PSI_LIMIT}`, value: (p) => (m(p)?.scorePsi == null ? null : PSI_LIMIT), stroke: '#b91c1c', dash: [4, 4] },
+      { label: `alarm ${psiLimit}`, value: (p) => (m(p)?.scorePsi == null ? null : psiLimit), stroke: '#b91c1c', dash: [4, 4] },
     ],
   },
   {
@@ -119,8 +120,8 @@ function FigureTable({ f, alarms }: { f: Figures; alarms: string[] }) {
         <Row name="Brightness" now={num(f.brightness)} reference={num(f.brightnessReference)} alarm="image-brightness" alarms={alarms} />
         <Row name="Contrast" now={num(f.contrast)} reference={num(f.contrastReference)} alarm="image-contrast" alarms={alarms} />
         <Row name="Sharpness" now={num(f.sharpness, 0)} reference={num(f.sharpnessReference, 0)} alarm="image-blur" alarms={alarms} />
-        <Row name="Camera shift" now={shift} reference={shift === '–' ? '–' : '0'} unit=" %" alarm="camera-shift" alarms={alarms} />
-        <Row name="Score PSI" now={num(f.scorePsi, 3)} reference={`limit ${PSI_LIMIT}`} alarm="score-drift" alarms={alarms} />
+        <Row name="Camera shift" now={shift} reference={shift === '–' ? '–' : f.shiftLimit !== undefined ? `0 · limit ±${num(pct(f.shiftLimit), 1)}` : '0'} unit=" %" alarm="camera-shift" alarms={alarms} />
+        <Row name="Score PSI" now={num(f.scorePsi, 3)} reference={`limit ${f.psiLimit ?? DEFAULT_PSI_LIMIT}`} alarm="score-drift" alarms={alarms} />
         <Row name="Defect rate" now={num(pct(f.defectRate), 2)} reference={num(pct(f.defectRateReference), 2)} unit=" %" alarm="defect-rate-spike" alarms={alarms} />
       </tbody>
     </table>
@@ -173,8 +174,8 @@ export function ImageHealth({ edge, points }: { edge: EdgeView; points: Point[] 
       {points !== null &&
         (points.some(hasFigures) ? (
           <div class="chart-grid">
-            {CHARTS.map((c) => (
-              <TimeChart key={c.key} spec={c} points={points} />
+            {charts(f?.psiLimit ?? DEFAULT_PSI_LIMIT).map((c) => (
+              <TimeChart key={`${c.key}:${f?.psiLimit ?? DEFAULT_PSI_LIMIT}`} spec={c} points={points} />
             ))}
           </div>
         ) : (

@@ -25,6 +25,8 @@ function watching(frames: number, over: Partial<MonitorFigures> = {}): MonitorFi
     phase: 'watching', model: 'mtd@3', referenceFrames: 100, frames,
     brightness: 118 + (frames % 7) / 2, brightnessReference: 118, contrast: 40.5, contrastReference: 41, sharpness: 930 - (frames % 5) * 10, sharpnessReference: 950,
     shiftX: 0.002, shiftY: -0.001, scorePsi: 0.19 + (frames % 3) / 100, labelPsi: 0.01, scoreReference: 'calibration', defectRate: 0.02, defectRateReference: 0.025, defectLimit: 9, checkMs: 0.21,
+    // The edge's own limits (monitoring.psiLimit, shiftLimit), not the defaults: the page draws these.
+    psiLimit: 0.3, shiftLimit: 0.05,
     ...over,
   };
 }
@@ -89,7 +91,7 @@ test('a viewer reads an edge’s image health: figures against references, chart
   assert.deepEqual(await cells('Brightness'), ['Brightness', '120.5', '118', 'image-brightness']);
   assert.deepEqual(await cells('Sharpness'), ['Sharpness', '930', '950', 'image-blur']);
   assert.deepEqual(await cells('Defect rate'), ['Defect rate', '2 %', '2.5 %', 'defect-rate-spike']);
-  assert.deepEqual(await cells('Score PSI'), ['Score PSI', '0.2', 'limit 0.25', 'score-drift']);
+  assert.deepEqual(await cells('Score PSI'), ['Score PSI', '0.2', 'limit 0.3', 'score-drift']);
   assert.equal(await section.locator('.monitor-alarms li.raised').count(), 0);
   assert.equal(await section.locator('.monitor-alarms li.clear').count(), 6);
 
@@ -117,12 +119,12 @@ test('a viewer reads an edge’s image health: figures against references, chart
   assert.deepEqual(await section.locator('.monitor-alarms li.raised').evaluateAll((ls) => ls.map((l) => (l as unknown as { dataset: { alarm: string } }).dataset.alarm)), ['camera-shift', 'score-drift']);
   assert.match(await section.locator('.monitor-alarms li[data-alarm="camera-shift"]').innerText(), /raised: the camera moved/);
   assert.match(await section.locator('.monitor-alarms li.summary').innerText(), /^2 in force\.$/);
-  assert.deepEqual(await cells('Camera shift'), ['Camera shift', 'x 9 · y 4 %', '0 %', 'camera-shift']);
+  assert.deepEqual(await cells('Camera shift'), ['Camera shift', 'x 9 · y 4 %', '0 · limit ±5 %', 'camera-shift']);
   assert.equal(await section.locator('tr[data-figure="Camera shift"]').getAttribute('class'), 'raised');
   assert.equal(await section.locator('tr[data-figure="Brightness"]').getAttribute('class'), '');
-  // The PSI axis reaches above the drifted 0.41 and shows the 0.25 alarm line in its legend.
+  // The PSI axis reaches above the drifted 0.41 and shows the edge's 0.3 alarm line in its legend.
   await waitFor(async () => /0\.4/.test((await section.locator('figure.chart[data-chart="psi"]').getAttribute('data-y-ticks')) ?? ''), 'the PSI axis reaches 0.4');
-  assert.match(await section.locator('figure.chart[data-chart="psi"] .u-legend').innerText(), /alarm 0\.25/);
+  assert.match(await section.locator('figure.chart[data-chart="psi"] .u-legend').innerText(), /alarm 0\.3/);
   // The edge page's telemetry panel lists the alarms in force too.
   assert.match(await page.locator('dl.telemetry').innerText(), /camera-shift, score-drift/);
 
