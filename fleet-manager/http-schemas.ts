@@ -78,6 +78,25 @@ export const ResultsQuerySchema = Type.Object(
 );
 export type ResultsQueryString = Static<typeof ResultsQuerySchema>;
 
+/** A minute's image health and score drift figures (GET /api/edges/:id/telemetry); null where the edge reported none. */
+export const MonitorMinuteSchema = Type.Object(
+  {
+    brightness: Nullable(Type.Number({ description: 'rolling median of the mean gray level (0..255)' })),
+    brightnessReference: Nullable(Type.Number()),
+    contrast: Nullable(Type.Number({ description: 'rolling median of the gray levels’ standard deviation' })),
+    contrastReference: Nullable(Type.Number()),
+    sharpness: Nullable(Type.Number({ description: 'rolling median of the variance of the Laplacian' })),
+    sharpnessReference: Nullable(Type.Number()),
+    shiftX: Nullable(Type.Number({ description: 'camera shift, fraction of the width' })),
+    shiftY: Nullable(Type.Number({ description: 'camera shift, fraction of the height' })),
+    scorePsi: Nullable(Type.Number({ description: 'population stability index of the scores against their reference' })),
+    defectRate: Nullable(Type.Number({ description: 'defect rate in the rolling defect window' })),
+    defectRateReference: Nullable(Type.Number()),
+  },
+  { ...strict, description: 'image health and score drift (telemetry `monitor`), latest of the minute; null when the edge reported none' },
+);
+export type MonitorMinute = Static<typeof MonitorMinuteSchema>;
+
 export const TelemetrySummarySchema = Type.Object(
   {
     at: EpochMs,

@@ -5,6 +5,7 @@
  * synchronous database code of store-db.ts.
  */
 import type { Logger } from 'pino';
+import type { MonitorMinute } from './http-schemas.js';
 import { createFleetDb, openFleetDatabase, UNKNOWN_LINE, type IngestRequest } from './store-db.js';
 import type {
   EventMessage,
@@ -91,20 +92,7 @@ export interface TelemetryMinute {
   monitor: MonitorMinute | null;
 }
 
-/** A minute's image health and score drift figures; null where the edge reported none (e.g. while collecting its reference). */
-export interface MonitorMinute {
-  brightness: number | null;
-  brightnessReference: number | null;
-  contrast: number | null;
-  contrastReference: number | null;
-  sharpness: number | null;
-  sharpnessReference: number | null;
-  shiftX: number | null;
-  shiftY: number | null;
-  scorePsi: number | null;
-  defectRate: number | null;
-  defectRateReference: number | null;
-}
+export type { MonitorMinute };
 
 /** A stored result's decision, for threshold previews. */
 export interface VerdictScore {

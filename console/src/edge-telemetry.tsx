@@ -9,21 +9,8 @@ import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import type { Api, EdgeView } from './api.js';
+import type { MonitorMinute } from '../../fleet-manager/http-schemas.js';
 
-/** The image health and score drift figures of a point (telemetry `monitor`); null where not reported. */
-export interface MonitorPoint {
-  brightness: number | null;
-  brightnessReference: number | null;
-  contrast: number | null;
-  contrastReference: number | null;
-  sharpness: number | null;
-  sharpnessReference: number | null;
-  shiftX: number | null;
-  shiftY: number | null;
-  scorePsi: number | null;
-  defectRate: number | null;
-  defectRateReference: number | null;
-}
 
 /** One point of every series, at `t` (epoch ms). */
 export interface Point {
@@ -36,7 +23,7 @@ export interface Point {
   rssMiB: number;
   resultMiB: number | null;
   imageMiB: number | null;
-  monitor: MonitorPoint | null;
+  monitor: MonitorMinute | null;
 }
 
 interface Minute {
@@ -50,7 +37,7 @@ interface Minute {
   rssBytes: number;
   resultBytes: number | null;
   imageBytes: number | null;
-  monitor: MonitorPoint | null;
+  monitor: MonitorMinute | null;
 }
 
 const MiB = 1024 * 1024;
@@ -127,7 +114,7 @@ function fromLive(t: NonNullable<EdgeView['telemetry']>): Point {
   };
 }
 
-function monitorPoint(m: NonNullable<NonNullable<EdgeView['telemetry']>['monitor']>): MonitorPoint {
+function monitorPoint(m: NonNullable<NonNullable<EdgeView['telemetry']>['monitor']>): MonitorMinute {
   return {
     brightness: m.brightness ?? null,
     brightnessReference: m.brightnessReference ?? null,

@@ -8,7 +8,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { OspreyError } from '../../protocol/errors.js';
 import { ThresholdValueSchema } from '../../protocol/messages.js';
-import { errorResponses } from '../http-schemas.js';
+import { MonitorMinuteSchema, errorResponses } from '../http-schemas.js';
 import { EdgeParamsSchema } from '../control-schemas.js';
 import { parseTime } from '../line-stats.js';
 import { TELEMETRY_RETENTION_MS } from '../edge-history-db.js';
@@ -55,24 +55,7 @@ export const TelemetryHistorySchema = Type.Object(
           failed: Type.Integer({ description: 'inputs rejected, sum' }),
           resultBytes: Nullable(Type.Integer()),
           imageBytes: Nullable(Type.Integer()),
-          monitor: Nullable(
-            Type.Object(
-              {
-                brightness: Nullable(Type.Number({ description: 'rolling median of the mean gray level (0..255)' })),
-                brightnessReference: Nullable(Type.Number()),
-                contrast: Nullable(Type.Number({ description: 'rolling median of the gray levels’ standard deviation' })),
-                contrastReference: Nullable(Type.Number()),
-                sharpness: Nullable(Type.Number({ description: 'rolling median of the variance of the Laplacian' })),
-                sharpnessReference: Nullable(Type.Number()),
-                shiftX: Nullable(Type.Number({ description: 'camera shift, fraction of the width' })),
-                shiftY: Nullable(Type.Number({ description: 'camera shift, fraction of the height' })),
-                scorePsi: Nullable(Type.Number({ description: 'population stability index of the scores against their reference' })),
-                defectRate: Nullable(Type.Number({ description: 'defect rate in the rolling defect window' })),
-                defectRateReference: Nullable(Type.Number()),
-              },
-              { ...strict, description: 'image health and score drift (telemetry `monitor`), latest of the minute; null when the edge reported none' },
-            ),
-          ),
+          monitor: Nullable(MonitorMinuteSchema),
         },
         strict,
       ),
