@@ -173,7 +173,7 @@ test('a database of schema 2 gets line_minutes from its rows and loses the cover
   t.after(() => store.close());
   const db = new Database(file, { readonly: true });
   t.after(() => db.close());
-  assert.equal(db.pragma('user_version', { simple: true }), 3);
+  assert.equal(db.pragma('user_version', { simple: true }), 4);
   const indexes = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'results_line_ts'").all();
   assert.deepEqual(indexes, []);
   const { aggregate, recount } = aggregateAndRecount(db);
