@@ -233,7 +233,7 @@ export function pgIdentityStore(pool: pg.Pool, opts: PgIdentityStoreOptions): Id
       if (!userValid(user)) return null;
       // At most one write a minute per token, checked in the UPDATE so instances do not each write.
       if (row.last_used_at === null || t - row.last_used_at > 60_000) {
-        await pool.query('UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1 - 60000)', [t, row.id]);
+        await pool.query('UPDATE api_tokens SET last_used_at = $1::bigint WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1::bigint - 60000)', [t, row.id]);
       }
       return { token: tokenOf(row), user: userOf(user) };
     },
