@@ -146,7 +146,7 @@ CREATE TABLE IF NOT EXISTS rollouts (
 CREATE INDEX IF NOT EXISTS rollouts_status ON rollouts (status);
 `;
 
-interface VersionRow {
+export interface VersionRow {
   name: string;
   version: string;
   sha256: string;
@@ -159,14 +159,14 @@ interface VersionRow {
   trained_by: string | null;
 }
 
-interface PinRow {
+export interface PinRow {
   edge_id: string;
   active_sha256: string | null;
   previous_sha256: string | null;
   updated_at: number;
 }
 
-interface DesiredRow {
+export interface DesiredRow {
   edge_id: string;
   body: string;
   config_json: string;
@@ -327,7 +327,8 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
   };
 }
 
-function toVersion(row: VersionRow): ModelVersionRecord {
+/** Row to record mappers, shared by the SQLite and PostgreSQL stores. */
+export function toVersion(row: VersionRow): ModelVersionRecord {
   return {
     name: row.name,
     version: row.version,
@@ -342,14 +343,14 @@ function toVersion(row: VersionRow): ModelVersionRecord {
   };
 }
 
-function toPin(row: PinRow): EdgePin {
+export function toPin(row: PinRow): EdgePin {
   return { edgeId: row.edge_id, active: row.active_sha256, previous: row.previous_sha256, updatedAt: row.updated_at };
 }
 
-function toPinRow(p: EdgePin): PinRow {
+export function toPinRow(p: EdgePin): PinRow {
   return { edge_id: p.edgeId, active_sha256: p.active, previous_sha256: p.previous, updated_at: p.updatedAt };
 }
 
-function toDesired(row: DesiredRow): DesiredRecord {
+export function toDesired(row: DesiredRow): DesiredRecord {
   return { edgeId: row.edge_id, body: JSON.parse(row.body) as DesiredBody, configJson: row.config_json, updatedAt: row.updated_at };
 }
