@@ -41,13 +41,15 @@ export interface FleetReady {
 export interface BenchFleetOptions extends Partial<FleetChildSecurity> {
   /** registry.publisherKeys: the benchmark publisher's public key file. */
   publisherKeyFile?: string;
+  /** More fleet options (plain JSON), e.g. `{ storage: { url }, brokerUrl }` (bench/pg-ingest.ts). */
+  fleetOptions?: Record<string, unknown>;
   start?: StartOptions;
 }
 
 /** Starts bench/fleet-child.js on `dataDir` (default: authentication on, plain TCP). */
 export function startBenchFleet(dataDir: string, opts: BenchFleetOptions = {}): Promise<BenchChild<FleetReady>> {
   const security: FleetChildSecurity = { auth: opts.auth ?? true, tls: opts.tls ?? false };
-  return startChild<FleetReady>(benchScript('fleet-child.js'), [dataDir, opts.publisherKeyFile ?? '', JSON.stringify(security)], opts.start);
+  return startChild<FleetReady>(benchScript('fleet-child.js'), [dataDir, opts.publisherKeyFile ?? '', JSON.stringify(security), JSON.stringify(opts.fleetOptions ?? {})], opts.start);
 }
 
 /** `Authorization` for a person's HTTP call (none with authentication off). */

@@ -2,7 +2,8 @@
  * A real fleet manager (createFleetManager: embedded aedes, ingest, SQLite, HTTP) in its own
  * process for the benchmarks, so its CPU and memory are measured alone. argv[2] is the data
  * directory, argv[3] a publisher public key file ('' for none), argv[4] JSON `FleetChildSecurity`
- * (default: authentication on, plain TCP). With authentication on it makes an admin and an API
+ * (default: authentication on, plain TCP), argv[5] more fleet options as JSON (e.g. storage.url and
+ * brokerUrl for bench/pg-ingest.ts). With authentication on it makes an admin and an API
  * token through the identity store (as `osprey fleet init` and `osprey user token` do) and hands
  * them to the parent with the fleet's broker password (bench/fleet-access.ts). Messages: parent →
  * `{ type: 'stats' }` | `{ type: 'close' }`; child → `{ type: 'ready', httpUrl, mqttUrl, access }`
@@ -37,7 +38,9 @@ async function main(): Promise<void> {
   // A private CA made here, as `osprey fleet init` makes one; edges get its ca.pem.
   const ca = security.tls ? await ensurePrivateCa(join(dataDir, 'tls'), { hosts: [] }) : undefined;
   const fleetSecret = randomBytes(32).toString('base64url');
+  const extra = process.argv[5] ? (JSON.parse(process.argv[5]) as Record<string, unknown>) : {};
   const fleet = createFleetManager({
+    ...extra,
     dataDir,
     http: { host: '127.0.0.1', port: 0 },
     mqtt: { host: '127.0.0.1', port: 0 },

@@ -40,6 +40,7 @@ export const BENCHMARKS: readonly BenchEntry[] = [
   { id: 'training', module: './training.js' },
   { id: 'console', module: './console.js' },
   { id: 'monitoring', module: './monitoring.js' },
+  { id: 'pg-ingest', module: './pg-ingest.js' },
   { id: 'capacity', module: './capacity.js' },
 ];
 
