@@ -28,6 +28,28 @@ for (const backend of BACKENDS) {
     assert.deepEqual(edges.map((e) => [e.id, e.ackedSeq]), [['e1', 30], ['e2', 3]]);
   });
 
+  test(`${backend} store: a seq twice in one batch is stored once; a copy with other content is a conflict`, { skip }, async (t) => {
+    const { store, rows } = await openStore(t);
+    const batch = [result(1), result(2), result(2, { ts: T0 + 99_000 }), result(3), result(3)];
+    assert.deepEqual(await store.ingestResults('e1', batch, meta()), { ackedSeq: 3, inserted: 3, conflicts: 1 });
+    assert.equal((await store.getResult('e1', '', 2))!.ts, T0 + 2000, 'the first copy is the one kept');
+    assert.deepEqual(await rows('SELECT sum(count) AS n FROM line_minutes'), [{ n: 3 }]);
+  });
+
+  test(`${backend} store: a shadow candidate's outcome is kept in its columns`, { skip }, async (t) => {
+    const { store, rows } = await openStore(t);
+    const shadow = { model: 'm@2', verdict: 'defect' as const, label: 'scratch', score: 0.75, latencyMs: 6.5 };
+    await store.ingestResults('e1', [result(1, { shadow }), result(2, { shadow: { model: 'm@2', error: 'timeout' } }), result(3)], meta());
+    assert.deepEqual(
+      await rows('SELECT seq, shadow_model, shadow_verdict, shadow_label, shadow_score, shadow_latency_ms, shadow_error FROM results ORDER BY seq'),
+      [
+        { seq: 1, shadow_model: 'm@2', shadow_verdict: 'defect', shadow_label: 'scratch', shadow_score: 0.75, shadow_latency_ms: 6.5, shadow_error: null },
+        { seq: 2, shadow_model: 'm@2', shadow_verdict: null, shadow_label: null, shadow_score: null, shadow_latency_ms: null, shadow_error: 'timeout' },
+        { seq: 3, shadow_model: null, shadow_verdict: null, shadow_label: null, shadow_score: null, shadow_latency_ms: null, shadow_error: null },
+      ],
+    );
+  });
+
   test(`${backend} store: a batch stored is one transaction and survives reopening`, { skip }, async (t) => {
     const { store, file, open, rows } = await openStore(t);
     await store.ingestResults('e1', [result(1), result(2, { detections: [{ label: 'scratch', score: 0.9, box: [1, 2, 3, 4] }], frame: 'a.png' })], meta());
@@ -90,6 +112,62 @@ for (const backend of BACKENDS) {
     assert.deepEqual(edges[0]!.telemetry, telemetry);
     assert.equal(edges[0]!.telemetryAt, T0);
     assert.deepEqual(await store.listLines(), [{ line: UNKNOWN_LINE, edges: 2, online: 0 }]);
+  });
+
+  test(`${backend} store: listing filters and pages, model versions, events newest first, all offline`, { skip }, async (t) => {
+    const { store } = await openStore(t);
+    await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1' }), meta());
+    await store.recordState('e2', envelope('state', 'e2', { online: true, line: 'L2' }), meta());
+    // Two results share each ts, so paging must order by arrival too.
+    const rows = results(1, 40).map((r) => ({
+      ...r,
+      ts: T0 + Math.floor(r.seq / 2) * 30_000 + 17,
+      verdict: r.seq % 4 === 0 ? ('defect' as const) : ('ok' as const),
+      label: r.seq % 4 === 0 ? 'scratch' : 'good',
+      model: r.seq <= 25 ? 'm@1' : 'm@2',
+    }));
+    await store.ingestResults('e1', rows.slice(0, 30), meta());
+    await store.ingestResults('e2', rows.slice(30), meta());
+    const all = async (q: Omit<Parameters<typeof store.listResults>[0], 'limit' | 'after'>) => {
+      const seen: string[] = [];
+      let page = await store.listResults({ ...q, limit: 7 });
+      for (;;) {
+        seen.push(...page.items.map((r) => `${r.edgeId}/${r.seq}`));
+        if (!page.next) return seen;
+        page = await store.listResults({ ...q, limit: 7, after: page.next });
+      }
+    };
+    const expect = (keep: (r: (typeof rows)[number], edge: string) => boolean) =>
+      rows
+        .map((r, i) => ({ r, edge: i < 30 ? 'e1' : 'e2', i }))
+        .filter(({ r, edge }) => keep(r, edge))
+        .sort((x, y) => y.r.ts - x.r.ts || y.i - x.i)
+        .map(({ r, edge }) => `${edge}/${r.seq}`);
+    assert.deepEqual(await all({}), expect(() => true));
+    assert.deepEqual(await all({ verdict: 'defect' }), expect((r) => r.verdict === 'defect'));
+    assert.deepEqual(await all({ label: 'good', model: 'm@2' }), expect((r) => r.label === 'good' && r.model === 'm@2'));
+    assert.deepEqual(await all({ line: 'L2' }), expect((_, edge) => edge === 'e2'));
+    assert.deepEqual(await all({ edge: 'e1', from: T0 + 150_017, to: T0 + 300_017 }), expect((r, edge) => edge === 'e1' && r.ts >= T0 + 150_017 && r.ts < T0 + 300_017));
+    const offset = await store.listResults({ limit: 5, offset: 10 });
+    assert.deepEqual(offset.items.map((r) => `${r.edgeId}/${r.seq}`), expect(() => true).slice(10, 15));
+
+    assert.deepEqual(await store.lineVersions('L1'), [
+      { model: 'm@1', first: T0 + 17, last: T0 + 12 * 30_000 + 17, count: 25 },
+      { model: 'm@2', first: T0 + 13 * 30_000 + 17, last: T0 + 15 * 30_000 + 17, count: 5 },
+    ]);
+    assert.deepEqual(await store.lineVersions('nowhere'), []);
+    assert.deepEqual((await store.recentVerdicts('e1', 2)).map((v) => v.verdict), ['ok', 'ok']);
+
+    const ev = (kind: 'started' | 'stopping', ts: number) => envelope('events', 'e1', { kind, level: 'info' as const, message: kind, data: { n: ts } }, ts);
+    await store.recordEvent('e1', ev('started', T0 + 1), meta(T0 + 5));
+    await store.recordEvent('e1', ev('stopping', T0 + 2), meta(T0 + 6));
+    assert.deepEqual(await store.listEvents('e1', 5), [
+      { ts: T0 + 2, receivedAt: T0 + 6, kind: 'stopping', level: 'info', message: 'stopping', data: { n: T0 + 2 } },
+      { ts: T0 + 1, receivedAt: T0 + 5, kind: 'started', level: 'info', message: 'started', data: { n: T0 + 1 } },
+    ]);
+    assert.equal(await store.markAllOffline(), 2);
+    assert.equal(await store.markAllOffline(), 0);
+    assert.deepEqual(await store.listLines(), [{ line: 'L1', edges: 1, online: 0 }, { line: 'L2', edges: 1, online: 0 }]);
   });
 
   test(`${backend} store: ping fails once closed`, { skip }, async (t) => {
