@@ -34,15 +34,22 @@ export interface FrameHealth {
 
 /**
  * One pass over every other row of the thumbnail (rows 1, 3, 5, …: the cost halves, and each has
- * both neighbours for the Laplacian) for the moments, the profiles and the Laplacian. `rows` then
- * holds those rows' means, so a vertical lag counts sampled rows: frameShift divides by its length.
+ * both neighbours for the Laplacian), in steps of two columns: each step reads the pair of pixels
+ * (x − 1, x) for the moments and the column profile (every pixel of a sampled row counts), and
+ * the Laplacian at x from the same reads plus three (a quarter of the pixels: thousands of
+ * samples of its variance, every neighbour read at full resolution, so fine blur shows as
+ * before). `rows` holds the sampled rows' means, so a vertical lag counts sampled rows:
+ * frameShift divides by the profiles' lengths. A last odd column is left out.
  */
 export function measureFrame(t: GrayThumbnail): FrameHealth {
   const { width: w, height: h, data: d } = t;
   const sampled = h >= 3 ? Math.floor((h - 1) / 2) : h;
   const first = h >= 3 ? 1 : 0;
   const step = h >= 3 ? 2 : 1;
-  const cols = new Float64Array(w);
+  // Pairs of columns; a 1-pixel-wide thumbnail is its own single "pair".
+  const pairs = w >= 2 ? w >> 1 : 1;
+  const span = w >= 2 ? 2 : 1;
+  const cols = new Float64Array(pairs * span);
   const rows = new Float64Array(sampled);
   let sum = 0;
   let sum2 = 0;
@@ -53,24 +60,28 @@ export function measureFrame(t: GrayThumbnail): FrameHealth {
     let rs = 0;
     const o = y * w;
     const inner = y > 0 && y < h - 1;
-    for (let x = 0; x < w; x++) {
+    for (let j = 0; j < pairs; j++) {
+      const x = j * span + span - 1;
       const i = o + x;
       const v = d[i]!;
-      rs += v;
-      sum2 += v * v;
+      const u = span === 2 ? d[i - 1]! : v;
+      const p = span === 2 ? u + v : v;
+      rs += p;
+      sum2 += span === 2 ? u * u + v * v : v * v;
       cols[x]! += v;
-      if (inner && x > 0 && x < w - 1) {
-        const l = d[i - 1]! + d[i + 1]! + d[i - w]! + d[i + w]! - 4 * v;
+      if (span === 2) cols[x - 1]! += u;
+      if (inner && x < w - 1) {
+        const l = u + d[i + 1]! + d[i - w]! + d[i + w]! - 4 * v;
         lapSum += l;
         lapSum2 += l * l;
         m++;
       }
     }
-    rows[r] = rs / w;
+    rows[r] = rs / (pairs * span);
     sum += rs;
   }
-  for (let x = 0; x < w; x++) cols[x]! /= sampled;
-  const n = w * sampled;
+  for (let x = 0; x < cols.length; x++) cols[x]! /= sampled;
+  const n = pairs * span * sampled;
   const mean = sum / n;
   const lapMean = m > 0 ? lapSum / m : 0;
   const variance = Math.max(0, sum2 / n - mean * mean);
@@ -85,6 +96,18 @@ export function measureFrame(t: GrayThumbnail): FrameHealth {
 }
 
 /**
+ * Work arrays of profileLag, reused from call to call (a small typed array costs more to allocate
+ * than the whole match): the function is synchronous and never re-entered.
+ */
+let scratch = { size: 0, a: new Float64Array(0), r: new Float64Array(0), a2: new Float64Array(0), r2: new Float64Array(0), scores: new Float64Array(0) };
+function scratchFor(size: number): typeof scratch {
+  if (scratch.size < size) {
+    scratch = { size, a: new Float64Array(size), r: new Float64Array(size), a2: new Float64Array(size), r2: new Float64Array(size), scores: new Float64Array(size + 1) };
+  }
+  return scratch;
+}
+
+/**
  * The lag (in thumbnail pixels, within ±maxLag) at which `profile` best matches `reference`:
  * the maximum of the normalised cross-correlation of the two profiles' first differences over
  * their overlap (differences, so a change of brightness or a gradient does not move the peak).
@@ -95,30 +118,31 @@ export function measureFrame(t: GrayThumbnail): FrameHealth {
 export function profileLag(profile: Float64Array, reference: Float64Array, maxLag: number): number {
   const n = Math.min(profile.length, reference.length);
   if (n < 4) return 0;
-  const a = new Float64Array(n - 1);
-  const r = new Float64Array(n - 1);
-  for (let i = 0; i < n - 1; i++) {
-    a[i] = profile[i + 1]! - profile[i]!;
-    r[i] = reference[i + 1]! - reference[i]!;
+  const k = n - 1;
+  const { a, r, a2, r2, scores } = scratchFor(k + 1);
+  // Prefix sums of the squares: each lag's energies over its overlap in O(1), so only the cross
+  // products are summed per lag.
+  a2[0] = 0;
+  r2[0] = 0;
+  for (let i = 0; i < k; i++) {
+    const x = profile[i + 1]! - profile[i]!;
+    const y = reference[i + 1]! - reference[i]!;
+    a[i] = x;
+    r[i] = y;
+    a2[i + 1] = a2[i]! + x * x;
+    r2[i + 1] = r2[i]! + y * y;
   }
-  const L = Math.min(maxLag, Math.floor((n - 1) / 2));
-  const scores = new Float64Array(2 * L + 1);
+  const L = Math.min(maxLag, Math.floor(k / 2));
   let best = 0;
   let bestScore = -Infinity;
   for (let lag = -L; lag <= L; lag++) {
     // a[i] is compared with r[i − lag]: content moved by +lag appears lag samples later.
-    let sab = 0;
-    let saa = 0;
-    let sbb = 0;
     const from = Math.max(0, lag);
-    const to = Math.min(n - 1, n - 1 + lag);
-    for (let i = from; i < to; i++) {
-      const x = a[i]!;
-      const y = r[i - lag]!;
-      sab += x * y;
-      saa += x * x;
-      sbb += y * y;
-    }
+    const to = Math.min(k, k + lag);
+    let sab = 0;
+    for (let i = from; i < to; i++) sab += a[i]! * r[i - lag]!;
+    const saa = a2[to]! - a2[from]!;
+    const sbb = r2[to - lag]! - r2[from - lag]!;
     const score = saa > 0 && sbb > 0 ? sab / Math.sqrt(saa * sbb) : 0;
     scores[lag + L] = score;
     if (score > bestScore) {

@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS backbones (
 );
 `;
 
-interface Row {
+export interface BackboneRow {
   name: string;
   sha256: string;
   size: number;
@@ -45,7 +45,8 @@ interface Row {
   created_at: number;
 }
 
-const toRecord = (r: Row): BackboneRecord => ({ name: r.name, sha256: r.sha256, size: r.size, uploadedBy: r.uploaded_by, createdAt: r.created_at });
+/** Row to record, shared by the SQLite and PostgreSQL stores. */
+export const toBackboneRecord = (r: BackboneRow): BackboneRecord => ({ name: r.name, sha256: r.sha256, size: r.size, uploadedBy: r.uploaded_by, createdAt: r.created_at });
 
 /** Opens the backbone records on the fleet database file. */
 export function openSqliteBackboneStore(file: string): BackboneStore {
@@ -54,9 +55,9 @@ export function openSqliteBackboneStore(file: string): BackboneStore {
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
   const st = {
-    insert: db.prepare<Row>('INSERT OR IGNORE INTO backbones (name, sha256, size, uploaded_by, created_at) VALUES (@name, @sha256, @size, @uploaded_by, @created_at)'),
-    get: db.prepare<[string], Row>('SELECT * FROM backbones WHERE name = ?'),
-    list: db.prepare<[], Row>('SELECT * FROM backbones ORDER BY created_at, name'),
+    insert: db.prepare<BackboneRow>('INSERT OR IGNORE INTO backbones (name, sha256, size, uploaded_by, created_at) VALUES (@name, @sha256, @size, @uploaded_by, @created_at)'),
+    get: db.prepare<[string], BackboneRow>('SELECT * FROM backbones WHERE name = ?'),
+    list: db.prepare<[], BackboneRow>('SELECT * FROM backbones ORDER BY created_at, name'),
     delete: db.prepare<[string]>('DELETE FROM backbones WHERE name = ?'),
     countSha: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM backbones WHERE sha256 = ?'),
   };
@@ -67,16 +68,16 @@ export function openSqliteBackboneStore(file: string): BackboneStore {
     },
     async get(name) {
       const r = st.get.get(name);
-      return r ? toRecord(r) : null;
+      return r ? toBackboneRecord(r) : null;
     },
     async list() {
-      return st.list.all().map(toRecord);
+      return st.list.all().map(toBackboneRecord);
     },
     async delete(name) {
       const r = st.get.get(name);
       if (!r) return null;
       st.delete.run(name);
-      return toRecord(r);
+      return toBackboneRecord(r);
     },
     async countSha(sha256) {
       return st.countSha.get(sha256)!.n;

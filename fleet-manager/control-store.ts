@@ -1,9 +1,10 @@
 /**
  * The fleet's control-plane storage: model registry, configuration layers, per-edge desired
- * state and pins, rollouts, and the two result aggregations rollout gates need. One narrow,
- * asynchronous interface (`ControlStore`) like `FleetStore`, so PostgreSQL can replace SQLite;
- * the SQLite implementation opens its own connection to the fleet database (`fleet.db`), whose
- * `results` table `FleetStore` owns and must have created first.
+ * state and pins, rollouts. One narrow, asynchronous interface (`ControlStore`) like
+ * `FleetStore`, so PostgreSQL can replace SQLite; the SQLite implementation opens its own
+ * connection to the fleet database (`fleet.db`, created first by openSqliteStore) and touches
+ * only its own tables. The result figures rollout gates need are FleetStore's
+ * (`candidateCounters`, `recentDefectRate`).
  */
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -68,27 +69,6 @@ export interface EdgePin {
   updatedAt: number;
 }
 
-/** Candidate results of some edges, counted per edge (see StageEdgeState for the meanings). */
-export interface CandidateCounts {
-  edgeId: string;
-  frames: number;
-  defects: number;
-  paired: number;
-  agree: number;
-  baseDefects: number;
-  errors: number;
-}
-
-export interface CandidateScan {
-  /** Count result rows with after < id <= upTo. */
-  after: number;
-  upTo: number;
-  edges: readonly string[];
-  /** name@version of the candidate. */
-  model: string;
-  mode: 'live' | 'shadow';
-}
-
 export interface ControlStore {
   getVersion(name: string, version: string): Promise<ModelVersionRecord | null>;
   getVersionBySha(sha256: string): Promise<ModelVersionRecord | null>;
@@ -121,12 +101,6 @@ export interface ControlStore {
   getRollout(id: string): Promise<RolloutDoc | null>;
   /** Newest first; `active` limits to rollouts that still own their edges. */
   listRollouts(opts?: { active?: boolean; limit?: number }): Promise<RolloutDoc[]>;
-
-  /** Highest result row id so far (0 before any): the start line of a stage. */
-  maxResultRow(): Promise<number>;
-  scanCandidate(q: CandidateScan): Promise<CandidateCounts[]>;
-  /** Defect rate inputs of the edge's latest `limit` results not produced by `excludeModel`. */
-  baseline(edgeId: string, excludeModel: string, limit: number): Promise<{ frames: number; defects: number }>;
 
   close(): Promise<void>;
 }
@@ -172,7 +146,7 @@ CREATE TABLE IF NOT EXISTS rollouts (
 CREATE INDEX IF NOT EXISTS rollouts_status ON rollouts (status);
 `;
 
-interface VersionRow {
+export interface VersionRow {
   name: string;
   version: string;
   sha256: string;
@@ -185,14 +159,14 @@ interface VersionRow {
   trained_by: string | null;
 }
 
-interface PinRow {
+export interface PinRow {
   edge_id: string;
   active_sha256: string | null;
   previous_sha256: string | null;
   updated_at: number;
 }
 
-interface DesiredRow {
+export interface DesiredRow {
   edge_id: string;
   body: string;
   config_json: string;
@@ -263,32 +237,6 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
     getRollout: db.prepare<[string], string>('SELECT doc FROM rollouts WHERE id = ?').pluck(),
     listRollouts: db.prepare<[number], string>('SELECT doc FROM rollouts ORDER BY created_at DESC, id DESC LIMIT ?').pluck(),
     listActive: db.prepare<[], string>(`SELECT doc FROM rollouts WHERE status IN (${activeList}) ORDER BY created_at, id`).pluck(),
-    maxResultRow: db.prepare<[], number>('SELECT coalesce(max(id), 0) FROM results').pluck(),
-    // Row-id ranges: each tick reads only the rows stored since the last one, whatever the clocks.
-    // `+edge_id` keeps the planner off results_edge_ts, which would walk each edge's whole history.
-    scanLive: db.prepare<{ after: number; upTo: number; edges: string; model: string }, CandidateCounts>(
-      `SELECT edge_id AS edgeId, count(*) AS frames, sum(verdict = 'defect') AS defects,
-              0 AS paired, 0 AS agree, 0 AS baseDefects, 0 AS errors
-       FROM results
-       WHERE id > @after AND id <= @upTo AND model = @model AND +edge_id IN (SELECT value FROM json_each(@edges))
-       GROUP BY edge_id`,
-    ),
-    scanShadow: db.prepare<{ after: number; upTo: number; edges: string; model: string }, CandidateCounts>(
-      `SELECT edge_id AS edgeId, count(*) AS frames,
-              coalesce(sum(shadow_verdict = 'defect'), 0) AS defects,
-              sum(shadow_verdict IS NOT NULL) AS paired,
-              coalesce(sum(shadow_verdict = verdict), 0) AS agree,
-              sum(shadow_verdict IS NOT NULL AND verdict = 'defect') AS baseDefects,
-              sum(shadow_error IS NOT NULL) AS errors
-       FROM results
-       WHERE id > @after AND id <= @upTo AND shadow_model = @model AND +edge_id IN (SELECT value FROM json_each(@edges))
-       GROUP BY edge_id`,
-    ),
-    // results_edge_ts (edge_id, ts) serves the newest-first walk of one edge.
-    baseline: db.prepare<[string, string, number], { frames: number; defects: number | null }>(
-      `SELECT count(*) AS frames, sum(verdict = 'defect') AS defects
-       FROM (SELECT verdict FROM results WHERE edge_id = ? AND model != ? ORDER BY ts DESC LIMIT ?)`,
-    ),
   };
 
   const putDesired = db.transaction((recs: readonly DesiredRecord[]) => {
@@ -371,18 +319,6 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
       const docs = o.active ? st.listActive.all() : st.listRollouts.all(o.limit ?? 1000);
       return docs.map((d) => JSON.parse(d) as RolloutDoc);
     },
-    async maxResultRow() {
-      return st.maxResultRow.get()!;
-    },
-    async scanCandidate(q) {
-      if (q.edges.length === 0 || q.upTo <= q.after) return [];
-      const params = { after: q.after, upTo: q.upTo, edges: JSON.stringify(q.edges), model: q.model };
-      return (q.mode === 'live' ? st.scanLive : st.scanShadow).all(params);
-    },
-    async baseline(edgeId, excludeModel, limit) {
-      const row = st.baseline.get(edgeId, excludeModel, limit)!;
-      return { frames: row.frames, defects: row.defects ?? 0 };
-    },
     async close() {
       if (closed) return;
       closed = true;
@@ -391,7 +327,8 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
   };
 }
 
-function toVersion(row: VersionRow): ModelVersionRecord {
+/** Row to record mappers, shared by the SQLite and PostgreSQL stores. */
+export function toVersion(row: VersionRow): ModelVersionRecord {
   return {
     name: row.name,
     version: row.version,
@@ -406,14 +343,14 @@ function toVersion(row: VersionRow): ModelVersionRecord {
   };
 }
 
-function toPin(row: PinRow): EdgePin {
+export function toPin(row: PinRow): EdgePin {
   return { edgeId: row.edge_id, active: row.active_sha256, previous: row.previous_sha256, updatedAt: row.updated_at };
 }
 
-function toPinRow(p: EdgePin): PinRow {
+export function toPinRow(p: EdgePin): PinRow {
   return { edge_id: p.edgeId, active_sha256: p.active, previous_sha256: p.previous, updated_at: p.updatedAt };
 }
 
-function toDesired(row: DesiredRow): DesiredRecord {
+export function toDesired(row: DesiredRow): DesiredRecord {
   return { edgeId: row.edge_id, body: JSON.parse(row.body) as DesiredBody, configJson: row.config_json, updatedAt: row.updated_at };
 }

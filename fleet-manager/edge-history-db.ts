@@ -1,8 +1,8 @@
 /**
  * An edge's recent past, in the fleet database: its telemetry downsampled to one row per minute
  * (`telemetry_minutes`, kept for TELEMETRY_RETENTION_MS), and its latest verdicts with their scores
- * (read from `results`) for threshold previews. Each minute also keeps the edge's image health and
- * score drift figures (telemetry `monitor`). Synchronous (better-sqlite3); store.ts puts
+ * (read from `results`) for threshold previews and a live rollout stage's baseline defect rate.
+ * Each minute also keeps the edge's image health and score drift figures (telemetry `monitor`). Synchronous (better-sqlite3); store.ts puts
  * FleetStore's asynchronous interface on top.
  */
 import type Database from 'better-sqlite3';
@@ -88,6 +88,8 @@ export interface EdgeHistoryDb {
   telemetryHistory(edgeId: string, from: number, to: number): TelemetryMinute[];
   /** The edge's latest `limit` results' verdict, label and score, newest first. */
   recentVerdicts(edgeId: string, limit: number): VerdictScore[];
+  /** How many of the edge's latest `limit` results not produced by `excludeModel` there are, and how many are defects. */
+  recentDefectRate(edgeId: string, excludeModel: string, limit: number): { frames: number; defects: number };
 }
 
 /**
@@ -127,6 +129,11 @@ export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
     recent: db.prepare<[string, number], VerdictScore>(
       'SELECT verdict, label, score FROM results WHERE edge_id = ? ORDER BY ts DESC, id DESC LIMIT ?',
     ),
+    // The same newest-first walk, skipping one model's rows (a rollout's live baseline).
+    recentDefects: db.prepare<[string, string, number], { frames: number; defects: number | null }>(
+      `SELECT count(*) AS frames, sum(verdict = 'defect') AS defects
+       FROM (SELECT verdict FROM results WHERE edge_id = ? AND model != ? ORDER BY ts DESC LIMIT ?)`,
+    ),
   };
   const record = db.transaction((edgeId: string, t: TelemetryMessage, receivedAt: number) => {
     const minute = Math.floor(receivedAt / MINUTE_MS) * MINUTE_MS;
@@ -155,6 +162,10 @@ export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
     telemetryHistory: (edgeId, from, to) =>
       st.range.all(edgeId, from, to).map(toTelemetryMinute),
     recentVerdicts: (edgeId, limit) => st.recent.all(edgeId, limit),
+    recentDefectRate(edgeId, excludeModel, limit) {
+      const row = st.recentDefects.get(edgeId, excludeModel, limit)!;
+      return { frames: row.frames, defects: row.defects ?? 0 };
+    },
   };
 }
 

@@ -36,13 +36,29 @@ CREATE TABLE IF NOT EXISTS golden_set_reports (
 ) WITHOUT ROWID;
 `;
 
-interface Row {
+export interface GoldenSetRow {
   edge_id: string;
   model: string;
   ran_at: number;
   received_at: number;
   report: string;
   outcomes: string;
+}
+
+/** A report as stored (shared by the SQLite and PostgreSQL stores). */
+export function toGoldenSetRow(edgeId: string, data: GoldenSetEventData, receivedAt: number): GoldenSetRow {
+  const { outcomes, ...report } = data;
+  return { edge_id: edgeId, model: report.model, ran_at: report.ranAt, received_at: receivedAt, report: JSON.stringify(report), outcomes: JSON.stringify(outcomes) };
+}
+
+/** A stored row as the record the edge view shows. */
+export function toGoldenSetRecord(r: GoldenSetRow): GoldenSetRecord {
+  return {
+    ...(JSON.parse(r.report) as GoldenSetReport),
+    edgeId: r.edge_id,
+    receivedAt: r.received_at,
+    outcomes: JSON.parse(r.outcomes) as GoldenImageOutcome[],
+  };
 }
 
 /** Opens the golden-set store on the fleet database. */
@@ -52,29 +68,23 @@ export function openSqliteGoldenSetStore(opts: { file: string }): GoldenSetStore
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
   const st = {
-    upsert: db.prepare<Row>(
+    upsert: db.prepare<GoldenSetRow>(
       `INSERT INTO golden_set_reports (edge_id, model, ran_at, received_at, report, outcomes)
        VALUES (@edge_id, @model, @ran_at, @received_at, @report, @outcomes)
        ON CONFLICT (edge_id, model) DO UPDATE SET
          ran_at = excluded.ran_at, received_at = excluded.received_at, report = excluded.report, outcomes = excluded.outcomes
        WHERE excluded.ran_at >= golden_set_reports.ran_at`,
     ),
-    forEdge: db.prepare<[string, number], Row>('SELECT * FROM golden_set_reports WHERE edge_id = ? ORDER BY ran_at DESC, model LIMIT ?'),
-    one: db.prepare<[string, string], Pick<Row, 'report'>>('SELECT report FROM golden_set_reports WHERE edge_id = ? AND model = ?'),
+    forEdge: db.prepare<[string, number], GoldenSetRow>('SELECT * FROM golden_set_reports WHERE edge_id = ? ORDER BY ran_at DESC, model LIMIT ?'),
+    one: db.prepare<[string, string], Pick<GoldenSetRow, 'report'>>('SELECT report FROM golden_set_reports WHERE edge_id = ? AND model = ?'),
   };
   let closed = false;
   return {
     async record(edgeId, data, receivedAt) {
-      const { outcomes, ...report } = data;
-      st.upsert.run({ edge_id: edgeId, model: report.model, ran_at: report.ranAt, received_at: receivedAt, report: JSON.stringify(report), outcomes: JSON.stringify(outcomes) });
+      st.upsert.run(toGoldenSetRow(edgeId, data, receivedAt));
     },
     async forEdge(edgeId, limit) {
-      return st.forEdge.all(edgeId, limit).map((r) => ({
-        ...(JSON.parse(r.report) as GoldenSetReport),
-        edgeId,
-        receivedAt: r.received_at,
-        outcomes: JSON.parse(r.outcomes) as GoldenImageOutcome[],
-      }));
+      return st.forEdge.all(edgeId, limit).map(toGoldenSetRecord);
     },
     async latestFor(edgeIds, model) {
       const out = new Map<string, GoldenSetReport>();

@@ -210,16 +210,17 @@ CREATE TABLE IF NOT EXISTS audit_log (
 CREATE INDEX IF NOT EXISTS audit_ts ON audit_log (ts);
 `;
 
-interface UserRow {
+export interface UserRow {
   id: string;
   username: string;
   role: string;
   password_hash: string;
-  disabled: number;
+  /** 0/1 in SQLite, a boolean in PostgreSQL. */
+  disabled: number | boolean;
   created_at: number;
   updated_at: number;
 }
-interface TokenRow {
+export interface TokenRow {
   id: string;
   user_id: string;
   name: string;
@@ -230,7 +231,7 @@ interface TokenRow {
   revoked_at: number | null;
   last_used_at: number | null;
 }
-interface SessionRow {
+export interface SessionRow {
   id: string;
   user_id: string;
   hash: string;
@@ -238,7 +239,7 @@ interface SessionRow {
   expires_at: number;
   ip: string | null;
 }
-interface EnrollRow {
+export interface EnrollRow {
   id: string;
   hash: string;
   edge_id: string | null;
@@ -249,7 +250,7 @@ interface EnrollRow {
   used_at: number | null;
   used_by_edge: string | null;
 }
-interface CredRow {
+export interface CredRow {
   id: string;
   edge_id: string;
   line: string | null;
@@ -258,7 +259,7 @@ interface CredRow {
   created_at: number;
   revoked_at: number | null;
 }
-interface AuditRow {
+export interface AuditRow {
   id: number;
   ts: number;
   actor: string;
@@ -277,22 +278,29 @@ export function checkUsername(username: string): void {
   if (!USERNAME.test(username)) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'a username is 1 to 64 letters, digits, ".", "_", "@" or "-", starting with a letter or digit');
 }
 
-function userOf(r: UserRow): UserRecord {
-  return { id: r.id, username: r.username, role: r.role as Role, disabled: r.disabled !== 0, createdAt: r.created_at, updatedAt: r.updated_at };
+/** Throws OSP_ERR_BAD_REQUEST unless the password has MIN_PASSWORD_LENGTH to 1024 characters. */
+export function checkPasswordRules(password: string): void {
+  if (typeof password !== 'string' || password.length < MIN_PASSWORD_LENGTH) throw new OspreyError('OSP_ERR_BAD_REQUEST', `a password has at least ${MIN_PASSWORD_LENGTH} characters`);
+  if (password.length > 1024) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'a password has at most 1024 characters');
 }
-function tokenOf(r: TokenRow): ApiTokenRecord {
+
+/** Row to record mappers, shared by the SQLite and PostgreSQL stores. */
+export function userOf(r: UserRow): UserRecord {
+  return { id: r.id, username: r.username, role: r.role as Role, disabled: Boolean(r.disabled), createdAt: r.created_at, updatedAt: r.updated_at };
+}
+export function tokenOf(r: TokenRow): ApiTokenRecord {
   return { id: r.id, userId: r.user_id, name: r.name, role: r.role as Role, createdAt: r.created_at, expiresAt: r.expires_at, revokedAt: r.revoked_at, lastUsedAt: r.last_used_at };
 }
-function sessionOf(r: SessionRow): SessionRecord {
+export function sessionOf(r: SessionRow): SessionRecord {
   return { id: r.id, userId: r.user_id, createdAt: r.created_at, expiresAt: r.expires_at, ip: r.ip };
 }
-function enrollOf(r: EnrollRow): EnrollmentTokenRecord {
+export function enrollOf(r: EnrollRow): EnrollmentTokenRecord {
   return { id: r.id, edgeId: r.edge_id, line: r.line, createdBy: r.created_by, createdAt: r.created_at, expiresAt: r.expires_at, usedAt: r.used_at, usedByEdge: r.used_by_edge };
 }
-function credOf(r: CredRow): EdgeCredentialRecord {
+export function credOf(r: CredRow): EdgeCredentialRecord {
   return { id: r.id, edgeId: r.edge_id, line: r.line, createdAt: r.created_at, revokedAt: r.revoked_at, brokerHash: r.broker_hash };
 }
-function auditOf(r: AuditRow): AuditRecord {
+export function auditOf(r: AuditRow): AuditRecord {
   const rec: AuditRecord = { id: r.id, ts: r.ts, actor: r.actor, action: r.action, target: r.target, source: r.source, outcome: r.outcome };
   if (r.before_json !== null) rec.before = JSON.parse(r.before_json) as unknown;
   if (r.after_json !== null) rec.after = JSON.parse(r.after_json) as unknown;
@@ -301,11 +309,34 @@ function auditOf(r: AuditRow): AuditRecord {
 
 /** Audit before/after values are kept, but never more than this much JSON each. */
 const MAX_AUDIT_JSON = 64 * 1024;
-function auditJson(value: unknown): string | null {
+/** An audit before/after value as stored: JSON, or a note of its size when over MAX_AUDIT_JSON. */
+export function auditJson(value: unknown): string | null {
   if (value === undefined) return null;
   const json = JSON.stringify(value) ?? null;
   if (json === null || json.length <= MAX_AUDIT_JSON) return json;
   return JSON.stringify({ truncated: true, bytes: json.length });
+}
+
+/** Why a token was refused when it was spent already (maybe by a redemption at the same moment). */
+export const ENROLLMENT_USED_ALREADY = 'the token was used already';
+
+/** The OSP_ERR_UNAUTHENTICATED an edge gets for a refused enrollment. */
+export function enrollmentRefused(why: string): OspreyError {
+  return new OspreyError('OSP_ERR_UNAUTHENTICATED', `enrollment refused: ${why}`);
+}
+
+/** Why the stored token (found by the token's id) cannot enroll `edgeId` at `t`; null: it can. */
+export function enrollmentRefusal(row: EnrollRow | undefined, secret: string, edgeId: string, t: number): string | null {
+  if (!row || !secretMatches(secret, row.hash)) return 'unknown token';
+  if (row.used_at !== null) return ENROLLMENT_USED_ALREADY;
+  if (row.expires_at <= t) return 'the token expired';
+  if (row.edge_id !== null && row.edge_id !== edgeId) return `the token is for another edge than ${edgeId}`;
+  return null;
+}
+
+/** Why a line's token (made for no edge) cannot enroll an edge that holds a live credential. */
+export function enrolledAlready(edgeId: string): string {
+  return `${edgeId} is enrolled already; a line token enrolls new edges only (re-enroll it with a token made for ${edgeId})`;
 }
 
 export interface SqliteIdentityStoreOptions {
@@ -363,10 +394,6 @@ export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): Ident
     if (!row) throw new OspreyError('OSP_ERR_NOT_FOUND', `no user ${username}`);
     return row;
   }
-  function checkPasswordRules(password: string): void {
-    if (typeof password !== 'string' || password.length < MIN_PASSWORD_LENGTH) throw new OspreyError('OSP_ERR_BAD_REQUEST', `a password has at least ${MIN_PASSWORD_LENGTH} characters`);
-    if (password.length > 1024) throw new OspreyError('OSP_ERR_BAD_REQUEST', 'a password has at most 1024 characters');
-  }
   const userValid = (u: UserRow | undefined): u is UserRow => u !== undefined && u.disabled === 0;
 
   // Enrollment: check, spend and mint in one transaction, so a token is spent exactly once.
@@ -374,10 +401,8 @@ export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): Ident
   // re-enrolled only with a token made for it, so a line's token cannot take over a working edge.
   const redeem = db.transaction((tokenId: string, edgeId: string, credId: string, hash: string, brokerHash: string, t: number): CredRow | string => {
     const row = st.enrollById.get(tokenId)!;
-    if (row.edge_id === null && st.liveCredOf.get(edgeId)) {
-      return `${edgeId} is enrolled already; a line token enrolls new edges only (re-enroll it with a token made for ${edgeId})`;
-    }
-    if (st.spendEnroll.run(t, edgeId, tokenId).changes !== 1) return 'the token was used already';
+    if (row.edge_id === null && st.liveCredOf.get(edgeId)) return enrolledAlready(edgeId);
+    if (st.spendEnroll.run(t, edgeId, tokenId).changes !== 1) return ENROLLMENT_USED_ALREADY;
     st.revokeCreds.run(t, edgeId);
     st.insertCred.run(credId, edgeId, row.line, hash, brokerHash, t);
     return st.credById.get(credId)!;
@@ -508,20 +533,17 @@ export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): Ident
       return st.enrolls.all().map(enrollOf);
     },
     async redeemEnrollmentToken(token, edgeId) {
-      const refused = (why: string) => new OspreyError('OSP_ERR_UNAUTHENTICATED', `enrollment refused: ${why}`);
       const parsed = parseSecret('enrollment', token);
-      if (!parsed) throw refused('not an enrollment token');
+      if (!parsed) throw enrollmentRefused('not an enrollment token');
       const row = st.enrollById.get(parsed.id);
-      if (!row || !secretMatches(parsed.secret, row.hash)) throw refused('unknown token');
       const t = now();
-      if (row.used_at !== null) throw refused('the token was used already');
-      if (row.expires_at <= t) throw refused('the token expired');
-      if (row.edge_id !== null && row.edge_id !== edgeId) throw refused(`the token is for another edge than ${edgeId}`);
+      const why = enrollmentRefusal(row, parsed.secret, edgeId, t);
+      if (why !== null || !row) throw enrollmentRefused(why ?? 'unknown token');
       const m = mintSecret('edgeCredential');
       // IMMEDIATE: the write lock is taken (waiting on busy_timeout) before the read, so a busy fleet
       // writing the same file cannot make the read-then-write fail with SQLITE_BUSY half-way.
       const cred = redeem.immediate(row.id, edgeId, m.id, m.hash, mosquittoHash(m.token), t);
-      if (typeof cred === 'string') throw refused(cred);
+      if (typeof cred === 'string') throw enrollmentRefused(cred);
       return { credential: m.token, record: credOf(cred) };
     },
     async resolveEdgeCredential(token) {

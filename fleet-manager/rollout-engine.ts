@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { OspreyError } from '../protocol/errors.js';
 import type { EventMessage, TelemetryMessage } from '../protocol/messages.js';
 import type { EdgeRecord, FleetStore } from './store.js';
+import { minusTotals, zeroTotals, type CandidateTotals } from './gate-counts.js';
 import type { ControlStore } from './control-store.js';
 import type { DesiredPublisher } from './desired-state.js';
 import type { InboundReport } from './ingest.js';
@@ -30,6 +31,7 @@ import {
   type RolloutDoc,
   type RolloutTarget,
   type StageEdgeState,
+  type StageMode,
   type StageSelect,
   type StageState,
 } from './rollout-spec.js';
@@ -115,28 +117,49 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
   }
 
   function emptyStage(): StageState {
-    return { status: 'pending', startedAt: null, endedAt: null, measuringSince: null, startRow: 0, watermark: 0, attempt: 0, edges: {}, evaluation: null };
+    return { status: 'pending', startedAt: null, endedAt: null, measuringSince: null, attempt: 0, edges: {}, evaluation: null };
   }
 
   /** Opens a stage attempt: results stored from here on count, soak and silence start again. */
   async function openStage(doc: RolloutDoc, index: number): Promise<void> {
     const st = doc.stages[index]!;
-    const row = await control.maxResultRow();
     st.status = 'running';
     st.startedAt = now();
     st.endedAt = null;
     st.measuringSince = null;
-    st.startRow = row;
-    st.watermark = row;
     st.attempt += 1;
     st.evaluation = null;
     const live = doc.spec.stages[index]!.mode === 'live';
     for (const [id, se] of Object.entries(st.edges)) {
       Object.assign(se, zeroCounters(), { failed: null });
+      delete se.snapshot;
       // The candidate's own results are excluded, so the history before it is still the base.
-      if (live && !se.removed) Object.assign(se, baseCounters(await control.baseline(id, candidateId(doc), baselineFrames)));
+      if (live && !se.removed) Object.assign(se, baseCounters(await fleet.recentDefectRate(id, candidateId(doc), baselineFrames)));
     }
     doc.stageIndex = index;
+    await snapshot(doc, Object.keys(st.edges));
+  }
+
+  /** The edges' cumulative counters of the candidate in the current stage's mode. */
+  async function totalsOf(doc: RolloutDoc, ids: string[], mode: StageMode): Promise<Map<string, CandidateTotals>> {
+    const rows = ids.length === 0 ? [] : await fleet.candidateCounters(ids, candidateId(doc), mode);
+    return new Map(rows.map((r) => [r.edgeId, r]));
+  }
+
+  /**
+   * Takes the snapshot of edges that have none (just joined, or the stage attempt just opened):
+   * the candidate's results stored before now never count in this attempt, those after always
+   * do, whatever ids or commit order they have.
+   */
+  async function snapshot(doc: RolloutDoc, ids: string[]): Promise<void> {
+    const st = doc.stages[doc.stageIndex]!;
+    const mode = doc.spec.stages[doc.stageIndex]!.mode;
+    const missing = ids.filter((id) => !st.edges[id]!.removed && st.edges[id]!.snapshot === undefined);
+    const totals = await totalsOf(doc, missing, mode);
+    for (const id of missing) {
+      const se = st.edges[id]!;
+      se.snapshot = minusTotals(totals.get(id) ?? zeroTotals(), counted(se, mode));
+    }
   }
 
   function targetIds(doc: RolloutDoc, edges: EdgeRecord[]): string[] {
@@ -183,6 +206,7 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     const stage = doc.spec.stages[index]!;
     const st = doc.stages[index]!;
     const ids = selectIds(stage.select, targetIds(doc, edges), byId);
+    const joined: string[] = [];
     for (const id of ids) {
       if (st.edges[id]) continue;
       const other = owner(id);
@@ -199,35 +223,43 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
       member.mode = stage.mode;
       member.stage = index;
       if (stage.mode === 'live') {
-        Object.assign(se, baseCounters(await control.baseline(id, candidateId(doc), baselineFrames)));
+        Object.assign(se, baseCounters(await fleet.recentDefectRate(id, candidateId(doc), baselineFrames)));
         out.pins.push({ edgeId: id, active: doc.sha256, previous: member.previous, updatedAt: t });
       }
       st.edges[id] = se;
+      joined.push(id);
       out.refresh.add(id);
       log.info({ rollout: doc.id, edgeId: id, stage: stage.name, mode: stage.mode }, 'edge assigned');
     }
+    await snapshot(doc, joined);
   }
 
-  /** Adds the candidate results stored since the last look. */
+  /** Sets each edge's result counters to the candidate's totals now minus the edge's snapshot. */
   async function count(doc: RolloutDoc): Promise<void> {
     const st = doc.stages[doc.stageIndex]!;
+    const mode = doc.spec.stages[doc.stageIndex]!.mode;
+    // Rollouts saved by builds that counted result rows by id (a `watermark`, no snapshot) get
+    // theirs here, on their first tick after the upgrade, as the totals now minus what they had
+    // counted: their counters carry on unchanged, and only the candidate's results stored between
+    // the old build's last tick and this one (about a tick's worth, plus a backlog ingested before
+    // this tick) go uncounted: the gates then wait a little longer, never judge on wrong figures.
+    // Their `startRow`/`watermark` fields stay in the stored document, unused.
+    await snapshot(doc, Object.keys(st.edges));
     const ids = Object.keys(st.edges).filter((id) => !st.edges[id]!.removed);
-    const upTo = await control.maxResultRow();
-    const rows = await control.scanCandidate({ after: st.watermark, upTo, edges: ids, model: candidateId(doc), mode: doc.spec.stages[doc.stageIndex]!.mode });
-    for (const r of rows) {
-      const se = st.edges[r.edgeId];
-      if (!se) continue;
-      se.frames += r.frames;
-      se.defects += r.defects;
-      se.paired += r.paired;
-      se.agree += r.agree;
-      se.resultErrors += r.errors;
-      if (doc.spec.stages[doc.stageIndex]!.mode === 'shadow') {
-        se.baseFrames += r.paired;
-        se.baseDefects += r.baseDefects;
+    const totals = await totalsOf(doc, ids, mode);
+    for (const id of ids) {
+      const se = st.edges[id]!;
+      const d = minusTotals(totals.get(id) ?? zeroTotals(), se.snapshot!);
+      se.frames = d.frames;
+      se.defects = d.defects;
+      se.paired = d.paired;
+      se.agree = d.agree;
+      se.resultErrors = d.errors;
+      if (mode === 'shadow') {
+        se.baseFrames = d.paired;
+        se.baseDefects = d.baseDefects;
       }
     }
-    st.watermark = Math.max(st.watermark, upTo);
   }
 
   function progressOf(doc: RolloutDoc, byId: Map<string, EdgeRecord>): [string, StageEdgeState, EdgeProgress][] {
@@ -532,6 +564,19 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
 /** Rollouts whose current stage is being measured. */
 function measured(doc: RolloutDoc): boolean {
   return doc.status === 'running' || doc.status === 'awaiting-promotion';
+}
+
+/** What an edge's result counters hold, in the terms of the gate counters (gate-counts.ts). */
+function counted(se: StageEdgeState, mode: StageMode): CandidateTotals {
+  return {
+    frames: se.frames,
+    defects: se.defects,
+    paired: se.paired,
+    agree: se.agree,
+    // A live stage's base is the edge's history (baseCounters), not a counter.
+    baseDefects: mode === 'shadow' ? se.baseDefects : 0,
+    errors: se.resultErrors,
+  };
 }
 
 function baseCounters(b: { frames: number; defects: number }) {

@@ -5,6 +5,7 @@
  */
 import { Type, type Static } from '@sinclair/typebox';
 import { EDGE_ID_PATTERN } from '../protocol/topics.js';
+import type { CandidateTotals } from './gate-counts.js';
 
 const strict = { additionalProperties: false } as const;
 const EdgeId = Type.String({ pattern: EDGE_ID_PATTERN });
@@ -174,6 +175,12 @@ export interface StageEdgeState {
   /** Σ interval p95 × interval frames, and Σ frames of intervals that had a p95: a frames-weighted p95. */
   p95Sum: number;
   p95Frames: number;
+  /**
+   * The edge's cumulative gate counters of the candidate (FleetStore.candidateCounters) when it
+   * joined the stage attempt: the result counters above are the totals now minus these. Absent
+   * until taken (rollouts saved by builds that counted by result row id; see rollout-engine.ts).
+   */
+  snapshot?: CandidateTotals;
 }
 
 export type GateStatus = 'pass' | 'fail' | 'pending' | 'skipped';
@@ -218,10 +225,6 @@ export interface StageState {
   endedAt: number | null;
   /** When enough edges had reported (minSample): the soak runs from here. */
   measuringSince: number | null;
-  /** Result rows with a larger id were stored after the stage (attempt) started. */
-  startRow: number;
-  /** Result rows up to here are already counted. */
-  watermark: number;
   /** Starts again from 1 on each resume after a failed gate. */
   attempt: number;
   edges: Record<string, StageEdgeState>;

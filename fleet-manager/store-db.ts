@@ -4,8 +4,10 @@
  * group commit on top of it.
  */
 import Database from 'better-sqlite3';
-import { addMissingColumns, migrateToLineMinutes, migrateToStoreIds } from './store-migrations.js';
+import { addMissingColumns, migrateToGateCounts, migrateToLineMinutes, migrateToStoreIds } from './store-migrations.js';
 import { createEdgeHistoryDb, type EdgeHistoryDb } from './edge-history-db.js';
+import { createGateCountsDb, type GateCountsDb } from './gate-counts-db.js';
+import { tallyResult, type GateTally } from './gate-counts.js';
 import type {
   EdgeRecord,
   IngestOutcome,
@@ -41,7 +43,9 @@ export interface StoreLog {
 
 // 2: results keyed by (edge_id, store_id, seq), per-store acks in edge_stores (issue 5).
 // 3: per-minute line statistics in line_minutes instead of the covering index results_line_ts.
-export const SCHEMA_VERSION = 3;
+// 4: rollout gate counters per edge × model × mode in edge_model_counts, kept at ingest (an older
+//    build would store results without counting them, so it must refuse the file).
+export const SCHEMA_VERSION = 4;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS edges (
@@ -169,7 +173,7 @@ export interface IngestRequest {
 }
 
 /** The synchronous fleet database: FleetStore's operations (store.ts documents them). */
-export interface FleetDb extends Pick<EdgeHistoryDb, 'telemetryHistory' | 'recentVerdicts'> {
+export interface FleetDb extends Pick<EdgeHistoryDb, 'telemetryHistory' | 'recentVerdicts' | 'recentDefectRate'>, Pick<GateCountsDb, 'candidateCounters'> {
   recordState(edgeId: string, state: StateMessage, meta: ReportMeta): void;
   recordTelemetry(edgeId: string, telemetry: TelemetryMessage, meta: ReportMeta): void;
   recordEvent(edgeId: string, event: EventMessage, meta: ReportMeta): void;
@@ -225,6 +229,7 @@ export function openFleetDatabase(file: string, log: StoreLog): Database.Databas
     createTables();
     migrateToStoreIds(db, createTables, log);
     migrateToLineMinutes(db, log);
+    migrateToGateCounts(db, log);
     if (version !== SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
     return db;
   } catch (err) {
@@ -236,6 +241,7 @@ export function openFleetDatabase(file: string, log: StoreLog): Database.Databas
 /** Prepares every statement on an open fleet database (openFleetDatabase) and returns its operations. */
 export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
   const history = createEdgeHistoryDb(db);
+  const gates = createGateCountsDb(db);
   const st = {
     getEdge: db.prepare<[string], EdgeRow>('SELECT * FROM edges WHERE id = ?'),
     // One upsert for every kind of report; line and cameras only ever move from unknown to known.
@@ -440,6 +446,8 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
     let fillsAck = false;
     // The rows this batch adds, counted per minute × verdict × label × model for line_minutes.
     const minutes = new Map<string, MinuteCount>();
+    // The same rows counted per model × mode for the rollout gates (edge_model_counts).
+    const tally: GateTally = new Map();
     // Seqs of this batch now stored (inserted, or there before), for the ack walk.
     const stored = new Set<number>();
     for (const r of results) {
@@ -470,9 +478,11 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
         const m = minutes.get(key);
         if (m) m.count++;
         else minutes.set(key, { minute, verdict: r.verdict, label: r.label, model: r.model, count: 1 });
+        tallyResult(tally, r);
       }
     }
     for (const m of minutes.values()) st.addMinute.run(line, m.minute, m.verdict, m.label, m.model, m.count);
+    gates.add(edgeId, tally);
     // Only a batch holding acked+1 can move the ack: otherwise the gap after it is still open.
     if (fillsAck) {
       // Walk the batch's stored seqs first, then the stored seqs after them (usually none): the
@@ -595,6 +605,14 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
     recentVerdicts(edgeId, limit) {
       open();
       return history.recentVerdicts(edgeId, limit);
+    },
+    recentDefectRate(edgeId, excludeModel, limit) {
+      open();
+      return history.recentDefectRate(edgeId, excludeModel, limit);
+    },
+    candidateCounters(edges, model, mode) {
+      open();
+      return gates.candidateCounters(edges, model, mode);
     },
     getResult(edgeId, storeId, seq) {
       open();

@@ -89,3 +89,44 @@ export function migrateToLineMinutes(db: Database.Database, log: MigrationLog): 
     if (groups > 0) log.info({ groups }, 'line statistics aggregated per minute (line_minutes)');
   })();
 }
+
+/**
+ * Schema 4: the figures rollout gates need, counted per edge × model × mode at ingest
+ * (`edge_model_counts`, fleet-manager/gate-counts.ts) instead of scanned from `results` by row id,
+ * which is only correct with one writer. A database without the table gets it, filled from the
+ * rows it holds (the same meanings as the counters kept at ingest), in one transaction.
+ */
+export function migrateToGateCounts(db: Database.Database, log: MigrationLog): void {
+  const exists = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'edge_model_counts'").get();
+  if (exists) return;
+  db.transaction(() => {
+    db.exec(`CREATE TABLE edge_model_counts (
+      edge_id TEXT NOT NULL,
+      model TEXT NOT NULL,
+      mode TEXT NOT NULL,
+      frames INTEGER NOT NULL,
+      defects INTEGER NOT NULL,
+      paired INTEGER NOT NULL,
+      agree INTEGER NOT NULL,
+      base_defects INTEGER NOT NULL,
+      errors INTEGER NOT NULL,
+      PRIMARY KEY (edge_id, model, mode)
+    ) WITHOUT ROWID`);
+    const live = db
+      .prepare(
+        `INSERT INTO edge_model_counts (edge_id, model, mode, frames, defects, paired, agree, base_defects, errors)
+         SELECT edge_id, model, 'live', count(*), sum(verdict = 'defect'), 0, 0, 0, 0 FROM results GROUP BY 1, 2`,
+      )
+      .run().changes;
+    const shadow = db
+      .prepare(
+        `INSERT INTO edge_model_counts (edge_id, model, mode, frames, defects, paired, agree, base_defects, errors)
+         SELECT edge_id, shadow_model, 'shadow', count(*), coalesce(sum(shadow_verdict = 'defect'), 0),
+                sum(shadow_verdict IS NOT NULL), coalesce(sum(shadow_verdict = verdict), 0),
+                sum(shadow_verdict IS NOT NULL AND verdict = 'defect'), sum(shadow_error IS NOT NULL)
+         FROM results WHERE shadow_model IS NOT NULL GROUP BY 1, 2`,
+      )
+      .run().changes;
+    if (live + shadow > 0) log.info({ live, shadow }, 'rollout gate counters filled from stored results (edge_model_counts)');
+  })();
+}

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { MonitorMinute } from './http-schemas.js';
 import { createFleetDb, openFleetDatabase, UNKNOWN_LINE, type IngestRequest } from './store-db.js';
+import type { CandidateCounts, GateMode } from './gate-counts.js';
 import type {
   EventMessage,
   ResultRecord,
@@ -17,6 +18,7 @@ import type {
 
 /** The line recorded for results that arrive before the edge has reported its line. */
 export { UNKNOWN_LINE };
+export type { CandidateCounts, CandidateTotals, GateMode } from './gate-counts.js';
 
 /** An edge as the fleet knows it. Times are epoch ms on the fleet's clock. */
 export interface EdgeRecord {
@@ -196,6 +198,17 @@ export interface FleetStore {
   telemetryHistory(edgeId: string, from: number, to: number): Promise<TelemetryMinute[]>;
   /** The edge's latest `limit` results (verdict, label, score), newest first. */
   recentVerdicts(edgeId: string, limit: number): Promise<VerdictScore[]>;
+  /**
+   * Rollout gates: each edge's cumulative counts of `model`'s results in `mode` (gate-counts.ts
+   * says what each counts), kept at ingest in the same transaction as the rows, so a redelivered
+   * duplicate never counts. An edge with none is absent from the answer.
+   */
+  candidateCounters(edges: readonly string[], model: string, mode: GateMode): Promise<CandidateCounts[]>;
+  /**
+   * A live rollout stage's baseline: of the edge's latest `limit` results (newest first by ts) not
+   * produced by `excludeModel`, how many there are and how many are defects.
+   */
+  recentDefectRate(edgeId: string, excludeModel: string, limit: number): Promise<{ frames: number; defects: number }>;
   /** One result by its key (`storeId` '' for edges that send none), or null. */
   getResult(edgeId: string, storeId: string, seq: number): Promise<StoredResult | null>;
   /** Throws when the database cannot answer (for /health). */
@@ -294,6 +307,12 @@ export function openSqliteStore(opts: SqliteStoreOptions): FleetStore {
     },
     async recentVerdicts(edgeId, limit) {
       return db.recentVerdicts(edgeId, limit);
+    },
+    async candidateCounters(edges, model, mode) {
+      return db.candidateCounters(edges, model, mode);
+    },
+    async recentDefectRate(edgeId, excludeModel, limit) {
+      return db.recentDefectRate(edgeId, excludeModel, limit);
     },
     async getResult(edgeId, storeId, seq) {
       return db.getResult(edgeId, storeId, seq);

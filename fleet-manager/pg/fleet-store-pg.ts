@@ -7,15 +7,16 @@
  * (edge, store) row of `edge_stores` the same way. So two instances' batches of one edge run one
  * after the other, and the second reads the ack and the rows the first committed (READ COMMITTED
  * takes a new snapshot per statement, and ON CONFLICT DO UPDATE works on the latest committed
- * row). The ack walk and the unknown-line move thus never race. `line_minutes` counts are changed
- * only by single-statement upserts (count = count + n), in key order, so concurrent batches of
- * different edges on one line add up exactly and cannot deadlock each other; a transaction that
- * still meets a deadlock or serialization failure is retried whole.
+ * row). The ack walk and the unknown-line move thus never race. `line_minutes` and the gate
+ * counters (`edge_model_counts`) change only by single-statement upserts (count = count + n), in
+ * key order, so concurrent batches of different edges on one line add up exactly and cannot
+ * deadlock each other; a transaction that still meets a deadlock or serialization failure is
+ * retried whole.
  *
  * Ingest is a few round trips per batch, whatever its size: lock the edge (one statement), insert
  * every row from one JSON parameter (json_to_recordset … ON CONFLICT DO NOTHING RETURNING) with
- * the line_minutes upsert in the same statement, look up the rows that were already there (only
- * when some were), then walk the ack and store it (one statement).
+ * the line_minutes and gate counter upserts in the same statement, look up the rows that were
+ * already there (only when some were), then walk the ack and store it (one statement).
  *
  * Times are BIGINT epoch ms, JSON kept whole is TEXT, text keys use COLLATE "C" so listings sort
  * as SQLite's binary order does. Migrations are FLEET_PG_MIGRATIONS, run by the storage factory.
@@ -34,7 +35,7 @@ import {
   type StoreLog,
 } from '../store-db.js';
 import { MONITOR_COLUMNS, TELEMETRY_RETENTION_MS, toTelemetryMinute, type TelemetryMinuteRow } from '../edge-history-db.js';
-import type { FleetStore, IngestOutcome, LineVersion, ReportMeta, ResultsQuery, StatsRow, VerdictScore } from '../store.js';
+import type { CandidateCounts, FleetStore, IngestOutcome, LineVersion, ReportMeta, ResultsQuery, StatsRow, VerdictScore } from '../store.js';
 import type { ResultRecord, StateMessage } from '../../protocol/messages.js';
 
 const MONITOR_SQL = MONITOR_COLUMNS.map(([column]) => `,\n  ${column} DOUBLE PRECISION`).join('');
@@ -103,6 +104,19 @@ CREATE TABLE line_minutes (
   model TEXT COLLATE "C" NOT NULL,
   count BIGINT NOT NULL,
   PRIMARY KEY (line, minute, verdict, label, model)
+);
+-- Rollout gate counters per edge × model × mode, kept at ingest (fleet-manager/gate-counts.ts).
+CREATE TABLE edge_model_counts (
+  edge_id TEXT COLLATE "C" NOT NULL,
+  model TEXT COLLATE "C" NOT NULL,
+  mode TEXT COLLATE "C" NOT NULL,
+  frames BIGINT NOT NULL,
+  defects BIGINT NOT NULL,
+  paired BIGINT NOT NULL,
+  agree BIGINT NOT NULL,
+  base_defects BIGINT NOT NULL,
+  errors BIGINT NOT NULL,
+  PRIMARY KEY (edge_id, model, mode)
 );
 CREATE TABLE events (
   id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -175,12 +189,26 @@ const SQL = {
         AND verdict IS NOT NULL AND label IS NOT NULL AND score IS NOT NULL AND "latencyMs" IS NOT NULL
       ORDER BY seq
       ON CONFLICT (edge_id, store_id, seq) DO NOTHING
-      RETURNING seq, ts, verdict, label, model
+      RETURNING seq, ts, verdict, label, model, shadow_model, shadow_verdict, shadow_error
     ), minutes AS (
       INSERT INTO line_minutes AS m (line, minute, verdict, label, model, count)
       SELECT $3, (ts / ${MINUTE_MS}) * ${MINUTE_MS}, verdict, label, model, count(*) FROM ins
       GROUP BY 2, 3, 4, 5 ORDER BY 2, verdict COLLATE "C", label COLLATE "C", model COLLATE "C"
       ON CONFLICT (line, minute, verdict, label, model) DO UPDATE SET count = m.count + excluded.count
+    ), gates AS (
+      -- The same rows tallied for the rollout gates, as gate-counts.ts tallyResult does.
+      INSERT INTO edge_model_counts AS c (edge_id, model, mode, frames, defects, paired, agree, base_defects, errors)
+      SELECT $1, model, mode, count(*), sum(defect), sum(paired), sum(agree), sum(base_defect), sum(error) FROM (
+        SELECT model, 'live' AS mode, (verdict = 'defect')::int AS defect, 0 AS paired, 0 AS agree, 0 AS base_defect, 0 AS error FROM ins
+        UNION ALL
+        SELECT shadow_model, 'shadow', coalesce((shadow_verdict = 'defect')::int, 0), (shadow_verdict IS NOT NULL)::int,
+          coalesce((shadow_verdict = verdict)::int, 0), (shadow_verdict IS NOT NULL AND verdict = 'defect')::int, (shadow_error IS NOT NULL)::int
+        FROM ins WHERE shadow_model IS NOT NULL
+      ) AS g
+      GROUP BY 2, 3 ORDER BY model COLLATE "C", mode COLLATE "C"
+      ON CONFLICT (edge_id, model, mode) DO UPDATE SET
+        frames = c.frames + excluded.frames, defects = c.defects + excluded.defects, paired = c.paired + excluded.paired,
+        agree = c.agree + excluded.agree, base_defects = c.base_defects + excluded.base_defects, errors = c.errors + excluded.errors
     )
     SELECT seq FROM ins`,
   storedRows: `SELECT seq, ts, model, verdict, label FROM results WHERE edge_id = $1 AND store_id = $2 AND seq = ANY($3::bigint[])`,
@@ -268,6 +296,11 @@ const SQL = {
   telemetryRange: 'SELECT * FROM telemetry_minutes WHERE edge_id = $1 AND minute >= $2 AND minute < $3 ORDER BY minute',
   recentVerdicts: 'SELECT verdict, label, score FROM results WHERE edge_id = $1 ORDER BY ts DESC, id DESC LIMIT $2',
   getResult: 'SELECT * FROM results WHERE edge_id = $1 AND store_id = $2 AND seq = $3',
+  candidateCounters: `SELECT edge_id AS "edgeId", frames, defects, paired, agree, base_defects AS "baseDefects", errors
+    FROM edge_model_counts WHERE edge_id = ANY($1::text[]) AND model = $2 AND mode = $3 ORDER BY edge_id`,
+  // The edge's newest results (results_edge_ts, newest first), skipping one model's rows.
+  recentDefectRate: `SELECT count(*) AS frames, count(*) FILTER (WHERE verdict = 'defect') AS defects
+    FROM (SELECT verdict FROM results WHERE edge_id = $1 AND model <> $2 ORDER BY ts DESC, id DESC LIMIT $3) AS r`,
 };
 
 /** A listing filter's condition, its value bound as parameter `p`. */
@@ -483,6 +516,10 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
     telemetryHistory: (edgeId, from, to) =>
       call(async () => (await pool.query<TelemetryMinuteRow>(SQL.telemetryRange, [edgeId, bound(from), bound(to)])).rows.map(toTelemetryMinute)),
     recentVerdicts: (edgeId, limit) => call(async () => (await pool.query<VerdictScore>(SQL.recentVerdicts, [edgeId, limit])).rows),
+    candidateCounters: (edges, model, mode) =>
+      call(async () => (edges.length === 0 ? [] : (await pool.query<CandidateCounts>(SQL.candidateCounters, [edges, model, mode])).rows)),
+    recentDefectRate: (edgeId, excludeModel, limit) =>
+      call(async () => (await pool.query<{ frames: number; defects: number }>(SQL.recentDefectRate, [edgeId, excludeModel, limit])).rows[0]!),
     getResult: (edgeId, storeId, seq) =>
       call(async () => {
         const row = (await pool.query<ResultRow>(SQL.getResult, [edgeId, storeId, seq])).rows[0];

@@ -25,7 +25,7 @@ const edge = (over: Partial<StageEdgeState> = {}): StageEdgeState => ({
 });
 const spec: RolloutSpec = { target: { all: true }, stages: [], onFailure: 'rollback', silenceTimeoutSeconds: 60, minSample: 2 };
 const stage = (over: Partial<StageSpec> = {}): StageSpec => ({ name: 's', select: {}, mode: 'shadow', gates: {}, soakSeconds: 0, promotion: 'auto', ...over });
-const state: StageState = { status: 'running', startedAt: T, endedAt: null, measuringSince: T + 100, startRow: 0, watermark: 0, attempt: 1, edges: {}, evaluation: null };
+const state: StageState = { status: 'running', startedAt: T, endedAt: null, measuringSince: T + 100, attempt: 1, edges: {}, evaluation: null };
 
 test('edge progress: pending until it reports, silent past the timeout, failed and removed win', () => {
   const ctx = { now: T + 30_000, silenceMs: 60_000, since: T };

@@ -45,7 +45,7 @@ test('goldenSet gate: one failing edge, or a version without a golden set, fails
 
 test('evaluateStage: the gate holds a stage that would otherwise pass, and its failure fails the stage', () => {
   const spec: RolloutSpec = { target: { all: true }, stages: [], onFailure: 'rollback', silenceTimeoutSeconds: 60, minSample: 1 };
-  const state: StageState = { status: 'running', startedAt: T, endedAt: null, measuringSince: T + 100, startRow: 0, watermark: 0, attempt: 1, edges: {}, evaluation: null };
+  const state: StageState = { status: 'running', startedAt: T, endedAt: null, measuringSince: T + 100, attempt: 1, edges: {}, evaluation: null };
   const plain: StageSpec = { name: 's', select: {}, mode: 'live', gates: {}, soakSeconds: 0, promotion: 'auto' };
   const gated: StageSpec = { ...plain, gates: { goldenSet: true } };
   const live = (over: Partial<GoldenSetReport> = {}) => report({ role: 'active', ...over });

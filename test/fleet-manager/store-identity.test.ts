@@ -86,7 +86,7 @@ test('sqlite: a fleet database from before storeIds is migrated: rows and acks k
   assert.equal((await store.listResults({ edge: 'e1', limit: 100 })).items.length, 7);
   const check = new Database(file, { readonly: true });
   t.after(() => check.close());
-  assert.equal(check.pragma('user_version', { simple: true }), 3);
+  assert.equal(check.pragma('user_version', { simple: true }), 4);
   assert.equal(check.pragma('integrity_check', { simple: true }), 'ok');
   const indexes = check.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'results' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all();
   // Schema 3: the covering index gave way to line_minutes, filled from the migrated rows.

@@ -224,7 +224,7 @@ test('sqlite: a database of schema 2 gets line_minutes from its rows and loses t
   const db = new Database(file, { readonly: true });
   t.after(() => db.close());
   const rows: Rows = async <T,>(sql: string, params?: unknown[]) => sqliteRows<T>(db, sql, params);
-  assert.equal(db.pragma('user_version', { simple: true }), 3);
+  assert.equal(db.pragma('user_version', { simple: true }), 4);
   const indexes = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'results_line_ts'").all();
   assert.deepEqual(indexes, []);
   const { aggregate, recount } = await aggregateAndRecount(rows);
