@@ -2,7 +2,7 @@
  * FleetStore on PostgreSQL with several fleet instances (issue 18): two pools on one database, each
  * with its own store, ingest interleaved and overlapping batches of the same edges at once, while
  * one edge gets its line half way. Every result must be stored once, every ack end at the last seq,
- * and line_minutes equal a recount of the rows.
+ * and line_minutes and the rollout gate counters equal a recount of the rows.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -36,6 +36,10 @@ function overlappingBatches(rand: () => number, n: number): ResultRecord[][] {
       verdict: defect ? 'defect' : 'ok',
       label: defect ? (rand() < 0.5 ? 'scratch' : 'dent') : 'good',
       model: rand() < 0.5 ? 'm@1' : 'm@2',
+      // Half the frames also ran a shadow candidate: a verdict, an error, or both.
+      ...(rand() < 0.5 && {
+        shadow: rand() < 0.2 ? { model: 'm@3', error: 'OSP_ERR_SLOW' } : { model: 'm@3', verdict: rand() < 0.3 ? 'defect' : 'ok', label: 'x', score: 0.5 },
+      }),
     });
   });
   const batches: ResultRecord[][] = [];
@@ -52,7 +56,7 @@ function overlappingBatches(rand: () => number, n: number): ResultRecord[][] {
   return batches;
 }
 
-test('two instances ingesting overlapping batches of the same edges at once: every result once, exact acks and line_minutes', { skip }, async (t) => {
+test('two instances ingesting overlapping batches of the same edges at once: every result once, exact acks, line_minutes and gate counters', { skip }, async (t) => {
   const { store: a, open, rows } = await openBackendStore(t, 'postgres');
   const b = await open();
   const rand = prng(18);
@@ -108,6 +112,21 @@ test('two instances ingesting overlapping batches of the same edges at once: eve
   assert.ok(aggregate.length >= 40, 'the edges share many line_minutes groups');
   assert.deepEqual(aggregate, recount);
   assert.deepEqual(await rows('SELECT DISTINCT line FROM results'), [{ line: 'L1' }], `no row left under ${UNKNOWN_LINE}`);
+  for (const [model, mode] of [['m@1', 'live'], ['m@2', 'live'], ['m@3', 'shadow']] as const) {
+    const recounted = await rows(
+      mode === 'live'
+        ? `SELECT edge_id AS "edgeId", count(*) AS frames, count(*) FILTER (WHERE verdict = 'defect') AS defects,
+             0 AS paired, 0 AS agree, 0 AS "baseDefects", 0 AS errors
+           FROM results WHERE model = $1 GROUP BY 1 ORDER BY 1`
+        : `SELECT edge_id AS "edgeId", count(*) AS frames, count(*) FILTER (WHERE shadow_verdict = 'defect') AS defects,
+             count(shadow_verdict) AS paired, count(*) FILTER (WHERE shadow_verdict = verdict) AS agree,
+             count(*) FILTER (WHERE shadow_verdict IS NOT NULL AND verdict = 'defect') AS "baseDefects", count(shadow_error) AS errors
+           FROM results WHERE shadow_model = $1 GROUP BY 1 ORDER BY 1`,
+      [model],
+    );
+    assert.equal(recounted.length, 3);
+    assert.deepEqual(await a.candidateCounters(edges, model, mode), recounted, `${model} ${mode}`);
+  }
   const stats = await b.lineStats('L1', T0 - 60_000, T0 + 3_600_000, 3_600_000);
   assert.equal(stats.reduce((n, r) => n + r.count, 0), 3 * N);
 });

@@ -3,6 +3,7 @@
  * they equal what the rollout engine used to scan from `results` (the row-id scans this replaced,
  * kept here as the reference), count only rows actually inserted, are filled once from the rows of
  * an older database, and the live baseline (recentDefectRate) reads the edge's newest results.
+ * Run against SQLite and PostgreSQL; the schema 3 upgrade is SQLite's own history.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,28 +13,33 @@ import { pino } from 'pino';
 import { openSqliteStore, type CandidateCounts, type FleetStore, type GateMode } from '../../fleet-manager/store.js';
 import type { ResultRecord } from '../../protocol/messages.js';
 import { T0, result, tempDir } from './helpers.js';
+import { BACKENDS, backendSkip, openBackendStore, sqliteRows, type BackendStore } from './store-backends.js';
 
 const silent = pino({ level: 'silent' });
 const meta = (receivedAt = T0) => ({ receivedAt });
 const EDGES = ['e1', 'e2', 'e3'];
 
-/** The scans the rollout engine ran over `results` before the counters (control-store.ts, schema 3), over every row. */
-function referenceScan(db: Database.Database, model: string, mode: GateMode): CandidateCounts[] {
+/**
+ * The scans the rollout engine ran over `results` before the counters (control-store.ts, schema 3),
+ * over every row, written with CASE so that one text serves both databases.
+ */
+function referenceScan(rows: BackendStore['rows'], model: string, mode: GateMode): Promise<CandidateCounts[]> {
+  const one = (cond: string) => `sum(CASE WHEN ${cond} THEN 1 ELSE 0 END)`;
   const sql =
     mode === 'live'
-      ? `SELECT edge_id AS edgeId, count(*) AS frames, sum(verdict = 'defect') AS defects,
-                0 AS paired, 0 AS agree, 0 AS baseDefects, 0 AS errors
-         FROM results WHERE model = @model AND edge_id IN (SELECT value FROM json_each(@edges))
+      ? `SELECT edge_id AS "edgeId", count(*) AS frames, ${one("verdict = 'defect'")} AS defects,
+                0 AS paired, 0 AS agree, 0 AS "baseDefects", 0 AS errors
+         FROM results WHERE model = $1 AND edge_id IN ($2, $3, $4)
          GROUP BY edge_id ORDER BY edge_id`
-      : `SELECT edge_id AS edgeId, count(*) AS frames,
-                coalesce(sum(shadow_verdict = 'defect'), 0) AS defects,
-                sum(shadow_verdict IS NOT NULL) AS paired,
-                coalesce(sum(shadow_verdict = verdict), 0) AS agree,
-                sum(shadow_verdict IS NOT NULL AND verdict = 'defect') AS baseDefects,
-                sum(shadow_error IS NOT NULL) AS errors
-         FROM results WHERE shadow_model = @model AND edge_id IN (SELECT value FROM json_each(@edges))
+      : `SELECT edge_id AS "edgeId", count(*) AS frames,
+                ${one("shadow_verdict = 'defect'")} AS defects,
+                ${one('shadow_verdict IS NOT NULL')} AS paired,
+                ${one('shadow_verdict = verdict')} AS agree,
+                ${one("shadow_verdict IS NOT NULL AND verdict = 'defect'")} AS "baseDefects",
+                ${one('shadow_error IS NOT NULL')} AS errors
+         FROM results WHERE shadow_model = $1 AND edge_id IN ($2, $3, $4)
          GROUP BY edge_id ORDER BY edge_id`;
-  return db.prepare<{ model: string; edges: string }, CandidateCounts>(sql).all({ model, edges: JSON.stringify(EDGES) });
+  return rows<CandidateCounts>(sql, [model, ...EDGES]);
 }
 
 const QUERIES: [string, GateMode][] = [
@@ -45,15 +51,17 @@ const QUERIES: [string, GateMode][] = [
   ['m@9', 'shadow'],
 ];
 
-async function assertMatchesScan(store: FleetStore, file: string): Promise<void> {
-  const db = new Database(file, { readonly: true });
-  try {
-    for (const [model, mode] of QUERIES) {
-      assert.deepEqual(await store.candidateCounters(EDGES, model, mode), referenceScan(db, model, mode), `${model} ${mode}`);
-    }
-  } finally {
-    db.close();
+async function assertMatchesScan(store: FleetStore, rows: BackendStore['rows']): Promise<void> {
+  for (const [model, mode] of QUERIES) {
+    assert.deepEqual(await store.candidateCounters(EDGES, model, mode), await referenceScan(rows, model, mode), `${model} ${mode}`);
   }
+}
+
+/** `rows` on a SQLite file, for the upgrade test. */
+function fileRows(t: TestContext, file: string): BackendStore['rows'] {
+  const db = new Database(file, { readonly: true });
+  t.after(() => db.close());
+  return async (sql, params) => sqliteRows(db, sql, params);
 }
 
 const defect = { verdict: 'defect', label: 'anomaly', score: 0.9 } as const;
@@ -94,44 +102,69 @@ async function openStore(t: TestContext) {
   return { store, file };
 }
 
-test('gate counters: a mixed batch counts as the row scans did, and a redelivered duplicate counts nothing', async (t) => {
-  const { store, file } = await openStore(t);
-  const [a, b, c] = batchesE1();
-  const [d, e] = batchesE2();
-  // Batches of two edges handed in together share one transaction (group commit), each its own savepoint.
-  await Promise.all([store.ingestResults('e1', a!, meta()), store.ingestResults('e2', d!, meta())]);
-  await store.ingestResults('e1', b!, meta());
-  // Redelivered: a whole batch again, and one overlapping the stored rows (only seq 9..12 are new).
-  assert.equal((await store.ingestResults('e1', a!, meta())).inserted, 0);
-  assert.equal((await store.ingestResults('e1', [...b!.slice(2), ...c!], meta())).inserted, 4);
-  // A conflicting resend (same key, other content) keeps the stored row and counts nothing.
-  const conflict = await store.ingestResults('e2', [result(1, { model: 'm@2', shadow: shadowDefect })], meta());
-  assert.deepEqual([conflict.inserted, conflict.conflicts], [0, 1]);
-  await store.ingestResults('e2', e!, meta());
+for (const backend of BACKENDS) {
+  const skip = backendSkip(backend);
 
-  // What each figure means, by hand for e1, then against the old scans for everything.
-  assert.deepEqual(await store.candidateCounters(['e1'], 'm@1', 'live'), [
-    { edgeId: 'e1', frames: 12, defects: 4, paired: 0, agree: 0, baseDefects: 0, errors: 0 },
-  ]);
-  assert.deepEqual(await store.candidateCounters(['e1', 'e3'], 'm@2', 'shadow'), [
-    { edgeId: 'e1', frames: 8, defects: 2, paired: 6, agree: 4, baseDefects: 2, errors: 3 },
-  ]);
-  assert.deepEqual(await store.candidateCounters(['e1', 'e2'], 'm@2', 'live'), [
-    { edgeId: 'e2', frames: 4, defects: 2, paired: 0, agree: 0, baseDefects: 0, errors: 0 },
-  ]);
-  assert.deepEqual(await store.candidateCounters([], 'm@1', 'live'), []);
-  await assertMatchesScan(store, file);
+  test(`${backend} gate counters: a mixed batch counts as the row scans did, and a redelivered duplicate counts nothing`, { skip }, async (t) => {
+    const { store, rows, open } = await openBackendStore(t, backend);
+    const [a, b, c] = batchesE1();
+    const [d, e] = batchesE2();
+    // Batches of two edges handed in together (SQLite: one transaction, each its own savepoint).
+    await Promise.all([store.ingestResults('e1', a!, meta()), store.ingestResults('e2', d!, meta())]);
+    await store.ingestResults('e1', b!, meta());
+    // Redelivered: a whole batch again, and one overlapping the stored rows (only seq 9..12 are new).
+    assert.equal((await store.ingestResults('e1', a!, meta())).inserted, 0);
+    assert.equal((await store.ingestResults('e1', [...b!.slice(2), ...c!], meta())).inserted, 4);
+    // A conflicting resend (same key, other content) keeps the stored row and counts nothing.
+    const conflict = await store.ingestResults('e2', [result(1, { model: 'm@2', shadow: shadowDefect })], meta());
+    assert.deepEqual([conflict.inserted, conflict.conflicts], [0, 1]);
+    await store.ingestResults('e2', e!, meta());
 
-  // Cumulative across reopening: the counters are stored, not kept in memory.
-  await store.close();
-  const again = openSqliteStore({ file, logger: silent });
-  t.after(() => again.close());
-  await again.ingestResults('e1', [result(13, { model: 'm@1', ...defect, shadow: shadowOk })], meta());
-  assert.deepEqual((await again.candidateCounters(['e1'], 'm@1', 'live'))[0], { edgeId: 'e1', frames: 13, defects: 5, paired: 0, agree: 0, baseDefects: 0, errors: 0 });
-  await assertMatchesScan(again, file);
-});
+    // What each figure means, by hand for e1, then against the old scans for everything.
+    assert.deepEqual(await store.candidateCounters(['e1'], 'm@1', 'live'), [
+      { edgeId: 'e1', frames: 12, defects: 4, paired: 0, agree: 0, baseDefects: 0, errors: 0 },
+    ]);
+    assert.deepEqual(await store.candidateCounters(['e1', 'e3'], 'm@2', 'shadow'), [
+      { edgeId: 'e1', frames: 8, defects: 2, paired: 6, agree: 4, baseDefects: 2, errors: 3 },
+    ]);
+    assert.deepEqual(await store.candidateCounters(['e1', 'e2'], 'm@2', 'live'), [
+      { edgeId: 'e2', frames: 4, defects: 2, paired: 0, agree: 0, baseDefects: 0, errors: 0 },
+    ]);
+    assert.deepEqual(await store.candidateCounters([], 'm@1', 'live'), []);
+    await assertMatchesScan(store, rows);
 
-test('gate counters: a database of schema 3 gets them from its rows, once', async (t) => {
+    // Cumulative across reopening: the counters are stored, not kept in memory.
+    await store.close();
+    const again = await open();
+    await again.ingestResults('e1', [result(13, { model: 'm@1', ...defect, shadow: shadowOk })], meta());
+    assert.deepEqual((await again.candidateCounters(['e1'], 'm@1', 'live'))[0], { edgeId: 'e1', frames: 13, defects: 5, paired: 0, agree: 0, baseDefects: 0, errors: 0 });
+    await assertMatchesScan(again, rows);
+  });
+
+  test(`${backend} gate counters: the live baseline is the edge’s newest results by other models`, { skip }, async (t) => {
+    const { store } = await openBackendStore(t, backend);
+    // ts order differs from seq order: the newest by ts are seq 1..3.
+    await store.ingestResults(
+      'e1',
+      [
+        result(1, { ts: T0 + 90_000, model: 'm@1', ...defect }),
+        result(2, { ts: T0 + 80_000, model: 'm@2', ...defect }), // the candidate's own: left out
+        result(3, { ts: T0 + 70_000, model: 'm@1' }),
+        result(4, { ts: T0 + 10_000, model: 'm@1', ...defect }),
+        result(5, { ts: T0 + 20_000, model: 'm@1' }),
+      ],
+      meta(),
+    );
+    await store.ingestResults('e2', [result(1, { model: 'm@1', ...defect })], meta());
+    assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 2), { frames: 2, defects: 1 });
+    assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 3), { frames: 3, defects: 1 });
+    assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 100), { frames: 4, defects: 2 });
+    assert.deepEqual(await store.recentDefectRate('e1', 'm@1', 100), { frames: 1, defects: 1 });
+    assert.deepEqual(await store.recentDefectRate('e3', 'm@2', 100), { frames: 0, defects: 0 });
+  });
+}
+
+test('sqlite gate counters: a database of schema 3 gets them from its rows, once', async (t) => {
   const { store, file } = await openStore(t);
   for (const batch of batchesE1()) await store.ingestResults('e1', batch, meta());
   for (const batch of batchesE2()) await store.ingestResults('e2', batch, meta());
@@ -142,7 +175,7 @@ test('gate counters: a database of schema 3 gets them from its rows, once', asyn
   old.close();
 
   const upgraded = openSqliteStore({ file, logger: silent });
-  await assertMatchesScan(upgraded, file);
+  await assertMatchesScan(upgraded, fileRows(t, file));
   const check = new Database(file, { readonly: true });
   t.after(() => check.close());
   assert.equal(check.pragma('user_version', { simple: true }), 4);
@@ -151,27 +184,5 @@ test('gate counters: a database of schema 3 gets them from its rows, once', asyn
   const reopened = openSqliteStore({ file, logger: silent });
   t.after(() => reopened.close());
   assert.equal((await reopened.candidateCounters(['e1'], 'm@1', 'live'))[0]!.frames, 12);
-  await assertMatchesScan(reopened, file);
-});
-
-test('gate counters: the live baseline is the edge’s newest results by other models', async (t) => {
-  const { store } = await openStore(t);
-  // ts order differs from seq order: the newest by ts are seq 1..3.
-  await store.ingestResults(
-    'e1',
-    [
-      result(1, { ts: T0 + 90_000, model: 'm@1', ...defect }),
-      result(2, { ts: T0 + 80_000, model: 'm@2', ...defect }), // the candidate's own: left out
-      result(3, { ts: T0 + 70_000, model: 'm@1' }),
-      result(4, { ts: T0 + 10_000, model: 'm@1', ...defect }),
-      result(5, { ts: T0 + 20_000, model: 'm@1' }),
-    ],
-    meta(),
-  );
-  await store.ingestResults('e2', [result(1, { model: 'm@1', ...defect })], meta());
-  assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 2), { frames: 2, defects: 1 });
-  assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 3), { frames: 3, defects: 1 });
-  assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 100), { frames: 4, defects: 2 });
-  assert.deepEqual(await store.recentDefectRate('e1', 'm@1', 100), { frames: 1, defects: 1 });
-  assert.deepEqual(await store.recentDefectRate('e3', 'm@2', 100), { frames: 0, defects: 0 });
+  await assertMatchesScan(reopened, fileRows(t, file));
 });
