@@ -67,9 +67,10 @@ CREATE TABLE edge_stores (
   last_seen BIGINT NOT NULL,
   PRIMARY KEY (edge_id, store_id)
 );
--- id only orders rows of equal ts for stable paging: PostgreSQL does not assign it in commit order.
+-- id only orders rows of equal ts for stable paging (PostgreSQL does not assign it in commit order),
+-- so it needs no index of its own; the key is (edge_id, store_id, seq). Three B-trees a row, not four.
 CREATE TABLE results (
-  id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  id BIGINT GENERATED ALWAYS AS IDENTITY (CACHE 100) NOT NULL,
   edge_id TEXT COLLATE "C" NOT NULL,
   store_id TEXT COLLATE "C" NOT NULL DEFAULT '',
   seq BIGINT NOT NULL,
@@ -90,7 +91,7 @@ CREATE TABLE results (
   shadow_score DOUBLE PRECISION,
   shadow_latency_ms DOUBLE PRECISION,
   shadow_error TEXT,
-  UNIQUE (edge_id, store_id, seq)
+  PRIMARY KEY (edge_id, store_id, seq)
 );
 -- (ts, id) and (edge_id, ts, id): newest-first keyset paging, as SQLite's indexes carry the rowid.
 CREATE INDEX results_ts ON results (ts, id);
