@@ -290,3 +290,6 @@ export function openSqliteAlertStore(opts: SqliteAlertStoreOptions): AlertStore 
     },
   };
 }
+
+/** The row mapping and data bound, shared with the PostgreSQL implementation (pg/alert-store-pg.ts). */
+export { toRecord as alertRecordOf, dataText as alertDataText, type Row as AlertRow };

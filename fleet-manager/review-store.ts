@@ -233,3 +233,6 @@ export function openSqliteReviewStore(opts: { file: string }): ReviewStore {
     },
   };
 }
+
+/** The row mappings, shared with the PostgreSQL implementation (pg/review-store-pg.ts). */
+export { toRecord as reviewRecordOf, toRow as reviewRowOf, type Row as ReviewRow };

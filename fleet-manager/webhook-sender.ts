@@ -119,6 +119,9 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
   const log = opts.logger;
   const now = opts.now ?? Date.now;
   const random = opts.random ?? Math.random;
+  // An attempt ends within timeoutMs (then its outcome is recorded); a claim lasts twice that, so
+  // only a sender that died (or stalled that long) lets another instance try the delivery again.
+  const leaseMs = 2 * settings.timeoutMs;
   const inFlight = new Set<AbortController>();
   let timer: NodeJS.Timeout | undefined;
   let started = false;
@@ -169,11 +172,12 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
     return Math.round(full / 2 + (random() * full) / 2);
   }
 
-  async function deliver(d: DeliveryRecord, hooks: Map<number, WebhookRecord>): Promise<void> {
+  async function deliver(d: DeliveryRecord, hooks: Map<number, WebhookRecord>, claimedAt: number): Promise<void> {
     const hook = hooks.get(d.webhookId);
-    if (!hook) return;
+    if (!hook) return store.release(d.id, claimedAt);
     const outcome = await attempt(hook.url, d);
-    if (stopped && !outcome.ok && outcome.status === null) return; // aborted by stop(): still queued, untouched
+    // Aborted by stop(): still queued, attempts untouched, due again at once (for the next start or another instance).
+    if (stopped && !outcome.ok && outcome.status === null) return store.release(d.id, claimedAt);
     const t = now();
     if (outcome.ok) {
       await store.markDelivered(d.id, t, outcome.status!);
@@ -188,22 +192,26 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
     else log.warn(fields, 'webhook delivery failed; will retry');
   }
 
-  /** Sends every due head of the queue; again while any was delivered; then sleeps until the next due one. */
+  /**
+   * Sends every due head of the queue, claimed first so that another fleet instance sending from
+   * the same outbox never sends it at the same time; again while any was sent; then sleeps until
+   * the next due one.
+   */
   async function pump(): Promise<void> {
     clearTimeout(timer);
     timer = undefined;
     for (;;) {
       again = false;
       if (stopped) return;
-      const heads = await store.heads();
       const t = now();
-      const due = heads.filter((d) => (d.nextAttemptAt ?? 0) <= t);
+      const due = await store.claimDue(t, leaseMs);
       if (due.length > 0) {
         const hooks = new Map((await store.list()).map((h) => [h.id, h]));
-        await Promise.all(due.map((d) => deliver(d, hooks)));
+        await Promise.all(due.map((d) => deliver(d, hooks, t)));
         continue;
       }
       if (again) continue;
+      const heads = await store.heads();
       const next = Math.min(...heads.map((d) => d.nextAttemptAt ?? t));
       if (Number.isFinite(next) && !stopped) timer = setTimeout(wake, Math.max(0, next - now()));
       return;

@@ -48,6 +48,15 @@ export interface WebhookStore {
   recordAttempted(delivery: NewDelivery, at: number, outcome: { ok: boolean; status: number | null; error: string | null }): Promise<DeliveryRecord>;
   /** The oldest waiting delivery of each enabled webhook (deliveries of one webhook go in order). */
   heads(): Promise<DeliveryRecord[]>;
+  /**
+   * Claims the heads due at `at` for one attempt each, atomically: their next attempt moves to
+   * `at + leaseMs`, so no other sender (another fleet instance) claims them until this attempt is
+   * recorded (markDelivered, markFailed, release) or the lease runs out (its sender died). Answers
+   * them as claimed.
+   */
+  claimDue(at: number, leaseMs: number): Promise<DeliveryRecord[]>;
+  /** Gives back a claimed delivery untried (its attempt was abandoned): due again at `at`, attempts unchanged. */
+  release(id: string, at: number): Promise<void>;
   /** A 2xx: delivered, never sent again. */
   markDelivered(id: string, at: number, status: number): Promise<void>;
   /** A failed attempt: retried at `nextAt`, or given up (`nextAt` null). */
@@ -192,6 +201,8 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
       `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = @status, last_error = @error, next_at = @nextAt,
          status = CASE WHEN @final = 1 THEN 'failed' ELSE status END WHERE id = @id AND status = 'pending'`,
     ),
+    lease: db.prepare<[number, number]>("UPDATE webhook_deliveries SET next_at = ? WHERE seq = ? AND status = 'pending'"),
+    release: db.prepare<[number, string]>("UPDATE webhook_deliveries SET next_at = ? WHERE id = ? AND status = 'pending'"),
     deliveries: db.prepare<[number, number], DeliveryRow>('SELECT * FROM webhook_deliveries WHERE webhook_id = ? ORDER BY seq DESC LIMIT ?'),
     total: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM webhook_deliveries'),
     pruneFinished: db.prepare<[number]>("DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries WHERE status != 'pending' ORDER BY seq LIMIT ?)"),
@@ -227,6 +238,11 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
     const merged = { ...toHook(row), ...patch };
     st.update.run({ ...hookParams(merged), id, at });
     return toHook(st.get.get(id)!);
+  });
+  const claimDue = db.transaction((at: number, until: number) => {
+    const due = st.heads.all().filter((d) => (d.next_at ?? 0) <= at);
+    for (const d of due) st.lease.run(until, d.seq);
+    return due.map((d) => toDelivery({ ...d, next_at: until }));
   });
   let closed = false;
   return {
@@ -268,6 +284,12 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
     async heads() {
       return st.heads.all().map(toDelivery);
     },
+    async claimDue(at, leaseMs) {
+      return claimDue(at, at + leaseMs);
+    },
+    async release(id, at) {
+      st.release.run(at, id);
+    },
     async markDelivered(id, at, status) {
       st.delivered.run({ id, at, status });
     },
@@ -284,3 +306,6 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
     },
   };
 }
+
+/** The row mappings, shared with the PostgreSQL implementation (pg/webhook-store-pg.ts). */
+export { toHook as webhookRecordOf, toDelivery as deliveryRecordOf, type HookRow as WebhookRow, type DeliveryRow };

@@ -1,15 +1,17 @@
 /**
  * The alert rules that need a rollout or a convergence entry, on a real alert store (SQLite in a
- * temp dir) and a real rollout feed, with an injected clock: a rollout failed by its gates, paused
+ * temp dir, and PostgreSQL) and a real rollout feed, with an injected clock: a rollout failed by its gates, paused
  * then resumed, or rolled back (final: resolved when acknowledged); an edge that keeps differing
  * from its desired state; the stored alerts bounded; the feed hears every change.
  */
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { tempDir } from './helpers.js';
 import { openSqliteAlertStore } from '../../fleet-manager/alert-store.js';
+import { ALERT_PG_MIGRATIONS, pgAlertStore } from '../../fleet-manager/pg/alert-store-pg.js';
+import { pgTestPool } from '../helpers/pg-database.js';
+import { testBackends, type StoreBackend } from '../helpers/store-backends.js';
 import { createAlerts, type AlertChange } from '../../fleet-manager/alerts.js';
 import { createEdgeFeed } from '../../fleet-manager/edge-feed.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
@@ -33,12 +35,12 @@ function rollout(id: string, status: RolloutDoc['status'], stageStatus: string, 
   } as unknown as RolloutDoc;
 }
 
-async function setup(t: import('node:test').TestContext, maxAlerts = 1000) {
+async function setup(t: import('node:test').TestContext, backend: StoreBackend, maxAlerts = 1000) {
   const dir = await tempDir(t);
   const file = join(dir, 'fleet.db');
   const fleet = openSqliteStore({ file, logger: pino({ level: 'silent' }) });
   t.after(() => fleet.close());
-  const store = openSqliteAlertStore({ file, maxAlerts });
+  const store = backend === 'sqlite' ? openSqliteAlertStore({ file, maxAlerts }) : pgAlertStore(await pgTestPool(t, ALERT_PG_MIGRATIONS), { maxAlerts });
   t.after(() => store.close());
   const feed = createEdgeFeed({ tickMs: 1 });
   t.after(() => feed.close());
@@ -82,8 +84,8 @@ async function setup(t: import('node:test').TestContext, maxAlerts = 1000) {
   };
 }
 
-test('a rollout failed by its gates raises rollout-failed; resumed, it resolves; rolled back by its gates, acknowledging resolves it', async (t) => {
-  const s = await setup(t);
+testBackends('a rollout failed by its gates raises rollout-failed; resumed, it resolves; rolled back by its gates, acknowledging resolves it', async (t, backend) => {
+  const s = await setup(t, backend);
   s.docs.set('ro-1', rollout('ro-1', 'paused', 'failed', 'stage canary: defect rate 0.2 above 0.05'));
   await s.rolloutChanged('ro-1');
   const [raised] = await s.store.list({ limit: 10 });
@@ -118,8 +120,8 @@ test('a rollout failed by its gates raises rollout-failed; resumed, it resolves;
   );
 });
 
-test('an edge that keeps differing from its desired state raises desired-state-mismatch after mismatchAfterMs; converged, it resolves', async (t) => {
-  const s = await setup(t);
+testBackends('an edge that keeps differing from its desired state raises desired-state-mismatch after mismatchAfterMs; converged, it resolves', async (t, backend) => {
+  const s = await setup(t, backend);
   const state = envelope('state', 'press-1', { online: true, line: 'L1' });
   await s.fleet.recordState('press-1', state, { receivedAt: Date.now() });
   s.views.set('press-1', { converged: false, mismatchSince: 1_000_000, republished: 1, alert: true, reason: 'config version 1, desired 2' });
@@ -137,8 +139,8 @@ test('an edge that keeps differing from its desired state raises desired-state-m
   assert.equal((await s.store.get(raised!.id))?.state, 'resolved');
 });
 
-test('stored alerts are bounded: the oldest resolved ones go, open ones stay', async (t) => {
-  const s = await setup(t, 100);
+testBackends('stored alerts are bounded: the oldest resolved ones go, open ones stay', async (t, backend) => {
+  const s = await setup(t, backend, 100);
   const input = (i: number) => ({ type: 'disk-low', source: 'edge' as const, subject: `e${i}`, edgeId: `e${i}`, line: null, severity: 'warning' as const, message: 'm', data: null });
   await s.store.raise({ ...input(0), subject: 'keep', edgeId: 'keep' }, 1);
   for (let i = 0; i < 150; i++) {

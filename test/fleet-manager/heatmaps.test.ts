@@ -2,15 +2,18 @@
  * Anomaly heatmaps at the fleet (issue 16): a second kind beside a result's image, uploaded by
  * the result's own edge only (`PUT /api/results/:edgeId/:seq/heatmap`, PNG, checksummed), served
  * to `results:read` (`GET …/heatmap`), and announced in the result listing (`hasHeatmap`). Real
- * SQLite, real files, real HTTP on port 0.
+ * SQLite, real files, real HTTP on port 0; the image store's links on SQLite and on PostgreSQL.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
 import { openSqliteImageStore } from '../../fleet-manager/image-store.js';
+import { IMAGE_PG_MIGRATIONS, pgImageStore } from '../../fleet-manager/pg/image-store-pg.js';
+import { pgTestPool } from '../helpers/pg-database.js';
+import { testBackends, type StoreBackend } from '../helpers/store-backends.js';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { renderHeatmap } from '../../models/postprocess/heatmap.js';
 import { openTestIdentity } from '../helpers/identity.js';
@@ -20,12 +23,15 @@ const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const JPEG = Buffer.concat([Buffer.from([0xff, 0xd8, 0xff, 0xe0]), Buffer.from('a frame')]);
 const STORE = 'storeAAAAAAAAAAA';
 
-async function rig(t: TestContext) {
+async function rig(t: TestContext, backend: StoreBackend) {
   const dir = await tempDir(t);
   const logger = pino({ level: 'silent' });
   const file = join(dir, 'fleet.db');
   const store = openSqliteStore({ file, logger });
-  const images = openSqliteImageStore({ file, dir: join(dir, 'images'), logger });
+  const images =
+    backend === 'postgres'
+      ? pgImageStore(await pgTestPool(t, IMAGE_PG_MIGRATIONS), { dir: join(dir, 'images'), logger })
+      : openSqliteImageStore({ file, dir: join(dir, 'images'), logger });
   const creds = openTestIdentity(t, file);
   const app = await buildApp({ store, identity: creds.identity, logger, images: { images, maxImageBytes: 1 << 20 } });
   const base = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -54,8 +60,8 @@ async function rig(t: TestContext) {
   return { call, put, auth };
 }
 
-test("a heatmap is stored beside its result's image, served to results:read, and announced in the listing", async (t) => {
-  const { call, put, auth } = await rig(t);
+testBackends("a heatmap is stored beside its result's image, served to results:read, and announced in the listing", async (t, backend) => {
+  const { call, put, auth } = await rig(t, backend);
   const heat = await renderHeatmap(new Float32Array([0, 0.2, 0.9, 1]), 2, 2);
   assert.equal((await put(`/api/results/e1/2/image?store=${STORE}`, JPEG, auth.e1, 'image/jpeg')).status, 201);
   const first = await put(`/api/results/e1/2/heatmap?store=${STORE}`, heat, auth.e1);
@@ -78,8 +84,8 @@ test("a heatmap is stored beside its result's image, served to results:read, and
   );
 });
 
-test("heatmap uploads: only the result's own edge, PNG only, checksummed, one per result; reads need results:read; one-line errors", async (t) => {
-  const { call, put, auth } = await rig(t);
+testBackends("heatmap uploads: only the result's own edge, PNG only, checksummed, one per result; reads need results:read; one-line errors", async (t, backend) => {
+  const { call, put, auth } = await rig(t, backend);
   const heat = await renderHeatmap(new Float32Array([0, 1, 1, 0]), 2, 2);
   const other = await renderHeatmap(new Float32Array([1, 0, 0, 1]), 2, 2);
   const url = `/api/results/e1/1/heatmap?store=${STORE}`;

@@ -1,17 +1,21 @@
 /**
  * Result images at the fleet (issue 5): content-addressed blobs, idempotent uploads, download
- * beside the result, and the result view saying whether an image exists. Real SQLite, real files.
+ * beside the result, and the result view saying whether an image exists. Real SQLite, real files;
+ * the image store's links on SQLite and on PostgreSQL.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../fleet-manager/app.js';
 import { openTestIdentity, type TestIdentity } from '../helpers/identity.js';
-import { openSqliteImageStore } from '../../fleet-manager/image-store.js';
+import { openSqliteImageStore, type FleetImageStore } from '../../fleet-manager/image-store.js';
+import { IMAGE_PG_MIGRATIONS, pgImageStore } from '../../fleet-manager/pg/image-store-pg.js';
+import { pgTestPool } from '../helpers/pg-database.js';
+import { testBackends, type StoreBackend } from '../helpers/store-backends.js';
 import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
 import { results, tempDir } from './helpers.js';
@@ -31,14 +35,19 @@ interface Rig {
   admin: Record<string, string>;
   creds: TestIdentity;
   store: FleetStore;
+  /** Another image store on the same links and blobs (a second app). */
+  openImages(): FleetImageStore;
 }
 
-async function build(t: TestContext): Promise<Rig> {
+async function build(t: TestContext, backend: StoreBackend): Promise<Rig> {
   const dir = await tempDir(t);
   const logger = pino({ level: 'silent' });
   const file = join(dir, 'fleet.db');
   const store = openSqliteStore({ file, logger });
-  const images = openSqliteImageStore({ file, dir: join(dir, 'images'), logger });
+  const pool = backend === 'postgres' ? await pgTestPool(t, IMAGE_PG_MIGRATIONS) : undefined;
+  const openImages = () =>
+    pool ? pgImageStore(pool, { dir: join(dir, 'images'), logger }) : openSqliteImageStore({ file, dir: join(dir, 'images'), logger });
+  const images = openImages();
   const creds = openTestIdentity(t, file);
   const app = await buildApp({ store, identity: creds.identity, logger, images: { images, maxImageBytes: 1 << 20 } });
   t.after(async () => {
@@ -50,7 +59,7 @@ async function build(t: TestContext): Promise<Rig> {
   await store.ingestResults('e1', results(1, 3), meta, STORE_A);
   await store.ingestResults('e1', results(1, 2), meta, STORE_B);
   const e1 = { authorization: `Bearer ${await creds.enrollEdge('e1')}` };
-  return { app, dir, e1, admin: await creds.headers('admin'), creds, store };
+  return { app, dir, e1, admin: await creds.headers('admin'), creds, store, openImages };
 }
 
 /** An upload as e1 (or with `auth`). */
@@ -59,8 +68,8 @@ const put = (r: Rig, url: string, body: Buffer, type = 'image/jpeg', hash: strin
 /** A read as an admin. */
 const get = (r: Rig, url: string) => r.app.inject({ url, headers: r.admin });
 
-test('an upload is stored by sha256, repeated uploads are no-ops, and the image is served with its result', async (t) => {
-  const r = await build(t);
+testBackends('an upload is stored by sha256, repeated uploads are no-ops, and the image is served with its result', async (t, backend) => {
+  const r = await build(t, backend);
   const url = `/api/results/e1/2/image?store=${STORE_A}`;
   const first = await put(r, url, JPEG);
   assert.equal(first.statusCode, 201);
@@ -87,8 +96,8 @@ test('an upload is stored by sha256, repeated uploads are no-ops, and the image 
   assert.deepEqual(withImage, [`${STORE_A}/2`, `${STORE_A}/3`]);
 });
 
-test('wrong checksum, another image for the same result, and ambiguous seqs are refused clearly', async (t) => {
-  const r = await build(t);
+testBackends('wrong checksum, another image for the same result, and ambiguous seqs are refused clearly', async (t, backend) => {
+  const r = await build(t, backend);
   const bad = await put(r, `/api/results/e1/1/image?store=${STORE_A}`, JPEG, 'image/jpeg', sha(PNG));
   assert.equal(bad.statusCode, 422);
   assert.equal(bad.json().error, 'OSP_ERR_IMAGE_CHECKSUM');
@@ -112,8 +121,8 @@ test('wrong checksum, another image for the same result, and ambiguous seqs are 
   assert.equal((await put(r, '/api/results/e1/0/image', JPEG)).statusCode, 400);
 });
 
-test("an edge uploads only its own results' images: another edge 403, a person 403, no credential 401; nothing stored", async (t) => {
-  const r = await build(t);
+testBackends("an edge uploads only its own results' images: another edge 403, a person 403, no credential 401; nothing stored", async (t, backend) => {
+  const r = await build(t, backend);
   const url = `/api/results/e1/2/image?store=${STORE_A}`;
   const e2 = { authorization: `Bearer ${await r.creds.enrollEdge('e2')}` };
   const asOther = await put(r, url, PNG, 'image/png', undefined, e2);
@@ -128,8 +137,8 @@ test("an edge uploads only its own results' images: another edge 403, a person 4
   assert.deepEqual((await get(r, url)).rawPayload, JPEG);
 });
 
-test('an edge uploads images only for seqs it has produced: ahead of the fleet 503 (retried), an old store beyond what reached the fleet 409', async (t) => {
-  const r = await build(t);
+testBackends('an edge uploads images only for seqs it has produced: ahead of the fleet 503 (retried), an old store beyond what reached the fleet 409', async (t, backend) => {
+  const r = await build(t, backend);
   // STORE_B is e1's current store (its latest batch): 1..2 at the fleet.
   const ahead = await put(r, `/api/results/e1/3/image?store=${STORE_B}`, JPEG);
   assert.equal(ahead.statusCode, 503);
@@ -152,12 +161,12 @@ test('an edge uploads images only for seqs it has produced: ahead of the fleet 5
   assert.equal((await put(r, `/api/results/e1/5/image?store=${STORE_B}`, JPEG)).statusCode, 503);
 });
 
-test('anonymous uploads: refused by default; accepted only by an app built with authentication off (auth.enabled false)', async (t) => {
-  const r = await build(t);
+testBackends('anonymous uploads: refused by default; accepted only by an app built with authentication off (auth.enabled false)', async (t, backend) => {
+  const r = await build(t, backend);
   const url = `/api/results/e1/2/image?store=${STORE_A}`;
   assert.equal((await put(r, url, JPEG, 'image/jpeg', sha(JPEG), {})).statusCode, 401);
   const logger = pino({ level: 'silent' });
-  const images = openSqliteImageStore({ file: join(r.dir, 'fleet.db'), dir: join(r.dir, 'images'), logger });
+  const images = r.openImages();
   const open = await buildApp({ store: r.store, identity: r.creds.identity, logger, images: { images, maxImageBytes: 1 << 20 }, auth: { enabled: false } });
   t.after(async () => {
     await open.close();

@@ -1,6 +1,6 @@
 /**
  * Review by inspectors (issue 16) over real HTTP on a real SQLite fleet database and real image
- * blobs: the review queue, reviews and who may give them, the line's accuracy arithmetic, the
+ * blobs (the review and image stores on SQLite and on PostgreSQL): the review queue, reviews and who may give them, the line's accuracy arithmetic, the
  * dataset export (the tar read back by GNU tar; YOLO and COCO boxes checked against the
  * results'), one-line refusals, and reviewed labels feeding the training source.
  */
@@ -17,6 +17,10 @@ import { buildApp } from '../../fleet-manager/app.js';
 import { openSqliteImageStore, type FleetImageStore } from '../../fleet-manager/image-store.js';
 import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
 import { openSqliteReviewStore, type ReviewStore } from '../../fleet-manager/review-store.js';
+import { IMAGE_PG_MIGRATIONS, pgImageStore } from '../../fleet-manager/pg/image-store-pg.js';
+import { REVIEW_PG_MIGRATIONS, pgReviewStore } from '../../fleet-manager/pg/review-store-pg.js';
+import { pgTestPool } from '../helpers/pg-database.js';
+import { testBackends, type StoreBackend } from '../helpers/store-backends.js';
 import { materialiseFleetImages } from '../../fleet-manager/training-sources.js';
 import { envelope } from '../../protocol/validator.js';
 import type { ResultRecord } from '../../protocol/messages.js';
@@ -56,13 +60,14 @@ const FRAMES: ResultRecord[] = [
   result(7, { verdict: 'ok', label: 'good', score: 0.52 }),
 ];
 
-async function build(t: TestContext): Promise<Rig> {
+async function build(t: TestContext, backend: StoreBackend): Promise<Rig> {
   const dir = await tempDir(t);
   const logger = pino({ level: 'silent' });
   const file = join(dir, 'fleet.db');
   const store = openSqliteStore({ file, logger });
-  const images = openSqliteImageStore({ file, dir: join(dir, 'images'), logger });
-  const reviews = openSqliteReviewStore({ file });
+  const pool = backend === 'postgres' ? await pgTestPool(t, [...IMAGE_PG_MIGRATIONS, ...REVIEW_PG_MIGRATIONS]) : undefined;
+  const images = pool ? pgImageStore(pool, { dir: join(dir, 'images'), logger }) : openSqliteImageStore({ file, dir: join(dir, 'images'), logger });
+  const reviews = pool ? pgReviewStore(pool) : openSqliteReviewStore({ file });
   const creds = openTestIdentity(t, file);
   const app = await buildApp({ store, identity: creds.identity, logger, images: { images, maxImageBytes: 1 << 20 }, reviews });
   t.after(async () => {
@@ -97,8 +102,8 @@ const review = (r: Rig, seq: number, body: unknown, auth = r.inspector, method: 
   r.app.inject({ method, url: `/api/results/e1/${seq}/review?store=${STORE}`, headers: auth, ...(method === 'PUT' && { payload: body as object }) });
 const queueSeqs = async (r: Rig, query = '') => ((await get(r, `/api/review/queue?line=L1${query}`)).json() as { items: { seq: number }[] }).items.map((i) => i.seq);
 
-test('the queue: kept, unreviewed defect or uncertain frames, newest or most uncertain first; reviewed frames leave it', async (t) => {
-  const r = await build(t);
+testBackends('the queue: kept, unreviewed defect or uncertain frames, newest or most uncertain first; reviewed frames leave it', async (t, backend) => {
+  const r = await build(t, backend);
   const res = await get(r, '/api/review/queue?line=L1');
   assert.equal(res.statusCode, 200, res.body);
   const body = res.json();
@@ -121,8 +126,8 @@ test('the queue: kept, unreviewed defect or uncertain frames, newest or most unc
   assert.deepEqual(await queueSeqs(r), [6, 3, 2, 1]);
 });
 
-test('reviews: an inspector gives, changes (audited) and removes one; a viewer and an operator are refused; the verdict and label follow the review', async (t) => {
-  const r = await build(t);
+testBackends('reviews: an inspector gives, changes (audited) and removes one; a viewer and an operator are refused; the verdict and label follow the review', async (t, backend) => {
+  const r = await build(t, backend);
   assert.equal((await review(r, 2, { review: 'false-call' }, r.viewer)).statusCode, 403);
   assert.equal((await review(r, 2, { review: 'false-call' }, r.operator)).statusCode, 403);
   assert.equal((await get(r, '/api/review/queue', r.viewer)).statusCode, 403);
@@ -157,8 +162,8 @@ test('reviews: an inspector gives, changes (audited) and removes one; a viewer a
   assert.deepEqual([again.statusCode, again.json().message], [404, `result e1/2 (store ${STORE}) has no review`]);
 });
 
-test('bad input: one line naming what is wrong', async (t) => {
-  const r = await build(t);
+testBackends('bad input: one line naming what is wrong', async (t, backend) => {
+  const r = await build(t, backend);
   const cases: [string, unknown, number, RegExp][] = [
     [`/api/results/e1/4/review?store=${STORE}`, { review: 'false-call' }, 400, /^review: false-call applies to a defect call; this frame was called ok$/],
     [`/api/results/e1/1/review?store=${STORE}`, { review: 'missed-defect' }, 400, /^review: missed-defect applies to an ok call/],
@@ -190,8 +195,8 @@ test('bad input: one line naming what is wrong', async (t) => {
   }
 });
 
-test('accuracy per line and model version: false-call rate = false calls / reviewed defect calls, confirmed defect rate, missed defects', async (t) => {
-  const r = await build(t);
+testBackends('accuracy per line and model version: false-call rate = false calls / reviewed defect calls, confirmed defect rate, missed defects', async (t, backend) => {
+  const r = await build(t, backend);
   const empty = (await get(r, '/api/lines/L1/accuracy')).json();
   assert.deepEqual([empty.total.reviewed, empty.total.falseCallRate, empty.versions], [0, null, []]);
   for (const [seq, body] of [
@@ -231,8 +236,8 @@ async function exported(t: TestContext, r: Rig, format: string, line = 'L1'): Pr
   return { dir, files, headers: res.headers };
 }
 
-test('dataset export: ImageFolder, YOLO and COCO tars of the reviewed images with the labels given in review', async (t) => {
-  const r = await build(t);
+testBackends('dataset export: ImageFolder, YOLO and COCO tars of the reviewed images with the labels given in review', async (t, backend) => {
+  const r = await build(t, backend);
   for (const [seq, body] of [
     [1, { review: 'confirmed' }],
     [2, { review: 'false-call' }],
@@ -286,8 +291,8 @@ test('dataset export: ImageFolder, YOLO and COCO tars of the reviewed images wit
   assert.equal((await get(r, '/api/datasets/export?line=L1&format=coco', r.viewer)).statusCode, 403);
 });
 
-test('a long edge id and store id still fit the archive (ustar prefix)', async (t) => {
-  const r = await build(t);
+testBackends('a long edge id and store id still fit the archive (ustar prefix)', async (t, backend) => {
+  const r = await build(t, backend);
   const edge = `e${'x'.repeat(63)}`;
   const store = `s${'y'.repeat(63)}`;
   await r.store.recordState(edge, envelope('state', edge, { online: true, line: 'L9', storeId: store }), { receivedAt: Date.now() });
@@ -301,8 +306,8 @@ test('a long edge id and store id still fit the archive (ustar prefix)', async (
   assert.equal((await stat(join(out.dir, out.files[0]!))).size, png.length);
 });
 
-test('reviewed labels feed the training source (reviewOf from the review store)', async (t) => {
-  const r = await build(t);
+testBackends('reviewed labels feed the training source (reviewOf from the review store)', async (t, backend) => {
+  const r = await build(t, backend);
   await review(r, 1, { review: 'confirmed' });
   await review(r, 2, { review: 'false-call' });
   await review(r, 3, { review: 'missed-defect', label: 'scratch' });
