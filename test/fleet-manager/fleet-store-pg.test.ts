@@ -11,7 +11,7 @@ import type { ResultRecord } from '../../protocol/messages.js';
 import type { FleetStore, IngestOutcome } from '../../fleet-manager/store.js';
 import { UNKNOWN_LINE } from '../../fleet-manager/store.js';
 import { T0, result } from './helpers.js';
-import { openBackendStore } from './store-backends.js';
+import { openFleetStore } from './fleet-store-backend.js';
 import { postgresSkip } from '../helpers/postgres.js';
 
 const skip = postgresSkip();
@@ -57,7 +57,7 @@ function overlappingBatches(rand: () => number, n: number): ResultRecord[][] {
 }
 
 test('two instances ingesting overlapping batches of the same edges at once: every result once, exact acks, line_minutes and gate counters', { skip }, async (t) => {
-  const { store: a, open, rows } = await openBackendStore(t, 'postgres');
+  const { store: a, open, rows } = await openFleetStore(t, 'postgres');
   const b = await open();
   const rand = prng(18);
   const N = 1500;

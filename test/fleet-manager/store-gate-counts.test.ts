@@ -7,13 +7,13 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { openSqliteStore, type CandidateCounts, type FleetStore, type GateMode } from '../../fleet-manager/store.js';
 import type { ResultRecord } from '../../protocol/messages.js';
-import { T0, result, tempDir } from './helpers.js';
-import { BACKENDS, backendSkip, openBackendStore, sqliteRows, type BackendStore } from './store-backends.js';
+import { T0, result } from './helpers.js';
+import { openFleetStore, sqliteRows, type FleetStoreUnderTest } from './fleet-store-backend.js';
+import { testBackends } from '../helpers/store-backends.js';
 
 const silent = pino({ level: 'silent' });
 const meta = (receivedAt = T0) => ({ receivedAt });
@@ -23,7 +23,7 @@ const EDGES = ['e1', 'e2', 'e3'];
  * The scans the rollout engine ran over `results` before the counters (control-store.ts, schema 3),
  * over every row, written with CASE so that one text serves both databases.
  */
-function referenceScan(rows: BackendStore['rows'], model: string, mode: GateMode): Promise<CandidateCounts[]> {
+function referenceScan(rows: FleetStoreUnderTest['rows'], model: string, mode: GateMode): Promise<CandidateCounts[]> {
   const one = (cond: string) => `sum(CASE WHEN ${cond} THEN 1 ELSE 0 END)`;
   const sql =
     mode === 'live'
@@ -51,14 +51,14 @@ const QUERIES: [string, GateMode][] = [
   ['m@9', 'shadow'],
 ];
 
-async function assertMatchesScan(store: FleetStore, rows: BackendStore['rows']): Promise<void> {
+async function assertMatchesScan(store: FleetStore, rows: FleetStoreUnderTest['rows']): Promise<void> {
   for (const [model, mode] of QUERIES) {
     assert.deepEqual(await store.candidateCounters(EDGES, model, mode), await referenceScan(rows, model, mode), `${model} ${mode}`);
   }
 }
 
 /** `rows` on a SQLite file, for the upgrade test. */
-function fileRows(t: TestContext, file: string): BackendStore['rows'] {
+function fileRows(t: TestContext, file: string): FleetStoreUnderTest['rows'] {
   const db = new Database(file, { readonly: true });
   t.after(() => db.close());
   return async (sql, params) => sqliteRows(db, sql, params);
@@ -95,77 +95,67 @@ function batchesE2(): ResultRecord[][] {
   ];
 }
 
-async function openStore(t: TestContext) {
-  const file = join(await tempDir(t), 'fleet.db');
-  const store = openSqliteStore({ file, logger: silent });
-  t.after(() => store.close());
-  return { store, file };
-}
+testBackends('gate counters: a mixed batch counts as the row scans did, and a redelivered duplicate counts nothing', async (t, backend) => {
+  const { store, rows, open } = await openFleetStore(t, backend);
+  const [a, b, c] = batchesE1();
+  const [d, e] = batchesE2();
+  // Batches of two edges handed in together (SQLite: one transaction, each its own savepoint).
+  await Promise.all([store.ingestResults('e1', a!, meta()), store.ingestResults('e2', d!, meta())]);
+  await store.ingestResults('e1', b!, meta());
+  // Redelivered: a whole batch again, and one overlapping the stored rows (only seq 9..12 are new).
+  assert.equal((await store.ingestResults('e1', a!, meta())).inserted, 0);
+  assert.equal((await store.ingestResults('e1', [...b!.slice(2), ...c!], meta())).inserted, 4);
+  // A conflicting resend (same key, other content) keeps the stored row and counts nothing.
+  const conflict = await store.ingestResults('e2', [result(1, { model: 'm@2', shadow: shadowDefect })], meta());
+  assert.deepEqual([conflict.inserted, conflict.conflicts], [0, 1]);
+  await store.ingestResults('e2', e!, meta());
 
-for (const backend of BACKENDS) {
-  const skip = backendSkip(backend);
+  // What each figure means, by hand for e1, then against the old scans for everything.
+  assert.deepEqual(await store.candidateCounters(['e1'], 'm@1', 'live'), [
+    { edgeId: 'e1', frames: 12, defects: 4, paired: 0, agree: 0, baseDefects: 0, errors: 0 },
+  ]);
+  assert.deepEqual(await store.candidateCounters(['e1', 'e3'], 'm@2', 'shadow'), [
+    { edgeId: 'e1', frames: 8, defects: 2, paired: 6, agree: 4, baseDefects: 2, errors: 3 },
+  ]);
+  assert.deepEqual(await store.candidateCounters(['e1', 'e2'], 'm@2', 'live'), [
+    { edgeId: 'e2', frames: 4, defects: 2, paired: 0, agree: 0, baseDefects: 0, errors: 0 },
+  ]);
+  assert.deepEqual(await store.candidateCounters([], 'm@1', 'live'), []);
+  await assertMatchesScan(store, rows);
 
-  test(`${backend} gate counters: a mixed batch counts as the row scans did, and a redelivered duplicate counts nothing`, { skip }, async (t) => {
-    const { store, rows, open } = await openBackendStore(t, backend);
-    const [a, b, c] = batchesE1();
-    const [d, e] = batchesE2();
-    // Batches of two edges handed in together (SQLite: one transaction, each its own savepoint).
-    await Promise.all([store.ingestResults('e1', a!, meta()), store.ingestResults('e2', d!, meta())]);
-    await store.ingestResults('e1', b!, meta());
-    // Redelivered: a whole batch again, and one overlapping the stored rows (only seq 9..12 are new).
-    assert.equal((await store.ingestResults('e1', a!, meta())).inserted, 0);
-    assert.equal((await store.ingestResults('e1', [...b!.slice(2), ...c!], meta())).inserted, 4);
-    // A conflicting resend (same key, other content) keeps the stored row and counts nothing.
-    const conflict = await store.ingestResults('e2', [result(1, { model: 'm@2', shadow: shadowDefect })], meta());
-    assert.deepEqual([conflict.inserted, conflict.conflicts], [0, 1]);
-    await store.ingestResults('e2', e!, meta());
+  // Cumulative across reopening: the counters are stored, not kept in memory.
+  await store.close();
+  const again = await open();
+  await again.ingestResults('e1', [result(13, { model: 'm@1', ...defect, shadow: shadowOk })], meta());
+  assert.deepEqual((await again.candidateCounters(['e1'], 'm@1', 'live'))[0], { edgeId: 'e1', frames: 13, defects: 5, paired: 0, agree: 0, baseDefects: 0, errors: 0 });
+  await assertMatchesScan(again, rows);
+});
 
-    // What each figure means, by hand for e1, then against the old scans for everything.
-    assert.deepEqual(await store.candidateCounters(['e1'], 'm@1', 'live'), [
-      { edgeId: 'e1', frames: 12, defects: 4, paired: 0, agree: 0, baseDefects: 0, errors: 0 },
-    ]);
-    assert.deepEqual(await store.candidateCounters(['e1', 'e3'], 'm@2', 'shadow'), [
-      { edgeId: 'e1', frames: 8, defects: 2, paired: 6, agree: 4, baseDefects: 2, errors: 3 },
-    ]);
-    assert.deepEqual(await store.candidateCounters(['e1', 'e2'], 'm@2', 'live'), [
-      { edgeId: 'e2', frames: 4, defects: 2, paired: 0, agree: 0, baseDefects: 0, errors: 0 },
-    ]);
-    assert.deepEqual(await store.candidateCounters([], 'm@1', 'live'), []);
-    await assertMatchesScan(store, rows);
+testBackends('gate counters: the live baseline is the edge’s newest results by other models', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
+  // ts order differs from seq order: the newest by ts are seq 1..3.
+  await store.ingestResults(
+    'e1',
+    [
+      result(1, { ts: T0 + 90_000, model: 'm@1', ...defect }),
+      result(2, { ts: T0 + 80_000, model: 'm@2', ...defect }), // the candidate's own: left out
+      result(3, { ts: T0 + 70_000, model: 'm@1' }),
+      result(4, { ts: T0 + 10_000, model: 'm@1', ...defect }),
+      result(5, { ts: T0 + 20_000, model: 'm@1' }),
+    ],
+    meta(),
+  );
+  await store.ingestResults('e2', [result(1, { model: 'm@1', ...defect })], meta());
+  assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 2), { frames: 2, defects: 1 });
+  assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 3), { frames: 3, defects: 1 });
+  assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 100), { frames: 4, defects: 2 });
+  assert.deepEqual(await store.recentDefectRate('e1', 'm@1', 100), { frames: 1, defects: 1 });
+  assert.deepEqual(await store.recentDefectRate('e3', 'm@2', 100), { frames: 0, defects: 0 });
+});
 
-    // Cumulative across reopening: the counters are stored, not kept in memory.
-    await store.close();
-    const again = await open();
-    await again.ingestResults('e1', [result(13, { model: 'm@1', ...defect, shadow: shadowOk })], meta());
-    assert.deepEqual((await again.candidateCounters(['e1'], 'm@1', 'live'))[0], { edgeId: 'e1', frames: 13, defects: 5, paired: 0, agree: 0, baseDefects: 0, errors: 0 });
-    await assertMatchesScan(again, rows);
-  });
-
-  test(`${backend} gate counters: the live baseline is the edge’s newest results by other models`, { skip }, async (t) => {
-    const { store } = await openBackendStore(t, backend);
-    // ts order differs from seq order: the newest by ts are seq 1..3.
-    await store.ingestResults(
-      'e1',
-      [
-        result(1, { ts: T0 + 90_000, model: 'm@1', ...defect }),
-        result(2, { ts: T0 + 80_000, model: 'm@2', ...defect }), // the candidate's own: left out
-        result(3, { ts: T0 + 70_000, model: 'm@1' }),
-        result(4, { ts: T0 + 10_000, model: 'm@1', ...defect }),
-        result(5, { ts: T0 + 20_000, model: 'm@1' }),
-      ],
-      meta(),
-    );
-    await store.ingestResults('e2', [result(1, { model: 'm@1', ...defect })], meta());
-    assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 2), { frames: 2, defects: 1 });
-    assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 3), { frames: 3, defects: 1 });
-    assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 100), { frames: 4, defects: 2 });
-    assert.deepEqual(await store.recentDefectRate('e1', 'm@1', 100), { frames: 1, defects: 1 });
-    assert.deepEqual(await store.recentDefectRate('e3', 'm@2', 100), { frames: 0, defects: 0 });
-  });
-}
-
-test('sqlite gate counters: a database of schema 3 gets them from its rows, once', async (t) => {
-  const { store, file } = await openStore(t);
+test('gate counters: a database of schema 3 gets them from its rows, once [sqlite]', async (t) => {
+  const { store, file: sqliteFile } = await openFleetStore(t, 'sqlite');
+  const file = sqliteFile!;
   for (const batch of batchesE1()) await store.ingestResults('e1', batch, meta());
   for (const batch of batchesE2()) await store.ingestResults('e2', batch, meta());
   await store.close();

@@ -12,47 +12,44 @@ import { pino } from 'pino';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
 import { T0, results, tempDir } from './helpers.js';
-import { BACKENDS, backendSkip, openBackendStore } from './store-backends.js';
+import { openFleetStore } from './fleet-store-backend.js';
+import { testBackends } from '../helpers/store-backends.js';
 
 const silent = pino({ level: 'silent' });
 const meta = (receivedAt = T0) => ({ receivedAt });
 const OLD = 'oldStoreAAAAAAAA';
 const NEW = 'newStoreBBBBBBBB';
 
-for (const backend of BACKENDS) {
-  const skip = backendSkip(backend);
+testBackends('a wiped edge (new store, seqs from 1) keeps every row of both stores, each acked on its own', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
+  await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1', storeId: OLD }), meta());
+  assert.deepEqual(await store.ingestResults('e1', results(1, 10), meta(), OLD), { ackedSeq: 10, inserted: 10, conflicts: 0 });
 
-  test(`${backend}: a wiped edge (new store, seqs from 1) keeps every row of both stores, each acked on its own`, { skip }, async (t) => {
-    const { store } = await openBackendStore(t, backend);
-    await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1', storeId: OLD }), meta());
-    assert.deepEqual(await store.ingestResults('e1', results(1, 10), meta(), OLD), { ackedSeq: 10, inserted: 10, conflicts: 0 });
+  // The PC's disk is replaced: a new store starts at seq 1 with other frames.
+  await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1', storeId: NEW, lastSeq: 0 }), meta());
+  assert.equal((await store.getEdge('e1'))!.ackedSeq, 0, "the edge's ack follows its new store");
+  const fresh = results(1, 4, { ts: T0 + 1e6, verdict: 'defect', label: 'scratch' });
+  assert.deepEqual(await store.ingestResults('e1', fresh, meta(), NEW), { ackedSeq: 4, inserted: 4, conflicts: 0 });
+  // A late resend of the old store is still a duplicate of the old store, not of the new one.
+  assert.deepEqual(await store.ingestResults('e1', results(9, 10), meta(), OLD), { ackedSeq: 10, inserted: 0, conflicts: 0 });
 
-    // The PC's disk is replaced: a new store starts at seq 1 with other frames.
-    await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1', storeId: NEW, lastSeq: 0 }), meta());
-    assert.equal((await store.getEdge('e1'))!.ackedSeq, 0, "the edge's ack follows its new store");
-    const fresh = results(1, 4, { ts: T0 + 1e6, verdict: 'defect', label: 'scratch' });
-    assert.deepEqual(await store.ingestResults('e1', fresh, meta(), NEW), { ackedSeq: 4, inserted: 4, conflicts: 0 });
-    // A late resend of the old store is still a duplicate of the old store, not of the new one.
-    assert.deepEqual(await store.ingestResults('e1', results(9, 10), meta(), OLD), { ackedSeq: 10, inserted: 0, conflicts: 0 });
+  const edge = (await store.getEdge('e1'))!;
+  assert.deepEqual([edge.storeId, edge.ackedSeq], [OLD, 10], 'the last report was from the old store');
+  const page = await store.listResults({ edge: 'e1', limit: 100 });
+  assert.equal(page.items.length, 14);
+  assert.deepEqual(page.items.filter((r) => r.storeId === NEW).map((r) => r.seq).sort(), [1, 2, 3, 4]);
+  const stats = await store.lineStats('L1', 0, T0 * 2, 86_400_000);
+  assert.equal(stats.reduce((n, r) => n + r.count, 0), 14);
+  assert.equal(stats.filter((r) => r.verdict === 'defect').reduce((n, r) => n + r.count, 0), 4);
+});
 
-    const edge = (await store.getEdge('e1'))!;
-    assert.deepEqual([edge.storeId, edge.ackedSeq], [OLD, 10], 'the last report was from the old store');
-    const page = await store.listResults({ edge: 'e1', limit: 100 });
-    assert.equal(page.items.length, 14);
-    assert.deepEqual(page.items.filter((r) => r.storeId === NEW).map((r) => r.seq).sort(), [1, 2, 3, 4]);
-    const stats = await store.lineStats('L1', 0, T0 * 2, 86_400_000);
-    assert.equal(stats.reduce((n, r) => n + r.count, 0), 14);
-    assert.equal(stats.filter((r) => r.verdict === 'defect').reduce((n, r) => n + r.count, 0), 4);
-  });
-
-  test(`${backend}: a store that went back in time (a restored results.db) is reported as conflicts, never taken as duplicates silently`, { skip }, async (t) => {
-    const { store } = await openBackendStore(t, backend);
-    await store.ingestResults('e1', results(1, 10), meta(), OLD);
-    // The same seqs again, but other frames (other timestamps).
-    const other = results(6, 12, { ts: T0 + 5e6 });
-    assert.deepEqual(await store.ingestResults('e1', other, meta(), OLD), { ackedSeq: 12, inserted: 2, conflicts: 5 });
-  });
-}
+testBackends('a store that went back in time (a restored results.db) is reported as conflicts, never taken as duplicates silently', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
+  await store.ingestResults('e1', results(1, 10), meta(), OLD);
+  // The same seqs again, but other frames (other timestamps).
+  const other = results(6, 12, { ts: T0 + 5e6 });
+  assert.deepEqual(await store.ingestResults('e1', other, meta(), OLD), { ackedSeq: 12, inserted: 2, conflicts: 5 });
+});
 
 test('sqlite: a fleet database from before storeIds is migrated: rows and acks kept under the empty store', async (t) => {
   const file = join(await tempDir(t), 'fleet.db');

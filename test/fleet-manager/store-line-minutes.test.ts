@@ -14,7 +14,8 @@ import { openSqliteStore, UNKNOWN_LINE, type FleetStore, type StatsRow } from '.
 import { envelope } from '../../protocol/validator.js';
 import type { ResultRecord } from '../../protocol/messages.js';
 import { T0, result, results, tempDir } from './helpers.js';
-import { BACKENDS, backendSkip, openBackendStore, sqliteRows, type BackendStore } from './store-backends.js';
+import { openFleetStore, sqliteRows, type FleetStoreUnderTest } from './fleet-store-backend.js';
+import { testBackends } from '../helpers/store-backends.js';
 
 const silent = pino({ level: 'silent' });
 const meta = (receivedAt = T0) => ({ receivedAt });
@@ -31,7 +32,7 @@ function prng(seed: number): () => number {
   };
 }
 
-type Rows = BackendStore['rows'];
+type Rows = FleetStoreUnderTest['rows'];
 
 /** The aggregate's rows, and the same groups recounted from the results table. */
 async function aggregateAndRecount(rows: Rows) {
@@ -84,128 +85,123 @@ async function fill(store: FleetStore, seed: number): Promise<void> {
   await store.ingestResults('e4', randomResults(rand, 1, 100), meta());
 }
 
-for (const backend of BACKENDS) {
-  const skip = backendSkip(backend);
-  const open = (t: import('node:test').TestContext) => openBackendStore(t, backend);
+testBackends('line_minutes equals a recount of the rows, through duplicates, conflicts and a line assigned late', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
+  await fill(store, 1);
+  const { aggregate, recount } = await aggregateAndRecount(rows);
+  assert.ok(aggregate.length > 100, 'the data spans many groups');
+  assert.deepEqual(aggregate, recount);
+  const lines = (await rows<{ line: string }>('SELECT DISTINCT line FROM line_minutes ORDER BY 1')).map((r) => r.line);
+  assert.deepEqual(lines, ['L1', 'L2', UNKNOWN_LINE]);
+  assert.equal(await store.hasLine(UNKNOWN_LINE), true);
+});
 
-  test(`${backend}: line_minutes equals a recount of the rows, through duplicates, conflicts and a line assigned late`, { skip }, async (t) => {
-    const { store, rows } = await open(t);
-    await fill(store, 1);
-    const { aggregate, recount } = await aggregateAndRecount(rows);
-    assert.ok(aggregate.length > 100, 'the data spans many groups');
-    assert.deepEqual(aggregate, recount);
-    const lines = (await rows<{ line: string }>('SELECT DISTINCT line FROM line_minutes ORDER BY 1')).map((r) => r.line);
-    assert.deepEqual(lines, ['L1', 'L2', UNKNOWN_LINE]);
-    assert.equal(await store.hasLine(UNKNOWN_LINE), true);
-  });
+testBackends('a line assigned late leaves no empty unknown groups behind', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
+  await store.ingestResults('e1', results(1, 5), meta());
+  assert.equal(await store.hasLine(UNKNOWN_LINE), true);
+  await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1' }), meta());
+  assert.deepEqual(await rows('SELECT line, sum(count) AS n FROM line_minutes GROUP BY 1'), [{ line: 'L1', n: 5 }]);
+  assert.equal(await store.hasLine(UNKNOWN_LINE), false);
+  assert.equal(await store.hasLine('L1'), true);
+});
 
-  test(`${backend}: a line assigned late leaves no empty unknown groups behind`, { skip }, async (t) => {
-    const { store, rows } = await open(t);
-    await store.ingestResults('e1', results(1, 5), meta());
-    assert.equal(await store.hasLine(UNKNOWN_LINE), true);
-    await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1' }), meta());
-    assert.deepEqual(await rows('SELECT line, sum(count) AS n FROM line_minutes GROUP BY 1'), [{ line: 'L1', n: 5 }]);
-    assert.equal(await store.hasLine(UNKNOWN_LINE), false);
-    assert.equal(await store.hasLine('L1'), true);
-  });
-
-  test(`${backend}: lineStats answers exactly what the rows give, for every bucket size and any window`, { skip }, async (t) => {
-    const { store, rows } = await open(t);
-    await fill(store, 2);
-    const rand = prng(3);
-    const buckets = [1_000, 10_000, MINUTE, 90_000, 5 * MINUTE, 7 * MINUTE, 3_600_000, 86_400_000];
-    const span = 3 * 3_600_000;
-    let compared = 0;
-    for (const line of ['L1', 'L2', UNKNOWN_LINE, 'nowhere']) {
-      for (const b of buckets) {
-        const windows: [number, number][] = [
-          [T0 - 86_400_000, T0 + 86_400_000], // everything, aligned
-          [T0, T0 + span], // minute-aligned both ends
-          [T0 + 12_345, T0 + 12_345 + 40_000], // within one minute
-          [T0 + 59_999, T0 + 120_001], // one whole minute and two slivers
-        ];
-        for (let i = 0; i < 4; i++) {
-          const from = T0 - 600_000 + Math.floor(rand() * span);
-          windows.push([from, from + 1 + Math.floor(rand() * span)]);
-        }
-        for (const [from, to] of windows) {
-          const got = await store.lineStats(line, from, to, b);
-          assert.deepEqual(got, await rawStats(rows, line, from, to, b), `${line} ${from}..${to} bucket ${b}`);
-          compared += got.length;
-        }
+testBackends('lineStats answers exactly what the rows give, for every bucket size and any window', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
+  await fill(store, 2);
+  const rand = prng(3);
+  const buckets = [1_000, 10_000, MINUTE, 90_000, 5 * MINUTE, 7 * MINUTE, 3_600_000, 86_400_000];
+  const span = 3 * 3_600_000;
+  let compared = 0;
+  for (const line of ['L1', 'L2', UNKNOWN_LINE, 'nowhere']) {
+    for (const b of buckets) {
+      const windows: [number, number][] = [
+        [T0 - 86_400_000, T0 + 86_400_000], // everything, aligned
+        [T0, T0 + span], // minute-aligned both ends
+        [T0 + 12_345, T0 + 12_345 + 40_000], // within one minute
+        [T0 + 59_999, T0 + 120_001], // one whole minute and two slivers
+      ];
+      for (let i = 0; i < 4; i++) {
+        const from = T0 - 600_000 + Math.floor(rand() * span);
+        windows.push([from, from + 1 + Math.floor(rand() * span)]);
+      }
+      for (const [from, to] of windows) {
+        const got = await store.lineStats(line, from, to, b);
+        assert.deepEqual(got, await rawStats(rows, line, from, to, b), `${line} ${from}..${to} bucket ${b}`);
+        compared += got.length;
       }
     }
-    assert.ok(compared > 1000, 'the comparisons saw real groups');
-  });
+  }
+  assert.ok(compared > 1000, 'the comparisons saw real groups');
+});
 
-  test(`${backend}: listing results by line still pages newest first, also for a line quiet for long`, { skip }, async (t) => {
-    const { store } = await open(t);
-    await store.recordState('old', envelope('state', 'old', { online: true, line: 'Old' }), meta());
-    await store.recordState('new', envelope('state', 'new', { online: true, line: 'New' }), meta());
-    await store.ingestResults('old', results(1, 5), meta());
-    await store.ingestResults('new', results(1, 300, { ts: T0 + 86_400_000 }).map((r, i) => ({ ...r, ts: r.ts + i })), meta());
-    const first = await store.listResults({ line: 'Old', limit: 3 });
-    assert.deepEqual(first.items.map((r) => r.seq), [5, 4, 3]);
-    const rest = await store.listResults({ line: 'Old', limit: 3, after: first.next! });
-    assert.deepEqual(rest.items.map((r) => r.seq), [2, 1]);
-    assert.equal(rest.next, null);
-    assert.deepEqual((await store.listResults({ line: 'Nowhere', limit: 3 })).items, []);
-    assert.equal((await store.listResults({ line: 'New', limit: 1000 })).items.length, 300);
-  });
+testBackends('listing results by line still pages newest first, also for a line quiet for long', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
+  await store.recordState('old', envelope('state', 'old', { online: true, line: 'Old' }), meta());
+  await store.recordState('new', envelope('state', 'new', { online: true, line: 'New' }), meta());
+  await store.ingestResults('old', results(1, 5), meta());
+  await store.ingestResults('new', results(1, 300, { ts: T0 + 86_400_000 }).map((r, i) => ({ ...r, ts: r.ts + i })), meta());
+  const first = await store.listResults({ line: 'Old', limit: 3 });
+  assert.deepEqual(first.items.map((r) => r.seq), [5, 4, 3]);
+  const rest = await store.listResults({ line: 'Old', limit: 3, after: first.next! });
+  assert.deepEqual(rest.items.map((r) => r.seq), [2, 1]);
+  assert.equal(rest.next, null);
+  assert.deepEqual((await store.listResults({ line: 'Nowhere', limit: 3 })).items, []);
+  assert.equal((await store.listResults({ line: 'New', limit: 1000 })).items.length, 300);
+});
 
-  // SQLite stores a group of batches in one transaction (group commit); PostgreSQL each batch in its
-  // own. Either way a bad batch fails alone. The bad value is one each database refuses.
-  test(`${backend}: a bad batch fails alone, the batches handed in beside it are stored and acked`, { skip }, async (t) => {
-    const { store, rows } = await open(t);
-    // Handed in the same event-loop turn, so SQLite puts them in one transaction first.
-    // A value SQLite cannot bind, or PostgreSQL cannot read as BIGINT, makes the insert throw (the
-    // schema check at ingest keeps these out).
-    const bad = results(1, 3).map((r, i) =>
-      i !== 1 ? r : backend === 'sqlite' ? { ...r, camera: {} as unknown as string } : { ...r, ts: r.ts + 0.5 },
-    );
-    const [a, b, c] = await Promise.allSettled([
-      store.ingestResults('e1', results(1, 10), meta()),
-      store.ingestResults('e2', bad, meta()),
-      store.ingestResults('e3', results(1, 4), meta()),
-    ]);
-    assert.deepEqual(a, { status: 'fulfilled', value: { ackedSeq: 10, inserted: 10, conflicts: 0 } });
-    assert.equal(b.status, 'rejected');
-    assert.match(String((b as PromiseRejectedResult).reason), backend === 'sqlite' ? /parameter/ : /bigint/);
-    assert.deepEqual(c, { status: 'fulfilled', value: { ackedSeq: 4, inserted: 4, conflicts: 0 } });
-    // Nothing of the bad batch stayed, in the rows or in the aggregate.
-    assert.deepEqual(await rows("SELECT count(*) AS n FROM results WHERE edge_id = 'e2'"), [{ n: 0 }]);
-    const { aggregate, recount } = await aggregateAndRecount(rows);
-    assert.deepEqual(aggregate, recount);
-    // The store carries on: the edge resends the batch fixed.
-    assert.deepEqual(await store.ingestResults('e2', results(1, 3), meta()), { ackedSeq: 3, inserted: 3, conflicts: 0 });
-    assert.equal((await store.getEdge('e2'))!.ackedSeq, 3);
-  });
+// SQLite stores a group of batches in one transaction (group commit); PostgreSQL each batch in its
+// own. Either way a bad batch fails alone. The bad value is one each database refuses.
+testBackends('a bad batch fails alone, the batches handed in beside it are stored and acked', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
+  // Handed in the same event-loop turn, so SQLite puts them in one transaction first.
+  // A value SQLite cannot bind, or PostgreSQL cannot read as BIGINT, makes the insert throw (the
+  // schema check at ingest keeps these out).
+  const bad = results(1, 3).map((r, i) =>
+    i !== 1 ? r : backend === 'sqlite' ? { ...r, camera: {} as unknown as string } : { ...r, ts: r.ts + 0.5 },
+  );
+  const [a, b, c] = await Promise.allSettled([
+    store.ingestResults('e1', results(1, 10), meta()),
+    store.ingestResults('e2', bad, meta()),
+    store.ingestResults('e3', results(1, 4), meta()),
+  ]);
+  assert.deepEqual(a, { status: 'fulfilled', value: { ackedSeq: 10, inserted: 10, conflicts: 0 } });
+  assert.equal(b.status, 'rejected');
+  assert.match(String((b as PromiseRejectedResult).reason), backend === 'sqlite' ? /parameter/ : /bigint/);
+  assert.deepEqual(c, { status: 'fulfilled', value: { ackedSeq: 4, inserted: 4, conflicts: 0 } });
+  // Nothing of the bad batch stayed, in the rows or in the aggregate.
+  assert.deepEqual(await rows("SELECT count(*) AS n FROM results WHERE edge_id = 'e2'"), [{ n: 0 }]);
+  const { aggregate, recount } = await aggregateAndRecount(rows);
+  assert.deepEqual(aggregate, recount);
+  // The store carries on: the edge resends the batch fixed.
+  assert.deepEqual(await store.ingestResults('e2', results(1, 3), meta()), { ackedSeq: 3, inserted: 3, conflicts: 0 });
+  assert.equal((await store.getEdge('e2'))!.ackedSeq, 3);
+});
 
-  test(`${backend}: a row the database skips (OR IGNORE on a NOT NULL column) is never acked`, { skip }, async (t) => {
-    const { store } = await open(t);
-    const batch = results(1, 4).map((r) => (r.seq === 3 ? { ...r, camera: null as unknown as string } : r));
-    assert.deepEqual(await store.ingestResults('e1', batch, meta()), { ackedSeq: 2, inserted: 3, conflicts: 0 });
-  });
+testBackends('a row the database skips (OR IGNORE on a NOT NULL column) is never acked', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
+  const batch = results(1, 4).map((r) => (r.seq === 3 ? { ...r, camera: null as unknown as string } : r));
+  assert.deepEqual(await store.ingestResults('e1', batch, meta()), { ackedSeq: 2, inserted: 3, conflicts: 0 });
+});
 
-  test(`${backend}: close() stores and answers the batches handed in before it, and later calls fail`, { skip }, async (t) => {
-    const { store, open: reopen } = await open(t);
-    const pending = [
-      store.ingestResults('e1', results(1, 100), meta()),
-      store.ingestResults('e2', results(1, 50), meta()),
-      store.ingestResults('e1', results(101, 120), meta()),
-    ];
-    await store.close();
-    assert.deepEqual(await Promise.all(pending), [
-      { ackedSeq: 100, inserted: 100, conflicts: 0 },
-      { ackedSeq: 50, inserted: 50, conflicts: 0 },
-      { ackedSeq: 120, inserted: 20, conflicts: 0 },
-    ]);
-    await assert.rejects(store.ingestResults('e1', results(121, 121), meta()), /closed/);
-    await assert.rejects(store.listEdges(), /closed/);
-    const again = await reopen();
-    assert.deepEqual((await again.listEdges()).map((e) => [e.id, e.ackedSeq]), [['e1', 120], ['e2', 50]]);
-  });
-}
+testBackends('close() stores and answers the batches handed in before it, and later calls fail', async (t, backend) => {
+  const { store, open: reopen } = await openFleetStore(t, backend);
+  const pending = [
+    store.ingestResults('e1', results(1, 100), meta()),
+    store.ingestResults('e2', results(1, 50), meta()),
+    store.ingestResults('e1', results(101, 120), meta()),
+  ];
+  await store.close();
+  assert.deepEqual(await Promise.all(pending), [
+    { ackedSeq: 100, inserted: 100, conflicts: 0 },
+    { ackedSeq: 50, inserted: 50, conflicts: 0 },
+    { ackedSeq: 120, inserted: 20, conflicts: 0 },
+  ]);
+  await assert.rejects(store.ingestResults('e1', results(121, 121), meta()), /closed/);
+  await assert.rejects(store.listEdges(), /closed/);
+  const again = await reopen();
+  assert.deepEqual((await again.listEdges()).map((e) => [e.id, e.ackedSeq]), [['e1', 120], ['e2', 50]]);
+});
 
 test('sqlite: a database of schema 2 gets line_minutes from its rows and loses the covering index', async (t) => {
   const file = join(await tempDir(t), 'fleet.db');

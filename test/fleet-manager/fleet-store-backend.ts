@@ -1,6 +1,6 @@
 /**
- * FleetStore's behaviour tests run against both implementations (issue 18): SQLite in a temp dir
- * and PostgreSQL on a fresh database of the file's private server (test/helpers/pg-database.ts).
+ * A FleetStore of either backend for the behaviour tests (issue 18, run by testBackends): SQLite in a
+ * temp dir, or PostgreSQL on a fresh database of the file's private server (test/helpers/pg-database.ts).
  * `rows` lets a test recount what the store keeps with its own SQL, written once for both.
  */
 import type { TestContext } from 'node:test';
@@ -12,18 +12,10 @@ import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
 import { migratePg, openPgPool } from '../../fleet-manager/pg/pg-db.js';
 import { FLEET_PG_MIGRATIONS, pgFleetStore } from '../../fleet-manager/pg/fleet-store-pg.js';
 import { pgDatabaseUrl } from '../helpers/pg-database.js';
-import { postgresSkip } from '../helpers/postgres.js';
+import type { StoreBackend } from '../helpers/store-backends.js';
 import { tempDir } from './helpers.js';
 
-export const BACKENDS = ['sqlite', 'postgres'] as const;
-export type Backend = (typeof BACKENDS)[number];
-
-/** node:test `skip` for a backend: PostgreSQL tests skip (with the reason) where no server can start. */
-export function backendSkip(backend: Backend): string | false {
-  return backend === 'postgres' ? postgresSkip() : false;
-}
-
-export interface BackendStore {
+export interface FleetStoreUnderTest {
   store: FleetStore;
   /** Another store on the same database (a restarted or second fleet instance), closed after the test. */
   open(): Promise<FleetStore>;
@@ -38,7 +30,7 @@ export interface BackendStore {
 const silent = pino({ level: 'silent' });
 
 /** A fresh, empty fleet database of `backend` and a store on it; everything is closed after the test. */
-export async function openBackendStore(t: TestContext, backend: Backend): Promise<BackendStore> {
+export async function openFleetStore(t: TestContext, backend: StoreBackend): Promise<FleetStoreUnderTest> {
   if (backend === 'sqlite') {
     const file = join(await tempDir(t), 'fleet.db');
     const open = async () => {
