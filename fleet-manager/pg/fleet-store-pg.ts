@@ -176,7 +176,7 @@ const SQL = {
     SELECT e.line, e.acked_seq AS edge_acked, e.store_id AS edge_store, s.acked_seq AS store_acked FROM e, s`,
   // Every row of the batch from one JSON parameter. Rows with a NULL in a NOT NULL column are
   // skipped (never acked), as SQLite's INSERT OR IGNORE does. The rows inserted are counted into
-  // line_minutes in the same statement, in key order.
+  // line_minutes and the gate counters in the same statement, in key order.
   insertResults: `WITH input AS (
       SELECT * FROM json_to_recordset($4::json) AS x(seq bigint, ts bigint, camera text, source text, frame text, model text,
         verdict text, label text, score float8, "latencyMs" float8, detections text, shadow json)
