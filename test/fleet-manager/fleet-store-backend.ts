@@ -6,7 +6,7 @@
 import type { TestContext } from 'node:test';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import type pg from 'pg';
 import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
 import { migratePg, openPgPool } from '../../fleet-manager/pg/pg-db.js';
@@ -29,12 +29,12 @@ export interface FleetStoreUnderTest {
 
 const silent = pino({ level: 'silent' });
 
-/** A fresh, empty fleet database of `backend` and a store on it; everything is closed after the test. */
-export async function openFleetStore(t: TestContext, backend: StoreBackend): Promise<FleetStoreUnderTest> {
+/** A fresh, empty fleet database of `backend` and a store on it (silent unless given a logger); everything is closed after the test. */
+export async function openFleetStore(t: TestContext, backend: StoreBackend, logger: Logger = silent): Promise<FleetStoreUnderTest> {
   if (backend === 'sqlite') {
     const file = join(await tempDir(t), 'fleet.db');
     const open = async () => {
-      const store = openSqliteStore({ file, logger: silent });
+      const store = openSqliteStore({ file, logger });
       t.after(() => store.close());
       return store;
     };
@@ -57,7 +57,7 @@ export async function openFleetStore(t: TestContext, backend: StoreBackend): Pro
     const pool = openPgPool(url);
     pools.push(pool);
     await migratePg(pool, FLEET_PG_MIGRATIONS);
-    const store = pgFleetStore(pool, { logger: silent });
+    const store = pgFleetStore(pool, { logger });
     t.after(async () => {
       await store.close();
       await pool.end();

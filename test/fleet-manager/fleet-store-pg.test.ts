@@ -10,7 +10,7 @@ import { envelope } from '../../protocol/validator.js';
 import type { ResultRecord } from '../../protocol/messages.js';
 import type { FleetStore, IngestOutcome } from '../../fleet-manager/store.js';
 import { UNKNOWN_LINE } from '../../fleet-manager/store.js';
-import { T0, result } from './helpers.js';
+import { T0, captureLogger, result } from './helpers.js';
 import { openFleetStore } from './fleet-store-backend.js';
 import { postgresSkip } from '../helpers/postgres.js';
 
@@ -57,7 +57,8 @@ function overlappingBatches(rand: () => number, n: number): ResultRecord[][] {
 }
 
 test('two instances ingesting overlapping batches of the same edges at once: every result once, exact acks, line_minutes and gate counters', { skip }, async (t) => {
-  const { store: a, open, rows } = await openFleetStore(t, 'postgres');
+  const log = captureLogger('info');
+  const { store: a, open, rows } = await openFleetStore(t, 'postgres', log.logger);
   const b = await open();
   const rand = prng(18);
   const N = 1500;
@@ -90,6 +91,11 @@ test('two instances ingesting overlapping batches of the same edges at once: eve
     }
   }
   await Promise.all(lanes);
+  // e2's early rows were under the unknown line when its line came, and were moved.
+  const moved = log.lines.filter((l) => l.msg === 'line assigned to earlier results');
+  assert.equal(moved.length, 1);
+  assert.equal(moved[0]!.edgeId, 'e2');
+  assert.ok((moved[0]!.results as number) > 0);
 
   for (const edge of edges) {
     const got = outcomes.get(edge)!;
