@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS telemetry_minutes (
 ) WITHOUT ROWID;
 `;
 
-interface MinuteRow {
+/** A row of `telemetry_minutes` as either database reads it. */
+export interface TelemetryMinuteRow {
   minute: number;
   samples: number;
   at: number;
@@ -66,7 +67,7 @@ interface MinuteRow {
  * columns added to tables made by older builds. Within a minute each keeps its latest reported
  * value (they are rolling medians and rates already).
  */
-const MONITOR_COLUMNS = [
+export const MONITOR_COLUMNS = [
   ['brightness', 'brightness', 'brightness'],
   ['brightness_ref', 'brightnessRef', 'brightnessReference'],
   ['contrast', 'contrast', 'contrast'],
@@ -121,7 +122,7 @@ export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
          samples = samples + 1`,
     ),
     prune: db.prepare<[string, number]>('DELETE FROM telemetry_minutes WHERE edge_id = ? AND minute < ?'),
-    range: db.prepare<[string, number, number], MinuteRow>(
+    range: db.prepare<[string, number, number], TelemetryMinuteRow>(
       'SELECT * FROM telemetry_minutes WHERE edge_id = ? AND minute >= ? AND minute < ? ORDER BY minute',
     ),
     // results_edge_ts walks the edge's newest rows first.
@@ -159,40 +160,45 @@ export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
   return {
     recordTelemetry: (edgeId, t, receivedAt) => record(edgeId, t, receivedAt),
     telemetryHistory: (edgeId, from, to) =>
-      st.range.all(edgeId, from, to).map((r) => ({
-        minute: r.minute,
-        samples: r.samples,
-        at: r.at,
-        fps: r.fps,
-        latencyP50Ms: r.p50,
-        latencyP95Ms: r.p95,
-        queueDepth: r.queue,
-        cpuPercent: r.cpu,
-        rssBytes: r.rss,
-        frames: r.frames,
-        failed: r.failed,
-        resultBytes: r.result_bytes,
-        imageBytes: r.image_bytes,
-        monitor: MONITOR_COLUMNS.some(([column]) => r[column] !== null)
-          ? {
-              brightness: r.brightness,
-              brightnessReference: r.brightness_ref,
-              contrast: r.contrast,
-              contrastReference: r.contrast_ref,
-              sharpness: r.sharpness,
-              sharpnessReference: r.sharpness_ref,
-              shiftX: r.shift_x,
-              shiftY: r.shift_y,
-              scorePsi: r.score_psi,
-              defectRate: r.defect_rate,
-              defectRateReference: r.defect_rate_ref,
-            }
-          : null,
-      })),
+      st.range.all(edgeId, from, to).map(toTelemetryMinute),
     recentVerdicts: (edgeId, limit) => st.recent.all(edgeId, limit),
     recentDefectRate(edgeId, excludeModel, limit) {
       const row = st.recentDefects.get(edgeId, excludeModel, limit)!;
       return { frames: row.frames, defects: row.defects ?? 0 };
     },
+  };
+}
+
+/** A stored minute as FleetStore answers it (shared with the PostgreSQL store). */
+export function toTelemetryMinute(r: TelemetryMinuteRow): TelemetryMinute {
+  return {
+    minute: r.minute,
+    samples: r.samples,
+    at: r.at,
+    fps: r.fps,
+    latencyP50Ms: r.p50,
+    latencyP95Ms: r.p95,
+    queueDepth: r.queue,
+    cpuPercent: r.cpu,
+    rssBytes: r.rss,
+    frames: r.frames,
+    failed: r.failed,
+    resultBytes: r.result_bytes,
+    imageBytes: r.image_bytes,
+    monitor: MONITOR_COLUMNS.some(([column]) => r[column] !== null)
+      ? {
+          brightness: r.brightness,
+          brightnessReference: r.brightness_ref,
+          contrast: r.contrast,
+          contrastReference: r.contrast_ref,
+          sharpness: r.sharpness,
+          sharpnessReference: r.sharpness_ref,
+          shiftX: r.shift_x,
+          shiftY: r.shift_y,
+          scorePsi: r.score_psi,
+          defectRate: r.defect_rate,
+          defectRateReference: r.defect_rate_ref,
+        }
+      : null,
   };
 }

@@ -104,7 +104,8 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_edge_ts ON events (edge_id, ts);
 `;
 
-interface EventRow {
+/** A row of `events` (shared with the PostgreSQL store). */
+export interface EventRow {
   ts: number;
   received_at: number;
   kind: string;
@@ -113,7 +114,8 @@ interface EventRow {
   data: string | null;
 }
 
-interface EdgeRow {
+/** A row of `edges`, online as 0/1 (shared with the PostgreSQL store). */
+export interface EdgeRow {
   id: string;
   line: string | null;
   cameras: string;
@@ -127,7 +129,8 @@ interface EdgeRow {
   store_id: string;
 }
 
-interface ResultRow {
+/** A row of `results` (shared with the PostgreSQL store). */
+export interface ResultRow {
   id: number;
   edge_id: string;
   seq: number;
@@ -551,14 +554,7 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
     },
     listEvents(edgeId, limit) {
       open();
-      return st.listEvents.all(edgeId, limit).map((r) => ({
-        ts: r.ts,
-        receivedAt: r.received_at,
-        kind: r.kind as StoredEvent['kind'],
-        level: r.level as StoredEvent['level'],
-        message: r.message,
-        data: r.data === null ? null : (JSON.parse(r.data) as Record<string, unknown>),
-      }));
+      return st.listEvents.all(edgeId, limit).map(toStoredEvent);
     },
     listLines() {
       open();
@@ -650,7 +646,8 @@ function addShadowColumns(db: Database.Database): void {
   ]);
 }
 
-function toEdgeRecord(row: EdgeRow): EdgeRecord {
+/** An `edges` row as FleetStore answers it. */
+export function toEdgeRecord(row: EdgeRow): EdgeRecord {
   return {
     id: row.id,
     line: row.line,
@@ -666,7 +663,8 @@ function toEdgeRecord(row: EdgeRow): EdgeRecord {
   };
 }
 
-function toStoredResult(row: ResultRow): StoredResult {
+/** A `results` row as FleetStore answers it. */
+export function toStoredResult(row: ResultRow): StoredResult {
   const r: StoredResult = {
     id: row.id,
     edgeId: row.edge_id,
@@ -685,4 +683,16 @@ function toStoredResult(row: ResultRow): StoredResult {
   if (row.detections !== null) r.detections = JSON.parse(row.detections) as StoredResult['detections'];
   if (row.store_id) r.storeId = row.store_id;
   return r;
+}
+
+/** An `events` row as FleetStore answers it. */
+export function toStoredEvent(r: EventRow): StoredEvent {
+  return {
+    ts: r.ts,
+    receivedAt: r.received_at,
+    kind: r.kind as StoredEvent['kind'],
+    level: r.level as StoredEvent['level'],
+    message: r.message,
+    data: r.data === null ? null : (JSON.parse(r.data) as Record<string, unknown>),
+  };
 }

@@ -1,8 +1,8 @@
 /**
- * The fleet manager's storage: one narrow, asynchronous interface (`FleetStore`) so that a
- * PostgreSQL implementation can replace SQLite for multi-instance deployments without touching
- * ingest or the HTTP API, and its better-sqlite3 implementation (`openSqliteStore`) over the
- * synchronous database code of store-db.ts.
+ * The fleet manager's storage: one narrow, asynchronous interface (`FleetStore`) so that the
+ * PostgreSQL implementation (pg/fleet-store-pg.ts) can replace SQLite for multi-instance
+ * deployments without touching ingest or the HTTP API, and its better-sqlite3 implementation
+ * (`openSqliteStore`) over the synchronous database code of store-db.ts.
  */
 import type { Logger } from 'pino';
 import type { MonitorMinute } from './http-schemas.js';

@@ -1,6 +1,6 @@
 /**
  * `GET /api/edges/:id/telemetry` and `POST /api/edges/:id/threshold-preview` over real HTTP on a
- * real SQLite fleet database: telemetry folded per minute with bounded retention and range, the
+ * real fleet database (SQLite and PostgreSQL): telemetry folded per minute with bounded retention and range, the
  * preview's count equal to the stored verdicts replayed by hand, bounds and permissions, one-line
  * errors naming the field.
  */
@@ -17,13 +17,15 @@ import type { ResultRecord } from '../../protocol/messages.js';
 import type { MonitorFigures } from '../../protocol/monitoring.js';
 import { TELEMETRY_RETENTION_MS } from '../../fleet-manager/edge-history-db.js';
 import { T0, result, tempDir } from './helpers.js';
+import { openFleetStore } from './fleet-store-backend.js';
+import { testBackends, type StoreBackend } from '../helpers/store-backends.js';
 
 const MIN = 60_000;
 
-async function build(t: TestContext) {
-  const file = join(await tempDir(t), 'fleet.db');
-  const store = openSqliteStore({ file, logger: pino({ level: 'silent' }) });
-  const creds = openTestIdentity(t, file);
+async function build(t: TestContext, backend: StoreBackend) {
+  const { store, file } = await openFleetStore(t, backend);
+  // The identity store is SQLite here whatever the fleet store's backend.
+  const creds = openTestIdentity(t, file ?? join(await tempDir(t), 'identity.db'));
   let now = T0 + 30 * MIN;
   const app = await buildApp({ store, identity: creds.identity, logger: pino({ level: 'silent' }), now: () => now });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
@@ -62,8 +64,18 @@ function telemetry(
   );
 }
 
-test('GET /api/edges/:id/telemetry: one row per minute (mean fps, worst p95, summed frames), oldest first, in [from, to)', async (t) => {
-  const { store, call } = await build(t);
+/** What an edge's monitor reports while watching (edge-agent/monitor.ts), with the figures given. */
+function watching(over: Partial<MonitorFigures>): MonitorFigures {
+  return {
+    phase: 'watching', model: 'mtd@1', referenceFrames: 100, frames: 400,
+    brightness: 120, brightnessReference: 118, contrast: 40, contrastReference: 41, sharpness: 900, sharpnessReference: 950,
+    shiftX: 0.001, shiftY: -0.002, scorePsi: 0.03, labelPsi: 0.01, scoreReference: 'calibration', defectRate: 0.02, defectRateReference: 0.025, defectLimit: 9, checkMs: 0.2,
+    ...over,
+  };
+}
+
+testBackends('GET /api/edges/:id/telemetry: one row per minute (mean fps, worst p95, summed frames), oldest first, in [from, to)', async (t, backend) => {
+  const { store, call } = await build(t, backend);
   const put = (at: number, over: Parameters<typeof telemetry>[2]) => store.recordTelemetry('e1', telemetry('e1', at, over), { receivedAt: at });
   await put(T0 + 1 * MIN + 5_000, { fps: 10, p50: 4, p95: 9, queue: 1, frames: 100, failed: 1 });
   await put(T0 + 1 * MIN + 15_000, { fps: 20, p50: 6, p95: 7, queue: 3, frames: 200, failed: 2 });
@@ -83,8 +95,8 @@ test('GET /api/edges/:id/telemetry: one row per minute (mean fps, worst p95, sum
   assert.equal((await call('viewer', 'GET', '/api/edges/e1/telemetry')).body.minutes.length, 3);
 });
 
-test('GET /api/edges/:id/telemetry: bounded retention and range; bad input is a one-line 400 naming the field; unknown edge 404', async (t) => {
-  const { store, call, setNow } = await build(t);
+testBackends('GET /api/edges/:id/telemetry: bounded retention and range; bad input is a one-line 400 naming the field; unknown edge 404', async (t, backend) => {
+  const { store, call, setNow } = await build(t, backend);
   await store.recordTelemetry('e1', telemetry('e1', T0, { fps: 1, p50: 1, p95: 1, queue: 0, frames: 1 }), { receivedAt: T0 });
   // A report past the retention drops the minutes older than it.
   const later = T0 + TELEMETRY_RETENTION_MS + 2 * MIN;
@@ -109,8 +121,8 @@ test('GET /api/edges/:id/telemetry: bounded retention and range; bad input is a 
   assert.deepEqual([missing.status, missing.body.message], [404, 'no edge nobody']);
 });
 
-test('POST /api/edges/:id/threshold-preview: the count is the stored verdicts replayed under the new threshold, latest `limit` only', async (t) => {
-  const { store, call, creds } = await build(t);
+testBackends('POST /api/edges/:id/threshold-preview: the count is the stored verdicts replayed under the new threshold, latest `limit` only', async (t, backend) => {
+  const { store, call, creds } = await build(t, backend);
   // 1200 results: the oldest 200 would all change and must not be counted.
   const rows: ResultRecord[] = [];
   for (let seq = 1; seq <= 1200; seq++) {
@@ -144,8 +156,8 @@ test('POST /api/edges/:id/threshold-preview: the count is the stored verdicts re
   assert.deepEqual(audit.filter((a) => a.action.includes('threshold-preview')), []);
 });
 
-test('POST /api/edges/:id/threshold-preview: validated (one line naming the field), operator and admin only, unknown edge 404', async (t) => {
-  const { store, call } = await build(t);
+testBackends('POST /api/edges/:id/threshold-preview: validated (one line naming the field), operator and admin only, unknown edge 404', async (t, backend) => {
+  const { store, call } = await build(t, backend);
   await store.ingestResults('e1', [result(1)], { receivedAt: T0 });
   const bad = async (body: unknown, message: RegExp) => {
     const res = await call('operator', 'POST', '/api/edges/e1/threshold-preview', body);
@@ -165,18 +177,8 @@ test('POST /api/edges/:id/threshold-preview: validated (one line naming the fiel
   assert.deepEqual([missing.status, missing.body.message], [404, 'no edge nobody']);
 });
 
-/** What an edge's monitor reports while watching (edge-agent/monitor.ts), with the figures given. */
-function watching(over: Partial<MonitorFigures>): MonitorFigures {
-  return {
-    phase: 'watching', model: 'mtd@1', referenceFrames: 100, frames: 400,
-    brightness: 120, brightnessReference: 118, contrast: 40, contrastReference: 41, sharpness: 900, sharpnessReference: 950,
-    shiftX: 0.001, shiftY: -0.002, scorePsi: 0.03, labelPsi: 0.01, scoreReference: 'calibration', defectRate: 0.02, defectRateReference: 0.025, defectLimit: 9, checkMs: 0.2,
-    ...over,
-  };
-}
-
-test('GET /api/edges/:id/telemetry and GET /api/edges: the image health and score drift figures, latest of each minute, with their references', async (t) => {
-  const { store, call } = await build(t);
+testBackends('GET /api/edges/:id/telemetry and GET /api/edges: the image health and score drift figures, latest of each minute, with their references', async (t, backend) => {
+  const { store, call } = await build(t, backend);
   const put = (at: number, monitor?: MonitorFigures, alarms?: string[]) =>
     store.recordTelemetry('e1', telemetry('e1', at, { fps: 10, p50: 4, p95: 9, queue: 0, frames: 100, ...(monitor && { monitor }), ...(alarms && { alarms }) }), { receivedAt: at });
   // Minute 1: no monitor figures (an older agent). Minute 2: collecting the reference (no score figures yet).
@@ -209,7 +211,7 @@ test('GET /api/edges/:id/telemetry and GET /api/edges: the image health and scor
   assert.deepEqual(view.telemetry.alarms, ['camera-shift', 'image-blur', 'score-drift']);
 });
 
-test('telemetry_minutes made by an older build gains the monitor columns; its rows read with monitor null', async (t) => {
+test('sqlite: telemetry_minutes made by an older build gains the monitor columns; its rows read with monitor null', async (t) => {
   const file = join(await tempDir(t), 'fleet.db');
   const old = new Database(file);
   old.exec(`CREATE TABLE telemetry_minutes (

@@ -1,19 +1,20 @@
-import { test, type TestContext } from 'node:test';
+import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildApp } from '../../fleet-manager/app.js';
 import { openTestIdentity } from '../helpers/identity.js';
-import { openSqliteStore, type FleetStore } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
 import { T0, result, tempDir } from './helpers.js';
+import { openFleetStore } from './fleet-store-backend.js';
+import { testBackends, type StoreBackend } from '../helpers/store-backends.js';
 
 const S = 1000;
 
-async function build(t: TestContext) {
-  const file = join(await tempDir(t), 'fleet.db');
-  const store: FleetStore = openSqliteStore({ file, logger: pino({ level: 'silent' }) });
-  const creds = openTestIdentity(t, file);
+async function build(t: TestContext, backend: StoreBackend) {
+  const { store, file } = await openFleetStore(t, backend);
+  // The identity store is SQLite here whatever the fleet store's backend.
+  const creds = openTestIdentity(t, file ?? join(await tempDir(t), 'identity.db'));
   const { identity } = creds;
   const app = await buildApp({ store, identity, logger: pino({ level: 'silent' }), now: () => T0 + 600 * S });
   t.after(async () => {
@@ -37,8 +38,8 @@ function telemetry(edgeId: string, lastSeq: number, ts: number) {
   );
 }
 
-test('GET /api/edges: lastSeq never trails the ack and ignores another store; backlog is never negative', async (t) => {
-  const { get, store } = await build(t);
+testBackends('GET /api/edges: lastSeq never trails the ack and ignores another store; backlog is never negative', async (t, backend) => {
+  const { get, store } = await build(t, backend);
   const view = async () => {
     const e = (await get('/api/edges')).json().edges[0] as { ackedSeq: number; lastSeq: number | null; backlog: number | null };
     return [e.ackedSeq, e.lastSeq, e.backlog];

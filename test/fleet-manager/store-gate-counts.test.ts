@@ -3,37 +3,43 @@
  * they equal what the rollout engine used to scan from `results` (the row-id scans this replaced,
  * kept here as the reference), count only rows actually inserted, are filled once from the rows of
  * an older database, and the live baseline (recentDefectRate) reads the edge's newest results.
+ * Run against SQLite and PostgreSQL; the schema 3 upgrade is SQLite's own history.
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { openSqliteStore, type CandidateCounts, type FleetStore, type GateMode } from '../../fleet-manager/store.js';
 import type { ResultRecord } from '../../protocol/messages.js';
-import { T0, result, tempDir } from './helpers.js';
+import { T0, result } from './helpers.js';
+import { openFleetStore, sqliteRows, type FleetStoreUnderTest } from './fleet-store-backend.js';
+import { testBackends } from '../helpers/store-backends.js';
 
 const silent = pino({ level: 'silent' });
 const meta = (receivedAt = T0) => ({ receivedAt });
 const EDGES = ['e1', 'e2', 'e3'];
 
-/** The scans the rollout engine ran over `results` before the counters (control-store.ts, schema 3), over every row. */
-function referenceScan(db: Database.Database, model: string, mode: GateMode): CandidateCounts[] {
+/**
+ * The scans the rollout engine ran over `results` before the counters (control-store.ts, schema 3),
+ * over every row, written with CASE so that one text serves both databases.
+ */
+function referenceScan(rows: FleetStoreUnderTest['rows'], model: string, mode: GateMode): Promise<CandidateCounts[]> {
+  const one = (cond: string) => `sum(CASE WHEN ${cond} THEN 1 ELSE 0 END)`;
   const sql =
     mode === 'live'
-      ? `SELECT edge_id AS edgeId, count(*) AS frames, sum(verdict = 'defect') AS defects,
-                0 AS paired, 0 AS agree, 0 AS baseDefects, 0 AS errors
-         FROM results WHERE model = @model AND edge_id IN (SELECT value FROM json_each(@edges))
+      ? `SELECT edge_id AS "edgeId", count(*) AS frames, ${one("verdict = 'defect'")} AS defects,
+                0 AS paired, 0 AS agree, 0 AS "baseDefects", 0 AS errors
+         FROM results WHERE model = $1 AND edge_id IN ($2, $3, $4)
          GROUP BY edge_id ORDER BY edge_id`
-      : `SELECT edge_id AS edgeId, count(*) AS frames,
-                coalesce(sum(shadow_verdict = 'defect'), 0) AS defects,
-                sum(shadow_verdict IS NOT NULL) AS paired,
-                coalesce(sum(shadow_verdict = verdict), 0) AS agree,
-                sum(shadow_verdict IS NOT NULL AND verdict = 'defect') AS baseDefects,
-                sum(shadow_error IS NOT NULL) AS errors
-         FROM results WHERE shadow_model = @model AND edge_id IN (SELECT value FROM json_each(@edges))
+      : `SELECT edge_id AS "edgeId", count(*) AS frames,
+                ${one("shadow_verdict = 'defect'")} AS defects,
+                ${one('shadow_verdict IS NOT NULL')} AS paired,
+                ${one('shadow_verdict = verdict')} AS agree,
+                ${one("shadow_verdict IS NOT NULL AND verdict = 'defect'")} AS "baseDefects",
+                ${one('shadow_error IS NOT NULL')} AS errors
+         FROM results WHERE shadow_model = $1 AND edge_id IN ($2, $3, $4)
          GROUP BY edge_id ORDER BY edge_id`;
-  return db.prepare<{ model: string; edges: string }, CandidateCounts>(sql).all({ model, edges: JSON.stringify(EDGES) });
+  return rows<CandidateCounts>(sql, [model, ...EDGES]);
 }
 
 const QUERIES: [string, GateMode][] = [
@@ -45,15 +51,17 @@ const QUERIES: [string, GateMode][] = [
   ['m@9', 'shadow'],
 ];
 
-async function assertMatchesScan(store: FleetStore, file: string): Promise<void> {
-  const db = new Database(file, { readonly: true });
-  try {
-    for (const [model, mode] of QUERIES) {
-      assert.deepEqual(await store.candidateCounters(EDGES, model, mode), referenceScan(db, model, mode), `${model} ${mode}`);
-    }
-  } finally {
-    db.close();
+async function assertMatchesScan(store: FleetStore, rows: FleetStoreUnderTest['rows']): Promise<void> {
+  for (const [model, mode] of QUERIES) {
+    assert.deepEqual(await store.candidateCounters(EDGES, model, mode), await referenceScan(rows, model, mode), `${model} ${mode}`);
   }
+}
+
+/** `rows` on a SQLite file, for the upgrade test. */
+function fileRows(t: TestContext, file: string): FleetStoreUnderTest['rows'] {
+  const db = new Database(file, { readonly: true });
+  t.after(() => db.close());
+  return async (sql, params) => sqliteRows(db, sql, params);
 }
 
 const defect = { verdict: 'defect', label: 'anomaly', score: 0.9 } as const;
@@ -87,18 +95,11 @@ function batchesE2(): ResultRecord[][] {
   ];
 }
 
-async function openStore(t: TestContext) {
-  const file = join(await tempDir(t), 'fleet.db');
-  const store = openSqliteStore({ file, logger: silent });
-  t.after(() => store.close());
-  return { store, file };
-}
-
-test('gate counters: a mixed batch counts as the row scans did, and a redelivered duplicate counts nothing', async (t) => {
-  const { store, file } = await openStore(t);
+testBackends('gate counters: a mixed batch counts as the row scans did, and a redelivered duplicate counts nothing', async (t, backend) => {
+  const { store, rows, open } = await openFleetStore(t, backend);
   const [a, b, c] = batchesE1();
   const [d, e] = batchesE2();
-  // Batches of two edges handed in together share one transaction (group commit), each its own savepoint.
+  // Batches of two edges handed in together (SQLite: one transaction, each its own savepoint).
   await Promise.all([store.ingestResults('e1', a!, meta()), store.ingestResults('e2', d!, meta())]);
   await store.ingestResults('e1', b!, meta());
   // Redelivered: a whole batch again, and one overlapping the stored rows (only seq 9..12 are new).
@@ -120,42 +121,18 @@ test('gate counters: a mixed batch counts as the row scans did, and a redelivere
     { edgeId: 'e2', frames: 4, defects: 2, paired: 0, agree: 0, baseDefects: 0, errors: 0 },
   ]);
   assert.deepEqual(await store.candidateCounters([], 'm@1', 'live'), []);
-  await assertMatchesScan(store, file);
+  await assertMatchesScan(store, rows);
 
   // Cumulative across reopening: the counters are stored, not kept in memory.
   await store.close();
-  const again = openSqliteStore({ file, logger: silent });
-  t.after(() => again.close());
+  const again = await open();
   await again.ingestResults('e1', [result(13, { model: 'm@1', ...defect, shadow: shadowOk })], meta());
   assert.deepEqual((await again.candidateCounters(['e1'], 'm@1', 'live'))[0], { edgeId: 'e1', frames: 13, defects: 5, paired: 0, agree: 0, baseDefects: 0, errors: 0 });
-  await assertMatchesScan(again, file);
+  await assertMatchesScan(again, rows);
 });
 
-test('gate counters: a database of schema 3 gets them from its rows, once', async (t) => {
-  const { store, file } = await openStore(t);
-  for (const batch of batchesE1()) await store.ingestResults('e1', batch, meta());
-  for (const batch of batchesE2()) await store.ingestResults('e2', batch, meta());
-  await store.close();
-  // Back to the schema 3 shape: no counters.
-  const old = new Database(file);
-  old.exec('DROP TABLE edge_model_counts; PRAGMA user_version = 3;');
-  old.close();
-
-  const upgraded = openSqliteStore({ file, logger: silent });
-  await assertMatchesScan(upgraded, file);
-  const check = new Database(file, { readonly: true });
-  t.after(() => check.close());
-  assert.equal(check.pragma('user_version', { simple: true }), 4);
-  await upgraded.close();
-  // Reopened: not filled a second time.
-  const reopened = openSqliteStore({ file, logger: silent });
-  t.after(() => reopened.close());
-  assert.equal((await reopened.candidateCounters(['e1'], 'm@1', 'live'))[0]!.frames, 12);
-  await assertMatchesScan(reopened, file);
-});
-
-test('gate counters: the live baseline is the edge’s newest results by other models', async (t) => {
-  const { store } = await openStore(t);
+testBackends('gate counters: the live baseline is the edge’s newest results by other models', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
   // ts order differs from seq order: the newest by ts are seq 1..3.
   await store.ingestResults(
     'e1',
@@ -174,4 +151,28 @@ test('gate counters: the live baseline is the edge’s newest results by other m
   assert.deepEqual(await store.recentDefectRate('e1', 'm@2', 100), { frames: 4, defects: 2 });
   assert.deepEqual(await store.recentDefectRate('e1', 'm@1', 100), { frames: 1, defects: 1 });
   assert.deepEqual(await store.recentDefectRate('e3', 'm@2', 100), { frames: 0, defects: 0 });
+});
+
+test('gate counters: a database of schema 3 gets them from its rows, once [sqlite]', async (t) => {
+  const { store, file: sqliteFile } = await openFleetStore(t, 'sqlite');
+  const file = sqliteFile!;
+  for (const batch of batchesE1()) await store.ingestResults('e1', batch, meta());
+  for (const batch of batchesE2()) await store.ingestResults('e2', batch, meta());
+  await store.close();
+  // Back to the schema 3 shape: no counters.
+  const old = new Database(file);
+  old.exec('DROP TABLE edge_model_counts; PRAGMA user_version = 3;');
+  old.close();
+
+  const upgraded = openSqliteStore({ file, logger: silent });
+  await assertMatchesScan(upgraded, fileRows(t, file));
+  const check = new Database(file, { readonly: true });
+  t.after(() => check.close());
+  assert.equal(check.pragma('user_version', { simple: true }), 4);
+  await upgraded.close();
+  // Reopened: not filled a second time.
+  const reopened = openSqliteStore({ file, logger: silent });
+  t.after(() => reopened.close());
+  assert.equal((await reopened.candidateCounters(['e1'], 'm@1', 'live'))[0]!.frames, 12);
+  await assertMatchesScan(reopened, fileRows(t, file));
 });

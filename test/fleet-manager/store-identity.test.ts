@@ -1,7 +1,8 @@
 /**
  * Results keyed by (edge, store, seq) (issue 5): a wiped edge database is a new store whose seqs
  * restart at 1, and the fleet must keep both stores' rows, ack each on its own, and notice a
- * store that went back in time. Real SQLite files.
+ * store that went back in time. Run against SQLite and PostgreSQL; the upgrade of a file from
+ * before storeIds is SQLite's own history.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,16 +12,16 @@ import { pino } from 'pino';
 import { openSqliteStore } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
 import { T0, results, tempDir } from './helpers.js';
+import { openFleetStore } from './fleet-store-backend.js';
+import { testBackends } from '../helpers/store-backends.js';
 
 const silent = pino({ level: 'silent' });
 const meta = (receivedAt = T0) => ({ receivedAt });
 const OLD = 'oldStoreAAAAAAAA';
 const NEW = 'newStoreBBBBBBBB';
 
-test('a wiped edge (new store, seqs from 1) keeps every row of both stores, each acked on its own', async (t) => {
-  const file = join(await tempDir(t), 'fleet.db');
-  const store = openSqliteStore({ file, logger: silent });
-  t.after(() => store.close());
+testBackends('a wiped edge (new store, seqs from 1) keeps every row of both stores, each acked on its own', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
   await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1', storeId: OLD }), meta());
   assert.deepEqual(await store.ingestResults('e1', results(1, 10), meta(), OLD), { ackedSeq: 10, inserted: 10, conflicts: 0 });
 
@@ -42,17 +43,15 @@ test('a wiped edge (new store, seqs from 1) keeps every row of both stores, each
   assert.equal(stats.filter((r) => r.verdict === 'defect').reduce((n, r) => n + r.count, 0), 4);
 });
 
-test('a store that went back in time (a restored results.db) is reported as conflicts, never taken as duplicates silently', async (t) => {
-  const file = join(await tempDir(t), 'fleet.db');
-  const store = openSqliteStore({ file, logger: silent });
-  t.after(() => store.close());
+testBackends('a store that went back in time (a restored results.db) is reported as conflicts, never taken as duplicates silently', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
   await store.ingestResults('e1', results(1, 10), meta(), OLD);
   // The same seqs again, but other frames (other timestamps).
   const other = results(6, 12, { ts: T0 + 5e6 });
   assert.deepEqual(await store.ingestResults('e1', other, meta(), OLD), { ackedSeq: 12, inserted: 2, conflicts: 5 });
 });
 
-test('a fleet database from before storeIds is migrated: rows and acks kept under the empty store', async (t) => {
+test('sqlite: a fleet database from before storeIds is migrated: rows and acks kept under the empty store', async (t) => {
   const file = join(await tempDir(t), 'fleet.db');
   // The schema version 1 shape, written by hand: UNIQUE (edge_id, seq) and no store columns.
   const db = new Database(file);

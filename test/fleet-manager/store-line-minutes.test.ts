@@ -2,7 +2,8 @@
  * Line statistics from the per-minute aggregate (line_minutes, schema 3): the aggregate must always
  * equal a recount of the rows, and every lineStats answer must equal the grouped count over the
  * rows themselves (the query that served it before schema 3), whatever the bucket and window.
- * Also: the group commit fails a bad batch alone, and close() stores what was handed in.
+ * Also: a bad batch fails alone (SQLite's group commit too), and close() stores what was handed in.
+ * Every behaviour runs against SQLite and PostgreSQL; the schema 2 upgrade is SQLite's own history.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,8 @@ import { openSqliteStore, UNKNOWN_LINE, type FleetStore, type StatsRow } from '.
 import { envelope } from '../../protocol/validator.js';
 import type { ResultRecord } from '../../protocol/messages.js';
 import { T0, result, results, tempDir } from './helpers.js';
+import { openFleetStore, sqliteRows, type FleetStoreUnderTest } from './fleet-store-backend.js';
+import { testBackends } from '../helpers/store-backends.js';
 
 const silent = pino({ level: 'silent' });
 const meta = (receivedAt = T0) => ({ receivedAt });
@@ -29,36 +32,26 @@ function prng(seed: number): () => number {
   };
 }
 
-async function open(t: import('node:test').TestContext) {
-  const file = join(await tempDir(t), 'fleet.db');
-  const store = openSqliteStore({ file, logger: silent });
-  t.after(() => store.close());
-  const db = new Database(file, { readonly: true });
-  t.after(() => db.close());
-  return { store, file, db };
-}
+type Rows = FleetStoreUnderTest['rows'];
 
 /** The aggregate's rows, and the same groups recounted from the results table. */
-function aggregateAndRecount(db: Database.Database) {
-  const aggregate = db.prepare('SELECT line, minute, verdict, label, model, count FROM line_minutes ORDER BY 1, 2, 3, 4, 5').all();
-  const recount = db
-    .prepare(
-      `SELECT line, (ts / 60000) * 60000 AS minute, verdict, label, model, count(*) AS count
-       FROM results GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`,
-    )
-    .all();
+async function aggregateAndRecount(rows: Rows) {
+  const aggregate = await rows('SELECT line, minute, verdict, label, model, count FROM line_minutes ORDER BY 1, 2, 3, 4, 5');
+  const recount = await rows(
+    `SELECT line, (ts / 60000) * 60000 AS minute, verdict, label, model, count(*) AS count
+     FROM results GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`,
+  );
   return { aggregate, recount };
 }
 
 /** The stats query over the rows themselves: what lineStats answered before the aggregate. */
-function rawStats(db: Database.Database, line: string, from: number, to: number, b: number): StatsRow[] {
-  return db
-    .prepare<{ line: string; from: number; to: number; b: number }, StatsRow>(
-      `SELECT (ts / CAST(@b AS INTEGER)) * CAST(@b AS INTEGER) AS bucket, verdict, label, model, count(*) AS count
-       FROM results WHERE line = @line AND ts >= @from AND ts < @to
-       GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
-    )
-    .all({ line, from, to, b });
+function rawStats(rows: Rows, line: string, from: number, to: number, b: number): Promise<StatsRow[]> {
+  return rows<StatsRow>(
+    `SELECT (ts / CAST($4 AS INTEGER)) * CAST($4 AS INTEGER) AS bucket, verdict, label, model, count(*) AS count
+     FROM results WHERE line = $1 AND ts >= $2 AND ts < $3
+     GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4`,
+    [line, from, to, b],
+  );
 }
 
 /** Random results of one edge: seqs from..to, timestamps spread over a few hours at ms precision. */
@@ -92,29 +85,29 @@ async function fill(store: FleetStore, seed: number): Promise<void> {
   await store.ingestResults('e4', randomResults(rand, 1, 100), meta());
 }
 
-test('line_minutes equals a recount of the rows, through duplicates, conflicts and a line assigned late', async (t) => {
-  const { store, db } = await open(t);
+testBackends('line_minutes equals a recount of the rows, through duplicates, conflicts and a line assigned late', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
   await fill(store, 1);
-  const { aggregate, recount } = aggregateAndRecount(db);
+  const { aggregate, recount } = await aggregateAndRecount(rows);
   assert.ok(aggregate.length > 100, 'the data spans many groups');
   assert.deepEqual(aggregate, recount);
-  const lines = db.prepare('SELECT DISTINCT line FROM line_minutes ORDER BY 1').pluck().all();
+  const lines = (await rows<{ line: string }>('SELECT DISTINCT line FROM line_minutes ORDER BY 1')).map((r) => r.line);
   assert.deepEqual(lines, ['L1', 'L2', UNKNOWN_LINE]);
   assert.equal(await store.hasLine(UNKNOWN_LINE), true);
 });
 
-test('a line assigned late leaves no empty unknown groups behind', async (t) => {
-  const { store, db } = await open(t);
+testBackends('a line assigned late leaves no empty unknown groups behind', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
   await store.ingestResults('e1', results(1, 5), meta());
   assert.equal(await store.hasLine(UNKNOWN_LINE), true);
   await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1' }), meta());
-  assert.deepEqual(db.prepare('SELECT line, sum(count) AS n FROM line_minutes GROUP BY 1').all(), [{ line: 'L1', n: 5 }]);
+  assert.deepEqual(await rows('SELECT line, sum(count) AS n FROM line_minutes GROUP BY 1'), [{ line: 'L1', n: 5 }]);
   assert.equal(await store.hasLine(UNKNOWN_LINE), false);
   assert.equal(await store.hasLine('L1'), true);
 });
 
-test('lineStats answers exactly what the rows give, for every bucket size and any window', async (t) => {
-  const { store, db } = await open(t);
+testBackends('lineStats answers exactly what the rows give, for every bucket size and any window', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
   await fill(store, 2);
   const rand = prng(3);
   const buckets = [1_000, 10_000, MINUTE, 90_000, 5 * MINUTE, 7 * MINUTE, 3_600_000, 86_400_000];
@@ -134,7 +127,7 @@ test('lineStats answers exactly what the rows give, for every bucket size and an
       }
       for (const [from, to] of windows) {
         const got = await store.lineStats(line, from, to, b);
-        assert.deepEqual(got, rawStats(db, line, from, to, b), `${line} ${from}..${to} bucket ${b}`);
+        assert.deepEqual(got, await rawStats(rows, line, from, to, b), `${line} ${from}..${to} bucket ${b}`);
         compared += got.length;
       }
     }
@@ -142,8 +135,8 @@ test('lineStats answers exactly what the rows give, for every bucket size and an
   assert.ok(compared > 1000, 'the comparisons saw real groups');
 });
 
-test('listing results by line still pages newest first, also for a line quiet for long', async (t) => {
-  const { store } = await open(t);
+testBackends('listing results by line still pages newest first, also for a line quiet for long', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
   await store.recordState('old', envelope('state', 'old', { online: true, line: 'Old' }), meta());
   await store.recordState('new', envelope('state', 'new', { online: true, line: 'New' }), meta());
   await store.ingestResults('old', results(1, 5), meta());
@@ -157,7 +150,60 @@ test('listing results by line still pages newest first, also for a line quiet fo
   assert.equal((await store.listResults({ line: 'New', limit: 1000 })).items.length, 300);
 });
 
-test('a database of schema 2 gets line_minutes from its rows and loses the covering index', async (t) => {
+// SQLite stores a group of batches in one transaction (group commit); PostgreSQL each batch in its
+// own. Either way a bad batch fails alone. The bad value is one each database refuses.
+testBackends('a bad batch fails alone, the batches handed in beside it are stored and acked', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
+  // Handed in the same event-loop turn, so SQLite puts them in one transaction first.
+  // A value SQLite cannot bind, or PostgreSQL cannot read as BIGINT, makes the insert throw (the
+  // schema check at ingest keeps these out).
+  const bad = results(1, 3).map((r, i) =>
+    i !== 1 ? r : backend === 'sqlite' ? { ...r, camera: {} as unknown as string } : { ...r, ts: r.ts + 0.5 },
+  );
+  const [a, b, c] = await Promise.allSettled([
+    store.ingestResults('e1', results(1, 10), meta()),
+    store.ingestResults('e2', bad, meta()),
+    store.ingestResults('e3', results(1, 4), meta()),
+  ]);
+  assert.deepEqual(a, { status: 'fulfilled', value: { ackedSeq: 10, inserted: 10, conflicts: 0 } });
+  assert.equal(b.status, 'rejected');
+  assert.match(String((b as PromiseRejectedResult).reason), backend === 'sqlite' ? /parameter/ : /bigint/);
+  assert.deepEqual(c, { status: 'fulfilled', value: { ackedSeq: 4, inserted: 4, conflicts: 0 } });
+  // Nothing of the bad batch stayed, in the rows or in the aggregate.
+  assert.deepEqual(await rows("SELECT count(*) AS n FROM results WHERE edge_id = 'e2'"), [{ n: 0 }]);
+  const { aggregate, recount } = await aggregateAndRecount(rows);
+  assert.deepEqual(aggregate, recount);
+  // The store carries on: the edge resends the batch fixed.
+  assert.deepEqual(await store.ingestResults('e2', results(1, 3), meta()), { ackedSeq: 3, inserted: 3, conflicts: 0 });
+  assert.equal((await store.getEdge('e2'))!.ackedSeq, 3);
+});
+
+testBackends('a row the database skips (OR IGNORE on a NOT NULL column) is never acked', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
+  const batch = results(1, 4).map((r) => (r.seq === 3 ? { ...r, camera: null as unknown as string } : r));
+  assert.deepEqual(await store.ingestResults('e1', batch, meta()), { ackedSeq: 2, inserted: 3, conflicts: 0 });
+});
+
+testBackends('close() stores and answers the batches handed in before it, and later calls fail', async (t, backend) => {
+  const { store, open: reopen } = await openFleetStore(t, backend);
+  const pending = [
+    store.ingestResults('e1', results(1, 100), meta()),
+    store.ingestResults('e2', results(1, 50), meta()),
+    store.ingestResults('e1', results(101, 120), meta()),
+  ];
+  await store.close();
+  assert.deepEqual(await Promise.all(pending), [
+    { ackedSeq: 100, inserted: 100, conflicts: 0 },
+    { ackedSeq: 50, inserted: 50, conflicts: 0 },
+    { ackedSeq: 120, inserted: 20, conflicts: 0 },
+  ]);
+  await assert.rejects(store.ingestResults('e1', results(121, 121), meta()), /closed/);
+  await assert.rejects(store.listEdges(), /closed/);
+  const again = await reopen();
+  assert.deepEqual((await again.listEdges()).map((e) => [e.id, e.ackedSeq]), [['e1', 120], ['e2', 50]]);
+});
+
+test('sqlite: a database of schema 2 gets line_minutes from its rows and loses the covering index', async (t) => {
   const file = join(await tempDir(t), 'fleet.db');
   const first = openSqliteStore({ file, logger: silent });
   await fill(first, 4);
@@ -173,61 +219,12 @@ test('a database of schema 2 gets line_minutes from its rows and loses the cover
   t.after(() => store.close());
   const db = new Database(file, { readonly: true });
   t.after(() => db.close());
+  const rows: Rows = async <T,>(sql: string, params?: unknown[]) => sqliteRows<T>(db, sql, params);
   assert.equal(db.pragma('user_version', { simple: true }), 4);
   const indexes = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'results_line_ts'").all();
   assert.deepEqual(indexes, []);
-  const { aggregate, recount } = aggregateAndRecount(db);
+  const { aggregate, recount } = await aggregateAndRecount(rows);
   assert.ok(aggregate.length > 100);
   assert.deepEqual(aggregate, recount);
-  assert.deepEqual(await store.lineStats('L1', T0, T0 + 3 * 3_600_000, 3_600_000), rawStats(db, 'L1', T0, T0 + 3 * 3_600_000, 3_600_000));
-});
-
-test('group commit: a bad batch fails alone, the batches beside it are stored and acked', async (t) => {
-  const { store, db } = await open(t);
-  // Handed in the same event-loop turn, so they share one transaction first.
-  // A value SQLite cannot bind makes the insert throw (the schema check at ingest keeps these out).
-  const bad = results(1, 3).map((r, i) => (i === 1 ? { ...r, camera: {} as unknown as string } : r));
-  const [a, b, c] = await Promise.allSettled([
-    store.ingestResults('e1', results(1, 10), meta()),
-    store.ingestResults('e2', bad, meta()),
-    store.ingestResults('e3', results(1, 4), meta()),
-  ]);
-  assert.deepEqual(a, { status: 'fulfilled', value: { ackedSeq: 10, inserted: 10, conflicts: 0 } });
-  assert.equal(b.status, 'rejected');
-  assert.match(String((b as PromiseRejectedResult).reason), /parameter/);
-  assert.deepEqual(c, { status: 'fulfilled', value: { ackedSeq: 4, inserted: 4, conflicts: 0 } });
-  // Nothing of the bad batch stayed, in the rows or in the aggregate.
-  assert.equal(db.prepare("SELECT count(*) FROM results WHERE edge_id = 'e2'").pluck().get(), 0);
-  const { aggregate, recount } = aggregateAndRecount(db);
-  assert.deepEqual(aggregate, recount);
-  // The store carries on: the edge resends the batch fixed.
-  assert.deepEqual(await store.ingestResults('e2', results(1, 3), meta()), { ackedSeq: 3, inserted: 3, conflicts: 0 });
-  assert.equal((await store.getEdge('e2'))!.ackedSeq, 3);
-});
-
-test('a row the database skips (OR IGNORE on a NOT NULL column) is never acked', async (t) => {
-  const { store } = await open(t);
-  const batch = results(1, 4).map((r) => (r.seq === 3 ? { ...r, camera: null as unknown as string } : r));
-  assert.deepEqual(await store.ingestResults('e1', batch, meta()), { ackedSeq: 2, inserted: 3, conflicts: 0 });
-});
-
-test('close() stores and answers the batches handed in before it, and later calls fail', async (t) => {
-  const file = join(await tempDir(t), 'fleet.db');
-  const store = openSqliteStore({ file, logger: silent });
-  const pending = [
-    store.ingestResults('e1', results(1, 100), meta()),
-    store.ingestResults('e2', results(1, 50), meta()),
-    store.ingestResults('e1', results(101, 120), meta()),
-  ];
-  await store.close();
-  assert.deepEqual(await Promise.all(pending), [
-    { ackedSeq: 100, inserted: 100, conflicts: 0 },
-    { ackedSeq: 50, inserted: 50, conflicts: 0 },
-    { ackedSeq: 120, inserted: 20, conflicts: 0 },
-  ]);
-  await assert.rejects(store.ingestResults('e1', results(121, 121), meta()), /closed/);
-  await assert.rejects(store.listEdges(), /closed/);
-  const again = openSqliteStore({ file, logger: silent });
-  t.after(() => again.close());
-  assert.deepEqual((await again.listEdges()).map((e) => [e.id, e.ackedSeq]), [['e1', 120], ['e2', 50]]);
+  assert.deepEqual(await store.lineStats('L1', T0, T0 + 3 * 3_600_000, 3_600_000), await rawStats(rows, 'L1', T0, T0 + 3 * 3_600_000, 3_600_000));
 });

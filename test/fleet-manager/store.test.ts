@@ -1,24 +1,15 @@
-import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { pino } from 'pino';
-import { openSqliteStore, UNKNOWN_LINE } from '../../fleet-manager/store.js';
+import { UNKNOWN_LINE } from '../../fleet-manager/store.js';
 import { envelope } from '../../protocol/validator.js';
-import { T0, result, results, tempDir } from './helpers.js';
+import { T0, result, results } from './helpers.js';
+import { openFleetStore } from './fleet-store-backend.js';
+import { testBackends } from '../helpers/store-backends.js';
 
-const silent = pino({ level: 'silent' });
 const meta = (receivedAt = T0) => ({ receivedAt });
 
-async function openStore(t: import('node:test').TestContext) {
-  const file = join(await tempDir(t), 'fleet.db');
-  const store = openSqliteStore({ file, logger: silent });
-  t.after(() => store.close());
-  return { store, file };
-}
-
-test('store: ack is the highest contiguous seq and never skips a gap', async (t) => {
-  const { store } = await openStore(t);
+testBackends('store: ack is the highest contiguous seq and never skips a gap', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
   assert.deepEqual(await store.ingestResults('e1', results(11, 20), meta()), { ackedSeq: 0, inserted: 10, conflicts: 0 });
   assert.deepEqual(await store.ingestResults('e1', results(21, 25), meta()), { ackedSeq: 0, inserted: 5, conflicts: 0 });
   // Filling 1..10 closes the gap: the walk goes on through 11..25.
@@ -33,27 +24,49 @@ test('store: ack is the highest contiguous seq and never skips a gap', async (t)
   assert.deepEqual(edges.map((e) => [e.id, e.ackedSeq]), [['e1', 30], ['e2', 3]]);
 });
 
-test('store: a batch stored is one transaction and survives reopening', async (t) => {
-  const { store, file } = await openStore(t);
+testBackends('store: a seq twice in one batch is stored once; a copy with other content is a conflict', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
+  const batch = [result(1), result(2), result(2, { ts: T0 + 99_000 }), result(3), result(3)];
+  assert.deepEqual(await store.ingestResults('e1', batch, meta()), { ackedSeq: 3, inserted: 3, conflicts: 1 });
+  assert.equal((await store.getResult('e1', '', 2))!.ts, T0 + 2000, 'the first copy is the one kept');
+  assert.deepEqual(await rows('SELECT sum(count) AS n FROM line_minutes'), [{ n: 3 }]);
+});
+
+testBackends("store: a shadow candidate's outcome is kept in its columns", async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
+  const shadow = { model: 'm@2', verdict: 'defect' as const, label: 'scratch', score: 0.75, latencyMs: 6.5 };
+  await store.ingestResults('e1', [result(1, { shadow }), result(2, { shadow: { model: 'm@2', error: 'timeout' } }), result(3)], meta());
+  assert.deepEqual(
+    await rows('SELECT seq, shadow_model, shadow_verdict, shadow_label, shadow_score, shadow_latency_ms, shadow_error FROM results ORDER BY seq'),
+    [
+      { seq: 1, shadow_model: 'm@2', shadow_verdict: 'defect', shadow_label: 'scratch', shadow_score: 0.75, shadow_latency_ms: 6.5, shadow_error: null },
+      { seq: 2, shadow_model: 'm@2', shadow_verdict: null, shadow_label: null, shadow_score: null, shadow_latency_ms: null, shadow_error: 'timeout' },
+      { seq: 3, shadow_model: null, shadow_verdict: null, shadow_label: null, shadow_score: null, shadow_latency_ms: null, shadow_error: null },
+    ],
+  );
+});
+
+testBackends('store: a batch stored is one transaction and survives reopening', async (t, backend) => {
+  const { store, file, open, rows } = await openFleetStore(t, backend);
   await store.ingestResults('e1', [result(1), result(2, { detections: [{ label: 'scratch', score: 0.9, box: [1, 2, 3, 4] }], frame: 'a.png' })], meta());
   await store.close();
-  const again = openSqliteStore({ file, logger: silent });
-  t.after(() => again.close());
+  const again = await open();
   assert.equal((await again.listEdges())[0]!.ackedSeq, 2);
   const page = await again.listResults({ limit: 10 });
   assert.deepEqual(page.items[0]!.detections, [{ label: 'scratch', score: 0.9, box: [1, 2, 3, 4] }]);
   assert.equal(page.items[0]!.frame, 'a.png');
   assert.equal('frame' in page.items[1]!, false);
-  const db = new Database(file, { readonly: true });
+  assert.deepEqual(await rows('SELECT sum(count) AS n FROM line_minutes'), [{ n: 2 }]);
+  if (backend !== 'sqlite') return;
+  const db = new Database(file!, { readonly: true });
   t.after(() => db.close());
   assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
   const indexes = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'results'").pluck().all();
   assert.deepEqual(indexes.filter((i) => !String(i).startsWith('sqlite_')).sort(), ['results_edge_ts', 'results_ts']);
-  assert.equal(db.prepare('SELECT sum(count) FROM line_minutes').pluck().get(), 2);
 });
 
-test('store: results before any state get the unknown line, fixed when the line is reported', async (t) => {
-  const { store } = await openStore(t);
+testBackends('store: results before any state get the unknown line, fixed when the line is reported', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
   await store.ingestResults('e1', results(1, 2), meta());
   assert.deepEqual((await store.listResults({ limit: 10 })).items.map((r) => r.line), [UNKNOWN_LINE, UNKNOWN_LINE]);
   await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1', cameras: ['c1'] }), meta(T0 + 5));
@@ -64,8 +77,8 @@ test('store: results before any state get the unknown line, fixed when the line 
   assert.equal(await store.hasLine('L9'), false);
 });
 
-test('store: a last-will state marks offline and keeps what the edge reported before', async (t) => {
-  const { store } = await openStore(t);
+testBackends('store: a last-will state marks offline and keeps what the edge reported before', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
   const active = { name: 'm', version: '2' };
   await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1', cameras: ['c1', 'c2'], active }), meta(T0));
   await store.recordState('e1', envelope('state', 'e1', { online: false }), meta(T0 + 1000));
@@ -81,8 +94,8 @@ test('store: a last-will state marks offline and keeps what the edge reported be
   assert.equal((await store.listEdges())[0]!.lastSeen, T0 + 1000);
 });
 
-test('store: telemetry and events make an edge appear', async (t) => {
-  const { store } = await openStore(t);
+testBackends('store: telemetry and events make an edge appear', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
   const telemetry = envelope('telemetry', 'e2', {
     intervalMs: 5000, frames: 50, defects: 2, failed: 0, failures: {}, fps: 10,
     latencyMs: { count: 50, p50: 3, p95: 7, p99: 9, max: 12 }, queueDepth: 0, lastSeq: 50, ackedSeq: 40,
@@ -97,8 +110,64 @@ test('store: telemetry and events make an edge appear', async (t) => {
   assert.deepEqual(await store.listLines(), [{ line: UNKNOWN_LINE, edges: 2, online: 0 }]);
 });
 
-test('store: ping fails once closed', async (t) => {
-  const { store } = await openStore(t);
+testBackends('store: listing filters and pages, model versions, events newest first, all offline', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
+  await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L1' }), meta());
+  await store.recordState('e2', envelope('state', 'e2', { online: true, line: 'L2' }), meta());
+  // Two results share each ts, so paging must order by arrival too.
+  const rows = results(1, 40).map((r) => ({
+    ...r,
+    ts: T0 + Math.floor(r.seq / 2) * 30_000 + 17,
+    verdict: r.seq % 4 === 0 ? ('defect' as const) : ('ok' as const),
+    label: r.seq % 4 === 0 ? 'scratch' : 'good',
+    model: r.seq <= 25 ? 'm@1' : 'm@2',
+  }));
+  await store.ingestResults('e1', rows.slice(0, 30), meta());
+  await store.ingestResults('e2', rows.slice(30), meta());
+  const all = async (q: Omit<Parameters<typeof store.listResults>[0], 'limit' | 'after'>) => {
+    const seen: string[] = [];
+    let page = await store.listResults({ ...q, limit: 7 });
+    for (;;) {
+      seen.push(...page.items.map((r) => `${r.edgeId}/${r.seq}`));
+      if (!page.next) return seen;
+      page = await store.listResults({ ...q, limit: 7, after: page.next });
+    }
+  };
+  const expect = (keep: (r: (typeof rows)[number], edge: string) => boolean) =>
+    rows
+      .map((r, i) => ({ r, edge: i < 30 ? 'e1' : 'e2', i }))
+      .filter(({ r, edge }) => keep(r, edge))
+      .sort((x, y) => y.r.ts - x.r.ts || y.i - x.i)
+      .map(({ r, edge }) => `${edge}/${r.seq}`);
+  assert.deepEqual(await all({}), expect(() => true));
+  assert.deepEqual(await all({ verdict: 'defect' }), expect((r) => r.verdict === 'defect'));
+  assert.deepEqual(await all({ label: 'good', model: 'm@2' }), expect((r) => r.label === 'good' && r.model === 'm@2'));
+  assert.deepEqual(await all({ line: 'L2' }), expect((_, edge) => edge === 'e2'));
+  assert.deepEqual(await all({ edge: 'e1', from: T0 + 150_017, to: T0 + 300_017 }), expect((r, edge) => edge === 'e1' && r.ts >= T0 + 150_017 && r.ts < T0 + 300_017));
+  const offset = await store.listResults({ limit: 5, offset: 10 });
+  assert.deepEqual(offset.items.map((r) => `${r.edgeId}/${r.seq}`), expect(() => true).slice(10, 15));
+
+  assert.deepEqual(await store.lineVersions('L1'), [
+    { model: 'm@1', first: T0 + 17, last: T0 + 12 * 30_000 + 17, count: 25 },
+    { model: 'm@2', first: T0 + 13 * 30_000 + 17, last: T0 + 15 * 30_000 + 17, count: 5 },
+  ]);
+  assert.deepEqual(await store.lineVersions('nowhere'), []);
+  assert.deepEqual((await store.recentVerdicts('e1', 2)).map((v) => v.verdict), ['ok', 'ok']);
+
+  const ev = (kind: 'started' | 'stopping', ts: number) => envelope('events', 'e1', { kind, level: 'info' as const, message: kind, data: { n: ts } }, ts);
+  await store.recordEvent('e1', ev('started', T0 + 1), meta(T0 + 5));
+  await store.recordEvent('e1', ev('stopping', T0 + 2), meta(T0 + 6));
+  assert.deepEqual(await store.listEvents('e1', 5), [
+    { ts: T0 + 2, receivedAt: T0 + 6, kind: 'stopping', level: 'info', message: 'stopping', data: { n: T0 + 2 } },
+    { ts: T0 + 1, receivedAt: T0 + 5, kind: 'started', level: 'info', message: 'started', data: { n: T0 + 1 } },
+  ]);
+  assert.equal(await store.markAllOffline(), 2);
+  assert.equal(await store.markAllOffline(), 0);
+  assert.deepEqual(await store.listLines(), [{ line: 'L1', edges: 1, online: 0 }, { line: 'L2', edges: 1, online: 0 }]);
+});
+
+testBackends('store: ping fails once closed', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
   await store.ping();
   await store.close();
   await assert.rejects(store.ping());
