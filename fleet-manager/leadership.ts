@@ -27,6 +27,7 @@ export interface Leadership {
 export function singleLeadership(): Leadership {
   const listeners = new Set<(leader: boolean) => void | Promise<void>>();
   let leader = false;
+  /** A listener's failure fails start() (a single instance that cannot run its leader work does not start). */
   async function set(value: boolean) {
     if (leader === value) return;
     leader = value;
