@@ -28,7 +28,7 @@ import { result } from '../fleet-manager/helpers.js';
 
 const FLEET_CHILD = fileURLToPath(new URL('../helpers/fleet-instance-child.js', import.meta.url));
 const EDGES = ['e1', 'e2', 'e3', 'e4'];
-const PER_EDGE = 1500;
+const PER_EDGE = 3000;
 const BATCH = 25;
 const WINDOW = 4;
 const LEADER_RETRY_MS = 500;
@@ -204,6 +204,7 @@ test('two fleet instances under load: the leader killed with SIGKILL and restart
   await waitFor(() => loads.every((l) => l.acked() >= PER_EDGE / 4), 'a quarter of the load acked', 30_000);
   const dead = leader();
   const survivor = follower;
+  assert.ok(loads.some((l) => l.acked() < PER_EDGE), 'the leader dies under load');
   const killedAt = performance.now();
   dead.child.kill('SIGKILL');
   await once(dead.child, 'exit');
