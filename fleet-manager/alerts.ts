@@ -286,6 +286,7 @@ export function createAlerts(opts: AlertsOptions): Alerts {
 
   return {
     async start() {
+      stopped = false;
       if (opts.rollouts) {
         const { changes } = opts.rollouts;
         unsubscribe = changes.subscribe((ids) => {
@@ -301,7 +302,7 @@ export function createAlerts(opts: AlertsOptions): Alerts {
       clearInterval(timer);
       timer = undefined;
       unsubscribe?.();
-      listeners.clear();
+      // Listeners stay: a follower that leads again tells the same ones (the webhook outbox).
       await tail;
     },
     onReport(report) {

@@ -95,6 +95,17 @@ export const FleetConfigSchema = Type.Object(
         strict,
       ),
     ),
+    instances: Type.Optional(
+      Type.Object(
+        {
+          shareGroup: Type.Optional(
+            Type.String({ pattern: '^[^/+#\\s]+$', maxLength: 64, description: 'MQTT 5 shared-subscription group of ingest on an external broker with PostgreSQL storage (default osprey-fleet)' }),
+          ),
+          leaderRetryMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000, description: 'how often a follower tries to become leader and the leader checks its lock session (default 2000)' })),
+        },
+        { ...strict, description: 'several fleet instances on one PostgreSQL database (docs/deploy.md)' },
+      ),
+    ),
     rollouts: Type.Optional(
       Type.Object(
         { tickMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 60_000, description: 'how often rollout gates are evaluated' })) },
@@ -209,6 +220,7 @@ export interface FleetConfig {
     checkMaxRssBytes: number;
   };
   images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
+  instances: { shareGroup: string; leaderRetryMs: number };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
   alerts: { offlineAfterMs: number; backlogWindowMs: number; backlogMinGrowth: number; mismatchAfterMs: number; checkMs: number; maxAlerts: number };
@@ -245,6 +257,7 @@ export const FLEET_DEFAULTS = {
   // Secure by default: only packages signed by a publisher key the fleet was given are accepted.
   registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3, requirePublisherSignature: true, allowFleetPacked: false, checkTimeoutMs: 60_000, checkMaxRssBytes: 4 * 1024 ** 3 },
   images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
+  instances: { shareGroup: 'osprey-fleet', leaderRetryMs: 2000 },
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },
   alerts: { offlineAfterMs: 5 * 60_000, backlogWindowMs: 10 * 60_000, backlogMinGrowth: 100, mismatchAfterMs: 10 * 60_000, checkMs: 5000, maxAlerts: 10_000 },
@@ -301,6 +314,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
       publisherKeys: checkTrustedKeyEntries(c.registry?.publisherKeys ?? [], 'registry.publisherKeys', baseDir, ` (${source})`),
     },
     images: { ...FLEET_DEFAULTS.images, ...c.images, maxInFlightBytes },
+    instances: { ...FLEET_DEFAULTS.instances, ...c.instances },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
     alerts: { ...FLEET_DEFAULTS.alerts, ...c.alerts },

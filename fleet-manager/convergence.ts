@@ -167,7 +167,8 @@ export function createConvergenceMonitor(opts: ConvergenceOptions): ConvergenceM
 
   return {
     start() {
-      if (timer || stopped) return;
+      if (timer) return;
+      stopped = false;
       timer = setInterval(() => void check(), checkMs);
     },
     async stop() {

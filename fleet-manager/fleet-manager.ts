@@ -46,6 +46,8 @@ import { openSqliteGoldenSetStore } from './golden-set-store.js';
 import { goldenSetReportListener } from './golden-set-reports.js';
 import { createFleetMetrics } from './fleet-metrics.js';
 import { clearExplainCache, createExplainer } from './explainer.js';
+import { pgLeadership, singleLeadership } from './leadership.js';
+import { createLeaderWork, guardLeaderRoutes } from './leader-work.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -210,6 +212,10 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     }
 
     const brokerForEdges = mqttUrl;
+    // Several instances share one PostgreSQL database (storage.url): ingest is shared through the
+    // external broker with MQTT 5 shared subscriptions, and leader work runs on one instance.
+    const pgUrl = postgresUrlOf(config);
+    const shareGroup = pgUrl !== null && config.brokerUrl !== null ? config.instances.shareGroup : undefined;
     const client = await connectClient(
       mqttUrl,
       clientId ?? `${FLEET_CLIENT_ID_PREFIX}${randomUUID().slice(0, 8)}`,
@@ -217,6 +223,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       config.mqtt.maxPacketBytes,
       child('mqtt'),
       tlsFiles?.ca,
+      shareGroup !== undefined,
     );
     started.push({ name: 'mqtt', close: () => endClient(client) });
 
@@ -266,16 +273,35 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       mqttConnected: () => client.connected,
       openAlerts: () => alertStore.openAlertsByType(),
     });
+    // Rollouts, convergence, the fleet's alert rules, webhook deliveries and training: one instance runs them.
+    const leadership = pgUrl === null ? singleLeadership() : pgLeadership({ url: pgUrl, logger: child('leader'), retryMs: config.instances.leaderRetryMs });
+    const leaderWork = createLeaderWork({
+      leadership,
+      failFast: pgUrl === null,
+      logger: child('leader'),
+      parts: [
+        { name: 'rollouts', start: () => engine.start(), stop: () => engine.stop() },
+        { name: 'convergence', start: () => convergence.start(), stop: () => convergence.stop() },
+        { name: 'alerts', start: () => alerts.start(), stop: () => alerts.stop() },
+        { name: 'webhooks', start: () => webhooks.start(), stop: () => webhooks.stop() },
+        { name: 'training', start: () => trainer.start(), stop: () => trainer.stop() },
+      ],
+    });
     const ingest: Ingest = createIngest({
       client,
       store,
       logger: child('ingest'),
       observer: metrics.ingest,
-      onReport: (report) => {
-        // Stored before the engine looks: the golden-set gate reads it.
-        onGoldenSet(report);
-        engine.onReport(report);
-        alerts.onReport(report);
+      ...(shareGroup !== undefined && { shareGroup }),
+      // Once per message, by the instance that stored it (the golden-set gate reads what this stores).
+      onReport: (report) => onGoldenSet(report),
+      // On every instance that should know of it (without a share group: right after onReport).
+      onSeen: (report) => {
+        // Alone, the engine and alert rules hear every report, from the retained states on (as before leadership).
+        if (pgUrl === null || leaderWork.isLeader()) {
+          engine.onReport(report);
+          alerts.onReport(report);
+        }
         if (report.kind !== 'results') feed.notify(report.edgeId);
       },
     });
@@ -323,6 +349,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
         now: Date.now,
       },
     });
+    guardLeaderRoutes(app, () => leaderWork.isLeader());
     httpApp = app;
     started.push({ name: 'http', close: () => app.close() });
 
@@ -334,17 +361,10 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     // Artifact URLs go to edges on other machines: the listen address is only a default.
     baseUrl = config.publicUrl ?? httpUrl;
     if (!config.publicUrl) log.info({ baseUrl }, 'artifact URLs use the listen address; set publicUrl if edges reach the fleet by another name');
-    await engine.start();
-    started.push({ name: 'rollouts', close: () => engine.stop() });
-    convergence.start();
-    started.push({ name: 'convergence', close: () => convergence.stop() });
-    await alerts.start();
-    started.push({ name: 'alerts', close: () => alerts.stop() });
-    webhooks.start();
-    started.push({ name: 'webhooks', close: () => webhooks.stop() });
-    await trainer.start();
-    started.push({ name: 'training', close: () => trainer.stop() });
-    log.info({ httpUrl, mqttUrl }, 'fleet manager started');
+    // Alone (SQLite) this instance leads at once and its leader work has started on return.
+    started.push({ name: 'leader-work', close: () => leaderWork.stop() });
+    await leaderWork.start();
+    log.info({ httpUrl, mqttUrl, leader: leaderWork.isLeader(), ...(shareGroup !== undefined && { shareGroup }) }, 'fleet manager started');
     return { httpUrl, mqttUrl };
   }
 
@@ -385,6 +405,15 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   };
 }
 
+/**
+ * The PostgreSQL URL of the fleet's storage (`storage: { url }`, issue 18), or null for SQLite.
+ * Read loosely: the storage section is added by the storage factory's change.
+ */
+function postgresUrlOf(config: FleetConfig): string | null {
+  const url = (config as { storage?: { url?: string | null } }).storage?.url;
+  return typeof url === 'string' && /^postgres(ql)?:\/\//.test(url) ? url : null;
+}
+
 /** The host itself when it is a loopback address, else 127.0.0.1. */
 export function loopbackOnly(host: string): string {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) ? host : '127.0.0.1';
@@ -418,9 +447,11 @@ async function connectClient(
   maxPacketBytes: number,
   log: Logger,
   ca?: Buffer,
+  mqtt5 = false,
 ): Promise<MqttClient> {
   // mqtts:// verifies the broker's certificate against `ca` (tls.caFile) or the system's roots.
-  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, ...login, ...(ca && { ca }) });
+  // MQTT 5 where ingest is shared ($share/… subscriptions and subscription identifiers).
+  const client = connect(url, { clientId, clean: true, reconnectPeriod: 1000, connectTimeout: 10_000, ...login, ...(ca && { ca }), ...(mqtt5 && { protocolVersion: 5 as const }) });
   // Before any byte arrives: a packet over the limit drops the connection instead of being buffered.
   limitClientPackets(client, maxPacketBytes, (bytes) => log.warn({ url, bytes, maxPacketBytes }, 'mqtt packet over maxPacketBytes; reconnecting'));
   try {

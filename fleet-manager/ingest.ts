@@ -14,6 +14,24 @@ import type { FleetStore, ReportMeta } from './store.js';
 const INBOUND = ['results', 'state', 'telemetry', 'events'] as const;
 type InboundKind = (typeof INBOUND)[number];
 
+/**
+ * With several fleet instances (`shareGroup`), which kinds each instance takes a share of
+ * (`$share/<group>/…`: the broker gives each message to one instance, which stores it once):
+ * - results: stored and acked once, by whichever instance got the batch (the bulk of the load);
+ * - telemetry and events: stored once too (a second copy would count a minute twice or keep an
+ *   event twice); every instance also sees them on a plain subscription, unstored, for its live
+ *   views and, on the leader, the rollout engine and alert rules (see `onSeen`);
+ * - state is NOT shared: it is retained, and a shared subscription gets no retained messages
+ *   [MQTT-4.8.2], so a starting instance would not learn the edges' current states; storing the
+ *   latest state is an idempotent upsert, so every instance stores and sees every state.
+ */
+const SHARED: readonly InboundKind[] = ['results', 'telemetry', 'events'];
+/** Kinds seen on a plain subscription besides the shared one (not stored from it). */
+const SEEN_ONLY: readonly InboundKind[] = ['telemetry', 'events'];
+/** MQTT 5 subscription identifiers: which subscription a message came through. */
+const SUB_STORE = 1;
+const SUB_SEEN = 2;
+
 /** A message from an edge, after it was stored. */
 export type InboundReport = {
   [K in InboundKind]: { kind: K; edgeId: string; message: MessageByKind[K]; meta: ReportMeta };
@@ -32,6 +50,20 @@ export interface IngestOptions {
   onReport?: (report: InboundReport) => void;
   /** Told of each result batch stored, each ack sent and each message dropped (the fleet's /metrics). Must not throw. */
   observer?: IngestObserver;
+  /**
+   * MQTT 5 shared-subscription group (the client must have connected with protocolVersion 5):
+   * results, telemetry and events are taken as `$share/<group>/<topic>`, so of several fleet
+   * instances each message is stored by one. Absent: plain subscriptions (a single instance).
+   */
+  shareGroup?: string;
+  /**
+   * Called with every message this instance should know of for its live views and leader work,
+   * stored here or not: without shareGroup, each message right after onReport; with it, states
+   * and results this instance stored, and every edge's telemetry and events (from a plain
+   * subscription, whichever instance stored them; in arrival order, possibly before that store
+   * committed). Synchronous and must not throw.
+   */
+  onSeen?: (report: InboundReport) => void;
 }
 
 /** What the fleet's /metrics counts of ingest (fleet-manager/fleet-metrics.ts). */
@@ -84,14 +116,40 @@ export function createIngest(opts: IngestOptions): Ingest {
 
   function onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
     if (stopped) return;
-    counters.messages++;
     try {
+      if (opts.shareGroup !== undefined) {
+        // One PUBLISH may carry the identifiers of both subscriptions or come once for each.
+        const id = packet.properties?.subscriptionIdentifier;
+        const ids = id === undefined ? [] : Array.isArray(id) ? id : [id];
+        if (ids.includes(SUB_SEEN)) seen(topic, payload, packet);
+        if (!ids.includes(SUB_STORE)) return;
+      }
+      counters.messages++;
       accept(topic, payload, packet);
     } catch (err) {
       // A throw here would escape into mqtt.js and stall every later message.
       counters.dropped++;
       opts.observer?.dropped();
       log.error({ err, topic }, 'message handling failed');
+    }
+  }
+
+  /** A telemetry or events message another instance may store: told to onSeen only. */
+  function seen(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    const parsed = parseEdgeTopic(topic);
+    if (!parsed || !(SEEN_ONLY as readonly string[]).includes(parsed.kind)) return;
+    const kind = parsed.kind as InboundKind;
+    const decoded = decodeMessage(kind, payload);
+    // Dropped (and counted) by the instance that takes its share; here it is only not shown.
+    if (!decoded.ok || decoded.value.edgeId !== parsed.edgeId) return;
+    tell(opts.onSeen, { kind, edgeId: parsed.edgeId, message: decoded.value, meta: { receivedAt: now(), replay: packet.retain } } as InboundReport);
+  }
+
+  function tell(listener: ((report: InboundReport) => void) | undefined, report: InboundReport): void {
+    try {
+      listener?.(report);
+    } catch (err) {
+      log.error({ err, edgeId: report.edgeId, kind: report.kind }, 'report listener failed');
     }
   }
 
@@ -137,11 +195,10 @@ export function createIngest(opts: IngestOptions): Ingest {
       log.error({ err, edgeId, kind }, 'message not stored');
       return;
     }
-    try {
-      opts.onReport?.({ kind, edgeId, message: msg, meta } as InboundReport);
-    } catch (err) {
-      log.error({ err, edgeId, kind }, 'report listener failed');
-    }
+    const report = { kind, edgeId, message: msg, meta } as InboundReport;
+    tell(opts.onReport, report);
+    // Shared: this instance's telemetry and events reach onSeen through the plain subscription.
+    if (opts.shareGroup === undefined || !SEEN_ONLY.includes(kind)) tell(opts.onSeen, report);
   }
 
   /** Stores one message; throws when the store fails. */
@@ -209,11 +266,21 @@ export function createIngest(opts: IngestOptions): Ingest {
   return {
     async start() {
       client.on('message', onMessage);
+      const group = opts.shareGroup;
+      const filter = (kind: InboundKind) => (group !== undefined && SHARED.includes(kind) ? `$share/${group}/${allEdgesFilter(kind)}` : allEdgesFilter(kind));
       const grants = await client.subscribeAsync(
-        Object.fromEntries(INBOUND.map((kind) => [allEdgesFilter(kind), { qos: 1 as const }])),
+        Object.fromEntries(INBOUND.map((kind) => [filter(kind), { qos: 1 as const }])),
+        group === undefined ? undefined : { properties: { subscriptionIdentifier: SUB_STORE } },
       );
+      if (group !== undefined) {
+        grants.push(
+          ...(await client.subscribeAsync(Object.fromEntries(SEEN_ONLY.map((kind) => [allEdgesFilter(kind), { qos: 1 as const }])), {
+            properties: { subscriptionIdentifier: SUB_SEEN },
+          })),
+        );
+      }
       // [MQTT-3.9.3] return code 0x80 means the broker refused the subscription.
-      const refused = grants.filter((g) => g.qos === 128).map((g) => g.topic);
+      const refused = grants.filter((g) => g.qos >= 128).map((g) => g.topic);
       if (refused.length > 0) throw new Error(`broker refused subscriptions: ${refused.join(', ')}`);
       log.info({ topics: grants.map((g) => g.topic) }, 'ingest subscribed');
     },

@@ -444,6 +444,10 @@ export function createRolloutEngine(opts: RolloutEngineOptions): RolloutEngine {
     shadowOf,
     async start() {
       startedAt = now();
+      // A restart (leadership regained) takes the stored documents: another leader may have moved them on.
+      active.clear();
+      dirty.clear();
+      knownLines.clear();
       for (const doc of await control.listRollouts({ active: true })) active.set(doc.id, doc);
       publishing = true;
       // The embedded broker keeps retained messages in memory only, and the URL may have changed.

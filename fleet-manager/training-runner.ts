@@ -266,6 +266,7 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
   return {
     workDirFor,
     async start() {
+      stopped = false;
       const interrupted = await store.failRunning(RESTART_ERROR, now());
       for (const j of interrupted) await rm(j.workDir ?? workDirFor(j.id), { recursive: true, force: true });
       // Folders of jobs that are no longer queued (a crash between steps) are removed too.

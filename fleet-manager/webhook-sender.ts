@@ -234,8 +234,9 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
 
   return {
     start() {
-      if (started) return;
+      if (started && !stopped) return;
       started = true;
+      stopped = false;
       wake();
     },
     async stop() {
