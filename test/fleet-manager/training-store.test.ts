@@ -4,6 +4,7 @@
  * on PostgreSQL also two instances (two pools) claiming at once, and two runners on one queue.
  */
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
@@ -213,4 +214,30 @@ test("PostgreSQL: two fleet instances' runners on one queue run each job exactly
   assert.deepEqual([...runs.keys()].sort(), ids);
   const jobs = await stores[1]!.listJobs(100);
   assert.deepEqual(jobs.map((j) => [j.id, j.state, j.error]).sort(), ids.map((id) => [id, 'failed', `no backbone ${id}`]));
+});
+
+testBackends('a database made before leases gains the owner and lease columns; its running jobs (no lease) are failed, its queued ones claimed', async (t, backend) => {
+  const logger = pino({ level: 'silent' });
+  const rows = [job('old-run', 1, 'running'), job('old-queued', 2)];
+  const oldTable = 'CREATE TABLE training_jobs (id TEXT PRIMARY KEY, created_at BIGINT NOT NULL, state TEXT NOT NULL, doc TEXT NOT NULL)';
+  let store: TrainingStore;
+  if (backend === 'postgres') {
+    const pool = openPgPool(await pgDatabaseUrl());
+    t.after(() => pool.end());
+    await migratePg(pool, TRAINING_PG_MIGRATIONS.slice(0, 1));
+    for (const j of rows) await pool.query('INSERT INTO training_jobs (id, created_at, state, doc) VALUES ($1, $2, $3, $4)', [j.id, j.createdAt, j.state, JSON.stringify(j)]);
+    assert.deepEqual(await migratePg(pool, TRAINING_PG_MIGRATIONS), ['training-2']);
+    store = pgTrainingStore(pool, { logger });
+  } else {
+    const file = join(await makeTempDir(t, 'osprey-training-store-'), 'fleet.db');
+    const db = new Database(file);
+    db.exec(oldTable);
+    for (const j of rows) db.prepare('INSERT INTO training_jobs (id, created_at, state, doc) VALUES (?, ?, ?, ?)').run(j.id, j.createdAt, j.state, JSON.stringify(j));
+    db.close();
+    store = openSqliteTrainingStore({ file, logger });
+    t.after(() => store.close());
+  }
+  assert.deepEqual((await store.failRunning(RESTART_ERROR, 10, 'inst-a')).map((j) => j.id), ['old-run']);
+  assert.equal((await store.claimNext('inst-a', 10, 1000))?.id, 'old-queued');
+  assert.equal(await store.renewLease('old-queued', 'inst-a', 20, 1000), true);
 });

@@ -7,6 +7,7 @@
  * cannot undo the delivery recorded by the instance that claimed it next.
  */
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -298,4 +299,36 @@ test('PostgreSQL: two fleet instances sending from one outbox send each delivery
   assert.deepEqual([...received].filter(([, n]) => n > 1), [], 'no delivery sent twice');
   assert.equal(total, queued.size);
   assert.deepEqual([...(await stores[0]!.pendingCounts())], []);
+});
+
+testBackends('an outbox made before claim tokens gains the column; its waiting deliveries are claimed and marked', async (t, backend) => {
+  const d = delivery(1, 1);
+  const hookRow = ['ops', 'https://hooks.example/x', 'json', '[]', '[]', 0, 'user:admin', 0] as const;
+  let store: WebhookStore;
+  if (backend === 'postgres') {
+    const pool = openPgPool(await pgDatabaseUrl());
+    t.after(() => pool.end());
+    await migratePg(pool, WEBHOOK_PG_MIGRATIONS.slice(0, 1));
+    await pool.query('INSERT INTO webhooks (name, url, format, types, lines, enabled, created_at, created_by, updated_at) VALUES ($1, $2, $3, $4, $5, true, $6, $7, $8)', [...hookRow]);
+    await pool.query("INSERT INTO webhook_deliveries (id, webhook_id, alert_id, event, body, status, created_at, next_at) VALUES ($1, 1, 1, 'raised', $2, 'pending', 1000, 1000)", [d.id, d.body]);
+    assert.deepEqual(await migratePg(pool, WEBHOOK_PG_MIGRATIONS), ['webhooks-2']);
+    store = pgWebhookStore(pool, { maxOutbox: 100 });
+  } else {
+    const file = join(await tempDir(t), 'fleet.db');
+    const db = new Database(file);
+    db.exec(`CREATE TABLE webhooks (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, url TEXT NOT NULL, format TEXT NOT NULL, types TEXT NOT NULL,
+               lines TEXT NOT NULL, enabled INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL, updated_at INTEGER NOT NULL);
+             CREATE TABLE webhook_deliveries (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, webhook_id INTEGER NOT NULL, alert_id INTEGER,
+               event TEXT NOT NULL, body TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL, next_at INTEGER,
+               delivered_at INTEGER, last_status INTEGER, last_error TEXT, UNIQUE (webhook_id, alert_id, event));`);
+    db.prepare('INSERT INTO webhooks (name, url, format, types, lines, enabled, created_at, created_by, updated_at) VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?)').run(...hookRow);
+    db.prepare("INSERT INTO webhook_deliveries (id, webhook_id, alert_id, event, body, status, created_at, next_at) VALUES (?, 1, 1, 'raised', ?, 'pending', 1000, 1000)").run(d.id, d.body);
+    db.close();
+    store = openSqliteWebhookStore({ file, maxOutbox: 100 });
+    t.after(() => store.close());
+  }
+  const [claimed] = await store.claimDue(1000, 5000);
+  assert.equal(claimed?.id, d.id);
+  assert.equal(await store.markDelivered(d.id, claimed!.claim, 1100, 200), true);
+  assert.deepEqual((await store.deliveries(1, 10)).map((x) => [x.status, x.attempts]), [['delivered', 1]]);
 });
