@@ -214,6 +214,8 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
     // Cancelled (or swept) since it was claimed: nothing to start.
     if (!(await store.renewLease(job.id, instanceId, now(), leaseMs))) {
       log.info({ jobId: job.id }, 'training job no longer held by this instance before its trainer started');
+      await rm(workDir, { recursive: true, force: true });
+      await publish(job.id);
       return;
     }
     const data = join(workDir, 'data');

@@ -127,7 +127,13 @@ testBackends('claims and leases: one claimer per job; only the owner renews and 
 });
 
 /** A runner whose jobs never reach a trainer: its backbone is unknown (resolve answers who asked, then refuses). */
-function fakeRunner(store: TrainingStore, instanceId: string, workRoot: string, onResolve: (backbone: string) => void = () => {}): TrainingRunner {
+function fakeRunner(
+  store: TrainingStore,
+  instanceId: string,
+  workRoot: string,
+  onResolve: (backbone: string) => void | Promise<void> = () => {},
+  refuse = true,
+): TrainingRunner {
   return createTrainingRunner({
     store,
     instanceId,
@@ -139,8 +145,9 @@ function fakeRunner(store: TrainingStore, instanceId: string, workRoot: string, 
     control: { listVersions: async () => [], getVersion: async () => null },
     backbones: {
       resolve: async (name) => {
-        onResolve(name);
-        throw new OspreyError('OSP_ERR_NOT_FOUND', `no backbone ${name}`);
+        await onResolve(name);
+        if (refuse) throw new OspreyError('OSP_ERR_NOT_FOUND', `no backbone ${name}`);
+        return { record: {} as never, file: join(workRoot, 'no-such-backbone.onnx') };
       },
     },
   });
@@ -195,7 +202,7 @@ test("PostgreSQL: two fleet instances' runners on one queue run each job exactly
   for (const [i, id] of ids.entries()) await stores[0]!.insertJob({ ...job(id, i), backbone: id });
   const runs = new Map<string, string[]>();
   const workRoot = await makeTempDir(t, 'osprey-training-work-');
-  const runners = stores.map((store, i) => fakeRunner(store, `inst-${i}`, join(workRoot, `inst-${i}`), (id) => runs.set(id, [...(runs.get(id) ?? []), `inst-${i}`])));
+  const runners = stores.map((store, i) => fakeRunner(store, `inst-${i}`, join(workRoot, `inst-${i}`), (id) => void runs.set(id, [...(runs.get(id) ?? []), `inst-${i}`])));
   const ended = new Set<string>();
   const allEnded = new Promise<void>((resolve) => {
     for (const r of runners) {
@@ -241,3 +248,24 @@ testBackends('a database made before leases gains the owner and lease columns; i
   assert.equal((await store.claimNext('inst-a', 10, 1000))?.id, 'old-queued');
   assert.equal(await store.renewLease('old-queued', 'inst-a', 20, 1000), true);
 });
+
+testBackends('a job cancelled on another instance between its claim and its start: no trainer started, its folder removed, it stays cancelled', async (t, backend) => {
+  const store = await open(t, backend);
+  const root = await makeTempDir(t, 'osprey-training-work-');
+  const b = fakeRunner(store, 'inst-b', join(root, 'b'));
+  let cancelled: TrainingJob | undefined;
+  // inst-a claimed the job and looks up its backbone when inst-b's cancel arrives.
+  const a = fakeRunner(store, 'inst-a', join(root, 'a'), async () => void (cancelled = await b.cancel('j')), false);
+  t.after(() => Promise.all([a.stop(), b.stop()]));
+  await a.start();
+  const workDir = a.workDirFor('j');
+  await mkdir(join(workDir, 'data', 'good'), { recursive: true });
+  const seen: string[] = [];
+  const ended = new Promise<TrainingJob>((resolve) => a.subscribe('j', (j) => (seen.push(`${j.state}/${j.phase}`), isTerminal(j) && resolve(j)), () => {}));
+  await a.submit({ ...job('j', 1), workDir });
+  const last = await ended;
+  assert.deepEqual(seen, ['queued/queued', 'running/preparing', 'cancelled/done'], 'never started (no training phase)');
+  assert.deepEqual([cancelled?.state, last.state, last.pid, last.startedAt], ['cancelled', 'cancelled', null, null]);
+  assert.deepEqual(await readdir(join(root, 'a')), [], 'its folder removed');
+  assert.equal((await store.getJob('j'))?.state, 'cancelled');
+}, { timeout: 20_000 });
