@@ -177,6 +177,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       logger: child('training'),
       timeoutMs: config.training.timeoutMs,
       maxRssBytes: config.training.maxRssBytes,
+      // This process's id: the owner of the training jobs it claims (several instances, issue 18).
+      instanceId: randomUUID(),
     });
     // With TLS only HTTPS and MQTTS listen; the files are checked before anything starts.
     const tlsFiles = config.tls ? await loadFleetTls(config.tls) : undefined;

@@ -4,8 +4,16 @@
  * in time and memory, its progress read from `--progress json` lines and its log kept bounded.
  * A finished package is registered through the registry's internal path (the fleet's own
  * artifact, signed with the fleet key, with its provenance). Cancel kills the child's process
- * group; the job's temp folder goes whatever the outcome. A fleet restart finds jobs still
- * marked running: they are failed ("interrupted by a fleet restart") and their folders removed.
+ * group; the job's temp folder goes whatever the outcome.
+ *
+ * Several fleet instances may share the queue (issue 18): a job is claimed for this instance
+ * (`instanceId`) with a lease of `leaseMs`, renewed every third of it while the job runs; the
+ * runner writes the job only while this instance still holds it. A job taken away (cancelled on
+ * another instance, or failed by a sweep after this instance's lease ran out) has its trainer
+ * killed at the next renewal and nothing of its outcome recorded. Jobs still marked running
+ * whose lease ran out (their instance died) are failed ("interrupted by a fleet restart") and
+ * their folders removed: at start (with the jobs this instance itself held before it restarted)
+ * and at every renewal tick after.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -28,6 +36,8 @@ const CLI = fileURLToPath(new URL('../cli/osprey.js', import.meta.url));
 /** The lowest scheduling priority on Linux and macOS. */
 export const TRAINING_NICE = 19;
 export const RESTART_ERROR = 'interrupted by a fleet restart';
+/** How long a claim on a job holds unless renewed (renewed every third of it). */
+export const TRAINING_LEASE_MS = 30_000;
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 export const isTerminal = (job: TrainingJob) => TERMINAL.has(job.state);
 
@@ -42,21 +52,31 @@ export interface TrainingRunnerOptions {
   /** Longest a trainer may run, and its largest resident memory; then it is killed and the job fails. */
   timeoutMs: number;
   maxRssBytes: number;
+  /** This fleet process's id (random per process): the owner of the jobs it claims. */
+  instanceId: string;
+  /** How long a claim holds unless renewed (TRAINING_LEASE_MS). */
+  leaseMs?: number;
   now?: () => number;
 }
 
 export interface TrainingRunner {
-  /** Fails jobs a previous process left running, removes stray folders, and starts the queue. */
+  /** Fails jobs a previous process left running (their lease ended, or held by this instance), removes stray folders, and starts the queue. */
   start(): Promise<void>;
   /** The folder a new job's images go to. */
   workDirFor(id: string): string;
   /** Stores a queued job and runs it when its turn comes. */
   submit(job: TrainingJob): Promise<void>;
-  /** Cancels a queued or running job (a running one once its child is gone); OSP_ERR_CONFLICT when it has finished. */
+  /**
+   * Cancels a queued or running job (one running here once its child is gone; one running on
+   * another instance is stopped there at its next lease renewal); OSP_ERR_CONFLICT when it has finished.
+   */
   cancel(id: string): Promise<TrainingJob>;
   /** Calls `listener` with the job after each change; returns the unsubscribe. `onClose` runs when the runner stops. */
   subscribe(id: string, listener: (job: TrainingJob) => void, onClose: () => void): () => void;
-  /** Kills a running child (its job stays running in the store: the next start fails it) and ends every subscription. */
+  /**
+   * Kills a running child (its job stays running in the store: this instance's next start, or any
+   * instance's sweep once the lease ends, fails it) and ends every subscription.
+   */
   stop(): Promise<void>;
 }
 
@@ -76,9 +96,12 @@ interface Running {
   id: string;
   child: ChildProcess;
   closed: Promise<void>;
-  /** Why the runner killed it (cancel, timeout, memory, stop). */
-  killedFor?: 'cancel' | 'stop' | string;
+  /** Why the runner killed it (cancel, timeout, memory, stop, lost: no longer held by this instance). */
+  killedFor?: 'cancel' | 'stop' | 'lost' | string;
 }
+
+const finishedConflict = (job: TrainingJob) =>
+  new OspreyError('OSP_ERR_CONFLICT', `training job ${job.id} has already ${job.state === 'succeeded' ? 'succeeded' : `been ${job.state}`}`);
 
 /** Kills a child and every process of its group. */
 function killGroup(child: ChildProcess): void {
@@ -92,36 +115,80 @@ function killGroup(child: ChildProcess): void {
 
 /** Creates the runner; nothing runs before start(). */
 export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunner {
-  const { store, logger: log } = opts;
+  const { store, logger: log, instanceId } = opts;
   const now = opts.now ?? Date.now;
+  const leaseMs = opts.leaseMs ?? TRAINING_LEASE_MS;
   const events = new EventEmitter();
   events.setMaxListeners(0);
   mkdirSync(opts.workRoot, { recursive: true });
   let running: Running | undefined;
   let stopped = false;
-  let kicking = false;
+  let kicking: Promise<void> | undefined;
+  let ticker: NodeJS.Timeout | undefined;
+  let ticking: Promise<void> | undefined;
 
   const workDirFor = (id: string) => join(opts.workRoot, id);
 
+  /** Patches a job this instance holds; null (nothing written) when it no longer does. */
   async function patch(id: string, p: TrainingJobPatch): Promise<TrainingJob | null> {
-    const job = await store.updateJob(id, p);
+    const job = await store.updateJob(id, p, { owner: instanceId });
     if (job) events.emit(`job:${id}`, job);
+    else log.debug({ jobId: id, instanceId }, 'training job no longer held by this instance: change not written');
     return job;
   }
 
-  /** Runs queued jobs one after another until none is left. */
-  async function kick(): Promise<void> {
-    if (kicking || running || stopped) return;
-    kicking = true;
-    try {
-      for (;;) {
-        if (stopped) return;
-        const job = await store.nextQueued();
-        if (!job) return;
-        await runJob(job).catch((err: unknown) => log.error({ err, jobId: job.id }, 'training job failed unexpectedly'));
+  /** Tells subscribers the job as stored (after a change made elsewhere). */
+  async function publish(id: string): Promise<void> {
+    const job = await store.getJob(id);
+    if (job) events.emit(`job:${id}`, job);
+  }
+
+  /** Fails the jobs whose instance is gone (and this instance's own when `restarted`), removing their folders. */
+  async function sweep(restarted: boolean): Promise<void> {
+    const failed = await store.failRunning(RESTART_ERROR, now(), restarted ? instanceId : null);
+    for (const j of failed) {
+      await rm(j.workDir ?? workDirFor(j.id), { recursive: true, force: true });
+      await publish(j.id);
+    }
+  }
+
+  /** Every third of a lease: renews the running job's lease (killing its trainer when it was taken away), sweeps, and looks for queued jobs (submitted on any instance). */
+  async function tick(): Promise<void> {
+    const r = running;
+    if (r && !r.killedFor) {
+      const held = await store.renewLease(r.id, instanceId, now(), leaseMs);
+      if (!held && running === r) {
+        log.warn({ jobId: r.id, instanceId }, 'training job no longer held by this instance (cancelled elsewhere, or its lease ran out): trainer killed');
+        r.killedFor ??= 'lost';
+        killGroup(r.child);
       }
-    } finally {
-      kicking = false;
+    }
+    await sweep(false);
+    void kick();
+  }
+
+  /** Puts a job this instance claimed but will not run (it is stopping) back in the queue. */
+  async function requeue(id: string): Promise<void> {
+    await store.updateJob(id, { state: 'queued', phase: 'queued', progress: 0 }, { owner: instanceId });
+  }
+
+  /** Runs queued jobs one after another until none is left. */
+  function kick(): Promise<void> {
+    if (kicking || running || stopped) return kicking ?? Promise.resolve();
+    kicking = claimLoop()
+      .catch((err: unknown) => log.error({ err }, 'training queue not read'))
+      .finally(() => (kicking = undefined));
+    return kicking;
+  }
+
+  async function claimLoop(): Promise<void> {
+    for (;;) {
+      if (stopped) return;
+      const job = await store.claimNext(instanceId, now(), leaseMs);
+      if (!job) return;
+      if (stopped) return requeue(job.id);
+      events.emit(`job:${job.id}`, job);
+      await runJob(job).catch((err: unknown) => log.error({ err, jobId: job.id }, 'training job failed unexpectedly'));
     }
   }
 
@@ -143,8 +210,14 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
       await finish(job.id, { state: 'failed', error: safeLine(oneLine(err as Error)) });
       return;
     }
-    // Cancelled while it waited for its turn (or just now): nothing to start.
-    if ((await store.getJob(job.id))?.state !== 'queued') return;
+    if (stopped) return requeue(job.id);
+    // Cancelled (or swept) since it was claimed: nothing to start.
+    if (!(await store.renewLease(job.id, instanceId, now(), leaseMs))) {
+      log.info({ jobId: job.id }, 'training job no longer held by this instance before its trainer started');
+      await rm(workDir, { recursive: true, force: true });
+      await publish(job.id);
+      return;
+    }
     const data = join(workDir, 'data');
     const out = join(workDir, 'out');
     const args = [CLI, 'train', job.kind];
@@ -172,7 +245,10 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
         log.warn({ err, jobId: job.id }, 'cannot lower the trainer priority');
       }
     }
-    await patch(job.id, { state: 'running', phase: 'training', progress: 0.05, startedAt: now(), version, pid: child.pid ?? null });
+    if (!(await patch(job.id, { state: 'running', phase: 'training', progress: 0.05, startedAt: now(), version, pid: child.pid ?? null }))) {
+      r.killedFor ??= 'lost';
+      killGroup(child);
+    }
     log.info({ jobId: job.id, kind: job.kind, model: job.model, version, pid: child.pid }, 'training job started');
 
     const kill = (why: string) => {
@@ -237,6 +313,12 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
     await pending.catch((err: unknown) => log.warn({ err, jobId: job.id }, 'training log not stored'));
     try {
       if (r.killedFor === 'stop') return; // the fleet is closing: the next start fails it
+      if (r.killedFor === 'lost') {
+        // Another instance changed it (a cancel, a sweep): its state is theirs; the folder is ours.
+        await rm(workDir, { recursive: true, force: true });
+        await publish(job.id);
+        return;
+      }
       if (r.killedFor === 'cancel') {
         await finish(job.id, { state: 'cancelled', error: 'cancelled' });
         log.info({ jobId: job.id }, 'training job cancelled');
@@ -248,7 +330,13 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
         log.warn({ jobId: job.id, reason: why }, 'training job failed');
         return;
       }
-      await patch(job.id, { phase: 'registering', progress: Math.max(progress, 0.96), pid: null });
+      // Still held (the lease renewed just now)? Otherwise registering would outlive a job already failed elsewhere.
+      if (!(await store.renewLease(job.id, instanceId, now(), leaseMs)) || !(await patch(job.id, { phase: 'registering', progress: Math.max(progress, 0.96), pid: null }))) {
+        log.warn({ jobId: job.id, instanceId }, 'training job no longer held by this instance: its package is not registered');
+        await rm(workDir, { recursive: true, force: true });
+        await publish(job.id);
+        return;
+      }
       try {
         const added = await opts.registry.addTrainedVersion(job.model, out, { jobId: job.id, user: job.createdBy });
         const card = JSON.parse(await readFile(join(out, MODEL_CARD_FILE), 'utf8')) as Record<string, unknown>;
@@ -267,12 +355,18 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
     workDirFor,
     async start() {
       stopped = false;
-      const interrupted = await store.failRunning(RESTART_ERROR, now());
-      for (const j of interrupted) await rm(j.workDir ?? workDirFor(j.id), { recursive: true, force: true });
-      // Folders of jobs that are no longer queued (a crash between steps) are removed too.
+      await sweep(true);
+      // Folders of jobs that are neither queued nor running (a crash between steps) are removed
+      // too; a job another instance runs under a live lease keeps its folder.
       const keep = new Set<string>();
-      for (const j of await store.listJobs(10_000)) if (j.state === 'queued') keep.add(j.id);
+      for (const j of await store.listJobs(10_000)) if (j.state === 'queued' || j.state === 'running') keep.add(j.id);
       for (const name of await readdir(opts.workRoot)) if (!keep.has(name)) await rm(join(opts.workRoot, name), { recursive: true, force: true });
+      ticker = setInterval(() => {
+        if (ticking || stopped) return;
+        ticking = tick()
+          .catch((err: unknown) => log.warn({ err }, 'training lease renewal or sweep failed'))
+          .finally(() => (ticking = undefined));
+      }, Math.max(1, Math.floor(leaseMs / 3)));
       void kick();
     },
     async submit(job) {
@@ -283,14 +377,19 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
     async cancel(id) {
       const job = await store.getJob(id);
       if (!job) throw new OspreyError('OSP_ERR_NOT_FOUND', `no training job ${safeLine(id, 80)}`);
-      if (isTerminal(job)) throw new OspreyError('OSP_ERR_CONFLICT', `training job ${id} has already ${job.state === 'succeeded' ? 'succeeded' : `been ${job.state}`}`);
+      if (isTerminal(job)) throw finishedConflict(job);
       if (running?.id === id) {
         const r = running;
         r.killedFor ??= 'cancel';
         killGroup(r.child);
         await r.closed;
       } else {
-        await finish(id, { state: 'cancelled', error: 'cancelled' });
+        // Queued, or running on another instance (which stops it at its next lease renewal).
+        const done = await store.updateJob(id, { state: 'cancelled', error: 'cancelled', phase: 'done', finishedAt: now(), workDir: null, pid: null }, { states: ['queued', 'running'] });
+        // Null: it finished meanwhile (on whichever instance ran it).
+        if (!done) throw finishedConflict((await store.getJob(id))!);
+        if (job.state === 'queued' && job.workDir) await rm(job.workDir, { recursive: true, force: true });
+        events.emit(`job:${id}`, done);
       }
       return (await store.getJob(id))!;
     },
@@ -305,12 +404,16 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
     },
     async stop() {
       stopped = true;
+      clearInterval(ticker);
+      ticker = undefined;
+      await ticking;
       const r = running;
       if (r) {
         r.killedFor = 'stop';
         killGroup(r.child);
         await r.closed;
       }
+      await kicking;
       events.emit('close');
       events.removeAllListeners();
     },

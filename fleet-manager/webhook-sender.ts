@@ -17,7 +17,7 @@ import { request } from 'undici';
 import type { Logger } from 'pino';
 import type { AlertView, AlertNotification } from './alert-schemas.js';
 import type { AlertChange } from './alerts.js';
-import type { DeliveryRecord, NewDelivery, WebhookRecord, WebhookStore } from './webhook-store.js';
+import type { ClaimedDelivery, DeliveryRecord, NewDelivery, WebhookRecord, WebhookStore } from './webhook-store.js';
 
 export interface WebhookSettings {
   /** Longest one attempt may take (connect, headers and body). */
@@ -172,21 +172,29 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
     return Math.round(full / 2 + (random() * full) / 2);
   }
 
-  async function deliver(d: DeliveryRecord, hooks: Map<number, WebhookRecord>, claimedAt: number): Promise<void> {
+  /** Logs (at debug) an outcome not recorded: this claim's lease ran out and another sender claimed the delivery since. */
+  function stale(d: ClaimedDelivery, what: string): void {
+    log.debug({ webhookId: d.webhookId, delivery: d.id, attempts: d.attempts + 1 }, `webhook delivery claimed again by another sender: ${what} not recorded`);
+  }
+
+  async function deliver(d: ClaimedDelivery, hooks: Map<number, WebhookRecord>, claimedAt: number): Promise<void> {
+    const release = async () => {
+      if (!(await store.release(d.id, d.claim, claimedAt))) stale(d, 'its release');
+    };
     const hook = hooks.get(d.webhookId);
-    if (!hook) return store.release(d.id, claimedAt);
+    if (!hook) return release();
     const outcome = await attempt(hook.url, d);
     // Aborted by stop(): still queued, attempts untouched, due again at once (for the next start or another instance).
-    if (stopped && !outcome.ok && outcome.status === null) return store.release(d.id, claimedAt);
+    if (stopped && !outcome.ok && outcome.status === null) return release();
     const t = now();
     if (outcome.ok) {
-      await store.markDelivered(d.id, t, outcome.status!);
+      if (!(await store.markDelivered(d.id, d.claim, t, outcome.status!))) return stale(d, 'its delivery');
       log.info({ webhookId: hook.id, origin: originOf(hook.url), delivery: d.id, event: d.event, attempts: d.attempts + 1 }, 'webhook delivered');
       return;
     }
     const attempts = d.attempts + 1;
     const nextAt = t - d.createdAt >= settings.maxAgeMs ? null : t + backoff(attempts);
-    await store.markFailed(d.id, t, { status: outcome.status, error: outcome.error ?? 'failed' }, nextAt);
+    if (!(await store.markFailed(d.id, d.claim, t, { status: outcome.status, error: outcome.error ?? 'failed' }, nextAt))) return stale(d, 'its failed attempt');
     const fields = { webhookId: hook.id, origin: originOf(hook.url), delivery: d.id, attempts, reason: outcome.error, retryInMs: nextAt === null ? null : nextAt - t };
     if (nextAt === null) log.error(fields, 'webhook delivery given up');
     else log.warn(fields, 'webhook delivery failed; will retry');

@@ -6,8 +6,14 @@
  * sends the same bytes. The outbox is bounded: past `maxOutbox` rows the oldest finished ones are
  * deleted, then the oldest waiting ones are given up. The SQLite implementation opens its own
  * connection to `fleet.db`, like the other stores.
+ *
+ * Each claim (claimDue) carries a token, and an attempt's outcome is recorded only under the
+ * token of the claim that is current: a sender that stalled past its lease, while another sender
+ * claimed the delivery, has its late marks refused instead of overwriting the newer claim's.
  */
+import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { addMissingColumns } from './store-migrations.js';
 import type { DeliveryView, WebhookFormat, WebhookView } from './alert-schemas.js';
 
 export interface WebhookInput {
@@ -23,6 +29,11 @@ export type WebhookRecord = Omit<WebhookView, 'pending'>;
 
 export interface DeliveryRecord extends DeliveryView {
   body: string;
+}
+
+/** A delivery as claimed for one attempt: its marks must carry `claim`. */
+export interface ClaimedDelivery extends DeliveryRecord {
+  claim: string;
 }
 
 export interface NewDelivery {
@@ -52,15 +63,19 @@ export interface WebhookStore {
    * Claims the heads due at `at` for one attempt each, atomically: their next attempt moves to
    * `at + leaseMs`, so no other sender (another fleet instance) claims them until this attempt is
    * recorded (markDelivered, markFailed, release) or the lease runs out (its sender died). Answers
-   * them as claimed.
+   * them as claimed, each with the token of this claim.
+   *
+   * The three marks below take effect only while `claim` is the delivery's current claim, and
+   * end it; false (nothing written) when it is not: the lease ran out and another sender claimed
+   * the delivery since, or it was already recorded.
    */
-  claimDue(at: number, leaseMs: number): Promise<DeliveryRecord[]>;
+  claimDue(at: number, leaseMs: number): Promise<ClaimedDelivery[]>;
   /** Gives back a claimed delivery untried (its attempt was abandoned): due again at `at`, attempts unchanged. */
-  release(id: string, at: number): Promise<void>;
+  release(id: string, claim: string, at: number): Promise<boolean>;
   /** A 2xx: delivered, never sent again. */
-  markDelivered(id: string, at: number, status: number): Promise<void>;
+  markDelivered(id: string, claim: string, at: number, status: number): Promise<boolean>;
   /** A failed attempt: retried at `nextAt`, or given up (`nextAt` null). */
-  markFailed(id: string, at: number, outcome: { status: number | null; error: string }, nextAt: number | null): Promise<void>;
+  markFailed(id: string, claim: string, at: number, outcome: { status: number | null; error: string }, nextAt: number | null): Promise<boolean>;
   /** The webhook's latest deliveries, newest first. */
   deliveries(webhookId: number, limit: number): Promise<DeliveryRecord[]>;
   close(): Promise<void>;
@@ -93,6 +108,7 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
   delivered_at INTEGER,
   last_status INTEGER,
   last_error TEXT,
+  claim_token TEXT,
   UNIQUE (webhook_id, alert_id, event)
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_pending ON webhook_deliveries (webhook_id, seq) WHERE status = 'pending';
@@ -126,6 +142,7 @@ interface DeliveryRow {
   delivered_at: number | null;
   last_status: number | null;
   last_error: string | null;
+  claim_token: string | null;
 }
 
 const toHook = (r: HookRow): WebhookRecord => ({
@@ -156,6 +173,9 @@ const toDelivery = (r: DeliveryRow): DeliveryRecord => ({
   body: r.body,
 });
 
+/** A claimed row as answered by claimDue. */
+const toClaimed = (r: DeliveryRow): ClaimedDelivery => ({ ...toDelivery(r), claim: r.claim_token! });
+
 export interface SqliteWebhookStoreOptions {
   file: string;
   /** Delivery rows kept at most (finished ones deleted first, then the oldest waiting given up). */
@@ -169,6 +189,7 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
   db.exec(SCHEMA);
+  addMissingColumns(db, 'webhook_deliveries', [['claim_token', 'TEXT']]);
   const st = {
     get: db.prepare<[number], HookRow>('SELECT * FROM webhooks WHERE id = ?'),
     list: db.prepare<[], HookRow>('SELECT * FROM webhooks ORDER BY id'),
@@ -194,15 +215,16 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
       `SELECT d.* FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id AND w.enabled = 1
        WHERE d.seq IN (SELECT min(seq) FROM webhook_deliveries WHERE status = 'pending' GROUP BY webhook_id)`,
     ),
-    delivered: db.prepare<{ id: string; at: number; status: number }>(
-      "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = @at, last_status = @status, last_error = NULL, next_at = NULL WHERE id = @id AND status = 'pending'",
+    delivered: db.prepare<{ id: string; claim: string; at: number; status: number }>(
+      `UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = @at, last_status = @status, last_error = NULL, next_at = NULL,
+         claim_token = NULL WHERE id = @id AND status = 'pending' AND claim_token = @claim`,
     ),
-    failed: db.prepare<{ id: string; status: number | null; error: string; nextAt: number | null; final: number }>(
-      `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = @status, last_error = @error, next_at = @nextAt,
-         status = CASE WHEN @final = 1 THEN 'failed' ELSE status END WHERE id = @id AND status = 'pending'`,
+    failed: db.prepare<{ id: string; claim: string; status: number | null; error: string; nextAt: number | null; final: number }>(
+      `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = @status, last_error = @error, next_at = @nextAt, claim_token = NULL,
+         status = CASE WHEN @final = 1 THEN 'failed' ELSE status END WHERE id = @id AND status = 'pending' AND claim_token = @claim`,
     ),
-    lease: db.prepare<[number, number]>("UPDATE webhook_deliveries SET next_at = ? WHERE seq = ? AND status = 'pending'"),
-    release: db.prepare<[number, string]>("UPDATE webhook_deliveries SET next_at = ? WHERE id = ? AND status = 'pending'"),
+    lease: db.prepare<[number, string, number]>("UPDATE webhook_deliveries SET next_at = ?, claim_token = ? WHERE seq = ? AND status = 'pending'"),
+    release: db.prepare<[number, string, string]>("UPDATE webhook_deliveries SET next_at = ?, claim_token = NULL WHERE id = ? AND status = 'pending' AND claim_token = ?"),
     deliveries: db.prepare<[number, number], DeliveryRow>('SELECT * FROM webhook_deliveries WHERE webhook_id = ? ORDER BY seq DESC LIMIT ?'),
     total: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM webhook_deliveries'),
     pruneFinished: db.prepare<[number]>("DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries WHERE status != 'pending' ORDER BY seq LIMIT ?)"),
@@ -241,8 +263,9 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
   });
   const claimDue = db.transaction((at: number, until: number) => {
     const due = st.heads.all().filter((d) => (d.next_at ?? 0) <= at);
-    for (const d of due) st.lease.run(until, d.seq);
-    return due.map((d) => toDelivery({ ...d, next_at: until }));
+    const claim = randomUUID();
+    for (const d of due) st.lease.run(until, claim, d.seq);
+    return due.map((d) => toClaimed({ ...d, next_at: until, claim_token: claim }));
   });
   let closed = false;
   return {
@@ -285,16 +308,17 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
       return st.heads.all().map(toDelivery);
     },
     async claimDue(at, leaseMs) {
-      return claimDue(at, at + leaseMs);
+      // IMMEDIATE: another process's claim cannot come between the read of the heads and their lease.
+      return claimDue.immediate(at, at + leaseMs);
     },
-    async release(id, at) {
-      st.release.run(at, id);
+    async release(id, claim, at) {
+      return st.release.run(at, id, claim).changes > 0;
     },
-    async markDelivered(id, at, status) {
-      st.delivered.run({ id, at, status });
+    async markDelivered(id, claim, at, status) {
+      return st.delivered.run({ id, claim, at, status }).changes > 0;
     },
-    async markFailed(id, _at, outcome, nextAt) {
-      st.failed.run({ id, status: outcome.status, error: outcome.error.slice(0, 300), nextAt, final: nextAt === null ? 1 : 0 });
+    async markFailed(id, claim, _at, outcome, nextAt) {
+      return st.failed.run({ id, claim, status: outcome.status, error: outcome.error.slice(0, 300), nextAt, final: nextAt === null ? 1 : 0 }).changes > 0;
     },
     async deliveries(webhookId, limit) {
       return st.deliveries.all(webhookId, limit).map(toDelivery);
@@ -308,4 +332,4 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
 }
 
 /** The row mappings, shared with the PostgreSQL implementation (pg/webhook-store-pg.ts). */
-export { toHook as webhookRecordOf, toDelivery as deliveryRecordOf, type HookRow as WebhookRow, type DeliveryRow };
+export { toHook as webhookRecordOf, toDelivery as deliveryRecordOf, toClaimed as claimedDeliveryOf, type HookRow as WebhookRow, type DeliveryRow };

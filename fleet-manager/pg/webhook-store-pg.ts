@@ -3,13 +3,17 @@
  * webhook-store.ts. Several fleet instances send from one outbox: claimDue() locks the due heads
  * with `FOR UPDATE SKIP LOCKED` and moves their next attempt to the end of a lease in the same
  * statement, so a delivery claimed by one instance is neither claimed nor sent by another until
- * its attempt is recorded or the lease runs out (its sender died).
+ * its attempt is recorded or the lease runs out (its sender died). Each claim writes a new token
+ * (`claim_token`); an attempt's marks are conditional on it, so a sender that stalled past its
+ * lease cannot overwrite the state of the claim that followed.
  */
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import {
+  claimedDeliveryOf,
   deliveryRecordOf,
   webhookRecordOf,
-  type DeliveryRecord,
+  type ClaimedDelivery,
   type DeliveryRow,
   type NewDelivery,
   type WebhookInput,
@@ -53,6 +57,11 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, seq) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, seq);
 `,
+  },
+  {
+    // The token of a delivery's current claim: marks carrying another are refused (issue 18).
+    id: 'webhooks-2',
+    sql: 'ALTER TABLE webhook_deliveries ADD COLUMN claim_token TEXT;',
   },
 ];
 
@@ -164,32 +173,35 @@ export function pgWebhookStore(pool: pg.Pool, opts: PgWebhookStoreOptions): Webh
     async heads() {
       return (await pool.query<DeliveryRow>(`${HEADS} ORDER BY d.seq`)).rows.map(deliveryRecordOf);
     },
-    async claimDue(at, leaseMs): Promise<DeliveryRecord[]> {
+    async claimDue(at, leaseMs): Promise<ClaimedDelivery[]> {
       // A head another instance holds locked is skipped; one it claimed and committed meanwhile is
       // re-checked against the WHERE (now leased: not due) before this statement may lock it.
       const r = await pool.query<DeliveryRow>(
         `WITH due AS (${HEADS} AND d.status = 'pending' AND coalesce(d.next_at, 0) <= $1 FOR UPDATE OF d SKIP LOCKED)
-         UPDATE webhook_deliveries x SET next_at = $2 FROM due WHERE x.seq = due.seq RETURNING x.*`,
-        [at, at + leaseMs],
+         UPDATE webhook_deliveries x SET next_at = $2, claim_token = $3 FROM due WHERE x.seq = due.seq RETURNING x.*`,
+        [at, at + leaseMs, randomUUID()],
       );
-      return r.rows.sort((a, b) => a.seq - b.seq).map(deliveryRecordOf);
+      return r.rows.sort((a, b) => a.seq - b.seq).map(claimedDeliveryOf);
     },
-    async release(id, at) {
-      await pool.query("UPDATE webhook_deliveries SET next_at = $1 WHERE id = $2 AND status = 'pending'", [at, id]);
+    async release(id, claim, at) {
+      const r = await pool.query("UPDATE webhook_deliveries SET next_at = $1, claim_token = NULL WHERE id = $2 AND status = 'pending' AND claim_token = $3", [at, id, claim]);
+      return (r.rowCount ?? 0) > 0;
     },
-    async markDelivered(id, at, status) {
-      await pool.query(
-        `UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = $2, last_status = $3, last_error = NULL, next_at = NULL
-         WHERE id = $1 AND status = 'pending'`,
-        [id, at, status],
+    async markDelivered(id, claim, at, status) {
+      const r = await pool.query(
+        `UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, delivered_at = $2, last_status = $3, last_error = NULL, next_at = NULL,
+           claim_token = NULL WHERE id = $1 AND status = 'pending' AND claim_token = $4`,
+        [id, at, status, claim],
       );
+      return (r.rowCount ?? 0) > 0;
     },
-    async markFailed(id, _at, outcome, nextAt) {
-      await pool.query(
-        `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3, next_at = $4,
-           status = CASE WHEN $5 THEN 'failed' ELSE status END WHERE id = $1 AND status = 'pending'`,
-        [id, outcome.status, outcome.error.slice(0, 300), nextAt, nextAt === null],
+    async markFailed(id, claim, _at, outcome, nextAt) {
+      const r = await pool.query(
+        `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3, next_at = $4, claim_token = NULL,
+           status = CASE WHEN $5 THEN 'failed' ELSE status END WHERE id = $1 AND status = 'pending' AND claim_token = $6`,
+        [id, outcome.status, outcome.error.slice(0, 300), nextAt, nextAt === null, claim],
       );
+      return (r.rowCount ?? 0) > 0;
     },
     async deliveries(webhookId, limit) {
       const r = await pool.query<DeliveryRow>('SELECT * FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY seq DESC LIMIT $2', [webhookId, limit]);

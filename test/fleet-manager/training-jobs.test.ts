@@ -12,12 +12,16 @@ import test, { type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { header, extractArchive } from '../../models/package-archive.js';
 import { loadModelPackage } from '../../models/runtime.js';
-import { openSqliteTrainingStore, type TrainingJob } from '../../fleet-manager/training-store.js';
+import { openSqliteTrainingStore, type TrainingJob, type TrainingStore } from '../../fleet-manager/training-store.js';
+import { TRAINING_PG_MIGRATIONS, pgTrainingStore } from '../../fleet-manager/pg/training-store-pg.js';
+import { createTrainingRunner, RESTART_ERROR } from '../../fleet-manager/training-runner.js';
 import { pino } from 'pino';
+import { pgTestPool } from '../helpers/pg-database.js';
+import { testBackends } from '../helpers/store-backends.js';
 import { dataSkip, ospreyDataDir } from '../helpers/service-skip.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
 import { startFleet, type TestFleet } from './control-helpers.js';
-import { connectEdge, results } from './helpers.js';
+import { captureLogger, connectEdge, results } from './helpers.js';
 
 const run = promisify(execFile);
 const skip = dataSkip('magnetic-tile') || dataSkip('neu-det');
@@ -359,3 +363,68 @@ test('a fleet restart fails the jobs it interrupted and removes their folders', 
   assert.deepEqual([job.body.state, job.body.error, job.body.pid], ['failed', 'interrupted by a fleet restart', null]);
   await assert.rejects(stat(base.workDir!), { code: 'ENOENT' });
 });
+
+testBackends("a running job's lease is renewed while its trainer runs; cancelled on another instance, its trainer is killed at the next renewal and nothing overwrites the cancel", async (t, backend) => {
+  const log = captureLogger('info');
+  const root = await makeTempDir(t, 'osprey-tj-lease-');
+  let store: TrainingStore;
+  if (backend === 'postgres') store = pgTrainingStore(await pgTestPool(t, TRAINING_PG_MIGRATIONS), { logger: log.logger });
+  else {
+    store = openSqliteTrainingStore({ file: join(root, 'fleet.db'), logger: log.logger });
+    t.after(() => store.close());
+  }
+  const leaseMs = 200;
+  const runner = (instanceId: string) =>
+    createTrainingRunner({
+      store,
+      instanceId,
+      leaseMs,
+      workRoot: join(root, instanceId),
+      logger: log.logger,
+      timeoutMs: 120_000,
+      maxRssBytes: 4e9,
+      registry: { addTrainedVersion: async () => assert.fail('a cancelled job registers nothing') },
+      control: { listVersions: async () => [], getVersion: async () => null },
+      backbones: { resolve: async () => ({ record: {} as never, file: join(squeezenet, 'model.onnx') }) },
+    });
+  const a = runner('inst-a');
+  const b = runner('inst-b');
+  t.after(() => Promise.all([a.stop(), b.stop()]));
+  await a.start();
+  // As the HTTP route does: the images in the job's folder, then the job submitted.
+  const workDir = a.workDirFor('tj-lease');
+  await mkdir(join(workDir, 'data', 'good'), { recursive: true });
+  for (const f of await pick(join(data, 'magnetic-tile', 'train', 'good'), 7, 60)) await symlink(f, join(workDir, 'data', 'good', f.split('/').pop()!));
+  const base: TrainingJob = {
+    id: 'tj-lease', kind: 'anomaly', model: 'lease', requestedVersion: '1.0.0', version: null, backbone: 'squeezenet', options: {}, source: { type: 'archive' },
+    state: 'queued', phase: 'queued', progress: 0, counts: { good: 60 }, error: null, createdBy: 'user:x', createdAt: Date.now(), startedAt: null, finishedAt: null,
+    resultVersion: null, resultSha256: null, modelCard: null, workDir, pid: null, droppedLogLines: 0,
+  };
+
+  let pid = 0;
+  let sweptWhileRunning: string[] | undefined;
+  let cancelled: TrainingJob | undefined;
+  const ended = new Promise<TrainingJob>((resolve, reject) => {
+    a.subscribe('tj-lease', (j) => {
+      if (j.state === 'cancelled' || j.state === 'failed' || j.state === 'succeeded') resolve(j);
+      // The trainer reads features for seconds: then another instance sweeps and cancels.
+      if (j.phase !== 'features' || j.pid === null || pid) return;
+      pid = j.pid;
+      void (async () => {
+        // Three leases pass (time itself is what is tested: no event marks it); renewals keep the job held.
+        await new Promise((r) => setTimeout(r, 3 * leaseMs));
+        sweptWhileRunning = (await store.failRunning(RESTART_ERROR, Date.now(), null)).map((x) => x.id);
+        cancelled = await b.cancel('tj-lease');
+      })().catch(reject);
+    }, () => {});
+  });
+  await a.submit(base);
+  const last = await ended;
+  assert.deepEqual(sweptWhileRunning, [], 'the lease was renewed: nothing to sweep');
+  assert.deepEqual([cancelled?.state, last.state], ['cancelled', 'cancelled']);
+  assert.ok(log.lines.some((l) => l.jobId === 'tj-lease' && /trainer killed/.test(l.msg)), 'killed at a renewal, not run to its end');
+  assert.ok(pid > 0 && gone(pid), `trainer ${pid} gone`);
+  await assert.rejects(stat(workDir), { code: 'ENOENT' });
+  const stored = (await store.getJob('tj-lease'))!;
+  assert.deepEqual([stored.state, stored.error, stored.resultVersion], ['cancelled', 'cancelled', null]);
+}, { skip, timeout: 120_000 });
