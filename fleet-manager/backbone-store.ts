@@ -4,6 +4,7 @@
  * narrow, asynchronous interface; the SQLite implementation opens its own connection to `fleet.db`.
  */
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 
 export interface BackboneRecord {
   name: string;
@@ -49,11 +50,20 @@ const toRecord = (r: Row): BackboneRecord => ({ name: r.name, sha256: r.sha256, 
 
 /** Opens the backbone records on the fleet database file. */
 export function openSqliteBackboneStore(file: string): BackboneStore {
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(file, {}, (db) => {
+    migrateBackboneSchema(db);
+    return closingConnection(createSqliteBackboneStore(db), db);
+  });
+}
+
+/** Creates or upgrades the backbone tables on an open connection (idempotent). */
+export function migrateBackboneSchema(db: Database.Database): void {
   db.exec(SCHEMA);
-  const st = {
+}
+
+/** The BackboneStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteBackboneStore(db: Database.Database): BackboneStore {
+    const st = {
     insert: db.prepare<Row>('INSERT OR IGNORE INTO backbones (name, sha256, size, uploaded_by, created_at) VALUES (@name, @sha256, @size, @uploaded_by, @created_at)'),
     get: db.prepare<[string], Row>('SELECT * FROM backbones WHERE name = ?'),
     list: db.prepare<[], Row>('SELECT * FROM backbones ORDER BY created_at, name'),
@@ -84,7 +94,6 @@ export function openSqliteBackboneStore(file: string): BackboneStore {
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }

@@ -6,7 +6,8 @@
  */
 import type { Logger } from 'pino';
 import type { MonitorMinute } from './http-schemas.js';
-import { createFleetDb, openFleetDatabase, UNKNOWN_LINE, type IngestRequest } from './store-db.js';
+import type Database from 'better-sqlite3';
+import { createFleetDb, openFleetDatabase, UNKNOWN_LINE, type FleetDb, type IngestRequest, type StoreLog } from './store-db.js';
 import type {
   EventMessage,
   ResultRecord,
@@ -210,12 +211,25 @@ export interface SqliteStoreOptions {
 }
 
 /**
- * Opens (creating or upgrading if needed) the fleet database: WAL, synchronous=FULL because an
- * ack tells the edge it may delete its copy, so a committed batch must survive a power cut.
- * Throws at once on a file this build cannot use.
+ * Opens (creating or upgrading if needed) the fleet database on a connection of its own: WAL,
+ * synchronous=FULL because an ack tells the edge it may delete its copy, so a committed batch
+ * must survive a power cut. Throws at once on a file this build cannot use. The fleet manager
+ * uses the storage factory (storage.ts) instead.
  */
 export function openSqliteStore(opts: SqliteStoreOptions): FleetStore {
   const db = createFleetDb(openFleetDatabase(opts.file, opts.logger), opts.logger);
+  return fleetStoreOver(db, () => db.close());
+}
+
+/**
+ * The FleetStore over a connection the storage factory opened and migrated (migrateFleetSchema);
+ * its close stores what was handed in but leaves the connection to the factory.
+ */
+export function createSqliteFleetStore(conn: Database.Database, logger: StoreLog): FleetStore {
+  return fleetStoreOver(createFleetDb(conn, logger), () => undefined);
+}
+
+function fleetStoreOver(db: FleetDb, closeDb: () => void): FleetStore {
   let closed = false;
 
   /**
@@ -306,7 +320,7 @@ export function openSqliteStore(opts: SqliteStoreOptions): FleetStore {
       // Batches already handed in are stored (and answered) before the database goes.
       flushQueued();
       closed = true;
-      db.close();
+      closeDb();
     },
   };
 }

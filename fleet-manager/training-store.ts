@@ -4,6 +4,7 @@
  * (MAX_LOG_LINES lines of at most MAX_LOG_LINE chars); older lines are kept, later ones counted.
  */
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 import type { Logger } from 'pino';
 
 export const TRAINING_KINDS = ['anomaly', 'classify'] as const;
@@ -109,11 +110,20 @@ export interface SqliteTrainingStoreOptions {
 
 /** Opens the training store on the fleet database. */
 export function openSqliteTrainingStore(opts: SqliteTrainingStoreOptions): TrainingStore {
-  const db = new Database(opts.file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(opts.file, {}, (db) => {
+    migrateTrainingSchema(db);
+    return closingConnection(createSqliteTrainingStore(db, opts), db);
+  });
+}
+
+/** Creates or upgrades the training tables on an open connection (idempotent). */
+export function migrateTrainingSchema(db: Database.Database): void {
   db.exec(SCHEMA);
-  const st = {
+}
+
+/** The TrainingStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteTrainingStore(db: Database.Database, opts: SqliteTrainingStoreOptions): TrainingStore {
+    const st = {
     insert: db.prepare<[string, number, string, string]>('INSERT INTO training_jobs (id, created_at, state, doc) VALUES (?, ?, ?, ?)'),
     get: db.prepare<[string], { doc: string }>('SELECT doc FROM training_jobs WHERE id = ?'),
     list: db.prepare<[number], { doc: string }>('SELECT doc FROM training_jobs ORDER BY created_at DESC, id DESC LIMIT ?'),
@@ -184,7 +194,6 @@ export function openSqliteTrainingStore(opts: SqliteTrainingStoreOptions): Train
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }
