@@ -6,8 +6,16 @@
 import { serveRpc } from './storage-rpc.js';
 import { openSqliteStorage } from './sqlite-storage.js';
 import { STORE_NAMES, type StorageSettings } from './storage.js';
+import { unpackResults } from './result-columns.js';
+import type { ThreadFleetStore } from './storage-thread.js';
 
 await serveRpc((data, logger) => {
   const storage = openSqliteStorage(data as StorageSettings, logger);
-  return { objects: Object.fromEntries(STORE_NAMES.map((name) => [name, storage[name]])), close: () => storage.close() };
+  const objects: Record<string, object> = Object.fromEntries(STORE_NAMES.map((name) => [name, storage[name]]));
+  const fleet: ThreadFleetStore = {
+    ...storage.fleet,
+    ingestColumns: (edgeId, columns, meta, storeId) => storage.fleet.ingestResults(edgeId, unpackResults(columns), meta, storeId),
+  };
+  objects.fleet = fleet;
+  return { objects, close: () => storage.close() };
 });

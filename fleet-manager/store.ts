@@ -204,6 +204,9 @@ export interface FleetStore {
   close(): Promise<void>;
 }
 
+/** Rows of one group commit at most (bench/fleet-ingest.ts); a larger batch is a group of its own. */
+const GROUP_ROWS = 10_000;
+
 export interface SqliteStoreOptions {
   /** Database file path (':memory:' is allowed but loses everything on close). */
   file: string;
@@ -246,8 +249,14 @@ function fleetStoreOver(db: FleetDb, closeDb: () => void): FleetStore {
   }
   let queued: QueuedBatch[] = [];
   function flushQueued(): void {
-    const batches = queued;
-    queued = [];
+    // At most GROUP_ROWS rows a commit, the rest on the next turn: on the storage thread the
+    // answers of a group go back (and the edges send again) while the next group is written.
+    let rows = 0;
+    let take = 0;
+    while (take < queued.length && (take === 0 || rows + queued[take]!.results.length <= GROUP_ROWS)) rows += queued[take++]!.results.length;
+    const batches = take === queued.length ? queued : queued.slice(0, take);
+    queued = take === queued.length ? [] : queued.slice(take);
+    if (queued.length > 0) setImmediate(flushQueued);
     if (batches.length === 0) return;
     const outcomes = db.ingestBatches(batches);
     batches.forEach((b, i) => {
@@ -318,7 +327,7 @@ function fleetStoreOver(db: FleetDb, closeDb: () => void): FleetStore {
     async close() {
       if (closed) return;
       // Batches already handed in are stored (and answered) before the database goes.
-      flushQueued();
+      while (queued.length > 0) flushQueued();
       closed = true;
       closeDb();
     },

@@ -80,6 +80,24 @@ for (const thread of [false, true]) {
   });
 }
 
+test('storage: results stored through the thread read back equal to the same batch stored in process', async (t) => {
+  const batch = [
+    ...results(1, 3),
+    ...results(4, 4, { frame: 'f.png', detections: [{ label: 'scratch', score: 0.9, box: [1, 2, 3, 4] }] }),
+    ...results(5, 5, { shadow: { model: 'cand@2', verdict: 'defect', label: 'dent', score: 0.7, latencyMs: 3 } }),
+  ];
+  const read = async (thread: boolean) => {
+    const storage = await openStorage({ ...settings(await tempDir(t)), thread });
+    t.after(() => storage.close());
+    const outcome = await storage.fleet.ingestResults('e1', batch, { receivedAt: T0 }, 'store-0001');
+    const rows = await Promise.all(batch.map((r) => storage.fleet.getResult('e1', 'store-0001', r.seq)));
+    return { outcome, rows };
+  };
+  const inProcess = await read(false);
+  assert.deepStrictEqual(inProcess.outcome, { ackedSeq: 5, inserted: 5, conflicts: 0 });
+  assert.deepStrictEqual(await read(true), inProcess);
+});
+
 test('storage: a second open of the same file converges, also two at once', async (t) => {
   const dir = await tempDir(t);
   const first = await openStorage({ ...settings(dir), thread: false });
