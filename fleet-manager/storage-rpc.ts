@@ -50,7 +50,10 @@ export interface RpcWorker {
   proxy<T extends object>(name: string): T;
   /** Calls sent and not yet answered. */
   inFlight(): number;
-  /** Waits for the calls in flight, then asks the worker to close its objects and waits for it to end. Idempotent. */
+  /**
+   * Waits for the calls in flight (and the calls their callers make next, until a turn passes
+   * with none), then asks the worker to close its objects and waits for it to end. Idempotent.
+   */
   close(): Promise<void>;
 }
 
@@ -168,8 +171,14 @@ export async function startRpcWorker(opts: RpcWorkerOptions): Promise<RpcWorker>
     inFlight: () => pending.size,
     close() {
       closing ??= (async () => {
-        if (pending.size > 0) await new Promise<void>((resolve) => (drained = resolve));
-        drained = undefined;
+        for (;;) {
+          if (pending.size > 0) await new Promise<void>((resolve) => (drained = resolve));
+          drained = undefined;
+          // A caller's chain goes on after an answer (its next call comes within the same turn, a
+          // desired-state refresh reads then writes): one more turn, and look again.
+          await new Promise((resolve) => setImmediate(resolve));
+          if (pending.size === 0) break;
+        }
         refused ??= new OspreyError('OSP_ERR_SHUTTING_DOWN', `${what} is closed`);
         worker.postMessage({ t: 'close' } satisfies ToWorker);
         await exited;

@@ -78,6 +78,17 @@ test('rpc: close waits for the calls in flight, then closes the worker; later ca
   await assert.rejects(obj.echo(1), (err: Error) => isOspreyError(err, 'OSP_ERR_SHUTTING_DOWN'));
 });
 
+test('rpc: close lets a chain of calls in flight finish (each next call made on the previous answer)', async (t) => {
+  const { rpc, obj } = await start(t);
+  const chain = (async () => {
+    const a = await obj.echo(1);
+    const b = await obj.echo(a + 1);
+    return obj.echo(b + 1);
+  })();
+  await rpc.close();
+  assert.equal(await chain, 3);
+});
+
 test('rpc: a worker that cannot open rejects the start with its error', async () => {
   const log = captureLogger('info');
   await assert.rejects(
