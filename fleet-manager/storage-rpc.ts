@@ -62,8 +62,10 @@ export interface RpcWorkerOptions {
   url: URL;
   /** Handed to the worker's open function (structured clone). */
   data: unknown;
-  /** Where the worker's log lines go (re-logged at their level), and where a dying worker is reported. */
+  /** Where the worker's log lines go, re-logged at their level with their own fields. */
   logger: Logger;
+  /** The component of the lines about the worker itself (its death). */
+  component: string;
   /** What the calls are to, for error messages ("storage thread"). */
   what: string;
   /** Code of the error that fails calls when the worker dies. */
@@ -76,6 +78,7 @@ export interface RpcWorkerOptions {
  */
 export async function startRpcWorker(opts: RpcWorkerOptions): Promise<RpcWorker> {
   const { logger, what } = opts;
+  const own = logger.child({ component: opts.component });
   const worker = new Worker(opts.url, { workerData: { data: opts.data, level: logger.level } });
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let nextId = 1;
@@ -124,14 +127,14 @@ export async function startRpcWorker(opts: RpcWorkerOptions): Promise<RpcWorker>
   });
   worker.on('error', (err) => {
     // An uncaught exception in the worker; 'exit' follows.
-    logger.error({ err }, `${what} failed`);
+    own.error({ err }, `${what} failed`);
     failAll(new OspreyError(opts.deadCode, `${what} failed: ${err.message}`, { cause: err }));
     onReady?.(err);
   });
   const exited = once(worker, 'exit').then(([code]) => {
     if (!closing || pending.size > 0) {
       const err = new OspreyError(opts.deadCode, `${what} exited (code ${code}); the call was not answered`);
-      if (!refused) logger.error({ code, inFlight: pending.size }, `${what} exited unexpectedly`);
+      if (!refused) own.error({ code, inFlight: pending.size }, `${what} exited unexpectedly`);
       failAll(err);
       onReady?.(err);
     }

@@ -15,7 +15,9 @@ export async function startStorageThread(settings: StorageSettings, logger: Logg
   const rpc = await startRpcWorker({
     url: new URL('./storage-worker.js', import.meta.url),
     data: settings,
-    logger: logger.child({ component: 'storage' }),
+    // The stores' lines keep their own component (store, identity, …); the thread's own say storage.
+    logger,
+    component: 'storage',
     what: 'storage thread',
     deadCode: 'OSP_ERR_STORE',
   });

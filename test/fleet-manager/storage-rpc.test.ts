@@ -19,7 +19,7 @@ interface TestObject {
 
 async function start(t: import('node:test').TestContext, data: unknown = {}) {
   const log = captureLogger('info');
-  const rpc: RpcWorker = await startRpcWorker({ url: new URL('./rpc-test-worker.js', import.meta.url), data, logger: log.logger, what: 'test thread', deadCode: 'OSP_ERR_STORE' });
+  const rpc: RpcWorker = await startRpcWorker({ url: new URL('./rpc-test-worker.js', import.meta.url), data, logger: log.logger, component: 'test', what: 'test thread', deadCode: 'OSP_ERR_STORE' });
   t.after(() => rpc.close());
   return { rpc, obj: rpc.proxy<TestObject>('t'), log };
 }
@@ -61,6 +61,7 @@ test('rpc: a worker that dies fails the calls in flight and every later one, and
   const line = await log.waitFor((l) => l.msg === 'test thread exited unexpectedly');
   assert.equal(line.level, 50);
   assert.equal(line.code, 7);
+  assert.equal(line.component, 'test');
   assert.equal(rpc.inFlight(), 0);
   await rpc.close();
 });
@@ -92,7 +93,7 @@ test('rpc: close lets a chain of calls in flight finish (each next call made on 
 test('rpc: a worker that cannot open rejects the start with its error', async () => {
   const log = captureLogger('info');
   await assert.rejects(
-    startRpcWorker({ url: new URL('./rpc-test-worker.js', import.meta.url), data: { failOpen: true }, logger: log.logger, what: 'test thread', deadCode: 'OSP_ERR_STORE' }),
+    startRpcWorker({ url: new URL('./rpc-test-worker.js', import.meta.url), data: { failOpen: true }, logger: log.logger, component: 'test', what: 'test thread', deadCode: 'OSP_ERR_STORE' }),
     (err: Error) => isOspreyError(err, 'OSP_ERR_CONFIG') && err.message === 'cannot open: failOpen',
   );
 });
