@@ -26,8 +26,7 @@ type FromWorker =
   | { t: 'err'; id: number; e: WireError }
   | { t: 'log'; line: string }
   | { t: 'ready' }
-  | { t: 'failed'; e: WireError }
-  | { t: 'closed' };
+  | { t: 'failed'; e: WireError };
 
 export function toWireError(err: unknown): WireError {
   if (!(err instanceof Error)) return { name: 'Error', message: String(err) };
@@ -118,11 +117,13 @@ export async function startRpcWorker(opts: RpcWorkerOptions): Promise<RpcWorker>
       case 'ready':
         onReady?.();
         break;
-      case 'failed':
-        onReady?.(fromWireError(msg.e));
+      case 'failed': {
+        // The open error is the answer; the worker's exit that follows is no news.
+        const err = fromWireError(msg.e);
+        refused ??= err;
+        onReady?.(err);
         break;
-      case 'closed':
-        break;
+      }
     }
   });
   worker.on('error', (err) => {
@@ -218,11 +219,9 @@ export async function serveRpc(open: (data: unknown, logger: Logger) => Promise<
   const { objects } = served;
   port.on('message', (msg: ToWorker) => {
     if (msg.t === 'close') {
+      // Closing the port lets the thread end once the objects are closed.
       void served.close().then(
-        () => {
-          post({ t: 'closed' });
-          port.close();
-        },
+        () => port.close(),
         (err: unknown) => {
           logger.error({ err }, 'close failed');
           port.close();

@@ -96,4 +96,6 @@ test('rpc: a worker that cannot open rejects the start with its error', async ()
     startRpcWorker({ url: new URL('./rpc-test-worker.js', import.meta.url), data: { failOpen: true }, logger: log.logger, component: 'test', what: 'test thread', deadCode: 'OSP_ERR_STORE' }),
     (err: Error) => isOspreyError(err, 'OSP_ERR_CONFIG') && err.message === 'cannot open: failOpen',
   );
+  // The open error is the news; the thread's exit after it is not reported as a death.
+  assert.deepEqual(log.lines.filter((l) => l.level >= 50), []);
 });
