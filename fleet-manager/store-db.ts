@@ -5,7 +5,7 @@
  */
 import Database from 'better-sqlite3';
 import { addMissingColumns, migrateToLineMinutes, migrateToStoreIds } from './store-migrations.js';
-import { createEdgeHistoryDb, type EdgeHistoryDb } from './edge-history-db.js';
+import { createEdgeHistoryDb, migrateEdgeHistorySchema, type EdgeHistoryDb } from './edge-history-db.js';
 import { withNewConnection } from './sqlite-db.js';
 import type {
   EdgeRecord,
@@ -220,6 +220,7 @@ export function migrateFleetSchema(db: Database.Database, file: string, log: Sto
   createTables();
   migrateToStoreIds(db, createTables, log);
   migrateToLineMinutes(db, log);
+  migrateEdgeHistorySchema(db);
   if (version !== SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
 }
 

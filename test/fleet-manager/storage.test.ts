@@ -9,6 +9,17 @@ import { openStorage, type Storage } from '../../fleet-manager/storage.js';
 import { createFleetManager } from '../../fleet-manager/fleet-manager.js';
 import { resolveFleetConfig } from '../../fleet-manager/config.js';
 import { isOspreyError } from '../../protocol/errors.js';
+import { openSqliteDatabase } from '../../fleet-manager/sqlite-db.js';
+import { createSqliteFleetStore } from '../../fleet-manager/store.js';
+import { createSqliteControlStore } from '../../fleet-manager/control-store.js';
+import { createSqliteImageStore } from '../../fleet-manager/image-store.js';
+import { createSqliteReviewStore } from '../../fleet-manager/review-store.js';
+import { createSqliteGoldenSetStore } from '../../fleet-manager/golden-set-store.js';
+import { createSqliteIdentityStore } from '../../fleet-manager/identity-store.js';
+import { createSqliteTrainingStore } from '../../fleet-manager/training-store.js';
+import { createSqliteBackboneStore } from '../../fleet-manager/backbone-store.js';
+import { createSqliteAlertStore } from '../../fleet-manager/alert-store.js';
+import { createSqliteWebhookStore } from '../../fleet-manager/webhook-store.js';
 import { T0, captureLogger, results, tempDir } from './helpers.js';
 
 const silent = pino({ level: 'silent' });
@@ -96,6 +107,27 @@ test('storage: results stored through the thread read back equal to the same bat
   const inProcess = await read(false);
   assert.deepStrictEqual(inProcess.outcome, { ackedSeq: 5, inserted: 5, conflicts: 0 });
   assert.deepStrictEqual(await read(true), inProcess);
+});
+
+test('storage: the stores\' constructors make no table (the factory makes them all, once)', async (t) => {
+  const dir = await tempDir(t);
+  const db = openSqliteDatabase(join(dir, 'empty.db'));
+  t.after(() => db.close());
+  const file = join(dir, 'empty.db');
+  const constructors: [string, () => unknown][] = [
+    ['fleet', () => createSqliteFleetStore(db, silent)],
+    ['control', () => createSqliteControlStore(db, { file, logger: silent })],
+    ['images', () => createSqliteImageStore(db, { file, dir: join(dir, 'images'), logger: silent })],
+    ['reviews', () => createSqliteReviewStore(db, { file })],
+    ['golden sets', () => createSqliteGoldenSetStore(db, { file })],
+    ['identity', () => createSqliteIdentityStore(db, { file, logger: silent })],
+    ['training', () => createSqliteTrainingStore(db, { file, logger: silent })],
+    ['backbones', () => createSqliteBackboneStore(db)],
+    ['alerts', () => createSqliteAlertStore(db, { file, maxAlerts: 100 })],
+    ['webhooks', () => createSqliteWebhookStore(db, { file, maxOutbox: 100 })],
+  ];
+  for (const [name, make] of constructors) assert.throws(make, /no such table/, name);
+  assert.deepEqual(db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all(), []);
 });
 
 test('storage: a second open of the same file converges, also two at once', async (t) => {
