@@ -419,9 +419,10 @@ export const run: BenchRun = async (opts) => {
           'The main thread keeps the broker, MQTT, JSON + ajv and the acks; the storage thread the inserts, the commits ' +
           'and their fsyncs. A batch crosses as one message with its results as columns (numbers in one Float64Array): ' +
           'structured clone of the 500 objects cost ~5 µs a result on the two threads together, the columns about a third. ' +
-          'A group commit takes at most 10,000 rows, so the acks of one group go out (and the edges send again) while ' +
+          'A group commit takes at most 40,000 rows, so the acks of one group go out (and the edges send again) while ' +
           'the next is written; without the cap the whole window of every edge (100 × 2 × 500 results) became one group ' +
-          'and the threads took turns instead of overlapping.',
+          'and the threads took turns instead of overlapping (1M-result backlogs in same-load pairs on the loaded dev ' +
+          'machine: no cap ~40k results/s, 10,000 rows ~46k, 40,000 ~63k, 80,000 ~56k).',
         'What limits the rest (per-thread CPU from /proc, profiles with `OSPREY_BENCH_CPU_PROF`): with the storage thread ' +
           'the fleet costs more CPU in all (~14 µs a result against ~11.5 µs on one thread: the columns, the messages, ' +
           'two heaps) but splits it, ~4 µs on the main thread (JSON.parse + ajv ~2 µs, MQTT through the embedded broker, ' +

@@ -107,8 +107,8 @@ test('store: ping fails once closed', async (t) => {
 
 test('store: batches handed in together beyond one group commit are all stored and answered, also when closing at once', async (t) => {
   const { store, file } = await openStore(t);
-  // 30 batches of 500: more rows than one group takes, so the rest go in later groups.
-  const edges = Array.from({ length: 30 }, (_, i) => `e${i}`);
+  // 100 batches of 500: more rows than one group takes (40,000), so the rest go in later groups.
+  const edges = Array.from({ length: 100 }, (_, i) => `e${i}`);
   const calls = edges.map((e) => store.ingestResults(e, results(1, 500), meta()));
   const closing = store.close();
   assert.deepEqual(await Promise.all(calls), edges.map(() => ({ ackedSeq: 500, inserted: 500, conflicts: 0 })));
