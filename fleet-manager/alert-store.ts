@@ -6,6 +6,7 @@
  * first. The SQLite implementation opens its own connection to `fleet.db`, like the other stores.
  */
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 import type { AlertView, Severity } from './alert-schemas.js';
 
 /** What raises (or repeats) an alert. */
@@ -161,12 +162,20 @@ export interface SqliteAlertStoreOptions {
 
 /** Opens the alert store on the fleet database. */
 export function openSqliteAlertStore(opts: SqliteAlertStoreOptions): AlertStore {
-  const db = new Database(opts.file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(opts.file, {}, (db) => {
+    migrateAlertSchema(db);
+    return closingConnection(createSqliteAlertStore(db, opts), db);
+  });
+}
+
+/** Creates or upgrades the alert tables on an open connection (idempotent). */
+export function migrateAlertSchema(db: Database.Database): void {
   db.exec(SCHEMA);
-  const st = {
+}
+
+/** The AlertStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteAlertStore(db: Database.Database, opts: SqliteAlertStoreOptions): AlertStore {
+    const st = {
     get: db.prepare<[number], Row>('SELECT * FROM alerts WHERE id = ?'),
     open: db.prepare<[string, string], Row>('SELECT * FROM alerts WHERE type = ? AND subject = ? AND resolved_at IS NULL'),
     latest: db.prepare<[string, string], Row>('SELECT * FROM alerts WHERE type = ? AND subject = ? ORDER BY id DESC LIMIT 1'),
@@ -286,7 +295,6 @@ export function openSqliteAlertStore(opts: SqliteAlertStoreOptions): AlertStore 
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }

@@ -4,6 +4,7 @@
  * narrow, asynchronous interface; the SQLite implementation opens its own connection to `fleet.db`.
  */
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 
 export interface BackboneRecord {
   name: string;
@@ -50,10 +51,19 @@ export const toBackboneRecord = (r: BackboneRow): BackboneRecord => ({ name: r.n
 
 /** Opens the backbone records on the fleet database file. */
 export function openSqliteBackboneStore(file: string): BackboneStore {
-  const db = new Database(file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(file, {}, (db) => {
+    migrateBackboneSchema(db);
+    return closingConnection(createSqliteBackboneStore(db), db);
+  });
+}
+
+/** Creates or upgrades the backbone tables on an open connection (idempotent). */
+export function migrateBackboneSchema(db: Database.Database): void {
   db.exec(SCHEMA);
+}
+
+/** The BackboneStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteBackboneStore(db: Database.Database): BackboneStore {
   const st = {
     insert: db.prepare<BackboneRow>('INSERT OR IGNORE INTO backbones (name, sha256, size, uploaded_by, created_at) VALUES (@name, @sha256, @size, @uploaded_by, @created_at)'),
     get: db.prepare<[string], BackboneRow>('SELECT * FROM backbones WHERE name = ?'),
@@ -85,7 +95,6 @@ export function openSqliteBackboneStore(file: string): BackboneStore {
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }

@@ -190,6 +190,16 @@ export const FleetConfigSchema = Type.Object(
         { ...strict, description: 'webhook notifications of alerts' },
       ),
     ),
+    storage: Type.Optional(
+      Type.Object(
+        {
+          url: Type.Optional(
+            Type.String({ pattern: '^postgres(ql)?://[^\\s]+$', maxLength: 2048, description: 'a postgres:// or postgresql:// URL: the stores on PostgreSQL; absent: SQLite in dataDir (fleet.db)' }),
+          ),
+        },
+        { ...strict, description: 'where the fleet stores its data (docs/storage.md)' },
+      ),
+    ),
   },
   { $id: 'osprey.fleetConfig', ...strict },
 );
@@ -225,6 +235,8 @@ export interface FleetConfig {
   convergence: { graceMs: number };
   alerts: { offlineAfterMs: number; backlogWindowMs: number; backlogMinGrowth: number; mismatchAfterMs: number; checkMs: number; maxAlerts: number };
   webhooks: { timeoutMs: number; retryBaseMs: number; retryMaxMs: number; maxAgeMs: number; maxOutbox: number };
+  /** `url` (PostgreSQL) absent: SQLite in dataDir. */
+  storage: { url?: string };
   /** The shift calendar, in start order (docs/CONFIG.md). */
   shifts: Shift[];
   auth: { enabled: boolean; sessionTtlMs: number };
@@ -319,6 +331,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
     alerts: { ...FLEET_DEFAULTS.alerts, ...c.alerts },
     webhooks: { ...FLEET_DEFAULTS.webhooks, ...c.webhooks },
+    storage: c.storage?.url !== undefined ? { url: c.storage.url } : {},
     shifts: shiftsOf(c.shifts, source),
     auth: { ...FLEET_DEFAULTS.auth, ...c.auth },
     training: {

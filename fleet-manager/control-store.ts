@@ -7,6 +7,7 @@
  * (`candidateCounters`, `recentDefectRate`).
  */
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 import type { Logger } from 'pino';
 import type { Manifest } from '../protocol/manifest.js';
 import type { DesiredMessage, EdgeSettings } from '../protocol/messages.js';
@@ -181,10 +182,14 @@ export interface SqliteControlStoreOptions {
 
 /** Opens the control-plane tables in the fleet database (WAL and synchronous=FULL, like FleetStore). */
 export function openSqliteControlStore(opts: SqliteControlStoreOptions): ControlStore {
-  const db = new Database(opts.file, { fileMustExist: true });
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(opts.file, { fileMustExist: true }, (db) => {
+    migrateControlSchema(db);
+    return closingConnection(createSqliteControlStore(db, opts), db);
+  });
+}
+
+/** Creates or upgrades the control tables on an open connection (idempotent). */
+export function migrateControlSchema(db: Database.Database): void {
   db.exec(SCHEMA);
   // Who did it (issue 14): files made before have the tables without these columns.
   addMissingColumns(db, 'model_versions', [['uploaded_by', 'TEXT'], ['trained_by', 'TEXT']]);
@@ -193,6 +198,10 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
   if (!(db.prepare('PRAGMA table_info(model_versions)').all() as { name: string }[]).some((c) => c.name === 'key_id')) {
     db.exec("ALTER TABLE model_versions ADD COLUMN key_id TEXT NOT NULL DEFAULT 'fleet'");
   }
+}
+
+/** The ControlStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteControlStore(db: Database.Database, opts: SqliteControlStoreOptions): ControlStore {
   const activeList = ACTIVE_STATUSES.map((s) => `'${s}'`).join(', ');
 
   const st = {
@@ -322,7 +331,6 @@ export function openSqliteControlStore(opts: SqliteControlStoreOptions): Control
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }

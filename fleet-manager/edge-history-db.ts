@@ -92,14 +92,18 @@ export interface EdgeHistoryDb {
   recentDefectRate(edgeId: string, excludeModel: string, limit: number): { frames: number; defects: number };
 }
 
-/**
- * Creates the table if needed and prepares the statements. Within a minute: fps, p50 and CPU are
- * averaged over the reports, p95, queue depth and memory are the worst, frames and rejections
- * are summed, storage and the monitor figures are the latest reported.
- */
-export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
+/** Creates or upgrades the telemetry history table (part of the fleet schema, store-db.ts). */
+export function migrateEdgeHistorySchema(db: Database.Database): void {
   db.exec(SCHEMA);
   addMissingColumns(db, 'telemetry_minutes', MONITOR_COLUMNS.map(([column]) => [column, 'REAL'] as const));
+}
+
+/**
+ * Prepares the statements (the table made by migrateEdgeHistorySchema). Within a minute: fps,
+ * p50 and CPU are averaged over the reports, p95, queue depth and memory are the worst, frames
+ * and rejections are summed, storage and the monitor figures are the latest reported.
+ */
+export function createEdgeHistoryDb(db: Database.Database): EdgeHistoryDb {
   const monitorColumns = MONITOR_COLUMNS.map(([column]) => `, ${column}`).join('');
   const monitorParams = MONITOR_COLUMNS.map(([, param]) => `, @${param}`).join('');
   const monitorUpdates = MONITOR_COLUMNS.map(([column]) => `\n         ${column} = coalesce(excluded.${column}, ${column}),`).join('');

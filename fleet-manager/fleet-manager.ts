@@ -1,5 +1,5 @@
 /**
- * The fleet manager process in one object: store, embedded broker (unless an external broker
+ * The fleet manager process in one object: storage, embedded broker (unless an external broker
  * URL is given), the fleet's own MQTT client, ingest, the HTTP API and the rollout engine. Every
  * part is built before any of them starts; they start in that order and close in reverse.
  */
@@ -13,14 +13,11 @@ import type { FastifyInstance } from 'fastify';
 import { OspreyError } from '../protocol/errors.js';
 import { withTimeout } from '../protocol/timeout.js';
 import { resolveFleetConfig, type FleetConfig, type FleetConfigInput } from './config.js';
-import { openSqliteStore, type FleetStore } from './store.js';
+import { openStorage, type Storage } from './storage.js';
 import { localHost, startBroker, type EmbeddedBroker } from './broker.js';
 import { createIngest, type Ingest } from './ingest.js';
 import { buildApp } from './app.js';
 import type { RouteRecord } from './auth/authorize.js';
-import { openSqliteImageStore, type FleetImageStore } from './image-store.js';
-import { openSqliteControlStore, type ControlStore } from './control-store.js';
-import { openSqliteIdentityStore, type IdentityStore } from './identity-store.js';
 import { loadOrCreateSigningKeys } from './signing-keys.js';
 import { createRegistry } from './registry.js';
 import { loadTrustedKeys } from '../models/trusted-keys.js';
@@ -33,16 +30,10 @@ import { limitClientPackets } from '../protocol/mqtt-packet-limit.js';
 import { loadFleetTls } from './tls-files.js';
 import { FLEET_CLIENT_ID_PREFIX, FLEET_MQTT_USERNAME } from './broker-auth.js';
 import { BROKER_SECRET_FILE, newBrokerSecret, readBrokerSecret } from './broker-secret.js';
-import { openSqliteTrainingStore, type TrainingStore } from './training-store.js';
-import { openSqliteBackboneStore } from './backbone-store.js';
 import { createBackbones } from './backbones.js';
 import { createTrainingRunner } from './training-runner.js';
-import { openSqliteReviewStore, type ReviewStore } from './review-store.js';
-import { openSqliteAlertStore } from './alert-store.js';
 import { createAlerts } from './alerts.js';
-import { openSqliteWebhookStore } from './webhook-store.js';
 import { createWebhookSender } from './webhook-sender.js';
-import { openSqliteGoldenSetStore } from './golden-set-store.js';
 import { goldenSetReportListener } from './golden-set-reports.js';
 import { createFleetMetrics } from './fleet-metrics.js';
 import { clearExplainCache, createExplainer } from './explainer.js';
@@ -114,22 +105,19 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   async function startAll(): Promise<FleetManagerAddresses> {
     let baseUrl = config.publicUrl ?? '';
     mkdirSync(config.dataDir, { recursive: true });
-    const dbFile = join(config.dataDir, 'fleet.db');
-    const store: FleetStore = openSqliteStore({ file: dbFile, logger: child('store') });
-    started.push({ name: 'store', close: () => store.close() });
-    log.info({ dbFile }, 'fleet store opened');
-    // Same file, own connection: the registry and rollouts live beside the results they judge.
-    const control: ControlStore = openSqliteControlStore({ file: dbFile, logger: child('control-store') });
-    started.push({ name: 'control-store', close: () => control.close() });
-    // Result images: blobs by sha256 under dataDir/images, links in fleet.db (issue 5).
-    const images: FleetImageStore = openSqliteImageStore({ file: dbFile, dir: join(config.dataDir, 'images'), logger: child('images'), maxBytes: config.images.maxBytes });
-    started.push({ name: 'images', close: () => images.close() });
-    const reviews: ReviewStore = openSqliteReviewStore({ file: dbFile });
-    started.push({ name: 'reviews', close: () => reviews.close() });
-    const goldenSets = openSqliteGoldenSetStore({ file: dbFile });
-    started.push({ name: 'golden-sets', close: () => goldenSets.close() });
-    const identity: IdentityStore = openSqliteIdentityStore({ file: dbFile, logger: child('identity') });
-    started.push({ name: 'identity', close: () => identity.close() });
+    // Every store over one database, opened and migrated once: SQLite (dataDir/fleet.db) on a
+    // storage thread of its own, or PostgreSQL with storage.url (docs/storage.md).
+    const storage: Storage = await openStorage({
+      ...(config.storage.url !== undefined && { url: config.storage.url }),
+      dataDir: config.dataDir,
+      imagesMaxBytes: config.images.maxBytes,
+      maxAlerts: config.alerts.maxAlerts,
+      maxOutbox: config.webhooks.maxOutbox,
+      logger: log,
+    });
+    started.push({ name: 'storage', close: () => storage.close() });
+    log.info({ storage: storage.kind, ...(storage.kind === 'sqlite' && { dbFile: join(config.dataDir, 'fleet.db') }) }, 'fleet storage opened');
+    const { fleet: store, control, images, reviews, goldenSets, identity, training: trainingStore, backbones: backboneStore, alerts: alertStore, webhooks: webhookStore } = storage;
     // Secure by default: with nobody to sign in yet, or authentication switched off, nothing
     // beyond this machine may reach the fleet.
     const authOn = config.auth.enabled;
@@ -162,10 +150,6 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     });
     await registry.resignLegacy();
     // Training jobs (issue 15): their store and backbones beside the registry; the runner starts with the rest.
-    const trainingStore: TrainingStore = openSqliteTrainingStore({ file: dbFile, logger: child('training') });
-    started.push({ name: 'training-store', close: () => trainingStore.close() });
-    const backboneStore = openSqliteBackboneStore(dbFile);
-    started.push({ name: 'backbone-store', close: () => backboneStore.close() });
     const backbones = createBackbones({ store: backboneStore, dataDir: config.dataDir, logger: child('training') });
     const configuredBackbone = await backbones.ensureDefault(config.training.defaultBackbone, process.env.OSPREY_DATA);
     const trainer = createTrainingRunner({
@@ -216,7 +200,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const brokerForEdges = mqttUrl;
     // Several instances share one PostgreSQL database (storage.url): ingest is shared through the
     // external broker with MQTT 5 shared subscriptions, and leader work runs on one instance.
-    const pgUrl = postgresUrlOf(config);
+    const pgUrl = storage.kind === 'postgres' ? config.storage.url! : null;
     const shareGroup = pgUrl !== null && config.brokerUrl !== null ? config.instances.shareGroup : undefined;
     const client = await connectClient(
       mqttUrl,
@@ -250,10 +234,6 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const feed = createEdgeFeed();
     started.push({ name: 'edge-feed', close: async () => feed.close() });
     // Alerts (issue 17): edge alarms and the fleet's own, told to webhooks through a durable outbox.
-    const alertStore = openSqliteAlertStore({ file: dbFile, maxAlerts: config.alerts.maxAlerts });
-    started.push({ name: 'alert-store', close: () => alertStore.close() });
-    const webhookStore = openSqliteWebhookStore({ file: dbFile, maxOutbox: config.webhooks.maxOutbox });
-    started.push({ name: 'webhook-store', close: () => webhookStore.close() });
     const webhooks = createWebhookSender({ store: webhookStore, privateKey: keys.privateKey, settings: config.webhooks, logger: child('webhooks') });
     const alerts = createAlerts({
       store: alertStore,
@@ -407,14 +387,6 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   };
 }
 
-/**
- * The PostgreSQL URL of the fleet's storage (`storage: { url }`, issue 18), or null for SQLite.
- * Read loosely: the storage section is added by the storage factory's change.
- */
-function postgresUrlOf(config: FleetConfig): string | null {
-  const url = (config as { storage?: { url?: string | null } }).storage?.url;
-  return typeof url === 'string' && /^postgres(ql)?:\/\//.test(url) ? url : null;
-}
 
 /** The host itself when it is a loopback address, else 127.0.0.1. */
 export function loopbackOnly(host: string): string {

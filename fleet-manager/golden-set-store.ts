@@ -5,6 +5,7 @@
  * SQLite implementation opens its own connection to `fleet.db`, like the other stores.
  */
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 import type { GoldenImageOutcome, GoldenSetEventData, GoldenSetReport } from '../protocol/monitoring.js';
 
 /** A stored report: what the edge said, and when the fleet received it. */
@@ -63,10 +64,19 @@ export function toGoldenSetRecord(r: GoldenSetRow): GoldenSetRecord {
 
 /** Opens the golden-set store on the fleet database. */
 export function openSqliteGoldenSetStore(opts: { file: string }): GoldenSetStore {
-  const db = new Database(opts.file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(opts.file, {}, (db) => {
+    migrateGoldenSetSchema(db);
+    return closingConnection(createSqliteGoldenSetStore(db, opts), db);
+  });
+}
+
+/** Creates or upgrades the golden set tables on an open connection (idempotent). */
+export function migrateGoldenSetSchema(db: Database.Database): void {
   db.exec(SCHEMA);
+}
+
+/** The GoldenSetStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteGoldenSetStore(db: Database.Database, opts: { file: string }): GoldenSetStore {
   const st = {
     upsert: db.prepare<GoldenSetRow>(
       `INSERT INTO golden_set_reports (edge_id, model, ran_at, received_at, report, outcomes)
@@ -97,7 +107,6 @@ export function openSqliteGoldenSetStore(opts: { file: string }): GoldenSetStore
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }

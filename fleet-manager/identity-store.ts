@@ -7,6 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 import type { Logger } from 'pino';
 import { OspreyError } from '../protocol/errors.js';
 import { isRole, roleCovers, type Role } from './auth/roles.js';
@@ -348,12 +349,20 @@ export interface SqliteIdentityStoreOptions {
 
 /** The SQLite identity store, on its own connection to the fleet database. */
 export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): IdentityStore {
-  const now = opts.now ?? Date.now;
-  const db = new Database(opts.file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(opts.file, {}, (db) => {
+    migrateIdentitySchema(db);
+    return closingConnection(createSqliteIdentityStore(db, opts), db);
+  });
+}
+
+/** Creates or upgrades the identity tables on an open connection (idempotent). */
+export function migrateIdentitySchema(db: Database.Database): void {
   db.exec(SCHEMA);
+}
+
+/** The IdentityStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteIdentityStore(db: Database.Database, opts: SqliteIdentityStoreOptions): IdentityStore {
+  const now = opts.now ?? Date.now;
 
   const st = {
     userById: db.prepare<[string], UserRow>('SELECT * FROM users WHERE id = ?'),
@@ -579,7 +588,7 @@ export function openSqliteIdentityStore(opts: SqliteIdentityStoreOptions): Ident
     },
 
     async close() {
-      if (db.open) db.close();
+      // The connection belongs to whoever opened it.
     },
   };
   return store;

@@ -19,6 +19,7 @@ import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 import type { Logger } from 'pino';
 import { OspreyError } from '../protocol/errors.js';
 import { blobPath as blobFile, writeBlob as writeBlobFile } from './blob-files.js';
@@ -114,15 +115,22 @@ export interface SqliteImageStoreOptions {
 
 /** Opens the image store on the fleet database and a blob directory. */
 export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageStore {
+  return withNewConnection(opts.file, {}, (db) => {
+    migrateImageSchema(db);
+    return closingConnection(createSqliteImageStore(db, opts), db);
+  });
+}
+
+/** Creates or upgrades the image tables on an open connection (idempotent). */
+export function migrateImageSchema(db: Database.Database): void {
+  db.exec(SCHEMA);
+}
+
+/** The FleetImageStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteImageStore(db: Database.Database, opts: SqliteImageStoreOptions): FleetImageStore {
   const log = opts.logger;
   const now = opts.now ?? Date.now;
   mkdirSync(opts.dir, { recursive: true });
-  const db = new Database(opts.file);
-  db.pragma('journal_mode = WAL');
-  // An upload answered 2xx lets the edge forget the image: the link must survive a power cut.
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
-  db.exec(SCHEMA);
 
   const used0 = db.prepare<[], { used: number }>(
     `SELECT COALESCE(SUM(bytes), 0) AS used FROM (SELECT sha256, MAX(bytes) AS bytes FROM
@@ -221,7 +229,6 @@ export function openSqliteImageStore(opts: SqliteImageStoreOptions): FleetImageS
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }

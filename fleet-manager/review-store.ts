@@ -7,6 +7,7 @@
  * The SQLite implementation opens its own connection to `fleet.db`, like the image store.
  */
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 import type { Verdict } from '../protocol/messages.js';
 import { resultKeyString, type ResultKey } from './image-store.js';
 import type { ReviewVerdict } from './review-schemas.js';
@@ -149,12 +150,20 @@ const toRow = (r: ReviewRecord): Row => ({
 
 /** Opens the review store on the fleet database (created by openSqliteStore first). */
 export function openSqliteReviewStore(opts: { file: string }): ReviewStore {
-  const db = new Database(opts.file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(opts.file, {}, (db) => {
+    migrateReviewSchema(db);
+    return closingConnection(createSqliteReviewStore(db, opts), db);
+  });
+}
+
+/** Creates or upgrades the review tables on an open connection (idempotent). */
+export function migrateReviewSchema(db: Database.Database): void {
   db.exec(SCHEMA);
-  const st = {
+}
+
+/** The ReviewStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteReviewStore(db: Database.Database, opts: { file: string }): ReviewStore {
+    const st = {
     get: db.prepare<[string, string, number], Row>('SELECT * FROM result_reviews WHERE edge_id = ? AND store_id = ? AND seq = ?'),
     upsert: db.prepare<Row>(
       `INSERT INTO result_reviews (edge_id, store_id, seq, line, model, model_verdict, model_label, ts, review, verdict, label, reviewer, reviewed_at)
@@ -229,7 +238,6 @@ export function openSqliteReviewStore(opts: { file: string }): ReviewStore {
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }

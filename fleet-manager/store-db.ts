@@ -5,9 +5,10 @@
  */
 import Database from 'better-sqlite3';
 import { addMissingColumns, migrateToGateCounts, migrateToLineMinutes, migrateToStoreIds } from './store-migrations.js';
-import { createEdgeHistoryDb, type EdgeHistoryDb } from './edge-history-db.js';
+import { createEdgeHistoryDb, migrateEdgeHistorySchema, type EdgeHistoryDb } from './edge-history-db.js';
 import { createGateCountsDb, type GateCountsDb } from './gate-counts-db.js';
 import { tallyResult, type GateTally } from './gate-counts.js';
+import { withNewConnection } from './sqlite-db.js';
 import type {
   EdgeRecord,
   IngestOutcome,
@@ -199,43 +200,36 @@ export interface FleetDb extends Pick<EdgeHistoryDb, 'telemetryHistory' | 'recen
 }
 
 /**
- * Opens (creating or upgrading if needed) the fleet database: WAL, synchronous=FULL because an
- * ack tells the edge it may delete its copy, so a committed batch must survive a power cut.
- * Throws on a database newer than this build.
+ * Opens (creating or upgrading if needed) the fleet database on a connection of its own
+ * (sqlite-db.ts: WAL, synchronous=FULL). Throws on a database newer than this build.
  */
 export function openFleetDatabase(file: string, log: StoreLog): Database.Database {
-  const db = new Database(file);
-  try {
-    // 8 KiB pages for a new database (an existing one keeps its own): about 15 % less CPU per
-    // stored result, fewer B-tree levels and splits in the result indexes (bench/fleet-ingest.ts).
-    // It has to come before WAL mode, which fixes the page size.
-    db.pragma('page_size = 8192');
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('busy_timeout = 5000');
-    // Checkpoint every ~40 MB of WAL (5000 pages of 8 KiB) instead of SQLite's 1000 pages: an index
-    // page rewritten by many batches is copied into the database once per checkpoint rather than
-    // again and again (bench/fleet-ingest.ts: about +40 % ingest rate on a large database).
-    db.pragma('wal_autocheckpoint = 5000');
-    const version = db.pragma('user_version', { simple: true }) as number;
-    if (version > SCHEMA_VERSION) {
-      throw new Error(`fleet database ${file} has schema version ${version}, newer than this build (${SCHEMA_VERSION})`);
-    }
-    // Every step is idempotent and checks the shape it finds, so files of any age converge.
-    const createTables = () => {
-      db.exec(SCHEMA);
-      addShadowColumns(db);
-    };
-    createTables();
-    migrateToStoreIds(db, createTables, log);
-    migrateToLineMinutes(db, log);
-    migrateToGateCounts(db, log);
-    if (version !== SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
+  return withNewConnection(file, {}, (db) => {
+    migrateFleetSchema(db, file, log);
     return db;
-  } catch (err) {
-    db.close();
-    throw err;
+  });
+}
+
+/**
+ * Creates or upgrades the fleet tables (edges, results, events, line statistics, telemetry
+ * history) on an open connection. Throws on a database newer than this build.
+ */
+export function migrateFleetSchema(db: Database.Database, file: string, log: StoreLog): void {
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`fleet database ${file} has schema version ${version}, newer than this build (${SCHEMA_VERSION})`);
   }
+  // Every step is idempotent and checks the shape it finds, so files of any age converge.
+  const createTables = () => {
+    db.exec(SCHEMA);
+    addShadowColumns(db);
+  };
+  createTables();
+  migrateToStoreIds(db, createTables, log);
+  migrateToLineMinutes(db, log);
+  migrateToGateCounts(db, log);
+  migrateEdgeHistorySchema(db);
+  if (version !== SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
 }
 
 /** Prepares every statement on an open fleet database (openFleetDatabase) and returns its operations. */

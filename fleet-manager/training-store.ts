@@ -9,6 +9,7 @@
  * the next sweep of any instance. The owner and the lease are columns beside the JSON `doc`.
  */
 import Database from 'better-sqlite3';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 import type { Logger } from 'pino';
 import { addMissingColumns } from './store-migrations.js';
 
@@ -153,11 +154,20 @@ export function guardHolds(guard: TrainingJobGuard | undefined, state: TrainingS
 
 /** Opens the training store on the fleet database. */
 export function openSqliteTrainingStore(opts: SqliteTrainingStoreOptions): TrainingStore {
-  const db = new Database(opts.file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(opts.file, {}, (db) => {
+    migrateTrainingSchema(db);
+    return closingConnection(createSqliteTrainingStore(db, opts), db);
+  });
+}
+
+/** Creates or upgrades the training tables on an open connection (idempotent). */
+export function migrateTrainingSchema(db: Database.Database): void {
   db.exec(SCHEMA);
   addMissingColumns(db, 'training_jobs', LEASE_COLUMNS);
+}
+
+/** The TrainingStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteTrainingStore(db: Database.Database, opts: SqliteTrainingStoreOptions): TrainingStore {
   const st = {
     insert: db.prepare<[string, number, string, string]>('INSERT INTO training_jobs (id, created_at, state, doc) VALUES (?, ?, ?, ?)'),
     get: db.prepare<[string], { doc: string; owner: string | null }>('SELECT doc, owner FROM training_jobs WHERE id = ?'),
@@ -250,7 +260,6 @@ export function openSqliteTrainingStore(opts: SqliteTrainingStoreOptions): Train
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }

@@ -14,6 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { addMissingColumns } from './store-migrations.js';
+import { closingConnection, withNewConnection } from './sqlite-db.js';
 import type { DeliveryView, WebhookFormat, WebhookView } from './alert-schemas.js';
 
 export interface WebhookInput {
@@ -184,12 +185,20 @@ export interface SqliteWebhookStoreOptions {
 
 /** Opens the webhook store on the fleet database. */
 export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): WebhookStore {
-  const db = new Database(opts.file);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('busy_timeout = 5000');
+  return withNewConnection(opts.file, {}, (db) => {
+    migrateWebhookSchema(db);
+    return closingConnection(createSqliteWebhookStore(db, opts), db);
+  });
+}
+
+/** Creates or upgrades the webhook tables on an open connection (idempotent). */
+export function migrateWebhookSchema(db: Database.Database): void {
   db.exec(SCHEMA);
   addMissingColumns(db, 'webhook_deliveries', [['claim_token', 'TEXT']]);
+}
+
+/** The WebhookStore over an open, migrated connection it does not own (its close leaves the connection open). */
+export function createSqliteWebhookStore(db: Database.Database, opts: SqliteWebhookStoreOptions): WebhookStore {
   const st = {
     get: db.prepare<[number], HookRow>('SELECT * FROM webhooks WHERE id = ?'),
     list: db.prepare<[], HookRow>('SELECT * FROM webhooks ORDER BY id'),
@@ -326,7 +335,6 @@ export function openSqliteWebhookStore(opts: SqliteWebhookStoreOptions): Webhook
     async close() {
       if (closed) return;
       closed = true;
-      db.close();
     },
   };
 }

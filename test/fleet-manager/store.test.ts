@@ -173,3 +173,15 @@ testBackends('store: ping fails once closed', async (t, backend) => {
   await assert.rejects(store.ping());
   await store.close(); // idempotent
 });
+
+testBackends('store: batches handed in together beyond one group commit are all stored and answered, also when closing at once', async (t, backend) => {
+  const { store, open } = await openFleetStore(t, backend);
+  // 100 batches of 500: on SQLite more rows than one group takes (40,000), so the rest go in later groups.
+  const edges = Array.from({ length: 100 }, (_, i) => `e${i}`);
+  const calls = edges.map((e) => store.ingestResults(e, results(1, 500), meta()));
+  const closing = store.close();
+  assert.deepEqual(await Promise.all(calls), edges.map(() => ({ ackedSeq: 500, inserted: 500, conflicts: 0 })));
+  await closing;
+  const again = await open();
+  assert.deepEqual((await again.listEdges()).map((e) => e.ackedSeq), edges.map(() => 500));
+});

@@ -7,8 +7,7 @@
  * every edge is acked to its last seq, the other instance took over (time measured) and the
  * rollout, promoted through the new leader, completes.
  *
- * Skips only when this build has no PostgreSQL storage (the config refuses `storage`, or the
- * factory says it is not available in this build), or when PostgreSQL / Mosquitto are missing.
+ * Skips only when PostgreSQL or Mosquitto is missing (and fails then under CI=true).
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,8 +32,6 @@ const BATCH = 25;
 const WINDOW = 4;
 const LEADER_RETRY_MS = 500;
 const local = { name: 'inspect', version: '1' };
-/** What a build without PostgreSQL storage answers: skip, with this said. */
-const NO_PG_STORAGE = /not available in this build|must NOT have additional properties \(storage\)/;
 
 interface Instance {
   name: string;
@@ -42,7 +39,6 @@ interface Instance {
   httpUrl: string;
 }
 
-class NoPgStorage extends Error {}
 
 /** A fleet manager process on the shared database and broker; rejects with its error line. */
 async function startInstance(t: TestContext, name: string, dataDir: string, extra: Record<string, unknown>): Promise<Instance> {
@@ -56,7 +52,6 @@ async function startInstance(t: TestContext, name: string, dataDir: string, extr
     { type: string; httpUrl?: string; message?: string },
   ];
   if (msg.type !== 'ready') {
-    if (NO_PG_STORAGE.test(msg.message ?? '')) throw new NoPgStorage(msg.message);
     throw new Error(`fleet instance ${name} did not start: ${msg.message}`);
   }
   return { name, child, httpUrl: msg.httpUrl! };
@@ -162,16 +157,7 @@ test('two fleet instances under load: the leader killed with SIGKILL and restart
     registry: { publisherKeys: [testPublisherKey()] },
   };
 
-  let a: Instance;
-  try {
-    a = await startInstance(t, 'a', dirs.a, extra);
-  } catch (err) {
-    if (err instanceof NoPgStorage) {
-      t.skip(`PostgreSQL storage is not in this build yet (${err.message}); the lead runs this after merging it`);
-      return;
-    }
-    throw err;
-  }
+  let a = await startInstance(t, 'a', dirs.a, extra);
   let b = await startInstance(t, 'b', dirs.b, extra);
   const instances = () => [a, b];
   await waitFor(async () => (await Promise.all(instances().map(isLeader))).filter(Boolean).length === 1, 'exactly one leader', 10_000);
