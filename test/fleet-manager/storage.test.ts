@@ -21,6 +21,10 @@ import { createSqliteBackboneStore } from '../../fleet-manager/backbone-store.js
 import { createSqliteAlertStore } from '../../fleet-manager/alert-store.js';
 import { createSqliteWebhookStore } from '../../fleet-manager/webhook-store.js';
 import { T0, captureLogger, results, tempDir } from './helpers.js';
+import { PG_MIGRATIONS } from '../../fleet-manager/pg/pg-storage.js';
+import { openPgPool } from '../../fleet-manager/pg/pg-db.js';
+import { pgDatabaseUrl } from '../helpers/pg-database.js';
+import { postgresSkip } from '../helpers/postgres.js';
 
 const silent = pino({ level: 'silent' });
 const settings = (dataDir: string) => ({ dataDir, imagesMaxBytes: 1024, maxAlerts: 100, maxOutbox: 100, logger: silent });
@@ -48,8 +52,8 @@ function tables(file: string): string[] {
 
 /** The tables of every store, made by the factory before any store is built. */
 const EVERY_TABLE = [
-  'alerts', 'api_tokens', 'audit_log', 'backbones', 'config_layers', 'edge_credentials', 'edge_desired', 'edge_pins',
-  'edge_stores', 'edges', 'enrollment_tokens', 'events', 'golden_set_reports', 'line_minutes', 'model_versions',
+  'alerts', 'api_tokens', 'audit_log', 'backbones', 'config_layers', 'edge_credentials', 'edge_desired', 'edge_model_counts',
+  'edge_pins', 'edge_stores', 'edges', 'enrollment_tokens', 'events', 'golden_set_reports', 'line_minutes', 'model_versions',
   'result_heatmaps', 'result_images', 'result_occlusions', 'result_reviews', 'results', 'rollouts', 'sessions',
   'sqlite_sequence', 'telemetry_minutes', 'training_jobs', 'training_logs', 'users', 'webhook_deliveries', 'webhooks',
 ];
@@ -158,9 +162,33 @@ test('storage: close stores and answers every call in flight before the thread e
   assert.deepEqual((await again.fleet.listEdges()).map((e) => e.ackedSeq), edges.map(() => 50));
 });
 
-test('storage: a PostgreSQL url goes to the PostgreSQL storage (not in this build: a clear config error)', async (t) => {
+test('storage: a PostgreSQL url opens every store on PostgreSQL; two instances opening together migrate once and share the data', { skip: postgresSkip() }, async (t) => {
   const dir = await tempDir(t);
-  await assert.rejects(openStorage({ ...settings(dir), url: 'postgres://osprey:secret@db.example/osprey' }), (err: Error) => isOspreyError(err, 'OSP_ERR_CONFIG') && /^storage\.url: /.test(err.message) && !err.message.includes('secret'));
+  const url = await pgDatabaseUrl();
+  const [a, b] = await Promise.all([openStorage({ ...settings(join(dir, 'a')), url }), openStorage({ ...settings(join(dir, 'b')), url })]);
+  t.after(() => Promise.all([a.close(), b.close()]));
+  assert.equal(a.kind, 'postgres');
+  assert.equal(b.kind, 'postgres');
+  // Every store answers, and what one instance writes the other reads.
+  assert.deepEqual(await a.fleet.ingestResults('e1', results(1, 3), { receivedAt: T0 }), { ackedSeq: 3, inserted: 3, conflicts: 0 });
+  assert.deepEqual((await b.fleet.listEdges()).map((e) => [e.id, e.ackedSeq]), [['e1', 3]]);
+  assert.equal(await b.identity.countUsers(), 0);
+  assert.deepEqual(await b.control.listModels(), []);
+  assert.deepEqual(await b.backbones.list(), []);
+  assert.deepEqual(await b.alerts.counts(), { open: 0, acknowledged: 0 });
+  assert.deepEqual(await b.training.listJobs(10), []);
+  assert.deepEqual(await b.reviews.reviewed([]), new Set());
+  // Each migration applied once, all of them.
+  const pool = openPgPool(url);
+  t.after(() => pool.end());
+  const applied = (await pool.query<{ id: string }>('SELECT id FROM osprey_migrations ORDER BY id')).rows.map((r) => r.id);
+  assert.deepEqual(applied, PG_MIGRATIONS.map((m) => m.id).sort());
+});
+
+test('storage: an unreachable PostgreSQL url rejects with the cause and never shows the password', { skip: postgresSkip() }, async (t) => {
+  const dir = await tempDir(t);
+  // A socket directory with no server in it: refused at once, no network involved.
+  await assert.rejects(openStorage({ ...settings(dir), url: `postgres://osprey:s3cret-pw@/osprey?host=${encodeURIComponent(dir)}` }), (err: Error) => !err.message.includes('s3cret-pw') && /ENOENT|connect|refused/i.test(err.message));
 });
 
 test('config: storage.url is a postgres:// or postgresql:// URL; absent means SQLite', () => {
