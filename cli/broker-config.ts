@@ -12,10 +12,11 @@
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { pino } from 'pino';
 import { OspreyError } from '../protocol/errors.js';
 import { edgeTopic } from '../protocol/topics.js';
-import { openSqliteIdentityStore, type EdgeCredentialRecord } from '../fleet-manager/identity-store.js';
+import type { EdgeCredentialRecord } from '../fleet-manager/identity-store.js';
+import { openFleetIdentity } from './fleet-init.js';
+import { storageUrlFromEnv } from '../fleet-manager/config.js';
 import { mosquittoHash } from '../fleet-manager/auth/secrets.js';
 import { BROKER_SECRET_FILE, loadOrCreateBrokerSecret } from '../fleet-manager/broker-secret.js';
 import { EDGE_PUBLISH_KINDS, EDGE_SUBSCRIBE_KINDS, FLEET_MQTT_USERNAME, FLEET_TOPIC_FILTER, isEdgeUsername } from '../fleet-manager/broker-auth.js';
@@ -100,8 +101,11 @@ export interface BrokerConfigResult {
 /** Writes the three files for the fleet data directory `dataDir` into `outDir`. */
 export async function writeBrokerConfig(dataDir: string, outDir: string): Promise<BrokerConfigResult> {
   const dbFile = join(dataDir, 'fleet.db');
-  if (!existsSync(dbFile)) throw new OspreyError('OSP_ERR_USAGE', `--data: no fleet database at ${dbFile} (start the fleet manager once, or point --data at its data directory)`);
-  const store = openSqliteIdentityStore({ file: dbFile, logger: pino({ level: 'silent' }) });
+  if (storageUrlFromEnv() === undefined && !existsSync(dbFile)) {
+    throw new OspreyError('OSP_ERR_USAGE', `--data: no fleet database at ${dbFile} (start the fleet manager once, or point --data at its data directory)`);
+  }
+  // The fleet's database: fleet.db, or PostgreSQL with $OSPREY_STORAGE_URL (as the fleet runs).
+  const store = await openFleetIdentity(dataDir);
   let credentials: EdgeCredentialRecord[];
   try {
     credentials = await store.listEdgeCredentials();

@@ -3,7 +3,7 @@ import pino from 'pino';
 import { createEdgeAgent } from '../edge-agent/edge-agent.js';
 import { loadEdgeConfig } from '../edge-agent/config.js';
 import { createFleetManager } from '../fleet-manager/fleet-manager.js';
-import { loadFleetConfig } from '../fleet-manager/config.js';
+import { loadFleetConfig, storageUrlFromEnv } from '../fleet-manager/config.js';
 import { OspreyError } from '../protocol/errors.js';
 import { intOption, parse } from './args.js';
 import { onShutdownSignal } from './signals.js';
@@ -57,6 +57,7 @@ export async function fleetCommand(argv: string[]): Promise<number> {
     ...(values['mqtt-port'] !== undefined && { mqttPort: intOption('mqtt-port', values['mqtt-port'], 0, 0, 65535) }),
     ...(values.broker !== undefined && { brokerUrl: values.broker }),
     ...(values.data !== undefined && { dataDir: values.data }),
+    ...(storageUrlFromEnv() !== undefined && { storageUrl: storageUrlFromEnv() }),
     ...(values['publisher-key'] && { publisherKeys: values['publisher-key'].map(publisherKeyOption) }),
   });
   const logger = pino({ level: config.logLevel ?? 'info' });

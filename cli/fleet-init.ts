@@ -7,7 +7,8 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { OspreyError } from '../protocol/errors.js';
-import { FLEET_DEFAULTS } from '../fleet-manager/config.js';
+import { FLEET_DEFAULTS, STORAGE_URL_ENV, storageUrlFromEnv } from '../fleet-manager/config.js';
+import { openStorage } from '../fleet-manager/storage.js';
 import { openSqliteStore } from '../fleet-manager/store.js';
 import { openSqliteIdentityStore, type IdentityStore } from '../fleet-manager/identity-store.js';
 import { parse } from './args.js';
@@ -32,10 +33,27 @@ export const CLI_ACTOR = 'cli';
 /**
  * Opens the identity store of the fleet database under dataDir. With `create`, makes the
  * directory and the database first (through the fleet store, which sets the database up as the
- * fleet manager expects); without, a missing database is an error (a mistyped --data).
+ * fleet manager expects); without, a missing database is an error (a mistyped --data). With
+ * $OSPREY_STORAGE_URL (PostgreSQL, issue 18) it is the identity store of that database, opened
+ * through the storage factory (which migrates it as the fleet would); closing it closes the rest.
  */
 export async function openFleetIdentity(dataDir: string, create = false): Promise<IdentityStore> {
   const logger = pino({ level: 'silent' });
+  const url = storageUrlFromEnv();
+  if (url !== undefined) {
+    if (create) mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    const storage = await openStorage({
+      url,
+      dataDir,
+      imagesMaxBytes: FLEET_DEFAULTS.images.maxBytes,
+      maxAlerts: FLEET_DEFAULTS.alerts.maxAlerts,
+      maxOutbox: FLEET_DEFAULTS.webhooks.maxOutbox,
+      logger,
+    }).catch((err: unknown) => {
+      throw new OspreyError('OSP_ERR_CONFIG', `${STORAGE_URL_ENV}: cannot open the fleet's PostgreSQL database: ${(err as Error).message}`, { cause: err });
+    });
+    return { ...storage.identity, close: () => storage.close() };
+  }
   const file = join(dataDir, 'fleet.db');
   if (create) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });

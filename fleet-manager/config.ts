@@ -365,6 +365,17 @@ export interface FleetConfigOverrides {
   dataDir?: string;
   /** Publisher keys added to registry.publisherKeys (`--publisher-key ID=FILE`); files relative to the current directory. */
   publisherKeys?: { id: string; publicKeyFile: string }[];
+  /** storage.url (from $OSPREY_STORAGE_URL: a database password stays out of files and command lines). */
+  storageUrl?: string;
+}
+
+/** The environment variable that sets storage.url for `osprey fleet start` and the fleet's CLI tools. */
+export const STORAGE_URL_ENV = 'OSPREY_STORAGE_URL';
+
+/** $OSPREY_STORAGE_URL when set and not empty. */
+export function storageUrlFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const v = env[STORAGE_URL_ENV];
+  return v ? v : undefined;
 }
 
 /**
@@ -401,6 +412,7 @@ function applyOverrides(value: unknown, o: FleetConfigOverrides): unknown {
   if (o.mqttPort !== undefined) c.mqtt = { ...section('mqtt'), port: o.mqttPort };
   if (o.brokerUrl !== undefined) c.brokerUrl = o.brokerUrl;
   if (o.dataDir !== undefined) c.dataDir = resolve(o.dataDir);
+  if (o.storageUrl !== undefined) c.storage = { ...section('storage'), url: o.storageUrl };
   if (o.publisherKeys?.length) {
     const registry = section('registry');
     const listed = Array.isArray(registry.publisherKeys) ? (registry.publisherKeys as unknown[]) : [];
