@@ -96,15 +96,18 @@ CREATE TABLE results (
 -- (ts, id) and (edge_id, ts, id): newest-first keyset paging, as SQLite's indexes carry the rowid.
 CREATE INDEX results_ts ON results (ts, id);
 CREATE INDEX results_edge_ts ON results (edge_id, ts, id);
--- Per-line statistics, counted at ingest (see store-db.ts).
+-- Per-line statistics, counted at ingest (see store-db.ts). Split into shards by edge (shardOf):
+-- a line's edges would otherwise all update the same few rows of the current minute, and each
+-- batch holds those row locks until it commits; readers sum over the shards.
 CREATE TABLE line_minutes (
   line TEXT COLLATE "C" NOT NULL,
   minute BIGINT NOT NULL,
   verdict TEXT COLLATE "C" NOT NULL,
   label TEXT COLLATE "C" NOT NULL,
   model TEXT COLLATE "C" NOT NULL,
+  shard SMALLINT NOT NULL,
   count BIGINT NOT NULL,
-  PRIMARY KEY (line, minute, verdict, label, model)
+  PRIMARY KEY (line, minute, verdict, label, model, shard)
 );
 -- Rollout gate counters per edge × model × mode, kept at ingest (fleet-manager/gate-counts.ts).
 CREATE TABLE edge_model_counts (
@@ -156,6 +159,14 @@ export interface PgFleetStoreOptions {
 }
 
 const UNKNOWN = `'${UNKNOWN_LINE}'`;
+
+/** Shards of a line's minute counts: edges of one line update different rows (FNV-1a of the edge id). */
+const LINE_SHARDS = 16;
+export function shardOf(edgeId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < edgeId.length; i++) h = Math.imul(h ^ edgeId.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % LINE_SHARDS;
+}
 const EDGE_COLUMNS = 'id, line, cameras, first_seen, last_seen, online::int AS online, state, telemetry, telemetry_at, acked_seq, store_id';
 // The upsert that starts every write of an edge: it locks the edge's row until commit.
 const TOUCH_EDGE = `INSERT INTO edges (id, first_seen, last_seen) VALUES ($1, $2, $2)
@@ -192,10 +203,10 @@ const SQL = {
       ON CONFLICT (edge_id, store_id, seq) DO NOTHING
       RETURNING seq, ts, verdict, label, model, shadow_model, shadow_verdict, shadow_error
     ), minutes AS (
-      INSERT INTO line_minutes AS m (line, minute, verdict, label, model, count)
-      SELECT $3, (ts / ${MINUTE_MS}) * ${MINUTE_MS}, verdict, label, model, count(*) FROM ins
+      INSERT INTO line_minutes AS m (line, minute, verdict, label, model, shard, count)
+      SELECT $3, (ts / ${MINUTE_MS}) * ${MINUTE_MS}, verdict, label, model, $5::smallint, count(*) FROM ins
       GROUP BY 2, 3, 4, 5 ORDER BY 2, verdict COLLATE "C", label COLLATE "C", model COLLATE "C"
-      ON CONFLICT (line, minute, verdict, label, model) DO UPDATE SET count = m.count + excluded.count
+      ON CONFLICT (line, minute, verdict, label, model, shard) DO UPDATE SET count = m.count + excluded.count
     ), gates AS (
       -- The same rows tallied for the rollout gates, as gate-counts.ts tallyResult does.
       INSERT INTO edge_model_counts AS c (edge_id, model, mode, frames, defects, paired, agree, base_defects, errors)
@@ -231,13 +242,13 @@ const SQL = {
       acked_seq = coalesce((SELECT acked_seq FROM edge_stores WHERE edge_id = $1 AND store_id = $2), 0) WHERE id = $1`,
   // An edge's early results move to its line: their counts are added under the line and taken from
   // the unknown one in one upsert, in key order (see above), emptied groups removed, then the rows.
-  moveUnknownMinutes: `INSERT INTO line_minutes AS m (line, minute, verdict, label, model, count)
-    SELECT l.line, g.minute, g.verdict, g.label, g.model, g.n * l.sign
+  moveUnknownMinutes: `INSERT INTO line_minutes AS m (line, minute, verdict, label, model, shard, count)
+    SELECT l.line, g.minute, g.verdict, g.label, g.model, $3::smallint, g.n * l.sign
     FROM (SELECT (ts / ${MINUTE_MS}) * ${MINUTE_MS} AS minute, verdict, label, model, count(*) AS n
           FROM results WHERE edge_id = $1 AND line = ${UNKNOWN} GROUP BY 1, 2, 3, 4) AS g
     CROSS JOIN (VALUES ($2::text COLLATE "C", 1), (${UNKNOWN} COLLATE "C", -1)) AS l(line, sign)
     ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (line, minute, verdict, label, model) DO UPDATE SET count = m.count + excluded.count`,
+    ON CONFLICT (line, minute, verdict, label, model, shard) DO UPDATE SET count = m.count + excluded.count`,
   pruneUnknownMinutes: `DELETE FROM line_minutes WHERE line = ${UNKNOWN} AND count <= 0`,
   fixUnknownLine: `UPDATE results SET line = $2 WHERE edge_id = $1 AND line = ${UNKNOWN}`,
   writeTelemetry: `INSERT INTO edges (id, first_seen, last_seen, telemetry, telemetry_at) VALUES ($1, $2, $2, $3, $2)
@@ -373,7 +384,7 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
       };
       const line = head.line ?? UNKNOWN_LINE;
       const before = head.store_acked;
-      const insertedSeqs = new Set((await c.query<{ seq: number }>(SQL.insertResults, [edgeId, storeId, line, payload])).rows.map((r) => r.seq));
+      const insertedSeqs = new Set((await c.query<{ seq: number }>(SQL.insertResults, [edgeId, storeId, line, payload, shardOf(edgeId)])).rows.map((r) => r.seq));
       // The first copy of each inserted seq is new; every other row is compared with the stored one.
       const firstCopies = new Set<ResultRecord>();
       for (const [seq, r] of bySeq) if (insertedSeqs.has(seq)) firstCopies.add(r);
@@ -425,7 +436,7 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
             await c.query(SQL.switchStore, [edgeId, state.storeId]);
           }
           if (row.line === null && line !== null) {
-            await c.query(SQL.moveUnknownMinutes, [edgeId, line]);
+            await c.query(SQL.moveUnknownMinutes, [edgeId, line, shardOf(edgeId)]);
             await c.query(SQL.pruneUnknownMinutes);
             const fixed = (await c.query(SQL.fixUnknownLine, [edgeId, line])).rowCount ?? 0;
             if (fixed > 0) log.info({ edgeId, line, results: fixed }, 'line assigned to earlier results');
