@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import { pino } from 'pino';
-import { createLeaderWork, guardLeaderRoutes } from '../../fleet-manager/leader-work.js';
+import { createLeaderWork } from '../../fleet-manager/leader-work.js';
+import { routeLeaderWrites } from '../../fleet-manager/leader-forward.js';
 import type { Leadership } from '../../fleet-manager/leadership.js';
 import { httpStatusFor, isOspreyError } from '../../protocol/errors.js';
 
@@ -22,6 +23,7 @@ function manualLeadership(): Leadership & { set(v: boolean): Promise<void> } {
   };
   return {
     isLeader: () => leader,
+    leader: () => null,
     onChange(l) {
       listeners.add(l);
       return () => listeners.delete(l);
@@ -74,7 +76,8 @@ test('a follower answers the writes that drive leader work with 503 and says who
     if (isOspreyError(err)) return reply.code(httpStatusFor(err.code)).send({ code: err.code, message: err.message });
     return reply.code(500).send({ message: String(err) });
   });
-  guardLeaderRoutes(app, () => leader);
+  // No leader known: nothing to forward to, so a follower refuses (forwarding: leader-forward.test.ts).
+  routeLeaderWrites(app, { isLeader: () => leader, leader: () => null, instance: 'me' });
   for (const url of ['/api/rollouts', '/api/rollouts/:id/:action', '/api/lines/:line/rollback', '/api/lines/:line/config', '/api/config', '/api/edges/:id/config', '/api/training-jobs', '/api/backbones/:name', '/api/models/:name/versions']) {
     app.route({ method: ['GET', 'POST', 'PUT', 'DELETE'], url, handler: async () => ({ ok: true }) });
   }
