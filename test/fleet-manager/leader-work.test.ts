@@ -83,7 +83,7 @@ test('a follower answers the writes that drive leader work with 503 and says who
   }
   const call = async (method: string, url: string) => {
     const res = await app.inject({ method: method as 'GET', url });
-    return { status: res.statusCode, leaderHeader: res.headers['x-osprey-leader'], body: res.json() as { code?: string } };
+    return { status: res.statusCode, leaderHeader: res.headers['x-osprey-leader'], retryAfter: res.headers['retry-after'], body: res.json() as { code?: string } };
   };
   for (const [method, url] of [
     ['POST', '/api/rollouts'],
@@ -98,6 +98,7 @@ test('a follower answers the writes that drive leader work with 503 and says who
     const res = await call(method, url);
     assert.equal(res.status, 503, `${method} ${url} on a follower`);
     assert.equal(res.body.code, 'OSP_ERR_BUSY');
+    assert.equal(res.retryAfter, '2');
     assert.equal(res.leaderHeader, 'false');
   }
   assert.equal((await call('GET', '/api/rollouts')).status, 200, 'reads are served by every instance');
