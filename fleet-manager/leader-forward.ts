@@ -52,8 +52,11 @@ export function isLeaderWrite(method: string, route: string): boolean {
   return LEADER_WRITES.some((re) => re.test(route));
 }
 
-/** RFC 9110 §7.6.1 connection-specific fields, and host (the leader's own). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host']);
+/**
+ * RFC 9110 §7.6.1 connection-specific fields, host (the leader's own) and expect (this instance
+ * already answered the caller's 100-continue; undici refuses to send it).
+ */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'expect']);
 
 function endToEnd(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): [string, string | string[]][] {
   const named = String(headers.connection ?? '')

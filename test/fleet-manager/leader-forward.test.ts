@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -97,6 +98,20 @@ test('PUT /api/config sent to a follower is carried out by the leader and answer
     'the leader audits the caller (its own credential), and where the follower saw it come from',
   );
   assert.deepEqual(await follower.creds.identity.queryAudit({}), [], 'the follower writes no audit row of its own');
+
+  // As curl sends a large body: "Expect: 100-continue", the body only after the interim answer.
+  const body = JSON.stringify({ thresholds: { default: 0.43 } });
+  const expecting = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = httpRequest(`${follower.url}/api/config`, { method: 'PUT', headers: { ...operator, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), expect: '100-continue' } });
+    req.on('continue', () => req.end(body));
+    req.on('response', (r) => {
+      let text = '';
+      r.setEncoding('utf8').on('data', (c: string) => (text += c)).on('end', () => resolve({ status: r.statusCode!, text }));
+    });
+    req.on('error', reject);
+  });
+  assert.equal(expecting.status, 200, expecting.text);
+  assert.equal((await leader.api('GET', '/api/config')).body.settings.thresholds.default, 0.43);
 });
 
 test('the leader alone authorizes: no credential gets the leader 401, a viewer its 403, a token only the follower knows its 401', async (t) => {
