@@ -13,7 +13,8 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { request as httpRequest } from 'node:http';
+import { createServer as createHttpServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -149,6 +150,38 @@ test('a backbone upload through a follower is streamed to the leader and arrives
   assert.equal(body.size, bytes.length);
   const listed = (await leader.api('GET', '/api/backbones')).body.backbones as { name: string; sha256: string }[];
   assert.ok(listed.some((b) => b.name === 'forwarded' && b.sha256 === body.sha256), JSON.stringify(listed));
+  assert.deepEqual(follower.ran, []);
+});
+
+test('a follower streams the body: the leader has the first chunk before the caller sends the rest', { timeout: 20_000 }, async (t) => {
+  // A bare HTTP leader that counts what arrives and says when the first chunk came.
+  let firstChunk!: () => void;
+  const gotFirst = new Promise<void>((resolve) => (firstChunk = resolve));
+  const leader = createHttpServer((req, res) => {
+    let bytes = 0;
+    req.on('data', (c: Buffer) => {
+      bytes += c.length;
+      firstChunk();
+    });
+    req.on('end', () => res.writeHead(201, { 'content-type': 'application/json', 'x-seen-forwarded': String(req.headers[FORWARDED_HEADER]) }).end(JSON.stringify({ bytes })));
+  });
+  leader.listen(0, '127.0.0.1');
+  await once(leader, 'listening');
+  t.after(() => new Promise<void>((resolve) => leader.close(() => resolve())));
+  const follower = await startFollower(t, () => ({ url: `http://127.0.0.1:${(leader.address() as AddressInfo).port}`, instance: 'raw', since: 1 }));
+
+  const req = httpRequest(`${follower.url}/api/backbones?name=x`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' } });
+  const answer = once(req, 'response') as Promise<[IncomingMessage]>;
+  req.write(Buffer.alloc(256 * 1024, 1));
+  // Were the follower to collect the body first, this would never come.
+  await gotFirst;
+  req.end(Buffer.alloc(256 * 1024, 2));
+  const [res] = await answer;
+  let text = '';
+  for await (const c of res) text += String(c);
+  assert.equal(res.statusCode, 201);
+  assert.deepEqual(JSON.parse(text), { bytes: 512 * 1024 });
+  assert.equal(res.headers['x-seen-forwarded'], 'follower-1', 'the loop guard names the follower');
   assert.deepEqual(follower.ran, []);
 });
 
