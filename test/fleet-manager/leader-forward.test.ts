@@ -173,8 +173,14 @@ test('a follower streams the body: the leader has the first chunk before the cal
   const req = httpRequest(`${follower.url}/api/backbones?name=x`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' } });
   const answer = once(req, 'response') as Promise<[IncomingMessage]>;
   req.write(Buffer.alloc(256 * 1024, 1));
-  // Were the follower to collect the body first, this would never come.
-  await gotFirst;
+  // Were the follower to collect the body first, this would never come: fail (not hang) after 5 s.
+  let guard: NodeJS.Timeout | undefined;
+  const streamed = await Promise.race([gotFirst.then(() => true), new Promise<false>((resolve) => (guard = setTimeout(() => resolve(false), 5000)))]);
+  clearTimeout(guard);
+  if (!streamed) {
+    req.destroy();
+    assert.fail('the leader got nothing while the caller was still sending: the follower holds the body');
+  }
   req.end(Buffer.alloc(256 * 1024, 2));
   const [res] = await answer;
   let text = '';
