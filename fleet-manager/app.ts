@@ -47,6 +47,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { installApiDocsPermission, registerApiDocs, registerOpenApi } from './openapi.js';
 import { explainRoutes } from './routes/explain.js';
 import type { Explainer } from './explainer.js';
+import { routeLeaderWrites, type LeaderRouting } from './leader-forward.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -94,6 +95,8 @@ export interface AppDeps {
   metrics?: FleetMetrics;
   /** Occlusion maps of classifier results on demand (issue 17); they also need `images`. */
   explainer?: Explainer;
+  /** Several instances (issue 18): `x-osprey-leader` on every answer, leader writes forwarded by a follower. */
+  leaderWrites?: LeaderRouting;
 }
 
 /** Builds the app with every route registered; the caller listens (or injects) and closes it. */
@@ -129,6 +132,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return reply.code(status).send(unexpected ? { error: 'OSP_ERR_INTERNAL', message: 'internal error; see the fleet manager log' } : body);
   });
 
+  // Before the authorization hooks: a follower's leader writes are authorized (and audited) by the leader alone.
+  if (deps.leaderWrites) routeLeaderWrites(app, deps.leaderWrites);
   // Before the authorization hook, which refuses a route without a permission: the API reader's own routes get theirs.
   installApiDocsPermission(app);
   // Before any route: each route's registration is checked for a declared permission.

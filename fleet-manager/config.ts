@@ -102,6 +102,12 @@ export const FleetConfigSchema = Type.Object(
             Type.String({ pattern: '^[^/+#\\s]+$', maxLength: 64, description: 'MQTT 5 shared-subscription group of ingest on an external broker with PostgreSQL storage (default osprey-fleet)' }),
           ),
           leaderRetryMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000, description: 'how often a follower tries to become leader and the leader checks its lock session (default 2000)' })),
+          advertiseUrl: Type.Optional(
+            Type.Union([
+              Type.String({ pattern: '^https?://[^\\s/?#]+/?$', description: 'http(s)://host:port other fleet instances reach this one at (followers forward leader writes to it)' }),
+              Type.Null(),
+            ]),
+          ),
         },
         { ...strict, description: 'several fleet instances on one PostgreSQL database (docs/deploy.md)' },
       ),
@@ -230,7 +236,7 @@ export interface FleetConfig {
     checkMaxRssBytes: number;
   };
   images: { maxImageBytes: number; maxBytes: number; maxInFlightBytes: number };
-  instances: { shareGroup: string; leaderRetryMs: number };
+  instances: { shareGroup: string; leaderRetryMs: number; /** null: derived from the HTTP listen address (fleet-manager/leader-forward.ts). */ advertiseUrl: string | null };
   rollouts: { tickMs: number };
   convergence: { graceMs: number };
   alerts: { offlineAfterMs: number; backlogWindowMs: number; backlogMinGrowth: number; mismatchAfterMs: number; checkMs: number; maxAlerts: number };
@@ -269,7 +275,7 @@ export const FLEET_DEFAULTS = {
   // Secure by default: only packages signed by a publisher key the fleet was given are accepted.
   registry: { maxPackageBytes: 512 * 1024 * 1024, maxBytes: 20 * 1024 ** 3, requirePublisherSignature: true, allowFleetPacked: false, checkTimeoutMs: 60_000, checkMaxRssBytes: 4 * 1024 ** 3 },
   images: { maxImageBytes: 64 * 1024 * 1024, maxBytes: 100 * 1024 ** 3, maxInFlightBytes: 256 * 1024 * 1024 },
-  instances: { shareGroup: 'osprey-fleet', leaderRetryMs: 2000 },
+  instances: { shareGroup: 'osprey-fleet', leaderRetryMs: 2000, advertiseUrl: null },
   rollouts: { tickMs: 1000 },
   convergence: { graceMs: 60_000 },
   alerts: { offlineAfterMs: 5 * 60_000, backlogWindowMs: 10 * 60_000, backlogMinGrowth: 100, mismatchAfterMs: 10 * 60_000, checkMs: 5000, maxAlerts: 10_000 },
@@ -326,7 +332,7 @@ export function resolveFleetConfig(input: unknown, baseDir = process.cwd(), sour
       publisherKeys: checkTrustedKeyEntries(c.registry?.publisherKeys ?? [], 'registry.publisherKeys', baseDir, ` (${source})`),
     },
     images: { ...FLEET_DEFAULTS.images, ...c.images, maxInFlightBytes },
-    instances: { ...FLEET_DEFAULTS.instances, ...c.instances },
+    instances: { ...FLEET_DEFAULTS.instances, ...c.instances, advertiseUrl: c.instances?.advertiseUrl ? c.instances.advertiseUrl.replace(/\/+$/, '') : null },
     rollouts: { ...FLEET_DEFAULTS.rollouts, ...c.rollouts },
     convergence: { ...FLEET_DEFAULTS.convergence, ...c.convergence },
     alerts: { ...FLEET_DEFAULTS.alerts, ...c.alerts },

@@ -38,7 +38,8 @@ import { goldenSetReportListener } from './golden-set-reports.js';
 import { createFleetMetrics } from './fleet-metrics.js';
 import { clearExplainCache, createExplainer } from './explainer.js';
 import { pgLeadership, singleLeadership } from './leadership.js';
-import { createLeaderWork, guardLeaderRoutes } from './leader-work.js';
+import { createLeaderWork } from './leader-work.js';
+import { advertiseUrlOf, checkAdvertiseUrl } from './leader-forward.js';
 
 export interface FleetManagerOptions extends Omit<FleetConfigInput, 'brokerUrl' | 'tls'> {
   /** External broker; absent or null embeds aedes (so a resolved FleetConfig can be passed as is). */
@@ -92,6 +93,9 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   const { logger, clientId, baseDir, brokerUrl, tls, fleetBrokerSecret, alertClock, ...rest } = opts;
   const config = resolveFleetConfig({ ...rest, ...(brokerUrl != null && { brokerUrl }), ...(tls != null && { tls }) }, baseDir);
   if (fleetBrokerSecret !== undefined && fleetBrokerSecret.length < 16) throw new OspreyError('OSP_ERR_CONFIG', 'fleetBrokerSecret must have at least 16 characters');
+  // Followers must be able to reach whichever instance leads.
+  checkAdvertiseUrl(config, postgresUrlOf(config) !== null);
+  const instanceId = clientId ?? `${FLEET_CLIENT_ID_PREFIX}${randomUUID().slice(0, 8)}`;
   const log = logger ?? pino({ level: config.logLevel });
   const child = (component: string) => log.child({ component });
 
@@ -104,6 +108,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
 
   async function startAll(): Promise<FleetManagerAddresses> {
     let baseUrl = config.publicUrl ?? '';
+    // What this instance announces when it leads; set once HTTP listens.
+    let advertiseUrl = '';
     mkdirSync(config.dataDir, { recursive: true });
     // Every store over one database, opened and migrated once: SQLite (dataDir/fleet.db) on a
     // storage thread of its own, or PostgreSQL with storage.url (docs/storage.md).
@@ -204,7 +210,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const shareGroup = pgUrl !== null && config.brokerUrl !== null ? config.instances.shareGroup : undefined;
     const client = await connectClient(
       mqttUrl,
-      clientId ?? `${FLEET_CLIENT_ID_PREFIX}${randomUUID().slice(0, 8)}`,
+      instanceId,
       brokerPassword === null ? null : { username: FLEET_MQTT_USERNAME, password: brokerPassword },
       config.mqtt.maxPacketBytes,
       child('mqtt'),
@@ -256,7 +262,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       openAlerts: () => alertStore.openAlertsByType(),
     });
     // Rollouts, convergence, the fleet's alert rules, webhook deliveries and training: one instance runs them.
-    const leadership = pgUrl === null ? singleLeadership() : pgLeadership({ url: pgUrl, logger: child('leader'), retryMs: config.instances.leaderRetryMs });
+    const leadership = pgUrl === null ? singleLeadership() : pgLeadership({ url: pgUrl, logger: child('leader'), retryMs: config.instances.leaderRetryMs, announce: () => ({ url: advertiseUrl, instance: instanceId }) });
     const leaderWork = createLeaderWork({
       leadership,
       failFast: pgUrl === null,
@@ -330,8 +336,8 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
         limits: config.training,
         now: Date.now,
       },
+      leaderWrites: { isLeader: () => leaderWork.isLeader(), leader: () => leadership.leader(), instance: instanceId, ...(tlsFiles?.ca && { ca: tlsFiles.ca }) },
     });
-    guardLeaderRoutes(app, () => leaderWork.isLeader());
     httpApp = app;
     started.push({ name: 'http', close: () => app.close() });
 
@@ -342,6 +348,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const httpUrl = `${tlsFiles ? 'https' : 'http'}://${localHost(httpHost)}:${port}`;
     // Artifact URLs go to edges on other machines: the listen address is only a default.
     baseUrl = config.publicUrl ?? httpUrl;
+    advertiseUrl = advertiseUrlOf(config, tlsFiles ? 'https' : 'http', localHost(httpHost), port);
     if (!config.publicUrl) log.info({ baseUrl }, 'artifact URLs use the listen address; set publicUrl if edges reach the fleet by another name');
     // Alone (SQLite) this instance leads at once and its leader work has started on return.
     started.push({ name: 'leader-work', close: () => leaderWork.stop() });

@@ -4,13 +4,11 @@
  * closes. The parts are the rollout engine (with it the desired-state publisher's full refresh;
  * a new leader loads the running rollouts from their stored documents and goes on), the
  * convergence monitor, the fleet's own alert rules, the webhook outbox sender and the training
- * runner. Ingest and the HTTP API run on every instance; the HTTP writes that drive leader work
- * are refused on a follower (guardLeaderRoutes). With SQLite (one instance) the leadership is
+ * runner. Ingest and the HTTP API run on every instance; a follower forwards the HTTP writes that
+ * drive leader work to the leader (leader-forward.ts). With SQLite (one instance) the leadership is
  * always held and the parts start and stop with the fleet, as before.
  */
-import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { OspreyError } from '../protocol/errors.js';
 import type { Leadership } from './leadership.js';
 
 /** One piece of leader-only work. start() must work again after stop(). */
@@ -86,30 +84,4 @@ export function createLeaderWork(opts: {
       return stopping;
     },
   };
-}
-
-/** Writes that drive leader work: on a follower they would change nothing that runs (or run twice). */
-const LEADER_WRITES = [
-  /^\/api\/rollouts(\/|$)/,
-  /^\/api\/lines\/:line\/(rollback|config)$/,
-  /^\/api\/config$/,
-  /^\/api\/edges\/:id\/config$/,
-  /^\/api\/training-jobs(\/|$)/,
-  /^\/api\/backbones(\/|$)/,
-];
-
-/**
- * Every response says whether its instance leads (`x-osprey-leader: true|false`, for a load
- * balancer's health check), and a follower answers the writes of LEADER_WRITES with 503
- * OSP_ERR_BUSY before any handler runs. Call before the app listens.
- */
-export function guardLeaderRoutes(app: FastifyInstance, isLeader: () => boolean): void {
-  app.addHook('onRequest', async (req, reply) => {
-    void reply.header('x-osprey-leader', String(isLeader()));
-    if (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' || isLeader()) return;
-    const route = req.routeOptions.url ?? '';
-    if (LEADER_WRITES.some((re) => re.test(route))) {
-      throw new OspreyError('OSP_ERR_BUSY', `this fleet instance is not the leader: ${req.method} ${route} runs on the leader (the instance answering x-osprey-leader: true); send it there`);
-    }
-  });
 }

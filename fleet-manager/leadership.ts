@@ -8,10 +8,13 @@
  */
 import pg from 'pg';
 import type { Logger } from 'pino';
+import type { LeaderLocation } from './leader-forward.js';
 
 export interface Leadership {
   /** Whether this instance leads now. */
   isLeader(): boolean;
+  /** Where the leader answers (followers forward leader writes there); null when none is known yet. */
+  leader(): LeaderLocation | null;
   /**
    * `listener` hears each change (true: became leader, false: lost it). A returned promise is
    * awaited before the elector goes on: leader work is stopped before a new try to lead.
@@ -35,6 +38,8 @@ export function singleLeadership(): Leadership {
   }
   return {
     isLeader: () => leader,
+    // Alone, nobody forwards to this instance.
+    leader: () => null,
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -57,7 +62,26 @@ export interface PgLeadershipOptions {
   queryTimeoutMs?: number;
   /** application_name of the elector's session (default osprey-fleet-leader). */
   applicationName?: string;
+  /** What this instance announces when it becomes leader (asked then: the HTTP address is known by then). */
+  announce?: () => { url: string; instance: string };
 }
+
+/**
+ * The leader's address lives in one row beside the lock, not in a retained MQTT message: only the
+ * lock holder writes it, on the lock's own session, so the row is only ever changed by a true
+ * leader and a killed leader's row is overwritten by the next one (a retained message would need
+ * a will to clear it, and that will could arrive after the new leader's announcement). It needs no
+ * broker ACL rule and works with any broker. The table is created by the first leader, under the
+ * lock, so instances starting together never race on it; a follower that finds no table knows no
+ * leader yet.
+ */
+const LEADER_TABLE_SQL = `CREATE TABLE IF NOT EXISTS fleet_leader (
+  id SMALLINT PRIMARY KEY CHECK (id = 1),
+  url TEXT NOT NULL,
+  instance TEXT NOT NULL,
+  since BIGINT NOT NULL
+)`;
+const UNDEFINED_TABLE = '42P01';
 
 /**
  * Leadership through `pg_try_advisory_lock` on one dedicated pg.Client (not a pool: the lock
@@ -72,6 +96,8 @@ export function pgLeadership(opts: PgLeadershipOptions): Leadership {
   const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
   const listeners = new Set<(leader: boolean) => void | Promise<void>>();
   let leader = false;
+  /** This instance's row when leading, else the row last read. */
+  let known: LeaderLocation | null = null;
   let client: pg.Client | null = null;
   let timer: NodeJS.Timeout | undefined;
   let running = false;
@@ -141,8 +167,12 @@ export function pgLeadership(opts: PgLeadershipOptions): Leadership {
         await timed(c.query('SELECT 1'), 'liveness query');
       } else {
         const { rows } = await timed(c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [...LEADER_LOCK]), 'lock try');
-        if (rows[0]?.ok && running) await setLeader(true);
-        else if (rows[0]?.ok) await c.query('SELECT pg_advisory_unlock($1, $2)', [...LEADER_LOCK]);
+        if (rows[0]?.ok && running) {
+          // Announced before the leader work starts, so followers forward to it as soon as it can answer.
+          if (opts.announce) known = await timed(announceSelf(c, opts.announce()), 'leader announcement');
+          await setLeader(true);
+        } else if (rows[0]?.ok) await c.query('SELECT pg_advisory_unlock($1, $2)', [...LEADER_LOCK]);
+        else known = await timed(readLeader(c), 'leader lookup');
       }
     } catch (err) {
       if (c) await lose(c, err);
@@ -153,6 +183,7 @@ export function pgLeadership(opts: PgLeadershipOptions): Leadership {
 
   return {
     isLeader: () => leader,
+    leader: () => known,
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
@@ -179,4 +210,26 @@ export function pgLeadership(opts: PgLeadershipOptions): Leadership {
       });
     },
   };
+}
+
+async function announceSelf(c: pg.Client, self: { url: string; instance: string }): Promise<LeaderLocation> {
+  const since = Date.now();
+  await c.query(LEADER_TABLE_SQL);
+  await c.query(
+    `INSERT INTO fleet_leader (id, url, instance, since) VALUES (1, $1, $2, $3)
+     ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, instance = EXCLUDED.instance, since = EXCLUDED.since`,
+    [self.url, self.instance, since],
+  );
+  return { ...self, since };
+}
+
+async function readLeader(c: pg.Client): Promise<LeaderLocation | null> {
+  try {
+    const { rows } = await c.query<{ url: string; instance: string; since: string }>('SELECT url, instance, since FROM fleet_leader WHERE id = 1');
+    const row = rows[0];
+    return row ? { url: row.url, instance: row.instance, since: Number(row.since) } : null;
+  } catch (err) {
+    if ((err as { code?: string }).code === UNDEFINED_TABLE) return null;
+    throw err;
+  }
 }

@@ -26,6 +26,8 @@ declare module 'fastify' {
     principal?: Principal;
     /** What the audit row of this request says beyond who/what/when/where (set by the route). */
     auditNote?: AuditNote;
+    /** Set when a follower forwarded this request to the fleet leader (leader-forward.ts): the leader authorizes and audits it. */
+    forwardedTo?: string;
   }
 }
 
@@ -106,6 +108,7 @@ export function installAuthorization(app: FastifyInstance, deps: AuthorizationDe
 
   app.decorateRequest('principal', undefined);
   app.decorateRequest('auditNote', undefined);
+  app.decorateRequest('forwardedTo', undefined);
 
   app.addHook('onRoute', (route) => {
     const permission = route.config?.permission;
@@ -181,6 +184,8 @@ export function installAuthorization(app: FastifyInstance, deps: AuthorizationDe
   app.addHook('onResponse', async (req, reply) => {
     const config = req.routeOptions.config;
     if (config.permission === undefined || config.audit === false || isSafeMethod(req.method) || reply.statusCode >= 400) return;
+    // Answered by the leader, which authenticated the caller's own credential and audits the change there.
+    if (req.forwardedTo !== undefined) return;
     const note = req.auditNote ?? {};
     const path = req.url.split('?')[0]!;
     try {
@@ -188,7 +193,7 @@ export function installAuthorization(app: FastifyInstance, deps: AuthorizationDe
         actor: describePrincipal(req.principal),
         action: note.action ?? `${req.method} ${req.routeOptions.url}`,
         target: note.target ?? path,
-        source: req.ip,
+        source: auditSource(req),
         outcome: String(reply.statusCode),
         before: note.before,
         after: note.after !== undefined ? note.after : Buffer.isBuffer(req.body) ? undefined : redactSecrets(req.body),
@@ -200,4 +205,17 @@ export function installAuthorization(app: FastifyInstance, deps: AuthorizationDe
   });
 
   return { routes: () => routes };
+}
+
+/**
+ * Where a change came from: the peer's address, and for a request a follower forwarded
+ * (x-osprey-forwarded) the caller it names first. The claimed caller is taken from a header any
+ * client could send, so the peer that really connected is always kept beside it.
+ */
+function auditSource(req: FastifyRequest): string {
+  const by = req.headers['x-osprey-forwarded'];
+  const chain = req.headers['x-forwarded-for'];
+  if (typeof by !== 'string' || typeof chain !== 'string') return req.ip;
+  const caller = chain.split(',').pop()!.trim().slice(0, 64);
+  return caller ? `${caller} via ${req.ip}` : req.ip;
 }

@@ -7,7 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import { pino } from 'pino';
-import { createLeaderWork, guardLeaderRoutes } from '../../fleet-manager/leader-work.js';
+import { createLeaderWork } from '../../fleet-manager/leader-work.js';
+import { routeLeaderWrites } from '../../fleet-manager/leader-forward.js';
 import type { Leadership } from '../../fleet-manager/leadership.js';
 import { httpStatusFor, isOspreyError } from '../../protocol/errors.js';
 
@@ -22,6 +23,7 @@ function manualLeadership(): Leadership & { set(v: boolean): Promise<void> } {
   };
   return {
     isLeader: () => leader,
+    leader: () => null,
     onChange(l) {
       listeners.add(l);
       return () => listeners.delete(l);
@@ -74,13 +76,14 @@ test('a follower answers the writes that drive leader work with 503 and says who
     if (isOspreyError(err)) return reply.code(httpStatusFor(err.code)).send({ code: err.code, message: err.message });
     return reply.code(500).send({ message: String(err) });
   });
-  guardLeaderRoutes(app, () => leader);
+  // No leader known: nothing to forward to, so a follower refuses (forwarding: leader-forward.test.ts).
+  routeLeaderWrites(app, { isLeader: () => leader, leader: () => null, instance: 'me' });
   for (const url of ['/api/rollouts', '/api/rollouts/:id/:action', '/api/lines/:line/rollback', '/api/lines/:line/config', '/api/config', '/api/edges/:id/config', '/api/training-jobs', '/api/backbones/:name', '/api/models/:name/versions']) {
     app.route({ method: ['GET', 'POST', 'PUT', 'DELETE'], url, handler: async () => ({ ok: true }) });
   }
   const call = async (method: string, url: string) => {
     const res = await app.inject({ method: method as 'GET', url });
-    return { status: res.statusCode, leaderHeader: res.headers['x-osprey-leader'], body: res.json() as { code?: string } };
+    return { status: res.statusCode, leaderHeader: res.headers['x-osprey-leader'], retryAfter: res.headers['retry-after'], body: res.json() as { code?: string } };
   };
   for (const [method, url] of [
     ['POST', '/api/rollouts'],
@@ -95,6 +98,7 @@ test('a follower answers the writes that drive leader work with 503 and says who
     const res = await call(method, url);
     assert.equal(res.status, 503, `${method} ${url} on a follower`);
     assert.equal(res.body.code, 'OSP_ERR_BUSY');
+    assert.equal(res.retryAfter, '2');
     assert.equal(res.leaderHeader, 'false');
   }
   assert.equal((await call('GET', '/api/rollouts')).status, 200, 'reads are served by every instance');

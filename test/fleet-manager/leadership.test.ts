@@ -19,8 +19,8 @@ const RETRY_MS = 200;
 const silent = pino({ level: 'silent' });
 
 /** An elector whose changes are recorded, each with the time it came. */
-function elector(url: string, name: string): { l: Leadership; changes: { leader: boolean; at: number }[]; next: (leader: boolean) => Promise<number> } {
-  const l = pgLeadership({ url, logger: silent, retryMs: RETRY_MS, applicationName: name });
+function elector(url: string, name: string, announce?: { url: string; instance: string }): { l: Leadership; changes: { leader: boolean; at: number }[]; next: (leader: boolean) => Promise<number> } {
+  const l = pgLeadership({ url, logger: silent, retryMs: RETRY_MS, applicationName: name, ...(announce && { announce: () => announce }) });
   const changes: { leader: boolean; at: number }[] = [];
   const waiters: { leader: boolean; resolve: (at: number) => void }[] = [];
   l.onChange((leader) => {
@@ -85,6 +85,32 @@ test('one of two electors leads; when its session is terminated the other takes 
   assert.equal(a.l.isLeader(), true);
   assert.equal(b.l.isLeader(), false);
   assert.deepEqual(b.changes.map((c) => c.leader), [true, false]);
+});
+
+test('the leader announces where it answers; followers learn it at their next try, and the next leader replaces it', { skip: postgresSkip() }, async (t) => {
+  const url = await pgDatabaseUrl();
+  const a = elector(url, 'announce-a', { url: 'http://10.0.0.1:8080', instance: 'fleet-a' });
+  const b = elector(url, 'announce-b', { url: 'http://10.0.0.2:8080', instance: 'fleet-b' });
+  t.after(() => Promise.all([a.l.stop(), b.l.stop()]));
+  assert.equal(b.l.leader(), null, 'nothing known before the first try');
+  const before = Date.now();
+  await a.l.start();
+  await b.l.start();
+  assert.equal(a.l.isLeader(), true);
+  const seen = b.l.leader();
+  assert.deepEqual({ ...seen, since: 0 }, { url: 'http://10.0.0.1:8080', instance: 'fleet-a', since: 0 });
+  assert.ok(seen!.since >= before && seen!.since <= Date.now(), 'since: when it took the lock');
+  assert.deepEqual(a.l.leader(), seen, 'the leader knows itself');
+
+  const bLeads = b.next(true);
+  await a.l.stop();
+  await bLeads;
+  assert.equal(b.l.leader()?.instance, 'fleet-b');
+  const c = elector(url, 'announce-c', { url: 'http://10.0.0.3:8080', instance: 'fleet-c' });
+  t.after(() => c.l.stop());
+  await c.l.start();
+  assert.equal(c.l.isLeader(), false);
+  assert.deepEqual(c.l.leader(), b.l.leader(), 'a new follower reads the new leader, not the old row');
 });
 
 test('a leader process killed with SIGKILL frees the lock and another elector takes over within seconds', { skip: postgresSkip() }, async (t) => {

@@ -5,7 +5,8 @@
  * desired states through a two-stage rollout. The leader is killed with SIGKILL in the middle and
  * restarted. Then: every result is stored exactly once (count per edge = sent, no duplicate seq),
  * every edge is acked to its last seq, the other instance took over (time measured) and the
- * rollout, promoted through the new leader, completes.
+ * rollout (created through the follower, which forwards it to the leader), promoted through the
+ * new leader, completes.
  *
  * Skips only when PostgreSQL or Mosquitto is missing (and fails then under CI=true).
  */
@@ -170,9 +171,8 @@ test('two fleet instances under load: the leader killed with SIGKILL and restart
   t.after(() => Promise.all(edges.map((e) => e.close())));
   await waitFor(async () => ((await api(a, 'GET', '/api/edges')).body.edges as unknown[]).length === EDGES.length, 'every edge known', 10_000);
   const follower = leaderIsA ? b : a;
-  const refused = await api(follower, 'POST', '/api/rollouts', { model: 'inspect', version: '2', target: { lines: ['L1'] }, stages: [{ name: 'all', mode: 'live' }] });
-  assert.equal(refused.status, 503, 'a follower refuses to start a rollout');
-  const created = await api(leader(), 'POST', '/api/rollouts', {
+  // Sent to the follower, which forwards it: the leader creates and runs it, the caller gets its 201.
+  const created = await api(follower, 'POST', '/api/rollouts', {
     model: 'inspect',
     version: '2',
     target: { lines: ['L1'] },
@@ -181,6 +181,7 @@ test('two fleet instances under load: the leader killed with SIGKILL and restart
   });
   assert.equal(created.status, 201, JSON.stringify(created.body));
   const rolloutId = created.body.id as string;
+  assert.equal((await api(leader(), 'GET', `/api/rollouts/${rolloutId}`)).status, 200, 'the leader has the rollout the follower was sent');
   const rolloutStatus = async (i: Instance) => (await api(i, 'GET', `/api/rollouts/${rolloutId}`)).body.status;
   await waitFor(async () => (await rolloutStatus(follower)) === 'awaiting-promotion', 'the canary awaiting promotion', 20_000);
 
@@ -208,6 +209,10 @@ test('two fleet instances under load: the leader killed with SIGKILL and restart
   if (dead.name === 'a') a = back;
   else b = back;
   assert.equal(await isLeader(back), false, 'the restarted instance follows');
+  // It learned the new leader from the database at its first try, and forwards leader writes there.
+  const configured = await api(back, 'PUT', '/api/config', { sampling: { keepDefectImages: true } });
+  assert.equal(configured.status, 200, JSON.stringify(configured.body));
+  assert.equal((await api(survivor, 'GET', '/api/config')).body.version, configured.body.version, 'stored by the new leader');
 
   await Promise.all(loads.map((l) => l.done));
   await waitFor(async () => (await rolloutStatus(back)) === 'completed', 'the rollout completed', 30_000);
