@@ -94,7 +94,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
   const config = resolveFleetConfig({ ...rest, ...(brokerUrl != null && { brokerUrl }), ...(tls != null && { tls }) }, baseDir);
   if (fleetBrokerSecret !== undefined && fleetBrokerSecret.length < 16) throw new OspreyError('OSP_ERR_CONFIG', 'fleetBrokerSecret must have at least 16 characters');
   // Followers must be able to reach whichever instance leads.
-  checkAdvertiseUrl(config, postgresUrlOf(config) !== null);
+  checkAdvertiseUrl(config, config.storage.url !== undefined);
   const instanceId = clientId ?? `${FLEET_CLIENT_ID_PREFIX}${randomUUID().slice(0, 8)}`;
   const log = logger ?? pino({ level: config.logLevel });
   const child = (component: string) => log.child({ component });

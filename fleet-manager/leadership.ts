@@ -7,6 +7,7 @@
  * instance's next try takes it. With SQLite there is one instance, always the leader.
  */
 import pg from 'pg';
+import type { PgMigration } from './pg/pg-db.js';
 import type { Logger } from 'pino';
 import type { LeaderLocation } from './leader-forward.js';
 
@@ -71,17 +72,21 @@ export interface PgLeadershipOptions {
  * lock holder writes it, on the lock's own session, so the row is only ever changed by a true
  * leader and a killed leader's row is overwritten by the next one (a retained message would need
  * a will to clear it, and that will could arrive after the new leader's announcement). It needs no
- * broker ACL rule and works with any broker. The table is created by the first leader, under the
- * lock, so instances starting together never race on it; a follower that finds no table knows no
+ * broker ACL rule and works with any broker. Its table is made by the storage factory with every
+ * other table (LEADER_PG_MIGRATIONS, in pg-storage.ts); a follower that finds no row knows no
  * leader yet.
  */
-const LEADER_TABLE_SQL = `CREATE TABLE IF NOT EXISTS fleet_leader (
+export const LEADER_PG_MIGRATIONS: PgMigration[] = [
+  {
+    id: 'leader-1',
+    sql: `CREATE TABLE fleet_leader (
   id SMALLINT PRIMARY KEY CHECK (id = 1),
   url TEXT NOT NULL,
   instance TEXT NOT NULL,
   since BIGINT NOT NULL
-)`;
-const UNDEFINED_TABLE = '42P01';
+)`,
+  },
+];
 
 /**
  * Leadership through `pg_try_advisory_lock` on one dedicated pg.Client (not a pool: the lock
@@ -214,7 +219,6 @@ export function pgLeadership(opts: PgLeadershipOptions): Leadership {
 
 async function announceSelf(c: pg.Client, self: { url: string; instance: string }): Promise<LeaderLocation> {
   const since = Date.now();
-  await c.query(LEADER_TABLE_SQL);
   await c.query(
     `INSERT INTO fleet_leader (id, url, instance, since) VALUES (1, $1, $2, $3)
      ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, instance = EXCLUDED.instance, since = EXCLUDED.since`,
@@ -224,12 +228,7 @@ async function announceSelf(c: pg.Client, self: { url: string; instance: string 
 }
 
 async function readLeader(c: pg.Client): Promise<LeaderLocation | null> {
-  try {
-    const { rows } = await c.query<{ url: string; instance: string; since: string }>('SELECT url, instance, since FROM fleet_leader WHERE id = 1');
-    const row = rows[0];
-    return row ? { url: row.url, instance: row.instance, since: Number(row.since) } : null;
-  } catch (err) {
-    if ((err as { code?: string }).code === UNDEFINED_TABLE) return null;
-    throw err;
-  }
+  const { rows } = await c.query<{ url: string; instance: string; since: string }>('SELECT url, instance, since FROM fleet_leader WHERE id = 1');
+  const row = rows[0];
+  return row ? { url: row.url, instance: row.instance, since: Number(row.since) } : null;
 }

@@ -18,6 +18,7 @@ import { TRAINING_PG_MIGRATIONS, pgTrainingStore } from './training-store-pg.js'
 import { BACKBONE_PG_MIGRATIONS, pgBackboneStore } from './backbone-store-pg.js';
 import { ALERT_PG_MIGRATIONS, pgAlertStore } from './alert-store-pg.js';
 import { WEBHOOK_PG_MIGRATIONS, pgWebhookStore } from './webhook-store-pg.js';
+import { LEADER_PG_MIGRATIONS } from '../leadership.js';
 
 export interface PgStorageOptions {
   /** `postgres://…`; never logged (it may hold a password). */
@@ -40,6 +41,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   ...BACKBONE_PG_MIGRATIONS,
   ...ALERT_PG_MIGRATIONS,
   ...WEBHOOK_PG_MIGRATIONS,
+  ...LEADER_PG_MIGRATIONS,
 ];
 
 /** Opens every store on PostgreSQL, migrations applied once. Rejects (pool ended) when the server cannot be reached or migrated. */

@@ -13,6 +13,20 @@ import pg from 'pg';
 import { pino } from 'pino';
 import { pgLeadership, singleLeadership, type Leadership } from '../../fleet-manager/leadership.js';
 import { pgDatabaseUrl } from '../helpers/pg-database.js';
+import { migratePg, openPgPool } from '../../fleet-manager/pg/pg-db.js';
+import { LEADER_PG_MIGRATIONS } from '../../fleet-manager/leadership.js';
+
+/** A fresh database with the leader table, as the storage factory makes it. */
+async function leaderDatabase(): Promise<string> {
+  const url = await pgDatabaseUrl();
+  const pool = openPgPool(url);
+  try {
+    await migratePg(pool, LEADER_PG_MIGRATIONS);
+  } finally {
+    await pool.end();
+  }
+  return url;
+}
 import { postgresSkip } from '../helpers/postgres.js';
 
 const RETRY_MS = 200;
@@ -51,7 +65,7 @@ test('single-instance leadership leads from start to stop', async () => {
 });
 
 test('one of two electors leads; when its session is terminated the other takes over within seconds', { skip: postgresSkip() }, async (t) => {
-  const url = await pgDatabaseUrl();
+  const url = await leaderDatabase();
   const a = elector(url, 'elector-a');
   const b = elector(url, 'elector-b');
   t.after(() => Promise.all([a.l.stop(), b.l.stop()]));
@@ -88,7 +102,7 @@ test('one of two electors leads; when its session is terminated the other takes 
 });
 
 test('the leader announces where it answers; followers learn it at their next try, and the next leader replaces it', { skip: postgresSkip() }, async (t) => {
-  const url = await pgDatabaseUrl();
+  const url = await leaderDatabase();
   const a = elector(url, 'announce-a', { url: 'http://10.0.0.1:8080', instance: 'fleet-a' });
   const b = elector(url, 'announce-b', { url: 'http://10.0.0.2:8080', instance: 'fleet-b' });
   t.after(() => Promise.all([a.l.stop(), b.l.stop()]));
@@ -114,7 +128,7 @@ test('the leader announces where it answers; followers learn it at their next tr
 });
 
 test('a leader process killed with SIGKILL frees the lock and another elector takes over within seconds', { skip: postgresSkip() }, async (t) => {
-  const url = await pgDatabaseUrl();
+  const url = await leaderDatabase();
   const script = fileURLToPath(new URL('../helpers/leader-child.js', import.meta.url));
   const child = spawn(process.execPath, [script, url], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.after(() => {
