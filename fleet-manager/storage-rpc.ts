@@ -79,7 +79,7 @@ export async function startRpcWorker(opts: RpcWorkerOptions): Promise<RpcWorker>
   const { logger, what } = opts;
   const own = logger.child({ component: opts.component });
   const worker = new Worker(opts.url, { workerData: { data: opts.data, level: logger.level } });
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; what: string }>();
   let nextId = 1;
   // Set once calls can no longer be answered: later calls reject with it at once.
   let refused: Error | undefined;
@@ -151,7 +151,7 @@ export async function startRpcWorker(opts: RpcWorkerOptions): Promise<RpcWorker>
     if (refused) return Promise.reject(refused);
     const id = nextId++;
     return new Promise((resolve, reject) => {
-      pending.set(id, { resolve, reject });
+      pending.set(id, { resolve, reject, what: `${o}.${m}` });
       worker.postMessage({ t: 'call', id, o, m, a } satisfies ToWorker);
     });
   }
@@ -175,22 +175,42 @@ export async function startRpcWorker(opts: RpcWorkerOptions): Promise<RpcWorker>
     inFlight: () => pending.size,
     close() {
       closing ??= (async () => {
-        for (;;) {
-          if (pending.size > 0) await new Promise<void>((resolve) => (drained = resolve));
-          drained = undefined;
-          // A caller's chain goes on after an answer (its next call comes within the same turn, a
-          // desired-state refresh reads then writes): one more turn, and look again.
-          await new Promise((resolve) => setImmediate(resolve));
-          if (pending.size === 0) break;
+        // Bounded: a call that is never answered, or callers that never stop calling, must not
+        // hold the fleet's shutdown; past the limit they are refused and the thread is ended.
+        const timers: NodeJS.Timeout[] = [];
+        const after = <T>(value: T) => new Promise<T>((resolve) => timers.push(setTimeout(() => resolve(value), CLOSE_DRAIN_MS)));
+        const drain = (async () => {
+          for (;;) {
+            if (pending.size > 0) await new Promise<void>((resolve) => (drained = resolve));
+            drained = undefined;
+            // A caller's chain goes on after an answer (its next call comes within the same turn, a
+            // desired-state refresh reads then writes): one more turn, and look again.
+            await new Promise((resolve) => setImmediate(resolve));
+            if (pending.size === 0 || refused) break;
+          }
+        })();
+        const outcome = await Promise.race([drain.then(() => 'drained' as const), after('late' as const)]);
+        if (outcome === 'late') {
+          own.error({ pending: [...new Set([...pending.values()].map((p) => p.what))].slice(0, 10), inFlight: pending.size }, `${what}: calls still in flight ${CLOSE_DRAIN_MS} ms after close; refusing them`);
+          failAll(new OspreyError('OSP_ERR_SHUTTING_DOWN', `${what} is closed`));
         }
         refused ??= new OspreyError('OSP_ERR_SHUTTING_DOWN', `${what} is closed`);
         worker.postMessage({ t: 'close' } satisfies ToWorker);
-        await exited;
+        const ended = await Promise.race([exited.then(() => 'ended' as const), after('stuck' as const)]);
+        for (const t of timers) clearTimeout(t);
+        if (ended === 'stuck') {
+          own.error(`${what} did not end ${CLOSE_DRAIN_MS} ms after being told to close; terminated`);
+          await worker.terminate();
+          await exited;
+        }
       })();
       return closing;
     },
   };
 }
+
+/** How long close waits for calls in flight, and then for the thread to end. */
+const CLOSE_DRAIN_MS = 10_000;
 
 /** What a worker's open function returns: the objects it serves by name, and their close. */
 export interface RpcServed {

@@ -234,6 +234,12 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
 
     // Its own process group (detached), so a cancel kills whatever it started too.
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    // Listened for at once: a cancel can kill the trainer while this still awaits the store below,
+    // and a 'close' emitted before anyone listens would leave the job (and its cancel) waiting forever.
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
+      child.on('error', (error) => resolve({ code: null, signal: null, error }));
+      child.on('close', (code, signal) => resolve({ code, signal }));
+    });
     let closedResolve!: () => void;
     const closed = new Promise<void>((resolve) => (closedResolve = resolve));
     const r: Running = { id: job.id, child, closed };
@@ -304,10 +310,7 @@ export function createTrainingRunner(opts: TrainingRunnerOptions): TrainingRunne
     lines(child.stderr!);
     lines(child.stdout!);
 
-    const exit = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; error?: Error }>((resolve) => {
-      child.on('error', (error) => resolve({ code: null, signal: null, error }));
-      child.on('close', (code, signal) => resolve({ code, signal }));
-    });
+    const exit = await exited;
     clearTimeout(timer);
     clearInterval(watch);
     await pending.catch((err: unknown) => log.warn({ err, jobId: job.id }, 'training log not stored'));
