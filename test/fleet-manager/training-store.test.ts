@@ -18,6 +18,7 @@ import { postgresSkip } from '../helpers/postgres.js';
 import { testBackends, type StoreBackend } from '../helpers/store-backends.js';
 import { createTrainingRunner, isTerminal, nextPatchVersion, RESTART_ERROR, type TrainingRunner } from '../../fleet-manager/training-runner.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 const job = (id: string, createdAt: number, state: TrainingJob['state'] = 'queued'): TrainingJob => ({
   id, kind: 'anomaly', model: 'm', requestedVersion: null, version: null, backbone: 'b', options: {}, source: { type: 'archive' },
@@ -269,3 +270,50 @@ testBackends('a job cancelled on another instance between its claim and its star
   assert.deepEqual(await readdir(join(root, 'a')), [], 'its folder removed');
   assert.equal((await store.getJob('j'))?.state, 'cancelled');
 }, { timeout: 20_000 });
+
+test('a job cancelled while its trainer starts: the cancel returns once the trainer is gone, even when it died before the runner got to listen', { timeout: 60_000 }, async (t) => {
+  const store = await open(t, 'sqlite');
+  const workRoot = await makeTempDir(t, 'osprey-training-race-');
+  await store.insertJob({ ...job('race', 1), workDir: join(workRoot, 'race') });
+  await mkdir(join(workRoot, 'race', 'data'), { recursive: true });
+  // The write right after the trainer is spawned (phase "training", with its pid) is held until
+  // the test lets it go: meanwhile the trainer is cancelled and dies.
+  let pid: number | undefined;
+  let reached!: () => void;
+  const atStart = new Promise<void>((resolve) => (reached = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const gated: TrainingStore = {
+    ...store,
+    async updateJob(id, patch, guard) {
+      if (patch.phase === 'training' && typeof patch.pid === 'number') {
+        pid = patch.pid;
+        reached();
+        await released;
+      }
+      return store.updateJob(id, patch, guard);
+    },
+  };
+  const runner = fakeRunner(gated, 'inst-a', workRoot, () => {}, false);
+  t.after(() => runner.stop());
+  await runner.start();
+  await atStart;
+  const cancelling = runner.cancel('race');
+  const alive = (p: number) => {
+    try {
+      process.kill(p, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  await waitFor(() => (pid !== undefined && !alive(pid)) || undefined, 'the cancelled trainer to be gone');
+  release();
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = await Promise.race([
+    cancelling.then((j) => j.state),
+    new Promise<string>((resolve) => (timer = setTimeout(() => resolve('cancel still waiting after 15 s'), 15_000))),
+  ]);
+  clearTimeout(timer);
+  assert.equal(outcome, 'cancelled');
+});
