@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { makeTempDir } from '../helpers/temp-dir.js';
@@ -40,7 +41,14 @@ test('OSPREY_STORAGE_URL: fleet init, user list and fleet start all use the Post
   assert.equal(list.code, 0, list.stderr);
   assert.match(list.stdout, /root\s+admin/);
 
-  const fleet = startOsprey(['fleet', 'start', '--data', data, '--port', '0', '--mqtt-port', '0'], env);
+  // Several instances on one database must reach each other: a wildcard listen address needs
+  // instances.advertiseUrl, and the fleet says so instead of starting.
+  const wildcard = await osprey(['fleet', 'start', '--data', data, '--port', '0', '--mqtt-port', '0'], env);
+  assert.equal(wildcard.code, 1);
+  assert.match(wildcard.stderr, /instances\.advertiseUrl is required with PostgreSQL storage/);
+  const config = join(data, '..', 'fleet.json');
+  await writeFile(config, JSON.stringify({ http: { host: '127.0.0.1' }, mqtt: { host: '127.0.0.1' } }));
+  const fleet = startOsprey(['fleet', 'start', '--config', config, '--data', data, '--port', '0', '--mqtt-port', '0'], env);
   t.after(() => fleet.stop());
   const started = await fleet.waitForLine((l) => l.msg === 'fleet manager started' && typeof l.httpUrl === 'string', 60_000);
   assert.ok(fleet.lines.some((l) => l.msg === 'fleet storage opened' && l.storage === 'postgres'));
