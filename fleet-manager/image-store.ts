@@ -92,7 +92,22 @@ const SCHEMA =
   kindTable('result_heatmaps', "Anomaly heatmaps: the same key, a second kind beside the image.") +
   kindTable('result_occlusions', "Classifiers' occlusion maps, computed by the fleet on demand: the same key again.");
 
-interface Row {
+/** A link row as the record callers get (the blob's file under `dir`). */
+export function storedImageOf(r: ImageRow, dir: string): StoredImage {
+  return {
+    edgeId: r.edge_id,
+    storeId: r.store_id,
+    seq: r.seq,
+    sha256: r.sha256,
+    contentType: r.content_type,
+    bytes: r.bytes,
+    receivedAt: r.received_at,
+    file: blobFile(dir, r.sha256),
+  };
+}
+
+/** A link row of any image kind, as both stores keep it. */
+export interface ImageRow {
   edge_id: string;
   store_id: string;
   seq: number;
@@ -138,13 +153,13 @@ export function createSqliteImageStore(db: Database.Database, opts: SqliteImageS
         UNION ALL SELECT sha256, bytes FROM result_occlusions) GROUP BY sha256)`,
   );
   const statements = (table: string) => ({
-    get: db.prepare<[string, string, number], Row>(`SELECT * FROM ${table} WHERE edge_id = ? AND store_id = ? AND seq = ?`),
-    find: db.prepare<[string, number], Row>(`SELECT * FROM ${table} WHERE edge_id = ? AND seq = ? ORDER BY received_at`),
-    insert: db.prepare<Row>(
+    get: db.prepare<[string, string, number], ImageRow>(`SELECT * FROM ${table} WHERE edge_id = ? AND store_id = ? AND seq = ?`),
+    find: db.prepare<[string, number], ImageRow>(`SELECT * FROM ${table} WHERE edge_id = ? AND seq = ? ORDER BY received_at`),
+    insert: db.prepare<ImageRow>(
       `INSERT OR IGNORE INTO ${table} (edge_id, store_id, seq, sha256, content_type, bytes, received_at)
        VALUES (@edge_id, @store_id, @seq, @sha256, @content_type, @bytes, @received_at)`,
     ),
-    replace: db.prepare<Row>(
+    replace: db.prepare<ImageRow>(
       `INSERT OR REPLACE INTO ${table} (edge_id, store_id, seq, sha256, content_type, bytes, received_at)
        VALUES (@edge_id, @store_id, @seq, @sha256, @content_type, @bytes, @received_at)`,
     ),
@@ -155,16 +170,7 @@ export function createSqliteImageStore(db: Database.Database, opts: SqliteImageS
 
   const blobPath = (sha: string) => blobFile(opts.dir, sha);
   const writeBlob = (sha: string, bytes: Buffer) => writeBlobFile(opts.dir, sha, bytes);
-  const toImage = (r: Row): StoredImage => ({
-    edgeId: r.edge_id,
-    storeId: r.store_id,
-    seq: r.seq,
-    sha256: r.sha256,
-    contentType: r.content_type,
-    bytes: r.bytes,
-    receivedAt: r.received_at,
-    file: blobPath(r.sha256),
-  });
+  const toImage = (r: ImageRow): StoredImage => storedImageOf(r, opts.dir);
 
   let closed = false;
   const maxBytes = opts.maxBytes ?? Infinity;
@@ -198,7 +204,7 @@ export function createSqliteImageStore(db: Database.Database, opts: SqliteImageS
       // Blob first, link second: a link never points at a missing blob.
       await writeBlob(sha, bytes);
       if (isNew) used += bytes.length;
-      const row: Row = {
+      const row: ImageRow = {
         edge_id: key.edgeId,
         store_id: key.storeId,
         seq: key.seq,

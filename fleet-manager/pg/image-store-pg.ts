@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type pg from 'pg';
 import { OspreyError } from '../../protocol/errors.js';
 import { blobPath as blobFile, writeBlob } from '../blob-files.js';
-import { resultKeyString, type FleetImageStore, type ImageKind, type ResultKey, type StoredImage } from '../image-store.js';
+import { resultKeyString, storedImageOf, type FleetImageStore, type ImageKind, type ImageRow, type ResultKey, type StoredImage } from '../image-store.js';
 import { withTransaction, type PgMigration } from './pg-db.js';
 
 /** The link table of one kind: result key → blob, all kinds alike. */
@@ -48,15 +48,6 @@ const TABLES: Record<ImageKind, string> = { image: 'result_images', heatmap: 're
 /** Kinds the fleet derives itself: a new one replaces the old. */
 const derived = (kind: ImageKind) => kind === 'occlusion';
 
-interface Row {
-  edge_id: string;
-  store_id: string;
-  seq: number;
-  sha256: string;
-  content_type: string;
-  bytes: number;
-  received_at: number;
-}
 
 export interface PgImageStoreOptions {
   /** Where blobs live: `<dir>/<aa>/<sha256>`. */
@@ -73,18 +64,9 @@ export function pgImageStore(pool: pg.Pool, opts: PgImageStoreOptions): FleetIma
   const now = opts.now ?? Date.now;
   const maxBytes = opts.maxBytes ?? Infinity;
   mkdirSync(opts.dir, { recursive: true });
-  const toImage = (r: Row): StoredImage => ({
-    edgeId: r.edge_id,
-    storeId: r.store_id,
-    seq: r.seq,
-    sha256: r.sha256,
-    contentType: r.content_type,
-    bytes: r.bytes,
-    receivedAt: r.received_at,
-    file: blobFile(opts.dir, r.sha256),
-  });
+  const toImage = (r: ImageRow): StoredImage => storedImageOf(r, opts.dir);
   const getRow = async (kind: ImageKind, key: ResultKey) =>
-    (await pool.query<Row>(`SELECT * FROM ${TABLES[kind]} WHERE edge_id = $1 AND store_id = $2 AND seq = $3`, [key.edgeId, key.storeId, key.seq])).rows[0];
+    (await pool.query<ImageRow>(`SELECT * FROM ${TABLES[kind]} WHERE edge_id = $1 AND store_id = $2 AND seq = $3`, [key.edgeId, key.storeId, key.seq])).rows[0];
 
   /** Counts a blob not seen before against the quota (OSP_ERR_QUOTA past it); a known blob costs nothing. */
   async function reserve(sha: string, bytes: number): Promise<void> {
@@ -120,7 +102,7 @@ export function pgImageStore(pool: pg.Pool, opts: PgImageStoreOptions): FleetIma
       await reserve(sha, bytes.length);
       // Blob first, link second: a link never points at a missing blob.
       await writeBlob(opts.dir, sha, bytes);
-      const row: Row = { edge_id: key.edgeId, store_id: key.storeId, seq: key.seq, sha256: sha, content_type: contentType, bytes: bytes.length, received_at: now() };
+      const row: ImageRow = { edge_id: key.edgeId, store_id: key.storeId, seq: key.seq, sha256: sha, content_type: contentType, bytes: bytes.length, received_at: now() };
       const onConflict = derived(kind)
         ? 'DO UPDATE SET sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type, bytes = EXCLUDED.bytes, received_at = EXCLUDED.received_at'
         : 'DO NOTHING';
@@ -140,7 +122,7 @@ export function pgImageStore(pool: pg.Pool, opts: PgImageStoreOptions): FleetIma
       return r ? toImage(r) : null;
     },
     async find(edgeId, seq, kind = 'image') {
-      const r = await pool.query<Row>(`SELECT * FROM ${TABLES[kind]} WHERE edge_id = $1 AND seq = $2 ORDER BY received_at`, [edgeId, seq]);
+      const r = await pool.query<ImageRow>(`SELECT * FROM ${TABLES[kind]} WHERE edge_id = $1 AND seq = $2 ORDER BY received_at`, [edgeId, seq]);
       return r.rows.map(toImage);
     },
     async has(keys, kind = 'image') {
