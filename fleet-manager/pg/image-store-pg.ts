@@ -13,7 +13,7 @@ import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import { OspreyError } from '../../protocol/errors.js';
-import { blobPath as blobFile, writeBlob } from '../blob-files.js';
+import { writeBlob } from '../blob-files.js';
 import { resultKeyString, storedImageOf, type FleetImageStore, type ImageKind, type ImageRow, type ResultKey, type StoredImage } from '../image-store.js';
 import { withTransaction, type PgMigration } from './pg-db.js';
 
