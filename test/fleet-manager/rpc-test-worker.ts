@@ -2,10 +2,12 @@
  * A worker for test/fleet-manager/storage-rpc.test.ts: serves one object whose methods echo,
  * throw, log, wait, or end the thread, so the RPC's edges can be driven without a database.
  */
+import { isMainThread } from 'node:worker_threads';
 import { serveRpc } from '../../fleet-manager/storage-rpc.js';
 import { OspreyError } from '../../protocol/errors.js';
 
-await serveRpc((data, logger) => {
+// `node --test dist/test/` also loads every module under test/: there, outside a worker, it serves nothing.
+if (!isMainThread) await serveRpc((data, logger) => {
   if ((data as { failOpen?: boolean }).failOpen) throw new OspreyError('OSP_ERR_CONFIG', 'cannot open: failOpen');
   const waiting: (() => void)[] = [];
   let closed = false;
