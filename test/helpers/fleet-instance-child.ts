@@ -26,7 +26,8 @@ async function main(): Promise<void> {
   process.send?.({ type: 'ready', httpUrl });
 }
 
-main().catch((err: unknown) => {
+// `node --test dist/test/` also loads every module under test/: without a parent to report to, it starts nothing.
+if (process.send && process.argv[2] !== undefined) main().catch((err: unknown) => {
   process.send?.({ type: 'error', message: oneLine(err) });
   process.exitCode = 1;
   setTimeout(() => process.exit(1), 100).unref();

@@ -6,11 +6,13 @@ import { pino } from 'pino';
 import { pgLeadership } from '../../fleet-manager/leadership.js';
 
 const url = process.argv[2];
-if (!url) throw new Error('usage: leader-child <postgres url>');
-const leadership = pgLeadership({ url, logger: pino({ level: 'silent' }), retryMs: 100, applicationName: 'osprey-leader-child' });
-leadership.onChange((leader) => {
-  process.stdout.write(leader ? 'leader\n' : 'follower\n');
-});
-await leadership.start();
-if (!leadership.isLeader()) process.stdout.write('follower\n');
+// `node --test dist/test/` also loads every module under test/: without a database URL it starts nothing.
+if (url) {
+  const leadership = pgLeadership({ url, logger: pino({ level: 'silent' }), retryMs: 100, applicationName: 'osprey-leader-child' });
+  leadership.onChange((leader) => {
+    process.stdout.write(leader ? 'leader\n' : 'follower\n');
+  });
+  await leadership.start();
+  if (!leadership.isLeader()) process.stdout.write('follower\n');
+}
 // Kept alive by the elector's connection and timer until killed.
