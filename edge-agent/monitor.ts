@@ -11,7 +11,7 @@ import type { EventMessage } from '../protocol/messages.js';
 import type { EdgeAlarm, MonitorFigures, MonitorSettings } from '../protocol/monitoring.js';
 import type { ModelRunner } from '../models/types.js';
 import { createHysteresisAlarm, type HysteresisAlarm } from './hysteresis-alarm.js';
-import { frameShift, measureFrame, shiftReference, type FrameHealth, type ShiftReference } from './image-health.js';
+import { frameShift, measureFrame, ProfileBuffers, shiftReference, type FrameHealth, type ShiftReference } from './image-health.js';
 import type { InspectOutcome } from './pipeline.js';
 import {
   binomialCriticalCount,
@@ -112,6 +112,7 @@ export function createMonitor(opts: MonitorOptions): Monitor {
   let refs: Record<Metric, MetricRef> | undefined;
   let shiftRef: ShiftReference | undefined;
   let windows = newWindows();
+  const profiles = new ProfileBuffers();
   let frames = 0;
   // Score reference and windows.
   let refScores: number[] = [];
@@ -328,7 +329,8 @@ export function createMonitor(opts: MonitorOptions): Monitor {
         if (id !== model) reset(model === undefined ? 'first frame' : 'model activated', id);
         frames++;
         const thumb = outcome.inspection.thumbnail;
-        if (thumb) checkImage(measureFrame(thumb));
+        // A reference frame keeps its profiles; a watched frame's are read once, in reused arrays.
+        if (thumb) checkImage(measureFrame(thumb, refs && shiftRef ? profiles : undefined));
         checkScores(outcome, runner);
       } catch (err) {
         log.error({ err }, 'monitor check failed');

@@ -88,10 +88,13 @@ export function binomialCriticalCount(n: number, p: number, alpha: number): numb
 /** A fixed-size ring of the last `size` values, with a running count of those ≥ 1 (defect flags). */
 export class Ring {
   readonly values: Float64Array;
+  /** median()'s sorting space: a window's median is taken every frame, so nothing is allocated. */
+  private readonly sorted: Float64Array;
   private at = 0;
   private n = 0;
   constructor(readonly size: number) {
     this.values = new Float64Array(size);
+    this.sorted = new Float64Array(size);
   }
   push(v: number): number | undefined {
     const old = this.n === this.size ? this.values[this.at] : undefined;
@@ -110,9 +113,11 @@ export class Ring {
   held(): Float64Array {
     return this.n === this.size ? this.values : this.values.subarray(0, this.n);
   }
-  /** Median of the values held (sorts a copy: windows are small). */
+  /** Median of the values held (sorts a copy in place: windows are small). */
   median(): number {
-    const s = Float64Array.from(this.held()).sort();
+    const s = this.n === this.size ? this.sorted : this.sorted.subarray(0, this.n);
+    s.set(this.held());
+    s.sort();
     const m = s.length >> 1;
     return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
   }

@@ -5,11 +5,14 @@
  */
 import type { RawImage } from './tensor.js';
 
-/** Gray levels 0..255 (not rounded), row by row. */
+/**
+ * Gray levels 0..255, row by row: the model input's own bytes where it already fits (a view, no
+ * copy), otherwise block means (not rounded).
+ */
 export interface GrayThumbnail {
   width: number;
   height: number;
-  data: Float32Array;
+  data: Float32Array | Uint8Array;
 }
 
 /** Pixel reads per thumbnail at most: a 640×640 RGB input costs 16 k reads at 128, not all 1.2 M. */
@@ -21,19 +24,20 @@ const MAX_READS = 16_384;
  * gray as the mean of the three channels. Where averaging every pixel would take more than 16 k
  * reads, each block is averaged over evenly spaced samples (one, for a 640×640 RGB input at 128),
  * which bounds the cost for large model inputs: the statistics taken from the thumbnail need
- * the same method on every frame, not every pixel. One allocation.
+ * the same method on every frame, not every pixel. One allocation, none for a gray input that fits.
  */
 export function grayThumbnail(image: RawImage, maxSide: number): GrayThumbnail {
   const { width: w, height: h, channels: c, data } = image;
   const b = Math.max(1, Math.ceil(Math.max(w, h) / Math.max(1, Math.floor(maxSide))));
   const tw = Math.max(1, Math.floor(w / b));
   const th = Math.max(1, Math.floor(h / b));
-  const out = new Float32Array(tw * th);
   if (b === 1 && c === 1) {
-    // The model's input already fits: the thumbnail is its pixels.
-    out.set(data.subarray(0, tw * th)); // tw = w here: one native conversion
-    return { width: tw, height: th, data: out };
+    // The model's input already fits: the thumbnail is its pixels, viewed (tw = w here). No copy:
+    // at hundreds of frames a second a 64 KB copy per frame cost more in garbage collection
+    // than every check together.
+    return { width: tw, height: th, data: data.subarray(0, tw * th) };
   }
+  const out = new Float32Array(tw * th);
   const perSide = Math.max(1, Math.floor(Math.sqrt(MAX_READS / (tw * th * c))));
   const step = Math.max(1, Math.ceil(Math.min(b, w, h) / perSide));
   const n = Math.ceil(Math.min(b, w) / step);

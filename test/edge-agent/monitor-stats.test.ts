@@ -66,8 +66,8 @@ test('binomial tail and critical count match exact values', () => {
   assert.ok(binomialTail(100, 0.01, k) <= 1e-4 && binomialTail(100, 0.01, k - 1) > 1e-4, `k = ${k}`);
 });
 
-/** A textured scene; `dx` moves it right (the uncovered strip repeats the edge column). */
-function scene(w: number, h: number, dx = 0, gain = 1, blur = false): GrayThumbnail {
+/** A textured scene; `dx` moves it right, `dy` down (the uncovered strip repeats the edge). */
+function scene(w: number, h: number, dx = 0, gain = 1, blur = false, dy = 0): GrayThumbnail {
   const rng = createRng(11);
   const base = new Float32Array(w * h);
   for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) base[y * w + x] = 60 + 25 * Math.sin(x / 3.1) + 25 * Math.cos(y / 5.3) + 20 * rng.next() + (x > w / 2 ? 30 : 0) + (y > h / 3 ? 25 : 0);
@@ -75,7 +75,7 @@ function scene(w: number, h: number, dx = 0, gain = 1, blur = false): GrayThumbn
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       const sx = Math.max(0, x - dx);
-      let v = base[y * w + sx]!;
+      let v = base[Math.min(h - 1, Math.max(0, y - dy)) * w + sx]!;
       if (blur) {
         let s = 0;
         let n = 0;
@@ -119,6 +119,12 @@ test('frame figures: gain moves brightness only; blur lowers sharpness; a moved 
     const s = frameShift(moved, ref, 0.15);
     close(s.x * 128, dx, 0.5, `shift ${dx}`);
     close(s.y * 128, 0, 1.5, 'no vertical shift (±1.5 px)');
+  }
+  // Rows are sampled (one in four at this size): a vertical shift is still found to within a pixel or so.
+  for (const dy of [4, 9, -6]) {
+    const s = frameShift(measureFrame(scene(128, 128, 0, 1, false, dy)), ref, 0.15);
+    close(s.y * 128, dy, 1.5, `vertical shift ${dy}`);
+    close(s.x * 128, 0, 0.5, 'no horizontal shift');
   }
   assert.equal(profileLag(Float64Array.from([1, 2]), Float64Array.from([1, 2]), 3), 0, 'too short: no shift');
 });
