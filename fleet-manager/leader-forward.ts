@@ -1,10 +1,13 @@
 /**
  * Leader writes on any instance (issue 18). The HTTP writes that drive leader work (LEADER_WRITES:
  * rollouts, line rollback and configuration layers, training jobs, backbones) must run on the
- * leader. A follower does not refuse them: before any body parsing and before its own
+ * leader, and so must the live streams that leader work feeds (LEADER_STREAMS: the rollouts' and
+ * training jobs' server-sent events). A follower does not refuse them: before any body parsing and before its own
  * authorization, it streams the request (method, path and query, headers minus hop-by-hop ones,
  * the body as it arrives: uploads are never buffered) to the leader's advertised URL with undici
- * and answers with the leader's status, headers and streamed body. The leader authenticates,
+ * and answers with the leader's status, headers and streamed body (an event stream flows through
+ * as it is written; when the caller goes, Fastify destroys the body and undici aborts the
+ * leader's request). The leader authenticates,
  * authorizes and audits the caller's own credential (auth/authorize.ts), so the follower decides
  * nothing: it adds no credential and its own hooks never see the request.
  *
@@ -46,9 +49,16 @@ const LEADER_WRITES = [
   /^\/api\/backbones(\/|$)/,
 ];
 
-/** Whether a request (method, route pattern) must run on the leader. */
-export function isLeaderWrite(method: string, route: string): boolean {
-  if (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') return false;
+/**
+ * Live streams fed by leader work (the rollout engine's and the training runner's changes): a
+ * follower has neither running, so its own stream would show the first view and then nothing.
+ */
+const LEADER_STREAMS = new Set(['/api/rollouts/events', '/api/rollouts/:id/events', '/api/training-jobs/:id/events']);
+
+/** Whether a request (method, route pattern) must run on the leader: LEADER_WRITES, and the GETs of LEADER_STREAMS. */
+export function runsOnLeader(method: string, route: string): boolean {
+  if (method === 'GET') return LEADER_STREAMS.has(route);
+  if (method === 'HEAD' || method === 'OPTIONS') return false;
   return LEADER_WRITES.some((re) => re.test(route));
 }
 
@@ -78,8 +88,8 @@ export interface LeaderRouting {
 
 /**
  * Every response says whether its instance leads (`x-osprey-leader: true|false`, information for
- * people and health checks); on a follower the writes of LEADER_WRITES are forwarded to the
- * leader. Install before the authorization hooks (buildApp does), so the leader alone decides.
+ * people and health checks); on a follower the writes of LEADER_WRITES and the streams of
+ * LEADER_STREAMS are forwarded to the leader. Install before the authorization hooks (buildApp does), so the leader alone decides.
  */
 export function routeLeaderWrites(app: FastifyInstance, opts: LeaderRouting): void {
   const agent = new Agent({
@@ -93,7 +103,7 @@ export function routeLeaderWrites(app: FastifyInstance, opts: LeaderRouting): vo
   app.addHook('onRequest', async (req, reply) => {
     const leading = opts.isLeader();
     void reply.header('x-osprey-leader', String(leading));
-    if (leading || !isLeaderWrite(req.method, req.routeOptions.url ?? '')) return;
+    if (leading || !runsOnLeader(req.method, req.routeOptions.url ?? '')) return;
     const by = req.headers[FORWARDED_HEADER];
     if (by !== undefined) throw busy(reply, `${req.method} ${req.routeOptions.url} was forwarded here by ${oneLine(String(by)).slice(0, 64)}, but this instance is no longer the fleet leader (leadership moved); retry`);
     const leader = opts.leader();

@@ -60,6 +60,7 @@ async function startFollower(t: TestContext, leader: () => LeaderLocation | null
     ['PUT', '/api/config', 'config:write'],
     ['POST', '/api/backbones', 'registry:write'],
     ['GET', '/api/config', 'fleet:read'],
+    ['GET', '/api/rollouts/:id/events', 'fleet:read'],
   ] as const) {
     app.route({ method, url, config: { permission }, handler: async () => (ran.push(`${method} ${url}`), { follower: true }) });
   }
@@ -191,6 +192,51 @@ test('a follower streams the body: the leader has the first chunk before the cal
   assert.deepEqual(follower.ran, []);
 });
 
+test('a rollout event stream asked of a follower comes from the leader, event by event; the caller leaving ends the leader\'s stream', { timeout: 20_000 }, async (t) => {
+  // A bare HTTP leader serving an event stream whose events the test writes one at a time.
+  let stream: import('node:http').ServerResponse | undefined;
+  let asked!: (path: string) => void;
+  const wasAsked = new Promise<string>((resolve) => (asked = resolve));
+  let leaderClosed!: () => void;
+  const closedAtLeader = new Promise<void>((resolve) => (leaderClosed = resolve));
+  const leader = createHttpServer((req, res) => {
+    stream = res;
+    res.on('close', () => leaderClosed());
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store' });
+    res.write('event: rollout\ndata: {"status":"running"}\n\n');
+    asked(`${req.url} via ${String(req.headers[FORWARDED_HEADER])}`);
+  });
+  leader.listen(0, '127.0.0.1');
+  await once(leader, 'listening');
+  t.after(() => new Promise<void>((resolve) => (leader.closeAllConnections(), leader.close(() => resolve()))));
+  const follower = await startFollower(t, () => ({ url: `http://127.0.0.1:${(leader.address() as AddressInfo).port}`, instance: 'raw', since: 1 }));
+
+  const req = httpRequest(`${follower.url}/api/rollouts/r-1/events`, { headers: { accept: 'text/event-stream' } });
+  req.end();
+  const [res] = (await once(req, 'response')) as [IncomingMessage];
+  assert.equal(res.statusCode, 200);
+  assert.match(String(res.headers['content-type']), /^text\/event-stream/);
+  assert.equal(await wasAsked, '/api/rollouts/r-1/events via follower-1');
+  // Each event reaches the caller while the stream is still open: read them as they come.
+  const seen: string[] = [];
+  let next!: () => void;
+  let arrived = new Promise<void>((resolve) => (next = resolve));
+  res.on('data', (c: Buffer) => {
+    seen.push(...String(c).split('\n').filter((l) => l.startsWith('data:')));
+    next();
+  });
+  await arrived;
+  assert.deepEqual(seen, ['data: {"status":"running"}']);
+  arrived = new Promise<void>((resolve) => (next = resolve));
+  stream!.write('event: rollout\ndata: {"status":"awaiting-promotion"}\n\n');
+  await arrived;
+  assert.deepEqual(seen, ['data: {"status":"running"}', 'data: {"status":"awaiting-promotion"}']);
+  assert.deepEqual(follower.ran, [], 'the follower served nothing of its own');
+  // The caller goes: the follower must not keep the leader's stream open.
+  req.destroy();
+  await closedAtLeader;
+});
+
 test('no leader known, the leader unreachable, a stale record naming this instance or a request forwarded twice: 503 OSP_ERR_BUSY with retry-after, at once', async (t) => {
   const leader = await startFleet(t);
   // A port that was free a moment ago and is closed now: connection refused.
@@ -218,7 +264,7 @@ test('no leader known, the leader unreachable, a stale record naming this instan
   await expectBusy(/no leader is known yet/);
   where = at(leader);
   await expectBusy(/forwarded here by follower-0, but this instance is no longer the fleet leader/, { [FORWARDED_HEADER]: 'follower-0' });
-  // Reads are served here, never forwarded.
+  // Other reads are served here, never forwarded.
   assert.deepEqual((await call(follower.url, 'GET', '/api/config', await follower.creds.headers('viewer'))).body, { follower: true });
   assert.equal((await leader.api('GET', '/api/config')).body.version, 0, 'nothing reached the leader');
 
