@@ -11,6 +11,8 @@ import { basename, join } from 'node:path';
 import type { Logger } from 'pino';
 import { OspreyError, safeLine } from '../protocol/errors.js';
 import { blobPath, moveIntoBlob, writeBlob } from './blob-files.js';
+import { ensureLocal } from './blob-cache.js';
+import { FILES_ONLY_BLOBS, type BlobStore } from './blob-store.js';
 import type { BackboneRecord, BackboneStore } from './backbone-store.js';
 import { prepareUploadDir } from './upload-file.js';
 
@@ -49,14 +51,18 @@ export interface Backbones {
   defaultName(configured: string | null): Promise<string | null>;
 }
 
-/** Opens the backbone registry over its store and the fleet data directory. */
-export function createBackbones(opts: { store: BackboneStore; dataDir: string; logger: Logger; now?: () => number }): Backbones {
+/**
+ * Opens the backbone registry over its store and the fleet data directory; `blobs` (the
+ * storage's; files only by default) keeps each file's bytes too, before its record.
+ */
+export function createBackbones(opts: { store: BackboneStore; dataDir: string; logger: Logger; now?: () => number; blobs?: BlobStore }): Backbones {
   const root = join(opts.dataDir, 'backbones');
   const uploadDir = join(opts.dataDir, 'backbone-uploads');
   mkdirSync(root, { recursive: true });
   prepareUploadDir(uploadDir);
   const now = opts.now ?? Date.now;
   const log = opts.logger;
+  const blobs = opts.blobs ?? FILES_ONLY_BLOBS;
 
   function checkName(name: string): void {
     if (!NAME.test(name)) throw new OspreyError('OSP_ERR_BAD_REQUEST', `backbone name "${safeLine(name, 80)}" must match ${BACKBONE_NAME_PATTERN}`);
@@ -78,6 +84,7 @@ export function createBackbones(opts: { store: BackboneStore; dataDir: string; l
     await checkOnnx(bytes, label);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     await writeBlob(root, sha256, bytes);
+    await blobs.put('backbones', sha256, blobPath(root, sha256));
     return record(name, sha256, bytes.length, uploadedBy);
   }
 
@@ -90,6 +97,7 @@ export function createBackbones(opts: { store: BackboneStore; dataDir: string; l
         await checkOnnx(bytes, `backbone ${name}`);
         const sha256 = createHash('sha256').update(bytes).digest('hex');
         await moveIntoBlob(root, sha256, file);
+        await blobs.put('backbones', sha256, blobPath(root, sha256));
         return await record(name, sha256, bytes.length, uploadedBy);
       } finally {
         await unlink(file).catch(() => undefined);
@@ -99,11 +107,15 @@ export function createBackbones(opts: { store: BackboneStore; dataDir: string; l
     async resolve(name) {
       const rec = await opts.store.get(name);
       if (!rec) throw new OspreyError('OSP_ERR_NOT_FOUND', `backbone ${safeLine(name, 80)} is not in the fleet (GET /api/backbones lists them)`);
-      return { record: rec, file: blobPath(root, rec.sha256) };
+      return { record: rec, file: await ensureLocal(blobs, 'backbones', blobPath(root, rec.sha256), rec.sha256) };
     },
     async remove(name) {
       const rec = await opts.store.delete(name);
-      if (rec && (await opts.store.countSha(rec.sha256)) === 0) await unlink(blobPath(root, rec.sha256)).catch(() => undefined);
+      if (rec && (await opts.store.countSha(rec.sha256)) === 0) {
+        // Other instances' cached copies stay until their own files are cleared (docs/storage.md).
+        await blobs.delete('backbones', rec.sha256);
+        await unlink(blobPath(root, rec.sha256)).catch(() => undefined);
+      }
       return rec;
     },
     async defaultName(configured) {

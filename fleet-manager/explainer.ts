@@ -25,7 +25,7 @@ export interface ExplainerOptions {
   results: Pick<FleetStore, 'getResult'>;
   images: FleetImageStore;
   control: Pick<ControlStore, 'getVersion'>;
-  registry: Pick<Registry, 'artifactPath'>;
+  registry: Pick<Registry, 'localArtifact'>;
   /** Where extracted packages are cached (one directory per artifact sha256). */
   cacheDir: string;
   logger: Logger;
@@ -79,7 +79,7 @@ export function createExplainer(opts: ExplainerOptions): Explainer {
     if (await stat(join(dir, 'manifest.json')).catch(() => undefined)) return dir;
     await mkdir(opts.cacheDir, { recursive: true });
     // extractArchive writes a sibling temp dir and renames it: never a half-extracted package here.
-    await extractArchive(await readFile(opts.registry.artifactPath(sha256)), dir);
+    await extractArchive(await readFile(await opts.registry.localArtifact(sha256)), dir);
     return dir;
   }
 

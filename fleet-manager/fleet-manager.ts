@@ -153,10 +153,11 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       allowFleetPacked: config.registry.allowFleetPacked,
       publisherKeys,
       check: { timeoutMs: config.registry.checkTimeoutMs, maxRssBytes: config.registry.checkMaxRssBytes },
+      blobs: storage.blobs,
     });
     await registry.resignLegacy();
     // Training jobs (issue 15): their store and backbones beside the registry; the runner starts with the rest.
-    const backbones = createBackbones({ store: backboneStore, dataDir: config.dataDir, logger: child('training') });
+    const backbones = createBackbones({ store: backboneStore, dataDir: config.dataDir, logger: child('training'), blobs: storage.blobs });
     const configuredBackbone = await backbones.ensureDefault(config.training.defaultBackbone, process.env.OSPREY_DATA);
     const trainer = createTrainingRunner({
       store: trainingStore,

@@ -19,6 +19,8 @@ import { checkModelInChild } from '../models/model-check.js';
 import { parsePackageSignature, signedIdentity, SIGNATURE_FILE } from '../models/package-signature.js';
 import { OspreyError, safeLine } from '../protocol/errors.js';
 import { blobBytes, blobPath, moveIntoBlob, writeBlobFrom } from './blob-files.js';
+import { ensureLocal } from './blob-cache.js';
+import { FILES_ONLY_BLOBS, type BlobStore } from './blob-store.js';
 import { archiveFileSource, canonicalDigest, directorySource, type PackageSource } from './package-source.js';
 import type { ReceivedFiles } from './multipart-upload.js';
 import { prepareUploadDir, type ReceivedFile } from './upload-file.js';
@@ -55,6 +57,8 @@ export interface RegistryOptions {
   allowFleetPacked?: boolean;
   /** Bounds of the child process that runs each uploaded model once (registry.checkTimeoutMs / checkMaxRssBytes). */
   check?: { timeoutMs?: number; maxRssBytes?: number };
+  /** Where each artifact's bytes are also stored before its version row (the storage's; files only by default). */
+  blobs?: BlobStore;
 }
 
 export interface AddVersionResult {
@@ -90,6 +94,11 @@ export interface Registry {
   resignLegacy(): Promise<number>;
   /** Path of an artifact's archive on disk (whether or not it exists). */
   artifactPath(sha256: string): string;
+  /**
+   * The artifact's archive on this instance's disk, fetched from the blob store first when
+   * missing (another instance stored it); OSP_ERR_NOT_FOUND when neither has it.
+   */
+  localArtifact(sha256: string): Promise<string>;
   /** Where uploads are received before addVersion takes them (beside the artifacts, so a move is a rename). */
   readonly uploadDir: string;
   /** The artifact as desired states name it, downloadable under `baseUrl`. */
@@ -107,6 +116,7 @@ export function createRegistry(opts: RegistryOptions): Registry {
   let tail: Promise<unknown> = Promise.resolve();
 
   const artifactPath = (sha256: string) => blobPath(root, sha256);
+  const blobs = opts.blobs ?? FILES_ONLY_BLOBS;
   const maxBytes = opts.maxBytes ?? Infinity;
   const requireSigned = opts.requirePublisherSignature ?? true;
   const publisherKeys = opts.publisherKeys ?? new Map<string, KeyObject>();
@@ -142,6 +152,8 @@ export function createRegistry(opts: RegistryOptions): Registry {
     // An upload that is already the canonical archive is moved into place, not copied.
     if ('archiveFile' in upload && upload.archiveFile.sha256 === sha256) await moveIntoBlob(root, sha256, upload.archiveFile.file);
     else await writeBlobFrom(root, sha256, source.canonical());
+    // The bytes where every instance finds them, committed before the row that names them.
+    await blobs.put('artifacts', sha256, artifactPath(sha256));
     if (!stored) used += size;
     const record: ModelVersionRecord = {
       name,
@@ -209,6 +221,7 @@ export function createRegistry(opts: RegistryOptions): Registry {
     resignLegacy,
     publicKeyPem: keys.publicKeyPem,
     artifactPath,
+    localArtifact: (sha256) => ensureLocal(blobs, 'artifacts', artifactPath(sha256), sha256),
     uploadDir,
     addVersion(name, upload, opts = {}) {
       const result = tail.then(() => add(name, upload, opts.uploadedBy ?? null));

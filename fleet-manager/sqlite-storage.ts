@@ -18,6 +18,7 @@ import { createSqliteTrainingStore, migrateTrainingSchema } from './training-sto
 import { createSqliteBackboneStore, migrateBackboneSchema } from './backbone-store.js';
 import { createSqliteAlertStore, migrateAlertSchema } from './alert-store.js';
 import { createSqliteWebhookStore, migrateWebhookSchema } from './webhook-store.js';
+import { FILES_ONLY_BLOBS } from './blob-store.js';
 import { STORE_NAMES, type Storage, type StorageSettings } from './storage.js';
 
 /** The fleet database's file name in dataDir. */
@@ -59,6 +60,7 @@ export function openSqliteStorage(settings: StorageSettings, logger: Logger): St
     let closing: Promise<void> | undefined;
     return {
       ...stores,
+      blobs: FILES_ONLY_BLOBS,
       kind: 'sqlite',
       close() {
         closing ??= (async () => {

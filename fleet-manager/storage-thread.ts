@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { startRpcWorker } from './storage-rpc.js';
 import { packResults, type ResultColumns } from './result-columns.js';
 import type { FleetStore, IngestOutcome, ReportMeta } from './store.js';
+import { FILES_ONLY_BLOBS } from './blob-store.js';
 import { STORE_NAMES, type Storage, type StorageSettings } from './storage.js';
 
 /** Starts the storage thread; rejects with the open error (code kept) when fleet.db cannot be opened. */
@@ -21,13 +22,13 @@ export async function startStorageThread(settings: StorageSettings, logger: Logg
     what: 'storage thread',
     deadCode: 'OSP_ERR_STORE',
   });
-  const proxies = Object.fromEntries(STORE_NAMES.map((name) => [name, overlay(rpc.proxy(name), {})])) as unknown as Omit<Storage, 'kind' | 'close'>;
+  const proxies = Object.fromEntries(STORE_NAMES.map((name) => [name, overlay(rpc.proxy(name), {})])) as unknown as Omit<Storage, 'kind' | 'close' | 'blobs'>;
   // A result batch crosses as columns, one message (result-columns.ts).
   const fleet = rpc.proxy<ThreadFleetStore>('fleet');
   proxies.fleet = overlay(fleet, {
     ingestResults: (edgeId, results, meta, storeId) => fleet.ingestColumns(edgeId, packResults(results), meta, storeId),
   });
-  return { ...proxies, kind: 'sqlite', close: () => rpc.close() };
+  return { ...proxies, blobs: FILES_ONLY_BLOBS, kind: 'sqlite', close: () => rpc.close() };
 }
 
 /** What the storage thread serves as `fleet`: the FleetStore, and its ingest taking columns. */

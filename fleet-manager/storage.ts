@@ -16,6 +16,7 @@ import type { TrainingStore } from './training-store.js';
 import type { BackboneStore } from './backbone-store.js';
 import type { AlertStore } from './alert-store.js';
 import type { WebhookStore } from './webhook-store.js';
+import type { BlobStore } from './blob-store.js';
 import { openPgStorage } from './pg/pg-storage.js';
 import { openSqliteStorage } from './sqlite-storage.js';
 import { startStorageThread } from './storage-thread.js';
@@ -32,6 +33,8 @@ export interface Storage {
   backbones: BackboneStore;
   alerts: AlertStore;
   webhooks: WebhookStore;
+  /** Blob bytes beside dataDir's files: the database's with PostgreSQL, none with SQLite (blob-store.ts). */
+  blobs: BlobStore;
   kind: 'sqlite' | 'postgres';
   /** Waits for the calls in flight, closes every store and the database. Idempotent. */
   close(): Promise<void>;

@@ -1,6 +1,7 @@
 /**
- * Result images on PostgreSQL (issue 18): the same FleetImageStore as image-store.ts. Blobs stay
- * content-addressed files under `dir` (a folder every fleet instance shares); the links and the
+ * Result images on PostgreSQL (issue 18): the same FleetImageStore as image-store.ts. Blobs are
+ * content-addressed files under `dir`, and their bytes are kept in the database too (`blobs`,
+ * committed before the link, so any instance can fetch them: blob-cache.ts); the links and the
  * byte budget live in PostgreSQL, so several instances share one quota. A new blob is first
  * reserved — its row in `image_blobs` and its bytes added to `image_budget.used` by one
  * conditional UPDATE that refuses to pass `maxBytes` — then written, then linked: a link never
@@ -13,7 +14,8 @@ import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import { OspreyError } from '../../protocol/errors.js';
-import { writeBlob } from '../blob-files.js';
+import { blobPath, writeBlob } from '../blob-files.js';
+import { FILES_ONLY_BLOBS, type BlobStore } from '../blob-store.js';
 import { resultKeyString, storedImageOf, type FleetImageStore, type ImageKind, type ImageRow, type ResultKey, type StoredImage } from '../image-store.js';
 import { withTransaction, type PgMigration } from './pg-db.js';
 
@@ -56,6 +58,8 @@ export interface PgImageStoreOptions {
   now?: () => number;
   /** Quota in bytes of distinct blobs (images.maxBytes); a new image that would pass it is OSP_ERR_QUOTA. */
   maxBytes?: number;
+  /** Where each blob's bytes are also stored, before its link (the fleet's: the database's). */
+  blobs?: BlobStore;
 }
 
 /** The image store on a PostgreSQL pool (IMAGE_PG_MIGRATIONS applied by the caller) and a blob directory. */
@@ -63,6 +67,12 @@ export function pgImageStore(pool: pg.Pool, opts: PgImageStoreOptions): FleetIma
   const log = opts.logger;
   const now = opts.now ?? Date.now;
   const maxBytes = opts.maxBytes ?? Infinity;
+  const blobs = opts.blobs ?? FILES_ONLY_BLOBS;
+  /** The file here, then the bytes in the blob store: both before any link to them. */
+  const store = async (sha: string, bytes: Buffer) => {
+    await writeBlob(opts.dir, sha, bytes);
+    await blobs.put('images', sha, blobPath(opts.dir, sha));
+  };
   mkdirSync(opts.dir, { recursive: true });
   const toImage = (r: ImageRow): StoredImage => storedImageOf(r, opts.dir);
   const getRow = async (kind: ImageKind, key: ResultKey) =>
@@ -96,12 +106,12 @@ export function pgImageStore(pool: pg.Pool, opts: PgImageStoreOptions): FleetIma
           );
         }
         // Repeated upload; make sure the blob is still there (it is written before the link).
-        await writeBlob(opts.dir, sha, bytes);
+        await store(sha, bytes);
         return { image: toImage(before), created: false };
       }
       await reserve(sha, bytes.length);
       // Blob first, link second: a link never points at a missing blob.
-      await writeBlob(opts.dir, sha, bytes);
+      await store(sha, bytes);
       const row: ImageRow = { edge_id: key.edgeId, store_id: key.storeId, seq: key.seq, sha256: sha, content_type: contentType, bytes: bytes.length, received_at: now() };
       const onConflict = derived(kind)
         ? 'DO UPDATE SET sha256 = EXCLUDED.sha256, content_type = EXCLUDED.content_type, bytes = EXCLUDED.bytes, received_at = EXCLUDED.received_at'

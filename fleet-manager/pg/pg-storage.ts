@@ -1,8 +1,9 @@
 /**
  * PostgreSQL storage (`storage.url`, issue 18): one pool for every store, every store's
  * migrations applied once (in the order of STORE_NAMES, under migratePg's advisory lock, so
- * several instances starting together apply them once), and the stores as one bundle. Image
- * blobs stay files under dataDir/images (several instances need that folder shared; docs/deploy.md).
+ * several instances starting together apply them once), and the stores as one bundle. Blob
+ * bytes (artifacts, images, backbones) are kept in the database too (blob-store-pg.ts); each
+ * instance's files under dataDir are a cache of them (blob-cache.ts, docs/storage.md).
  */
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -19,6 +20,8 @@ import { BACKBONE_PG_MIGRATIONS, pgBackboneStore } from './backbone-store-pg.js'
 import { ALERT_PG_MIGRATIONS, pgAlertStore } from './alert-store-pg.js';
 import { WEBHOOK_PG_MIGRATIONS, pgWebhookStore } from './webhook-store-pg.js';
 import { LEADER_PG_MIGRATIONS } from '../leadership.js';
+import { BLOB_PG_MIGRATIONS, pgBlobStore } from './blob-store-pg.js';
+import { withLocalImages } from '../blob-cache.js';
 
 export interface PgStorageOptions {
   /** `postgres://…`; never logged (it may hold a password). */
@@ -42,6 +45,7 @@ export const PG_MIGRATIONS: readonly PgMigration[] = [
   ...ALERT_PG_MIGRATIONS,
   ...WEBHOOK_PG_MIGRATIONS,
   ...LEADER_PG_MIGRATIONS,
+  ...BLOB_PG_MIGRATIONS,
 ];
 
 /** Opens every store on PostgreSQL, migrations applied once. Rejects (pool ended) when the server cannot be reached or migrated. */
@@ -56,10 +60,12 @@ export async function openPgStorage(opts: PgStorageOptions): Promise<Storage> {
     throw err;
   }
   const s = opts.settings;
+  const blobs = pgBlobStore(pool);
   const stores = {
     fleet: pgFleetStore(pool, { logger: log('store') }),
     control: pgControlStore(pool, { logger: log('control-store') }),
-    images: pgImageStore(pool, { dir: join(s.dataDir, 'images'), logger: log('images'), maxBytes: s.imagesMaxBytes }),
+    // Readers get images whose files are on this instance, fetched from the database when missing.
+    images: withLocalImages(pgImageStore(pool, { dir: join(s.dataDir, 'images'), logger: log('images'), maxBytes: s.imagesMaxBytes, blobs }), blobs),
     reviews: pgReviewStore(pool),
     goldenSets: pgGoldenSetStore(pool),
     identity: pgIdentityStore(pool, { logger: log('identity') }),
@@ -71,6 +77,7 @@ export async function openPgStorage(opts: PgStorageOptions): Promise<Storage> {
   let closing: Promise<void> | undefined;
   return {
     ...stores,
+    blobs,
     kind: 'postgres',
     close() {
       closing ??= (async () => {

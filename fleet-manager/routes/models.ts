@@ -117,7 +117,7 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   const packedJson = (file: string, what: string) => async (req: FastifyRequest<{ Params: Static<typeof VersionParamsSchema> }>) => {
     const rec = await store.getVersion(req.params.name, req.params.version);
     if (!rec) throw new OspreyError('OSP_ERR_NOT_FOUND', `no model version ${req.params.name}@${req.params.version}`);
-    const bytes = await readArchiveEntry(registry.artifactPath(rec.sha256), file, PACKED_JSON_MAX);
+    const bytes = await readArchiveEntry(await registry.localArtifact(rec.sha256), file, PACKED_JSON_MAX);
     if (!bytes) throw new OspreyError('OSP_ERR_NOT_FOUND', `${rec.name}@${rec.version} has no ${what} (${file}): it was not made by osprey train`);
     try {
       return JSON.parse(bytes.toString('utf8')) as Record<string, unknown>;
@@ -150,7 +150,8 @@ export const modelRoutes: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       const { sha256 } = req.params;
       const rec = await store.getVersionBySha(sha256);
       if (!rec) throw new OspreyError('OSP_ERR_NOT_FOUND', `no artifact ${sha256}`);
-      const file = registry.artifactPath(sha256);
+      // Fetched from the database first when another instance stored it (PostgreSQL storage).
+      const file = await registry.localArtifact(sha256);
       const size = (await stat(file)).size; // missing file: a 500, logged — the registry lost bytes it promised
       const etag = `"${sha256}"`;
       reply

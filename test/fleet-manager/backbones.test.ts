@@ -7,14 +7,16 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import test, { type TestContext } from 'node:test';
 import { pino } from 'pino';
 import { openSqliteBackboneStore, type BackboneStore } from '../../fleet-manager/backbone-store.js';
 import { createBackbones } from '../../fleet-manager/backbones.js';
 import { BACKBONE_PG_MIGRATIONS, pgBackboneStore } from '../../fleet-manager/pg/backbone-store-pg.js';
+import { BLOB_PG_MIGRATIONS, pgBlobStore } from '../../fleet-manager/pg/blob-store-pg.js';
 import { pgTestPool } from '../helpers/pg-database.js';
+import { zooSqueezenet11 } from '../helpers/backbone-graphs.js';
 import { postgresSkip } from '../helpers/postgres.js';
 import { dataSkip, ospreyDataDir } from '../helpers/service-skip.js';
 import { makeTempDir } from '../helpers/temp-dir.js';
@@ -80,3 +82,28 @@ for (const backend of ['sqlite', 'postgres'] as const) {
     assert.equal(await store.countSha('f'.repeat(64)), 0);
   });
 }
+
+test('backbones (postgres): added through one instance, resolved through another with its own data directory (fetched from the database); removing the last name deletes the bytes there', { skip: postgresSkip() }, async (t) => {
+  const pool = await pgTestPool(t, [...BACKBONE_PG_MIGRATIONS, ...BLOB_PG_MIGRATIONS]);
+  const store = pgBackboneStore(pool);
+  const blobs = pgBlobStore(pool);
+  const open = async () => {
+    const dir = await makeTempDir(t, 'osprey-backbones-');
+    return { dir, backbones: createBackbones({ store, dataDir: dir, logger: pino({ level: 'silent' }), blobs }) };
+  };
+  const a = await open();
+  const b = await open();
+  const bytes = zooSqueezenet11({ width: 0.25 }).bytes;
+  const upload = join(a.backbones.uploadDir, 'upload.onnx');
+  await writeFile(upload, bytes);
+  const rec = await a.backbones.add('tiny', upload, 'test');
+  assert.equal(rec.sha256, createHash('sha256').update(bytes).digest('hex'));
+
+  const { file } = await b.backbones.resolve('tiny');
+  assert.equal(file, join(b.dir, 'backbones', rec.sha256.slice(0, 2), rec.sha256));
+  assert.deepEqual(await readFile(file), Buffer.from(bytes));
+
+  await a.backbones.remove('tiny');
+  assert.equal(await blobs.read('backbones', rec.sha256), null);
+  await assert.rejects(b.backbones.resolve('tiny'), /backbone tiny is not in the fleet/);
+});
