@@ -172,7 +172,8 @@ const EDGE_COLUMNS = 'id, line, cameras, first_seen, last_seen, online::int AS o
 const TOUCH_EDGE = `INSERT INTO edges (id, first_seen, last_seen) VALUES ($1, $2, $2)
   ON CONFLICT (id) DO UPDATE SET last_seen = greatest(edges.last_seen, excluded.last_seen)`;
 
-const SQL = {
+/** The store's statements (exported for the plan test: test/fleet-manager/fleet-store-pg.test.ts). */
+export const FLEET_PG_SQL = {
   touchEdge: `${TOUCH_EDGE} RETURNING ${EDGE_COLUMNS}`,
   // The edge row first, then its store row: `s` reads `e`'s row, so it cannot lock before `e` has.
   touchForIngest: `WITH e AS (
@@ -226,11 +227,15 @@ const SQL = {
   storedRows: `SELECT seq, ts, model, verdict, label FROM results WHERE edge_id = $1 AND store_id = $2 AND seq = ANY($3::bigint[])`,
   // From the ack walked through the batch: on through the stored seqs after it (usually none), one
   // index probe each, then both acks written where they changed. Only a batch holding ack+1 ($4)
-  // can move it.
+  // can move it. The probe is a LATERAL subquery with LIMIT 1, which the planner cannot turn into
+  // a join: as a join, a table without statistics yet got a hash join that read every row of the
+  // edge on each batch.
   walkAndAck: `WITH RECURSIVE walk(seq) AS (
       SELECT $3::bigint
       UNION ALL
-      SELECT r.seq FROM walk w JOIN results r ON r.edge_id = $1 AND r.store_id = $2 AND r.seq = w.seq + 1 WHERE $4::boolean
+      SELECT n.seq FROM walk w CROSS JOIN LATERAL (
+        SELECT r.seq FROM results r WHERE r.edge_id = $1 AND r.store_id = $2 AND r.seq = w.seq + 1 LIMIT 1
+      ) AS n WHERE $4::boolean
     ), acked AS (SELECT max(seq) AS seq FROM walk),
     s AS (UPDATE edge_stores SET acked_seq = acked.seq FROM acked
           WHERE edge_id = $1 AND store_id = $2 AND edge_stores.acked_seq <> acked.seq),
@@ -376,7 +381,7 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
     for (const r of results) if (!bySeq.has(r.seq)) bySeq.set(r.seq, r);
     const payload = JSON.stringify([...bySeq.values()]);
     return transaction(async (c) => {
-      const head = (await c.query(SQL.touchForIngest, [edgeId, storeId, meta.receivedAt])).rows[0] as {
+      const head = (await c.query(FLEET_PG_SQL.touchForIngest, [edgeId, storeId, meta.receivedAt])).rows[0] as {
         line: string | null;
         edge_acked: number;
         edge_store: string;
@@ -384,14 +389,14 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
       };
       const line = head.line ?? UNKNOWN_LINE;
       const before = head.store_acked;
-      const insertedSeqs = new Set((await c.query<{ seq: number }>(SQL.insertResults, [edgeId, storeId, line, payload, shardOf(edgeId)])).rows.map((r) => r.seq));
+      const insertedSeqs = new Set((await c.query<{ seq: number }>(FLEET_PG_SQL.insertResults, [edgeId, storeId, line, payload, shardOf(edgeId)])).rows.map((r) => r.seq));
       // The first copy of each inserted seq is new; every other row is compared with the stored one.
       const firstCopies = new Set<ResultRecord>();
       for (const [seq, r] of bySeq) if (insertedSeqs.has(seq)) firstCopies.add(r);
       const storedRows = new Map<number, { ts: number; model: string; verdict: string; label: string }>();
       if (firstCopies.size < results.length) {
         const lookup = [...new Set(results.filter((r) => !firstCopies.has(r)).map((r) => r.seq))];
-        for (const row of (await c.query(SQL.storedRows, [edgeId, storeId, lookup])).rows) storedRows.set(row.seq, row);
+        for (const row of (await c.query(FLEET_PG_SQL.storedRows, [edgeId, storeId, lookup])).rows) storedRows.set(row.seq, row);
       }
       let conflicts = 0;
       let fillsAck = false;
@@ -410,7 +415,7 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
       }
       let acked = before;
       if (fillsAck) while (stored.has(acked + 1)) acked++;
-      const walked = (await c.query<{ seq: number }>(SQL.walkAndAck, [edgeId, storeId, acked, fillsAck])).rows[0]!.seq;
+      const walked = (await c.query<{ seq: number }>(FLEET_PG_SQL.walkAndAck, [edgeId, storeId, acked, fillsAck])).rows[0]!.seq;
       return { ackedSeq: walked, inserted: firstCopies.size, conflicts };
     });
   }
@@ -421,10 +426,10 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
         transaction(async (c) => {
           // A replayed retained state says when the edge last spoke, not that it speaks now.
           const seenAt = meta.replay ? Math.min(state.ts, meta.receivedAt) : meta.receivedAt;
-          const row = (await c.query<EdgeRow>(SQL.touchEdge, [edgeId, seenAt])).rows[0]!;
+          const row = (await c.query<EdgeRow>(FLEET_PG_SQL.touchEdge, [edgeId, seenAt])).rows[0]!;
           const previous = row.state ? (JSON.parse(row.state) as Partial<StateMessage>) : {};
           const line = state.line ?? row.line;
-          await c.query(SQL.writeState, [
+          await c.query(FLEET_PG_SQL.writeState, [
             edgeId,
             line,
             state.cameras ? JSON.stringify(state.cameras) : row.cameras,
@@ -433,12 +438,12 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
           ]);
           // A state naming another store (a wiped edge database) switches the edge's view to that store's ack.
           if (state.storeId !== undefined && state.storeId !== row.store_id && !meta.replay) {
-            await c.query(SQL.switchStore, [edgeId, state.storeId]);
+            await c.query(FLEET_PG_SQL.switchStore, [edgeId, state.storeId]);
           }
           if (row.line === null && line !== null) {
-            await c.query(SQL.moveUnknownMinutes, [edgeId, line, shardOf(edgeId)]);
-            await c.query(SQL.pruneUnknownMinutes);
-            const fixed = (await c.query(SQL.fixUnknownLine, [edgeId, line])).rowCount ?? 0;
+            await c.query(FLEET_PG_SQL.moveUnknownMinutes, [edgeId, line, shardOf(edgeId)]);
+            await c.query(FLEET_PG_SQL.pruneUnknownMinutes);
+            const fixed = (await c.query(FLEET_PG_SQL.fixUnknownLine, [edgeId, line])).rowCount ?? 0;
             if (fixed > 0) log.info({ edgeId, line, results: fixed }, 'line assigned to earlier results');
           }
         }),
@@ -447,9 +452,9 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
       call(() =>
         transaction(async (c) => {
           const at = meta.receivedAt;
-          await c.query(SQL.writeTelemetry, [edgeId, at, JSON.stringify(t)]);
+          await c.query(FLEET_PG_SQL.writeTelemetry, [edgeId, at, JSON.stringify(t)]);
           const minute = Math.floor(at / MINUTE_MS) * MINUTE_MS;
-          await c.query(SQL.telemetryMinute, [
+          await c.query(FLEET_PG_SQL.telemetryMinute, [
             edgeId,
             minute,
             at,
@@ -470,7 +475,7 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
       ),
     recordEvent: (edgeId, ev, meta) =>
       call(async () => {
-        await pool.query(SQL.insertEvent, [
+        await pool.query(FLEET_PG_SQL.insertEvent, [
           edgeId,
           meta.receivedAt,
           ev.ts,
@@ -481,29 +486,29 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
         ]);
       }),
     ingestResults: (edgeId, results, meta, storeId) => call(() => ingest(edgeId, results, meta, storeId ?? '')),
-    markAllOffline: () => call(async () => (await pool.query(SQL.markAllOffline)).rowCount ?? 0),
+    markAllOffline: () => call(async () => (await pool.query(FLEET_PG_SQL.markAllOffline)).rowCount ?? 0),
     getEdge: (edgeId) =>
       call(async () => {
-        const row = (await pool.query<EdgeRow>(SQL.getEdge, [edgeId])).rows[0];
+        const row = (await pool.query<EdgeRow>(FLEET_PG_SQL.getEdge, [edgeId])).rows[0];
         return row ? toEdgeRecord(row) : null;
       }),
     storeAckedSeq: (edgeId, storeId) =>
-      call(async () => (await pool.query<{ acked_seq: number }>(SQL.storeAcked, [edgeId, storeId])).rows[0]?.acked_seq ?? null),
-    listEdges: () => call(async () => (await pool.query<EdgeRow>(SQL.listEdges)).rows.map(toEdgeRecord)),
-    listLines: () => call(async () => (await pool.query<{ line: string; edges: number; online: number }>(SQL.listLines, [UNKNOWN_LINE])).rows),
-    listEvents: (edgeId, limit) => call(async () => (await pool.query<EventRow>(SQL.listEvents, [edgeId, limit])).rows.map(toStoredEvent)),
-    hasLine: (line) => call(async () => (await pool.query<{ has: boolean }>(SQL.hasLine, [line])).rows[0]!.has),
+      call(async () => (await pool.query<{ acked_seq: number }>(FLEET_PG_SQL.storeAcked, [edgeId, storeId])).rows[0]?.acked_seq ?? null),
+    listEdges: () => call(async () => (await pool.query<EdgeRow>(FLEET_PG_SQL.listEdges)).rows.map(toEdgeRecord)),
+    listLines: () => call(async () => (await pool.query<{ line: string; edges: number; online: number }>(FLEET_PG_SQL.listLines, [UNKNOWN_LINE])).rows),
+    listEvents: (edgeId, limit) => call(async () => (await pool.query<EventRow>(FLEET_PG_SQL.listEvents, [edgeId, limit])).rows.map(toStoredEvent)),
+    hasLine: (line) => call(async () => (await pool.query<{ has: boolean }>(FLEET_PG_SQL.hasLine, [line])).rows[0]!.has),
     lineStats: (line, from, to, bucketMs) =>
       call(async () => {
         const aFrom = Math.ceil(from / MINUTE_MS) * MINUTE_MS;
         const aTo = Math.floor(to / MINUTE_MS) * MINUTE_MS;
         const b = Math.trunc(bucketMs);
         if (bucketMs % MINUTE_MS === 0 && aFrom < aTo) {
-          return (await pool.query<StatsRow>(SQL.lineStatsMinutes, [line, bound(from), bound(to), aFrom, aTo, b])).rows;
+          return (await pool.query<StatsRow>(FLEET_PG_SQL.lineStatsMinutes, [line, bound(from), bound(to), aFrom, aTo, b])).rows;
         }
-        return (await pool.query<StatsRow>(SQL.lineStatsRows, [line, bound(from), bound(to), b])).rows;
+        return (await pool.query<StatsRow>(FLEET_PG_SQL.lineStatsRows, [line, bound(from), bound(to), b])).rows;
       }),
-    lineVersions: (line) => call(async () => (await pool.query<LineVersion>(SQL.lineVersions, [line])).rows),
+    lineVersions: (line) => call(async () => (await pool.query<LineVersion>(FLEET_PG_SQL.lineVersions, [line])).rows),
     listResults: (q: ResultsQuery) =>
       call(async () => {
         const params: unknown[] = [];
@@ -526,15 +531,15 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
         return { items, next: rows.length > q.limit && last ? { ts: last.ts, id: last.id } : null };
       }),
     telemetryHistory: (edgeId, from, to) =>
-      call(async () => (await pool.query<TelemetryMinuteRow>(SQL.telemetryRange, [edgeId, bound(from), bound(to)])).rows.map(toTelemetryMinute)),
-    recentVerdicts: (edgeId, limit) => call(async () => (await pool.query<VerdictScore>(SQL.recentVerdicts, [edgeId, limit])).rows),
+      call(async () => (await pool.query<TelemetryMinuteRow>(FLEET_PG_SQL.telemetryRange, [edgeId, bound(from), bound(to)])).rows.map(toTelemetryMinute)),
+    recentVerdicts: (edgeId, limit) => call(async () => (await pool.query<VerdictScore>(FLEET_PG_SQL.recentVerdicts, [edgeId, limit])).rows),
     candidateCounters: (edges, model, mode) =>
-      call(async () => (edges.length === 0 ? [] : (await pool.query<CandidateCounts>(SQL.candidateCounters, [edges, model, mode])).rows)),
+      call(async () => (edges.length === 0 ? [] : (await pool.query<CandidateCounts>(FLEET_PG_SQL.candidateCounters, [edges, model, mode])).rows)),
     recentDefectRate: (edgeId, excludeModel, limit) =>
-      call(async () => (await pool.query<{ frames: number; defects: number }>(SQL.recentDefectRate, [edgeId, excludeModel, limit])).rows[0]!),
+      call(async () => (await pool.query<{ frames: number; defects: number }>(FLEET_PG_SQL.recentDefectRate, [edgeId, excludeModel, limit])).rows[0]!),
     getResult: (edgeId, storeId, seq) =>
       call(async () => {
-        const row = (await pool.query<ResultRow>(SQL.getResult, [edgeId, storeId, seq])).rows[0];
+        const row = (await pool.query<ResultRow>(FLEET_PG_SQL.getResult, [edgeId, storeId, seq])).rows[0];
         return row ? toStoredResult(row) : null;
       }),
     ping: () =>
