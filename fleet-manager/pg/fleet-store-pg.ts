@@ -172,6 +172,38 @@ const EDGE_COLUMNS = 'id, line, cameras, first_seen, last_seen, online::int AS o
 const TOUCH_EDGE = `INSERT INTO edges (id, first_seen, last_seen) VALUES ($1, $2, $2)
   ON CONFLICT (id) DO UPDATE SET last_seen = greatest(edges.last_seen, excluded.last_seen)`;
 
+/**
+ * PostgreSQL text cannot hold NUL (U+0000): one in a result's text (a model's label, a camera name,
+ * a detection's label; PostgreSQL refuses it even inside JSON it converts)
+ * would fail its batch on every resend and stall the edge's sync behind it. Such text is stored
+ * with U+FFFD in its place, before anything else reads the batch, so a resend compares equal.
+ */
+const NUL = '\u0000';
+const hasNul = (v: string | undefined): boolean => v !== undefined && v.includes(NUL);
+const noNul = <T extends string | undefined>(v: T): T => (v === undefined ? v : (v.replaceAll(NUL, '\ufffd') as T));
+function holdsNul(r: ResultRecord): boolean {
+  return (
+    hasNul(r.camera) ||
+    hasNul(r.frame) ||
+    hasNul(r.model) ||
+    hasNul(r.label) ||
+    (r.shadow !== undefined && (hasNul(r.shadow.model) || hasNul(r.shadow.label) || hasNul(r.shadow.error))) ||
+    (r.detections?.some((d) => hasNul(d.label)) ?? false)
+  );
+}
+function withoutNul(r: ResultRecord): ResultRecord {
+  if (!holdsNul(r)) return r;
+  const out: ResultRecord = { ...r, camera: noNul(r.camera), model: noNul(r.model), label: noNul(r.label) };
+  if (r.frame !== undefined) out.frame = noNul(r.frame);
+  if (r.detections) out.detections = r.detections.map((d) => ({ ...d, label: noNul(d.label) }));
+  if (r.shadow) {
+    out.shadow = { ...r.shadow, model: noNul(r.shadow.model) };
+    if (r.shadow.label !== undefined) out.shadow.label = noNul(r.shadow.label);
+    if (r.shadow.error !== undefined) out.shadow.error = noNul(r.shadow.error);
+  }
+  return out;
+}
+
 /** The store's statements (exported for the plan test: test/fleet-manager/fleet-store-pg.test.ts). */
 export const FLEET_PG_SQL = {
   touchEdge: `${TOUCH_EDGE} RETURNING ${EDGE_COLUMNS}`,
@@ -375,7 +407,8 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
     }
   }
 
-  async function ingest(edgeId: string, results: readonly ResultRecord[], meta: ReportMeta, storeId: string): Promise<IngestOutcome> {
+  async function ingest(edgeId: string, sent: readonly ResultRecord[], meta: ReportMeta, storeId: string): Promise<IngestOutcome> {
+    const results = sent.some(holdsNul) ? sent.map(withoutNul) : sent;
     // A seq twice in one batch is sent once; the second copy is compared with what got stored.
     const bySeq = new Map<number, ResultRecord>();
     for (const r of results) if (!bySeq.has(r.seq)) bySeq.set(r.seq, r);

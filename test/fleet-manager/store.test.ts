@@ -32,6 +32,25 @@ testBackends('store: a seq twice in one batch is stored once; a copy with other 
   assert.deepEqual(await rows('SELECT sum(count) AS n FROM line_minutes'), [{ n: 3 }]);
 });
 
+testBackends('store: text holding NUL (a label, a camera, a shadow label, a detection) is stored and acked; its resend is no conflict', async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
+  const odd = (s: string) => `${s}\u0000x`;
+  const batch = [
+    result(1),
+    result(2, { camera: odd('cam'), label: odd('scratch'), verdict: 'defect', frame: odd('f.png'), detections: [{ label: odd('dent'), score: 0.5, box: [1, 2, 3, 4] }] }),
+    result(3, { shadow: { model: odd('m@2'), verdict: 'ok', label: odd('good'), error: odd('e') } }),
+  ];
+  // On PostgreSQL, whose text cannot hold NUL, this batch failed on every resend and stalled the edge.
+  assert.deepEqual(await store.ingestResults('e1', batch, meta()), { ackedSeq: 3, inserted: 3, conflicts: 0 });
+  assert.deepEqual(await store.ingestResults('e1', batch, meta()), { ackedSeq: 3, inserted: 0, conflicts: 0 }, 'the same batch again');
+  const stored = (await store.getResult('e1', '', 2))!;
+  // SQLite keeps the NUL; PostgreSQL stores U+FFFD in its place.
+  const kept = backend === 'sqlite' ? '\u0000' : '\ufffd';
+  assert.equal(stored.label, `scratch${kept}x`);
+  assert.equal(stored.camera, `cam${kept}x`);
+  assert.equal(stored.detections![0]!.label, `dent${kept}x`);
+});
+
 testBackends("store: a shadow candidate's outcome is kept in its columns", async (t, backend) => {
   const { store, rows } = await openFleetStore(t, backend);
   const shadow = { model: 'm@2', verdict: 'defect' as const, label: 'scratch', score: 0.75, latencyMs: 6.5 };
