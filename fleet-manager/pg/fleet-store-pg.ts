@@ -179,24 +179,25 @@ const TOUCH_EDGE = `INSERT INTO edges (id, first_seen, last_seen) VALUES ($1, $2
  * with U+FFFD in its place, before anything else reads the batch, so a resend compares equal.
  */
 const NUL = '\u0000';
-const hasNul = (v: string | undefined): boolean => v !== undefined && v.includes(NUL);
-const noNul = <T extends string | undefined>(v: T): T => (v === undefined ? v : (v.replaceAll(NUL, '\ufffd') as T));
+// Typed as strings, but a record may hold anything (a null is skipped by the insert, not here).
+const hasNul = (v: unknown): boolean => typeof v === 'string' && v.includes(NUL);
+const noNul = <T>(v: T): T => (typeof v === 'string' ? (v.replaceAll(NUL, '\ufffd') as T) : v);
 function holdsNul(r: ResultRecord): boolean {
   return (
     hasNul(r.camera) ||
     hasNul(r.frame) ||
     hasNul(r.model) ||
     hasNul(r.label) ||
-    (r.shadow !== undefined && (hasNul(r.shadow.model) || hasNul(r.shadow.label) || hasNul(r.shadow.error))) ||
-    (r.detections?.some((d) => hasNul(d.label)) ?? false)
+    (r.shadow != null && (hasNul(r.shadow.model) || hasNul(r.shadow.label) || hasNul(r.shadow.error))) ||
+    (Array.isArray(r.detections) && r.detections.some((d) => hasNul(d?.label)))
   );
 }
 function withoutNul(r: ResultRecord): ResultRecord {
   if (!holdsNul(r)) return r;
   const out: ResultRecord = { ...r, camera: noNul(r.camera), model: noNul(r.model), label: noNul(r.label) };
   if (r.frame !== undefined) out.frame = noNul(r.frame);
-  if (r.detections) out.detections = r.detections.map((d) => ({ ...d, label: noNul(d.label) }));
-  if (r.shadow) {
+  if (Array.isArray(r.detections)) out.detections = r.detections.map((d) => (hasNul(d?.label) ? { ...d, label: noNul(d.label) } : d));
+  if (r.shadow != null) {
     out.shadow = { ...r.shadow, model: noNul(r.shadow.model) };
     if (r.shadow.label !== undefined) out.shadow.label = noNul(r.shadow.label);
     if (r.shadow.error !== undefined) out.shadow.error = noNul(r.shadow.error);
