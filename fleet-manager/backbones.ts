@@ -84,7 +84,7 @@ export function createBackbones(opts: { store: BackboneStore; dataDir: string; l
     await checkOnnx(bytes, label);
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     await writeBlob(root, sha256, bytes);
-    await blobs.put('backbones', sha256, blobPath(root, sha256));
+    await blobs.put('backbones', sha256, bytes);
     return record(name, sha256, bytes.length, uploadedBy);
   }
 
@@ -97,7 +97,7 @@ export function createBackbones(opts: { store: BackboneStore; dataDir: string; l
         await checkOnnx(bytes, `backbone ${name}`);
         const sha256 = createHash('sha256').update(bytes).digest('hex');
         await moveIntoBlob(root, sha256, file);
-        await blobs.put('backbones', sha256, blobPath(root, sha256));
+        await blobs.put('backbones', sha256, bytes);
         return await record(name, sha256, bytes.length, uploadedBy);
       } finally {
         await unlink(file).catch(() => undefined);

@@ -12,11 +12,12 @@ export interface BlobStore {
   /** 'files': the local files are all there is (SQLite); 'postgres': the database holds every blob. */
   readonly kind: 'files' | 'postgres';
   /**
-   * Stores the bytes of `file` (a complete blob) as `sha256` in `scope`, streamed, checked
-   * against `sha256` as they are read. Idempotent: a blob already held is left as it is.
-   * Resolves once committed, so the caller may then commit a row that references it.
+   * Stores a complete blob as `sha256` in `scope`: the bytes themselves when the caller holds
+   * them, else the file at that path, streamed; checked against `sha256` as they are read.
+   * Idempotent: a blob already held is left as it is. Resolves once committed, so the caller may
+   * then commit a row that references it.
    */
-  put(scope: BlobScope, sha256: string, file: string): Promise<void>;
+  put(scope: BlobScope, sha256: string, source: string | Buffer): Promise<void>;
   /** The blob's bytes in order, streamed part by part; null when the store does not hold it. */
   read(scope: BlobScope, sha256: string): Promise<AsyncIterable<Buffer> | null>;
   /** Forgets the blob (nothing when absent); the caller checks first that nothing references it. */

@@ -92,8 +92,6 @@ export interface Registry {
    * edges that trust the fleet key. Returns how many were re-signed.
    */
   resignLegacy(): Promise<number>;
-  /** Path of an artifact's archive on disk (whether or not it exists). */
-  artifactPath(sha256: string): string;
   /**
    * The artifact's archive on this instance's disk, fetched from the blob store first when
    * missing (another instance stored it); OSP_ERR_NOT_FOUND when neither has it.
@@ -220,7 +218,6 @@ export function createRegistry(opts: RegistryOptions): Registry {
   return {
     resignLegacy,
     publicKeyPem: keys.publicKeyPem,
-    artifactPath,
     localArtifact: (sha256) => ensureLocal(blobs, 'artifacts', artifactPath(sha256), sha256),
     uploadDir,
     addVersion(name, upload, opts = {}) {

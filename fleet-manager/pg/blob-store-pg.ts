@@ -46,7 +46,7 @@ export function pgBlobStore(pool: pg.Pool, opts: { partBytes?: number } = {}): B
 
   return {
     kind: 'postgres',
-    async put(scope, sha256, file) {
+    async put(scope, sha256, source) {
       if (await header(scope, sha256)) return;
       await withTransaction(pool, async (c) => {
         const hash = createHash('sha256');
@@ -56,7 +56,8 @@ export function pgBlobStore(pool: pg.Pool, opts: { partBytes?: number } = {}): B
         let pendingBytes = 0;
         const insert = (bytes: Buffer) =>
           c.query('INSERT INTO osprey_blob_parts (scope, sha256, part, bytes) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [scope, sha256, part++, bytes]);
-        for await (const chunk of createReadStream(file, { highWaterMark: partBytes })) {
+        const chunks = typeof source === 'string' ? createReadStream(source, { highWaterMark: partBytes }) : [source];
+        for await (const chunk of chunks) {
           const b = chunk as Buffer;
           hash.update(b);
           size += b.length;
@@ -72,7 +73,7 @@ export function pgBlobStore(pool: pg.Pool, opts: { partBytes?: number } = {}): B
         }
         if (pendingBytes > 0 || part === 0) await insert(Buffer.concat(pending));
         const got = hash.digest('hex');
-        if (got !== sha256) throw new Error(`blob file ${file} hashes to ${got}, not ${sha256}: not stored`);
+        if (got !== sha256) throw new Error(`${typeof source === 'string' ? `blob file ${source}` : `the ${scope} blob given`} hashes to ${got}, not ${sha256}: not stored`);
         await c.query('INSERT INTO osprey_blobs (scope, sha256, size, parts) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING', [scope, sha256, size, part]);
       });
     },

@@ -14,7 +14,7 @@ import { mkdirSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type pg from 'pg';
 import { OspreyError } from '../../protocol/errors.js';
-import { blobPath, writeBlob } from '../blob-files.js';
+import { writeBlob } from '../blob-files.js';
 import { FILES_ONLY_BLOBS, type BlobStore } from '../blob-store.js';
 import { resultKeyString, storedImageOf, type FleetImageStore, type ImageKind, type ImageRow, type ResultKey, type StoredImage } from '../image-store.js';
 import { withTransaction, type PgMigration } from './pg-db.js';
@@ -71,7 +71,7 @@ export function pgImageStore(pool: pg.Pool, opts: PgImageStoreOptions): FleetIma
   /** The file here, then the bytes in the blob store: both before any link to them. */
   const store = async (sha: string, bytes: Buffer) => {
     await writeBlob(opts.dir, sha, bytes);
-    await blobs.put('images', sha, blobPath(opts.dir, sha));
+    await blobs.put('images', sha, bytes);
   };
   mkdirSync(opts.dir, { recursive: true });
   const toImage = (r: ImageRow): StoredImage => storedImageOf(r, opts.dir);
