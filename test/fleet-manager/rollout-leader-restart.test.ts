@@ -26,7 +26,8 @@ test('an engine started again loads the rollouts as another leader left them', {
   const fleet = await startFleet(t);
   await register(fleet.httpUrl, 'inspect', '2', fleet.admin);
   const edge = await connectSimEdge(fleet.mqttUrl, { id: 'a1', credential: await fleet.creds.enrollEdge('a1'), line: 'A', localModel: { name: 'inspect', version: '1' } });
-  const created = await fleet.api('POST', '/api/rollouts', { model: 'inspect', version: '2', target: { edges: ['a1'] }, stages: [{ name: 'all', mode: 'live', promotion: 'manual' }] });
+  const created = await fleet.api('POST', '/api/rollouts', { model: 'inspect', version: '2', target: { edges: ['a1'] }, stages: [{ name: 'all', mode: 'live', promotion: 'manual', soakSeconds: 3600 }] });
+  // An hour's soak keeps it running however slow the machine: the stage cannot pass during the test.
   assert.equal(created.status, 201, JSON.stringify(created.body));
   const id = created.body.id as string;
   await edge.close();
