@@ -423,12 +423,18 @@ export const run: BenchRun = async (opts) => {
           'the next is written; without the cap the whole window of every edge (100 × 2 × 500 results) became one group ' +
           'and the threads took turns instead of overlapping (1M-result backlogs in same-load pairs on the loaded dev ' +
           'machine: no cap ~40k results/s, 10,000 rows ~46k, 40,000 ~63k, 80,000 ~56k).',
-        'What limits the rest (per-thread CPU from /proc, profiles with `OSPREY_BENCH_CPU_PROF`): with the storage thread ' +
-          'the fleet costs more CPU in all (~14 µs a result against ~11.5 µs on one thread: the columns, the messages, ' +
-          'two heaps) but splits it, ~4 µs on the main thread (JSON.parse + ajv ~2 µs, MQTT through the embedded broker, ' +
-          'GC) and ~8 µs on the storage thread (the SQLite insert, UNIQUE key, two indexes and the aggregate, and the ' +
-          'commit), plus ~2 µs in V8\'s helper threads; the simulated edges take ~3.5 µs. On 2 cores the sum of the ' +
-          'three, not one thread, is now the ceiling.',
+        'Issue 18, the storage thread\'s cost per result (same-machine `--only fleet-ingest` runs, 2M results, one change ' +
+          'at a time): a batch of new rows goes 20 rows per INSERT, falling back to row by row when a chunk inserts fewer ' +
+          'rows than it holds (fleet-manager/result-insert.ts): 91.6k → 98.2k results/s. `results` keyed by an integer ' +
+          'store key (schema 5) instead of the 36-character store id in every row and in the UNIQUE key: 101.8k, and 211 ' +
+          'instead of 294 bytes a result. The columns carry cameras, sources, models, verdicts and labels as codes into the ' +
+          'batch\'s distinct words, and the aggregates build no key string per row: 121.1k (storage thread 8.7 → 6.3 µs ' +
+          'a result).',
+        'What limits the rest (per-thread CPU from /proc, profiles with `OSPREY_BENCH_CPU_PROF`): in the backlog the ' +
+          'storage thread has no idle sample between its first and last second, so its cost per result is the ceiling: ' +
+          'SQLite\'s insert into the table and its three indexes (~55 % of its time), the commit (~13 %), garbage ' +
+          'collection (~11 %). The main thread (MQTT through the embedded broker, JSON.parse + ajv, the columns, the ' +
+          'acks) is idle about 40 % of the time; the simulated edges take ~3 µs a result.',
         ...(end.ingest.dropped > 0 ? [`${end.ingest.dropped} messages dropped by ingest (see the fleet log)`] : []),
       ],
       data: {

@@ -4,7 +4,7 @@
  * rollout engine through FleetStore.candidateCounters. Synchronous (better-sqlite3).
  */
 import type Database from 'better-sqlite3';
-import type { CandidateCounts, GateMode, GateTally } from './gate-counts.js';
+import { tallyEntries, type CandidateCounts, type GateMode, type GateTally } from './gate-counts.js';
 
 export interface GateCountsDb {
   /** Adds a batch's tally to the edge's counters; call inside the transaction that inserted the rows. */
@@ -36,7 +36,7 @@ export function createGateCountsDb(db: Database.Database): GateCountsDb {
   };
   return {
     add(edgeId, tally) {
-      for (const { model, mode, counts: c } of tally.values()) {
+      for (const { model, mode, counts: c } of tallyEntries(tally)) {
         st.add.run(edgeId, model, mode, c.frames, c.defects, c.paired, c.agree, c.baseDefects, c.errors);
       }
     },

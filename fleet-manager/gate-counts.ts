@@ -42,19 +42,31 @@ export interface GateTallyEntry {
   counts: CandidateTotals;
 }
 
-/** A batch's increments, one entry per model × mode (keyed by `model \0 mode`). */
-export type GateTally = Map<string, GateTallyEntry>;
+/** A batch's increments per model, live and shadow apart: no key is built per result. */
+export interface GateTally {
+  live: Map<string, GateTallyEntry>;
+  shadow: Map<string, GateTallyEntry>;
+}
+
+export function newGateTally(): GateTally {
+  return { live: new Map(), shadow: new Map() };
+}
+
+/** Every entry of the tally, live ones first. */
+export function tallyEntries(tally: GateTally): GateTallyEntry[] {
+  return [...tally.live.values(), ...tally.shadow.values()];
+}
 
 export function zeroTotals(): CandidateTotals {
   return { frames: 0, defects: 0, paired: 0, agree: 0, baseDefects: 0, errors: 0 };
 }
 
 function entry(tally: GateTally, model: string, mode: GateMode): CandidateTotals {
-  const key = `${model}\u0000${mode}`;
-  let e = tally.get(key);
+  const byModel = tally[mode];
+  let e = byModel.get(model);
   if (!e) {
     e = { model, mode, counts: zeroTotals() };
-    tally.set(key, e);
+    byModel.set(model, e);
   }
   return e.counts;
 }

@@ -8,14 +8,17 @@ import type { ResultRecord } from '../protocol/messages.js';
 
 /** Numbers per row in `num`: seq, ts, score, latencyMs. */
 const NUMS = 4;
+/** Strings per row in `codes`, as indexes into `words`: camera, source, model, verdict, label. */
+const WORDS = 5;
 
 export interface ResultColumns {
   num: Float64Array;
-  camera: string[];
-  source: ResultRecord['source'][];
-  model: string[];
-  verdict: ResultRecord['verdict'][];
-  label: string[];
+  /**
+   * The batch's distinct cameras, sources, models, verdicts and labels, once each: a batch
+   * repeats a handful of them, and a string array crosses as every string copied one by one.
+   */
+  words: string[];
+  codes: Uint32Array;
   /** null: the row has no frame. */
   frame: (string | null)[];
   /** Rows with detections or a shadow outcome (few), whole, by row index; null when none. */
@@ -26,11 +29,17 @@ export interface ResultColumns {
 export function packResults(results: readonly ResultRecord[]): ResultColumns {
   const n = results.length;
   const num = new Float64Array(n * NUMS);
-  const camera: string[] = new Array<string>(n);
-  const source: ResultRecord['source'][] = new Array<ResultRecord['source']>(n);
-  const model: string[] = new Array<string>(n);
-  const verdict: ResultRecord['verdict'][] = new Array<ResultRecord['verdict']>(n);
-  const label: string[] = new Array<string>(n);
+  const codes = new Uint32Array(n * WORDS);
+  const words: string[] = [];
+  const index = new Map<string, number>();
+  const code = (word: string): number => {
+    let i = index.get(word);
+    if (i === undefined) {
+      i = words.push(word) - 1;
+      index.set(word, i);
+    }
+    return i;
+  };
   const frame: (string | null)[] = new Array<string | null>(n);
   let whole: Map<number, ResultRecord> | null = null;
   for (let i = 0; i < n; i++) {
@@ -44,19 +53,21 @@ export function packResults(results: readonly ResultRecord[]): ResultColumns {
     num[o + 1] = r.ts;
     num[o + 2] = r.score;
     num[o + 3] = r.latencyMs;
-    camera[i] = r.camera;
-    source[i] = r.source;
-    model[i] = r.model;
-    verdict[i] = r.verdict;
-    label[i] = r.label;
+    const w = i * WORDS;
+    codes[w] = code(r.camera);
+    codes[w + 1] = code(r.source);
+    codes[w + 2] = code(r.model);
+    codes[w + 3] = code(r.verdict);
+    codes[w + 4] = code(r.label);
     frame[i] = r.frame ?? null;
   }
-  return { num, camera, source, model, verdict, label, frame, whole };
+  return { num, words, codes, frame, whole };
 }
 
 /** The records again, in order. */
 export function unpackResults(c: ResultColumns): ResultRecord[] {
-  const n = c.camera.length;
+  const n = c.frame.length;
+  const words = c.words;
   const out: ResultRecord[] = new Array<ResultRecord>(n);
   for (let i = 0; i < n; i++) {
     const kept = c.whole?.get(i);
@@ -65,11 +76,17 @@ export function unpackResults(c: ResultColumns): ResultRecord[] {
       continue;
     }
     const o = i * NUMS;
+    const w = i * WORDS;
     const frame = c.frame[i];
+    const camera = words[c.codes[w]!]!;
+    const source = words[c.codes[w + 1]!] as ResultRecord['source'];
+    const model = words[c.codes[w + 2]!]!;
+    const verdict = words[c.codes[w + 3]!] as ResultRecord['verdict'];
+    const label = words[c.codes[w + 4]!]!;
     out[i] =
       frame === null
-        ? { seq: c.num[o]!, ts: c.num[o + 1]!, camera: c.camera[i]!, source: c.source[i]!, model: c.model[i]!, verdict: c.verdict[i]!, label: c.label[i]!, score: c.num[o + 2]!, latencyMs: c.num[o + 3]! }
-        : { seq: c.num[o]!, ts: c.num[o + 1]!, camera: c.camera[i]!, source: c.source[i]!, frame, model: c.model[i]!, verdict: c.verdict[i]!, label: c.label[i]!, score: c.num[o + 2]!, latencyMs: c.num[o + 3]! };
+        ? { seq: c.num[o]!, ts: c.num[o + 1]!, camera, source, model, verdict, label, score: c.num[o + 2]!, latencyMs: c.num[o + 3]! }
+        : { seq: c.num[o]!, ts: c.num[o + 1]!, camera, source, frame, model, verdict, label, score: c.num[o + 2]!, latencyMs: c.num[o + 3]! };
   }
   return out;
 }

@@ -4,11 +4,12 @@
  * group commit on top of it.
  */
 import Database from 'better-sqlite3';
-import { addMissingColumns, migrateToGateCounts, migrateToLineMinutes, migrateToStoreIds } from './store-migrations.js';
+import { addMissingColumns, migrateToGateCounts, migrateToLineMinutes, migrateToStoreIds, migrateToStoreKeys } from './store-migrations.js';
 import { createEdgeHistoryDb, migrateEdgeHistorySchema, type EdgeHistoryDb } from './edge-history-db.js';
 import { createGateCountsDb, type GateCountsDb } from './gate-counts-db.js';
-import { tallyResult, type GateTally } from './gate-counts.js';
+import { newGateTally, tallyResult } from './gate-counts.js';
 import { withNewConnection } from './sqlite-db.js';
+import { BulkShortfall, createResultInserter, ROWS_PER_STATEMENT } from './result-insert.js';
 import type {
   EdgeRecord,
   IngestOutcome,
@@ -46,7 +47,9 @@ export interface StoreLog {
 // 3: per-minute line statistics in line_minutes instead of the covering index results_line_ts.
 // 4: rollout gate counters per edge × model × mode in edge_model_counts, kept at ingest (an older
 //    build would store results without counting them, so it must refuse the file).
-export const SCHEMA_VERSION = 4;
+// 5: results keyed by (store_key, seq), store_key an integer naming the edge × store row of
+//    edge_stores, instead of (edge_id, store_id, seq) with the store's 36-character id in every row.
+export const SCHEMA_VERSION = 5;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS edges (
@@ -62,15 +65,17 @@ CREATE TABLE IF NOT EXISTS edges (
   acked_seq INTEGER NOT NULL DEFAULT 0,
   store_id TEXT NOT NULL DEFAULT ''
 );
--- One row per result store an edge has had (a wiped edge database is a new store): its ack.
+-- One row per result store an edge has had (a wiped edge database is a new store): its ack, and
+-- the key its results are stored under.
 CREATE TABLE IF NOT EXISTS edge_stores (
+  key INTEGER PRIMARY KEY,
   edge_id TEXT NOT NULL,
   store_id TEXT NOT NULL,
   acked_seq INTEGER NOT NULL DEFAULT 0,
   first_seen INTEGER NOT NULL,
   last_seen INTEGER NOT NULL,
-  PRIMARY KEY (edge_id, store_id)
-) WITHOUT ROWID;
+  UNIQUE (edge_id, store_id)
+);
 CREATE TABLE IF NOT EXISTS results (
   id INTEGER PRIMARY KEY,
   edge_id TEXT NOT NULL,
@@ -86,9 +91,11 @@ CREATE TABLE IF NOT EXISTS results (
   score REAL NOT NULL,
   latency_ms REAL NOT NULL,
   detections TEXT,
-  -- '' for edges that send no storeId (stores created before storeIds existed).
-  store_id TEXT NOT NULL DEFAULT '',
-  UNIQUE (edge_id, store_id, seq)
+  -- edge_stores.key of the edge and the result store the row came from. An integer rather than
+  -- the store's id: the UNIQUE key is an entry of every insert, and a narrow one took a third more
+  -- rows/s in a raw insert test (docs/BENCHMARKS.md, fleet ingest).
+  store_key INTEGER NOT NULL,
+  UNIQUE (store_key, seq)
 );
 CREATE INDEX IF NOT EXISTS results_ts ON results (ts);
 CREATE INDEX IF NOT EXISTS results_edge_ts ON results (edge_id, ts);
@@ -130,7 +137,7 @@ export interface EdgeRow {
   store_id: string;
 }
 
-/** A row of `results` (shared with the PostgreSQL store). */
+/** A row of `results` with its store's id (shared with the PostgreSQL store). */
 export interface ResultRow {
   id: number;
   edge_id: string;
@@ -148,6 +155,9 @@ export interface ResultRow {
   detections: string | null;
   store_id: string;
 }
+
+/** A results row with its store's id (the store_key's edge_stores row) for `ResultRow`. */
+const RESULT_COLUMNS = 'results.*, (SELECT store_id FROM edge_stores WHERE key = results.store_key) AS store_id';
 
 type ResultFilterKey = 'edge' | 'line' | 'verdict' | 'label' | 'model' | 'from' | 'to';
 const FILTER_SQL: Record<ResultFilterKey, string> = {
@@ -225,7 +235,8 @@ export function migrateFleetSchema(db: Database.Database, file: string, log: Sto
     addShadowColumns(db);
   };
   createTables();
-  migrateToStoreIds(db, createTables, log);
+  migrateToStoreIds(db);
+  migrateToStoreKeys(db, createTables, log);
   migrateToLineMinutes(db, log);
   migrateToGateCounts(db, log);
   migrateEdgeHistorySchema(db);
@@ -236,6 +247,7 @@ export function migrateFleetSchema(db: Database.Database, file: string, log: Sto
 export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
   const history = createEdgeHistoryDb(db);
   const gates = createGateCountsDb(db);
+  const rows = createResultInserter(db);
   const st = {
     getEdge: db.prepare<[string], EdgeRow>('SELECT * FROM edges WHERE id = ?'),
     // One upsert for every kind of report; line and cameras only ever move from unknown to known.
@@ -272,36 +284,22 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
       `INSERT INTO events (edge_id, ts, received_at, kind, level, message, data)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
     ),
-    // Results without a shadow outcome (most) bind 13 values rather than 19: binding is a good
-    // part of an insert's CPU.
-    insertResult: db.prepare(
-      `INSERT OR IGNORE INTO results
-         (edge_id, store_id, seq, ts, line, camera, source, frame, model, verdict, label, score, latency_ms, detections)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    insertShadowResult: db.prepare(
-      `INSERT OR IGNORE INTO results
-         (edge_id, store_id, seq, ts, line, camera, source, frame, model, verdict, label, score, latency_ms, detections,
-          shadow_model, shadow_verdict, shadow_label, shadow_score, shadow_latency_ms, shadow_error)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
     addMinute: db.prepare<[string, number, string, string, string, number]>(
       `INSERT INTO line_minutes (line, minute, verdict, label, model, count) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT (line, minute, verdict, label, model) DO UPDATE SET count = count + excluded.count`,
     ),
-    // Walks stored seqs upward from the ack; the UNIQUE (edge_id, store_id, seq) index keeps it ordered.
-    seqsAfter: db.prepare<[string, string, number], number>(
-      'SELECT seq FROM results WHERE edge_id = ? AND store_id = ? AND seq > ? ORDER BY seq',
-    ).pluck(),
-    storedRow: db.prepare<[string, string, number], { ts: number; model: string; verdict: string; label: string }>(
-      'SELECT ts, model, verdict, label FROM results WHERE edge_id = ? AND store_id = ? AND seq = ?',
+    // Walks stored seqs upward from the ack; the UNIQUE (store_key, seq) index keeps it ordered.
+    seqsAfter: db.prepare<[number, number], number>('SELECT seq FROM results WHERE store_key = ? AND seq > ? ORDER BY seq').pluck(),
+    storedRow: db.prepare<[number, number], { ts: number; model: string; verdict: string; label: string }>(
+      'SELECT ts, model, verdict, label FROM results WHERE store_key = ? AND seq = ?',
     ),
-    touchStore: db.prepare<{ edgeId: string; storeId: string; seen: number }>(
+    touchStore: db.prepare<{ edgeId: string; storeId: string; seen: number }, { key: number; acked_seq: number }>(
       `INSERT INTO edge_stores (edge_id, store_id, first_seen, last_seen) VALUES (@edgeId, @storeId, @seen, @seen)
-       ON CONFLICT (edge_id, store_id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)`,
+       ON CONFLICT (edge_id, store_id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen)
+       RETURNING key, acked_seq`,
     ),
     storeAcked: db.prepare<[string, string], number>('SELECT acked_seq FROM edge_stores WHERE edge_id = ? AND store_id = ?').pluck(),
-    setStoreAcked: db.prepare<[number, string, string]>('UPDATE edge_stores SET acked_seq = ? WHERE edge_id = ? AND store_id = ?'),
+    setStoreAcked: db.prepare<[number, number]>('UPDATE edge_stores SET acked_seq = ? WHERE key = ?'),
     // The edge's own row follows the store it reports from, for /api/edges.
     setAcked: db.prepare<[number, string, string]>('UPDATE edges SET acked_seq = ?, store_id = ? WHERE id = ?'),
     markAllOffline: db.prepare('UPDATE edges SET online = 0 WHERE online = 1'),
@@ -350,7 +348,10 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
     modelLastTs: db.prepare<[string, string, number, number], number | null>(
       'SELECT max(ts) FROM results WHERE line = ? AND model = ? AND ts >= ? AND ts < ?',
     ).pluck(),
-    getResult: db.prepare<[string, string, number], ResultRow>('SELECT * FROM results WHERE edge_id = ? AND store_id = ? AND seq = ?'),
+    getResult: db.prepare<[string, string, number], ResultRow>(
+      `SELECT ${RESULT_COLUMNS} FROM results JOIN edge_stores s ON s.key = results.store_key
+       WHERE s.edge_id = ? AND s.store_id = ? AND results.seq = ?`,
+    ),
     ping: db.prepare<[], number>('SELECT 1').pluck(),
   };
 
@@ -363,7 +364,7 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
       const where = keys.map((k) => FILTER_SQL[k]);
       if (keyset) where.push('(ts < @afterTs OR (ts = @afterTs AND id < @afterId))');
       const sql =
-        `SELECT * FROM results${where.length ? ` WHERE ${where.join(' AND ')}` : ''}` +
+        `SELECT ${RESULT_COLUMNS} FROM results${where.length ? ` WHERE ${where.join(' AND ')}` : ''}` +
         ` ORDER BY ts DESC, id DESC LIMIT @limit${offset ? ' OFFSET @offset' : ''}`;
       stmt = db.prepare<Record<string, unknown>, ResultRow>(sql);
       listStatements.set(cacheKey, stmt);
@@ -429,37 +430,43 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
     count: number;
   }
 
+  // Its own savepoint: a shortfall rolls back only the chunks, inside the batch's transaction.
+  const insertAll = db.transaction((edgeId: string, storeKey: number, line: string, results: readonly ResultRecord[]) =>
+    rows.all(edgeId, storeKey, line, results),
+  );
+
   const ingest = db.transaction(({ edgeId, results, meta, storeId }: IngestRequest): IngestOutcome => {
     const edge = touch(edgeId, meta);
     const line = edge.line ?? UNKNOWN_LINE;
-    st.touchStore.run({ edgeId, storeId, seen: meta.receivedAt });
-    const before = st.storeAcked.get(edgeId, storeId) ?? 0;
+    const { key: storeKey, acked_seq: before } = st.touchStore.get({ edgeId, storeId, seen: meta.receivedAt })!;
     let acked = before;
     let inserted = 0;
     let conflicts = 0;
     let fillsAck = false;
     // The rows this batch adds, counted per minute × verdict × label × model for line_minutes.
     const minutes = new Map<string, MinuteCount>();
+    let last: MinuteCount | undefined;
     // The same rows counted per model × mode for the rollout gates (edge_model_counts).
-    const tally: GateTally = new Map();
+    const tally = newGateTally();
     // Seqs of this batch now stored (inserted, or there before), for the ack walk.
     const stored = new Set<number>();
+    // Rows new to the fleet (a backlog) go in chunks; if any was there already, row by row.
+    let allNew = false;
+    if (results.length >= ROWS_PER_STATEMENT && (results[0]?.seq ?? 0) > before) {
+      try {
+        insertAll(edgeId, storeKey, line, results);
+        allNew = true;
+      } catch (err) {
+        if (!(err instanceof BulkShortfall)) throw err;
+      }
+    }
     for (const r of results) {
       if (r.seq === acked + 1) fillsAck = true;
-      const detections = r.detections === undefined ? null : JSON.stringify(r.detections);
-      const { shadow } = r;
-      const added = (
-        shadow === undefined
-          ? st.insertResult.run(edgeId, storeId, r.seq, r.ts, line, r.camera, r.source, r.frame ?? null, r.model, r.verdict, r.label, r.score, r.latencyMs, detections)
-          : st.insertShadowResult.run(
-              edgeId, storeId, r.seq, r.ts, line, r.camera, r.source, r.frame ?? null, r.model, r.verdict, r.label, r.score, r.latencyMs, detections,
-              shadow.model, shadow.verdict ?? null, shadow.label ?? null, shadow.score ?? null, shadow.latencyMs ?? null, shadow.error ?? null,
-            )
-      ).changes;
+      const added = allNew ? 1 : rows.one(edgeId, storeKey, line, r);
       inserted += added;
       if (added === 0) {
         // A resend carries the same row; anything else under the same key is another frame.
-        const row = st.storedRow.get(edgeId, storeId, r.seq);
+        const row = st.storedRow.get(storeKey, r.seq);
         if (row) {
           stored.add(r.seq);
           if (row.ts !== r.ts || row.model !== r.model || row.verdict !== r.verdict || row.label !== r.label) conflicts++;
@@ -468,10 +475,15 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
         stored.add(r.seq);
         // ts is an integer >= 0 (protocol), so this is SQLite's (ts / 60000) * 60000.
         const minute = Math.floor(r.ts / MINUTE_MS) * MINUTE_MS;
-        const key = `${minute}\u0000${r.verdict}\u0000${r.label}\u0000${r.model}`;
-        const m = minutes.get(key);
-        if (m) m.count++;
-        else minutes.set(key, { minute, verdict: r.verdict, label: r.label, model: r.model, count: 1 });
+        // Neighbouring rows mostly share all four: the last group is checked before a key is built.
+        if (last?.minute === minute && last.verdict === r.verdict && last.label === r.label && last.model === r.model) {
+          last.count++;
+        } else {
+          const key = `${minute}\u0000${r.verdict}\u0000${r.label}\u0000${r.model}`;
+          last = minutes.get(key);
+          if (last) last.count++;
+          else minutes.set(key, (last = { minute, verdict: r.verdict, label: r.label, model: r.model, count: 1 }));
+        }
         tallyResult(tally, r);
       }
     }
@@ -482,11 +494,11 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
       // Walk the batch's stored seqs first, then the stored seqs after them (usually none): the
       // walk stays O(batch) without reading back the rows just written.
       while (stored.has(acked + 1)) acked++;
-      for (const seq of st.seqsAfter.iterate(edgeId, storeId, acked)) {
+      for (const seq of st.seqsAfter.iterate(storeKey, acked)) {
         if (seq !== acked + 1) break;
         acked = seq;
       }
-      if (acked !== before) st.setStoreAcked.run(acked, edgeId, storeId);
+      if (acked !== before) st.setStoreAcked.run(acked, storeKey);
     }
     if (acked !== edge.acked_seq || storeId !== edge.store_id) st.setAcked.run(acked, storeId, edgeId);
     return { ackedSeq: acked, inserted, conflicts };

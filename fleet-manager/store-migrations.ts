@@ -30,27 +30,12 @@ export function addMissingColumns(db: Database.Database, table: string, columns:
 }
 
 /**
- * Issue 5: results are keyed by (edge_id, store_id, seq) instead of (edge_id, seq), so a wiped
- * edge database (a new store, seqs from 1 again) never collides with the rows of the old one.
- * SQLite cannot change a UNIQUE constraint in place, so an old `results` table is rebuilt:
- * renamed, recreated by `createTables` (the current schema), copied with store_id '' (the store
- * of edges that send no storeId), and dropped, in one transaction. Per-store acks move into
- * `edge_stores` under the same '' store.
+ * Issue 5: results are per result store, so a wiped edge database (a new store, seqs from 1
+ * again) never collides with the rows of the old one. A file from before gets the edge's current
+ * store ('', the store of edges that send no storeId) and its ack in `edge_stores`; its results
+ * are rebuilt under that store by migrateToStoreKeys.
  */
-export function migrateToStoreIds(db: Database.Database, createTables: () => void, log: MigrationLog): void {
-  const resultColumns = columnsOf(db, 'results');
-  if (!resultColumns.includes('store_id')) {
-    db.transaction(() => {
-      db.exec('ALTER TABLE results RENAME TO results_before_store_id');
-      for (const index of RESULT_INDEXES) db.exec(`DROP INDEX IF EXISTS ${index}`);
-      createTables();
-      const target = new Set(columnsOf(db, 'results'));
-      const shared = resultColumns.filter((c) => target.has(c)).join(', ');
-      const copied = db.prepare(`INSERT INTO results (${shared}) SELECT ${shared} FROM results_before_store_id`).run().changes;
-      db.exec('DROP TABLE results_before_store_id');
-      log.info({ results: copied }, 'results table migrated to per-store keys');
-    })();
-  }
+export function migrateToStoreIds(db: Database.Database): void {
   if (!columnsOf(db, 'edges').includes('store_id')) {
     db.transaction(() => {
       db.exec("ALTER TABLE edges ADD COLUMN store_id TEXT NOT NULL DEFAULT ''");
@@ -58,6 +43,47 @@ export function migrateToStoreIds(db: Database.Database, createTables: () => voi
                SELECT id, '', acked_seq, first_seen, last_seen FROM edges`);
     })();
   }
+}
+
+/**
+ * Schema 5: results are keyed by (store_key, seq), store_key the integer key of the edge × store
+ * row in `edge_stores`, instead of (edge_id, store_id, seq) or, before issue 5, (edge_id, seq).
+ * SQLite cannot change a UNIQUE constraint in place, so both tables are rebuilt: renamed,
+ * recreated by `createTables` (the current schema), copied (row ids kept, so result cursors stay
+ * valid; a store holding rows but no ack row gets one, acked 0) and dropped, in one transaction
+ * each. The rebuild reads the whole results table once, at the first start of this build.
+ */
+export function migrateToStoreKeys(db: Database.Database, createTables: () => void, log: MigrationLog): void {
+  if (!columnsOf(db, 'edge_stores').includes('key')) {
+    db.transaction(() => {
+      db.exec('ALTER TABLE edge_stores RENAME TO edge_stores_before_key');
+      createTables();
+      db.exec(`INSERT INTO edge_stores (edge_id, store_id, acked_seq, first_seen, last_seen)
+               SELECT edge_id, store_id, acked_seq, first_seen, last_seen FROM edge_stores_before_key ORDER BY 1, 2`);
+      db.exec('DROP TABLE edge_stores_before_key');
+    })();
+  }
+  const resultColumns = columnsOf(db, 'results');
+  if (resultColumns.includes('store_key')) return;
+  db.transaction(() => {
+    const store = resultColumns.includes('store_id') ? 'old.store_id' : "''";
+    db.exec('ALTER TABLE results RENAME TO results_before_store_key');
+    for (const index of RESULT_INDEXES) db.exec(`DROP INDEX IF EXISTS ${index}`);
+    db.exec(`INSERT OR IGNORE INTO edge_stores (edge_id, store_id, first_seen, last_seen)
+             SELECT old.edge_id, ${store}, min(old.ts), max(old.ts) FROM results_before_store_key AS old GROUP BY 1, 2`);
+    createTables();
+    const target = new Set(columnsOf(db, 'results'));
+    const shared = resultColumns.filter((c) => target.has(c));
+    const copied = db
+      .prepare(
+        `INSERT INTO results (${shared.join(', ')}, store_key)
+         SELECT ${shared.map((c) => `old.${c}`).join(', ')}, s.key FROM results_before_store_key AS old
+         JOIN edge_stores AS s ON s.edge_id = old.edge_id AND s.store_id = ${store} ORDER BY old.id`,
+      )
+      .run().changes;
+    db.exec('DROP TABLE results_before_store_key');
+    log.info({ results: copied }, 'results table migrated to integer store keys');
+  })();
 }
 
 /**

@@ -503,7 +503,7 @@ export class World {
     try {
       fleetRows = fleetDb
         .prepare<[], { edge_id: string; store_id: string; seq: number; line: string; verdict: string; label: string }>(
-          'SELECT edge_id, store_id, seq, line, verdict, label FROM results',
+          'SELECT r.edge_id, s.store_id, r.seq, r.line, r.verdict, r.label FROM results r JOIN edge_stores s ON s.key = r.store_key',
         )
         .all()
         .map((r) => ({ key: `${r.edge_id}/${r.store_id}/${r.seq}`, line: r.line, verdict: r.verdict, label: r.label }));

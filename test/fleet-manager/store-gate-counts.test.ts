@@ -168,7 +168,7 @@ test('gate counters: a database of schema 3 gets them from its rows, once [sqlit
   await assertMatchesScan(upgraded, fileRows(t, file));
   const check = new Database(file, { readonly: true });
   t.after(() => check.close());
-  assert.equal(check.pragma('user_version', { simple: true }), 4);
+  assert.equal(check.pragma('user_version', { simple: true }), 5);
   await upgraded.close();
   // Reopened: not filled a second time.
   const reopened = openSqliteStore({ file, logger: silent });

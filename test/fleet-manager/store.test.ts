@@ -32,6 +32,40 @@ testBackends('store: a seq twice in one batch is stored once; a copy with other 
   assert.deepEqual(await rows('SELECT sum(count) AS n FROM line_minutes'), [{ n: 3 }]);
 });
 
+// SQLite writes a batch of new rows 20 per INSERT (fleet-manager/result-insert.ts) and falls back
+// to one row at a time when a chunk inserts fewer rows than it holds; these batches are long
+// enough to take that path, with a remainder after the last whole chunk.
+testBackends('store: long batches: new rows, rows already there, a seq twice, and shadow outcomes all land as row by row', async (t, backend) => {
+  const { store, rows } = await openFleetStore(t, backend);
+  // 30..35 are stored first, 33 of them another frame: the long batch's second chunk falls short.
+  await store.ingestResults('e1', [...results(30, 32), result(33, { ts: T0 + 5 }), ...results(34, 35)], meta());
+  assert.deepEqual(await store.ingestResults('e1', results(1, 50), meta()), { ackedSeq: 50, inserted: 44, conflicts: 1 });
+  assert.equal((await store.getResult('e1', '', 33))!.ts, T0 + 5, 'the stored row is kept');
+
+  // A seq twice in a batch of new rows: stored once, the copy with other content a conflict.
+  const twice = [...results(1, 24), result(24, { label: 'other' }), ...results(25, 41)];
+  assert.deepEqual(await store.ingestResults('e2', twice, meta()), { ackedSeq: 41, inserted: 41, conflicts: 1 });
+
+  // All new, shadow outcomes in some chunks only and in the remainder, a detection in another.
+  const shadow = { model: 'm@2', verdict: 'defect' as const, label: 'scratch', score: 0.75, latencyMs: 6.5 };
+  const mixed = results(1, 45).map((r) =>
+    r.seq === 7 || r.seq === 43 ? { ...r, shadow } : r.seq === 22 ? { ...r, verdict: 'defect' as const, label: 'dent', detections: [{ label: 'dent', score: 0.9, box: [1, 2, 3, 4] as [number, number, number, number] }] } : r,
+  );
+  assert.deepEqual(await store.ingestResults('e3', mixed, meta()), { ackedSeq: 45, inserted: 45, conflicts: 0 });
+  assert.deepEqual(
+    await rows("SELECT seq, shadow_model, shadow_label, shadow_score FROM results WHERE edge_id = 'e3' AND shadow_model IS NOT NULL ORDER BY seq"),
+    [7, 43].map((seq) => ({ seq, shadow_model: 'm@2', shadow_label: 'scratch', shadow_score: 0.75 })),
+  );
+  assert.deepEqual((await store.getResult('e3', '', 22))!.detections, [{ label: 'dent', score: 0.9, box: [1, 2, 3, 4] }]);
+  assert.equal((await store.getResult('e3', '', 45))!.label, 'good');
+
+  // Every stored row counted once in the line statistics and the gate counters.
+  assert.deepEqual(await rows('SELECT count(*) AS n FROM results'), [{ n: 6 + 44 + 41 + 45 }]);
+  assert.deepEqual(await rows('SELECT sum(count) AS n FROM line_minutes'), [{ n: 6 + 44 + 41 + 45 }]);
+  const counters = await store.candidateCounters(['e1', 'e2', 'e3'], 'builtin-anomaly@1', 'live');
+  assert.deepEqual(counters.map((c) => [c.edgeId, c.frames, c.defects]), [['e1', 50, 0], ['e2', 41, 0], ['e3', 45, 1]]);
+});
+
 testBackends('store: text holding NUL (a label, a camera, a shadow label, a detection) is stored and acked; its resend is no conflict', async (t, backend) => {
   const { store } = await openFleetStore(t, backend);
   const odd = (s: string) => `${s}\u0000x`;
