@@ -99,14 +99,15 @@ export const run: BenchRun = async (opts) => {
   };
   section.summary =
     `A projection from one measured point, ${edges} simulated edges at ${fps} results/s against one fleet manager ` +
-    '(fleet-ingest), scaled linearly to a full core. The fleet manager is one Node process whose JS thread runs the ' +
-    'embedded broker, ingest and SQLite (better-sqlite3 is synchronous), so of the two cores it uses one; the other is ' +
-    'left to the OS, the network stack and HTTP API users, and a second instance cannot share SQLite.';
+    '(fleet-ingest), scaled linearly to a full core. The fleet manager is one Node process: its main thread runs the ' +
+    'embedded broker, MQTT, JSON and ingest, its storage thread every SQLite write (docs/storage.md). The projection ' +
+    'counts the CPU of the whole process against one core, which is conservative: the storage thread runs beside the ' +
+    'main one, and the second core is shared with the OS, the network stack and HTTP API users.';
   section.figures = figures;
   section.tables = [basis];
   section.notes = [
-    `What limits first: the fleet manager's JS thread. At ${edges} edges it is ${Math.round(coreShare * 100)} % busy; about ` +
-      `${Math.floor(full)} edges at 10 frames/s fill it, and ${planned} leave ${HEADROOM * 100} % for a plant's catch-up after ` +
+    `What limits first: the fleet manager's CPU, most of it the main thread's per-message work. At ${edges} edges the ` +
+      `process uses ${Math.round(coreShare * 100)} % of one core; about ${Math.floor(full)} edges at 10 frames/s fill a core, and ${planned} leave ${HEADROOM * 100} % for a plant's catch-up after ` +
       'a network outage (the catch-up section) and for dashboards. Results are cheap in big batches and dear one by one' +
       (light > 0
         ? ` (${round(light * 1e3)} ms of CPU per edge per second at light load, when every result is acked on its own, against ` +
@@ -121,7 +122,7 @@ export const run: BenchRun = async (opts) => {
     `Memory is not the limit: about ${round(d('rssPerEdgeKiB'))} KiB of fleet manager RSS per connected edge.`,
     ...rolloutNote(opts.previous.get('rollout-scale')?.data),
     'Beyond one fleet manager: several instances behind an external broker with MQTT shared subscriptions and a shared ' +
-      'PostgreSQL (the FleetStore interface is asynchronous for that); SQLite admits one writer process.',
+      'PostgreSQL (docs/deploy.md, the PostgreSQL ingest section); SQLite admits one writer process.',
   ];
   section.data = { edgesFullCore: full, planned, ceiling, cpuMsPerEdgeSecond: perEdge * 1e3 };
   return section;
