@@ -349,7 +349,7 @@ export function createFleetDb(db: Database.Database, log: StoreLog): FleetDb {
       'SELECT max(ts) FROM results WHERE line = ? AND model = ? AND ts >= ? AND ts < ?',
     ).pluck(),
     getResult: db.prepare<[string, string, number], ResultRow>(
-      `SELECT ${RESULT_COLUMNS} FROM results JOIN edge_stores s ON s.key = results.store_key
+      `SELECT results.*, s.store_id FROM edge_stores s JOIN results ON results.store_key = s.key
        WHERE s.edge_id = ? AND s.store_id = ? AND results.seq = ?`,
     ),
     ping: db.prepare<[], number>('SELECT 1').pluck(),
