@@ -52,6 +52,13 @@ export interface AlertChange {
   alert: AlertView;
 }
 
+/** A change people are told about, as the alert store's change log keeps it (`seq` grows in commit order). */
+export interface LoggedAlertChange {
+  seq: number;
+  event: Exclude<AlertEvent, 'updated'>;
+  alert: AlertView;
+}
+
 export const AlertStateFilter = Type.Union(
   [Type.Literal('open'), Type.Literal('acknowledged'), Type.Literal('resolved'), Type.Literal('active')],
   { description: 'open: not acknowledged nor resolved; acknowledged: acknowledged, not resolved; active: not resolved' },

@@ -4,10 +4,17 @@
  * `rollout:ID` — which the database enforces with a partial unique index, so a repeat updates
  * the open alert and never duplicates it. Resolved alerts beyond `maxAlerts` are deleted, oldest
  * first. The SQLite implementation opens its own connection to `fleet.db`, like the other stores.
+ *
+ * The changes people are told about (raised, acknowledged, resolved) are also written to a change
+ * log, `alert_changes`, in the same transaction as the change itself, each with the alert as it
+ * was then. The webhook sender reads the log after its own cursor (webhook-sender.ts), so a fleet
+ * that dies right after an alert changed still notifies it when it starts again. Change numbers
+ * grow in commit order (SQLite has one writer; PostgreSQL takes a lock for them), so a reader
+ * that has seen change N has seen every change before it. The newest `maxAlerts` changes are kept.
  */
 import Database from 'better-sqlite3';
 import { closingConnection, withNewConnection } from './sqlite-db.js';
-import type { AlertView, Severity } from './alert-schemas.js';
+import type { AlertView, LoggedAlertChange, Severity } from './alert-schemas.js';
 
 /** What raises (or repeats) an alert. */
 export interface AlertInput {
@@ -64,6 +71,8 @@ export interface AlertStore {
   counts(): Promise<{ open: number; acknowledged: number }>;
   /** Unresolved alerts per type (a metrics gauge). */
   openAlertsByType(): Promise<Record<string, number>>;
+  /** Logged changes (raised, acknowledged, resolved) numbered above `seq`, oldest first, at most `limit`. */
+  changesAfter(seq: number, limit: number): Promise<LoggedAlertChange[]>;
   close(): Promise<void>;
 }
 
@@ -90,6 +99,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS alerts_one_open ON alerts (type, subject) WHER
 CREATE INDEX IF NOT EXISTS alerts_subject ON alerts (type, subject, id);
 CREATE INDEX IF NOT EXISTS alerts_active_subject ON alerts (subject) WHERE resolved_at IS NULL;
 CREATE INDEX IF NOT EXISTS alerts_resolved ON alerts (resolved_at) WHERE resolved_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS alert_changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  alert_id INTEGER NOT NULL,
+  event TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  alert TEXT NOT NULL
+);
 `;
 
 interface Row {
@@ -144,6 +160,15 @@ export function alertView(r: AlertRecord): AlertView {
 
 /** The subject of a rollout's alert. */
 export const rolloutSubject = (rolloutId: string) => `${ROLLOUT_PREFIX}${rolloutId}`;
+
+/** A change log row. */
+interface ChangeRow {
+  seq: number;
+  event: string;
+  alert: string;
+}
+
+const toChange = (r: ChangeRow): LoggedAlertChange => ({ seq: r.seq, event: r.event as LoggedAlertChange['event'], alert: JSON.parse(r.alert) as AlertView });
 
 /** Most bytes of an alert's data kept (an edge's alarm figures are small; anything bigger is cut). */
 const MAX_DATA_BYTES = 4096;
@@ -203,7 +228,15 @@ export function createSqliteAlertStore(db: Database.Database, opts: SqliteAlertS
     prune: db.prepare<[number]>(
       'DELETE FROM alerts WHERE id IN (SELECT id FROM alerts WHERE resolved_at IS NOT NULL ORDER BY resolved_at, id LIMIT ?)',
     ),
+    logChange: db.prepare<[number, string, number, string]>('INSERT INTO alert_changes (alert_id, event, at, alert) VALUES (?, ?, ?, ?)'),
+    pruneChanges: db.prepare<[number]>('DELETE FROM alert_changes WHERE seq <= ?'),
+    changesAfter: db.prepare<[number, number], ChangeRow>('SELECT seq, event, alert FROM alert_changes WHERE seq > ? ORDER BY seq LIMIT ?'),
   };
+  /** Logs a change in the caller's transaction; the newest maxAlerts changes are kept. */
+  function logChange(event: LoggedAlertChange['event'], alert: AlertRecord, at: number): void {
+    const seq = Number(st.logChange.run(alert.id, event, at, JSON.stringify(alertView(alert))).lastInsertRowid);
+    if (seq > opts.maxAlerts) st.pruneChanges.run(seq - opts.maxAlerts);
+  }
   const raise = db.transaction((input: AlertInput, at: number) => {
     const params = {
       type: input.type,
@@ -223,7 +256,9 @@ export function createSqliteAlertStore(db: Database.Database, opts: SqliteAlertS
       return { alert: toRecord(st.get.get(open.id)!), created: false };
     }
     const id = Number(st.insert.run(params).lastInsertRowid);
-    return { alert: toRecord(st.get.get(id)!), created: true };
+    const alert = toRecord(st.get.get(id)!);
+    logChange('raised', alert, at);
+    return { alert, created: true };
   });
   const resolve = db.transaction((type: string, subject: string, at: number, sourceTs: number | null) => {
     const open = st.open.get(type, subject);
@@ -232,12 +267,16 @@ export function createSqliteAlertStore(db: Database.Database, opts: SqliteAlertS
     // Bounded: the oldest resolved alerts go once there are more than maxAlerts.
     const over = st.resolvedCount.get()!.n - opts.maxAlerts;
     if (over > 0) st.prune.run(over);
-    return toRecord(st.get.get(open.id)!);
+    const alert = toRecord(st.get.get(open.id)!);
+    logChange('resolved', alert, at);
+    return alert;
   });
   const acknowledge = db.transaction((id: number, by: string, at: number) => {
     if (!st.get.get(id)) return null;
     const changed = st.ack.run({ id, by, at }).changes > 0;
-    return { alert: toRecord(st.get.get(id)!), changed };
+    const alert = toRecord(st.get.get(id)!);
+    if (changed) logChange('acknowledged', alert, at);
+    return { alert, changed };
   });
   let closed = false;
   return {
@@ -292,6 +331,9 @@ export function createSqliteAlertStore(db: Database.Database, opts: SqliteAlertS
     async openAlertsByType() {
       return Object.fromEntries(st.byType.all().map((r) => [r.type, r.n]));
     },
+    async changesAfter(seq, limit) {
+      return st.changesAfter.all(seq, limit).map(toChange);
+    },
     async close() {
       if (closed) return;
       closed = true;
@@ -300,4 +342,4 @@ export function createSqliteAlertStore(db: Database.Database, opts: SqliteAlertS
 }
 
 /** The row mapping and data bound, shared with the PostgreSQL implementation (pg/alert-store-pg.ts). */
-export { toRecord as alertRecordOf, dataText as alertDataText, type Row as AlertRow };
+export { toRecord as alertRecordOf, dataText as alertDataText, toChange as alertChangeOf, type Row as AlertRow, type ChangeRow as AlertChangeRow };

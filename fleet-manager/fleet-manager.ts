@@ -241,7 +241,7 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
     const feed = createEdgeFeed();
     started.push({ name: 'edge-feed', close: async () => feed.close() });
     // Alerts (issue 17): edge alarms and the fleet's own, told to webhooks through a durable outbox.
-    const webhooks = createWebhookSender({ store: webhookStore, privateKey: keys.privateKey, settings: config.webhooks, logger: child('webhooks') });
+    const webhooks = createWebhookSender({ store: webhookStore, alerts: alertStore, privateKey: keys.privateKey, settings: config.webhooks, logger: child('webhooks') });
     const alerts = createAlerts({
       store: alertStore,
       fleet: store,
@@ -251,7 +251,10 @@ export function createFleetManager(opts: FleetManagerOptions = {}): FleetManager
       rollouts: { get: (id) => engine.get(id), changes: rolloutFeed },
       ...(alertClock && { now: alertClock }),
     });
-    alerts.onChange((change) => void webhooks.notify(change).catch((err: unknown) => log.error({ err, alertId: change.alert.id }, 'webhook notification not queued')));
+    // The sender reads the alerts' change log: this only wakes it (the log, not this call, is what makes it durable).
+    alerts.onChange((change) => {
+      if (change.event !== 'updated') webhooks.changed();
+    });
     const onGoldenSet = goldenSetReportListener(goldenSets, child('golden-set'));
     // Prometheus metrics (GET /metrics): gauges read the stores at scrape time; ingest and HTTP feed the rest.
     const metrics = createFleetMetrics({

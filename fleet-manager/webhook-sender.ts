@@ -1,7 +1,12 @@
 /**
  * Delivers alert notifications to webhooks (issue 17) from the durable outbox (webhook-store.ts).
  * Each alert change (raised, acknowledged, resolved) is queued for every enabled webhook whose
- * filters match; deliveries of one webhook go one at a time, in order. A 2xx marks a delivery
+ * filters match; deliveries of one webhook go one at a time, in order. The changes are read from
+ * the alert store's change log, written in the same transaction as each change, after the cursor
+ * the outbox keeps and moves in the same transaction as the deliveries queued: a fleet that dies
+ * between an alert change and its queueing queues it when it starts again, and nothing is queued
+ * twice. The log is read when told of a change (`changed()`) and every `pollMs`, which picks up
+ * changes made by another fleet instance. A 2xx marks a delivery
  * delivered and it is never sent again; anything else (a refused connection, a timeout, a 503)
  * is retried with exponential backoff and jitter, capped at `retryMaxMs`, until `maxAgeMs` has
  * passed. The outbox is in the fleet database, so a restarted fleet carries on where it stopped.
@@ -16,7 +21,7 @@ import { randomUUID, sign, type KeyObject } from 'node:crypto';
 import { request } from 'undici';
 import type { Logger } from 'pino';
 import type { AlertView, AlertNotification } from './alert-schemas.js';
-import type { AlertChange } from './alerts.js';
+import type { AlertStore } from './alert-store.js';
 import type { ClaimedDelivery, DeliveryRecord, NewDelivery, WebhookRecord, WebhookStore } from './webhook-store.js';
 
 export interface WebhookSettings {
@@ -32,6 +37,10 @@ export interface WebhookSettings {
 
 export interface WebhookSenderOptions {
   store: WebhookStore;
+  /** The alerts' change log, read after the outbox's cursor. */
+  alerts: Pick<AlertStore, 'changesAfter'>;
+  /** How often the change log is read while started besides on changed() (default 2000 ms). */
+  pollMs?: number;
   /** The fleet's signing key (signing-keys.ts). */
   privateKey: KeyObject;
   settings: WebhookSettings;
@@ -46,8 +55,10 @@ export interface WebhookSender {
   start(): void;
   /** Stops: no new attempt, attempts in flight aborted (they stay queued). Idempotent. */
   stop(): Promise<void>;
-  /** Queues an alert change for the webhooks it matches (durably) and wakes the sender. */
-  notify(change: AlertChange): Promise<void>;
+  /** Tells the sender an alert changed: it reads the change log now (once started). */
+  changed(): void;
+  /** Queues the logged changes after the outbox's cursor for the webhooks they match; how many changes were read. */
+  queueChanges(): Promise<number>;
   /** Sends a test notification to one webhook now, outside the queue; the delivery as recorded. */
   test(webhook: WebhookRecord): Promise<DeliveryRecord>;
 }
@@ -123,6 +134,8 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
   // only a sender that died (or stalled that long) lets another instance try the delivery again.
   const leaseMs = 2 * settings.timeoutMs;
   const inFlight = new Set<AbortController>();
+  const pollMs = opts.pollMs ?? 2000;
+  let poll: NodeJS.Timeout | undefined;
   let timer: NodeJS.Timeout | undefined;
   let started = false;
   let stopped = false;
@@ -200,8 +213,29 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
     else log.warn(fields, 'webhook delivery failed; will retry');
   }
 
+  /** Changes read from the log per transaction. */
+  const CHANGES_PER_BATCH = 200;
+
+  async function queueChanges(): Promise<number> {
+    let read = 0;
+    for (;;) {
+      const changes = await opts.alerts.changesAfter(await store.changeCursor(), CHANGES_PER_BATCH);
+      if (changes.length === 0) return read;
+      const hooks = await store.list();
+      const rows: NewDelivery[] = [];
+      for (const change of changes) {
+        for (const h of hooks) {
+          if (matches(h, change.alert)) rows.push({ id: randomUUID(), webhookId: h.id, alertId: change.alert.id, event: change.event, body: renderBody(h.format, change.event, change.alert) });
+        }
+      }
+      await store.enqueue(rows, now(), changes.at(-1)!.seq);
+      read += changes.length;
+      if (changes.length < CHANGES_PER_BATCH) return read;
+    }
+  }
+
   /**
-   * Sends every due head of the queue, claimed first so that another fleet instance sending from
+   * Queues the alert changes not queued yet, then sends every due head of the queue, claimed first so that another fleet instance sending from
    * the same outbox never sends it at the same time; again while any was sent; then sleeps until
    * the next due one.
    */
@@ -211,6 +245,7 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
     for (;;) {
       again = false;
       if (stopped) return;
+      await queueChanges();
       const t = now();
       const due = await store.claimDue(t, leaseMs);
       if (due.length > 0) {
@@ -245,23 +280,22 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
       if (started && !stopped) return;
       started = true;
       stopped = false;
+      poll = setInterval(wake, pollMs);
       wake();
     },
     async stop() {
       stopped = true;
+      clearInterval(poll);
+      poll = undefined;
       clearTimeout(timer);
       timer = undefined;
       for (const ac of inFlight) ac.abort(new Error('the fleet is stopping'));
       await running;
     },
-    async notify(change) {
-      if (change.event === 'updated') return;
-      const hooks = (await store.list()).filter((h) => matches(h, change.alert));
-      if (hooks.length === 0) return;
-      const rows: NewDelivery[] = hooks.map((h) => ({ id: randomUUID(), webhookId: h.id, alertId: change.alert.id, event: change.event, body: renderBody(h.format, change.event as AlertNotification['event'], change.alert) }));
-      await store.enqueue(rows, now());
+    changed() {
       wake();
     },
+    queueChanges,
     async test(webhook) {
       const t = now();
       const d: NewDelivery = { id: randomUUID(), webhookId: webhook.id, alertId: null, event: 'test', body: renderBody(webhook.format, 'test', testAlert(t)) };

@@ -7,6 +7,10 @@
  * deleted, then the oldest waiting ones are given up. The SQLite implementation opens its own
  * connection to `fleet.db`, like the other stores.
  *
+ * The store also keeps the sender's cursor into the alerts' change log (the last change queued),
+ * moved in the same transaction as the deliveries it queued: after a crash the sender resumes
+ * right after the last change whose deliveries were committed.
+ *
  * Each claim (claimDue) carries a token, and an attempt's outcome is recorded only under the
  * token of the claim that is current: a sender that stalled past its lease, while another sender
  * claimed the delivery, has its late marks refused instead of overwriting the newer claim's.
@@ -54,8 +58,14 @@ export interface WebhookStore {
   list(): Promise<WebhookRecord[]>;
   /** Waiting deliveries per webhook id. */
   pendingCounts(): Promise<Map<number, number>>;
-  /** Queues deliveries (one transaction); ones already queued for (webhook, alert, event) are skipped. Returns how many were new. */
-  enqueue(deliveries: readonly NewDelivery[], at: number): Promise<number>;
+  /**
+   * Queues deliveries (one transaction); ones already queued for (webhook, alert, event) are
+   * skipped. With `cursor`, the change-log cursor moves up to it in the same transaction (never
+   * down). Returns how many deliveries were new.
+   */
+  enqueue(deliveries: readonly NewDelivery[], at: number, cursor?: number): Promise<number>;
+  /** The last alert change queued (0 before the first). */
+  changeCursor(): Promise<number>;
   /** Records a delivery made outside the queue (a test), with its outcome. */
   recordAttempted(delivery: NewDelivery, at: number, outcome: { ok: boolean; status: number | null; error: string | null }): Promise<DeliveryRecord>;
   /** The oldest waiting delivery of each enabled webhook (deliveries of one webhook go in order). */
@@ -114,6 +124,10 @@ CREATE TABLE IF NOT EXISTS webhook_deliveries (
 );
 CREATE INDEX IF NOT EXISTS webhook_deliveries_pending ON webhook_deliveries (webhook_id, seq) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS webhook_deliveries_hook ON webhook_deliveries (webhook_id, seq);
+CREATE TABLE IF NOT EXISTS webhook_cursor (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL
+);
 `;
 
 interface HookRow {
@@ -237,6 +251,8 @@ export function createSqliteWebhookStore(db: Database.Database, opts: SqliteWebh
     deliveries: db.prepare<[number, number], DeliveryRow>('SELECT * FROM webhook_deliveries WHERE webhook_id = ? ORDER BY seq DESC LIMIT ?'),
     total: db.prepare<[], { n: number }>('SELECT count(*) AS n FROM webhook_deliveries'),
     pruneFinished: db.prepare<[number]>("DELETE FROM webhook_deliveries WHERE seq IN (SELECT seq FROM webhook_deliveries WHERE status != 'pending' ORDER BY seq LIMIT ?)"),
+    cursor: db.prepare<[], { seq: number }>('SELECT seq FROM webhook_cursor WHERE id = 1'),
+    moveCursor: db.prepare<[number]>('INSERT INTO webhook_cursor (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = max(seq, excluded.seq)'),
     giveUpOldest: db.prepare<[number]>(
       "UPDATE webhook_deliveries SET status = 'failed', last_error = 'given up: outbox full', next_at = NULL WHERE seq IN (SELECT seq FROM webhook_deliveries WHERE status = 'pending' ORDER BY seq LIMIT ?)",
     ),
@@ -253,10 +269,11 @@ export function createSqliteWebhookStore(db: Database.Database, opts: SqliteWebh
     st.giveUpOldest.run(over);
   }
 
-  const enqueue = db.transaction((rows: readonly NewDelivery[], at: number) => {
+  const enqueue = db.transaction((rows: readonly NewDelivery[], at: number, cursor: number | undefined) => {
     let added = 0;
     for (const r of rows) added += st.enqueue.run({ ...r, at }).changes;
     if (added > 0) bound();
+    if (cursor !== undefined) st.moveCursor.run(cursor);
     return added;
   });
   const remove = db.transaction((id: number) => {
@@ -298,8 +315,11 @@ export function createSqliteWebhookStore(db: Database.Database, opts: SqliteWebh
     async pendingCounts() {
       return new Map(st.pending.all().map((r) => [r.webhook_id, r.n]));
     },
-    async enqueue(rows, at) {
-      return enqueue(rows, at);
+    async enqueue(rows, at, cursor) {
+      return enqueue(rows, at, cursor);
+    },
+    async changeCursor() {
+      return st.cursor.get()?.seq ?? 0;
     },
     async recordAttempted(d, at, outcome) {
       st.attempted.run({

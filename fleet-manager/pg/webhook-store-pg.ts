@@ -63,6 +63,11 @@ CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_id, seq);
     id: 'webhooks-2',
     sql: 'ALTER TABLE webhook_deliveries ADD COLUMN claim_token TEXT;',
   },
+  {
+    // The sender's cursor into the alerts' change log, moved with the deliveries it queued (issue 17).
+    id: 'webhooks-3',
+    sql: 'CREATE TABLE webhook_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL);',
+  },
 ];
 
 export interface PgWebhookStoreOptions {
@@ -143,8 +148,8 @@ export function pgWebhookStore(pool: pg.Pool, opts: PgWebhookStoreOptions): Webh
       );
       return new Map(r.rows.map((x) => [x.webhook_id, x.n]));
     },
-    async enqueue(rows: readonly NewDelivery[], at) {
-      if (rows.length === 0) return 0;
+    async enqueue(rows: readonly NewDelivery[], at, cursor) {
+      if (rows.length === 0 && cursor === undefined) return 0;
       return withTransaction(pool, async (c) => {
         let added = 0;
         for (const d of rows) {
@@ -156,8 +161,14 @@ export function pgWebhookStore(pool: pg.Pool, opts: PgWebhookStoreOptions): Webh
           added += r.rowCount ?? 0;
         }
         if (added > 0) await bound(c);
+        if (cursor !== undefined) {
+          await c.query('INSERT INTO webhook_cursor (id, seq) VALUES (1, $1) ON CONFLICT (id) DO UPDATE SET seq = greatest(webhook_cursor.seq, EXCLUDED.seq)', [cursor]);
+        }
         return added;
       });
+    },
+    async changeCursor() {
+      return (await pool.query<{ seq: number }>('SELECT seq FROM webhook_cursor WHERE id = 1')).rows[0]?.seq ?? 0;
     },
     async recordAttempted(d, at, outcome) {
       return withTransaction(pool, async (c) => {

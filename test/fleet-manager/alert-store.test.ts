@@ -129,3 +129,69 @@ test('PostgreSQL: two fleet instances raising the same alert at once leave one o
   }
   assert.deepEqual(await a.counts(), { open: rounds, acknowledged: 0 });
 });
+
+testBackends('the change log: raised, acknowledged and resolved are logged with the alert as it was, repeats are not; read after a number; the newest maxAlerts kept', async (t, backend) => {
+  const s = await open(t, backend, 4);
+  const a = await s.raise(blur(), 1000);
+  await s.raise(blur({ message: 'still blurred' }), 1100);
+  await s.acknowledge(a.alert.id, 'user:ann', 1200);
+  await s.acknowledge(a.alert.id, 'user:bob', 1250);
+  await s.resolve('image-blur', 'press-1', 1300);
+  await s.resolve('image-blur', 'press-1', 1350);
+  const log = await s.changesAfter(0, 100);
+  assert.deepEqual(
+    log.map((c) => [c.event, c.alert.id, c.alert.state, c.alert.count, c.alert.acknowledgedBy, c.alert.updatedAt]),
+    [
+      ['raised', a.alert.id, 'open', 1, null, 1000],
+      ['acknowledged', a.alert.id, 'acknowledged', 2, 'user:ann', 1200],
+      ['resolved', a.alert.id, 'resolved', 2, 'user:ann', 1300],
+    ],
+    'one row per change told, each with the alert as it was then; a repeat, a second acknowledgement and a second resolve add none',
+  );
+  assert.ok(log[0]!.seq < log[1]!.seq && log[1]!.seq < log[2]!.seq, 'numbers grow');
+  assert.deepEqual((await s.changesAfter(log[0]!.seq, 1)).map((c) => c.event), ['acknowledged'], 'read after a number, at most limit');
+  assert.deepEqual(await s.changesAfter(log[2]!.seq, 100), []);
+  // Bounded: four more changes leave the newest four.
+  for (let i = 0; i < 4; i++) await s.raise(blur({ subject: `press-${i + 2}`, edgeId: `press-${i + 2}` }), 2000 + i);
+  const kept = await s.changesAfter(0, 100);
+  assert.deepEqual(kept.map((c) => [c.event, c.alert.edgeId]), [0, 1, 2, 3].map((i) => ['raised', `press-${i + 2}`]));
+});
+
+test('PostgreSQL: changes logged by two fleet instances at once are read in commit order: a reader following the log misses none', { skip: postgresSkip(), timeout: 60_000 }, async (t) => {
+  const url = await pgDatabaseUrl();
+  const pools = [openPgPool(url, { max: 6 }), openPgPool(url, { max: 6 }), openPgPool(url, { max: 2 })];
+  t.after(() => Promise.all(pools.map((p) => p.end())));
+  await migratePg(pools[0]!, ALERT_PG_MIGRATIONS);
+  const [a, b, reader] = pools.map((p) => pgAlertStore(p, { maxAlerts: 10_000 })) as [AlertStore, AlertStore, AlertStore];
+  const subjects = Array.from({ length: 300 }, (_, i) => `press-${i}`);
+  // A reader that follows the log as the webhook sender does: it never looks below what it has read.
+  const seen: string[] = [];
+  let cursor = 0;
+  let writing = true;
+  const follow = (async () => {
+    for (;;) {
+      const done = !writing;
+      const batch = await reader.changesAfter(cursor, 50);
+      for (const c of batch) {
+        seen.push(`${c.event} ${c.alert.edgeId}`);
+        cursor = c.seq;
+      }
+      if (done && batch.length < 50) return;
+    }
+  })();
+  // Raise and resolve every subject, spread over both instances, 12 at a time.
+  for (let i = 0; i < subjects.length; i += 12) {
+    await Promise.all(
+      subjects.slice(i, i + 12).map(async (subject, k) => {
+        const store = k % 2 === 0 ? a : b;
+        await store.raise(blur({ subject, edgeId: subject }), 1000);
+        await (k % 3 === 0 ? a : b).resolve('image-blur', subject, 2000);
+      }),
+    );
+  }
+  writing = false;
+  await follow;
+  const all = (await reader.changesAfter(0, 10_000)).map((c) => `${c.event} ${c.alert.edgeId}`);
+  assert.equal(all.length, subjects.length * 2, 'every raise and every resolve logged once');
+  assert.deepEqual([...seen].sort(), [...all].sort(), 'the reader following the log saw every change');
+});

@@ -67,9 +67,9 @@ test('a webhook sender stopped and started again delivers what is queued', { tim
     await fleet.close();
   });
   await hooks.create({ name: 'ops', url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, format: 'json', types: [], lines: [], enabled: true }, 'user:test', Date.now());
-  const sender = createWebhookSender({ store: hooks, privateKey: generateKeyPairSync('ed25519').privateKey, settings: FLEET_DEFAULTS.webhooks, logger: pino({ level: 'silent' }) });
+  const sender = createWebhookSender({ store: hooks, alerts: alertStore, privateKey: generateKeyPairSync('ed25519').privateKey, settings: FLEET_DEFAULTS.webhooks, logger: pino({ level: 'silent' }) });
   const alerts = createAlerts({ store: alertStore, fleet, settings: FLEET_DEFAULTS.alerts, logger: pino({ level: 'silent' }) });
-  alerts.onChange((c) => void sender.notify(c));
+  alerts.onChange(() => sender.changed());
   sender.start();
   await sender.stop();
   sender.start();

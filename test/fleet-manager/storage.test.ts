@@ -52,10 +52,10 @@ function tables(file: string): string[] {
 
 /** The tables of every store, made by the factory before any store is built. */
 const EVERY_TABLE = [
-  'alerts', 'api_tokens', 'audit_log', 'backbones', 'config_layers', 'edge_credentials', 'edge_desired', 'edge_model_counts',
+  'alert_changes', 'alerts', 'api_tokens', 'audit_log', 'backbones', 'config_layers', 'edge_credentials', 'edge_desired', 'edge_model_counts',
   'edge_pins', 'edge_stores', 'edges', 'enrollment_tokens', 'events', 'golden_set_reports', 'line_minutes', 'model_versions',
   'result_heatmaps', 'result_images', 'result_occlusions', 'result_reviews', 'results', 'rollouts', 'sessions',
-  'sqlite_sequence', 'telemetry_minutes', 'training_jobs', 'training_logs', 'users', 'webhook_deliveries', 'webhooks',
+  'sqlite_sequence', 'telemetry_minutes', 'training_jobs', 'training_logs', 'users', 'webhook_cursor', 'webhook_deliveries', 'webhooks',
 ];
 
 for (const thread of [false, true]) {

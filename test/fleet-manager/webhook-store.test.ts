@@ -24,6 +24,9 @@ import { testBackends, type StoreBackend } from '../helpers/store-backends.js';
 import { waitFor } from '../helpers/wait-for.js';
 import { captureLogger, tempDir } from './helpers.js';
 
+/** The senders here send only what each test queues itself: their alerts' change log is empty. */
+const noAlertChanges = { changesAfter: async () => [] };
+
 async function open(t: TestContext, backend: StoreBackend, maxOutbox = 1000): Promise<WebhookStore> {
   return (await openTwo(t, backend, maxOutbox))[0];
 }
@@ -165,7 +168,7 @@ testBackends('a sender whose claim was taken over records nothing of its late at
 
   const log = captureLogger('debug');
   const { privateKey } = generateKeyPairSync('ed25519');
-  const sender = createWebhookSender({ store: mine, privateKey, settings: { timeoutMs: 5000, retryBaseMs: 20, retryMaxMs: 200, maxAgeMs: 60_000 }, logger: log.logger });
+  const sender = createWebhookSender({ store: mine, alerts: noAlertChanges, privateKey, settings: { timeoutMs: 5000, retryBaseMs: 20, retryMaxMs: 200, maxAgeMs: 60_000 }, logger: log.logger });
   t.after(() => sender.stop());
   sender.start();
   const line = await log.waitFor((l) => /claimed again by another sender/.test(l.msg));
@@ -283,7 +286,7 @@ test('PostgreSQL: two fleet instances sending from one outbox send each delivery
   }
   const { privateKey } = generateKeyPairSync('ed25519');
   const settings = { timeoutMs: 5000, retryBaseMs: 20, retryMaxMs: 200, maxAgeMs: 60_000 };
-  const senders = stores.map((store) => createWebhookSender({ store, privateKey, settings, logger: pino({ level: 'silent' }) }));
+  const senders = stores.map((store) => createWebhookSender({ store, alerts: noAlertChanges, privateKey, settings, logger: pino({ level: 'silent' }) }));
   const allSent = new Promise<void>((resolve) => {
     onRequest = () => {
       if (received.size === queued.size) resolve();
@@ -311,7 +314,7 @@ testBackends('an outbox made before claim tokens gains the column; its waiting d
     await migratePg(pool, WEBHOOK_PG_MIGRATIONS.slice(0, 1));
     await pool.query('INSERT INTO webhooks (name, url, format, types, lines, enabled, created_at, created_by, updated_at) VALUES ($1, $2, $3, $4, $5, true, $6, $7, $8)', [...hookRow]);
     await pool.query("INSERT INTO webhook_deliveries (id, webhook_id, alert_id, event, body, status, created_at, next_at) VALUES ($1, 1, 1, 'raised', $2, 'pending', 1000, 1000)", [d.id, d.body]);
-    assert.deepEqual(await migratePg(pool, WEBHOOK_PG_MIGRATIONS), ['webhooks-2']);
+    assert.deepEqual(await migratePg(pool, WEBHOOK_PG_MIGRATIONS), ['webhooks-2', 'webhooks-3']);
     store = pgWebhookStore(pool, { maxOutbox: 100 });
   } else {
     const file = join(await tempDir(t), 'fleet.db');
