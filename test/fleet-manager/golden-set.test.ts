@@ -114,6 +114,18 @@ test('fleet: a rollout gated on the golden set passes the trained version and ro
   assert.match(back.reason, /gate goldenSet: golden set failed on edge g[12]: \d+ of \d+ images off their expected answer/);
   const gate = back.stages[0].gateResults.find((g: Json) => g.gate === 'goldenSet');
   assert.equal(gate.status, 'fail');
+  // The fleet's own alert for it, from this real gate failure; rolled back is final, so acknowledging it resolves it.
+  const failedAlert = await waitFor(async () => {
+    const list = (await f.api('GET', '/api/alerts?type=rollout-failed')).body.items as Json[];
+    return list.find((a) => a.rolloutId === bad.body.id);
+  }, 'rollout-failed alert raised');
+  assert.deepEqual([failedAlert.state, failedAlert.severity, failedAlert.data.final, failedAlert.data.status], ['open', 'critical', true, 'rolled-back']);
+  assert.match(failedAlert.message, /rolled back: stage .*gate goldenSet: golden set failed/);
+  const acked = await f.api('POST', `/api/alerts/${failedAlert.id}/ack`);
+  assert.equal(acked.status, 200, JSON.stringify(acked.body));
+  assert.equal(acked.body.state, 'resolved');
+  const rolloutAlerts = (await f.api('GET', '/api/alerts?type=rollout-failed')).body.items as Json[];
+  assert.deepEqual(rolloutAlerts.map((a) => a.rolloutId), [bad.body.id], 'the completed rollout raised none');
 
   // The first failing edge decides; the other may not have finished before the rollback took the
   // version away (its result is then dropped), so only a report it did send is checked.
