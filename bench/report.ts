@@ -82,10 +82,29 @@ export interface ReportInput {
   sections: BenchSection[];
 }
 
-/** The generated block: header, machine, a summary of every goal, then each section. */
-export function renderGenerated(input: ReportInput, keptSections: string[] = []): string {
+/** A section of an earlier report that this run did not produce, kept as it was. */
+export interface KeptSection {
+  id: string;
+  /** Its markdown, markers included. */
+  text: string;
+  /** Its rows of the earlier report's Goals table (marked as from an earlier run). */
+  goalRows: string[];
+}
+
+/** How a goal row of a section kept from an earlier run is marked in the Goals table. */
+const EARLIER = ' (earlier run)';
+const titleOf = (sectionText: string) => /\n## ([^\n]*)/.exec(sectionText)?.[1] ?? '?';
+
+/**
+ * The generated block: header, machine, a summary of every goal, then each section. Sections
+ * kept from an earlier run keep their goal rows (marked) and their place in `order` (section ids
+ * of the earlier report); sections new to the report go last.
+ */
+export function renderGenerated(input: ReportInput, kept: KeptSection[] = [], order: readonly string[] = []): string {
   const m = input.machine;
   const goals = input.sections.flatMap((s) => s.figures.filter((f) => f.goal).map((f) => ({ s, f })));
+  const rendered = new Map<string, string>([...input.sections.map((s) => [s.id, renderSection(s)] as const), ...kept.map((k) => [k.id, k.text] as const)]);
+  const ids = [...order.filter((id) => rendered.has(id)), ...[...rendered.keys()].filter((id) => !order.includes(id))];
   const lines = [
     BEGIN,
     '# Osprey benchmarks',
@@ -105,19 +124,37 @@ export function renderGenerated(input: ReportInput, keptSections: string[] = [])
     '',
     '## Goals',
     '',
-    table(
-      ['benchmark', 'figure', 'value', 'vs baseline', 'goal', ''],
-      goals.map(({ s, f }) => [s.title, f.name, `${fmt(f.value)} ${f.unit}`, comparison(f), goalText(f.goal!, f.unit), verdict(f)]),
-    ),
+    [
+      table(
+        ['benchmark', 'figure', 'value', 'vs baseline', 'goal', ''],
+        goals.map(({ s, f }) => [s.title, f.name, `${fmt(f.value)} ${f.unit}`, comparison(f), goalText(f.goal!, f.unit), verdict(f)]),
+      ),
+      ...kept.flatMap((k) => k.goalRows),
+    ].join('\n'),
     '',
-    ...(keptSections.length > 0
-      ? [`Not rerun this time, so not in this table: ${keptSections.map((k) => /\n## ([^\n]*)/.exec(k)?.[1] ?? '?').join(', ')} (kept below as they were, with their goals).`, '']
+    ...(kept.length > 0
+      ? [`Not rerun this time: ${kept.map((k) => titleOf(k.text)).join(', ')}. Their sections are kept below as they were, and their goals above are marked "${EARLIER.trim()}".`, '']
       : []),
-    ...input.sections.flatMap((s) => [renderSection(s), '']),
-    ...keptSections.flatMap((k) => [k, '']),
+    ...ids.flatMap((id) => [rendered.get(id)!, '']),
     END,
   ];
   return lines.join('\n');
+}
+
+/** The Goals table rows of a report, by benchmark title (the "earlier run" mark dropped). */
+function goalRowsByTitle(text: string): Map<string, string[]> {
+  const rows = new Map<string, string[]>();
+  const at = text.indexOf('\n## Goals\n');
+  if (at < 0) return rows;
+  const body = text.slice(at).split('\n').slice(3); // heading, blank line, then the table
+  for (const line of body.slice(2)) {
+    // The header and its rule are the first two lines; the table ends at the first non-row.
+    if (!line.startsWith('| ')) break;
+    const title = line.slice(2, line.indexOf(' | ')).replace(EARLIER, '');
+    const row = line.includes(`${title}${EARLIER} |`) ? line : line.replace(`| ${title} |`, `| ${title}${EARLIER} |`);
+    rows.set(title, [...(rows.get(title) ?? []), row]);
+  }
+  return rows;
 }
 
 /** Splits an existing report into the generated sections (by id) and the hand-written rest. */
@@ -133,17 +170,18 @@ export function parseReport(text: string): { sections: Map<string, string>; befo
 }
 
 /**
- * The new report: this run's sections, then sections of the previous report this run did not
- * produce (kept as they were, e.g. with `--only`), then whatever was written by hand around the
- * generated block.
+ * The new report: this run's sections and the sections of the previous report this run did not
+ * produce (kept as they were, e.g. with `--only`, with their goal rows), in the previous report's
+ * order, then whatever was written by hand around the generated block.
  */
 export function mergeReport(existing: string, input: ReportInput): string {
   const old = parseReport(existing);
   const produced = new Set(input.sections.map((s) => s.id));
+  const goals = goalRowsByTitle(existing);
   const mark = '_Kept from an earlier run (not rerun this time)._';
   const kept = [...old.sections]
     .filter(([id]) => !produced.has(id))
-    .map(([, text]) => (text.includes(mark) ? text : text.replace(/(\n## [^\n]*\n)/, `$1\n${mark}\n`)));
-  const parts = [old.before, renderGenerated(input, kept), old.after].filter((p) => p.length > 0);
+    .map(([id, text]): KeptSection => ({ id, text: text.includes(mark) ? text : text.replace(/(\n## [^\n]*\n)/, `$1\n${mark}\n`), goalRows: goals.get(titleOf(text)) ?? [] }));
+  const parts = [old.before, renderGenerated(input, kept, [...old.sections.keys()]), old.after].filter((p) => p.length > 0);
   return `${parts.join('\n\n')}\n`;
 }

@@ -30,3 +30,24 @@ export function round(value: number, digits = 3): number {
   const f = 10 ** decimals;
   return Math.round(value * f) / f;
 }
+
+/**
+ * A distribution-free confidence interval for the median: the order statistics j and n + 1 − j,
+ * j the largest with P(Binomial(n, ½) ≤ j − 1) ≤ (1 − confidence) / 2. With under 6 samples (no
+ * such j at 95 %) it is the whole range.
+ */
+export function medianInterval(samples: readonly number[], confidence = 0.95): [number, number] {
+  const s = [...samples].sort((a, b) => a - b);
+  const n = s.length;
+  if (n === 0) return [0, 0];
+  const tail = (1 - confidence) / 2;
+  let p = 0.5 ** n; // P(X = 0)
+  let cum = p;
+  let below = -1; // the largest i with P(X ≤ i) ≤ tail
+  for (let i = 0; i < n && cum <= tail; i++) {
+    below = i;
+    p = (p * (n - i)) / (i + 1);
+    cum += p;
+  }
+  return below < 0 ? [s[0]!, s[n - 1]!] : [s[below]!, s[n - 1 - below]!];
+}

@@ -63,8 +63,16 @@ test('bench: regenerating the report replaces its sections and keeps everything 
   const second = mergeReport(handWritten, { machine, date: new Date(1000), durationS: 1, quick: false, sections: [section('a', 11)] });
   assert.match(second, /\| rate \| 11 x\/s \|/);
   assert.doesNotMatch(second, /\| rate \| 9 x\/s \|/);
-  // b was not rerun: kept, and marked as such.
+  // b was not rerun: kept, and marked as such, with its goal row in the Goals table.
   assert.match(second, /## Title b\n\n_Kept from an earlier run/);
+  assert.match(second, /## Goals\n\n\| benchmark .*\n\|---.*\n\| Title a \| rate \| 11 x\/s \| 1\.10× \| ratio ≥ 0\.9 \| met \|\n\| Title b \(earlier run\) \| rate \| 5 x\/s \| 0\.50× \| ratio ≥ 0\.9 \| \*\*missed\*\* \|\n\n/);
+  assert.ok(second.indexOf('<!-- bench:section a -->') < second.indexOf('<!-- bench:section b -->'), 'sections keep their order');
+  // Rerunning a alone again keeps b's row once, marked once; rerunning b brings it back unmarked.
+  const third = mergeReport(second, { machine, date: new Date(2000), durationS: 1, quick: false, sections: [section('a', 12)] });
+  assert.equal(third.match(/\| Title b \(earlier run\) \| rate \| 5 x\/s/g)?.length, 1);
+  const fourth = mergeReport(third, { machine, date: new Date(3000), durationS: 1, quick: false, sections: [section('b', 10)] });
+  assert.match(fourth, /\n\| Title b \| rate \| 10 x\/s \|.*\n\| Title a \(earlier run\) \| rate \| 12 x\/s/);
+  assert.doesNotMatch(fourth, /Title b \(earlier run\)/);
   assert.match(second, /## Notes by hand\n\nKept across runs\./);
   assert.equal(second.match(/<!-- bench:begin -->/g)?.length, 1);
   assert.ok(BENCHMARKS.some((b) => b.id === 'capacity'));
