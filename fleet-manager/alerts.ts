@@ -1,7 +1,8 @@
 /**
  * The fleet's alert rules (issue 17): what raises and resolves alerts, and who hears about it.
  *
- * - Edge alarms: an `alert` event with `data.alarm` raises an alert of that type for the edge,
+ * - Edge alarms: an `alert` event with `data.alarm`, one of the alarms edges raise
+ *   (protocol/monitoring.ts EDGE_ALARMS; any other name is logged and dropped), raises an alert of that type for the edge,
  *   one with `data.cleared` resolves it. Telemetry `alarms` reconciles both ways (an alarm listed
  *   with no open alert raises one; an open edge alarm absent from the list is resolved), so a lost
  *   event loses nothing. A report older (edge clock) than the one behind an alert never undoes it.
@@ -17,6 +18,7 @@
  */
 import type { Logger } from 'pino';
 import type { EventMessage, StateMessage, TelemetryMessage } from '../protocol/messages.js';
+import { isEdgeAlarm } from '../protocol/monitoring.js';
 import type { AlertChange, AlertEvent, AlertView, Severity } from './alert-schemas.js';
 import { alertView, rolloutSubject, type AlertInput, type AlertRecord, type AlertStore } from './alert-store.js';
 import type { ConvergenceMonitor } from './convergence.js';
@@ -135,7 +137,8 @@ export function createAlerts(opts: AlertsOptions): Alerts {
 
   async function onEvent(edgeId: string, ev: EventMessage): Promise<void> {
     const alarm = ev.kind === 'alert' ? ev.data?.alarm : undefined;
-    if (typeof alarm !== 'string' || !/^[a-z0-9][a-z0-9-]{0,63}$/.test(alarm)) return;
+    if (alarm === undefined) return;
+    if (!isEdgeAlarm(alarm)) return unknownAlarm(edgeId, alarm);
     if (ev.data?.cleared === true) {
       await resolve(alarm, edgeId, ev.ts);
       return;
@@ -143,6 +146,18 @@ export function createAlerts(opts: AlertsOptions): Alerts {
     const edge = await fleet.getEdge(edgeId);
     const { alarm: _a, ...figures } = ev.data!;
     await raise({ type: alarm, source: 'edge', subject: edgeId, edgeId, line: edge?.line ?? null, severity: severityOf(ev.level), message: ev.message, data: figures, sourceTs: ev.ts });
+  }
+
+  /**
+   * An alarm name edges do not raise (a newer agent, or a forged report): no alert, so that one
+   * edge cannot fill the alert table and the webhooks with made-up types. Logged once per name.
+   */
+  const unknownSeen = new Set<string>();
+  function unknownAlarm(edgeId: string, alarm: unknown): void {
+    const name = String(alarm).slice(0, 64);
+    if (unknownSeen.has(name) || unknownSeen.size >= 100) return;
+    unknownSeen.add(name);
+    log.warn({ edgeId, alarm: name }, 'edge reported an alarm this fleet does not know: no alert kept');
   }
 
   async function onTelemetry(edgeId: string, tel: TelemetryMessage): Promise<void> {
@@ -160,7 +175,11 @@ export function createAlerts(opts: AlertsOptions): Alerts {
       await resolve(a.type, edgeId, tel.ts);
     }
     for (const alarm of listed) {
-      if (!/^[a-z0-9][a-z0-9-]{0,63}$/.test(alarm) || (await store.open(alarm, edgeId))) continue;
+      if (!isEdgeAlarm(alarm)) {
+        unknownAlarm(edgeId, alarm);
+        continue;
+      }
+      if (await store.open(alarm, edgeId)) continue;
       // Cleared by a report newer than this telemetry: not raised again from an old list.
       const latest = await store.latest(alarm, edgeId);
       if (latest && latest.sourceTs !== null && latest.sourceTs > tel.ts) continue;

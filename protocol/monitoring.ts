@@ -33,6 +33,10 @@ export const EDGE_ALARMS = [
 ] as const;
 export type EdgeAlarm = (typeof EDGE_ALARMS)[number];
 
+const EDGE_ALARM_SET: ReadonlySet<string> = new Set(EDGE_ALARMS);
+/** Whether `name` is an alarm edges raise: the fleet keeps alerts for these only. */
+export const isEdgeAlarm = (name: unknown): name is EdgeAlarm => typeof name === 'string' && EDGE_ALARM_SET.has(name);
+
 /** Image health and score drift settings (layered config `monitoring`); docs/monitoring.md has the defaults and why. */
 export const MonitorSettingsSchema = Type.Object(
   {

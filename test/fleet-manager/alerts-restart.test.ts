@@ -43,10 +43,10 @@ test('alert rules stopped and started again raise edge alarms and tell their lis
   await alerts.stop();
   await alerts.start();
   t.after(() => alerts.stop());
-  alerts.onReport(alarm('image-dark'));
+  alerts.onReport(alarm('image-brightness'));
   await alerts.idle();
-  assert.deepEqual((await store.listActive()).map((a) => a.type), ['image-dark'], 'the alarm raised an alert after the restart');
-  assert.deepEqual(heard, ['raised image-dark'], 'the listener (the webhook outbox) still hears it');
+  assert.deepEqual((await store.listActive()).map((a) => a.type), ['image-brightness'], 'the alarm raised an alert after the restart');
+  assert.deepEqual(heard, ['raised image-brightness'], 'the listener (the webhook outbox) still hears it');
 });
 
 test('a webhook sender stopped and started again delivers what is queued', { timeout: 10_000 }, async (t) => {
@@ -80,7 +80,7 @@ test('a webhook sender stopped and started again delivers what is queued', { tim
   alerts.onReport({
     kind: 'events',
     edgeId: 'e1',
-    message: envelope('events', 'e1', { kind: 'alert', level: 'error', message: 'dark', data: { alarm: 'image-dark' } }),
+    message: envelope('events', 'e1', { kind: 'alert', level: 'error', message: 'dark', data: { alarm: 'image-brightness' } }),
     meta: { receivedAt: Date.now(), replay: false },
   });
   const [req] = (await posted) as [IncomingMessage];

@@ -219,3 +219,18 @@ test("the fleet's own alerts on an injected clock: an edge offline too long, a g
   await logged(log, 'alert resolved', 'edge-offline', 'press-3');
   assert.equal((await alerts(f, '?type=edge-offline')).items[0]!.state, 'resolved');
 });
+
+test('an alarm name edges do not raise keeps no alert: one edge cannot fill the alerts and the webhooks with made-up types', async (t) => {
+  const log = captureLogger('info');
+  const f = await startFleet(t, { logger: log.logger });
+  const edge = await edgeOn(f, 'press-9', 'L9');
+  t.after(() => edge.close());
+  const t0 = Date.now();
+  for (let i = 0; i < 50; i++) await sendEvent(edge, 'error', 'forged', { alarm: `made-up-${i % 5}` }, t0 + i);
+  await sendTelemetry(edge, ['invented', 'image-blur'], 0, t0 + 100);
+  // The edge's stream is ordered: once image-blur is raised, every forged report before it was judged.
+  await logged(log, 'alert raised', 'image-blur');
+  assert.deepEqual((await alerts(f)).items.map((a) => [a.type, a.edgeId]), [['image-blur', 'press-9']]);
+  const warned = log.lines.filter((l) => l.msg === 'edge reported an alarm this fleet does not know: no alert kept').map((l) => l.alarm);
+  assert.deepEqual(warned.sort(), ['invented', 'made-up-0', 'made-up-1', 'made-up-2', 'made-up-3', 'made-up-4'], 'each unknown name logged once');
+});

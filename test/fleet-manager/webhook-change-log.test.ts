@@ -80,7 +80,7 @@ testBackends('alert changes committed by a fleet that died before queueing them 
 
   // The fleet that dies: its changes are committed, and no listener ever heard of them.
   const blur = (await alerts.raise(alarm('image-blur', 'e1'), 1000)).alert;
-  await alerts.raise(alarm('image-dark', 'e2'), 1100);
+  await alerts.raise(alarm('image-brightness', 'e2'), 1100);
   await alerts.raise(alarm('image-blur', 'e1'), 1150); // a repeat: told to no one
   await alerts.acknowledge(blur.id, 'user:ann', 1200);
   await alerts.resolve('image-blur', 'e1', 1300);
@@ -101,7 +101,7 @@ testBackends('alert changes committed by a fleet that died before queueing them 
     }),
     [
       ['raised', 'image-blur', 'open', null],
-      ['raised', 'image-dark', 'open', null],
+      ['raised', 'image-brightness', 'open', null],
       ['acknowledged', 'image-blur', 'acknowledged', 'user:ann'],
       ['resolved', 'image-blur', 'resolved', 'user:ann'],
     ],
@@ -118,7 +118,7 @@ testBackends('alert changes committed by a fleet that died before queueing them 
   const second = newSender();
   t.after(() => second.stop());
   second.start();
-  await alerts.raise(alarm('image-dark', 'e3'), 2000);
+  await alerts.raise(alarm('image-brightness', 'e3'), 2000);
   second.changed();
   await rx.until(9);
   await waitFor(async () => (await hooks.pendingCounts()).size === 0, 'the outbox drained');
