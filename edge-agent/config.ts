@@ -11,6 +11,8 @@ import { Value } from '@sinclair/typebox/value';
 import type { ErrorObject } from 'ajv';
 import { OspreyError, safeLine } from '../protocol/errors.js';
 import { ThresholdsSchema, type Thresholds } from '../protocol/messages.js';
+import { cronScheduleError } from '../protocol/golden-schedule.js';
+import { GoldenSetSettingsSchema, MonitorSettingsSchema, type GoldenSetSettings, type MonitorSettings } from '../protocol/monitoring.js';
 import { EDGE_ID_PATTERN } from '../protocol/topics.js';
 import { MAX_JSON_DEPTH, nestedDeeperThan, validatorFor } from '../protocol/validator.js';
 import { FLEET_KEY_ID } from '../models/artifact-signature.js';
@@ -118,6 +120,10 @@ export const EdgeConfigFileSchema = Type.Object(
       strict,
     ),
     thresholds: Type.Optional(ThresholdsSchema),
+    // The edge's own monitoring and golden-set settings (issue 17): in force from the start, and
+    // while the fleet's effective config has none (an edge without a fleet, or one not yet reached).
+    monitoring: Type.Optional(MonitorSettingsSchema),
+    goldenSet: Type.Optional(GoldenSetSettingsSchema),
     queue: Type.Object(
       {
         // 4, not 2: decoding runs on libuv's 4 threads while inference holds the JS thread, so a light
@@ -254,6 +260,10 @@ export interface EdgeConfig {
     allowPlugins?: boolean;
   };
   thresholds?: Thresholds;
+  /** Image health and score drift settings used while the fleet's config has none. */
+  monitoring?: MonitorSettings;
+  /** Golden-set self-test settings used while the fleet's config has none. */
+  goldenSet?: GoldenSetSettings;
   queue: { concurrency: number; maxDepth: number; maxBytes: number };
   sync: { batchSize: number; window: number; intervalMs: number; ackTimeoutMs: number; maxResultsPerSecond?: number };
   /** Optional for hand-built configs; the schema fills it in (issue 5). */
@@ -321,6 +331,8 @@ export function parseEdgeConfig(value: unknown, source?: string, baseDir: string
   if (file.http.maxInFlightBytes < file.http.bodyLimitBytes) {
     throw new OspreyError('OSP_ERR_CONFIG', `config http.maxInFlightBytes: must be >= http.bodyLimitBytes (${file.http.bodyLimitBytes})${where}`);
   }
+  const scheduleError = file.goldenSet?.schedule !== undefined ? cronScheduleError(file.goldenSet.schedule) : null;
+  if (scheduleError) throw new OspreyError('OSP_ERR_CONFIG', `config goldenSet.schedule: ${safeLine(scheduleError)}${where}`);
   if (file.fleet) {
     const fleet = { ...file.fleet };
     if (fleet.publicKey !== undefined && fleet.publicKeyFile !== undefined) {

@@ -292,7 +292,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       publishEvent,
     }));
     // Image health and score drift on every answered frame (issue 17).
-    const mon = (monitor = createMonitor({ logger: base.child({ component: 'monitor' }), publishEvent }));
+    const mon = (monitor = createMonitor({ logger: base.child({ component: 'monitor' }), publishEvent, ...(config.monitoring && { settings: config.monitoring }) }));
     const p = (pipeline = createPipeline({
       store: st.pipelineStore,
       model: active,
@@ -328,6 +328,7 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       onStateChange: () => fleetLink?.publishState(),
       logger: base.child({ component: 'golden-set' }),
     }));
+    if (config.goldenSet) golden.applySettings(config.goldenSet);
 
     // Desired state: restores the last active version before the first frame is accepted.
     const m = (models = createModelManager({
@@ -361,8 +362,9 @@ export function createEdgeAgent(config: EdgeConfig, opts: EdgeAgentOptions = {})
       },
       onConfigApplied: (settings) => {
         st.setSampling(settings.sampling);
-        golden.applySettings(settings.goldenSet);
-        mon.setSettings(settings.monitoring);
+        // The fleet's settings replace the file's when it has any (as thresholds do).
+        golden.applySettings(settings.goldenSet ?? config.goldenSet);
+        mon.setSettings(settings.monitoring ?? config.monitoring);
       },
       onModelReady: (role) => golden.onModelReady(role),
     }));

@@ -55,6 +55,8 @@ test('absolute paths, port 0 and a fleet are kept as given', async (t) => {
       http: { port: 0 },
       fleet: { mqttUrl: 'mqtt://fleet.local:1883' },
       thresholds: { default: 0.4, perLabel: { scratch: 0.2 } },
+      monitoring: { window: 10, psiLimit: 0.3 },
+      goldenSet: { schedule: '0 6,14,22 * * *' },
     }),
   );
   assert.equal(config.dataDir, '/var/lib/osprey');
@@ -62,6 +64,7 @@ test('absolute paths, port 0 and a fleet are kept as given', async (t) => {
   assert.equal(config.http.host, '127.0.0.1');
   assert.equal(config.fleet?.mqttUrl, 'mqtt://fleet.local:1883');
   assert.deepEqual(config.thresholds, { default: 0.4, perLabel: { scratch: 0.2 } });
+  assert.deepEqual([config.monitoring, config.goldenSet], [{ window: 10, psiLimit: 0.3 }, { schedule: '0 6,14,22 * * *' }]);
 });
 
 test('a bad config stops start-up with a one-line message naming the field', async (t) => {
@@ -82,6 +85,9 @@ test('a bad config stops start-up with a one-line message naming the field', asy
     [{ ...minimal, thresholds: { perLabel: { scratch: 2 } } }, /^config thresholds\.perLabel\.scratch: must be <= 1 /],
     [{ ...minimal, logLevel: 'loud' }, /^config logLevel: must be equal to one of the allowed values/],
     [{ ...minimal, disk: { minFreeBytes: 10, resumeFreeBytes: 5 } }, /^config disk\.resumeFreeBytes: must be >= disk\.minFreeBytes \(10\) /],
+    [{ ...minimal, monitoring: { window: 1 } }, /^config monitoring\.window: must be >= 5/],
+    [{ ...minimal, monitoring: { sharpnes: 1 } }, /^config monitoring\.sharpnes: is not a known field/],
+    [{ ...minimal, goldenSet: { schedule: 'every monday' } }, /^config goldenSet\.schedule: "every monday" is not a node-cron expression/],
     [[1, 2], /^config: must be a JSON object/],
     ['{ "edgeId": ', /^config: not valid JSON/],
   ];

@@ -89,3 +89,33 @@ test('an edge agent raises image-blur from real frames: alert event, telemetry, 
   assert.ok(!h.alarms?.includes('image-blur'), JSON.stringify(h.alarms));
   assert.equal(h.monitor?.phase, 'reference');
 });
+
+test('an edge without a fleet watches with the monitoring and golden-set settings of its own config file', { skip, timeout: 120_000 }, async (t) => {
+  const good = await mtdGoodFrames(ospreyDataDir());
+  const modelDir = await fitLineModel(t, good);
+  const dir = await tempDir(t);
+  const monitoring = { referenceFrames: 40, window: 10, scoreReferenceFrames: 40, scoreWindow: 40 };
+  const config = { ...edgeConfig(dir, modelDir, { edgeId: 'edge-alone' }), monitoring, goldenSet: { schedule: '0 6,14,22 * * *', runOnActivation: false } };
+  const agent = createEdgeAgent(config, { logger: testLogger() });
+  t.after(() => agent.close());
+  const { httpUrl } = await agent.start();
+  const inspect = async (image: Buffer) => {
+    const res = await request(`${httpUrl}/inspect`, { method: 'POST', body: image, headers: { 'content-type': 'image/jpeg' } });
+    assert.equal(res.statusCode, 200);
+    await res.body.dump();
+  };
+  const health = async (): Promise<Health> => (await request(`${httpUrl}/health`)).body.json() as Promise<Health>;
+  const order = shuffledOrder(good.length, 200, 7);
+  // 40 reference frames (the default is 100): watching after 50.
+  for (const i of order.slice(0, 50)) await inspect(good[i]!);
+  assert.equal((await health()).monitor?.phase, 'watching', 'the file\'s referenceFrames is in force');
+  const blurred = await Promise.all(order.slice(50, 80).map((i) => perturb(good[i]!, 'blur')));
+  let sent = 0;
+  for (const frame of blurred) {
+    await inspect(frame);
+    sent++;
+    if ((await health()).alarms?.includes('image-blur')) break;
+  }
+  assert.ok((await health()).alarms?.includes('image-blur'), `image-blur raised without a fleet (${sent} frames)`);
+  assert.ok(sent <= 2 * monitoring.window, `within two of the file's windows (${sent} frames)`);
+});
