@@ -83,7 +83,7 @@ export const MonitorMinuteSchema = Type.Object(
   {
     brightness: Nullable(Type.Number({ description: 'rolling median of the mean gray level (0..255)' })),
     brightnessReference: Nullable(Type.Number()),
-    contrast: Nullable(Type.Number({ description: 'rolling median of the gray levels’ standard deviation' })),
+    contrast: Nullable(Type.Number({ description: 'rolling median of the contrast: the gray levels’ standard deviation ÷ their mean' })),
     contrastReference: Nullable(Type.Number()),
     sharpness: Nullable(Type.Number({ description: 'rolling median of the variance of the Laplacian' })),
     sharpnessReference: Nullable(Type.Number()),

@@ -98,7 +98,7 @@ export const MonitorFiguresSchema = Type.Object(
     frames: Type.Integer({ minimum: 0, description: 'frames measured since the reference was reset' }),
     brightness: Fig('rolling median of the mean gray level (0..255)'),
     brightnessReference: Fig('reference median'),
-    contrast: Fig('rolling median of the gray levels’ standard deviation'),
+    contrast: Fig('rolling median of the contrast: the gray levels’ standard deviation ÷ their mean'),
     contrastReference: Fig('reference median'),
     sharpness: Fig('rolling median of the variance of the Laplacian'),
     sharpnessReference: Fig('reference median'),

@@ -41,6 +41,15 @@ const charts = (psiLimit: number): ChartSpec[] => [
     ],
   },
   {
+    key: 'contrast',
+    title: 'Contrast',
+    unit: 'std ÷ mean',
+    series: [
+      { label: 'contrast', value: (p) => m(p)?.contrast ?? null, stroke: '#0d9488' },
+      { label: 'reference', value: (p) => m(p)?.contrastReference ?? null, stroke: '#6b7280', dash: [6, 4] },
+    ],
+  },
+  {
     key: 'sharpness',
     title: 'Sharpness',
     unit: 'Laplacian variance',
@@ -118,7 +127,7 @@ function FigureTable({ f, alarms }: { f: Figures; alarms: string[] }) {
       </thead>
       <tbody>
         <Row name="Brightness" now={num(f.brightness)} reference={num(f.brightnessReference)} alarm="image-brightness" alarms={alarms} />
-        <Row name="Contrast" now={num(f.contrast)} reference={num(f.contrastReference)} alarm="image-contrast" alarms={alarms} />
+        <Row name="Contrast" now={num(f.contrast, 2)} reference={num(f.contrastReference, 2)} alarm="image-contrast" alarms={alarms} />
         <Row name="Sharpness" now={num(f.sharpness, 0)} reference={num(f.sharpnessReference, 0)} alarm="image-blur" alarms={alarms} />
         <Row name="Camera shift" now={shift} reference={shift === '–' ? '–' : f.shiftLimit !== undefined ? `0 · limit ±${num(pct(f.shiftLimit), 1)}` : '0'} unit=" %" alarm="camera-shift" alarms={alarms} />
         <Row name="Score PSI" now={num(f.scorePsi, 3)} reference={`limit ${f.psiLimit ?? DEFAULT_PSI_LIMIT}`} alarm="score-drift" alarms={alarms} />

@@ -2,7 +2,7 @@
  * The edge page's Image health section in a real browser (Debian's Chromium) on a real fleet: an
  * enrolled MQTT edge reports telemetry with image health and score drift figures over time (after
  * 40 minutes of history recorded through the fleet store, the fleet clock being real). A
- * viewer sees the figures against their references, the phase and model, five charts with time
+ * viewer sees the figures against their references, the phase and model, six charts with time
  * axes whose points grow with every live report, and a raised camera-shift and score-drift alarm.
  */
 import { test } from 'node:test';
@@ -23,7 +23,7 @@ import { chromiumSkip, launchChromium, watchedPage } from './browser.js';
 function watching(frames: number, over: Partial<MonitorFigures> = {}): MonitorFigures {
   return {
     phase: 'watching', model: 'mtd@3', referenceFrames: 100, frames,
-    brightness: 118 + (frames % 7) / 2, brightnessReference: 118, contrast: 40.5, contrastReference: 41, sharpness: 930 - (frames % 5) * 10, sharpnessReference: 950,
+    brightness: 118 + (frames % 7) / 2, brightnessReference: 118, contrast: 0.34 + (frames % 3) / 100, contrastReference: 0.35, sharpness: 930 - (frames % 5) * 10, sharpnessReference: 950,
     shiftX: 0.002, shiftY: -0.001, scorePsi: 0.19 + (frames % 3) / 100, labelPsi: 0.01, scoreReference: 'calibration', defectRate: 0.02, defectRateReference: 0.025, defectLimit: 9, checkMs: 0.21,
     // The edge's own limits (monitoring.psiLimit, shiftLimit), not the defaults: the page draws these.
     psiLimit: 0.3, shiftLimit: 0.05,
@@ -31,7 +31,7 @@ function watching(frames: number, over: Partial<MonitorFigures> = {}): MonitorFi
   };
 }
 
-const CHARTS = ['brightness', 'sharpness', 'shift', 'psi', 'defect-rate'];
+const CHARTS = ['brightness', 'contrast', 'sharpness', 'shift', 'psi', 'defect-rate'];
 const MIN = 60_000;
 
 /** A telemetry report as the edge sends it. */
@@ -86,18 +86,19 @@ test('a viewer reads an edge’s image health: figures against references, chart
   assert.equal(await section.getAttribute('data-phase'), 'watching');
   assert.match(await section.locator('.monitor-state').innerText(), /watching every frame · model mtd@3 · 24,400 frames measured, 100 in the image reference; scores against the calibration data/);
 
-  // The figures now against their references (frame 24 400: brightness 118 + 5/2, sharpness 930).
+  // The figures now against their references (frame 24 400: brightness 118 + 5/2, contrast 0.34 + 1/100, sharpness 930).
   const cells = (figure: string) => section.locator(`tr[data-figure="${figure}"] > *`).allInnerTexts();
   assert.deepEqual(await cells('Brightness'), ['Brightness', '120.5', '118', 'image-brightness']);
+  assert.deepEqual(await cells('Contrast'), ['Contrast', '0.35', '0.35', 'image-contrast']);
   assert.deepEqual(await cells('Sharpness'), ['Sharpness', '930', '950', 'image-blur']);
   assert.deepEqual(await cells('Defect rate'), ['Defect rate', '2 %', '2.5 %', 'defect-rate-spike']);
   assert.deepEqual(await cells('Score PSI'), ['Score PSI', '0.2', 'limit 0.3', 'score-drift']);
   assert.equal(await section.locator('.monitor-alarms li.raised').count(), 0);
   assert.equal(await section.locator('.monitor-alarms li.clear').count(), 6);
 
-  // Five charts with a time axis, a value axis and a legend, drawing the history's points.
+  // Six charts with a time axis, a value axis and a legend, drawing the history's points.
   const charts = section.locator('.chart-grid figure.chart');
-  await charts.nth(4).locator('canvas').waitFor();
+  await charts.nth(5).locator('canvas').waitFor();
   assert.deepEqual(await charts.evaluateAll((fs) => fs.map((f) => (f as unknown as { dataset: { chart: string } }).dataset.chart)), CHARTS);
   for (let i = 0; i < CHARTS.length; i++) {
     const chart = charts.nth(i);
