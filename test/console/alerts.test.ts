@@ -88,6 +88,24 @@ test('alerts: counted in the header, acknowledged by an operator (shown who), re
   await page.getByLabel('Line').fill('line-B');
   await page.getByRole('button', { name: 'Filter' }).click();
   await page.getByText('No alerts in force.').waitFor();
+
+  // A tablet on the line (portrait): the table fits the width and Acknowledge is a finger-sized target.
+  await page.setViewportSize({ width: 800, height: 1280 });
+  await page.getByLabel('Line').fill('');
+  await page.getByRole('button', { name: 'Filter' }).click();
+  const drift = page.locator('tr[data-type="score-drift"]');
+  await drift.waitFor();
+  const overflow = await page.evaluate(() => {
+    const d = (globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }).document.documentElement;
+    return d.scrollWidth - d.clientWidth;
+  });
+  assert.equal(overflow, 0, 'no sideways scrolling on a portrait tablet');
+  const ack = drift.getByRole('button', { name: 'Acknowledge' });
+  const box = (await ack.boundingBox())!;
+  await page.screenshot({ path: join(shots, 'alerts-tablet.png') });
+  assert.ok(box.height >= 32 && box.width >= 44 && box.x + box.width <= 800, `Acknowledge is in view and big enough to tap: ${JSON.stringify(box)}`);
+  await page.screenshot({ path: join(shots, 'alerts-tablet.png') });
+  await page.setViewportSize({ width: 1280, height: 800 });
   assert.deepEqual(await violations(), [], 'no CSP violation');
   assert.deepEqual(errors, [], 'no console error');
 
