@@ -14,7 +14,7 @@ import type pg from 'pg';
 import type { AlertStore, AlertRecord, AlertInput } from '../alert-store.js';
 import { alertRecordOf, alertDataText, alertChangeOf, alertView, type AlertRow, type AlertChangeRow } from '../alert-store.js';
 import type { LoggedAlertChange } from '../alert-schemas.js';
-import { withTransaction, type PgMigration } from './pg-db.js';
+import { noNul, withTransaction, type PgMigration } from './pg-db.js';
 
 /** Key of the advisory lock that orders alert change numbers (any fixed 64-bit value unique to it). */
 const CHANGE_LOG_LOCK = 0x6f73_7072_0a1e;
@@ -99,7 +99,8 @@ export function pgAlertStore(pool: pg.Pool, opts: PgAlertStoreOptions): AlertSto
              severity = EXCLUDED.severity, message = EXCLUDED.message, data = EXCLUDED.data, line = coalesce(EXCLUDED.line, a.line),
              source_ts = greatest(coalesce(a.source_ts, 0), coalesce(EXCLUDED.source_ts, 0)), updated_at = EXCLUDED.updated_at, count = a.count + 1
            RETURNING a.*, (a.xmax = 0) AS inserted`,
-          [input.type, input.source, input.subject, input.edgeId, input.line, input.severity, input.message, alertDataText(input.data), input.sourceTs ?? null, at],
+          // An edge's own text (its event's message, its line) may hold NUL, which no text column can.
+        [input.type, input.source, input.subject, input.edgeId, noNul(input.line), input.severity, noNul(input.message), alertDataText(input.data), input.sourceTs ?? null, at],
         );
         const { inserted, ...row } = r.rows[0]!;
         const alert = alertRecordOf(row);

@@ -22,7 +22,7 @@
  * as SQLite's binary order does. Migrations are FLEET_PG_MIGRATIONS, run by the storage factory.
  */
 import type pg from 'pg';
-import { withTransaction, type PgMigration } from './pg-db.js';
+import { hasNul, noNul, withTransaction, type PgMigration } from './pg-db.js';
 import {
   MINUTE_MS,
   UNKNOWN_LINE,
@@ -178,10 +178,6 @@ const TOUCH_EDGE = `INSERT INTO edges (id, first_seen, last_seen) VALUES ($1, $2
  * would fail its batch on every resend and stall the edge's sync behind it. Such text is stored
  * with U+FFFD in its place, before anything else reads the batch, so a resend compares equal.
  */
-const NUL = '\u0000';
-// Typed as strings, but a record may hold anything (a null is skipped by the insert, not here).
-const hasNul = (v: unknown): boolean => typeof v === 'string' && v.includes(NUL);
-const noNul = <T>(v: T): T => (typeof v === 'string' ? (v.replaceAll(NUL, '\ufffd') as T) : v);
 function holdsNul(r: ResultRecord): boolean {
   return (
     hasNul(r.camera) ||
@@ -462,7 +458,7 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
           const seenAt = meta.replay ? Math.min(state.ts, meta.receivedAt) : meta.receivedAt;
           const row = (await c.query<EdgeRow>(FLEET_PG_SQL.touchEdge, [edgeId, seenAt])).rows[0]!;
           const previous = row.state ? (JSON.parse(row.state) as Partial<StateMessage>) : {};
-          const line = state.line ?? row.line;
+          const line = noNul(state.line) ?? row.line;
           await c.query(FLEET_PG_SQL.writeState, [
             edgeId,
             line,
@@ -515,7 +511,7 @@ export function pgFleetStore(pool: pg.Pool, opts: PgFleetStoreOptions): FleetSto
           ev.ts,
           ev.kind,
           ev.level,
-          ev.message,
+          noNul(ev.message),
           ev.data === undefined ? null : JSON.stringify(ev.data),
         ]);
       }),

@@ -60,6 +60,16 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
   }
 }
 
+const NUL = '\u0000';
+/** Whether `v` is text PostgreSQL would refuse: it holds NUL (U+0000), which no text column can. */
+export const hasNul = (v: unknown): boolean => typeof v === 'string' && v.includes(NUL);
+/**
+ * Text as a PostgreSQL text column can hold it: NUL replaced by U+FFFD (anything not a string is
+ * answered as it is). Text an edge sent (a label, an event's message, a line name) goes through it,
+ * so one odd character never fails the statement and loses the rest of the report.
+ */
+export const noNul = <T>(v: T): T => (typeof v === 'string' ? (v.replaceAll(NUL, '\ufffd') as T) : v);
+
 /** Key of the transaction-scoped advisory lock that serialises migrations between instances. */
 const MIGRATION_LOCK = 0x05_9e_e1_01;
 

@@ -195,3 +195,11 @@ test('PostgreSQL: changes logged by two fleet instances at once are read in comm
   assert.equal(all.length, subjects.length * 2, 'every raise and every resolve logged once');
   assert.deepEqual([...seen].sort(), [...all].sort(), 'the reader following the log saw every change');
 });
+
+testBackends("an edge's alarm message and line holding NUL raise an alert, not an error", async (t, backend) => {
+  const s = await open(t, backend);
+  const { alert } = await s.raise(blur({ message: 'blurred \u0000 lens', line: 'L\u00001' }), 1000);
+  const kept = backend === 'sqlite' ? '\u0000' : '\ufffd';
+  assert.deepEqual([alert.message, alert.line], [`blurred ${kept} lens`, `L${kept}1`]);
+  assert.deepEqual((await s.changesAfter(0, 10)).map((c) => c.alert.message), [`blurred ${kept} lens`]);
+});

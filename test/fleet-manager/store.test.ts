@@ -85,6 +85,18 @@ testBackends('store: text holding NUL (a label, a camera, a shadow label, a dete
   assert.equal(stored.detections![0]!.label, `dent${kept}x`);
 });
 
+testBackends("store: an event's message and a state's line holding NUL are stored, not dropped", async (t, backend) => {
+  const { store } = await openFleetStore(t, backend);
+  await store.recordState('e1', envelope('state', 'e1', { online: true, line: 'L\u00001', cameras: ['c\u00001'] }), meta(T0));
+  await store.recordEvent('e1', envelope('events', 'e1', { kind: 'input-rejected', level: 'warn', message: 'bad file a\u0000b.png', data: { file: 'a\u0000b.png' } }), meta(T0 + 1));
+  const kept = backend === 'sqlite' ? '\u0000' : '\ufffd';
+  const edge = (await store.getEdge('e1'))!;
+  assert.equal(edge.line, `L${kept}1`);
+  const [ev] = await store.listEvents('e1', 10);
+  assert.equal(ev!.message, `bad file a${kept}b.png`);
+  assert.deepEqual(ev!.data, { file: 'a\u0000b.png' }, 'data is JSON text: its NUL is escaped, and comes back as sent');
+});
+
 testBackends("store: a shadow candidate's outcome is kept in its columns", async (t, backend) => {
   const { store, rows } = await openFleetStore(t, backend);
   const shadow = { model: 'm@2', verdict: 'defect' as const, label: 'scratch', score: 0.75, latencyMs: 6.5 };
