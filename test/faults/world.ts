@@ -439,17 +439,31 @@ export class World {
   /** Waits until every result and image of `edges` is acknowledged by the fleet. */
   async waitSynced(edges = [...this.edges.values()], timeoutMs = 60_000): Promise<void> {
     for (const edge of edges) {
-      await waitFor(
-        async () => {
-          const h = await this.edgeHealth(edge);
-          // The disk too: health counts pending images in memory, and an image whose write was
-          // still in flight (kept after its verdict was answered) is on disk before it is counted.
-          return h.ackedSeq === h.lastSeq && (h.storage?.imagesPending ?? 0) === 0 && (await this.pendingImages(edge)).length === 0;
-        },
-        `${edge.spec.id} fully synced`,
-        timeoutMs,
-        50,
-      );
+      let last = 'no health answer';
+      try {
+        await waitFor(
+          async () => {
+            const h = await this.edgeHealth(edge);
+            // The disk too: health counts pending images in memory, and an image whose write was
+            // still in flight (kept after its verdict was answered) is on disk before it is counted.
+            const files = await this.pendingImages(edge);
+            last = `acked ${h.ackedSeq} of ${h.lastSeq}, images pending ${h.storage?.imagesPending ?? 0}, pending files ${files.length}`;
+            return h.ackedSeq === h.lastSeq && (h.storage?.imagesPending ?? 0) === 0 && files.length === 0;
+          },
+          `${edge.spec.id} fully synced`,
+          timeoutMs,
+          50,
+        );
+      } catch (err) {
+        // What was left, and what the edge and the fleet last complained of: a failed trial must say why.
+        const complaints = (p: OspreyProcess | undefined) =>
+          (p?.lines ?? [])
+            .filter((l) => typeof l.level === 'number' && l.level >= 40)
+            .slice(-4)
+            .map((l) => String(l.msg))
+            .join(' | ') || 'none';
+        throw new Error(`${(err as Error).message} (${last}; edge warnings: ${complaints(edge.proc)}; fleet warnings: ${complaints(this.fleet)})`);
+      }
     }
   }
 
