@@ -207,6 +207,12 @@ export function createImageStore(opts: ImageStoreOptions): ImageStore {
         if (h) {
           img.heatmap = h;
           heatmaps.delete(img.seq);
+          // A crash between markSent's two renames leaves a sent image's heatmap in pending/: finish the move.
+          const sentDir = path.join(opts.dir, store, 'sent');
+          if (path.dirname(img.file) === sentDir && path.dirname(h.file) !== sentDir) {
+            const target = path.join(sentDir, path.basename(h.file));
+            if (await rename(h.file, target).then(() => true, () => false)) img.heatmap = { ...h, file: target };
+          }
         }
       }
       // Heatmaps whose image is gone (evicted, or the crash came before the image's rename).

@@ -92,6 +92,21 @@ test('a restart rebuilds the store from disk and drops partial writes', async (t
   assert.deepEqual(await readdir(path.join(dir, 'legacy', 'pending')), ['2.jpg']);
 });
 
+test('a crash between moving a sent image and its heatmap is finished at the next start: nothing is left in pending', async (t) => {
+  const dir = await tempDir(t);
+  // What kill -9 between markSent's two renames leaves: the image in sent/, its heatmap still in pending/.
+  await mkdir(path.join(dir, 'store-a', 'sent'), { recursive: true });
+  await mkdir(path.join(dir, 'store-a', 'pending'), { recursive: true });
+  await writeFile(path.join(dir, 'store-a', 'sent', '7.jpg'), jpeg(7));
+  await writeFile(path.join(dir, 'store-a', 'pending', '7.heatmap.png'), Buffer.alloc(50, 1));
+  const store = createImageStore({ dir, maxBytes: 10_000, logger: testLogger() });
+  await store.start();
+  t.after(() => store.close());
+  assert.deepEqual(await readdir(path.join(dir, 'store-a', 'pending')), [], 'the heatmap followed its image');
+  assert.deepEqual((await readdir(path.join(dir, 'store-a', 'sent'))).sort(), ['7.heatmap.png', '7.jpg']);
+  assert.deepEqual(store.stats(), { images: 1, bytes: 150, pending: 0, evicted: 0, skipped: 0 });
+});
+
 test('uploads survive a cut link and a stalled one: each image arrives once, in order, resumed after the outage; one ahead of its result waits for it', async (t) => {
   const dir = await tempDir(t);
   const logger = pino({ level: 'silent' });

@@ -19,6 +19,18 @@ import { edgeConfig, startBroker, tempDir, testLogger } from './fixtures.js';
 import { fitLineModel } from './monitor-line.js';
 
 const skip = dataSkip('magnetic-tile');
+
+/** POST /inspect (asserting 200) and GET /health of an agent's HTTP API. */
+function agentHttp(httpUrl: string) {
+  return {
+    async inspect(image: Buffer): Promise<void> {
+      const res = await request(`${httpUrl}/inspect`, { method: 'POST', body: image, headers: { 'content-type': 'image/jpeg' } });
+      assert.equal(res.statusCode, 200);
+      await res.body.dump();
+    },
+    health: async (): Promise<Health> => (await request(`${httpUrl}/health`)).body.json() as Promise<Health>,
+  };
+}
 const EDGE = 'edge-mon';
 
 test('an edge agent raises image-blur from real frames: alert event, telemetry, /health; POST /monitor/reference clears it', { skip, timeout: 120_000 }, async (t) => {
@@ -42,12 +54,7 @@ test('an edge agent raises image-blur from real frames: alert event, telemetry, 
   await fleet.client.publishAsync(edgeTopic(EDGE, 'desired'), encodeMessage(envelope('desired', EDGE, body)), { qos: 1, retain: true });
   await fleet.next('events', (m) => m.msg.kind === 'config-applied');
 
-  const inspect = async (image: Buffer) => {
-    const res = await request(`${httpUrl}/inspect`, { method: 'POST', body: image, headers: { 'content-type': 'image/jpeg' } });
-    assert.equal(res.statusCode, 200);
-    await res.body.dump();
-  };
-  const health = async (): Promise<Health> => (await request(`${httpUrl}/health`)).body.json() as Promise<Health>;
+  const { inspect, health } = agentHttp(httpUrl);
   const order = shuffledOrder(good.length, 200, 5);
   for (const i of order.slice(0, 60)) await inspect(good[i]!);
   let h = await health();
@@ -99,12 +106,7 @@ test('an edge without a fleet watches with the monitoring and golden-set setting
   const agent = createEdgeAgent(config, { logger: testLogger() });
   t.after(() => agent.close());
   const { httpUrl } = await agent.start();
-  const inspect = async (image: Buffer) => {
-    const res = await request(`${httpUrl}/inspect`, { method: 'POST', body: image, headers: { 'content-type': 'image/jpeg' } });
-    assert.equal(res.statusCode, 200);
-    await res.body.dump();
-  };
-  const health = async (): Promise<Health> => (await request(`${httpUrl}/health`)).body.json() as Promise<Health>;
+  const { inspect, health } = agentHttp(httpUrl);
   const order = shuffledOrder(good.length, 200, 7);
   // 40 reference frames (the default is 100): watching after 50.
   for (const i of order.slice(0, 50)) await inspect(good[i]!);

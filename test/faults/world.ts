@@ -447,7 +447,7 @@ export class World {
             // The disk too: health counts pending images in memory, and an image whose write was
             // still in flight (kept after its verdict was answered) is on disk before it is counted.
             const files = await this.pendingImages(edge);
-            last = `acked ${h.ackedSeq} of ${h.lastSeq}, images pending ${h.storage?.imagesPending ?? 0}, pending files ${files.length}`;
+            last = `acked ${h.ackedSeq} of ${h.lastSeq}, images pending ${h.storage?.imagesPending ?? 0}, pending files ${files.length}${files.length ? ` (${files.slice(0, 3).join(', ')})` : ''}`;
             return h.ackedSeq === h.lastSeq && (h.storage?.imagesPending ?? 0) === 0 && files.length === 0;
           },
           `${edge.spec.id} fully synced`,
@@ -460,7 +460,7 @@ export class World {
           (p?.lines ?? [])
             .filter((l) => typeof l.level === 'number' && l.level >= 40)
             .slice(-4)
-            .map((l) => String(l.msg))
+            .map((l) => [l.msg, l.status, l.code, l.reason ?? l.body].filter((v) => v !== undefined).join(' '))
             .join(' | ') || 'none';
         throw new Error(`${(err as Error).message} (${last}; edge warnings: ${complaints(edge.proc)}; fleet warnings: ${complaints(this.fleet)})`);
       }
