@@ -6,10 +6,9 @@
  * the outbox keeps and moves in the same transaction as the deliveries queued: a fleet that dies
  * between an alert change and its queueing queues it when it starts again, and nothing is queued
  * twice. The log is read when told of a change (`changed()`) and every `pollMs`, which picks up
- * changes made by another fleet instance. A 2xx marks a delivery
- * delivered and it is never sent again; anything else (a refused connection, a timeout, a 503)
- * is retried with exponential backoff and jitter, capped at `retryMaxMs`, until `maxAgeMs` has
- * passed. The outbox is in the fleet database, so a restarted fleet carries on where it stopped.
+ * changes made by another fleet instance. A 2xx marks a delivery delivered and it is never sent
+ * again; anything else (a refused connection, a timeout, a 503) is retried with exponential
+ * backoff and jitter, capped at `retryMaxMs`, until `maxAgeMs` has passed. The outbox is in the fleet database, so a restarted fleet carries on where it stopped.
  *
  * Every request carries `x-osprey-delivery` (the same on every attempt: receivers drop repeats),
  * `x-osprey-event`, `x-osprey-timestamp` (epoch ms of the attempt) and `x-osprey-signature:
@@ -235,9 +234,9 @@ export function createWebhookSender(opts: WebhookSenderOptions): WebhookSender {
   }
 
   /**
-   * Queues the alert changes not queued yet, then sends every due head of the queue, claimed first so that another fleet instance sending from
-   * the same outbox never sends it at the same time; again while any was sent; then sleeps until
-   * the next due one.
+   * Queues the alert changes not queued yet, then sends every due head of the queue, claimed
+   * first so that another fleet instance sending from the same outbox never sends it at the same
+   * time; again while any was sent; then sleeps until the next due one (or the next poll).
    */
   async function pump(): Promise<void> {
     clearTimeout(timer);
