@@ -2,8 +2,8 @@
  * The fleet's alert rules (issue 17): what raises and resolves alerts, and who hears about it.
  *
  * - Edge alarms: an `alert` event with `data.alarm`, one of the alarms edges raise
- *   (protocol/monitoring.ts EDGE_ALARMS; any other name is logged and dropped), raises an alert of that type for the edge,
- *   one with `data.cleared` resolves it. Telemetry `alarms` reconciles both ways (an alarm listed
+ *   (protocol/monitoring.ts EDGE_ALARMS; any other name is logged and dropped), raises an alert
+ *   of that type for the edge, one with `data.cleared` resolves it. Telemetry `alarms` reconciles both ways (an alarm listed
  *   with no open alert raises one; an open edge alarm absent from the list is resolved), so a lost
  *   event loses nothing. A report older (edge clock) than the one behind an alert never undoes it.
  * - The fleet's own: an edge offline longer than `offlineAfterMs` (counted from when this process
