@@ -20,17 +20,27 @@ import { fitLineModel } from './monitor-line.js';
 
 const skip = dataSkip('magnetic-tile');
 
-/** POST /inspect (asserting 200) and GET /health of an agent's HTTP API. */
+/** POST /inspect (asserting 200) and GET /health of an agent's HTTP API, and frames sent until an alarm. */
 function agentHttp(httpUrl: string) {
-  return {
-    async inspect(image: Buffer): Promise<void> {
-      const res = await request(`${httpUrl}/inspect`, { method: 'POST', body: image, headers: { 'content-type': 'image/jpeg' } });
-      assert.equal(res.statusCode, 200);
-      await res.body.dump();
-    },
-    health: async (): Promise<Health> => (await request(`${httpUrl}/health`)).body.json() as Promise<Health>,
+  const inspect = async (image: Buffer): Promise<void> => {
+    const res = await request(`${httpUrl}/inspect`, { method: 'POST', body: image, headers: { 'content-type': 'image/jpeg' } });
+    assert.equal(res.statusCode, 200);
+    await res.body.dump();
   };
+  const health = async (): Promise<Health> => (await request(`${httpUrl}/health`)).body.json() as Promise<Health>;
+  /** Sends frames one at a time until /health lists `alarm`; how many were sent. */
+  const untilAlarm = async (frames: readonly Buffer[], alarm: string): Promise<number> => {
+    let sent = 0;
+    for (const frame of frames) {
+      await inspect(frame);
+      sent++;
+      if ((await health()).alarms?.includes(alarm)) break;
+    }
+    return sent;
+  };
+  return { inspect, health, untilAlarm };
 }
+
 const EDGE = 'edge-mon';
 
 test('an edge agent raises image-blur from real frames: alert event, telemetry, /health; POST /monitor/reference clears it', { skip, timeout: 120_000 }, async (t) => {
@@ -54,7 +64,7 @@ test('an edge agent raises image-blur from real frames: alert event, telemetry, 
   await fleet.client.publishAsync(edgeTopic(EDGE, 'desired'), encodeMessage(envelope('desired', EDGE, body)), { qos: 1, retain: true });
   await fleet.next('events', (m) => m.msg.kind === 'config-applied');
 
-  const { inspect, health } = agentHttp(httpUrl);
+  const { inspect, health, untilAlarm } = agentHttp(httpUrl);
   const order = shuffledOrder(good.length, 200, 5);
   for (const i of order.slice(0, 60)) await inspect(good[i]!);
   let h = await health();
@@ -65,12 +75,7 @@ test('an edge agent raises image-blur from real frames: alert event, telemetry, 
   // The lens goes out of focus.
   const since = fleet.messages.length;
   const blurred = await Promise.all(order.slice(60, 90).map((i) => perturb(good[i]!, 'blur')));
-  let sent = 0;
-  for (const frame of blurred) {
-    await inspect(frame);
-    sent++;
-    if ((await health()).alarms?.includes('image-blur')) break;
-  }
+  const sent = await untilAlarm(blurred, 'image-blur');
   h = await health();
   assert.ok(h.alarms?.includes('image-blur'), `image-blur in /health after ${sent} blurred frames: ${JSON.stringify(h.alarms)}`);
   assert.ok(sent <= 2 * monitoring.window, `raised within two windows (${sent} frames)`);
@@ -106,18 +111,13 @@ test('an edge without a fleet watches with the monitoring and golden-set setting
   const agent = createEdgeAgent(config, { logger: testLogger() });
   t.after(() => agent.close());
   const { httpUrl } = await agent.start();
-  const { inspect, health } = agentHttp(httpUrl);
+  const { inspect, health, untilAlarm } = agentHttp(httpUrl);
   const order = shuffledOrder(good.length, 200, 7);
   // 40 reference frames (the default is 100): watching after 50.
   for (const i of order.slice(0, 50)) await inspect(good[i]!);
   assert.equal((await health()).monitor?.phase, 'watching', 'the file\'s referenceFrames is in force');
   const blurred = await Promise.all(order.slice(50, 80).map((i) => perturb(good[i]!, 'blur')));
-  let sent = 0;
-  for (const frame of blurred) {
-    await inspect(frame);
-    sent++;
-    if ((await health()).alarms?.includes('image-blur')) break;
-  }
+  const sent = await untilAlarm(blurred, 'image-blur');
   assert.ok((await health()).alarms?.includes('image-blur'), `image-blur raised without a fleet (${sent} frames)`);
   assert.ok(sent <= 2 * monitoring.window, `within two of the file's windows (${sent} frames)`);
 });
